@@ -1,0 +1,1 @@
+"""The mailctl engine: everything that touches mail or state. Never imports mailctl."""

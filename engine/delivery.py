@@ -1,0 +1,86 @@
+"""Delivering one accepted message: expand recipients through the directory, write every
+local copy and the queue entry for external targets, and make them visible together.
+
+All copies are staged first (written and fsync'd in tmp/ and queue/messages/); only when
+every one succeeded are they committed. If anything fails, every staged copy is removed,
+so a message is either delivered to all its recipients or visible nowhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .directory import Directory, Rejection
+from .errors import QuotaExceeded
+from .maildir import Maildir
+from .queue import Queue
+from .root import Root
+
+OVER_QUOTA_TEMP = Rejection(452, "4.2.2", "Mailbox full")
+OVER_QUOTA_PERM = Rejection(552, "5.2.2", "Mailbox full")
+
+
+@dataclass
+class Outcome:
+    delivered: list[str] = field(default_factory=list)    # mailbox addresses written
+    queue_id: str | None = None                           # queue item for external targets
+    external: list[str] = field(default_factory=list)
+    rejected: dict[str, Rejection] = field(default_factory=dict)   # recipient -> why
+
+
+def to_storage(data: bytes) -> bytes:
+    """Maildir files use LF line ends, as Dovecot writes them; IMAP adds CR back."""
+    return data.replace(b"\r\n", b"\n")
+
+
+def trace_headers(sender: str, mailbox: str) -> bytes:
+    return f"Return-Path: <{sender}>\nDelivered-To: {mailbox}\n".encode()
+
+
+def deliver(root: Root, settings, directory: Directory, sender: str, recipients: list[str],
+            data: bytes, source: str = "local", queue_external: bool = True) -> Outcome:
+    """Deliver data to recipients. Local domains only receive; external addresses that
+    come out of aliases and forwards are queued. Returns what happened per recipient."""
+    outcome = Outcome()
+    mailboxes: dict[str, object] = {}
+    external: list[str] = []
+    for rcpt in recipients:
+        res = directory.resolve(rcpt, sender)
+        if not res.ok:
+            outcome.rejected[rcpt] = res.rejection
+            continue
+        if not res.local_domain and not queue_external:
+            continue
+        for account in res.mailboxes:
+            mailboxes.setdefault(account.address, account)
+        for ext in res.external:
+            if ext not in external:
+                external.append(ext)
+    body = to_storage(data)
+    staged = []
+    queued = None
+    try:
+        for address, account in mailboxes.items():
+            box = Maildir.for_account(root, account.domain, account.local)
+            if not box.exists():
+                box.create(list(settings.mailbox.default_folders), account.quota_mb * 1024 * 1024)
+            try:
+                staged.append((address, box.stage(trace_headers(sender, address) + body)))
+            except QuotaExceeded:
+                perm = settings.relay.over_quota_permanent
+                outcome.rejected[address] = OVER_QUOTA_PERM if perm else OVER_QUOTA_TEMP
+        if external and queue_external:
+            queued = Queue(root).stage(sender, external, data, source=source)
+        for address, item in staged:
+            item.commit()
+            outcome.delivered.append(address)
+        if queued is not None:
+            outcome.queue_id = queued.commit()
+            outcome.external = external
+    except BaseException:
+        for address, item in staged:
+            if address not in outcome.delivered:
+                item.abort()
+        if queued is not None and outcome.queue_id is None:
+            queued.abort()
+        raise
+    return outcome

@@ -1,0 +1,508 @@
+"""The directory: domains, accounts, aliases, forwarding and lists, read from
+domains/<domain>.toml, and `resolve(address)` which turns a recipient into local
+mailboxes, external addresses, or a rejection with the reference reply text.
+
+A loaded Directory is an immutable snapshot; changes go through the functions in
+`engine.directory_edit`, which rewrite one domain file atomically under a lock.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+from . import tomlfile
+from .addresses import Address, check_local, normalize_domain, parse_address, parse_target
+from .errors import ConfigError, InvalidInput
+from .root import Root
+
+LIST_MODES = ("public", "members", "announce")
+
+
+# -- replies (feature-inventory §1.8, with RFC 3463 enhanced codes) ------------------
+
+@dataclass(frozen=True)
+class Rejection:
+    code: int
+    status: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.status} {self.text}"
+
+
+UNKNOWN_USER = Rejection(550, "5.1.1", "Unknown User")
+ACCOUNT_INACTIVE = Rejection(550, "5.2.1", "Account Is Not Active")
+ALIAS_INACTIVE = Rejection(550, "5.2.1", "Alias Is Not Active")
+LIST_INACTIVE = Rejection(550, "5.2.1", "Distribution List Not Active")
+DOMAIN_DISABLED = Rejection(550, "5.2.1", "Domain Has Been Disabled")
+TOO_MANY_FORWARDS = Rejection(550, "5.4.6", "Mail Server Configuration Error. Too Many Recursive Forwards")
+LIST_NOT_AUTHORIZED = Rejection(550, "5.7.1", "Not authorized")
+BAD_ADDRESS = Rejection(501, "5.1.3", "A Valid Address Is Required")
+
+
+# -- the records ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Account:
+    domain: str
+    local: str
+    password: str = ""
+    name: str = ""
+    quota_mb: int = 0
+    enabled: bool = True
+    forward: tuple[str, ...] = ()
+    forward_keep_copy: bool = True
+
+    @property
+    def address(self) -> str:
+        return f"{self.local}@{self.domain}"
+
+    def public(self) -> dict:
+        """What may be shown: never the password hash."""
+        return {"address": self.address, "name": self.name, "quota_mb": self.quota_mb,
+                "enabled": self.enabled, "forward": list(self.forward),
+                "forward_keep_copy": self.forward_keep_copy, "has_password": bool(self.password)}
+
+
+@dataclass(frozen=True)
+class Alias:
+    domain: str
+    local: str
+    targets: tuple[str, ...]
+    enabled: bool = True
+
+    @property
+    def address(self) -> str:
+        return f"{self.local}@{self.domain}"
+
+    def public(self) -> dict:
+        return {"address": self.address, "targets": list(self.targets), "enabled": self.enabled}
+
+
+@dataclass(frozen=True)
+class MailingList:
+    domain: str
+    local: str
+    mode: str = "public"
+    sender: str = ""
+    members: tuple[str, ...] = ()
+    enabled: bool = True
+
+    @property
+    def address(self) -> str:
+        return f"{self.local}@{self.domain}"
+
+    def public(self) -> dict:
+        return {"address": self.address, "mode": self.mode, "sender": self.sender,
+                "members": list(self.members), "enabled": self.enabled}
+
+
+@dataclass
+class Domain:
+    name: str
+    enabled: bool = True
+    aliases: tuple[str, ...] = ()
+    catch_all: str = ""
+    max_message_size_mb: float = 0
+    max_accounts: int = 0
+    default_quota_mb: int = 0
+    accounts: dict[str, Account] = field(default_factory=dict)
+    alias_map: dict[str, Alias] = field(default_factory=dict)
+    lists: dict[str, MailingList] = field(default_factory=dict)
+
+    def public(self) -> dict:
+        return {"domain": self.name, "enabled": self.enabled, "domain_aliases": list(self.aliases),
+                "catch_all": self.catch_all, "max_message_size_mb": self.max_message_size_mb,
+                "max_accounts": self.max_accounts, "default_quota_mb": self.default_quota_mb,
+                "accounts": len(self.accounts), "address_aliases": len(self.alias_map),
+                "lists": len(self.lists)}
+
+
+# -- the schema of a domain file ------------------------------------------------------
+
+def _is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_strlist(v):
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+# key: (check, expectation)
+DOMAIN_KEYS = {
+    "enabled": (lambda v: isinstance(v, bool), "true or false"),
+    "domain_aliases": (_is_strlist, "a list of domain names"),
+    "catch_all": (lambda v: isinstance(v, str), "an address or \"\""),
+    "max_message_size_mb": (lambda v: _is_num(v) and v >= 0, "a number of MB, 0 or more"),
+    "max_accounts": (lambda v: _is_int(v) and v >= 0, "a whole number, 0 or more"),
+    "default_quota_mb": (lambda v: _is_int(v) and v >= 0, "a whole number of MB, 0 or more"),
+}
+TABLES = ("accounts", "aliases", "lists")
+ACCOUNT_KEYS = {
+    "password": (lambda v: isinstance(v, str), "a password hash string"),
+    "name": (lambda v: isinstance(v, str), "a string"),
+    "quota_mb": (lambda v: _is_int(v) and v >= 0, "a whole number of MB, 0 or more (0 = unlimited)"),
+    "enabled": (lambda v: isinstance(v, bool), "true or false"),
+    "forward": (_is_strlist, "a list of addresses"),
+    "forward_keep_copy": (lambda v: isinstance(v, bool), "true or false"),
+}
+ALIAS_KEYS = {
+    "targets": (_is_strlist, "a list of addresses"),
+    "enabled": (lambda v: isinstance(v, bool), "true or false"),
+}
+LIST_KEYS = {
+    "mode": (lambda v: v in LIST_MODES, "one of " + ", ".join(LIST_MODES)),
+    "sender": (lambda v: isinstance(v, str), "an address or \"\""),
+    "members": (_is_strlist, "a list of addresses"),
+    "enabled": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+class _Problems:
+    def __init__(self, where: str, text: str):
+        self.where, self.text, self.items = where, text, []
+
+    def add(self, path: list[str], msg: str) -> None:
+        line = tomlfile.find_line(self.text, path) if self.text else 1
+        self.items.append(f"{self.where}:{line}: {'.'.join(path)}: {msg}")
+
+
+def _check_table(data: dict, keys: dict, path: list[str], problems: _Problems) -> dict:
+    """Keep the valid keys of one table; report unknown and mistyped ones."""
+    good = {}
+    for k, v in data.items():
+        if k not in keys:
+            problems.add(path + [k], f"unknown key (known: {', '.join(keys)})")
+        elif not keys[k][0](v):
+            problems.add(path + [k], f"must be {keys[k][1]}")
+        else:
+            good[k] = v
+    return good
+
+
+def parse_domain(name: str, data: dict, text: str, where: str, settings=None) -> tuple[Domain, list[str]]:
+    """Build a Domain from a parsed file, collecting every problem with its line."""
+    problems = _Problems(where, text)
+    limits = getattr(settings, "limits", None)
+    max_targets = getattr(limits, "max_forward_targets", 20)
+    top = {k: v for k, v in data.items() if k not in TABLES}
+    d = _check_table(top, DOMAIN_KEYS, [], problems)
+    domain = Domain(name=name, enabled=d.get("enabled", True), catch_all=d.get("catch_all", ""),
+                    max_message_size_mb=d.get("max_message_size_mb", 0),
+                    max_accounts=d.get("max_accounts", 0), default_quota_mb=d.get("default_quota_mb", 0))
+    aliases = []
+    for a in d.get("domain_aliases", []):
+        try:
+            aliases.append(normalize_domain(a))
+        except InvalidInput as e:
+            problems.add(["domain_aliases"], str(e))
+    domain.aliases = tuple(aliases)
+    if domain.catch_all:
+        _check_targets([domain.catch_all], name, ["catch_all"], problems, max_targets)
+
+    seen: dict[str, str] = {}
+
+    def entries(table: str):
+        raw = data.get(table, {})
+        if not isinstance(raw, dict):
+            problems.add([table], "must be a table of entries like [" + table + ".name]")
+            return
+        for local, value in raw.items():
+            path = [table, local]
+            try:
+                key = check_local(local, "name")
+            except InvalidInput as e:
+                problems.add(path, str(e))
+                continue
+            if key != local:
+                problems.add(path, f"names are lower case; write {key!r}")
+                continue
+            if key in seen:
+                problems.add(path, f"{key}@{name} is already defined in [{seen[key]}]")
+                continue
+            if not isinstance(value, dict):
+                problems.add(path, "must be a table")
+                continue
+            seen[key] = table
+            yield key, value, path
+
+    for local, value, path in entries("accounts"):
+        v = _check_table(value, ACCOUNT_KEYS, path, problems)
+        fwd = _check_targets(v.get("forward", []), name, path + ["forward"], problems, max_targets)
+        domain.accounts[local] = Account(name, local, v.get("password", ""), v.get("name", ""),
+                                         v.get("quota_mb", 0), v.get("enabled", True), fwd,
+                                         v.get("forward_keep_copy", True))
+    for local, value, path in entries("aliases"):
+        v = _check_table(value, ALIAS_KEYS, path, problems)
+        if "targets" not in value:
+            problems.add(path, "needs targets = [\"address\", ...]")
+        targets = _check_targets(v.get("targets", []), name, path + ["targets"], problems, max_targets)
+        domain.alias_map[local] = Alias(name, local, targets, v.get("enabled", True))
+    for local, value, path in entries("lists"):
+        v = _check_table(value, LIST_KEYS, path, problems)
+        members = _check_targets(v.get("members", []), name, path + ["members"], problems, 100000)
+        sender = v.get("sender", "")
+        if sender:
+            sender = (_check_targets([sender], name, path + ["sender"], problems, 1) or ("",))[0]
+        mode = v.get("mode", "public")
+        if mode == "announce" and not sender:
+            problems.add(path + ["mode"], "announce mode needs sender = \"address\"")
+        domain.lists[local] = MailingList(name, local, mode, sender, members, v.get("enabled", True))
+    return domain, problems.items
+
+
+def _check_targets(targets: list[str], domain: str, path: list[str], problems: _Problems,
+                   limit: int) -> tuple[str, ...]:
+    out = []
+    if len(targets) > limit:
+        problems.add(path, f"{len(targets)} targets; at most {limit} allowed (limits.max_forward_targets)")
+    for t in targets:
+        try:
+            out.append(str(parse_target(t, domain)))
+        except InvalidInput as e:
+            problems.add(path, str(e))
+    return tuple(out)
+
+
+# -- resolution --------------------------------------------------------------------
+
+@dataclass
+class Resolution:
+    address: str                         # normalised recipient
+    local_domain: bool                   # the domain is ours (or an alias of ours)
+    mailboxes: list[Account] = field(default_factory=list)
+    external: list[str] = field(default_factory=list)
+    rejection: Rejection | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.rejection is None
+
+
+class _Loop(Exception):
+    pass
+
+
+class Directory:
+    """An immutable snapshot of every domain file."""
+
+    def __init__(self, domains: dict[str, Domain], settings=None):
+        self.domains = domains
+        self.settings = settings
+        limits = getattr(settings, "limits", None)
+        self.max_depth = getattr(limits, "max_forward_depth", 10)
+        relay = getattr(settings, "relay", None)
+        self.delimiter = getattr(relay, "recipient_delimiter", "")
+        self.names: dict[str, str] = {}          # domain or domain alias -> primary
+        for d in domains.values():
+            self.names[d.name] = d.name
+        for d in domains.values():
+            for a in d.aliases:
+                self.names.setdefault(a, d.name)
+
+    # -- loading --
+    @classmethod
+    def load(cls, root: Root, settings=None, strict: bool = True) -> "Directory":
+        directory, problems = cls.load_with_problems(root, settings)
+        if problems and strict:
+            raise ConfigError(problems[0] + (f" (and {len(problems) - 1} more; run 'mailctl config check')"
+                                             if len(problems) > 1 else ""), problems)
+        return directory
+
+    @classmethod
+    def load_with_problems(cls, root: Root, settings=None,
+                           override: dict[str, tuple[dict, str]] | None = None) -> tuple["Directory", list[str]]:
+        """Read every domains/*.toml. `override` replaces one file's content (for checks before a write)."""
+        problems: list[str] = []
+        domains: dict[str, Domain] = {}
+        files = {}
+        if root.domains_dir.is_dir():
+            for entry in os.scandir(root.domains_dir):
+                if entry.name.endswith(".toml") and not entry.name.startswith("."):
+                    files[entry.name[:-5]] = Path(entry.path)
+        for name in (override or {}):
+            files.setdefault(name, root.domain_file(name))
+        for stem in sorted(files):
+            where = f"domains/{stem}.toml"
+            try:
+                name = normalize_domain(stem)
+                if name != stem:
+                    raise InvalidInput(f"write the file name in lower-case ASCII: domains/{name}.toml")
+            except InvalidInput as e:
+                problems.append(f"{where}:1: file name: {e}")
+                continue
+            try:
+                if override and stem in override:
+                    data, text = override[stem]
+                else:
+                    data, text = tomlfile.read(files[stem], where)
+            except ConfigError as e:
+                problems.extend(e.problems)
+                continue
+            domain, found = parse_domain(name, data, text, where, settings)
+            problems.extend(found)
+            domains[name] = domain
+        directory = cls(domains, settings)
+        problems.extend(directory._cross_checks())
+        return directory, problems
+
+    def _cross_checks(self) -> list[str]:
+        problems = []
+        owners: dict[str, str] = {}
+        for d in self.domains.values():
+            for a in d.aliases:
+                if a in self.domains:
+                    problems.append(f"domains/{d.name}.toml:1: domain_aliases: {a} is a domain of its own")
+                elif a in owners:
+                    problems.append(f"domains/{d.name}.toml:1: domain_aliases: {a} is already an alias of {owners[a]}")
+                else:
+                    owners[a] = d.name
+        for d in self.domains.values():
+            for entry in [*d.alias_map.values(), *d.accounts.values(), *d.lists.values()]:
+                problem = self._loop_problem(entry.address)
+                if problem:
+                    problems.append(f"domains/{d.name}.toml:1: {entry.address}: {problem}")
+        return problems
+
+    def _loop_problem(self, address: str) -> str | None:
+        try:
+            self._expand(address, None, 0, [], set(), Resolution(address, True), check_list_sender=False)
+        except _Loop as e:
+            return str(e)
+        return None
+
+    # -- lookups --
+    def canonical_domain(self, domain: str) -> str | None:
+        return self.names.get(domain)
+
+    def domain(self, name: str) -> Domain | None:
+        primary = self.names.get(name)
+        return self.domains.get(primary) if primary else None
+
+    def account(self, address: str) -> Account | None:
+        """The account behind an address (domain aliases applied), or None."""
+        try:
+            a = parse_address(address)
+        except InvalidInput:
+            return None
+        d = self.domain(a.domain)
+        return d.accounts.get(a.local) if d else None
+
+    def login(self, user: str) -> Account | None:
+        """The account a login name means: full address, or local part in the default domain."""
+        if "@" not in user:
+            default = getattr(getattr(self.settings, "server", None), "default_domain", "")
+            if not default:
+                return None
+            user = f"{user}@{default}"
+        return self.account(user)
+
+    def is_local_domain(self, domain: str) -> bool:
+        return domain in self.names
+
+    def all_accounts(self):
+        for d in self.domains.values():
+            yield from d.accounts.values()
+
+    # -- resolve --
+    def resolve(self, address: str, sender: str | None = None) -> Resolution:
+        """Where mail to `address` goes: local mailboxes, external addresses, or a rejection.
+
+        `sender` is the envelope sender, used for list permissions.
+        """
+        try:
+            a = parse_address(address)
+        except InvalidInput:
+            return Resolution(address, False, rejection=BAD_ADDRESS)
+        primary = self.names.get(a.domain)
+        if primary is None:
+            return Resolution(str(a), False, external=[str(a)])
+        result = Resolution(str(a), True)
+        try:
+            rejection = self._expand(str(a), sender, 0, [], set(), result, check_list_sender=True)
+        except _Loop:
+            result.mailboxes, result.external = [], []
+            result.rejection = TOO_MANY_FORWARDS
+            return result
+        if rejection:
+            result.rejection = rejection
+        elif not result.mailboxes and not result.external:
+            result.rejection = TOO_MANY_FORWARDS
+        return result
+
+    def _expand(self, address: str, sender, depth: int, path: list[str], seen: set,
+                result: Resolution, check_list_sender: bool) -> Rejection | None:
+        """Add the final recipients of address to result. Returns a rejection of the
+        address itself; rejections of nested targets drop only that target."""
+        local, _, dom = address.rpartition("@")
+        primary = self.names.get(dom)
+        if primary is None:                      # an external target
+            if address not in seen:
+                seen.add(address)
+                result.external.append(address)
+            return None
+        address = f"{local}@{primary}"
+        if address in path:
+            raise _Loop("loop: " + " -> ".join(path[path.index(address):] + [address]))
+        if depth > self.max_depth:
+            raise _Loop("more than limits.max_forward_depth hops: " + " -> ".join(path + [address]))
+        d = self.domains[primary]
+        if not d.enabled:
+            return DOMAIN_DISABLED
+        here = path + [address]
+
+        def follow(targets):
+            # nested targets: list permissions are checked only for the address the sender used
+            for t in targets:
+                self._expand(t, sender, depth + 1, here, seen, result, False)
+
+        account = d.accounts.get(local)
+        if account is not None:
+            if not account.enabled:
+                return ACCOUNT_INACTIVE
+            forwards = [t for t in account.forward if t != account.address]
+            keep = account.forward_keep_copy or len(forwards) < len(account.forward) or not forwards
+            if keep and account.address not in seen:
+                seen.add(account.address)
+                result.mailboxes.append(account)
+            follow(forwards)
+            return None
+        alias = d.alias_map.get(local)
+        if alias is not None:
+            if not alias.enabled:
+                return ALIAS_INACTIVE
+            follow(alias.targets)
+            return None
+        lst = d.lists.get(local)
+        if lst is not None:
+            if not lst.enabled:
+                return LIST_INACTIVE
+            if check_list_sender and not self._may_post(lst, sender):
+                return LIST_NOT_AUTHORIZED
+            follow(lst.members)
+            return None
+        if self.delimiter and self.delimiter in local:
+            base = local.split(self.delimiter, 1)[0]
+            if base and (base in d.accounts or base in d.alias_map or base in d.lists):
+                return self._expand(f"{base}@{primary}", sender, depth, path, seen, result, check_list_sender)
+        if d.catch_all and depth == 0:
+            follow([d.catch_all])
+            return None
+        return UNKNOWN_USER if depth == 0 else None
+
+    def _may_post(self, lst: MailingList, sender: str | None) -> bool:
+        if lst.mode == "public":
+            return True
+        try:
+            who = str(parse_address(sender)) if sender else ""
+        except InvalidInput:
+            return False
+        if lst.mode == "announce":
+            return bool(who) and who == lst.sender
+        return who in lst.members or (bool(lst.sender) and who == lst.sender)

@@ -1,0 +1,202 @@
+"""The outbound queue on disk (DESIGN.md §4).
+
+queue/messages/<id>.eml   the exact bytes to send; immutable
+queue/<state>/<id>.toml   the envelope; state is active, deferred or hold
+
+An item exists once its envelope exists. The body is written and fsync'd first, so a
+crash leaves at most a body without an envelope, which `sweep_orphans` removes.
+Queue ids sort by time.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import secrets
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomli_w
+
+from .errors import MailError, NotFound
+from .root import Root, atomic_write, fsync_dir
+
+STATES = ("active", "deferred", "hold")
+_counter = itertools.count()
+
+
+def new_id() -> str:
+    """Time-sortable and unique across processes and hosts: µs time, pid, counter, random."""
+    return f"{time.time_ns() // 1000:014x}{os.getpid() & 0xffff:04x}{next(_counter) & 0xfff:03x}{secrets.token_hex(3)}"
+
+
+def valid_id(qid: str) -> bool:
+    return 8 <= len(qid) <= 64 and all(c in "0123456789abcdef" for c in qid)
+
+
+@dataclass
+class Recipient:
+    address: str
+    status: str = "pending"          # pending, sent, deferred, failed
+    code: int = 0
+    reply: str = ""
+    orcpt: str = ""
+
+    def to_dict(self) -> dict:
+        return {"address": self.address, "status": self.status, "code": self.code,
+                "reply": self.reply, "orcpt": self.orcpt}
+
+
+@dataclass
+class Envelope:
+    id: str
+    sender: str
+    recipients: list[Recipient]
+    created: float
+    next_attempt: float
+    attempts: int = 0
+    last_code: int = 0
+    last_error: str = ""
+    delay_notified: bool = False
+    size: int = 0
+    source: str = ""                 # who handed it in: smtp, pickup, sendmail, forward, bounce
+    auth_user: str = ""
+    state: str = "deferred"
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = {"id": self.id, "sender": self.sender, "created": self.created,
+             "next_attempt": self.next_attempt, "attempts": self.attempts,
+             "last_code": self.last_code, "last_error": self.last_error,
+             "delay_notified": self.delay_notified, "size": self.size, "source": self.source,
+             "auth_user": self.auth_user,
+             "recipients": [r.to_dict() for r in self.recipients]}
+        if self.extra:
+            d["extra"] = self.extra
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, state: str) -> "Envelope":
+        return cls(id=d["id"], sender=d.get("sender", ""),
+                   recipients=[Recipient(**{k: r[k] for k in ("address", "status", "code", "reply", "orcpt") if k in r})
+                               for r in d.get("recipients", [])],
+                   created=d.get("created", 0.0), next_attempt=d.get("next_attempt", 0.0),
+                   attempts=d.get("attempts", 0), last_code=d.get("last_code", 0),
+                   last_error=d.get("last_error", ""), delay_notified=d.get("delay_notified", False),
+                   size=d.get("size", 0), source=d.get("source", ""), auth_user=d.get("auth_user", ""),
+                   state=state, extra=d.get("extra", {}))
+
+
+class Queue:
+    def __init__(self, root: Root):
+        self.root = root
+        self.dir = root.queue_dir
+        self.messages = self.dir / "messages"
+
+    def ensure(self) -> None:
+        for sub in ("messages", *STATES):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+
+    def body_path(self, qid: str) -> Path:
+        return self.messages / f"{qid}.eml"
+
+    def envelope_path(self, qid: str, state: str) -> Path:
+        return self.dir / state / f"{qid}.toml"
+
+    # -- adding --
+    def stage(self, sender: str, recipients: list[str], data: bytes, source: str = "",
+              auth_user: str = "", now: float | None = None) -> "StagedItem":
+        """Write and fsync the body; the item appears only on commit()."""
+        self.ensure()
+        qid = new_id()
+        atomic_write(self.body_path(qid), data)
+        now = time.time() if now is None else now
+        env = Envelope(id=qid, sender=sender, recipients=[Recipient(r) for r in recipients],
+                       created=now, next_attempt=now, size=len(data), source=source, auth_user=auth_user)
+        return StagedItem(self, env)
+
+    def enqueue(self, sender: str, recipients: list[str], data: bytes, **kw) -> str:
+        staged = self.stage(sender, recipients, data, **kw)
+        staged.commit()
+        return staged.envelope.id
+
+    # -- reading and changing --
+    def write(self, env: Envelope) -> None:
+        atomic_write(self.envelope_path(env.id, env.state), tomli_w.dumps(env.to_dict()))
+
+    def find(self, qid: str) -> Envelope:
+        if not valid_id(qid):
+            raise NotFound(f"queue id {qid!r} is not valid (ids are hexadecimal)")
+        for state in STATES:
+            path = self.envelope_path(qid, state)
+            try:
+                return Envelope.from_dict(tomllib.loads(path.read_text("utf-8")), state)
+            except FileNotFoundError:
+                continue
+            except (tomllib.TOMLDecodeError, KeyError, TypeError) as e:
+                raise MailError(f"queue/{state}/{qid}.toml: damaged envelope ({e}); delete it with "
+                                f"'mailctl queue delete {qid}'") from None
+        raise NotFound(f"queue id {qid} not found (delivered, deleted or never queued)")
+
+    def move(self, env: Envelope, state: str) -> None:
+        """Change state by renaming the envelope (one atomic step)."""
+        os.rename(self.envelope_path(env.id, env.state), self.envelope_path(env.id, state))
+        fsync_dir(self.dir / state)
+        env.state = state
+
+    def remove(self, env: Envelope) -> None:
+        """The envelope goes first, so a crash leaves only a body, which sweep removes."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.envelope_path(env.id, env.state))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.body_path(env.id))
+
+    def ids(self, state: str) -> list[str]:
+        try:
+            names = os.listdir(self.dir / state)
+        except FileNotFoundError:
+            return []
+        return sorted(n[:-5] for n in names if n.endswith(".toml") and valid_id(n[:-5]))
+
+    def all(self) -> list[Envelope]:
+        out = []
+        for state in STATES:
+            for qid in self.ids(state):
+                with contextlib.suppress(NotFound, MailError):
+                    out.append(self.find(qid))
+        return sorted(out, key=lambda e: e.id)
+
+    def count(self) -> int:
+        return sum(len(self.ids(s)) for s in STATES)
+
+    def sweep_orphans(self, older_than: float = 3600.0) -> int:
+        """Remove bodies with no envelope (a crash between body and envelope write)."""
+        live = {qid for s in STATES for qid in self.ids(s)}
+        removed = 0
+        try:
+            entries = list(os.scandir(self.messages))
+        except FileNotFoundError:
+            return 0
+        cutoff = time.time() - older_than
+        for e in entries:
+            qid = e.name[:-4]
+            if e.name.endswith(".eml") and qid not in live and e.stat().st_mtime < cutoff:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(e.path)
+                    removed += 1
+        return removed
+
+
+class StagedItem:
+    def __init__(self, queue: Queue, envelope: Envelope):
+        self.queue, self.envelope = queue, envelope
+
+    def commit(self) -> str:
+        self.queue.write(self.envelope)
+        return self.envelope.id
+
+    def abort(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.queue.body_path(self.envelope.id))

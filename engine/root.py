@@ -1,0 +1,228 @@
+"""The mail root: its paths, atomic writes and locks.
+
+Every change to the root is one atomic step (DESIGN.md §3): a temp file in the same
+directory, fsync, rename into place, fsync the directory. Read-modify-write happens
+under a lock, so concurrent mailctl runs and the server never lose each other's changes.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import secrets
+import time
+from pathlib import Path
+
+from .errors import LockTimeout, MailError
+
+ROOT_ENV = "MAILCTL_ROOT"
+DEFAULT_ROOT = "mailroot"
+
+
+class Root:
+    """A mail root directory and the well-known places inside it."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path).absolute()
+
+    @classmethod
+    def locate(cls, path: str | os.PathLike | None = None) -> "Root":
+        """--root, else $MAILCTL_ROOT, else ./mailroot."""
+        return cls(path or os.environ.get(ROOT_ENV) or DEFAULT_ROOT)
+
+    def __repr__(self) -> str:
+        return f"Root({str(self.path)!r})"
+
+    # -- well-known places -------------------------------------------------
+    @property
+    def config_file(self) -> Path:
+        return self.path / "mailctl.toml"
+
+    @property
+    def domains_dir(self) -> Path:
+        return self.path / "domains"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.path / "mail"
+
+    @property
+    def queue_dir(self) -> Path:
+        return self.path / "queue"
+
+    @property
+    def pickup_dir(self) -> Path:
+        return self.path / "pickup"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.path / "tls"
+
+    @property
+    def dkim_dir(self) -> Path:
+        return self.path / "dkim"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path / "state"
+
+    @property
+    def removed_dir(self) -> Path:
+        return self.path / "removed"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.path / "log"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path / "run"
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.path / "run" / "locks"
+
+    LAYOUT = ("domains", "mail", "queue", "pickup", "pickup/failed", "tls", "dkim",
+              "state", "removed", "log", "run", "run/locks")
+
+    def exists(self) -> bool:
+        return self.config_file.is_file()
+
+    def require(self) -> "Root":
+        """Fail with a clear message when this is not an initialised mail root."""
+        if not self.exists():
+            raise MailError(f"{self.path}: not a mail root (no mailctl.toml); "
+                            f"run 'mailctl init' or pass --root")
+        return self
+
+    def make_layout(self) -> None:
+        for sub in self.LAYOUT:
+            (self.path / sub).mkdir(parents=True, exist_ok=True)
+
+    def domain_file(self, domain: str) -> Path:
+        return self.domains_dir / f"{domain}.toml"
+
+    def relative(self, path: Path) -> str:
+        """A path as stored anywhere: relative to the root, so the root can move."""
+        return str(Path(path).absolute().relative_to(self.path))
+
+    def inside(self, relpath: str) -> Path:
+        """Resolve a stored relative path; refuse anything that escapes the root."""
+        candidate = (self.path / relpath).resolve()
+        if candidate != self.path.resolve() and self.path.resolve() not in candidate.parents:
+            raise MailError(f"{relpath}: path leaves the mail root; use a path inside {self.path}")
+        return candidate
+
+    def lock(self, name: str, timeout: float = 60.0) -> "FileLock":
+        """A named lock under run/locks (for example the name of a TOML file)."""
+        self.locks_dir.mkdir(parents=True, exist_ok=True)
+        return FileLock(self.locks_dir / f"{name}.lock", timeout)
+
+
+# -- durable, atomic file operations ---------------------------------------
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """fsync a directory so a rename or link inside it survives a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_name(target: Path) -> Path:
+    """A unique temp file beside target (same filesystem, so rename is atomic)."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str, mode: int = 0o640,
+                 mtime: float | None = None) -> None:
+    """Write data to path in one atomic, durable step: temp, fsync, rename, fsync dir."""
+    target = Path(path)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    tmp = temp_name(target)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if mtime is not None:
+            os.utime(tmp, (mtime, mtime))
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(target.parent)
+
+
+def create_exclusive(path: str | os.PathLike, data: bytes = b"", mode: int = 0o640) -> bool:
+    """Create path only if it does not exist (an O_EXCL claim). Returns False if it did."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as f:
+        if data:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    return True
+
+
+class FileLock:
+    """An exclusive lock held with flock() on a lock file.
+
+    flock is released by the kernel when the holder dies, so a crash never leaves a
+    stale lock behind. Usable as a context manager; reentrant within one object.
+    """
+
+    def __init__(self, path: str | os.PathLike, timeout: float = 60.0):
+        self.path = Path(path)
+        self.timeout = timeout
+        self._fd: int | None = None
+        self._depth = 0
+
+    def acquire(self) -> None:
+        if self._fd is not None:
+            self._depth += 1
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        deadline = time.monotonic() + self.timeout
+        delay = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise LockTimeout(f"{self.path}: still locked after {self.timeout:.0f}s; "
+                                      f"another mailctl is busy, try again")
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        self._fd = fd
+        self._depth = 1
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        self._depth -= 1
+        if self._depth == 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "FileLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

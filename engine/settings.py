@@ -1,0 +1,341 @@
+"""mailctl.toml: the schema with every key's default, loading and validation.
+
+Every problem is reported as 'file:line: key: message'. `sample-config.toml` documents
+the same keys; a test keeps the two in step.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable
+
+from . import tomlfile
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Key:
+    default: Any
+    type: type | tuple
+    doc: str
+    check: Callable[[Any], str | None] | None = None   # returns a problem, or None
+
+
+def _range(lo: float, hi: float | None = None) -> Callable[[Any], str | None]:
+    def check(v):
+        if v < lo or (hi is not None and v > hi):
+            return f"must be between {lo} and {hi}" if hi is not None else f"must be at least {lo}"
+        return None
+    return check
+
+
+def _port(v):
+    return None if 1 <= v <= 65535 else "must be a port number from 1 to 65535"
+
+
+def _one_of(*choices):
+    def check(v):
+        return None if v in choices else "must be one of " + ", ".join(repr(c) for c in choices)
+    return check
+
+
+def _networks(v):
+    for item in v:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            return f"{item!r} is not an IP address or network (like 192.0.2.0/24)"
+    return None
+
+
+def _addresses(v):
+    for item in v:
+        try:
+            ipaddress.ip_address(item)
+        except ValueError:
+            return f"{item!r} is not an IP address"
+    return None
+
+
+def _durations(v):
+    for item in v:
+        if not isinstance(item, (int, float)) or isinstance(item, bool) or item < 0:
+            return "must be a list of minutes (numbers, 0 or more)"
+    return None
+
+
+LISTENERS = {
+    # name: (port, tls mode, what it is)
+    "smtp": (25, "starttls", "inbound mail from other servers (MX)"),
+    "submission": (587, "starttls", "mail submission by users, AUTH after STARTTLS"),
+    "submissions": (465, "implicit", "mail submission over implicit TLS"),
+    "imap": (143, "starttls", "IMAP with STARTTLS"),
+    "imaps": (993, "implicit", "IMAP over implicit TLS"),
+    "pop3": (110, "starttls", "POP3 with STLS"),
+    "pop3s": (995, "implicit", "POP3 over implicit TLS"),
+}
+HIGH_PORTS = {"smtp": 2525, "submission": 2587, "submissions": 2465,
+              "imap": 2143, "imaps": 2993, "pop3": 2110, "pop3s": 2995}
+
+
+def _listener_section(name: str) -> dict[str, Key]:
+    port, tls, what = LISTENERS[name]
+    return {
+        "enabled": Key(True, bool, f"serve {what}"),
+        "bind": Key(["0.0.0.0", "::"], list, "addresses to listen on (IPv4 and IPv6)", _addresses),
+        "port": Key(port, int, "TCP port", _port),
+        "tls": Key(tls, str, "'starttls' (offered on the plain port), 'implicit' (TLS from the first byte) or 'none'",
+                   _one_of("starttls", "implicit", "none")),
+    }
+
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "server": {
+        "hostname": Key("localhost", str, "this server's public host name: banner, HELO, Received headers"),
+        "default_domain": Key("", str, "domain for logins given without @domain ('' = full address required)"),
+        "postmaster": Key("", str, "where undeliverable bounces go ('' = postmaster@ the first domain)"),
+        "log_level": Key("info", str, "debug, info, warning or error", _one_of("debug", "info", "warning", "error")),
+    },
+    **{f"listeners.{name}": _listener_section(name) for name in LISTENERS},
+    "tls": {
+        "cert": Key("tls/cert.pem", str, "certificate chain (PEM), relative to the root or absolute"),
+        "key": Key("tls/key.pem", str, "private key (PEM, no passphrase), relative to the root or absolute"),
+        "min_version": Key("TLSv1.2", str, "oldest TLS version accepted", _one_of("TLSv1.2", "TLSv1.3")),
+    },
+    "limits": {
+        "max_message_size_mb": Key(25, (int, float), "largest message accepted (SMTP SIZE); 0 = no limit", _range(0)),
+        "max_recipients": Key(100, int, "recipients per message", _range(1)),
+        "max_connections": Key(200, int, "SMTP connections at once; 0 = no limit", _range(0)),
+        "max_connections_per_ip": Key(20, int, "SMTP connections at once from one IP; 0 = no limit", _range(0)),
+        "messages_per_ip_per_minute": Key(0, int, "messages accepted from one IP per minute; 0 = no limit", _range(0)),
+        "max_invalid_commands": Key(10, int, "invalid SMTP commands before disconnect", _range(1)),
+        "max_command_line": Key(512, int, "longest SMTP command line in bytes (RFC 5321: 512)", _range(512, 65536)),
+        "command_timeout_s": Key(600, int, "idle time allowed between commands, then 421", _range(1)),
+        "data_timeout_s": Key(600, int, "total time allowed for one DATA transfer", _range(1)),
+        "max_forward_targets": Key(20, int, "targets of one alias or forward", _range(1, 10000)),
+        "max_aliases_per_address": Key(50, int, "aliases that may point at one address", _range(1, 10000)),
+        "max_forward_depth": Key(10, int, "alias/forward hops before 'Too Many Recursive Forwards'", _range(1, 100)),
+    },
+    "relay": {
+        "trusted_networks": Key([], list, "clients that may submit on 587 without AUTH (empty = none)", _networks),
+        "open_relay_for_trusted": Key(False, bool, "let trusted networks relay on port 25 too (dangerous; logged loudly)"),
+        "sender_must_be_local": Key(False, bool, "submission senders must be local accounts"),
+        "allowed_senders": Key({}, dict, "extra sender addresses per login: { \"alice@example.com\" = [\"sales@example.com\"] }"),
+        "over_quota_permanent": Key(False, bool, "answer a full mailbox with 552 5.2.2 instead of 452 4.2.2"),
+        "allow_bare_lf_from_trusted": Key(False, bool, "accept bare LF line ends from trusted networks"),
+        "recipient_delimiter": Key("", str, "plus addressing: 'user+tag' delivers to 'user' when set to '+'",
+                                   lambda v: None if len(v) <= 1 else "must be one character or empty"),
+    },
+    "auth": {
+        "failure_delay_s": Key(1.0, (int, float), "delay before answering a failed login", _range(0, 60)),
+        "ban_after_failures": Key(5, int, "failed logins from one IP before a ban; 0 = never ban", _range(0)),
+        "ban_window_minutes": Key(10, (int, float), "window in which failures are counted", _range(0)),
+        "ban_minutes": Key(60, (int, float), "how long a ban lasts", _range(0)),
+        "allow_plaintext": Key(False, bool, "allow AUTH/LOGIN before TLS (not recommended)"),
+    },
+    "mailbox": {
+        "default_folders": Key(["Sent", "Drafts", "Trash", "Junk", "Archive"], list,
+                               "folders created with every account"),
+        "default_quota_mb": Key(0, int, "quota of new accounts; 0 = unlimited", _range(0)),
+        "append_limit_mb": Key(100, (int, float), "largest IMAP APPEND; 0 forbids APPEND", _range(0)),
+        "autoexpunge_days": Key(0, int, "expunge \\Deleted messages older than this; 0 = never", _range(0)),
+        "max_sessions_per_user": Key(20, int, "IMAP/POP3 sessions per user; 0 = no limit", _range(0)),
+        "max_sessions": Key(500, int, "IMAP/POP3 sessions at once; 0 = no limit", _range(0)),
+        "idle_timeout_s": Key(1800, int, "authenticated IMAP idle timeout", _range(60)),
+        "login_timeout_s": Key(60, int, "time allowed before login", _range(5)),
+    },
+    "queue": {
+        "retry_minutes": Key([0, 7.5, 15, 30, 60, 120, 240, 480, 960], list,
+                             "retry schedule in minutes; the last interval repeats", _durations),
+        "max_age_days": Key(5, (int, float), "give up and bounce after this long", _range(0)),
+        "delay_notice_hours": Key(4, (int, float), "send one 'delayed' notice after this long; 0 = never", _range(0)),
+        "concurrency": Key(10, int, "deliveries at once", _range(1, 1000)),
+        "max_recipients_per_transaction": Key(50, int, "recipients of one destination per SMTP transaction", _range(1)),
+        "messages_per_minute": Key(0, int, "outbound cap; 0 = no limit", _range(0)),
+        "offline": Key(False, bool, "queue everything, send nothing until switched off"),
+        "helo_name": Key("", str, "HELO name for outbound mail ('' = server.hostname)"),
+        "source_address": Key("", str, "source IP for outbound connections ('' = system default)"),
+        "require_tls_domains": Key([], list, "destinations that need verified TLS"),
+    },
+    "smarthost": {
+        "host": Key("", str, "send all outbound mail through this relay ('' = direct MX delivery)"),
+        "port": Key(587, int, "relay port", _port),
+        "tls": Key("starttls", str, "'none', 'starttls' or 'implicit'", _one_of("none", "starttls", "implicit")),
+        "username": Key("", str, "AUTH user name ('' = no AUTH)"),
+        "password_file": Key("", str, "file holding the AUTH password"),
+    },
+    "routes": {},   # per-domain routes: [routes."example.org"] host = ..., see sample-config.toml
+    "dkim": {
+        "enabled": Key(True, bool, "sign mail from local domains that have a key under dkim/"),
+    },
+    "pickup": {
+        "enabled": Key(True, bool, "take *.eml files dropped into pickup/"),
+        "poll_seconds": Key(2.0, (int, float), "polling interval when file events are unavailable", _range(0.1)),
+    },
+}
+
+# Sections whose keys are free-form tables (validated by their own module).
+OPEN_SECTIONS = {"routes"}
+
+
+def defaults() -> dict:
+    out: dict = {}
+    for section, keys in SCHEMA.items():
+        node = out
+        for part in section.split("."):
+            node = node.setdefault(part, {})
+        for name, key in keys.items():
+            node[name] = _copy(key.default)
+    return out
+
+
+def _copy(v):
+    return list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v
+
+
+def _type_name(t) -> str:
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+             list: "a list", dict: "a table"}
+    if isinstance(t, tuple):
+        return "a number" if set(t) == {int, float} else " or ".join(names[x] for x in t)
+    return names[t]
+
+
+def _type_ok(value, t) -> bool:
+    types = t if isinstance(t, tuple) else (t,)
+    if isinstance(value, bool) and bool not in types:
+        return False
+    return isinstance(value, types)
+
+
+def validate(data: dict, text: str, where: str) -> tuple[SimpleNamespace, list[str]]:
+    """Merge data over the defaults; returns (settings, problems)."""
+    problems: list[str] = []
+    merged = defaults()
+
+    def problem(path: list[str], msg: str):
+        line = tomlfile.find_line(text, path)
+        problems.append(f"{where}:{line}: {'.'.join(path)}: {msg}")
+
+    sections = {tuple(s.split(".")): s for s in SCHEMA}
+    prefixes = {p[:i] for p in sections for i in range(1, len(p))}
+
+    def walk(node: dict, path: tuple):
+        for name, value in node.items():
+            here = path + (name,)
+            if here in sections:
+                if not isinstance(value, dict):
+                    problem(list(here), "must be a table")
+                    continue
+                if sections[here] in OPEN_SECTIONS:
+                    _set(merged, here, value)
+                    continue
+                schema = SCHEMA[sections[here]]
+                for key, v in value.items():
+                    if key not in schema:
+                        problem(list(here + (key,)), f"unknown key (known: {', '.join(schema)})")
+                        continue
+                    k = schema[key]
+                    if not _type_ok(v, k.type):
+                        problem(list(here + (key,)), f"must be {_type_name(k.type)}, not {type(v).__name__}")
+                        continue
+                    issue = k.check(v) if k.check else None
+                    if issue:
+                        problem(list(here + (key,)), issue)
+                        continue
+                    _set(merged, here + (key,), v)
+            elif here in prefixes and isinstance(value, dict):
+                walk(value, here)
+            else:
+                known = sorted({p[len(path)] for p in sections if p[:len(path)] == path})
+                problem(list(here), f"unknown {'section' if isinstance(value, dict) else 'key'} "
+                                    f"(known: {', '.join(known)})")
+
+    walk(data, ())
+    return _namespace(merged), problems
+
+
+def _set(tree: dict, path: tuple, value) -> None:
+    for part in path[:-1]:
+        tree = tree.setdefault(part, {})
+    tree[path[-1]] = value
+
+
+def _namespace(d: dict, path: tuple = ()) -> SimpleNamespace:
+    """Sections become attribute namespaces; table-valued keys stay dicts."""
+    sections = {tuple(s.split(".")) for s in SCHEMA if s not in OPEN_SECTIONS}
+    prefixes = {p[:i] for p in sections for i in range(1, len(p) + 1)}
+    ns = SimpleNamespace()
+    for k, v in d.items():
+        here = path + (k,)
+        setattr(ns, k, _namespace(v, here) if here in prefixes else v)
+    return ns
+
+
+def load(path: Path, display: str | None = None) -> SimpleNamespace:
+    """Load and validate mailctl.toml; raise ConfigError listing every problem."""
+    where = display or str(path)
+    data, text = tomlfile.read(path, where)
+    settings, problems = validate(data, text, where)
+    if problems:
+        raise ConfigError(problems[0], problems)
+    return settings
+
+
+def as_dict(ns: Any) -> Any:
+    if isinstance(ns, SimpleNamespace):
+        return {k: as_dict(v) for k, v in vars(ns).items()}
+    return ns
+
+
+def get(ns: SimpleNamespace, dotted: str) -> Any:
+    """A value by dotted key, e.g. 'limits.max_recipients'."""
+    node: Any = ns
+    for part in dotted.split("."):
+        if isinstance(node, SimpleNamespace) and hasattr(node, part):
+            node = getattr(node, part)
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            raise KeyError(dotted)
+    return node
+
+
+# -- the commented sample (sample-config.toml, and what 'mailctl init' writes) -----
+
+def _toml_value(v) -> str:
+    """One value as inline TOML (arrays and tables on one line)."""
+    import tomlkit
+    if isinstance(v, dict):
+        table = tomlkit.inline_table()
+        table.update(v)
+        return table.as_string()
+    return tomlkit.item(v).as_string()
+
+
+def render_sample(values: dict[str, Any] | None = None) -> str:
+    """Every key with its doc and default. `values` ('section.key' -> value) are
+    written as set; every other key stays commented out at its default."""
+    values = values or {}
+    out = ["# mailctl.toml: server settings. Every key is shown with its default;",
+           "# uncomment a line to change it. 'mailctl config check' validates this file.", ""]
+    for section, keys in SCHEMA.items():
+        out.append(f"[{section}]")
+        if section == "routes":
+            out += ['# Per-domain routes, for example:',
+                    '# [routes."example.org"]',
+                    '# host = "mx.internal.example.org"   # deliver there instead of MX lookup',
+                    '# port = 25',
+                    '# tls = "starttls"                   # none, starttls or implicit',
+                    '# accept = true                      # accept mail for it here (backup MX)']
+        for name, key in keys.items():
+            dotted = f"{section}.{name}"
+            out.append(f"# {key.doc}")
+            if dotted in values:
+                out.append(f"{name} = {_toml_value(values[dotted])}")
+            else:
+                out.append(f"# {name} = {_toml_value(key.default)}")
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,120 @@
+"""TOML files of the mail root: parse with precise errors, locate keys by line, and
+edit under a lock with comments and layout of hand edits preserved (tomlkit)."""
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Callable
+
+import tomlkit
+
+from .errors import ConfigError
+from .root import FileLock, atomic_write
+
+_AT_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+def parse_text(text: str, where: str) -> dict:
+    """Parse TOML text; a syntax error becomes 'file:line: syntax: message'."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        msg = str(e)
+        m = _AT_LINE.search(msg)
+        line = m.group(1) if m else "1"
+        msg = _AT_LINE.sub("", msg).strip()
+        raise ConfigError(f"{where}:{line}: syntax: {msg}") from None
+
+
+def read(path: Path, display: str | None = None) -> tuple[dict, str]:
+    """Read and parse a TOML file; returns (data, text)."""
+    where = display or str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: file not found") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{where}:{line}: syntax: not valid UTF-8") from None
+    return parse_text(text, where), text
+
+
+# -- finding the line of a key, for 'file:line: key: problem' -------------------
+
+_HEADER = re.compile(r"^\s*\[\[?\s*(.+?)\s*\]\]?\s*(#.*)?$")
+_KEYVAL = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*'))*)\s*=""")
+_KEYPART = re.compile(r"""\s*([A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')\s*(?:\.|$)""")
+
+
+def _split_key(dotted: str) -> list[str]:
+    parts = []
+    for m in _KEYPART.finditer(dotted):
+        p = m.group(1)
+        if p[0] in "\"'":
+            p = p[1:-1]
+        parts.append(p)
+    return parts
+
+
+def find_line(text: str, keypath: list[str]) -> int:
+    """Line number (1-based) where keypath is defined; best prefix match, else 1."""
+    best_len, best_line = 0, 1
+    table: list[str] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        m = _HEADER.match(line)
+        if m and stripped.startswith("["):
+            table = _split_key(m.group(1))
+            full = table
+        else:
+            m = _KEYVAL.match(line)
+            if not m:
+                continue
+            full = table + _split_key(m.group(1))
+        n = 0
+        for a, b in zip(full, keypath):
+            if a != b:
+                break
+            n += 1
+        if n > best_len or (n == len(keypath) and n == len(full) and n >= best_len):
+            if n > best_len:
+                best_len, best_line = n, lineno
+            if n == len(keypath):
+                return lineno
+    return best_line
+
+
+# -- writing ---------------------------------------------------------------
+
+def dumps(data: dict) -> str:
+    return tomlkit.dumps(data)
+
+
+def edit(path: Path, lock: FileLock, change: Callable[[tomlkit.TOMLDocument], Any],
+         display: str | None = None, create: bool = False, validate: Callable[[dict], None] | None = None) -> Any:
+    """Read-modify-write a TOML file under lock, atomically, keeping comments.
+
+    Refuses to write over a file that does not parse (a half-finished hand edit).
+    `change` mutates the document and may return a value, which edit returns.
+    `validate` gets the plain result and may raise to abort without writing.
+    """
+    where = display or str(path)
+    with lock:
+        if path.exists():
+            data, text = read(path, where)
+            doc = tomlkit.parse(text)
+        elif create:
+            doc = tomlkit.document()
+        else:
+            raise ConfigError(f"{where}: file not found")
+        result = change(doc)
+        new_text = tomlkit.dumps(doc)
+        if validate is not None:
+            validate(parse_text(new_text, where))
+        atomic_write(path, new_text)
+        return result
