@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -22,9 +23,15 @@ def cli(ctx: click.Context, root_path: str | None) -> None:
 
 
 def _register() -> None:
-    from . import account, alias, config, deliver, domain, forward, init, lists
-    for module in (init, config, domain, account, alias, forward, lists, deliver):
-        for command in module.COMMANDS:
+    """Every module of this package that defines COMMANDS adds them (one module per noun)."""
+    import importlib
+    import pkgutil
+    for info in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]),
+                       key=lambda i: i.name):
+        if info.name in ("cli", "context", "output", "__main__"):
+            continue
+        module = importlib.import_module(f"{__package__}.{info.name}")
+        for command in getattr(module, "COMMANDS", []):
             cli.add_command(command)
 
 
