@@ -364,7 +364,9 @@ class Directory:
                 else:
                     owners[a] = d.name
         for d in self.domains.values():
-            for entry in [*d.alias_map.values(), *d.accounts.values(), *d.lists.values()]:
+            # only entries that point elsewhere can loop; plain accounts cannot
+            for entry in [*d.alias_map.values(), *d.lists.values(),
+                          *(a for a in d.accounts.values() if a.forward)]:
                 problem = self._loop_problem(entry.address)
                 if problem:
                     problems.append(f"domains/{d.name}.toml:1: {entry.address}: {problem}")

@@ -3,11 +3,15 @@ edit under a lock with comments and layout of hand edits preserved (tomlkit)."""
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
 import tomlkit
+
+try:    # the compiled tomli parses about 3x faster than the stdlib's pure-Python copy of it
+    import tomli as tomllib
+except ImportError:  # pragma: no cover
+    import tomllib
 
 from .errors import ConfigError
 from .root import FileLock, atomic_write

@@ -13,7 +13,11 @@ import click
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    """Indented on a terminal; compact on a pipe, where the C encoder is many times faster."""
+    if sys.stdout.isatty():
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    else:
+        click.echo(json.dumps(data, ensure_ascii=False, default=str))
 
 
 def _console():
