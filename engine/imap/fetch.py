@@ -1,0 +1,212 @@
+"""FETCH (RFC 3501 §6.4.5; BINARY, RFC 3516): parsing fetch items and building the
+data of one message's FETCH response.
+
+`parse_items` turns the tokens into FetchItem objects once per command; `render` runs
+in a worker thread per message (it may read and parse the message file).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import quopri
+import re
+from dataclasses import dataclass, field
+
+from . import mime
+from .parser import Atom, ParseError
+from .response import Raw, encode, literal
+
+MACROS = {
+    "ALL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"],
+    "FAST": ["FLAGS", "INTERNALDATE", "RFC822.SIZE"],
+    "FULL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"],
+}
+SIMPLE = {"FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY", "BODYSTRUCTURE", "UID",
+          "RFC822", "RFC822.HEADER", "RFC822.TEXT"}
+_SECTION = re.compile(r"^(BODY|BODY\.PEEK|BINARY|BINARY\.PEEK|BINARY\.SIZE)\[([^\]]*)\](?:<(\d+)\.(\d+)>)?$",
+                      re.IGNORECASE)
+_SECTION_TEXT = re.compile(r"^((?:[1-9]\d{0,4})(?:\.[1-9]\d{0,4})*)?(?:\.?(HEADER\.FIELDS\.NOT|HEADER\.FIELDS|HEADER|TEXT|MIME))?"
+                           r"(?:\s+\((.*)\))?$", re.IGNORECASE)
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+@dataclass
+class FetchItem:
+    name: str                      # FLAGS, BODY[], BINARY.SIZE[] ...
+    kind: str = ""                 # BODY, BINARY, BINARY.SIZE for sections
+    numbers: list[int] = field(default_factory=list)
+    text: str = ""                 # HEADER, HEADER.FIELDS, ... or ""
+    fields: list[str] | None = None
+    partial: tuple[int, int] | None = None
+    peek: bool = True
+    label: str = ""                # how the response names it
+
+    @property
+    def needs_content(self) -> bool:
+        return self.name not in ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "UID")
+
+    @property
+    def sets_seen(self) -> bool:
+        return not self.peek
+
+
+def parse_items(tokens) -> list[FetchItem]:
+    if isinstance(tokens, Atom) and tokens.upper() in MACROS:
+        names = MACROS[tokens.upper()]
+        return [FetchItem(n) for n in names]
+    items = tokens if isinstance(tokens, list) else [tokens]
+    if not items:
+        raise ParseError("empty fetch list")
+    out = []
+    for tok in items:
+        if not isinstance(tok, Atom):
+            raise ParseError("fetch items must be atoms")
+        out.append(_parse_item(str(tok)))
+    return out
+
+
+def _parse_item(text: str) -> FetchItem:
+    upper = text.upper()
+    if upper in SIMPLE:
+        peek = upper not in ("RFC822", "RFC822.TEXT")
+        return FetchItem(upper, peek=peek)
+    m = _SECTION.match(text)
+    if not m:
+        raise ParseError(f"unknown fetch item {text[:40]}")
+    kind = m.group(1).upper()
+    spec = m.group(2)
+    sm = _SECTION_TEXT.match(spec.strip()) if spec.strip() else None
+    if spec.strip() and not sm:
+        raise ParseError(f"bad section {spec[:40]}")
+    numbers = [int(x) for x in sm.group(1).split(".")] if sm and sm.group(1) else []
+    sect_text = (sm.group(2) or "").upper() if sm else ""
+    fields = None
+    if sect_text.startswith("HEADER.FIELDS"):
+        if not sm.group(3) or not sm.group(3).split():
+            raise ParseError("HEADER.FIELDS needs a list of header names")
+        fields = sm.group(3).split()
+    elif sm and sm.group(3):
+        raise ParseError(f"bad section {spec[:40]}")
+    if sect_text == "MIME" and not numbers:
+        raise ParseError("MIME needs a part number")
+    if kind.startswith("BINARY") and sect_text:
+        raise ParseError("BINARY takes part numbers only")
+    partial = None
+    if m.group(3) is not None:
+        if kind == "BINARY.SIZE":
+            raise ParseError("BINARY.SIZE takes no partial range")
+        count = int(m.group(4))
+        if count == 0:
+            raise ParseError("partial length must be positive")
+        partial = (int(m.group(3)), count)
+    base = kind.replace(".PEEK", "")
+    section_label = ".".join(str(n) for n in numbers)
+    if sect_text:
+        section_label = f"{section_label}.{sect_text}" if section_label else sect_text
+    if fields:
+        section_label += " (" + " ".join(f.upper() for f in fields) + ")"
+    label = f"{base}[{section_label}]"
+    return FetchItem(label, kind=base, numbers=numbers, text=sect_text, fields=fields,
+                     partial=partial, peek=kind.endswith(".PEEK") or kind == "BINARY.SIZE", label=label)
+
+
+def internaldate(epoch: float) -> str:
+    t = dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
+    return f"{t.day:02d}-{MONTHS[t.month - 1]}-{t.year:04d} {t:%H:%M:%S} +0000"
+
+
+def parse_internaldate(text: str) -> float:
+    """APPEND date-time: "17-Jul-1996 02:44:25 -0700"."""
+    m = re.match(r"^ ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)$", text)
+    if not m:
+        raise ParseError(f"bad date-time {text[:40]!r}")
+    try:
+        month = [x.lower() for x in MONTHS].index(m.group(2).lower()) + 1
+        offset = dt.timedelta(hours=int(m.group(8)), minutes=int(m.group(9)))
+        if m.group(7) == "-":
+            offset = -offset
+        t = dt.datetime(int(m.group(3)), month, int(m.group(1)), int(m.group(4)), int(m.group(5)),
+                        int(m.group(6)), tzinfo=dt.timezone(offset))
+    except ValueError:
+        raise ParseError(f"bad date-time {text[:40]!r}") from None
+    return t.timestamp()
+
+
+class UnknownCTE(Exception):
+    """BINARY on a part whose transfer encoding we cannot undo ([UNKNOWN-CTE])."""
+
+
+def _decode_binary(part: mime.Part) -> bytes:
+    body = part.body_bytes()
+    enc = (part.header("content-transfer-encoding") or b"7bit").strip().lower()
+    if enc in (b"7bit", b"8bit", b"binary"):
+        return body
+    try:
+        if enc == b"base64":
+            return base64.b64decode(b"".join(body.split()))
+        if enc == b"quoted-printable":
+            return quopri.decodestring(body)
+    except (binascii.Error, ValueError):
+        raise UnknownCTE() from None
+    raise UnknownCTE()
+
+
+def render(msg, items: list[FetchItem], data: bytes | None, flags_text: str | None) -> bytes:
+    """The parenthesised FETCH data for one message.
+
+    msg: uid, size, internaldate; data: the CRLF message (None when no item needs it);
+    flags_text: the encoded flag list, e.g. '(\\Seen)'."""
+    root = mime.Part(data, 0, len(data)) if data is not None else None
+    out: list[bytes] = []
+    for item in items:
+        name = item.name
+        if name == "UID":
+            out.append(b"UID %d" % msg.uid)
+        elif name == "FLAGS":
+            out.append(b"FLAGS " + flags_text.encode())
+        elif name == "INTERNALDATE":
+            out.append(b'INTERNALDATE "' + internaldate(msg.internaldate).encode() + b'"')
+        elif name == "RFC822.SIZE":
+            out.append(b"RFC822.SIZE %d" % msg.size)
+        elif name == "ENVELOPE":
+            out.append(b"ENVELOPE " + encode(mime.envelope(root)))
+        elif name == "BODYSTRUCTURE":
+            out.append(b"BODYSTRUCTURE " + encode(mime.bodystructure(root, True)))
+        elif name == "BODY":
+            out.append(b"BODY " + encode(mime.bodystructure(root, False)))
+        elif name == "RFC822":
+            out.append(b"RFC822 " + literal(data))
+        elif name == "RFC822.HEADER":
+            out.append(b"RFC822.HEADER " + literal(root.header_bytes()))
+        elif name == "RFC822.TEXT":
+            out.append(b"RFC822.TEXT " + literal(root.body_bytes()))
+        elif item.kind == "BODY":
+            content = mime.section_bytes(root, item.numbers, item.text, item.fields)
+            out.append(_with_partial(item, content))
+        else:  # BINARY, BINARY.SIZE
+            part = mime.find_part(root, item.numbers) if item.numbers else root
+            if part is None:
+                content = b""
+            elif not item.numbers:
+                content = data
+            elif part.is_multipart:
+                raise UnknownCTE()
+            else:
+                content = _decode_binary(part)
+            if item.kind == "BINARY.SIZE":
+                out.append(f"BINARY.SIZE[{'.'.join(map(str, item.numbers))}] {len(content)}".encode())
+            else:
+                out.append(_with_partial(item, content, binary=True))
+    return b"(" + b" ".join(out) + b")"
+
+
+def _with_partial(item: FetchItem, content: bytes, binary: bool = False) -> bytes:
+    label = item.label.encode()
+    if item.partial is not None:
+        start, count = item.partial
+        content = content[start:start + count]
+        label += b"<%d>" % start
+    if binary and b"\0" in content:
+        return label + b" ~{%d}\r\n" % len(content) + content
+    return label + b" " + literal(content)

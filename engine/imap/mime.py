@@ -1,0 +1,345 @@
+"""A small MIME parser that keeps byte offsets, for BODY[section], ENVELOPE and
+BODYSTRUCTURE (RFC 3501 §6.4.5, §7.4.2).
+
+It works on the message as served (CRLF line ends) and never changes it: every part is
+a (header, body) byte range of the original, so any section can be sliced exactly.
+Malformed structure degrades to text/plain, as other servers do; it never raises.
+"""
+from __future__ import annotations
+
+import email.utils
+import re
+
+MAX_PARTS_DEPTH = 40
+MAX_PARTS = 5000
+
+_UNFOLD = re.compile(rb"\r?\n[ \t]")
+
+
+def to_crlf(data: bytes) -> bytes:
+    """Stored LF text as IMAP wants it: every LF as CRLF."""
+    # Lone CRs stay as they are, so the length equals the W= size Maildir records.
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def split_header(data: bytes, start: int, end: int) -> int:
+    """Offset where the body starts (just after the blank line ending the header)."""
+    if data.startswith(b"\r\n", start):
+        return start + 2
+    i = data.find(b"\r\n\r\n", start, end)
+    if i < 0:
+        return end
+    return i + 4
+
+
+def parse_headers(raw: bytes) -> list[tuple[str, bytes]]:
+    """(lower-case name, unfolded raw value) pairs in order."""
+    out = []
+    for line in _UNFOLD.sub(b" ", raw).split(b"\r\n"):
+        if not line or line[:1] in b" \t":
+            continue
+        name, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        try:
+            key = name.strip().decode("ascii").lower()
+        except UnicodeDecodeError:
+            continue
+        out.append((key, value.strip()))
+    return out
+
+
+def parse_params(value: bytes) -> tuple[str, list[tuple[str, str]]]:
+    """'text/plain; charset="utf-8"' -> ('text/plain', [('charset', 'utf-8')])."""
+    text = value.decode("utf-8", "replace")
+    items = _split_semicolons(text)
+    main = items[0].strip() if items else ""
+    params = []
+    for item in items[1:]:
+        name, sep, val = item.partition("=")
+        if not sep:
+            continue
+        val = val.strip()
+        if len(val) >= 2 and val[0] == '"' and val[-1] == '"':
+            val = re.sub(r'\\(.)', r'\1', val[1:-1])
+        params.append((name.strip().lower(), val))
+    return main, params
+
+
+def _split_semicolons(text: str) -> list[str]:
+    out, cur, quoted, esc = [], [], False, False
+    for ch in text:
+        if esc:
+            cur.append(ch)
+            esc = False
+        elif ch == "\\" and quoted:
+            cur.append(ch)
+            esc = True
+        elif ch == '"':
+            quoted = not quoted
+            cur.append(ch)
+        elif ch == ";" and not quoted:
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur))
+    return out
+
+
+class Part:
+    """One MIME entity: header [start, body_start), body [body_start, end)."""
+
+    __slots__ = ("data", "start", "body_start", "end", "headers", "type", "subtype",
+                 "params", "children", "message")
+
+    def __init__(self, data: bytes, start: int, end: int, default_type=("text", "plain"),
+                 depth: int = 0, budget: list | None = None):
+        budget = budget if budget is not None else [MAX_PARTS]
+        self.data = data
+        self.start = start
+        self.end = end
+        self.body_start = split_header(data, start, end)
+        self.headers = parse_headers(data[start:self.body_start])
+        self.children: list[Part] = []
+        self.message: Part | None = None
+        ctype = self.header("content-type")
+        self.type, self.subtype = default_type
+        self.params: list[tuple[str, str]] = []
+        if ctype is not None:
+            main, params = parse_params(ctype)
+            t, sep, s = main.partition("/")
+            if sep and t.strip() and s.strip():
+                self.type, self.subtype = t.strip().lower(), s.strip().lower()
+                self.params = params
+            else:
+                self.params = [("charset", "us-ascii")]
+        elif default_type == ("text", "plain"):
+            self.params = [("charset", "us-ascii")]
+        budget[0] -= 1
+        if depth >= MAX_PARTS_DEPTH or budget[0] <= 0:
+            return
+        if self.type == "multipart":
+            boundary = self.param("boundary")
+            if boundary:
+                sub_default = ("message", "rfc822") if self.subtype == "digest" else ("text", "plain")
+                for s, e in _split_multipart(data, self.body_start, end, boundary.encode("utf-8", "replace")):
+                    self.children.append(Part(data, s, e, sub_default, depth + 1, budget))
+            if not self.children:
+                # RFC 3501 needs at least one part; treat a broken multipart as text.
+                self.type, self.subtype, self.params = "text", "plain", [("charset", "us-ascii")]
+        elif self.type == "message" and self.subtype in ("rfc822", "global"):
+            self.message = Part(data, self.body_start, end, ("text", "plain"), depth + 1, budget)
+
+    def header(self, name: str) -> bytes | None:
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+    def param(self, name: str) -> str | None:
+        for k, v in self.params:
+            if k == name:
+                return v
+        return None
+
+    @property
+    def is_multipart(self) -> bool:
+        return bool(self.children)
+
+    def header_bytes(self) -> bytes:
+        return self.data[self.start:self.body_start]
+
+    def body_bytes(self) -> bytes:
+        return self.data[self.body_start:self.end]
+
+
+def _split_multipart(data: bytes, start: int, end: int, boundary: bytes):
+    """(start, end) of each body part between the boundary lines."""
+    delim = b"--" + boundary
+    positions = []  # (line start, line end incl. CRLF, is_close)
+    pos = start
+    while True:
+        i = data.find(delim, pos, end)
+        if i < 0:
+            break
+        at_line_start = i == start or data[i - 2:i] == b"\r\n"
+        after = i + len(delim)
+        if at_line_start:
+            is_close = data[after:after + 2] == b"--"
+            eol = data.find(b"\r\n", after, end)
+            line_end = end if eol < 0 else eol + 2
+            positions.append((i, line_end, is_close))
+            if is_close:
+                break
+            pos = line_end
+        else:
+            pos = after
+    parts = []
+    for (ls, le, close), nxt in zip(positions, positions[1:] + [None]):
+        if close:
+            break
+        if nxt is None:
+            part_end = end
+        else:
+            part_end = nxt[0] - 2 if nxt[0] - 2 >= le else le  # the CRLF before a delimiter belongs to it
+        parts.append((le, part_end))
+    return parts
+
+
+# -- ENVELOPE and BODYSTRUCTURE as nested Python values for the encoder ---------------
+
+def envelope(part: Part) -> list:
+    def h(name):
+        return part.header(name)
+
+    def addresses(name, fallback=None):
+        value = h(name)
+        if value is None and fallback is not None:
+            value = h(fallback)
+        if value is None or not value.strip():
+            return None
+        text = value.decode("utf-8", "surrogateescape")
+        out = []
+        for display, addr in email.utils.getaddresses([text]):
+            if not addr and not display:
+                continue
+            mailbox, _, host = addr.rpartition("@") if "@" in addr else (addr, "", "")
+            out.append([_enc(display) if display else None, None,
+                        _enc(mailbox) if mailbox else None, _enc(host) if host else None])
+        return out or None
+
+    return [h("date"), h("subject"), addresses("from"), addresses("sender", "from"),
+            addresses("reply-to", "from"), addresses("to"), addresses("cc"), addresses("bcc"),
+            h("in-reply-to"), h("message-id")]
+
+
+def _enc(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _params_list(params):
+    if not params:
+        return None
+    out = []
+    for k, v in params:
+        out += [k.encode("utf-8", "replace").upper() if False else k.encode("utf-8", "replace"),
+                v.encode("utf-8", "replace")]
+    return out
+
+
+def _disposition(part: Part):
+    value = part.header("content-disposition")
+    if value is None:
+        return None
+    main, params = parse_params(value)
+    if not main:
+        return None
+    return [main.encode(), _params_list(params)]
+
+
+def _language(part: Part):
+    value = part.header("content-language")
+    if value is None:
+        return None
+    langs = [x.strip().encode() for x in value.decode("utf-8", "replace").split(",") if x.strip()]
+    return langs or None
+
+
+def bodystructure(part: Part, extended: bool = True) -> list:
+    if part.is_multipart:
+        out = [bodystructure(child, extended) for child in part.children]
+        out.append(part.subtype.upper().encode())
+        if extended:
+            out += [_params_list(part.params), _disposition(part), _language(part),
+                    part.header("content-location")]
+        return _Multi(out)
+    body = part.body_bytes()
+    enc = part.header("content-transfer-encoding")
+    out = [part.type.upper().encode(), part.subtype.upper().encode(), _params_list(part.params),
+           part.header("content-id"), part.header("content-description"),
+           enc.upper() if enc else b"7BIT", len(body)]
+    if part.message is not None:
+        out += [envelope(part.message), bodystructure(part.message, extended), body.count(b"\n")]
+    elif part.type == "text":
+        out.append(body.count(b"\n"))
+    if extended:
+        out += [part.header("content-md5"), _disposition(part), _language(part),
+                part.header("content-location")]
+    return out
+
+
+class _Multi(list):
+    """A multipart body structure: its child lists are written without spaces between."""
+
+
+# -- sections (RFC 3501 §6.4.5) -------------------------------------------------------
+
+class SectionError(Exception):
+    pass
+
+
+def find_part(root: Part, numbers: list[int]) -> Part | None:
+    part = root
+    for n in numbers:
+        if part.is_multipart:
+            if not 1 <= n <= len(part.children):
+                return None
+            part = part.children[n - 1]
+        elif part.message is not None and part is not root:
+            inner = part.message
+            if inner.is_multipart:
+                if not 1 <= n <= len(inner.children):
+                    return None
+                part = inner.children[n - 1]
+            elif n == 1:
+                part = inner
+            else:
+                return None
+        elif n != 1:
+            return None
+    return part
+
+
+def section_bytes(root: Part, numbers: list[int], text: str, fields: list[str] | None) -> bytes:
+    """The bytes of BODY[numbers.text (fields)]; empty bytes for a missing part."""
+    part = find_part(root, numbers)
+    if part is None:
+        return b""
+    if not text:
+        if not numbers:
+            return root.data[root.start:root.end]
+        return part.body_bytes()
+    if text == "MIME":
+        return part.header_bytes() if numbers else b""
+    msg = part
+    if numbers:
+        if part.message is None:
+            return b""
+        msg = part.message
+    if text == "TEXT":
+        return msg.body_bytes()
+    header = msg.header_bytes()
+    if text == "HEADER":
+        return header
+    wanted = {f.lower() for f in fields or ()}
+    keep_matching = text == "HEADER.FIELDS"
+    out = []
+    for field in _raw_fields(header):
+        name = field.split(b":", 1)[0].strip().decode("ascii", "replace").lower()
+        if (name in wanted) == keep_matching:
+            out.append(field)
+    return b"".join(out) + b"\r\n"
+
+
+def _raw_fields(header: bytes) -> list[bytes]:
+    """Header fields with their folded continuation lines, each ending in CRLF."""
+    fields: list[bytes] = []
+    for line in header.split(b"\r\n"):
+        if not line:
+            continue
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += line + b"\r\n"
+        elif b":" in line:
+            fields.append(line + b"\r\n")
+    return fields

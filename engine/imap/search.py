@@ -1,0 +1,272 @@
+"""SEARCH (RFC 3501 §6.4.4): criteria tokens -> a predicate over messages.
+
+A message given to `matches` offers: seq, uid, flags (set of IMAP flag names),
+internaldate (epoch seconds), size (RFC822.SIZE), recent (bool) and part() (the parsed
+mime.Part of the CRLF message, loaded only when a key needs content).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import email.header
+import email.utils
+import quopri
+
+from . import mime
+from .parser import Atom, ParseError, SequenceMatcher, as_number, as_text, parse_sequence_set
+
+SUPPORTED_CHARSETS = ("UTF-8", "US-ASCII")
+
+MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+
+
+class BadCharset(Exception):
+    pass
+
+
+def parse_date(token) -> dt.date:
+    text = as_text(token, "date")
+    try:
+        d, m, y = text.split("-")
+        return dt.date(int(y), MONTHS.index(m.lower()) + 1, int(d))
+    except (ValueError, IndexError):
+        raise ParseError(f"bad date {text[:30]!r} (want e.g. 1-Feb-2024)") from None
+
+
+_FLAG_KEYS = {"ANSWERED": ("\\Answered", True), "DELETED": ("\\Deleted", True),
+              "DRAFT": ("\\Draft", True), "FLAGGED": ("\\Flagged", True), "SEEN": ("\\Seen", True),
+              "UNANSWERED": ("\\Answered", False), "UNDELETED": ("\\Deleted", False),
+              "UNDRAFT": ("\\Draft", False), "UNFLAGGED": ("\\Flagged", False), "UNSEEN": ("\\Seen", False)}
+_STRING_HEADER_KEYS = {"BCC": "bcc", "CC": "cc", "FROM": "from", "SUBJECT": "subject", "TO": "to"}
+_DATE_KEYS = {"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"}
+
+
+def parse(tokens: list, charset: str = "UTF-8") -> list:
+    """Criteria tokens -> a list of nodes (implicitly ANDed). Raises ParseError."""
+    pos = 0
+    nodes = []
+    while pos < len(tokens):
+        node, pos = _parse_key(tokens, pos, 0)
+        nodes.append(node)
+    if not nodes:
+        raise ParseError("SEARCH needs at least one criterion")
+    return nodes
+
+
+def _parse_key(tokens: list, pos: int, depth: int):
+    if depth > 50:
+        raise ParseError("search criteria nested too deeply")
+    tok = tokens[pos]
+    pos += 1
+
+    def arg():
+        nonlocal pos
+        if pos >= len(tokens):
+            raise ParseError(f"{tok} needs an argument")
+        pos += 1
+        return tokens[pos - 1]
+
+    if isinstance(tok, list):
+        if not tok:
+            raise ParseError("empty search list")
+        sub, p = [], 0
+        while p < len(tok):
+            node, p = _parse_key(tok, p, depth + 1)
+            sub.append(node)
+        return ("AND", sub), pos
+    if not isinstance(tok, Atom):
+        raise ParseError("search key must be an atom")
+    key = tok.upper()
+    if key == "ALL":
+        return ("ALL",), pos
+    if key in _FLAG_KEYS:
+        flag, want = _FLAG_KEYS[key]
+        return ("FLAG", flag, want), pos
+    if key in ("NEW", "OLD", "RECENT"):
+        return (key,), pos
+    if key in ("KEYWORD", "UNKEYWORD"):
+        return ("FLAG", as_text(arg(), "keyword"), key == "KEYWORD"), pos
+    if key in _STRING_HEADER_KEYS:
+        return ("HEADER", _STRING_HEADER_KEYS[key], _needle(arg())), pos
+    if key == "HEADER":
+        name = as_text(arg(), "header name").lower()
+        return ("HEADER", name, _needle(arg())), pos
+    if key in ("BODY", "TEXT"):
+        return (key, _needle(arg())), pos
+    if key in _DATE_KEYS:
+        return (key, parse_date(arg())), pos
+    if key in ("LARGER", "SMALLER"):
+        return (key, as_number(arg(), "size")), pos
+    if key == "UID":
+        a = arg()
+        if not isinstance(a, Atom):
+            raise ParseError("UID needs a sequence set")
+        return ("UID", parse_sequence_set(str(a))), pos
+    if key == "NOT":
+        node, pos = _parse_key(tokens, pos, depth + 1) if pos < len(tokens) else _missing("NOT")
+        return ("NOT", node), pos
+    if key == "OR":
+        if pos >= len(tokens):
+            _missing("OR")
+        a, pos = _parse_key(tokens, pos, depth + 1)
+        if pos >= len(tokens):
+            _missing("OR")
+        b, pos = _parse_key(tokens, pos, depth + 1)
+        return ("OR", a, b), pos
+    if key[:1].isdigit() or key[:1] == "*":
+        return ("SEQ", parse_sequence_set(key)), pos
+    raise ParseError(f"unknown search key {str(tok)[:30]}")
+
+
+def _missing(what):
+    raise ParseError(f"{what} needs a search key")
+
+
+def _needle(token) -> str:
+    return as_text(token, "search string").casefold()
+
+
+class Searcher:
+    """Evaluates parsed criteria; `largest_seq`/`largest_uid` resolve '*'."""
+
+    def __init__(self, nodes: list, largest_seq: int, largest_uid: int, today=None):
+        self.nodes = nodes
+        self.largest_seq = largest_seq
+        self.largest_uid = largest_uid
+        self._sets: dict[int, SequenceMatcher] = {}
+
+    def needs_content(self) -> bool:
+        return _needs_content(("AND", self.nodes))
+
+    def matches(self, msg) -> bool:
+        return all(self._eval(n, msg) for n in self.nodes)
+
+    def _set(self, ranges, largest):
+        key = id(ranges)
+        if key not in self._sets:
+            self._sets[key] = SequenceMatcher(ranges, largest)
+        return self._sets[key]
+
+    def _eval(self, node, msg) -> bool:
+        kind = node[0]
+        if kind == "ALL":
+            return True
+        if kind == "AND":
+            return all(self._eval(n, msg) for n in node[1])
+        if kind == "NOT":
+            return not self._eval(node[1], msg)
+        if kind == "OR":
+            return self._eval(node[1], msg) or self._eval(node[2], msg)
+        if kind == "FLAG":
+            return (node[1].lower() in {f.lower() for f in msg.flags}) == node[2]
+        if kind == "RECENT":
+            return msg.recent
+        if kind == "NEW":
+            return msg.recent and "\\Seen" not in msg.flags
+        if kind == "OLD":
+            return not msg.recent
+        if kind == "SEQ":
+            return msg.seq in self._set(node[1], self.largest_seq)
+        if kind == "UID":
+            return msg.uid in self._set(node[1], self.largest_uid)
+        if kind == "LARGER":
+            return msg.size > node[1]
+        if kind == "SMALLER":
+            return msg.size < node[1]
+        if kind in ("BEFORE", "ON", "SINCE"):
+            day = dt.datetime.fromtimestamp(msg.internaldate, dt.timezone.utc).date()
+            return _compare(kind, day, node[1])
+        if kind in ("SENTBEFORE", "SENTON", "SENTSINCE"):
+            day = _sent_date(msg.part())
+            return day is not None and _compare(kind[4:], day, node[1])
+        if kind == "HEADER":
+            return _header_contains(msg.part(), node[1], node[2])
+        if kind == "BODY":
+            return node[1] in _body_text(msg.part())
+        if kind == "TEXT":
+            part = msg.part()
+            return node[1] in _decode_header(part.header_bytes()) or node[1] in _body_text(part)
+        raise AssertionError(kind)
+
+
+def _needs_content(node) -> bool:
+    kind = node[0]
+    if kind == "AND":
+        return any(_needs_content(n) for n in node[1])
+    if kind == "NOT":
+        return _needs_content(node[1])
+    if kind == "OR":
+        return _needs_content(node[1]) or _needs_content(node[2])
+    return kind in ("HEADER", "BODY", "TEXT", "SENTBEFORE", "SENTON", "SENTSINCE")
+
+
+def _compare(kind: str, day: dt.date, ref: dt.date) -> bool:
+    if kind == "BEFORE":
+        return day < ref
+    if kind == "ON":
+        return day == ref
+    return day >= ref
+
+
+def _sent_date(part: mime.Part) -> dt.date | None:
+    value = part.header("date")
+    if value is None:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value.decode("utf-8", "replace")).date()
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _decode_header(raw: bytes) -> str:
+    text = raw.decode("utf-8", "replace")
+    try:
+        decoded = str(email.header.make_header(email.header.decode_header(text)))
+    except (UnicodeError, LookupError, ValueError, email.errors.HeaderParseError):
+        decoded = text
+    return decoded.casefold()
+
+
+def _header_contains(part: mime.Part, name: str, needle: str) -> bool:
+    for key, value in part.headers:
+        if key == name:
+            if not needle or needle in _decode_header(value):
+                return True
+    return False
+
+
+def _body_text(part: mime.Part) -> str:
+    """Decoded text of every text/* leaf (transfer encoding and charset undone)."""
+    chunks: list[str] = []
+    _collect_text(part, chunks, 0)
+    return "\n".join(chunks).casefold()
+
+
+def _collect_text(part: mime.Part, out: list, depth: int) -> None:
+    if depth > 20:
+        return
+    if part.is_multipart:
+        for child in part.children:
+            _collect_text(child, out, depth + 1)
+        return
+    if part.message is not None:
+        out.append(_decode_header(part.message.header_bytes()))
+        _collect_text(part.message, out, depth + 1)
+        return
+    body = part.body_bytes()
+    enc = (part.header("content-transfer-encoding") or b"").strip().lower()
+    try:
+        if enc == b"base64":
+            body = base64.b64decode(b"".join(body.split()), validate=False)
+        elif enc == b"quoted-printable":
+            body = quopri.decodestring(body)
+    except (binascii.Error, ValueError):
+        pass
+    if part.type != "text":
+        return
+    charset = part.param("charset") or "utf-8"
+    try:
+        out.append(body.decode(charset, "replace"))
+    except LookupError:
+        out.append(body.decode("utf-8", "replace"))

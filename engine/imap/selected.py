@@ -1,0 +1,171 @@
+"""The selected folder as one IMAP session sees it: messages in sequence order, the
+session's \\Recent set, and the differences against the disk that become untagged
+EXISTS / EXPUNGE / FETCH responses (RFC 3501 §7.3, §7.4).
+
+Blocking methods (load, poll, ...) run in the runtime's thread pool. A rescan is skipped
+while new/, cur/ and dovecot-uidlist are unchanged, so an idle 100,000-message folder
+costs three stat() calls per poll.
+"""
+from __future__ import annotations
+
+import bisect
+import os
+import time
+from dataclasses import dataclass
+
+from .. import maildir as store
+
+# A directory changed within this many seconds may change again inside the same
+# timestamp tick; never trust the cache for it.
+_MTIME_SLACK = 1.5
+
+
+@dataclass
+class View:
+    """What FETCH and SEARCH see of one message."""
+    seq: int
+    msg: store.Message
+    recent: bool
+    _part: object = None
+    _loader: object = None
+
+    @property
+    def uid(self) -> int:
+        return self.msg.uid
+
+    @property
+    def flags(self) -> frozenset[str]:
+        return self.msg.flags | {"\\Recent"} if self.recent else self.msg.flags
+
+    @property
+    def size(self) -> int:
+        return self.msg.vsize
+
+    @property
+    def internaldate(self) -> float:
+        return self.msg.mtime
+
+    def part(self):
+        if self._part is None:
+            from . import mime
+            data = mime.to_crlf(self._loader(self.msg))
+            self._part = mime.Part(data, 0, len(data))
+        return self._part
+
+
+def flag_list(flags) -> str:
+    return "(" + " ".join(sorted(flags, key=lambda f: (not f.startswith("\\"), f.lower()))) + ")"
+
+
+class Selected:
+    def __init__(self, folder: store.Folder, readonly: bool):
+        self.folder = folder
+        self.readonly = readonly
+        self.msgs: list[store.Message] = []
+        self.uids: list[int] = []
+        self.recent: set[int] = set()
+        self._stamp = None
+        self.uidvalidity = 0
+
+    # -- blocking part (worker thread) -------------------------------------------
+    def _stat_stamp(self):
+        path = self.folder.path
+        out = []
+        for name in ("new", "cur", store.UIDLIST):
+            try:
+                st = os.stat(path / name)
+                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+            except FileNotFoundError:
+                out.append(None)
+        newest = max((s[0] for s in out if s), default=0) / 1e9
+        return tuple(out), time.time() - newest < _MTIME_SLACK
+
+    def scan(self) -> tuple[list[store.Message], set[int]] | None:
+        """A fresh listing and the UIDs this session just claimed from new/, or None when
+        nothing can have changed since the last scan."""
+        stamp, hot = self._stat_stamp()
+        if stamp == self._stamp and not hot:
+            return None
+        msgs = self.folder.sync()
+        claimed: set[int] = set()
+        if not self.readonly:
+            msgs = self._claim_new(msgs, claimed)
+            stamp, _ = self._stat_stamp()
+        self._stamp = stamp
+        self.uidvalidity = self.folder.uidvalidity()
+        return msgs, claimed
+
+    def _claim_new(self, msgs: list[store.Message], claimed: set[int]) -> list[store.Message]:
+        """Move new/ messages to cur/ (as Dovecot does); they are \\Recent to this session."""
+        out = []
+        for m in msgs:
+            if m.subdir == "new":
+                try:
+                    m = self.folder.set_flags(m, m.flags)
+                except store.NotFound:
+                    continue
+                claimed.add(m.uid)
+            out.append(m)
+        return out
+
+    def load(self) -> None:
+        self._stamp = None
+        msgs, claimed = self.scan()
+        self.msgs = msgs
+        self.uids = [m.uid for m in msgs]
+        self.recent = claimed
+
+    def uidnext(self) -> int:
+        return self.folder.uidnext()
+
+    # -- event-loop part -----------------------------------------------------------
+    def apply(self, scanned) -> list[bytes]:
+        """Adopt a new listing (a scan() result); the untagged responses that tell the client."""
+        if scanned is None:
+            return []
+        fresh, claimed = scanned
+        lines: list[bytes] = []
+        by_uid = {m.uid: m for m in fresh}
+        # Expunged: announce from the highest sequence number down, so each stays valid.
+        for seq in range(len(self.msgs), 0, -1):
+            if self.msgs[seq - 1].uid not in by_uid:
+                lines.append(b"* %d EXPUNGE\r\n" % seq)
+        kept = [m for m in self.msgs if m.uid in by_uid]
+        last = kept[-1].uid if kept else (self.uids[-1] if self.uids else 0)
+        known_max = max(self.uids[-1] if self.uids else 0, last)
+        for seq, old in enumerate(kept, 1):
+            new = by_uid[old.uid]
+            if new.flags != old.flags:
+                view = View(seq, new, old.uid in self.recent)
+                lines.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, new.uid, flag_list(view.flags).encode()))
+        added = [m for m in fresh if m.uid > known_max]
+        self.msgs = [by_uid[m.uid] for m in kept] + added
+        self.uids = [m.uid for m in self.msgs]
+        self.recent = {u for u in self.recent if u in by_uid} | claimed
+        if added or len(self.msgs) != len(kept) or lines:
+            if added:
+                lines.append(b"* %d EXISTS\r\n" % len(self.msgs))
+                lines.append(b"* %d RECENT\r\n" % len(self.recent))
+        return lines
+
+    def replace(self, msg: store.Message) -> None:
+        """Our own change (STORE) to a message: remember it, so it is not echoed."""
+        i = bisect.bisect_left(self.uids, msg.uid)
+        if i < len(self.uids) and self.uids[i] == msg.uid:
+            self.msgs[i] = msg
+
+    def view(self, seq: int, loader) -> View:
+        m = self.msgs[seq - 1]
+        return View(seq, m, m.uid in self.recent, None, loader)
+
+    def seqs_for(self, matcher_ranges, uid: bool) -> list[int]:
+        """Sequence numbers selected by a sequence set (of UIDs when uid is True)."""
+        from .parser import SequenceMatcher
+        if not self.msgs:
+            return []
+        if uid:
+            sm = SequenceMatcher(matcher_ranges, self.uids[-1])
+            return [i + 1 for i in sm.select(self.uids)]
+        sm = SequenceMatcher(matcher_ranges, len(self.msgs))
+        return [n for n in range(1, len(self.msgs) + 1) if n in sm] if len(sm.ranges) > 50 else \
+            sorted({n for a, b in sm.ranges for n in range(max(a, 1), min(b, len(self.msgs)) + 1)})

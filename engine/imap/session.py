@@ -1,0 +1,399 @@
+"""One IMAP connection: reading commands (with literals), the state machine of
+RFC 3501 §3, authentication, limits, and writing responses.
+
+The commands themselves live in commands.py (a mixin); the selected folder's view of
+the disk in selected.py. All disk work goes through runtime.run_blocking.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import time
+
+from ..errors import MailError
+from .parser import Atom, ParseError, as_text, literal_announced, tokenize
+from .commands import Commands
+
+MAX_LINE = 64 * 1024                  # one command line (literals excluded)
+MAX_COMMAND = 2 * 1024 * 1024         # a whole command other than APPEND, literals included
+MAX_SMALL_LITERAL = 1024 * 1024       # a literal outside APPEND
+COMMAND_TIME_LIMIT = 300.0            # one command, disk work included
+MAX_BAD_COMMANDS = 20
+SERVER_NAME = "mailctl"
+
+BASE_CAPS = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS",
+             "MOVE", "UNSELECT", "CHILDREN", "SPECIAL-USE", "QUOTA", "BINARY"]
+
+
+class Disconnect(Exception):
+    """End the connection (after whatever was already written)."""
+
+
+class CommandError(Exception):
+    """A command fails with `status` (NO or BAD) and a reason."""
+
+    def __init__(self, status: str, text: str):
+        super().__init__(text)
+        self.status = status
+        self.text = text
+
+
+def no(text: str) -> CommandError:
+    return CommandError("NO", text)
+
+
+def bad(text: str) -> CommandError:
+    return CommandError("BAD", text)
+
+
+class ImapSession(Commands):
+    def __init__(self, runtime, listener: str, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter, tls_mode: str):
+        self.runtime = runtime
+        self.listener = listener
+        self.reader = reader
+        self.writer = writer
+        self.tls_mode = tls_mode
+        self.tls_active = tls_mode == "implicit"
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        self.peer_ip = str(peer[0])
+        self.account = None
+        self.maildir = None
+        self.selected = None
+        self.enabled: set[str] = set()
+        self.bad_count = 0
+        self.session = None
+        self.closing = False
+
+    # -- capabilities ----------------------------------------------------------------
+    @property
+    def plaintext_ok(self) -> bool:
+        return self.tls_active or self.runtime.settings.auth.allow_plaintext
+
+    def capabilities(self) -> list[str]:
+        caps = list(BASE_CAPS)
+        if self.account is None:
+            if not self.tls_active and self.tls_mode == "starttls":
+                caps.append("STARTTLS")
+            if self.plaintext_ok:
+                caps.append("AUTH=PLAIN")
+            else:
+                caps.append("LOGINDISABLED")
+        limit = self.append_limit()
+        caps.append(f"APPENDLIMIT={limit}" if limit else "APPENDLIMIT=0")
+        return caps
+
+    def append_limit(self) -> int:
+        return int(self.runtime.settings.mailbox.append_limit_mb * 1024 * 1024)
+
+    # -- output -------------------------------------------------------------------------
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def untagged(self, text: str) -> None:
+        await self.send(b"* " + text.encode("utf-8") + b"\r\n")
+
+    # -- the connection ----------------------------------------------------------------
+    async def run(self) -> None:
+        rt = self.runtime
+        mailbox_settings = rt.settings.mailbox
+        try:
+            if await rt.run_blocking(rt.bans.is_banned, self.peer_ip):
+                await self.send(b"* BYE Your address is temporarily banned after failed logins\r\n")
+                return
+            total = rt.sessions.count(("imap", "pop3"))
+            if mailbox_settings.max_sessions and total >= mailbox_settings.max_sessions:
+                await self.send(b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n")
+                return
+            self.session = rt.sessions.open("imap", self.peer_ip)
+            self.session.closer = self._close_transport
+            caps = " ".join(self.capabilities())
+            await self.send(f"* OK [CAPABILITY {caps}] {SERVER_NAME} IMAP4rev1 ready\r\n".encode())
+            await self.loop()
+        except (ConnectionError, asyncio.IncompleteReadError, Disconnect, TimeoutError,
+                asyncio.TimeoutError):
+            pass
+        except Exception:  # a bug must not take the server down; log it with the traceback
+            rt.log.exception("imap: session from %s failed", self.peer_ip)
+        finally:
+            if self.session is not None:
+                self.session.close()
+            self._close_transport()
+
+    def _close_transport(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+    def timeout(self) -> float:
+        s = self.runtime.settings.mailbox
+        return s.login_timeout_s if self.account is None else s.idle_timeout_s
+
+    async def loop(self) -> None:
+        while not self.runtime.stopping.is_set():
+            try:
+                raw = await asyncio.wait_for(self.read_command(), self.timeout())
+            except asyncio.TimeoutError:
+                await self.send(b"* BYE Autologout; idle for too long\r\n")
+                return
+            except CommandError as e:
+                await self._bad_input(e)
+                continue
+            if raw is None:
+                return
+            tag, result = await self.execute(raw)
+            if self.closing:
+                return
+
+    async def _bad_input(self, e: CommandError) -> None:
+        tag = getattr(e, "tag", None) or "*"
+        await self.send(f"{tag} {e.status} {e.text}\r\n".encode())
+        self.bad_count += 1
+        if self.bad_count >= MAX_BAD_COMMANDS:
+            await self.send(b"* BYE Too many invalid commands\r\n")
+            raise Disconnect()
+
+    # -- reading ------------------------------------------------------------------------
+    async def readline(self) -> bytes | None:
+        """One line including its LF; None at EOF; CommandError for an over-long line
+        (which is read to its end, so the stream stays in step)."""
+        too_long = False
+        while True:
+            try:
+                line = await self.reader.readuntil(b"\n")
+                break
+            except asyncio.LimitOverrunError as e:
+                too_long = True
+                await self.reader.readexactly(e.consumed)
+            except asyncio.IncompleteReadError as e:
+                if not e.partial:
+                    return None
+                raise Disconnect() from None
+        if too_long or len(line) > MAX_LINE:
+            err = bad(f"Command line too long (limit {MAX_LINE} bytes)")
+            err.tag = _tag_of(line) if not too_long else None
+            raise err
+        return line
+
+    async def read_command(self) -> bytes | None:
+        first = await self.readline()
+        if first is None:
+            return None
+        chunks = [first]
+        line = first
+        total = len(first)
+        tag = _tag_of(first)
+        is_append = _command_of(first) == "APPEND"
+        while True:
+            ann = literal_announced(line)
+            if ann is None:
+                break
+            size, sync = ann
+            limit = self.append_limit() if is_append else MAX_SMALL_LITERAL
+            if is_append and self.account is not None and self.append_limit() == 0:
+                err = no("[TOOBIG] APPEND is disabled on this server")
+            elif size > limit:
+                err = CommandError("NO" if is_append else "BAD",
+                                   f"{'[TOOBIG] ' if is_append else ''}Literal of {size} bytes is "
+                                   f"larger than the limit of {limit} bytes")
+            elif not is_append and total + size > MAX_COMMAND:
+                err = bad(f"Command larger than {MAX_COMMAND} bytes")
+            else:
+                err = None
+            if err is not None:
+                err.tag = tag
+                if not sync:
+                    # LITERAL+ (RFC 7888 §4): the client sends the data anyway; we cannot
+                    # skip gigabytes, so answer and hang up.
+                    await self.send(f"{tag or '*'} {err.status} {err.text}\r\n".encode())
+                    await self.send(b"* BYE Literal too large\r\n")
+                    raise Disconnect()
+                raise err
+            if sync:
+                await self.send(b"+ Ready for literal data\r\n")
+            data = await self.reader.readexactly(size)
+            chunks.append(data)
+            total += size
+            line = await self.readline()
+            if line is None:
+                return None
+            chunks.append(line)
+            total += len(line)
+        raw = b"".join(chunks)
+        return raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+
+    # -- dispatch -------------------------------------------------------------------------
+    async def execute(self, raw: bytes):
+        tag = _tag_of(raw) or "*"
+        try:
+            tokens = tokenize(raw)
+            if len(tokens) < 2 or not isinstance(tokens[0], Atom) or not isinstance(tokens[1], Atom):
+                raise bad("Expected: tag command [arguments]")
+            tag = str(tokens[0])
+            if not _valid_tag(tag):
+                tag = "*"
+                raise bad("Invalid tag")
+            name = tokens[1].upper()
+            handler = getattr(self, "cmd_" + name.replace(".", "_"), None) if name.isalpha() else None
+            if handler is None:
+                raise bad(f"Unknown command {str(tokens[1])[:30]}")
+            need = getattr(handler, "state", "any")
+            if need == "auth" and self.account is None:
+                raise bad(f"{name} needs you to log in first")
+            if need == "selected" and self.selected is None:
+                raise bad(f"{name} needs a selected folder (SELECT one first)")
+            if need == "noauth" and self.account is not None:
+                raise bad("Already logged in")
+            if self.session is not None:
+                self.session.busy = True
+            try:
+                text = await asyncio.wait_for(handler(tag, tokens[2:]), COMMAND_TIME_LIMIT)
+            finally:
+                if self.session is not None:
+                    self.session.busy = False
+            if text is None:  # the handler wrote its own completion (STARTTLS, LOGOUT)
+                return tag, "OK"
+            if self.selected is not None and name not in _NO_UPDATES:
+                await self.announce_changes()
+            await self.send(f"{tag} OK {text}\r\n".encode())
+            self.bad_count = 0
+            return tag, "OK"
+        except ParseError as e:
+            status, text = "BAD", str(e)
+        except CommandError as e:
+            status, text = e.status, e.text
+        except MailError as e:
+            status, text = "NO", str(e)
+        except asyncio.TimeoutError:
+            status, text = "NO", "Command took too long and was stopped"
+        if status == "BAD":
+            self.bad_count += 1
+        if self.selected is not None and status == "NO":
+            with contextlib.suppress(Exception):
+                await self.announce_changes()
+        await self.send(f"{tag} {status} {_one_line(text)}\r\n".encode())
+        if self.bad_count >= MAX_BAD_COMMANDS:
+            await self.send(b"* BYE Too many invalid commands\r\n")
+            raise Disconnect()
+        return tag, status
+
+    # -- authentication -------------------------------------------------------------------
+    async def login(self, user: str, password: str) -> str:
+        rt = self.runtime
+        if await rt.run_blocking(rt.bans.is_banned, self.peer_ip):
+            raise no("[UNAVAILABLE] Your address is temporarily banned after failed logins")
+        account = await rt.authenticate(user, password, self.peer_ip, "imap")
+        if account is None:
+            raise no("[AUTHENTICATIONFAILED] Invalid credentials")
+        limit = rt.settings.mailbox.max_sessions_per_user
+        if limit:
+            mine = sum(1 for s in rt.sessions.list() if s.user == account.address
+                       and s.protocol in ("imap", "pop3"))
+            if mine >= limit:
+                raise no(f"[LIMIT] Too many sessions for {account.address} (limit {limit})")
+        from ..maildir import Maildir
+        md = Maildir.for_account(rt.root, account.domain, account.local)
+        if not await rt.run_blocking(md.exists):
+            await rt.run_blocking(md.create)
+        self.account = account
+        self.maildir = md
+        self.session.user = account.address
+        rt.log.info("imap: %s logged in from %s", account.address, self.peer_ip)
+        return f"[CAPABILITY {' '.join(self.capabilities())}] Logged in"
+
+    def _require_plaintext_ok(self) -> None:
+        if not self.plaintext_ok:
+            raise no("[PRIVACYREQUIRED] Use STARTTLS (or port 993) before logging in")
+
+    async def cmd_LOGIN(self, tag, args):
+        if len(args) != 2:
+            raise bad("LOGIN needs a user name and a password")
+        self._require_plaintext_ok()
+        return await self.login(as_text(args[0], "user name"), as_text(args[1], "password"))
+    cmd_LOGIN.state = "noauth"
+
+    async def cmd_AUTHENTICATE(self, tag, args):
+        if not args or len(args) > 2:
+            raise bad("AUTHENTICATE needs a mechanism")
+        mech = as_text(args[0], "mechanism").upper()
+        if mech != "PLAIN":
+            raise no(f"Unsupported authentication mechanism {mech[:20]}")
+        self._require_plaintext_ok()
+        if len(args) == 2:  # SASL-IR (RFC 4959)
+            response = as_text(args[1], "initial response")
+            if response == "=":
+                response = ""
+        else:
+            await self.send(b"+ \r\n")
+            line = await self.readline()
+            if line is None:
+                raise Disconnect()
+            response = line.rstrip(b"\r\n").decode("ascii", "replace")
+        if response == "*":
+            raise bad("Authentication cancelled")
+        try:
+            decoded = base64.b64decode(response, validate=True)
+            authzid, authcid, password = decoded.split(b"\0")
+            user = authcid.decode("utf-8")
+            pw = password.decode("utf-8")
+            if authzid and authzid.decode("utf-8") != user:
+                raise no("[AUTHORIZATIONFAILED] Logging in as another user is not allowed")
+        except CommandError:
+            raise
+        except ValueError:
+            raise bad("Invalid SASL PLAIN response (want base64 of authzid NUL user NUL password)") from None
+        return await self.login(user, pw)
+    cmd_AUTHENTICATE.state = "noauth"
+
+    async def cmd_STARTTLS(self, tag, args):
+        if self.tls_active:
+            raise bad("TLS is already active")
+        if self.tls_mode != "starttls":
+            raise bad("STARTTLS is not offered on this port")
+        ctx = self.runtime.ssl_context()
+        await self.send(f"{tag} OK Begin TLS negotiation now\r\n".encode())
+        # NO STARTTLS (USENIX Security '21): anything pipelined after STARTTLS in plaintext
+        # must not be executed inside TLS.
+        buffered = getattr(self.reader, "_buffer", None)
+        if buffered:
+            buffered.clear()
+        try:
+            await self.writer.start_tls(ctx)
+        except (OSError, ConnectionError) as e:
+            raise Disconnect() from e
+        self.tls_active = True
+        return None
+    cmd_STARTTLS.state = "noauth"
+
+
+# Commands after which other sessions' changes are not announced: RFC 3501 §7.4.1
+# forbids EXPUNGE during FETCH, STORE and SEARCH; the rest announce on their own.
+_NO_UPDATES = {"FETCH", "STORE", "SEARCH", "SELECT", "EXAMINE", "NOOP", "CHECK", "IDLE", "LOGOUT", "APPEND"}
+
+
+def _tag_of(line: bytes) -> str | None:
+    head = line.split(b" ", 1)[0].strip()
+    try:
+        tag = head.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return tag if _valid_tag(tag) else None
+
+
+def _command_of(line: bytes) -> str:
+    parts = line.split(b" ", 3)
+    if len(parts) < 2:
+        return ""
+    cmd = parts[1].strip().upper()
+    if cmd == b"UID" and len(parts) > 2:
+        cmd = parts[2].strip().upper()
+    return cmd.decode("ascii", "replace")
+
+
+def _valid_tag(tag: str) -> bool:
+    return 0 < len(tag) <= 64 and all(0x20 < ord(c) < 0x7F and c not in '(){%*"\\+' for c in tag)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:500]

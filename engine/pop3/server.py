@@ -1,0 +1,434 @@
+"""POP3 (RFC 1939) with CAPA (RFC 2449), STLS (RFC 2595) and AUTH PLAIN (RFC 5034).
+
+A session works on a snapshot of INBOX taken at login. DELE only marks; the marked
+messages are expunged at QUIT (UPDATE state), so a dropped connection changes nothing.
+One session per mailbox at a time: a lock file (O_EXCL, with our pid and a stale check)
+under the Maildir, so another server process sharing the root sees it too.
+UIDL is the message's base file name, which never changes (flags only rename the suffix).
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import time
+from pathlib import Path
+
+from ..errors import MailError, NotFound
+from ..maildir import Maildir
+from ..imap.mime import to_crlf
+
+MAX_LINE = 512                 # RFC 2449 §4: 255 octets per argument; be generous
+MAX_BAD_COMMANDS = 20
+LOCK_NAME = "pop3.lock"
+LOCK_STALE_S = 3600            # a lock whose owner is gone is taken over
+
+
+class _Quit(Exception):
+    pass
+
+
+class MailboxLock:
+    """The POP3 maildrop lock (RFC 1939 §8: "exclusive-access lock on the maildrop")."""
+
+    def __init__(self, maildir: Maildir):
+        self.path = maildir.path / LOCK_NAME
+        self.token = f"{os.getpid()} {time.time():.0f} {os.urandom(6).hex()}\n"
+        self.held = False
+
+    def acquire(self) -> bool:
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                if self._stale():
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.path)
+                    continue
+                return False
+            with os.fdopen(fd, "w") as f:
+                f.write(self.token)
+            self.held = True
+            return True
+        return False
+
+    def _stale(self) -> bool:
+        try:
+            text = self.path.read_text()
+            st = self.path.stat()
+        except (FileNotFoundError, OSError):
+            return True
+        pid = text.split()[0] if text.split() else ""
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                pass
+        return time.time() - st.st_mtime > LOCK_STALE_S
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        with contextlib.suppress(OSError):
+            if self.path.read_text() == self.token:
+                os.unlink(self.path)
+
+
+class Pop3Session:
+    def __init__(self, runtime, listener: str, reader, writer, tls_mode: str):
+        self.runtime = runtime
+        self.reader = reader
+        self.writer = writer
+        self.tls_mode = tls_mode
+        self.tls_active = tls_mode == "implicit"
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        self.peer_ip = str(peer[0])
+        self.user_name: str | None = None
+        self.account = None
+        self.folder = None
+        self.messages: list = []
+        self.deleted: set[int] = set()
+        self.lock: MailboxLock | None = None
+        self.session = None
+        self.bad = 0
+
+    async def send(self, text: str | bytes) -> None:
+        data = text if isinstance(text, bytes) else text.encode("utf-8")
+        self.writer.write(data if data.endswith(b"\r\n") else data + b"\r\n")
+        await self.writer.drain()
+
+    @property
+    def plaintext_ok(self) -> bool:
+        return self.tls_active or self.runtime.settings.auth.allow_plaintext
+
+    async def run(self) -> None:
+        rt = self.runtime
+        try:
+            if await rt.run_blocking(rt.bans.is_banned, self.peer_ip):
+                await self.send("-ERR [SYS/TEMP] Your address is temporarily banned after failed logins")
+                return
+            limit = rt.settings.mailbox.max_sessions
+            if limit and rt.sessions.count(("imap", "pop3")) >= limit:
+                await self.send("-ERR [SYS/TEMP] Too many connections, try again later")
+                return
+            self.session = rt.sessions.open("pop3", self.peer_ip)
+            self.session.closer = self._close
+            await self.send("+OK mailctl POP3 ready")
+            await self.loop()
+        except (ConnectionError, asyncio.IncompleteReadError, _Quit, asyncio.TimeoutError):
+            pass
+        except Exception:
+            rt.log.exception("pop3: session from %s failed", self.peer_ip)
+        finally:
+            if self.lock is not None:
+                await rt.run_blocking(self.lock.release)
+            if self.session is not None:
+                self.session.close()
+            self._close()
+
+    def _close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+    async def readline(self) -> bytes | None:
+        too_long = False
+        while True:
+            try:
+                line = await self.reader.readuntil(b"\n")
+                break
+            except asyncio.LimitOverrunError as e:
+                too_long = True
+                await self.reader.readexactly(e.consumed)
+            except asyncio.IncompleteReadError:
+                return None
+        if too_long or len(line) > MAX_LINE:
+            return b"\0too-long"
+        return line
+
+    async def loop(self) -> None:
+        settings = self.runtime.settings.mailbox
+        while not self.runtime.stopping.is_set():
+            timeout = settings.login_timeout_s if self.account is None else settings.idle_timeout_s
+            try:
+                line = await asyncio.wait_for(self.readline(), timeout)
+            except asyncio.TimeoutError:
+                await self.send("-ERR Autologout; idle for too long")
+                return
+            if line is None:
+                return  # dropped connection: no UPDATE state, nothing is deleted
+            if line == b"\0too-long":
+                await self.error(f"Line too long (limit {MAX_LINE} bytes)")
+                continue
+            text = line.rstrip(b"\r\n").decode("utf-8", "replace")
+            verb, _, arg = text.partition(" ")
+            verb = verb.upper()
+            handler = getattr(self, "cmd_" + verb, None) if verb.isalpha() else None
+            if handler is None:
+                await self.error(f"Unknown command {verb[:20]}")
+                continue
+            if getattr(handler, "auth", None) is True and self.account is None:
+                await self.error("Log in first (USER/PASS or AUTH PLAIN)")
+                continue
+            if getattr(handler, "auth", None) is False and self.account is not None:
+                await self.error("Not allowed after login")
+                continue
+            try:
+                await handler(arg)
+            except MailError as e:
+                await self.send(f"-ERR {e}")
+
+    async def error(self, text: str) -> None:
+        await self.send(f"-ERR {text}")
+        self.bad += 1
+        if self.bad >= MAX_BAD_COMMANDS:
+            await self.send("-ERR Too many invalid commands")
+            raise _Quit()
+
+    # -- AUTHORIZATION state -------------------------------------------------------
+    async def cmd_CAPA(self, arg):
+        caps = ["TOP", "UIDL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE",
+                "EXPIRE NEVER", "IMPLEMENTATION mailctl"]
+        if self.account is None:
+            if self.tls_mode == "starttls" and not self.tls_active:
+                caps.append("STLS")
+            if self.plaintext_ok:
+                caps += ["USER", "SASL PLAIN"]
+        await self.send("+OK Capability list follows\r\n" + "\r\n".join(caps) + "\r\n.")
+
+    async def cmd_STLS(self, arg):
+        if self.tls_active or self.tls_mode != "starttls":
+            await self.error("TLS is already active or not offered here")
+            return
+        ctx = self.runtime.ssl_context()
+        await self.send("+OK Begin TLS negotiation")
+        buffered = getattr(self.reader, "_buffer", None)
+        if buffered:
+            buffered.clear()  # never run plaintext pipelined after STLS inside TLS
+        await self.writer.start_tls(ctx)
+        self.tls_active = True
+    cmd_STLS.auth = False
+
+    async def cmd_USER(self, arg):
+        if not self.plaintext_ok:
+            await self.send("-ERR [AUTH] Use STLS (or port 995) before logging in")
+            return
+        if not arg.strip():
+            await self.error("USER needs a name")
+            return
+        self.user_name = arg.strip()
+        await self.send("+OK Send PASS")
+    cmd_USER.auth = False
+
+    async def cmd_PASS(self, arg):
+        if self.user_name is None:
+            await self.error("Send USER first")
+            return
+        user, self.user_name = self.user_name, None
+        await self.login(user, arg)
+    cmd_PASS.auth = False
+
+    async def cmd_AUTH(self, arg):
+        parts = arg.split()
+        if not parts:
+            await self.send("+OK\r\nPLAIN\r\n.")
+            return
+        if parts[0].upper() != "PLAIN":
+            await self.error(f"Unsupported mechanism {parts[0][:20]}")
+            return
+        if not self.plaintext_ok:
+            await self.send("-ERR [AUTH] Use STLS (or port 995) before logging in")
+            return
+        if len(parts) > 1:
+            response = parts[1]
+        else:
+            await self.send("+ ")
+            line = await self.readline()
+            if line is None:
+                raise _Quit()
+            response = line.rstrip(b"\r\n").decode("ascii", "replace")
+        if response == "*":
+            await self.send("-ERR Authentication cancelled")
+            return
+        try:
+            authzid, authcid, password = base64.b64decode(response if response != "=" else "",
+                                                          validate=True).split(b"\0")
+            user, pw = authcid.decode("utf-8"), password.decode("utf-8")
+        except ValueError:
+            await self.error("Invalid SASL PLAIN response")
+            return
+        if authzid and authzid.decode("utf-8", "replace") != user:
+            await self.send("-ERR [AUTH] Logging in as another user is not allowed")
+            return
+        await self.login(user, pw)
+    cmd_AUTH.auth = False
+
+    async def login(self, user: str, password: str) -> None:
+        rt = self.runtime
+        if await rt.run_blocking(rt.bans.is_banned, self.peer_ip):
+            await self.send("-ERR [SYS/TEMP] Your address is temporarily banned")
+            return
+        account = await rt.authenticate(user, password, self.peer_ip, "pop3")
+        if account is None:
+            await self.send("-ERR [AUTH] Invalid credentials")
+            return
+        limit = rt.settings.mailbox.max_sessions_per_user
+        if limit and sum(1 for s in rt.sessions.list() if s.user == account.address) >= limit:
+            await self.send(f"-ERR [SYS/TEMP] Too many sessions for {account.address}")
+            return
+        md = Maildir.for_account(rt.root, account.domain, account.local)
+        if not await rt.run_blocking(md.exists):
+            await rt.run_blocking(md.create)
+        lock = MailboxLock(md)
+        if not await rt.run_blocking(lock.acquire):
+            await self.send("-ERR [IN-USE] The mailbox is open in another POP3 session")
+            return
+        try:
+            folder = await rt.run_blocking(md.folder, "INBOX")
+            self.messages = await rt.run_blocking(folder.sync)
+        except BaseException:
+            await rt.run_blocking(lock.release)
+            raise
+        self.lock, self.folder, self.account = lock, folder, account
+        self.session.user = account.address
+        rt.log.info("pop3: %s logged in from %s", account.address, self.peer_ip)
+        await self.send(f"+OK {len(self.messages)} messages")
+
+    # -- TRANSACTION state ---------------------------------------------------------------
+    def _msg(self, arg: str, allow_deleted: bool = False):
+        """(number, message) for a message-number argument, or an error text."""
+        text = arg.strip().split(" ")[0] if arg.strip() else ""
+        if not text.isdigit() or len(text) > 9:
+            return None, "Give a message number"
+        n = int(text)
+        if not 1 <= n <= len(self.messages):
+            return None, f"No message {n} (there are {len(self.messages)})"
+        if n in self.deleted and not allow_deleted:
+            return None, f"Message {n} is already deleted"
+        return n, self.messages[n - 1]
+
+    async def cmd_STAT(self, arg):
+        live = [m for i, m in enumerate(self.messages, 1) if i not in self.deleted]
+        await self.send(f"+OK {len(live)} {sum(m.vsize for m in live)}")
+    cmd_STAT.auth = True
+
+    async def _listing(self, arg, render):
+        if arg.strip():
+            n, m = self._msg(arg)
+            if n is None:
+                await self.send(f"-ERR {m}")
+                return
+            await self.send(f"+OK {n} {render(m)}")
+            return
+        lines = [f"{i} {render(m)}" for i, m in enumerate(self.messages, 1) if i not in self.deleted]
+        await self.send("+OK\r\n" + "".join(line + "\r\n" for line in lines) + ".")
+
+    async def cmd_LIST(self, arg):
+        await self._listing(arg, lambda m: str(m.vsize))
+    cmd_LIST.auth = True
+
+    async def cmd_UIDL(self, arg):
+        await self._listing(arg, lambda m: _uidl(m.base))
+    cmd_UIDL.auth = True
+
+    async def _read(self, m) -> bytes | None:
+        try:
+            return await self.runtime.run_blocking(self.folder.read, m)
+        except NotFound:
+            return None
+
+    async def cmd_RETR(self, arg):
+        n, m = self._msg(arg)
+        if n is None:
+            await self.send(f"-ERR {m}")
+            return
+        data = await self._read(m)
+        if data is None:
+            await self.send("-ERR [SYS/TEMP] The message was removed by another program")
+            return
+        await self.send_multiline(f"+OK {m.vsize} octets", to_crlf(data))
+    cmd_RETR.auth = True
+
+    async def cmd_TOP(self, arg):
+        parts = arg.split()
+        if len(parts) != 2 or not parts[1].isdigit() or len(parts[1]) > 9:
+            await self.error("TOP needs a message number and a line count")
+            return
+        n, m = self._msg(parts[0])
+        if n is None:
+            await self.send(f"-ERR {m}")
+            return
+        data = await self._read(m)
+        if data is None:
+            await self.send("-ERR [SYS/TEMP] The message was removed by another program")
+            return
+        data = to_crlf(data)
+        head, sep, body = data.partition(b"\r\n\r\n")
+        lines = body.split(b"\r\n")[:int(parts[1])] if sep else []
+        out = head + (b"\r\n\r\n" + b"\r\n".join(lines) if sep else b"")
+        await self.send_multiline("+OK", out)
+    cmd_TOP.auth = True
+
+    async def send_multiline(self, first: str, data: bytes) -> None:
+        # Byte-stuff lines starting with "." (RFC 1939 §3) and end with CRLF . CRLF.
+        if data.startswith(b"."):
+            data = b"." + data
+        data = data.replace(b"\r\n.", b"\r\n..")
+        if not data.endswith(b"\r\n"):
+            data += b"\r\n"
+        self.writer.write(first.encode() + b"\r\n" + data + b".\r\n")
+        await self.writer.drain()
+
+    async def cmd_DELE(self, arg):
+        n, m = self._msg(arg)
+        if n is None:
+            await self.send(f"-ERR {m}")
+            return
+        self.deleted.add(n)
+        await self.send(f"+OK Message {n} deleted")
+    cmd_DELE.auth = True
+
+    async def cmd_RSET(self, arg):
+        self.deleted.clear()
+        await self.send(f"+OK {len(self.messages)} messages")
+    cmd_RSET.auth = True
+
+    async def cmd_NOOP(self, arg):
+        await self.send("+OK")
+    cmd_NOOP.auth = True
+
+    async def cmd_QUIT(self, arg):
+        if self.account is not None and self.deleted:
+            doomed = [self.messages[n - 1] for n in sorted(self.deleted)]
+            try:
+                await self.runtime.run_blocking(self.folder.expunge, doomed)
+            except MailError as e:
+                await self.send(f"-ERR [SYS/TEMP] Some messages were not deleted: {e}")
+                raise _Quit() from None
+        await self.send("+OK Bye")
+        raise _Quit()
+
+
+def _uidl(base: str) -> str:
+    # RFC 1939: 1-70 characters in 0x21-0x7E; base names fit, but be safe.
+    # The unique part comes first; the ,S=/,W= fields add nothing.
+    text = "".join(c for c in base.split(",")[0] if 0x21 <= ord(c) <= 0x7E)
+    return text[:70]
+
+
+async def start(runtime, name: str, listener_settings) -> list[asyncio.base_events.Server]:
+    tls_mode = listener_settings.tls
+    ssl_ctx = runtime.ssl_context() if tls_mode == "implicit" else None
+
+    async def client(reader, writer):
+        await Pop3Session(runtime, name, reader, writer, tls_mode).run()
+
+    servers = []
+    for host in listener_settings.bind:
+        servers.append(await asyncio.start_server(
+            client, host, listener_settings.port, ssl=ssl_ctx, limit=4096, reuse_address=True,
+            ssl_handshake_timeout=30 if ssl_ctx else None))
+    return servers

@@ -1,0 +1,141 @@
+"""IMAP and POP3 servers in-process for tests: a root with accounts, the listeners on
+127.0.0.1 port 0 in an asyncio loop on a background thread, and blocking clients
+(imaplib, poplib, imapclient) talking to them."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import threading
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+from engine import settings as settings_mod
+from engine.directory import Directory
+from engine.directory_edit import add_account, add_domain
+from engine.maildir import Maildir
+from engine.passwords import hash_password
+from engine.root import Root, atomic_write
+from engine.runtime import Runtime
+
+PASSWORD = "secret-pass-1"
+DOMAIN = "example.com"
+_HASH = None
+
+
+def password_hash() -> str:
+    global _HASH
+    if _HASH is None:
+        _HASH = hash_password(PASSWORD)
+    return _HASH
+
+
+def configure(root: Root, values: dict) -> None:
+    import tomlkit
+    doc = tomlkit.parse(root.config_file.read_text())
+    for dotted, value in values.items():
+        *path, key = dotted.split(".")
+        node = doc
+        for part in path:
+            if part not in node:
+                node[part] = tomlkit.table()
+            node = node[part]
+        node[key] = value
+    atomic_write(root.config_file, tomlkit.dumps(doc))
+
+
+def add_users(root: Root, users=("alice", "bob"), domain: str = DOMAIN, quota_mb: int | None = None) -> None:
+    settings = settings_mod.load(root.config_file)
+    with contextlib.suppress(Exception):
+        add_domain(root, settings, domain)
+    for user in users:
+        add_account(root, settings, f"{user}@{domain}", password_hash(), quota_mb=quota_mb)
+
+
+def maildir(root: Root, user: str = "alice", domain: str = DOMAIN) -> Maildir:
+    return Maildir.for_account(root, domain, user)
+
+
+def message(subject: str = "hello", body: str = "body text", sender: str = "carol@example.org",
+            to: str = "alice@example.com", extra: str = "") -> bytes:
+    return (f"From: Carol <{sender}>\nTo: {to}\nSubject: {subject}\n"
+            f"Date: Mon, 02 Jan 2023 10:00:00 +0000\nMessage-ID: <{abs(hash(subject + body))}@example.org>\n"
+            f"{extra}\n{body}\n").encode()
+
+
+@dataclass
+class Servers:
+    runtime: Runtime
+    loop: asyncio.AbstractEventLoop
+    ports: dict = field(default_factory=dict)
+    servers: list = field(default_factory=list)
+    thread: threading.Thread | None = None
+
+    def port(self, name: str) -> int:
+        return self.ports[name]
+
+    def call(self, coro_fn, *args, timeout: float = 30):
+        return asyncio.run_coroutine_threadsafe(coro_fn(*args), self.loop).result(timeout)
+
+    def reload(self) -> None:
+        problems = self.runtime.reload()
+        assert not problems, problems
+
+    def stop(self) -> None:
+        async def shutdown():
+            self.runtime.stopping.set()
+            for s in self.servers:
+                s.close()
+            for session in list(self.runtime.sessions.list()):
+                if session.closer:
+                    session.closer()
+        with contextlib.suppress(Exception):
+            self.call(shutdown, timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.runtime.close()
+
+
+def client_tls() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+@contextlib.contextmanager
+def running(root: Root, protocols=("imap", "imaps", "pop3", "pop3s")):
+    """Start the named listeners on 127.0.0.1 with free ports; yield a Servers."""
+    from engine.imap import server as imap_server
+    from engine.pop3 import server as pop3_server
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    holder = {}
+
+    def thread_main():
+        asyncio.set_event_loop(loop)
+        holder["runtime"] = Runtime.for_tests(root)
+        ready.set()
+        loop.run_forever()
+
+    t = threading.Thread(target=thread_main, daemon=True)
+    t.start()
+    ready.wait(10)
+    srv = Servers(holder["runtime"], loop, thread=t)
+    try:
+        for name in protocols:
+            conf = getattr(srv.runtime.settings.listeners, name)
+            listener = SimpleNamespace(bind=["127.0.0.1"], port=0, tls=conf.tls, enabled=True)
+            module = imap_server if name.startswith("imap") else pop3_server
+            started = srv.call(module.start, srv.runtime, name, listener)
+            srv.servers += started
+            srv.ports[name] = started[0].sockets[0].getsockname()[1]
+        yield srv
+    finally:
+        srv.stop()
+
+
+def fast_settings(**extra) -> dict:
+    values = {"auth.failure_delay_s": 0, "auth.allow_plaintext": True, "auth.ban_after_failures": 0}
+    values.update(extra)
+    return values
