@@ -37,7 +37,8 @@ def trace_headers(sender: str, mailbox: str) -> bytes:
 
 
 def deliver(root: Root, settings, directory: Directory, sender: str, recipients: list[str],
-            data: bytes, source: str = "local", queue_external: bool = True) -> Outcome:
+            data: bytes, source: str = "local", queue_external: bool = True,
+            auth_user: str = "") -> Outcome:
     """Deliver data to recipients. Local domains only receive; external addresses that
     come out of aliases and forwards are queued. Returns what happened per recipient."""
     outcome = Outcome()
@@ -69,7 +70,7 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
                 perm = settings.relay.over_quota_permanent
                 outcome.rejected[address] = OVER_QUOTA_PERM if perm else OVER_QUOTA_TEMP
         if external and queue_external:
-            queued = Queue(root).stage(sender, external, data, source=source)
+            queued = Queue(root).stage(sender, external, data, source=source, auth_user=auth_user)
         for address, item in staged:
             item.commit()
             outcome.delivered.append(address)

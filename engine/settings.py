@@ -35,6 +35,11 @@ def _port(v):
     return None if 1 <= v <= 65535 else "must be a port number from 1 to 65535"
 
 
+def _listen_port(v):
+    # 0 asks the OS for a free port (tests); the port in use is written to run/ports.toml
+    return None if 0 <= v <= 65535 else "must be a port number from 1 to 65535 (0 = any free port)"
+
+
 def _one_of(*choices):
     def check(v):
         return None if v in choices else "must be one of " + ", ".join(repr(c) for c in choices)
@@ -85,7 +90,7 @@ def _listener_section(name: str) -> dict[str, Key]:
     return {
         "enabled": Key(True, bool, f"serve {what}"),
         "bind": Key(["0.0.0.0", "::"], list, "addresses to listen on (IPv4 and IPv6)", _addresses),
-        "port": Key(port, int, "TCP port", _port),
+        "port": Key(port, int, "TCP port", _listen_port),
         "tls": Key(tls, str, "'starttls' (offered on the plain port), 'implicit' (TLS from the first byte) or 'none'",
                    _one_of("starttls", "implicit", "none")),
     }

@@ -1,0 +1,149 @@
+"""Auto-ban of IP addresses after repeated failed logins, shared by every protocol.
+
+State lives in the root, so restarts, other server processes and `mailctl ban` see it:
+  state/bans/<ip>.toml            one ban: ip, until, reason, protocol, created
+  state/auth-failures/<ip>.log    one line per failed login: '<unix time> <protocol>'
+
+Failures are appended with O_APPEND (one small write is atomic); a ban is one atomic
+file write. Expired bans and failures are ignored and swept lazily.
+"""
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import time
+import tomllib
+from typing import Callable
+
+import tomli_w
+
+from .errors import InvalidInput, NotFound
+from .root import Root, atomic_write
+
+
+def normalize_ip(ip: str) -> str:
+    """A canonical text form; refuses anything that is not an IP address (it becomes a file name)."""
+    try:
+        addr = ipaddress.ip_address(str(ip).strip().strip("[]"))
+    except ValueError:
+        raise InvalidInput(f"{ip!r} is not an IP address") from None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        addr = addr.ipv4_mapped
+    return str(addr)
+
+
+def _file_stem(ip: str) -> str:
+    return ip.replace(":", "_")     # IPv6 colons make awkward file names
+
+
+class Bans:
+    def __init__(self, root: Root, settings, clock: Callable[[], float] = time.time):
+        self.root = root
+        self.settings = settings
+        self.clock = clock
+        self.dir = root.state_dir / "bans"
+        self.failures_dir = root.state_dir / "auth-failures"
+        self._cache_key = None
+        self._cache: dict[str, float] = {}
+
+    # -- reading --
+    def _load_all(self) -> dict[str, dict]:
+        out = {}
+        try:
+            entries = list(os.scandir(self.dir))
+        except FileNotFoundError:
+            return out
+        for e in entries:
+            if not e.name.endswith(".toml") or e.name.startswith("."):
+                continue
+            with contextlib.suppress(OSError, tomllib.TOMLDecodeError, KeyError, ValueError):
+                data = tomllib.loads(open(e.path, encoding="utf-8").read())
+                out[normalize_ip(data["ip"])] = data
+        return out
+
+    def _active(self) -> dict[str, float]:
+        """ip -> until, cached while the directory is unchanged (a stat per check)."""
+        try:
+            st = os.stat(self.dir)
+            key = (st.st_mtime_ns, st.st_ino)
+        except FileNotFoundError:
+            return {}
+        if key != self._cache_key:
+            self._cache = {ip: float(d.get("until", 0)) for ip, d in self._load_all().items()}
+            self._cache_key = key
+        return self._cache
+
+    def is_banned(self, ip: str) -> bool:
+        try:
+            ip = normalize_ip(ip)
+        except InvalidInput:
+            return False
+        until = self._active().get(ip)
+        return until is not None and until > self.clock()
+
+    def list(self) -> list[dict]:
+        now = self.clock()
+        rows = []
+        for ip, d in sorted(self._load_all().items()):
+            until = float(d.get("until", 0))
+            if until <= now:
+                continue
+            rows.append({"ip": ip, "until": until, "remaining_s": int(until - now),
+                         "reason": d.get("reason", ""), "protocol": d.get("protocol", ""),
+                         "created": float(d.get("created", 0))})
+        return rows
+
+    # -- changing --
+    def ban(self, ip: str, minutes: float, reason: str, protocol: str = "") -> None:
+        ip = normalize_ip(ip)
+        now = self.clock()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.dir / f"{_file_stem(ip)}.toml", tomli_w.dumps(
+            {"ip": ip, "until": now + minutes * 60, "created": now, "reason": reason, "protocol": protocol}))
+        self._cache_key = None
+
+    def remove(self, ip: str) -> None:
+        ip = normalize_ip(ip)
+        path = self.dir / f"{_file_stem(ip)}.toml"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.failures_dir / f"{_file_stem(ip)}.log")
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            raise NotFound(f"{ip} is not banned; see 'mailctl ban list'") from None
+        self._cache_key = None
+
+    def record_failure(self, ip: str, protocol: str) -> bool:
+        """Note one failed login; True when this failure started a ban (blocking: run off the loop)."""
+        auth = self.settings.auth
+        try:
+            ip = normalize_ip(ip)
+        except InvalidInput:
+            return False
+        if auth.ban_after_failures <= 0:
+            return False
+        now = self.clock()
+        self.failures_dir.mkdir(parents=True, exist_ok=True)
+        path = self.failures_dir / f"{_file_stem(ip)}.log"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        try:
+            os.write(fd, f"{now:.3f} {protocol}\n".encode())
+        finally:
+            os.close(fd)
+        cutoff = now - auth.ban_window_minutes * 60
+        recent = []
+        with contextlib.suppress(OSError):
+            for line in path.read_text("utf-8", "replace").splitlines():
+                with contextlib.suppress(ValueError, IndexError):
+                    if float(line.split()[0]) >= cutoff:
+                        recent.append(line)
+        if len(recent) >= auth.ban_after_failures:
+            self.ban(ip, auth.ban_minutes,
+                     f"{len(recent)} failed logins within {auth.ban_window_minutes:g} minutes", protocol)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            return True
+        if len(recent) > 1000:    # keep the file small for a patient attacker
+            atomic_write(path, "\n".join(recent[-100:]) + "\n")
+        return False

@@ -1,0 +1,241 @@
+"""The shared state of a running server (every listener and worker plugs in here).
+
+root, settings and directory (swapped whole on reload, so a session reads one consistent
+snapshot), the TLS context (reloaded when the files change), a bounded thread pool for
+all disk work, the ban list, the registry of open sessions, the log and the stop event.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import ssl
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import settings as settings_mod
+from .bans import Bans
+from .directory import Directory
+from .errors import ConfigError, MailError
+from .root import Root
+
+log = logging.getLogger("mailctl")
+
+
+# -- sessions --------------------------------------------------------------------
+
+@dataclass
+class Session:
+    id: int
+    protocol: str
+    peer_ip: str
+    started: float
+    registry: "Sessions"
+    user: str = ""
+    busy: bool = False             # inside a transaction that a graceful stop lets finish
+    closer: Callable[[], None] | None = None   # ends the session (graceful stop)
+    info: dict = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.registry._remove(self)
+
+    def public(self) -> dict:
+        return {"id": self.id, "protocol": self.protocol, "ip": self.peer_ip, "user": self.user,
+                "since": self.started, "busy": self.busy}
+
+
+class Sessions:
+    """Open connections of every protocol, for limits, `mailctl who` and `mailctl status`."""
+
+    def __init__(self, clock: Callable[[], float] = time.time):
+        self._items: dict[int, Session] = {}
+        self._ids = itertools.count(1)
+        self.clock = clock
+        self.total_opened: dict[str, int] = {}
+
+    def open(self, protocol: str, peer_ip: str) -> Session:
+        s = Session(next(self._ids), protocol, peer_ip, self.clock(), self)
+        self._items[s.id] = s
+        self.total_opened[protocol] = self.total_opened.get(protocol, 0) + 1
+        return s
+
+    def _remove(self, s: Session) -> None:
+        self._items.pop(s.id, None)
+
+    def list(self, protocol: str | None = None) -> list[Session]:
+        return [s for s in self._items.values() if protocol is None or s.protocol == protocol]
+
+    def count(self, protocols: tuple[str, ...] | None = None, ip: str | None = None) -> int:
+        return sum(1 for s in self._items.values()
+                   if (protocols is None or s.protocol in protocols) and (ip is None or s.peer_ip == ip))
+
+
+# -- TLS ---------------------------------------------------------------------------
+
+class TLSFiles:
+    """One server-side SSLContext whose certificate is reloaded in place when the files change.
+
+    Reusing the same context object means listeners created once (implicit TLS) pick
+    up a renewed certificate for every new handshake.
+    """
+
+    def __init__(self, root: Root):
+        self.root = root
+        self._ctx: ssl.SSLContext | None = None
+        self._stamp = None
+        self._checked = 0.0
+
+    def paths(self, settings) -> tuple[Path, Path]:
+        def place(p: str) -> Path:
+            path = Path(p)
+            return path if path.is_absolute() else self.root.path / path
+        return place(settings.tls.cert), place(settings.tls.key)
+
+    def context(self, settings) -> ssl.SSLContext:
+        now = time.monotonic()
+        if self._ctx is not None and now - self._checked < 1.0:
+            return self._ctx
+        self._checked = now
+        cert, key = self.paths(settings)
+        try:
+            stamp = tuple((os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in (cert, key)) + (
+                settings.tls.min_version,)
+        except OSError as e:
+            if self._ctx is not None:
+                return self._ctx
+            raise MailError(f"{e.filename}: cannot read TLS file ({e.strerror}); set tls.cert and tls.key "
+                            f"in mailctl.toml") from None
+        if stamp == self._stamp and self._ctx is not None:
+            return self._ctx
+        ctx = self._ctx or ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = (ssl.TLSVersion.TLSv1_3 if settings.tls.min_version == "TLSv1.3"
+                               else ssl.TLSVersion.TLSv1_2)
+        try:
+            ctx.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as e:
+            if self._ctx is not None:
+                log.error("tls: %s: cannot load certificate or key (%s); keeping the previous one", cert, e)
+                self._stamp = stamp
+                return self._ctx
+            raise MailError(f"{cert}: cannot load TLS certificate/key ({e}); fix tls.cert and tls.key") from None
+        if self._ctx is not None:
+            log.info("tls: certificate reloaded from %s", cert)
+        self._ctx, self._stamp = ctx, stamp
+        return ctx
+
+
+# -- the runtime -----------------------------------------------------------------------
+
+class Runtime:
+    def __init__(self, root: Root, settings, directory: Directory, *,
+                 clock: Callable[[], float] = time.time, workers: int = 8):
+        self.root = root
+        self.settings = settings
+        self.directory = directory
+        self.clock = clock
+        self.log = log
+        self.bans = Bans(root, settings, clock)
+        self.sessions = Sessions(clock)
+        self.stopping = asyncio.Event()
+        self.started = clock()
+        self.ports: dict[str, list[tuple[str, int]]] = {}       # listener -> bound (host, port)
+        self.counters: dict[str, int] = {}
+        self.generation = 0           # bumped on every successful reload
+        self._tls = TLSFiles(root)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailctl-disk")
+
+    @classmethod
+    def load(cls, root: Root, **kw) -> "Runtime":
+        root.require()
+        settings = settings_mod.load(root.config_file, "mailctl.toml")
+        directory = Directory.load(root, settings)
+        return cls(root, settings, directory, **kw)
+
+    @classmethod
+    def for_tests(cls, root: Root, **kw) -> "Runtime":
+        """A runtime over a root without the service around it (in-process tests)."""
+        return cls.load(root, **kw)
+
+    # -- services for protocol code --
+    def ssl_context(self) -> ssl.SSLContext:
+        return self._tls.context(self.settings)
+
+    async def run_blocking(self, fn: Callable, *args) -> Any:
+        """Run disk work in the bounded pool, never on the event loop thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def auth_delay(self) -> None:
+        await asyncio.sleep(self.settings.auth.failure_delay_s)
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    async def authenticate(self, user: str, password: str, ip: str, protocol: str):
+        """Check a login against the directory. Returns the Account, or None after the
+        failure delay (and a ban when the IP failed too often). Never logs the password."""
+        from . import passwords
+        directory = self.directory
+        account = directory.login(user)
+        ok = False
+        if account is not None and account.enabled and account.password:
+            ok = await self.run_blocking(passwords.verify, account.password, password)
+        if ok and directory.domain(account.domain).enabled:
+            return account
+        banned = await self.run_blocking(self.bans.record_failure, ip, protocol)
+        self.log.warning("%s: failed login for %r from %s%s", protocol, user[:100], ip,
+                         " (now banned)" if banned else "")
+        self.count("auth_failures")
+        await self.auth_delay()
+        return None
+
+    async def listen(self, name: str, protocol_factory: Callable, listener, ssl=None) -> list:
+        """Bind a listener on every address in listener.bind. Port 0 takes a free port
+        (the same one on every address); the ports in use are kept in self.ports."""
+        loop = asyncio.get_running_loop()
+        servers: list = []
+        port = listener.port
+        failures = []
+        for host in listener.bind:
+            try:
+                server = await loop.create_server(protocol_factory, host, port, ssl=ssl, reuse_address=True,
+                                                  backlog=512, ssl_handshake_timeout=30 if ssl else None)
+            except OSError as e:
+                if ":" in host and len(listener.bind) > 1:     # no IPv6 on this host
+                    failures.append(f"{host}: {e.strerror}")
+                    continue
+                for s in servers:
+                    s.close()
+                raise MailError(f"listeners.{name}: cannot listen on {host} port {port}: {e.strerror}; "
+                                f"change listeners.{name}.port or .bind in mailctl.toml") from None
+            if port == 0:
+                port = server.sockets[0].getsockname()[1]
+            servers.append(server)
+        for f in failures:
+            self.log.warning("listeners.%s: not listening on %s", name, f)
+        self.ports[name] = [(s.sockets[0].getsockname()[0], s.sockets[0].getsockname()[1]) for s in servers]
+        return servers
+
+    # -- reload --
+    def reload(self) -> list[str]:
+        """Read mailctl.toml and domains/ again (blocking). On any problem keep the last good
+        version and return the problems as 'file:line: key: problem'."""
+        try:
+            settings = settings_mod.load(self.root.config_file, "mailctl.toml")
+        except ConfigError as e:
+            return list(e.problems)
+        except MailError as e:
+            return [str(e)]
+        directory, problems = Directory.load_with_problems(self.root, settings)
+        if problems:
+            return problems
+        self.settings, self.directory = settings, directory
+        self.bans.settings = settings
+        self.generation += 1
+        return []
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)

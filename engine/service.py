@@ -1,0 +1,243 @@
+"""Runs every enabled listener and worker in one asyncio loop: start, reload, graceful stop.
+
+Listener servers and workers come from registries, imported lazily; an entry whose module
+does not exist (yet) is skipped with a log line, so each part can land on its own.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import os
+import signal
+import time
+
+import tomli_w
+
+from . import control, logs
+from .errors import MailError
+from .queue import Queue
+from .root import Root, atomic_write
+from .runtime import Runtime
+
+PROTOCOLS = {
+    "smtp": "engine.smtp.server:start",
+    "submission": "engine.smtp.server:start",
+    "submissions": "engine.smtp.server:start",
+    "imap": "engine.imap.server:start",
+    "imaps": "engine.imap.server:start",
+    "pop3": "engine.pop3.server:start",
+    "pop3s": "engine.pop3.server:start",
+}
+WORKERS = {
+    "queue": "engine.outbound.runner:run",
+    "pickup": "engine.pickup:run",
+}
+STOP_DEADLINE_S = 30.0
+PID_FILE = "mailctl.pid"
+PORTS_FILE = "ports.toml"
+
+
+def load_entry(spec: str):
+    """'module:function' -> the function, or None when the module does not exist yet."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
+            return None
+        raise
+    return getattr(module, attr, None)
+
+
+class Service:
+    def __init__(self, root: Root, runtime: Runtime | None = None):
+        self.root = root
+        self.runtime = runtime or Runtime.load(root)
+        self.servers: dict[str, list] = {}
+        self.tasks: list[asyncio.Task] = []
+        self.control_server = None
+        self.watcher = None
+        self.started = asyncio.Event()
+
+    # -- start --
+    async def start(self) -> None:
+        rt = self.runtime
+        rt.stopping.clear()
+        for name, spec in PROTOCOLS.items():
+            ls = getattr(rt.settings.listeners, name, None)
+            if ls is None or not ls.enabled:
+                continue
+            fn = load_entry(spec)
+            if fn is None:
+                rt.log.info("listener %s: %s not available yet; skipped", name, spec.partition(":")[0])
+                continue
+            self.servers[name] = await fn(rt, name, ls)
+            for host, port in rt.ports.get(name, []):
+                rt.log.info("listening: %s on %s port %d (tls %s)", name, host, port, ls.tls)
+        for name, spec in WORKERS.items():
+            section = getattr(rt.settings, name, None)
+            if section is not None and getattr(section, "enabled", True) is False:
+                continue
+            fn = load_entry(spec)
+            if fn is None:
+                rt.log.info("worker %s: %s not available yet; skipped", name, spec.partition(":")[0])
+                continue
+            self.tasks.append(asyncio.create_task(self._worker(name, fn), name=f"worker-{name}"))
+        from .watch import ConfigWatcher
+        self.watcher = ConfigWatcher(rt)
+        self.tasks.append(asyncio.create_task(self.watcher.run(), name="config-watch"))
+        register_handlers(self)
+        self.control_server = await control.serve(rt)
+        await rt.run_blocking(self._write_run_files)
+        self.started.set()
+
+    async def _worker(self, name: str, fn) -> None:
+        rt = self.runtime
+        while not rt.stopping.is_set():
+            try:
+                await fn(rt)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                rt.log.exception("worker %s failed; restarting it in 5 s", name)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(rt.stopping.wait(), 5)
+
+    def _write_run_files(self) -> None:
+        ports = {name: [{"host": h, "port": p} for h, p in addrs] for name, addrs in self.runtime.ports.items()}
+        atomic_write(self.root.run_dir / PORTS_FILE, tomli_w.dumps({"pid": os.getpid(), "ports": ports}))
+
+    # -- status --
+    def status(self) -> dict:
+        rt = self.runtime
+        listeners = []
+        for name, addrs in rt.ports.items():
+            ls = getattr(rt.settings.listeners, name)
+            listeners.append({"name": name, "tls": ls.tls, "addresses": [f"{h} port {p}" for h, p in addrs],
+                              "port": addrs[0][1] if addrs else None,
+                              "connections": rt.sessions.count((name,))})
+        try:
+            queue_size = Queue(self.root).count()
+        except OSError:
+            queue_size = None
+        return {"pid": os.getpid(), "root": str(self.root.path), "started": rt.started,
+                "uptime_s": int(rt.clock() - rt.started), "listeners": listeners,
+                "connections": rt.sessions.count(), "connections_total": dict(rt.sessions.total_opened),
+                "queue_size": queue_size, "counters": dict(rt.counters),
+                "ports": {name: addrs[0][1] for name, addrs in rt.ports.items() if addrs},
+                "config_problems": list(self.watcher.last_problems) if self.watcher else []}
+
+    # -- stop --
+    async def stop(self, deadline: float = STOP_DEADLINE_S) -> None:
+        """Stop accepting, let transactions in flight finish (up to deadline), then close."""
+        rt = self.runtime
+        rt.stopping.set()
+        rt.log.info("stopping: no new connections; waiting up to %gs for transactions in flight", deadline)
+        for servers in self.servers.values():
+            for s in servers:
+                s.close()
+        if self.control_server is not None:
+            self.control_server.close()
+        for sess in rt.sessions.list():
+            if sess.closer is not None:
+                with contextlib.suppress(Exception):
+                    sess.closer()
+        end = time.monotonic() + deadline
+        while any(s.busy for s in rt.sessions.list()) and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        for sess in rt.sessions.list():
+            if sess.closer is not None:
+                with contextlib.suppress(Exception):
+                    sess.closer()
+        await asyncio.sleep(0.05)
+        for t in self.tasks:
+            t.cancel()
+        for t in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(t, 5)
+        for servers in self.servers.values():
+            for s in servers:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(s.wait_closed(), 1)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.root.run_dir / PORTS_FILE)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(control.socket_path(self.root))
+        rt.log.info("stopped")
+
+
+def register_handlers(service: Service) -> None:
+    async def status(rt, **_):
+        return service.status()
+
+    async def reload(rt, **_):
+        problems = await service.watcher.reload("mailctl reload")
+        if problems:
+            raise MailError(f"reload failed, still serving the last good configuration: {problems[0]}"
+                            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+        return {"reloaded": True}
+
+    async def who(rt, **_):
+        return {"sessions": [s.public() for s in rt.sessions.list()]}
+
+    async def stop(rt, **_):
+        asyncio.get_running_loop().call_later(0.05, rt.stopping.set)
+        return {"stopping": True, "pid": os.getpid()}
+
+    async def queue_changed(rt, **_):
+        return {}
+
+    control.register("status", status)
+    control.register("reload", reload)
+    control.register("who", who)
+    control.register("stop", stop)
+    control.HANDLERS.setdefault("queue-changed", queue_changed)
+
+
+async def run(root: Root, ready=None) -> int:
+    """Serve until SIGTERM/SIGINT or a 'stop' command; SIGHUP reloads."""
+    service = Service(root)
+    rt = service.runtime
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, rt.stopping.set)
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(service.watcher.reload("SIGHUP")))
+    try:
+        await service.start()
+    except BaseException:
+        await service.stop(deadline=0)
+        raise
+    if ready is not None:
+        ready(service)
+    await rt.stopping.wait()
+    await service.stop()
+    rt.close()
+    return 0
+
+
+def serve(root: Root, stderr: bool = True) -> int:
+    """`mailctl serve`: foreground, logs to stderr and log/."""
+    root.require()
+    from . import settings as settings_mod
+    settings = settings_mod.load(root.config_file, "mailctl.toml")
+    logs.setup(root, settings.server.log_level, stderr=stderr)
+    pid_path = root.run_dir / PID_FILE
+    root.run_dir.mkdir(parents=True, exist_ok=True)
+    lock = root.lock("serve", timeout=0.1)
+    try:
+        lock.acquire()
+    except MailError:
+        raise MailError(f"another mailctl server is already running on {root.path}; "
+                        f"see 'mailctl status'") from None
+    atomic_write(pid_path, f"{os.getpid()}\n")
+    try:
+        return asyncio.run(run(root))
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(pid_path)
+        lock.release()
+        logs.stop()

@@ -1,0 +1,525 @@
+"""The inbound SMTP server (ports 25, 587, 465) on aiosmtpd, with what aiosmtpd lacks:
+
+- PIPELINING, ENHANCEDSTATUSCODES, SMTPUTF8, 8BITMIME and SIZE advertised; AUTH offered
+  on implicit TLS (aiosmtpd issue #281) and never on port 25;
+- DATA streamed in chunks, bare CR / bare LF rejected after reading to the real end;
+- enhanced status codes on every reply, reference reply texts (feature-inventory §1.8);
+- limits: connections (total, per IP), messages per IP per minute, invalid commands,
+  command line length, command timeout (421 4.4.2), total DATA time, size, recipients;
+- AUTH PLAIN/LOGIN against the directory with failure delay and auto-ban;
+- relay policy on the resolved address (policy.py);
+- delivery before 250: every copy durable (engine.delivery) or 451 4.3.0 and none visible.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import collections
+import re
+import time
+
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+from .. import delivery, queue as queue_mod
+from ..errors import QuotaExceeded
+from . import policy
+from .data import DataResult, fix_bare_newlines, header_block, read_data
+from .received import received_header
+
+SMTP_PROTOCOLS = ("smtp", "submission", "submissions")
+IDENT = "ESMTP mailctl"
+
+# aiosmtpd's own replies, given enhanced status codes and the reference wording
+_REWRITE = [
+    ("503 Error: send HELO first", "503 5.5.1 Use HELO/EHLO First"),
+    ("503 Error: send EHLO first", "503 5.5.1 Use HELO/EHLO First"),
+    ("503 Error: need MAIL command", "503 5.5.1 Must Have Sender First"),
+    ("503 Error: need RCPT command", "503 5.5.1 Must Have Sender And Recipient First"),
+    ("503 Error: nested MAIL command", "503 5.5.1 Issue A Reset If You Want To Start Over"),
+    ("503 Already authenticated", "503 5.5.1 Already Authenticated"),
+    ("500 Command line too long", "500 5.5.2 Line Too Long"),
+    ("500 Error: command ", "502 5.5.2 Unimplemented Command"),
+    ("500 Error: bad syntax", "500 5.5.2 Syntax Error"),
+    ("500 Error: strict ASCII mode", "500 5.5.2 Syntax Error: non-ASCII command"),
+    ("552 Error: message size exceeds", "552 5.3.4 Message Size Exceeds Fixed Maximum Message Size"),
+    ("553 5.1.3 Error: malformed address", "501 5.1.3 A Valid Address Is Required"),
+    ("504 5.5.4 Unrecognized authentication type", "504 5.5.4 Authentication Method Not Supported"),
+    ("501 Not enough value", "504 5.5.4 Authentication Type Not Supported"),
+    ("250 OK", "250 2.0.0 Ok"),
+    ("221 Bye", "221 2.0.0 Bye"),
+    ("220 Ready to start TLS", "220 2.0.0 Ready to start TLS"),
+    ("454 TLS not available", "454 4.7.0 TLS not available"),
+    ("502 5.5.1 Too many unrecognized commands", "421 4.7.0 Too Many Invalid Commands, Closing Connection"),
+]
+_HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
+_HELO_OK = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,253}))$")
+
+
+class Rates:
+    """Messages accepted per client IP in the last minute (limits.messages_per_ip_per_minute)."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.seen: dict[str, collections.deque] = {}
+
+    def allow(self, ip: str, per_minute: int) -> bool:
+        if per_minute <= 0:
+            return True
+        now = self.clock()
+        q = self.seen.setdefault(ip, collections.deque())
+        while q and q[0] <= now - 60:
+            q.popleft()
+        if len(q) >= per_minute:
+            return False
+        q.append(now)
+        if len(self.seen) > 10000:       # forget idle clients
+            for key in [k for k, v in self.seen.items() if not v][:5000]:
+                del self.seen[key]
+        return True
+
+
+class _Hooks:
+    """aiosmtpd calls handle_* on a handler object; ours forwards to the protocol."""
+
+    def __init__(self):
+        self.proto: "MailSMTP | None" = None
+
+    async def handle_MAIL(self, server, session, envelope, address, options):
+        return await self.proto.on_mail(address, options)
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        return await self.proto.on_rcpt(address, options)
+
+    async def handle_QUIT(self, server, session, envelope):
+        self.proto.end_transaction("quit")
+        return "221 2.0.0 Bye"
+
+    async def handle_exception(self, error):
+        self.proto.runtime.log.exception("smtp: %s: internal error", self.proto.peer_ip)
+        return "451 4.3.0 Local Error In Processing"
+
+
+class MailSMTP(SMTP):
+    def __init__(self, runtime, name: str, listener):
+        self.runtime = runtime
+        self.listener_name = name
+        self.listener = listener
+        settings = runtime.settings
+        limits = settings.limits
+        # aiosmtpd keeps these at class level; per instance they cannot leak between sessions
+        self.command_size_limit = limits.max_command_line
+        self.command_size_limits = collections.defaultdict(lambda: limits.max_command_line + 50)
+        self.line_length_limit = max(1001, limits.max_command_line + 2)
+        implicit = listener.tls == "implicit"
+        tls_ctx = runtime.ssl_context() if listener.tls == "starttls" else None
+        max_size = int(limits.max_message_size_mb * 1024 * 1024)
+        self.hooks = _Hooks()
+        super().__init__(self.hooks, data_size_limit=max_size or None, enable_SMTPUTF8=True,
+                         decode_data=False, hostname=settings.server.hostname, ident=IDENT,
+                         tls_context=tls_ctx, timeout=limits.command_timeout_s,
+                         auth_require_tls=not (implicit or settings.auth.allow_plaintext),
+                         loop=asyncio.get_running_loop())
+        self.hooks.proto = self
+        self.implicit_tls = implicit
+        self.peer_ip = ""
+        self.client = policy.Client("", name)
+        self.sess = None
+        self.invalid = 0
+        self.closing = False
+        self.accepted: list[policy.Accepted] = []
+        self.rejected: list[str] = []
+        self.txn_started = False
+
+    # -- connection -----------------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        first = self.transport is None
+        super().connection_made(transport)
+        if first:
+            peer = transport.get_extra_info("peername") or ("", 0)
+            self.peer_ip = peer[0]
+            if self.peer_ip.startswith("::ffff:"):
+                self.peer_ip = self.peer_ip[7:]
+            self.client.ip = self.peer_ip
+            self.client.trusted = policy.in_networks(self.peer_ip, self.runtime.settings.relay.trusted_networks)
+            self.sess = self.runtime.sessions.open(self.listener_name, self.peer_ip)
+            self.sess.closer = self.shutdown
+
+    def connection_lost(self, error) -> None:
+        if self.sess is not None:
+            self.end_transaction("disconnected")
+            self.sess.close()
+            self.sess = None
+        super().connection_lost(error)
+
+    def gate(self) -> str | None:
+        """Reasons to refuse a new connection, with 421, before the greeting."""
+        rt, limits = self.runtime, self.runtime.settings.limits
+        if rt.stopping.is_set():
+            return "421 4.3.2 Service shutting down, try again later"
+        if rt.bans.is_banned(self.peer_ip):
+            return "421 4.7.0 Too many failed logins from your address, try again later"
+        if limits.max_connections and rt.sessions.count(SMTP_PROTOCOLS) > limits.max_connections:
+            return "421 4.7.0 Too many connections, try again later"
+        if limits.max_connections_per_ip and \
+                rt.sessions.count(SMTP_PROTOCOLS, self.peer_ip) > limits.max_connections_per_ip:
+            return "421 4.7.0 Too many connections from your address, try again later"
+        return None
+
+    async def _handle_client(self) -> None:
+        reason = self.gate()
+        if reason:
+            self.runtime.log.info("smtp: %s refused: %s", self.peer_ip, reason)
+            await self.push(reason)
+            self.transport.close()
+            return
+        await super()._handle_client()
+
+    def _timeout_cb(self):
+        # RFC 5321 §4.5.3.2: tell the client before closing
+        if self.transport is not None and not self.transport.is_closing():
+            self.runtime.log.info("smtp: %s timed out", self.peer_ip)
+            self.transport.write(f"421 4.4.2 {self.hostname} Error: timeout exceeded\r\n".encode())
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """Graceful stop: an idle session is told and closed; a busy one closes after its reply."""
+        if self.sess is not None and self.sess.busy:
+            self.closing = True
+            return
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"421 4.3.2 Service shutting down, try again later\r\n")
+            self.transport.close()
+
+    async def push(self, status, raw: bool = False) -> None:
+        if isinstance(status, bytes):
+            status = status.decode("utf-8", "replace")
+        if not raw:
+            status = self._rewrite(status)
+        await super().push(status)
+        code = status[:3]
+        if code in ("500", "501", "502", "503", "504") or status.startswith("550 5.1.1"):
+            self.invalid += 1
+            if self.invalid >= self.runtime.settings.limits.max_invalid_commands and not self.closing:
+                self.closing = True
+                await super().push("421 4.7.0 Too Many Invalid Commands, Closing Connection")
+                self.transport.close()
+        elif code == "421" and self.transport is not None:
+            self.transport.close()
+
+    @staticmethod
+    def _rewrite(status: str) -> str:
+        for old, new in _REWRITE:
+            if status.startswith(old):
+                return new
+        if status[:3] in ("220", "334", "354") or _HAS_ENHANCED.match(status) or len(status) < 4:
+            return status
+        code = status[:3]
+        text = status[4:]
+        for prefix in ("Error: ", "Syntax: "):
+            if text.startswith(prefix) and prefix == "Syntax: ":
+                break
+            if text.startswith(prefix):
+                text = text[len(prefix):]
+        cls = code[0]
+        enhanced = {"2": "2.0.0", "4": "4.0.0", "5": "5.5.4" if code in ("501", "555") else "5.5.0"}.get(cls)
+        return f"{code}{status[3]}{enhanced} {text}" if enhanced else status
+
+    # -- TLS info --
+    def tls_info(self) -> tuple[str, str]:
+        ssl_obj = self.transport.get_extra_info("ssl_object") if self.transport else None
+        if ssl_obj is None:
+            return "", ""
+        cipher = ssl_obj.cipher() or ("", "", 0)
+        return ssl_obj.version() or "", cipher[0]
+
+    # -- EHLO / HELO ------------------------------------------------------------------
+    async def smtp_EHLO(self, hostname: str):
+        if not hostname or not _HELO_OK.match(hostname):
+            await self.push("501 5.5.4 EHLO Invalid Domain Address")
+            return
+        self.end_transaction("reset")
+        self._set_rset_state()
+        self.session.extended_smtp = True
+        self.session.host_name = hostname
+        lines = [self.hostname, "PIPELINING"]
+        if self.data_size_limit:
+            lines.append(f"SIZE {self.data_size_limit}")
+        lines += ["8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"]
+        tls_active = self.implicit_tls or self._tls_protocol is not None
+        if self.tls_context and not tls_active:
+            lines.append("STARTTLS")
+        if self.client.submission and (tls_active or not self._auth_require_tls):
+            lines.append("AUTH PLAIN LOGIN")
+        for i, line in enumerate(lines):
+            await self.push(("250 " if i == len(lines) - 1 else "250-") + line, raw=True)
+
+    async def smtp_HELO(self, hostname: str):
+        if not hostname or not _HELO_OK.match(hostname):
+            await self.push("501 5.5.4 HELO Invalid Domain Address")
+            return
+        self.end_transaction("reset")
+        self._set_rset_state()
+        self.session.extended_smtp = False
+        self.session.host_name = hostname
+        await self.push(f"250 {self.hostname}", raw=True)
+
+    async def smtp_RSET(self, arg: str):
+        if arg:
+            await self.push("501 5.5.4 Syntax: RSET")
+            return
+        self.end_transaction("reset")
+        self._set_rset_state()
+        await self.push("250 2.0.0 Ok")
+
+    async def smtp_VRFY(self, arg: str):
+        await self.push("502 5.5.1 VRFY Disallowed")
+
+    async def smtp_EXPN(self, arg: str):
+        await self.push("502 5.5.1 EXPN Disallowed")
+
+    async def smtp_TURN(self, arg: str):
+        await self.push("502 5.5.1 Turn Disallowed")
+
+    # -- AUTH -------------------------------------------------------------------------
+    async def smtp_AUTH(self, arg: str) -> None:
+        if not self.client.submission:
+            await self.push("502 5.5.1 AUTH not offered on this port; use submission (587 or 465)")
+            return
+        if self.envelope.mail_from:
+            await self.push("503 5.5.1 AUTH not allowed during a mail transaction")
+            return
+        await super().smtp_AUTH(arg)
+
+    async def auth_PLAIN(self, _, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            blob = await self._challenge("")
+        else:
+            blob = self._b64(args[1])
+        if blob is None:
+            await self.push("501 5.5.2 Cannot decode response")
+            return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\x00")
+        if len(parts) != 3:
+            await self.push("501 5.5.2 Cannot decode response")
+            return AuthResult(success=False, handled=True)
+        return await self._login(parts[1], parts[2])
+
+    async def auth_LOGIN(self, _, args: list[str]) -> AuthResult:
+        user = self._b64(args[1]) if len(args) > 1 else await self._challenge("Username:")
+        password = await self._challenge("Password:") if user is not None else None
+        if user is None or password is None:
+            await self.push("501 5.5.2 Cannot decode response")
+            return AuthResult(success=False, handled=True)
+        return await self._login(user, password)
+
+    async def _challenge(self, prompt: str) -> bytes | None:
+        await self.push("334 " + base64.b64encode(prompt.encode()).decode(), raw=True)
+        line = await self._reader.readline()
+        if len(line) > 4096:
+            return None
+        line = line.strip()
+        if line == b"*":
+            return None
+        return self._b64(line)
+
+    @staticmethod
+    def _b64(text) -> bytes | None:
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+
+    async def _login(self, user_b: bytes, password_b: bytes) -> AuthResult:
+        user = user_b.decode("utf-8", "replace").strip()
+        password = password_b.decode("utf-8", "replace")
+        account = await self.runtime.authenticate(user, password, self.peer_ip, self.listener_name)
+        if account is None:
+            if self.runtime.bans.is_banned(self.peer_ip):
+                await self.push("421 4.7.0 Too many failed logins from your address, try again later")
+            else:
+                await self.push("535 5.7.8 Authentication Failed. Restarting Authentication Process.")
+            return AuthResult(success=False, handled=True)
+        self.client.user = account.address
+        if self.sess is not None:
+            self.sess.user = account.address
+        self.runtime.log.info("smtp: %s authenticated as %s on %s", self.peer_ip, account.address,
+                              self.listener_name)
+        return AuthResult(success=True, auth_data=LoginPassword(account.address.encode(), b""),
+                          message="235 2.7.0 Authentication Successful")
+
+    # -- the transaction -----------------------------------------------------------------
+    async def on_mail(self, address: str, options: list[str]) -> str:
+        rt, settings = self.runtime, self.runtime.settings
+        sender = policy.normalize_sender(address)
+        if sender is None:
+            return str(policy.SENDER_INVALID)
+        rejection = policy.check_sender(settings, rt.directory, self.client, sender)
+        if rejection:
+            return str(rejection)
+        if not rt.bans.is_banned(self.peer_ip) and \
+                not self._rates().allow(self.peer_ip, settings.limits.messages_per_ip_per_minute):
+            return "450 4.7.1 Too Many Messages From Your Address, Try Again Later"
+        self.envelope.mail_from = sender if sender else "<>"
+        self.envelope.mail_options.extend(options)
+        self.accepted, self.rejected, self.txn_started = [], [], True
+        return "250 2.1.0 Ok"
+
+    def _rates(self) -> Rates:
+        rates = getattr(self.runtime, "smtp_rates", None)
+        if rates is None:
+            rates = self.runtime.smtp_rates = Rates()
+        return rates
+
+    def declared_size(self) -> int:
+        for opt in self.envelope.mail_options:
+            if opt.startswith("SIZE=") and opt[5:].isdigit():
+                return int(opt[5:])
+        return 0
+
+    async def on_rcpt(self, address: str, options: list[str]) -> str:
+        rt, settings = self.runtime, self.runtime.settings
+        if len(self.accepted) >= settings.limits.max_recipients:
+            return str(policy.TOO_MANY_RECIPIENTS)
+        sender = "" if self.envelope.mail_from == "<>" else self.envelope.mail_from
+        result = policy.check_recipient(settings, rt.directory, self.client, sender, address)
+        if not isinstance(result, policy.Accepted):
+            self.rejected.append(f"{address[:100]}={result.code}")
+            return str(result)
+        size = self.declared_size()
+        if result.max_size and size > result.max_size:
+            self.rejected.append(f"{address[:100]}=552")
+            return (f"552 5.3.4 Message Size Exceeds Fixed Maximum Message Size. "
+                    f"Size: {size // 1024} KB, Max size: {result.max_size // 1024} KB")
+        if result.mailboxes and not result.resolution.external and any(a.quota_mb for a in result.mailboxes):
+            full = await rt.run_blocking(_all_over_quota, rt.root, result.mailboxes, size)
+            if full:
+                self.rejected.append(f"{address[:100]}=quota")
+                return str(policy.OVER_QUOTA_PERM if settings.relay.over_quota_permanent
+                           else policy.OVER_QUOTA_TEMP)
+        if result.address not in self.envelope.rcpt_tos:
+            self.envelope.rcpt_tos.append(result.address)
+            self.accepted.append(result)
+        return "250 2.1.5 Ok"
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed():
+            return
+        if not self.envelope.mail_from:
+            await self.push("503 5.5.1 Must Have Sender First")
+            return
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Must Have Sender And Recipient First")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        settings = self.runtime.settings
+        limit = self.data_size_limit or 0
+        domain_limits = [a.max_size for a in self.accepted if a.max_size]
+        if domain_limits:
+            limit = min([limit] + domain_limits) if limit else min(domain_limits)
+        if self.sess is not None:
+            self.sess.busy = True
+        try:
+            await self.push("354 End data with <CR><LF>.<CR><LF>", raw=True)
+            self._reset_timeout(settings.limits.data_timeout_s)
+            result = await read_data(self._reader, limit)
+            self._reset_timeout()
+            status, qid = await self.finish(result, limit)
+        finally:
+            if self.sess is not None:
+                self.sess.busy = False
+        self.log_transaction(status, result.size, qid)
+        self._set_post_data_state()
+        self.accepted, self.rejected, self.txn_started = [], [], False
+        await self.push(status)
+        if self.closing or self.runtime.stopping.is_set():
+            self.shutdown()
+
+    async def finish(self, result: DataResult, limit: int) -> tuple[str, str]:
+        rt, settings = self.runtime, self.runtime.settings
+        if result.too_big:
+            return (f"552 5.3.4 Message Size Exceeds Fixed Maximum Message Size. "
+                    f"Size: {result.size // 1024} KB, Max size: {limit // 1024} KB"), ""
+        content = result.content
+        if result.bare_cr or result.bare_lf:
+            if settings.relay.allow_bare_lf_from_trusted and self.client.trusted:
+                content = fix_bare_newlines(content)
+            elif result.bare_lf:
+                return "554 5.6.0 Rejected - Message Using Bare LF's (lines must end with CR LF)", ""
+            else:
+                return "554 5.6.0 Rejected - Message Using Bare CR's (lines must end with CR LF)", ""
+        if self.client.user:
+            for addr in policy.header_senders(header_block(content)):
+                if not policy.owned_addresses_match(settings, rt.directory, self.client.user,
+                                                    policy.normalize_sender(addr) or ""):
+                    return "550 5.7.1 Header From Address Not Owned By Authenticated User", ""
+        txid = queue_mod.new_id()
+        tls_version, cipher = self.tls_info()
+        header = received_header(helo=self.session.host_name or "", ip=self.peer_ip,
+                                 hostname=settings.server.hostname, txid=txid,
+                                 esmtp=self.session.extended_smtp, tls_version=tls_version,
+                                 cipher=cipher, auth_user=self.client.user,
+                                 recipients=self.envelope.rcpt_tos)
+        sender = "" if self.envelope.mail_from == "<>" else self.envelope.mail_from
+        try:
+            outcome = await rt.run_blocking(_deliver, rt, sender, list(self.envelope.rcpt_tos),
+                                            header + content, self.client.user)
+        except Exception:
+            rt.log.exception("smtp: %s: delivery of %s failed", self.peer_ip, txid)
+            return "451 4.3.0 Local Error In Processing, Try Again Later", ""
+        if not outcome.delivered and outcome.queue_id is None:
+            first = next(iter(outcome.rejected.values()), None)
+            return (str(first) if first else "451 4.3.0 Local Error In Processing, Try Again Later"), ""
+        if outcome.rejected:
+            rt.log.warning("smtp: %s: %s: not delivered to %s", self.peer_ip, txid,
+                           ", ".join(f"{k} ({v})" for k, v in outcome.rejected.items()))
+        rt.count("smtp_accepted")
+        qid = outcome.queue_id or txid
+        return f"250 2.0.0 Ok: queued as {qid}", qid
+
+    # -- logging ---------------------------------------------------------------------------
+    def log_transaction(self, status: str, size: int, qid: str, result: str | None = None) -> None:
+        tls_version, _ = self.tls_info()
+        self.runtime.log.info(
+            "smtp: client=%s listener=%s helo=%s tls=%s user=%s from=<%s> to=%s rejected=%s size=%d "
+            "result=%r queue_id=%s",
+            self.peer_ip, self.listener_name, (self.session.host_name or "")[:100] if self.session else "",
+            tls_version or "no", self.client.user or "-",
+            "" if self.envelope.mail_from == "<>" else (self.envelope.mail_from or ""),
+            ",".join(f"<{r}>" for r in self.envelope.rcpt_tos) or "-",
+            ",".join(self.rejected) or "-", size, result or status[:120], qid or "-")
+
+    def end_transaction(self, why: str) -> None:
+        """A transaction that ended without DATA still gets its log line."""
+        if self.txn_started and self.envelope is not None and self.envelope.mail_from:
+            self.log_transaction("", 0, "", result=f"aborted ({why})")
+        self.txn_started = False
+        self.accepted, self.rejected = [], []
+
+
+def _all_over_quota(root, accounts, size: int) -> bool:
+    from ..maildir import Maildir
+    for account in accounts:
+        try:
+            Maildir.for_account(root, account.domain, account.local).check_quota(size)
+            return False
+        except QuotaExceeded:
+            continue
+        except OSError:
+            return False
+    return True
+
+
+def _deliver(rt, sender: str, recipients: list[str], data: bytes, auth_user: str):
+    return delivery.deliver(rt.root, rt.settings, rt.directory, sender, recipients, data,
+                            source="smtp", auth_user=auth_user)
+
+
+async def start(runtime, name: str, listener) -> list:
+    """Start one SMTP listener (smtp, submission or submissions)."""
+    ssl_ctx = runtime.ssl_context() if listener.tls == "implicit" else None
+    if listener.tls == "starttls":
+        runtime.ssl_context()          # fail at start, not at the first STARTTLS, on a bad cert
+    return await runtime.listen(name, lambda: MailSMTP(runtime, name, listener), listener, ssl=ssl_ctx)

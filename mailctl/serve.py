@@ -1,0 +1,228 @@
+"""mailctl serve | start | stop | restart | status | reload | quickstart: running the server."""
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import sys
+import time
+
+import click
+
+from engine import control
+from engine.errors import MailError
+from engine.root import Root
+
+from .context import Context, pass_ctx
+from .output import done, emit_json, fields, table
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Output as JSON.")
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 60.0
+
+
+@click.command("serve")
+@pass_ctx
+def serve(ctx: Context) -> None:
+    """Run the server in the foreground (logs to stderr and log/mailctl.log).
+
+    SIGHUP reloads the configuration; SIGTERM or Ctrl-C stops accepting, lets messages in
+    flight finish and exits 0."""
+    from engine import service
+    root = ctx.existing_root()
+    ctx.settings        # a broken mailctl.toml fails here with file:line
+    sys.exit(service.serve(root))
+
+
+def _running_pid(root: Root) -> int | None:
+    try:
+        pid = int((root.run_dir / "mailctl.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def _is_up(root: Root) -> dict | None:
+    try:
+        return control.request(root, "status", timeout=2)
+    except MailError:
+        return None
+
+
+def start_daemon(root: Root) -> int:
+    """Fork a daemon (python-daemon) and wait until it answers on the control socket."""
+    import daemon
+    from engine import service
+    if _is_up(root):
+        raise MailError(f"mailctl is already running on {root.path}; see 'mailctl status'")
+    root.log_dir.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            err = open(root.log_dir / "daemon.err", "a")
+            with daemon.DaemonContext(working_directory=str(root.path), umask=0o027, stderr=err,
+                                      detach_process=True, prevent_core=True):
+                code = service.serve(root, stderr=False)
+        finally:
+            os._exit(code)
+    os.waitpid(child, 0)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        status = _is_up(root)
+        if status:
+            return int(status["pid"])
+        time.sleep(0.1)
+    raise MailError(f"the server did not start within {START_TIMEOUT_S:.0f}s; see {root.log_dir}/mailctl.log "
+                    f"and {root.log_dir}/daemon.err")
+
+
+def stop_daemon(root: Root) -> int | None:
+    """Ask the server to stop (control socket, else SIGTERM to the pid file) and wait."""
+    pid = _running_pid(root)
+    try:
+        reply = control.request(root, "stop", timeout=5)
+        pid = int(reply.get("pid", pid or 0)) or pid
+    except control.NotRunning:
+        if pid is None:
+            return None
+        os.kill(pid, signal.SIGTERM)
+    if pid is None:
+        return None
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        time.sleep(0.1)
+    raise MailError(f"server pid {pid} did not stop within {STOP_TIMEOUT_S:.0f}s; "
+                    f"check {root.log_dir}/mailctl.log")
+
+
+@click.command("start")
+@pass_ctx
+def start(ctx: Context) -> None:
+    """Start the server in the background (pid file in run/, logs in log/)."""
+    root = ctx.existing_root()
+    ctx.settings
+    pid = start_daemon(root)
+    done(f"mailctl started (pid {pid})")
+
+
+@click.command("stop")
+@pass_ctx
+def stop(ctx: Context) -> None:
+    """Stop the background server; messages in flight are finished first."""
+    pid = stop_daemon(ctx.existing_root())
+    if pid is None:
+        raise MailError(f"mailctl is not running on {ctx.root.path}")
+    done(f"mailctl stopped (pid {pid})")
+
+
+@click.command("restart")
+@pass_ctx
+def restart(ctx: Context) -> None:
+    """Stop the server if it runs, then start it again."""
+    root = ctx.existing_root()
+    ctx.settings
+    stop_daemon(root)
+    pid = start_daemon(root)
+    done(f"mailctl restarted (pid {pid})")
+
+
+@click.command("reload")
+@pass_ctx
+def reload(ctx: Context) -> None:
+    """Re-read mailctl.toml and domains/ now (the server also does this on its own on change)."""
+    control.request(ctx.existing_root(), "reload")
+    done("configuration reloaded")
+
+
+def _duration(seconds: int) -> str:
+    d, rest = divmod(int(seconds), 86400)
+    h, rest = divmod(rest, 3600)
+    m, s = divmod(rest, 60)
+    return (f"{d}d " if d else "") + f"{h:02d}:{m:02d}:{s:02d}"
+
+
+@click.command("status")
+@json_option
+@pass_ctx
+def status(ctx: Context, as_json: bool) -> None:
+    """Show whether the server runs: listeners, uptime, connections, queue size."""
+    reply = control.request(ctx.existing_root(), "status")
+    reply.pop("ok", None)
+    if as_json:
+        emit_json(reply)
+        return
+    fields({"running": f"yes (pid {reply['pid']})", "uptime": _duration(reply["uptime_s"]),
+            "connections": reply["connections"], "queue": reply["queue_size"],
+            "config problems": len(reply.get("config_problems", []))})
+    table(reply["listeners"], [("name", "Listener"), ("addresses", "Addresses"), ("tls", "TLS"),
+                               ("connections", "Connections")])
+
+
+# -- quickstart --------------------------------------------------------------------------
+
+def _client_settings(hostname: str, ports: dict, user: str) -> list[tuple[str, str]]:
+    rows = [("Incoming mail (IMAP)", f"{hostname} port {ports['imaps']}, SSL/TLS" if "imaps" in ports else ""),
+            ("", f"or port {ports['imap']}, STARTTLS" if "imap" in ports else ""),
+            ("Incoming mail (POP3)", f"{hostname} port {ports['pop3s']}, SSL/TLS" if "pop3s" in ports else ""),
+            ("Outgoing mail (SMTP)", f"{hostname} port {ports['submissions']}, SSL/TLS" if "submissions" in ports else ""),
+            ("", f"or port {ports['submission']}, STARTTLS" if "submission" in ports else ""),
+            ("Authentication", "normal password (PLAIN/LOGIN)"),
+            ("User name", user),
+            ("Inbound MX (SMTP)", f"{hostname} port {ports['smtp']}" if "smtp" in ports else "")]
+    return [(k, v) for k, v in rows if v]
+
+
+@click.command("quickstart")
+@click.option("--domain", default="example.test", show_default=True, help="Demo domain to create.")
+@click.option("--user", "local", default="demo", show_default=True, help="Local part of the demo account.")
+@click.option("--hostname", default="localhost", show_default=True, help="Server host name.")
+@pass_ctx
+def quickstart(ctx: Context, domain: str, local: str, hostname: str) -> None:
+    """Create a mail root with a demo domain and account if none exists, print what a mail
+    client needs, and serve in the foreground (unprivileged ports when not root)."""
+    from engine import directory_edit, passwords, service, setup
+    from engine import settings as settings_mod
+    root = ctx.root
+    password = None
+    address = f"{local}@{domain}"
+    if not root.exists():
+        setup.init_root(root, hostname=hostname, high_ports=setup.wants_high_ports())
+        cfg = settings_mod.load(root.config_file, "mailctl.toml")
+        directory_edit.add_domain(root, cfg, domain)
+        password = secrets.token_urlsafe(12)
+        address = directory_edit.add_account(root, cfg, address, passwords.hash_password(password), "Demo")
+        done(f"created mail root {root.path} with domain {domain} and account {address}")
+    cfg = ctx.settings
+    ports = {name: getattr(cfg.listeners, name).port for name in settings_mod.LISTENERS
+             if getattr(cfg.listeners, name).enabled}
+    click.echo("")
+    click.echo("Mail client settings")
+    click.echo("--------------------")
+    width = 22
+    for k, v in _client_settings(cfg.server.hostname, ports, address):
+        click.echo(f"{k.ljust(width)}{v}")
+    if password is not None:
+        click.echo(f"{'Password'.ljust(width)}{password}   (shown once; change it with "
+                   f"'mailctl account password {address}')")
+    click.echo("")
+    click.echo("Serving in the foreground; Ctrl-C stops. The certificate is self-signed: "
+               "accept it in the mail client.")
+    sys.stdout.flush()
+    sys.exit(service.serve(root))
+
+
+COMMANDS = [serve, start, stop, restart, reload, status, quickstart]
