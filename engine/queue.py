@@ -24,6 +24,7 @@ from .errors import MailError, NotFound
 from .root import Root, atomic_write, fsync_dir
 
 STATES = ("active", "deferred", "hold")
+RECIPIENT_KEYS = ("address", "status", "code", "reply", "orcpt", "remote", "dsn")
 _counter = itertools.count()
 
 
@@ -43,10 +44,20 @@ class Recipient:
     code: int = 0
     reply: str = ""
     orcpt: str = ""
+    remote: str = ""                 # the host whose reply is in `reply`
+    dsn: str = ""                    # "" or "5.1.1"-style enhanced status of the last reply
 
     def to_dict(self) -> dict:
         return {"address": self.address, "status": self.status, "code": self.code,
-                "reply": self.reply, "orcpt": self.orcpt}
+                "reply": self.reply, "orcpt": self.orcpt, "remote": self.remote, "dsn": self.dsn}
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("sent", "failed")
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2].lower()
 
 
 @dataclass
@@ -60,6 +71,8 @@ class Envelope:
     last_code: int = 0
     last_error: str = ""
     delay_notified: bool = False
+    last_attempt: float = 0.0
+    claim: str = ""                  # "host:pid" of the runner delivering it (active/ only)
     size: int = 0
     source: str = ""                 # who handed it in: smtp, pickup, sendmail, forward, bounce
     auth_user: str = ""
@@ -70,7 +83,8 @@ class Envelope:
         d = {"id": self.id, "sender": self.sender, "created": self.created,
              "next_attempt": self.next_attempt, "attempts": self.attempts,
              "last_code": self.last_code, "last_error": self.last_error,
-             "delay_notified": self.delay_notified, "size": self.size, "source": self.source,
+             "delay_notified": self.delay_notified, "last_attempt": self.last_attempt,
+             "claim": self.claim, "size": self.size, "source": self.source,
              "auth_user": self.auth_user,
              "recipients": [r.to_dict() for r in self.recipients]}
         if self.extra:
@@ -80,11 +94,12 @@ class Envelope:
     @classmethod
     def from_dict(cls, d: dict, state: str) -> "Envelope":
         return cls(id=d["id"], sender=d.get("sender", ""),
-                   recipients=[Recipient(**{k: r[k] for k in ("address", "status", "code", "reply", "orcpt") if k in r})
+                   recipients=[Recipient(**{k: r[k] for k in RECIPIENT_KEYS if k in r})
                                for r in d.get("recipients", [])],
                    created=d.get("created", 0.0), next_attempt=d.get("next_attempt", 0.0),
                    attempts=d.get("attempts", 0), last_code=d.get("last_code", 0),
                    last_error=d.get("last_error", ""), delay_notified=d.get("delay_notified", False),
+                   last_attempt=d.get("last_attempt", 0.0), claim=d.get("claim", ""),
                    size=d.get("size", 0), source=d.get("source", ""), auth_user=d.get("auth_user", ""),
                    state=state, extra=d.get("extra", {}))
 
@@ -152,6 +167,82 @@ class Queue:
             os.unlink(self.envelope_path(env.id, env.state))
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.body_path(env.id))
+
+    def read(self, qid: str, state: str) -> Envelope:
+        """The envelope of qid in one state (FileNotFoundError when it is not there)."""
+        path = self.envelope_path(qid, state)
+        try:
+            return Envelope.from_dict(tomllib.loads(path.read_text("utf-8")), state)
+        except (tomllib.TOMLDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
+            raise MailError(f"queue/{state}/{qid}.toml: damaged envelope ({e}); delete it with "
+                            f"'mailctl queue delete {qid}'") from None
+
+    def claim(self, qid: str, owner: str) -> Envelope | None:
+        """Take a deferred item for delivery by renaming it into active/.
+
+        The rename succeeds for exactly one process, so no two deliver the same item.
+        The envelope is read after the rename: what was read before may be stale."""
+        try:
+            os.rename(self.envelope_path(qid, "deferred"), self.envelope_path(qid, "active"))
+        except FileNotFoundError:
+            return None
+        env = self.read(qid, "active")
+        env.claim = owner
+        return env
+
+    def finish(self, env: Envelope, state: str = "deferred") -> None:
+        """Write the outcome of a delivery attempt and leave active/.
+
+        A `queue hold` or `queue delete` may have moved the envelope while it was being
+        delivered; the outcome then goes where it is now (or nowhere, when deleted)."""
+        env.claim = ""
+        done = all(r.done for r in env.recipients)
+        for where in ("active", "hold"):
+            if self.envelope_path(env.id, where).exists():
+                env.state = where
+                break
+        else:
+            return  # deleted meanwhile
+        if done:
+            self.remove(env)
+            return
+        self.write(env)
+        if env.state == "active":
+            self.move(env, state)
+
+    def recover(self, owner_alive=None) -> list[str]:
+        """Return items left in active/ by a crashed runner to deferred/.
+
+        owner_alive(claim) -> bool says whether the claiming runner still works on it
+        (another process sharing the root); by default every active item is returned."""
+        returned = []
+        for qid in self.ids("active"):
+            try:
+                env = self.read(qid, "active")
+            except (FileNotFoundError, MailError):
+                continue
+            if owner_alive is not None and env.claim and owner_alive(env.claim):
+                continue
+            try:
+                os.rename(self.envelope_path(qid, "active"), self.envelope_path(qid, "deferred"))
+                returned.append(qid)
+            except FileNotFoundError:
+                continue
+        if returned:
+            fsync_dir(self.dir / "deferred")
+        return returned
+
+    def request_flush(self) -> None:
+        """Ask the runner to try every deferred item now, even in offline mode."""
+        self.ensure()
+        atomic_write(self.dir / "flush", str(time.time()))
+
+    def take_flush_request(self) -> bool:
+        try:
+            os.unlink(self.dir / "flush")
+            return True
+        except FileNotFoundError:
+            return False
 
     def ids(self, state: str) -> list[str]:
         try:

@@ -64,6 +64,18 @@ def _addresses(v):
     return None
 
 
+def _nameservers(v):
+    for item in v:
+        host, _, port = str(item).rpartition(":") if str(item).count(":") == 1 else (str(item), "", "")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return f"{item!r} is not an IP address or 'ip:port'"
+        if port and (not port.isdigit() or not 1 <= int(port) <= 65535):
+            return f"{item!r}: port must be 1 to 65535"
+    return None
+
+
 def _durations(v):
     for item in v:
         if not isinstance(item, (int, float)) or isinstance(item, bool) or item < 0:
@@ -163,6 +175,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "helo_name": Key("", str, "HELO name for outbound mail ('' = server.hostname)"),
         "source_address": Key("", str, "source IP for outbound connections ('' = system default)"),
         "require_tls_domains": Key([], list, "destinations that need verified TLS"),
+        "smtp_port": Key(25, int, "port of destination MX hosts (change only for tests)", _port),
+        "nameservers": Key([], list, "DNS servers for MX lookups, 'ip' or 'ip:port' ([] = system resolver)",
+                           lambda v: _nameservers(v)),
+        "dns_timeout_s": Key(10, (int, float), "DNS lookup timeout; a timeout defers", _range(0.1, 120)),
+        "connect_timeout_s": Key(30, (int, float), "TCP connect timeout per destination address", _range(0.1, 600)),
+        "command_timeout_s": Key(300, (int, float), "time allowed for each SMTP reply", _range(1, 3600)),
+        "tls_ca_file": Key("", str, "CA bundle for verified TLS (require_tls_domains, smarthost) ('' = system CAs)"),
     },
     "smarthost": {
         "host": Key("", str, "send all outbound mail through this relay ('' = direct MX delivery)"),
@@ -178,6 +197,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "pickup": {
         "enabled": Key(True, bool, "take *.eml files dropped into pickup/"),
         "poll_seconds": Key(2.0, (int, float), "polling interval when file events are unavailable", _range(0.1)),
+        "settle_seconds": Key(1.0, (int, float), "a file is taken once its size and mtime are unchanged this long "
+                              "(writers should write NAME.tmp and rename it to NAME.eml)", _range(0, 600)),
+        "use_events": Key(True, bool, "watch pickup/ with file events (watchdog); false = polling only"),
     },
 }
 

@@ -1,0 +1,1 @@
+"""Outbound delivery: the queue runner, MX lookup, the SMTP client, bounces, routes, DKIM."""

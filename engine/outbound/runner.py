@@ -1,0 +1,589 @@
+"""The queue runner: delivers queued mail, retries, bounces.
+
+One pass: list deferred/ (an mtime cache avoids re-reading unchanged envelopes), pick the
+items that are due, claim each by renaming it into active/ (exactly one process wins),
+write the next attempt time *before* the attempt (as Mox does: a crash never makes us
+hammer a server), deliver each destination domain in transactions of at most
+queue.max_recipients_per_transaction recipients, record a status per recipient
+(2xx sent, 4xx deferred, 5xx failed), send DSNs, and rename the envelope back to
+deferred/ (or remove the item when every recipient is done).
+
+Items in active/ at start were left by a crash: they go back to deferred/.
+Connections to a host are reused for the next message to it (a small idle pool).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+
+from .. import control
+from ..errors import MailError
+from ..queue import Envelope, Queue, Recipient
+from . import dsn, mx
+from .client import Connection, Reply, SMTPError, to_wire, unverified_context, verified_context
+from .routes import Route, Router
+
+log = logging.getLogger("mailctl.queue")
+
+LOOP_TEXT = "The Mail Server Software Tried To Deliver E-mail To The Local Machine"
+POLL_SECONDS = 1.0
+IDLE_CONNECTION_SECONDS = 5.0
+MAX_TRANSACTIONS_PER_CONNECTION = 100
+
+# Runners of this process wake up at once on 'queue-changed' (control socket).
+_wakeups: set[asyncio.Event] = set()
+
+
+async def _queue_changed(runtime, **args) -> dict:
+    for ev in list(_wakeups):
+        ev.set()
+    return {"ok": True}
+
+
+control.register("queue-changed", _queue_changed)
+
+
+def notify_server(root) -> bool:
+    """Tell a running server the queue changed (False when none runs)."""
+    try:
+        control.request(root, "queue-changed", timeout=2.0)
+        return True
+    except (MailError, OSError):
+        return False
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(claim: str) -> bool:
+    host, _, pid = claim.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False        # another host: its runner returns its own items on restart
+    if int(pid) == os.getpid():
+        return False        # our own claim from before a restart of this worker
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+# -- helpers -----------------------------------------------------------------------
+
+def schedule_delay(retry_minutes, attempt: int) -> float:
+    """Seconds to wait before attempt number `attempt` (0-based); the last interval repeats."""
+    seq = list(retry_minutes) or [60]
+    return float(seq[min(attempt, len(seq) - 1)]) * 60.0
+
+
+def _local_addresses() -> set[str]:
+    out = set()
+    with contextlib.suppress(OSError):
+        for info in socket.getaddrinfo(socket.gethostname(), None):
+            out.add(info[4][0])
+    return out
+
+
+class ConnectionPool:
+    """Idle connections per (ip, port, tls, user), reused for the next message."""
+
+    def __init__(self):
+        self.idle: dict[tuple, list[tuple[Connection, float]]] = {}
+
+    def get(self, key) -> Connection | None:
+        items = self.idle.get(key)
+        while items:
+            conn, since = items.pop()
+            if not conn.closed and time.monotonic() - since < IDLE_CONNECTION_SECONDS:
+                return conn
+            asyncio.ensure_future(conn.close())
+        return None
+
+    def put(self, key, conn: Connection) -> None:
+        if conn.closed or conn.transactions >= MAX_TRANSACTIONS_PER_CONNECTION:
+            asyncio.ensure_future(conn.quit())
+            return
+        self.idle.setdefault(key, []).append((conn, time.monotonic()))
+
+    async def prune(self, everything: bool = False) -> None:
+        now = time.monotonic()
+        for key, items in list(self.idle.items()):
+            keep = []
+            for conn, since in items:
+                if everything or conn.closed or now - since >= IDLE_CONNECTION_SECONDS:
+                    await conn.quit()
+                else:
+                    keep.append((conn, since))
+            self.idle[key] = keep
+
+
+class RateLimit:
+    """At most n starts per minute, evenly spaced (0 = no limit)."""
+
+    def __init__(self):
+        self.next_slot = 0.0
+
+    async def wait(self, per_minute: int) -> None:
+        if per_minute <= 0:
+            return
+        now = time.monotonic()
+        slot = max(now, self.next_slot)
+        self.next_slot = slot + 60.0 / per_minute
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+@dataclass
+class Target:
+    """One place to try: a host name, the port and how to talk to it."""
+    host: str
+    port: int
+    tls: str                  # "opportunistic", "none", "starttls", "implicit"
+    verify: bool
+    route: Route | None
+
+
+# -- the runner -------------------------------------------------------------------
+
+class Runner:
+    def __init__(self, runtime, clock=None):
+        self.runtime = runtime
+        self.root = runtime.root
+        self.queue = Queue(runtime.root)
+        self.clock = clock or getattr(runtime, "clock", time.time)
+        self.owner = owner_id()
+        self.pool = ConnectionPool()
+        self.rate = RateLimit()
+        self.cache: dict[str, tuple[int, float, str]] = {}     # id -> (mtime_ns, next_attempt, sender)
+        self.inflight: set[str] = set()
+        self.tasks: set[asyncio.Task] = set()
+        self._settings_for = None
+        self._router: Router | None = None
+        self._resolver = None
+        self._local = _local_addresses()
+        self.stats = {"sent": 0, "deferred": 0, "failed": 0, "attempts": 0}
+
+    # -- settings-derived state, rebuilt on reload --
+    @property
+    def settings(self):
+        return self.runtime.settings
+
+    def _refresh(self) -> None:
+        s = self.settings
+        if s is not self._settings_for:
+            text = ""
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                text = self.root.config_file.read_text("utf-8")
+            self._router = Router(s, text)
+            for p in self._router.problems:
+                log.error("routes: %s (route ignored)", p)
+            self._resolver = mx.make_resolver(s)
+            self._settings_for = s
+
+    async def blocking(self, fn, *args):
+        return await self.runtime.run_blocking(fn, *args)
+
+    # -- scanning --
+    def _scan(self) -> list[tuple[float, str]]:
+        """(next_attempt, id) of every deferred item; re-reads only changed envelopes."""
+        out = []
+        seen = set()
+        try:
+            entries = list(os.scandir(self.queue.dir / "deferred"))
+        except FileNotFoundError:
+            return []
+        for e in entries:
+            if not e.name.endswith(".toml"):
+                continue
+            qid = e.name[:-5]
+            try:
+                mtime = e.stat().st_mtime_ns
+            except FileNotFoundError:
+                continue
+            seen.add(qid)
+            cached = self.cache.get(qid)
+            if cached is None or cached[0] != mtime:
+                try:
+                    env = self.queue.read(qid, "deferred")
+                except (FileNotFoundError, MailError):
+                    continue
+                cached = (mtime, env.next_attempt, env.sender)
+                self.cache[qid] = cached
+            out.append((cached[1], qid))
+        for qid in list(self.cache):
+            if qid not in seen:
+                del self.cache[qid]
+        out.sort()
+        return out
+
+    async def due(self, force: bool = False) -> list[str]:
+        now = self.clock()
+        items = await self.blocking(self._scan)
+        return [qid for t, qid in items if (force or t <= now) and qid not in self.inflight]
+
+    # -- the loop --
+    async def start(self) -> None:
+        returned = await self.blocking(self.queue.recover, _owner_alive)
+        await self.blocking(self.queue.ensure)
+        if returned:
+            log.warning("queue: %d item(s) left in active/ by a crash returned to deferred/", len(returned))
+
+    async def run_once(self, force: bool = False) -> int:
+        """Deliver everything due now (everything when force) and wait until done."""
+        self._refresh()
+        ids = await self.due(force)
+        sem = asyncio.Semaphore(self.settings.queue.concurrency)
+
+        async def one(qid):
+            async with sem:
+                await self.process(qid)
+
+        await asyncio.gather(*(one(q) for q in ids))
+        await self.pool.prune()
+        return len(ids)
+
+    async def serve(self, stopping: asyncio.Event) -> None:
+        await self.start()
+        wake = asyncio.Event()
+        _wakeups.add(wake)
+        try:
+            while not stopping.is_set():
+                self._refresh()
+                force = await self.blocking(self.queue.take_flush_request)
+                if force or not self.settings.queue.offline:
+                    for qid in await self.due(force):
+                        if stopping.is_set():
+                            break
+                        while len(self.tasks) >= self.settings.queue.concurrency and not stopping.is_set():
+                            await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
+                        if stopping.is_set():
+                            break
+                        self.inflight.add(qid)
+                        task = asyncio.create_task(self._guarded(qid))
+                        self.tasks.add(task)
+                        task.add_done_callback(self.tasks.discard)
+                await self.pool.prune()
+                wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(_first(wake, stopping), POLL_SECONDS)
+        finally:
+            _wakeups.discard(wake)
+            if self.tasks:
+                await asyncio.wait(self.tasks, timeout=30)
+            await self.pool.prune(everything=True)
+
+    async def _guarded(self, qid: str) -> None:
+        try:
+            await self.process(qid)
+        except Exception:  # noqa: BLE001 - one bad item must not stop the runner
+            log.exception("queue %s: delivery attempt failed unexpectedly; it stays queued", qid)
+        finally:
+            self.inflight.discard(qid)
+
+    # -- one item --
+    async def process(self, qid: str) -> None:
+        env = await self.blocking(self.queue.claim, qid, self.owner)
+        if env is None:
+            return
+        try:
+            await self._attempt(env)
+        except BaseException:
+            # Leave it for the next pass (its next_attempt is already written).
+            with contextlib.suppress(Exception):
+                await self.blocking(self.queue.finish, env, "deferred")
+            raise
+
+    async def _attempt(self, env: Envelope) -> None:
+        s = self.settings
+        self._refresh()
+        now = self.clock()
+        pending = [r for r in env.recipients if not r.done]
+        retry = self._retry_minutes(pending)
+        env.attempts += 1
+        env.last_attempt = now
+        env.next_attempt = now + schedule_delay(retry, env.attempts)
+        env.claim = self.owner
+        await self.blocking(self.queue.write, env)          # the next attempt is on disk first
+        self.stats["attempts"] += 1
+        try:
+            data = await self.blocking(self.queue.body_path(env.id).read_bytes)
+        except FileNotFoundError:
+            log.error("queue %s: message file missing; item removed", env.id)
+            await self.blocking(self.queue.remove, env)
+            return
+        await self.rate.wait(s.queue.messages_per_minute)
+        data = await self.blocking(self._sign, env, data)
+        wire = to_wire(data)
+        eightbit = any(b > 127 for b in data[:1 << 20])
+        groups: dict[str, list[Recipient]] = {}
+        for r in pending:
+            groups.setdefault(r.domain, []).append(r)
+        per_tx = s.queue.max_recipients_per_transaction
+        for domain, rcpts in groups.items():
+            for i in range(0, len(rcpts), per_tx):
+                await self.deliver_chunk(env, domain, rcpts[i:i + per_tx], wire, eightbit)
+        newly_failed = [r for r in pending if r.status == "failed"]
+        still = [r for r in pending if not r.done]
+        for r in pending:
+            if r.status == "sent":
+                self.stats["sent"] += 1
+            log.info("queue %s: to=<%s> status=%s %s", env.id, r.address, r.status, r.reply[:200])
+        now = self.clock()
+        expired = still and now >= env.created + float(s.queue.max_age_days) * 86400
+        if expired:
+            days = s.queue.max_age_days
+            for r in still:
+                r.status = "failed"
+                r.reply = (f"{r.reply} (gave up after {days} days in the queue)" if r.reply
+                           else f"gave up after {days} days in the queue")
+                if not r.dsn or r.dsn[0] != "5":
+                    r.dsn = "5.4.7"
+                newly_failed.append(r)
+            still = []
+        self.stats["failed"] += len(newly_failed)
+        if newly_failed:
+            await self.blocking(self._notify, env, newly_failed, "failed", data)
+        if still:
+            self.stats["deferred"] += 1
+            env.last_code = still[0].code
+            env.last_error = still[0].reply
+            hours = float(s.queue.delay_notice_hours)
+            if hours > 0 and not env.delay_notified and now - env.created >= hours * 3600 and env.sender:
+                env.delay_notified = True
+                await self.blocking(self._notify, env, still, "delayed", data)
+        elif newly_failed:
+            env.last_code, env.last_error = newly_failed[0].code, newly_failed[0].reply
+        await self.blocking(self.queue.finish, env, "deferred")
+        self.cache.pop(env.id, None)
+
+    def _retry_minutes(self, pending: list[Recipient]):
+        for r in pending:
+            route = self._router.routes.get(r.domain) if self._router else None
+            if route is not None and route.retry_minutes:
+                return route.retry_minutes
+        return self.settings.queue.retry_minutes
+
+    def _sign(self, env: Envelope, data: bytes) -> bytes:
+        try:
+            from . import dkim as dkim_sign
+        except ImportError:
+            return data
+        try:
+            return dkim_sign.sign_outbound(self.root, self.settings, self.runtime.directory, data)
+        except Exception as e:  # noqa: BLE001 - an unsigned message is better than none
+            log.error("queue %s: DKIM signing failed (%s); sent unsigned", env.id, e)
+            return data
+
+    # -- notifications --
+    def _notify(self, env: Envelope, recipients: list[Recipient], action: str, data: bytes) -> None:
+        from .. import delivery
+        s = self.settings
+        hostname = s.server.hostname
+        if env.sender:
+            to, source = env.sender, "dsn"
+        elif action == "failed" and env.source != "postmaster-notice":
+            to, source = self.postmaster(), "postmaster-notice"      # never bounce a bounce
+        else:
+            log.info("queue %s: no %s notice (null sender)", env.id, action)
+            return
+        if not to:
+            log.error("queue %s: no postmaster address to notify; set server.postmaster", env.id)
+            return
+        retry_until = env.created + float(s.queue.max_age_days) * 86400
+        message = dsn.build(env, recipients, action, data, hostname=hostname, to=to,
+                            now=self.clock(), retry_until=retry_until)
+        outcome = delivery.deliver(self.root, s, self.runtime.directory, "", [to], message, source=source)
+        if outcome.rejected:
+            log.error("queue %s: %s notice to %s not delivered: %s", env.id, action, to,
+                      "; ".join(str(v) for v in outcome.rejected.values()))
+        else:
+            log.info("queue %s: %s notice sent to %s", env.id, action, to)
+
+    def postmaster(self) -> str:
+        pm = self.settings.server.postmaster
+        if pm:
+            return pm
+        names = sorted(getattr(self.runtime.directory, "domains", {}) or {})
+        return f"postmaster@{names[0]}" if names else ""
+
+    # -- one transaction group --
+    async def targets(self, domain: str) -> list[Target]:
+        """The places to try for domain, in order. Raises mx.DNSFailure."""
+        s = self.settings
+        verify = domain in [d.lower() for d in s.queue.require_tls_domains]
+        route = self._router.for_domain(domain)
+        if route is not None:
+            return [Target(route.host, route.port, route.tls, verify, route)]
+        hosts = await mx.lookup_mx(self._resolver, domain)
+        tls = "starttls" if verify else "opportunistic"
+        return [Target(h.name, s.queue.smtp_port, tls, verify, None) for h in hosts]
+
+    def is_loop(self, ip: str, port: int) -> bool:
+        """Would connecting to ip:port reach this server's own SMTP listener?"""
+        s = self.settings
+        ports = set()
+        binds = set()
+        for name in ("smtp", "submission", "submissions"):
+            lst = getattr(s.listeners, name, None)
+            if lst is not None and lst.enabled:
+                ports.add(lst.port)
+                binds.update(lst.bind)
+        for name, bound in (getattr(self.runtime, "ports", {}) or {}).items():
+            if name in ("smtp", "submission", "submissions"):
+                for host, p in bound:
+                    ports.add(p)
+                    binds.add(host)
+        if port not in ports:
+            return False
+        addr = ipaddress.ip_address(ip)
+        return addr.is_loopback or addr.is_unspecified or ip in binds or ip in self._local
+
+    async def deliver_chunk(self, env: Envelope, domain: str, rcpts: list[Recipient], wire: bytes,
+                            eightbit: bool) -> None:
+        def mark(r: Recipient, reply: Reply, remote: str) -> None:
+            r.code, r.reply, r.remote = reply.code, str(reply), remote
+            r.dsn = reply.enhanced
+            r.status = "sent" if 200 <= reply.code < 300 else "failed" if reply.code >= 500 else "deferred"
+
+        def mark_all(reply: Reply, remote: str = "", code_known: bool = True) -> None:
+            for r in rcpts:
+                mark(r, reply, remote)
+                if not code_known:
+                    r.code = 0
+                    r.reply = reply.text
+
+        try:
+            targets = await self.targets(domain)
+        except mx.DNSFailure as e:
+            code = 550 if e.permanent else 451
+            mark_all(Reply(code, f"{e.status} {e}"), code_known=False)
+            return
+        last: Reply | None = None
+        last_remote = ""
+        for t in targets:
+            try:
+                addrs = await mx.lookup_addresses(self._resolver, t.host)
+            except mx.DNSFailure as e:
+                if e.permanent and len(targets) == 1 and t.route is None:
+                    mark_all(Reply(550, f"{e.status} {e}"), code_known=False)
+                    return
+                last, last_remote = Reply(451, f"{e.status} {e}"), ""
+                continue
+            for ip in addrs:
+                if self.is_loop(ip, t.port):
+                    mark_all(Reply(550, f"5.4.6 {LOOP_TEXT} ({t.host} [{ip}]:{t.port} is this server)"),
+                             code_known=False)
+                    return
+                result = await self._try_host(env, t, ip, rcpts, wire, eightbit)
+                if result is None:
+                    return                       # replies recorded per recipient
+                last, last_remote = result, f"{t.host} [{ip}]"
+                if last.code >= 500 and last.code != 554:
+                    # a permanent refusal of the whole transaction (MAIL FROM)
+                    mark_all(last, last_remote)
+                    return
+        if last is None:
+            last = Reply(451, "4.4.1 no destination host could be reached")
+        for r in rcpts:
+            r.status, r.code, r.reply, r.remote = "deferred", (last.code if last.code < 500 else 451), str(last), last_remote
+            r.dsn = last.enhanced if last.enhanced.startswith("4") else "4.4.1"
+            if not last_remote:
+                r.code, r.reply = 0, last.text
+
+    async def _connect(self, t: Target, ip: str, plain_fallback: bool = False) -> Connection:
+        s = self.settings.queue
+        helo = s.helo_name or self.settings.server.hostname
+        ctx = verified_context(s.tls_ca_file) if t.verify else unverified_context()
+        implicit = ctx if t.tls == "implicit" else None
+        conn = await Connection.open(t.host, ip, t.port, timeout=float(s.connect_timeout_s),
+                                     command_timeout=float(s.command_timeout_s),
+                                     source_address=s.source_address, implicit_tls=implicit)
+        try:
+            await conn.ehlo(helo)
+            if t.tls in ("starttls", "opportunistic") and not conn.tls and not plain_fallback:
+                if "STARTTLS" in conn.features:
+                    await conn.starttls(ctx, helo)
+                elif t.tls == "starttls":
+                    raise SMTPError(Reply(451, f"4.7.4 TLS is required for this destination but {t.host} "
+                                               f"does not offer STARTTLS"), "STARTTLS")
+            if t.route is not None and t.route.username:
+                password = await self.blocking(t.route.password, self.root)
+                await conn.auth(t.route.username, password)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _try_host(self, env: Envelope, t: Target, ip: str, rcpts: list[Recipient], wire: bytes,
+                        eightbit: bool) -> Reply | None:
+        """Deliver rcpts through one address. None when every recipient got a reply;
+        else the reply (or synthesized error) that made this host fail."""
+        key = (ip, t.port, t.tls, t.route.username if t.route else "")
+        remote = f"{t.host} [{ip}]"
+        for attempt in ("pooled", "fresh", "plain"):
+            conn = None
+            if attempt == "pooled":
+                conn = self.pool.get(key)
+                if conn is None:
+                    continue
+            else:
+                try:
+                    conn = await self._connect(t, ip, plain_fallback=(attempt == "plain"))
+                except SMTPError as e:
+                    if e.stage == "AUTH":       # a relay refusing our login: retry later, as Postfix does
+                        return Reply(454, f"4.7.0 {t.host} refused our login: {e.reply}")
+                    return e.reply
+                except ssl.SSLError as e:
+                    if t.tls == "opportunistic" and attempt == "fresh":
+                        continue        # broken TLS: try once more in plain text, as Postfix does
+                    return Reply(451, f"4.7.5 TLS with {remote} failed: {e.reason or e}")
+                except (OSError, asyncio.TimeoutError) as e:
+                    why = e.strerror if isinstance(e, OSError) and e.strerror else (str(e) or type(e).__name__)
+                    return Reply(451, f"4.4.1 cannot connect to {remote}:{t.port}: {why}")
+            try:
+                per, final = await conn.transaction(env.sender, [r.address for r in rcpts], wire, eightbit)
+            except SMTPError as e:
+                await conn.close()
+                if attempt == "pooled":
+                    continue            # the server dropped an idle connection: open a new one
+                return e.reply
+            except (OSError, asyncio.TimeoutError) as e:
+                await conn.close()
+                if attempt == "pooled":
+                    continue
+                return Reply(451, f"4.4.2 connection to {remote} lost: {e}")
+            for r in rcpts:
+                reply = per.get(r.address)
+                if reply is None or reply.code not in (250, 251):
+                    reply = reply or Reply(451, "4.4.2 no reply to RCPT")
+                elif final is not None:
+                    reply = final
+                r.code, r.reply, r.remote, r.dsn = reply.code, str(reply), remote, reply.enhanced
+                r.status = ("sent" if 200 <= reply.code < 300 else "failed" if reply.code >= 500
+                            else "deferred")
+            self.pool.put(key, conn)
+            return None
+        return Reply(451, f"4.4.1 cannot deliver through {remote}")
+
+async def _first(*events: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+
+
+async def run(runtime) -> None:
+    """The 'queue' worker: deliver until runtime.stopping is set."""
+    await Runner(runtime).serve(runtime.stopping)

@@ -1,0 +1,128 @@
+"""A small real DNS server on 127.0.0.1 for tests (UDP and TCP), built on dnspython.
+
+zone = {"example.net": {"MX": [(10, "mx1.example.net"), ...]},
+        "mx1.example.net": {"A": ["127.0.0.2"]},
+        "gone.example": "NXDOMAIN", "broken.example": "SERVFAIL",
+        "nomail.example": {"MX": [(0, ".")]},
+        "sel._domainkey.example.com": {"TXT": ["v=DKIM1; k=rsa; p=..."]}}
+Names are matched case-insensitively; a known name without the asked type gets NOERROR
+with an empty answer (NODATA), an unknown name gets NXDOMAIN.
+"""
+from __future__ import annotations
+
+import socket
+import socketserver
+import struct
+import threading
+
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+
+class DNSServer:
+    def __init__(self, zone: dict | None = None, host: str = "127.0.0.1"):
+        self.zone: dict = {}
+        for name, value in (zone or {}).items():
+            self.set(name, value)
+        self.queries: list[tuple[str, str]] = []
+        outer = self
+
+        class UDP(socketserver.BaseRequestHandler):
+            def handle(self):
+                data, sock = self.request
+                reply = outer.answer(data)
+                if reply:
+                    sock.sendto(reply, self.client_address)
+
+        class TCP(socketserver.BaseRequestHandler):
+            def handle(self):
+                try:
+                    head = self.request.recv(2)
+                    if len(head) < 2:
+                        return
+                    (n,) = struct.unpack("!H", head)
+                    data = b""
+                    while len(data) < n:
+                        chunk = self.request.recv(n - len(data))
+                        if not chunk:
+                            return
+                        data += chunk
+                    reply = outer.answer(data)
+                    if reply:
+                        self.request.sendall(struct.pack("!H", len(reply)) + reply)
+                except OSError:
+                    pass
+
+        self.udp = socketserver.ThreadingUDPServer((host, 0), UDP)
+        self.udp.daemon_threads = True
+        port = self.udp.server_address[1]
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self.tcp = socketserver.ThreadingTCPServer((host, port), TCP)
+        self.tcp.daemon_threads = True
+        self.host, self.port = host, port
+        self._threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (self.udp, self.tcp)]
+        for t in self._threads:
+            t.start()
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def set(self, name: str, value) -> None:
+        self.zone[name.lower().rstrip(".")] = value
+
+    def answer(self, wire: bytes) -> bytes | None:
+        try:
+            query = dns.message.from_wire(wire)
+        except Exception:
+            return None
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.AA
+        if not query.question:
+            response.set_rcode(dns.rcode.FORMERR)
+            return response.to_wire()
+        q = query.question[0]
+        name = q.name.to_text(omit_final_dot=True).lower()
+        rdtype = dns.rdatatype.to_text(q.rdtype)
+        self.queries.append((name, rdtype))
+        entry = self.zone.get(name)
+        if entry is None or entry == "NXDOMAIN":
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        elif entry == "SERVFAIL":
+            response.set_rcode(dns.rcode.SERVFAIL)
+        elif entry == "TIMEOUT":
+            return None
+        else:
+            values = entry.get(rdtype, [])
+            if values:
+                texts = []
+                for v in values:
+                    if rdtype == "MX":
+                        pref, host = v
+                        texts.append(f"{pref} {host if host == '.' else host.rstrip('.') + '.'}")
+                    elif rdtype == "TXT":
+                        # long TXT values are split into 255-byte strings
+                        parts = [v[i:i + 255] for i in range(0, len(v), 255)] or [""]
+                        texts.append(" ".join('"' + p.replace('"', '\\"') + '"' for p in parts))
+                    else:
+                        texts.append(str(v))
+                response.answer.append(dns.rrset.from_text_list(q.name, 60, "IN", rdtype, texts))
+        return response.to_wire(max_size=65535 if len(wire) and False else 65535)
+
+    def close(self) -> None:
+        for s in (self.udp, self.tcp):
+            s.shutdown()
+            s.server_close()
+
+    def resolver(self):
+        """A dnspython resolver pointed at this server (for dkimpy verification in tests)."""
+        import dns.nameserver
+        import dns.resolver
+        r = dns.resolver.Resolver(configure=False)
+        r.nameservers = [dns.nameserver.Do53Nameserver(self.host, self.port)]
+        r.lifetime = 5
+        return r
