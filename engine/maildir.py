@@ -1,0 +1,1277 @@
+"""The Maildir++ store, written exactly as Dovecot writes it (DESIGN.md §4).
+
+One account is one Maildir++ tree: INBOX is the top directory, folder "A/B" is ".A.B/"
+with names in modified UTF-7. IMAP UIDs live in each folder's dovecot-uidlist (v3),
+keyword letters in dovecot-keywords, quota in maildirsize. Dovecot, mutt and our own
+processes may work on the same tree at once, so every change is an atomic rename, an
+O_EXCL create or an O_APPEND of one line, and uidlist writes hold Dovecot's dotlock.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import itertools
+import os
+import secrets
+import shutil
+import socket
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import BinaryIO, Iterable
+
+from . import mutf7
+from .errors import AlreadyExists, InvalidInput, LockTimeout, MailError, NotFound, QuotaExceeded
+from .root import Root, atomic_write, fsync_dir
+
+SEPARATOR = "/"
+SPECIAL_USE = {"Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk",
+               "Archive": "\\Archive"}
+DEFAULT_FOLDERS = ["Sent", "Drafts", "Trash", "Junk", "Archive"]
+FLAG_LETTERS = {"\\Draft": "D", "\\Flagged": "F", "$Forwarded": "P", "\\Answered": "R",
+                "\\Seen": "S", "\\Deleted": "T"}
+
+INBOX = "INBOX"
+UIDLIST = "dovecot-uidlist"
+KEYWORDS = "dovecot-keywords"
+UIDVALIDITY = "dovecot-uidvalidity"
+MAILDIRSIZE = "maildirsize"
+SUBSCRIPTIONS = "subscriptions"
+MAX_KEYWORDS = 26
+MAX_DIRNAME = 255                   # NAME_MAX: ".A.B" must fit in one directory entry
+MAILDIRSIZE_MAX = 5120              # recalculate once the file reaches this size
+MAILDIRSIZE_STALE_SECS = 15 * 60    # as Dovecot: an old, implausible maildirsize is redone
+LOCK_TIMEOUT = 30.0
+LOCK_STALE = 120.0
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+FORWARDED = "$Forwarded"
+_LETTER_FLAGS = {letter: flag for flag, letter in FLAG_LETTERS.items()}
+_FLAG_BY_LOWER = {flag.lower(): flag for flag in FLAG_LETTERS}
+_KEYWORD_BAD_CHARS = set('(){%*"\\]')
+_counter = itertools.count(1)
+
+
+def _escaped_hostname() -> str:
+    return socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+
+
+_HOST = _escaped_hostname()
+
+
+# -- folder names ------------------------------------------------------------
+
+def _check_component(comp: str, name: str) -> None:
+    if comp == "":
+        raise InvalidInput(f"folder name {name!r}: empty component (leading, trailing or double '/')")
+    if comp in (".", ".."):
+        raise InvalidInput(f"folder name {name!r}: '{comp}' is not a folder name")
+    if "." in comp:
+        raise InvalidInput(f"folder name {name!r}: dots cannot be stored in Maildir++ folder "
+                           f"names (the on-disk separator); use another character")
+    if "\0" in comp:
+        raise InvalidInput(f"folder name {name!r}: NUL is not allowed")
+    for ch in comp:
+        if ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0:
+            raise InvalidInput(f"folder name {name!r}: control character {ch!r} is not allowed")
+
+
+def _split_name(name: str) -> list[str]:
+    """The checked components of an IMAP folder name; ["INBOX"] for the inbox."""
+    if not isinstance(name, str) or name == "":
+        raise InvalidInput("folder name is empty; give a name such as 'Archive' or 'A/B'")
+    comps = name.split(SEPARATOR)
+    if comps[0].upper() == INBOX:
+        comps[0] = INBOX
+    for comp in comps:
+        _check_component(comp, name)
+    if len(_dirname(comps).encode()) > MAX_DIRNAME:
+        raise InvalidInput(f"folder name {name[:40]!r}...: too long (the stored name must fit "
+                           f"in {MAX_DIRNAME} bytes)")
+    return comps
+
+
+def _dirname(comps: list[str]) -> str:
+    return "." + ".".join(mutf7.encode(c) for c in comps)
+
+
+def _name_from_dirname(dirname: str) -> str | None:
+    """The IMAP name of an on-disk folder directory, or None if it is not a canonical one."""
+    if not dirname.startswith(".") or dirname in (".", ".."):
+        return None
+    try:
+        name = SEPARATOR.join(mutf7.decode(c) for c in dirname[1:].split("."))
+        comps = _split_name(name)
+    except InvalidInput:
+        return None
+    if comps == [INBOX] or _dirname(comps) != dirname:
+        return None
+    return name
+
+
+def canonical_name(name: str) -> str:
+    """A folder name checked and with INBOX spelled in capitals."""
+    return SEPARATOR.join(_split_name(name))
+
+
+# -- message file names ------------------------------------------------------
+
+def _vsize(data: bytes) -> int:
+    """RFC822.SIZE: the size with every bare LF counted as CRLF."""
+    return len(data) + data.count(b"\n") - data.count(b"\r\n")
+
+
+def _unique_base(size: int, vsize: int) -> str:
+    now = time.time()
+    secs = int(now)
+    usecs = int((now - secs) * 1_000_000)
+    return (f"{secs}.M{usecs}P{os.getpid()}Q{next(_counter)}R{secrets.token_hex(4)}.{_HOST}"
+            f",S={size},W={vsize}")
+
+
+def _field(base: str, marker: str) -> int | None:
+    start = base.find(marker)
+    if start < 0:
+        return None
+    end = base.find(",", start + 3)
+    value = base[start + 3:] if end < 0 else base[start + 3:end]
+    return int(value) if value.isdigit() else None
+
+
+def _sizes_from(base: str, keys: str) -> tuple[int | None, int | None]:
+    """(size, vsize) from ,S=/,W= in the base name or S/W keys of the uidlist record."""
+    size, vsize = _field(base, ",S="), _field(base, ",W=")
+    for key in keys.split():
+        if key[0] == "S" and size is None and key[1:].isdigit():
+            size = int(key[1:])
+        elif key[0] == "W" and vsize is None and key[1:].isdigit():
+            vsize = int(key[1:])
+    return size, vsize
+
+
+def _base_order(base: str) -> tuple:
+    """Delivery order of base names "<secs>.M<usecs>...", for giving out UIDs."""
+    secs, _, rest = base.partition(".")
+    usecs = rest[1:].split("P", 1)[0] if rest.startswith("M") else ""
+    return (int(secs) if secs.isdigit() else 0, int(usecs) if usecs.isdigit() else 0, base)
+
+
+# -- locks -------------------------------------------------------------------
+
+class _DotLock:
+    """Dovecot's dotlock: an O_EXCL "<file>.lock" holding "pid:host", broken when stale."""
+
+    def __init__(self, path: Path, timeout: float = LOCK_TIMEOUT, stale: float = LOCK_STALE):
+        self.path = str(path)
+        self.timeout = timeout
+        self.stale = stale
+
+    def __enter__(self) -> "_DotLock":
+        deadline = time.monotonic() + self.timeout
+        delay = 0.0005
+        while True:
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            except FileExistsError:
+                if self._break_if_stale():
+                    continue
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(f"{self.path}: still locked after {self.timeout:.0f}s; "
+                                      f"another mail process is busy, try again") from None
+                time.sleep(delay * (1 + secrets.randbelow(100) / 100))
+                delay = min(delay * 2, 0.02)
+                continue
+            with contextlib.suppress(OSError):
+                os.write(fd, f"{os.getpid()}:{socket.gethostname()}".encode())
+            os.close(fd)
+            return self
+
+    def __exit__(self, *exc) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def _break_if_stale(self) -> bool:
+        try:
+            st = os.stat(self.path)
+            with open(self.path, "rb") as f:
+                holder = f.read(256).decode("utf-8", "replace")
+        except FileNotFoundError:
+            return True
+        except PermissionError:
+            holder = ""
+        if time.time() - st.st_mtime < self.stale and not _holder_is_dead(holder):
+            return False
+        # Remove only the lock we judged; another process may have just taken a new one.
+        with contextlib.suppress(FileNotFoundError):
+            now = os.stat(self.path)
+            if (now.st_ino, now.st_mtime_ns) == (st.st_ino, st.st_mtime_ns):
+                os.unlink(self.path)
+        return True
+
+
+def _holder_is_dead(holder: str) -> bool:
+    pid, _, host = holder.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+@contextlib.contextmanager
+def _dir_lock(path: Path, timeout: float = LOCK_TIMEOUT):
+    """flock() on a directory: guards our small read-modify-writes without extra files."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(f"{path}: still locked after {timeout:.0f}s; try again") from None
+                time.sleep(0.005)
+        yield
+    finally:
+        os.close(fd)
+
+
+# -- dovecot-uidlist -----------------------------------------------------------
+
+class _UidList:
+    """The parsed dovecot-uidlist of one folder, kept up to date incrementally.
+
+    records maps base name -> (uid, record keys such as "W2481"). The dict is replaced,
+    never changed in place, so a snapshot taken by a reader stays consistent.
+    """
+
+    def __init__(self, folder_path: Path):
+        self.path = folder_path / UIDLIST
+        self.mutex = threading.Lock()
+        # Messages of the last sync; each is checked against its record before reuse.
+        self._messages: dict[str, dict[str, Message]] = {"new": {}, "cur": {}}
+        self._messages_ident: tuple | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.exists = False
+        self.version = 3
+        self.header: dict[str, str] = {}
+        self.records: dict[str, tuple[int, str]] = {}
+        self.last_uid = 0
+        self._ident: tuple[int, int] | None = None
+        self._header_line = b""
+        self._offset = 0
+        self._tail = b""
+
+    @property
+    def uidvalidity(self) -> int:
+        value = self.header.get("V", "")
+        return int(value) if value.isdigit() else 0
+
+    @property
+    def next_uid(self) -> int:
+        value = self.header.get("N", "")
+        return max(int(value) if value.isdigit() else 1, self.last_uid + 1)
+
+    def refresh(self) -> None:
+        with self.mutex:
+            try:
+                f = open(self.path, "rb")
+            except FileNotFoundError:
+                self._reset()
+                return
+            with f:
+                st = os.fstat(f.fileno())
+                if self._continues(f, st):
+                    f.seek(self._offset)
+                    self._parse_records(f.read())
+                else:
+                    self._reset()
+                    self._parse_all(f.read())
+                    self._ident = (st.st_dev, st.st_ino)
+
+    def _continues(self, f, st: os.stat_result) -> bool:
+        """Is this the file we parsed, only appended to? (A rewrite may reuse the inode.)"""
+        if self._ident != (st.st_dev, st.st_ino) or st.st_size < self._offset:
+            return False
+        if f.read(len(self._header_line)) != self._header_line:
+            return False
+        f.seek(self._offset - len(self._tail))
+        return f.read(len(self._tail)) == self._tail
+
+    def _parse_all(self, data: bytes) -> None:
+        end = data.find(b"\n")
+        if end < 0:
+            return
+        fields = data[:end].decode("utf-8", "replace").split()
+        if fields[:1] == ["3"]:
+            self.header = {f[0]: f[1:] for f in fields[1:] if f}
+        elif fields[:1] == ["1"] and len(fields) >= 3:
+            self.version = 1
+            self.header = {"V": fields[1], "N": fields[2]}
+        else:
+            return  # unknown version: treated as absent, rewritten with a new UIDVALIDITY
+        self.exists = True
+        self._header_line = data[:end + 1]
+        self._offset = end + 1
+        self._tail = self._header_line
+        self._parse_records(data[end + 1:])
+
+    def _parse_records(self, data: bytes) -> None:
+        end = data.rfind(b"\n")
+        if end < 0:
+            return  # nothing new, or a line still being appended
+        records = dict(self.records)
+        last_uid = self.last_uid
+        for line in data[:end].decode("utf-8", "surrogateescape").split("\n"):
+            uid_text, _, rest = line.partition(" ")
+            if not uid_text.isdigit():
+                continue
+            if rest[:1] == ":":
+                keys, filename = "", rest[1:]
+            else:
+                keys, sep, filename = rest.partition(" :")
+                if not sep:
+                    if self.version != 1:
+                        continue
+                    keys, filename = "", rest
+            uid = int(uid_text)
+            records[filename.partition(":")[0]] = (uid, keys)
+            last_uid = max(last_uid, uid)
+        self.records = records
+        self.last_uid = last_uid
+        self._offset += end + 1
+        self._tail = data[data.rfind(b"\n", 0, end) + 1:end + 1]
+
+    def message_cache(self, keywords_ident: tuple) -> dict[str, dict[str, Message]]:
+        """Messages of the last sync by subdir and file name (dropped if keywords changed)."""
+        if keywords_ident != self._messages_ident:
+            self._messages = {"new": {}, "cur": {}}
+            self._messages_ident = keywords_ident
+        return self._messages
+
+    def keep_messages(self, messages: Iterable[Message]) -> None:
+        cache: dict[str, dict[str, Message]] = {"new": {}, "cur": {}}
+        for msg in messages:
+            cache[msg.subdir][msg.filename] = msg
+        self._messages = cache
+
+    # Writers hold the dotlock and call refresh() first.
+    def append(self, lines: list[str]) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+        try:
+            prefix = "" if self._ends_with_newline(fd) else "\n"
+            os.write(fd, (prefix + "".join(lines)).encode("utf-8", "surrogateescape"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.refresh()
+
+    @staticmethod
+    def _ends_with_newline(fd: int) -> bool:
+        size = os.fstat(fd).st_size
+        return size == 0 or os.pread(fd, 1, size - 1) == b"\n"
+
+    def rewrite(self, header: dict[str, str], records: dict[str, tuple[int, str]]) -> None:
+        lines = ["3 " + " ".join(f"{k}{v}" for k, v in header.items()) + "\n"]
+        for base, (uid, keys) in sorted(records.items(), key=lambda item: item[1][0]):
+            lines.append(f"{uid} {keys} :{base}\n" if keys else f"{uid} :{base}\n")
+        tmp = self.path.with_name(UIDLIST + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        try:
+            os.write(fd, "".join(lines).encode("utf-8", "surrogateescape"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        fsync_dir(self.path.parent)
+        self.refresh()
+
+
+_UIDLIST_CACHE: OrderedDict[str, _UidList] = OrderedDict()
+_UIDLIST_CACHE_SIZE = 64
+_cache_mutex = threading.Lock()
+
+
+def _uidlist_for(folder_path: Path) -> _UidList:
+    """A process-wide parsed uidlist per folder, so a sync only reads what was appended."""
+    key = str(folder_path)
+    with _cache_mutex:
+        uidlist = _UIDLIST_CACHE.get(key)
+        if uidlist is None:
+            uidlist = _UIDLIST_CACHE[key] = _UidList(folder_path)
+            if len(_UIDLIST_CACHE) > _UIDLIST_CACHE_SIZE:
+                _UIDLIST_CACHE.popitem(last=False)
+        _UIDLIST_CACHE.move_to_end(key)
+        return uidlist
+
+
+# -- records -------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message file as last seen.
+
+    path and mtime (the INTERNALDATE) are computed on use, so a sync of a large
+    folder costs no Path objects and no stat() calls.
+    """
+    uid: int
+    base: str
+    subdir: str
+    filename: str
+    flags: frozenset[str]
+    size: int
+    vsize: int
+    folder_path: Path
+
+    @property
+    def path(self) -> Path:
+        return self.folder_path / self.subdir / self.filename
+
+    @property
+    def mtime(self) -> float:
+        """File mtime = INTERNALDATE; found by base name if the file was renamed meanwhile."""
+        for _ in range(5):
+            try:
+                return os.stat(_current_path(self)).st_mtime
+            except FileNotFoundError:
+                continue
+        raise NotFound(f"message {self.base} no longer exists in {self.folder_path}")
+
+
+@dataclass
+class Delivered:
+    folder: str
+    uid: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class FolderInfo:
+    name: str
+    special_use: str | None
+    subscribed: bool
+    has_children: bool
+
+
+class Staged:
+    """A message written to tmp/ and fsync'd, not yet visible."""
+
+    def __init__(self, folder: "Folder", tmp_path: Path, base: str, flags: frozenset[str],
+                 size: int, to_cur: bool):
+        self.folder = folder
+        self.tmp_path = tmp_path
+        self.base = base
+        self.flags = flags
+        self.size = size
+        self.to_cur = to_cur
+        self._done = False
+
+    def commit(self) -> Delivered:
+        """Make the message visible and durable, give it a UID, count it in the quota."""
+        if self._done:
+            raise MailError(f"{self.tmp_path}: already committed or aborted")
+        folder = self.folder
+        if self.to_cur:
+            dest = folder.path / "cur" / f"{self.base}:2,{folder._info(self.flags)}"
+        else:
+            dest = folder.path / "new" / self.base
+        _link_or_rename(self.tmp_path, dest)
+        self._done = True
+        fsync_dir(dest.parent)
+        uid = folder._assign([self.base])[self.base][0]
+        folder.maildir._quota_add(self.size, 1)
+        return Delivered(folder.name, uid, dest)
+
+    def abort(self) -> None:
+        self._done = True
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp_path)
+
+
+def _link_or_rename(src: Path, dest: Path) -> None:
+    """link() never replaces an existing file; rename() where links are unsupported."""
+    try:
+        os.link(src, dest)
+    except OSError as e:
+        if e.errno == errno.EEXIST:
+            raise
+        os.rename(src, dest)
+        return
+    os.unlink(src)
+
+
+# -- the account ---------------------------------------------------------------
+
+class Maildir:
+    """One account's Maildir++ tree (INBOX = the top directory)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path).absolute()
+
+    @classmethod
+    def for_account(cls, root: Root, domain: str, local: str) -> "Maildir":
+        for part in (domain, local):
+            if not part or part in (".", "..") or "/" in part or "\0" in part:
+                raise InvalidInput(f"{local}@{domain}: not a safe mailbox path component")
+        return cls(root.mail_dir / domain / local)
+
+    def __repr__(self) -> str:
+        return f"Maildir({str(self.path)!r})"
+
+    def exists(self) -> bool:
+        return (self.path / "cur").is_dir()
+
+    def create(self, folders: list[str] = DEFAULT_FOLDERS, quota_bytes: int = 0) -> None:
+        """Make the tree (idempotent). An existing quota is changed only by a non-zero quota_bytes."""
+        created = not self.path.exists()
+        for sub in ("cur", "new", "tmp"):
+            (self.path / sub).mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        if created:
+            fsync_dir(self.path.parent)
+        self.folder(INBOX)._ensure_uidlist()
+        for name in folders:
+            with contextlib.suppress(AlreadyExists):
+                self.create_folder(name)
+        self._update_subscriptions(add=[canonical_name(n) for n in folders])
+        if not (self.path / MAILDIRSIZE).exists() or (quota_bytes and quota_bytes != self.quota_limit()):
+            self.set_quota(quota_bytes)
+
+    # -- folders --
+    def folder(self, name: str) -> "Folder":
+        comps = _split_name(name)
+        if comps == [INBOX]:
+            if not self.exists():
+                raise NotFound(f"{self.path}: no such mailbox; create the account first")
+            return Folder(self, INBOX, self.path)
+        path = self.path / _dirname(comps)
+        if not path.is_dir():
+            raise NotFound(f"folder {SEPARATOR.join(comps)!r} does not exist in {self.path}")
+        return Folder(self, SEPARATOR.join(comps), path)
+
+    def _folder_names(self) -> list[str]:
+        names = []
+        with os.scandir(self.path) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+                    name = _name_from_dirname(entry.name)
+                    if name is not None:
+                        names.append(name)
+        return sorted(names)
+
+    def list_folders(self) -> list[FolderInfo]:
+        names = self._folder_names()
+        parents = {n.rsplit(SEPARATOR, 1)[0] for n in names if SEPARATOR in n}
+        subscribed = set(self.subscriptions())
+        return [FolderInfo(n, SPECIAL_USE.get(n), n in subscribed, n in parents)
+                for n in [INBOX, *names]]
+
+    def create_folder(self, name: str) -> "Folder":
+        comps = _split_name(name)
+        if comps == [INBOX]:
+            raise AlreadyExists("INBOX always exists")
+        for depth in range(1, len(comps)):
+            with contextlib.suppress(AlreadyExists):
+                self._make_folder_dir(comps[:depth])
+        self._make_folder_dir(comps)
+        return self.folder(name)
+
+    def _make_folder_dir(self, comps: list[str]) -> None:
+        """Build the folder in tmp/ and rename it into place, so it appears complete."""
+        target = self.path / _dirname(comps)
+        if target.exists():
+            raise AlreadyExists(f"folder {SEPARATOR.join(comps)!r} already exists")
+        staging = self.path / "tmp" / f".newfolder.{os.getpid()}.{secrets.token_hex(6)}"
+        try:
+            staging.mkdir(mode=DIR_MODE)
+            for sub in ("cur", "new", "tmp"):
+                (staging / sub).mkdir(mode=DIR_MODE)
+            (staging / "maildirfolder").touch(mode=FILE_MODE)
+            _UidList(staging).rewrite(self._new_uidlist_header(), {})
+            os.rename(staging, target)
+        except OSError as e:
+            shutil.rmtree(staging, ignore_errors=True)
+            if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise AlreadyExists(f"folder {SEPARATOR.join(comps)!r} already exists") from None
+            raise
+        fsync_dir(self.path)
+
+    def _new_uidlist_header(self) -> dict[str, str]:
+        return {"V": str(self._next_uidvalidity()), "N": "1", "G": secrets.token_hex(16)}
+
+    def _next_uidvalidity(self) -> int:
+        """Dovecot's scheme: a hex counter in dovecot-uidvalidity, at least the current time."""
+        with _dir_lock(self.path):
+            current = _read_hex(self.path / UIDVALIDITY)
+            value = max(current + 1, int(time.time()))
+            atomic_write(self.path / UIDVALIDITY, f"{value:08x}", mode=FILE_MODE)
+            marker = self.path / f"{UIDVALIDITY}.{value:08x}"
+            try:
+                os.rename(self.path / f"{UIDVALIDITY}.{current:08x}", marker)
+            except FileNotFoundError:
+                marker.touch(mode=FILE_MODE)
+            return value
+
+    def rename_folder(self, old: str, new: str) -> None:
+        """Rename a folder and its children, as Dovecot does."""
+        old_comps, new_comps = _split_name(old), _split_name(new)
+        if old_comps == [INBOX]:
+            raise InvalidInput("renaming INBOX is not supported; move its messages instead")
+        if new_comps == [INBOX]:
+            raise AlreadyExists("INBOX always exists")
+        old_dir, new_dir = _dirname(old_comps), _dirname(new_comps)
+        if new_comps[:len(old_comps)] == old_comps:
+            raise InvalidInput(f"cannot rename {old!r} into itself ({new!r})")
+        if not (self.path / old_dir).is_dir():
+            raise NotFound(f"folder {old!r} does not exist")
+        moves = [(old_dir, new_dir)] + [(d, new_dir + d[len(old_dir):]) for d in self._dirs_under(old_dir)]
+        for _, target in moves:
+            if (self.path / target).exists():
+                raise AlreadyExists(f"folder {_name_from_dirname(target) or target!r} already exists")
+        for depth in range(1, len(new_comps)):
+            with contextlib.suppress(AlreadyExists):
+                self._make_folder_dir(new_comps[:depth])
+        for source, target in moves:
+            os.rename(self.path / source, self.path / target)
+        fsync_dir(self.path)
+        old_name, new_name = SEPARATOR.join(old_comps), SEPARATOR.join(new_comps)
+        self._update_subscriptions(rename=(old_name, new_name))
+
+    def _dirs_under(self, dirname: str) -> list[str]:
+        return sorted(e for e in os.listdir(self.path) if e.startswith(dirname + "."))
+
+    def delete_folder(self, name: str) -> None:
+        comps = _split_name(name)
+        if comps == [INBOX]:
+            raise InvalidInput("INBOX cannot be deleted")
+        folder = self.folder(name)
+        dirname = _dirname(comps)
+        if self._dirs_under(dirname):
+            raise InvalidInput(f"folder {folder.name!r} has subfolders; delete them first")
+        nbytes, count = _usage_of([folder.path])
+        # Rename out of sight first, so readers never see a half-deleted folder.
+        doomed = self.path / "tmp" / f".deleted.{os.getpid()}.{secrets.token_hex(6)}"
+        os.rename(folder.path, doomed)
+        fsync_dir(self.path)
+        shutil.rmtree(doomed, ignore_errors=True)
+        self._quota_add(-nbytes, -count)
+        self._update_subscriptions(remove=[folder.name])
+
+    # -- subscriptions (Dovecot's "V\t2" file: names with components joined by TAB) --
+    def subscriptions(self) -> list[str]:
+        try:
+            text = (self.path / SUBSCRIPTIONS).read_text("utf-8", "replace")
+        except FileNotFoundError:
+            return []
+        lines = text.split("\n")
+        if lines[0].startswith("V\t"):
+            lines = lines[2:] if len(lines) > 1 and lines[1] == "" else lines[1:]
+            sep = "\t"
+        else:
+            sep = SEPARATOR  # version 1: one name per line
+        names: list[str] = []
+        for line in lines:
+            if not line:
+                continue
+            try:
+                name = canonical_name(SEPARATOR.join(mutf7.decode(c) for c in line.split(sep)))
+            except InvalidInput:
+                continue
+            if name not in names:
+                names.append(name)
+        return names
+
+    def subscribe(self, name: str) -> None:
+        self._update_subscriptions(add=[canonical_name(name)])
+
+    def unsubscribe(self, name: str) -> None:
+        self._update_subscriptions(remove=[canonical_name(name)])
+
+    def _update_subscriptions(self, add: Iterable[str] = (), remove: Iterable[str] = (),
+                              rename: tuple[str, str] | None = None) -> None:
+        with _dir_lock(self.path):
+            before = self.subscriptions()
+            names = [n for n in before if n not in set(remove)]
+            if rename:
+                old, new = rename
+                names = [new + n[len(old):] if n == old or n.startswith(old + SEPARATOR) else n
+                         for n in names]
+            names += [n for n in add if n not in names]
+            if names == before and (self.path / SUBSCRIPTIONS).exists():
+                return
+            lines = ["\t".join(mutf7.encode(c) for c in n.split(SEPARATOR)) + "\n" for n in names]
+            atomic_write(self.path / SUBSCRIPTIONS, "V\t2\n\n" + "".join(lines), mode=FILE_MODE)
+
+    # -- quota (maildirsize) --
+    def _read_maildirsize(self) -> tuple[int, int, int, int, os.stat_result] | None:
+        """(limit bytes, limit count, used bytes, used count, stat), None if missing or bad."""
+        try:
+            with open(self.path / MAILDIRSIZE, "rb") as f:
+                st = os.fstat(f.fileno())
+                lines = f.read().decode("ascii", "replace").split("\n")
+            limits = _parse_quota_header(lines[0])
+            used = [0, 0]
+            for line in lines[1:]:
+                if line.strip():
+                    nbytes, count = line.split()
+                    used[0] += int(nbytes)
+                    used[1] += int(count)
+        except (FileNotFoundError, ValueError):
+            return None
+        return limits[0], limits[1], used[0], used[1], st
+
+    def _recalc_quota(self, limit_bytes: int | None = None, limit_count: int = 0) -> tuple[int, int]:
+        if limit_bytes is None:
+            current = self._read_maildirsize()
+            limit_bytes, limit_count = (current[0], current[1]) if current else (0, 0)
+        nbytes, count = _usage_of([self.path] + [self.path / d for d in self._all_folder_dirs()])
+        atomic_write(self.path / MAILDIRSIZE, f"{limit_bytes}S,{limit_count}C\n{nbytes} {count}\n",
+                     mode=FILE_MODE)
+        return nbytes, count
+
+    def _all_folder_dirs(self) -> list[str]:
+        # Every folder counts, even one whose name we cannot show.
+        return [e.name for e in os.scandir(self.path) if e.name.startswith(".")
+                and e.name not in (".", "..") and e.is_dir(follow_symlinks=False)]
+
+    def quota_usage(self) -> tuple[int, int]:
+        current = self._read_maildirsize()
+        if current is None or current[4].st_size >= MAILDIRSIZE_MAX or _quota_stale(current):
+            return self._recalc_quota()
+        return current[2], current[3]
+
+    def quota_limit(self) -> int:
+        current = self._read_maildirsize()
+        return current[0] if current else 0
+
+    def set_quota(self, quota_bytes: int) -> None:
+        if quota_bytes < 0:
+            raise InvalidInput(f"quota {quota_bytes}: must be 0 (unlimited) or a number of bytes")
+        current = self._read_maildirsize()
+        self._recalc_quota(quota_bytes, current[1] if current else 0)
+
+    def check_quota(self, size: int) -> None:
+        limit = self.quota_limit()
+        if not limit:
+            return
+        used, _ = self.quota_usage()
+        if used + size > limit:
+            raise QuotaExceeded(f"{self.path}: over quota: used {used} of {limit} bytes; "
+                                f"a message of {size} bytes does not fit")
+
+    def _quota_add(self, nbytes: int, count: int) -> None:
+        """Append one delta line (one O_APPEND write, so concurrent writers never mix)."""
+        try:
+            fd = os.open(self.path / MAILDIRSIZE, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError:
+            self._recalc_quota()
+            return
+        try:
+            os.write(fd, f"{nbytes} {count}\n".encode())
+            too_big = os.fstat(fd).st_size >= MAILDIRSIZE_MAX
+        finally:
+            os.close(fd)
+        if too_big:
+            self._recalc_quota()
+
+    # -- messages --
+    def stage(self, data: bytes, folder: str = INBOX, flags: Iterable[str] = (),
+              internaldate: float | None = None, check_quota: bool = True) -> Staged:
+        target = self.folder(folder)
+        flag_set = _normalize_flags(flags)
+        if check_quota:
+            self.check_quota(len(data))
+        base = _unique_base(len(data), _vsize(data))
+        tmp = target.path / "tmp" / base
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            if internaldate is not None:
+                os.utime(tmp, (internaldate, internaldate))
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return Staged(target, tmp, base, flag_set, len(data), to_cur=bool(flag_set))
+
+    def deliver(self, data: bytes, folder: str = INBOX, flags: Iterable[str] = (),
+                internaldate: float | None = None, check_quota: bool = True) -> Delivered:
+        staged = self.stage(data, folder, flags, internaldate, check_quota)
+        try:
+            return staged.commit()
+        except BaseException:
+            staged.abort()
+            raise
+
+    def resync(self) -> None:
+        """Rebuild every folder's uidlist (keeping UIDs) and the quota from the files."""
+        self.folder(INBOX)._rebuild()
+        for name in self._folder_names():
+            self.folder(name)._rebuild()
+        self._recalc_quota()
+
+
+def _read_hex(path: Path) -> int:
+    try:
+        return int(path.read_text().strip() or "0", 16)
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def _parse_quota_header(line: str) -> tuple[int, int]:
+    limit_bytes = limit_count = 0
+    for part in line.strip().split(","):
+        if part.endswith("S"):
+            limit_bytes = int(part[:-1])
+        elif part.endswith("C"):
+            limit_count = int(part[:-1])
+        else:
+            raise ValueError(part)
+    return limit_bytes, limit_count
+
+
+def _quota_stale(current: tuple) -> bool:
+    limit, _, used, count, st = current
+    if used < 0 or count < 0:
+        return True
+    # An over-quota verdict from an old file is checked again before it refuses mail.
+    return bool(limit) and used > limit and time.time() - st.st_mtime > MAILDIRSIZE_STALE_SECS
+
+
+def _usage_of(folder_paths: list[Path]) -> tuple[int, int]:
+    nbytes = count = 0
+    for folder in folder_paths:
+        for sub in ("cur", "new"):
+            directory = folder / sub
+            try:
+                names = os.listdir(directory)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if name.startswith("."):
+                    continue
+                size, _ = _sizes_from(name.partition(":")[0], "")
+                if size is None:
+                    try:
+                        size = os.stat(directory / name).st_size
+                    except FileNotFoundError:
+                        continue
+                nbytes += size
+                count += 1
+    return nbytes, count
+
+
+# -- flags -----------------------------------------------------------------------
+
+def _normalize_flags(flags: Iterable[str]) -> frozenset[str]:
+    """System flags spelled canonically; keywords checked as IMAP atoms."""
+    if isinstance(flags, str):
+        raise InvalidInput(f"flags must be a collection of names, not the string {flags!r}")
+    out = set()
+    for flag in flags:
+        canonical = _FLAG_BY_LOWER.get(flag.lower())
+        if canonical:
+            out.add(canonical)
+        elif flag.startswith("\\"):
+            raise InvalidInput(f"{flag}: not a storable system flag; use one of "
+                               f"{', '.join(sorted(FLAG_LETTERS))} or a keyword")
+        elif not flag or any(ord(c) <= 0x20 or ord(c) >= 0x7F or c in _KEYWORD_BAD_CHARS for c in flag):
+            raise InvalidInput(f"{flag!r}: not a valid IMAP keyword (an atom of printable ASCII)")
+        else:
+            out.add(flag)
+    return frozenset(out)
+
+
+def _read_keywords(folder_path: Path) -> dict[int, str]:
+    try:
+        text = (folder_path / KEYWORDS).read_text("utf-8", "replace")
+    except FileNotFoundError:
+        return {}
+    keywords = {}
+    for line in text.splitlines():
+        index, _, name = line.partition(" ")
+        if index.isdigit() and int(index) < MAX_KEYWORDS and name:
+            keywords[int(index)] = name
+    return keywords
+
+
+# -- one folder --------------------------------------------------------------------
+
+class Folder:
+    def __init__(self, maildir: Maildir, name: str, path: Path):
+        self.maildir = maildir
+        self.name = name
+        self.path = path
+        self.special_use = SPECIAL_USE.get(name)
+        self._uidlist = _uidlist_for(path)
+        if not (path / "tmp").is_dir():  # a folder made by hand or half-made: complete it
+            for sub in ("cur", "new", "tmp"):
+                (path / sub).mkdir(mode=DIR_MODE, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"Folder({self.name!r}, {str(self.path)!r})"
+
+    def _lock(self) -> _DotLock:
+        return _DotLock(self.path / (UIDLIST + ".lock"))
+
+    # -- uidlist --
+    def _ensure_uidlist(self) -> _UidList:
+        uidlist = self._uidlist
+        uidlist.refresh()
+        if not uidlist.exists:
+            with self._lock():
+                uidlist.refresh()
+                if not uidlist.exists:
+                    uidlist.rewrite(self.maildir._new_uidlist_header(), {})
+        return uidlist
+
+    def uidvalidity(self) -> int:
+        return self._ensure_uidlist().uidvalidity
+
+    def uidnext(self) -> int:
+        return self._ensure_uidlist().next_uid
+
+    def _assign(self, bases: list[str], listing: dict[str, tuple[str, str]] | None = None
+                ) -> dict[str, tuple[int, str]]:
+        """Give UIDs to bases not yet listed (appending records); return the records."""
+        self._ensure_uidlist()
+        uidlist = self._uidlist
+        with self._lock():
+            uidlist.refresh()
+            if not uidlist.exists:
+                uidlist.rewrite(self.maildir._new_uidlist_header(), {})
+            fresh = sorted({b for b in bases if b not in uidlist.records}, key=_base_order)
+            if fresh:
+                uid = uidlist.next_uid
+                lines = []
+                for offset, base in enumerate(fresh):
+                    keys = self._size_keys(base, listing)
+                    lines.append(f"{uid + offset} {keys} :{base}\n" if keys else f"{uid + offset} :{base}\n")
+                uidlist.append(lines)
+            return uidlist.records
+
+    def _size_keys(self, base: str, listing: dict[str, tuple[str, str]] | None = None) -> str:
+        """S/W record keys for a file whose name lacks ,S=/,W= (read once, as Dovecot does)."""
+        size, vsize = _sizes_from(base, "")
+        if size is not None and vsize is not None:
+            return ""
+        located = listing.get(base) if listing else self._locate(base)
+        if located is None:
+            return ""
+        data = (self.path / located[0] / located[1]).read_bytes()
+        return f"S{len(data)} W{_vsize(data)}"
+
+    def _forget(self, bases: Iterable[str]) -> None:
+        """Drop records of files that are gone (rename-replace; next_uid is kept)."""
+        uidlist = self._uidlist
+        with self._lock():
+            uidlist.refresh()
+            doomed = set(bases) & uidlist.records.keys()
+            if not doomed:
+                return
+            header = dict(uidlist.header)
+            header["N"] = str(uidlist.next_uid)
+            kept = {b: r for b, r in uidlist.records.items() if b not in doomed}
+            uidlist.rewrite(header, kept)
+
+    def _rebuild(self) -> None:
+        uidlist = self._ensure_uidlist()
+        with self._lock():
+            uidlist.refresh()
+            listing = self._scan()
+            header = dict(uidlist.header) if uidlist.exists else self.maildir._new_uidlist_header()
+            header["N"] = str(uidlist.next_uid)
+            records = {b: r for b, r in uidlist.records.items() if b in listing}
+            uid = uidlist.next_uid
+            for base in sorted(listing.keys() - records.keys(), key=_base_order):
+                records[base] = (uid, self._size_keys(base, listing))
+                uid += 1
+            header["N"] = str(uid)
+            uidlist.rewrite(header, records)
+
+    # -- directory scan --
+    def _scan(self) -> dict[str, tuple[str, str]]:
+        """base -> (subdir, filename). new/ first: a file moving to cur/ meanwhile is still seen."""
+        found: dict[str, tuple[str, str]] = {}
+        for sub in ("new", "cur"):
+            for name in os.listdir(self.path / sub):
+                if name[0] != ".":
+                    found[name.partition(":")[0]] = (sub, name)
+        return found
+
+    def _locate(self, base: str) -> tuple[str, str] | None:
+        return _locate(self.path, base)
+
+    def sync(self) -> list[Message]:
+        """Messages by UID: directory listing plus uidlist; new files get UIDs.
+
+        Message objects of unchanged files are reused from the last sync, so a sync
+        of a large, quiet folder is two listdir() calls and dictionary lookups.
+        """
+        uidlist = self._ensure_uidlist()
+        records = uidlist.records
+        cache = uidlist.message_cache(self._keywords_ident())
+        builder = _MessageBuilder(self)
+        found: dict[str, Message] = {}
+        unknown: dict[str, tuple[str, str]] = {}
+        # new/ first: a file moving to cur/ meanwhile is still seen.
+        for sub in ("new", "cur"):
+            known = cache[sub]
+            for name in os.listdir(self.path / sub):
+                msg = known.get(name)
+                if msg is not None and records.get(msg.base, (0,))[0] == msg.uid:
+                    found[msg.base] = msg
+                    continue
+                if name[0] == ".":
+                    continue
+                base = name.partition(":")[0]
+                record = records.get(base)
+                if record is None:
+                    unknown[base] = (sub, name)
+                else:
+                    found[base] = builder.make(base, sub, name, record)
+        if len(found) < len(records):
+            self._recheck_missing(records, found, unknown, builder)
+        if unknown:
+            records = self._assign(list(unknown), unknown)
+            for base, (sub, name) in unknown.items():
+                found[base] = builder.make(base, sub, name, records[base])
+        uidlist.keep_messages(found.values())
+        return sorted(found.values(), key=lambda m: m.uid)
+
+    messages = sync
+
+    def _recheck_missing(self, records: dict[str, tuple[int, str]], found: dict[str, Message],
+                         unknown: dict[str, tuple[str, str]], builder: "_MessageBuilder") -> None:
+        """Records without a file: look again (a rename during readdir can hide a file
+        once), then forget those really gone."""
+        missing = [b for b in records if b not in found and b not in unknown]
+        if not missing:
+            return
+        again = self._scan()
+        for base in missing:
+            if base in again:
+                sub, name = again[base]
+                found[base] = builder.make(base, sub, name, records[base])
+        gone = [b for b in missing if b not in found]
+        if gone:
+            self._forget(gone)
+
+    def _keywords_ident(self) -> tuple:
+        try:
+            st = os.stat(self.path / KEYWORDS)
+        except FileNotFoundError:
+            return ()
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _measure(self, sub: str, name: str, size: int | None, vsize: int | None) -> tuple[int, int]:
+        """Sizes of a file named without ,S=/,W= and listed without S/W keys (rare: read it)."""
+        try:
+            data = (self.path / sub / name).read_bytes()
+        except FileNotFoundError:
+            data = b""  # expunged or renamed meanwhile; the next sync sees it right
+        return (len(data) if size is None else size), (_vsize(data) if vsize is None else vsize)
+
+    # -- flags --
+    def _letter_map(self) -> dict[str, str]:
+        return {chr(ord("a") + i): name for i, name in _read_keywords(self.path).items()}
+
+    def _info(self, flags: frozenset[str]) -> str:
+        """The letters after ':2,' for a flag set, allocating keyword letters as needed."""
+        letters = [FLAG_LETTERS[f] for f in flags if f in FLAG_LETTERS]
+        # Dovecot ignores "P", so $Forwarded is also written as a keyword letter.
+        keywords = sorted(f for f in flags if f not in FLAG_LETTERS or f == FORWARDED)
+        if keywords:
+            letters += self._keyword_letters(keywords)
+        return "".join(sorted(letters))
+
+    def _keyword_letters(self, keywords: list[str]) -> list[str]:
+        index = _keyword_index(_read_keywords(self.path))
+        if any(k.lower() not in index for k in keywords):
+            with self._lock():
+                current = _read_keywords(self.path)
+                for keyword in keywords:
+                    if keyword.lower() not in _keyword_index(current):
+                        free = [i for i in range(MAX_KEYWORDS) if i not in current]
+                        if not free:
+                            raise InvalidInput(f"{keyword}: this folder already has {MAX_KEYWORDS} "
+                                               f"keywords, the most Maildir can store")
+                        current[free[0]] = keyword
+                text = "".join(f"{i} {name}\n" for i, name in sorted(current.items()))
+                atomic_write(self.path / KEYWORDS, text, mode=FILE_MODE)
+                index = _keyword_index(current)
+        return [chr(ord("a") + index[k.lower()]) for k in keywords]
+
+    def set_flags(self, msg: Message, flags: Iterable[str]) -> Message:
+        """Replace the flag set: one rename to cur/<base>:2,<letters>."""
+        flag_set = _normalize_flags(flags)
+        info = self._info(flag_set)
+        sub, filename = msg.subdir, msg.filename
+        for _ in range(5):
+            old_info = filename[len(msg.base) + 1:]
+            extra = old_info[2:].partition(",")[2] if old_info.startswith("2,") else ""
+            new_name = f"{msg.base}:2,{info}" + ("," + extra if extra else "")
+            src, dest = self.path / sub / filename, self.path / "cur" / new_name
+            try:
+                if src != dest:
+                    os.rename(src, dest)
+                return replace(msg, subdir="cur", filename=new_name, flags=_flags_from_info(
+                    new_name[len(msg.base) + 1:], self._letter_map()))
+            except FileNotFoundError:
+                located = self._locate(msg.base)  # renamed by someone else meanwhile
+                if located is None:
+                    break
+                sub, filename = located
+        raise NotFound(f"message UID {msg.uid} in {self.name!r} no longer exists")
+
+    # -- reading --
+    def open(self, msg: Message) -> BinaryIO:
+        for _ in range(3):
+            try:
+                return open(_current_path(msg), "rb")
+            except FileNotFoundError:
+                continue
+        raise NotFound(f"message UID {msg.uid} in {self.name!r} no longer exists")
+
+    def read(self, msg: Message) -> bytes:
+        with self.open(msg) as f:
+            return f.read()
+
+    # -- changes --
+    def expunge(self, msgs: Iterable[Message]) -> None:
+        removed_bases, nbytes, count = [], 0, 0
+        for msg in msgs:
+            if not self._unlink(msg):
+                continue
+            removed_bases.append(msg.base)
+            nbytes += msg.size
+            count += 1
+        if not removed_bases:
+            return
+        for sub in ("new", "cur"):
+            fsync_dir(self.path / sub)
+        self._forget(removed_bases)
+        self.maildir._quota_add(-nbytes, -count)
+
+    def _unlink(self, msg: Message) -> bool:
+        """Unlink a message even if it is being renamed (flag change) meanwhile."""
+        for _ in range(5):
+            try:
+                os.unlink(_current_path(msg))
+                return True
+            except NotFound:
+                return False
+            except FileNotFoundError:
+                continue
+        return False
+
+    def copy_to(self, msg: Message, dest: "Folder") -> Delivered:
+        dest.maildir.check_quota(msg.size)
+        return self._copy(msg, dest)
+
+    def _copy(self, msg: Message, dest: "Folder") -> Delivered:
+        """Hard link (fallback: copy with the same mtime) into dest tmp/, then commit to cur/."""
+        base = _unique_base(msg.size, msg.vsize)
+        tmp = dest.path / "tmp" / base
+        src = _current_path(msg)
+        try:
+            os.link(src, tmp)
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+            _copy_file(src, tmp, msg.mtime)
+        return Staged(dest, tmp, base, msg.flags, msg.size, to_cur=True).commit()
+
+    def move_to(self, msg: Message, dest: "Folder") -> Delivered:
+        delivered = self._copy(msg, dest)
+        self.expunge([msg])
+        return delivered
+
+    def status(self) -> dict:
+        msgs = self.sync()
+        return {
+            "messages": len(msgs),
+            "unseen": sum(1 for m in msgs if "\\Seen" not in m.flags),
+            "recent": sum(1 for m in msgs if m.subdir == "new"),
+            "size": sum(m.size for m in msgs),
+            "uidnext": self.uidnext(),
+            "uidvalidity": self.uidvalidity(),
+        }
+
+
+class _MessageBuilder:
+    """Makes Message objects for one sync, sharing parsed flag sets."""
+
+    def __init__(self, folder: Folder):
+        self.folder = folder
+        self._letters: dict[str, str] | None = None
+        self._flags: dict[str, frozenset[str]] = {}
+
+    def make(self, base: str, sub: str, name: str, record: tuple[int, str]) -> Message:
+        info = name[len(base) + 1:]
+        flags = self._flags.get(info)
+        if flags is None:
+            if self._letters is None:
+                self._letters = self.folder._letter_map()
+            flags = self._flags[info] = _flags_from_info(info, self._letters)
+        size, vsize = _sizes_from(base, record[1])
+        if size is None or vsize is None:
+            size, vsize = self.folder._measure(sub, name, size, vsize)
+        return Message(record[0], base, sub, name, flags, size, vsize, self.folder.path)
+
+
+def _locate(folder_path: Path, base: str) -> tuple[str, str] | None:
+    """(subdir, filename) of the message with this base name, wherever its flags put it."""
+    for sub in ("new", "cur"):
+        for name in os.listdir(folder_path / sub):
+            if name.partition(":")[0] == base:
+                return sub, name
+    return None
+
+
+def _current_path(msg: Message) -> Path:
+    path = msg.path
+    if path.exists():
+        return path
+    located = _locate(msg.folder_path, msg.base)
+    if located is None:
+        raise NotFound(f"message UID {msg.uid} in {msg.folder_path} no longer exists")
+    return msg.folder_path / located[0] / located[1]
+
+
+def _keyword_index(keywords: dict[int, str]) -> dict[str, int]:
+    return {name.lower(): i for i, name in keywords.items()}
+
+
+def _flags_from_info(info: str, letters: dict[str, str]) -> frozenset[str]:
+    """Flags of an info part "2,<letters>[,<extra>]"; unknown letters are ignored."""
+    if not info.startswith("2,"):
+        return frozenset()
+    flags = set()
+    for letter in info[2:].partition(",")[0]:
+        flag = _LETTER_FLAGS.get(letter) or letters.get(letter)
+        if flag:
+            flags.add(flag)
+    return frozenset(flags)
+
+
+def _copy_file(src: Path, dest: Path, mtime: float) -> None:
+    with open(src, "rb") as fin, open(dest, "xb") as fout:
+        shutil.copyfileobj(fin, fout)
+        fout.flush()
+        os.fsync(fout.fileno())
+    os.chmod(dest, FILE_MODE)
+    os.utime(dest, (mtime, mtime))
