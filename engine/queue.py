@@ -244,6 +244,64 @@ class Queue:
         except FileNotFoundError:
             return False
 
+    # -- administrative changes (mailctl queue) --
+    def edit(self, qid: str, change, final_state: str | None = None) -> Envelope:
+        """Change an envelope safely while a runner may be working: claim it by renaming
+        it into active/ (as a runner would), change, write, rename to final_state."""
+        env = self.find(qid)
+        if env.state == "active":
+            raise MailError(f"queue item {qid} is being delivered right now; try again in a moment")
+        src = env.state
+        try:
+            os.rename(self.envelope_path(qid, src), self.envelope_path(qid, "active"))
+        except FileNotFoundError:
+            raise MailError(f"queue item {qid} changed while we looked (delivered or being delivered); "
+                            f"try again") from None
+        env = self.read(qid, "active")
+        try:
+            change(env)
+            env.claim = ""
+            self.write(env)
+        finally:
+            self.move(env, final_state or src)
+        return env
+
+    def hold(self, qid: str) -> Envelope:
+        env = self.find(qid)
+        if env.state == "hold":
+            return env
+        try:
+            self.move(env, "hold")      # an active item's attempt finishes, then it stays held
+        except FileNotFoundError:
+            raise MailError(f"queue item {qid} changed while we looked; try again") from None
+        return env
+
+    def release(self, qid: str, now: float | None = None) -> Envelope:
+        now = time.time() if now is None else now
+        env = self.find(qid)
+        if env.state != "hold":
+            return env
+
+        def change(e):
+            e.next_attempt = now
+        return self.edit(qid, change, "deferred")
+
+    def retry(self, qid: str, now: float | None = None) -> Envelope:
+        """Make a deferred item due now (a held item stays held until released)."""
+        now = time.time() if now is None else now
+        env = self.find(qid)
+        if env.state != "deferred":
+            return env
+
+        def change(e):
+            e.next_attempt = now
+        return self.edit(qid, change)
+
+    def delete(self, qid: str) -> Envelope:
+        env = self.find(qid)
+        self.remove(env)
+        return env
+
     def ids(self, state: str) -> list[str]:
         try:
             names = os.listdir(self.dir / state)
