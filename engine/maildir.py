@@ -347,7 +347,8 @@ class _UidList:
                     keys, filename = "", rest
             uid = int(uid_text)
             records[filename.partition(":")[0]] = (uid, keys)
-            last_uid = max(last_uid, uid)
+            if uid > last_uid:
+                last_uid = uid
         self.records = records
         self.last_uid = last_uid
         self._offset += end + 1

@@ -66,8 +66,8 @@ def test_dovecot_reads_and_writes_our_store(tmp_path, store):
                 assert "\\" + name in attrs[name], listing
             typ, data = imap.status("INBOX", "(MESSAGES UNSEEN UIDNEXT UIDVALIDITY)")
             status = data[0].decode()
-            assert f"MESSAGES 5" in status and "UNSEEN 3" in status, status
-            assert f"UIDNEXT 6" in status and f"UIDVALIDITY {uidvalidity}" in status, status
+            assert "MESSAGES 5" in status and "UNSEEN 3" in status, status
+            assert "UIDNEXT 6" in status and f"UIDVALIDITY {uidvalidity}" in status, status
             typ, data = imap.select("INBOX")
             assert typ == "OK" and data == [b"5"]
             assert fetch_flags(imap) == ours
@@ -82,8 +82,8 @@ def test_dovecot_reads_and_writes_our_store(tmp_path, store):
             assert typ == "OK"
             imap.logout()
         finally:
-            with_log = dc.log_text()
-        assert "Error" not in with_log and "Warning" not in with_log, with_log
+            log = dc.log_text()
+        assert "Error" not in log and "Warning" not in log, log
 
     md_mod._UIDLIST_CACHE.clear()  # read what Dovecot wrote as a fresh process would
     inbox = Maildir(store.path).folder("INBOX")
