@@ -139,3 +139,53 @@ def fast_settings(**extra) -> dict:
     values = {"auth.failure_delay_s": 0, "auth.allow_plaintext": True, "auth.ban_after_failures": 0}
     values.update(extra)
     return values
+
+
+# -- pytest fixtures (import them into a test module to use them) --------------------
+import itertools
+import pytest
+
+_user_ids = itertools.count(1)
+
+
+def new_root(path) -> Root:
+    from engine.setup import init_root
+    root = Root(path)
+    init_root(root, hostname="mail.example.com", high_ports=True)
+    configure(root, fast_settings())
+    settings = settings_mod.load(root.config_file)
+    add_domain(root, settings, DOMAIN)
+    return root
+
+
+@pytest.fixture(scope="module")
+def mailserver(tmp_path_factory):
+    root = new_root(tmp_path_factory.mktemp("mail") / "root")
+    with running(root) as srv:
+        srv.root = root
+        yield srv
+
+
+@pytest.fixture
+def user(mailserver) -> str:
+    """A fresh account on the module's server; returns its address."""
+    name = f"user{next(_user_ids)}"
+    add_users(mailserver.root, [name])
+    mailserver.reload()
+    return f"{name}@{DOMAIN}"
+
+
+def box(srv, address: str) -> Maildir:
+    local, domain = address.split("@")
+    return Maildir.for_account(srv.root, domain, local)
+
+
+def imap(srv, address: str | None = None, port_name: str = "imap"):
+    import imaplib
+    if port_name == "imaps":
+        c = imaplib.IMAP4_SSL("127.0.0.1", srv.port("imaps"), ssl_context=client_tls(), timeout=20)
+    else:
+        c = imaplib.IMAP4("127.0.0.1", srv.port(port_name), timeout=20)
+    if address:
+        c.login(address, PASSWORD)
+    return c

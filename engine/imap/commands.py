@@ -70,7 +70,7 @@ class Commands:
 
     def folder_name(self, token) -> str:
         """A mailbox argument (modified UTF-7 on the wire) as a checked Unicode name."""
-        text = as_text(token, "mailbox name")
+        text = token if type(token) is str else as_text(token, "mailbox name")
         if text.upper() == "INBOX":
             return "INBOX"
         try:
