@@ -28,8 +28,21 @@ class Outcome:
 
 
 def to_storage(data: bytes) -> bytes:
-    """Maildir files use LF line ends, as Dovecot writes them; IMAP adds CR back."""
-    return data.replace(b"\r\n", b"\n")
+    """Maildir files use LF line ends, as Dovecot writes them; IMAP adds CR back.
+
+    Large messages are converted in 1 MiB slices, so this thread lets go of the GIL
+    between slices and the server's event loop is not held for the whole message."""
+    step = 1 << 20
+    if len(data) <= step:
+        return bytes(data).replace(b"\r\n", b"\n")
+    parts, i, n = [], 0, len(data)
+    while i < n:
+        j = min(i + step, n)
+        if data[j - 1:j] == b"\r":        # never split a CRLF
+            j += 1
+        parts.append(bytes(data[i:j]).replace(b"\r\n", b"\n"))
+        i = j
+    return b"".join(parts)
 
 
 def trace_headers(sender: str, mailbox: str) -> bytes:

@@ -16,59 +16,71 @@ CHUNK = 256 * 1024
 
 @dataclass
 class DataResult:
-    content: bytes | None       # unstuffed message with CRLF line ends; None when too big
+    content: bytearray | None   # prefix + unstuffed message with CRLF line ends; None when too big
     size: int                   # bytes received (before unstuffing)
     too_big: bool
     bare_cr: bool = False
     bare_lf: bool = False
+    offset: int = 0             # where the message starts in content (after the prefix)
 
 
-async def read_data(reader: asyncio.StreamReader, limit: int) -> DataResult:
-    """Read up to <CRLF>.<CRLF>; anything after it (pipelined commands) stays in the reader."""
-    buf = bytearray(b"\r\n")         # the CRLF that ended the DATA command line
-    scanned = 0
-    dropped = 0                      # bytes discarded once over the limit
-    too_big = False
+async def read_data(reader: asyncio.StreamReader, limit: int, prefix: bytes = b"") -> DataResult:
+    """Read up to <CRLF>.<CRLF>; anything after it (pipelined commands) stays in the reader.
+
+    Complete lines are checked and unstuffed as each chunk arrives, so no step ever
+    works on the whole message at once (the event loop stays responsive)."""
+    out = bytearray(prefix)
+    buf = bytearray(b"\r\n")         # unprocessed input; always starts with the CRLF before it
+    size = 0
+    bare_cr = bare_lf = too_big = False
     while True:
         chunk = await reader.read(CHUNK)
         if not chunk:
             raise ConnectionResetError("connection closed during DATA")
+        searched_from = max(len(buf) - len(END) + 1, 0)
         buf += chunk
-        idx = buf.find(END, max(scanned - len(END), 0))
+        idx = buf.find(END, searched_from if searched_from < len(buf) else 0)
         if idx >= 0:
             rest = bytes(buf[idx + len(END):])
             if rest:
                 # give back what follows the end of data; it belongs to the next command
                 reader._buffer[0:0] = rest          # type: ignore[attr-defined]
-            del buf[idx + 2:]
-            size = dropped + len(buf) - 2
-            if too_big or (limit and size > limit):
+            upto = idx + 2                  # the message ends with the CRLF before "."
+        else:
+            last = buf.rfind(b"\r\n")
+            upto = last + 2 if last >= 2 else 0
+        if upto > 2:
+            region = buf[:upto]             # "\r\n" + complete lines
+            size += upto - 2
+            crlf = region.count(b"\r\n")
+            bare_cr = bare_cr or region.count(b"\r") != crlf
+            bare_lf = bare_lf or region.count(b"\n") != crlf
+            if limit and size > limit:
+                too_big = True
+            if not too_big:
+                # RFC 5321 §4.5.2: a leading dot on any line is removed
+                out += region.replace(b"\r\n.", b"\r\n")[2:] if b"\r\n." in region else region[2:]
+            else:
+                out.clear()
+            del buf[:upto - 2]              # keep the last CRLF as the start of what follows
+        if idx >= 0:
+            if too_big:
                 return DataResult(None, size, True)
-            return finish(buf, size)
-        if limit and dropped + len(buf) - 2 > limit:
-            # over the limit: keep reading to the end, keep only a tail to find it
+            return DataResult(out, size, False, bare_cr, bare_lf, len(prefix))
+        if limit and size + len(buf) > limit + 1024 * 1024:
+            # a huge line with no end: count it, drop it, keep a tail to find the end marker
             too_big = True
-            keep = len(END)
-            dropped += len(buf) - keep
-            del buf[:-keep]
-        scanned = len(buf)
-
-
-def finish(buf: bytearray, size: int) -> DataResult:
-    """buf holds CRLF + the raw DATA lines (each ending CRLF). Check and unstuff."""
-    crlf = buf.count(b"\r\n")
-    bare_cr = buf.count(b"\r") != crlf
-    bare_lf = buf.count(b"\n") != crlf
-    # RFC 5321 §4.5.2: a leading dot on any line is removed
-    content = bytes(buf).replace(b"\r\n.", b"\r\n")[2:] if b"\r\n." in buf else bytes(buf[2:])
-    return DataResult(content, size, False, bare_cr, bare_lf)
+            size += len(buf) - 7
+            bare_lf = bare_lf or b"\n" in buf[2:-5]
+            del buf[2:-5]
+            out.clear()
 
 
 def fix_bare_newlines(content: bytes) -> bytes:
     """For trusted clients allowed bare LF: make every line end CRLF."""
-    return content.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+    return bytes(content).replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
 
 
-def header_block(content: bytes) -> bytes:
-    end = content.find(b"\r\n\r\n")
-    return content[:end + 2] if end >= 0 else content[:65536]
+def header_block(content: bytes, offset: int = 0) -> bytes:
+    end = content.find(b"\r\n\r\n", offset, offset + 1024 * 1024)
+    return bytes(content[offset:end + 2] if end >= 0 else content[offset:offset + 65536])

@@ -423,10 +423,12 @@ class MailSMTP(SMTP):
             self.sess.busy = True
         try:
             await self.push("354 End data with <CR><LF>.<CR><LF>", raw=True)
+            txid = queue_mod.new_id()
+            header = self.received(txid)
             self._reset_timeout(settings.limits.data_timeout_s)
-            result = await read_data(self._reader, limit)
+            result = await read_data(self._reader, limit, prefix=header)
             self._reset_timeout()
-            status, qid = await self.finish(result, limit)
+            status, qid = await self.finish(result, limit, txid)
         finally:
             if self.sess is not None:
                 self.sess.busy = False
@@ -437,7 +439,15 @@ class MailSMTP(SMTP):
         if self.closing or self.runtime.stopping.is_set():
             self.shutdown()
 
-    async def finish(self, result: DataResult, limit: int) -> tuple[str, str]:
+    def received(self, txid: str) -> bytes:
+        tls_version, cipher = self.tls_info()
+        return received_header(helo=self.session.host_name or "", ip=self.peer_ip,
+                               hostname=self.runtime.settings.server.hostname, txid=txid,
+                               esmtp=self.session.extended_smtp, tls_version=tls_version,
+                               cipher=cipher, auth_user=self.client.user,
+                               recipients=self.envelope.rcpt_tos)
+
+    async def finish(self, result: DataResult, limit: int, txid: str) -> tuple[str, str]:
         rt, settings = self.runtime, self.runtime.settings
         if result.too_big:
             return (f"552 5.3.4 Message Size Exceeds Fixed Maximum Message Size. "
@@ -445,27 +455,20 @@ class MailSMTP(SMTP):
         content = result.content
         if result.bare_cr or result.bare_lf:
             if settings.relay.allow_bare_lf_from_trusted and self.client.trusted:
-                content = fix_bare_newlines(content)
+                content = await rt.run_blocking(fix_bare_newlines, content)
             elif result.bare_lf:
                 return "554 5.6.0 Rejected - Message Using Bare LF's (lines must end with CR LF)", ""
             else:
                 return "554 5.6.0 Rejected - Message Using Bare CR's (lines must end with CR LF)", ""
         if self.client.user:
-            for addr in policy.header_senders(header_block(content)):
+            for addr in policy.header_senders(header_block(content, result.offset)):
                 if not policy.owned_addresses_match(settings, rt.directory, self.client.user,
                                                     policy.normalize_sender(addr) or ""):
                     return "550 5.7.1 Header From Address Not Owned By Authenticated User", ""
-        txid = queue_mod.new_id()
-        tls_version, cipher = self.tls_info()
-        header = received_header(helo=self.session.host_name or "", ip=self.peer_ip,
-                                 hostname=settings.server.hostname, txid=txid,
-                                 esmtp=self.session.extended_smtp, tls_version=tls_version,
-                                 cipher=cipher, auth_user=self.client.user,
-                                 recipients=self.envelope.rcpt_tos)
         sender = "" if self.envelope.mail_from == "<>" else self.envelope.mail_from
         try:
             outcome = await rt.run_blocking(_deliver, rt, sender, list(self.envelope.rcpt_tos),
-                                            header + content, self.client.user)
+                                            content, self.client.user)
         except Exception:
             rt.log.exception("smtp: %s: delivery of %s failed", self.peer_ip, txid)
             return "451 4.3.0 Local Error In Processing, Try Again Later", ""
