@@ -219,7 +219,7 @@ async def run(root: Root, ready=None) -> int:
     return 0
 
 
-def serve(root: Root, stderr: bool = True) -> int:
+def serve(root: Root, stderr: bool = True, ready=None) -> int:
     """`mailctl serve`: foreground, logs to stderr and log/."""
     root.require()
     from . import settings as settings_mod
@@ -235,7 +235,7 @@ def serve(root: Root, stderr: bool = True) -> int:
                         f"see 'mailctl status'") from None
     atomic_write(pid_path, f"{os.getpid()}\n")
     try:
-        return asyncio.run(run(root))
+        return asyncio.run(run(root, ready))
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(pid_path)

@@ -190,39 +190,46 @@ def _client_settings(hostname: str, ports: dict, user: str) -> list[tuple[str, s
 @click.option("--domain", default="example.test", show_default=True, help="Demo domain to create.")
 @click.option("--user", "local", default="demo", show_default=True, help="Local part of the demo account.")
 @click.option("--hostname", default="localhost", show_default=True, help="Server host name.")
+@click.option("--any-port", is_flag=True, hidden=True, help="Listen on 127.0.0.1 with free ports (tests).")
 @pass_ctx
-def quickstart(ctx: Context, domain: str, local: str, hostname: str) -> None:
+def quickstart(ctx: Context, domain: str, local: str, hostname: str, any_port: bool) -> None:
     """Create a mail root with a demo domain and account if none exists, print what a mail
     client needs, and serve in the foreground (unprivileged ports when not root)."""
     from engine import directory_edit, passwords, service, setup
     from engine import settings as settings_mod
+    from engine.root import atomic_write
     root = ctx.root
     password = None
     address = f"{local}@{domain}"
     if not root.exists():
         setup.init_root(root, hostname=hostname, high_ports=setup.wants_high_ports())
+        if any_port:
+            values = {"server.hostname": hostname}
+            for name in settings_mod.LISTENERS:
+                values[f"listeners.{name}.bind"] = ["127.0.0.1"]
+                values[f"listeners.{name}.port"] = 0
+            atomic_write(root.config_file, settings_mod.render_sample(values))
         cfg = settings_mod.load(root.config_file, "mailctl.toml")
         directory_edit.add_domain(root, cfg, domain)
         password = secrets.token_urlsafe(12)
         address = directory_edit.add_account(root, cfg, address, passwords.hash_password(password), "Demo")
         done(f"created mail root {root.path} with domain {domain} and account {address}")
     cfg = ctx.settings
-    ports = {name: getattr(cfg.listeners, name).port for name in settings_mod.LISTENERS
-             if getattr(cfg.listeners, name).enabled}
-    click.echo("")
-    click.echo("Mail client settings")
-    click.echo("--------------------")
-    width = 22
-    for k, v in _client_settings(cfg.server.hostname, ports, address):
-        click.echo(f"{k.ljust(width)}{v}")
-    if password is not None:
-        click.echo(f"{'Password'.ljust(width)}{password}   (shown once; change it with "
-                   f"'mailctl account password {address}')")
-    click.echo("")
-    click.echo("Serving in the foreground; Ctrl-C stops. The certificate is self-signed: "
-               "accept it in the mail client.")
-    sys.stdout.flush()
-    sys.exit(service.serve(root))
+
+    def ready(svc) -> None:
+        ports = {name: addrs[0][1] for name, addrs in svc.runtime.ports.items() if addrs}
+        lines = ["", "Mail client settings", "--------------------"]
+        for k, v in _client_settings(cfg.server.hostname, ports, address):
+            lines.append(f"{k.ljust(22)}{v}")
+        if password is not None:
+            lines.append(f"{'Password'.ljust(22)}{password}   (shown once; change it with "
+                         f"'mailctl account passwd {address}')")
+        lines += ["", "Serving in the foreground; Ctrl-C stops. The certificate is self-signed: "
+                      "accept it in the mail client."]
+        click.echo("\n".join(lines))
+        sys.stdout.flush()
+
+    sys.exit(service.serve(root, ready=ready))
 
 
 COMMANDS = [serve, start, stop, restart, reload, status, quickstart]

@@ -1,0 +1,142 @@
+"""The server as a service: config reload while serving, daemon start/status/reload/stop,
+quickstart, graceful SIGTERM."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+
+from helpers_server import REPO, mailctl, make_root, running_server, serve_process
+
+PW = "alice-password-1"
+
+
+def send(port: int, rcpt: str, subject: str = "hi") -> dict:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        return s.sendmail("x@foreign.org", [rcpt], f"Subject: {subject}\r\n\r\nhello\r\n".encode())
+
+
+def test_account_added_receives_within_2s_and_broken_edit_keeps_serving(tmp_path):
+    root = make_root(tmp_path, accounts={"alice@example.com": PW}, settings={"queue.offline": True})
+    with running_server(root) as srv:
+        port = srv.ports["smtp"]
+        out = mailctl(root, "account", "add", "newbie@example.com", "--password-stdin", input="newbie-password\n")
+        assert out.returncode == 0, out.stderr
+        added = time.monotonic()
+        while True:
+            try:
+                assert send(port, "newbie@example.com") == {}
+                break
+            except smtplib.SMTPRecipientsRefused:
+                assert time.monotonic() - added < 2.0, "new account not served within 2 s"
+                time.sleep(0.05)
+        # a broken hand edit: the server keeps the last good configuration
+        domain_file = root.domain_file("example.com")
+        good = domain_file.read_text()
+        domain_file.write_text(good + "\n[accounts.broken]\nquota_mb = \"lots\"\n")
+        time.sleep(1.5)
+        assert send(port, "newbie@example.com") == {}
+        assert send(port, "alice@example.com") == {}
+        problems = srv.call(lambda: _status(srv))["config_problems"]
+        assert any(re.match(r"domains/example\.com\.toml:\d+: accounts\.broken\.quota_mb: ", p) for p in problems), problems
+        # a broken mailctl.toml too
+        cfg = root.config_file.read_text()
+        root.config_file.write_text(cfg + "\n[limits]\nmax_recipients = -3\n")
+        time.sleep(1.5)
+        assert send(port, "alice@example.com") == {}
+        root.config_file.write_text(cfg)
+        domain_file.write_text(good)
+        time.sleep(1.5)
+        assert srv.call(lambda: _status(srv))["config_problems"] == []
+
+
+async def _status(srv):
+    return srv.service.status()
+
+
+def test_daemon_start_status_reload_stop(tmp_path):
+    root = make_root(tmp_path, accounts={"alice@example.com": PW}, settings={"queue.offline": True})
+    out = mailctl(root, "start")
+    assert out.returncode == 0, out.stdout + out.stderr
+    try:
+        pid = int(re.search(r"pid (\d+)", out.stdout).group(1))
+        assert (root.run_dir / "mailctl.pid").read_text().strip() == str(pid)
+        assert mailctl(root, "start").returncode == 1            # already running
+        st = mailctl(root, "status", "--json")
+        assert st.returncode == 0, st.stderr
+        status = json.loads(st.stdout)
+        assert status["pid"] == pid and status["queue_size"] == 0
+        names = {l["name"] for l in status["listeners"]}
+        assert {"smtp", "submission", "submissions"} <= names
+        assert send(status["ports"]["smtp"], "alice@example.com") == {}
+        human = mailctl(root, "status")
+        assert "smtp" in human.stdout and "uptime" in human.stdout
+        assert mailctl(root, "reload").returncode == 0
+        os.kill(pid, signal.SIGHUP)                              # SIGHUP reloads too
+        time.sleep(0.3)
+        assert mailctl(root, "status", "--json").returncode == 0
+    finally:
+        stop = mailctl(root, "stop")
+    assert stop.returncode == 0, stop.stderr
+    assert mailctl(root, "status").returncode == 1
+    assert "not running" in mailctl(root, "status").stderr
+    assert not (root.run_dir / "mailctl.pid").exists()
+
+
+def test_quickstart_serves_demo_account(tmp_path):
+    target = tmp_path / "mailroot"
+    proc = subprocess.Popen([sys.executable, "-m", "mailctl", "--root", str(target), "quickstart", "--any-port"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=str(REPO),
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        text = ""
+        deadline = time.monotonic() + 30
+        while "Serving in the foreground" not in text and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            text += line
+        assert "Serving in the foreground" in text, text
+        password = re.search(r"Password\s+(\S+)", text).group(1)
+        user = re.search(r"User name\s+(\S+)", text).group(1)
+        assert user == "demo@example.test"
+        assert re.search(r"Outgoing mail \(SMTP\)\s+localhost port \d+, SSL/TLS", text)
+        smtp_port = int(re.search(r"Inbound MX \(SMTP\)\s+localhost port (\d+)", text).group(1))
+        assert send(smtp_port, user) == {}
+        sub_port = int(re.search(r"or port (\d+), STARTTLS", text.split("Outgoing")[1]).group(1))
+        import ssl
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        with smtplib.SMTP("127.0.0.1", sub_port, timeout=10) as s:
+            s.starttls(context=ctx)
+            s.login(user, password)
+            assert s.sendmail(user, [user], f"From: {user}\r\nSubject: self\r\n\r\nhi\r\n".encode()) == {}
+        new = target / "mail" / "example.test" / "demo" / "new"
+        assert len(os.listdir(new)) == 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+
+
+def test_sigterm_lets_transaction_finish(tmp_path):
+    root = make_root(tmp_path, accounts={"alice@example.com": PW}, settings={"queue.offline": True})
+    with serve_process(root) as proc:
+        s = smtplib.SMTP("127.0.0.1", proc.ports["smtp"], timeout=20)
+        s.ehlo("client.test")
+        s.mail("x@foreign.org")
+        s.rcpt("alice@example.com")
+        assert s.docmd("DATA")[0] == 354
+        s.send(b"Subject: in flight\r\n\r\npart one\r\n")
+        proc.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        s.send(b"part two\r\n.\r\n")
+        code, text = s.getreply()
+        assert code == 250, text
+        assert proc.proc.wait(20) == 0
+    files = os.listdir(root.mail_dir / "example.com" / "alice" / "new")
+    assert len(files) == 1
