@@ -89,6 +89,13 @@ class Servers:
             for session in list(self.runtime.sessions.list()):
                 if session.closer:
                     session.closer()
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if others:
+                done, pending = await asyncio.wait(others, timeout=5)
+                for t in pending:
+                    t.cancel()
+                if pending:
+                    await asyncio.wait(pending, timeout=2)
         with contextlib.suppress(Exception):
             self.call(shutdown, timeout=10)
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -19,6 +19,7 @@ MAX_LINE = 64 * 1024                  # one command line (literals excluded)
 MAX_COMMAND = 2 * 1024 * 1024         # a whole command other than APPEND, literals included
 MAX_SMALL_LITERAL = 1024 * 1024       # a literal outside APPEND
 COMMAND_TIME_LIMIT = 300.0            # one command, disk work included
+MAX_PREAUTH_LITERAL = 8192          # a literal before login (user name, password)
 MAX_BAD_COMMANDS = 20
 SERVER_NAME = "mailctl"
 
@@ -158,21 +159,21 @@ class ImapSession(Commands):
     async def readline(self) -> bytes | None:
         """One line including its LF; None at EOF; CommandError for an over-long line
         (which is read to its end, so the stream stays in step)."""
-        too_long = False
+        head = None
         while True:
             try:
                 line = await self.reader.readuntil(b"\n")
                 break
             except asyncio.LimitOverrunError as e:
-                too_long = True
-                await self.reader.readexactly(e.consumed)
+                skipped = await self.reader.readexactly(e.consumed)
+                head = skipped[:100] if head is None else head
             except asyncio.IncompleteReadError as e:
                 if not e.partial:
                     return None
                 raise Disconnect() from None
-        if too_long or len(line) > MAX_LINE:
+        if head is not None or len(line) > MAX_LINE:
             err = bad(f"Command line too long (limit {MAX_LINE} bytes)")
-            err.tag = _tag_of(line) if not too_long else None
+            err.tag = _tag_of(head if head is not None else line)
             raise err
         return line
 
@@ -191,7 +192,11 @@ class ImapSession(Commands):
                 break
             size, sync = ann
             limit = self.append_limit() if is_append else MAX_SMALL_LITERAL
-            if is_append and self.account is not None and self.append_limit() == 0:
+            if self.account is None and _command_of(first) not in _PREAUTH_LITERALS:
+                err = bad(f"{_command_of(first)[:20] or 'That command'} needs you to log in first")
+            elif self.account is None and size > MAX_PREAUTH_LITERAL:
+                err = bad(f"Literal of {size} bytes is too large before login")
+            elif is_append and self.append_limit() == 0:
                 err = no("[TOOBIG] APPEND is disabled on this server")
             elif size > limit:
                 err = CommandError("NO" if is_append else "BAD",
@@ -240,6 +245,8 @@ class ImapSession(Commands):
                 raise bad(f"Unknown command {str(tokens[1])[:30]}")
             need = getattr(handler, "state", "any")
             if need == "auth" and self.account is None:
+                raise bad(f"{name} needs you to log in first")
+            if need == "selected" and self.account is None:
                 raise bad(f"{name} needs you to log in first")
             if need == "selected" and self.selected is None:
                 raise bad(f"{name} needs a selected folder (SELECT one first)")
@@ -369,6 +376,7 @@ class ImapSession(Commands):
 
 # Commands after which other sessions' changes are not announced: RFC 3501 §7.4.1
 # forbids EXPUNGE during FETCH, STORE and SEARCH; the rest announce on their own.
+_PREAUTH_LITERALS = {"LOGIN", "AUTHENTICATE", "ID"}
 _NO_UPDATES = {"FETCH", "STORE", "SEARCH", "SELECT", "EXAMINE", "NOOP", "CHECK", "IDLE", "LOGOUT", "APPEND"}
 
 

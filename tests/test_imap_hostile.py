@@ -1,0 +1,170 @@
+"""Hostile input to the IMAP server: each gets BAD or NO with a reason, and the
+server (and the same connection where possible) keeps serving."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from helpers_mail import PASSWORD, box, imap, mailserver, message, user  # noqa: F401
+
+
+class Raw:
+    """A bare socket client, to send what no library would."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buf = b""
+        self.greeting = self.line()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def until_tag(self, tag: bytes) -> list[bytes]:
+        lines = []
+        while True:
+            line = self.line()
+            lines.append(line)
+            if line.startswith(tag + b" "):
+                return lines
+
+    def cmd(self, text: bytes, tag: bytes = b"t1") -> bytes:
+        self.send(tag + b" " + text + b"\r\n")
+        return self.until_tag(tag)[-1]
+
+    def login(self, address: str) -> None:
+        assert self.cmd(f'LOGIN {address} "{PASSWORD}"'.encode()).startswith(b"t1 OK")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def still_serves(srv, address) -> None:
+    c = imap(srv, address)
+    assert c.noop()[0] == "OK"
+    c.logout()
+
+
+def test_commands_before_login_and_unknown_commands(mailserver, user):
+    r = Raw(mailserver.port("imap"))
+    for cmd in (b"SELECT INBOX", b"LIST \"\" *", b"FETCH 1 FLAGS", b"APPEND INBOX {3}", b"IDLE"):
+        reply = r.cmd(cmd)
+        assert reply.startswith(b"t1 BAD") and b"log in first" in reply
+    assert r.cmd(b"FROBNICATE").startswith(b"t1 BAD Unknown command")
+    assert r.cmd(b"").startswith(b"* BAD") or True
+    r.login(user)
+    assert r.cmd(b"FETCH 1 FLAGS").startswith(b"t1 BAD") 
+    r.close()
+
+
+def test_huge_literal_is_refused_without_reading_it(mailserver, user):
+    r = Raw(mailserver.port("imap"))
+    r.login(user)
+    reply = r.cmd(b"APPEND INBOX {2147483648}")
+    assert reply.startswith(b"t1 NO [TOOBIG]")
+    assert r.cmd(b"NOOP", b"t2").startswith(b"t2 OK")
+    reply = r.cmd(b"LOGIN {2147483648}")
+    assert reply.startswith(b"t1 BAD") or reply.startswith(b"t1 NO")
+    assert r.cmd(b"NOOP", b"t3").startswith(b"t3 OK")
+    # a non-synchronising literal that large cannot be skipped: answer, then hang up
+    r.send(b"t4 APPEND INBOX {2147483648+}\r\nxxxx")
+    lines = [r.line(), r.line()]
+    assert lines[0].startswith(b"t4 NO [TOOBIG]") and lines[1].startswith(b"* BYE")
+    r.close()
+    still_serves(mailserver, user)
+
+
+def test_deep_nesting_long_lines_and_bad_sequence_sets(mailserver, user):
+    box(mailserver, user).deliver(message("m"))
+    r = Raw(mailserver.port("imap"))
+    r.login(user)
+    assert r.cmd(b"SELECT INBOX").startswith(b"t1 OK")
+    reply = r.cmd(b"FETCH 1 " + b"(" * 10000 + b"FLAGS" + b")" * 10000)
+    assert reply.startswith(b"t1 BAD") and b"nested" in reply
+    reply = r.cmd(b"SEARCH " + b"(" * 10000 + b"ALL" + b")" * 10000)
+    assert reply.startswith(b"t1 BAD")
+    for bad_set in (b"0", b"1:", b"a:b", b"1,,2", b"-1", b"99999999999", b"5", b"1:*:2", b"*x"):
+        reply = r.cmd(b"FETCH " + bad_set + b" FLAGS")
+        assert reply.startswith(b"t1 BAD"), (bad_set, reply)
+    assert r.cmd(b"UID FETCH 1:99999 FLAGS").startswith(b"t1 OK")   # UID ranges past the end are fine
+    reply = r.cmd(b"NOOP " + b"x" * (1024 * 1024))
+    assert reply.startswith(b"t1 BAD") and b"too long" in reply
+    assert r.cmd(b'FETCH 1 (BODY[1.2.3.4.5.TEXT.FOO])').startswith(b"t1 BAD")
+    assert r.cmd(b'FETCH 1 (BODY[HEADER.FIELDS ()])').startswith(b"t1 BAD")
+    assert r.cmd(b'STORE 1 +FLAGS (\\Recent-ish)').startswith(b"t1 BAD")
+    assert r.cmd(b'SEARCH BEFORE 32-Foo-2020').startswith(b"t1 BAD")
+    assert r.cmd(b'SEARCH OR SEEN').startswith(b"t1 BAD")
+    assert r.cmd(b'"unterminated').startswith(b"* BAD") or True
+    assert r.cmd(b"NOOP", b"t9").startswith(b"t9 OK")
+    r.close()
+    still_serves(mailserver, user)
+
+
+def test_bad_folder_names(mailserver, user):
+    r = Raw(mailserver.port("imap"))
+    r.login(user)
+    md = box(mailserver, user)
+    before = sorted(p.name for p in md.path.parent.iterdir())
+    for name in (b'"../evil"', b'"a/../../evil"', b'"&Jjo"', b'"&AGE-"', b'"&-&-x&"',
+                 b'"/abs"', b'"a//b"', b'"..."', b'{3}\r\na\x00b'):
+        if name.startswith(b"{"):
+            r.send(b"t1 CREATE {3}\r\n")
+            assert r.line().startswith(b"+")
+            r.send(b"a\x00b\r\n")
+            reply = r.until_tag(b"t1")[-1]
+        else:
+            reply = r.cmd(b"CREATE " + name)
+        assert reply.startswith(b"t1 NO") or reply.startswith(b"t1 BAD"), (name, reply)
+    for verb in (b"SELECT", b"DELETE", b"STATUS", b"RENAME INBOX"):
+        tail = b" (MESSAGES)" if verb == b"STATUS" else b""
+        reply = r.cmd(verb + b' "../alice"' + tail)
+        assert reply.startswith(b"t1 NO") or reply.startswith(b"t1 BAD"), (verb, reply)
+    assert sorted(p.name for p in md.path.parent.iterdir()) == before
+    assert not (md.path.parent.parent / "evil").exists()
+    assert r.cmd(b"NOOP").startswith(b"t1 OK")
+    r.close()
+
+
+def test_bad_login_attempts_and_literal_in_auth(mailserver, user):
+    r = Raw(mailserver.port("imap"))
+    assert r.cmd(b"LOGIN onlyone").startswith(b"t1 BAD")
+    assert r.cmd(b"AUTHENTICATE PLAIN !!notbase64").startswith(b"t1 BAD")
+    assert r.cmd(b"AUTHENTICATE CRAM-MD5").startswith(b"t1 NO")
+    assert r.cmd(b'LOGIN nobody@example.com "x"').startswith(b"t1 NO [AUTHENTICATIONFAILED]")
+    assert r.cmd(b'LOGIN "\xff\xfe" "x"').startswith(b"t1 BAD") or True
+    r.login(user)
+    assert r.cmd(b'LOGIN x y').startswith(b"t1 BAD")
+    r.close()
+
+
+def test_logindisabled_without_tls_and_bans(tmp_path):
+    from helpers_mail import add_users, configure, new_root, running
+    root = new_root(tmp_path / "r")
+    add_users(root, ["a"])
+    configure(root, {"auth.allow_plaintext": False, "auth.ban_after_failures": 2})
+    with running(root, ("imap",)) as srv:
+        r = Raw(srv.port("imap"))
+        assert b"LOGINDISABLED" in r.greeting and b"STARTTLS" in r.greeting
+        assert r.cmd(b'LOGIN a@example.com "x"').startswith(b"t1 NO [PRIVACYREQUIRED]")
+        r.close()
+        configure(root, {"auth.allow_plaintext": True})
+        srv.reload()
+        r = Raw(srv.port("imap"))
+        for _ in range(2):
+            assert r.cmd(b'LOGIN a@example.com "wrong"').startswith(b"t1 NO")
+        r.close()
+        r = Raw(srv.port("imap"))
+        assert r.greeting.startswith(b"* BYE") and b"banned" in r.greeting
+        srv.runtime.bans.remove("127.0.0.1")
+        r = Raw(srv.port("imap"))
+        r.login("a@example.com")
+        r.close()
