@@ -50,6 +50,12 @@ async def _queue_changed(runtime, **args) -> dict:
 control.register("queue-changed", _queue_changed)
 
 
+def wake_local() -> None:
+    """Wake the runners of this process (the pickup worker queued something)."""
+    for ev in list(_wakeups):
+        ev.set()
+
+
 def notify_server(root) -> bool:
     """Tell a running server the queue changed (False when none runs)."""
     try:

@@ -1,0 +1,265 @@
+"""The pickup folder: any program drops NAME.eml into pickup/ and it is sent.
+
+Writers should write NAME.tmp (or any name not ending in .eml) and rename it to
+NAME.eml when complete; a file is also only taken once its size and mtime have not
+changed for pickup.settle_seconds, so a slow writer is not cut short.
+
+Taking a file, step by step:
+  1. claim: rename pickup/NAME.eml -> pickup/.work/<token>--NAME.eml (one process wins)
+  2. deliver local copies / write the queue item (fsync'd: durable)
+  3. write pickup/.work/<token>--NAME.done recording what was delivered and queued
+  4. remove the .work file, then the marker
+At start, a .work file with a marker is only cleaned up; one without is taken again.
+A crash can double a message only between the end of step 2 and step 3 (one fsync).
+A file that cannot be taken goes to pickup/failed/NAME.eml with NAME.eml.error saying why.
+
+The envelope comes from X-Sender / X-Receiver when present (hMailServer's convention;
+they are removed), else from From and To/Cc/Bcc. Bcc is removed.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import stat
+import time
+from pathlib import Path
+
+from .errors import InvalidInput, MailError
+from .root import atomic_write, fsync_dir
+
+log = logging.getLogger("mailctl.pickup")
+MAX_FILE = 1 << 30
+
+
+class Pickup:
+    def __init__(self, root, settings_fn, directory_fn, clock=time.time):
+        self.root = root
+        self.dir = root.pickup_dir
+        self.work = self.dir / ".work"
+        self.failed = self.dir / "failed"
+        self.settings_fn, self.directory_fn = settings_fn, directory_fn
+        self.clock = clock
+        self.seen: dict[str, tuple[int, int, float]] = {}      # name -> (size, mtime_ns, first seen stable)
+        self.taken = 0
+        self.rejected = 0
+
+    def ensure(self) -> None:
+        for d in (self.dir, self.work, self.failed):
+            d.mkdir(parents=True, exist_ok=True)
+
+    # -- finding files ready to take --
+    def ready(self) -> list[str]:
+        """Names of *.eml files whose size and mtime have been stable for settle_seconds."""
+        settle = float(self.settings_fn().pickup.settle_seconds)
+        now = time.time()
+        out = []
+        present = set()
+        try:
+            entries = list(os.scandir(self.dir))
+        except FileNotFoundError:
+            return []
+        for e in entries:
+            if not e.name.lower().endswith(".eml") or e.name.startswith("."):
+                continue
+            present.add(e.name)
+            try:
+                st = e.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            key = (st.st_size, st.st_mtime_ns)
+            prev = self.seen.get(e.name)
+            if prev is None or prev[:2] != key:
+                self.seen[e.name] = (*key, now)
+                if settle > 0:
+                    continue
+            first_stable = self.seen[e.name][2]
+            if settle <= 0 or (now - first_stable >= settle and now - st.st_mtime >= settle):
+                out.append(e.name)
+        for name in list(self.seen):
+            if name not in present:
+                del self.seen[name]
+        return sorted(out)
+
+    # -- taking one file (blocking) --
+    def take(self, name: str) -> str | None:
+        """Claim and send pickup/name. Returns a one-line summary, or None if another
+        process took it first."""
+        self.ensure()
+        token = f"{int(time.time() * 1e6):x}.{os.getpid()}.{secrets.token_hex(4)}--{name[:-4][:180]}"
+        work = self.work / f"{token}.eml"
+        src = self.dir / name
+        try:
+            st = os.lstat(src)
+        except FileNotFoundError:
+            return None
+        try:
+            os.rename(src, work)
+        except FileNotFoundError:
+            return None
+        self.seen.pop(name, None)
+        return self._process(token, name, st)
+
+    def _process(self, token: str, name: str, st=None) -> str:
+        from . import sendmail
+        work = self.work / f"{token}.eml"
+        try:
+            st = st or os.lstat(work)
+            if not stat.S_ISREG(st.st_mode):
+                raise InvalidInput("not a regular file (symbolic links and devices are refused)")
+            if st.st_size > MAX_FILE:
+                raise InvalidInput(f"file of {st.st_size} bytes is larger than 1 GiB")
+            fd = os.open(work, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as f:
+                data = f.read(MAX_FILE + 1)
+            settings = self.settings_fn()
+            limit = int(settings.limits.max_message_size_mb * 1024 * 1024) or 0
+            prepared = sendmail.prepare(data, use_x_headers=True, hostname=settings.server.hostname,
+                                        source="pickup", max_size=limit)
+            outcome = sendmail.inject(self.root, settings, self.directory_fn(), prepared, "pickup")
+            if not outcome.delivered and not outcome.queue_id:
+                raise InvalidInput("no recipient accepted: " + "; ".join(
+                    f"{k}: {v}" for k, v in outcome.rejected.items()))
+        except (InvalidInput, OSError, UnicodeError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            self._fail(token, name, why)
+            return f"{name}: refused: {why}"
+        except MailError as e:
+            # not the file's fault (quota, lock timeout...): leave it claimed; retried at next start
+            # and on the next pass
+            log.error("pickup %s: %s; will try again", name, e)
+            self._unclaim(token, name)
+            return f"{name}: retry later: {e}"
+        marker = {"name": name, "sender": prepared.sender, "delivered": outcome.delivered,
+                  "queue_id": outcome.queue_id, "rejected": {k: str(v) for k, v in outcome.rejected.items()},
+                  "taken": time.time()}
+        # the marker needs no fsync of its own: fsync_dir in _cleanup makes the removal
+        # durable, and a marker lost in a crash only means the .eml is still there too
+        with open(self.work / f"{token}.done", "w") as f:
+            f.write(json.dumps(marker))
+        self._cleanup(token)
+        self.taken += 1
+        parts = []
+        if outcome.delivered:
+            parts.append(f"delivered to {len(outcome.delivered)} mailbox(es)")
+        if outcome.queue_id:
+            parts.append(f"queued {outcome.queue_id} for {len(outcome.external)} recipient(s)")
+        for k, v in outcome.rejected.items():
+            parts.append(f"{k}: {v}")
+        log.info("pickup %s: from=<%s> %s", name, prepared.sender, "; ".join(parts))
+        return f"{name}: " + "; ".join(parts)
+
+    def _cleanup(self, token: str) -> None:
+        for suffix in (".eml", ".done"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.work / f"{token}{suffix}")
+        fsync_dir(self.work)
+
+    def _unclaim(self, token: str, name: str) -> None:
+        with contextlib.suppress(OSError):
+            os.rename(self.work / f"{token}.eml", self.dir / name)
+
+    def _fail(self, token: str, name: str, why: str) -> None:
+        self.rejected += 1
+        safe = name.replace("/", "_")
+        dest = self.failed / safe
+        if dest.exists() or (self.failed / f"{safe}.error").exists():
+            dest = self.failed / f"{Path(safe).stem}.{token}.eml"
+        atomic_write(self.failed / f"{dest.name}.error", f"{name}: {why}\n")
+        os.rename(self.work / f"{token}.eml", dest)
+        fsync_dir(self.failed)
+        log.warning("pickup %s: moved to pickup/failed/%s: %s", name, dest.name, why)
+
+    def recover(self) -> int:
+        """Finish what a crash interrupted: marker present = already durable (clean up);
+        no marker = take the file again."""
+        self.ensure()
+        redone = 0
+        for p in sorted(self.work.glob("*.eml")):
+            token = p.name[:-4]
+            if (self.work / f"{token}.done").exists():
+                self._cleanup(token)
+                continue
+            name = (token.split("--", 1)[1] if "--" in token else token) + ".eml"
+            self._process(token, name)
+            redone += 1
+        for p in self.work.glob("*.done"):
+            token = p.name[:-5]
+            if not (self.work / f"{token}.eml").exists():
+                self._cleanup(token)
+        return redone
+
+    def run_pass(self) -> list[str]:
+        """Take every ready file (blocking); returns the summaries."""
+        out = []
+        for name in self.ready():
+            result = self.take(name)
+            if result:
+                out.append(result)
+        return out
+
+    async def run_pass_async(self, run_blocking, parallel: int = 4) -> list[str]:
+        """Take ready files, several at once (fsync latency overlaps)."""
+        names = await run_blocking(self.ready)
+        sem = asyncio.Semaphore(parallel)
+
+        async def one(name):
+            async with sem:
+                return await run_blocking(self.take, name)
+        results = await asyncio.gather(*(one(n) for n in names))
+        return [r for r in results if r]
+
+
+def _watch(path: Path, loop: asyncio.AbstractEventLoop, wake: asyncio.Event):
+    """Start a watchdog observer that sets wake on any change; None if unavailable."""
+    try:
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+    except ImportError:
+        return None
+
+    class Handler(FileSystemEventHandler):
+        def on_any_event(self, event):
+            loop.call_soon_threadsafe(wake.set)
+
+    try:
+        obs = Observer()
+        obs.schedule(Handler(), str(path), recursive=False)
+        obs.daemon = True
+        obs.start()
+        return obs
+    except (OSError, RuntimeError) as e:
+        log.warning("pickup: file events unavailable (%s); polling instead", e)
+        return None
+
+
+async def run(runtime) -> None:
+    """The 'pickup' worker: take files until runtime.stopping is set."""
+    from .outbound import runner as queue_runner
+    pickup = Pickup(runtime.root, lambda: runtime.settings, lambda: runtime.directory)
+    await runtime.run_blocking(pickup.recover)
+    loop = asyncio.get_running_loop()
+    wake = asyncio.Event()
+    observer = _watch(pickup.dir, loop, wake) if runtime.settings.pickup.use_events else None
+    try:
+        while not runtime.stopping.is_set():
+            results = await pickup.run_pass_async(runtime.run_blocking)
+            if any("queued" in r for r in results):
+                queue_runner.wake_local()
+            settle = float(runtime.settings.pickup.settle_seconds)
+            # files seen but not yet stable need another look after the settle time
+            wait = float(runtime.settings.pickup.poll_seconds)
+            if pickup.seen:
+                wait = min(wait, max(0.1, settle / 2))
+            wake.clear()
+            waiters = [asyncio.create_task(wake.wait()), asyncio.create_task(runtime.stopping.wait())]
+            await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            for w in waiters:
+                w.cancel()
+    finally:
+        if observer is not None:
+            observer.stop()
+            await runtime.run_blocking(observer.join, 5)

@@ -1,0 +1,166 @@
+"""Injecting a message from this machine (mailctl send, sendmail-mailctl, the pickup folder).
+
+No SMTP listener is needed: local recipients are delivered to their Maildirs and the
+others are written into the queue, in one step (engine.delivery). A running server is
+then told the queue changed, so it sends at once.
+"""
+from __future__ import annotations
+
+import email.utils
+import getpass
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from .addresses import parse_address
+from .delivery import Outcome, deliver
+from .errors import InvalidInput
+
+_HEADER_LINE = re.compile(rb"^[!-9;-~]+:")        # field name: printable ASCII except ':'
+MAX_HEADER_BYTES = 1 << 20
+
+
+@dataclass
+class Prepared:
+    sender: str
+    recipients: list[str]
+    data: bytes
+    warnings: list[str] = field(default_factory=list)
+
+
+def split(data: bytes) -> tuple[list[bytes], bytes, bool]:
+    """(header lines with their continuations, body, whether a blank line ended the headers)."""
+    lines = data.split(b"\n")
+    trailing = bool(lines) and lines[-1] == b""
+    if trailing:
+        lines.pop()                   # the final newline does not make a blank line
+    headers: list[bytes] = []
+    i = 0
+    ended = False
+    while i < len(lines):
+        line = lines[i]
+        bare = line.rstrip(b"\r")
+        if bare == b"":
+            ended = True
+            i += 1
+            break
+        if line[:1] in (b" ", b"\t") and headers:
+            headers[-1] += b"\n" + line
+        elif _HEADER_LINE.match(bare):
+            headers.append(line)
+        elif bare.startswith(b"From ") and not headers:
+            pass                                            # mbox separator line: dropped
+        else:
+            break
+        i += 1
+    body = b"\n".join(lines[i:])
+    if trailing and i < len(lines):
+        body += b"\n"
+    return headers, body, ended
+
+
+def _name(h: bytes) -> str:
+    return h.split(b":", 1)[0].decode("ascii", "replace").strip().lower()
+
+
+def _value(h: bytes) -> str:
+    raw = h.split(b":", 1)[1].decode("utf-8", "replace")
+    return " ".join(raw.replace("\r", "").split("\n")).strip()
+
+
+def _addresses(values: list[str]) -> list[str]:
+    out = []
+    for _, addr in email.utils.getaddresses(values):
+        if addr and "@" in addr and addr not in out:
+            out.append(addr)
+    return out
+
+
+def prepare(data: bytes, *, sender: str | None = None, recipients: list[str] | None = None,
+            extract: bool = False, use_x_headers: bool = False, hostname: str = "localhost",
+            source: str = "sendmail", max_size: int = 0) -> Prepared:
+    """Check a message and work out its envelope.
+
+    extract (-t): recipients from To, Cc and Bcc (plus any given). use_x_headers
+    (pickup, hMailServer's convention): X-Sender / X-Receiver give the envelope and are
+    removed. Bcc is always removed. Date and Message-ID are added when missing."""
+    if not data.strip():
+        raise InvalidInput("empty message (0 bytes)")
+    if max_size and len(data) > max_size:
+        raise InvalidInput(f"message of {len(data)} bytes is larger than the limit of {max_size} bytes")
+    if b"\0" in data[:65536]:
+        raise InvalidInput("not a mail message: it contains NUL bytes (binary data)")
+    headers, body, ended = split(data)
+    if not headers:
+        raise InvalidInput("not a mail message: the first line is not a header field (Name: value)")
+    if sum(len(h) for h in headers) > MAX_HEADER_BYTES:
+        raise InvalidInput("headers larger than 1 MiB")
+    if not ended:
+        raise InvalidInput("message has headers but no body (no empty line after the headers)"
+                           if not body.strip() else
+                           "malformed header section: a line that is not a header field came before the body")
+    names = [_name(h) for h in headers]
+    by_name: dict[str, list[str]] = {}
+    for n, h in zip(names, headers):
+        by_name.setdefault(n, []).append(_value(h))
+    rcpts = list(recipients or [])
+    env_sender = sender
+    drop = {"bcc"}
+    if use_x_headers and ("x-receiver" in by_name or "x-sender" in by_name):
+        drop |= {"x-sender", "x-receiver"}
+        rcpts += _addresses(by_name.get("x-receiver", []))
+        xs = _addresses(by_name.get("x-sender", []))
+        if env_sender is None and xs:
+            env_sender = xs[0]
+    elif extract or use_x_headers:
+        rcpts += _addresses(by_name.get("to", []) + by_name.get("cc", []) + by_name.get("bcc", []))
+    if env_sender is None:
+        frm = _addresses(by_name.get("from", []) + by_name.get("sender", []))
+        env_sender = frm[0] if frm else f"{getpass.getuser()}@{hostname}"
+    checked: list[str] = []
+    warnings: list[str] = []
+    for r in rcpts:
+        try:
+            a = str(parse_address(r))
+        except InvalidInput as e:
+            warnings.append(f"{r}: {e}")
+            continue
+        if a not in checked:
+            checked.append(a)
+    if not checked:
+        hint = (" (no X-Receiver, To, Cc or Bcc header)" if use_x_headers else
+                " (give them as arguments, or use -t to read To/Cc/Bcc)")
+        raise InvalidInput("no recipients" + (f" ({'; '.join(warnings)})" if warnings else hint))
+    if env_sender:
+        try:
+            env_sender = str(parse_address(env_sender))
+        except InvalidInput as e:
+            raise InvalidInput(f"sender {env_sender}: {e}") from None
+    eol = b"\r\n" if headers[0].endswith(b"\r") else b"\n"
+    kept = [h.rstrip(b"\r") for n, h in zip(names, headers) if n not in drop]
+    now = time.time()
+    added = [f"Received: from localhost by {hostname} (mailctl) with local ({source}) id "
+             f"{secrets.token_hex(6)}; {email.utils.formatdate(now)}".encode()]
+    if "date" not in names:
+        kept.append(f"Date: {email.utils.formatdate(now, localtime=True)}".encode())
+    if "message-id" not in names:
+        kept.append(f"Message-ID: <{int(now)}.{secrets.token_hex(8)}@{hostname}>".encode())
+    if "from" not in names and env_sender:
+        kept.append(f"From: <{env_sender}>".encode())
+    head = eol.join(h.replace(b"\r\n", b"\n").replace(b"\n", eol) for h in added + kept)
+    out = head + eol + eol + body
+    return Prepared(env_sender or "", checked, out, warnings)
+
+
+def inject(root, settings, directory, prepared: Prepared, source: str) -> Outcome:
+    """Deliver local copies and queue the rest, durably (blocking)."""
+    return deliver(root, settings, directory, prepared.sender, prepared.recipients, prepared.data,
+                   source=source)
+
+
+def tell_server(root) -> bool:
+    """Wake a running server's queue runner (False when no server runs: it will find
+    the item when it starts)."""
+    from .outbound.runner import notify_server
+    return notify_server(root)

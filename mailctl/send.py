@@ -1,0 +1,91 @@
+"""mailctl send: send a message read on stdin, with sendmail's common flags.
+
+Works without a running server: local recipients are delivered at once, the others are
+queued; a running server is told to send them now.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from engine.errors import InvalidInput, MailError
+
+from .context import Context, pass_ctx
+from .output import done, emit_json
+
+
+def read_message(stream, ignore_dots: bool, limit: int) -> bytes:
+    """stdin up to EOF; without -i a line holding only '.' ends the message (sendmail)."""
+    if ignore_dots:
+        data = stream.read(limit + 1)
+    else:
+        chunks = []
+        size = 0
+        for line in iter(stream.readline, b""):
+            if line.rstrip(b"\r\n") == b".":
+                break
+            chunks.append(line)
+            size += len(line)
+            if size > limit:
+                break
+        data = b"".join(chunks)
+    if len(data) > limit:
+        raise InvalidInput(f"message larger than {limit} bytes; refused")
+    return data
+
+
+def send_message(ctx_root, settings, directory, data: bytes, sender: str | None, recipients: list[str],
+                 extract: bool, source: str):
+    from engine import sendmail
+    limit = int(settings.limits.max_message_size_mb * 1024 * 1024) or 0
+    prepared = sendmail.prepare(data, sender=sender, recipients=recipients, extract=extract,
+                                hostname=settings.server.hostname, source=source, max_size=limit)
+    outcome = sendmail.inject(ctx_root, settings, directory, prepared, source)
+    if outcome.queue_id:
+        sendmail.tell_server(ctx_root)
+    return prepared, outcome
+
+
+@click.command("send", context_settings={"ignore_unknown_options": False})
+@click.argument("recipients", nargs=-1)
+@click.option("-t", "extract", is_flag=True, help="Read recipients from To, Cc and Bcc (Bcc is removed).")
+@click.option("-f", "sender", metavar="ADDRESS", help="Envelope sender ('' or '<>' for the null sender).")
+@click.option("-F", "full_name", metavar="NAME", help="Accepted for compatibility (ignored).")
+@click.option("-i", "ignore_dots", is_flag=True, help="A line with a single '.' does not end the message.")
+@click.option("-o", "oflags", multiple=True, metavar="FLAG", help="-oi as -i; other -o flags are accepted and ignored.")
+@click.option("--json", "as_json", is_flag=True, help="Output as JSON.")
+@pass_ctx
+def send(ctx: Context, recipients, extract, sender, full_name, ignore_dots, oflags, as_json) -> None:
+    """Send a message read on standard input to RECIPIENTS (or, with -t, its To/Cc/Bcc)."""
+    ignore_dots = ignore_dots or "i" in oflags
+    if sender in ("<>",):
+        sender = ""
+    root, settings = ctx.existing_root(), ctx.settings
+    limit = int(settings.limits.max_message_size_mb * 1024 * 1024) or (1 << 30)
+    data = read_message(sys.stdin.buffer, ignore_dots, limit)
+    prepared, outcome = send_message(root, settings, ctx.directory(), data, sender, list(recipients),
+                                     extract, "sendmail")
+    if as_json:
+        emit_json({"sender": prepared.sender, "delivered": outcome.delivered, "queued": outcome.queue_id,
+                   "external": outcome.external, "rejected": {k: str(v) for k, v in outcome.rejected.items()},
+                   "warnings": prepared.warnings})
+    else:
+        parts = []
+        if outcome.delivered:
+            parts.append(f"delivered to {', '.join(outcome.delivered)}")
+        if outcome.queue_id:
+            parts.append(f"queued {outcome.queue_id} for {', '.join(outcome.external)}")
+        if parts:
+            done("; ".join(parts))
+        for w in prepared.warnings:
+            click.echo(f"mailctl: skipped {w}", err=True)
+        for rcpt, why in outcome.rejected.items():
+            click.echo(f"mailctl: {rcpt}: {why}", err=True)
+    if outcome.rejected or prepared.warnings:
+        if not outcome.delivered and not outcome.queue_id:
+            raise MailError("message not sent to anyone")
+        raise click.exceptions.Exit(1)
+
+
+COMMANDS = [send]
