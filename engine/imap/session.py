@@ -306,6 +306,13 @@ class ImapSession(Commands):
         self.account = account
         self.maildir = md
         self.session.user = account.address
+        days = rt.settings.mailbox.autoexpunge_days
+        if days:
+            from ..mailbox_admin import autoexpunge
+            # Housekeeping in the background; a failure must not fail the login.
+            task = asyncio.ensure_future(rt.run_blocking(autoexpunge, md, days))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception() and rt.log.warning(
+                "imap: autoexpunge for %s failed: %s", account.address, t.exception()))
         rt.log.info("imap: %s logged in from %s", account.address, self.peer_ip)
         return f"[CAPABILITY {' '.join(self.capabilities())}] Logged in"
 

@@ -420,15 +420,11 @@ def _uidl(base: str) -> str:
 
 
 async def start(runtime, name: str, listener_settings) -> list[asyncio.base_events.Server]:
+    from ..imap.server import stream_factory
     tls_mode = listener_settings.tls
     ssl_ctx = runtime.ssl_context() if tls_mode == "implicit" else None
 
     async def client(reader, writer):
         await Pop3Session(runtime, name, reader, writer, tls_mode).run()
 
-    servers = []
-    for host in listener_settings.bind:
-        servers.append(await asyncio.start_server(
-            client, host, listener_settings.port, ssl=ssl_ctx, limit=4096, reuse_address=True,
-            ssl_handshake_timeout=30 if ssl_ctx else None))
-    return servers
+    return await runtime.listen(name, stream_factory(client, 4096), listener_settings, ssl=ssl_ctx)
