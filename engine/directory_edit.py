@@ -1,7 +1,7 @@
 """Changes to the directory. Each is one atomic rewrite of one domain file under the
 directory lock, validated before it is written: a change that would leave the file
 invalid (unknown target, loop, limit exceeded) is refused and nothing is written.
-Comments and layout of hand edits are kept (tomlkit).
+Comments and layout of hand edits are kept (engine.tomlpatch).
 """
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import shutil
 import time
 from pathlib import Path
 
-import tomlkit
-
 from . import tomlfile
 from .addresses import Address, normalize_domain, parse_address, parse_target
 from .directory import LIST_MODES, Directory
@@ -19,6 +17,14 @@ from .errors import AlreadyExists, ConfigError, InvalidInput, NotFound
 from .root import Root, atomic_write, fsync_dir
 
 DIRECTORY_LOCK = "directory"
+
+NEW_DOMAIN = """\
+# Domain {name}: its settings, accounts, aliases and lists. Edit freely;
+# 'mailctl config check' reports any problem with file and line.
+enabled = true
+domain_aliases = []     # other names of this domain
+catch_all = ""          # address for unknown local parts ("" = reject them)
+"""
 
 
 def _lock(root: Root):
@@ -35,8 +41,7 @@ def _edit_domain(root: Root, settings, name: str, change, check=None):
     path = root.domain_file(name)
     where = _where(name)
 
-    def validate(data: dict) -> None:
-        text = tomlfile.dumps(data)
+    def validate(data: dict, text: str) -> None:
         directory, problems = Directory.load_with_problems(root, settings, override={name: (data, text)})
         mine = [p for p in problems if p.startswith(where + ":")]
         if mine:
@@ -73,10 +78,8 @@ def _taken(doc, local: str) -> str | None:
     return None
 
 
-def _table(doc, name: str):
-    if name not in doc:
-        doc[name] = tomlkit.table(is_super_table=True)
-    return doc[name]
+def _table(doc: dict, name: str) -> dict:
+    return doc.setdefault(name, {})
 
 
 _KIND = {"accounts": "an account", "aliases": "an alias", "lists": "a list"}
@@ -101,14 +104,8 @@ def add_domain(root: Root, settings, name: str) -> str:
         owner = directory.canonical_domain(name)
         if owner:
             raise AlreadyExists(f"{name} is already an alias of domain {owner}")
-        doc = tomlkit.document()
-        doc.add(tomlkit.comment(f"Domain {name}: settings, accounts, aliases and lists. Edit freely;"))
-        doc.add(tomlkit.comment("'mailctl config check' reports any problem with file and line."))
-        doc["enabled"] = True
-        doc["domain_aliases"] = []
-        doc["catch_all"] = ""
         root.domains_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(root.domain_file(name), tomlkit.dumps(doc))
+        atomic_write(root.domain_file(name), NEW_DOMAIN.format(name=name))
     return name
 
 
@@ -161,8 +158,7 @@ def add_domain_alias(root: Root, settings, domain: str, alias: str) -> None:
         raise AlreadyExists(f"{alias} is already an alias of {owner}")
 
     def change(doc):
-        doc.setdefault("domain_aliases", tomlkit.array())
-        doc["domain_aliases"].append(alias)
+        doc.setdefault("domain_aliases", []).append(alias)
     _edit_domain(root, settings, domain, change)
 
 
@@ -183,10 +179,11 @@ def add_account(root: Root, settings, address: str, password_hash: str, name: st
                 quota_mb: int | None = None) -> str:
     from .maildir import Maildir
     a = _address(root, settings, address)
-    directory = Directory.load(root, settings, strict=False)
-    d = directory.domains[a.domain]
+    # Read the domain file first: a file that does not parse is refused before anything is made.
+    data, _ = tomlfile.read(root.domain_file(a.domain), _where(a.domain))
     if quota_mb is None:
-        quota_mb = d.default_quota_mb or settings.mailbox.default_quota_mb
+        default = data.get("default_quota_mb", 0)
+        quota_mb = (default if isinstance(default, int) else 0) or settings.mailbox.default_quota_mb
     if quota_mb < 0:
         raise InvalidInput(f"quota {quota_mb}: must be 0 (unlimited) or more MB")
     # The Maildir first: if we crash before the TOML write, an unused Maildir is harmless.
@@ -200,12 +197,8 @@ def add_account(root: Root, settings, address: str, password_hash: str, name: st
         limit = doc.get("max_accounts", 0)
         if limit and len(doc.get("accounts", {})) >= limit:
             raise InvalidInput(f"domain {a.domain} has its maximum of {limit} accounts (max_accounts)")
-        entry = tomlkit.table()
-        entry["password"] = password_hash
-        entry["name"] = name
-        entry["quota_mb"] = quota_mb
-        entry["enabled"] = True
-        _table(doc, "accounts")[a.local] = entry
+        _table(doc, "accounts")[a.local] = {"password": password_hash, "name": name,
+                                            "quota_mb": quota_mb, "enabled": True}
     _edit_domain(root, settings, a.domain, change)
     return str(a)
 
@@ -308,10 +301,7 @@ def add_alias(root: Root, settings, address: str, targets: list[str]) -> list[st
                 if t not in entry["targets"]:
                     entry["targets"].append(t)
             return list(entry["targets"])
-        entry = tomlkit.table()
-        entry["targets"] = resolved
-        entry["enabled"] = True
-        aliases[a.local] = entry
+        aliases[a.local] = {"targets": resolved, "enabled": True}
         return resolved
     return _edit_domain(root, settings, a.domain, change, _targets_resolve(str(a), resolved, settings))
 
@@ -358,12 +348,7 @@ def add_list(root: Root, settings, address: str, mode: str, sender: str = "",
         taken = _taken(doc, a.local)
         if taken:
             raise AlreadyExists(f"{a} already exists as {_KIND[taken]}")
-        entry = tomlkit.table()
-        entry["mode"] = mode
-        entry["sender"] = sender
-        entry["members"] = resolved
-        entry["enabled"] = True
-        _table(doc, "lists")[a.local] = entry
+        _table(doc, "lists")[a.local] = {"mode": mode, "sender": sender, "members": resolved, "enabled": True}
     _edit_domain(root, settings, a.domain, change)
     return str(a)
 
@@ -398,7 +383,7 @@ def change_list_members(root: Root, settings, address: str, add: list[str] = (),
 
     def change(doc):
         entry = _require(doc, "lists", a)
-        members = entry.setdefault("members", tomlkit.array())
+        members = entry.setdefault("members", [])
         for m in removing:
             if m not in members:
                 raise NotFound(f"{m} is not a member of {a}")

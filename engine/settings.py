@@ -352,11 +352,11 @@ def render_sample(values: dict[str, Any] | None = None) -> str:
         out.append(f"[{section}]")
         if section == "routes":
             out += ['# Per-domain routes, for example:',
-                    '# [routes."example.org"]',
-                    '# host = "mx.internal.example.org"   # deliver there instead of MX lookup',
-                    '# port = 25',
-                    '# tls = "starttls"                   # none, starttls or implicit',
-                    '# accept = true                      # accept mail for it here (backup MX)']
+                    '#   [routes."example.org"]',
+                    '#   host = "mx.internal.example.org"   # deliver there instead of MX lookup',
+                    '#   port = 25',
+                    '#   tls = "starttls"                   # none, starttls or implicit',
+                    '#   accept = true                      # accept mail for it here (backup MX)']
         for name, key in keys.items():
             dotted = f"{section}.{name}"
             out.append(f"# {key.doc}")

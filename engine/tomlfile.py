@@ -1,12 +1,10 @@
 """TOML files of the mail root: parse with precise errors, locate keys by line, and
-edit under a lock with comments and layout of hand edits preserved (tomlkit)."""
+edit under a lock with comments and layout of hand edits preserved."""
 from __future__ import annotations
 
 import re
 from pathlib import Path
 from typing import Any, Callable
-
-import tomlkit
 
 try:    # the compiled tomli parses about 3x faster than the stdlib's pure-Python copy of it
     import tomli as tomllib
@@ -95,30 +93,24 @@ def find_line(text: str, keypath: list[str]) -> int:
 
 # -- writing ---------------------------------------------------------------
 
-def dumps(data: dict) -> str:
-    return tomlkit.dumps(data)
-
-
-def edit(path: Path, lock: FileLock, change: Callable[[tomlkit.TOMLDocument], Any],
-         display: str | None = None, create: bool = False, validate: Callable[[dict], None] | None = None) -> Any:
+def edit(path: Path, lock: FileLock, change: Callable[[dict], Any], display: str | None = None,
+         validate: Callable[[dict, str], None] | None = None) -> Any:
     """Read-modify-write a TOML file under lock, atomically, keeping comments.
 
     Refuses to write over a file that does not parse (a half-finished hand edit).
-    `change` mutates the document and may return a value, which edit returns.
-    `validate` gets the plain result and may raise to abort without writing.
+    `change` mutates a plain dict copy of the data and may return a value, which edit
+    returns. `validate(data, text)` may raise to abort without writing. Only the lines
+    that changed are rewritten (engine.tomlpatch).
     """
+    from .tomlpatch import patch
     where = display or str(path)
     with lock:
-        if path.exists():
-            data, text = read(path, where)
-            doc = tomlkit.parse(text)
-        elif create:
-            doc = tomlkit.document()
-        else:
-            raise ConfigError(f"{where}: file not found")
-        result = change(doc)
-        new_text = tomlkit.dumps(doc)
+        old, text = read(path, where)
+        new = parse_text(text, where)    # a private copy; parsing is cheaper than deepcopy
+        result = change(new)
+        new_text = patch(text, old, new)
         if validate is not None:
-            validate(parse_text(new_text, where))
-        atomic_write(path, new_text)
+            validate(new, new_text)
+        if new_text != text:
+            atomic_write(path, new_text)
         return result

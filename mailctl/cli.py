@@ -41,7 +41,9 @@ _register()
 def main(argv: list[str] | None = None) -> int:
     """Entry point: expected errors are one line on stderr and exit 1; usage errors exit 2."""
     try:
-        cli.main(args=argv, prog_name="mailctl", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="mailctl", standalone_mode=False)
+        if isinstance(code, int):      # a command's click.exceptions.Exit(n), returned by click
+            return code
     except click.exceptions.Abort:
         error("aborted")
         return 1

@@ -90,7 +90,7 @@ def test_domain_lifecycle(cli, root):
                                  "example.com.", "a\x00b.com", "x" * 70 + ".com", "../../etc.com", "1.2.3.4"])
 def test_domain_add_rejects_bad_names(cli, root, bad):
     before = tree_snapshot(root.path)
-    fails(cli("domain", "add", bad), "domain")
+    fails(cli("domain", "add", "--", bad), "domain")
     assert tree_snapshot(root.path) == before
 
 
@@ -234,8 +234,7 @@ def test_broken_toml_reported_with_file_and_line(cli, root, alice):
     before = tree_snapshot(root.path)
     fails(cli("alias", "add", "x@example.com", "alice"), "domains/example.com.toml", "syntax")
     fails(cli("account", "add", "z@example.com", "--password-stdin", input=PASSWORD), "syntax")
-    assert tree_snapshot(root.path) == {k: v for k, v in before.items()} or \
-        set(tree_snapshot(root.path)) - set(before) <= {p for p in tree_snapshot(root.path) if p.startswith("mail/example.com/z")}
+    assert tree_snapshot(root.path) == before
     assert f.read_text().endswith("[accounts.bob\n")
 
 
