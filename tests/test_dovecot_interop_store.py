@@ -7,9 +7,8 @@ import pytest
 from engine import maildir as md_mod
 from engine.maildir import Maildir
 from engine.root import Root
-from tests.dovecot import available, dovecot_server
+from tests.dovecot import dovecot_server
 
-pytestmark = pytest.mark.skipif(not available(), reason="dovecot is not installed")
 
 USER, PASSWORD = "alice@example.test", "wonderland"
 
