@@ -102,7 +102,7 @@ class Sink:
         if isinstance(auth_data, LoginPassword):
             user, pw = auth_data.login.decode(), auth_data.password.decode()
             if self.users.get(user) == pw:
-                return AuthResult(success=True)
+                return AuthResult(success=True, auth_data=auth_data)
         return AuthResult(success=False, handled=False)
 
     def recipients(self) -> list[str]:

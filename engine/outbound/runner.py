@@ -331,13 +331,18 @@ class Runner:
         data = await self.blocking(self._sign, env, data)
         wire = to_wire(data)
         eightbit = any(b > 127 for b in data[:1 << 20])
+        # One transaction per destination domain; recipients going through the same relay
+        # (smart host or route) share transactions, the relay sorts them out.
         groups: dict[str, list[Recipient]] = {}
         for r in pending:
-            groups.setdefault(r.domain, []).append(r)
+            route = self._router.for_domain(r.domain)
+            key = f"relay {route.host}:{route.port}" if route is not None else r.domain
+            groups.setdefault(key, []).append(r)
         per_tx = s.queue.max_recipients_per_transaction
-        for domain, rcpts in groups.items():
+        for rcpts in groups.values():
             for i in range(0, len(rcpts), per_tx):
-                await self.deliver_chunk(env, domain, rcpts[i:i + per_tx], wire, eightbit)
+                chunk = rcpts[i:i + per_tx]
+                await self.deliver_chunk(env, chunk[0].domain, chunk, wire, eightbit)
         newly_failed = [r for r in pending if r.status == "failed"]
         still = [r for r in pending if not r.done]
         for r in pending:
@@ -426,7 +431,7 @@ class Runner:
     async def targets(self, domain: str) -> list[Target]:
         """The places to try for domain, in order. Raises mx.DNSFailure."""
         s = self.settings
-        verify = domain in [d.lower() for d in s.queue.require_tls_domains]
+        verify = domain in [d.lower().rstrip(".") for d in s.queue.require_tls_domains]
         route = self._router.for_domain(domain)
         if route is not None:
             return [Target(route.host, route.port, route.tls, verify, route)]
