@@ -91,6 +91,13 @@ def _check_own(path: Path, m: Manifest, report: VerifyReport, progress: Progress
                 found.add(rel)
                 if size != e.size or h.hexdigest() != e.sha256:
                     report.problems.append(f"{m.name}: damaged {rel} (checksum differs)")
+            # tarfile stops at a garbled header without a word; reading to the end makes
+            # gzip check its CRC and length, which catches damage anywhere in the file
+            while tar.fileobj.read(1 << 20):
+                pass
+            if set(own) - found:
+                report.problems.append(f"{m.name}: archive {path.name} is damaged: "
+                                       f"{len(set(own) - found)} files cannot be read from it")
     except (tarfile.TarError, OSError, EOFError, Exception) as err:   # zlib.error, truncated gzip
         report.problems.append(f"{m.name}: archive {path.name} is damaged or truncated ({err})")
     for rel in sorted(set(own) - found):
