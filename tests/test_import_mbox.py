@@ -1,0 +1,95 @@
+"""mbox import: From_ splitting and >From quoting, flags and dates, idempotence, resume after SIGKILL."""
+from __future__ import annotations
+
+import calendar
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from engine.errors import MailError
+from engine.importers.common import Importer
+from engine.importers.mbox import import_mbox
+from conftest import run_cli
+from helpers_import import folder_messages, message_ids, target_root
+
+MBOX = (b"From alice@example.org Mon Jan  8 10:00:00 2024\n"
+        b"From: alice@example.org\nMessage-ID: <m1@x>\nDate: Mon, 8 Jan 2024 10:00:00 +0000\nStatus: RO\n"
+        b"X-Status: A\nSubject: one\n\nHello.\n>From the start, quoted (mboxo).\n>>From twice quoted (mboxrd).\n"
+        b"From here on: not a separator, no date\n\n"
+        b"From bob@example.org Tue Feb 13 11:30:00 2024\n"
+        b"From: bob@example.org\nMessage-ID: <m2@x>\nDate: Tue, 13 Feb 2024 11:30:00 +0000\nX-Status: F\n"
+        b"Subject: two\n\nSecond body.\n\n"
+        b"From nobody Wed Mar  6 09:15:00 2024\n"
+        b"From: carol@example.org\nSubject: three, no Message-ID\n\nThird.\n")
+
+
+def test_mbox_import_keeps_bodies_flags_dates_and_runs_once(tmp_path):
+    root = target_root(tmp_path / "root", "ann@example.com")
+    box = tmp_path / "old.mbox"
+    box.write_bytes(MBOX)
+    r = run_cli(root, "import", "mbox", str(box), "--account", "ann@example.com", "--folder", "Old/2024")
+    assert r.code == 0, r.err
+    assert "3 imported, 0 skipped" in r.out
+    folder, msgs = folder_messages(root, "ann@example.com", "Old/2024")
+    assert len(msgs) == 3
+    by_subject = {folder.read(m).split(b"Subject: ")[1].split(b"\n")[0]: m for m in msgs}
+    one = folder.read(by_subject[b"one"])
+    assert b"\nFrom the start, quoted (mboxo).\n>From twice quoted (mboxrd).\nFrom here on: not a separator" in one
+    assert one.endswith(b"no date\n")
+    assert by_subject[b"one"].flags == {"\\Seen", "\\Answered"}
+    assert by_subject[b"two"].flags == {"\\Flagged"}
+    assert by_subject[b"two"].mtime == calendar.timegm((2024, 2, 13, 11, 30, 0))
+    r = run_cli(root, "import", "mbox", str(box), "--account", "ann@example.com", "--folder", "Old/2024")
+    assert r.code == 0 and "0 imported, 3 skipped" in r.out
+    assert len(folder.sync()) == 3
+
+
+def test_mbox_hostile_input(tmp_path):
+    root = target_root(tmp_path / "root", "ann@example.com")
+    bad = tmp_path / "notmbox"
+    bad.write_bytes(b"\x00\x01garbage\nmore\n")
+    r = run_cli(root, "import", "mbox", str(bad), "--account", "ann@example.com")
+    assert r.code == 1 and "not an mbox file" in r.err
+    r = run_cli(root, "import", "mbox", str(tmp_path / "missing"), "--account", "ann@example.com")
+    assert r.code == 1 and "no such mbox file" in r.err
+    good = tmp_path / "good.mbox"
+    good.write_bytes(MBOX)
+    r = run_cli(root, "import", "mbox", str(good), "--account", "nobody@example.com")
+    assert r.code == 1 and "does not exist" in r.err
+    r = run_cli(root, "import", "mbox", str(good), "--account", "ann@example.com", "--folder", "../../etc")
+    assert r.code == 1 and r.err.count("\n") >= 1
+    assert not (tmp_path / "etc").exists() and not (root.path / "etc").exists()
+
+
+def test_mbox_import_killed_half_way_resumes_with_each_message_once(tmp_path):
+    root = target_root(tmp_path / "root", "ann@example.com")
+    n = 1500
+    box = tmp_path / "big.mbox"
+    with open(box, "wb") as f:
+        for i in range(n):
+            f.write(b"From x@example.org Mon Jan  8 10:00:00 2024\n"
+                    + f"From: x@example.org\nMessage-ID: <big{i}@x>\nDate: Mon, 8 Jan 2024 10:00:00 +0000\n"
+                      f"Subject: {i}\n\n".encode() + b"body line\n" * 20 + b"\n")
+    journal = root.state_dir / "import" / "example.com" / "ann.log"
+    cmd = [sys.executable, "-m", "mailctl", "--root", str(root.path), "import", "mbox", str(box),
+           "--account", "ann@example.com"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if journal.exists() and journal.read_bytes().count(b"done ") >= 200:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    first = len(message_ids(root, "ann@example.com"))
+    assert 0 < first < n, "the import should have been killed half-way"
+    p = subprocess.run(cmd, capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    ids = Counter(message_ids(root, "ann@example.com"))
+    assert len(ids) == n and max(ids.values()) == 1
+    assert f"{n - first} imported".encode() in p.stdout or b"imported" in p.stdout
