@@ -34,8 +34,9 @@ def message_ids(root: Root, address: str) -> list[bytes]:
     from engine.importers.common import header_value
     local, domain = address.split("@")
     out = []
-    for dirpath, _, files in os.walk(root.mail_dir / domain / local):
-        if os.path.basename(dirpath) in ("cur", "new"):
+    top = root.mail_dir / domain / local
+    for dirpath, _, files in os.walk(top):
+        if Path(dirpath) != top and os.path.basename(dirpath) in ("cur", "new"):
             for name in files:
                 out.append(header_value(Path(dirpath, name).read_bytes(), b"message-id"))
     return out

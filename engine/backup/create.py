@@ -214,7 +214,7 @@ def _copy_preserving(src: Path, dst: Path) -> None:
 def _split(path: str) -> tuple[str, str, str]:
     folder, _, name = path.rpartition("/")
     folder, _, sub = folder.rpartition("/")
-    if sub in MESSAGE_DIRS and path.startswith(("mail/", "removed/")):
+    if sub in MESSAGE_DIRS and path.startswith(("mail/", "removed/")) and folder.count("/") >= 2:
         return folder, sub, name
     return "", "", ""
 
@@ -245,7 +245,8 @@ def _walk(root: Root, keep, exclude: set[Path], with_queue: bool):
         except FileNotFoundError:
             continue
         names = {e.name for e in entries}
-        is_folder = rel_dir.startswith(("mail/", "removed/")) and "cur" in names and "new" in names
+        is_folder = (rel_dir.startswith(("mail/", "removed/")) and rel_dir.count("/") >= 2
+                     and "cur" in names and "new" in names)
         if is_folder:
             yield "folder", rel_dir
         for e in sorted(entries, key=lambda e: e.name):

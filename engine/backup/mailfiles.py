@@ -32,7 +32,7 @@ def split_message_path(path: str) -> tuple[str, str, str] | None:
     """'mail/d/l/.F/cur/x:2,S' -> ('mail/d/l/.F', 'cur', 'x:2,S'); None for other files."""
     folder, _, rest = path.rpartition("/")
     folder, _, sub = folder.rpartition("/")
-    if sub in MESSAGE_DIRS and folder and rest and not rest.startswith("."):
+    if sub in MESSAGE_DIRS and folder.count("/") >= 2 and rest and not rest.startswith("."):
         return folder, sub, rest
     return None
 

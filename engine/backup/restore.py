@@ -196,7 +196,7 @@ def _restore_fresh(m: Manifest, blobs: store.Blobs, target: Root, result: Restor
             moved.add(src)
         result.files_written += 1
         result.bytes_written += e.size
-        if rel.startswith("mail/") and ("/cur/" in rel or "/new/" in rel):
+        if rel.startswith("mail/") and rel.count("/") >= 4 and rel.split("/")[-2] in ("cur", "new"):
             result.messages_added += 1
         progress.advance(1)
     _sync(target.path)
@@ -212,7 +212,7 @@ def _restore_merge(m: Manifest, blobs: store.Blobs, target: Root, result: Restor
             continue
         folder, _, name = rel.rpartition("/")
         folder, _, sub = folder.rpartition("/")
-        if sub in ("cur", "new") and rel.startswith(("mail/", "removed/")):
+        if sub in ("cur", "new") and rel.startswith(("mail/", "removed/")) and folder.count("/") >= 2:
             folders.setdefault(folder, []).append((rel, sub, name, e))
         else:
             others.append((rel, e))
