@@ -50,7 +50,8 @@ def make_root(path: Path, domains: int = 3, accounts: int = 50, messages: int = 
     names = [f"d{i}.example" for i in range(domains)]
     for d in names:
         directory_edit.add_domain(root, settings, d)
-    (root.dkim_dir / f"{names[0]}.s1.key").write_text("-----BEGIN PRIVATE KEY-----\nfake\n-----END PRIVATE KEY-----\n")
+    from engine.outbound import dkim
+    dkim.keygen(root, names[0], selector="s1", algorithm="ed25519")
     # One Maildir made by the store, copied for every account; accounts written to the
     # domain files in one hand edit (a supported way to change the directory).
     template = root.path / "template"
