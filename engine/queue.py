@@ -21,7 +21,7 @@ from pathlib import Path
 import tomli_w
 
 from .errors import MailError, NotFound
-from .root import Root, atomic_write, fsync_dir
+from .root import Root, atomic_write, fsync_dir, temp_name
 
 STATES = ("active", "deferred", "hold")
 RECIPIENT_KEYS = ("address", "status", "code", "reply", "orcpt", "remote", "dsn")
@@ -140,6 +140,25 @@ class Queue:
     # -- reading and changing --
     def write(self, env: Envelope) -> None:
         atomic_write(self.envelope_path(env.id, env.state), tomli_w.dumps(env.to_dict()))
+
+    def write_attempt(self, env: Envelope) -> None:
+        """Record an attempt about to start (next attempt time) in active/.
+
+        The file is fsync'd but not its directory: if a crash loses the rename, the
+        previous envelope is still there and valid, and the item is simply tried again."""
+        path = self.envelope_path(env.id, env.state)
+        tmp = temp_name(path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(tomli_w.dumps(env.to_dict()).encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
 
     def find(self, qid: str) -> Envelope:
         if not valid_id(qid):

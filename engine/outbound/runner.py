@@ -319,7 +319,7 @@ class Runner:
         env.last_attempt = now
         env.next_attempt = now + schedule_delay(retry, env.attempts)
         env.claim = self.owner
-        await self.blocking(self.queue.write, env)          # the next attempt is on disk first
+        await self.blocking(self.queue.write_attempt, env)  # the next attempt is on disk first
         self.stats["attempts"] += 1
         try:
             data = await self.blocking(self.queue.body_path(env.id).read_bytes)
@@ -330,7 +330,7 @@ class Runner:
         await self.rate.wait(s.queue.messages_per_minute)
         data = await self.blocking(self._sign, env, data)
         wire = to_wire(data)
-        eightbit = any(b > 127 for b in data[:1 << 20])
+        eightbit = not data.isascii()
         # One transaction per destination domain; recipients going through the same relay
         # (smart host or route) share transactions, the relay sorts them out.
         groups: dict[str, list[Recipient]] = {}
@@ -514,7 +514,7 @@ class Runner:
     async def _connect(self, t: Target, ip: str, plain_fallback: bool = False) -> Connection:
         s = self.settings.queue
         helo = s.helo_name or self.settings.server.hostname
-        ctx = verified_context(s.tls_ca_file) if t.verify else unverified_context()
+        ctx = self._tls_context(t.verify) if t.tls != "none" else None
         implicit = ctx if t.tls == "implicit" else None
         conn = await Connection.open(t.host, ip, t.port, timeout=float(s.connect_timeout_s),
                                      command_timeout=float(s.command_timeout_s),
@@ -534,6 +534,16 @@ class Runner:
             await conn.close()
             raise
         return conn
+
+    def _tls_context(self, verify: bool):
+        """Client TLS contexts are made once per settings (loading CAs is slow)."""
+        cache = self.__dict__.setdefault("_tls_cache", {})
+        if cache.get("settings") is not self.settings:
+            cache.clear()
+            cache["settings"] = self.settings
+        if verify not in cache:
+            cache[verify] = verified_context(self.settings.queue.tls_ca_file) if verify else unverified_context()
+        return cache[verify]
 
     async def _try_host(self, env: Envelope, t: Target, ip: str, rcpts: list[Recipient], wire: bytes,
                         eightbit: bool) -> Reply | None:
