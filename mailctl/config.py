@@ -24,6 +24,9 @@ def check_root(root) -> tuple[list[str], dict]:
         settings = settings_mod.load(root.config_file, "mailctl.toml")
     except ConfigError as e:
         problems.extend(e.problems)
+    if settings is not None:
+        from engine.outbound import routes
+        problems.extend(routes.check(root))
     directory, found = Directory.load_with_problems(root, settings)
     problems.extend(found)
     summary = {"domains": len(directory.domains),
