@@ -42,6 +42,7 @@ def quiet_libraries() -> None:
     # aiosmtpd logs every command line at INFO, AUTH PLAIN credentials included: never let it.
     logging.getLogger("mail.log").setLevel(logging.ERROR)
     logging.getLogger("mail.debug").setLevel(logging.ERROR)
+    logging.getLogger("watchdog").setLevel(logging.CRITICAL)   # noise from its threads at stop
 
 
 def set_level(level: str) -> None:

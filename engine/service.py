@@ -85,12 +85,24 @@ class Service:
                 continue
             self.tasks.append(asyncio.create_task(self._worker(name, fn), name=f"worker-{name}"))
         from .watch import ConfigWatcher
-        self.watcher = ConfigWatcher(rt)
+        self.watcher = ConfigWatcher(rt, on_reload=self.warn_settings)
+        self.warn_settings()
         self.tasks.append(asyncio.create_task(self.watcher.run(), name="config-watch"))
         register_handlers(self)
         self.control_server = await control.serve(rt)
         await rt.run_blocking(self._write_run_files)
         self.started.set()
+
+    def warn_settings(self) -> None:
+        """Settings an admin must not miss."""
+        relay = self.runtime.settings.relay
+        if relay.open_relay_for_trusted:
+            self.runtime.log.warning(
+                "WARNING: relay.open_relay_for_trusted is on: clients in relay.trusted_networks (%s) may "
+                "RELAY MAIL TO ANY DOMAIN through port 25 without authentication",
+                ", ".join(relay.trusted_networks) or "none")
+        if self.runtime.settings.auth.allow_plaintext:
+            self.runtime.log.warning("WARNING: auth.allow_plaintext is on: passwords may cross the network unencrypted")
 
     async def _worker(self, name: str, fn) -> None:
         rt = self.runtime

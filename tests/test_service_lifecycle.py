@@ -74,6 +74,23 @@ def test_daemon_start_status_reload_stop(tmp_path):
         names = {l["name"] for l in status["listeners"]}
         assert {"smtp", "submission", "submissions"} <= names
         assert send(status["ports"]["smtp"], "alice@example.com") == {}
+        import ssl
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        with smtplib.SMTP_SSL("127.0.0.1", status["ports"]["submissions"], context=ctx, timeout=10) as s:
+            try:
+                s.login("alice@example.com", "Wrong-Secret-99")
+            except smtplib.SMTPAuthenticationError:
+                pass
+            s.login("alice@example.com", PW)
+            s.sendmail("alice@example.com", ["bob@remote.example"], b"From: alice@example.com\r\n\r\nhi\r\n")
+        time.sleep(0.3)
+        log = (root.log_dir / "mailctl.log").read_text()
+        assert PW not in log and "Wrong-Secret-99" not in log
+        line = [l for l in log.splitlines() if "user=alice@example.com" in l and "result=" in l][-1]
+        for part in ("client=127.0.0.1", "listener=submissions", "tls=TLSv1.3", "from=<alice@example.com>",
+                     "to=<bob@remote.example>", "size=", "queued as", "queue_id="):
+            assert part in line, (part, line)
         human = mailctl(root, "status")
         assert "smtp" in human.stdout and "uptime" in human.stdout
         assert mailctl(root, "reload").returncode == 0

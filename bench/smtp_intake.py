@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""SMTP intake benchmark: messages/s accepted AND durably delivered into the Maildir,
+for 4 KiB and 100 KiB messages at 1, 10 and 50 concurrent clients.
+
+mailctl answers 250 only once every copy is fsync'd in its Maildir, so a run ends when
+the client has its last 250 (and the files are checked). The client is Postfix's
+smtp-source when installed (one message per connection, as in the reference figures),
+else a small asyncio client. When ../shared/bench/stack-up.sh exists and can start the
+reference Postfix, the same matrix runs against it in the same run and the ratio is
+printed (Postfix delivers after its 250, so its runs end when all files are visible).
+
+    python bench/smtp_intake.py [--count 400] [--no-postfix] [--sizes 4096,102400] [--concs 1,10,50]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+SHARED_STACK = REPO.parent / "shared" / "bench"
+STACK_ROOT = "/tmp/mailctl-bench-stack"
+DOMAIN = "example.test"
+
+
+def make_root(base: Path):
+    from engine import directory_edit, passwords, settings as settings_mod, setup
+    from engine.root import Root, atomic_write
+    root = Root(base / "root")
+    setup.init_root(root, hostname="localhost", high_ports=True)
+    values = {"queue.offline": True, "limits.max_connections_per_ip": 0, "limits.max_connections": 0,
+              "limits.max_message_size_mb": 50}
+    for name in settings_mod.LISTENERS:
+        values[f"listeners.{name}.bind"] = ["127.0.0.1"]
+        values[f"listeners.{name}.port"] = 0
+    atomic_write(root.config_file, settings_mod.render_sample(values))
+    cfg = settings_mod.load(root.config_file)
+    directory_edit.add_domain(root, cfg, DOMAIN)
+    directory_edit.add_account(root, cfg, f"alice@{DOMAIN}", passwords.hash_password("secret-pass-1"))
+    return root
+
+
+def start_server(root) -> tuple[subprocess.Popen, int]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "mailctl", "--root", str(root.path), "serve"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(REPO))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            data = tomllib.loads((root.run_dir / "ports.toml").read_text())
+            if data.get("pid") == proc.pid:
+                return proc, data["ports"]["smtp"][0]["port"]
+        except (FileNotFoundError, tomllib.TOMLDecodeError, KeyError):
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("mailctl serve did not start")
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def count_files(maildir: Path) -> int:
+    n = 0
+    for sub in ("new", "cur"):
+        try:
+            n += sum(1 for e in os.scandir(maildir / sub) if e.is_file())
+        except FileNotFoundError:
+            pass
+    return n
+
+
+def empty_maildir(maildir: Path) -> None:
+    for sub in ("new", "cur", "tmp"):
+        d = maildir / sub
+        if d.is_dir():
+            for e in os.scandir(d):
+                if e.is_file():
+                    os.unlink(e.path)
+
+
+# -- clients -----------------------------------------------------------------------------
+
+def run_smtp_source(port: int, count: int, size: int, conc: int) -> None:
+    subprocess.run(["smtp-source", "-s", str(conc), "-m", str(count), "-l", str(size),
+                    "-f", f"sender@{DOMAIN}", "-t", f"alice@{DOMAIN}", f"127.0.0.1:{port}"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
+
+
+async def _asyncio_client(port: int, count: int, size: int, conc: int) -> None:
+    body = b"Subject: bench\r\n\r\n" + (b"x" * 76 + b"\r\n") * (size // 78 + 1)
+    left = [count]
+
+    async def reply(reader):
+        while True:
+            line = await reader.readline()
+            if line[3:4] != b"-":
+                return line
+
+    async def worker():
+        while left[0] > 0:
+            left[0] -= 1
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            await reply(reader)
+            writer.write(b"EHLO bench\r\n")
+            await reply(reader)
+            writer.write(f"MAIL FROM:<sender@{DOMAIN}>\r\nRCPT TO:<alice@{DOMAIN}>\r\nDATA\r\n".encode())
+            for _ in range(3):
+                await reply(reader)
+            writer.write(body + b".\r\nQUIT\r\n")
+            r = await reply(reader)
+            assert r.startswith(b"250"), r
+            await reply(reader)
+            writer.close()
+
+    await asyncio.gather(*[worker() for _ in range(conc)])
+
+
+def run_client(port: int, count: int, size: int, conc: int) -> None:
+    if shutil.which("smtp-source"):
+        run_smtp_source(port, count, size, conc)
+    else:
+        asyncio.run(_asyncio_client(port, count, size, conc))
+
+
+def measure(port: int, maildir: Path, count: int, size: int, conc: int, server_pid: int | None,
+            drain_timeout: float = 120) -> tuple[float, float]:
+    """(messages/s until all visible in the Maildir, server CPU ms per message)."""
+    empty_maildir(maildir)
+    cpu0 = cpu_seconds(server_pid) if server_pid else 0.0
+    t0 = time.monotonic()
+    run_client(port, count, size, conc)
+    deadline = time.monotonic() + drain_timeout
+    while count_files(maildir) < count and time.monotonic() < deadline:
+        time.sleep(0.002)
+    elapsed = time.monotonic() - t0
+    got = count_files(maildir)
+    if got < count:
+        print(f"  warning: only {got} of {count} messages visible", file=sys.stderr)
+    cpu = (cpu_seconds(server_pid) - cpu0) * 1000 / count if server_pid else 0.0
+    return got / elapsed, cpu
+
+
+# -- the reference stack ----------------------------------------------------------------------
+
+def postfix_up() -> tuple[int, Path] | None:
+    script = SHARED_STACK / "stack-up.sh"
+    if not script.exists() or os.geteuid() != 0:
+        return None
+    out = subprocess.run(["bash", str(script), STACK_ROOT], capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        print(f"reference stack did not start: {out.stderr.strip()[-300:]}", file=sys.stderr)
+        return None
+    return int(os.environ.get("SMTP_PORT", "12525")), Path(STACK_ROOT) / "mail" / DOMAIN / "alice"
+
+
+def postfix_down() -> None:
+    script = SHARED_STACK / "stack-down.sh"
+    subprocess.run(["bash", str(script), STACK_ROOT], env={**os.environ, "PURGE": "1"},
+                   capture_output=True, timeout=120)
+
+
+def postfix_pids(port: int) -> list[int]:
+    """The Postfix master for CPU accounting is not a single process; skip CPU for it."""
+    return []
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--count", type=int, default=400, help="messages per 4 KiB cell (100 KiB: half)")
+    ap.add_argument("--sizes", default="4096,102400")
+    ap.add_argument("--concs", default="1,10,50")
+    ap.add_argument("--no-postfix", action="store_true", help="do not start the reference stack")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    concs = [int(c) for c in args.concs.split(",")]
+    client = "smtp-source" if shutil.which("smtp-source") else "asyncio client"
+
+    results: dict[tuple, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="mailctl-bench-") as tmp:
+        root = make_root(Path(tmp))
+        proc, port = start_server(root)
+        maildir = root.mail_dir / DOMAIN / "alice"
+        try:
+            measure(port, maildir, 50, 4096, 10, proc.pid)          # warm-up
+            for size in sizes:
+                for conc in concs:
+                    count = args.count if size <= 8192 else max(args.count // 2, 50)
+                    rate, cpu = measure(port, maildir, count, size, conc, proc.pid)
+                    results[(size, conc)] = {"mailctl": rate, "cpu": cpu}
+                    print(f"mailctl  {size // 1024:>4} KiB  {conc:>3} clients: {rate:8.1f} msg/s  "
+                          f"server CPU {cpu:5.2f} ms/msg", flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+    stack = None if args.no_postfix else postfix_up()
+    if stack:
+        pf_port, pf_maildir = stack
+        try:
+            measure(pf_port, pf_maildir, 50, 4096, 10, None)
+            for size in sizes:
+                for conc in concs:
+                    count = args.count if size <= 8192 else max(args.count // 2, 50)
+                    rate, _ = measure(pf_port, pf_maildir, count, size, conc, None)
+                    results[(size, conc)]["postfix"] = rate
+                    print(f"postfix  {size // 1024:>4} KiB  {conc:>3} clients: {rate:8.1f} msg/s", flush=True)
+        finally:
+            postfix_down()
+
+    print(f"\nSMTP intake, accepted and durably in the Maildir (client: {client}; one message per connection)")
+    head = f"{'size':>8} {'clients':>8} {'mailctl msg/s':>14} {'CPU ms/msg':>11}"
+    if stack:
+        head += f" {'postfix msg/s':>14} {'ratio':>6}"
+    print(head)
+    for (size, conc), r in results.items():
+        line = f"{size // 1024:>5} KiB {conc:>8} {r['mailctl']:>14.1f} {r['cpu']:>11.2f}"
+        if "postfix" in r:
+            line += f" {r['postfix']:>14.1f} {r['mailctl'] / r['postfix']:>6.2f}"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Trusted networks, bare LF from trusted clients, per-domain size limits, IPv6 binding,
+TLS certificate reload, and the loud warning for open_relay_for_trusted."""
+from __future__ import annotations
+
+import os
+import smtplib
+import socket
+import ssl
+import time
+
+import pytest
+
+from engine import directory_edit, settings as settings_mod, setup
+from engine.queue import Queue
+from helpers_server import make_root, running_server
+
+PW = "alice-password-1"
+
+
+def tls_context() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    root = make_root(tmp_path_factory.mktemp("policy"), domains=("example.com", "small.test"),
+                     accounts={"alice@example.com": PW, "tiny@small.test": "tiny-password"},
+                     settings={"queue.offline": True, "relay.trusted_networks": ["127.0.0.0/8"],
+                               "relay.allow_bare_lf_from_trusted": True, "relay.sender_must_be_local": True,
+                               "listeners.smtp.bind": ["127.0.0.1", "::1"]})
+    directory_edit.set_domain(root, settings_mod.load(root.config_file), "small.test", max_message_size_mb=0.01)
+    with running_server(root) as server:
+        yield server
+
+
+def test_trusted_network_submits_on_587_without_auth_but_port_25_never_relays(srv):
+    with smtplib.SMTP("127.0.0.1", srv.ports["submission"], timeout=10) as s:
+        assert s.sendmail("alice@example.com", ["friend@remote.example"], b"Subject: lan\r\n\r\nhi\r\n") == {}
+        with pytest.raises(smtplib.SMTPSenderRefused) as e:     # relay.sender_must_be_local
+            s.sendmail("stranger@remote.example", ["friend@remote.example"], b"Subject: x\r\n\r\nhi\r\n")
+        assert e.value.smtp_code == 550
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=10) as s:
+        s.ehlo("lan.test")
+        s.mail("alice@example.com")
+        assert s.rcpt("friend@remote.example")[0] == 550       # trusted, but port 25: no relay
+    assert any(r.address == "friend@remote.example" for e in Queue(srv.root).all() for r in e.recipients)
+
+
+def test_bare_lf_accepted_from_trusted_and_normalised(srv):
+    raw = socket.create_connection(("127.0.0.1", srv.ports["smtp"]), timeout=10)
+    f = raw.makefile("rb")
+    f.readline()
+    raw.sendall(b"HELO lan.test\r\nMAIL FROM:<x@lan.test>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n")
+    for _ in range(4):
+        f.readline()
+    raw.sendall(b"Subject: bare\nX-A: 1\n\nline one\nline two\r\n.\r\n")
+    assert f.readline().startswith(b"250 2.0.0")
+    raw.close()
+    new = srv.root.mail_dir / "example.com" / "alice" / "new"
+    last = max((new / n for n in os.listdir(new)), key=lambda p: p.stat().st_mtime_ns).read_bytes()
+    assert b"Subject: bare\nX-A: 1\n\nline one\nline two\n" in last and b"\r" not in last
+
+
+def test_per_domain_size_limit(srv):
+    big = b"Subject: big\r\n\r\n" + b"z" * 20000 + b"\r\n"
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=10) as s:
+        s.ehlo("x.test")
+        s.mail("x@foreign.org", ["SIZE=%d" % len(big)])
+        code, text = s.rcpt("tiny@small.test")
+        assert code == 552 and text.startswith(b"5.3.4"), text
+        s.rset()
+        s.mail("x@foreign.org")
+        assert s.rcpt("tiny@small.test")[0] == 250
+        code, text = s.data(big)
+        assert code == 552, text
+        assert s.sendmail("x@foreign.org", ["alice@example.com"], big) == {}   # other domains: global limit
+
+
+def test_listens_on_ipv6_too(srv):
+    s = smtplib.SMTP("::1", srv.ports["smtp"], timeout=10)
+    assert s.ehlo("v6.test")[0] == 250
+    s.quit()
+
+
+def test_certificate_reloaded_when_files_change(srv):
+    def peer_cn():
+        with smtplib.SMTP("127.0.0.1", srv.ports["submission"], timeout=10) as s:
+            s.starttls(context=tls_context())
+            der = s.sock.getpeercert(binary_form=True)
+        from cryptography import x509
+        return x509.load_der_x509_certificate(der).subject.rfc4514_string()
+
+    assert peer_cn() == "CN=localhost"
+    setup.make_self_signed(srv.root, "mail.renewed.example")
+    time.sleep(1.2)
+    assert peer_cn() == "CN=mail.renewed.example"
+    with smtplib.SMTP_SSL("127.0.0.1", srv.ports["submissions"], context=tls_context(), timeout=10) as s:
+        from cryptography import x509
+        assert "renewed" in x509.load_der_x509_certificate(s.sock.getpeercert(binary_form=True)).subject.rfc4514_string()
+
+
+def test_open_relay_for_trusted_relays_and_warns(tmp_path):
+    import logging
+    root = make_root(tmp_path, accounts={"alice@example.com": PW},
+                     settings={"queue.offline": True, "relay.trusted_networks": ["127.0.0.1/32"],
+                               "relay.open_relay_for_trusted": True})
+    records: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    handler = Catch()
+    logging.getLogger("mailctl").addHandler(handler)
+    try:
+        with running_server(root) as server:
+            with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as s:
+                assert s.sendmail("x@lan.test", ["far@remote.example"], b"Subject: r\r\n\r\nhi\r\n") == {}
+    finally:
+        logging.getLogger("mailctl").removeHandler(handler)
+    assert any("open_relay_for_trusted is on" in r and "RELAY" in r for r in records)
