@@ -23,6 +23,8 @@ class Received:
     data: bytes
     tls: bool
     auth_user: str
+    peer: str = ""
+    helo: str = ""
 
 
 class _Handler:
@@ -63,8 +65,9 @@ class _Handler:
             await asyncio.sleep(s.data_delay)
         auth = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else ""
         with s.lock:
+            peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
             s.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content
-                                       or envelope.content, bool(session.ssl), auth))
+                                       or envelope.content, bool(session.ssl), auth, peer, session.host_name or ""))
             s.transactions += 1
         return "250 2.0.0 Ok: queued"
 
@@ -123,7 +126,7 @@ class Sink:
 
 def free_port(host: str = "127.0.0.1") -> int:
     import socket
-    with socket.socket() as s:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
 

@@ -12,6 +12,7 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 
+MAX_REPLY_LINES = 1000          # a hostile server must not stream one reply forever
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
@@ -115,6 +116,8 @@ class Connection:
                 raise SMTPError(Reply(421, f"4.5.0 malformed reply: {line[:80]!r}"), "reply")
             code = int(line[:3])
             lines.append(line[4:])
+            if len(lines) > MAX_REPLY_LINES:
+                raise SMTPError(Reply(421, f"4.5.0 reply of more than {MAX_REPLY_LINES} lines"), "reply")
             if len(line) < 4 or line[3] != "-":
                 return Reply(code, " ".join(x.strip() for x in lines).strip(), lines)
 
