@@ -121,7 +121,9 @@ class Sink:
         return len(self.messages) >= n_messages
 
     def stop(self) -> None:
-        self.controller.stop()
+        if not getattr(self, "_stopped", False):
+            self._stopped = True
+            self.controller.stop()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

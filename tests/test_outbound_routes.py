@@ -152,3 +152,29 @@ def test_required_tls_defers_when_not_offered(root, dns):
         assert sink.recipients() == ["b@far.example"]
     finally:
         sink.stop()
+
+
+def test_backup_mx_route_accepts_and_skips_itself(root, dns):
+    from engine import settings as settings_mod
+    primary = Sink("127.0.0.2")
+    try:
+        dns.set("backup.example", {"MX": [(10, "mx.far.example"), (20, "us.backup.example")]})
+        dns.set("us.backup.example", {"A": ["127.0.0.1"]})
+        configure(root, {**base_settings(dns, primary.port), "routes.backup.example.accept": True,
+                         "routes.backup.example.addresses": ["listed@backup.example"],
+                         "listeners.smtp.port": primary.port})   # 127.0.0.1:<that port> is "us"
+        s = settings_mod.load(root.config_file)
+        assert routes.inbound(s, "listed@backup.example") == (True, None)
+        assert routes.inbound(s, "other@backup.example") == (False, "550 Reciprient Not In Route List")
+        assert routes.inbound(s, "x@far.example") == (False, None)
+        primary.stop()                           # the primary MX is down: we must not loop to ourselves
+        h = Harness(root)
+        try:
+            qid = h.enqueue("alice@example.com", ["listed@backup.example"])
+            h.run()
+            r = h.queue.find(qid).recipients[0]
+            assert r.status == "deferred"
+        finally:
+            h.close()
+    finally:
+        primary.stop()

@@ -134,12 +134,32 @@ def smarthost(settings) -> Route | None:
                  password_file=sh.password_file)
 
 
+NOT_IN_ROUTE_LIST = "550 Reciprient Not In Route List"     # hMailServer's text, typo included
+
+
+def inbound(settings, address: str) -> tuple[bool, str | None]:
+    """For the SMTP server: does a route make us accept mail for `address` (backup MX,
+    DMZ relay)? Returns (accepted, rejection text or None)."""
+    domain = address.rpartition("@")[2].lower().rstrip(".")
+    route = parse(settings)[0].get(domain)
+    if route is None or not route.accept:
+        return False, None
+    if not route.allows(address):
+        return False, NOT_IN_ROUTE_LIST
+    return True, None
+
+
 class Router:
     """Routes for the current settings (built once per settings object)."""
 
     def __init__(self, settings, text: str = ""):
         self.routes, self.problems = parse(settings, text)
         self.smarthost = smarthost(settings)
+
+    def backup_mx(self, domain: str) -> bool:
+        """We accept mail for domain as a backup MX (route with accept and no host)."""
+        route = self.routes.get(domain)
+        return route is not None and route.accept and not route.host
 
     def for_domain(self, domain: str) -> Route | None:
         """The route for a destination domain; None means MX delivery."""

@@ -239,8 +239,11 @@ class Runner:
 
     # -- the loop --
     async def start(self) -> None:
-        returned = await self.blocking(self.queue.recover, _owner_alive)
         await self.blocking(self.queue.ensure)
+        returned = await self.blocking(self.queue.recover, _owner_alive)
+        swept = await self.blocking(self.queue.sweep_orphans)
+        if swept:
+            log.warning("queue: removed %d message file(s) without an envelope (left by a crash)", swept)
         if returned:
             log.warning("queue: %d item(s) left in active/ by a crash returned to deferred/", len(returned))
 
@@ -491,6 +494,12 @@ class Runner:
                 last, last_remote = Reply(451, f"{e.status} {e}"), ""
                 continue
             for ip in addrs:
+                if self.is_loop(ip, t.port) and self._router.backup_mx(domain):
+                    # we are one of the domain's MX hosts (backup MX): skip ourselves and
+                    # wait for a better one to come back
+                    last, last_remote = Reply(451, f"4.4.1 no MX host of {domain} better than this server "
+                                                   f"is reachable"), ""
+                    continue
                 if self.is_loop(ip, t.port):
                     mark_all(Reply(550, f"5.4.6 {LOOP_TEXT} ({t.host} [{ip}]:{t.port} is this server)"),
                              code_known=False)
