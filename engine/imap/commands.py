@@ -14,7 +14,8 @@ from . import fetch as fetchmod
 from . import search as searchmod
 from .parser import Atom, ParseError, as_atom, as_text, parse_sequence_set
 from .response import astring, encode
-from .selected import Selected, flag_list
+from .mime import to_crlf
+from .selected import Selected, flag_list, read_header
 
 SYSTEM_FLAGS = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]
 FETCH_BATCH = 200
@@ -472,11 +473,13 @@ class Commands:
         if uid and not any(i.name == "UID" for i in items):
             items.insert(0, fetchmod.FetchItem("UID"))
         needs_content = any(i.needs_content for i in items)
+        header_only = all(i.header_only for i in items if i.needs_content)
         sets_seen = any(i.sets_seen for i in items) and not sel.readonly
         wants_flags = any(i.name == "FLAGS" for i in items)
         missing = False
-        for start in range(0, len(seqs), FETCH_BATCH):
-            batch = [sel.view(s, sel.folder.read) for s in seqs[start:start + FETCH_BATCH]]
+        step = FETCH_BATCH if needs_content else FETCH_BATCH * 10
+        for start in range(0, len(seqs), step):
+            batch = [sel.view(s, sel.folder.read) for s in seqs[start:start + step]]
 
             def work(batch=batch):
                 out, changed, gone = [], [], False
@@ -490,10 +493,12 @@ class Commands:
                             v.msg = msg
                             if not wants_flags:
                                 extra = [fetchmod.FetchItem("FLAGS")]
-                        data = store.Folder.read(sel.folder, msg) if needs_content else None
-                        if data is not None:
-                            from .mime import to_crlf
-                            data = to_crlf(data)
+                        if not needs_content:
+                            data = None
+                        elif header_only:
+                            data = to_crlf(read_header(msg.path, lambda: sel.folder.read(msg)))
+                        else:
+                            data = to_crlf(sel.folder.read(msg))
                         body = fetchmod.render(v, items + extra, data, flag_list(v.flags))
                         out.append(b"* %d FETCH " % v.seq + body + b"\r\n")
                     except NotFound:

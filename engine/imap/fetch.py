@@ -47,6 +47,13 @@ class FetchItem:
         return self.name not in ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "UID")
 
     @property
+    def header_only(self) -> bool:
+        """Only the top-level header is needed (no body, no structure, no size)."""
+        if self.name in ("ENVELOPE", "RFC822.HEADER"):
+            return True
+        return self.kind == "BODY" and not self.numbers and self.text.startswith("HEADER")
+
+    @property
     def sets_seen(self) -> bool:
         return not self.peek
 

@@ -7,7 +7,6 @@ Malformed structure degrades to text/plain, as other servers do; it never raises
 """
 from __future__ import annotations
 
-import email.utils
 import re
 
 MAX_PARTS_DEPTH = 40
@@ -88,54 +87,101 @@ def _split_semicolons(text: str) -> list[str]:
 
 
 class Part:
-    """One MIME entity: header [start, body_start), body [body_start, end)."""
+    """One MIME entity: header [start, body_start), body [body_start, end).
 
-    __slots__ = ("data", "start", "body_start", "end", "headers", "type", "subtype",
-                 "params", "children", "message")
+    Everything past the header split is computed on first use, so a FETCH of one
+    header field or of BODY[] never parses the rest of the message."""
+
+    __slots__ = ("data", "start", "body_start", "end", "_headers", "_type", "_children",
+                 "_message", "default_type", "depth", "budget", "_index")
 
     def __init__(self, data: bytes, start: int, end: int, default_type=("text", "plain"),
                  depth: int = 0, budget: list | None = None):
-        budget = budget if budget is not None else [MAX_PARTS]
         self.data = data
         self.start = start
         self.end = end
         self.body_start = split_header(data, start, end)
-        self.headers = parse_headers(data[start:self.body_start])
-        self.children: list[Part] = []
-        self.message: Part | None = None
-        ctype = self.header("content-type")
-        self.type, self.subtype = default_type
-        self.params: list[tuple[str, str]] = []
-        if ctype is not None:
-            main, params = parse_params(ctype)
-            t, sep, s = main.partition("/")
-            if sep and t.strip() and s.strip():
-                self.type, self.subtype = t.strip().lower(), s.strip().lower()
-                self.params = params
-            else:
-                self.params = [("charset", "us-ascii")]
-        elif default_type == ("text", "plain"):
-            self.params = [("charset", "us-ascii")]
-        budget[0] -= 1
-        if depth >= MAX_PARTS_DEPTH or budget[0] <= 0:
-            return
-        if self.type == "multipart":
-            boundary = self.param("boundary")
-            if boundary:
-                sub_default = ("message", "rfc822") if self.subtype == "digest" else ("text", "plain")
-                for s, e in _split_multipart(data, self.body_start, end, boundary.encode("utf-8", "replace")):
-                    self.children.append(Part(data, s, e, sub_default, depth + 1, budget))
-            if not self.children:
-                # RFC 3501 needs at least one part; treat a broken multipart as text.
-                self.type, self.subtype, self.params = "text", "plain", [("charset", "us-ascii")]
-        elif self.type == "message" and self.subtype in ("rfc822", "global"):
-            self.message = Part(data, self.body_start, end, ("text", "plain"), depth + 1, budget)
+        self.default_type = default_type
+        self.depth = depth
+        self.budget = budget if budget is not None else [MAX_PARTS]
+        self._headers = None
+        self._index = None
+        self._type = None
+        self._children = None
+        self._message = None
+
+    @property
+    def headers(self) -> list[tuple[str, bytes]]:
+        if self._headers is None:
+            self._headers = parse_headers(self.data[self.start:self.body_start])
+        return self._headers
+
+    def _content_type(self):
+        if self._type is None:
+            ctype = self.header("content-type")
+            t, st = self.default_type
+            params: list[tuple[str, str]] = []
+            if ctype is not None:
+                main, ps = parse_params(ctype)
+                a, sep, b = main.partition("/")
+                if sep and a.strip() and b.strip():
+                    t, st, params = a.strip().lower(), b.strip().lower(), ps
+                else:
+                    t, st, params = "text", "plain", [("charset", "us-ascii")]
+            elif self.default_type == ("text", "plain"):
+                params = [("charset", "us-ascii")]
+            self._type = (t, st, params)
+        return self._type
+
+    @property
+    def type(self) -> str:
+        return self._content_type()[0]
+
+    @property
+    def subtype(self) -> str:
+        return self._content_type()[1]
+
+    @property
+    def params(self) -> list[tuple[str, str]]:
+        return self._content_type()[2]
+
+    @property
+    def children(self) -> list["Part"]:
+        if self._children is None:
+            self._children = []
+            if self.type == "multipart" and self._may_descend():
+                boundary = self.param("boundary")
+                if boundary:
+                    sub_default = ("message", "rfc822") if self.subtype == "digest" else ("text", "plain")
+                    for s, e in _split_multipart(self.data, self.body_start, self.end,
+                                                 boundary.encode("utf-8", "replace")):
+                        self._children.append(Part(self.data, s, e, sub_default, self.depth + 1, self.budget))
+                if not self._children:
+                    # RFC 3501 needs at least one part; treat a broken multipart as text.
+                    self._type = ("text", "plain", [("charset", "us-ascii")])
+        return self._children
+
+    @property
+    def message(self) -> "Part | None":
+        if self._message is None and self.type == "message" and self.subtype in ("rfc822", "global") \
+                and self._may_descend():
+            self._message = Part(self.data, self.body_start, self.end, ("text", "plain"),
+                                 self.depth + 1, self.budget)
+        return self._message
+
+    def _may_descend(self) -> bool:
+        self.budget[0] -= 1
+        return self.depth < MAX_PARTS_DEPTH and self.budget[0] > 0
 
     def header(self, name: str) -> bytes | None:
-        for k, v in self.headers:
-            if k == name:
-                return v
-        return None
+        """The first field of that (lower-case) name."""
+        index = self._index
+        if index is None:
+            index = {}
+            for k, v in reversed(self.headers):
+                index[k] = v
+            self._index = index
+        return index.get(name)
 
     def param(self, name: str) -> str | None:
         for k, v in self.params:
@@ -145,7 +191,7 @@ class Part:
 
     @property
     def is_multipart(self) -> bool:
-        return bool(self.children)
+        return self.type == "multipart" and bool(self.children)
 
     def header_bytes(self) -> bytes:
         return self.data[self.start:self.body_start]
@@ -199,19 +245,67 @@ def envelope(part: Part) -> list:
             value = h(fallback)
         if value is None or not value.strip():
             return None
-        text = value.decode("utf-8", "surrogateescape")
-        out = []
-        for display, addr in email.utils.getaddresses([text]):
-            if not addr and not display:
-                continue
-            mailbox, _, host = addr.rpartition("@") if "@" in addr else (addr, "", "")
-            out.append([_enc(display) if display else None, None,
-                        _enc(mailbox) if mailbox else None, _enc(host) if host else None])
-        return out or None
+        return address_list(value) or None
 
     return [h("date"), h("subject"), addresses("from"), addresses("sender", "from"),
             addresses("reply-to", "from"), addresses("to"), addresses("cc"), addresses("bcc"),
             h("in-reply-to"), h("message-id")]
+
+
+_ADDR_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|\((?:[^()\\]|\\.)*\)|<[^>]*>|[,:;]|[^",:;<(]+')
+
+
+def address_list(value: bytes) -> list:
+    """RFC 5322 address list -> ENVELOPE address structures (RFC 3501 §7.4.2), with
+    group syntax as the start/end markers the RFC prescribes. Lenient, never raises."""
+    out: list = []
+    phrase: list[bytes] = []
+    addr: bytes | None = None
+    in_group = False
+
+    def flush():
+        nonlocal phrase, addr
+        text = b" ".join(p for p in phrase if p).strip()
+        if addr is None and text:
+            addr, text = text, b""
+        if addr is not None:
+            mailbox, at, host = addr.strip().rpartition(b"@")
+            if not at:
+                mailbox, host = addr.strip(), b""
+            name = text.strip() or None
+            out.append([_unquote(name) if name else None, None, mailbox or None, host or None])
+        phrase, addr = [], None
+
+    for m in _ADDR_TOKEN.finditer(value):
+        tok = m.group(0)
+        if tok == b",":
+            flush()
+        elif tok == b":" and not in_group and addr is None:
+            group = b" ".join(p for p in phrase if p).strip()
+            out.append([None, None, _unquote(group), None])
+            phrase, in_group = [], True
+        elif tok == b";" and in_group:
+            flush()
+            out.append([None, None, None, None])
+            in_group = False
+        elif tok.startswith(b"<"):
+            addr = tok[1:-1]
+            if b":" in addr:  # source route @a,@b:user@host
+                addr = addr.rsplit(b":", 1)[1]
+        elif tok.startswith(b"("):
+            continue  # comments are not part of the address
+        else:
+            phrase.append(tok.strip())
+    flush()
+    if in_group:
+        out.append([None, None, None, None])
+    return out
+
+
+def _unquote(text: bytes) -> bytes:
+    if len(text) >= 2 and text[:1] == b'"' and text[-1:] == b'"':
+        return re.sub(rb"\\(.)", rb"\1", text[1:-1])
+    return text
 
 
 def _enc(text: str) -> bytes:

@@ -6,6 +6,8 @@
 """
 from __future__ import annotations
 
+import re
+
 from .parser import Atom
 from .mime import _Multi
 
@@ -24,36 +26,43 @@ def encode(value) -> bytes:
 
 
 def _encode(value, out: bytearray) -> None:
-    if value is None:
+    t = type(value)
+    if t is bytes:
+        out += string(value)
+    elif value is None:
         out += b"NIL"
-    elif isinstance(value, Raw):
-        out += value
-    elif isinstance(value, Atom):
-        out += value.encode("ascii")
-    elif isinstance(value, bool):
-        raise TypeError("bool in IMAP response")
-    elif isinstance(value, int):
-        out += str(value).encode()
-    elif isinstance(value, (bytes, bytearray, memoryview)):
-        out += string(bytes(value))
-    elif isinstance(value, str):
-        out += string(value.encode("utf-8"))
-    elif isinstance(value, list):
+    elif t is list or t is _Multi:
         out += b"("
-        sep = b"" if isinstance(value, _Multi) else b" "
+        multi = t is _Multi
+        prev_list = False
         for i, item in enumerate(value):
-            if i:
-                # body-type-mpart: "(body)(body) subtype ..." - no space between bodies
-                out += b"" if (sep == b"" and isinstance(item, list) and isinstance(value[i - 1], list)) else b" "
+            is_list = type(item) is list or type(item) is _Multi
+            # body-type-mpart: "(body)(body) subtype ..." - no space between bodies
+            if i and not (multi and is_list and prev_list):
+                out += b" "
             _encode(item, out)
+            prev_list = is_list
         out += b")"
+    elif t is int:
+        out += str(value).encode()
+    elif t is Raw:
+        out += value
+    elif t is Atom:
+        out += value.encode("ascii")
+    elif t is str:
+        out += string(value.encode("utf-8"))
+    elif isinstance(value, (bytearray, memoryview)):
+        out += string(bytes(value))
     else:
-        raise TypeError(f"cannot encode {type(value).__name__}")
+        raise TypeError(f"cannot encode {t.__name__}")
+
+
+_NOT_QUOTABLE = re.compile(rb"[^\x20-\x7e]")
 
 
 def string(data: bytes) -> bytes:
     """A quoted string if that is possible and short, else a literal."""
-    if len(data) <= _QUOTE_SAFE_MAX and all(0x20 <= c < 0x7F for c in data):
+    if len(data) <= _QUOTE_SAFE_MAX and not _NOT_QUOTABLE.search(data):
         return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
     return literal(data)
 

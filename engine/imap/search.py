@@ -178,10 +178,10 @@ class Searcher:
             day = dt.datetime.fromtimestamp(msg.internaldate, dt.timezone.utc).date()
             return _compare(kind, day, node[1])
         if kind in ("SENTBEFORE", "SENTON", "SENTSINCE"):
-            day = _sent_date(msg.part())
+            day = _sent_date(msg.part(header_only=True))
             return day is not None and _compare(kind[4:], day, node[1])
         if kind == "HEADER":
-            return _header_contains(msg.part(), node[1], node[2])
+            return _header_contains(msg.part(header_only=True), node[1], node[2])
         if kind == "BODY":
             return node[1] in _body_text(msg.part())
         if kind == "TEXT":
@@ -221,6 +221,8 @@ def _sent_date(part: mime.Part) -> dt.date | None:
 
 def _decode_header(raw: bytes) -> str:
     text = raw.decode("utf-8", "replace")
+    if "=?" not in text:
+        return text.casefold()
     try:
         decoded = str(email.header.make_header(email.header.decode_header(text)))
     except (UnicodeError, LookupError, ValueError, email.errors.HeaderParseError):

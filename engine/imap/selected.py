@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from .. import maildir as store
 
-# A directory changed within this many seconds may change again inside the same
-# timestamp tick; never trust the cache for it.
-_MTIME_SLACK = 1.5
+# Kernel file times advance in ticks of a few milliseconds; a scan that began this long
+# after the newest change cannot have missed a change with the same time.
+_MTIME_SLACK = 0.05
 
 
 @dataclass
@@ -45,12 +45,41 @@ class View:
     def internaldate(self) -> float:
         return self.msg.mtime
 
-    def part(self):
-        if self._part is None:
-            from . import mime
-            data = mime.to_crlf(self._loader(self.msg))
+    def part(self, header_only: bool = False):
+        """The parsed message; with header_only, only its header is read from disk."""
+        from . import mime
+        if self._part is None or (not header_only and self._part_is_header):
+            raw = read_header(self.msg.path, lambda: self._loader(self.msg)) if header_only \
+                else self._loader(self.msg)
+            data = mime.to_crlf(raw)
             self._part = mime.Part(data, 0, len(data))
+            self._part_is_header = header_only
         return self._part
+
+    _part_is_header = False
+
+
+HEADER_CHUNK = 16384
+
+
+def read_header(path, fallback) -> bytes:
+    """The header of a stored message and its blank line (LF line ends), read without
+    the body. `fallback()` reads the whole message when the path moved meanwhile."""
+    try:
+        with open(path, "rb") as f:
+            data = b""
+            while True:
+                chunk = f.read(HEADER_CHUNK)
+                if not chunk:
+                    return data
+                data += chunk
+                if data.startswith(b"\n"):
+                    return b"\n"
+                end = data.find(b"\n\n", max(0, len(data) - len(chunk) - 1))
+                if end >= 0:
+                    return data[:end + 2]
+    except FileNotFoundError:
+        return fallback()
 
 
 def flag_list(flags) -> str:
@@ -65,6 +94,7 @@ class Selected:
         self.uids: list[int] = []
         self.recent: set[int] = set()
         self._stamp = None
+        self._settled = False
         self.uidvalidity = 0
 
     # -- blocking part (worker thread) -------------------------------------------
@@ -78,20 +108,27 @@ class Selected:
             except FileNotFoundError:
                 out.append(None)
         newest = max((s[0] for s in out if s), default=0) / 1e9
-        return tuple(out), time.time() - newest < _MTIME_SLACK
+        return tuple(out), newest
 
     def scan(self) -> tuple[list[store.Message], set[int]] | None:
         """A fresh listing and the UIDs this session just claimed from new/, or None when
         nothing can have changed since the last scan."""
-        stamp, hot = self._stat_stamp()
-        if stamp == self._stamp and not hot:
+        started = time.time()
+        stamp, newest = self._stat_stamp()
+        if stamp == self._stamp and self._settled:
             return None
         msgs = self.folder.sync()
         claimed: set[int] = set()
         if not self.readonly:
             msgs = self._claim_new(msgs, claimed)
-            stamp, _ = self._stat_stamp()
+            if claimed:
+                stamp, newest = self._stat_stamp()
+                started = time.time()
         self._stamp = stamp
+        # Directory times come from a coarse clock: a change in the same tick as the
+        # newest one we saw would leave the times unchanged. Once a scan began well
+        # after the newest change, any later change shows as a new time.
+        self._settled = started - newest > _MTIME_SLACK
         self.uidvalidity = self.folder.uidvalidity()
         return msgs, claimed
 
