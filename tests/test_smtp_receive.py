@@ -55,8 +55,15 @@ def inbox(root, address: str) -> list[bytes]:
     for sub in ("new", "cur"):
         d = box.path / sub
         if d.is_dir():
-            out += [(d / n).read_bytes() for n in sorted(os.listdir(d))]
-    return out
+            out += [(arrival(n), (d / n).read_bytes()) for n in os.listdir(d)]
+    return [data for _, data in sorted(out)]
+
+
+def arrival(name: str) -> tuple:
+    """Delivery order from a Maildir name '<secs>.M<usecs>P<pid>Q<n>...' (fields not zero-padded)."""
+    import re
+    m = re.match(r"(\d+)\.M(\d+)P\d+Q(\d+)", name)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else (0, 0, 0)
 
 
 def queued(root) -> list:

@@ -357,8 +357,7 @@ class MailSMTP(SMTP):
         rejection = policy.check_sender(settings, rt.directory, self.client, sender)
         if rejection:
             return str(rejection)
-        if not rt.bans.is_banned(self.peer_ip) and \
-                not self._rates().allow(self.peer_ip, settings.limits.messages_per_ip_per_minute):
+        if not self._rates().allow(self.peer_ip, settings.limits.messages_per_ip_per_minute):
             return "450 4.7.1 Too Many Messages From Your Address, Try Again Later"
         self.envelope.mail_from = sender if sender else "<>"
         self.envelope.mail_options.extend(options)
