@@ -366,7 +366,7 @@ class Runner:
             still = []
         self.stats["failed"] += len(newly_failed)
         if newly_failed:
-            await self.blocking(self._notify, env, newly_failed, "failed", data)
+            await self._notify_safely(env, newly_failed, "failed", data)
         if still:
             self.stats["deferred"] += 1
             env.last_code = still[0].code
@@ -374,7 +374,7 @@ class Runner:
             hours = float(s.queue.delay_notice_hours)
             if hours > 0 and not env.delay_notified and now - env.created >= hours * 3600 and env.sender:
                 env.delay_notified = True
-                await self.blocking(self._notify, env, still, "delayed", data)
+                await self._notify_safely(env, still, "delayed", data)
         elif newly_failed:
             env.last_code, env.last_error = newly_failed[0].code, newly_failed[0].reply
         await self.blocking(self.queue.finish, env, "deferred")
@@ -399,6 +399,13 @@ class Runner:
             return data
 
     # -- notifications --
+    async def _notify_safely(self, env: Envelope, recipients, action: str, data: bytes) -> None:
+        """A notice that cannot be written must not undo the attempt's recorded results."""
+        try:
+            await self.blocking(self._notify, env, recipients, action, data)
+        except Exception as e:  # noqa: BLE001
+            log.error("queue %s: could not write the %s notice: %s", env.id, action, e)
+
     def _notify(self, env: Envelope, recipients: list[Recipient], action: str, data: bytes) -> None:
         from .. import delivery
         s = self.settings
