@@ -201,3 +201,19 @@ def test_cli_backup_is_quiet_on_a_pipe_runs_hooks_and_prunes(small_root, tmp_pat
     bad.write_bytes(bytes(data))
     r = run_cli(small_root, "backup", "verify", str(bad))
     assert r.code == 1 and "damaged" in (r.err + r.out)
+
+
+def test_manifest_with_paths_leaving_the_root_is_refused(small_root, tmp_path):
+    full = create_backup(small_root, tmp_path / "b")
+    manifest = full.path / "manifest.toml"
+    text = manifest.read_text()
+    line = next(l for l in text.splitlines() if l.startswith('"domains/d0.example.toml" = '))
+    manifest.write_text(text.replace(line, line.replace('"domains/d0.example.toml"', '"../../evil.toml"')))
+    report = verify_backup(full.path)
+    assert not report.ok and "unsafe path" in report.problems[0]
+    from engine.errors import MailError
+    with pytest.raises(MailError, match="unsafe path"):
+        restore_backup(full.path, Root(tmp_path / "new"))
+    assert not (tmp_path / "evil.toml").exists() and not (tmp_path.parent / "evil.toml").exists()
+    r = run_cli(small_root, "backup", "restore", str(full.path), "--to", str(tmp_path / "new"))
+    assert r.code == 1 and "unsafe path" in r.err

@@ -103,6 +103,9 @@ class _Builder:
         self.parent = parent
         self.progress = progress
         self.made_dirs: set[Path] = set()
+        self.made_str: set[str] = set()
+        self.root_str = str(root.path)
+        self.files_str = str(self.files_dir)
         self.stored_files = 0
         self.stored_bytes = 0
         # incremental: (folder, base) -> (path, entry) of the previous backup
@@ -157,21 +160,21 @@ class _Builder:
     def take_message(self, folder: str, sub: str, name: str) -> bool:
         """Link (or copy) one message; follow it by base name if it is renamed meanwhile."""
         base = base_name(name)
-        folder_abs = self.root.path / folder
         for _ in range(RELOCATE_TRIES):
             rel = f"{folder}/{sub}/{name}"
             try:
-                    return self._store_message(rel, folder, base)
+                return self._store_message(rel, folder, base)
             except FileNotFoundError:
                 pass
-            where = list_messages(folder_abs).get(base)
+            where = list_messages(self.root.path / folder).get(base)
             if where is None:
                 return False      # expunged during the backup
             sub, name = where
         return False
 
     def _store_message(self, rel: str, folder: str, base: str) -> bool:
-        src = self.root.path / rel
+        # plain strings here: pathlib cost more than the link and the hash for 20k small files
+        src = f"{self.root_str}/{rel}"
         prev = self.parent_msgs.get((folder, base))
         if prev is not None:
             st = os.stat(src)
@@ -184,11 +187,15 @@ class _Builder:
                     self.m.renamed.append([ppath, rel])
                 self.progress.advance(1)
                 return True
-        dst = self._dir_for(rel) / Path(rel).name
+        dst = f"{self.files_str}/{rel}"
+        dst_dir = dst.rpartition("/")[0]
+        if dst_dir not in self.made_str:
+            os.makedirs(dst_dir, exist_ok=True)
+            self.made_str.add(dst_dir)
         try:
             os.link(src, dst)
         except FileExistsError:
-            return True
+            pass                  # taken already under this name: hash what is there
         except OSError as e:
             if e.errno not in LINK_FALLBACK:
                 raise

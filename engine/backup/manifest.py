@@ -42,6 +42,13 @@ class Entry:
                    str(d.get("src", "")), str(d.get("as", "")))
 
 
+def safe_path(path: str) -> bool:
+    """A stored path is relative and stays inside: no '..', no leading '/', no NUL."""
+    if not path or path.startswith("/") or "\0" in path or "\\" in path:
+        return False
+    return all(part not in ("", ".", "..") for part in path.split("/"))
+
+
 def _s(text: str) -> str:
     """A TOML basic string (JSON escapes are valid TOML escapes; DEL must be escaped too)."""
     return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
@@ -116,7 +123,7 @@ class Manifest:
             data = _fast_parse(text)
             b = data["backup"]
             tree = data.get("tree", {})
-            return cls(name=b["name"], kind=b["kind"], parent=b.get("parent", ""),
+            m = cls(name=b["name"], kind=b["kind"], parent=b.get("parent", ""),
                        created=float(b["created"]), source_root=b.get("source_root", ""),
                        mailctl_version=b.get("mailctl_version", ""), hostname=b.get("hostname", ""),
                        scope=dict(b.get("scope", {})),
@@ -127,6 +134,15 @@ class Manifest:
                        format=int(b.get("format", 1)))
         except (UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as e:
             raise MailError(f"{where}: damaged backup manifest ({e}); this backup cannot be used") from None
+        for path in [*m.files, *m.dirs, *m.deleted, *(e.stored_as for e in m.files.values() if e.stored_as),
+                     *(p for pair in m.renamed for p in pair)]:
+            if not safe_path(path):
+                raise MailError(f"{where}: unsafe path {path!r} in the manifest (it would leave the root); "
+                                f"this backup cannot be used")
+        for name in [m.name, m.parent, *(e.src for e in m.files.values())]:
+            if name and not safe_path(name) or "/" in name:
+                raise MailError(f"{where}: unsafe backup name {name!r} in the manifest")
+        return m
 
 
 # The [files] table holds one line per file (tens of thousands); tomllib takes seconds

@@ -124,7 +124,7 @@ def _blob(blobs: store.Blobs, rel: str, e: Entry) -> Path:
     return blobs.path(e.src, e.stored_as or rel)
 
 
-def _write_copy(src: Path, dst: Path, e: Entry, move: bool = False) -> None:
+def _write_copy(src: str | Path, dst: str | Path, e: Entry, move: bool = False) -> None:
     """Write dst as a new file with the entry's bytes, mode and mtime."""
     if move:
         try:
@@ -137,7 +137,7 @@ def _write_copy(src: Path, dst: Path, e: Entry, move: bool = False) -> None:
     copy_new(src, dst, e.mode or 0o600, e.mtime)
 
 
-def copy_new(src: Path, dst: Path, mode: int, mtime: float) -> None:
+def copy_new(src: str | Path, dst: str | Path, mode: int, mtime: float) -> None:
     # O_EXCL without O_TRUNC: ext4 starts writeback on close of a truncated file,
     # which made restores several times slower.
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -178,18 +178,21 @@ def _restore_fresh(m: Manifest, blobs: store.Blobs, target: Root, result: Restor
     for d in sorted(m.dirs):
         mode = 0o700 if d.startswith(("mail/", "removed/")) else 0o750
         (target.path / d).mkdir(mode=mode, parents=True, exist_ok=True)
-    made: set[Path] = set()
-    moved: set[Path] = set()
+    made: set[str] = set()
+    moved: set[str] = set()
     archived = {r.name for r in blobs.refs.values() if r.archive}
+    files_dirs = {name: str(blobs.files_dir(name)) for name in {e.src for e in m.files.values()}}
+    top = str(target.path)
     # the config file last: a root exists (for mailctl) only once it is complete
     order = sorted(m.files, key=lambda p: (p == "mailctl.toml", p))
     for rel in order:
         e = m.files[rel]
-        dst = target.path / rel
-        if dst.parent not in made:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            made.add(dst.parent)
-        src = _blob(blobs, rel, e)
+        dst = f"{top}/{rel}"
+        parent = dst.rpartition("/")[0]
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        src = f"{files_dirs[e.src]}/{e.stored_as or rel}"
         move = e.src in archived and src not in moved     # unpacked scratch copies can simply move
         _write_copy(src, dst, e, move=move)
         if move:

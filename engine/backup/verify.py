@@ -35,7 +35,7 @@ class VerifyReport:
         return f"backup {self.name}: {len(self.problems)} problems in {self.checked} files checked"
 
 
-def _hash_file(path: Path) -> tuple[int, str]:
+def _hash_file(path: str | Path) -> tuple[int, str]:
     h = hashlib.sha256()
     size = 0
     with open(path, "rb") as f:
@@ -49,9 +49,9 @@ def _check_own(path: Path, m: Manifest, report: VerifyReport, progress: Progress
     """Check the bytes this backup itself holds (a directory or an archive)."""
     own = m.stored_here()
     if path.is_dir():
-        files = path / "files"
+        files = str(path / "files")
         for rel, e in sorted(own.items()):
-            p = files / rel
+            p = f"{files}/{rel}"
             try:
                 size, digest = _hash_file(p)
             except FileNotFoundError:
