@@ -113,11 +113,12 @@ def create(ctx: Context, to, incremental, domain, account, no_queue, archive, ve
         with progress_for(verbose) as progress:
             result = create_backup(root, _dest(ctx, to), incremental=incremental, domain=domain, account=account,
                                    queue=not no_queue, archive=archive, progress=progress)
-    except MailError as e:
-        problem = run_hook(root, "backup-failed", str(_dest(ctx, to)), str(e), "failed")
+    except (MailError, OSError) as e:
+        message = str(e) if isinstance(e, MailError) else f"backup failed: {e.filename or ''}: {e.strerror}"
+        problem = run_hook(root, "backup-failed", str(_dest(ctx, to)), message, "failed")
         if problem:
             error(problem)
-        raise
+        raise MailError(message) from None
     problem = run_hook(root, "backup-completed", str(result.path), result.summary(), "ok")
     if as_json:
         emit_json({"name": result.name, "path": str(result.path), "kind": result.kind, "files": result.files,

@@ -217,3 +217,20 @@ def test_manifest_with_paths_leaving_the_root_is_refused(small_root, tmp_path):
     assert not (tmp_path / "evil.toml").exists() and not (tmp_path.parent / "evil.toml").exists()
     r = run_cli(small_root, "backup", "restore", str(full.path), "--to", str(tmp_path / "new"))
     assert r.code == 1 and "unsafe path" in r.err
+
+
+def test_restore_refuses_unsuitable_targets_and_whole_restore_into_live_root_merges(small_root, tmp_path):
+    full = create_backup(small_root, tmp_path / "b", archive=True)
+    other = tmp_path / "home"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    r = run_cli(small_root, "backup", "restore", str(full.path), "--to", str(other))
+    assert r.code == 1 and "not empty" in r.err and sorted(os.listdir(other)) == ["notes.txt"]
+    r = run_cli(small_root, "backup", "restore", str(full.path), "--to", str(tmp_path / "none"),
+                "--account", "user0@d0.example")
+    assert r.code == 1 and "existing root" in r.err
+    # the whole backup into the live root it came from: nothing changes, nothing doubles
+    state = mail_state(small_root)
+    result = restore_backup(full.path, small_root)
+    assert result.mode == "merge" and result.messages_added == 0
+    assert mail_state(small_root) == state

@@ -101,7 +101,13 @@ def restore_backup(backup: str | os.PathLike, target: Root, *, domain: str | Non
                             f"(and {len(report.problems) - 1} more; see 'mailctl backup verify')"
                             if len(report.problems) > 1 else
                             f"backup {m.name} is damaged, nothing restored: {report.problems[0]}")
-    fresh = not target.exists() and not acct and not domain and not _has_content(target.path)
+    if (acct or domain) and not target.exists():
+        raise InvalidInput(f"{target.path}: not a mail root; restoring one account or domain needs an existing "
+                           f"root (restore the whole backup into a new one instead)")
+    if not target.exists() and _has_content(target.path):
+        raise InvalidInput(f"{target.path}: not empty and not a mail root; restore into an empty directory "
+                           f"or an existing root")
+    fresh = not target.exists() and not acct and not domain
     result = RestoreResult(m.name, target.path, "fresh" if fresh else "merge", dry_run)
     scratch_parent = target.path.parent if target.path.parent.exists() else None
     with store.Blobs(chain, scratch_parent) as blobs:
