@@ -14,6 +14,7 @@ from . import fetch as fetchmod
 from . import search as searchmod
 from .parser import Atom, ParseError, as_atom, as_text, parse_sequence_set
 from .response import astring, encode
+from . import cache as headercache
 from .mime import to_crlf
 from .selected import Selected, flag_list, read_header
 
@@ -496,7 +497,7 @@ class Commands:
                         if not needs_content:
                             data = None
                         elif header_only:
-                            data = to_crlf(read_header(msg.path, lambda: sel.folder.read(msg)))
+                            data = headercache.header(sel.folder, msg)
                         else:
                             data = to_crlf(sel.folder.read(msg))
                         body = fetchmod.render(v, items + extra, data, flag_list(v.flags))

@@ -28,6 +28,7 @@ class View:
     recent: bool
     _part: object = None
     _loader: object = None
+    _folder: object = None
 
     @property
     def uid(self) -> int:
@@ -49,9 +50,11 @@ class View:
         """The parsed message; with header_only, only its header is read from disk."""
         from . import mime
         if self._part is None or (not header_only and self._part_is_header):
-            raw = read_header(self.msg.path, lambda: self._loader(self.msg)) if header_only \
-                else self._loader(self.msg)
-            data = mime.to_crlf(raw)
+            if header_only:
+                from . import cache
+                data = cache.header(self._folder, self.msg)
+            else:
+                data = mime.to_crlf(self._loader(self.msg))
             self._part = mime.Part(data, 0, len(data))
             self._part_is_header = header_only
         return self._part
@@ -193,7 +196,7 @@ class Selected:
 
     def view(self, seq: int, loader) -> View:
         m = self.msgs[seq - 1]
-        return View(seq, m, m.uid in self.recent, None, loader)
+        return View(seq, m, m.uid in self.recent, None, loader, self.folder)
 
     def seqs_for(self, matcher_ranges, uid: bool) -> list[int]:
         """Sequence numbers selected by a sequence set (of UIDs when uid is True)."""

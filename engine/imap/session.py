@@ -109,7 +109,7 @@ class ImapSession(Commands):
                 await self.send(b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n")
                 return
             self.session = rt.sessions.open("imap", self.peer_ip)
-            self.session.closer = self._close_transport
+            self.session.closer = self._shutdown
             caps = " ".join(self.capabilities())
             await self.send(f"* OK [CAPABILITY {caps}] {SERVER_NAME} IMAP4rev1 ready\r\n".encode())
             await self.loop()
@@ -122,6 +122,13 @@ class ImapSession(Commands):
             if self.session is not None:
                 self.session.close()
             self._close_transport()
+
+    def _shutdown(self) -> None:
+        """Graceful stop: tell the client (RFC 3501 §7.1.5), then close."""
+        with contextlib.suppress(Exception):
+            if not self.writer.is_closing():
+                self.writer.write(b"* BYE Server shutting down\r\n")
+        self._close_transport()
 
     def _close_transport(self) -> None:
         with contextlib.suppress(Exception):
@@ -382,9 +389,10 @@ class ImapSession(Commands):
 
 
 # Commands after which other sessions' changes are not announced: RFC 3501 §7.4.1
-# forbids EXPUNGE during FETCH, STORE and SEARCH; the rest announce on their own.
+# forbids EXPUNGE during FETCH, STORE and SEARCH; the rest (and the UID commands,
+# before they run) announce on their own.
 _PREAUTH_LITERALS = {"LOGIN", "AUTHENTICATE", "ID"}
-_NO_UPDATES = {"FETCH", "STORE", "SEARCH", "SELECT", "EXAMINE", "NOOP", "CHECK", "IDLE", "LOGOUT", "APPEND"}
+_NO_UPDATES = {"UID", "FETCH", "STORE", "SEARCH", "SELECT", "EXAMINE", "NOOP", "CHECK", "IDLE", "LOGOUT", "APPEND"}
 
 
 def _tag_of(line: bytes) -> str | None:

@@ -1,0 +1,54 @@
+"""A bounded in-memory cache of message headers (CRLF), shared by the sessions of one
+server process. Message files never change once delivered (DESIGN.md §4), so the key
+(folder path, base name) can never go stale; the cache is only ever a copy of the file
+and is rebuilt by reading it again."""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from .mime import to_crlf
+
+BUDGET_BYTES = 64 * 1024 * 1024
+
+
+class HeaderCache:
+    def __init__(self, budget: int = BUDGET_BYTES):
+        self.budget = budget
+        self.used = 0
+        self._items: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key) -> bytes | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key, value: bytes) -> None:
+        if len(value) > self.budget // 100:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.used -= len(old)
+            self._items[key] = value
+            self.used += len(value)
+            while self.used > self.budget and self._items:
+                _, dropped = self._items.popitem(last=False)
+                self.used -= len(dropped)
+
+
+HEADERS = HeaderCache()
+
+
+def header(folder, msg) -> bytes:
+    """The CRLF header (with its blank line) of a message, from the cache or the file."""
+    from .selected import read_header
+    key = (str(folder.path), msg.base)
+    value = HEADERS.get(key)
+    if value is None:
+        value = to_crlf(read_header(msg.path, lambda: folder.read(msg)))
+        HEADERS.put(key, value)
+    return value
