@@ -168,3 +168,35 @@ def test_logindisabled_without_tls_and_bans(tmp_path):
         r = Raw(srv.port("imap"))
         r.login("a@example.com")
         r.close()
+
+
+def test_session_limits(tmp_path):
+    from helpers_mail import add_users, configure, new_root, running
+    root = new_root(tmp_path / "r")
+    add_users(root, ["a"])
+    configure(root, {"mailbox.max_sessions_per_user": 1, "mailbox.max_sessions": 3})
+    with running(root, ("imap", "pop3")) as srv:
+        first = Raw(srv.port("imap"))
+        first.login("a@example.com")
+        second = Raw(srv.port("imap"))
+        assert second.cmd(f'LOGIN a@example.com "{PASSWORD}"'.encode()).startswith(b"t1 NO [LIMIT]")
+        third = Raw(srv.port("pop3"))
+        assert third.greeting.startswith(b"+OK")
+        fourth = Raw(srv.port("imap"))
+        assert fourth.greeting.startswith(b"* BYE") and b"Too many" in fourth.greeting
+        for r in (first, second, third, fourth):
+            r.close()
+
+
+def test_list_extended_forms(mailserver, user):
+    r = Raw(mailserver.port("imap"))
+    r.login(user)
+    r.send(b'l1 LIST (SPECIAL-USE) "" "*"\r\n')
+    lines = r.until_tag(b"l1")
+    assert lines[-1].startswith(b"l1 OK") and any(b"\\Sent" in x for x in lines)
+    r.send(b'l2 LIST "" "*" RETURN (SPECIAL-USE CHILDREN)\r\n')
+    assert r.until_tag(b"l2")[-1].startswith(b"l2 OK")
+    r.send(b'l3 LIST (SUBSCRIBED) "" "*"\r\n')
+    lines = r.until_tag(b"l3")
+    assert lines[-1].startswith(b"l3 OK") and all(b"\\Subscribed" in x for x in lines[:-1])
+    r.close()

@@ -184,6 +184,16 @@ class Commands:
     async def cmd_LIST(self, tag, args, lsub=False):
         bad, no = _errors()
         verb = "LSUB" if lsub else "LIST"
+        args = list(args)
+        if not lsub:
+            # LIST-EXTENDED forms (RFC 5258/6154) that clients send: selection options
+            # first, RETURN options last. Special-use and subscription attributes are
+            # always given, so the options need no handling beyond SUBSCRIBED.
+            selection = args.pop(0) if args and isinstance(args[0], list) else []
+            if len(args) == 4 and isinstance(args[2], Atom) and args[2].upper() == "RETURN":
+                args = args[:2]
+            if any(isinstance(o, Atom) and o.upper() == "SUBSCRIBED" for o in selection):
+                lsub = True
         if len(args) != 2:
             raise bad(f"{verb} needs a reference and a mailbox pattern")
         ref = as_text(args[0], "reference")
@@ -218,8 +228,10 @@ class Commands:
                 attrs.append(info.special_use)
             if not lsub and name in subscribed:
                 attrs.append("\\Subscribed")
-            if lsub:
+            if lsub and verb == "LSUB":
                 attrs = [a for a in attrs if a in ("\\Noselect",)] + [a for a in attrs if a.startswith("\\Has")]
+            elif lsub:
+                attrs.append("\\Subscribed")
             await self.send(f"* {verb} ({' '.join(attrs)}) \"/\" ".encode() + astring(wire) + b"\r\n")
         return f"{verb} completed"
 
