@@ -200,3 +200,20 @@ def test_list_extended_forms(mailserver, user):
     lines = r.until_tag(b"l3")
     assert lines[-1].startswith(b"l3 OK") and all(b"\\Subscribed" in x for x in lines[:-1])
     r.close()
+
+
+def test_plaintext_pipelined_after_starttls_is_discarded(mailserver, user):
+    import ssl
+    from helpers_mail import client_tls
+    r = Raw(mailserver.port("imap"))
+    r.send(b"s1 STARTTLS\r\ns2 LOGOUT\r\n")   # injected command in the same packet
+    assert r.line().startswith(b"s1 OK")
+    tls = client_tls().wrap_socket(r.sock, server_hostname="mail.example.com")
+    tls.sendall(b"s3 NOOP\r\n")
+    data = b""
+    while b"s3 " not in data:
+        chunk = tls.recv(4096)
+        assert chunk, data
+        data += chunk
+    assert b"s2" not in data and b"s3 OK" in data
+    tls.close()
