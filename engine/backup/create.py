@@ -345,7 +345,6 @@ def create_backup(root: Root, dest: str | os.PathLike | None = None, *, incremen
                 m.deleted = sorted(p for p in parent_ref.manifest.files if p not in m.files and p not in gone_from)
             (work / MANIFEST).write_text(m.render(), "utf-8")
             _sync(work)
-            progress.start("verifying", len(m.stored_here()))
             if archive_path is not None:
                 tmp_archive = holder / (name + ".tar.gz")
                 store.pack(holder, name, MANIFEST, tmp_archive)
