@@ -234,3 +234,20 @@ def test_restore_refuses_unsuitable_targets_and_whole_restore_into_live_root_mer
     result = restore_backup(full.path, small_root)
     assert result.mode == "merge" and result.messages_added == 0
     assert mail_state(small_root) == state
+
+
+def test_merge_maps_keyword_letters_to_the_live_folders_keywords(small_root, tmp_path):
+    box = Maildir.for_account(small_root, "d0.example", "user0")
+    inbox = box.folder("INBOX")
+    with_kw = [m for m in inbox.sync() if m.flags & {"$Junk", "work"}]
+    assert with_kw
+    expected = {m.base: set(m.flags) for m in with_kw}
+    full = create_backup(small_root, tmp_path / "b")
+    inbox.expunge(with_kw)
+    # the live folder's letters now mean something else
+    assert not any(m.flags & {"$Junk", "work"} for m in inbox.sync())
+    (inbox.path / "dovecot-keywords").write_text("0 urgent\n")
+    restore_backup(full.path, small_root, account="user0@d0.example")
+    back = {m.base: set(m.flags) for m in Maildir.for_account(small_root, "d0.example", "user0").folder("INBOX").sync()
+            if m.base in expected}
+    assert back == expected
