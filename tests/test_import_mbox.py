@@ -93,3 +93,41 @@ def test_mbox_import_killed_half_way_resumes_with_each_message_once(tmp_path):
     ids = Counter(message_ids(root, "ann@example.com"))
     assert len(ids) == n and max(ids.values()) == 1
     assert f"{n - first} imported".encode() in p.stdout or b"imported" in p.stdout
+
+
+def test_import_imap_from_a_server_that_talks_garbage(tmp_path):
+    """A peer that greets and then answers nonsense: one clear line, nothing imported."""
+    import socket
+    import threading
+    root = target_root(tmp_path / "root", "ann@example.com")
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def serve():
+        conn, _ = srv.accept()
+        conn.sendall(b"* OK hi\r\n")
+        conn.recv(1000)
+        conn.sendall(b"\x00\xff garbage \r\n")
+        conn.close()
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    pw = tmp_path / "pw"
+    pw.write_text("x\n")
+    r = run_cli(root, "import", "imap", "--host", "127.0.0.1", "--port", str(srv.getsockname()[1]),
+                "--user", "u", "--password-file", str(pw), "--account", "ann@example.com")
+    srv.close()
+    assert r.code == 1 and r.err.startswith("mailctl: ") and r.err.count("\n") == 1
+
+
+def test_import_maildir_skips_symlinks(tmp_path):
+    src = tmp_path / "md"
+    for sub in ("cur", "new", "tmp"):
+        (src / sub).mkdir(parents=True)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not mail")
+    (src / "cur" / "1.M1P1.h:2,S").symlink_to(secret)
+    (src / "cur" / "2.M2P1.h:2,S").write_bytes(b"Subject: real\n\nx\n")
+    root = target_root(tmp_path / "root", "ann@example.com")
+    r = run_cli(root, "import", "maildir", str(src), "--account", "ann@example.com")
+    assert r.code == 0 and "1 imported" in r.out

@@ -128,7 +128,10 @@ def import_imap(importer: Importer, src: ImapSource, folder_map: dict[str, str] 
     folder_map = folder_map or {}
     conn = connect(src)
     try:
-        folders = list_folders(conn)
+        try:
+            folders = list_folders(conn)
+        except (imaplib.IMAP4.error, OSError) as e:
+            raise MailError(f"{src.host}: cannot list folders: {e}") from None
         importer.progress.start(f"importing from {src.host}", None)
         for sel, name, sep in folders:
             target = folder_map.get(name, name)
@@ -136,7 +139,12 @@ def import_imap(importer: Importer, src: ImapSource, folder_map: dict[str, str] 
                 target = target.replace(sep, "/") if name not in folder_map else target
             if target.upper() == "INBOX":
                 target = "INBOX"
-            _copy_folder(conn, importer, sel, name, target)
+            try:
+                _copy_folder(conn, importer, sel, name, target)
+            except (imaplib.IMAP4.error, OSError, ssl.SSLError) as e:
+                # what was imported stays imported; a rerun continues from there
+                raise MailError(f"{src.host}: folder {name!r}: {e.__class__.__name__}: {e}; "
+                                f"run the import again to continue") from None
     finally:
         try:
             conn.logout()

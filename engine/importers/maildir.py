@@ -53,7 +53,9 @@ def import_maildir(importer: Importer, path: str | os.PathLike) -> ImportCounts:
                 names = sorted(os.listdir(fdir / sub))
             except FileNotFoundError:
                 continue
-            files.extend((name, fdir / sub / n, keywords) for n in names if not n.startswith("."))
+            # regular files only: a symlink in someone else's tree is not a message
+            files.extend((name, fdir / sub / n, keywords) for n in names
+                         if not n.startswith(".") and (fdir / sub / n).is_file() and not (fdir / sub / n).is_symlink())
     importer.progress.start(f"importing {top}", len(files))
     for name, path_, keywords in files:
         try:
