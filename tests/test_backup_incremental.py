@@ -229,6 +229,11 @@ def test_restore_refuses_unsuitable_targets_and_whole_restore_into_live_root_mer
     r = run_cli(small_root, "backup", "restore", str(full.path), "--to", str(tmp_path / "none"),
                 "--account", "user0@d0.example")
     assert r.code == 1 and "existing root" in r.err
+    scoped = create_backup(small_root, tmp_path / "b", domain="d1.example")
+    r = run_cli(small_root, "backup", "restore", str(scoped.path), "--to", str(tmp_path / "fresh"))
+    assert r.code == 1 and "holds only d1.example" in r.err and not (tmp_path / "fresh").exists()
+    m = tomllib.loads((scoped.path / "manifest.toml").read_text())
+    assert all(p.startswith(("domains/d1.example.toml", "mail/d1.example/")) for p in m["files"])
     # the whole backup into the live root it came from: nothing changes, nothing doubles
     state = mail_state(small_root)
     result = restore_backup(full.path, small_root)

@@ -104,6 +104,10 @@ def restore_backup(backup: str | os.PathLike, target: Root, *, domain: str | Non
     if (acct or domain) and not target.exists():
         raise InvalidInput(f"{target.path}: not a mail root; restoring one account or domain needs an existing "
                            f"root (restore the whole backup into a new one instead)")
+    scope = m.scope.get("account") or m.scope.get("domain")
+    if scope and not target.exists():
+        raise InvalidInput(f"backup {m.name} holds only {scope}, not a whole root; restore it into an existing "
+                           f"root (--to ROOT)")
     if not target.exists() and _has_content(target.path):
         raise InvalidInput(f"{target.path}: not empty and not a mail root; restore into an empty directory "
                            f"or an existing root")
