@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 
 from .. import maildir as store
 from .. import mutf7
@@ -21,6 +22,7 @@ from .selected import Selected, flag_list, read_header
 SYSTEM_FLAGS = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]
 FETCH_BATCH = 200
 IDLE_POLL_S = 1.0
+RESCAN_THROTTLE_S = 0.25
 
 
 def state(name):
@@ -367,10 +369,16 @@ class Commands:
         raise no("[NOPERM] Quotas are set by the administrator (mailctl account)")
 
     # -- selected ----------------------------------------------------------------------------
-    async def announce_changes(self) -> None:
+    async def announce_changes(self, throttle: bool = False) -> None:
+        """Send what other sessions and deliveries changed. With throttle (UID FETCH and
+        UID SEARCH, where updates are optional), skip when we looked moments ago."""
         sel = self.selected
         if sel is None:
             return
+        now = time.monotonic()
+        if throttle and now - getattr(self, "_last_scan", 0.0) < RESCAN_THROTTLE_S:
+            return
+        self._last_scan = now
         scanned = await self.blocking(sel.scan)
         if self.selected is not sel:
             return
@@ -453,7 +461,7 @@ class Commands:
         nodes = searchmod.parse(args)
         sel = self.selected
         if uid:
-            await self.announce_changes()
+            await self.announce_changes(throttle=True)
         searcher = searchmod.Searcher(nodes, len(sel.msgs), sel.uids[-1] if sel.uids else 0)
         views = [sel.view(i, sel.folder.read) for i in range(1, len(sel.msgs) + 1)]
         if searcher.needs_content():
@@ -480,7 +488,7 @@ class Commands:
             raise bad("FETCH needs a sequence set and fetch items")
         sel = self.selected
         if uid:
-            await self.announce_changes()
+            await self.announce_changes(throttle=True)
         seqs = self._targets(args[0], uid)
         items = fetchmod.parse_items(args[1])
         if uid and not any(i.name == "UID" for i in items):

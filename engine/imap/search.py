@@ -183,9 +183,12 @@ class Searcher:
         if kind == "HEADER":
             return _header_contains(msg.part(header_only=True), node[1], node[2])
         if kind == "BODY":
-            return node[1] in _body_text(msg.part())
+            part = msg.part()
+            return not _cannot_contain(part.data, node[1]) and node[1] in _body_text(part)
         if kind == "TEXT":
             part = msg.part()
+            if _cannot_contain(part.data, node[1]):
+                return False
             return node[1] in _decode_header(part.header_bytes()) or node[1] in _body_text(part)
         raise AssertionError(kind)
 
@@ -199,6 +202,20 @@ def _needs_content(node) -> bool:
     if kind == "OR":
         return _needs_content(node[1]) or _needs_content(node[2])
     return kind in ("HEADER", "BODY", "TEXT", "SENTBEFORE", "SENTON", "SENTSINCE")
+
+
+_ENCODED_MARKERS = (b"base64", b"quoted-printable", b"=?")
+
+
+def _cannot_contain(data: bytes, needle: str) -> bool:
+    """A cheap proof that an ASCII needle is nowhere in the message: not in its raw
+    bytes, and nothing in it is encoded (base64, quoted-printable, RFC 2047 words)."""
+    if not needle.isascii():
+        return False
+    low = data.lower()
+    if needle.encode() in low:
+        return False
+    return not any(marker in low for marker in _ENCODED_MARKERS)
 
 
 def _compare(kind: str, day: dt.date, ref: dt.date) -> bool:
