@@ -161,17 +161,21 @@ def postfix_up() -> tuple[int, Path] | None:
     script = SHARED_STACK / "stack-up.sh"
     if not script.exists() or os.geteuid() != 0:
         return None
-    out = subprocess.run(["bash", str(script), STACK_ROOT], capture_output=True, text=True, timeout=300)
-    if out.returncode != 0:
-        print(f"reference stack did not start: {out.stderr.strip()[-300:]}", file=sys.stderr)
-        return None
+    # not a pipe: the daemons it starts would keep it open and we would wait forever
+    with tempfile.TemporaryFile("w+") as log:
+        out = subprocess.run(["bash", str(script), STACK_ROOT], stdout=log, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, timeout=300)
+        if out.returncode != 0:
+            log.seek(0)
+            print(f"reference stack did not start: {log.read().strip()[-300:]}", file=sys.stderr)
+            return None
     return int(os.environ.get("SMTP_PORT", "12525")), Path(STACK_ROOT) / "mail" / DOMAIN / "alice"
 
 
 def postfix_down() -> None:
     script = SHARED_STACK / "stack-down.sh"
     subprocess.run(["bash", str(script), STACK_ROOT], env={**os.environ, "PURGE": "1"},
-                   capture_output=True, timeout=120)
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, timeout=120)
 
 
 def postfix_pids(port: int) -> list[int]:

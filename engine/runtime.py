@@ -102,7 +102,7 @@ class TLSFiles:
         self._checked = now
         cert, key = self.paths(settings)
         try:
-            stamp = tuple((os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in (cert, key)) + (
+            stamp = tuple((str(p), os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in (cert, key)) + (
                 settings.tls.min_version,)
         except OSError as e:
             if self._ctx is not None:

@@ -96,6 +96,11 @@ class Service:
 
     def warn_settings(self) -> None:
         """Settings an admin must not miss."""
+        from . import settings as settings_mod
+        listeners = settings_mod.as_dict(self.runtime.settings.listeners)
+        if getattr(self, "_listeners", None) not in (None, listeners):
+            self.runtime.log.warning("listener settings changed: they take effect after 'mailctl restart'")
+        self._listeners = listeners
         relay = self.runtime.settings.relay
         if relay.open_relay_for_trusted:
             self.runtime.log.warning(

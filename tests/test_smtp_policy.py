@@ -30,7 +30,7 @@ def srv(tmp_path_factory):
                      accounts={"alice@example.com": PW, "tiny@small.test": "tiny-password"},
                      settings={"queue.offline": True, "relay.trusted_networks": ["127.0.0.0/8"],
                                "relay.allow_bare_lf_from_trusted": True, "relay.sender_must_be_local": True,
-                               "listeners.smtp.bind": ["127.0.0.1", "::1"]})
+                               "listeners.smtp.bind": ["127.0.0.1", "::1"], "server.default_domain": "example.com"})
     directory_edit.set_domain(root, settings_mod.load(root.config_file), "small.test", max_message_size_mb=0.01)
     with running_server(root) as server:
         yield server
@@ -122,3 +122,25 @@ def test_open_relay_for_trusted_relays_and_warns(tmp_path):
     finally:
         logging.getLogger("mailctl").removeHandler(handler)
     assert any("open_relay_for_trusted is on" in r and "RELAY" in r for r in records)
+
+
+def test_login_with_default_domain_and_disabled_account(srv):
+    with smtplib.SMTP_SSL("127.0.0.1", srv.ports["submissions"], context=tls_context(), timeout=10) as s:
+        assert s.login("alice", PW)[0] == 235                  # server.default_domain
+    directory_edit.set_account(srv.root, settings_mod.load(srv.root.config_file), "tiny@small.test", enabled=False)
+    time.sleep(1.5)                                            # picked up by the config watcher
+    with smtplib.SMTP_SSL("127.0.0.1", srv.ports["submissions"], context=tls_context(), timeout=10) as s:
+        try:
+            s.login("tiny@small.test", "tiny-password")
+            raise AssertionError("a disabled account logged in")
+        except smtplib.SMTPAuthenticationError as e:
+            assert e.smtp_code == 535
+    srv.runtime.bans.remove("127.0.0.1") if srv.runtime.bans.is_banned("127.0.0.1") else None
+
+
+def test_helo_forms(srv):
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=10) as s:
+        assert s.ehlo("[IPv6:::1]")[0] == 250
+        assert s.ehlo("[127.0.0.1]")[0] == 250
+        assert s.docmd("EHLO", "bad host name")[0] == 501
+        assert s.docmd("HELO", "(evil)")[0] == 501

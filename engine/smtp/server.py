@@ -56,7 +56,7 @@ _REWRITE = [
     ("502 5.5.1 Too many unrecognized commands", "421 4.7.0 Too Many Invalid Commands, Closing Connection"),
 ]
 _HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
-_HELO_OK = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,253}))$")
+_HELO_OK = re.compile(r"^(\[(IPv6:)?[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,253}))$")
 
 
 class Rates:
