@@ -205,7 +205,13 @@ class Queue:
             os.rename(self.envelope_path(qid, "deferred"), self.envelope_path(qid, "active"))
         except FileNotFoundError:
             return None
-        env = self.read(qid, "active")
+        try:
+            env = self.read(qid, "active")
+        except MailError:
+            # a damaged envelope: park it in hold/ for the admin instead of retrying forever
+            with contextlib.suppress(OSError):
+                os.rename(self.envelope_path(qid, "active"), self.envelope_path(qid, "hold"))
+            raise
         env.claim = owner
         return env
 

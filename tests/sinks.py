@@ -31,6 +31,14 @@ class _Handler:
     def __init__(self, sink: "Sink"):
         self.sink = sink
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.sink.pipelining:
+            # aiosmtpd reads commands one by one from the stream, so pipelined
+            # commands already work; say so, so clients use it (RFC 2920)
+            responses = responses[:-1] + ["250-PIPELINING", responses[-1]]
+        return responses
+
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if self.sink.mail_reply:
             return self.sink.mail_reply
@@ -74,7 +82,8 @@ class _Handler:
 
 class Sink:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, tls_context=None, auth: dict | None = None,
-                 require_auth: bool = False):
+                 require_auth: bool = False, pipelining: bool = True):
+        self.pipelining = pipelining
         self.lock = threading.Lock()
         self.messages: list[Received] = []
         self.rcpt_log: list[str] = []

@@ -104,7 +104,8 @@ class Connection:
         code = 0
         while True:
             try:
-                raw = await asyncio.wait_for(self.reader.readline(), self.timeout)
+                async with asyncio.timeout(self.timeout):
+                    raw = await self.reader.readline()
             except (asyncio.LimitOverrunError, ValueError):
                 raise SMTPError(Reply(421, "4.4.2 reply line too long"), "reply") from None
             except asyncio.TimeoutError:
@@ -148,7 +149,8 @@ class Connection:
         reply = await self.command("STARTTLS")
         if reply.code != 220:
             raise SMTPError(reply, "STARTTLS")
-        await asyncio.wait_for(self.writer.start_tls(context, server_hostname=self.host), self.timeout)
+        async with asyncio.timeout(self.timeout):
+            await self.writer.start_tls(context, server_hostname=self.host)
         self.tls = True
         await self.ehlo(ehlo_name)
 
@@ -182,27 +184,43 @@ class Connection:
             params += " SMTPUTF8"
         lines = [f"MAIL FROM:<{sender}>{params}"] + [f"RCPT TO:<{r}>" for r in recipients]
         if "PIPELINING" in self.features:
-            self.writer.write("".join(x + "\r\n" for x in lines).encode("utf-8"))
+            # RFC 2920: MAIL, every RCPT and DATA in one packet; DATA's reply comes last
+            self.writer.write("".join(x + "\r\n" for x in lines + ["DATA"]).encode("utf-8"))
             await self.writer.drain()
             replies = [await self.read_reply() for _ in lines]
+            data_reply = await self.read_reply()
+            mail = replies[0]
+            per = dict(zip(recipients, replies[1:]))
+            accepted = mail.code == 250 and any(r.code in (250, 251) for r in per.values())
+            if data_reply.code == 354 and not accepted:
+                # the server wants a message nobody will get: end it empty, then reset
+                self.writer.write(b".\r\n")
+                await self.writer.drain()
+                await self.read_reply()
+            if mail.code != 250:
+                await self._reset()
+                raise SMTPError(mail, "MAIL FROM")
+            if not accepted:
+                await self._reset()
+                return per, None
+            if data_reply.code != 354:
+                await self._reset()
+                return per, data_reply
         else:
             replies = []
             for x in lines:
                 replies.append(await self.command(x))
                 if len(replies) == 1 and replies[0].code != 250:
-                    break
-        mail = replies[0]
-        if mail.code != 250:
-            await self._reset()
-            raise SMTPError(mail, "MAIL FROM")
-        per = dict(zip(recipients, replies[1:]))
-        if not any(r.code in (250, 251) for r in per.values()):
-            await self._reset()
-            return per, None
-        reply = await self.command("DATA")
-        if reply.code != 354:
-            await self._reset()
-            return per, reply
+                    await self._reset()
+                    raise SMTPError(replies[0], "MAIL FROM")
+            per = dict(zip(recipients, replies[1:]))
+            if not any(r.code in (250, 251) for r in per.values()):
+                await self._reset()
+                return per, None
+            reply = await self.command("DATA")
+            if reply.code != 354:
+                await self._reset()
+                return per, reply
         self.writer.write(wire)
         await self.writer.drain()
         final = await self.read_reply()

@@ -301,38 +301,46 @@ class Runner:
 
     # -- one item --
     async def process(self, qid: str) -> None:
-        env = await self.blocking(self.queue.claim, qid, self.owner)
-        if env is None:
+        prepared = await self.blocking(self._prepare, qid)
+        if prepared is None:
             return
+        env, data, wire = prepared
         try:
-            await self._attempt(env)
+            await self._attempt(env, data, wire)
         except BaseException:
             # Leave it for the next pass (its next_attempt is already written).
             with contextlib.suppress(Exception):
                 await self.blocking(self.queue.finish, env, "deferred")
             raise
 
-    async def _attempt(self, env: Envelope) -> None:
-        s = self.settings
+    def _prepare(self, qid: str):
+        """Claim, record the attempt, read and sign the message: one trip to the disk
+        thread pool. None when another runner got the item or it is gone."""
+        env = self.queue.claim(qid, self.owner)
+        if env is None:
+            return None
         self._refresh()
         now = self.clock()
         pending = [r for r in env.recipients if not r.done]
-        retry = self._retry_minutes(pending)
         env.attempts += 1
         env.last_attempt = now
-        env.next_attempt = now + schedule_delay(retry, env.attempts)
+        env.next_attempt = now + schedule_delay(self._retry_minutes(pending), env.attempts)
         env.claim = self.owner
-        await self.blocking(self.queue.write_attempt, env)  # the next attempt is on disk first
-        self.stats["attempts"] += 1
+        self.queue.write_attempt(env)       # the next attempt is on disk before we try
         try:
-            data = await self.blocking(self.queue.body_path(env.id).read_bytes)
+            data = self.queue.body_path(env.id).read_bytes()
         except FileNotFoundError:
             log.error("queue %s: message file missing; item removed", env.id)
-            await self.blocking(self.queue.remove, env)
-            return
+            self.queue.remove(env)
+            return None
+        signed = self._sign(env, data)
+        return env, data, to_wire(signed)
+
+    async def _attempt(self, env: Envelope, data: bytes, wire: bytes) -> None:
+        s = self.settings
+        self.stats["attempts"] += 1
+        pending = [r for r in env.recipients if not r.done]
         await self.rate.wait(s.queue.messages_per_minute)
-        data = await self.blocking(self._sign, env, data)
-        wire = to_wire(data)
         eightbit = not data.isascii()
         # One transaction per destination domain; recipients going through the same relay
         # (smart host or route) share transactions, the relay sorts them out.
