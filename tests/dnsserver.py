@@ -15,6 +15,7 @@ import socketserver
 import struct
 import threading
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.rcode
@@ -34,7 +35,7 @@ class DNSServer:
         class UDP(socketserver.BaseRequestHandler):
             def handle(self):
                 data, sock = self.request
-                reply = outer.answer(data)
+                reply = outer.answer(data, udp=True)
                 if reply:
                     sock.sendto(reply, self.client_address)
 
@@ -75,7 +76,7 @@ class DNSServer:
     def set(self, name: str, value) -> None:
         self.zone[name.lower().rstrip(".")] = value
 
-    def answer(self, wire: bytes) -> bytes | None:
+    def answer(self, wire: bytes, udp: bool = False) -> bytes | None:
         try:
             query = dns.message.from_wire(wire)
         except Exception:
@@ -111,7 +112,16 @@ class DNSServer:
                     else:
                         texts.append(str(v))
                 response.answer.append(dns.rrset.from_text_list(q.name, 60, "IN", rdtype, texts))
-        return response.to_wire(max_size=65535 if len(wire) and False else 65535)
+        limit = 65535
+        if udp:
+            limit = max(512, query.payload) if query.edns >= 0 else 512
+        try:
+            return response.to_wire(max_size=limit)
+        except dns.exception.TooBig:
+            # too big for UDP: answer truncated, the client asks again over TCP
+            truncated = dns.message.make_response(query)
+            truncated.flags |= dns.flags.TC
+            return truncated.to_wire()
 
     def close(self) -> None:
         for s in (self.udp, self.tcp):
