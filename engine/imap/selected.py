@@ -11,13 +11,14 @@ from __future__ import annotations
 import bisect
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .. import maildir as store
 
 # Kernel file times advance in ticks of a few milliseconds; a scan that began this long
 # after the newest change cannot have missed a change with the same time.
 _MTIME_SLACK = 0.05
+CLAIM_BATCH = 5000
 
 
 @dataclass
@@ -136,14 +137,25 @@ class Selected:
         return msgs, claimed
 
     def _claim_new(self, msgs: list[store.Message], claimed: set[int]) -> list[store.Message]:
-        """Move new/ messages to cur/ (as Dovecot does); they are \\Recent to this session."""
+        """Move new/ messages to cur/ (as Dovecot does); they are \\Recent to this session.
+
+        A message in new/ has no flags yet, so the move is one rename to "<base>:2,".
+        At most CLAIM_BATCH per scan, so a huge new/ costs no single command too long;
+        the rest are claimed by the following scans."""
         out = []
+        budget = CLAIM_BATCH
+        cur = self.folder.path / "cur"
         for m in msgs:
-            if m.subdir == "new":
+            if m.subdir == "new" and budget > 0 and not m.flags:
+                budget -= 1
+                filename = m.base + ":2,"
+                dest = cur / filename
                 try:
-                    m = self.folder.set_flags(m, m.flags)
-                except store.NotFound:
+                    os.rename(m.path, dest)
+                except FileNotFoundError:
+                    out.append(m)  # someone else moved it meanwhile; the next scan sees where
                     continue
+                m = replace(m, subdir="cur", filename=filename)
                 claimed.add(m.uid)
             out.append(m)
         return out
