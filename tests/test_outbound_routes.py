@@ -178,3 +178,26 @@ def test_backup_mx_route_accepts_and_skips_itself(root, dns):
             h.close()
     finally:
         primary.stop()
+
+
+@pytest.mark.parametrize("mx_name,ok", [("mail.example.com", True), ("wrong.example.com", False)])
+def test_required_tls_verifies_the_certificate(root, dns, mx_name, ok):
+    sink = Sink("127.0.0.2", tls_context=server_tls(root))        # certificate for mail.example.com
+    try:
+        dns.set("secure.example", {"MX": [(10, mx_name)]})
+        dns.set(mx_name, {"A": ["127.0.0.2"]})
+        configure(root, {**base_settings(dns, sink.port), "queue.require_tls_domains": ["secure.example"],
+                         "queue.tls_ca_file": str(root.tls_dir / "cert.pem")})
+        h = Harness(root)
+        try:
+            qid = h.enqueue("alice@example.com", ["a@secure.example"])
+            h.run()
+            if ok:
+                assert h.queue.count() == 0 and sink.messages[0].tls
+            else:
+                r = h.queue.find(qid).recipients[0]
+                assert r.status == "deferred" and "4.7.5" in r.reply and not sink.messages
+        finally:
+            h.close()
+    finally:
+        sink.stop()
