@@ -208,3 +208,13 @@ def test_crash_leftovers_in_active_return_to_deferred(h, root):
     assert h.queue.claim(qid, "x:2") is None            # only one claim wins
     Harness(root, h.clock).close()                        # a restart recovers active/
     assert h.queue.ids("deferred") == [qid] and h.queue.ids("active") == []
+
+
+def test_equal_preference_hosts_share_the_load(h, net):
+    dns, (a, b) = net
+    dns.set("even.example", {"MX": [(10, "mx2.far.example"), (10, "amx.example")]})
+    for i in range(16):
+        h.enqueue("alice@example.com", [f"r{i}@even.example"])
+    h.run()
+    assert len(a.messages) + len(b.messages) == 16
+    assert a.messages and b.messages
