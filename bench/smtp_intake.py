@@ -49,9 +49,10 @@ def make_root(base: Path):
     return root
 
 
-def start_server(root) -> tuple[subprocess.Popen, int]:
+def start_server(root, processes: int = 1) -> tuple[subprocess.Popen, int]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "mailctl", "--root", str(root.path), "serve"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "mailctl", "--root", str(root.path), "serve",
+                             "--processes", str(processes)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(REPO))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -67,11 +68,21 @@ def start_server(root) -> tuple[subprocess.Popen, int]:
 
 
 def cpu_seconds(pid: int) -> float:
+    """CPU of the server process and its children (secondary serving processes)."""
+    total = 0.0
+    pids = [pid]
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(c) for c in children]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
 
 
 def count_files(maildir: Path) -> int:
@@ -189,6 +200,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="4096,102400")
     ap.add_argument("--concs", default="1,10,50")
     ap.add_argument("--no-postfix", action="store_true", help="do not start the reference stack")
+    ap.add_argument("--processes", type=int, default=1, help="mailctl serving processes (serve --processes)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     concs = [int(c) for c in args.concs.split(",")]
@@ -197,7 +209,8 @@ def main() -> None:
     results: dict[tuple, dict] = {}
     with tempfile.TemporaryDirectory(prefix="mailctl-bench-") as tmp:
         root = make_root(Path(tmp))
-        proc, port = start_server(root)
+        proc, port = start_server(root, args.processes)
+        time.sleep(1.0 if args.processes > 1 else 0)
         maildir = root.mail_dir / DOMAIN / "alice"
         try:
             measure(port, maildir, 50, 4096, 10, proc.pid)          # warm-up
@@ -226,7 +239,8 @@ def main() -> None:
         finally:
             postfix_down()
 
-    print(f"\nSMTP intake, accepted and durably in the Maildir (client: {client}; one message per connection)")
+    print(f"\nSMTP intake, accepted and durably in the Maildir (client: {client}; one message per connection; "
+          f"mailctl serve --processes {args.processes})")
     head = f"{'size':>8} {'clients':>8} {'mailctl msg/s':>14} {'CPU ms/msg':>11}"
     if stack:
         head += f" {'postfix msg/s':>14} {'ratio':>6}"

@@ -13,13 +13,13 @@ FORMAT = "%(asctime)s %(levelname)s %(message)s"
 _listener: logging.handlers.QueueListener | None = None
 
 
-def setup(root: Root, level: str = "info", stderr: bool = True) -> None:
+def setup(root: Root, level: str = "info", stderr: bool = True, name: str = "mailctl.log") -> None:
     global _listener
     stop()
     root.log_dir.mkdir(parents=True, exist_ok=True)
     formatter = logging.Formatter(FORMAT)
     handlers: list[logging.Handler] = []
-    file_handler = logging.handlers.RotatingFileHandler(root.log_dir / "mailctl.log", maxBytes=20 * 1024 * 1024,
+    file_handler = logging.handlers.RotatingFileHandler(root.log_dir / name, maxBytes=20 * 1024 * 1024,
                                                         backupCount=5, encoding="utf-8")
     handlers.append(file_handler)
     if stderr:

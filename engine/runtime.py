@@ -201,7 +201,9 @@ class Runtime:
         failures = []
         for host in listener.bind:
             try:
+                # reuse_port: several `mailctl serve` processes may share a listener (DESIGN.md §8)
                 server = await loop.create_server(protocol_factory, host, port, ssl=ssl, reuse_address=True,
+                                                  reuse_port=True,
                                                   backlog=512, ssl_handshake_timeout=30 if ssl else None)
             except OSError as e:
                 if ":" in host and len(listener.bind) > 1:     # no IPv6 on this host

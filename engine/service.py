@@ -52,9 +52,14 @@ def load_entry(spec: str):
 
 
 class Service:
-    def __init__(self, root: Root, runtime: Runtime | None = None):
+    """primary: listeners, workers, control socket, run files. secondary: listeners only, on
+    the ports the primary bound (SO_REUSEPORT), for more CPU on a multi-core machine."""
+
+    def __init__(self, root: Root, runtime: Runtime | None = None, ports: dict[str, int] | None = None):
         self.root = root
         self.runtime = runtime or Runtime.load(root)
+        self.secondary_ports = ports          # set in a secondary process
+        self.children: list = []
         self.servers: dict[str, list] = {}
         self.tasks: list[asyncio.Task] = []
         self.control_server = None
@@ -73,9 +78,21 @@ class Service:
             if fn is None:
                 rt.log.info("listener %s: %s not available yet; skipped", name, spec.partition(":")[0])
                 continue
+            if self.secondary_ports is not None:
+                if name not in self.secondary_ports:
+                    continue
+                from types import SimpleNamespace
+                ls = SimpleNamespace(**{**vars(ls), "port": self.secondary_ports[name]})
             self.servers[name] = await fn(rt, name, ls)
             for host, port in rt.ports.get(name, []):
                 rt.log.info("listening: %s on %s port %d (tls %s)", name, host, port, ls.tls)
+        if self.secondary_ports is not None:
+            self.tasks.append(asyncio.create_task(self._watch_parent(), name="watch-parent"))
+            from .watch import ConfigWatcher
+            self.watcher = ConfigWatcher(rt)
+            self.tasks.append(asyncio.create_task(self.watcher.run(), name="config-watch"))
+            self.started.set()
+            return
         for name, spec in WORKERS.items():
             section = getattr(rt.settings, name, None)
             if section is not None and getattr(section, "enabled", True) is False:
@@ -93,6 +110,26 @@ class Service:
         self.control_server = await control.serve(rt)
         await rt.run_blocking(self._write_run_files)
         self.started.set()
+
+    async def _watch_parent(self) -> None:
+        """A secondary stops (gracefully) when its primary is gone, even after SIGKILL."""
+        parent = os.getppid()
+        while not self.runtime.stopping.is_set():
+            await asyncio.sleep(0.5)
+            if os.getppid() != parent:
+                self.runtime.log.info("primary process gone; stopping")
+                self.runtime.stopping.set()
+
+    def spawn_secondaries(self, count: int) -> None:
+        import json
+        import subprocess
+        ports = {name: addrs[0][1] for name, addrs in self.runtime.ports.items() if addrs}
+        for _ in range(count):
+            self.children.append(subprocess.Popen(
+                [sys.executable, "-m", "mailctl", "--root", str(self.root.path), "serve",
+                 "--secondary-ports", json.dumps(ports)], stdin=subprocess.DEVNULL))
+        self.runtime.log.info("started %d more serving processes: %s", count,
+                              ", ".join(str(c.pid) for c in self.children))
 
     def warn_settings(self) -> None:
         """Settings an admin must not miss."""
@@ -153,6 +190,9 @@ class Service:
         rt = self.runtime
         rt.stopping.set()
         rt.log.info("stopping: no new connections; waiting up to %gs for transactions in flight", deadline)
+        for child in self.children:
+            with contextlib.suppress(OSError):
+                child.send_signal(signal.SIGTERM)
         for servers in self.servers.values():
             for s in servers:
                 s.close()
@@ -179,6 +219,12 @@ class Service:
             for s in servers:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(s.wait_closed(), 1)
+        for child in self.children:
+            with contextlib.suppress(Exception):
+                await asyncio.get_running_loop().run_in_executor(None, child.wait, deadline + 5)
+        if self.secondary_ports is not None:
+            rt.log.info("stopped")
+            return
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.root.run_dir / PORTS_FILE)
         with contextlib.suppress(FileNotFoundError):
@@ -214,12 +260,12 @@ def register_handlers(service: Service) -> None:
     control.HANDLERS.setdefault("queue-changed", queue_changed)
 
 
-async def run(root: Root, ready=None) -> int:
+async def run(root: Root, ready=None, processes: int = 1, secondary_ports: dict | None = None) -> int:
     """Serve until SIGTERM/SIGINT or a 'stop' command; SIGHUP reloads."""
     # The event loop thread gives the GIL back to disk threads at every syscall; a short
     # switch interval lets it have the GIL back sooner (measured: ~15% more messages/s).
     sys.setswitchinterval(0.001)
-    service = Service(root)
+    service = Service(root, ports=secondary_ports)
     rt = service.runtime
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -232,6 +278,8 @@ async def run(root: Root, ready=None) -> int:
     except BaseException:
         await service.stop(deadline=0)
         raise
+    if processes > 1 and secondary_ports is None:
+        service.spawn_secondaries(processes - 1)
     if ready is not None:
         ready(service)
     await rt.stopping.wait()
@@ -240,12 +288,15 @@ async def run(root: Root, ready=None) -> int:
     return 0
 
 
-def serve(root: Root, stderr: bool = True, ready=None) -> int:
-    """`mailctl serve`: foreground, logs to stderr and log/."""
+def serve(root: Root, stderr: bool = True, ready=None, processes: int = 1) -> int:
+    """`mailctl serve`: foreground, logs to stderr and log/. processes > 1 starts more
+    serving processes on the same listeners (SO_REUSEPORT); 0 = one per CPU."""
     root.require()
     from . import settings as settings_mod
     settings = settings_mod.load(root.config_file, "mailctl.toml")
     logs.setup(root, settings.server.log_level, stderr=stderr)
+    if processes <= 0:
+        processes = os.cpu_count() or 1
     pid_path = root.run_dir / PID_FILE
     root.run_dir.mkdir(parents=True, exist_ok=True)
     lock = root.lock("serve", timeout=0.1)
@@ -256,9 +307,20 @@ def serve(root: Root, stderr: bool = True, ready=None) -> int:
                         f"see 'mailctl status'") from None
     atomic_write(pid_path, f"{os.getpid()}\n")
     try:
-        return asyncio.run(run(root, ready))
+        return asyncio.run(run(root, ready, processes))
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(pid_path)
         lock.release()
+        logs.stop()
+
+
+def serve_secondary(root: Root, ports: dict[str, int]) -> int:
+    """A serving process started by a primary: listeners only, logs to log/ via its own handler."""
+    from . import settings as settings_mod
+    settings = settings_mod.load(root.config_file, "mailctl.toml")
+    logs.setup(root, settings.server.log_level, stderr=False, name=f"mailctl-{os.getpid()}.log")
+    try:
+        return asyncio.run(run(root, secondary_ports=ports))
+    finally:
         logs.stop()

@@ -22,9 +22,16 @@ START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 60.0
 
 
+processes_option = click.option(
+    "--processes", type=click.IntRange(min=0), default=1, show_default=True,
+    help="Serving processes sharing the listeners (SO_REUSEPORT); 0 = one per CPU.")
+
+
 @click.command("serve")
+@processes_option
+@click.option("--secondary-ports", hidden=True, help="(internal) serve as a secondary on these ports (JSON).")
 @pass_ctx
-def serve(ctx: Context) -> None:
+def serve(ctx: Context, processes: int, secondary_ports: str | None) -> None:
     """Run the server in the foreground (logs to stderr and log/mailctl.log).
 
     SIGHUP reloads the configuration; SIGTERM or Ctrl-C stops accepting, lets messages in
@@ -32,7 +39,10 @@ def serve(ctx: Context) -> None:
     from engine import service
     root = ctx.existing_root()
     ctx.settings        # a broken mailctl.toml fails here with file:line
-    sys.exit(service.serve(root))
+    if secondary_ports:
+        import json
+        sys.exit(service.serve_secondary(root, {k: int(v) for k, v in json.loads(secondary_ports).items()}))
+    sys.exit(service.serve(root, processes=processes))
 
 
 def _running_pid(root: Root) -> int | None:
@@ -56,7 +66,7 @@ def _is_up(root: Root) -> dict | None:
         return None
 
 
-def start_daemon(root: Root) -> int:
+def start_daemon(root: Root, processes: int = 1) -> int:
     """Fork a daemon (python-daemon) and wait until it answers on the control socket."""
     import daemon
     from engine import service
@@ -72,7 +82,7 @@ def start_daemon(root: Root) -> int:
             err = open(root.log_dir / "daemon.err", "a")
             with daemon.DaemonContext(working_directory=str(root.path), umask=0o027, stderr=err,
                                       detach_process=True, prevent_core=True):
-                code = service.serve(root, stderr=False)
+                code = service.serve(root, stderr=False, processes=processes)
         finally:
             os._exit(code)
     os.waitpid(child, 0)
@@ -110,12 +120,13 @@ def stop_daemon(root: Root) -> int | None:
 
 
 @click.command("start")
+@processes_option
 @pass_ctx
-def start(ctx: Context) -> None:
+def start(ctx: Context, processes: int) -> None:
     """Start the server in the background (pid file in run/, logs in log/)."""
     root = ctx.existing_root()
     ctx.settings
-    pid = start_daemon(root)
+    pid = start_daemon(root, processes)
     done(f"mailctl started (pid {pid})")
 
 
@@ -130,13 +141,14 @@ def stop(ctx: Context) -> None:
 
 
 @click.command("restart")
+@processes_option
 @pass_ctx
-def restart(ctx: Context) -> None:
+def restart(ctx: Context, processes: int) -> None:
     """Stop the server if it runs, then start it again."""
     root = ctx.existing_root()
     ctx.settings
     stop_daemon(root)
-    pid = start_daemon(root)
+    pid = start_daemon(root, processes)
     done(f"mailctl restarted (pid {pid})")
 
 

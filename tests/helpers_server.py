@@ -138,8 +138,9 @@ def read_ports(root: Root, pid: int | None = None) -> dict[str, int] | None:
 class ServeProcess:
     """`mailctl serve` as a subprocess."""
 
-    def __init__(self, root: Root, extra_env: dict | None = None):
+    def __init__(self, root: Root, extra_env: dict | None = None, args: tuple[str, ...] = ()):
         self.root = root
+        self.args = tuple(args)
         self.env = {**os.environ, "PYTHONPATH": str(REPO), **(extra_env or {})}
         self.proc: subprocess.Popen | None = None
         self.ports: dict[str, int] = {}
@@ -147,8 +148,8 @@ class ServeProcess:
     def start(self, timeout: float = 20.0) -> "ServeProcess":
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.root.run_dir / "ports.toml")
-        self.proc = subprocess.Popen([sys.executable, "-m", "mailctl", "--root", str(self.root.path), "serve"],
-                                     env=self.env, cwd=str(REPO), stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([sys.executable, "-m", "mailctl", "--root", str(self.root.path), "serve",
+                                      *self.args], env=self.env, cwd=str(REPO), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -182,8 +183,8 @@ class ServeProcess:
 
 
 @contextlib.contextmanager
-def serve_process(root: Root, extra_env: dict | None = None):
-    proc = ServeProcess(root, extra_env).start()
+def serve_process(root: Root, extra_env: dict | None = None, args: tuple[str, ...] = ()):
+    proc = ServeProcess(root, extra_env, args).start()
     try:
         yield proc
     finally:

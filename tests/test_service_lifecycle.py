@@ -157,3 +157,33 @@ def test_sigterm_lets_transaction_finish(tmp_path):
         assert proc.proc.wait(20) == 0
     files = os.listdir(root.mail_dir / "example.com" / "alice" / "new")
     assert len(files) == 1
+
+
+def test_several_serving_processes_share_the_listeners(tmp_path):
+    root = make_root(tmp_path, accounts={"alice@example.com": PW}, settings={"queue.offline": True})
+    with serve_process(root, args=("--processes", "2")) as proc:
+        deadline = time.monotonic() + 10
+        children = []
+        while not children and time.monotonic() < deadline:
+            try:
+                children = [int(c) for c in open(f"/proc/{proc.proc.pid}/task/{proc.proc.pid}/children").read().split()]
+            except OSError:
+                pass
+            time.sleep(0.1)
+        assert len(children) == 1
+        time.sleep(1.0)                       # the secondary binds the same port
+        for i in range(30):
+            assert send(proc.ports["smtp"], "alice@example.com", f"m{i}") == {}
+        proc.kill()                           # SIGKILL the primary: the secondary notices and stops
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{children[0]}") and time.monotonic() < deadline:
+            try:
+                os.waitpid(children[0], os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.1)
+        status = open(f"/proc/{children[0]}/status").read() if os.path.exists(f"/proc/{children[0]}") else ""
+        assert not status or "zombie" in status
+    assert len(os.listdir(root.mail_dir / "example.com" / "alice" / "new")) == 30
+    secondary_log = (root.log_dir / f"mailctl-{children[0]}.log").read_text()
+    assert "queued as" in secondary_log          # the kernel gave it some of the connections
