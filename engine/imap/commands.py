@@ -23,6 +23,7 @@ SYSTEM_FLAGS = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]
 FETCH_BATCH = 200
 IDLE_POLL_S = 1.0
 RESCAN_THROTTLE_S = 0.25
+RECENT = frozenset({"\\Recent"})
 
 
 def state(name):
@@ -497,6 +498,20 @@ class Commands:
         header_only = all(i.header_only for i in items if i.needs_content)
         sets_seen = any(i.sets_seen for i in items) and not sel.readonly
         wants_flags = any(i.name == "FLAGS" for i in items)
+        if all(i.name in ("UID", "FLAGS") for i in items):
+            # The sync clients' favourite (UID FETCH 1:* (FLAGS)): no disk, no threads.
+            names = [i.name for i in items]
+            out = []
+            for n, seq in enumerate(seqs, 1):
+                m = sel.msgs[seq - 1]
+                flags = m.flags | RECENT if m.uid in sel.recent else m.flags
+                parts = [f"UID {m.uid}" if name == "UID" else "FLAGS " + flag_list(flags) for name in names]
+                out.append(f"* {seq} FETCH ({' '.join(parts)})\r\n")
+                if n % 5000 == 0:
+                    await self.send("".join(out).encode())
+                    out = []
+            await self.send("".join(out).encode())
+            return "FETCH completed"
         missing = False
         step = FETCH_BATCH if needs_content else FETCH_BATCH * 10
         for start in range(0, len(seqs), step):
