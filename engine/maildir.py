@@ -1099,6 +1099,22 @@ class Folder:
             letters += self._keyword_letters(keywords)
         return "".join(sorted(letters))
 
+    def bump_uidvalidity(self) -> int:
+        """Start a new UIDVALIDITY and number every message afresh (after a restore that
+        could make an old UID name another message); IMAP clients then resync cleanly."""
+        with self._lock():
+            self._uidlist.refresh()
+            header = self.maildir._new_uidlist_header()
+            listing = self._scan()
+            records = {base: (i, "") for i, base in enumerate(sorted(listing, key=_base_order), 1)}
+            header["N"] = str(len(records) + 1)
+            self._uidlist.rewrite(header, records)
+            return int(header["V"])
+
+    def keyword_letters(self, keywords: list[str]) -> list[str]:
+        """The letters of keywords in this folder, allocating new ones in dovecot-keywords."""
+        return self._keyword_letters(keywords)
+
     def _keyword_letters(self, keywords: list[str]) -> list[str]:
         index = _keyword_index(_read_keywords(self.path))
         if any(k.lower() not in index for k in keywords):

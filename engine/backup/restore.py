@@ -353,7 +353,7 @@ def _keyword_remap(m: Manifest, blobs: store.Blobs, path: Path, folder: str) -> 
         return {}
     from ..maildir import Folder, Maildir
     f = Folder(Maildir(_account_dir(path, folder)), path.name, path)
-    letters = f._keyword_letters(list(backup_kw.values()))
+    letters = f.keyword_letters(list(backup_kw.values()))
     return dict(zip(backup_kw.keys(), letters))
 
 
@@ -381,18 +381,7 @@ def _maybe_bump(m: Manifest, blobs: store.Blobs, path: Path, folder: str, added,
                for b in added_bases if b in old_uids):
         return
     from ..maildir import Folder, Maildir
-    maildir = Maildir(_account_dir(path, folder))
-    f = Folder(maildir, path.name, path)
-    with f._lock():
-        f._uidlist.refresh()
-        header = maildir._new_uidlist_header()
-        records = {}
-        listing = f._scan()
-        from ..maildir import _base_order
-        for i, base in enumerate(sorted(listing, key=_base_order), 1):
-            records[base] = (i, "")
-        header["N"] = str(len(records) + 1)
-        f._uidlist.rewrite(header, records)
+    Folder(Maildir(_account_dir(path, folder)), path.name, path).bump_uidvalidity()
     result.uidvalidity_bumped.append(folder)
 
 
