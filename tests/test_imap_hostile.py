@@ -75,6 +75,12 @@ def test_huge_literal_is_refused_without_reading_it(mailserver, user):
     reply = r.cmd(b"LOGIN {2147483648}")
     assert reply.startswith(b"t1 BAD") or reply.startswith(b"t1 NO")
     assert r.cmd(b"NOOP", b"t3").startswith(b"t3 OK")
+    # a small refused non-synchronising literal is skipped and the connection stays usable
+    pre = Raw(mailserver.port("imap"))   # before login, only LOGIN may carry literals
+    pre.send(b"t5 SELECT {5+}\r\nINBOX {3+}\r\nxyz\r\n")
+    assert pre.until_tag(b"t5")[-1].startswith(b"t5 BAD")
+    assert pre.cmd(b"NOOP", b"t6").startswith(b"t6 OK")
+    pre.close()
     # a non-synchronising literal that large cannot be skipped: answer, then hang up
     r.send(b"t4 APPEND INBOX {2147483648+}\r\nxxxx")
     lines = [r.line(), r.line()]

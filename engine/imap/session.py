@@ -216,8 +216,12 @@ class ImapSession(Commands):
             if err is not None:
                 err.tag = tag
                 if not sync:
-                    # LITERAL+ (RFC 7888 §4): the client sends the data anyway; we cannot
-                    # skip gigabytes, so answer and hang up.
+                    # LITERAL+ (RFC 7888 §4): the client sends the data anyway. Skip a
+                    # small one and stay in step; we cannot skip gigabytes, so then answer
+                    # and hang up.
+                    if size <= MAX_SMALL_LITERAL:
+                        await self._discard_rest(size)
+                        raise err
                     await self.send(f"{tag or '*'} {err.status} {err.text}\r\n".encode())
                     await self.send(b"* BYE Literal too large\r\n")
                     raise Disconnect()
@@ -234,6 +238,20 @@ class ImapSession(Commands):
             total += len(line)
         raw = b"".join(chunks)
         return raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+
+    async def _discard_rest(self, size: int) -> None:
+        """Read and drop a refused non-synchronising literal and the rest of its command."""
+        await self.reader.readexactly(size)
+        while True:
+            line = await self.readline()
+            if line is None:
+                raise Disconnect()
+            ann = literal_announced(line)
+            if ann is None:
+                return
+            if not ann[1] or ann[0] > MAX_SMALL_LITERAL:
+                raise Disconnect()   # a synchronising literal now, or a huge one: give up
+            await self.reader.readexactly(ann[0])
 
     # -- dispatch -------------------------------------------------------------------------
     async def execute(self, raw: bytes):
