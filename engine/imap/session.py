@@ -249,7 +249,7 @@ class ImapSession(Commands):
             ann = literal_announced(line)
             if ann is None:
                 return
-            if not ann[1] or ann[0] > MAX_SMALL_LITERAL:
+            if ann[1] or ann[0] > MAX_SMALL_LITERAL:
                 raise Disconnect()   # a synchronising literal now, or a huge one: give up
             await self.reader.readexactly(ann[0])
 
