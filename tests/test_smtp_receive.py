@@ -347,3 +347,28 @@ def test_swaks_delivery_and_submission(srv, tmp_path):
                           "--header", "From: alice@example.com"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     assert PW not in (srv.root.log_dir / "mailctl.log").read_text() if (srv.root.log_dir / "mailctl.log").exists() else True
+
+
+def test_delivery_failure_451_and_no_copy_anywhere(srv):
+    """bob's Maildir cannot take a file: the alias delivery to alice and bob fails as a
+    whole with 451 4.3.0, and alice's copy never becomes visible."""
+    import shutil
+    bob_tmp = srv.root.mail_dir / "example.com" / "bob" / "tmp"
+    shutil.rmtree(bob_tmp)
+    bob_tmp.write_text("not a directory")
+    before = len(inbox(srv.root, "alice@example.com"))
+    alice_tmp = srv.root.mail_dir / "example.com" / "alice" / "tmp"
+    tmp_before = set(os.listdir(alice_tmp))
+    try:
+        with smtp(srv) as s:
+            s.mail("x@foreign.org")
+            assert s.rcpt("sales@example.com")[0] == 250
+            code, text = s.data(msg("must not appear"))
+            assert code == 451 and text.startswith(b"4.3.0"), text
+            assert s.sendmail("x@foreign.org", ["alice@example.com"], msg("next one")) == {}
+    finally:
+        bob_tmp.unlink()
+        bob_tmp.mkdir()
+    after = inbox(srv.root, "alice@example.com")[before:]
+    assert len(after) == 1 and b"next one" in after[0]
+    assert set(os.listdir(alice_tmp)) == tmp_before           # the staged copy was removed

@@ -55,6 +55,7 @@ _REWRITE = [
     ("454 TLS not available", "454 4.7.0 TLS not available"),
     ("502 5.5.1 Too many unrecognized commands", "421 4.7.0 Too Many Invalid Commands, Closing Connection"),
 ]
+_SIMPLE_ADDR = re.compile(r"^\s*<([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+)>(.*)$", re.S)
 _HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
 _HELO_OK = re.compile(r"^(\[(IPv6:)?[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,253}))$")
 
@@ -274,6 +275,14 @@ class MailSMTP(SMTP):
         cls = code[0]
         enhanced = {"2": "2.0.0", "4": "4.0.0", "5": "5.5.4" if code in ("501", "555") else "5.5.0"}.get(cls)
         return f"{code}{status[3]}{enhanced} {text}" if enhanced else status
+
+    def _getaddr(self, arg: str):
+        """The common '<local@domain> params' by regex; anything unusual (quotes, source
+        routes, '<>', comments) goes to aiosmtpd's full RFC 5322 parser."""
+        m = _SIMPLE_ADDR.match(arg or "")
+        if m:
+            return m.group(1), m.group(2)
+        return super()._getaddr(arg)
 
     # -- TLS info --
     def tls_info(self) -> tuple[str, str]:
