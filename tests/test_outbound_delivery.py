@@ -218,3 +218,34 @@ def test_equal_preference_hosts_share_the_load(h, net):
     h.run()
     assert len(a.messages) + len(b.messages) == 16
     assert a.messages and b.messages
+
+
+def test_recovery_keeps_the_backoff_of_an_interrupted_attempt(h, root):
+    import os
+    import socket
+    from engine.outbound.runner import _owner_alive
+    dead, alive = h.enqueue("alice@example.com", ["a@far.example"]), h.enqueue("alice@example.com", ["b@far.example"])
+    for qid, pid in ((dead, 999999), (alive, os.getppid())):
+        env = h.queue.claim(qid, "x")
+        env.claim, env.attempts, env.next_attempt = f"{socket.gethostname()}:{pid}", 1, h.clock() + 3600
+        h.queue.write_attempt(env)
+    assert h.queue.recover(_owner_alive) == [dead]        # the live runner keeps its item
+    env = h.queue.find(dead)
+    assert env.state == "deferred" and env.attempts == 1 and env.next_attempt == h.clock() + 3600
+    assert "interrupted" in env.last_error
+    assert h.run() == 0                                    # not due: the backoff holds
+
+
+def test_hand_edited_future_envelope_is_not_sent_early(h, root, net):
+    import os
+    _, (mx2, _) = net
+    qid = h.enqueue("alice@example.com", ["a@far.example"])
+    path = h.queue.envelope_path(qid, "deferred")
+    text = path.read_text().replace(f"next_attempt = {h.clock()}", f"next_attempt = {h.clock() + 999}")
+    path.write_text(text)                                  # an editor: mtime is "now", not the next attempt
+    os.utime(path, (h.clock() - 5, h.clock() - 5))
+    h.run()
+    assert not mx2.messages and h.queue.find(qid).state == "deferred"
+    h.clock.advance(1000)
+    h.run()
+    assert mx2.recipients() == ["a@far.example"]

@@ -170,7 +170,7 @@ class Runner:
         self.owner = owner_id()
         self.pool = ConnectionPool()
         self.rate = RateLimit()
-        self.cache: dict[str, tuple[int, float, str]] = {}     # id -> (mtime_ns, next_attempt, sender)
+        self.cache: dict[str, tuple[int, float, str]] = {}     # id -> (mtime_ns, next_attempt, "")
         self.inflight: set[str] = set()
         self.tasks: set[asyncio.Task] = set()
         self._settings_for = None
@@ -217,14 +217,8 @@ class Runner:
             except FileNotFoundError:
                 continue
             seen.add(qid)
-            cached = self.cache.get(qid)
-            if cached is None or cached[0] != mtime:
-                try:
-                    env = self.queue.read(qid, "deferred")
-                except (FileNotFoundError, MailError):
-                    continue
-                cached = (mtime, env.next_attempt, env.sender)
-                self.cache[qid] = cached
+            cached = (mtime, mtime / 1e9, "")      # the envelope's mtime is its next attempt
+            self.cache[qid] = cached
             out.append((cached[1], qid))
         for qid in list(self.cache):
             if qid not in seen:
@@ -255,7 +249,7 @@ class Runner:
 
         async def one(qid):
             async with sem:
-                await self.process(qid)
+                await self.process(qid, force)
 
         await asyncio.gather(*(one(q) for q in ids))
         await self.pool.prune()
@@ -278,7 +272,7 @@ class Runner:
                         if stopping.is_set():
                             break
                         self.inflight.add(qid)
-                        task = asyncio.create_task(self._guarded(qid))
+                        task = asyncio.create_task(self._guarded(qid, force))
                         self.tasks.add(task)
                         task.add_done_callback(self.tasks.discard)
                 await self.pool.prune()
@@ -291,17 +285,17 @@ class Runner:
                 await asyncio.wait(self.tasks, timeout=30)
             await self.pool.prune(everything=True)
 
-    async def _guarded(self, qid: str) -> None:
+    async def _guarded(self, qid: str, force: bool = False) -> None:
         try:
-            await self.process(qid)
+            await self.process(qid, force)
         except Exception:  # noqa: BLE001 - one bad item must not stop the runner
             log.exception("queue %s: delivery attempt failed unexpectedly; it stays queued", qid)
         finally:
             self.inflight.discard(qid)
 
     # -- one item --
-    async def process(self, qid: str) -> None:
-        prepared = await self.blocking(self._prepare, qid)
+    async def process(self, qid: str, force: bool = False) -> None:
+        prepared = await self.blocking(self._prepare, qid, force)
         if prepared is None:
             return
         env, data, wire = prepared
@@ -313,7 +307,7 @@ class Runner:
                 await self.blocking(self.queue.finish, env, "deferred")
             raise
 
-    def _prepare(self, qid: str):
+    def _prepare(self, qid: str, force: bool = False):
         """Claim, record the attempt, read and sign the message: one trip to the disk
         thread pool. None when another runner got the item or it is gone."""
         env = self.queue.claim(qid, self.owner)
@@ -321,6 +315,13 @@ class Runner:
             return None
         self._refresh()
         now = self.clock()
+        if not force and env.next_attempt > now + 1:
+            # the mtime said due but the envelope says later (written by hand or by an
+            # older version): put it back untouched
+            self.queue.move(env, "deferred")
+            with contextlib.suppress(OSError):
+                os.utime(self.queue.envelope_path(env.id, "deferred"), (env.next_attempt, env.next_attempt))
+            return None
         pending = [r for r in env.recipients if not r.done]
         env.attempts += 1
         env.last_attempt = now
