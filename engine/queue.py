@@ -2,10 +2,22 @@
 
 queue/messages/<id>.eml   the exact bytes to send; immutable
 queue/<state>/<id>.toml   the envelope; state is active, deferred or hold
+queue/flush               present: the runner tries every deferred item now (queue flush)
 
 An item exists once its envelope exists. The body is written and fsync'd first, so a
 crash leaves at most a body without an envelope, which `sweep_orphans` removes.
 Queue ids sort by time.
+
+- The envelope file's mtime is its next attempt time (as Postfix does with deferred
+  queue files): the runner finds due items with stat() alone, without parsing.
+- A runner claims an item by renaming deferred/<id>.toml to active/<id>.toml; exactly
+  one process wins. Before the attempt it sets the active file's mtime to the next
+  attempt time and records itself ("host:pid") in the extended attribute
+  user.mailctl.claim (or active/<id>.attempt where the file system has no xattrs).
+  At start, recover() returns active items of runners that are gone to deferred/ with
+  that backoff. The outcome (per-recipient status) is written when the attempt ends.
+- `mailctl queue` changes an envelope by claiming it the same way, so it never races
+  a runner.
 """
 from __future__ import annotations
 
