@@ -111,7 +111,7 @@ class Commands:
         perm = "" if readonly else " ".join(flags + ["\\*"])
         await self.untagged(f"OK [PERMANENTFLAGS ({perm})] Flags permitted")
         await self.untagged(f"{len(sel.msgs)} EXISTS")
-        await self.untagged(f"{len(sel.recent)} RECENT")
+        await self.untagged(f"{sel.recent_count()} RECENT")
         first_unseen = next((i for i, m in enumerate(sel.msgs, 1) if "\\Seen" not in m.flags), None)
         if first_unseen:
             await self.untagged(f"OK [UNSEEN {first_unseen}] First unseen")
@@ -256,7 +256,7 @@ class Commands:
         folder = await self.open_folder(name)
         st = await self.blocking(folder.status)
         if self.selected is not None and self.selected.folder.name == name:
-            st["recent"] = len(self.selected.recent)
+            st["recent"] = self.selected.recent_count()
         out = " ".join(f"{i} {st[i.lower()]}" for i in items)
         await self.send(b"* STATUS " + astring(mutf7.encode(name)) + f" ({out})\r\n".encode())
         return "STATUS completed"
@@ -504,7 +504,7 @@ class Commands:
             out = []
             for n, seq in enumerate(seqs, 1):
                 m = sel.msgs[seq - 1]
-                flags = m.flags | RECENT if m.uid in sel.recent else m.flags
+                flags = m.flags | RECENT if sel.is_recent(m) else m.flags
                 parts = [f"UID {m.uid}" if name == "UID" else "FLAGS " + flag_list(flags) for name in names]
                 out.append(f"* {seq} FETCH ({' '.join(parts)})\r\n")
                 if n % 5000 == 0:

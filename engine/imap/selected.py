@@ -18,7 +18,7 @@ from .. import maildir as store
 # Kernel file times advance in ticks of a few milliseconds; a scan that began this long
 # after the newest change cannot have missed a change with the same time.
 _MTIME_SLACK = 0.05
-CLAIM_BATCH = 5000
+CLAIM_LIMIT = 5000
 
 
 @dataclass
@@ -140,25 +140,29 @@ class Selected:
         """Move new/ messages to cur/ (as Dovecot does); they are \\Recent to this session.
 
         A message in new/ has no flags yet, so the move is one rename to "<base>:2,".
-        At most CLAIM_BATCH per scan, so a huge new/ costs no single command too long;
-        the rest are claimed by the following scans."""
-        out = []
-        budget = CLAIM_BATCH
+        When more than CLAIM_LIMIT wait in new/ (a bulk import), none are moved: they
+        stay \\Recent for every session until their flags change, and no command pays
+        for a hundred thousand renames."""
+        fresh = [m for m in msgs if m.subdir == "new" and not m.flags]
+        if not fresh or len(fresh) > CLAIM_LIMIT:
+            return msgs
         cur = self.folder.path / "cur"
-        for m in msgs:
-            if m.subdir == "new" and budget > 0 and not m.flags:
-                budget -= 1
-                filename = m.base + ":2,"
-                dest = cur / filename
-                try:
-                    os.rename(m.path, dest)
-                except FileNotFoundError:
-                    out.append(m)  # someone else moved it meanwhile; the next scan sees where
-                    continue
-                m = replace(m, subdir="cur", filename=filename)
-                claimed.add(m.uid)
-            out.append(m)
-        return out
+        moved: dict[int, store.Message] = {}
+        for m in fresh:
+            filename = m.base + ":2,"
+            try:
+                os.rename(m.path, cur / filename)
+            except FileNotFoundError:
+                continue  # someone else moved it meanwhile; the next scan sees where
+            moved[m.uid] = replace(m, subdir="cur", filename=filename)
+            claimed.add(m.uid)
+        return [moved.get(m.uid, m) for m in msgs]
+
+    def is_recent(self, m: store.Message) -> bool:
+        return m.uid in self.recent or m.subdir == "new"
+
+    def recent_count(self) -> int:
+        return len(self.recent) + sum(1 for m in self.msgs if m.subdir == "new" and m.uid not in self.recent)
 
     def load(self) -> None:
         self._stamp = None
@@ -188,7 +192,7 @@ class Selected:
         for seq, old in enumerate(kept, 1):
             new = by_uid[old.uid]
             if new.flags != old.flags:
-                view = View(seq, new, old.uid in self.recent)
+                view = View(seq, new, self.is_recent(new))
                 lines.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, new.uid, flag_list(view.flags).encode()))
         added = [m for m in fresh if m.uid > known_max]
         self.msgs = [by_uid[m.uid] for m in kept] + added
@@ -197,7 +201,7 @@ class Selected:
         if added or len(self.msgs) != len(kept) or lines:
             if added:
                 lines.append(b"* %d EXISTS\r\n" % len(self.msgs))
-                lines.append(b"* %d RECENT\r\n" % len(self.recent))
+                lines.append(b"* %d RECENT\r\n" % self.recent_count())
         return lines
 
     def replace(self, msg: store.Message) -> None:
@@ -208,7 +212,7 @@ class Selected:
 
     def view(self, seq: int, loader) -> View:
         m = self.msgs[seq - 1]
-        return View(seq, m, m.uid in self.recent, None, loader, self.folder)
+        return View(seq, m, self.is_recent(m), None, loader, self.folder)
 
     def seqs_for(self, matcher_ranges, uid: bool) -> list[int]:
         """Sequence numbers selected by a sequence set (of UIDs when uid is True)."""
