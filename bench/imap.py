@@ -95,6 +95,8 @@ def main() -> int:
     ap.add_argument("--counts", default="10000,100000")
     ap.add_argument("--dovecot", action="store_true", help="also run the reference Dovecot (stack-up.sh)")
     ap.add_argument("--json", help="write both result sets and the ratios here")
+    ap.add_argument("--dovecot-from", metavar="JSON",
+                    help="take Dovecot's figures from an earlier --json output instead of running it")
     ap.add_argument("driver_args", nargs="*", help="extra arguments for imap-bench.py (after --)")
     args = ap.parse_args()
     if not (SHARED / "imap-bench.py").exists():
@@ -111,7 +113,9 @@ def main() -> int:
         proc.terminate()
         proc.wait(30)
     theirs = {}
-    if args.dovecot:
+    if args.dovecot_from:
+        theirs = json.loads(Path(args.dovecot_from).read_text()).get("dovecot", {})
+    elif args.dovecot:
         stack = work / "anchor"
         # Our own ports, so a reference stack someone else runs on the defaults is left alone.
         env = {**os.environ, "SMTP_PORT": "22525", "SUBMISSION_PORT": "22587", "IMAP_PORT": "22143",
