@@ -249,3 +249,27 @@ def test_hand_edited_future_envelope_is_not_sent_early(h, root, net):
     h.clock.advance(1000)
     h.run()
     assert mx2.recipients() == ["a@far.example"]
+
+
+def test_dns_timeout_defers(h, root, net):
+    dns, _ = net
+    dns.set("slow.example", "TIMEOUT")
+    configure(root, {"queue.dns_timeout_s": 0.5})
+    h.reload()
+    qid = h.enqueue("alice@example.com", ["x@slow.example"])
+    h.run()
+    r = h.queue.find(qid).recipients[0]
+    assert r.status == "deferred" and "timeout" in r.reply.lower() and not bounces(root)
+
+
+def test_hold_or_delete_during_delivery_wins(h):
+    a = h.enqueue("alice@example.com", ["a@far.example"])
+    b = h.enqueue("alice@example.com", ["b@far.example"])
+    env_a, env_b = h.queue.claim(a, "me:1"), h.queue.claim(b, "me:1")
+    h.queue.hold(a)                       # mailctl queue hold while it is being delivered
+    h.queue.delete(b)                     # mailctl queue delete likewise
+    env_a.recipients[0].status = "deferred"
+    h.queue.finish(env_a)
+    h.queue.finish(env_b)
+    assert h.queue.find(a).state == "hold" and h.queue.find(a).recipients[0].status == "deferred"
+    assert [e.id for e in h.queue.all()] == [a]
