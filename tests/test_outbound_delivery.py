@@ -273,3 +273,23 @@ def test_hold_or_delete_during_delivery_wins(h):
     h.queue.finish(env_b)
     assert h.queue.find(a).state == "hold" and h.queue.find(a).recipients[0].status == "deferred"
     assert [e.id for e in h.queue.all()] == [a]
+
+
+def test_two_runners_on_one_root_deliver_each_item_once(h, root, net):
+    import threading
+    from helpers_queue import Harness as H
+    _, (mx2, _) = net
+    for i in range(150):
+        h.enqueue("alice@example.com", [f"r{i}@far.example"])
+    other = H(root, h.clock)
+    try:
+        t = threading.Thread(target=other.run)
+        t.start()
+        h.run()
+        t.join(60)
+    finally:
+        other.close()
+    got = mx2.recipients()
+    assert len(got) == 150 and len(set(got)) == 150
+    assert h.runner.stats["sent"] > 0 and other.runner.stats["sent"] > 0    # both took part
+    assert h.queue.count() == 0
