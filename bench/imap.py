@@ -120,17 +120,20 @@ def main() -> int:
         # Our own ports, so a reference stack someone else runs on the defaults is left alone.
         env = {**os.environ, "SMTP_PORT": "22525", "SUBMISSION_PORT": "22587", "IMAP_PORT": "22143",
                "POP3_PORT": "22110"}
-        up = subprocess.run(["bash", str(SHARED / "stack-up.sh"), str(stack)], capture_output=True, text=True,
-                            env=env)
+        # Output to a file, not a pipe: the daemons it starts keep a pipe open forever.
+        log = work / "stack-up.log"
+        with open(log, "w") as f:
+            up = subprocess.run(["bash", str(SHARED / "stack-up.sh"), str(stack)], stdout=f, stderr=f,
+                                stdin=subprocess.DEVNULL, env=env)
         if up.returncode != 0:
-            print("reference stack did not start:\n" + up.stdout[-1500:] + up.stderr[-1500:])
+            print("reference stack did not start:\n" + log.read_text()[-3000:])
         else:
             try:
                 theirs = run_driver("dovecot", 22143, 22110, "alice", stack / "mail/example.test/alice",
                                     args.counts, args.driver_args)
             finally:
-                subprocess.run(["bash", str(SHARED / "stack-down.sh"), str(stack)], capture_output=True,
-                               env={**env, "PURGE": "1"})
+                subprocess.run(["bash", str(SHARED / "stack-down.sh"), str(stack)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env={**env, "PURGE": "1"})
     a, b = by_test(ours), by_test(theirs)
     print(f"\n{'operation':72} {'mailctl ms':>11} {'dovecot ms':>11} {'ratio':>7}")
     ratios = {}
