@@ -1,0 +1,83 @@
+"""Dovecot interop: Dovecot started on the same root after our server worked on it sees
+the same folders, UIDs, flags and counts; and our server reads a tree Dovecot wrote."""
+from __future__ import annotations
+
+import imaplib
+import re
+
+import dovecot
+from helpers_mail import PASSWORD, add_users, imap, message, new_root, running
+
+USER = "alice@example.com"
+
+
+def state(c: imaplib.IMAP4) -> dict:
+    """{folder: (uidvalidity, uidnext, [(uid, flags, size)])} as a server reports it."""
+    out = {}
+    typ, data = c.list()
+    names = []
+    for line in data:
+        m = re.match(rb'\((.*?)\) "/" (.*)$', line)
+        name = m.group(2).decode().strip('"')
+        if b"\\Noselect" not in m.group(1):
+            names.append(name)
+    for name in sorted(names):
+        typ, data = c.status(f'"{name}"', "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN)")
+        st = dict(re.findall(rb"(\w+) (\d+)", data[0].split(b"(", 1)[1]))
+        typ, sel = c.select(f"\"{name}\"", readonly=True)
+        assert typ == "OK", (name, sel)
+        msgs = []
+        if int(st[b"MESSAGES"]):
+            typ, data = c.fetch("1:*", "(UID FLAGS RFC822.SIZE)")
+            for item in data:
+                line = item if isinstance(item, bytes) else item[0]
+                uid = int(re.search(rb"UID (\d+)", line).group(1))
+                flags = set(re.search(rb"FLAGS \((.*?)\)", line).group(1).split()) - {b"\\Recent"}
+                size = int(re.search(rb"RFC822.SIZE (\d+)", line).group(1))
+                msgs.append((uid, tuple(sorted(flags)), size))
+        out[name] = (int(st[b"UIDVALIDITY"]), int(st[b"UIDNEXT"]), int(st[b"UNSEEN"]), sorted(msgs))
+        c.close()
+    return out
+
+
+def test_dovecot_sees_our_changes_and_we_see_dovecots(tmp_path):
+    root = new_root(tmp_path / "r")
+    add_users(root, ["alice"])
+    # 1. our server works on the mailbox
+    with running(root, ("imap",)) as srv:
+        c = imap(srv, USER)
+        c.create("Projects/2024")
+        for i in range(4):
+            c.append("INBOX", r"(\Seen)" if i % 2 else None, None, message(f"ours {i}", body="x\n" * i))
+        c.append("Projects/2024", r"(\Flagged $Work)", None, message("nested"))
+        c.select("INBOX")
+        c.store("1", "+FLAGS", r"(\Answered $Label1)")
+        c.uid("MOVE", "2", "Archive")
+        c.store("3", "+FLAGS", r"(\Deleted)")
+        c.expunge()
+        ours = state(c)
+        c.logout()
+    # 2. Dovecot on the same tree sees the same
+    with dovecot.dovecot_server(root.path, {USER: PASSWORD}) as dc:
+        d = imaplib.IMAP4(dc.host, dc.imap_port, timeout=20)
+        d.login(USER, PASSWORD)
+        theirs = state(d)
+        assert theirs == ours, dc.log_text()[-2000:]
+        # Dovecot writes: a folder, a message with flags, a flag change, a move, an expunge
+        d.create("FromDovecot/Child")
+        d.append("FromDovecot/Child", r"(\Draft)", None, message("dovecot wrote this").replace(b"\n", b"\r\n"))
+        d.select("INBOX")
+        d.store("1", "+FLAGS", r"(\Flagged)")
+        d.uid("COPY", "1", "Trash")
+        d.store("2", "+FLAGS", r"(\Deleted)")
+        d.expunge()
+        after_dovecot = state(d)
+        d.logout()
+    # 3. our server reads the tree Dovecot wrote
+    with running(root, ("imap",)) as srv:
+        c = imap(srv, USER)
+        assert state(c) == after_dovecot
+        c.select('"FromDovecot/Child"')
+        typ, data = c.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert b"dovecot wrote this" in data[0][1]
+        c.logout()
