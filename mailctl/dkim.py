@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from .context import Context, pass_ctx
-from .output import done, emit_json, table
+from .output import done, emit_json
 
 
 @click.group("dkim")

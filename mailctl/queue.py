@@ -8,7 +8,7 @@ import time
 
 import click
 
-from engine.errors import InvalidInput, MailError, NotFound
+from engine.errors import MailError
 from engine.queue import Queue
 
 from .context import Context, confirm, pass_ctx

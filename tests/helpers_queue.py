@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-from pathlib import Path
 
 import tomlkit
 

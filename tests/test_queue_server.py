@@ -3,7 +3,6 @@ server runs goes out at once; `mailctl queue flush` is handed to the server; rou
 problems show in `mailctl config check`."""
 from __future__ import annotations
 
-import time
 
 from dnsserver import DNSServer
 from helpers_server import mailctl, make_root, serve_process

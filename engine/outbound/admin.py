@@ -6,7 +6,7 @@ import asyncio
 import re
 import time
 
-from ..errors import InvalidInput, MailError
+from ..errors import InvalidInput
 from ..queue import Envelope, Queue
 
 AGE_BUCKETS = (5, 10, 20, 40, 80, 160, 320, 640, 1280)   # minutes, as qshape's default
