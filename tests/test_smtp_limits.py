@@ -28,7 +28,7 @@ def srv(tmp_path_factory):
     root = make_root(tmp_path_factory.mktemp("limits"), accounts={"alice@example.com": PW},
                      settings={"queue.offline": True, "limits.command_timeout_s": 2,
                                "limits.max_connections": 4, "limits.max_invalid_commands": 5,
-                               "limits.messages_per_ip_per_minute": 12, "limits.max_message_size_mb": 60,
+                               "limits.messages_per_ip_per_minute": 12, "limits.max_message_size_mb": 60, "limits.data_timeout_s": 3,
                                "auth.ban_after_failures": 3, "auth.failure_delay_s": 0.2})
     with running_server(root) as server:
         yield server
@@ -62,6 +62,32 @@ def test_slow_client_dropped_by_timeout(srv):
         pass
     assert reply.startswith(b"421 4.4.2"), reply
     assert time.monotonic() - start < 6
+    raw.close()
+
+
+def test_total_data_time_limited(srv):
+    raw, f = connect(srv)
+    f.readline()
+    raw.sendall(b"HELO x.test\r\nMAIL FROM:<x@foreign.org>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n")
+    for _ in range(4):
+        f.readline()
+    start = time.monotonic()
+    reply = b""
+    try:
+        while time.monotonic() - start < 8 and not reply:
+            raw.sendall(b"a line that keeps the command timer busy\r\n")   # every 0.5 s: never idle 2 s
+            time.sleep(0.5)
+            raw.setblocking(False)
+            try:
+                reply = raw.recv(1000)
+            except BlockingIOError:
+                pass
+            finally:
+                raw.setblocking(True)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    assert reply.startswith(b"421 4.4.2"), reply
+    assert 2.5 < time.monotonic() - start < 6
     raw.close()
 
 
