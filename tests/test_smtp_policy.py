@@ -32,6 +32,8 @@ def srv(tmp_path_factory):
                                "relay.allow_bare_lf_from_trusted": True, "relay.sender_must_be_local": True,
                                "listeners.smtp.bind": ["127.0.0.1", "::1"], "server.default_domain": "example.com"})
     directory_edit.set_domain(root, settings_mod.load(root.config_file), "small.test", max_message_size_mb=0.01)
+    with open(root.config_file, "a") as f:        # a backup-MX route
+        f.write('\n[routes."backup.example"]\naccept = true\naddresses = ["ok@backup.example"]\n')
     with running_server(root) as server:
         yield server
 
@@ -144,3 +146,13 @@ def test_helo_forms(srv):
         assert s.ehlo("[127.0.0.1]")[0] == 250
         assert s.docmd("EHLO", "bad host name")[0] == 501
         assert s.docmd("HELO", "(evil)")[0] == 501
+
+
+def test_backup_mx_route_accepts_listed_addresses_only(srv):
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=10) as s:
+        s.ehlo("mx.test")
+        s.mail("x@foreign.org")
+        assert s.rcpt("ok@backup.example")[0] == 250
+        assert s.rcpt("other@backup.example") == (550, b"5.1.1 Reciprient Not In Route List")
+        assert s.data(b"Subject: backup\r\n\r\nhi\r\n")[0] == 250
+    assert any(r.address == "ok@backup.example" for e in Queue(srv.root).all() for r in e.recipients)

@@ -25,7 +25,18 @@ TOO_MANY_RECIPIENTS = Rejection(452, "4.5.3", "Too Many Recipients")
 OVER_QUOTA_TEMP = Rejection(452, "4.2.2", "Mailbox Full")
 OVER_QUOTA_PERM = Rejection(552, "5.2.2", "Mailbox Full")
 
+ROUTE_REFUSED = Rejection(550, "5.1.1", "Reciprient Not In Route List")     # hMailServer's text, typo included
 SUBMISSION = ("submission", "submissions")
+
+
+def inbound_route(settings, address: str) -> tuple[bool, str | None]:
+    """Routes with accept = true (engine.outbound.routes) make us take mail for a foreign domain."""
+    try:
+        from ..outbound.routes import inbound
+    except ImportError:
+        route = settings.routes.get(address.rpartition("@")[2]) if isinstance(settings.routes, dict) else None
+        return bool(isinstance(route, dict) and route.get("accept")), None
+    return inbound(settings, address)
 
 
 @dataclass
@@ -156,9 +167,11 @@ def check_recipient(settings, directory: Directory, client: Client, sender: str,
         return Accepted(res.address, res, size, list(res.mailboxes))
     if res.rejection:
         return BAD_ADDRESS
-    route = settings.routes.get(res.address.rpartition("@")[2]) if isinstance(settings.routes, dict) else None
-    if isinstance(route, dict) and route.get("accept"):
-        return Accepted(res.address, res)
+    accepted, refusal = inbound_route(settings, res.address)
+    if accepted:
+        return Accepted(res.address, res)           # backup MX / relay domain: queued for its route
+    if refusal:
+        return ROUTE_REFUSED
     if may_relay(settings, client):
         return Accepted(res.address, res)
     return RELAY_DENIED
