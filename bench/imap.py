@@ -125,15 +125,15 @@ def main() -> int:
         with open(log, "w") as f:
             up = subprocess.run(["bash", str(SHARED / "stack-up.sh"), str(stack)], stdout=f, stderr=f,
                                 stdin=subprocess.DEVNULL, env=env)
-        if up.returncode != 0:
-            print("reference stack did not start:\n" + log.read_text()[-3000:])
-        else:
-            try:
+        try:
+            if up.returncode != 0:
+                print("reference stack did not start:\n" + log.read_text()[-3000:])
+            else:
                 theirs = run_driver("dovecot", 22143, 22110, "alice", stack / "mail/example.test/alice",
                                     args.counts, args.driver_args)
-            finally:
-                subprocess.run(["bash", str(SHARED / "stack-down.sh"), str(stack)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env={**env, "PURGE": "1"})
+        finally:  # stop whatever part of the stack did start
+            subprocess.run(["bash", str(SHARED / "stack-down.sh"), str(stack)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env={**env, "PURGE": "1"})
     a, b = by_test(ours), by_test(theirs)
     print(f"\n{'operation':72} {'mailctl ms':>11} {'dovecot ms':>11} {'ratio':>7}")
     ratios = {}
