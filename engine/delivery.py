@@ -51,9 +51,12 @@ def trace_headers(sender: str, mailbox: str) -> bytes:
 
 def deliver(root: Root, settings, directory: Directory, sender: str, recipients: list[str],
             data: bytes, source: str = "local", queue_external: bool = True,
-            auth_user: str = "") -> Outcome:
+            auth_user: str = "", before_commit=None) -> Outcome:
     """Deliver data to recipients. Local domains only receive; external addresses that
-    come out of aliases and forwards are queued. Returns what happened per recipient."""
+    come out of aliases and forwards are queued. Returns what happened per recipient.
+
+    before_commit(staged, queued), when given, runs once everything is staged and before
+    anything is committed (the pickup folder records what to finish after a crash)."""
     outcome = Outcome()
     mailboxes: dict[str, object] = {}
     external: list[str] = []
@@ -84,6 +87,8 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
                 outcome.rejected[address] = OVER_QUOTA_PERM if perm else OVER_QUOTA_TEMP
         if external and queue_external:
             queued = Queue(root).stage(sender, external, data, source=source, auth_user=auth_user)
+        if before_commit is not None:
+            before_commit(staged, queued)
         for address, item in staged:
             item.commit()
             outcome.delivered.append(address)

@@ -4,13 +4,15 @@ Writers should write NAME.tmp (or any name not ending in .eml) and rename it to
 NAME.eml when complete; a file is also only taken once its size and mtime have not
 changed for pickup.settle_seconds, so a slow writer is not cut short.
 
-Taking a file, step by step:
+Taking a file, step by step (a crash at any instant neither loses nor doubles it):
   1. claim: rename pickup/NAME.eml -> pickup/.work/<token>--NAME.eml (one process wins)
-  2. deliver local copies / write the queue item (fsync'd: durable)
-  3. write pickup/.work/<token>--NAME.done recording what was delivered and queued
-  4. remove the .work file, then the marker
-At start, a .work file with a marker is only cleaned up; one without is taken again.
-A crash can double a message only between the end of step 2 and step 3 (one fsync).
+  2. stage every local copy (Maildir tmp/) and the queue item (body), all fsync'd
+  3. write pickup/.work/<token>--NAME.commit (fsync'd) listing what was staged
+  4. commit the staged copies and the queue envelope
+  5. remove the .work file, then the marker
+At start, a .work file with a .commit marker is finished from the marker (copies still
+in tmp/ are committed, a missing queue envelope is written); one without a marker was
+never committed anywhere and is taken again from the start.
 A file that cannot be taken goes to pickup/failed/NAME.eml with NAME.eml.error saying why.
 
 The envelope comes from X-Sender / X-Receiver when present (hMailServer's convention;
@@ -119,27 +121,22 @@ class Pickup:
             limit = int(settings.limits.max_message_size_mb * 1024 * 1024) or 0
             prepared = sendmail.prepare(data, use_x_headers=True, hostname=settings.server.hostname,
                                         source="pickup", max_size=limit)
-            outcome = sendmail.inject(self.root, settings, self.directory_fn(), prepared, "pickup")
+            outcome = sendmail.inject(self.root, settings, self.directory_fn(), prepared, "pickup",
+                                      before_commit=lambda staged, queued: self._mark(token, staged, queued))
             if not outcome.delivered and not outcome.queue_id:
                 raise InvalidInput("no recipient accepted: " + "; ".join(
                     f"{k}: {v}" for k, v in outcome.rejected.items()))
         except (InvalidInput, OSError, UnicodeError) as e:
             why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            self._drop_marker(token)
             self._fail(token, name, why)
             return f"{name}: refused: {why}"
         except MailError as e:
-            # not the file's fault (quota, lock timeout...): leave it claimed; retried at next start
-            # and on the next pass
+            # not the file's fault (quota, lock timeout...): leave it for the next pass
             log.error("pickup %s: %s; will try again", name, e)
+            self._drop_marker(token)
             self._unclaim(token, name)
             return f"{name}: retry later: {e}"
-        marker = {"name": name, "sender": prepared.sender, "delivered": outcome.delivered,
-                  "queue_id": outcome.queue_id, "rejected": {k: str(v) for k, v in outcome.rejected.items()},
-                  "taken": time.time()}
-        # the marker needs no fsync of its own: fsync_dir in _cleanup makes the removal
-        # durable, and a marker lost in a crash only means the .eml is still there too
-        with open(self.work / f"{token}.done", "w") as f:
-            f.write(json.dumps(marker))
         self._cleanup(token)
         self.taken += 1
         parts = []
@@ -152,11 +149,47 @@ class Pickup:
         log.info("pickup %s: from=<%s> %s", name, prepared.sender, "; ".join(parts))
         return f"{name}: " + "; ".join(parts)
 
+    def _mark(self, token: str, staged, queued) -> None:
+        """Step 3: record, durably, what is staged, before anything is committed."""
+        record = {"maildir": [{"address": address, "folder": item.folder.name,
+                               "tmp": self.root.relative(item.tmp_path), "base": item.base,
+                               "size": item.size, "to_cur": item.to_cur, "flags": sorted(item.flags)}
+                              for address, item in staged],
+                  "queue": queued.envelope.to_dict() if queued is not None else None}
+        atomic_write(self.work / f"{token}.commit", json.dumps(record))
+
+    def _drop_marker(self, token: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.work / f"{token}.commit")
+
+    def _finish(self, token: str) -> None:
+        """Complete step 4 after a crash, from the marker (each part is idempotent)."""
+        from .maildir import Maildir, Staged
+        from .queue import STATES, Envelope, Queue
+        record = json.loads((self.work / f"{token}.commit").read_text("utf-8"))
+        for m in record.get("maildir", []):
+            tmp = self.root.inside(m["tmp"])
+            if not tmp.exists():
+                continue                              # committed before the crash
+            local, _, domain = m["address"].rpartition("@")
+            folder = Maildir.for_account(self.root, domain, local).folder(m["folder"])
+            try:
+                Staged(folder, tmp, m["base"], frozenset(m.get("flags", [])), m["size"], m["to_cur"]).commit()
+            except FileExistsError:
+                os.unlink(tmp)                        # linked, not yet unlinked from tmp/
+        q = record.get("queue")
+        if q:
+            queue = Queue(self.root)
+            known = any(queue.envelope_path(q["id"], s).exists() for s in STATES)
+            if not known and queue.body_path(q["id"]).exists():
+                queue.write(Envelope.from_dict(q, "deferred"))
+        log.warning("pickup: finished a delivery interrupted by a crash (%s)", token)
+
     def _cleanup(self, token: str) -> None:
-        for suffix in (".eml", ".done"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.work / f"{token}{suffix}")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.work / f"{token}.eml")
         fsync_dir(self.work)
+        self._drop_marker(token)
 
     def _unclaim(self, token: str, name: str) -> None:
         with contextlib.suppress(OSError):
@@ -174,23 +207,24 @@ class Pickup:
         log.warning("pickup %s: moved to pickup/failed/%s: %s", name, dest.name, why)
 
     def recover(self) -> int:
-        """Finish what a crash interrupted: marker present = already durable (clean up);
-        no marker = take the file again."""
+        """Finish what a crash interrupted: a marker means staged and maybe partly
+        committed (finish it); no marker means nothing was committed (take it again)."""
         self.ensure()
         redone = 0
         for p in sorted(self.work.glob("*.eml")):
             token = p.name[:-4]
-            if (self.work / f"{token}.done").exists():
+            if (self.work / f"{token}.commit").exists():
+                self._finish(token)
                 self._cleanup(token)
                 continue
             name = (token.split("--", 1)[1] if "--" in token else token) + ".eml"
             self._process(token, name)
             redone += 1
-        for p in self.work.glob("*.done"):
-            token = p.name[:-5]
-            if not (self.work / f"{token}.eml").exists():
-                self._cleanup(token)
+        for p in self.work.glob("*.commit"):
+            if not (self.work / f"{p.name[:-7]}.eml").exists():
+                self._drop_marker(p.name[:-7])
         return redone
+
 
     def run_pass(self) -> list[str]:
         """Take every ready file (blocking); returns the summaries."""
@@ -211,6 +245,17 @@ class Pickup:
                 return await run_blocking(self.take, name)
         results = await asyncio.gather(*(one(n) for n in names))
         return [r for r in results if r]
+
+
+def pending_queue_ids(root) -> set[str]:
+    """Queue ids that pickup markers may still commit (the queue sweep must keep their bodies)."""
+    out = set()
+    for p in (root.pickup_dir / ".work").glob("*.commit"):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            q = json.loads(p.read_text("utf-8")).get("queue")
+            if q:
+                out.add(q["id"])
+    return out
 
 
 def _watch(path: Path, loop: asyncio.AbstractEventLoop, wake: asyncio.Event):

@@ -400,9 +400,10 @@ class Queue:
     def count(self) -> int:
         return sum(len(self.ids(s)) for s in STATES)
 
-    def sweep_orphans(self, older_than: float = 3600.0) -> int:
-        """Remove bodies with no envelope (a crash between body and envelope write)."""
-        live = {qid for s in STATES for qid in self.ids(s)}
+    def sweep_orphans(self, older_than: float = 3600.0, keep: set[str] = frozenset()) -> int:
+        """Remove bodies with no envelope (a crash between body and envelope write);
+        `keep` are ids whose envelope a pending commit will still write."""
+        live = {qid for s in STATES for qid in self.ids(s)} | set(keep)
         removed = 0
         try:
             entries = list(os.scandir(self.messages))

@@ -153,10 +153,10 @@ def prepare(data: bytes, *, sender: str | None = None, recipients: list[str] | N
     return Prepared(env_sender or "", checked, out, warnings)
 
 
-def inject(root, settings, directory, prepared: Prepared, source: str) -> Outcome:
+def inject(root, settings, directory, prepared: Prepared, source: str, before_commit=None) -> Outcome:
     """Deliver local copies and queue the rest, durably (blocking)."""
     return deliver(root, settings, directory, prepared.sender, prepared.recipients, prepared.data,
-                   source=source)
+                   source=source, before_commit=before_commit)
 
 
 def tell_server(root) -> bool:

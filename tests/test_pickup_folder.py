@@ -180,3 +180,45 @@ def test_crash_after_delivery_before_removal_does_not_send_twice(root):
     assert subjects == [b"pickup 1", b"pickup 2"]
     assert not list((root.pickup_dir / ".work").iterdir())
     rt.close()
+
+
+CHILD = r"""
+import os, sys
+sys.path.insert(0, {tests!r})
+from engine.root import Root
+from engine.runtime import Runtime
+from engine.pickup import Pickup
+import engine.maildir, engine.queue
+if {where!r} == "maildir":
+    engine.maildir.Staged.commit = lambda self: os._exit(9)          # killed right at the first commit
+else:
+    engine.queue.StagedItem.commit = lambda self: os._exit(9)        # killed after the mailbox commits
+root = Root({root!r})
+rt = Runtime.for_tests(root)
+rt.settings.pickup.settle_seconds = 0
+Pickup(root, lambda: rt.settings, lambda: rt.directory).run_pass()
+"""
+
+
+@pytest.mark.parametrize("where", ["maildir", "queue"])
+def test_killed_in_the_middle_of_commit_is_finished_once(root, where):
+    import subprocess
+    import sys
+    from pathlib import Path
+    (root.pickup_dir / "k.eml").write_bytes(
+        b"X-Sender: bob@example.com\r\nX-Receiver: alice@example.com\r\nX-Receiver: far@remote.example\r\n"
+        b"Subject: killed\r\n\r\nbody\r\n")
+    code = CHILD.format(tests=str(Path(__file__).parent), where=where, root=str(root.path))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60,
+                       cwd=str(Path(__file__).parent.parent))
+    assert r.returncode == 9, r.stderr.decode()[-2000:]
+    assert list((root.pickup_dir / ".work").glob("*.commit"))
+    rt = Runtime.for_tests(root)
+    p = Pickup(root, lambda: rt.settings, lambda: rt.directory)
+    assert p.recover() == 0                 # finished from the marker, not taken again
+    rt.close()
+    assert len(inbox(root, "alice@example.com")) == 1
+    [env] = Queue(root).all()
+    assert [x.address for x in env.recipients] == ["far@remote.example"]
+    assert not list((root.pickup_dir / ".work").iterdir())
+    assert not list((root.mail_dir / "example.com" / "alice" / "tmp").iterdir())

@@ -235,7 +235,9 @@ class Runner:
     async def start(self) -> None:
         await self.blocking(self.queue.ensure)
         returned = await self.blocking(self.queue.recover, _owner_alive)
-        swept = await self.blocking(self.queue.sweep_orphans)
+        from ..pickup import pending_queue_ids
+        keep = await self.blocking(pending_queue_ids, self.root)
+        swept = await self.blocking(self.queue.sweep_orphans, 3600.0, keep)
         if swept:
             log.warning("queue: removed %d message file(s) without an envelope (left by a crash)", swept)
         if returned:
