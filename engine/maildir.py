@@ -372,8 +372,9 @@ class _UidList:
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
         try:
             prefix = "" if self._ends_with_newline(fd) else "\n"
+            # No fsync: the uidlist is metadata that sync() rebuilds from the files; the
+            # message itself was fsync'd with its directory before anyone was told it is stored.
             os.write(fd, (prefix + "".join(lines)).encode("utf-8", "surrogateescape"))
-            os.fsync(fd)
         finally:
             os.close(fd)
         self.refresh()
@@ -752,8 +753,12 @@ class Maildir:
         return current[2], current[3]
 
     def quota_limit(self) -> int:
-        current = self._read_maildirsize()
-        return current[0] if current else 0
+        """The limit is the header line; reading only it keeps delivery cheap."""
+        try:
+            with open(self.path / MAILDIRSIZE, "rb") as f:
+                return _parse_quota_header(f.readline(128).decode("ascii", "replace"))[0]
+        except (FileNotFoundError, ValueError):
+            return 0
 
     def set_quota(self, quota_bytes: int) -> None:
         if quota_bytes < 0:
