@@ -15,8 +15,8 @@ from .maildir import Maildir
 from .queue import Queue
 from .root import Root
 
-OVER_QUOTA_TEMP = Rejection(452, "4.2.2", "Mailbox full")
-OVER_QUOTA_PERM = Rejection(552, "5.2.2", "Mailbox full")
+OVER_QUOTA_TEMP = Rejection(452, "4.2.2", "Mailbox Full")
+OVER_QUOTA_PERM = Rejection(552, "5.2.2", "Mailbox Full")
 
 
 @dataclass

@@ -71,6 +71,6 @@ def test_quota_exceeded(world, root):
     big = MSG + b"x" * (700 * 1024) + b"\r\n"
     assert world("deliver", "alice@example.com", input=big).code == 0
     r = world("deliver", "alice@example.com", input=big)
-    assert r.code == 1 and "Mailbox full" in r.err and len(r.err.strip().splitlines()) == 1
+    assert r.code == 1 and "Mailbox Full" in r.err and len(r.err.strip().splitlines()) == 1
     assert len(inbox(root, "alice")) == 1
     assert list((root.mail_dir / "example.com/alice/tmp").iterdir()) == []

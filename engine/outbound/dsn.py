@@ -107,3 +107,39 @@ def build(env: Envelope, recipients: list[Recipient], action: str, data: bytes, 
     out += original_headers(data)
     out += f"\n--{boundary}--\n".encode()
     return out.replace(b"\n", b"\r\n")
+
+
+def postmaster(settings, directory) -> str:
+    """server.postmaster, else postmaster@ the first local domain."""
+    if settings.server.postmaster:
+        return settings.server.postmaster
+    names = sorted(getattr(directory, "domains", {}) or {})
+    return f"postmaster@{names[0]}" if names else ""
+
+
+def notify(root, settings, directory, env: Envelope, recipients: list[Recipient], action: str,
+           data: bytes, now: float | None = None, log=None) -> str | None:
+    """Deliver a DSN about `recipients` of `env` to its sender. A failure notice about mail
+    with a null sender goes to the postmaster; a bounce is never bounced. Returns the
+    address notified, or None."""
+    from .. import delivery
+    if env.sender:
+        to, source = env.sender, "dsn"
+    elif action == "failed" and env.source != "postmaster-notice":
+        to, source = postmaster(settings, directory), "postmaster-notice"
+    else:
+        return None
+    if not to:
+        if log:
+            log.error("queue %s: no postmaster address to notify; set server.postmaster", env.id)
+        return None
+    retry_until = env.created + float(settings.queue.max_age_days) * 86400
+    message = build(env, recipients, action, data, hostname=settings.server.hostname, to=to,
+                    now=now, retry_until=retry_until)
+    outcome = delivery.deliver(root, settings, directory, "", [to], message, source=source)
+    if outcome.rejected:
+        if log:
+            log.error("queue %s: %s notice to %s not delivered: %s", env.id, action, to,
+                      "; ".join(str(v) for v in outcome.rejected.values()))
+        return None
+    return to

@@ -418,35 +418,12 @@ class Runner:
             log.error("queue %s: could not write the %s notice: %s", env.id, action, e)
 
     def _notify(self, env: Envelope, recipients: list[Recipient], action: str, data: bytes) -> None:
-        from .. import delivery
-        s = self.settings
-        hostname = s.server.hostname
-        if env.sender:
-            to, source = env.sender, "dsn"
-        elif action == "failed" and env.source != "postmaster-notice":
-            to, source = self.postmaster(), "postmaster-notice"      # never bounce a bounce
-        else:
-            log.info("queue %s: no %s notice (null sender)", env.id, action)
-            return
-        if not to:
-            log.error("queue %s: no postmaster address to notify; set server.postmaster", env.id)
-            return
-        retry_until = env.created + float(s.queue.max_age_days) * 86400
-        message = dsn.build(env, recipients, action, data, hostname=hostname, to=to,
-                            now=self.clock(), retry_until=retry_until)
-        outcome = delivery.deliver(self.root, s, self.runtime.directory, "", [to], message, source=source)
-        if outcome.rejected:
-            log.error("queue %s: %s notice to %s not delivered: %s", env.id, action, to,
-                      "; ".join(str(v) for v in outcome.rejected.values()))
-        else:
+        to = dsn.notify(self.root, self.settings, self.runtime.directory, env, recipients, action, data,
+                        now=self.clock(), log=log)
+        if to:
             log.info("queue %s: %s notice sent to %s", env.id, action, to)
-
-    def postmaster(self) -> str:
-        pm = self.settings.server.postmaster
-        if pm:
-            return pm
-        names = sorted(getattr(self.runtime.directory, "domains", {}) or {})
-        return f"postmaster@{names[0]}" if names else ""
+        else:
+            log.info("queue %s: no %s notice sent", env.id, action)
 
     # -- one transaction group --
     async def targets(self, domain: str) -> list[Target]:

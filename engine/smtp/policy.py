@@ -22,8 +22,6 @@ SENDER_NOT_OWNED = Rejection(550, "5.7.1", "Sender Address Not Owned By Authenti
 SENDER_NOT_LOCAL = Rejection(550, "5.7.1", "Sender Address Must Be A Local Account")
 SENDER_INVALID = Rejection(550, "5.1.7", "The Address Is Not Valid")
 TOO_MANY_RECIPIENTS = Rejection(452, "4.5.3", "Too Many Recipients")
-OVER_QUOTA_TEMP = Rejection(452, "4.2.2", "Mailbox Full")
-OVER_QUOTA_PERM = Rejection(552, "5.2.2", "Mailbox Full")
 
 ROUTE_REFUSED = Rejection(550, "5.1.1", "Reciprient Not In Route List")     # hMailServer's text, typo included
 SUBMISSION = ("submission", "submissions")
@@ -31,11 +29,7 @@ SUBMISSION = ("submission", "submissions")
 
 def inbound_route(settings, address: str) -> tuple[bool, str | None]:
     """Routes with accept = true (engine.outbound.routes) make us take mail for a foreign domain."""
-    try:
-        from ..outbound.routes import inbound
-    except ImportError:
-        route = settings.routes.get(address.rpartition("@")[2]) if isinstance(settings.routes, dict) else None
-        return bool(isinstance(route, dict) and route.get("accept")), None
+    from ..outbound.routes import inbound
     return inbound(settings, address)
 
 

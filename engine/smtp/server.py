@@ -453,8 +453,8 @@ class MailSMTP(SMTP):
             full = await rt.run_blocking(_all_over_quota, rt.root, result.mailboxes, size)
             if full:
                 self.rejected.append(f"{address[:100]}=quota")
-                return str(policy.OVER_QUOTA_PERM if settings.relay.over_quota_permanent
-                           else policy.OVER_QUOTA_TEMP)
+                return str(delivery.OVER_QUOTA_PERM if settings.relay.over_quota_permanent
+                           else delivery.OVER_QUOTA_TEMP)
         if result.address not in self.envelope.rcpt_tos:
             self.envelope.rcpt_tos.append(result.address)
             self.accepted.append(result)
@@ -534,8 +534,11 @@ class MailSMTP(SMTP):
             first = next(iter(outcome.rejected.values()), None)
             return (str(first) if first else "451 4.3.0 Local Error In Processing, Try Again Later"), ""
         if outcome.rejected:
+            # Accepted at RCPT but refused now (the directory changed, a mailbox filled up):
+            # the client gets 250 for the others, so these get a DSN, not silence.
             rt.log.warning("smtp: %s: %s: not delivered to %s", self.peer_ip, txid,
                            ", ".join(f"{k} ({v})" for k, v in outcome.rejected.items()))
+            await rt.run_blocking(_bounce_rejected, rt, sender, txid, outcome.rejected, content)
         rt.count("smtp_accepted")
         qid = outcome.queue_id or txid
         return f"250 2.0.0 Ok: queued as {qid}", qid
@@ -584,3 +587,17 @@ async def start(runtime, name: str, listener) -> list:
     if listener.tls == "starttls":
         runtime.ssl_context()          # fail at start, not at the first STARTTLS, on a bad cert
     return await runtime.listen(name, lambda: MailSMTP(runtime, name, listener), listener, ssl=ssl_ctx)
+
+
+def _bounce_rejected(rt, sender: str, txid: str, rejected: dict, content: bytes) -> None:
+    """A failure DSN for recipients refused after the message was accepted."""
+    from ..outbound import dsn
+    now = time.time()
+    env = queue_mod.Envelope(id=txid, sender=sender, recipients=[], created=now, next_attempt=now,
+                             source="smtp")
+    recipients = [queue_mod.Recipient(address=rcpt, status="failed", code=why.code, reply=str(why),
+                                      dsn=why.status) for rcpt, why in rejected.items()]
+    try:
+        dsn.notify(rt.root, rt.settings, rt.directory, env, recipients, "failed", content, now=now, log=rt.log)
+    except Exception:  # noqa: BLE001 - the accepted copies stand; the log says what was lost
+        rt.log.exception("smtp: %s: could not write the DSN for %s", txid, ", ".join(rejected))

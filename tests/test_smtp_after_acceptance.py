@@ -1,0 +1,35 @@
+"""A recipient accepted at RCPT but refused at DATA gets a DSN; the others get the message."""
+from __future__ import annotations
+
+import email
+import smtplib
+
+from engine.maildir import Maildir
+from helpers_server import make_root, running_server
+
+
+def test_mailbox_filled_between_rcpt_and_data_bounces_to_sender(tmp_path):
+    root = make_root(tmp_path, accounts={"alice@example.com": "alice-password-1", "bob@example.com": "bob-password-1",
+                                         "carol@example.com": "carol-password-1"},
+                     settings={"queue.offline": True})
+    alice = Maildir.for_account(root, "example.com", "alice")
+    alice.set_quota(200_000)
+    with running_server(root) as srv:
+        with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=10) as s:
+            s.ehlo("client.example")
+            assert s.mail("carol@example.com")[0] == 250
+            assert s.rcpt("alice@example.com")[0] == 250
+            assert s.rcpt("bob@example.com")[0] == 250
+            alice.deliver(b"Subject: filler\n\n" + b"x" * 199_000 + b"\n", check_quota=False)
+            code, reply = s.data(b"Subject: hello\r\n\r\n" + b"y" * 5000 + b"\r\n")
+            assert code == 250, reply
+    bob = Maildir.for_account(root, "example.com", "bob").folder("INBOX").sync()
+    assert len(bob) == 1
+    assert len(alice.folder("INBOX").sync()) == 1          # only the filler
+    [dsn_msg] = Maildir.for_account(root, "example.com", "carol").folder("INBOX").sync()
+    report = email.message_from_bytes(Maildir.for_account(root, "example.com", "carol").folder("INBOX").read(dsn_msg))
+    assert report.get_content_type() == "multipart/report"
+    status = [p for p in report.walk() if p.get_content_type() == "message/delivery-status"][0]
+    fields = status.get_payload()[1]
+    assert fields["Final-Recipient"] == "rfc822; alice@example.com"
+    assert fields["Action"] == "failed" and fields["Status"].startswith("5.2.2")
