@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from .addresses import parse_address
+from . import headers as headers_mod
 from .delivery import Outcome, deliver
 from .errors import InvalidInput
 
@@ -142,10 +143,7 @@ def prepare(data: bytes, *, sender: str | None = None, recipients: list[str] | N
     now = time.time()
     added = [f"Received: from localhost by {hostname} (mailctl) with local ({source}) id "
              f"{secrets.token_hex(6)}; {email.utils.formatdate(now)}".encode()]
-    if "date" not in names:
-        kept.append(f"Date: {email.utils.formatdate(now, localtime=True)}".encode())
-    if "message-id" not in names:
-        kept.append(f"Message-ID: <{int(now)}.{secrets.token_hex(8)}@{hostname}>".encode())
+    kept += headers_mod.missing(set(names), hostname, now)
     if "from" not in names and env_sender:
         kept.append(f"From: <{env_sender}>".encode())
     head = eol.join(h.replace(b"\r\n", b"\n").replace(b"\n", eol) for h in added + kept)

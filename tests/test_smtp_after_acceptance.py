@@ -33,3 +33,24 @@ def test_mailbox_filled_between_rcpt_and_data_bounces_to_sender(tmp_path):
     fields = status.get_payload()[1]
     assert fields["Final-Recipient"] == "rfc822; alice@example.com"
     assert fields["Action"] == "failed" and fields["Status"].startswith("5.2.2")
+
+
+def test_submission_gets_date_and_message_id_added(tmp_path):
+    import ssl
+    root = make_root(tmp_path, accounts={"alice@example.com": "alice-password-1", "bob@example.com": "bob-password-1"},
+                     settings={"queue.offline": True})
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with running_server(root) as srv:
+        with smtplib.SMTP("127.0.0.1", srv.ports["submission"], timeout=10) as s:
+            s.starttls(context=ctx)
+            s.login("alice@example.com", "alice-password-1")
+            s.sendmail("alice@example.com", ["bob@example.com"], b"From: alice@example.com\r\nSubject: bare\r\n\r\nhi\r\n")
+            s.sendmail("alice@example.com", ["bob@example.com"],
+                       b"From: alice@example.com\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+                       b"Message-ID: <keep@example.com>\r\nSubject: full\r\n\r\nhi\r\n")
+    box = Maildir.for_account(root, "example.com", "bob").folder("INBOX")
+    msgs = {m["Subject"]: m for m in (email.message_from_bytes(box.read(x)) for x in box.sync())}
+    assert msgs["bare"]["Message-ID"].endswith("@localhost>") and msgs["bare"]["Date"]
+    assert msgs["full"]["Message-ID"] == "<keep@example.com>" and msgs["full"].get_all("Date") == ["Mon, 1 Jan 2024 00:00:00 +0000"]
+    assert msgs["bare"].get_payload() == "hi\n"

@@ -22,7 +22,7 @@ import time
 import aiosmtpd
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, _AuthMechAttr, login_always_fail
 
-from .. import delivery, queue as queue_mod
+from .. import delivery, headers as headers_mod, queue as queue_mod
 from ..errors import QuotaExceeded
 from . import policy
 from .data import DataResult, fix_bare_newlines, header_block, read_data
@@ -523,6 +523,8 @@ class MailSMTP(SMTP):
                 if not policy.owned_addresses_match(settings, rt.directory, self.client.user,
                                                     policy.normalize_sender(addr) or ""):
                     return "550 5.7.1 Header From Address Not Owned By Authenticated User", ""
+        if self.client.submission and (self.client.user or self.client.trusted):
+            content = _add_missing_headers(content, result.offset, settings.server.hostname)
         sender = "" if self.envelope.mail_from == "<>" else self.envelope.mail_from
         try:
             outcome = await rt.run_blocking(_deliver, rt, sender, list(self.envelope.rcpt_tos),
@@ -587,6 +589,18 @@ async def start(runtime, name: str, listener) -> list:
     if listener.tls == "starttls":
         runtime.ssl_context()          # fail at start, not at the first STARTTLS, on a bad cert
     return await runtime.listen(name, lambda: MailSMTP(runtime, name, listener), listener, ssl=ssl_ctx)
+
+
+def _add_missing_headers(content: bytes, offset: int, hostname: str) -> bytes:
+    """Submitted mail without Date or Message-ID gets them (RFC 6409 §8)."""
+    block = header_block(content, offset)
+    if not block.endswith(b"\r\n"):
+        return content                       # no header/body separator: leave it as sent
+    extra = headers_mod.missing(headers_mod.names_in(block), hostname)
+    if not extra:
+        return content
+    at = offset + len(block)
+    return bytes(content[:at]) + b"".join(line + b"\r\n" for line in extra) + bytes(content[at:])
 
 
 def _bounce_rejected(rt, sender: str, txid: str, rejected: dict, content: bytes) -> None:
