@@ -40,6 +40,38 @@ def state(c: imaplib.IMAP4) -> dict:
     return out
 
 
+def test_envelope_and_bodystructure_match_dovecot(tmp_path):
+    from helpers_mail import maildir
+    from test_imap_protocol import MULTIPART
+    root = new_root(tmp_path / "r")
+    add_users(root, ["alice"])
+    md = maildir(root)
+    md.deliver(MULTIPART)
+    md.deliver(message("plain one"))
+    md.deliver(b"Subject: odd\nContent-Type: text/html; charset=\"ISO-8859-1\"; format=flowed\n"
+               b"Content-Transfer-Encoding: quoted-printable\nContent-Language: en, de\n"
+               b"Content-Disposition: inline\nTo: undisclosed-recipients:;\n"
+               b"Cc: Team: a@x.org, B <b@y.org>;\n\n<p>hi=20there</p>\n")
+    items = ["ENVELOPE", "BODYSTRUCTURE", "BODY", "RFC822.SIZE", "BODY.PEEK[1.MIME]", "BODY.PEEK[2]",
+             "BODY.PEEK[3.1]", "BODY.PEEK[HEADER.FIELDS (SUBJECT TO)]", "BODY.PEEK[TEXT]<4.20>"]
+
+    def collect(c):
+        c.select("INBOX", readonly=True)
+        return {item: [x if isinstance(x, bytes) else tuple(x) for x in c.fetch("1:*", f"({item})")[1]]
+                for item in items}
+    with running(root, ("imap",)) as srv:
+        c = imap(srv, USER)
+        ours = collect(c)
+        c.logout()
+    with dovecot.dovecot_server(root.path, {USER: PASSWORD}) as dc:
+        d = imaplib.IMAP4(dc.host, dc.imap_port, timeout=20)
+        d.login(USER, PASSWORD)
+        theirs = collect(d)
+        d.logout()
+    for item in items:   # the same data; only the case of MIME type words differs
+        assert repr(ours[item]).upper() == repr(theirs[item]).upper(), (item, ours[item], theirs[item])
+
+
 def test_dovecot_sees_our_changes_and_we_see_dovecots(tmp_path):
     root = new_root(tmp_path / "r")
     add_users(root, ["alice"])

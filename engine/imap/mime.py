@@ -245,7 +245,8 @@ def envelope(part: Part) -> list:
             value = h(fallback)
         if value is None or not value.strip():
             return None
-        return address_list(value) or None
+        # env-to = "(" 1*address ")": addresses follow each other without spaces
+        return _Multi(address_list(value)) or None
 
     return [h("date"), h("subject"), addresses("from"), addresses("sender", "from"),
             addresses("reply-to", "from"), addresses("to"), addresses("cc"), addresses("bcc"),
