@@ -181,7 +181,10 @@ class Searcher:
             day = _sent_date(msg.part(header_only=True))
             return day is not None and _compare(kind[4:], day, node[1])
         if kind == "HEADER":
-            return _header_contains(msg.part(header_only=True), node[1], node[2])
+            part = msg.part(header_only=True)
+            if _cannot_contain(part.data[:part.body_start], node[2]):
+                return False
+            return _header_contains(part, node[1], node[2])
         if kind == "BODY":
             part = msg.part()
             return not _cannot_contain(part.data, node[1]) and node[1] in _body_text(part)
