@@ -182,7 +182,12 @@ class Runtime:
         account = directory.login(user)
         ok = False
         if account is not None and account.enabled and account.password:
-            ok = await self.run_blocking(passwords.verify, account.password, password)
+            cache = self._auth_cache()
+            ok = cache.hit(account.password, password)
+            if not ok:
+                ok = await self.run_blocking(passwords.verify, account.password, password)
+                if ok:
+                    cache.add(account.password, password)
         if ok and directory.domain(account.domain).enabled:
             return account
         banned = await self.run_blocking(self.bans.record_failure, ip, protocol)
@@ -191,6 +196,15 @@ class Runtime:
         self.count("auth_failures")
         await self.auth_delay()
         return None
+
+    def _auth_cache(self):
+        """One cache per process; its lifetime follows auth.cache_seconds."""
+        from .authcache import AuthCache
+        ttl = float(self.settings.auth.cache_seconds)
+        cache = getattr(self, "_login_cache", None)
+        if cache is None or cache.ttl != ttl:
+            cache = self._login_cache = AuthCache(ttl)
+        return cache
 
     async def listen(self, name: str, protocol_factory: Callable, listener, ssl=None) -> list:
         """Bind a listener on every address in listener.bind. Port 0 takes a free port

@@ -151,6 +151,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "ban_window_minutes": Key(10, (int, float), "window in which failures are counted", _range(0)),
         "ban_minutes": Key(60, (int, float), "how long a ban lasts", _range(0)),
         "allow_plaintext": Key(False, bool, "allow AUTH/LOGIN before TLS (not recommended)"),
+        "cache_seconds": Key(300, (int, float), "remember a verified login this long (saves the slow "
+                             "password hash check on reconnects); 0 = off", _range(0, 86400)),
     },
     "mailbox": {
         "default_folders": Key(["Sent", "Drafts", "Trash", "Junk", "Archive"], list,
