@@ -6,7 +6,7 @@
 Runs ../shared/bench/imap-bench.py (the shared, server-agnostic driver) against
 `mailctl serve` on a temporary root, and with --dovecot against the reference stack
 (../shared/bench/stack-up.sh), then prints each operation's time and the ratio.
-Only when /work/shared exists. Speed is measured here, never asserted in tests.
+Only when ../shared exists beside the checkout. Speed is measured here, never asserted in tests.
 """
 from __future__ import annotations
 
