@@ -280,3 +280,27 @@ def test_json_and_no_ansi_on_a_pipe(root, alice):
 def test_usage_errors_exit_2(root):
     assert run_mailctl(root, "account", "frobnicate").returncode == 2
     assert run_mailctl(root, "account", "quota", "a@b.com", "-5").returncode == 2
+
+
+def test_password_prompt_on_a_terminal_asks_twice(root):
+    import sys
+
+    import pexpect
+    assert run_cli(root, "domain", "add", "example.com").code == 0
+    child = pexpect.spawn(sys.executable, ["-m", "mailctl", "--root", str(root.path), "account", "add",
+                                           "tty@example.com"], timeout=30, encoding="utf-8")
+    child.expect("Password: ")
+    child.sendline(PASSWORD)
+    child.expect("Repeat for confirmation: ")
+    child.sendline("not-the-same-1")
+    child.expect("do not match")
+    child.expect("Password: ")
+    child.sendline(PASSWORD)
+    child.expect("Repeat for confirmation: ")
+    child.sendline(PASSWORD)
+    child.expect("account tty@example.com added")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    from engine.passwords import verify
+    assert verify(Directory.load(root).account("tty@example.com").password, PASSWORD)
