@@ -364,6 +364,10 @@ class Directory:
                 else:
                     owners[a] = d.name
         for d in self.domains.values():
+            if d.catch_all and self.is_local_domain(d.catch_all.rpartition("@")[2]):
+                target = self.resolve(d.catch_all, catch_all=False)
+                if not target.ok:
+                    problems.append(f"domains/{d.name}.toml:1: catch_all: {d.catch_all}: {target.rejection.text}")
             # only entries that point elsewhere can loop; plain accounts cannot
             for entry in [*d.alias_map.values(), *d.lists.values(),
                           *(a for a in d.accounts.values() if a.forward)]:
@@ -413,10 +417,11 @@ class Directory:
             yield from d.accounts.values()
 
     # -- resolve --
-    def resolve(self, address: str, sender: str | None = None) -> Resolution:
+    def resolve(self, address: str, sender: str | None = None, catch_all: bool = True) -> Resolution:
         """Where mail to `address` goes: local mailboxes, external addresses, or a rejection.
 
-        `sender` is the envelope sender, used for list permissions.
+        `sender` is the envelope sender, used for list permissions. catch_all=False asks
+        whether the address itself exists (used to check alias and catch-all targets).
         """
         try:
             a = parse_address(address)
@@ -427,7 +432,8 @@ class Directory:
             return Resolution(str(a), False, external=[str(a)])
         result = Resolution(str(a), True)
         try:
-            rejection = self._expand(str(a), sender, 0, [], set(), result, check_list_sender=True)
+            rejection = self._expand(str(a), sender, 0 if catch_all else 1, [], set(), result,
+                                     check_list_sender=True)
         except _Loop:
             result.mailboxes, result.external = [], []
             result.rejection = TOO_MANY_FORWARDS
@@ -435,7 +441,7 @@ class Directory:
         if rejection:
             result.rejection = rejection
         elif not result.mailboxes and not result.external:
-            result.rejection = TOO_MANY_FORWARDS
+            result.rejection = TOO_MANY_FORWARDS if catch_all or self._defined(str(a)) else UNKNOWN_USER
         return result
 
     def _expand(self, address: str, sender, depth: int, path: list[str], seen: set,
@@ -497,6 +503,11 @@ class Directory:
             follow([d.catch_all])
             return None
         return UNKNOWN_USER if depth == 0 else None
+
+    def _defined(self, address: str) -> bool:
+        local, _, dom = address.rpartition("@")
+        d = self.domains.get(self.names.get(dom, ""))
+        return d is not None and (local in d.accounts or local in d.alias_map or local in d.lists)
 
     def _may_post(self, lst: MailingList, sender: str | None) -> bool:
         if lst.mode == "public":

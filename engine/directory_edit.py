@@ -139,13 +139,15 @@ def _retire(root: Root, mailpath: Path, rel: Path, purge: bool) -> str | None:
 def set_domain(root: Root, settings, name: str, **values) -> None:
     """Set top-level domain keys (enabled, catch_all, max_message_size_mb, ...)."""
     name = _primary(root, settings, name)
-    if "catch_all" in values and values["catch_all"]:
+    check = None
+    if values.get("catch_all"):
         values["catch_all"] = str(parse_target(values["catch_all"], name))
+        check = _targets_resolve(name, [values["catch_all"]], settings)
 
     def change(doc):
         for k, v in values.items():
             doc[k] = v
-    _edit_domain(root, settings, name, change)
+    _edit_domain(root, settings, name, change, check)
 
 
 def add_domain_alias(root: Root, settings, domain: str, alias: str) -> None:
@@ -249,7 +251,7 @@ def _targets_resolve(address: str, targets: list[str], settings):
     def check(directory: Directory):
         for t in targets:
             if directory.is_local_domain(t.rpartition("@")[2]):
-                r = directory.resolve(t)
+                r = directory.resolve(t, catch_all=False)
                 if not r.ok:
                     raise InvalidInput(f"target {t}: {r.rejection.text}")
         limit = settings.limits.max_aliases_per_address

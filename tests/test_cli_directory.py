@@ -78,6 +78,8 @@ def test_domain_lifecycle(cli, root):
     ok(cli("domain", "disable", "example.com"))
     assert json.loads(cli("domain", "show", "example.com", "--json").out)["enabled"] is False
     ok(cli("domain", "enable", "example.com"))
+    fails(cli("domain", "set", "example.com", "--catch-all", "info"), "info@example.com", "Unknown User")
+    ok(cli("alias", "add", "info@example.com", "someone@elsewhere.org"))
     ok(cli("domain", "set", "example.com", "--catch-all", "info", "--max-message-size", "10"))
     shown = json.loads(cli("domain", "show", "example.com", "--json").out)
     assert shown["catch_all"] == "info@example.com" and shown["max_message_size_mb"] == 10

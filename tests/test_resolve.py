@@ -5,7 +5,7 @@ import pytest
 
 from engine import directory_edit as edit
 from engine.directory import Directory
-from engine.errors import ConfigError, InvalidInput
+from engine.errors import ConfigError, InvalidInput, MailError
 
 HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
 
@@ -89,8 +89,13 @@ def test_relay_tricks_never_leave_the_domain(world, settings):
 def test_catch_all(world, root, settings):
     edit.set_domain(root, settings, "example.com", catch_all="alice")
     assert mailboxes(resolve(world, settings, "whoever@example.com")) == ["alice@example.com"]
-    edit.set_domain(root, settings, "example.com", catch_all="ghost@example.com")
-    assert str(resolve(world, settings, "whoever@example.com").rejection).startswith(
+    with pytest.raises(MailError, match="ghost@example.com: Unknown User"):
+        edit.set_domain(root, settings, "example.com", catch_all="ghost@example.com")
+    f = root.domains_dir / "example.com.toml"           # a hand edit can still point it nowhere
+    f.write_text(f.read_text().replace('catch_all = "alice@example.com"', 'catch_all = "ghost@example.com"'))
+    with pytest.raises(ConfigError, match="catch_all: ghost@example.com: Unknown User"):
+        Directory.load(root, settings)
+    assert str(Directory.load(root, settings, strict=False).resolve("whoever@example.com").rejection).startswith(
         "550 5.4.6 Mail Server Configuration Error. Too Many Recursive Forwards")
 
 
