@@ -262,6 +262,17 @@ def _targets_resolve(address: str, targets: list[str], settings):
     return check
 
 
+def _local_members_exist(members: list[str]):
+    """A check: local list members must exist (a typo would silently drop their copy)."""
+    def check(directory: Directory):
+        for m in members:
+            if directory.is_local_domain(m.rpartition("@")[2]):
+                r = directory.resolve(m, catch_all=False)
+                if not r.ok:
+                    raise InvalidInput(f"member {m}: {r.rejection.text}")
+    return check
+
+
 def set_forward(root: Root, settings, address: str, targets: list[str], keep_copy: bool) -> list[str]:
     a = _address(root, settings, address)
     resolved = _targets(a.domain, targets, settings)
@@ -351,7 +362,7 @@ def add_list(root: Root, settings, address: str, mode: str, sender: str = "",
         if taken:
             raise AlreadyExists(f"{a} already exists as {_KIND[taken]}")
         _table(doc, "lists")[a.local] = {"mode": mode, "sender": sender, "members": resolved, "enabled": True}
-    _edit_domain(root, settings, a.domain, change)
+    _edit_domain(root, settings, a.domain, change, _local_members_exist(resolved))
     return str(a)
 
 
@@ -394,4 +405,4 @@ def change_list_members(root: Root, settings, address: str, add: list[str] = (),
             if m not in members:
                 members.append(m)
         return list(members)
-    return _edit_domain(root, settings, a.domain, change)
+    return _edit_domain(root, settings, a.domain, change, _local_members_exist(adding))

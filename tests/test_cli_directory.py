@@ -213,6 +213,8 @@ def test_list_commands(cli, alice):
                      "members": ["alice@example.com", "bob@other.org"], "enabled": True}
     assert json.loads(ok(cli("list", "list", "--json")).out)[0]["members"] == 2
     fails(cli("list", "add", "news@example.com", "--mode", "announce"), "--sender")
+    fails(cli("list", "member", "add", "team@example.com", "ghost"), "member ghost@example.com", "Unknown User")
+    fails(cli("list", "add", "x2@example.com", "--member", "ghost"), "Unknown User")
     assert cli("list", "add", "x@example.com", "--mode", "bogus").code == 2
     ok(cli("list", "remove", "team@example.com"))
     fails(cli("list", "show", "team@example.com"), "does not exist")
