@@ -122,7 +122,22 @@ def canonical_name(name: str) -> str:
 
 def _vsize(data: bytes) -> int:
     """RFC822.SIZE: the size with every bare LF counted as CRLF."""
+    if b"\r" not in data:  # the usual LF-only file: one pass
+        return len(data) + data.count(b"\n")
     return len(data) + data.count(b"\n") - data.count(b"\r\n")
+
+
+def _read_all(path: str) -> bytes:
+    """A whole file by plain system calls (cheaper than Path.read_bytes for many small files)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        chunks = [os.read(fd, size + 1)]
+        while chunks[-1] and sum(map(len, chunks)) <= size:
+            chunks.append(os.read(fd, 1 << 20))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _unique_base(size: int, vsize: int) -> str:
@@ -490,15 +505,65 @@ class Staged:
             dest = folder.path / "new" / self.base
         _link_or_rename(self.tmp_path, dest)
         self._done = True
-        fsync_dir(dest.parent)
-        uid = folder._assign([self.base])[self.base][0]
-        folder.maildir._quota_add(self.size, 1)
+        uid = _group_for(folder.path).commit(folder, self.base, dest.parent, self.size)
         return Delivered(folder.name, uid, dest)
 
     def abort(self) -> None:
         self._done = True
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.tmp_path)
+
+
+class _CommitGroup:
+    """Group commit for one folder within this process: threads whose message is linked
+    wait their turn; each turn fsyncs the directories once and assigns UIDs to every
+    message linked so far under one dotlock. Each caller returns only after an fsync
+    that started after its link, so a returned UID still means a durable entry, while
+    concurrent deliveries share the fsync, the dotlock and the uidlist append."""
+
+    def __init__(self):
+        self.mutex = threading.Lock()        # guards pending
+        self.turn = threading.Lock()         # one committer at a time
+        self.pending: list[list] = []        # [base, dir, size, uid | exception | None]
+
+    def commit(self, folder: "Folder", base: str, dirpath: Path, size: int) -> int:
+        entry = [base, dirpath, size, None]
+        with self.mutex:
+            self.pending.append(entry)
+        with self.turn:
+            if entry[3] is None:             # no earlier turn took it: commit everything waiting
+                with self.mutex:
+                    batch, self.pending = self.pending, []
+                try:
+                    for path in {e[1] for e in batch}:
+                        fsync_dir(path)
+                    records = folder._assign([e[0] for e in batch])
+                    for e in batch:
+                        e[3] = records[e[0]][0]
+                    folder.maildir._quota_add(sum(e[2] for e in batch), len(batch))
+                except BaseException as exc:
+                    for e in batch:
+                        if e[3] is None or e is entry:
+                            e[3] = exc
+                    raise
+        if isinstance(entry[3], BaseException):
+            raise entry[3]
+        return entry[3]
+
+
+_COMMIT_GROUPS: dict[str, _CommitGroup] = {}
+
+
+def _group_for(folder_path: Path) -> _CommitGroup:
+    key = str(folder_path)
+    with _cache_mutex:
+        group = _COMMIT_GROUPS.get(key)
+        if group is None:
+            if len(_COMMIT_GROUPS) > 4096:      # forget idle folders
+                for k in [k for k, g in _COMMIT_GROUPS.items() if not g.pending and not g.turn.locked()][:2048]:
+                    del _COMMIT_GROUPS[k]
+            group = _COMMIT_GROUPS[key] = _CommitGroup()
+        return group
 
 
 def _link_or_rename(src: Path, dest: Path) -> None:
@@ -901,9 +966,25 @@ def _normalize_flags(flags: Iterable[str]) -> frozenset[str]:
     return frozenset(out)
 
 
+_KEYWORDS_CACHE: dict[Path, tuple[tuple, dict[int, str]]] = {}
+_KEYWORDS_CACHE_SIZE = 256
+
+
 def _read_keywords(folder_path: Path) -> dict[int, str]:
+    """index -> keyword from dovecot-keywords; parsed again only when the file's inode,
+    size or mtime changed (it is replaced by rename), so a STORE on many messages costs
+    one stat() per message. Returns a fresh dict the caller may change."""
+    path = folder_path / KEYWORDS
     try:
-        text = (folder_path / KEYWORDS).read_text("utf-8", "replace")
+        st = os.stat(path)
+    except FileNotFoundError:
+        return {}
+    ident = (st.st_ino, st.st_size, st.st_mtime_ns)
+    cached = _KEYWORDS_CACHE.get(folder_path)
+    if cached is not None and cached[0] == ident:
+        return dict(cached[1])
+    try:
+        text = path.read_text("utf-8", "replace")
     except FileNotFoundError:
         return {}
     keywords = {}
@@ -911,7 +992,10 @@ def _read_keywords(folder_path: Path) -> dict[int, str]:
         index, _, name = line.partition(" ")
         if index.isdigit() and int(index) < MAX_KEYWORDS and name:
             keywords[int(index)] = name
-    return keywords
+    if len(_KEYWORDS_CACHE) >= _KEYWORDS_CACHE_SIZE:
+        _KEYWORDS_CACHE.clear()
+    _KEYWORDS_CACHE[folder_path] = (ident, keywords)
+    return dict(keywords)
 
 
 # -- one folder --------------------------------------------------------------------
@@ -975,10 +1059,15 @@ class Folder:
         if size is not None and vsize is not None:
             return ""
         located = listing.get(base) if listing else self._locate(base)
-        if located is None:
-            return ""
-        data = (self.path / located[0] / located[1]).read_bytes()
-        return f"S{len(data)} W{_vsize(data)}"
+        for _ in range(2):
+            if located is None:
+                return ""
+            try:
+                data = _read_all(f"{self.path}/{located[0]}/{located[1]}")
+                return f"S{len(data)} W{_vsize(data)}"
+            except FileNotFoundError:
+                located = self._locate(base)  # renamed by a flag change meanwhile
+        return ""
 
     def _forget(self, bases: Iterable[str]) -> None:
         """Drop records of files that are gone (rename-replace; next_uid is kept)."""
