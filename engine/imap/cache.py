@@ -43,12 +43,14 @@ class HeaderCache:
 HEADERS = HeaderCache()
 
 
-def header(folder, msg) -> bytes:
-    """The CRLF header (with its blank line) of a message, from the cache or the file."""
+def header(folder, msg, remember: bool = True) -> bytes:
+    """The CRLF header (with its blank line) of a message, from the cache or the file.
+    remember=False leaves the cache as it is (a one-off read, e.g. to build the index)."""
     from .selected import read_header
     key = (str(folder.path), msg.base)
     value = HEADERS.get(key)
     if value is None:
         value = to_crlf(read_header(msg.path, lambda: folder.read(msg)))
-        HEADERS.put(key, value)
+        if remember:
+            HEADERS.put(key, value)
     return value

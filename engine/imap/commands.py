@@ -16,6 +16,7 @@ from . import search as searchmod
 from .parser import Atom, ParseError, as_atom, as_text, parse_sequence_set
 from .response import astring, encode
 from . import cache as headercache
+from . import index as indexmod
 from .mime import to_crlf
 from .selected import Selected, flag_list, read_header
 
@@ -466,7 +467,13 @@ class Commands:
         searcher = searchmod.Searcher(nodes, len(sel.msgs), sel.uids[-1] if sel.uids else 0)
         views = [sel.view(i, sel.folder.read) for i in range(1, len(sel.msgs) + 1)]
         if searcher.needs_content():
+            use_index = bool(searchmod.header_names(("AND", nodes)) & indexmod.INDEXED)
+
             def run():
+                if use_index:
+                    entries = indexmod.lookup(sel.folder, [v.msg for v in views], complete=True)
+                    for v in views:
+                        v._entry = entries.get(v.msg.base)
                 out = []
                 for v in views:
                     try:
@@ -512,16 +519,27 @@ class Commands:
                     out = []
             await self.send("".join(out).encode())
             return "FETCH completed"
+        # ENVELOPE and the usual header fields come from the folder's index.
+        indexed = needs_content and all(
+            i.name == "ENVELOPE" or (i.kind == "BODY" and not i.numbers and i.text == "HEADER.FIELDS"
+                                     and indexmod.covers(i.fields))
+            for i in items if i.needs_content)
         missing = False
-        step = FETCH_BATCH if needs_content else FETCH_BATCH * 10
+        step = FETCH_BATCH * 5 if indexed else FETCH_BATCH if needs_content else FETCH_BATCH * 10
         for start in range(0, len(seqs), step):
             batch = [sel.view(s, sel.folder.read) for s in seqs[start:start + step]]
 
             def work(batch=batch):
                 out, changed, gone = [], [], False
+                entries = indexmod.lookup(sel.folder, [v.msg for v in batch]) if indexed else None
                 for v in batch:
                     try:
                         msg = v.msg
+                        entry = None
+                        if indexed:
+                            entry = entries.get(msg.base)
+                            if entry is None:
+                                raise NotFound(f"message UID {msg.uid} no longer exists")
                         extra = []
                         if sets_seen and "\\Seen" not in msg.flags:
                             msg = sel.folder.set_flags(msg, msg.flags | {"\\Seen"})
@@ -531,11 +549,14 @@ class Commands:
                                 extra = [fetchmod.FetchItem("FLAGS")]
                         if not needs_content:
                             data = None
+                        elif entry is not None:
+                            data = entry.fields
                         elif header_only:
                             data = headercache.header(sel.folder, msg)
                         else:
                             data = to_crlf(sel.folder.read(msg))
-                        body = fetchmod.render(v, items + extra, data, flag_list(v.flags))
+                        body = fetchmod.render(v, items + extra, data, flag_list(v.flags),
+                                               entry.envelope if entry is not None else None)
                         out.append(b"* %d FETCH " % v.seq + body + b"\r\n")
                     except NotFound:
                         gone = True

@@ -159,11 +159,13 @@ def _decode_binary(part: mime.Part) -> bytes:
     raise UnknownCTE()
 
 
-def render(msg, items: list[FetchItem], data: bytes | None, flags_text: str | None) -> bytes:
+def render(msg, items: list[FetchItem], data: bytes | None, flags_text: str | None,
+           envelope: bytes | None = None) -> bytes:
     """The parenthesised FETCH data for one message.
 
     msg: uid, size, internaldate; data: the CRLF message (None when no item needs it);
-    flags_text: the encoded flag list, e.g. '(\\Seen)'."""
+    flags_text: the encoded flag list, e.g. '(\\Seen)'; envelope: the encoded ENVELOPE
+    when known already (from the index)."""
     root = mime.Part(data, 0, len(data)) if data is not None else None
     out: list[bytes] = []
     for item in items:
@@ -177,7 +179,7 @@ def render(msg, items: list[FetchItem], data: bytes | None, flags_text: str | No
         elif name == "RFC822.SIZE":
             out.append(b"RFC822.SIZE %d" % msg.size)
         elif name == "ENVELOPE":
-            out.append(b"ENVELOPE " + encode(mime.envelope(root)))
+            out.append(b"ENVELOPE " + (envelope if envelope is not None else encode(mime.envelope(root))))
         elif name == "BODYSTRUCTURE":
             out.append(b"BODYSTRUCTURE " + encode(mime.bodystructure(root, True)))
         elif name == "BODY":

@@ -1,8 +1,9 @@
 """SEARCH (RFC 3501 §6.4.4): criteria tokens -> a predicate over messages.
 
 A message given to `matches` offers: seq, uid, flags (set of IMAP flag names),
-internaldate (epoch seconds), size (RFC822.SIZE), recent (bool) and part() (the parsed
-mime.Part of the CRLF message, loaded only when a key needs content).
+internaldate (epoch seconds), size (RFC822.SIZE), recent (bool), part() (the parsed
+mime.Part of the CRLF message, loaded only when a key needs content) and
+header_part(name) (a mime.Part whose header holds at least the fields of that name).
 """
 from __future__ import annotations
 
@@ -178,10 +179,10 @@ class Searcher:
             day = dt.datetime.fromtimestamp(msg.internaldate, dt.timezone.utc).date()
             return _compare(kind, day, node[1])
         if kind in ("SENTBEFORE", "SENTON", "SENTSINCE"):
-            day = _sent_date(msg.part(header_only=True))
+            day = _sent_date(msg.header_part("date"))
             return day is not None and _compare(kind[4:], day, node[1])
         if kind == "HEADER":
-            part = msg.part(header_only=True)
+            part = msg.header_part(node[1])
             if _cannot_contain(part.data[:part.body_start], node[2]):
                 return False
             return _header_contains(part, node[1], node[2])
@@ -194,6 +195,22 @@ class Searcher:
                 return False
             return node[1] in _decode_header(part.header_bytes()) or node[1] in _body_text(part)
         raise AssertionError(kind)
+
+
+def header_names(node) -> set[str]:
+    """The header fields that HEADER and SENT* keys in a (parsed) node look at."""
+    kind = node[0]
+    if kind == "AND":
+        return set().union(*(header_names(n) for n in node[1]))
+    if kind == "NOT":
+        return header_names(node[1])
+    if kind == "OR":
+        return header_names(node[1]) | header_names(node[2])
+    if kind == "HEADER":
+        return {node[1]}
+    if kind in ("SENTBEFORE", "SENTON", "SENTSINCE"):
+        return {"date"}
+    return set()
 
 
 def _needs_content(node) -> bool:

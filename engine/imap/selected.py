@@ -61,9 +61,25 @@ class View:
         return self._part
 
     _part_is_header = False
+    _entry = None  # the folder index entry (index.Entry), when the caller looked it up
+
+    def header_part(self, name: str):
+        """A parsed header holding every field called name: the index entry's fields
+        when they include it, else the message's own header."""
+        from .index import INDEXED
+        if self._entry is not None and name in INDEXED:
+            if not isinstance(self._entry, mime_part_type()):
+                self._entry = self._entry.part()  # parsed once for every key
+            return self._entry
+        return self.part(header_only=True)
 
 
 HEADER_CHUNK = 16384
+
+
+def mime_part_type():
+    from .mime import Part
+    return Part
 
 
 def read_header(path, fallback) -> bytes:
@@ -86,8 +102,20 @@ def read_header(path, fallback) -> bytes:
         return fallback()
 
 
+_FLAG_LISTS: dict[frozenset, str] = {}
+
+
 def flag_list(flags) -> str:
-    return "(" + " ".join(sorted(flags, key=lambda f: (not f.startswith("\\"), f.lower()))) + ")"
+    """'(\\Seen $Label)': system flags first. Folders use few distinct flag sets, so
+    the text of each is remembered (bounded)."""
+    key = flags if isinstance(flags, frozenset) else frozenset(flags)
+    text = _FLAG_LISTS.get(key)
+    if text is None:
+        text = "(" + " ".join(sorted(key, key=lambda f: (not f.startswith("\\"), f.lower()))) + ")"
+        if len(_FLAG_LISTS) > 4096:
+            _FLAG_LISTS.clear()
+        _FLAG_LISTS[key] = text
+    return text
 
 
 class Selected:

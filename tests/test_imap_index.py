@@ -1,0 +1,161 @@
+"""The per-folder metadata index (engine/imap/index.py): same answers as parsing the
+message, rebuilt when damaged, safe with several writers, never the source of truth."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import pytest
+
+from engine.imap import index as indexmod
+from engine.imap import mime
+from engine.imap.response import encode
+from engine.maildir import Maildir
+from engine.root import Root
+from helpers_mail import PASSWORD, box, imap, mailserver, user  # noqa: F401
+
+TRICKY = (b"Received: from x\n\tby y\n"
+          b"From: \"Dave, D.\" <dave@example.org>\n"
+          b"To: alice@example.com,\n \"Bob B\" <bob@example.com>\n"
+          b"Subject: =?utf-8?q?caf=C3=A9?= report\n"
+          b"X-Other: not indexed\n"
+          b"Subject: second subject\n"
+          b"Date: Tue, 03 Jan 2023 11:00:00 +0100\n"
+          b"Message-ID: <t1@example.org>\n"
+          b"In-Reply-To: <t0@example.org>\n"
+          b"Content-Type: text/plain; charset=utf-8\n\nbody xyzzy\n")
+
+
+@pytest.fixture
+def folder(tmp_path):
+    md = Maildir.for_account(Root(tmp_path), "example.test", "alice")
+    md.create()
+    return md, md.folder("INBOX")
+
+
+def _fill(md, n, start=0):
+    for i in range(start, start + n):
+        md.deliver(f"From: u{i}@example.org\nTo: alice@example.test\nSubject: message {i}\n"
+                   f"Date: Mon, 02 Jan 2023 10:00:00 +0000\n\nbody {i}\n".encode())
+
+
+def _forget_memory():
+    indexmod._INDEXES.clear()
+
+
+def test_entry_matches_direct_parsing(folder):
+    md, inbox = folder
+    md.deliver(TRICKY)
+    msg = inbox.sync()[0]
+    entries = indexmod.lookup(inbox, [msg])
+    entry = entries[msg.base]
+    full = mime.to_crlf(inbox.read(msg))
+    root = mime.Part(full, 0, len(full))
+    assert entry.envelope == encode(mime.envelope(root))
+    for fields in (["FROM", "SUBJECT", "DATE"], ["To", "Cc", "Message-ID", "In-Reply-To", "Content-Type"]):
+        assert mime.section_bytes(entry.part(), [], "HEADER.FIELDS", fields) == \
+            mime.section_bytes(root, [], "HEADER.FIELDS", fields)
+    assert b"X-Other" not in entry.fields and b"Received" not in entry.fields
+    # A fresh process reads the same entry back from the file.
+    _forget_memory()
+    assert indexmod.lookup(inbox, [msg])[msg.base] == entry
+    assert (inbox.path / indexmod.FILENAME).is_file()
+
+
+def test_damaged_index_is_ignored_and_rebuilt(folder):
+    md, inbox = folder
+    _fill(md, 5)
+    msgs = inbox.sync()
+    good = indexmod.lookup(inbox, msgs)
+    path = inbox.path / indexmod.FILENAME
+    for damage in (b"garbage" * 50, None, "flip", "truncate"):
+        _forget_memory()
+        data = path.read_bytes()
+        if damage is None:
+            path.unlink()
+        elif damage == "flip":
+            mid = len(data) // 2
+            path.write_bytes(data[:mid] + bytes([data[mid] ^ 0xFF]) + data[mid + 1:])
+        elif damage == "truncate":
+            path.write_bytes(data[:-7])
+        else:
+            path.write_bytes(damage)
+        assert indexmod.lookup(inbox, msgs) == good
+        _forget_memory()
+        idx = indexmod.for_folder(inbox.path)
+        idx.refresh()
+        assert not idx.damaged and idx.entries == good  # the rewrite is whole again
+
+
+def test_stale_entries_of_expunged_messages_are_dropped(folder):
+    md, inbox = folder
+    _fill(md, 8)
+    msgs = inbox.sync()
+    indexmod.lookup(inbox, msgs, complete=True)
+    inbox.expunge(msgs[:4])
+    left = inbox.sync()
+    indexmod.lookup(inbox, left, complete=True)
+    _forget_memory()
+    idx = indexmod.for_folder(inbox.path)
+    idx.refresh()
+    assert set(idx.entries) == {m.base for m in left}
+
+
+def _writer(path_str, start, count):
+    md = Maildir.for_account(Root(path_str), "example.test", "alice")
+    inbox = md.folder("INBOX")
+    msgs = inbox.sync()
+    indexmod._INDEXES.clear()
+    for i in range(start, len(msgs), 3):  # each writer appends its own share, one at a time
+        indexmod.lookup(inbox, [msgs[i]])
+
+
+def test_concurrent_writers_keep_the_file_readable(folder, tmp_path):
+    md, inbox = folder
+    _fill(md, 30)
+    msgs = inbox.sync()
+    indexmod.lookup(inbox, msgs[:1])  # the file exists: every writer appends
+    _forget_memory()
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), k, 30)) for k in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    _forget_memory()
+    idx = indexmod.for_folder(inbox.path)
+    idx.refresh()
+    assert not idx.damaged
+    assert set(idx.entries) == {m.base for m in msgs}
+    for m in msgs:
+        direct = indexmod.entry_from_header(mime.to_crlf(inbox.read(m).split(b"\n\n")[0] + b"\n\n"))
+        assert idx.entries[m.base] == direct
+
+
+def test_imap_answers_from_index_match_the_messages(mailserver, user):
+    md = box(mailserver, user)
+    md.deliver(TRICKY)
+    _fill(md, 3)
+    c = imap(mailserver, user)
+    c.select("INBOX")
+    typ, data = c.uid("SEARCH", None, "SUBJECT", "report")
+    assert typ == "OK" and len(data[0].split()) == 1
+    assert c.uid("SEARCH", None, "SUBJECT", "second")[1][0] == data[0]
+    assert c.uid("SEARCH", None, "FROM", "u2@example.org")[1][0].split() != []
+    assert c.uid("SEARCH", None, "HEADER", "X-Other", "indexed")[1][0] == data[0]
+    assert c.search(None, "SENTON", "3-Jan-2023")[1][0] == b"1"
+    typ, env = c.fetch("1", "(ENVELOPE BODY.PEEK[HEADER.FIELDS (SUBJECT TO)])")
+    assert b'"=?utf-8?q?caf=C3=A9?= report"' in env[0][0]
+    assert env[0][1] == (b"To: alice@example.com,\r\n \"Bob B\" <bob@example.com>\r\n"
+                         b"Subject: =?utf-8?q?caf=C3=A9?= report\r\nSubject: second subject\r\n\r\n")
+    # Not covered by the index: read from the message itself.
+    typ, other = c.fetch("1", "(BODY.PEEK[HEADER.FIELDS (X-OTHER)])")
+    assert other[0][1] == b"X-Other: not indexed\r\n\r\n"
+    folder = md.folder("INBOX")
+    assert (folder.path / indexmod.FILENAME).is_file()
+    # The index is never the truth: removing it changes no answer.
+    os.unlink(folder.path / indexmod.FILENAME)
+    _forget_memory()
+    assert c.fetch("1", "(ENVELOPE BODY.PEEK[HEADER.FIELDS (SUBJECT TO)])")[1] == env
+    c.logout()
