@@ -48,7 +48,7 @@ DELIVERER = textwrap.dedent("""
     root = Root(sys.argv[1]); log = open(sys.argv[2], "a")
     settings = settings_mod.load(root.config_file)
     directory = Directory.load(root, settings)
-    for i in range(1000):
+    for i in range(20000):             # far more than fit before the kill
         body = (f"Subject: m{i}\\n\\n" + f"line {i}\\n" * 400 + f"END-{i}\\n").encode()
         out = deliver(root, settings, directory, "s@far.example", ["alice@example.com"], body)
         assert out.delivered == ["alice@example.com"]

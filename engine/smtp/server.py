@@ -55,6 +55,8 @@ _REWRITE = [
     ("454 TLS not available", "454 4.7.0 TLS not available"),
     ("502 5.5.1 Too many unrecognized commands", "421 4.7.0 Too Many Invalid Commands, Closing Connection"),
 ]
+_ENHANCED_OLD = tuple(old for old, _ in _REWRITE if old[4:5].isdigit())
+_REWRITTEN: dict[str, str] = {}
 _SIMPLE_ADDR = re.compile(r"^\s*<([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+)>(.*)$", re.S)
 _HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
 _HELO_OK = re.compile(r"^(\[(IPv6:)?[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,253}))$")
@@ -158,6 +160,7 @@ class MailSMTP(SMTP):
         self.require_starttls = False
         self._timeout_duration = timeout
         self._timeout_handle = None
+        self._deadline = 0.0
         self._tls_handshake_okay = True
         self._tls_protocol = None
         self._original_transport = None
@@ -226,6 +229,25 @@ class MailSMTP(SMTP):
             return
         await super()._handle_client()
 
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd cancels and re-creates a timer for every command; this keeps one timer
+        per session and only moves the deadline (the timer re-arms itself when it fires
+        early), so a command costs no timer-heap work."""
+        loop = self.loop
+        deadline = loop.time() + (duration or self._timeout_duration)
+        self._deadline = deadline
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or handle.when() > deadline:
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = loop.call_at(deadline, self._timeout_due)
+
+    def _timeout_due(self) -> None:
+        if self.loop.time() < self._deadline:
+            self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_due)
+            return
+        self._timeout_cb()
+
     def _timeout_cb(self):
         # RFC 5321 §4.5.3.2: tell the client before closing
         if self.transport is not None and not self.transport.is_closing():
@@ -260,6 +282,18 @@ class MailSMTP(SMTP):
 
     @staticmethod
     def _rewrite(status: str) -> str:
+        # Our own replies already carry an enhanced code: skip the table walk (most pushes).
+        if status[4:5].isdigit() and not status.startswith(_ENHANCED_OLD) and _HAS_ENHANCED.match(status):
+            return status
+        cached = _REWRITTEN.get(status)
+        if cached is None:
+            cached = MailSMTP._rewrite_table(status)
+            if len(_REWRITTEN) < 512:          # aiosmtpd's fixed texts; never unbounded
+                _REWRITTEN[status] = cached
+        return cached
+
+    @staticmethod
+    def _rewrite_table(status: str) -> str:
         for old, new in _REWRITE:
             if status.startswith(old):
                 return new
