@@ -467,13 +467,15 @@ class Commands:
         searcher = searchmod.Searcher(nodes, len(sel.msgs), sel.uids[-1] if sel.uids else 0)
         views = [sel.view(i, sel.folder.read) for i in range(1, len(sel.msgs) + 1)]
         if searcher.needs_content():
-            use_index = bool(searchmod.header_names(("AND", nodes)) & indexmod.INDEXED)
+            names = searchmod.header_names(("AND", nodes)) & indexmod.INDEXED
 
             def run():
-                if use_index:
+                if names:
                     entries = indexmod.lookup(sel.folder, [v.msg for v in views], complete=True)
+                    columns = indexmod.columns(sel.folder, names - {"date"}, entries)
                     for v in views:
                         v._entry = entries.get(v.msg.base)
+                        v._columns = columns
                 out = []
                 for v in views:
                     try:
@@ -524,6 +526,7 @@ class Commands:
             i.name == "ENVELOPE" or (i.kind == "BODY" and not i.numbers and i.text == "HEADER.FIELDS"
                                      and indexmod.covers(i.fields))
             for i in items if i.needs_content)
+        wants_envelope = any(i.name == "ENVELOPE" for i in items)
         missing = False
         step = FETCH_BATCH * 5 if indexed else FETCH_BATCH if needs_content else FETCH_BATCH * 10
         for start in range(0, len(seqs), step):
@@ -531,7 +534,8 @@ class Commands:
 
             def work(batch=batch):
                 out, changed, gone = [], [], False
-                entries = indexmod.lookup(sel.folder, [v.msg for v in batch]) if indexed else None
+                entries = indexmod.lookup(sel.folder, [v.msg for v in batch], envelope=wants_envelope) \
+                    if indexed else None
                 for v in batch:
                     try:
                         msg = v.msg

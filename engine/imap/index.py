@@ -9,15 +9,18 @@ foreign file is simply ignored and rebuilt from the messages.
 
 Format: the line MAGIC, then records
     "<I crc32><I len(base)><I len(fields)><I len(envelope)>" base fields envelope
-where crc32 covers the three payloads. New entries are appended with one write() on an
-O_APPEND descriptor per batch, so concurrent writers never interleave records on a local
-file system; a torn or garbled record ends the readable part, and the next write rewrites
-the whole file (temp file + rename). A rewrite (after damage, or to drop entries of
+where crc32 covers the three payloads and len(envelope) NO_ENVELOPE marks an entry
+whose ENVELOPE is not made yet (a later record for the same base replaces it). New entries are appended with one write() on an
+O_APPEND descriptor per batch under an exclusive flock (readers take a shared one), so
+writers never interleave records and readers never see half a record; a record torn by
+a crash or garbled ends the readable part, and the next write rewrites the whole file
+(temp file + rename). A rewrite (after damage, or to drop entries of
 expunged messages) may lose entries another process appended to the old file at that
 moment; they are rebuilt when next needed.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
 import threading
@@ -32,6 +35,7 @@ FILENAME = "mailctl-index"
 MAGIC = b"mailctl-index 1\n"
 _RECORD = struct.Struct("<IIII")
 MAX_PAYLOAD = 1 << 20            # a larger length means a damaged record
+NO_ENVELOPE = 0xFFFFFFFF         # envelope length of an entry whose ENVELOPE is not made yet
 BUDGET_BYTES = 192 * 1024 * 1024  # all folders' entries held in memory by one process
 
 # The fields clients fetch for message lists (Thunderbird, mutt, Apple Mail...) and the
@@ -48,17 +52,34 @@ INDEXED = frozenset({
 @dataclass(slots=True)
 class Entry:
     fields: bytes    # the INDEXED fields as raw CRLF lines in message order, then CRLF
-    envelope: bytes  # the encoded ENVELOPE
+    envelope: bytes | None  # the encoded ENVELOPE, None until first asked for
 
     def part(self) -> mime.Part:
         return mime.Part(self.fields, 0, len(self.fields))
 
 
-def entry_from_header(header_crlf: bytes) -> Entry:
+def entry_from_header(header_crlf: bytes, with_envelope: bool = True) -> Entry:
     """The index entry of a message, from its CRLF header (the file is the truth)."""
     full = mime.Part(header_crlf, 0, len(header_crlf))
     fields = mime.section_bytes(full, [], "HEADER.FIELDS", sorted(INDEXED))
-    return Entry(fields, encode(mime.envelope(mime.Part(fields, 0, len(fields)))))
+    return Entry(fields, _envelope_of(fields) if with_envelope else None)
+
+
+def _envelope_of(fields: bytes) -> bytes:
+    # The ENVELOPE reads only INDEXED fields, so the entry's fields give the same answer.
+    return encode(mime.envelope(mime.Part(fields, 0, len(fields))))
+
+
+def _values(fields: bytes, key: bytes) -> list[bytes]:
+    """The values of the fields called key (lower-case), as mime.parse_headers gives them."""
+    out = []
+    for line in mime._UNFOLD.sub(b" ", fields).split(b"\r\n"):
+        if not line or line[:1] in b" \t":
+            continue
+        name, sep, value = line.partition(b":")
+        if sep and name.strip().lower() == key:
+            out.append(value.strip())
+    return out
 
 
 def covers(names) -> bool:
@@ -68,28 +89,36 @@ def covers(names) -> bool:
 
 def _pack(base: str, entry: Entry) -> bytes:
     b = base.encode("utf-8", "surrogateescape")
-    crc = zlib.crc32(entry.envelope, zlib.crc32(entry.fields, zlib.crc32(b)))
-    return _RECORD.pack(crc, len(b), len(entry.fields), len(entry.envelope)) + b + entry.fields + entry.envelope
+    env = entry.envelope if entry.envelope is not None else b""
+    crc = zlib.crc32(env, zlib.crc32(entry.fields, zlib.crc32(b)))
+    le = len(env) if entry.envelope is not None else NO_ENVELOPE
+    return _RECORD.pack(crc, len(b), len(entry.fields), le) + b + entry.fields + env
 
 
 def _parse(data: bytes, pos: int, out: dict[str, Entry]) -> tuple[int, bool]:
-    """Records from data[pos:] into out; (end of the last good record, damaged?)."""
+    """Records from data[pos:] into out; (end of the last good record, damaged?).
+    A record cut short at the end is not damage: another process may be writing it."""
     size = _RECORD.size
     n = len(data)
     while pos < n:
         if pos + size > n:
-            return pos, True
+            return pos, False
         crc, lb, lf, le = _RECORD.unpack_from(data, pos)
+        has_env = le != NO_ENVELOPE
+        if not has_env:
+            le = 0
         start = pos + size
         end = start + lb + lf + le
-        if lb > 4096 or lf > MAX_PAYLOAD or le > MAX_PAYLOAD or end > n:
+        if lb > 4096 or lf > MAX_PAYLOAD or le > MAX_PAYLOAD:
             return pos, True
+        if end > n:
+            return pos, False
         b = data[start:start + lb]
         fields = data[start + lb:start + lb + lf]
         env = data[start + lb + lf:end]
         if zlib.crc32(env, zlib.crc32(fields, zlib.crc32(b))) != crc:
             return pos, True
-        out[b.decode("utf-8", "surrogateescape")] = Entry(fields, env)
+        out[b.decode("utf-8", "surrogateescape")] = Entry(fields, env if has_env else None)
         pos = end
     return pos, False
 
@@ -102,9 +131,29 @@ class FolderIndex:
         self.entries: dict[str, Entry] = {}
         self.damaged = False     # the file needs a full rewrite before appending
         self._ident = None       # (st_dev, st_ino) of the file we read
+        self._torn_size = None   # file size when we saw a cut-short last record
         self._pos = 0            # how far we read it
         self.nbytes = 0
         self.lock = threading.Lock()
+        # name -> {base: the decoded, casefolded values of that field joined by NUL, or
+        # None when the message has no such field}: what SEARCH on a header key compares.
+        self.columns: dict[str, dict[str, str | None]] = {}
+
+    def column(self, name: str, bases) -> dict[str, str | None]:
+        """The decoded texts of one INDEXED field for these bases (made once per process)."""
+        from .search import _decode_header
+        col = self.columns.setdefault(name, {})
+        key = name.encode("ascii")
+        for base in bases:
+            if base in col:
+                continue
+            entry = self.entries.get(base)
+            if entry is None:
+                continue
+            values = [_decode_header(v) for v in _values(entry.fields, key)]
+            col[base] = "\0".join(values) if values else None
+            self.nbytes += 64 + (len(col[base]) if values else 0)
+        return col
 
     # -- reading --
     def refresh(self) -> None:
@@ -121,9 +170,12 @@ class FolderIndex:
                 self._ident = ident
             if st.st_size == self._pos:
                 return
+            # Shared lock: never read a record another process is half way through writing.
+            fcntl.flock(fd, fcntl.LOCK_SH)
             data = _read_from(fd, self._pos)
         finally:
             os.close(fd)
+        seen = self._pos + len(data)
         pos = 0
         if self._pos == 0:
             if not data.startswith(MAGIC):
@@ -138,9 +190,14 @@ class FolderIndex:
             self._pos += len(data)  # ignore the rest; the rewrite replaces it
         else:
             self._pos += end
+            # A record cut short: being written right now, or torn by a crash. It is
+            # damage if it is still cut short when we next write (see add).
+            self._torn_size = seen if end < len(data) else None
 
     def _reset(self, damaged: bool) -> None:
         self.entries = {}
+        self.columns = {}
+        self._torn_size = None
         self._ident = None
         self._pos = 0
         self.nbytes = 0
@@ -155,6 +212,8 @@ class FolderIndex:
         if stale and len(stale) >= max(1, len(live) // 4):
             for b in stale:
                 del self.entries[b]
+                for col in self.columns.values():
+                    col.pop(b, None)
             self._rewrite()
             return
         if not new:
@@ -169,7 +228,13 @@ class FolderIndex:
             self._rewrite()
             return
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # before fstat: the size we see is where we write
             st = os.fstat(fd)
+            if self._torn_size is not None and st.st_size == self._torn_size:
+                os.close(fd)
+                fd = -1
+                self._rewrite()  # a torn record would misalign every record after it
+                return
             if (st.st_dev, st.st_ino) != self._ident or st.st_size != self._pos:
                 # Replaced or appended to by another process: our view is behind; append
                 # anyway (records are self-contained) and read from the start next time.
@@ -181,7 +246,8 @@ class FolderIndex:
         except OSError:
             pass  # a full disk only costs speed: the index is a cache
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
 
     def _rewrite(self) -> None:
         blob = MAGIC + b"".join(_pack(b, e) for b, e in self.entries.items())
@@ -204,6 +270,7 @@ class FolderIndex:
         self._pos = len(blob)
         self.nbytes = len(blob)
         self.damaged = False
+        self._torn_size = None
 
 
 def _read_from(fd: int, pos: int) -> bytes:
@@ -241,10 +308,19 @@ def for_folder(folder_path) -> FolderIndex:
         return idx
 
 
-def lookup(folder, msgs, complete: bool = False) -> dict[str, Entry]:
+def columns(folder, names, bases) -> dict[str, dict[str, str | None]]:
+    """Decoded field texts for SEARCH (see FolderIndex.column), after lookup()."""
+    idx = for_folder(folder.path)
+    with idx.lock:
+        return {name: idx.column(name, bases) for name in names if name in INDEXED}
+
+
+def lookup(folder, msgs, complete: bool = False, envelope: bool = False) -> dict[str, Entry]:
     """Index entries for these messages (store.Message), building missing ones from the
-    message files. With complete=True msgs is the whole folder, so entries of messages
-    no longer there may be dropped. Messages that vanished meanwhile are left out."""
+    message files; with envelope=True every entry has its ENVELOPE (made on first need
+    and recorded by appending a newer record). With complete=True msgs is the whole
+    folder, so entries of messages no longer there may be dropped. Messages that
+    vanished meanwhile are left out."""
     from .cache import header
     from ..errors import NotFound
     idx = for_folder(folder.path)
@@ -253,10 +329,15 @@ def lookup(folder, msgs, complete: bool = False) -> dict[str, Entry]:
         entries = idx.entries
         new: dict[str, Entry] = {}
         for m in msgs:
-            if m.base in entries or m.base in new:
+            old = entries.get(m.base)
+            if old is not None:
+                if envelope and old.envelope is None and m.base not in new:
+                    new[m.base] = Entry(old.fields, _envelope_of(old.fields))
+                continue
+            if m.base in new:
                 continue
             try:
-                new[m.base] = entry_from_header(header(folder, m, remember=False))
+                new[m.base] = entry_from_header(header(folder, m, remember=False), envelope)
             except NotFound:
                 continue
         idx.add(new, {m.base for m in msgs} if complete else None)

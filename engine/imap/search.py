@@ -3,7 +3,8 @@
 A message given to `matches` offers: seq, uid, flags (set of IMAP flag names),
 internaldate (epoch seconds), size (RFC822.SIZE), recent (bool), part() (the parsed
 mime.Part of the CRLF message, loaded only when a key needs content) and
-header_part(name) (a mime.Part whose header holds at least the fields of that name).
+header_part(name) (a mime.Part whose header holds at least the fields of that name)
+and header_text(name) (see selected.View.header_text).
 """
 from __future__ import annotations
 
@@ -182,6 +183,9 @@ class Searcher:
             day = _sent_date(msg.header_part("date"))
             return day is not None and _compare(kind[4:], day, node[1])
         if kind == "HEADER":
+            text = msg.header_text(node[1]) if "\0" not in node[2] else ...
+            if text is not ...:
+                return text is not None and (not node[2] or node[2] in text)
             part = msg.header_part(node[1])
             if _cannot_contain(part.data[:part.body_start], node[2]):
                 return False

@@ -62,6 +62,15 @@ class View:
 
     _part_is_header = False
     _entry = None  # the folder index entry (index.Entry), when the caller looked it up
+    _columns = None  # {field name: {base: decoded text | None}} from index.columns
+
+    def header_text(self, name: str):
+        """The decoded, casefolded values of a field joined by NUL (None: no such field),
+        or Ellipsis when not known without parsing the header."""
+        col = self._columns.get(name) if self._columns else None
+        if col is None:
+            return ...
+        return col.get(self.msg.base, ...)
 
     def header_part(self, name: str):
         """A parsed header holding every field called name: the index entry's fields
