@@ -186,19 +186,23 @@ class _DotLock:
         self.stale = stale
 
     def __enter__(self) -> "_DotLock":
-        deadline = time.monotonic() + self.timeout
-        delay = 0.0005
+        start = time.monotonic()
+        deadline = start + self.timeout
+        delay = 0.0002
         while True:
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
             except FileExistsError:
-                if self._break_if_stale():
+                # Holders keep it for well under a millisecond: poll briefly and often, and
+                # look for a stale or dead holder (several syscalls) only after a real wait.
+                now = time.monotonic()
+                if now - start > 0.05 and self._break_if_stale():
                     continue
-                if time.monotonic() >= deadline:
+                if now >= deadline:
                     raise LockTimeout(f"{self.path}: still locked after {self.timeout:.0f}s; "
                                       f"another mail process is busy, try again") from None
                 time.sleep(delay * (1 + secrets.randbelow(100) / 100))
-                delay = min(delay * 2, 0.02)
+                delay = min(delay * 2, 0.004)
                 continue
             with contextlib.suppress(OSError):
                 os.write(fd, f"{os.getpid()}:{socket.gethostname()}".encode())
@@ -1238,12 +1242,14 @@ class Folder:
             old_info = filename[len(msg.base) + 1:]
             extra = old_info[2:].partition(",")[2] if old_info.startswith("2,") else ""
             new_name = f"{msg.base}:2,{info}" + ("," + extra if extra else "")
-            src, dest = self.path / sub / filename, self.path / "cur" / new_name
+            # Plain strings, not Path objects: STORE 1:* renames every message of a folder.
             try:
-                if src != dest:
-                    os.rename(src, dest)
-                return replace(msg, subdir="cur", filename=new_name, flags=_flags_from_info(
-                    new_name[len(msg.base) + 1:], self._letter_map()))
+                if sub != "cur" or filename != new_name:
+                    os.rename(f"{self.path}/{sub}/{filename}", f"{self.path}/cur/{new_name}")
+                # Keyword letters (a-z) need dovecot-keywords; system flag letters do not.
+                letters = self._letter_map() if any("a" <= c <= "z" for c in info) else {}
+                return Message(msg.uid, msg.base, "cur", new_name, _flags_from_info(
+                    new_name[len(msg.base) + 1:], letters), msg.size, msg.vsize, msg.folder_path)
             except FileNotFoundError:
                 located = self._locate(msg.base)  # renamed by someone else meanwhile
                 if located is None:

@@ -46,6 +46,8 @@ class Client:
 
 
 def in_networks(ip: str, networks: list[str]) -> bool:
+    if not networks:                 # the usual case: no parsing per connection
+        return False
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
