@@ -496,10 +496,15 @@ class Staged:
         self.flags = flags
         self.size = size
         self.to_cur = to_cur
+        self.assign_uid = True
         self._done = False
 
     def commit(self) -> Delivered:
-        """Make the message visible and durable, give it a UID, count it in the quota."""
+        """Make the message visible and durable, give it a UID, count it in the quota.
+
+        With assign_uid off (mail intake) the UID is left to the next reader's sync, as for
+        any MTA writing into a Maildir (Dovecot and our IMAP both assign it under the
+        uidlist dotlock); Delivered.uid is then 0."""
         if self._done:
             raise MailError(f"{self.tmp_path}: already committed or aborted")
         folder = self.folder
@@ -509,7 +514,7 @@ class Staged:
             dest = folder.path / "new" / self.base
         _link_or_rename(self.tmp_path, dest)
         self._done = True
-        uid = _group_for(folder.path).commit(folder, self.base, dest.parent, self.size)
+        uid = _group_for(folder.path).commit(folder, self.base, dest.parent, self.size, self.assign_uid)
         return Delivered(folder.name, uid, dest)
 
     def abort(self) -> None:
@@ -528,10 +533,10 @@ class _CommitGroup:
     def __init__(self):
         self.mutex = threading.Lock()        # guards pending
         self.turn = threading.Lock()         # one committer at a time
-        self.pending: list[list] = []        # [base, dir, size, uid | exception | None]
+        self.pending: list[list] = []        # [base, dir, size, uid | exception | None, assign]
 
-    def commit(self, folder: "Folder", base: str, dirpath: Path, size: int) -> int:
-        entry = [base, dirpath, size, None]
+    def commit(self, folder: "Folder", base: str, dirpath: Path, size: int, assign: bool = True) -> int:
+        entry = [base, dirpath, size, None, assign]
         with self.mutex:
             self.pending.append(entry)
         with self.turn:
@@ -541,9 +546,10 @@ class _CommitGroup:
                 try:
                     for path in {e[1] for e in batch}:
                         fsync_dir(path)
-                    records = folder._assign([e[0] for e in batch])
+                    wanted = [e[0] for e in batch if e[4]]
+                    records = folder._assign(wanted) if wanted else {}
                     for e in batch:
-                        e[3] = records[e[0]][0]
+                        e[3] = records[e[0]][0] if e[4] else 0
                     folder.maildir._quota_add(sum(e[2] for e in batch), len(batch))
                 except BaseException as exc:
                     for e in batch:
@@ -861,7 +867,8 @@ class Maildir:
 
     # -- messages --
     def stage(self, data: bytes, folder: str = INBOX, flags: Iterable[str] = (),
-              internaldate: float | None = None, check_quota: bool = True) -> Staged:
+              internaldate: float | None = None, check_quota: bool = True,
+              assign_uid: bool = True) -> Staged:
         target = self.folder(folder)
         flag_set = _normalize_flags(flags)
         if check_quota:
@@ -884,7 +891,9 @@ class Maildir:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        return Staged(target, tmp, base, flag_set, len(data), to_cur=bool(flag_set))
+        staged = Staged(target, tmp, base, flag_set, len(data), to_cur=bool(flag_set))
+        staged.assign_uid = assign_uid
+        return staged
 
     def deliver(self, data: bytes, folder: str = INBOX, flags: Iterable[str] = (),
                 internaldate: float | None = None, check_quota: bool = True) -> Delivered:
