@@ -51,12 +51,15 @@ def trace_headers(sender: str, mailbox: str) -> bytes:
 
 def deliver(root: Root, settings, directory: Directory, sender: str, recipients: list[str],
             data: bytes, source: str = "local", queue_external: bool = True,
-            auth_user: str = "", before_commit=None) -> Outcome:
+            auth_user: str = "", before_commit=None, assign_uids: bool = True) -> Outcome:
     """Deliver data to recipients. Local domains only receive; external addresses that
     come out of aliases and forwards are queued. Returns what happened per recipient.
 
     before_commit(staged, queued), when given, runs once everything is staged and before
-    anything is committed (the pickup folder records what to finish after a crash)."""
+    anything is committed (the pickup folder records what to finish after a crash).
+
+    assign_uids=False leaves IMAP UIDs to the next sync of the folder (SMTP intake: no
+    uidlist dotlock per message); the copies are just as durable."""
     outcome = Outcome()
     mailboxes: dict[str, object] = {}
     external: list[str] = []
@@ -81,7 +84,8 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
             if not box.exists():
                 box.create(list(settings.mailbox.default_folders), account.quota_mb * 1024 * 1024)
             try:
-                staged.append((address, box.stage(trace_headers(sender, address) + body)))
+                staged.append((address, box.stage(trace_headers(sender, address) + body,
+                                                  assign_uid=assign_uids)))
             except QuotaExceeded:
                 perm = settings.relay.over_quota_permanent
                 outcome.rejected[address] = OVER_QUOTA_PERM if perm else OVER_QUOTA_TEMP

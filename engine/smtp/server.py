@@ -613,8 +613,9 @@ def _all_over_quota(root, accounts, size: int) -> bool:
 
 
 def _deliver(rt, sender: str, recipients: list[str], data: bytes, auth_user: str):
+    # UIDs come at the reader's next sync, as for mail any MTA drops into a Maildir
     return delivery.deliver(rt.root, rt.settings, rt.directory, sender, recipients, data,
-                            source="smtp", auth_user=auth_user)
+                            source="smtp", auth_user=auth_user, assign_uids=False)
 
 
 async def start(runtime, name: str, listener) -> list:
