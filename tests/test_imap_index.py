@@ -163,3 +163,17 @@ def test_imap_answers_from_index_match_the_messages(mailserver, user):
     _forget_memory()
     assert c.fetch("1", "(ENVELOPE BODY.PEEK[HEADER.FIELDS (SUBJECT TO)])")[1] == env
     c.logout()
+
+
+@pytest.mark.parametrize("header", [
+    TRICKY,
+    b"To: undisclosed-recipients:;\nCc: team: a@b.example, \"C\\\\q\" <c@d.example>;\n\n",
+    b"Subject: only a subject\n\n",
+    b"From: <>\nSender: s@x.example\nReply-To: (comment) r@y.example\nBcc: ,\n\n",
+    b"\n",
+])
+def test_envelope_encoding_matches_the_general_encoder(header):
+    data = mime.to_crlf(header)
+    entry = indexmod.entry_from_header(data)
+    root = mime.Part(data, 0, len(data))
+    assert entry.envelope == encode(mime.envelope(root))

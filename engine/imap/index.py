@@ -29,7 +29,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from . import mime
-from .response import encode
+from .response import string
 
 FILENAME = "mailctl-index"
 MAGIC = b"mailctl-index 1\n"
@@ -67,7 +67,23 @@ def entry_from_header(header_crlf: bytes, with_envelope: bool = True) -> Entry:
 
 def _envelope_of(fields: bytes) -> bytes:
     # The ENVELOPE reads only INDEXED fields, so the entry's fields give the same answer.
-    return encode(mime.envelope(mime.Part(fields, 0, len(fields))))
+    return encode_envelope(mime.envelope(mime.Part(fields, 0, len(fields))))
+
+
+def encode_envelope(env: list) -> bytes:
+    """response.encode for an ENVELOPE (nstrings and address lists), without the
+    general encoder's per-item dispatch: it runs for every message of a folder."""
+    out = []
+    for item in env:
+        if item is None:
+            out.append(b"NIL")
+        elif type(item) is bytes:
+            out.append(string(item))
+        else:  # addresses: "((name adl mailbox host)(...))"
+            out.append(b"(" + b"".join(
+                b"(" + b" ".join(b"NIL" if x is None else string(x) for x in address) + b")"
+                for address in item) + b")")
+    return b"(" + b" ".join(out) + b")"
 
 
 def _values(fields: bytes, key: bytes) -> list[bytes]:

@@ -239,14 +239,18 @@ def envelope(part: Part) -> list:
     def h(name):
         return part.header(name)
 
+    parsed: dict[bytes, list | None] = {}  # Sender and Reply-To usually repeat From
+
     def addresses(name, fallback=None):
         value = h(name)
         if value is None and fallback is not None:
             value = h(fallback)
         if value is None or not value.strip():
             return None
-        # env-to = "(" 1*address ")": addresses follow each other without spaces
-        return _Multi(address_list(value)) or None
+        if value not in parsed:
+            # env-to = "(" 1*address ")": addresses follow each other without spaces
+            parsed[value] = _Multi(address_list(value)) or None
+        return parsed[value]
 
     return [h("date"), h("subject"), addresses("from"), addresses("sender", "from"),
             addresses("reply-to", "from"), addresses("to"), addresses("cc"), addresses("bcc"),
@@ -417,8 +421,13 @@ def section_bytes(root: Part, numbers: list[int], text: str, fields: list[str] |
     header = msg.header_bytes()
     if text == "HEADER":
         return header
-    wanted = {f.lower() for f in fields or ()}
     keep_matching = text == "HEADER.FIELDS"
+    if all(f.isascii() for f in fields or ()):
+        # Compared as bytes: an ASCII name matches exactly when its decoded form would.
+        wanted_bytes = {f.lower().encode("ascii") for f in fields or ()}
+        return b"".join(field for field in _raw_fields(header)
+                        if (field.split(b":", 1)[0].strip().lower() in wanted_bytes) == keep_matching) + b"\r\n"
+    wanted = {f.lower() for f in fields or ()}
     out = []
     for field in _raw_fields(header):
         name = field.split(b":", 1)[0].strip().decode("ascii", "replace").lower()
