@@ -53,9 +53,11 @@ def test_entry_matches_direct_parsing(folder):
     full = mime.to_crlf(inbox.read(msg))
     root = mime.Part(full, 0, len(full))
     assert entry.envelope == encode(mime.envelope(root))
-    for fields in (["FROM", "SUBJECT", "DATE"], ["To", "Cc", "Message-ID", "In-Reply-To", "Content-Type"]):
+    for fields in (["FROM", "SUBJECT", "DATE"], ["To", "Cc", "Message-ID", "In-Reply-To", "Content-Type"],
+                   ["subject"], ["Date", "From", "To"]):
         assert mime.section_bytes(entry.part(), [], "HEADER.FIELDS", fields) == \
-            mime.section_bytes(root, [], "HEADER.FIELDS", fields)
+            mime.section_bytes(root, [], "HEADER.FIELDS", fields) == \
+            indexmod.select_fields(entry.fields, fields)
     assert b"X-Other" not in entry.fields and b"Received" not in entry.fields
     for name in ("subject", "to", "from", "date", "cc"):  # what SEARCH compares
         assert indexmod._values(entry.fields, name.encode()) == [v for k, v in root.headers if k == name]
@@ -171,9 +173,12 @@ def test_imap_answers_from_index_match_the_messages(mailserver, user):
     b"Subject: only a subject\n\n",
     b"From: <>\nSender: s@x.example\nReply-To: (comment) r@y.example\nBcc: ,\n\n",
     b"\n",
+    b"\x0bSubject: odd\nFrom: a@b\r\r\n \x0c folded\nTo:\n\n",
 ])
 def test_envelope_encoding_matches_the_general_encoder(header):
     data = mime.to_crlf(header)
     entry = indexmod.entry_from_header(data)
     root = mime.Part(data, 0, len(data))
     assert entry.envelope == encode(mime.envelope(root))
+    names = ["From", "To", "Cc", "Subject", "Date", "Message-ID"]
+    assert indexmod.select_fields(entry.fields, names) == mime.section_bytes(root, [], "HEADER.FIELDS", names)

@@ -560,7 +560,8 @@ class Commands:
                         else:
                             data = to_crlf(sel.folder.read(msg))
                         body = fetchmod.render(v, items + extra, data, flag_list(v.flags),
-                                               entry.envelope if entry is not None else None)
+                                               entry.envelope if entry is not None else None,
+                                               indexed=entry is not None)
                         out.append(b"* %d FETCH " % v.seq + body + b"\r\n")
                     except NotFound:
                         gone = True

@@ -160,13 +160,14 @@ def _decode_binary(part: mime.Part) -> bytes:
 
 
 def render(msg, items: list[FetchItem], data: bytes | None, flags_text: str | None,
-           envelope: bytes | None = None) -> bytes:
+           envelope: bytes | None = None, indexed: bool = False) -> bytes:
     """The parenthesised FETCH data for one message.
 
     msg: uid, size, internaldate; data: the CRLF message (None when no item needs it);
-    flags_text: the encoded flag list, e.g. '(\\Seen)'; envelope: the encoded ENVELOPE
-    when known already (from the index)."""
-    root = mime.Part(data, 0, len(data)) if data is not None else None
+    flags_text: the encoded flag list, e.g. '(\\Seen)'. indexed: data is a folder index
+    entry's fields (only ENVELOPE, given as envelope, and top-level HEADER.FIELDS of
+    indexed names are asked for)."""
+    root = mime.Part(data, 0, len(data)) if data is not None and not indexed else None
     out: list[bytes] = []
     for item in items:
         name = item.name
@@ -179,7 +180,9 @@ def render(msg, items: list[FetchItem], data: bytes | None, flags_text: str | No
         elif name == "RFC822.SIZE":
             out.append(b"RFC822.SIZE %d" % msg.size)
         elif name == "ENVELOPE":
-            out.append(b"ENVELOPE " + (envelope if envelope is not None else encode(mime.envelope(root))))
+            if envelope is None:
+                envelope = encode(mime.envelope(root or mime.Part(data, 0, len(data))))
+            out.append(b"ENVELOPE " + envelope)
         elif name == "BODYSTRUCTURE":
             out.append(b"BODYSTRUCTURE " + encode(mime.bodystructure(root, True)))
         elif name == "BODY":
@@ -191,7 +194,11 @@ def render(msg, items: list[FetchItem], data: bytes | None, flags_text: str | No
         elif name == "RFC822.TEXT":
             out.append(b"RFC822.TEXT " + literal(root.body_bytes()))
         elif item.kind == "BODY":
-            content = mime.section_bytes(root, item.numbers, item.text, item.fields)
+            if indexed:
+                from .index import select_fields  # data is an index entry's fields
+                content = select_fields(data, item.fields)
+            else:
+                content = mime.section_bytes(root, item.numbers, item.text, item.fields)
             out.append(_with_partial(item, content))
         else:  # BINARY, BINARY.SIZE
             part = mime.find_part(root, item.numbers) if item.numbers else root
