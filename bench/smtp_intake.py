@@ -8,8 +8,11 @@ smtp-source when installed (one message per connection, as in the reference figu
 else a small asyncio client. When ../shared/bench/stack-up.sh exists and can start the
 reference Postfix, the same matrix runs against it in the same run and the ratio is
 printed (Postfix delivers after its 250, so its runs end when all files are visible).
+Both servers stay up and their cells alternate; with --rounds the medians are shown
+(ratio = median of the per-round ratios).
 
     python bench/smtp_intake.py [--count 400] [--no-postfix] [--sizes 4096,102400] [--concs 1,10,50]
+                                [--processes N] [--rounds R]
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -201,54 +205,60 @@ def main() -> None:
     ap.add_argument("--concs", default="1,10,50")
     ap.add_argument("--no-postfix", action="store_true", help="do not start the reference stack")
     ap.add_argument("--processes", type=int, default=1, help="mailctl serving processes (serve --processes)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every cell this many times, mailctl and Postfix alternating; medians are shown "
+                         "(the machine is shared: one round is noisy)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     concs = [int(c) for c in args.concs.split(",")]
     client = "smtp-source" if shutil.which("smtp-source") else "asyncio client"
 
-    results: dict[tuple, dict] = {}
+    runs: dict[tuple, dict[str, list[float]]] = {}
+    stack = None
     with tempfile.TemporaryDirectory(prefix="mailctl-bench-") as tmp:
         root = make_root(Path(tmp))
         proc, port = start_server(root, args.processes)
         time.sleep(1.0 if args.processes > 1 else 0)
         maildir = root.mail_dir / DOMAIN / "alice"
         try:
+            # Both servers stay up (idle one costs nothing) so their cells can alternate.
+            stack = None if args.no_postfix else postfix_up()
             measure(port, maildir, 50, 4096, 10, proc.pid)          # warm-up
-            for size in sizes:
-                for conc in concs:
-                    count = args.count if size <= 8192 else max(args.count // 2, 50)
-                    rate, cpu = measure(port, maildir, count, size, conc, proc.pid)
-                    results[(size, conc)] = {"mailctl": rate, "cpu": cpu}
-                    print(f"mailctl  {size // 1024:>4} KiB  {conc:>3} clients: {rate:8.1f} msg/s  "
-                          f"server CPU {cpu:5.2f} ms/msg", flush=True)
+            if stack:
+                measure(stack[0], stack[1], 50, 4096, 10, None)
+            for rnd in range(args.rounds):
+                for size in sizes:
+                    for conc in concs:
+                        count = args.count if size <= 8192 else max(args.count // 2, 50)
+                        cell = runs.setdefault((size, conc), {"mailctl": [], "cpu": [], "postfix": []})
+                        rate, cpu = measure(port, maildir, count, size, conc, proc.pid)
+                        cell["mailctl"].append(rate)
+                        cell["cpu"].append(cpu)
+                        line = (f"round {rnd + 1}  {size // 1024:>4} KiB {conc:>3} clients: mailctl {rate:7.1f} "
+                                f"msg/s (CPU {cpu:5.2f} ms/msg)")
+                        if stack:
+                            pf_rate, _ = measure(stack[0], stack[1], count, size, conc, None)
+                            cell["postfix"].append(pf_rate)
+                            line += f"  postfix {pf_rate:7.1f} msg/s"
+                        print(line, flush=True)
         finally:
             proc.terminate()
             proc.wait(30)
-
-    stack = None if args.no_postfix else postfix_up()
-    if stack:
-        pf_port, pf_maildir = stack
-        try:
-            measure(pf_port, pf_maildir, 50, 4096, 10, None)
-            for size in sizes:
-                for conc in concs:
-                    count = args.count if size <= 8192 else max(args.count // 2, 50)
-                    rate, _ = measure(pf_port, pf_maildir, count, size, conc, None)
-                    results[(size, conc)]["postfix"] = rate
-                    print(f"postfix  {size // 1024:>4} KiB  {conc:>3} clients: {rate:8.1f} msg/s", flush=True)
-        finally:
-            postfix_down()
+            if stack:
+                postfix_down()
 
     print(f"\nSMTP intake, accepted and durably in the Maildir (client: {client}; one message per connection; "
-          f"mailctl serve --processes {args.processes})")
+          f"mailctl serve --processes {args.processes}; median of {args.rounds} round(s))")
     head = f"{'size':>8} {'clients':>8} {'mailctl msg/s':>14} {'CPU ms/msg':>11}"
     if stack:
         head += f" {'postfix msg/s':>14} {'ratio':>6}"
     print(head)
-    for (size, conc), r in results.items():
-        line = f"{size // 1024:>5} KiB {conc:>8} {r['mailctl']:>14.1f} {r['cpu']:>11.2f}"
-        if "postfix" in r:
-            line += f" {r['postfix']:>14.1f} {r['mailctl'] / r['postfix']:>6.2f}"
+    for (size, conc), r in runs.items():
+        rate = statistics.median(r["mailctl"])
+        line = f"{size // 1024:>5} KiB {conc:>8} {rate:>14.1f} {statistics.median(r['cpu']):>11.2f}"
+        if r["postfix"]:
+            ratios = [m / p for m, p in zip(r["mailctl"], r["postfix"])]
+            line += f" {statistics.median(r['postfix']):>14.1f} {statistics.median(ratios):>6.2f}"
         print(line)
 
 
