@@ -174,6 +174,8 @@ def test_imap_answers_from_index_match_the_messages(mailserver, user):
     b"From: <>\nSender: s@x.example\nReply-To: (comment) r@y.example\nBcc: ,\n\n",
     b"\n",
     b"\x0bSubject: odd\nFrom: a@b\r\r\n \x0c folded\nTo:\n\n",
+    b" leading: continuation\nSubject: s\nstray line\n folded subject? no, stray's\nTo: t@x\n\n",
+    b"Subject: s\nTo: t@x\n\tfolded\nstray\n\tmore to\nFrom: f@x",
 ])
 def test_envelope_encoding_matches_the_general_encoder(header):
     data = mime.to_crlf(header)
@@ -182,3 +184,6 @@ def test_envelope_encoding_matches_the_general_encoder(header):
     assert entry.envelope == encode(mime.envelope(root))
     names = ["From", "To", "Cc", "Subject", "Date", "Message-ID"]
     assert indexmod.select_fields(entry.fields, names) == mime.section_bytes(root, [], "HEADER.FIELDS", names)
+    assert entry.fields in (mime.section_bytes(root, [], "HEADER.FIELDS", sorted(indexmod.INDEXED)), data)
+    for name in ("subject", "to", "from"):
+        assert indexmod._values(entry.fields, name.encode()) == [v for k, v in root.headers if k == name]

@@ -53,6 +53,7 @@ INDEXED = frozenset({
 @dataclass(slots=True)
 class Entry:
     fields: bytes    # the INDEXED fields as raw CRLF lines in message order, then CRLF
+                     # (an odd header - stray lines, lone CRs - is kept whole)
     envelope: bytes | None  # the encoded ENVELOPE, None until first asked for
 
     def part(self) -> mime.Part:
@@ -61,8 +62,8 @@ class Entry:
 
 def entry_from_header(header_crlf: bytes, with_envelope: bool = True) -> Entry:
     """The index entry of a message, from its CRLF header (the file is the truth)."""
-    full = mime.Part(header_crlf, 0, len(header_crlf))
-    fields = mime.section_bytes(full, [], "HEADER.FIELDS", sorted(INDEXED))
+    # An odd header is kept whole, so every answer from it is what the message gives.
+    fields = select_fields(header_crlf, _INDEXED_NAMES) if _plain(header_crlf) else header_crlf
     return Entry(fields, _envelope_of(fields) if with_envelope else None)
 
 
@@ -100,14 +101,22 @@ def _values(fields: bytes, key: bytes) -> list[bytes]:
 
 
 _SELECTORS: dict[tuple, re.Pattern] = {}
+_STRAY_LINE = re.compile(rb"^[^ \t\r\n:][^\n:]*\n", re.MULTILINE)  # neither field nor continuation
+_INDEXED_NAMES = tuple(sorted(INDEXED))
+
+
+def _plain(header: bytes) -> bool:
+    """Only field lines and their continuation lines, each ending in CRLF: the two
+    header parsers in mime (section_bytes, parse_headers) then read it alike."""
+    return not (b"\x0b" in header or b"\x0c" in header or header.count(b"\r") != header.count(b"\n")
+                or not header.endswith(b"\n") or header[:1] in (b" ", b"\t") or _STRAY_LINE.search(header))
 
 
 def select_fields(fields: bytes, names) -> bytes:
-    """mime.section_bytes(HEADER.FIELDS (names)) of an entry's fields, by one regex scan.
-
-    Entry fields are whole field lines (each LF in a CRLF) with their continuation
-    lines; entries with odd control characters take the general path."""
-    if b"\x0b" in fields or b"\x0c" in fields or fields.count(b"\r") != fields.count(b"\n"):
+    """mime.section_bytes(HEADER.FIELDS (names)) of a CRLF header (or an entry's
+    fields), by one regex scan. Headers whose lines are not all plain field and
+    continuation lines ending in CRLF take the general path."""
+    if not _plain(fields):
         part = mime.Part(fields, 0, len(fields))
         return mime.section_bytes(part, [], "HEADER.FIELDS", list(names))
     key = tuple(names)
