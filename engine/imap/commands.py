@@ -464,6 +464,24 @@ class Commands:
         sel = self.selected
         if uid:
             await self.announce_changes(throttle=True)
+        if len(nodes) == 1 and nodes[0][0] == "HEADER" and nodes[0][1] in indexmod.INDEXED \
+                and "\0" not in nodes[0][2]:
+            # One header key (SUBJECT x, FROM y ...): straight over the index's decoded texts.
+            _, name, needle = nodes[0]
+            msgs = list(sel.msgs)
+
+            def run_column():
+                entries = indexmod.lookup(sel.folder, msgs, complete=True)
+                col = indexmod.columns(sel.folder, {name}, entries)[name]
+                out = []
+                for seq, m in enumerate(msgs, 1):
+                    text = col.get(m.base)  # None: no such field, or the message is gone
+                    if text is not None and (not needle or needle in text):
+                        out.append(m.uid if uid else seq)
+                return out
+            numbers = await self.blocking(run_column)
+            await self.send(("* SEARCH" + "".join(f" {n}" for n in numbers) + "\r\n").encode())
+            return "SEARCH completed"
         searcher = searchmod.Searcher(nodes, len(sel.msgs), sel.uids[-1] if sel.uids else 0)
         views = [sel.view(i, sel.folder.read) for i in range(1, len(sel.msgs) + 1)]
         if searcher.needs_content():

@@ -101,6 +101,7 @@ def _values(fields: bytes, key: bytes) -> list[bytes]:
 
 
 _SELECTORS: dict[tuple, re.Pattern] = {}
+_UNFOLD = mime._UNFOLD
 _STRAY_LINE = re.compile(rb"^[^ \t\r\n:][^\n:]*\n", re.MULTILINE)  # neither field nor continuation
 _INDEXED_NAMES = tuple(sorted(INDEXED))
 
@@ -193,13 +194,23 @@ class FolderIndex:
         from .search import _decode_header
         col = self.columns.setdefault(name, {})
         key = name.encode("ascii")
+        # The values of plain headers (see _plain) by one regex; what parse_headers gives.
+        finder = re.compile(rb"^" + re.escape(key) + rb"[ \t]*:([^\n]*\n(?:[ \t][^\n]*\n)*)",
+                            re.IGNORECASE | re.MULTILINE)
         for base in bases:
             if base in col:
                 continue
             entry = self.entries.get(base)
             if entry is None:
                 continue
-            values = [_decode_header(v) for v in _values(entry.fields, key)]
+            fields = entry.fields
+            if b"\r" not in fields:  # cannot be: to_crlf'd; keeps the fast path's premise
+                raw = _values(fields, key)
+            elif _plain(fields):
+                raw = [_UNFOLD.sub(b" ", v).strip() for v in finder.findall(fields)]
+            else:
+                raw = _values(fields, key)
+            values = [_decode_header(v) for v in raw]
             col[base] = "\0".join(values) if values else None
             self.nbytes += 64 + (len(col[base]) if values else 0)
         return col
