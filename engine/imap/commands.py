@@ -528,12 +528,23 @@ class Commands:
         if all(i.name in ("UID", "FLAGS") for i in items):
             # The sync clients' favourite (UID FETCH 1:* (FLAGS)): no disk, no threads.
             names = [i.name for i in items]
+            uid_flags = names == ["UID", "FLAGS"]
+            with_recent: dict[frozenset, str] = {}  # flag set -> its text with \Recent
+            msgs = sel.msgs
             out = []
             for n, seq in enumerate(seqs, 1):
-                m = sel.msgs[seq - 1]
-                flags = m.flags | RECENT if sel.is_recent(m) else m.flags
-                parts = [f"UID {m.uid}" if name == "UID" else "FLAGS " + flag_list(flags) for name in names]
-                out.append(f"* {seq} FETCH ({' '.join(parts)})\r\n")
+                m = msgs[seq - 1]
+                if sel.is_recent(m):
+                    text = with_recent.get(m.flags)
+                    if text is None:
+                        text = with_recent[m.flags] = flag_list(m.flags | RECENT)
+                else:
+                    text = flag_list(m.flags)
+                if uid_flags:
+                    out.append(f"* {seq} FETCH (UID {m.uid} FLAGS {text})\r\n")
+                else:
+                    parts = [f"UID {m.uid}" if name == "UID" else "FLAGS " + text for name in names]
+                    out.append(f"* {seq} FETCH ({' '.join(parts)})\r\n")
                 if n % 5000 == 0:
                     await self.send("".join(out).encode())
                     out = []

@@ -204,9 +204,7 @@ class FolderIndex:
             if entry is None:
                 continue
             fields = entry.fields
-            if b"\r" not in fields:  # cannot be: to_crlf'd; keeps the fast path's premise
-                raw = _values(fields, key)
-            elif _plain(fields):
+            if _plain(fields):
                 raw = [_UNFOLD.sub(b" ", v).strip() for v in finder.findall(fields)]
             else:
                 raw = _values(fields, key)
@@ -295,14 +293,14 @@ class FolderIndex:
                 fd = -1
                 self._rewrite()  # a torn record would misalign every record after it
                 return
-            if (st.st_dev, st.st_ino) != self._ident or st.st_size != self._pos:
-                # Replaced or appended to by another process: our view is behind; append
-                # anyway (records are self-contained) and read from the start next time.
-                self._ident = None
+            if (st.st_dev, st.st_ino) != self._ident:
+                self._ident = None  # replaced meanwhile: read it afresh next time
             _write_all(fd, blob)
-            if self._ident is not None:
+            if self._ident is not None and st.st_size == self._pos:
                 self._pos += len(blob)
                 self.nbytes += len(blob)
+            # else another process appended since we read: the next refresh reads its
+            # records and ours from self._pos, a record boundary (appends are whole).
         except OSError:
             pass  # a full disk only costs speed: the index is a cache
         finally:
