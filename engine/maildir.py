@@ -514,7 +514,13 @@ class Staged:
             dest = folder.path / "new" / self.base
         _link_or_rename(self.tmp_path, dest)
         self._done = True
-        uid = _group_for(folder.path).commit(folder, self.base, dest.parent, self.size, self.assign_uid)
+        try:
+            uid = _group_for(folder.path).commit(folder, self.base, dest.parent, self.size, self.assign_uid)
+        except BaseException:
+            # not known durable: the caller reports failure, so no copy stays visible
+            with contextlib.suppress(OSError):
+                os.unlink(dest)
+            raise
         return Delivered(folder.name, uid, dest)
 
     def abort(self) -> None:
