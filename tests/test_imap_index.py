@@ -187,3 +187,17 @@ def test_envelope_encoding_matches_the_general_encoder(header):
     assert entry.fields in (mime.section_bytes(root, [], "HEADER.FIELDS", sorted(indexmod.INDEXED)), data)
     for name in ("subject", "to", "from"):
         assert indexmod._values(entry.fields, name.encode()) == [v for k, v in root.headers if k == name]
+
+
+def test_entry_too_large_for_the_file_stays_in_memory_only(folder):
+    md, inbox = folder
+    md.deliver(b"Subject: big\nX-Pad: x\nReferences: " + b"<a@b> " * 200_000 + b"\n\nbody\n")
+    _fill(md, 2)
+    msgs = inbox.sync()
+    first = indexmod.lookup(inbox, msgs)
+    assert len(first) == 3
+    _forget_memory()
+    idx = indexmod.for_folder(inbox.path)
+    idx.refresh()
+    assert not idx.damaged and len(idx.entries) == 2  # the file holds the others, undamaged
+    assert indexmod.lookup(inbox, msgs) == first

@@ -590,7 +590,8 @@ class Commands:
                             data = to_crlf(sel.folder.read(msg))
                         body = fetchmod.render(v, items + extra, data, flag_list(v.flags),
                                                entry.envelope if entry is not None else None,
-                                               indexed=entry is not None)
+                                               indexed=entry is not None,
+                                               plain=indexmod.is_plain(entry) if entry is not None else None)
                         out.append(b"* %d FETCH " % v.seq + body + b"\r\n")
                     except NotFound:
                         gone = True

@@ -160,13 +160,13 @@ def _decode_binary(part: mime.Part) -> bytes:
 
 
 def render(msg, items: list[FetchItem], data: bytes | None, flags_text: str | None,
-           envelope: bytes | None = None, indexed: bool = False) -> bytes:
+           envelope: bytes | None = None, indexed: bool = False, plain: bool | None = None) -> bytes:
     """The parenthesised FETCH data for one message.
 
     msg: uid, size, internaldate; data: the CRLF message (None when no item needs it);
     flags_text: the encoded flag list, e.g. '(\\Seen)'. indexed: data is a folder index
     entry's fields (only ENVELOPE, given as envelope, and top-level HEADER.FIELDS of
-    indexed names are asked for)."""
+    indexed names are asked for; plain: index.is_plain of that entry)."""
     root = mime.Part(data, 0, len(data)) if data is not None and not indexed else None
     out: list[bytes] = []
     for item in items:
@@ -196,7 +196,7 @@ def render(msg, items: list[FetchItem], data: bytes | None, flags_text: str | No
         elif item.kind == "BODY":
             if indexed:
                 from .index import select_fields  # data is an index entry's fields
-                content = select_fields(data, item.fields)
+                content = select_fields(data, item.fields, plain)
             else:
                 content = mime.section_bytes(root, item.numbers, item.text, item.fields)
             out.append(_with_partial(item, content))

@@ -27,7 +27,7 @@ import struct
 import threading
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import mime
 from .response import string
@@ -36,6 +36,7 @@ FILENAME = "mailctl-index"
 MAGIC = b"mailctl-index 1\n"
 _RECORD = struct.Struct("<IIII")
 MAX_PAYLOAD = 1 << 20            # a larger length means a damaged record
+MAX_BASE = 4096
 NO_ENVELOPE = 0xFFFFFFFF         # envelope length of an entry whose ENVELOPE is not made yet
 BUDGET_BYTES = 192 * 1024 * 1024  # all folders' entries held in memory by one process
 
@@ -55,6 +56,7 @@ class Entry:
     fields: bytes    # the INDEXED fields as raw CRLF lines in message order, then CRLF
                      # (an odd header - stray lines, lone CRs - is kept whole)
     envelope: bytes | None  # the encoded ENVELOPE, None until first asked for
+    plain: bool | None = field(default=None, compare=False)  # _plain(fields), once known
 
     def part(self) -> mime.Part:
         return mime.Part(self.fields, 0, len(self.fields))
@@ -63,8 +65,16 @@ class Entry:
 def entry_from_header(header_crlf: bytes, with_envelope: bool = True) -> Entry:
     """The index entry of a message, from its CRLF header (the file is the truth)."""
     # An odd header is kept whole, so every answer from it is what the message gives.
-    fields = select_fields(header_crlf, _INDEXED_NAMES) if _plain(header_crlf) else header_crlf
-    return Entry(fields, _envelope_of(fields) if with_envelope else None)
+    plain = _plain(header_crlf)
+    fields = select_fields(header_crlf, _INDEXED_NAMES, plain) if plain else header_crlf
+    return Entry(fields, _envelope_of(fields) if with_envelope else None, plain)
+
+
+def is_plain(entry: Entry) -> bool:
+    """Whether the entry's fields are plain (see _plain); worked out once per entry."""
+    if entry.plain is None:
+        entry.plain = _plain(entry.fields)
+    return entry.plain
 
 
 def _envelope_of(fields: bytes) -> bytes:
@@ -113,11 +123,11 @@ def _plain(header: bytes) -> bool:
                 or not header.endswith(b"\n") or header[:1] in (b" ", b"\t") or _STRAY_LINE.search(header))
 
 
-def select_fields(fields: bytes, names) -> bytes:
+def select_fields(fields: bytes, names, plain: bool | None = None) -> bytes:
     """mime.section_bytes(HEADER.FIELDS (names)) of a CRLF header (or an entry's
     fields), by one regex scan. Headers whose lines are not all plain field and
     continuation lines ending in CRLF take the general path."""
-    if not _plain(fields):
+    if not (plain if plain is not None else _plain(fields)):
         part = mime.Part(fields, 0, len(fields))
         return mime.section_bytes(part, [], "HEADER.FIELDS", list(names))
     key = tuple(names)
@@ -138,7 +148,10 @@ def covers(names) -> bool:
 
 
 def _pack(base: str, entry: Entry) -> bytes:
+    """The record of an entry; b"" for one too large to keep on disk (held in memory only)."""
     b = base.encode("utf-8", "surrogateescape")
+    if len(b) > MAX_BASE or len(entry.fields) > MAX_PAYLOAD or len(entry.envelope or b"") > MAX_PAYLOAD:
+        return b""
     env = entry.envelope if entry.envelope is not None else b""
     crc = zlib.crc32(env, zlib.crc32(entry.fields, zlib.crc32(b)))
     le = len(env) if entry.envelope is not None else NO_ENVELOPE
@@ -159,7 +172,7 @@ def _parse(data: bytes, pos: int, out: dict[str, Entry]) -> tuple[int, bool]:
             le = 0
         start = pos + size
         end = start + lb + lf + le
-        if lb > 4096 or lf > MAX_PAYLOAD or le > MAX_PAYLOAD:
+        if lb > MAX_BASE or lf > MAX_PAYLOAD or le > MAX_PAYLOAD:
             return pos, True
         if end > n:
             return pos, False
@@ -204,7 +217,7 @@ class FolderIndex:
             if entry is None:
                 continue
             fields = entry.fields
-            if _plain(fields):
+            if is_plain(entry):
                 raw = [_UNFOLD.sub(b" ", v).strip() for v in finder.findall(fields)]
             else:
                 raw = _values(fields, key)
@@ -390,7 +403,7 @@ def lookup(folder, msgs, complete: bool = False, envelope: bool = False) -> dict
             old = entries.get(m.base)
             if old is not None:
                 if envelope and old.envelope is None and m.base not in new:
-                    new[m.base] = Entry(old.fields, _envelope_of(old.fields))
+                    new[m.base] = Entry(old.fields, _envelope_of(old.fields), old.plain)
                 continue
             if m.base in new:
                 continue
