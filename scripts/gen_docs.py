@@ -34,11 +34,18 @@ def _roff(text: str) -> str:
     return "\n".join(lines)
 
 
+def _subcommands(command: click.Command) -> dict[str, click.Command]:
+    """A group's subcommands, through the API lazy groups implement too."""
+    if not isinstance(command, click.Group):
+        return {}
+    ctx = click.Context(command)
+    return {name: command.get_command(ctx, name) for name in sorted(command.list_commands(ctx))}
+
+
 def _walk(command: click.Command, path: list[str]):
     yield path, command
-    if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            yield from _walk(command.commands[name], path + [name])
+    for name, sub in _subcommands(command).items():
+        yield from _walk(sub, path + [name])
 
 
 def man_page(path: list[str], command: click.Command, version: str) -> str:
@@ -56,10 +63,10 @@ def man_page(path: list[str], command: click.Command, version: str) -> str:
             record = opt.get_help_record(ctx)
             if record:
                 out += [".TP", f"\\fB{_roff(record[0])}\\fR", _roff(record[1])]
-    if isinstance(command, click.Group) and command.commands:
+    subs = _subcommands(command)
+    if subs:
         out.append(".SH COMMANDS")
-        for name in sorted(command.commands):
-            sub = command.commands[name]
+        for name, sub in subs.items():
             if sub.hidden:
                 continue
             out += [".TP", f"\\fB{_roff(name)}\\fR", _roff(sub.get_short_help_str(200)),
