@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from engine import settings as settings_mod
-from engine.directory import Directory
 from engine.directory_edit import add_account, add_domain
 from engine.maildir import Maildir
 from engine.passwords import hash_password
-from engine.root import Root, atomic_write
+from engine.root import Root
 from engine.runtime import Runtime
+from helpers_queue import configure  # noqa: F401  (re-exported: one way to set mailctl.toml keys)
 
 PASSWORD = "secret-pass-1"
 DOMAIN = "example.com"
@@ -29,19 +29,6 @@ def password_hash() -> str:
         _HASH = hash_password(PASSWORD)
     return _HASH
 
-
-def configure(root: Root, values: dict) -> None:
-    import tomlkit
-    doc = tomlkit.parse(root.config_file.read_text())
-    for dotted, value in values.items():
-        *path, key = dotted.split(".")
-        node = doc
-        for part in path:
-            if part not in node:
-                node[part] = tomlkit.table()
-            node = node[part]
-        node[key] = value
-    atomic_write(root.config_file, tomlkit.dumps(doc))
 
 
 def add_users(root: Root, users=("alice", "bob"), domain: str = DOMAIN, quota_mb: int | None = None) -> None:

@@ -198,3 +198,12 @@ def mailctl(root: Root, *args: str, input: str | None = None, timeout: float = 6
     return subprocess.run([sys.executable, "-m", "mailctl", "--root", str(root.path), *args],
                           input=input, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=str(REPO))
+
+
+def tls_context():
+    """A client TLS context that accepts the test root's self-signed certificate."""
+    import ssl
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx

@@ -5,22 +5,14 @@ from __future__ import annotations
 
 import smtplib
 import socket
-import ssl
 import threading
 import time
 
 import pytest
 
-from helpers_server import mailctl, make_root, running_server
+from helpers_server import mailctl, make_root, running_server, tls_context
 
 PW = "alice-password-1"
-
-
-def tls_context() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 @pytest.fixture(scope="module")

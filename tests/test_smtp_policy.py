@@ -5,23 +5,15 @@ from __future__ import annotations
 import os
 import smtplib
 import socket
-import ssl
 import time
 
 import pytest
 
 from engine import directory_edit, settings as settings_mod, setup
 from engine.queue import Queue
-from helpers_server import make_root, running_server
+from helpers_server import make_root, running_server, tls_context
 
 PW = "alice-password-1"
-
-
-def tls_context() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 @pytest.fixture(scope="module")
