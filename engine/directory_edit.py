@@ -142,7 +142,7 @@ def set_domain(root: Root, settings, name: str, **values) -> None:
     check = None
     if values.get("catch_all"):
         values["catch_all"] = str(parse_target(values["catch_all"], name))
-        check = _targets_resolve(name, [values["catch_all"]], settings)
+        check = _targets_resolve([values["catch_all"]], settings)
 
     def change(doc):
         for k, v in values.items():
@@ -246,14 +246,19 @@ def _targets(doc_domain: str, targets: list[str], settings) -> list[str]:
     return out
 
 
-def _targets_resolve(address: str, targets: list[str], settings):
+def _require_existing(directory: Directory, addresses: list[str], what: str) -> None:
+    """Local addresses must exist: a typo would silently drop mail (remote ones are free)."""
+    for a in addresses:
+        if directory.is_local_domain(a.rpartition("@")[2]):
+            r = directory.resolve(a, catch_all=False)
+            if not r.ok:
+                raise InvalidInput(f"{what} {a}: {r.rejection.text}")
+
+
+def _targets_resolve(targets: list[str], settings):
     """A check: every local target must lead somewhere, and aliases-per-address limits hold."""
     def check(directory: Directory):
-        for t in targets:
-            if directory.is_local_domain(t.rpartition("@")[2]):
-                r = directory.resolve(t, catch_all=False)
-                if not r.ok:
-                    raise InvalidInput(f"target {t}: {r.rejection.text}")
+        _require_existing(directory, targets, "target")
         limit = settings.limits.max_aliases_per_address
         for t in targets:
             pointing = sum(1 for d in directory.domains.values() for al in d.alias_map.values() if t in al.targets)
@@ -263,14 +268,8 @@ def _targets_resolve(address: str, targets: list[str], settings):
 
 
 def _local_members_exist(members: list[str]):
-    """A check: local list members must exist (a typo would silently drop their copy)."""
-    def check(directory: Directory):
-        for m in members:
-            if directory.is_local_domain(m.rpartition("@")[2]):
-                r = directory.resolve(m, catch_all=False)
-                if not r.ok:
-                    raise InvalidInput(f"member {m}: {r.rejection.text}")
-    return check
+    """A check: local list members must exist."""
+    return lambda directory: _require_existing(directory, members, "member")
 
 
 def set_forward(root: Root, settings, address: str, targets: list[str], keep_copy: bool) -> list[str]:
@@ -281,7 +280,7 @@ def set_forward(root: Root, settings, address: str, targets: list[str], keep_cop
         entry = _require(doc, "accounts", a)
         entry["forward"] = resolved
         entry["forward_keep_copy"] = keep_copy
-    _edit_domain(root, settings, a.domain, change, _targets_resolve(str(a), [t for t in resolved if t != str(a)], settings))
+    _edit_domain(root, settings, a.domain, change, _targets_resolve([t for t in resolved if t != str(a)], settings))
     return resolved
 
 
@@ -316,7 +315,7 @@ def add_alias(root: Root, settings, address: str, targets: list[str]) -> list[st
             return list(entry["targets"])
         aliases[a.local] = {"targets": resolved, "enabled": True}
         return resolved
-    return _edit_domain(root, settings, a.domain, change, _targets_resolve(str(a), resolved, settings))
+    return _edit_domain(root, settings, a.domain, change, _targets_resolve(resolved, settings))
 
 
 def remove_alias(root: Root, settings, address: str, targets: list[str] | None = None) -> None:

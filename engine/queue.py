@@ -357,25 +357,22 @@ class Queue:
         return env
 
     def release(self, qid: str, now: float | None = None) -> Envelope:
-        now = time.time() if now is None else now
-        env = self.find(qid)
-        if env.state != "hold":
-            return env
-
-        def change(e):
-            e.next_attempt = now
-        return self.edit(qid, change, "deferred")
+        """Move a held item back to deferred, due now."""
+        return self._due_now(qid, "hold", "deferred", now)
 
     def retry(self, qid: str, now: float | None = None) -> Envelope:
         """Make a deferred item due now (a held item stays held until released)."""
+        return self._due_now(qid, "deferred", None, now)
+
+    def _due_now(self, qid: str, only_in: str, to_state: str | None, now: float | None) -> Envelope:
         now = time.time() if now is None else now
         env = self.find(qid)
-        if env.state != "deferred":
+        if env.state != only_in:
             return env
 
         def change(e):
             e.next_attempt = now
-        return self.edit(qid, change)
+        return self.edit(qid, change, to_state)
 
     def delete(self, qid: str) -> Envelope:
         env = self.find(qid)

@@ -13,7 +13,6 @@ import base64
 import contextlib
 import os
 import time
-from pathlib import Path
 
 from ..errors import MailError, NotFound
 from ..maildir import Maildir
@@ -340,15 +339,23 @@ class Pop3Session:
         except NotFound:
             return None
 
-    async def cmd_RETR(self, arg):
+    async def _load(self, arg: str):
+        """(message, bytes) for a message-number argument; None after answering -ERR."""
         n, m = self._msg(arg)
         if n is None:
             await self.send(f"-ERR {m}")
-            return
+            return None
         data = await self._read(m)
         if data is None:
             await self.send("-ERR [SYS/TEMP] The message was removed by another program")
+            return None
+        return m, data
+
+    async def cmd_RETR(self, arg):
+        loaded = await self._load(arg)
+        if loaded is None:
             return
+        m, data = loaded
         await self.send_multiline(f"+OK {m.vsize} octets", to_crlf(data))
     cmd_RETR.auth = True
 
@@ -357,14 +364,10 @@ class Pop3Session:
         if len(parts) != 2 or not parts[1].isdigit() or len(parts[1]) > 9:
             await self.error("TOP needs a message number and a line count")
             return
-        n, m = self._msg(parts[0])
-        if n is None:
-            await self.send(f"-ERR {m}")
+        loaded = await self._load(parts[0])
+        if loaded is None:
             return
-        data = await self._read(m)
-        if data is None:
-            await self.send("-ERR [SYS/TEMP] The message was removed by another program")
-            return
+        m, data = loaded
         data = to_crlf(data)
         head, sep, body = data.partition(b"\r\n\r\n")
         lines = body.split(b"\r\n")[:int(parts[1])] if sep else []
