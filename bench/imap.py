@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """IMAP/POP3 benchmark: our server and Dovecot on the same generated mailboxes.
 
-    python bench/imap.py [--counts 10000,100000] [--dovecot] [--skip-conc] [--json out.json]
+    python bench/imap.py [--counts 10000,100000] [--dovecot] [--json out.json] [-- --skip-conc ...]
 
 Runs ../shared/bench/imap-bench.py (the shared, server-agnostic driver) against
 `mailctl serve` on a temporary root, and with --dovecot against the reference stack
-(../shared/bench/stack-up.sh), then prints each operation's time and the ratio.
+(../shared/bench/stack-up.sh, run as root), each count on both servers back to back, then
+prints each operation's wall time and server CPU time beside Dovecot's, and the ratios.
+Arguments after `--` go to the driver (e.g. --skip-conc, --skip-pop3, --quiet-pct 0).
 Only when ../shared exists beside the checkout. Speed is measured here, never asserted in tests.
 """
 from __future__ import annotations
@@ -81,13 +83,67 @@ def run_driver(label: str, port: int, pop3_port: int, user: str, maildir: Path, 
         return {}
 
 
-def by_test(data: dict) -> dict[str, float]:
-    """{"N=10000 SELECT INBOX (...)": wall seconds} from the driver's JSON."""
+def by_test(data: dict) -> dict[str, tuple[float, float | None]]:
+    """{"N=10000 SELECT INBOX (...)": (wall seconds, server CPU seconds or None)}."""
     out = {}
     for r in data.get("results", []):
         if isinstance(r, dict) and "test" in r and isinstance(r.get("wall_s"), (int, float)):
-            out[f"N={r.get('n', '?')} {r['test']}"] = float(r["wall_s"])
+            cpu = r.get("server_cpu_s")
+            cpu = float(cpu) if isinstance(cpu, (int, float)) and cpu == cpu else None
+            out[f"N={r.get('n', '?')} {r['test']}"] = (float(r["wall_s"]), cpu)
     return out
+
+
+def merge(a: dict, b: dict) -> dict:
+    """The driver's JSON of several runs (one per count) as one."""
+    return {"results": a.get("results", []) + b.get("results", [])}
+
+
+class Reference:
+    """The Postfix + Dovecot stack of stack-up.sh, on ports of our own, so a reference
+    stack someone else runs on the defaults is left alone."""
+    PORTS = {"SMTP_PORT": "22525", "SUBMISSION_PORT": "22587", "IMAP_PORT": "22143", "POP3_PORT": "22110"}
+
+    def __init__(self, work: Path):
+        # Postfix and Dovecot run as their own users: every directory above the stack's
+        # root must be searchable by them (mkdtemp makes it 0700).
+        work.chmod(0o755)
+        self.root = work / "anchor"
+        self.log = work / "stack-up.log"
+        self.env = {**os.environ, **self.PORTS}
+        self.maildir = self.root / "mail/example.test/alice"
+
+    def up(self) -> bool:
+        # Output to a file, not a pipe: the daemons it starts keep a pipe open forever.
+        with open(self.log, "w") as f:
+            done = subprocess.run(["bash", str(SHARED / "stack-up.sh"), str(self.root)], stdout=f,
+                                  stderr=f, stdin=subprocess.DEVNULL, env=self.env)
+        if done.returncode != 0:
+            print("reference stack did not start:\n" + self.log.read_text()[-3000:])
+        return done.returncode == 0
+
+    def down(self) -> None:
+        """Stop whatever part of the stack did start, and delete its files."""
+        subprocess.run(["bash", str(SHARED / "stack-down.sh"), str(self.root)], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env={**self.env, "PURGE": "1"})
+
+
+def print_table(ours: dict, theirs: dict) -> dict:
+    a, b = by_test(ours), by_test(theirs)
+    print(f"\n{'operation':64} {'ours ms':>9} {'dovecot':>9} {'ratio':>6} "
+          f"{'ours cpu':>9} {'dc cpu':>8} {'cpu x':>6}")
+    ratios = {}
+    nan = float("nan")
+    for key, (wall, cpu) in a.items():
+        o_wall, o_cpu = b.get(key, (None, None))
+        ratio = wall / o_wall if o_wall else None
+        cpu_ratio = cpu / o_cpu if cpu is not None and o_cpu else None
+        ratios[key] = {"wall": ratio, "cpu": cpu_ratio}
+        print(f"{key[:64]:64} {wall * 1000:9.1f} {o_wall * 1000 if o_wall else nan:9.1f} "
+              f"{'' if ratio is None else f'{ratio:6.2f}':>6} "
+              f"{cpu * 1000 if cpu is not None else nan:9.0f} {o_cpu * 1000 if o_cpu is not None else nan:8.0f} "
+              f"{'' if cpu_ratio is None else f'{cpu_ratio:6.2f}':>6}")
+    return ratios
 
 
 def main() -> int:
@@ -105,44 +161,29 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="mailctl-imap-bench-"))
     root = make_root(work / "root")
     maildir = root.mail_dir / "example.test" / "alice"
+    ours, theirs = {}, {}
+    if args.dovecot_from:
+        theirs = json.loads(Path(args.dovecot_from).read_text()).get("dovecot", {})
+    reference = Reference(work) if args.dovecot and not args.dovecot_from else None
     proc, ports = start_ours(root)
     try:
-        ours = run_driver("mailctl", ports["imap"], ports["pop3"], USER, maildir, args.counts,
-                          args.driver_args, str(proc.pid))
+        if reference is not None and not reference.up():
+            reference = None
+        # One count at a time, both servers back to back: the machine is shared, and
+        # ratios are only meaningful between runs made under the same load.
+        for count in args.counts.split(","):
+            ours = merge(ours, run_driver("mailctl", ports["imap"], ports["pop3"], USER, maildir, count,
+                                          args.driver_args, str(proc.pid)))
+            if reference is not None:
+                theirs = merge(theirs, run_driver("dovecot", int(Reference.PORTS["IMAP_PORT"]),
+                                                  int(Reference.PORTS["POP3_PORT"]), "alice",
+                                                  reference.maildir, count, args.driver_args))
     finally:
         proc.terminate()
         proc.wait(30)
-    theirs = {}
-    if args.dovecot_from:
-        theirs = json.loads(Path(args.dovecot_from).read_text()).get("dovecot", {})
-    elif args.dovecot:
-        stack = work / "anchor"
-        # Our own ports, so a reference stack someone else runs on the defaults is left alone.
-        env = {**os.environ, "SMTP_PORT": "22525", "SUBMISSION_PORT": "22587", "IMAP_PORT": "22143",
-               "POP3_PORT": "22110"}
-        # Output to a file, not a pipe: the daemons it starts keep a pipe open forever.
-        log = work / "stack-up.log"
-        with open(log, "w") as f:
-            up = subprocess.run(["bash", str(SHARED / "stack-up.sh"), str(stack)], stdout=f, stderr=f,
-                                stdin=subprocess.DEVNULL, env=env)
-        try:
-            if up.returncode != 0:
-                print("reference stack did not start:\n" + log.read_text()[-3000:])
-            else:
-                theirs = run_driver("dovecot", 22143, 22110, "alice", stack / "mail/example.test/alice",
-                                    args.counts, args.driver_args)
-        finally:  # stop whatever part of the stack did start
-            subprocess.run(["bash", str(SHARED / "stack-down.sh"), str(stack)], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env={**env, "PURGE": "1"})
-    a, b = by_test(ours), by_test(theirs)
-    print(f"\n{'operation':72} {'mailctl ms':>11} {'dovecot ms':>11} {'ratio':>7}")
-    ratios = {}
-    for key, value in a.items():
-        other = b.get(key)
-        ratio = value / other if other else None
-        ratios[key] = ratio
-        print(f"{key[:72]:72} {value * 1000:11.1f} {other * 1000 if other else float('nan'):11.1f} "
-              f"{'' if ratio is None else f'{ratio:7.2f}'}")
+        if reference is not None:
+            reference.down()
+    ratios = print_table(ours, theirs)
     if args.json:
         Path(args.json).write_text(json.dumps({"mailctl": ours, "dovecot": theirs, "ratios": ratios}, indent=1))
     shutil.rmtree(work, ignore_errors=True)
