@@ -141,7 +141,9 @@ class ImapSession(Commands):
     async def loop(self) -> None:
         while not self.runtime.stopping.is_set():
             try:
-                raw = await asyncio.wait_for(self.read_command(), self.timeout())
+                # asyncio.timeout, not wait_for: no extra task per command.
+                async with asyncio.timeout(self.timeout()):
+                    raw = await self.read_command()
             except asyncio.TimeoutError:
                 await self.send(b"* BYE Autologout; idle for too long\r\n")
                 return
@@ -280,7 +282,8 @@ class ImapSession(Commands):
             if self.session is not None:
                 self.session.busy = True
             try:
-                text = await asyncio.wait_for(handler(tag, tokens[2:]), COMMAND_TIME_LIMIT)
+                async with asyncio.timeout(COMMAND_TIME_LIMIT):
+                    text = await handler(tag, tokens[2:])
             finally:
                 if self.session is not None:
                     self.session.busy = False
@@ -320,9 +323,7 @@ class ImapSession(Commands):
             raise no("[AUTHENTICATIONFAILED] Invalid credentials")
         limit = rt.settings.mailbox.max_sessions_per_user
         if limit:
-            mine = sum(1 for s in rt.sessions.list() if s.user == account.address
-                       and s.protocol in ("imap", "pop3"))
-            if mine >= limit:
+            if rt.sessions.count(("imap", "pop3"), user=account.address) >= limit:
                 raise no(f"[LIMIT] Too many sessions for {account.address} (limit {limit})")
         from ..maildir import Maildir
         md = Maildir.for_account(rt.root, account.domain, account.local)
