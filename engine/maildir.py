@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Iterable
 
@@ -159,6 +159,8 @@ def _field(base: str, marker: str) -> int | None:
 
 def _sizes_from(base: str, keys: str) -> tuple[int | None, int | None]:
     """(size, vsize) from ,S=/,W= in the base name or S/W keys of the uidlist record."""
+    if not keys and "," not in base:
+        return None, None  # named by another tool (no sizes): the usual case at a first sync
     size, vsize = _field(base, ",S="), _field(base, ",W=")
     for key in keys.split():
         if key[0] == "S" and size is None and key[1:].isdigit():
@@ -444,16 +446,36 @@ class Message:
     """One message file as last seen.
 
     path and mtime (the INTERNALDATE) are computed on use, so a sync of a large
-    folder costs no Path objects and no stat() calls.
+    folder costs no Path objects and no stat() calls. So are the sizes of a file named
+    without ,S=/,W= and listed without S/W keys when the sync was told not to read
+    files (sync(sizes=False)): the file is read once, when a size is first asked for.
     """
     uid: int
     base: str
     subdir: str
     filename: str
     flags: frozenset[str]
-    size: int
-    vsize: int
+    _size: int | None = field(compare=False)
+    _vsize: int | None = field(compare=False)
     folder_path: Path
+
+    @property
+    def size(self) -> int:
+        return self._size if self._size is not None else self._measure()[0]
+
+    @property
+    def vsize(self) -> int:
+        return self._vsize if self._vsize is not None else self._measure()[1]
+
+    def _measure(self) -> tuple[int, int]:
+        try:
+            data = _read_all(str(_current_path(self)))
+        except (NotFound, FileNotFoundError):
+            return 0, 0  # expunged meanwhile; not remembered
+        sizes = len(data), _vsize(data)
+        object.__setattr__(self, "_size", sizes[0] if self._size is None else self._size)
+        object.__setattr__(self, "_vsize", sizes[1] if self._vsize is None else self._vsize)
+        return self._size, self._vsize
 
     @property
     def path(self) -> Path:
@@ -1057,9 +1079,10 @@ class Folder:
     def uidnext(self) -> int:
         return self._ensure_uidlist().next_uid
 
-    def _assign(self, bases: list[str], listing: dict[str, tuple[str, str]] | None = None
-                ) -> dict[str, tuple[int, str]]:
-        """Give UIDs to bases not yet listed (appending records); return the records."""
+    def _assign(self, bases: list[str], listing: dict[str, tuple[str, str]] | None = None,
+                sizes: bool = True) -> dict[str, tuple[int, str]]:
+        """Give UIDs to bases not yet listed (appending records); return the records.
+        sizes=False: no S/W keys for names without ,S=/,W= (no file is read)."""
         uidlist = self._uidlist
         with self._lock():             # refreshed (and created if missing) under the lock
             uidlist.refresh()
@@ -1070,7 +1093,7 @@ class Folder:
                 uid = uidlist.next_uid
                 lines = []
                 for offset, base in enumerate(fresh):
-                    keys = self._size_keys(base, listing)
+                    keys = self._size_keys(base, listing) if sizes else ""
                     lines.append(f"{uid + offset} {keys} :{base}\n" if keys else f"{uid + offset} :{base}\n")
                 uidlist.append(lines)
             return uidlist.records
@@ -1132,16 +1155,18 @@ class Folder:
     def _locate(self, base: str) -> tuple[str, str] | None:
         return _locate(self.path, base)
 
-    def sync(self) -> list[Message]:
+    def sync(self, sizes: bool = True) -> list[Message]:
         """Messages by UID: directory listing plus uidlist; new files get UIDs.
 
         Message objects of unchanged files are reused from the last sync, so a sync
         of a large, quiet folder is two listdir() calls and dictionary lookups.
+        sizes=False: files named without sizes are not read now, but when a size of
+        theirs is first asked for (an IMAP SELECT of a folder filled by other tools).
         """
         uidlist = self._ensure_uidlist()
         records = uidlist.records
         cache = uidlist.message_cache(self._keywords_ident())
-        builder = _MessageBuilder(self)
+        builder = _MessageBuilder(self, sizes)
         found: dict[str, Message] = {}
         unknown: dict[str, tuple[str, str]] = {}
         # new/ first: a file moving to cur/ meanwhile is still seen.
@@ -1163,7 +1188,7 @@ class Folder:
         if len(found) < len(records):
             self._recheck_missing(records, found, unknown, builder)
         if unknown:
-            records = self._assign(list(unknown), unknown)
+            records = self._assign(list(unknown), unknown, sizes)
             for base, (sub, name) in unknown.items():
                 found[base] = builder.make(base, sub, name, records[base])
         uidlist.keep_messages(found.values())
@@ -1264,7 +1289,7 @@ class Folder:
                 # Keyword letters (a-z) need dovecot-keywords; system flag letters do not.
                 letters = self._letter_map() if any("a" <= c <= "z" for c in info) else {}
                 return Message(msg.uid, msg.base, "cur", new_name, _flags_from_info(
-                    new_name[len(msg.base) + 1:], letters), msg.size, msg.vsize, msg.folder_path)
+                    new_name[len(msg.base) + 1:], letters), msg._size, msg._vsize, msg.folder_path)
             except FileNotFoundError:
                 located = self._locate(msg.base)  # renamed by someone else meanwhile
                 if located is None:
@@ -1350,8 +1375,9 @@ class Folder:
 class _MessageBuilder:
     """Makes Message objects for one sync, sharing parsed flag sets."""
 
-    def __init__(self, folder: Folder):
+    def __init__(self, folder: Folder, sizes: bool = True):
         self.folder = folder
+        self.sizes = sizes  # read files whose sizes are unknown now (else on first use)
         self._letters: dict[str, str] | None = None
         self._flags: dict[str, frozenset[str]] = {}
 
@@ -1363,7 +1389,7 @@ class _MessageBuilder:
                 self._letters = self.folder._letter_map()
             flags = self._flags[info] = _flags_from_info(info, self._letters)
         size, vsize = _sizes_from(base, record[1])
-        if size is None or vsize is None:
+        if (size is None or vsize is None) and self.sizes:
             size, vsize = self.folder._measure(sub, name, size, vsize)
         return Message(record[0], base, sub, name, flags, size, vsize, self.folder.path)
 
