@@ -104,16 +104,18 @@ class Commands:
         name = self.folder_name(args[0])
         folder = await self.open_folder(name)
         sel = Selected(folder, readonly)
-        await self.blocking(sel.load)
-        uidnext = await self.blocking(sel.uidnext)
-        keywords = await self.blocking(lambda: sorted(store._read_keywords(folder.path).values()))
+
+        def load():  # one trip to the thread pool
+            sel.load()
+            return sel.uidnext(), sorted(store._read_keywords(folder.path).values())
+        uidnext, keywords = await self.blocking(load)
         flags = SYSTEM_FLAGS + ["$Forwarded"] + keywords
         await self.untagged(f"FLAGS ({' '.join(flags)})")
         perm = "" if readonly else " ".join(flags + ["\\*"])
         await self.untagged(f"OK [PERMANENTFLAGS ({perm})] Flags permitted")
         await self.untagged(f"{len(sel.msgs)} EXISTS")
         await self.untagged(f"{sel.recent_count()} RECENT")
-        first_unseen = next((i for i, m in enumerate(sel.msgs, 1) if "\\Seen" not in m.flags), None)
+        first_unseen = sel.first_unseen()
         if first_unseen:
             await self.untagged(f"OK [UNSEEN {first_unseen}] First unseen")
         await self.untagged(f"OK [UIDVALIDITY {sel.uidvalidity}] UIDs valid")
@@ -429,6 +431,7 @@ class Commands:
             return
         doomed = [sel.msgs[i - 1] for i in seqs]
         await self.blocking(sel.folder.expunge, doomed)
+        sel.listing = None  # what SELECT found no longer holds
         out = []
         for seq in sorted(seqs, reverse=True):
             out.append(b"* %d EXPUNGE\r\n" % seq)
@@ -588,7 +591,8 @@ class Commands:
                             data = headercache.header(sel.folder, msg)
                         else:
                             data = to_crlf(sel.folder.read(msg))
-                        body = fetchmod.render(v, items + extra, data, flag_list(v.flags),
+                        flags_text = flag_list(v.flags) if wants_flags or extra else None
+                        body = fetchmod.render(v, items + extra, data, flags_text,
                                                entry.envelope if entry is not None else None,
                                                indexed=entry is not None,
                                                plain=indexmod.is_plain(entry) if entry is not None else None)

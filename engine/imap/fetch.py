@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from . import mime
+from .index import select_fields
 from .parser import Atom, ParseError
 from .response import Raw, encode, literal
 
@@ -37,7 +38,7 @@ class FetchItem:
     kind: str = ""                 # BODY, BINARY, BINARY.SIZE for sections
     numbers: list[int] = field(default_factory=list)
     text: str = ""                 # HEADER, HEADER.FIELDS, ... or ""
-    fields: list[str] | None = None
+    fields: tuple[str, ...] | None = None  # a tuple: index.select_fields keys its regex by it
     partial: tuple[int, int] | None = None
     peek: bool = True
     label: str = ""                # how the response names it
@@ -92,7 +93,7 @@ def _parse_item(text: str) -> FetchItem:
     if sect_text.startswith("HEADER.FIELDS"):
         if not sm.group(3) or not sm.group(3).split():
             raise ParseError("HEADER.FIELDS needs a list of header names")
-        fields = sm.group(3).split()
+        fields = tuple(sm.group(3).split())
     elif sm and sm.group(3):
         raise ParseError(f"bad section {spec[:40]}")
     if sect_text == "MIME" and not numbers:
@@ -194,8 +195,7 @@ def render(msg, items: list[FetchItem], data: bytes | None, flags_text: str | No
         elif name == "RFC822.TEXT":
             out.append(b"RFC822.TEXT " + literal(root.body_bytes()))
         elif item.kind == "BODY":
-            if indexed:
-                from .index import select_fields  # data is an index entry's fields
+            if indexed:  # data is an index entry's fields
                 content = select_fields(data, item.fields, plain)
             else:
                 content = mime.section_bytes(root, item.numbers, item.text, item.fields)

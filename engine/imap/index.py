@@ -130,7 +130,7 @@ def select_fields(fields: bytes, names, plain: bool | None = None) -> bytes:
     if not (plain if plain is not None else _plain(fields)):
         part = mime.Part(fields, 0, len(fields))
         return mime.section_bytes(part, [], "HEADER.FIELDS", list(names))
-    key = tuple(names)
+    key = names if type(names) is tuple else tuple(names)
     pattern = _SELECTORS.get(key)
     if pattern is None:
         alternatives = b"|".join(re.escape(n.lower().encode("ascii")) for n in names)

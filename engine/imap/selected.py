@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import bisect
 import os
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 from .. import maildir as store
@@ -130,6 +132,41 @@ def flag_list(flags) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class Listing:
+    """A settled scan of a folder and what SELECT reports of it, shared by this process's
+    sessions: a SELECT of a folder nobody changed since costs three stat() calls."""
+    stamp: tuple
+    msgs: list
+    uids: list
+    uidvalidity: int
+    new_count: int                # messages in new/: \\Recent to every session
+    claimable: bool               # some could be moved to cur/ (a read-only scan left them)
+    first_unseen: int | None      # sequence number
+
+
+_LISTINGS: OrderedDict[str, Listing] = OrderedDict()
+_LISTINGS_MAX = 64
+_LISTINGS_LOCK = threading.Lock()
+
+
+def _shared_listing(key: str, stamp) -> Listing | None:
+    with _LISTINGS_LOCK:
+        listing = _LISTINGS.get(key)
+        if listing is None or listing.stamp != stamp:
+            return None
+        _LISTINGS.move_to_end(key)
+        return listing
+
+
+def _share_listing(key: str, listing: Listing) -> None:
+    with _LISTINGS_LOCK:
+        _LISTINGS[key] = listing
+        _LISTINGS.move_to_end(key)
+        while len(_LISTINGS) > _LISTINGS_MAX:
+            _LISTINGS.popitem(last=False)
+
+
 class Selected:
     def __init__(self, folder: store.Folder, readonly: bool):
         self.folder = folder
@@ -140,6 +177,7 @@ class Selected:
         self._stamp = None
         self._settled = False
         self.uidvalidity = 0
+        self.listing: Listing | None = None  # what load() found, until the first change
 
     # -- blocking part (worker thread) -------------------------------------------
     def _stat_stamp(self):
@@ -161,7 +199,7 @@ class Selected:
         stamp, newest = self._stat_stamp()
         if stamp == self._stamp and self._settled:
             return None
-        msgs = self.folder.sync()
+        msgs = self.folder.sync(sizes=False)  # RFC822.SIZE is read when asked for
         claimed: set[int] = set()
         if not self.readonly:
             msgs = self._claim_new(msgs, claimed)
@@ -202,14 +240,40 @@ class Selected:
         return m.uid in self.recent or m.subdir == "new"
 
     def recent_count(self) -> int:
+        if self.listing is not None and not self.recent:
+            return self.listing.new_count
         return len(self.recent) + sum(1 for m in self.msgs if m.subdir == "new" and m.uid not in self.recent)
 
     def load(self) -> None:
+        key = str(self.folder.path)
+        stamp, _ = self._stat_stamp()
+        shared = _shared_listing(key, stamp)
+        if shared is not None and (self.readonly or not shared.claimable):
+            # Unchanged since another session's settled scan: nothing to claim or reread.
+            self._stamp, self._settled = stamp, True
+            self.msgs, self.uids, self.recent = list(shared.msgs), list(shared.uids), set()
+            self.uidvalidity = shared.uidvalidity
+            self.listing = shared
+            return
         self._stamp = None
         msgs, claimed = self.scan()
         self.msgs = msgs
         self.uids = [m.uid for m in msgs]
         self.recent = claimed
+        self.listing = None
+        if self._settled:
+            new = [m for m in msgs if m.subdir == "new"]
+            fresh = sum(1 for m in new if not m.flags)
+            self.listing = Listing(self._stamp, list(msgs), list(self.uids), self.uidvalidity, len(new),
+                                   0 < fresh <= CLAIM_LIMIT,
+                                   next((i for i, m in enumerate(msgs, 1) if "\\Seen" not in m.flags), None))
+            _share_listing(key, self.listing)
+
+    def first_unseen(self) -> int | None:
+        """Sequence number of the first message without \\Seen."""
+        if self.listing is not None:
+            return self.listing.first_unseen
+        return next((i for i, m in enumerate(self.msgs, 1) if "\\Seen" not in m.flags), None)
 
     def uidnext(self) -> int:
         return self.folder.uidnext()
@@ -220,6 +284,7 @@ class Selected:
         if scanned is None:
             return []
         fresh, claimed = scanned
+        self.listing = None
         lines: list[bytes] = []
         by_uid = {m.uid: m for m in fresh}
         # Expunged: announce from the highest sequence number down, so each stays valid.
@@ -249,6 +314,7 @@ class Selected:
         i = bisect.bisect_left(self.uids, msg.uid)
         if i < len(self.uids) and self.uids[i] == msg.uid:
             self.msgs[i] = msg
+            self.listing = None
 
     def view(self, seq: int, loader) -> View:
         m = self.msgs[seq - 1]

@@ -1,0 +1,82 @@
+"""SELECT of a folder: the listing shared by a process's sessions never hides a change,
+and RFC822.SIZE of files named without sizes is read when asked for, not at SELECT."""
+from __future__ import annotations
+
+import re
+import time
+
+from engine.maildir import UIDLIST
+from helpers_mail import box, imap, mailserver, user  # noqa: F401
+
+LF_MSG = b"From: a@example.org\nSubject: no sizes in my name\n\nline one\nline two\n"
+
+
+def _select(srv, address: str, readonly: bool = False) -> dict[str, int]:
+    """A fresh session's SELECT (or EXAMINE): its EXISTS, RECENT and UNSEEN."""
+    c = imap(srv, address)
+    typ, _ = c.select("INBOX", readonly=readonly)
+    assert typ == "OK"
+    out = {}
+    for key in ("EXISTS", "RECENT", "UNSEEN"):
+        value = c.untagged_responses.get(key, [b"0"])
+        out[key] = int(value[-1])
+    c.logout()
+    return out
+
+
+def _settle():
+    time.sleep(0.1)  # past the coarse directory clock: the next scan is settled and shared
+
+
+def test_shared_listing_never_hides_a_change(mailserver, user):
+    md = box(mailserver, user)
+    for i in range(3):
+        md.deliver(f"Subject: m{i}\n\nbody\n".encode(), flags=["\\Seen"] if i == 0 else [])
+    _settle()
+    assert _select(mailserver, user) == {"EXISTS": 3, "RECENT": 2, "UNSEEN": 2}
+    # The same answer again, from the listing the first SELECT left (nothing to claim now).
+    assert _select(mailserver, user) == {"EXISTS": 3, "RECENT": 0, "UNSEEN": 2}
+    md.deliver(b"Subject: m3\n\nbody\n")
+    assert _select(mailserver, user)["EXISTS"] == 4
+    c = imap(mailserver, user)
+    c.select("INBOX")
+    c.store("2", "+FLAGS", "\\Seen")
+    c.logout()
+    assert _select(mailserver, user)["UNSEEN"] == 3
+    c = imap(mailserver, user)
+    c.select("INBOX")
+    c.store("1", "+FLAGS", "\\Deleted")
+    c.expunge()
+    c.logout()
+    assert _select(mailserver, user)["EXISTS"] == 3
+
+
+def test_examine_leaves_new_messages_for_a_later_select(mailserver, user):
+    md = box(mailserver, user)
+    for i in range(2):
+        md.deliver(f"Subject: m{i}\n\nbody\n".encode())
+    _settle()
+    assert _select(mailserver, user, readonly=True)["RECENT"] == 2
+    # EXAMINE moved nothing to cur/: the next SELECT claims them, and only that one.
+    assert _select(mailserver, user)["RECENT"] == 2
+    assert not any((md.path / "new").iterdir())
+    assert _select(mailserver, user)["RECENT"] == 0
+
+
+def test_size_of_a_file_named_without_sizes_is_read_when_asked(mailserver, user):
+    md = box(mailserver, user)
+    md.create()
+    (md.path / "new" / "1700000001.foreign").write_bytes(LF_MSG)
+    (md.path / "cur" / "1700000002.other:2,S").write_bytes(LF_MSG + b"more\n")
+    c = imap(mailserver, user)
+    c.select("INBOX")
+    # SELECT gave UIDs without reading the files: no S/W keys in their records.
+    records = (md.path / UIDLIST).read_text().splitlines()[1:]
+    assert len(records) == 2 and all(re.fullmatch(r"\d+ :\S+", r) for r in records), records
+    typ, data = c.fetch("1:2", "(RFC822.SIZE)")
+    sizes = [int(re.search(rb"RFC822.SIZE (\d+)", d).group(1)) for d in data]
+    assert sizes == [len(LF_MSG) + LF_MSG.count(b"\n"), len(LF_MSG) + 5 + LF_MSG.count(b"\n") + 1]
+    # The size is what the client gets for the whole message.
+    typ, data = c.fetch("2", "(RFC822)")
+    assert len(data[0][1]) == sizes[1]
+    c.logout()
