@@ -201,3 +201,39 @@ def test_entry_too_large_for_the_file_stays_in_memory_only(folder):
     idx.refresh()
     assert not idx.damaged and len(idx.entries) == 2  # the file holds the others, undamaged
     assert indexmod.lookup(inbox, msgs) == first
+
+
+def test_subject_text_and_plainness_are_kept_in_the_file(folder):
+    from engine.imap.search import _decode_header
+    md, inbox = folder
+    md.deliver(TRICKY)
+    md.deliver(b"From: a@b.example\nstray line\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?= ODD\n\nbody\n")
+    md.deliver(b"From: a@b.example\n\nno subject at all\n")
+    msgs = inbox.sync()
+    entries = indexmod.lookup(inbox, msgs)
+    for msg in msgs:
+        full = mime.to_crlf(inbox.read(msg))
+        root = mime.Part(full, 0, len(full))
+        values = [_decode_header(v) for k, v in root.headers if k == "subject"]
+        entry = entries[msg.base]
+        assert entry.subject == ("\0".join(values) if values else None)
+        assert entry.plain == indexmod._plain(root.header_bytes())
+    assert [entries[m.base].plain for m in msgs] == [True, False, True]
+    assert entries[msgs[1].base].subject == "grüsse odd"  # casefolded
+    _forget_memory()  # a fresh process reads them back, without working them out again
+    assert indexmod.lookup(inbox, msgs) == entries
+
+
+def test_index_of_an_older_version_is_rebuilt(folder):
+    md, inbox = folder
+    _fill(md, 3)
+    msgs = inbox.sync()
+    good = indexmod.lookup(inbox, msgs)
+    path = inbox.path / indexmod.FILENAME
+    path.write_bytes(b"mailctl-index 1\n" + path.read_bytes()[len(indexmod.MAGIC):])
+    _forget_memory()
+    assert indexmod.lookup(inbox, msgs) == good
+    _forget_memory()
+    _fill(md, 1, start=3)  # the next write replaces the old file
+    assert len(indexmod.lookup(inbox, inbox.sync())) == 4
+    assert path.read_bytes().startswith(indexmod.MAGIC)

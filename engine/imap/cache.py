@@ -8,6 +8,7 @@ import threading
 from collections import OrderedDict
 
 from .mime import to_crlf
+from .selected import read_header
 
 BUDGET_BYTES = 64 * 1024 * 1024
 
@@ -46,11 +47,12 @@ HEADERS = HeaderCache()
 def header(folder, msg, remember: bool = True) -> bytes:
     """The CRLF header (with its blank line) of a message, from the cache or the file.
     remember=False leaves the cache as it is (a one-off read, e.g. to build the index)."""
-    from .selected import read_header
     key = (str(folder.path), msg.base)
     value = HEADERS.get(key)
     if value is None:
-        value = to_crlf(read_header(msg.path, lambda: folder.read(msg)))
+        # A plain string path: no Path objects for each of a folder's messages.
+        path = f"{key[0]}/{msg.subdir}/{msg.filename}"
+        value = to_crlf(read_header(path, lambda: folder.read(msg)))
         if remember:
             HEADERS.put(key, value)
     return value

@@ -593,9 +593,7 @@ class Commands:
                             data = to_crlf(sel.folder.read(msg))
                         flags_text = flag_list(v.flags) if wants_flags or extra else None
                         body = fetchmod.render(v, items + extra, data, flags_text,
-                                               entry.envelope if entry is not None else None,
-                                               indexed=entry is not None,
-                                               plain=indexmod.is_plain(entry) if entry is not None else None)
+                                               entry.envelope if entry is not None else None, entry)
                         out.append(b"* %d FETCH " % v.seq + body + b"\r\n")
                     except NotFound:
                         gone = True

@@ -161,13 +161,14 @@ def _decode_binary(part: mime.Part) -> bytes:
 
 
 def render(msg, items: list[FetchItem], data: bytes | None, flags_text: str | None,
-           envelope: bytes | None = None, indexed: bool = False, plain: bool | None = None) -> bytes:
+           envelope: bytes | None = None, entry=None) -> bytes:
     """The parenthesised FETCH data for one message.
 
     msg: uid, size, internaldate; data: the CRLF message (None when no item needs it);
-    flags_text: the encoded flag list, e.g. '(\\Seen)'. indexed: data is a folder index
-    entry's fields (only ENVELOPE, given as envelope, and top-level HEADER.FIELDS of
-    indexed names are asked for; plain: index.is_plain of that entry)."""
+    flags_text: the encoded flag list, e.g. '(\\Seen)'. entry: the folder index entry
+    to answer from instead of data (only ENVELOPE, given as envelope, and top-level
+    HEADER.FIELDS of indexed names are asked for)."""
+    indexed = entry is not None
     root = mime.Part(data, 0, len(data)) if data is not None and not indexed else None
     out: list[bytes] = []
     for item in items:
@@ -195,8 +196,9 @@ def render(msg, items: list[FetchItem], data: bytes | None, flags_text: str | No
         elif name == "RFC822.TEXT":
             out.append(b"RFC822.TEXT " + literal(root.body_bytes()))
         elif item.kind == "BODY":
-            if indexed:  # data is an index entry's fields
-                content = select_fields(data, item.fields, plain)
+            if indexed:
+                out.append(_indexed_fields(item, entry))
+                continue
             else:
                 content = mime.section_bytes(root, item.numbers, item.text, item.fields)
             out.append(_with_partial(item, content))
@@ -215,6 +217,17 @@ def render(msg, items: list[FetchItem], data: bytes | None, flags_text: str | No
             else:
                 out.append(_with_partial(item, content, binary=True))
     return b"(" + b" ".join(out) + b")"
+
+
+def _indexed_fields(item: FetchItem, entry) -> bytes:
+    """A HEADER.FIELDS item from an index entry; the entry remembers the last one made."""
+    answer = entry.answer
+    if answer is not None and answer[0] == item.label and item.partial is None:
+        return answer[1]
+    out = _with_partial(item, select_fields(entry.fields, item.fields, entry.plain))
+    if item.partial is None:
+        entry.answer = (item.label, out)
+    return out
 
 
 def _with_partial(item: FetchItem, content: bytes, binary: bool = False) -> bytes:

@@ -8,9 +8,13 @@ entry keyed by the message's base name cannot go stale, and a missing, damaged o
 foreign file is simply ignored and rebuilt from the messages.
 
 Format: the line MAGIC, then records
-    "<I crc32><I len(base)><I len(fields)><I len(envelope)>" base fields envelope
-where crc32 covers the three payloads and len(envelope) NO_ENVELOPE marks an entry
-whose ENVELOPE is not made yet (a later record for the same base replaces it). New entries are appended with one write() on an
+    "<I crc32><I len(base)><I len(fields)><I len(envelope)><I len(subject)>"
+    base fields envelope subject
+where crc32 covers the four payloads, len(envelope) NO_ENVELOPE marks an entry whose
+ENVELOPE is not made yet (a later record for the same base replaces it), the top bit
+of len(fields) (PLAIN) says the fields are plain (see _plain), and subject is what
+SEARCH SUBJECT compares (UTF-8; len NO_TEXT: the message has no Subject field), so a
+new process neither re-checks nor re-decodes them. New entries are appended with one write() on an
 O_APPEND descriptor per batch under an exclusive flock (readers take a shared one), so
 writers never interleave records and readers never see half a record; a record torn by
 a crash or garbled ends the readable part, and the next write rewrites the whole file
@@ -33,11 +37,13 @@ from . import mime
 from .response import string
 
 FILENAME = "mailctl-index"
-MAGIC = b"mailctl-index 1\n"
-_RECORD = struct.Struct("<IIII")
+MAGIC = b"mailctl-index 2\n"      # version 1 files are rebuilt (as foreign ones are)
+_RECORD = struct.Struct("<IIIII")
 MAX_PAYLOAD = 1 << 20            # a larger length means a damaged record
 MAX_BASE = 4096
 NO_ENVELOPE = 0xFFFFFFFF         # envelope length of an entry whose ENVELOPE is not made yet
+NO_TEXT = 0xFFFFFFFF             # subject length of a message without a Subject field
+PLAIN = 0x80000000               # in len(fields): the fields are plain
 BUDGET_BYTES = 192 * 1024 * 1024  # all folders' entries held in memory by one process
 
 # The fields clients fetch for message lists (Thunderbird, mutt, Apple Mail...) and the
@@ -56,7 +62,11 @@ class Entry:
     fields: bytes    # the INDEXED fields as raw CRLF lines in message order, then CRLF
                      # (an odd header - stray lines, lone CRs - is kept whole)
     envelope: bytes | None  # the encoded ENVELOPE, None until first asked for
-    plain: bool | None = field(default=None, compare=False)  # _plain(fields), once known
+    plain: bool              # _plain(fields)
+    subject: str | None      # field_text(subject): what SEARCH SUBJECT compares
+    # (label, bytes): the last HEADER.FIELDS item answered from this entry, as sent.
+    # A client asks the same fields each time it opens the folder.
+    answer: tuple[str, bytes] | None = field(default=None, compare=False)
 
     def part(self) -> mime.Part:
         return mime.Part(self.fields, 0, len(self.fields))
@@ -67,14 +77,31 @@ def entry_from_header(header_crlf: bytes, with_envelope: bool = True) -> Entry:
     # An odd header is kept whole, so every answer from it is what the message gives.
     plain = _plain(header_crlf)
     fields = select_fields(header_crlf, _INDEXED_NAMES, plain) if plain else header_crlf
-    return Entry(fields, _envelope_of(fields) if with_envelope else None, plain)
+    return Entry(fields, _envelope_of(fields) if with_envelope else None, plain,
+                 field_text(fields, plain, "subject"))
 
 
-def is_plain(entry: Entry) -> bool:
-    """Whether the entry's fields are plain (see _plain); worked out once per entry."""
-    if entry.plain is None:
-        entry.plain = _plain(entry.fields)
-    return entry.plain
+_FINDERS: dict[str, re.Pattern] = {}
+
+
+def field_text(fields: bytes, plain: bool, name: str) -> str | None:
+    """The decoded, casefolded values of the fields called name (lower-case) joined by
+    NUL, or None when there is no such field: what SEARCH on a header key compares."""
+    from .search import _decode_header
+    finder = _FINDERS.get(name)
+    if finder is None:
+        # The values of plain headers (see _plain) by one regex; what parse_headers gives.
+        finder = _FINDERS[name] = re.compile(
+            rb"^" + re.escape(name.encode("ascii")) + rb"[ \t]*:([^\n]*\n(?:[ \t][^\n]*\n)*)",
+            re.IGNORECASE | re.MULTILINE)
+    if plain:
+        raw = [v.strip() for v in finder.findall(fields)]
+        raw = [_UNFOLD.sub(b" ", v) if b"\n" in v else v for v in raw]  # folded lines
+    else:
+        raw = _values(fields, name.encode("ascii"))
+    # Most values are plain text: decoded here, without the RFC 2047 machinery.
+    values = [_decode_header(v) if b"=?" in v else v.decode("utf-8", "replace").casefold() for v in raw]
+    return "\0".join(values) if values else None
 
 
 def _envelope_of(fields: bytes) -> bytes:
@@ -150,12 +177,15 @@ def covers(names) -> bool:
 def _pack(base: str, entry: Entry) -> bytes:
     """The record of an entry; b"" for one too large to keep on disk (held in memory only)."""
     b = base.encode("utf-8", "surrogateescape")
-    if len(b) > MAX_BASE or len(entry.fields) > MAX_PAYLOAD or len(entry.envelope or b"") > MAX_PAYLOAD:
+    subject = entry.subject.encode("utf-8", "surrogatepass") if entry.subject is not None else b""
+    if len(b) > MAX_BASE or max(len(entry.fields), len(entry.envelope or b""), len(subject)) > MAX_PAYLOAD:
         return b""
     env = entry.envelope if entry.envelope is not None else b""
-    crc = zlib.crc32(env, zlib.crc32(entry.fields, zlib.crc32(b)))
+    crc = zlib.crc32(subject, zlib.crc32(env, zlib.crc32(entry.fields, zlib.crc32(b))))
     le = len(env) if entry.envelope is not None else NO_ENVELOPE
-    return _RECORD.pack(crc, len(b), len(entry.fields), le) + b + entry.fields + env
+    ls = len(subject) if entry.subject is not None else NO_TEXT
+    lf = len(entry.fields) | (PLAIN if entry.plain else 0)
+    return _RECORD.pack(crc, len(b), lf, le, ls) + b + entry.fields + env + subject
 
 
 def _parse(data: bytes, pos: int, out: dict[str, Entry]) -> tuple[int, bool]:
@@ -166,22 +196,28 @@ def _parse(data: bytes, pos: int, out: dict[str, Entry]) -> tuple[int, bool]:
     while pos < n:
         if pos + size > n:
             return pos, False
-        crc, lb, lf, le = _RECORD.unpack_from(data, pos)
-        has_env = le != NO_ENVELOPE
-        if not has_env:
-            le = 0
+        crc, lb, lf, le, ls = _RECORD.unpack_from(data, pos)
+        plain = bool(lf & PLAIN)
+        lf &= ~PLAIN
+        has_env, has_subject = le != NO_ENVELOPE, ls != NO_TEXT
+        le, ls = le if has_env else 0, ls if has_subject else 0
         start = pos + size
-        end = start + lb + lf + le
-        if lb > MAX_BASE or lf > MAX_PAYLOAD or le > MAX_PAYLOAD:
+        end = start + lb + lf + le + ls
+        if lb > MAX_BASE or lf > MAX_PAYLOAD or le > MAX_PAYLOAD or ls > MAX_PAYLOAD:
             return pos, True
         if end > n:
             return pos, False
         b = data[start:start + lb]
         fields = data[start + lb:start + lb + lf]
-        env = data[start + lb + lf:end]
-        if zlib.crc32(env, zlib.crc32(fields, zlib.crc32(b))) != crc:
+        env = data[start + lb + lf:end - ls]
+        subject = data[end - ls:end]
+        if zlib.crc32(subject, zlib.crc32(env, zlib.crc32(fields, zlib.crc32(b)))) != crc:
             return pos, True
-        out[b.decode("utf-8", "surrogateescape")] = Entry(fields, env if has_env else None)
+        try:
+            text = subject.decode("utf-8", "surrogatepass") if has_subject else None
+        except UnicodeDecodeError:
+            return pos, True
+        out[b.decode("utf-8", "surrogateescape")] = Entry(fields, env if has_env else None, plain, text)
         pos = end
     return pos, False
 
@@ -203,27 +239,20 @@ class FolderIndex:
         self.columns: dict[str, dict[str, str | None]] = {}
 
     def column(self, name: str, bases) -> dict[str, str | None]:
-        """The decoded texts of one INDEXED field for these bases (made once per process)."""
-        from .search import _decode_header
+        """The decoded texts of one INDEXED field for these bases (made once per process;
+        the subject's are kept in the entries)."""
+        entries = self.entries
+        if name == "subject":
+            return {base: entries[base].subject for base in bases if base in entries}
         col = self.columns.setdefault(name, {})
-        key = name.encode("ascii")
-        # The values of plain headers (see _plain) by one regex; what parse_headers gives.
-        finder = re.compile(rb"^" + re.escape(key) + rb"[ \t]*:([^\n]*\n(?:[ \t][^\n]*\n)*)",
-                            re.IGNORECASE | re.MULTILINE)
         for base in bases:
             if base in col:
                 continue
-            entry = self.entries.get(base)
+            entry = entries.get(base)
             if entry is None:
                 continue
-            fields = entry.fields
-            if is_plain(entry):
-                raw = [_UNFOLD.sub(b" ", v).strip() for v in finder.findall(fields)]
-            else:
-                raw = _values(fields, key)
-            values = [_decode_header(v) for v in raw]
-            col[base] = "\0".join(values) if values else None
-            self.nbytes += 64 + (len(col[base]) if values else 0)
+            text = col[base] = field_text(entry.fields, entry.plain, name)
+            self.nbytes += 64 + (len(text) if text else 0)
         return col
 
     # -- reading --
@@ -403,7 +432,7 @@ def lookup(folder, msgs, complete: bool = False, envelope: bool = False) -> dict
             old = entries.get(m.base)
             if old is not None:
                 if envelope and old.envelope is None and m.base not in new:
-                    new[m.base] = Entry(old.fields, _envelope_of(old.fields), old.plain)
+                    new[m.base] = Entry(old.fields, _envelope_of(old.fields), old.plain, old.subject)
                 continue
             if m.base in new:
                 continue
