@@ -281,6 +281,9 @@ class _UidList:
         # Messages of the last sync; each is checked against its record before reuse.
         self._messages: dict[str, dict[str, Message]] = {"new": {}, "cur": {}}
         self._messages_ident: tuple | None = None
+        # base -> (size, vsize) measured on first use (see Message): another sync of
+        # the folder in this process makes its Message with them, not unknown again.
+        self.sizes: dict[str, tuple[int, int]] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -473,6 +476,7 @@ class Message:
         except (NotFound, FileNotFoundError):
             return 0, 0  # expunged meanwhile; not remembered
         sizes = len(data), _vsize(data)
+        _uidlist_for(self.folder_path).sizes[self.base] = sizes
         object.__setattr__(self, "_size", sizes[0] if self._size is None else self._size)
         object.__setattr__(self, "_vsize", sizes[1] if self._vsize is None else self._vsize)
         return self._size, self._vsize
@@ -1120,6 +1124,8 @@ class Folder:
         with self._lock():
             uidlist.refresh()
             doomed = set(bases) & uidlist.records.keys()
+            for base in doomed:
+                uidlist.sizes.pop(base, None)
             if not doomed:
                 return
             header = dict(uidlist.header)
@@ -1389,8 +1395,11 @@ class _MessageBuilder:
                 self._letters = self.folder._letter_map()
             flags = self._flags[info] = _flags_from_info(info, self._letters)
         size, vsize = _sizes_from(base, record[1])
-        if (size is None or vsize is None) and self.sizes:
-            size, vsize = self.folder._measure(sub, name, size, vsize)
+        if size is None or vsize is None:
+            if self.sizes:
+                size, vsize = self.folder._measure(sub, name, size, vsize)
+            else:
+                size, vsize = self.folder._uidlist.sizes.get(base, (size, vsize))
         return Message(record[0], base, sub, name, flags, size, vsize, self.folder.path)
 
 
