@@ -80,3 +80,20 @@ def test_size_of_a_file_named_without_sizes_is_read_when_asked(mailserver, user)
     typ, data = c.fetch("2", "(RFC822)")
     assert len(data[0][1]) == sizes[1]
     c.logout()
+
+
+def test_a_size_measured_once_is_not_measured_again_after_a_rename(tmp_path):
+    import os
+    from engine.maildir import Maildir
+    from engine.root import Root
+    md = Maildir.for_account(Root(tmp_path), "example.test", "alice")
+    md.create()
+    (md.path / "new" / "1700000001.foreign").write_bytes(LF_MSG)
+    inbox = md.folder("INBOX")
+    [msg] = inbox.sync(sizes=False)
+    assert msg._size is None  # not read at the sync
+    assert (msg.size, msg.vsize) == (len(LF_MSG), len(LF_MSG) + LF_MSG.count(b"\n"))
+    # Another program moves it to cur/ with flags: a new Message, the same known sizes.
+    os.rename(msg.path, md.path / "cur" / "1700000001.foreign:2,S")
+    [again] = inbox.sync(sizes=False)
+    assert again.subdir == "cur" and (again._size, again._vsize) == (msg.size, msg.vsize)

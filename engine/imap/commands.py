@@ -18,7 +18,7 @@ from .response import astring, encode
 from . import cache as headercache
 from . import index as indexmod
 from .mime import to_crlf
-from .selected import Selected, flag_list, read_header
+from .selected import Selected, flag_list, read_header, read_message
 
 SYSTEM_FLAGS = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]
 FETCH_BATCH = 200
@@ -590,7 +590,7 @@ class Commands:
                         elif header_only:
                             data = headercache.header(sel.folder, msg)
                         else:
-                            data = to_crlf(sel.folder.read(msg))
+                            data = to_crlf(read_message(sel.folder, msg))
                         flags_text = flag_list(v.flags) if wants_flags or extra else None
                         body = fetchmod.render(v, items + extra, data, flags_text,
                                                entry.envelope if entry is not None else None, entry)

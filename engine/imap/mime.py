@@ -18,6 +18,8 @@ _UNFOLD = re.compile(rb"\r?\n[ \t]")
 def to_crlf(data: bytes) -> bytes:
     """Stored LF text as IMAP wants it: every LF as CRLF."""
     # Lone CRs stay as they are, so the length equals the W= size Maildir records.
+    if b"\r" not in data:  # the usual LF-only file: one pass
+        return data.replace(b"\n", b"\r\n")
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 

@@ -88,6 +88,16 @@ class View:
 HEADER_CHUNK = 16384
 
 
+def read_message(folder: store.Folder, msg: store.Message) -> bytes:
+    """A stored message, by a plain string path (no Path objects, no stat() first);
+    found by its base name if a flag change renamed it meanwhile."""
+    try:
+        with open(f"{folder.path}/{msg.subdir}/{msg.filename}", "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return folder.read(msg)
+
+
 def mime_part_type():
     from .mime import Part
     return Part
