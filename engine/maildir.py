@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Iterable
 
-from . import mutf7
+from . import mutf7, uniq
 from .errors import AlreadyExists, InvalidInput, LockTimeout, MailError, NotFound, QuotaExceeded
 from .root import Root, atomic_write, fsync_dir
 
@@ -144,7 +144,7 @@ def _unique_base(size: int, vsize: int) -> str:
     now = time.time()
     secs = int(now)
     usecs = int((now - secs) * 1_000_000)
-    return (f"{secs}.M{usecs}P{os.getpid()}Q{next(_counter)}R{secrets.token_hex(4)}.{_HOST}"
+    return (f"{secs}.M{usecs}P{uniq.pid()}Q{next(_counter)}R{uniq.random_hex(4)}.{_HOST}"
             f",S={size},W={vsize}")
 
 
@@ -538,7 +538,7 @@ class Staged:
             dest = folder.path / "cur" / f"{self.base}:2,{folder._info(self.flags)}"
         else:
             dest = folder.path / "new" / self.base
-        _link_or_rename(self.tmp_path, dest)
+        _move_into_place(self.tmp_path, dest)
         self._done = True
         try:
             uid = _group_for(folder.path).commit(folder, self.base, dest.parent, self.size, self.assign_uid)
@@ -608,16 +608,17 @@ def _group_for(folder_path: Path) -> _CommitGroup:
         return group
 
 
-def _link_or_rename(src: Path, dest: Path) -> None:
-    """link() never replaces an existing file; rename() where links are unsupported."""
+def _move_into_place(src: Path, dest: Path) -> None:
+    """One rename(). It would replace a file of the same name, but names are unique (time,
+    pid, counter, random), as with every Maildir writer. A cur/ or new/ missing from a
+    folder broken by hand is made again."""
     try:
-        os.link(src, dest)
-    except OSError as e:
-        if e.errno == errno.EEXIST:
-            raise
         os.rename(src, dest)
-        return
-    os.unlink(src)
+    except FileNotFoundError:
+        if not os.path.exists(src):
+            raise
+        dest.parent.mkdir(mode=DIR_MODE, exist_ok=True)
+        os.rename(src, dest)
 
 
 # -- the account ---------------------------------------------------------------
@@ -658,15 +659,20 @@ class Maildir:
 
     # -- folders --
     def folder(self, name: str) -> "Folder":
-        comps = _split_name(name)
-        if comps == [INBOX]:
+        name, path = self._locate(name)
+        if name == INBOX:
             if not self.exists():
                 raise NotFound(f"{self.path}: no such mailbox; create the account first")
-            return Folder(self, INBOX, self.path)
-        path = self.path / _dirname(comps)
-        if not path.is_dir():
-            raise NotFound(f"folder {SEPARATOR.join(comps)!r} does not exist in {self.path}")
-        return Folder(self, SEPARATOR.join(comps), path)
+        elif not path.is_dir():
+            raise NotFound(f"folder {name!r} does not exist in {self.path}")
+        return Folder(self, name, path)
+
+    def _locate(self, name: str) -> tuple[str, Path]:
+        """A folder's canonical name and directory, without touching the disk."""
+        comps = _split_name(name)
+        if comps == [INBOX]:
+            return INBOX, self.path
+        return SEPARATOR.join(comps), self.path / _dirname(comps)
 
     def _folder_names(self) -> list[str]:
         names = []
@@ -873,8 +879,11 @@ class Maildir:
         current = self._read_maildirsize()
         self._recalc_quota(quota_bytes, current[1] if current else 0)
 
-    def check_quota(self, size: int) -> None:
-        limit = self.quota_limit()
+    def check_quota(self, size: int, limit: int | None = None) -> None:
+        """limit: the account's quota when the caller knows it (the directory is the truth);
+        None reads it from maildirsize."""
+        if limit is None:
+            limit = self.quota_limit()
         if not limit:
             return
         used, _ = self.quota_usage()
@@ -900,14 +909,20 @@ class Maildir:
     # -- messages --
     def stage(self, data: bytes, folder: str = INBOX, flags: Iterable[str] = (),
               internaldate: float | None = None, check_quota: bool = True,
-              assign_uid: bool = True) -> Staged:
-        target = self.folder(folder)
+              assign_uid: bool = True, quota_bytes: int | None = None) -> Staged:
         flag_set = _normalize_flags(flags)
         if check_quota:
-            self.check_quota(len(data))
+            self.check_quota(len(data), quota_bytes)
         base = _unique_base(len(data), _vsize(data))
-        tmp = target.path / "tmp" / base
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        name, path = self._locate(folder)
+        tmp = path / "tmp" / base
+        try:
+            # the open is the existence check: no stat of the folder per message
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            target = Folder(self, name, path, complete=True)
+        except FileNotFoundError:
+            target = self.folder(folder)      # NotFound, or a half-made folder completed
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         try:
             try:
                 # plain os.write: no buffered file object (fewer syscalls, each one a GIL handoff)
@@ -1050,13 +1065,14 @@ def _read_keywords(folder_path: Path) -> dict[int, str]:
 # -- one folder --------------------------------------------------------------------
 
 class Folder:
-    def __init__(self, maildir: Maildir, name: str, path: Path):
+    def __init__(self, maildir: Maildir, name: str, path: Path, complete: bool = False):
+        """complete: the caller has just used the folder's tmp/ (no need to look)."""
         self.maildir = maildir
         self.name = name
         self.path = path
         self.special_use = SPECIAL_USE.get(name)
         self._uidlist = _uidlist_for(path)
-        if not (path / "tmp").is_dir():  # a folder made by hand or half-made: complete it
+        if not complete and not (path / "tmp").is_dir():  # made by hand or half-made: complete it
             for sub in ("cur", "new", "tmp"):
                 (path / sub).mkdir(mode=DIR_MODE, exist_ok=True)
 

@@ -145,11 +145,13 @@ def test_size_limit(srv):
 
 def test_quota_full(srv):
     box = Maildir.for_account(srv.root, "example.com", "bob")
-    box.deliver(b"Subject: filler\n\n" + b"z" * (1024 * 1024 + 10), check_quota=False)
+    filler = box.deliver(b"Subject: filler\n\n" + b"z" * (1024 * 1024 + 10), check_quota=False)
     with smtp(srv) as s:
         s.mail("x@foreign.org")
         assert s.rcpt("bob@example.com") == (452, b"4.2.2 Mailbox Full")
         s.rset()
+    os.unlink(filler.path)           # bob has room again for the tests after this one
+    box.resync()
 
 
 def test_submission_starttls_auth_plain_and_login(srv):
