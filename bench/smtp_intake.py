@@ -53,10 +53,11 @@ def make_root(base: Path):
     return root
 
 
-def start_server(root, processes: int = 1) -> tuple[subprocess.Popen, int]:
+def start_server(root, processes: int | None = None) -> tuple[subprocess.Popen, int]:
+    """`mailctl serve`; processes None: the server's default (server.processes: one per core)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "mailctl", "--root", str(root.path), "serve",
-                             "--processes", str(processes)], env=env,
+    extra = [] if processes is None else ["--processes", str(processes)]
+    proc = subprocess.Popen([sys.executable, "-m", "mailctl", "--root", str(root.path), "serve", *extra], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(REPO))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -87,6 +88,13 @@ def cpu_seconds(pid: int) -> float:
         except (OSError, IndexError, ValueError):
             pass
     return total
+
+
+def serving_processes(pid: int) -> int:
+    try:
+        return 1 + len(Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+    except OSError:
+        return 1
 
 
 def count_files(maildir: Path) -> int:
@@ -204,7 +212,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="4096,102400")
     ap.add_argument("--concs", default="1,10,50")
     ap.add_argument("--no-postfix", action="store_true", help="do not start the reference stack")
-    ap.add_argument("--processes", type=int, default=1, help="mailctl serving processes (serve --processes)")
+    ap.add_argument("--processes", type=int, default=None,
+                    help="mailctl serving processes (serve --processes); default: the server's own default, "
+                         "one per CPU core")
     ap.add_argument("--rounds", type=int, default=1,
                     help="run every cell this many times, mailctl and Postfix alternating; medians are shown "
                          "(the machine is shared: one round is noisy)")
@@ -218,7 +228,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mailctl-bench-") as tmp:
         root = make_root(Path(tmp))
         proc, port = start_server(root, args.processes)
-        time.sleep(1.0 if args.processes > 1 else 0)
+        time.sleep(1.0)                      # secondaries bind the listeners
+        serving = serving_processes(proc.pid)
         maildir = root.mail_dir / DOMAIN / "alice"
         try:
             # Both servers stay up (idle one costs nothing) so their cells can alternate.
@@ -248,7 +259,8 @@ def main() -> None:
                 postfix_down()
 
     print(f"\nSMTP intake, accepted and durably in the Maildir (client: {client}; one message per connection; "
-          f"mailctl serve --processes {args.processes}; median of {args.rounds} round(s))")
+          f"mailctl serve --processes {args.processes if args.processes is not None else 'default'} "
+          f"({serving} serving); median of {args.rounds} round(s))")
     head = f"{'size':>8} {'clients':>8} {'mailctl msg/s':>14} {'CPU ms/msg':>11}"
     if stack:
         head += f" {'postfix msg/s':>14} {'ratio':>6}"
