@@ -237,3 +237,31 @@ def test_index_of_an_older_version_is_rebuilt(folder):
     _fill(md, 1, start=3)  # the next write replaces the old file
     assert len(indexmod.lookup(inbox, inbox.sync())) == 4
     assert path.read_bytes().startswith(indexmod.MAGIC)
+
+
+def test_fast_encoded_word_decoding_matches_the_general_decoder():
+    import base64
+    import email.header
+    import random
+    from engine.imap.search import _decode_header
+
+    def general(text):
+        try:
+            return str(email.header.make_header(email.header.decode_header(text))).casefold()
+        except Exception:
+            return text.casefold()
+    cases = ["=?UTF-8?B?w5xiZXJibGljazogeA==?=", "=?utf-8?q?caf=C3=A9_report?=", "=?utf-8?q?a?= =?utf-8?q?b?=",
+             "=?UTF-8?B?!!!?=", "=?utf-8?b?/w==?=", "=?us-ascii?Q?plain=20text?=", "=?UTF-8?B??=",
+             "=?utf-8?B?w5x?=", "=?utf-8?q?a=?=", "=?UTF-8?Q?_x_?=", "=?utf-8?q?=zz?=", "=?us-ascii?b?w5w=?=",
+             "=?ISO-8859-1?Q?Gr=FC=DFe?=", "Re: =?utf-8?q?caf=C3=A9?="]
+    rng = random.Random(5)
+    for _ in range(500):
+        text = "".join(rng.choice("aÜé€ _=?x\t") for _ in range(rng.randint(0, 12)))
+        for charset in ("UTF-8", "us-ascii"):
+            cases.append(f"=?{charset}?B?{base64.b64encode(text.encode()).decode()}?=")
+            cases.append(f"=?{charset}?q?" + "".join(
+                c if c.isascii() and c not in "=?_ \t" else "".join(f"={b:02X}" for b in c.encode())
+                for c in text) + "?=")
+        cases.append("=?utf-8?q?" + "".join(rng.choice("ab=_3F") for _ in range(rng.randint(0, 8))) + "?=")
+        cases.append("=?utf-8?b?" + "".join(rng.choice("w5xAB=/+") for _ in range(rng.randint(0, 8))) + "?=")
+    assert [_decode_header(c.encode()) for c in cases] == [general(c) for c in cases]
