@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .directory import Directory, Rejection
-from .errors import QuotaExceeded
+from .errors import NotFound, QuotaExceeded
 from .maildir import Maildir
 from .queue import Queue
 from .root import Root
@@ -81,11 +81,15 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
     try:
         for address, account in mailboxes.items():
             box = Maildir.for_account(root, account.domain, account.local)
-            if not box.exists():
-                box.create(list(settings.mailbox.default_folders), account.quota_mb * 1024 * 1024)
+            quota = int(account.quota_mb * 1024 * 1024)
+            message = trace_headers(sender, address) + body
             try:
-                staged.append((address, box.stage(trace_headers(sender, address) + body,
-                                                  assign_uid=assign_uids)))
+                try:
+                    item = box.stage(message, assign_uid=assign_uids, quota_bytes=quota)
+                except NotFound:          # first mail: make the Maildir (no stat per delivery)
+                    box.create(list(settings.mailbox.default_folders), quota)
+                    item = box.stage(message, assign_uid=assign_uids, quota_bytes=quota)
+                staged.append((address, item))
             except QuotaExceeded:
                 perm = settings.relay.over_quota_permanent
                 outcome.rejected[address] = OVER_QUOTA_PERM if perm else OVER_QUOTA_TEMP

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import secrets
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import tomli_w
 
+from . import uniq
 from .errors import MailError, NotFound
 from .root import Root, atomic_write, fsync_dir
 
@@ -43,7 +43,7 @@ _counter = itertools.count()
 
 def new_id() -> str:
     """Time-sortable and unique across processes and hosts: µs time, pid, counter, random."""
-    return f"{time.time_ns() // 1000:014x}{os.getpid() & 0xffff:04x}{next(_counter) & 0xfff:03x}{secrets.token_hex(3)}"
+    return f"{time.time_ns() // 1000:014x}{uniq.pid() & 0xffff:04x}{next(_counter) & 0xfff:03x}{uniq.random_hex(3)}"
 
 
 def valid_id(qid: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import email
 import smtplib
 
+from engine import directory_edit, settings as settings_mod
 from engine.maildir import Maildir
 from helpers_server import make_root, running_server
 
@@ -13,14 +14,14 @@ def test_mailbox_filled_between_rcpt_and_data_bounces_to_sender(tmp_path):
                                          "carol@example.com": "carol-password-1"},
                      settings={"queue.offline": True})
     alice = Maildir.for_account(root, "example.com", "alice")
-    alice.set_quota(200_000)
+    directory_edit.set_account(root, settings_mod.load(root.config_file), "alice@example.com", quota_mb=1)
     with running_server(root) as srv:
         with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=10) as s:
             s.ehlo("client.example")
             assert s.mail("carol@example.com")[0] == 250
             assert s.rcpt("alice@example.com")[0] == 250
             assert s.rcpt("bob@example.com")[0] == 250
-            alice.deliver(b"Subject: filler\n\n" + b"x" * 199_000 + b"\n", check_quota=False)
+            alice.deliver(b"Subject: filler\n\n" + b"x" * 1_045_000 + b"\n", check_quota=False)
             code, reply = s.data(b"Subject: hello\r\n\r\n" + b"y" * 5000 + b"\r\n")
             assert code == 250, reply
     bob = Maildir.for_account(root, "example.com", "bob").folder("INBOX").sync()
