@@ -33,8 +33,9 @@ def register(name: str, fn: Handler) -> None:
     HANDLERS[name] = fn
 
 
-def socket_path(root: Root) -> Path:
-    return root.run_dir / SOCKET_NAME
+def socket_path(root: Root, slot: int = 0) -> Path:
+    """The primary's socket (slot 0), or a secondary serving process's own."""
+    return root.run_dir / (SOCKET_NAME if slot == 0 else f"control.{slot}.sock")
 
 
 def request(root: Root, command: str, timeout: float = 10.0, **args) -> dict:
@@ -85,9 +86,24 @@ def _connectable(path: Path) -> str:
 _keep_open: list[int] = []
 
 
-async def serve(runtime) -> asyncio.AbstractServer:
-    """Listen on run/control.sock (replacing a stale socket of a dead server)."""
-    path = socket_path(runtime.root)
+async def ask(path: Path, command: str, timeout: float = 5.0, **args) -> dict:
+    """request() from inside an event loop, to a given socket (the primary asking a secondary)."""
+    async def exchange() -> dict:
+        reader, writer = await asyncio.open_unix_connection(_connectable(path))
+        try:
+            writer.write(json.dumps({"command": command, "args": args}).encode() + b"\n")
+            reply = json.loads(await reader.readline())
+        finally:
+            writer.close()
+        if not reply.get("ok"):
+            raise MailError(reply.get("error") or f"{command} failed")
+        return reply
+    return await asyncio.wait_for(exchange(), timeout)
+
+
+async def serve(runtime, path: Path | None = None) -> asyncio.AbstractServer:
+    """Listen on run/control.sock, or path (replacing a stale socket of a dead server)."""
+    path = path or socket_path(runtime.root)
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)

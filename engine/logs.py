@@ -1,41 +1,124 @@
-"""Logging for the server: stderr (foreground) and log/mailctl.log, written by a background
-thread so a slow disk never blocks the event loop. Rotation by size."""
+"""Logging for the server: stderr (foreground) and log/mailctl.log.
+
+Records go through a queue to one writer thread, so a slow disk never blocks the event
+loop. The writer takes everything queued and writes it with one write() per destination:
+under load the lines that arrive while it writes make the next batch, so a burst of
+transactions costs a few wakeups and writes, not one per line (each wakeup is a GIL
+handoff the event loop pays for).
+
+Every serving process of a root appends to the same mailctl.log (O_APPEND: whole writes
+never interleave). Only the primary rotates it by size; the others notice the new file
+and reopen it.
+"""
 from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import queue
 import sys
+import threading
 
 from .root import Root
 
 FORMAT = "%(asctime)s %(levelname)s %(message)s"
-_listener: logging.handlers.QueueListener | None = None
+LOG_NAME = "mailctl.log"
+MAX_BYTES = 20 * 1024 * 1024
+BACKUPS = 5
+_writer: "LogWriter | None" = None
 
 
-def setup(root: Root, level: str = "info", stderr: bool = True, name: str = "mailctl.log") -> None:
-    global _listener
+class LogWriter(threading.Thread):
+    def __init__(self, records: queue.SimpleQueue, path, stderr: bool, rotate: bool):
+        super().__init__(name="mailctl-log", daemon=True)
+        self.records = records
+        self.path = str(path)
+        self.stderr = stderr
+        self.rotate = rotate
+        self.formatter = logging.Formatter(FORMAT)
+        self.fd = -1
+        self._open()
+
+    def _open(self) -> None:
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+
+    def run(self) -> None:
+        while True:
+            batch = [self.records.get()]
+            with_stop = False
+            while True:
+                try:
+                    batch.append(self.records.get_nowait())
+                except queue.Empty:
+                    break
+            if None in batch:
+                with_stop = True
+                batch = [r for r in batch if r is not None]
+            if batch:
+                self._write(batch)
+            if with_stop:
+                os.close(self.fd)
+                return
+
+    def _write(self, batch: list[logging.LogRecord]) -> None:
+        lines = []
+        for record in batch:
+            try:
+                lines.append(self.formatter.format(record) + "\n")
+            except Exception:           # noqa: BLE001 - a bad record must not stop logging
+                lines.append(f"{record.levelname} (unprintable log record: {record.msg!r})\n")
+        text = "".join(lines)
+        data = text.encode("utf-8", "replace")
+        try:
+            self._follow_file(len(data))
+            os.write(self.fd, data)
+        except OSError as e:
+            print(f"mailctl: cannot write {self.path}: {e.strerror}", file=sys.stderr)
+        if self.stderr:
+            try:
+                sys.stderr.write(text)
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+
+    def _follow_file(self, incoming: int) -> None:
+        """The primary rotates by size; every process reopens a file that was rotated away."""
+        try:
+            on_disk = os.stat(self.path)
+        except FileNotFoundError:
+            on_disk = None
+        mine = os.fstat(self.fd)
+        if on_disk is None or (on_disk.st_ino, on_disk.st_dev) != (mine.st_ino, mine.st_dev):
+            os.close(self.fd)
+            self._open()
+            mine = os.fstat(self.fd)
+        if self.rotate and mine.st_size and mine.st_size + incoming > MAX_BYTES:
+            for i in range(BACKUPS - 1, 0, -1):
+                if os.path.exists(f"{self.path}.{i}"):
+                    os.replace(f"{self.path}.{i}", f"{self.path}.{i + 1}")
+            os.replace(self.path, f"{self.path}.1")
+            os.close(self.fd)
+            self._open()
+
+
+def setup(root: Root, level: str = "info", stderr: bool = True, rotate: bool = True) -> None:
+    """Send the 'mailctl' logger to log/mailctl.log (and stderr). rotate: this process is
+    the one that rotates the file (the primary)."""
+    global _writer
     stop()
     root.log_dir.mkdir(parents=True, exist_ok=True)
-    formatter = logging.Formatter(FORMAT)
-    handlers: list[logging.Handler] = []
-    file_handler = logging.handlers.RotatingFileHandler(root.log_dir / name, maxBytes=20 * 1024 * 1024,
-                                                        backupCount=5, encoding="utf-8")
-    handlers.append(file_handler)
-    if stderr:
-        handlers.append(logging.StreamHandler(sys.stderr))
-    for h in handlers:
-        h.setFormatter(formatter)
-    q: queue.SimpleQueue = queue.SimpleQueue()
+    records: queue.SimpleQueue = queue.SimpleQueue()
     logger = logging.getLogger("mailctl")
     for h in list(logger.handlers):
         logger.removeHandler(h)
-    logger.addHandler(logging.handlers.QueueHandler(q))
+    logger.addHandler(logging.handlers.QueueHandler(records))
     logger.setLevel(level.upper())
     logger.propagate = False
+    # FORMAT uses none of these; each costs a call (getpid is a system call) per record
+    logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
     quiet_libraries()
-    _listener = logging.handlers.QueueListener(q, *handlers, respect_handler_level=False)
-    _listener.start()
+    _writer = LogWriter(records, root.log_dir / LOG_NAME, stderr, rotate)
+    _writer.start()
 
 
 def quiet_libraries() -> None:
@@ -50,7 +133,11 @@ def set_level(level: str) -> None:
 
 
 def stop() -> None:
-    global _listener
-    if _listener is not None:
-        _listener.stop()
-        _listener = None
+    """Write what is queued and stop the writer."""
+    global _writer
+    if _writer is not None:
+        _writer.records.put(None)
+        _writer.join(10)
+        for h in list(logging.getLogger("mailctl").handlers):
+            logging.getLogger("mailctl").removeHandler(h)
+        _writer = None

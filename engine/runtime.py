@@ -13,7 +13,6 @@ import os
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,56 +21,93 @@ from .bans import Bans
 from .directory import Directory
 from .errors import ConfigError, MailError
 from .root import Root
+from .sharedcounts import PROTOCOLS, SharedCounts
 
 log = logging.getLogger("mailctl")
 
 
 # -- sessions --------------------------------------------------------------------
 
-@dataclass
 class Session:
-    id: int
-    protocol: str
-    peer_ip: str
-    started: float
-    registry: "Sessions"
-    user: str = ""
-    busy: bool = False             # inside a transaction that a graceful stop lets finish
-    closer: Callable[[], None] | None = None   # ends the session (graceful stop)
-    info: dict = field(default_factory=dict)
+    """One open connection. Its protocol, IP and user are counted in the shared counts
+    (every serving process sees them) while it is open."""
+
+    def __init__(self, id: int, protocol: str, peer_ip: str, started: float, registry: "Sessions"):
+        self.id = id
+        self.protocol = protocol
+        self.peer_ip = peer_ip
+        self.started = started
+        self.registry = registry
+        self._user = ""
+        self.busy = False            # inside a transaction that a graceful stop lets finish
+        self.closer: Callable[[], None] | None = None   # ends the session (graceful stop)
+        self.info: dict = {}
+
+    @property
+    def user(self) -> str:
+        return self._user
+
+    @user.setter
+    def user(self, value: str) -> None:
+        shared = self.registry.shared
+        if shared is not None and self.id in self.registry._items:
+            if self._user:
+                shared.user_added(self.protocol, self._user, -1)
+            if value:
+                shared.user_added(self.protocol, value, 1)
+        self._user = value
 
     def close(self) -> None:
         self.registry._remove(self)
 
     def public(self) -> dict:
         return {"id": self.id, "protocol": self.protocol, "ip": self.peer_ip, "user": self.user,
-                "since": self.started, "busy": self.busy}
+                "since": self.started, "busy": self.busy, "pid": os.getpid()}
 
 
 class Sessions:
-    """Open connections of every protocol, for limits, `mailctl who` and `mailctl status`."""
+    """Open connections of every protocol, for limits, `mailctl who` and `mailctl status`.
+
+    The sessions listed are this process's; the counts, once shared counts are attached
+    (a running service), are those of every serving process of the root."""
 
     def __init__(self, clock: Callable[[], float] = time.time):
         self._items: dict[int, Session] = {}
         self._ids = itertools.count(1)
         self.clock = clock
         self.total_opened: dict[str, int] = {}
+        self.shared: SharedCounts | None = None
 
     def open(self, protocol: str, peer_ip: str) -> Session:
         s = Session(next(self._ids), protocol, peer_ip, self.clock(), self)
         self._items[s.id] = s
         self.total_opened[protocol] = self.total_opened.get(protocol, 0) + 1
+        if self.shared is not None:
+            self.shared.opened(protocol, peer_ip)
         return s
 
     def _remove(self, s: Session) -> None:
-        self._items.pop(s.id, None)
+        if self._items.pop(s.id, None) is not None and self.shared is not None:
+            self.shared.closed(s.protocol, s.peer_ip)
+            if s.user:
+                self.shared.user_added(s.protocol, s.user, -1)
 
     def list(self, protocol: str | None = None) -> list[Session]:
         return [s for s in self._items.values() if protocol is None or s.protocol == protocol]
 
-    def count(self, protocols: tuple[str, ...] | None = None, ip: str | None = None) -> int:
+    def count(self, protocols: tuple[str, ...] | None = None, ip: str | None = None,
+              user: str | None = None) -> int:
+        """Open sessions of these protocols (all when None), from one IP or of one user."""
+        if self.shared is not None:
+            protocols = protocols or PROTOCOLS
+            if user is not None:
+                return self.shared.count_user(protocols, user)
+            if ip is not None:
+                return self.shared.count_ip(protocols, ip)
+            return self.shared.total(protocols)
         return sum(1 for s in self._items.values()
-                   if (protocols is None or s.protocol in protocols) and (ip is None or s.peer_ip == ip))
+                   if (protocols is None or s.protocol in protocols) and (ip is None or s.peer_ip == ip)
+                   and (user is None or s.user.lower() == user.lower()))
 
 
 # -- TLS ---------------------------------------------------------------------------

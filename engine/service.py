@@ -20,6 +20,7 @@ from .errors import MailError
 from .queue import Queue
 from .root import Root, atomic_write
 from .runtime import Runtime
+from .sharedcounts import MAX_SLOTS, SharedCounts
 
 PROTOCOLS = {
     "smtp": "engine.smtp.server:start",
@@ -55,11 +56,15 @@ class Service:
     """primary: listeners, workers, control socket, run files. secondary: listeners only, on
     the ports the primary bound (SO_REUSEPORT), for more CPU on a multi-core machine."""
 
-    def __init__(self, root: Root, runtime: Runtime | None = None, ports: dict[str, int] | None = None):
+    def __init__(self, root: Root, runtime: Runtime | None = None, ports: dict[str, int] | None = None,
+                 slot: int = 0):
         self.root = root
         self.runtime = runtime or Runtime.load(root)
         self.secondary_ports = ports          # set in a secondary process
-        self.children: list = []
+        self.slot = slot                      # this process's slot in the shared counts (primary: 0)
+        self.children: dict[int, object] = {}     # slot -> Popen of a secondary (primary only)
+        self.log_stderr = False               # secondaries log to stderr too (foreground serve)
+        self.counts: SharedCounts | None = None
         self.servers: dict[str, list] = {}
         self.tasks: list[asyncio.Task] = []
         self.control_server = None
@@ -70,6 +75,12 @@ class Service:
     async def start(self) -> None:
         rt = self.runtime
         rt.stopping.clear()
+        rt.root.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.secondary_ports is None:
+            self.counts = SharedCounts.create(rt.root.run_dir)
+        else:
+            self.counts = SharedCounts.attach(rt.root.run_dir, self.slot)
+        rt.sessions.shared = self.counts
         for name, spec in PROTOCOLS.items():
             ls = getattr(rt.settings.listeners, name, None)
             if ls is None or not ls.enabled:
@@ -91,6 +102,8 @@ class Service:
             from .watch import ConfigWatcher
             self.watcher = ConfigWatcher(rt)
             self.tasks.append(asyncio.create_task(self.watcher.run(), name="config-watch"))
+            register_local_handlers(self)
+            self.control_server = await control.serve(rt, control.socket_path(self.root, self.slot))
             self.started.set()
             return
         for name, spec in WORKERS.items():
@@ -106,6 +119,7 @@ class Service:
         self.watcher = ConfigWatcher(rt, on_reload=self.warn_settings)
         self.warn_settings()
         self.tasks.append(asyncio.create_task(self.watcher.run(), name="config-watch"))
+        register_local_handlers(self)
         register_handlers(self)
         self.control_server = await control.serve(rt)
         await rt.run_blocking(self._write_run_files)
@@ -121,15 +135,45 @@ class Service:
                 self.runtime.stopping.set()
 
     def spawn_secondaries(self, count: int) -> None:
+        for slot in range(1, min(count, MAX_SLOTS - 1) + 1):
+            self._spawn(slot)
+        self.runtime.log.info("started %d more serving processes: %s", len(self.children),
+                              ", ".join(str(c.pid) for c in self.children.values()))
+        self.tasks.append(asyncio.create_task(self._watch_children(), name="watch-children"))
+
+    def _spawn(self, slot: int) -> None:
         import json
         import subprocess
         ports = {name: addrs[0][1] for name, addrs in self.runtime.ports.items() if addrs}
-        for _ in range(count):
-            self.children.append(subprocess.Popen(
-                [sys.executable, "-m", "mailctl", "--root", str(self.root.path), "serve",
-                 "--secondary-ports", json.dumps(ports)], stdin=subprocess.DEVNULL))
-        self.runtime.log.info("started %d more serving processes: %s", count,
-                              ", ".join(str(c.pid) for c in self.children))
+        spec = json.dumps({"ports": ports, "slot": slot, "stderr": self.log_stderr})
+        self.children[slot] = subprocess.Popen(
+            [sys.executable, "-m", "mailctl", "--root", str(self.root.path), "serve", "--secondary", spec],
+            stdin=subprocess.DEVNULL)
+
+    async def _watch_children(self) -> None:
+        """A secondary that dies is replaced (its counts forgotten), as Postfix's master does."""
+        rt = self.runtime
+        while not rt.stopping.is_set():
+            await asyncio.sleep(1.0)
+            for slot, child in list(self.children.items()):
+                if child.poll() is None or rt.stopping.is_set():
+                    continue
+                rt.log.warning("serving process %d exited with status %s; starting a new one",
+                               child.pid, child.returncode)
+                self.counts.clear_slot(slot)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(control.socket_path(self.root, slot))
+                self._spawn(slot)
+
+    async def ask_children(self, command: str) -> list[dict]:
+        """Ask every secondary over its control socket; one that does not answer is skipped."""
+        async def ask(slot):
+            try:
+                return await control.ask(control.socket_path(self.root, slot), command)
+            except (OSError, MailError, asyncio.TimeoutError, ValueError):
+                return None
+        replies = await asyncio.gather(*(ask(slot) for slot in self.children))
+        return [r for r in replies if r is not None]
 
     def warn_settings(self) -> None:
         """Settings an admin must not miss."""
@@ -165,7 +209,14 @@ class Service:
         atomic_write(self.root.run_dir / PORTS_FILE, tomli_w.dumps({"pid": os.getpid(), "ports": ports}))
 
     # -- status --
-    def status(self) -> dict:
+    def local_status(self) -> dict:
+        rt = self.runtime
+        return {"pid": os.getpid(), "connections_total": dict(rt.sessions.total_opened),
+                "counters": dict(rt.counters)}
+
+    async def status(self) -> dict:
+        """The whole server: connection counts from the shared counts, totals and counters
+        added up over every serving process."""
         rt = self.runtime
         listeners = []
         for name, addrs in rt.ports.items():
@@ -174,13 +225,16 @@ class Service:
                               "port": addrs[0][1] if addrs else None,
                               "connections": rt.sessions.count((name,))})
         try:
-            queue_size = Queue(self.root).count()
+            queue_size = await rt.run_blocking(Queue(self.root).count)
         except OSError:
             queue_size = None
+        parts = [self.local_status()] + await self.ask_children("status-local")
         return {"pid": os.getpid(), "root": str(self.root.path), "started": rt.started,
                 "uptime_s": int(rt.clock() - rt.started), "listeners": listeners,
-                "connections": rt.sessions.count(), "connections_total": dict(rt.sessions.total_opened),
-                "queue_size": queue_size, "counters": dict(rt.counters),
+                "processes": [p["pid"] for p in parts],
+                "connections": rt.sessions.count(),
+                "connections_total": _add_up(p["connections_total"] for p in parts),
+                "queue_size": queue_size, "counters": _add_up(p["counters"] for p in parts),
                 "ports": {name: addrs[0][1] for name, addrs in rt.ports.items() if addrs},
                 "config_problems": list(self.watcher.last_problems) if self.watcher else []}
 
@@ -190,7 +244,7 @@ class Service:
         rt = self.runtime
         rt.stopping.set()
         rt.log.info("stopping: no new connections; waiting up to %gs for transactions in flight", deadline)
-        for child in self.children:
+        for child in self.children.values():
             with contextlib.suppress(OSError):
                 child.send_signal(signal.SIGTERM)
         for servers in self.servers.values():
@@ -219,10 +273,14 @@ class Service:
             for s in servers:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(s.wait_closed(), 1)
-        for child in self.children:
+        for child in self.children.values():
             with contextlib.suppress(Exception):
                 await asyncio.get_running_loop().run_in_executor(None, child.wait, deadline + 5)
+        if self.counts is not None:
+            self.counts.close()
         if self.secondary_ports is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(control.socket_path(self.root, self.slot))
             rt.log.info("stopped")
             return
         with contextlib.suppress(FileNotFoundError):
@@ -232,19 +290,46 @@ class Service:
         rt.log.info("stopped")
 
 
+def _add_up(dicts) -> dict:
+    total: dict = {}
+    for d in dicts:
+        for k, v in d.items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+def register_local_handlers(service: Service) -> None:
+    """What every serving process answers about itself."""
+    async def who_local(rt, **_):
+        return {"sessions": [s.public() for s in rt.sessions.list()]}
+
+    async def status_local(rt, **_):
+        return service.local_status()
+
+    control.register("who-local", who_local)
+    control.register("status-local", status_local)
+
+
 def register_handlers(service: Service) -> None:
+    """The primary's control socket: the whole server."""
     async def status(rt, **_):
-        return service.status()
+        return await service.status()
 
     async def reload(rt, **_):
         problems = await service.watcher.reload("mailctl reload")
         if problems:
             raise MailError(f"reload failed, still serving the last good configuration: {problems[0]}"
                             + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+        for child in service.children.values():        # each secondary re-reads the files itself
+            with contextlib.suppress(OSError):
+                child.send_signal(signal.SIGHUP)
         return {"reloaded": True}
 
     async def who(rt, **_):
-        return {"sessions": [s.public() for s in rt.sessions.list()]}
+        sessions = [s.public() for s in rt.sessions.list()]
+        for part in await service.ask_children("who-local"):
+            sessions += part.get("sessions", [])
+        return {"sessions": sessions}
 
     async def stop(rt, **_):
         asyncio.get_running_loop().call_later(0.05, rt.stopping.set)
@@ -260,12 +345,18 @@ def register_handlers(service: Service) -> None:
     control.HANDLERS.setdefault("queue-changed", queue_changed)
 
 
-async def run(root: Root, ready=None, processes: int = 1, secondary_ports: dict | None = None) -> int:
-    """Serve until SIGTERM/SIGINT or a 'stop' command; SIGHUP reloads."""
+async def run(root: Root, ready=None, processes: int = 1, secondary: dict | None = None,
+              log_stderr: bool = False) -> int:
+    """Serve until SIGTERM/SIGINT or a 'stop' command; SIGHUP reloads. secondary: the
+    ports and slot a primary gave this process."""
     # The event loop thread gives the GIL back to disk threads at every syscall; a short
     # switch interval lets it have the GIL back sooner (measured: ~15% more messages/s).
     sys.setswitchinterval(0.001)
-    service = Service(root, ports=secondary_ports)
+    if secondary is None:
+        service = Service(root)
+    else:
+        service = Service(root, ports=secondary["ports"], slot=secondary["slot"])
+    service.log_stderr = log_stderr
     rt = service.runtime
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -278,7 +369,7 @@ async def run(root: Root, ready=None, processes: int = 1, secondary_ports: dict 
     except BaseException:
         await service.stop(deadline=0)
         raise
-    if processes > 1 and secondary_ports is None:
+    if processes > 1 and secondary is None:
         service.spawn_secondaries(processes - 1)
     if ready is not None:
         ready(service)
@@ -288,15 +379,22 @@ async def run(root: Root, ready=None, processes: int = 1, secondary_ports: dict 
     return 0
 
 
-def serve(root: Root, stderr: bool = True, ready=None, processes: int = 1) -> int:
-    """`mailctl serve`: foreground, logs to stderr and log/. processes > 1 starts more
-    serving processes on the same listeners (SO_REUSEPORT); 0 = one per CPU."""
+def process_count(settings, requested: int | None) -> int:
+    """--processes, else server.processes; 0 = one per CPU core."""
+    n = settings.server.processes if requested is None else requested
+    if n <= 0:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(n, MAX_SLOTS))
+
+
+def serve(root: Root, stderr: bool = True, ready=None, processes: int | None = None) -> int:
+    """`mailctl serve`: foreground, logs to stderr and log/. More than one process: the
+    others serve the same listeners (SO_REUSEPORT) and share the counts for limits."""
     root.require()
     from . import settings as settings_mod
     settings = settings_mod.load(root.config_file, "mailctl.toml")
     logs.setup(root, settings.server.log_level, stderr=stderr)
-    if processes <= 0:
-        processes = os.cpu_count() or 1
+    processes = process_count(settings, processes)
     pid_path = root.run_dir / PID_FILE
     root.run_dir.mkdir(parents=True, exist_ok=True)
     lock = root.lock("serve", timeout=0.1)
@@ -307,7 +405,7 @@ def serve(root: Root, stderr: bool = True, ready=None, processes: int = 1) -> in
                         f"see 'mailctl status'") from None
     atomic_write(pid_path, f"{os.getpid()}\n")
     try:
-        return asyncio.run(run(root, ready, processes))
+        return asyncio.run(run(root, ready, processes, log_stderr=stderr))
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(pid_path)
@@ -315,12 +413,13 @@ def serve(root: Root, stderr: bool = True, ready=None, processes: int = 1) -> in
         logs.stop()
 
 
-def serve_secondary(root: Root, ports: dict[str, int]) -> int:
-    """A serving process started by a primary: listeners only, logs to log/ via its own handler."""
+def serve_secondary(root: Root, spec: dict) -> int:
+    """A serving process started by a primary: listeners only; logs to the same log/mailctl.log
+    (the primary rotates it)."""
     from . import settings as settings_mod
     settings = settings_mod.load(root.config_file, "mailctl.toml")
-    logs.setup(root, settings.server.log_level, stderr=False, name=f"mailctl-{os.getpid()}.log")
+    logs.setup(root, settings.server.log_level, stderr=bool(spec.get("stderr")), rotate=False)
     try:
-        return asyncio.run(run(root, secondary_ports=ports))
+        return asyncio.run(run(root, secondary=spec))
     finally:
         logs.stop()

@@ -114,6 +114,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "default_domain": Key("", str, "domain for logins given without @domain ('' = full address required)"),
         "postmaster": Key("", str, "where undeliverable bounces go ('' = postmaster@ the first domain)"),
         "log_level": Key("info", str, "debug, info, warning or error", _one_of("debug", "info", "warning", "error")),
+        "processes": Key(0, int, "serving processes sharing the listeners, for more CPU cores "
+                                 "(limits count across them); 0 = one per CPU core, at most 16",
+                         _range(0, 16)),
     },
     **{f"listeners.{name}": _listener_section(name) for name in LISTENERS},
     "tls": {

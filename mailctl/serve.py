@@ -23,15 +23,16 @@ STOP_TIMEOUT_S = 60.0
 
 
 processes_option = click.option(
-    "--processes", type=click.IntRange(min=0), default=1, show_default=True,
-    help="Serving processes sharing the listeners (SO_REUSEPORT); 0 = one per CPU.")
+    "--processes", type=click.IntRange(min=0, max=16), default=None,
+    help="Serving processes sharing the listeners (SO_REUSEPORT); 0 = one per CPU core. "
+         "Default: server.processes in mailctl.toml.")
 
 
 @click.command("serve")
 @processes_option
-@click.option("--secondary-ports", hidden=True, help="(internal) serve as a secondary on these ports (JSON).")
+@click.option("--secondary", hidden=True, help="(internal) serve as a secondary: ports and slot (JSON).")
 @pass_ctx
-def serve(ctx: Context, processes: int, secondary_ports: str | None) -> None:
+def serve(ctx: Context, processes: int | None, secondary: str | None) -> None:
     """Run the server in the foreground (logs to stderr and log/mailctl.log).
 
     SIGHUP reloads the configuration; SIGTERM or Ctrl-C stops accepting, lets messages in
@@ -39,9 +40,9 @@ def serve(ctx: Context, processes: int, secondary_ports: str | None) -> None:
     from engine import service
     root = ctx.existing_root()
     ctx.settings        # a broken mailctl.toml fails here with file:line
-    if secondary_ports:
+    if secondary:
         import json
-        sys.exit(service.serve_secondary(root, {k: int(v) for k, v in json.loads(secondary_ports).items()}))
+        sys.exit(service.serve_secondary(root, json.loads(secondary)))
     sys.exit(service.serve(root, processes=processes))
 
 
@@ -66,7 +67,7 @@ def _is_up(root: Root) -> dict | None:
         return None
 
 
-def start_daemon(root: Root, processes: int = 1) -> int:
+def start_daemon(root: Root, processes: int | None = None) -> int:
     """Fork a daemon (python-daemon) and wait until it answers on the control socket."""
     import daemon
     from engine import service
@@ -122,7 +123,7 @@ def stop_daemon(root: Root) -> int | None:
 @click.command("start")
 @processes_option
 @pass_ctx
-def start(ctx: Context, processes: int) -> None:
+def start(ctx: Context, processes: int | None) -> None:
     """Start the server in the background (pid file in run/, logs in log/)."""
     root = ctx.existing_root()
     ctx.settings
@@ -143,7 +144,7 @@ def stop(ctx: Context) -> None:
 @click.command("restart")
 @processes_option
 @pass_ctx
-def restart(ctx: Context, processes: int) -> None:
+def restart(ctx: Context, processes: int | None) -> None:
     """Stop the server if it runs, then start it again."""
     root = ctx.existing_root()
     ctx.settings

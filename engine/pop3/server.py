@@ -275,7 +275,7 @@ class Pop3Session:
             await self.send("-ERR [AUTH] Invalid credentials")
             return
         limit = rt.settings.mailbox.max_sessions_per_user
-        if limit and sum(1 for s in rt.sessions.list() if s.user == account.address) >= limit:
+        if limit and rt.sessions.count(("imap", "pop3"), user=account.address) >= limit:
             await self.send(f"-ERR [SYS/TEMP] Too many sessions for {account.address}")
             return
         md = Maildir.for_account(rt.root, account.domain, account.local)
