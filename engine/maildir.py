@@ -284,6 +284,7 @@ class _UidList:
         # base -> (size, vsize) measured on first use (see Message): another sync of
         # the folder in this process makes its Message with them, not unknown again.
         self.sizes: dict[str, tuple[int, int]] = {}
+        self.unsaved: set[str] = set()  # bases whose measured sizes are not in the file yet
         self._reset()
 
     def _reset(self) -> None:
@@ -424,6 +425,9 @@ class _UidList:
         self.refresh()
 
 
+# Measured sizes are written into the uidlist once this many (or a tenth of the folder) wait.
+SAVE_SIZES_BATCH = 1000
+
 _UIDLIST_CACHE: OrderedDict[str, _UidList] = OrderedDict()
 _UIDLIST_CACHE_SIZE = 64
 _cache_mutex = threading.Lock()
@@ -476,7 +480,9 @@ class Message:
         except (NotFound, FileNotFoundError):
             return 0, 0  # expunged meanwhile; not remembered
         sizes = len(data), _vsize(data)
-        _uidlist_for(self.folder_path).sizes[self.base] = sizes
+        uidlist = _uidlist_for(self.folder_path)
+        uidlist.sizes[self.base] = sizes
+        uidlist.unsaved.add(self.base)
         object.__setattr__(self, "_size", sizes[0] if self._size is None else self._size)
         object.__setattr__(self, "_vsize", sizes[1] if self._vsize is None else self._vsize)
         return self._size, self._vsize
@@ -1134,6 +1140,23 @@ class Folder:
                 located = self._locate(base)  # renamed by a flag change meanwhile
         return ""
 
+    def _save_sizes(self) -> None:
+        """Sizes measured on first use into their records (S/W keys, as Dovecot writes
+        them): other processes and later syncs then know them without reading files."""
+        uidlist = self._uidlist
+        with self._lock():
+            uidlist.refresh()
+            bases, uidlist.unsaved = uidlist.unsaved, set()
+            records = dict(uidlist.records)
+            for base in bases:
+                record, sizes = records.get(base), uidlist.sizes.get(base)
+                if record is not None and sizes is not None and not record[1]:
+                    records[base] = (record[0], f"S{sizes[0]} W{sizes[1]}")
+            if records != uidlist.records:
+                header = dict(uidlist.header)
+                header["N"] = str(uidlist.next_uid)
+                uidlist.rewrite(header, records)
+
     def _forget(self, bases: Iterable[str]) -> None:
         """Drop records of files that are gone (rename-replace; next_uid is kept)."""
         uidlist = self._uidlist
@@ -1196,7 +1219,8 @@ class Folder:
             known = cache[sub]
             for name in os.listdir(self.path / sub):
                 msg = known.get(name)
-                if msg is not None and records.get(msg.base, (0,))[0] == msg.uid:
+                if msg is not None and records.get(msg.base, (0,))[0] == msg.uid and (
+                        msg._vsize is not None or not sizes):
                     found[msg.base] = msg
                     continue
                 if name[0] == ".":
@@ -1214,6 +1238,8 @@ class Folder:
             for base, (sub, name) in unknown.items():
                 found[base] = builder.make(base, sub, name, records[base])
         uidlist.keep_messages(found.values())
+        if len(uidlist.unsaved) >= max(SAVE_SIZES_BATCH, len(records) // 10):
+            self._save_sizes()
         return sorted(found.values(), key=lambda m: m.uid)
 
     messages = sync
@@ -1412,10 +1438,11 @@ class _MessageBuilder:
             flags = self._flags[info] = _flags_from_info(info, self._letters)
         size, vsize = _sizes_from(base, record[1])
         if size is None or vsize is None:
-            if self.sizes:
+            known = self.folder._uidlist.sizes.get(base)
+            if known is not None:
+                size, vsize = known
+            elif self.sizes:
                 size, vsize = self.folder._measure(sub, name, size, vsize)
-            else:
-                size, vsize = self.folder._uidlist.sizes.get(base, (size, vsize))
         return Message(record[0], base, sub, name, flags, size, vsize, self.folder.path)
 
 
