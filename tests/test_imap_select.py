@@ -97,3 +97,25 @@ def test_a_size_measured_once_is_not_measured_again_after_a_rename(tmp_path):
     os.rename(msg.path, md.path / "cur" / "1700000001.foreign:2,S")
     [again] = inbox.sync(sizes=False)
     assert again.subdir == "cur" and (again._size, again._vsize) == (msg.size, msg.vsize)
+
+
+def test_measured_sizes_are_written_into_the_uidlist(tmp_path, monkeypatch):
+    from engine import maildir as md_mod
+    from engine.maildir import Maildir
+    from engine.root import Root
+    monkeypatch.setattr(md_mod, "SAVE_SIZES_BATCH", 2)
+    md = Maildir.for_account(Root(tmp_path), "example.test", "alice")
+    md.create()
+    for i in range(3):
+        (md.path / "new" / f"170000000{i}.foreign").write_bytes(LF_MSG * (i + 1))
+    inbox = md.folder("INBOX")
+    msgs = inbox.sync(sizes=False)
+    assert [m.vsize for m in msgs[:2]] == [(len(LF_MSG) + LF_MSG.count(b"\n")) * n for n in (1, 2)]
+    inbox.sync(sizes=False)  # two measured: written at this sync
+    records = (md.path / UIDLIST).read_text().splitlines()[1:]
+    assert [bool(re.fullmatch(r"\d+ S\d+ W\d+ :\S+", r)) for r in records] == [True, True, False]
+    md_mod._UIDLIST_CACHE.clear()  # another process knows them from the file
+    again = md_mod.Maildir(md.path).folder("INBOX").sync(sizes=False)
+    assert [m._vsize for m in again] == [msgs[0].vsize, msgs[1].vsize, None]
+    # A sync that promises sizes measures the one left, even if it was cached unmeasured.
+    assert md_mod.Maildir(md.path).folder("INBOX").sync()[2]._vsize == (len(LF_MSG) + LF_MSG.count(b"\n")) * 3
