@@ -277,6 +277,7 @@ class Service:
             with contextlib.suppress(Exception):
                 await asyncio.get_running_loop().run_in_executor(None, child.wait, deadline + 5)
         if self.counts is not None:
+            rt.sessions.shared = None          # connections closed after this count nowhere
             self.counts.close()
         if self.secondary_ports is not None:
             with contextlib.suppress(FileNotFoundError):

@@ -213,6 +213,29 @@ def test_plaintext_pipelined_with_starttls_is_discarded(srv):
     tls.close()
 
 
+def test_pipelined_commands_get_every_reply_in_order(srv):
+    """RFC 2920: a pipelined group is answered completely and in order, whether or not
+    the next command is already there; no reply waits for more input."""
+    raw = socket.create_connection(("127.0.0.1", srv.ports["smtp"]), timeout=10)
+    f = raw.makefile("rb")
+    assert f.readline().startswith(b"220")
+    raw.sendall(b"EHLO x.test\r\nMAIL FROM:<p@foreign.org>\r\nRCPT TO:<nobody@example.com>\r\n"
+                b"RCPT TO:<alice@example.com>\r\nDATA\r\n")
+    replies = []
+    while len(replies) < 5:
+        line = f.readline()
+        assert line, replies
+        if line[3:4] == b" ":
+            replies.append(line[:3])
+    assert replies == [b"250", b"250", b"550", b"250", b"354"]
+    raw.sendall(b"Subject: piped\r\n\r\nbody\r\n.\r\nRSET\r\nMAIL FROM:<p@foreign.org>\r\n")
+    assert [f.readline()[:3] for _ in range(3)] == [b"250", b"250", b"250"]   # the last one alone
+    raw.sendall(b"NOOP\r\nQUIT\r\n")
+    assert [f.readline()[:3] for _ in range(2)] == [b"250", b"221"]
+    raw.close()
+    assert any(b"Subject: piped" in m for m in inbox(srv.root, "alice@example.com"))
+
+
 @pytest.mark.parametrize("rcpt", [
     "user@foreign.org", "user%foreign.org@example.com", '"user@foreign.org"@example.com',
     "foreign.org!user@example.com", "@example.com:user@foreign.org", "user@[127.0.0.1]",

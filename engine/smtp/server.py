@@ -172,6 +172,7 @@ class MailSMTP(SMTP):
         self.client = policy.Client("", name)
         self.sess = None
         self.invalid = 0
+        self.held: list[bytes] = []       # replies waiting for the next write (pipelining)
         self.closing = False
         self.accepted: list[policy.Accepted] = []
         self.rejected: list[str] = []
@@ -292,7 +293,7 @@ class MailSMTP(SMTP):
         # RFC 5321 §4.5.3.2: tell the client before closing
         if self.transport is not None and not self.transport.is_closing():
             self.runtime.log.info("smtp: %s timed out", self.peer_ip)
-            self.transport.write(f"421 4.4.2 {self.hostname} Error: timeout exceeded\r\n".encode())
+            self._write_now(f"421 4.4.2 {self.hostname} Error: timeout exceeded\r\n".encode())
             self.transport.close()
 
     def shutdown(self) -> None:
@@ -301,7 +302,7 @@ class MailSMTP(SMTP):
             self.closing = True
             return
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"421 4.3.2 Service shutting down, try again later\r\n")
+            self._write_now(b"421 4.3.2 Service shutting down, try again later\r\n")
             self.transport.close()
 
     async def push(self, status, raw: bool = False) -> None:
@@ -309,16 +310,42 @@ class MailSMTP(SMTP):
             status = status.decode("utf-8", "replace")
         if not raw:
             status = self._rewrite(status)
-        await super().push(status)
+        data = status.encode("utf-8", "surrogateescape") + b"\r\n"
+        if self._may_hold(status):
+            self.held.append(data)
+        else:
+            await self._send(data)
         code = status[:3]
         if code in ("500", "501", "502", "503", "504") or status.startswith("550 5.1.1"):
             self.invalid += 1
             if self.invalid >= self.runtime.settings.limits.max_invalid_commands and not self.closing:
                 self.closing = True
-                await super().push("421 4.7.0 Too Many Invalid Commands, Closing Connection")
+                await self._send(b"421 4.7.0 Too Many Invalid Commands, Closing Connection\r\n")
                 self.transport.close()
         elif code == "421" and self.transport is not None:
             self.transport.close()
+
+    def _may_hold(self, status: str) -> bool:
+        """RFC 2920: replies to pipelined commands may wait, so that a client's MAIL, RCPT
+        and DATA get their replies in one write. A reply waits only while the next command
+        is already here to be read (so no reply waits on the network), and never one
+        after which the client must act: the greeting, 354, 334, TLS, 421, 221."""
+        return (status[:1] in ("2", "5") and not status.startswith(("220", "221", "354"))
+                and b"\n" in self._reader._buffer)
+
+    async def _send(self, data: bytes) -> None:
+        if self.held:
+            data = b"".join(self.held) + data
+            self.held.clear()
+        self._writer.write(data)
+        await self._writer.drain()
+
+    def _write_now(self, data: bytes) -> None:
+        """Out of turn (timeout, shutdown): held replies first, in order."""
+        if self.held:
+            data = b"".join(self.held) + data
+            self.held.clear()
+        self.transport.write(data)
 
     @staticmethod
     def _rewrite(status: str) -> str:
