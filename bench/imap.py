@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """IMAP/POP3 benchmark: our server and Dovecot on the same generated mailboxes.
 
-    python bench/imap.py [--counts 10000,100000] [--dovecot] [--json out.json] [-- --skip-conc ...]
+    python bench/imap.py [--counts 10000,100000] [--dovecot] [--processes N] [--json out.json]
+                         [-- --skip-conc ...]
 
 Runs ../shared/bench/imap-bench.py (the shared, server-agnostic driver) against
 `mailctl serve` on a temporary root, and with --dovecot against the reference stack
@@ -50,9 +51,11 @@ def make_root(path: Path):
     return root
 
 
-def start_ours(root) -> tuple[subprocess.Popen, dict]:
+def start_ours(root, processes: int | None = None) -> tuple[subprocess.Popen, dict]:
+    """`mailctl serve`; processes None: the server's default (one per core)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "mailctl", "--root", str(root.path), "serve"],
+    extra = [] if processes is None else ["--processes", str(processes)]
+    proc = subprocess.Popen([sys.executable, "-m", "mailctl", "--root", str(root.path), "serve", *extra],
                             env=env, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -151,6 +154,8 @@ def main() -> int:
     ap.add_argument("--counts", default="10000,100000")
     ap.add_argument("--dovecot", action="store_true", help="also run the reference Dovecot (stack-up.sh)")
     ap.add_argument("--json", help="write both result sets and the ratios here")
+    ap.add_argument("--processes", type=int, default=None,
+                    help="mailctl serving processes (serve --processes); default: the server's own")
     ap.add_argument("--dovecot-from", metavar="JSON",
                     help="take Dovecot's figures from an earlier --json output instead of running it")
     ap.add_argument("driver_args", nargs="*", help="extra arguments for imap-bench.py (after --)")
@@ -165,7 +170,7 @@ def main() -> int:
     if args.dovecot_from:
         theirs = json.loads(Path(args.dovecot_from).read_text()).get("dovecot", {})
     reference = Reference(work) if args.dovecot and not args.dovecot_from else None
-    proc, ports = start_ours(root)
+    proc, ports = start_ours(root, args.processes)
     try:
         if reference is not None and not reference.up():
             reference = None
