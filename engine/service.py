@@ -231,7 +231,7 @@ class Service:
         parts = [self.local_status()] + await self.ask_children("status-local")
         return {"pid": os.getpid(), "root": str(self.root.path), "started": rt.started,
                 "uptime_s": int(rt.clock() - rt.started), "listeners": listeners,
-                "processes": [p["pid"] for p in parts],
+                "processes": [os.getpid()] + [c.pid for c in self.children.values()],
                 "connections": rt.sessions.count(),
                 "connections_total": _add_up(p["connections_total"] for p in parts),
                 "queue_size": queue_size, "counters": _add_up(p["counters"] for p in parts),

@@ -178,7 +178,9 @@ def status(ctx: Context, as_json: bool) -> None:
     if as_json:
         emit_json(reply)
         return
-    fields({"running": f"yes (pid {reply['pid']})", "uptime": _duration(reply["uptime_s"]),
+    others = [str(pid) for pid in reply.get("processes", []) if pid != reply["pid"]]
+    running = f"yes (pid {reply['pid']}" + (f"; serving processes {', '.join(others)})" if others else ")")
+    fields({"running": running, "uptime": _duration(reply["uptime_s"]),
             "connections": reply["connections"], "queue": reply["queue_size"],
             "config problems": len(reply.get("config_problems", []))})
     table(reply["listeners"], [("name", "Listener"), ("addresses", "Addresses"), ("tls", "TLS"),

@@ -60,7 +60,8 @@ async def _status(srv):
 
 
 def test_daemon_start_status_reload_stop(tmp_path):
-    root = make_root(tmp_path, accounts={"alice@example.com": PW}, settings={"queue.offline": True})
+    root = make_root(tmp_path, accounts={"alice@example.com": PW},
+                     settings={"queue.offline": True, "server.processes": 2})
     out = mailctl(root, "start")
     assert out.returncode == 0, out.stdout + out.stderr
     try:
@@ -93,6 +94,8 @@ def test_daemon_start_status_reload_stop(tmp_path):
             assert part in line, (part, line)
         human = mailctl(root, "status")
         assert "smtp" in human.stdout and "uptime" in human.stdout
+        [secondary] = json.loads(mailctl(root, "status", "--json").stdout)["processes"][1:]
+        assert f"serving processes {secondary}" in human.stdout
         assert mailctl(root, "reload").returncode == 0
         os.kill(pid, signal.SIGHUP)                              # SIGHUP reloads too
         time.sleep(0.3)
