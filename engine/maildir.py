@@ -1321,6 +1321,17 @@ class Folder:
                 index = _keyword_index(current)
         return [chr(ord("a") + index[k.lower()]) for k in keywords]
 
+    def record_fields(self, key: str) -> dict[str, str]:
+        """One extension field of every dovecot-uidlist record that has it, by base name
+        (e.g. "P": the POP3 UIDL that Dovecot keeps for migrated mail)."""
+        found = {}
+        for base, (_, keys) in self._ensure_uidlist().records.items():
+            if key in keys:
+                for item in keys.split(" "):
+                    if item[:1] == key and len(item) > 1:
+                        found[base] = item[1:]
+        return found
+
     def set_flags(self, msg: Message, flags: Iterable[str]) -> Message:
         """Replace the flag set: one rename to cur/<base>:2,<letters>."""
         flag_set = _normalize_flags(flags)

@@ -113,3 +113,35 @@ def test_dovecot_sees_our_changes_and_we_see_dovecots(tmp_path):
         typ, data = c.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
         assert b"dovecot wrote this" in data[0][1]
         c.logout()
+
+
+def test_pop3_uidls_equal_dovecots_and_a_kept_uidl_is_used_by_both(tmp_path):
+    """UIDLs survive a move to Dovecot: ours are Dovecot's default (%08Xu%08Xv), and a
+    UIDL kept in a record's P field (mail migrated from another server) wins in both."""
+    import poplib
+    from helpers_mail import maildir
+    root = new_root(tmp_path / "r")
+    add_users(root, ["alice"])
+    md = maildir(root)
+    for i in range(3):
+        md.deliver(message(f"pop {i}"))
+    uidlist = md.path / "dovecot-uidlist"
+    lines = uidlist.read_text().split("\n")
+    lines = [("2 Pold-server-uidl-77 " + line[2:]) if line.startswith("2 ") else line for line in lines]
+    (md.path / "uidlist.new").write_text("\n".join(lines))
+    (md.path / "uidlist.new").rename(uidlist)          # as Dovecot rewrites it
+
+    def uidls(port):
+        p = poplib.POP3("127.0.0.1", port, timeout=20)
+        p.user(USER)
+        p.pass_(PASSWORD)
+        listed = [line.split()[1] for line in p.uidl()[1]]
+        p.quit()
+        return listed
+
+    with running(root, protocols=("pop3",)) as srv:
+        ours = uidls(srv.port("pop3"))
+    validity = md.folder("INBOX").uidvalidity()
+    assert ours == [f"{1:08x}{validity:08x}".encode(), b"old-server-uidl-77", f"{3:08x}{validity:08x}".encode()]
+    with dovecot.dovecot_server(root.path, {USER: PASSWORD}, pop3=True) as dc:
+        assert uidls(dc.pop3_port) == ours

@@ -4,7 +4,9 @@ A session works on a snapshot of INBOX taken at login. DELE only marks; the mark
 messages are expunged at QUIT (UPDATE state), so a dropped connection changes nothing.
 One session per mailbox at a time: a lock file (O_EXCL, with our pid and a stale check)
 under the Maildir, so another server process sharing the root sees it too.
-UIDL is the message's base file name, which never changes (flags only rename the suffix).
+UIDL is what Dovecot would give (pop3_uidl_format's default %08Xu%08Xv: UID and
+UIDVALIDITY), or the P field of the message's dovecot-uidlist record where it has one
+(mail migrated with its old UIDLs); so the UIDLs survive a move to Dovecot and back.
 """
 from __future__ import annotations
 
@@ -92,6 +94,7 @@ class Pop3Session:
         self.messages: list = []
         self.deleted: set[int] = set()
         self.lock: MailboxLock | None = None
+        self.uidls: dict[str, str] | None = None     # base -> UIDL, made at the first UIDL
         self.session = None
         self.bad = 0
 
@@ -330,7 +333,9 @@ class Pop3Session:
     cmd_LIST.auth = True
 
     async def cmd_UIDL(self, arg):
-        await self._listing(arg, lambda m: _uidl(m.base))
+        if self.uidls is None:
+            self.uidls = await self.runtime.run_blocking(_uidls, self.folder, self.messages)
+        await self._listing(arg, lambda m: self.uidls[m.base])
     cmd_UIDL.auth = True
 
     async def _read(self, m) -> bytes | None:
@@ -415,11 +420,17 @@ class Pop3Session:
         raise _Quit()
 
 
-def _uidl(base: str) -> str:
-    # RFC 1939: 1-70 characters in 0x21-0x7E; base names fit, but be safe.
-    # The unique part comes first; the ,S=/,W= fields add nothing.
-    text = "".join(c for c in base.split(",")[0] if 0x21 <= ord(c) <= 0x7E)
-    return text[:70]
+def _uidls(folder, messages) -> dict[str, str]:
+    uidvalidity = folder.uidvalidity()
+    kept = folder.record_fields("P")
+    uidls = {}
+    for m in messages:
+        uidl = kept.get(m.base)
+        # RFC 1939: 1-70 characters in 0x21-0x7E; a kept one that is not is not used
+        if not uidl or len(uidl) > 70 or not all(0x21 <= ord(c) <= 0x7E for c in uidl):
+            uidl = f"{m.uid:08x}{uidvalidity:08x}"      # as Dovecot prints it
+        uidls[m.base] = uidl
+    return uidls
 
 
 async def start(runtime, name: str, listener_settings) -> list[asyncio.base_events.Server]:
