@@ -644,14 +644,18 @@ class Commands:
 
         def work():
             out, changed, gone = [], [], False
+            result: dict[frozenset, frozenset] = {}  # a folder has few distinct flag sets
             for v in targets:
                 msg = v.msg
-                if op == "FLAGS":
-                    new = frozenset(flags)
-                elif op == "+FLAGS":
-                    new = msg.flags | flags
-                else:
-                    new = msg.flags - flags
+                new = result.get(msg.flags)
+                if new is None:
+                    if op == "FLAGS":
+                        new = frozenset(flags)
+                    elif op == "+FLAGS":
+                        new = msg.flags | flags
+                    else:
+                        new = msg.flags - flags
+                    result[msg.flags] = new
                 if new != msg.flags:
                     try:
                         msg = sel.folder.set_flags(msg, new)
@@ -668,9 +672,16 @@ class Commands:
             sel.replace(m)
         if not silent:
             lines = []
+            texts: dict[tuple, bytes] = {}  # (flags, recent) -> encoded flag list
             for v in views:
-                uid_part = f"UID {v.uid} " if uid else ""
-                lines.append(f"* {v.seq} FETCH ({uid_part}FLAGS {flag_list(v.flags)})\r\n".encode())
+                key = (v.msg.flags, v.recent)
+                text = texts.get(key)
+                if text is None:
+                    text = texts[key] = flag_list(v.flags).encode()
+                if uid:
+                    lines.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (v.seq, v.uid, text))
+                else:
+                    lines.append(b"* %d FETCH (FLAGS %s)\r\n" % (v.seq, text))
             await self.send(b"".join(lines))
         if gone:
             raise no("[EXPUNGEISSUED] Some of the messages no longer exist")
