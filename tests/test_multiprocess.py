@@ -2,6 +2,7 @@
 them, `who` and `status` show all of them, a dead one is replaced, and they share one log."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -40,6 +41,15 @@ def _wait_for_processes(root, n: int, timeout: float = 15) -> list[int]:
     raise AssertionError(f"not {n} serving processes: {_status(root).get('processes')}")
 
 
+@contextlib.contextmanager
+def two_processes(tmp_path, settings: dict):
+    """`mailctl serve` with two serving processes, both up, over a root with alice."""
+    root = make_root(tmp_path, accounts={"alice@example.com": PW}, settings={"server.processes": 2, **settings})
+    with serve_process(root) as proc:
+        proc.pids = _wait_for_processes(root, 2)
+        yield root, proc
+
+
 def _greeting(port: int) -> tuple[socket.socket, bytes]:
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     return s, s.recv(512)
@@ -63,10 +73,7 @@ def _open_across_processes(root, port: int, count: int) -> list[socket.socket]:
 
 
 def test_connection_limit_counts_across_processes_and_who_shows_all(tmp_path):
-    root = make_root(tmp_path, accounts={"alice@example.com": PW},
-                     settings={"server.processes": 2, "limits.max_connections_per_ip": 6, "queue.offline": True})
-    with serve_process(root) as proc:
-        _wait_for_processes(root, 2)
+    with two_processes(tmp_path, {"limits.max_connections_per_ip": 6, "queue.offline": True}) as (root, proc):
         port = proc.ports["smtp"]
         conns = _open_across_processes(root, port, 6)
         assert len(_who(root)) == 6
@@ -86,11 +93,7 @@ def test_connection_limit_counts_across_processes_and_who_shows_all(tmp_path):
 
 
 def test_messages_per_minute_count_across_processes(tmp_path):
-    root = make_root(tmp_path, accounts={"alice@example.com": PW},
-                     settings={"server.processes": 2, "limits.messages_per_ip_per_minute": 5,
-                               "queue.offline": True})
-    with serve_process(root) as proc:
-        _wait_for_processes(root, 2)
+    with two_processes(tmp_path, {"limits.messages_per_ip_per_minute": 5, "queue.offline": True}) as (root, proc):
         results = []
         for i in range(12):
             with smtplib.SMTP("127.0.0.1", proc.ports["smtp"], timeout=10) as s:
@@ -102,10 +105,8 @@ def test_messages_per_minute_count_across_processes(tmp_path):
 
 
 def test_a_dead_serving_process_is_replaced_and_its_counts_forgotten(tmp_path):
-    root = make_root(tmp_path, accounts={"alice@example.com": PW},
-                     settings={"server.processes": 2, "queue.offline": True})
-    with serve_process(root) as proc:
-        primary, secondary = _wait_for_processes(root, 2)
+    with two_processes(tmp_path, {"queue.offline": True}) as (root, proc):
+        primary, secondary = proc.pids
         assert primary == proc.proc.pid
         conns = _open_across_processes(root, proc.ports["smtp"], 8)
         in_primary = sum(1 for s in _who(root) if s["pid"] == primary)
@@ -187,11 +188,7 @@ def test_log_writers_of_two_processes_share_the_file_and_follow_rotation(tmp_pat
 
 def test_imap_sessions_per_user_count_across_processes(tmp_path):
     import imaplib
-    root = make_root(tmp_path, accounts={"alice@example.com": PW},
-                     settings={"server.processes": 2, "mailbox.max_sessions_per_user": 3,
-                               "auth.allow_plaintext": True})
-    with serve_process(root) as proc:
-        _wait_for_processes(root, 2)
+    with two_processes(tmp_path, {"mailbox.max_sessions_per_user": 3, "auth.allow_plaintext": True}) as (root, proc):
         for _ in range(20):
             clients = []
             for _ in range(3):
