@@ -119,3 +119,26 @@ def test_measured_sizes_are_written_into_the_uidlist(tmp_path, monkeypatch):
     assert [m._vsize for m in again] == [msgs[0].vsize, msgs[1].vsize, None]
     # A sync that promises sizes measures the one left, even if it was cached unmeasured.
     assert md_mod.Maildir(md.path).folder("INBOX").sync()[2]._vsize == (len(LF_MSG) + LF_MSG.count(b"\n")) * 3
+
+
+def test_sessions_sharing_a_listing_change_only_their_own_copy(tmp_path):
+    from engine.imap.selected import Selected
+    from engine.maildir import Maildir
+    from engine.root import Root
+    md = Maildir.for_account(Root(tmp_path), "example.test", "alice")
+    md.create()
+    for i in range(3):
+        md.deliver(f"Subject: m{i}\n\nbody\n".encode(), flags=["\\Seen"])
+    _settle()
+    inbox = md.folder("INBOX")
+    first, second = Selected(inbox, False), Selected(inbox, False)
+    first.load()
+    second.load()
+    assert second.listing is first.listing and second.msgs is first.msgs  # shared, not copied
+    flagged = inbox.set_flags(first.msgs[0], {"\\Seen", "\\Flagged"})
+    first.replace(flagged)
+    first.own_lists()
+    del first.msgs[2], first.uids[2]
+    assert [m.flags for m in first.msgs] == [flagged.flags, {"\\Seen"}]
+    assert [m.flags for m in second.msgs] == [{"\\Seen"}] * 3 and len(second.uids) == 3
+    assert second.listing.msgs is second.msgs

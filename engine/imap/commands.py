@@ -431,7 +431,7 @@ class Commands:
             return
         doomed = [sel.msgs[i - 1] for i in seqs]
         await self.blocking(sel.folder.expunge, doomed)
-        sel.listing = None  # what SELECT found no longer holds
+        sel.own_lists()  # changed in place below
         out = []
         for seq in sorted(seqs, reverse=True):
             out.append(b"* %d EXPUNGE\r\n" % seq)

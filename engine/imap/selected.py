@@ -188,6 +188,7 @@ class Selected:
         self._settled = False
         self.uidvalidity = 0
         self.listing: Listing | None = None  # what load() found, until the first change
+        self._shared_lists = False  # msgs and uids are the listing's: copied before a change
 
     # -- blocking part (worker thread) -------------------------------------------
     def _stat_stamp(self):
@@ -261,7 +262,8 @@ class Selected:
         if shared is not None and (self.readonly or not shared.claimable):
             # Unchanged since another session's settled scan: nothing to claim or reread.
             self._stamp, self._settled = stamp, True
-            self.msgs, self.uids, self.recent = list(shared.msgs), list(shared.uids), set()
+            self.msgs, self.uids, self.recent = shared.msgs, shared.uids, set()
+            self._shared_lists = True
             self.uidvalidity = shared.uidvalidity
             self.listing = shared
             return
@@ -271,13 +273,22 @@ class Selected:
         self.uids = [m.uid for m in msgs]
         self.recent = claimed
         self.listing = None
+        self._shared_lists = False
         if self._settled:
             new = [m for m in msgs if m.subdir == "new"]
             fresh = sum(1 for m in new if not m.flags)
-            self.listing = Listing(self._stamp, list(msgs), list(self.uids), self.uidvalidity, len(new),
+            self._shared_lists = True
+            self.listing = Listing(self._stamp, msgs, self.uids, self.uidvalidity, len(new),
                                    0 < fresh <= CLAIM_LIMIT,
                                    next((i for i, m in enumerate(msgs, 1) if "\\Seen" not in m.flags), None))
             _share_listing(key, self.listing)
+
+    def own_lists(self) -> None:
+        """Before changing msgs or uids in place: stop sharing them with the listing."""
+        if self._shared_lists:
+            self.msgs, self.uids = list(self.msgs), list(self.uids)
+            self._shared_lists = False
+        self.listing = None
 
     def first_unseen(self) -> int | None:
         """Sequence number of the first message without \\Seen."""
@@ -312,6 +323,7 @@ class Selected:
         added = [m for m in fresh if m.uid > known_max]
         self.msgs = [by_uid[m.uid] for m in kept] + added
         self.uids = [m.uid for m in self.msgs]
+        self._shared_lists = False
         self.recent = {u for u in self.recent if u in by_uid} | claimed
         if added or len(self.msgs) != len(kept) or lines:
             if added:
@@ -323,8 +335,8 @@ class Selected:
         """Our own change (STORE) to a message: remember it, so it is not echoed."""
         i = bisect.bisect_left(self.uids, msg.uid)
         if i < len(self.uids) and self.uids[i] == msg.uid:
+            self.own_lists()
             self.msgs[i] = msg
-            self.listing = None
 
     def view(self, seq: int, loader) -> View:
         m = self.msgs[seq - 1]
