@@ -84,6 +84,8 @@ def run_driver(label: str, port: int, pop3_port: int, user: str, maildir: Path, 
         return json.loads(out.read_text())
     except FileNotFoundError:
         return {}
+    finally:
+        shutil.rmtree(out.parent, ignore_errors=True)
 
 
 def by_test(data: dict) -> dict[str, tuple[float, float | None]]:
