@@ -12,6 +12,7 @@ import contextlib
 import errno
 import fcntl
 import itertools
+import operator
 import os
 import secrets
 import shutil
@@ -288,6 +289,10 @@ class _UidList:
         self._reset()
 
     def _reset(self) -> None:
+        # Bumped whenever records may have changed other than by appended lines (a
+        # rewrite, a new file): a sync's result made before then cannot be patched.
+        self.generation = getattr(self, "generation", 0) + 1
+        self.last_sync: tuple | None = None
         self.exists = False
         self.version = 3
         self.header: dict[str, str] = {}
@@ -431,6 +436,9 @@ SAVE_SIZES_BATCH = 1000
 _UIDLIST_CACHE: OrderedDict[str, _UidList] = OrderedDict()
 _UIDLIST_CACHE_SIZE = 64
 _cache_mutex = threading.Lock()
+
+
+_by_uid = operator.attrgetter("uid")
 
 
 def _uidlist_for(folder_path: Path) -> _UidList:
@@ -1140,6 +1148,10 @@ class Folder:
                 located = self._locate(base)  # renamed by a flag change meanwhile
         return ""
 
+    def _save_sizes_when_due(self, uidlist: "_UidList", count: int) -> None:
+        if len(uidlist.unsaved) >= max(SAVE_SIZES_BATCH, count // 10):
+            self._save_sizes()
+
     def _save_sizes(self) -> None:
         """Sizes measured on first use into their records (S/W keys, as Dovecot writes
         them): other processes and later syncs then know them without reading files."""
@@ -1209,15 +1221,22 @@ class Folder:
         theirs is first asked for (an IMAP SELECT of a folder filled by other tools).
         """
         uidlist = self._ensure_uidlist()
+        keywords = self._keywords_ident()
+        listing = {sub: os.listdir(self.path / sub) for sub in ("new", "cur")}   # new/ first
+        patched = self._sync_changes(uidlist, keywords, sizes, listing)
+        if patched is not None:
+            self._save_sizes_when_due(uidlist, len(patched))
+            return patched
         records = uidlist.records
-        cache = uidlist.message_cache(self._keywords_ident())
+        generation = uidlist.generation
+        cache = uidlist.message_cache(keywords)
         builder = _MessageBuilder(self, sizes)
         found: dict[str, Message] = {}
         unknown: dict[str, tuple[str, str]] = {}
         # new/ first: a file moving to cur/ meanwhile is still seen.
         for sub in ("new", "cur"):
             known = cache[sub]
-            for name in os.listdir(self.path / sub):
+            for name in listing[sub]:
                 msg = known.get(name)
                 if msg is not None and records.get(msg.base, (0,))[0] == msg.uid and (
                         msg._vsize is not None or not sizes):
@@ -1238,11 +1257,71 @@ class Folder:
             for base, (sub, name) in unknown.items():
                 found[base] = builder.make(base, sub, name, records[base])
         uidlist.keep_messages(found.values())
-        if len(uidlist.unsaved) >= max(SAVE_SIZES_BATCH, len(records) // 10):
-            self._save_sizes()
-        return sorted(found.values(), key=lambda m: m.uid)
+        self._save_sizes_when_due(uidlist, len(records))
+        result = sorted(found.values(), key=_by_uid)
+        if uidlist.generation == generation and len(found) == sum(len(n) for n in listing.values()):
+            uidlist.last_sync = (generation, keywords, sizes, {sub: frozenset(names) for sub, names in
+                                                               listing.items()}, result)
+        return list(result)
 
     messages = sync
+
+    def _sync_changes(self, uidlist: "_UidList", keywords: tuple, sizes: bool,
+                      listing: dict[str, list[str]]) -> list[Message] | None:
+        """The last sync's result patched with what changed in the listing since: a file
+        renamed by another process (flags), new mail, a file gone. None when it cannot be
+        patched (uidlist rewritten, keywords changed, sizes now wanted, records of vanished
+        files to look into): then the full sync runs. At 100,000 messages this is set
+        arithmetic on the names instead of a lookup per file."""
+        last = uidlist.last_sync
+        if last is None:
+            return None
+        generation, last_keywords, last_sizes, last_names, result = last
+        if generation != uidlist.generation or last_keywords != keywords or (sizes and not last_sizes):
+            return None
+        names = {sub: set(listing[sub]) for sub in ("new", "cur")}
+        added = {sub: names[sub] - last_names[sub] for sub in names}
+        removed = {sub: last_names[sub] - names[sub] for sub in names}
+        if not any(added.values()) and not any(removed.values()):
+            return list(result)
+        if sum(map(len, added.values())) + sum(map(len, removed.values())) > max(1000, len(result) // 4):
+            return None
+        records = uidlist.records
+        builder = _MessageBuilder(self, sizes)
+        fresh: dict[str, Message] = {}
+        unknown: dict[str, tuple[str, str]] = {}
+        for sub in ("new", "cur"):
+            for name in added[sub]:
+                if name[0] == ".":
+                    return None
+                base = name.partition(":")[0]
+                record = records.get(base)
+                if record is None:
+                    unknown[base] = (sub, name)
+                else:
+                    fresh[base] = builder.make(base, sub, name, record)
+        gone_bases = {name.partition(":")[0] for sub in removed for name in removed[sub]}
+        if any(b in records and b not in fresh and b not in unknown for b in gone_bases):
+            return None          # a record without its file: the full sync looks again, forgets
+        if unknown:
+            records = self._assign(list(unknown), unknown, sizes)
+            for base, (sub, name) in unknown.items():
+                fresh[base] = builder.make(base, sub, name, records[base])
+            if uidlist.generation != generation:
+                return None
+        kept = [m for m in result if m.base not in fresh]      # a gone file returned None above
+        merged = kept + sorted(fresh.values(), key=_by_uid)
+        if kept and fresh and min(m.uid for m in fresh.values()) < kept[-1].uid:
+            merged.sort(key=_by_uid)
+        cache = {sub: dict(known) for sub, known in uidlist.message_cache(keywords).items()}
+        for sub in removed:
+            for name in removed[sub]:
+                cache[sub].pop(name, None)
+        for msg in fresh.values():
+            cache[msg.subdir][msg.filename] = msg
+        uidlist._messages = cache
+        uidlist.last_sync = (generation, keywords, sizes, {sub: frozenset(n) for sub, n in names.items()}, merged)
+        return list(merged)
 
     def _recheck_missing(self, records: dict[str, tuple[int, str]], found: dict[str, Message],
                          unknown: dict[str, tuple[str, str]], builder: "_MessageBuilder") -> None:

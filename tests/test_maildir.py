@@ -469,3 +469,51 @@ def test_sync_100k_messages(tmp_path):
     print(f"\n100k sync: first (assigning UIDs) {t1 - t0:.2f}s, repeat {t2 - t1:.2f}s, "
           f"fresh process {t3 - t2:.2f}s")
     assert t2 - t1 < 10 and t3 - t2 < 10
+
+
+def test_sync_patched_with_outside_changes_equals_a_fresh_sync(md, monkeypatch):
+    """Another process renames (flags), moves new/ -> cur/, drops in and deletes files:
+    the sync that patches its last result sees exactly what a fresh process sees."""
+    import random
+    rng = random.Random(7)
+    inbox = md.folder("INBOX")
+    for i in range(60):
+        md.deliver(f"Subject: m{i}\n\nbody {i}\n".encode(), flags=["\\Seen"] if i % 2 else [])
+    patched = []
+    original = md_mod.Folder._sync_changes
+
+    def counting(self, *args):
+        result = original(self, *args)
+        patched.append(result is not None)
+        return result
+    monkeypatch.setattr(md_mod.Folder, "_sync_changes", counting)
+
+    def view(messages):
+        return [(m.uid, m.subdir, m.filename, tuple(sorted(m.flags))) for m in messages]
+
+    inbox.sync()
+    for step in range(40):
+        for _ in range(rng.randint(1, 4)):
+            action = rng.choice(["flag", "move", "foreign", "delete", "deliver"])
+            cur = sorted(os.listdir(md.path / "cur"))
+            new = sorted(os.listdir(md.path / "new"))
+            if action == "flag" and cur:
+                name = rng.choice(cur)
+                stem, _, flags = name.partition(":2,")
+                os.rename(md.path / "cur" / name, md.path / "cur" / f"{stem}:2,{'FS' if 'F' not in flags else 'S'}")
+            elif action == "move" and new:
+                name = rng.choice(new)
+                os.rename(md.path / "new" / name, md.path / "cur" / f"{name}:2,S")
+            elif action == "foreign":
+                (md.path / "new" / f"{1700000000 + step}.M{rng.randint(0, 10**6)}P9.other").write_bytes(b"Subject: x\n\nx\n")
+            elif action == "delete" and cur:
+                os.unlink(md.path / "cur" / rng.choice(cur))
+            elif action == "deliver":
+                md.deliver(b"Subject: d\n\nd\n")
+        ours = view(inbox.sync())
+        md_mod._UIDLIST_CACHE.clear()          # a fresh process
+        fresh = view(Maildir(md.path).folder("INBOX").sync())
+        assert ours == fresh, step
+        inbox = md.folder("INBOX")
+        inbox.sync()
+    assert sum(patched) >= 20                   # the patching path was really taken
