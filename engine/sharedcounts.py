@@ -17,18 +17,17 @@ minute that still falls inside the window, rounded up.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import mmap
 import os
 import time
-import zlib
 from pathlib import Path
 
 FILE_NAME = "counts.shm"
 MAX_SLOTS = 16                       # serving processes per root
 PROTOCOLS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 BUCKETS = 8192                       # per row; two rows per table
-_ROW_SEEDS = (0, 0x9E3779B9)
 
 # One slot, in 32-bit words: [pid, minute of rate table 0, minute of rate table 1, pad],
 # then a total per protocol, then the connection table, then two rate tables.
@@ -41,8 +40,11 @@ FILE_SIZE = MAX_SLOTS * SLOT_WORDS * 4
 
 
 def _buckets(key: str) -> tuple[int, int]:
-    data = key.encode("utf-8", "surrogateescape")
-    return tuple(zlib.crc32(data, seed) % BUCKETS for seed in _ROW_SEEDS)
+    """The key's bucket in each row, from independent halves of one hash (CRC-32 with two
+    seeds would not do: for keys of equal length its two values differ by a constant,
+    so keys colliding in one row would collide in the other too)."""
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return int.from_bytes(digest[:4], "little") % BUCKETS, int.from_bytes(digest[4:], "little") % BUCKETS
 
 
 class SharedCounts:

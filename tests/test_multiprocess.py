@@ -212,3 +212,23 @@ def test_imap_sessions_per_user_count_across_processes(tmp_path):
             c.logout()
         for c in clients:
             c.logout()
+
+
+def test_keys_sharing_a_bucket_in_one_row_keep_their_own_counts(tmp_path):
+    """Two IPs of equal length that fall into the same bucket of the first row still
+    count apart (the second row's hash is independent)."""
+    from engine import sharedcounts
+    seen = {}
+    for i in range(5000):
+        ip = f"10.{100 + i // 150}.{100 + i % 150}.1"    # all the same length
+        bucket = sharedcounts._buckets(f"smtp ip {ip}")[0]
+        if bucket in seen:
+            a, b = seen[bucket], ip
+            break
+        seen[bucket] = ip
+    counts = SharedCounts.create(tmp_path)
+    for _ in range(15):
+        counts.opened("smtp", a)
+    counts.opened("smtp", b)
+    assert counts.count_ip(("smtp",), a) == 15 and counts.count_ip(("smtp",), b) == 1
+    counts.close()
