@@ -1260,7 +1260,8 @@ class Folder:
         self._save_sizes_when_due(uidlist, len(records))
         result = sorted(found.values(), key=_by_uid)
         if uidlist.generation == generation and len(found) == sum(len(n) for n in listing.values()):
-            uidlist.last_sync = (generation, keywords, sizes, {sub: frozenset(names) for sub, names in
+            sized = sizes or all(m._vsize is not None for m in result)
+            uidlist.last_sync = (generation, keywords, sized, {sub: frozenset(names) for sub, names in
                                                                listing.items()}, result)
         return list(result)
 
@@ -1270,14 +1271,14 @@ class Folder:
                       listing: dict[str, list[str]]) -> list[Message] | None:
         """The last sync's result patched with what changed in the listing since: a file
         renamed by another process (flags), new mail, a file gone. None when it cannot be
-        patched (uidlist rewritten, keywords changed, sizes now wanted, records of vanished
+        patched (uidlist rewritten, keywords changed, sizes wanted but not all known, records of vanished
         files to look into): then the full sync runs. At 100,000 messages this is set
         arithmetic on the names instead of a lookup per file."""
         last = uidlist.last_sync
         if last is None:
             return None
-        generation, last_keywords, last_sizes, last_names, result = last
-        if generation != uidlist.generation or last_keywords != keywords or (sizes and not last_sizes):
+        generation, last_keywords, sized, last_names, result = last
+        if generation != uidlist.generation or last_keywords != keywords or (sizes and not sized):
             return None
         names = {sub: set(listing[sub]) for sub in ("new", "cur")}
         added = {sub: names[sub] - last_names[sub] for sub in names}
@@ -1320,7 +1321,8 @@ class Folder:
         for msg in fresh.values():
             cache[msg.subdir][msg.filename] = msg
         uidlist._messages = cache
-        uidlist.last_sync = (generation, keywords, sizes, {sub: frozenset(n) for sub, n in names.items()}, merged)
+        sized = sized and (sizes or all(m._vsize is not None for m in fresh.values()))
+        uidlist.last_sync = (generation, keywords, sized, {sub: frozenset(n) for sub, n in names.items()}, merged)
         return list(merged)
 
     def _recheck_missing(self, records: dict[str, tuple[int, str]], found: dict[str, Message],
