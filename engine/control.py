@@ -52,7 +52,7 @@ def request(root: Root, command: str, timeout: float = 10.0, **args) -> dict:
         except (ConnectionRefusedError, FileNotFoundError):
             raise NotRunning(f"mailctl is not running on {root.path} (stale run/{SOCKET_NAME}); "
                              f"start it with 'mailctl start'") from None
-        sock.sendall(json.dumps({"command": command, "args": args}).encode() + b"\n")
+        sock.sendall(_request_line(command, args))
         data = b""
         while not data.endswith(b"\n"):
             chunk = sock.recv(65536)
@@ -68,6 +68,14 @@ def request(root: Root, command: str, timeout: float = 10.0, **args) -> dict:
         reply = json.loads(data)
     except ValueError:
         raise MailError(f"the server gave no valid answer to {command!r}; see {root.log_dir}/mailctl.log") from None
+    return _checked(reply, command)
+
+
+def _request_line(command: str, args: dict) -> bytes:
+    return json.dumps({"command": command, "args": args}).encode() + b"\n"
+
+
+def _checked(reply: dict, command: str) -> dict:
     if not reply.get("ok"):
         raise MailError(reply.get("error") or f"{command} failed")
     return reply
@@ -91,13 +99,11 @@ async def ask(path: Path, command: str, timeout: float = 5.0, **args) -> dict:
     async def exchange() -> dict:
         reader, writer = await asyncio.open_unix_connection(_connectable(path))
         try:
-            writer.write(json.dumps({"command": command, "args": args}).encode() + b"\n")
+            writer.write(_request_line(command, args))
             reply = json.loads(await reader.readline())
         finally:
             writer.close()
-        if not reply.get("ok"):
-            raise MailError(reply.get("error") or f"{command} failed")
-        return reply
+        return _checked(reply, command)
     return await asyncio.wait_for(exchange(), timeout)
 
 

@@ -1242,20 +1242,11 @@ class Folder:
                         msg._vsize is not None or not sizes):
                     found[msg.base] = msg
                     continue
-                if name[0] == ".":
-                    continue
-                base = name.partition(":")[0]
-                record = records.get(base)
-                if record is None:
-                    unknown[base] = (sub, name)
-                else:
-                    found[base] = builder.make(base, sub, name, record)
+                _place(sub, name, records, builder, found, unknown)
         if len(found) < len(records):
             self._recheck_missing(records, found, unknown, builder)
         if unknown:
-            records = self._assign(list(unknown), unknown, sizes)
-            for base, (sub, name) in unknown.items():
-                found[base] = builder.make(base, sub, name, records[base])
+            self._give_uids(unknown, builder, found, sizes)
         uidlist.keep_messages(found.values())
         self._save_sizes_when_due(uidlist, len(records))
         result = sorted(found.values(), key=_by_uid)
@@ -1266,6 +1257,12 @@ class Folder:
         return list(result)
 
     messages = sync
+
+    def _give_uids(self, unknown: dict[str, tuple[str, str]], builder: "_MessageBuilder",
+                   found: dict[str, Message], sizes: bool) -> None:
+        records = self._assign(list(unknown), unknown, sizes)
+        for base, (sub, name) in unknown.items():
+            found[base] = builder.make(base, sub, name, records[base])
 
     def _sync_changes(self, uidlist: "_UidList", keywords: tuple, sizes: bool,
                       listing: dict[str, list[str]]) -> list[Message] | None:
@@ -1293,21 +1290,12 @@ class Folder:
         unknown: dict[str, tuple[str, str]] = {}
         for sub in ("new", "cur"):
             for name in added[sub]:
-                if name[0] == ".":
-                    return None
-                base = name.partition(":")[0]
-                record = records.get(base)
-                if record is None:
-                    unknown[base] = (sub, name)
-                else:
-                    fresh[base] = builder.make(base, sub, name, record)
+                _place(sub, name, records, builder, fresh, unknown)
         gone_bases = {name.partition(":")[0] for sub in removed for name in removed[sub]}
         if any(b in records and b not in fresh and b not in unknown for b in gone_bases):
             return None          # a record without its file: the full sync looks again, forgets
         if unknown:
-            records = self._assign(list(unknown), unknown, sizes)
-            for base, (sub, name) in unknown.items():
-                fresh[base] = builder.make(base, sub, name, records[base])
+            self._give_uids(unknown, builder, fresh, sizes)
             if uidlist.generation != generation:
                 return None
         kept = [m for m in result if m.base not in fresh]      # a gone file returned None above
@@ -1536,6 +1524,20 @@ class _MessageBuilder:
             elif self.sizes:
                 size, vsize = self.folder._measure(sub, name, size, vsize)
         return Message(record[0], base, sub, name, flags, size, vsize, self.folder.path)
+
+
+def _place(sub: str, name: str, records: dict[str, tuple[int, str]], builder: _MessageBuilder,
+           found: dict[str, Message], unknown: dict[str, tuple[str, str]]) -> None:
+    """A listed file: its Message when it has a uidlist record, else it waits for a UID.
+    Dot files are not messages."""
+    if name[0] == ".":
+        return
+    base = name.partition(":")[0]
+    record = records.get(base)
+    if record is None:
+        unknown[base] = (sub, name)
+    else:
+        found[base] = builder.make(base, sub, name, record)
 
 
 def _locate(folder_path: Path, base: str) -> tuple[str, str] | None:

@@ -120,6 +120,13 @@ class SharedCounts:
         return sum(self._count_key(_CONNS, f"{p} user {user.lower()}") for p in protocols)
 
     # -- messages per minute --
+    def allow(self, key: str, per_minute: int) -> bool:
+        """Count one event for key unless per_minute were seen in the last 60 s."""
+        if self.recent(key) >= per_minute:
+            return False
+        self.hit(key)
+        return True
+
     def hit(self, key: str) -> int:
         """Count one event for key; return the events in the last 60 s, this one included."""
         now = self.clock()

@@ -123,7 +123,7 @@ def test_messages_per_ip_per_minute(srv):
             codes.append(s.docmd("MAIL", "FROM:<x@foreign.org>")[0])
             s.rset()
         assert 450 in codes
-    srv.runtime.smtp_rates.clear()
+    srv.runtime.sessions.shared.clear_rates()
 
 
 def test_large_message_does_not_stall_other_sessions(srv):

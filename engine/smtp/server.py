@@ -63,42 +63,6 @@ _HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
 _HELO_OK = re.compile(r"^(\[(IPv6:)?[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,253}))$")
 
 
-class Rates:
-    """Messages accepted per client IP in the last minute (limits.messages_per_ip_per_minute),
-    counted across every serving process when the shared counts are there."""
-
-    def __init__(self, shared=None, clock=time.monotonic):
-        self.shared = shared
-        self.clock = clock
-        self.seen: dict[str, collections.deque] = {}
-
-    def allow(self, ip: str, per_minute: int) -> bool:
-        if per_minute <= 0:
-            return True
-        if self.shared is not None:
-            key = f"messages {ip}"
-            if self.shared.recent(key) >= per_minute:
-                return False
-            self.shared.hit(key)
-            return True
-        now = self.clock()
-        q = self.seen.setdefault(ip, collections.deque())
-        while q and q[0] <= now - 60:
-            q.popleft()
-        if len(q) >= per_minute:
-            return False
-        q.append(now)
-        if len(self.seen) > 10000:       # forget idle clients
-            for key in [k for k, v in self.seen.items() if not v][:5000]:
-                del self.seen[key]
-        return True
-
-    def clear(self) -> None:
-        self.seen.clear()
-        if self.shared is not None:
-            self.shared.clear_rates()
-
-
 class _Reader(asyncio.StreamReader):
     """The command reader, whose limit is the longest command line. asyncio pauses a
     socket once twice that limit is buffered, so every message of a few KB paused and
@@ -517,18 +481,14 @@ class MailSMTP(SMTP):
         rejection = policy.check_sender(settings, rt.directory, self.client, sender)
         if rejection:
             return str(rejection)
-        if not self._rates().allow(self.peer_ip, settings.limits.messages_per_ip_per_minute):
+        per_minute = settings.limits.messages_per_ip_per_minute
+        shared = rt.sessions.shared       # counted across every serving process
+        if per_minute and shared is not None and not shared.allow(f"messages {self.peer_ip}", per_minute):
             return "450 4.7.1 Too Many Messages From Your Address, Try Again Later"
         self.envelope.mail_from = sender if sender else "<>"
         self.envelope.mail_options.extend(options)
         self.accepted, self.rejected, self.txn_started = [], [], True
         return "250 2.1.0 Ok"
-
-    def _rates(self) -> Rates:
-        rates = getattr(self.runtime, "smtp_rates", None)
-        if rates is None:
-            rates = self.runtime.smtp_rates = Rates(self.runtime.sessions.shared)
-        return rates
 
     def declared_size(self) -> int:
         for opt in self.envelope.mail_options:
