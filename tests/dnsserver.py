@@ -58,16 +58,28 @@ class DNSServer:
                 except OSError:
                     pass
 
-        self.udp = socketserver.ThreadingUDPServer((host, 0), UDP)
-        self.udp.daemon_threads = True
+        self.udp, self.tcp = self._bind_pair(host, UDP, TCP)
         port = self.udp.server_address[1]
-        socketserver.ThreadingTCPServer.allow_reuse_address = True
-        self.tcp = socketserver.ThreadingTCPServer((host, port), TCP)
-        self.tcp.daemon_threads = True
         self.host, self.port = host, port
         self._threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (self.udp, self.tcp)]
         for t in self._threads:
             t.start()
+
+    @staticmethod
+    def _bind_pair(host, udp_handler, tcp_handler):
+        """UDP and TCP on one port. The kernel picks a free UDP port, but its TCP twin
+        may be taken (by any other test's socket), so try again with another port."""
+        for _ in range(50):
+            udp = socketserver.ThreadingUDPServer((host, 0), udp_handler)
+            udp.daemon_threads = True
+            try:
+                tcp = socketserver.ThreadingTCPServer((host, udp.server_address[1]), tcp_handler)
+            except OSError:
+                udp.server_close()
+                continue
+            tcp.daemon_threads = True
+            return udp, tcp
+        raise OSError("no port free for both UDP and TCP")
 
     @property
     def address(self) -> str:
