@@ -160,9 +160,12 @@ def _field(base: str, marker: str) -> int | None:
 
 def _sizes_from(base: str, keys: str) -> tuple[int | None, int | None]:
     """(size, vsize) from ,S=/,W= in the base name or S/W keys of the uidlist record."""
-    if not keys and "," not in base:
-        return None, None  # named by another tool (no sizes): the usual case at a first sync
-    size, vsize = _field(base, ",S="), _field(base, ",W=")
+    if "," not in base:   # named by another tool (no sizes): the usual case at a first sync
+        if not keys:
+            return None, None
+        size = vsize = None
+    else:
+        size, vsize = _field(base, ",S="), _field(base, ",W=")
     for key in keys.split():
         if key[0] == "S" and size is None and key[1:].isdigit():
             size = int(key[1:])
@@ -456,7 +459,10 @@ def _uidlist_for(folder_path: Path) -> _UidList:
 
 # -- records -------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs six times a plain one, and a sync of a
+# 100,000-message folder makes a Message per changed file. Treat it as immutable all the
+# same (only the lazily measured sizes are filled in); hashed by its compared fields.
+@dataclass(slots=True, unsafe_hash=True)
 class Message:
     """One message file as last seen.
 
@@ -491,8 +497,10 @@ class Message:
         uidlist = _uidlist_for(self.folder_path)
         uidlist.sizes[self.base] = sizes
         uidlist.unsaved.add(self.base)
-        object.__setattr__(self, "_size", sizes[0] if self._size is None else self._size)
-        object.__setattr__(self, "_vsize", sizes[1] if self._vsize is None else self._vsize)
+        if self._size is None:
+            self._size = sizes[0]
+        if self._vsize is None:
+            self._vsize = sizes[1]
         return self._size, self._vsize
 
     @property
@@ -1282,6 +1290,7 @@ class Folder:
         removed = {sub: last_names[sub] - names[sub] for sub in names}
         if not any(added.values()) and not any(removed.values()):
             return list(result)
+        # Many changes (another process's STORE 1:*): the full sync is no slower.
         if sum(map(len, added.values())) + sum(map(len, removed.values())) > max(1000, len(result) // 4):
             return None
         records = uidlist.records
@@ -1336,12 +1345,13 @@ class Folder:
             return ()
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
-    def _measure(self, sub: str, name: str, size: int | None, vsize: int | None) -> tuple[int, int]:
-        """Sizes of a file named without ,S=/,W= and listed without S/W keys (rare: read it)."""
+    def _measure(self, sub: str, name: str, size: int | None, vsize: int | None) -> tuple[int, int] | None:
+        """Sizes of a file named without ,S=/,W= and listed without S/W keys (rare: read
+        it); None when the file is gone."""
         try:
-            data = (self.path / sub / name).read_bytes()
+            data = _read_all(f"{self.path}/{sub}/{name}")
         except FileNotFoundError:
-            data = b""  # expunged or renamed meanwhile; the next sync sees it right
+            return None  # expunged or renamed meanwhile; the next sync sees it right
         return (len(data) if size is None else size), (_vsize(data) if vsize is None else vsize)
 
     # -- flags --
@@ -1522,7 +1532,15 @@ class _MessageBuilder:
             if known is not None:
                 size, vsize = known
             elif self.sizes:
-                size, vsize = self.folder._measure(sub, name, size, vsize)
+                measured = self.folder._measure(sub, name, size, vsize)
+                if measured is None:
+                    size, vsize = size or 0, vsize or 0
+                else:
+                    size, vsize = measured
+                    if not record[1]:   # saved into the record later, as Message._measure does
+                        uidlist = self.folder._uidlist
+                        uidlist.sizes[base] = measured
+                        uidlist.unsaved.add(base)
         return Message(record[0], base, sub, name, flags, size, vsize, self.folder.path)
 
 

@@ -517,3 +517,30 @@ def test_sync_patched_with_outside_changes_equals_a_fresh_sync(md, monkeypatch):
         inbox = md.folder("INBOX")
         inbox.sync()
     assert sum(patched) >= 20                   # the patching path was really taken
+
+
+def test_sizes_read_by_a_sync_are_saved_for_the_next_process(md):
+    """Files named without sizes get UIDs from a sync that reads no file (IMAP SELECT);
+    a later sync that needs sizes (POP3) reads each file once and saves S/W into the
+    uidlist, so the next process neither reads the files nor gets them wrong."""
+    inbox = md.folder("INBOX")
+    count = md_mod.SAVE_SIZES_BATCH + 5
+    expected = {}
+    for i in range(count):
+        base = f"{1700000000 + i}.M{i}P7.otherhost"
+        data = f"Subject: {i}\n\n".encode() + b"x\n" * (i % 50)
+        (md.path / "new" / base).write_bytes(data)
+        expected[base] = (len(data), len(data) + data.count(b"\n"))
+    inbox.sync(sizes=False)
+    assert all(" S" not in line for line in uidlist_lines(md.path)[1:])
+    md_mod._UIDLIST_CACHE.clear()                      # a fresh process, wanting sizes
+    md.folder("INBOX").sync(sizes=True)
+    saved = {}
+    for line in uidlist_lines(md.path)[1:]:
+        keys, _, base = line.partition(" :")
+        fields = dict((k[0], int(k[1:])) for k in keys.split()[1:])
+        saved[base] = (fields.get("S"), fields.get("W"))
+    assert saved == expected
+    md_mod._UIDLIST_CACHE.clear()
+    sizes = {m.base: (m._size, m._vsize) for m in md.folder("INBOX").sync(sizes=True)}
+    assert sizes == expected                           # known from the records alone
