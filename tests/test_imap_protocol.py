@@ -341,3 +341,35 @@ def test_idle_and_two_sessions_see_each_other(mailserver, user):
     assert one.search("ALL") == [1, 3]   # imapclient searches by UID
     one.logout()
     two.logout()
+
+
+def test_single_fetches_read_cached_evicted_and_moved_messages(mailserver, user):
+    """A FETCH of a few whole messages reads them in the event loop only when the kernel
+    has them in memory; a file evicted from the page cache, or renamed by another process
+    since SELECT, is read in a worker thread. Each way gives the same bytes."""
+    import os
+    md = box(mailserver, user)
+    bodies = [message(f"m{i}", body="line\n" * (200 * (i + 1))) for i in range(3)]
+    for data in bodies:
+        md.deliver(data)
+    c = imap(mailserver, user)
+    c.select("INBOX")
+    inbox = md.path / "cur"
+    files = sorted(os.listdir(inbox))
+    assert len(files) == 3          # SELECT moved them from new/ to cur/
+    fd = os.open(inbox / files[1], os.O_RDONLY)   # evict message 2 from the page cache
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    os.rename(inbox / files[2], inbox / (files[2].partition(":")[0] + ":2,F"))  # another process's flag
+    for uid, data in enumerate(bodies, 1):
+        typ, got = c.uid("FETCH", str(uid), "(RFC822.SIZE BODY.PEEK[])")
+        assert typ == "OK"
+        [(head, body)] = [part for part in got if isinstance(part, tuple)]  # beside untagged FLAGS news
+        assert body == data.replace(b"\n", b"\r\n")
+        assert b"RFC822.SIZE %d" % len(body) in head
+    typ, got = c.uid("FETCH", "1:3", "(BODY.PEEK[])")
+    assert [part[1] for part in got if isinstance(part, tuple)] == [d.replace(b"\n", b"\r\n") for d in bodies]
+    c.logout()

@@ -18,12 +18,14 @@ from .response import astring, encode
 from . import cache as headercache
 from . import index as indexmod
 from .mime import to_crlf
-from .selected import Selected, flag_list, read_header, read_message
+from .selected import Selected, flag_list, read_header, read_message, read_message_cached
 
 SYSTEM_FLAGS = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]
 FETCH_BATCH = 200
 IDLE_POLL_S = 1.0
 RESCAN_THROTTLE_S = 0.25
+HOLD_BYTES = 256 * 1024  # a last FETCH batch this small is written together with the tagged reply
+INLINE_MESSAGES = 4     # a FETCH of at most this many whole messages may read them in the event loop
 RECENT = frozenset({"\\Recent"})
 
 
@@ -561,10 +563,13 @@ class Commands:
         wants_envelope = any(i.name == "ENVELOPE" for i in items)
         missing = False
         step = FETCH_BATCH * 5 if indexed else FETCH_BATCH if needs_content else FETCH_BATCH * 10
+        inline = (len(seqs) <= INLINE_MESSAGES and needs_content and not header_only and not indexed
+                  and not sets_seen and (all(_sizes_known(sel.msgs[s - 1]) for s in seqs)
+                                         or not any(i.name == "RFC822.SIZE" for i in items)))
         for start in range(0, len(seqs), step):
             batch = [sel.view(s, sel.folder.read) for s in seqs[start:start + step]]
 
-            def work(batch=batch):
+            def work(batch=batch, read=read_message):
                 out, changed, gone = [], [], False
                 entries = indexmod.lookup(sel.folder, [v.msg for v in batch], envelope=wants_envelope) \
                     if indexed else None
@@ -590,7 +595,7 @@ class Commands:
                         elif header_only:
                             data = headercache.header(sel.folder, msg)
                         else:
-                            data = to_crlf(read_message(sel.folder, msg))
+                            data = to_crlf(read(sel.folder, msg))
                         flags_text = flag_list(v.flags) if wants_flags or extra else None
                         body = fetchmod.render(v, items + extra, data, flags_text,
                                                entry.envelope if entry is not None else None, entry)
@@ -601,14 +606,25 @@ class Commands:
                         out.append(None)
                 return out, changed, gone
 
-            lines, changed, gone = await self.blocking(work)
+            try:
+                # A few whole messages the kernel holds in memory: read here, as a hop to
+                # a worker thread costs more than the read (1000 single-message FETCHes).
+                if not inline:
+                    raise BlockingIOError
+                lines, changed, gone = work(read=read_message_cached)
+            except BlockingIOError:
+                lines, changed, gone = await self.blocking(work)
             missing = missing or gone
             for m in changed:
                 sel.replace(m)
             if any(line is None for line in lines):
                 await self.send(b"".join(x for x in lines if x is not None))
                 raise no("[UNKNOWN-CTE] Cannot decode the content transfer encoding of a part")
-            await self.send(b"".join(lines))
+            data = b"".join(lines)
+            if start + step >= len(seqs) and len(data) <= HOLD_BYTES:
+                self.hold(data)            # the last batch: out with the tagged reply
+            else:
+                await self.send(data)
         if missing:
             raise no("[EXPUNGEISSUED] Some of the requested messages no longer exist")
         return "FETCH completed"
@@ -757,6 +773,11 @@ class Commands:
                 raise bad("UID EXPUNGE needs a UID set")
             return await self.cmd_EXPUNGE(tag, [], uid_set=parse_sequence_set(as_atom(rest[0], "UID set")))
         raise bad(f"Unknown UID command {sub[:20]}")
+
+
+def _sizes_known(msg: store.Message) -> bool:
+    """Known sizes: RFC822.SIZE reads no file (else it measures the file, maybe from disk)."""
+    return msg._size is not None and msg._vsize is not None
 
 
 def _pattern_regex(pattern: str) -> re.Pattern:
