@@ -7,17 +7,27 @@ under the Maildir, so another server process sharing the root sees it too.
 UIDL is what Dovecot would give (pop3_uidl_format's default %08Xu%08Xv: UID and
 UIDVALIDITY), or the P field of the message's dovecot-uidlist record where it has one
 (mail migrated with its old UIDLs); so the UIDLs survive a move to Dovecot and back.
+
+The snapshot's sizes and UIDLs are plain arrays, made once in the thread pool when first
+asked for (STAT/LIST, UIDL), and LIST/UIDL format their whole answer with one %-operation
+over them: at 100,000 messages a per-message f-string and attribute lookup cost more than
+the rest of the command. A snapshot is shared with the next login while new/, cur/ and
+dovecot-uidlist are unchanged (the directory-time test IMAP's shared listings use), so a
+client polling an unchanged large mailbox does not pay for a sync each time.
 """
 from __future__ import annotations
 
 import asyncio
 import base64
 import contextlib
+import operator
 import os
+import threading
 import time
+from collections import OrderedDict
 
 from ..errors import MailError, NotFound
-from ..maildir import Maildir
+from ..maildir import UIDLIST, Maildir
 from ..imap.mime import to_crlf
 
 MAX_LINE = 512                 # RFC 2449 §4: 255 octets per argument; be generous
@@ -91,10 +101,10 @@ class Pop3Session:
         self.user_name: str | None = None
         self.account = None
         self.folder = None
-        self.messages: list = []
+        self.snapshot: _Snapshot | None = None
+        self.messages: list = []            # self.snapshot.messages
         self.deleted: set[int] = set()
         self.lock: MailboxLock | None = None
-        self.uidls: dict[str, str] | None = None     # base -> UIDL, made at the first UIDL
         self.session = None
         self.bad = 0
 
@@ -289,11 +299,11 @@ class Pop3Session:
             await self.send("-ERR [IN-USE] The mailbox is open in another POP3 session")
             return
         try:
-            folder = await rt.run_blocking(md.folder, "INBOX")
-            self.messages = await rt.run_blocking(folder.sync)
+            folder, self.snapshot = await rt.run_blocking(_open_inbox, md)
         except BaseException:
             await rt.run_blocking(lock.release)
             raise
+        self.messages = self.snapshot.messages
         self.lock, self.folder, self.account = lock, folder, account
         self.session.user = account.address
         rt.log.info("pop3: %s logged in from %s", account.address, self.peer_ip)
@@ -312,30 +322,56 @@ class Pop3Session:
             return None, f"Message {n} is already deleted"
         return n, self.messages[n - 1]
 
+    async def _sizes(self) -> list[int]:
+        snapshot = self.snapshot
+        if snapshot.sizes is None:      # may read files: in the pool
+            await self.runtime.run_blocking(snapshot.measure)
+        return snapshot.sizes
+
     async def cmd_STAT(self, arg):
-        live = [m for i, m in enumerate(self.messages, 1) if i not in self.deleted]
-        await self.send(f"+OK {len(live)} {sum(m.vsize for m in live)}")
+        sizes = await self._sizes()
+        total = self.snapshot.total - sum(sizes[n - 1] for n in self.deleted)
+        await self.send(f"+OK {len(sizes) - len(self.deleted)} {total}")
     cmd_STAT.auth = True
 
-    async def _listing(self, arg, render):
-        if arg.strip():
-            n, m = self._msg(arg)
-            if n is None:
-                await self.send(f"-ERR {m}")
-                return
-            await self.send(f"+OK {n} {render(m)}")
-            return
-        lines = [f"{i} {render(m)}" for i, m in enumerate(self.messages, 1) if i not in self.deleted]
-        await self.send("+OK\r\n" + "".join(line + "\r\n" for line in lines) + ".")
+    def _live(self, values: list) -> tuple[range | list[int], list]:
+        """(message numbers, their values) of the messages not marked deleted."""
+        if not self.deleted:
+            return range(1, len(values) + 1), values
+        deleted = self.deleted
+        numbers = [n for n in range(1, len(values) + 1) if n not in deleted]
+        return numbers, [values[n - 1] for n in numbers]
+
+    async def _send_table(self, line: str, numbers, values) -> None:
+        """+OK, then `line` % (number, value) for each pair, then the final dot; one
+        %-operation for the whole table (line holds exactly two conversions)."""
+        pairs = [None] * (2 * len(numbers))
+        pairs[0::2] = numbers
+        pairs[1::2] = values
+        body = (line * len(numbers)) % tuple(pairs) if pairs else ""
+        self.writer.write(b"+OK\r\n" + body.encode("ascii") + b".\r\n")
+        await self.writer.drain()
 
     async def cmd_LIST(self, arg):
-        await self._listing(arg, lambda m: str(m.vsize))
+        if arg.strip():
+            n, m = self._msg(arg)
+            await self.send(f"-ERR {m}" if n is None else f"+OK {n} {(await self._sizes())[n - 1]}")
+            return
+        await self._send_table("%d %d\r\n", *self._live(await self._sizes()))
     cmd_LIST.auth = True
 
     async def cmd_UIDL(self, arg):
-        if self.uidls is None:
-            self.uidls = await self.runtime.run_blocking(_uidls, self.folder, self.messages)
-        await self._listing(arg, lambda m: self.uidls[m.base])
+        uidls = self.snapshot.uidls
+        if uidls is None:
+            uidls = self.snapshot.uidls = await self.runtime.run_blocking(_Uidls, self.folder, self.messages)
+        if arg.strip():
+            n, m = self._msg(arg)
+            await self.send(f"-ERR {m}" if n is None else f"+OK {n} {uidls.one(n - 1)}")
+            return
+        if uidls.kept:          # some UIDLs are kept ones: the table of strings
+            await self._send_table("%d %s\r\n", *self._live(uidls.all()))
+        else:                   # all are UID + UIDVALIDITY: formatted from the UIDs
+            await self._send_table("%d %08x" + uidls.validity + "\r\n", *self._live(uidls.uids))
     cmd_UIDL.auth = True
 
     async def _read(self, m) -> bytes | None:
@@ -420,17 +456,98 @@ class Pop3Session:
         raise _Quit()
 
 
-def _uidls(folder, messages) -> dict[str, str]:
-    uidvalidity = folder.uidvalidity()
-    kept = folder.record_fields("P")
-    uidls = {}
-    for m in messages:
-        uidl = kept.get(m.base)
-        # RFC 1939: 1-70 characters in 0x21-0x7E; a kept one that is not is not used
-        if not uidl or len(uidl) > 70 or not all(0x21 <= ord(c) <= 0x7E for c in uidl):
-            uidl = f"{m.uid:08x}{uidvalidity:08x}"      # as Dovecot prints it
-        uidls[m.base] = uidl
-    return uidls
+_vsize_of = operator.attrgetter("vsize")
+_uid_of = operator.attrgetter("uid")
+
+
+# Directory times come from a coarse clock: a snapshot is reused only when its sync began
+# this long after the newest change it saw (so any later change shows as a new time).
+_MTIME_SLACK = 0.05
+_SNAPSHOTS: OrderedDict[str, "_Snapshot"] = OrderedDict()
+_SNAPSHOTS_MAX = 64
+_SNAPSHOTS_LOCK = threading.Lock()
+
+
+class _Snapshot:
+    """INBOX as sessions see it: the messages of one sync and, made when first asked
+    for, their sizes and UIDLs. Never changed once made, so sessions share it."""
+
+    def __init__(self, messages: list, stamp: tuple | None):
+        self.messages = messages
+        self.stamp = stamp                  # None: not to be reused
+        self.sizes: list[int] | None = None     # vsize of messages[i]
+        self.total = 0                      # sum(sizes)
+        self.uidls: _Uidls | None = None
+
+    def measure(self) -> None:
+        """Fill sizes and total (blocking: a size not known yet is read from the file)."""
+        sizes = list(map(_vsize_of, self.messages))
+        self.total = sum(sizes)
+        self.sizes = sizes
+
+
+def _stamp(path) -> tuple[tuple, float]:
+    """(what stat says of new/, cur/ and the uidlist, the newest of their mtimes)."""
+    out = []
+    for name in ("new", "cur", UIDLIST):
+        try:
+            st = os.stat(path / name)
+            out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        except FileNotFoundError:
+            out.append(None)
+    return tuple(out), max((s[0] for s in out if s), default=0) / 1e9
+
+
+def _open_inbox(md: Maildir):
+    """(INBOX, the session's snapshot): the last one when nothing changed since, else a sync."""
+    folder = md.folder("INBOX")
+    key = str(folder.path)
+    started = time.time()
+    stamp, newest = _stamp(folder.path)
+    with _SNAPSHOTS_LOCK:
+        snapshot = _SNAPSHOTS.get(key)
+        if snapshot is not None and snapshot.stamp == stamp:
+            _SNAPSHOTS.move_to_end(key)
+            return folder, snapshot
+    snapshot = _Snapshot(folder.sync(), stamp if started - newest > _MTIME_SLACK else None)
+    with _SNAPSHOTS_LOCK:
+        _SNAPSHOTS[key] = snapshot
+        _SNAPSHOTS.move_to_end(key)
+        while len(_SNAPSHOTS) > _SNAPSHOTS_MAX:
+            _SNAPSHOTS.popitem(last=False)
+    return folder, snapshot
+
+
+def _usable_uidl(uidl: str) -> bool:
+    # RFC 1939: 1-70 characters in 0x21-0x7E; a kept one that is not is not used
+    return 0 < len(uidl) <= 70 and all(0x21 <= ord(c) <= 0x7E for c in uidl)
+
+
+class _Uidls:
+    """The UIDLs of a session's messages, by position: UID and UIDVALIDITY as Dovecot
+    prints them (%08x%08x), or the record's kept P field where it has a usable one."""
+
+    def __init__(self, folder, messages: list):
+        self.validity = f"{folder.uidvalidity():08x}"
+        self.uids = list(map(_uid_of, messages))
+        fields = folder.record_fields("P")
+        kept = {}
+        if fields:
+            for i, m in enumerate(messages):
+                uidl = fields.get(m.base)
+                if uidl is not None and _usable_uidl(uidl):
+                    kept[i] = uidl
+        self.kept: dict[int, str] = kept          # position -> kept UIDL
+
+    def one(self, i: int) -> str:
+        uidl = self.kept.get(i)
+        return uidl if uidl is not None else f"{self.uids[i]:08x}{self.validity}"
+
+    def all(self) -> list[str]:
+        uidls = [f"{uid:08x}{self.validity}" for uid in self.uids]
+        for i, uidl in self.kept.items():
+            uidls[i] = uidl
+        return uidls
 
 
 async def start(runtime, name: str, listener_settings) -> list[asyncio.base_events.Server]:
