@@ -174,11 +174,19 @@ def _sizes_from(base: str, keys: str) -> tuple[int | None, int | None]:
     return size, vsize
 
 
-def _base_order(base: str) -> tuple:
-    """Delivery order of base names "<secs>.M<usecs>...", for giving out UIDs."""
+def _delivery_order(bases: Iterable[str]) -> list[str]:
+    """Base names "<secs>.M<usecs>..." in delivery order (seconds, then microseconds, then
+    the name), for giving out UIDs. Two sorts, the first by the name itself, because one
+    sort by a (secs, usecs, name) tuple costs three times as much at 100,000 names."""
+    return sorted(sorted(bases), key=_delivery_time)
+
+
+def _delivery_time(base: str) -> int:
     secs, _, rest = base.partition(".")
-    usecs = rest[1:].split("P", 1)[0] if rest.startswith("M") else ""
-    return (int(secs) if secs.isdigit() else 0, int(usecs) if usecs.isdigit() else 0, base)
+    if not secs.isdigit():
+        return 0
+    usecs = rest[1:].partition("P")[0] if rest[:1] == "M" else ""
+    return int(secs) * 1_000_000 + (int(usecs) if usecs.isdigit() and len(usecs) <= 6 else 0)
 
 
 # -- locks -------------------------------------------------------------------
@@ -401,16 +409,34 @@ class _UidList:
         self._messages = cache
 
     # Writers hold the dotlock and call refresh() first.
-    def append(self, lines: list[str]) -> None:
+    def append(self, entries: list[tuple[int, str, str]]) -> None:
+        """Append records (uid, keys, base)."""
+        lines = [f"{uid} {keys} :{base}\n" if keys else f"{uid} :{base}\n" for uid, keys, base in entries]
+        data = "".join(lines).encode("utf-8", "surrogateescape")
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
         try:
-            prefix = "" if self._ends_with_newline(fd) else "\n"
+            st = os.fstat(fd)
+            ours = (st.st_dev, st.st_ino) == self._ident and st.st_size == self._offset
+            if not self._ends_with_newline(fd):
+                data, ours = b"\n" + data, False
             # No fsync: the uidlist is metadata that sync() rebuilds from the files; the
             # message itself was fsync'd with its directory before anyone was told it is stored.
-            os.write(fd, (prefix + "".join(lines)).encode("utf-8", "surrogateescape"))
+            written = os.write(fd, data)
         finally:
             os.close(fd)
-        self.refresh()
+        if not ours or written != len(data):
+            self.refresh()
+            return
+        # The file was exactly what we had parsed: take the records as we wrote them
+        # instead of reading and parsing them back (100,000 lines at a first SELECT).
+        with self.mutex:
+            records = dict(self.records)
+            for uid, keys, base in entries:
+                records[base] = (uid, keys)
+            self.records = records
+            self.last_uid = max(self.last_uid, max(uid for uid, _, _ in entries))
+            self._offset += len(data)
+            self._tail = lines[-1].encode("utf-8", "surrogateescape")
 
     @staticmethod
     def _ends_with_newline(fd: int) -> bool:
@@ -1130,14 +1156,11 @@ class Folder:
             uidlist.refresh()
             if not uidlist.exists:
                 uidlist.rewrite(self.maildir._new_uidlist_header(), {})
-            fresh = sorted({b for b in bases if b not in uidlist.records}, key=_base_order)
+            fresh = _delivery_order({b for b in bases if b not in uidlist.records})
             if fresh:
                 uid = uidlist.next_uid
-                lines = []
-                for offset, base in enumerate(fresh):
-                    keys = self._size_keys(base, listing) if sizes else ""
-                    lines.append(f"{uid + offset} {keys} :{base}\n" if keys else f"{uid + offset} :{base}\n")
-                uidlist.append(lines)
+                uidlist.append([(uid + offset, self._size_keys(base, listing) if sizes else "", base)
+                                for offset, base in enumerate(fresh)])
             return uidlist.records
 
     def _size_keys(self, base: str, listing: dict[str, tuple[str, str]] | None = None) -> str:
@@ -1201,7 +1224,7 @@ class Folder:
             header["N"] = str(uidlist.next_uid)
             records = {b: r for b, r in uidlist.records.items() if b in listing}
             uid = uidlist.next_uid
-            for base in sorted(listing.keys() - records.keys(), key=_base_order):
+            for base in _delivery_order(listing.keys() - records.keys()):
                 records[base] = (uid, self._size_keys(base, listing))
                 uid += 1
             header["N"] = str(uid)
@@ -1374,7 +1397,7 @@ class Folder:
             self._uidlist.refresh()
             header = self.maildir._new_uidlist_header()
             listing = self._scan()
-            records = {base: (i, "") for i, base in enumerate(sorted(listing, key=_base_order), 1)}
+            records = {base: (i, "") for i, base in enumerate(_delivery_order(listing), 1)}
             header["N"] = str(len(records) + 1)
             self._uidlist.rewrite(header, records)
             return int(header["V"])

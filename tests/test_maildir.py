@@ -544,3 +544,28 @@ def test_sizes_read_by_a_sync_are_saved_for_the_next_process(md):
     md_mod._UIDLIST_CACHE.clear()
     sizes = {m.base: (m._size, m._vsize) for m in md.folder("INBOX").sync(sizes=True)}
     assert sizes == expected                           # known from the records alone
+
+
+def test_records_appended_by_us_equal_the_file_and_continue_it(md):
+    """UIDs given by a sync are taken into the parsed uidlist as written, not read back:
+    they must equal what a fresh parse of the file gives, and the next refresh must see
+    the file as continued (not rewritten, which would cost a full parse)."""
+    inbox = md.folder("INBOX")
+    md.deliver(b"Subject: first\n\nx\n")
+    inbox.sync()
+    for i in range(50):
+        (md.path / "new" / f"{1700000000 + i % 7}.M{(i * 7919) % 1000}P3.otherhost{i}").write_bytes(b"Subject: y\n\ny\n")
+    uidlist = md_mod._uidlist_for(md.path)
+    generation = uidlist.generation
+    msgs = inbox.sync(sizes=False)
+    assert len(msgs) == 51 and [m.uid for m in msgs] == list(range(1, 52))
+    uidlist.refresh()
+    assert uidlist.generation == generation
+    ours = dict(uidlist.records)
+    md_mod._UIDLIST_CACHE.clear()
+    fresh = md_mod._uidlist_for(md.path)
+    fresh.refresh()
+    assert fresh.records == ours and fresh.next_uid == uidlist.next_uid == 52
+    # delivery order: seconds, then microseconds, then the name
+    order = [m.base for m in msgs[1:]]
+    assert order == sorted(order, key=lambda b: (int(b.split(".")[0]), int(b.split(".M")[1].split("P")[0]), b))
