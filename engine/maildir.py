@@ -338,6 +338,7 @@ class _UidList:
                     self._parse_records(f.read())
                 else:
                     self._reset()
+                    f.seek(0)      # _continues() may have read part of it
                     self._parse_all(f.read())
                     self._ident = (st.st_dev, st.st_ino)
 

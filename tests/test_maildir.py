@@ -569,3 +569,29 @@ def test_records_appended_by_us_equal_the_file_and_continue_it(md):
     # delivery order: seconds, then microseconds, then the name
     order = [m.base for m in msgs[1:]]
     assert order == sorted(order, key=lambda b: (int(b.split(".")[0]), int(b.split(".M")[1].split("P")[0]), b))
+
+
+def test_uidlist_rewritten_in_place_is_read_whole(md):
+    """Another program rewrites dovecot-uidlist in place (same inode, new content): the
+    next sync reads the new file from its start. Reading on from where the check for an
+    append stopped lost the header, and the folder got a new UIDVALIDITY and new UIDs."""
+    inbox = md.folder("INBOX")
+    for i in range(3):
+        md.deliver(f"Subject: {i}\n\n{i}\n".encode())
+    before = {m.base: m.uid for m in inbox.sync()}
+    uidvalidity = inbox.uidvalidity()
+    path = md.path / "dovecot-uidlist"
+    lines = path.read_text().splitlines()
+    # The same records with a P field added (as Dovecot does for a kept POP3 UIDL), and
+    # the header's fields in another order: longer than before, same inode.
+    header = lines[0].split()
+    rewritten = [" ".join([header[0]] + header[1:][::-1])]
+    for line in lines[1:]:
+        uid, _, rest = line.partition(" ")
+        rewritten.append(f"{uid} Pkept{uid} {rest}")
+    with open(path, "r+") as f:
+        f.write("\n".join(rewritten) + "\n")
+        f.truncate()
+    after = {m.base: m.uid for m in inbox.sync()}
+    assert after == before and inbox.uidvalidity() == uidvalidity
+    assert inbox.record_fields("P") == {base: f"kept{uid}" for base, uid in before.items()}
