@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import os
 import signal
@@ -405,6 +406,7 @@ def serve(root: Root, stderr: bool = True, ready=None, processes: int | None = N
         raise MailError(f"another mailctl server is already running on {root.path}; "
                         f"see 'mailctl status'") from None
     atomic_write(pid_path, f"{os.getpid()}\n")
+    _tune_gc()
     try:
         return asyncio.run(run(root, ready, processes, log_stderr=stderr))
     finally:
@@ -414,12 +416,28 @@ def serve(root: Root, stderr: bool = True, ready=None, processes: int | None = N
         logs.stop()
 
 
+# A serving process holds large long-lived structures (listings, uidlists, the header
+# index: about a million objects for a 100,000-message folder) and makes a Message per
+# changed file at each sync. With CPython's default thresholds (700, 10, 10) the collector
+# walked that whole heap several times during one such sync: half the time of a SELECT
+# after another process's STORE 1:* on 100,000 messages (1.1-1.9 s -> 0.6-0.9 s), and a
+# quarter of the STORE. Young collections every 50,000 allocations instead of 700, as
+# busy Python servers commonly tune; start-up objects are frozen out of it altogether.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def _tune_gc() -> None:
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def serve_secondary(root: Root, spec: dict) -> int:
     """A serving process started by a primary: listeners only; logs to the same log/mailctl.log
     (the primary rotates it)."""
     from . import settings as settings_mod
     settings = settings_mod.load(root.config_file, "mailctl.toml")
     logs.setup(root, settings.server.log_level, stderr=bool(spec.get("stderr")), rotate=False)
+    _tune_gc()
     try:
         return asyncio.run(run(root, secondary=spec))
     finally:
