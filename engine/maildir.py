@@ -174,6 +174,25 @@ def _sizes_from(base: str, keys: str) -> tuple[int | None, int | None]:
     return size, vsize
 
 
+# Directory times come from a coarse clock (a few milliseconds a tick): a listing begun
+# this long after the newest change it saw cannot have missed a change with the same time.
+MTIME_SLACK = 0.05
+
+
+def folder_stamp(path: Path) -> tuple[tuple, float]:
+    """What stat() says of a folder's new/, cur/ and dovecot-uidlist, and the newest of
+    their times. While the stamp stays the same, a listing begun MTIME_SLACK after that
+    time is still the folder's (IMAP's shared listings, POP3's snapshots)."""
+    out = []
+    for name in ("new", "cur", UIDLIST):
+        try:
+            st = os.stat(path / name)
+            out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        except FileNotFoundError:
+            out.append(None)
+    return tuple(out), max((s[0] for s in out if s), default=0) / 1e9
+
+
 def _delivery_order(bases: Iterable[str]) -> list[str]:
     """Base names "<secs>.M<usecs>..." in delivery order (seconds, then microseconds, then
     the name), for giving out UIDs. Two sorts, the first by the name itself, because one
@@ -1189,6 +1208,7 @@ class Folder:
         them): other processes and later syncs then know them without reading files."""
         uidlist = self._uidlist
         with self._lock():
+            generation = uidlist.generation
             uidlist.refresh()
             bases, uidlist.unsaved = uidlist.unsaved, set()
             records = dict(uidlist.records)
@@ -1199,7 +1219,13 @@ class Folder:
             if records != uidlist.records:
                 header = dict(uidlist.header)
                 header["N"] = str(uidlist.next_uid)
+                last = uidlist.last_sync
                 uidlist.rewrite(header, records)
+                # Only keys were added, UIDs are as they were: the last sync's result still
+                # holds (unless the refresh above found another writer's rewrite), so the
+                # next sync may patch it instead of listing 100,000 files afresh.
+                if last is not None and last[0] == generation == uidlist.generation - 1:
+                    uidlist.last_sync = (uidlist.generation,) + last[1:]
 
     def _forget(self, bases: Iterable[str]) -> None:
         """Drop records of files that are gone (rename-replace; next_uid is kept)."""
@@ -1280,12 +1306,12 @@ class Folder:
         if unknown:
             self._give_uids(unknown, builder, found, sizes)
         uidlist.keep_messages(found.values())
-        self._save_sizes_when_due(uidlist, len(records))
         result = sorted(found.values(), key=_by_uid)
         if uidlist.generation == generation and len(found) == sum(len(n) for n in listing.values()):
             sized = sizes or all(m._vsize is not None for m in result)
             uidlist.last_sync = (generation, keywords, sized, {sub: frozenset(names) for sub, names in
                                                                listing.items()}, result)
+        self._save_sizes_when_due(uidlist, len(records))
         return list(result)
 
     messages = sync

@@ -595,3 +595,29 @@ def test_uidlist_rewritten_in_place_is_read_whole(md):
     after = {m.base: m.uid for m in inbox.sync()}
     assert after == before and inbox.uidvalidity() == uidvalidity
     assert inbox.record_fields("P") == {base: f"kept{uid}" for base, uid in before.items()}
+
+
+def test_saving_measured_sizes_keeps_the_last_sync_patchable(md, monkeypatch):
+    """Sizes measured on first use are saved by rewriting the uidlist (only S/W keys
+    added): the sync that saved them is still the folder's, so the next sync patches it
+    instead of listing and rebuilding every message."""
+    monkeypatch.setattr(md_mod, "SAVE_SIZES_BATCH", 5)
+    for i in range(40):
+        (md.path / "new" / f"{1700000000 + i}.M{i}P5.otherhost").write_bytes(b"Subject: s\n\n" + b"x" * i)
+    inbox = md.folder("INBOX")
+    msgs = inbox.sync(sizes=False)
+    before = uidlist_lines(md.path)
+    assert [m.vsize for m in msgs] == [len(b"Subject: s\n\n") + 2 + i for i in range(40)]  # measured
+    patched = []
+    original = md_mod.Folder._sync_changes
+
+    def counting(self, *args):
+        result = original(self, *args)
+        patched.append(result is not None)
+        return result
+    monkeypatch.setattr(md_mod.Folder, "_sync_changes", counting)
+    again = inbox.sync(sizes=False)                    # saves the sizes: a rewrite
+    assert uidlist_lines(md.path) != before and all(" S" in line for line in uidlist_lines(md.path)[1:])
+    third = inbox.sync(sizes=False)
+    assert patched[-1] is True
+    assert [(m.uid, m.filename, m.vsize) for m in third] == [(m.uid, m.filename, m.vsize) for m in again]

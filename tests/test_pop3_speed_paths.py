@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from engine.maildir import MTIME_SLACK
 from engine.pop3 import server as pop3_server
 from helpers_mail import PASSWORD, box, mailserver, message, user  # noqa: F401
 
@@ -36,7 +37,7 @@ def expected(md):
 
 def settle():
     """Let the directory times age past the snapshot's coarse-clock margin."""
-    time.sleep(pop3_server._MTIME_SLACK * 2 + 0.02)
+    time.sleep(MTIME_SLACK * 2 + 0.02)
 
 
 def snapshot_of(md):

@@ -17,9 +17,6 @@ from dataclasses import dataclass, replace
 
 from .. import maildir as store
 
-# Kernel file times advance in ticks of a few milliseconds; a scan that began this long
-# after the newest change cannot have missed a change with the same time.
-_MTIME_SLACK = 0.05
 CLAIM_LIMIT = 5000
 
 
@@ -212,16 +209,7 @@ class Selected:
 
     # -- blocking part (worker thread) -------------------------------------------
     def _stat_stamp(self):
-        path = self.folder.path
-        out = []
-        for name in ("new", "cur", store.UIDLIST):
-            try:
-                st = os.stat(path / name)
-                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
-            except FileNotFoundError:
-                out.append(None)
-        newest = max((s[0] for s in out if s), default=0) / 1e9
-        return tuple(out), newest
+        return store.folder_stamp(self.folder.path)
 
     def scan(self) -> tuple[list[store.Message], set[int]] | None:
         """A fresh listing and the UIDs this session just claimed from new/, or None when
@@ -241,7 +229,7 @@ class Selected:
         # Directory times come from a coarse clock: a change in the same tick as the
         # newest one we saw would leave the times unchanged. Once a scan began well
         # after the newest change, any later change shows as a new time.
-        self._settled = started - newest > _MTIME_SLACK
+        self._settled = started - newest > store.MTIME_SLACK
         self.uidvalidity = self.folder.uidvalidity()
         return msgs, claimed
 

@@ -27,7 +27,7 @@ import time
 from collections import OrderedDict
 
 from ..errors import MailError, NotFound
-from ..maildir import UIDLIST, Maildir
+from ..maildir import MTIME_SLACK, Maildir, folder_stamp
 from ..imap.mime import to_crlf
 
 MAX_LINE = 512                 # RFC 2449 §4: 255 octets per argument; be generous
@@ -460,9 +460,6 @@ _vsize_of = operator.attrgetter("vsize")
 _uid_of = operator.attrgetter("uid")
 
 
-# Directory times come from a coarse clock: a snapshot is reused only when its sync began
-# this long after the newest change it saw (so any later change shows as a new time).
-_MTIME_SLACK = 0.05
 _SNAPSHOTS: OrderedDict[str, "_Snapshot"] = OrderedDict()
 _SNAPSHOTS_MAX = 64
 _SNAPSHOTS_LOCK = threading.Lock()
@@ -486,30 +483,18 @@ class _Snapshot:
         self.sizes = sizes
 
 
-def _stamp(path) -> tuple[tuple, float]:
-    """(what stat says of new/, cur/ and the uidlist, the newest of their mtimes)."""
-    out = []
-    for name in ("new", "cur", UIDLIST):
-        try:
-            st = os.stat(path / name)
-            out.append((st.st_mtime_ns, st.st_size, st.st_ino))
-        except FileNotFoundError:
-            out.append(None)
-    return tuple(out), max((s[0] for s in out if s), default=0) / 1e9
-
-
 def _open_inbox(md: Maildir):
     """(INBOX, the session's snapshot): the last one when nothing changed since, else a sync."""
     folder = md.folder("INBOX")
     key = str(folder.path)
     started = time.time()
-    stamp, newest = _stamp(folder.path)
+    stamp, newest = folder_stamp(folder.path)
     with _SNAPSHOTS_LOCK:
         snapshot = _SNAPSHOTS.get(key)
         if snapshot is not None and snapshot.stamp == stamp:
             _SNAPSHOTS.move_to_end(key)
             return folder, snapshot
-    snapshot = _Snapshot(folder.sync(), stamp if started - newest > _MTIME_SLACK else None)
+    snapshot = _Snapshot(folder.sync(), stamp if started - newest > MTIME_SLACK else None)
     with _SNAPSHOTS_LOCK:
         _SNAPSHOTS[key] = snapshot
         _SNAPSHOTS.move_to_end(key)
