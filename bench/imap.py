@@ -2,14 +2,16 @@
 """IMAP/POP3 benchmark: our server and Dovecot on the same generated mailboxes.
 
     python bench/imap.py [--counts 10000,100000] [--dovecot] [--processes N] [--json out.json]
-                         [-- --skip-conc ...]
+                         [--password-scheme sha512-crypt|argon2id] [-- --skip-conc ...]
 
 Runs ../shared/bench/imap-bench.py (the shared, server-agnostic driver) against
 `mailctl serve` on a temporary root, and with --dovecot against the reference stack
 (../shared/bench/stack-up.sh, run as root), each count on both servers back to back, then
 prints each operation's wall time and server CPU time beside Dovecot's, and the ratios.
 Arguments after `--` go to the driver (e.g. --skip-conc, --skip-pop3, --quiet-pct 0).
-Only when ../shared exists beside the checkout. Speed is measured here, never asserted in tests.
+Our account's password is stored as SHA512-CRYPT by default, as the reference stack's
+Dovecot stores it, so a cold LOGIN costs both the same hash; the cost of argon2id (what
+`mailctl account add` writes) is printed beside it. Only when ../shared exists beside the checkout. Speed is measured here, never asserted in tests.
 """
 from __future__ import annotations
 
@@ -32,8 +34,26 @@ USER = "alice@example.test"
 PASSWORD = "secret-pass-1"
 
 
-def make_root(path: Path):
-    from engine import directory_edit, passwords, settings as settings_mod, setup
+def password_hash(scheme: str) -> str:
+    """The account's stored password. sha512-crypt is what the reference stack's Dovecot
+    verifies (stack-up.sh's default PASS_SCHEME), so a cold LOGIN costs both servers the
+    same hash; argon2id is what `mailctl account add` writes."""
+    from engine import passwords
+    if scheme == "argon2id":
+        return passwords.hash_password(PASSWORD)
+    made = subprocess.run(["openssl", "passwd", "-6", PASSWORD], capture_output=True, text=True, check=True)
+    return "{SHA512-CRYPT}" + made.stdout.strip()
+
+
+def verify_cost_ms(stored: str) -> float:
+    from engine import passwords
+    started = time.perf_counter()
+    assert passwords.verify(stored, PASSWORD)
+    return (time.perf_counter() - started) * 1000
+
+
+def make_root(path: Path, scheme: str = "sha512-crypt"):
+    from engine import directory_edit, settings as settings_mod, setup
     from engine.root import Root, atomic_write
     root = Root(path)
     setup.init_root(root, hostname="localhost", high_ports=True)
@@ -47,7 +67,7 @@ def make_root(path: Path):
     atomic_write(root.config_file, settings_mod.render_sample(values))
     cfg = settings_mod.load(root.config_file)
     directory_edit.add_domain(root, cfg, "example.test")
-    directory_edit.add_account(root, cfg, USER, passwords.hash_password(PASSWORD))
+    directory_edit.add_account(root, cfg, USER, password_hash(scheme))
     return root
 
 
@@ -160,13 +180,17 @@ def main() -> int:
                     help="mailctl serving processes (serve --processes); default: the server's own")
     ap.add_argument("--dovecot-from", metavar="JSON",
                     help="take Dovecot's figures from an earlier --json output instead of running it")
+    ap.add_argument("--password-scheme", choices=("sha512-crypt", "argon2id"), default="sha512-crypt",
+                    help="how our account's password is stored (default: as the reference stack's)")
     ap.add_argument("driver_args", nargs="*", help="extra arguments for imap-bench.py (after --)")
     args = ap.parse_args()
     if not (SHARED / "imap-bench.py").exists():
         print(f"{SHARED}/imap-bench.py not found; nothing to do")
         return 0
     work = Path(tempfile.mkdtemp(prefix="mailctl-imap-bench-"))
-    root = make_root(work / "root")
+    root = make_root(work / "root", args.password_scheme)
+    print(f"password hash: {args.password_scheme} (one verify {verify_cost_ms(password_hash(args.password_scheme)):.1f} ms); "
+          f"argon2id, our default for new accounts, {verify_cost_ms(password_hash('argon2id')):.1f} ms", flush=True)
     maildir = root.mail_dir / "example.test" / "alice"
     ours, theirs = {}, {}
     if args.dovecot_from:
