@@ -1203,6 +1203,13 @@ class Folder:
         if len(uidlist.unsaved) >= max(SAVE_SIZES_BATCH, count // 10):
             self._save_sizes()
 
+    def save_measured_sizes(self) -> None:
+        """After a command that measured many sizes (an IMAP client's first RFC822.SIZE
+        of a folder): save them now, so another process's sync (a POP3 login) finds them
+        in the uidlist instead of reading every file, and need not wait for our next sync."""
+        uidlist = self._uidlist
+        self._save_sizes_when_due(uidlist, len(uidlist.records))
+
     def _save_sizes(self) -> None:
         """Sizes measured on first use into their records (S/W keys, as Dovecot writes
         them): other processes and later syncs then know them without reading files."""

@@ -373,3 +373,31 @@ def test_single_fetches_read_cached_evicted_and_moved_messages(mailserver, user)
     typ, got = c.uid("FETCH", "1:3", "(BODY.PEEK[])")
     assert [part[1] for part in got if isinstance(part, tuple)] == [d.replace(b"\n", b"\r\n") for d in bodies]
     c.logout()
+
+
+def test_sizes_measured_by_a_fetch_are_saved_for_other_processes(mailserver, user):
+    """A folder filled by another MTA (names without ,S=/,W=): a client's first FETCH of
+    RFC822.SIZE measures every file. The sizes are written to dovecot-uidlist when the
+    command ends, so another serving process (a POP3 login) need not read the files."""
+    import os
+    from engine.maildir import SAVE_SIZES_BATCH
+    md = box(mailserver, user)
+    count = SAVE_SIZES_BATCH + 10
+    sizes = {}
+    for i in range(count):
+        base = f"{1700000000 + i}.M{i}P9.mx"
+        data = b"Subject: %d\n\n" % i + b"z" * (i % 300)
+        (md.path / "new" / base).write_bytes(data)
+        sizes[base] = (len(data), len(data) + data.count(b"\n"))
+    c = imap(mailserver, user)
+    c.select("INBOX")
+    typ, got = c.fetch("1:*", "(RFC822.SIZE)")
+    assert typ == "OK" and len(got) == count
+    saved = {}
+    for line in (md.path / "dovecot-uidlist").read_text().splitlines()[1:]:
+        keys, _, name = line.partition(" :")
+        fields = dict((k[0], int(k[1:])) for k in keys.split()[1:])
+        saved[name.partition(":")[0]] = (fields.get("S"), fields.get("W"))
+    assert saved == sizes
+    assert sorted(int(x.split()[-1].rstrip(b")")) for x in got) == sorted(w for _, w in sizes.values())
+    c.logout()

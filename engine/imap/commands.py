@@ -625,6 +625,8 @@ class Commands:
                 self.hold(data)            # the last batch: out with the tagged reply
             else:
                 await self.send(data)
+        if len(seqs) >= store.SAVE_SIZES_BATCH and any(i.name == "RFC822.SIZE" for i in items):
+            await self.blocking(sel.folder.save_measured_sizes)
         if missing:
             raise no("[EXPUNGEISSUED] Some of the requested messages no longer exist")
         return "FETCH completed"
