@@ -27,6 +27,19 @@ def uidlist_lines(folder_path: Path) -> list[str]:
     return (folder_path / "dovecot-uidlist").read_text().splitlines()
 
 
+def record_patching(monkeypatch) -> list[bool]:
+    """A list that gets, for each sync from now on, whether it patched its last result."""
+    patched: list[bool] = []
+    original = md_mod.Folder._sync_changes
+
+    def recording(self, *args):
+        result = original(self, *args)
+        patched.append(result is not None)
+        return result
+    monkeypatch.setattr(md_mod.Folder, "_sync_changes", recording)
+    return patched
+
+
 # -- layout -------------------------------------------------------------------
 
 def test_create_layout(md, tmp_path):
@@ -479,14 +492,7 @@ def test_sync_patched_with_outside_changes_equals_a_fresh_sync(md, monkeypatch):
     inbox = md.folder("INBOX")
     for i in range(60):
         md.deliver(f"Subject: m{i}\n\nbody {i}\n".encode(), flags=["\\Seen"] if i % 2 else [])
-    patched = []
-    original = md_mod.Folder._sync_changes
-
-    def counting(self, *args):
-        result = original(self, *args)
-        patched.append(result is not None)
-        return result
-    monkeypatch.setattr(md_mod.Folder, "_sync_changes", counting)
+    patched = record_patching(monkeypatch)
 
     def view(messages):
         return [(m.uid, m.subdir, m.filename, tuple(sorted(m.flags)), m.vsize) for m in messages]
@@ -608,14 +614,7 @@ def test_saving_measured_sizes_keeps_the_last_sync_patchable(md, monkeypatch):
     msgs = inbox.sync(sizes=False)
     before = uidlist_lines(md.path)
     assert [m.vsize for m in msgs] == [len(b"Subject: s\n\n") + 2 + i for i in range(40)]  # measured
-    patched = []
-    original = md_mod.Folder._sync_changes
-
-    def counting(self, *args):
-        result = original(self, *args)
-        patched.append(result is not None)
-        return result
-    monkeypatch.setattr(md_mod.Folder, "_sync_changes", counting)
+    patched = record_patching(monkeypatch)
     again = inbox.sync(sizes=False)                    # saves the sizes: a rewrite
     assert uidlist_lines(md.path) != before and all(" S" in line for line in uidlist_lines(md.path)[1:])
     third = inbox.sync(sizes=False)

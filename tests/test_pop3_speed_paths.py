@@ -44,6 +44,13 @@ def snapshot_of(md):
     return pop3_server._SNAPSHOTS.get(str(md.folder("INBOX").path))
 
 
+def settled_snapshot(srv, address, md):
+    """The snapshot a login makes once the directory times have aged (so it may be reused)."""
+    settle()
+    pop(srv, address).quit()
+    return snapshot_of(md)
+
+
 def keep_uidls(md, kept: dict[int, str]) -> None:
     """Give the records of some UIDs a P field, rewriting the uidlist as Dovecot does."""
     path = md.path / "dovecot-uidlist"
@@ -127,10 +134,7 @@ def test_snapshot_reused_only_while_the_maildir_is_unchanged(mailserver, user):
     assert p.uidl()[1][:3] == uidls
     p.quit()
 
-    settle()
-    p = pop(mailserver, user)
-    p.quit()
-    second = snapshot_of(md)
+    second = settled_snapshot(mailserver, user, md)
     folder = md.folder("INBOX")
     gone = folder.sync()[0]
     os.unlink(gone.path)                        # removed by another program: cur/ or new/ changes
@@ -142,10 +146,7 @@ def test_snapshot_reused_only_while_the_maildir_is_unchanged(mailserver, user):
     assert p.uidl()[1] == [f"{i} {u}".encode() for i, u in enumerate(now, 1)]
     p.quit()
 
-    settle()
-    p = pop(mailserver, user)
-    p.quit()
-    third = snapshot_of(md)
+    third = settled_snapshot(mailserver, user, md)
     msgs = folder.sync()
     keep_uidls(md, {msgs[0].uid: "kept-after-the-fact"})     # only the uidlist changes
     p = pop(mailserver, user)
@@ -160,10 +161,7 @@ def test_snapshot_not_reused_after_a_flag_change_or_our_own_deletion(mailserver,
     p = pop(mailserver, user)
     uidls = p.uidl()[1]
     p.quit()
-    settle()
-    p = pop(mailserver, user)
-    p.quit()
-    before = snapshot_of(md)
+    before = settled_snapshot(mailserver, user, md)
     folder = md.folder("INBOX")
     folder.set_flags(folder.sync()[0], {"\\Seen"})     # a rename by an IMAP client
     p = pop(mailserver, user)
