@@ -154,3 +154,30 @@ def test_hostile_pop3_input(mailserver, user):
     s.sendall(b"QUIT\r\n")
     assert f.readline().startswith(b"+OK")
     s.close()
+
+
+def test_retr_of_cached_evicted_and_moved_messages(mailserver, user):
+    """RETR reads a message in the event loop only when the kernel holds all of it; one
+    evicted from the page cache, or renamed by an IMAP client since login, is read in a
+    worker thread. Each way gives the same bytes and the same size as LIST."""
+    import os
+    md = box(mailserver, user)
+    bodies = [message(f"r{i}", body=".dot line\n" * (150 * (i + 1))) for i in range(3)]
+    for data in bodies:
+        md.deliver(data)
+    p = pop(mailserver, user)
+    listed = [int(line.split()[1]) for line in p.list()[1]]
+    inbox = md.folder("INBOX")
+    msgs = inbox.sync()
+    fd = os.open(msgs[1].path, os.O_RDONLY)       # evict message 2 from the page cache
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    inbox.set_flags(msgs[2], {"\\Seen"})           # message 3 renamed by an IMAP client
+    for n, data in enumerate(bodies, 1):
+        resp, lines, octets = p.retr(n)
+        assert resp == b"+OK %d octets" % listed[n - 1]
+        assert b"\r\n".join(lines) + b"\r\n" == data.replace(b"\n", b"\r\n")
+    p.quit()

@@ -18,7 +18,7 @@ from .response import astring, encode
 from . import cache as headercache
 from . import index as indexmod
 from .mime import to_crlf
-from .selected import Selected, flag_list, read_header, read_message, read_message_cached
+from .selected import Selected, flag_list, read_header, read_message
 
 SYSTEM_FLAGS = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]
 FETCH_BATCH = 200
@@ -611,7 +611,7 @@ class Commands:
                 # a worker thread costs more than the read (1000 single-message FETCHes).
                 if not inline:
                     raise BlockingIOError
-                lines, changed, gone = work(read=read_message_cached)
+                lines, changed, gone = work(read=store.Folder.read_if_cached)
             except BlockingIOError:
                 lines, changed, gone = await self.blocking(work)
             missing = missing or gone

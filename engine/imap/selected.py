@@ -95,26 +95,6 @@ def read_message(folder: store.Folder, msg: store.Message) -> bytes:
         return folder.read(msg)
 
 
-def read_message_cached(folder: store.Folder, msg: store.Message) -> bytes:
-    """A stored message only if the kernel has all of it in memory: a read that cannot
-    block (preadv with RWF_NOWAIT), so the event loop may do it itself instead of paying
-    a hop to a worker thread. BlockingIOError when the file (or part of it) would have to
-    come from disk, or it moved: then the caller reads it in a worker thread."""
-    try:
-        fd = os.open(f"{folder.path}/{msg.subdir}/{msg.filename}", os.O_RDONLY)
-    except FileNotFoundError:
-        raise BlockingIOError("moved") from None
-    try:
-        size = msg._size if msg._size is not None else os.fstat(fd).st_size
-        buf = bytearray(size + 1)          # one byte more: a file longer than we thought shows
-        got = os.preadv(fd, [buf], 0, os.RWF_NOWAIT)
-        if got != size:
-            raise BlockingIOError("short read")
-        return bytes(memoryview(buf)[:got])
-    finally:
-        os.close(fd)
-
-
 def mime_part_type():
     from .mime import Part
     return Part

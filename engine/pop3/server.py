@@ -376,6 +376,10 @@ class Pop3Session:
 
     async def _read(self, m) -> bytes | None:
         try:
+            return self.folder.read_if_cached(m)   # in memory: no hop to a worker thread
+        except BlockingIOError:
+            pass
+        try:
             return await self.runtime.run_blocking(self.folder.read, m)
         except NotFound:
             return None
@@ -397,7 +401,8 @@ class Pop3Session:
         if loaded is None:
             return
         m, data = loaded
-        await self.send_multiline(f"+OK {m.vsize} octets", to_crlf(data))
+        data = to_crlf(data)   # as long as the RFC822.SIZE of the message: no size to measure here
+        await self.send_multiline(f"+OK {len(data)} octets", data)
     cmd_RETR.auth = True
 
     async def cmd_TOP(self, arg):
