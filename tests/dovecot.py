@@ -25,6 +25,7 @@ from typing import Iterator
 DOVECOT = "/usr/sbin/dovecot"
 SPECIAL_FOLDERS = ("Sent", "Drafts", "Trash", "Junk", "Archive")
 START_TIMEOUT = 20.0
+START_ATTEMPTS = 3
 ROOT_MAIL_USER = "nobody"
 
 
@@ -69,12 +70,13 @@ class DovecotServer:
         ports = [self.imap_port] + ([self.pop3_port] if self.pop3_port else [])
         if all(_wait_for_port(self.process, p, deadline) for p in ports):
             return
-        self.stop()
+        self.stop(keep_output=True)
         output = self.process.stdout.read().decode(errors="replace") if self.process.stdout else ""
+        self.process.stdout.close()
         raise RuntimeError(f"dovecot did not start (exit {self.process.returncode}):\n"
                            f"{output}\n--- log ---\n{self.log_text()}")
 
-    def stop(self) -> None:
+    def stop(self, keep_output: bool = False) -> None:
         """Stop our Dovecot (by its pid) and wait for it."""
         proc = self.process
         if proc is None:
@@ -86,7 +88,7 @@ class DovecotServer:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-        if proc.stdout:
+        if proc.stdout and not keep_output:
             proc.stdout.close()
 
 
@@ -185,11 +187,15 @@ def _open_ancestors(path: Path) -> list[tuple[Path, int]]:
 
 
 def _wait_for_port(proc: subprocess.Popen, port: int, deadline: float) -> bool:
+    """Dovecot greets on the port (its default greeting names it: a server of another
+    test that took the port first does not count)."""
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return True
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5) as s:
+            s.settimeout(2)
+            if b"Dovecot" in s.recv(512):
+                return True
         time.sleep(0.05)
     return False
 
@@ -210,19 +216,27 @@ def dovecot_server(root_path: Path, users: dict[str, str], pop3: bool = False) -
     for sub in ("run", "state"):
         (work / sub).mkdir()
     (work / "passwd").write_text("".join(f"{addr}:{{PLAIN}}{pw}\n" for addr, pw in users.items()))
-    imap_port = free_port()
-    pop3_port = free_port() if pop3 else None
     mail_user = _mail_user()
     config = work / "dovecot.conf"
-    config.write_text(_config(root_path, work, imap_port, pop3_port, mail_user))
     (root_path / "mail").mkdir(parents=True, exist_ok=True)
     opened = _open_ancestors(root_path / "mail") if os.getuid() == 0 else []
-    server = DovecotServer("127.0.0.1", imap_port, pop3_port, work, root_path / "mail", mail_user)
+    server = DovecotServer("127.0.0.1", 0, None, work, root_path / "mail", mail_user)
     server.lend_tree()
     try:
-        server.process = subprocess.Popen([DOVECOT, "-F", "-c", str(config)], stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
-        server.wait_ready()
+        for attempt in range(START_ATTEMPTS):
+            # A port found free can be taken by another test before Dovecot binds it:
+            # then Dovecot exits, and it starts again on other ports.
+            server.imap_port = free_port()
+            server.pop3_port = free_port() if pop3 else None
+            config.write_text(_config(root_path, work, server.imap_port, server.pop3_port, mail_user))
+            server.process = subprocess.Popen([DOVECOT, "-F", "-c", str(config)], stdout=subprocess.PIPE,
+                                              stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                server.wait_ready()
+                break
+            except RuntimeError as e:
+                if "Address already in use" not in str(e) or attempt == START_ATTEMPTS - 1:
+                    raise
         yield server
     finally:
         server.stop()

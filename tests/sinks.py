@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from dataclasses import dataclass
@@ -102,11 +103,17 @@ class Sink:
             kwargs["authenticator"] = self._authenticate
             kwargs["auth_required"] = require_auth
             kwargs["auth_require_tls"] = tls_context is not None
-        if port == 0:
-            port = free_port(host)
-        self.controller = Controller(_Handler(self), hostname=host, port=port, **kwargs,
-                                     ready_timeout=10)
-        self.controller.start()
+        for attempt in range(3):
+            # A port found free can be taken by another test before the sink binds it.
+            chosen = free_port(host) if port == 0 else port
+            self.controller = Controller(_Handler(self), hostname=host, port=chosen, **kwargs,
+                                         ready_timeout=10)
+            try:
+                self.controller.start()
+                break
+            except OSError as e:
+                if port != 0 or e.errno != errno.EADDRINUSE or attempt == 2:
+                    raise
         self.host = host
         self.port = self.controller.server.sockets[0].getsockname()[1]
 
