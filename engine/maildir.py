@@ -193,6 +193,38 @@ def folder_stamp(path: Path) -> tuple[tuple, float]:
     return tuple(out), max((s[0] for s in out if s), default=0) / 1e9
 
 
+class StampedCache:
+    """What this process made of folders' listings (IMAP's SELECT listings, POP3's
+    snapshots), by folder path, shared by its sessions: a value (with a .stamp, from
+    folder_stamp(); None: not to be reused) is given out while the folder's stamp is
+    still the same. The most recently used few are kept."""
+
+    def __init__(self, size: int = 64):
+        self._values: OrderedDict[str, object] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: str, stamp: tuple):
+        with self._lock:
+            value = self._values.get(key)
+            if value is None or value.stamp != stamp:
+                return None
+            self._values.move_to_end(key)
+            return value
+
+    def put(self, key: str, value) -> None:
+        with self._lock:
+            self._values[key] = value
+            self._values.move_to_end(key)
+            while len(self._values) > self._size:
+                self._values.popitem(last=False)
+
+    def peek(self, key: str):
+        """The last value put, whatever its stamp (for tests)."""
+        with self._lock:
+            return self._values.get(key)
+
+
 def _delivery_order(bases: Iterable[str]) -> list[str]:
     """Base names "<secs>.M<usecs>..." in delivery order (seconds, then microseconds, then
     the name), for giving out UIDs. Two sorts, the first by the name itself, because one
@@ -422,6 +454,12 @@ class _UidList:
             self._messages_ident = keywords_ident
         return self._messages
 
+    def remember_sizes(self, base: str, sizes: tuple[int, int]) -> None:
+        """Sizes measured from the file, for later syncs here, and to be saved into the
+        record's S/W keys for other processes (Folder._save_sizes)."""
+        self.sizes[base] = sizes
+        self.unsaved.add(base)
+
     def keep_messages(self, messages: Iterable[Message]) -> None:
         cache: dict[str, dict[str, Message]] = {"new": {}, "cur": {}}
         for msg in messages:
@@ -540,9 +578,7 @@ class Message:
         except (NotFound, FileNotFoundError):
             return 0, 0  # expunged meanwhile; not remembered
         sizes = len(data), _vsize(data)
-        uidlist = _uidlist_for(self.folder_path)
-        uidlist.sizes[self.base] = sizes
-        uidlist.unsaved.add(self.base)
+        _uidlist_for(self.folder_path).remember_sizes(self.base, sizes)
         if self._size is None:
             self._size = sizes[0]
         if self._vsize is None:
@@ -1613,10 +1649,8 @@ class _MessageBuilder:
                     size, vsize = size or 0, vsize or 0
                 else:
                     size, vsize = measured
-                    if not record[1]:   # saved into the record later, as Message._measure does
-                        uidlist = self.folder._uidlist
-                        uidlist.sizes[base] = measured
-                        uidlist.unsaved.add(base)
+                    if not record[1]:
+                        self.folder._uidlist.remember_sizes(base, measured)
         return Message(record[0], base, sub, name, flags, size, vsize, self.folder.path)
 
 

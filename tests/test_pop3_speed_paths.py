@@ -41,7 +41,7 @@ def settle():
 
 
 def snapshot_of(md):
-    return pop3_server._SNAPSHOTS.get(str(md.folder("INBOX").path))
+    return pop3_server._SNAPSHOTS.peek(str(md.folder("INBOX").path))
 
 
 def settled_snapshot(srv, address, md):

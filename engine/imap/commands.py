@@ -606,14 +606,13 @@ class Commands:
                         out.append(None)
                 return out, changed, gone
 
+            # A few whole messages the kernel holds in memory: read here, as a hop to a
+            # worker thread costs more than the read (1000 single-message FETCHes).
             try:
-                # A few whole messages the kernel holds in memory: read here, as a hop to
-                # a worker thread costs more than the read (1000 single-message FETCHes).
-                if not inline:
-                    raise BlockingIOError
-                lines, changed, gone = work(read=store.Folder.read_if_cached)
+                done = work(read=store.Folder.read_if_cached) if inline else None
             except BlockingIOError:
-                lines, changed, gone = await self.blocking(work)
+                done = None
+            lines, changed, gone = done or await self.blocking(work)
             missing = missing or gone
             for m in changed:
                 sel.replace(m)

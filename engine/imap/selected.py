@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import bisect
 import os
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 from .. import maildir as store
@@ -152,26 +150,7 @@ class Listing:
     first_unseen: int | None      # sequence number
 
 
-_LISTINGS: OrderedDict[str, Listing] = OrderedDict()
-_LISTINGS_MAX = 64
-_LISTINGS_LOCK = threading.Lock()
-
-
-def _shared_listing(key: str, stamp) -> Listing | None:
-    with _LISTINGS_LOCK:
-        listing = _LISTINGS.get(key)
-        if listing is None or listing.stamp != stamp:
-            return None
-        _LISTINGS.move_to_end(key)
-        return listing
-
-
-def _share_listing(key: str, listing: Listing) -> None:
-    with _LISTINGS_LOCK:
-        _LISTINGS[key] = listing
-        _LISTINGS.move_to_end(key)
-        while len(_LISTINGS) > _LISTINGS_MAX:
-            _LISTINGS.popitem(last=False)
+_LISTINGS = store.StampedCache()
 
 
 class Selected:
@@ -246,7 +225,7 @@ class Selected:
     def load(self) -> None:
         key = str(self.folder.path)
         stamp, _ = self._stat_stamp()
-        shared = _shared_listing(key, stamp)
+        shared = _LISTINGS.get(key, stamp)
         if shared is not None and (self.readonly or not shared.claimable):
             # Unchanged since another session's settled scan: nothing to claim or reread.
             self._stamp, self._settled = stamp, True
@@ -269,7 +248,7 @@ class Selected:
             self.listing = Listing(self._stamp, msgs, self.uids, self.uidvalidity, len(new),
                                    0 < fresh <= CLAIM_LIMIT,
                                    next((i for i, m in enumerate(msgs, 1) if "\\Seen" not in m.flags), None))
-            _share_listing(key, self.listing)
+            _LISTINGS.put(key, self.listing)
 
     def own_lists(self) -> None:
         """Before changing msgs or uids in place: stop sharing them with the listing."""

@@ -12,6 +12,7 @@ import contextlib
 import time
 
 from ..errors import MailError
+from ..heldoutput import with_held
 from .parser import Atom, ParseError, as_text, literal_announced, tokenize
 from .commands import Commands
 
@@ -91,15 +92,11 @@ class ImapSession(Commands):
 
     # -- output -------------------------------------------------------------------------
     async def send(self, data: bytes) -> None:
-        if self._held:
-            data = b"".join(self._held) + data
-            self._held.clear()
-        self.writer.write(data)
+        self.writer.write(with_held(self._held, data))
         await self.writer.drain()
 
     def hold(self, data: bytes) -> None:
-        """Output the next send() carries along: a small FETCH reply and its tagged OK go
-        out in one write (on loopback a send() costs as much as the rest of the command)."""
+        """Output the next send() carries along (a small FETCH reply and its tagged OK)."""
         self._held.append(data)
 
     async def untagged(self, text: str) -> None:

@@ -22,12 +22,10 @@ import base64
 import contextlib
 import operator
 import os
-import threading
 import time
-from collections import OrderedDict
 
 from ..errors import MailError, NotFound
-from ..maildir import MTIME_SLACK, Maildir, folder_stamp
+from ..maildir import MTIME_SLACK, Maildir, StampedCache, folder_stamp
 from ..imap.mime import to_crlf
 
 MAX_LINE = 512                 # RFC 2449 §4: 255 octets per argument; be generous
@@ -465,9 +463,7 @@ _vsize_of = operator.attrgetter("vsize")
 _uid_of = operator.attrgetter("uid")
 
 
-_SNAPSHOTS: OrderedDict[str, "_Snapshot"] = OrderedDict()
-_SNAPSHOTS_MAX = 64
-_SNAPSHOTS_LOCK = threading.Lock()
+_SNAPSHOTS = StampedCache()
 
 
 class _Snapshot:
@@ -494,17 +490,10 @@ def _open_inbox(md: Maildir):
     key = str(folder.path)
     started = time.time()
     stamp, newest = folder_stamp(folder.path)
-    with _SNAPSHOTS_LOCK:
-        snapshot = _SNAPSHOTS.get(key)
-        if snapshot is not None and snapshot.stamp == stamp:
-            _SNAPSHOTS.move_to_end(key)
-            return folder, snapshot
-    snapshot = _Snapshot(folder.sync(), stamp if started - newest > MTIME_SLACK else None)
-    with _SNAPSHOTS_LOCK:
-        _SNAPSHOTS[key] = snapshot
-        _SNAPSHOTS.move_to_end(key)
-        while len(_SNAPSHOTS) > _SNAPSHOTS_MAX:
-            _SNAPSHOTS.popitem(last=False)
+    snapshot = _SNAPSHOTS.get(key, stamp)
+    if snapshot is None:
+        snapshot = _Snapshot(folder.sync(), stamp if started - newest > MTIME_SLACK else None)
+        _SNAPSHOTS.put(key, snapshot)
     return folder, snapshot
 
 

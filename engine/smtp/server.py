@@ -24,6 +24,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, _AuthMechAttr, login_
 
 from .. import delivery, headers as headers_mod, queue as queue_mod
 from ..errors import QuotaExceeded
+from ..heldoutput import with_held
 from . import policy
 from .data import DataResult, fix_bare_newlines, header_block, read_data
 from .received import received_header
@@ -298,18 +299,12 @@ class MailSMTP(SMTP):
                 and b"\n" in self._reader._buffer)
 
     async def _send(self, data: bytes) -> None:
-        if self.held:
-            data = b"".join(self.held) + data
-            self.held.clear()
-        self._writer.write(data)
+        self._writer.write(with_held(self.held, data))
         await self._writer.drain()
 
     def _write_now(self, data: bytes) -> None:
         """Out of turn (timeout, shutdown): held replies first, in order."""
-        if self.held:
-            data = b"".join(self.held) + data
-            self.held.clear()
-        self.transport.write(data)
+        self.transport.write(with_held(self.held, data))
 
     @staticmethod
     def _rewrite(status: str) -> str:
