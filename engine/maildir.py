@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO, Iterable, NamedTuple
 
 from . import mutf7, uniq
 from .errors import AlreadyExists, InvalidInput, LockTimeout, MailError, NotFound, QuotaExceeded
@@ -182,7 +182,7 @@ MTIME_SLACK = 0.05
 def folder_stamp(path: Path) -> tuple[tuple, float]:
     """What stat() says of a folder's new/, cur/ and dovecot-uidlist, and the newest of
     their times. While the stamp stays the same, a listing begun MTIME_SLACK after that
-    time is still the folder's (IMAP's shared listings, POP3's snapshots)."""
+    time is still the folder's (Folder.sync, and folder_cache's listings and snapshots)."""
     out = []
     for name in ("new", "cur", UIDLIST):
         try:
@@ -191,38 +191,6 @@ def folder_stamp(path: Path) -> tuple[tuple, float]:
         except FileNotFoundError:
             out.append(None)
     return tuple(out), max((s[0] for s in out if s), default=0) / 1e9
-
-
-class StampedCache:
-    """What this process made of folders' listings (IMAP's SELECT listings, POP3's
-    snapshots), by folder path, shared by its sessions: a value (with a .stamp, from
-    folder_stamp(); None: not to be reused) is given out while the folder's stamp is
-    still the same. The most recently used few are kept."""
-
-    def __init__(self, size: int = 64):
-        self._values: OrderedDict[str, object] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def get(self, key: str, stamp: tuple):
-        with self._lock:
-            value = self._values.get(key)
-            if value is None or value.stamp != stamp:
-                return None
-            self._values.move_to_end(key)
-            return value
-
-    def put(self, key: str, value) -> None:
-        with self._lock:
-            self._values[key] = value
-            self._values.move_to_end(key)
-            while len(self._values) > self._size:
-                self._values.popitem(last=False)
-
-    def peek(self, key: str):
-        """The last value put, whatever its stamp (for tests)."""
-        with self._lock:
-            return self._values.get(key)
 
 
 def _delivery_order(bases: Iterable[str]) -> list[str]:
@@ -331,6 +299,19 @@ def _dir_lock(path: Path, timeout: float = LOCK_TIMEOUT):
 
 # -- dovecot-uidlist -----------------------------------------------------------
 
+class _LastSync(NamedTuple):
+    """A folder's last sync in this process, for the next one to reuse or patch."""
+    generation: int            # of the uidlist records it was made from
+    keywords: tuple            # dovecot-keywords as it was (_keywords_ident)
+    sized: bool                # every message's sizes known
+    names: dict                # subdir -> frozenset of the file names listed
+    result: list               # the Messages, by UID
+    stamp: tuple | None        # folder_stamp() taken before the listing, if settled; else None
+
+
+_DECLINED = object()    # _sync_changes(): more files need UIDs than a quiet sync gives
+
+
 class _UidList:
     """The parsed dovecot-uidlist of one folder, kept up to date incrementally.
 
@@ -341,6 +322,9 @@ class _UidList:
     def __init__(self, folder_path: Path):
         self.path = folder_path / UIDLIST
         self.mutex = threading.Lock()
+        # One sync of the folder at a time in this process: a session's sync arriving
+        # while a background refresh lists 100,000 files waits for it and reuses it.
+        self.sync_gate = threading.Lock()
         # Messages of the last sync; each is checked against its record before reuse.
         self._messages: dict[str, dict[str, Message]] = {"new": {}, "cur": {}}
         self._messages_ident: tuple | None = None
@@ -354,7 +338,7 @@ class _UidList:
         # Bumped whenever records may have changed other than by appended lines (a
         # rewrite, a new file): a sync's result made before then cannot be patched.
         self.generation = getattr(self, "generation", 0) + 1
-        self.last_sync: tuple | None = None
+        self.last_sync: _LastSync | None = None
         self.exists = False
         self.version = 3
         self.header: dict[str, str] = {}
@@ -571,6 +555,11 @@ class Message:
     @property
     def vsize(self) -> int:
         return self._vsize if self._vsize is not None else self._measure()[1]
+
+    @property
+    def sizes_known(self) -> bool:
+        """Both sizes known without reading the file."""
+        return self._size is not None and self._vsize is not None
 
     def _measure(self) -> tuple[int, int]:
         try:
@@ -1267,8 +1256,8 @@ class Folder:
                 # Only keys were added, UIDs are as they were: the last sync's result still
                 # holds (unless the refresh above found another writer's rewrite), so the
                 # next sync may patch it instead of listing 100,000 files afresh.
-                if last is not None and last[0] == generation == uidlist.generation - 1:
-                    uidlist.last_sync = (uidlist.generation,) + last[1:]
+                if last is not None and last.generation == generation == uidlist.generation - 1:
+                    uidlist.last_sync = last._replace(generation=uidlist.generation)
 
     def _forget(self, bases: Iterable[str]) -> None:
         """Drop records of files that are gone (rename-replace; next_uid is kept)."""
@@ -1317,17 +1306,41 @@ class Folder:
         """Messages by UID: directory listing plus uidlist; new files get UIDs.
 
         Message objects of unchanged files are reused from the last sync, so a sync
-        of a large, quiet folder is two listdir() calls and dictionary lookups.
+        of a large, quiet folder is two listdir() calls and dictionary lookups, and
+        none at all while new/, cur/ and the uidlist keep the stamp of a settled sync.
         sizes=False: files named without sizes are not read now, but when a size of
         theirs is first asked for (an IMAP SELECT of a folder filled by other tools).
         """
-        uidlist = self._ensure_uidlist()
-        keywords = self._keywords_ident()
-        listing = {sub: os.listdir(self.path / sub) for sub in ("new", "cur")}   # new/ first
-        patched = self._sync_changes(uidlist, keywords, sizes, listing)
-        if patched is not None:
-            self._save_sizes_when_due(uidlist, len(patched))
-            return patched
+        return self._sync(sizes, None)
+
+    def sync_quietly(self, max_new: int) -> list[Message] | None:
+        """A sync for a background refresh: it reads no message file (as sizes=False),
+        and when more than max_new files would need UIDs (a bulk fill, left to the first
+        client that opens the folder) it gives none and returns None."""
+        return self._sync(False, max_new)
+
+    def _sync(self, sizes: bool, max_new: int | None) -> list[Message] | None:
+        stamp, newest = folder_stamp(self.path)       # before the listing: a later change shows
+        settled = time.time() - newest > MTIME_SLACK
+        with self._uidlist.sync_gate:
+            uidlist = self._ensure_uidlist()
+            keywords = self._keywords_ident()
+            last = uidlist.last_sync
+            if (last is not None and last.stamp == stamp and last.generation == uidlist.generation
+                    and last.keywords == keywords and (last.sized or not sizes)):
+                return list(last.result)
+            stamp = stamp if settled else None
+            listing = {sub: os.listdir(self.path / sub) for sub in ("new", "cur")}   # new/ first
+            patched = self._sync_changes(uidlist, keywords, sizes, listing, stamp, max_new)
+            if patched is _DECLINED:
+                return None
+            if patched is not None:
+                self._save_sizes_when_due(uidlist, len(patched))
+                return patched
+            return self._full_sync(uidlist, keywords, sizes, listing, stamp, max_new)
+
+    def _full_sync(self, uidlist: "_UidList", keywords: tuple, sizes: bool, listing: dict[str, list[str]],
+                   stamp: tuple | None, max_new: int | None) -> list[Message] | None:
         records = uidlist.records
         generation = uidlist.generation
         cache = uidlist.message_cache(keywords)
@@ -1344,6 +1357,8 @@ class Folder:
                     found[msg.base] = msg
                     continue
                 _place(sub, name, records, builder, found, unknown)
+        if max_new is not None and len(unknown) > max_new:
+            return None
         if len(found) < len(records):
             self._recheck_missing(records, found, unknown, builder)
         if unknown:
@@ -1352,8 +1367,9 @@ class Folder:
         result = sorted(found.values(), key=_by_uid)
         if uidlist.generation == generation and len(found) == sum(len(n) for n in listing.values()):
             sized = sizes or all(m._vsize is not None for m in result)
-            uidlist.last_sync = (generation, keywords, sized, {sub: frozenset(names) for sub, names in
-                                                               listing.items()}, result)
+            uidlist.last_sync = _LastSync(generation, keywords, sized,
+                                          {sub: frozenset(names) for sub, names in listing.items()},
+                                          result, stamp)
         self._save_sizes_when_due(uidlist, len(records))
         return list(result)
 
@@ -1366,22 +1382,25 @@ class Folder:
             found[base] = builder.make(base, sub, name, records[base])
 
     def _sync_changes(self, uidlist: "_UidList", keywords: tuple, sizes: bool,
-                      listing: dict[str, list[str]]) -> list[Message] | None:
+                      listing: dict[str, list[str]], stamp: tuple | None,
+                      max_new: int | None) -> list[Message] | None:
         """The last sync's result patched with what changed in the listing since: a file
         renamed by another process (flags), new mail, a file gone. None when it cannot be
         patched (uidlist rewritten, keywords changed, sizes wanted but not all known, records of vanished
-        files to look into): then the full sync runs. At 100,000 messages this is set
-        arithmetic on the names instead of a lookup per file."""
+        files to look into): then the full sync runs. _DECLINED: more than max_new files
+        need UIDs. At 100,000 messages this is set arithmetic on the names instead of a
+        lookup per file."""
         last = uidlist.last_sync
         if last is None:
             return None
-        generation, last_keywords, sized, last_names, result = last
-        if generation != uidlist.generation or last_keywords != keywords or (sizes and not sized):
+        generation, sized, last_names, result = last.generation, last.sized, last.names, last.result
+        if generation != uidlist.generation or last.keywords != keywords or (sizes and not sized):
             return None
         names = {sub: set(listing[sub]) for sub in ("new", "cur")}
         added = {sub: names[sub] - last_names[sub] for sub in names}
         removed = {sub: last_names[sub] - names[sub] for sub in names}
         if not any(added.values()) and not any(removed.values()):
+            uidlist.last_sync = last._replace(stamp=stamp)
             return list(result)
         # Many changes (another process's STORE 1:*): the full sync is no slower.
         if sum(map(len, added.values())) + sum(map(len, removed.values())) > max(1000, len(result) // 4):
@@ -1396,6 +1415,8 @@ class Folder:
         gone_bases = {name.partition(":")[0] for sub in removed for name in removed[sub]}
         if any(b in records and b not in fresh and b not in unknown for b in gone_bases):
             return None          # a record without its file: the full sync looks again, forgets
+        if max_new is not None and len(unknown) > max_new:
+            return _DECLINED
         if unknown:
             self._give_uids(unknown, builder, fresh, sizes)
             if uidlist.generation != generation:
@@ -1412,7 +1433,8 @@ class Folder:
             cache[msg.subdir][msg.filename] = msg
         uidlist._messages = cache
         sized = sized and (sizes or all(m._vsize is not None for m in fresh.values()))
-        uidlist.last_sync = (generation, keywords, sized, {sub: frozenset(n) for sub, n in names.items()}, merged)
+        uidlist.last_sync = _LastSync(generation, keywords, sized,
+                                      {sub: frozenset(n) for sub, n in names.items()}, merged, stamp)
         return list(merged)
 
     def _recheck_missing(self, records: dict[str, tuple[int, str]], found: dict[str, Message],

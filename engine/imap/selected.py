@@ -13,6 +13,7 @@ import os
 import time
 from dataclasses import dataclass, replace
 
+from .. import folder_cache
 from .. import maildir as store
 
 CLAIM_LIMIT = 5000
@@ -150,7 +151,25 @@ class Listing:
     first_unseen: int | None      # sequence number
 
 
-_LISTINGS = store.StampedCache()
+def _listing_of(stamp: tuple, msgs: list, uids: list, uidvalidity: int) -> Listing:
+    new = [m for m in msgs if m.subdir == "new"]
+    fresh = sum(1 for m in new if not m.flags)
+    return Listing(stamp, msgs, uids, uidvalidity, len(new), 0 < fresh <= CLAIM_LIMIT,
+                   next((i for i, m in enumerate(msgs, 1) if "\\Seen" not in m.flags), None))
+
+
+def _remade_listing(folder: store.Folder) -> Listing | None:
+    """A folder's listing made again in the background (folder_cache), as a read-only
+    SELECT would see it; None when it could not be made cheaply and settled."""
+    stamp, newest = store.folder_stamp(folder.path)
+    started = time.time()
+    msgs = folder.sync_quietly(folder_cache.QUIET_NEW_UIDS)
+    if msgs is None or started - newest <= store.MTIME_SLACK:
+        return None
+    return _listing_of(stamp, msgs, [m.uid for m in msgs], folder.uidvalidity())
+
+
+_LISTINGS = folder_cache.StampedCache(_remade_listing)
 
 
 class Selected:
@@ -242,13 +261,9 @@ class Selected:
         self.listing = None
         self._shared_lists = False
         if self._settled:
-            new = [m for m in msgs if m.subdir == "new"]
-            fresh = sum(1 for m in new if not m.flags)
             self._shared_lists = True
-            self.listing = Listing(self._stamp, msgs, self.uids, self.uidvalidity, len(new),
-                                   0 < fresh <= CLAIM_LIMIT,
-                                   next((i for i, m in enumerate(msgs, 1) if "\\Seen" not in m.flags), None))
-            _LISTINGS.put(key, self.listing)
+            self.listing = _listing_of(self._stamp, msgs, self.uids, self.uidvalidity)
+            _LISTINGS.put(key, self.listing, self.folder)
 
     def own_lists(self) -> None:
         """Before changing msgs or uids in place: stop sharing them with the listing."""

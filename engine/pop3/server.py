@@ -24,8 +24,9 @@ import operator
 import os
 import time
 
+from .. import folder_cache
 from ..errors import MailError, NotFound
-from ..maildir import MTIME_SLACK, Maildir, StampedCache, folder_stamp
+from ..maildir import MTIME_SLACK, Maildir, folder_stamp
 from ..imap.mime import to_crlf
 
 MAX_LINE = 512                 # RFC 2449 §4: 255 octets per argument; be generous
@@ -463,9 +464,6 @@ _vsize_of = operator.attrgetter("vsize")
 _uid_of = operator.attrgetter("uid")
 
 
-_SNAPSHOTS = StampedCache()
-
-
 class _Snapshot:
     """INBOX as sessions see it: the messages of one sync and, made when first asked
     for, their sizes and UIDLs. Never changed once made, so sessions share it."""
@@ -484,6 +482,22 @@ class _Snapshot:
         self.sizes = sizes
 
 
+def _remade_snapshot(folder) -> "_Snapshot | None":
+    """INBOX's snapshot made again in the background (folder_cache); None unless every
+    size is known without reading a file and the sync settled."""
+    stamp, newest = folder_stamp(folder.path)
+    started = time.time()
+    messages = folder.sync_quietly(folder_cache.QUIET_NEW_UIDS)
+    if messages is None or started - newest <= MTIME_SLACK or not all(m.sizes_known for m in messages):
+        return None
+    snapshot = _Snapshot(messages, stamp)
+    snapshot.measure()
+    return snapshot
+
+
+_SNAPSHOTS = folder_cache.StampedCache(_remade_snapshot)
+
+
 def _open_inbox(md: Maildir):
     """(INBOX, the session's snapshot): the last one when nothing changed since, else a sync."""
     folder = md.folder("INBOX")
@@ -493,7 +507,7 @@ def _open_inbox(md: Maildir):
     snapshot = _SNAPSHOTS.get(key, stamp)
     if snapshot is None:
         snapshot = _Snapshot(folder.sync(), stamp if started - newest > MTIME_SLACK else None)
-        _SNAPSHOTS.put(key, snapshot)
+        _SNAPSHOTS.put(key, snapshot, folder)
     return folder, snapshot
 
 
