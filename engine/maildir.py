@@ -1138,6 +1138,11 @@ def _normalize_flags(flags: Iterable[str]) -> frozenset[str]:
     return frozenset(out)
 
 
+# System flags other than $Forwarded (stored as a letter and a keyword), and the letters
+# of sets of them.
+_SYSTEM_FLAGS = frozenset(FLAG_LETTERS) - {FORWARDED}
+_SYSTEM_INFOS: dict[frozenset[str], str] = {}
+
 _KEYWORDS_CACHE: dict[Path, tuple[tuple, dict[int, str]]] = {}
 _KEYWORDS_CACHE_SIZE = 256
 
@@ -1560,8 +1565,15 @@ class Folder:
 
     def set_flags(self, msg: Message, flags: Iterable[str]) -> Message:
         """Replace the flag set: one rename to cur/<base>:2,<letters>."""
-        flag_set = _normalize_flags(flags)
-        info = self._info(flag_set)
+        # System flags alone (STORE 1:* +FLAGS (\\Seen) on 100,000 messages): their
+        # letters need no keyword file, so they are worked out once per flag set.
+        system = type(flags) is frozenset and flags <= _SYSTEM_FLAGS
+        flag_set = flags if system else _normalize_flags(flags)
+        info = _SYSTEM_INFOS.get(flag_set) if system else None
+        if info is None:
+            info = self._info(flag_set)
+            if system and len(_SYSTEM_INFOS) < 256:
+                _SYSTEM_INFOS[flag_set] = info
         sub, filename = msg.subdir, msg.filename
         for _ in range(5):
             old_info = filename[len(msg.base) + 1:]
@@ -1571,6 +1583,9 @@ class Folder:
             try:
                 if sub != "cur" or filename != new_name:
                     os.rename(f"{self.path}/{sub}/{filename}", f"{self.path}/cur/{new_name}")
+                if system:
+                    return Message(msg.uid, msg.base, "cur", new_name, flag_set, msg._size, msg._vsize,
+                                   msg.folder_path)
                 # Keyword letters (a-z) need dovecot-keywords; system flag letters do not.
                 letters = self._letter_map() if any("a" <= c <= "z" for c in info) else {}
                 return Message(msg.uid, msg.base, "cur", new_name, _flags_from_info(
