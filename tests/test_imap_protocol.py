@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import imaplib
+import os
 import time
 
 import imapclient
@@ -125,6 +126,23 @@ def test_select_examine_fetch_items(mailserver, user):
     assert info[b"READ-ONLY"] == [b""]
     c.fetch([1], ["BODY[]"])  # read-only: no \Seen
     assert b"\\Seen" not in c.get_flags([1])[1]
+    c.logout()
+
+
+def test_stored_system_flags_are_what_the_session_and_the_file_name_say(mailserver, user):
+    md = box(mailserver, user)
+    for i in range(3):
+        md.deliver(message(f"m{i}"))
+    c = imap(mailserver, user)
+    c.select("INBOX")
+    three = {b"\\Seen", b"\\Flagged", b"\\Answered"}
+    typ, data = c.store("1:3", "FLAGS", r"(\Seen \Flagged \Answered)")
+    assert typ == "OK" and all(three <= set(d.split(b"(")[-1].rstrip(b")").split()) for d in data)
+    c.store("2", "-FLAGS.SILENT", r"(\Flagged)")
+    typ, data = c.fetch("1:3", "(FLAGS)")
+    got = [set(d.split(b"FLAGS (")[1].rstrip(b"))").split()) - {b"\\Recent"} for d in data]
+    assert got == [three, three - {b"\\Flagged"}, three]
+    assert sorted(n.rpartition(":2,")[2] for n in os.listdir(md.path / "cur")) == ["FRS", "FRS", "RS"]
     c.logout()
 
 
