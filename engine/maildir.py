@@ -339,6 +339,7 @@ class _UidList:
         self.sync_gate = threading.Lock()
         # Messages of the last sync; each is checked against its record before reuse.
         self._messages: dict[str, dict[str, Message]] = {"new": {}, "cur": {}}
+        self._kept: list[Message] | None = None       # see keep_messages
         self._messages_ident: tuple | None = None
         # base -> (size, vsize) measured on first use (see Message): another sync of
         # the folder in this process makes its Message with them, not unknown again.
@@ -446,8 +447,11 @@ class _UidList:
     def message_cache(self, keywords_ident: tuple) -> dict[str, dict[str, Message]]:
         """Messages of the last sync by subdir and file name (dropped if keywords changed)."""
         if keywords_ident != self._messages_ident:
-            self._messages = {"new": {}, "cur": {}}
+            self._messages, self._kept = {"new": {}, "cur": {}}, None
             self._messages_ident = keywords_ident
+        if self._kept is not None:
+            kept, self._kept = self._kept, None
+            self._messages = {sub: {m.filename: m for m in kept if m.subdir == sub} for sub in ("new", "cur")}
         return self._messages
 
     def remember_sizes(self, base: str, sizes: tuple[int, int]) -> None:
@@ -457,7 +461,9 @@ class _UidList:
         self.unsaved.add(base)
 
     def keep_messages(self, messages: list[Message]) -> None:
-        self._messages = {sub: {m.filename: m for m in messages if m.subdir == sub} for sub in ("new", "cur")}
+        """A full sync's messages, made into message_cache() only when a later full sync
+        needs it: most processes never list a large folder from scratch twice."""
+        self._kept = messages
 
     # Writers hold the dotlock and call refresh() first.
     def append(self, first_uid: int, bases: list[str], keys: list[str] | None = None) -> None:
@@ -1373,6 +1379,9 @@ class Folder:
         # new/ first: a file moving to cur/ meanwhile is still seen.
         for sub in ("new", "cur"):
             known = cache[sub]
+            if not known and not records:     # a first sync: every file waits for a UID
+                unknown.update({n.partition(":")[0]: (sub, n) for n in listing[sub] if n[:1] != "."})
+                continue
             for name in listing[sub]:
                 msg = known.get(name)
                 if msg is not None and records.get(msg.base, (0,))[0] == msg.uid and (
@@ -1407,7 +1416,7 @@ class Folder:
         process numbered meanwhile go into found alone (their UIDs may be lower)."""
         records, fresh = self._assign(list(unknown), unknown, sizes)
         make = builder.make
-        numbered = [make(base, *unknown[base], records[base]) for base in fresh]
+        numbered = builder.make_numbered(fresh, unknown, records)
         if len(fresh) < len(unknown):
             for base, (sub, name) in unknown.items():
                 if base not in found:
@@ -1726,6 +1735,28 @@ class _MessageBuilder:
                     if not keys:
                         self.folder._uidlist.remember_sizes(base, measured)
         return Message(record[0], base, sub, name, flags, size, vsize, self._path)
+
+
+    def make_numbered(self, bases: list[str], listed: dict[str, tuple[str, str]],
+                      records: dict[str, tuple[int, str]]) -> list[Message]:
+        """make() for the files just numbered (bases in UID order, consecutive UIDs).
+        A file another tool dropped into new/ (no flags, no sizes in its name, none
+        known, none to read now) is made without looking it up again by name: at
+        100,000 files of a bulk fill the lookups cost more than the Messages."""
+        make = self.make
+        if not bases or self.sizes:
+            return [make(base, *listed[base], records[base]) for base in bases]
+        first = records[bases[0]][0]
+        if records[bases[-1]] != (first + len(bases) - 1, ""):
+            return [make(base, *listed[base], records[base]) for base in bases]
+        odd = {base for base, (sub, name) in listed.items() if sub != "new" or name != base}
+        known, path = self._known_sizes, self._path
+        return [make(base, *listed[base], records[base]) if base in odd or "," in base or base in known
+                else Message(uid, base, "new", base, _NO_FLAGS, None, None, path)
+                for uid, base in zip(range(first, first + len(bases)), bases)]
+
+
+_NO_FLAGS: frozenset[str] = frozenset()
 
 
 def _place(sub: str, name: str, records: dict[str, tuple[int, str]], builder: _MessageBuilder,

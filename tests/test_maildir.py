@@ -666,3 +666,27 @@ def test_a_file_named_with_other_digits_is_numbered_like_any_other(tmp_path):
     msgs = box.folder("INBOX").sync()
     assert len(msgs) == 4
     assert len({m.uid for m in msgs}) == 4
+
+
+def test_a_first_sync_makes_the_messages_a_later_process_makes(tmp_path):
+    """The first sync numbers files and makes their Messages without reading records
+    back; a later process makes them from the records: both must agree, for plain
+    files from another tool and for every kind they are mixed with."""
+    box = Maildir(tmp_path / "box")
+    box.create()
+    inbox = box.folder("INBOX")
+    for i in range(40):
+        (inbox.path / "new" / f"{1700000000 + i}.V1I{i:x}M{i:06d}.mta").write_bytes(b"Subject: x\n\nbody\n")
+    (inbox.path / "new" / "1700000100.V1I1M1.mta:2,S").write_bytes(b"Subject: seen in new\n\nb\n")
+    (inbox.path / "new" / "1700000101.M5P1.h,S=20,W=21").write_bytes(b"Subject: sized name\n\nb\n")
+    (inbox.path / "cur" / "1700000102.V1I2M2.mta:2,FS").write_bytes(b"Subject: in cur\n\nb\n")
+    first = [(m.uid, m.base, m.subdir, m.filename, m.flags, m._size, m._vsize) for m in inbox.sync(sizes=False)]
+    md_mod._UIDLIST_CACHE.clear()          # another process
+    again = [(m.uid, m.base, m.subdir, m.filename, m.flags, m._size, m._vsize)
+             for m in box.folder("INBOX").sync(sizes=False)]
+    assert first == again
+    assert len(first) == 43 and [u for u, *_ in first] == list(range(1, 44))
+    flags = {m[3]: m[4] for m in first}
+    assert flags["1700000100.V1I1M1.mta:2,S"] == {"\\Seen"}
+    assert flags["1700000102.V1I2M2.mta:2,FS"] == {"\\Seen", "\\Flagged"}
+    assert {m[3]: m[5:] for m in first}["1700000101.M5P1.h,S=20,W=21"] == (20, 21)
