@@ -341,14 +341,12 @@ class Pop3Session:
         numbers = [n for n in range(1, len(values) + 1) if n not in deleted]
         return numbers, [values[n - 1] for n in numbers]
 
-    async def _send_table(self, line: str, numbers, values) -> None:
-        """+OK, then `line` % (number, value) for each pair, then the final dot; one
-        %-operation for the whole table (line holds exactly two conversions)."""
-        pairs = [None] * (2 * len(numbers))
-        pairs[0::2] = numbers
-        pairs[1::2] = values
-        body = (line * len(numbers)) % tuple(pairs) if pairs else ""
-        self.writer.write(b"+OK\r\n" + body.encode("ascii") + b".\r\n")
+    async def _send_table(self, line: str, numbers, values, body: bytes | None = None) -> None:
+        """+OK, then `line` % (number, value) for each pair (or the body already made of
+        them), then the final dot."""
+        if body is None:
+            body = _table(line, numbers, values)
+        self.writer.write(b"+OK\r\n" + body + b".\r\n")
         await self.writer.drain()
 
     async def cmd_LIST(self, arg):
@@ -356,7 +354,10 @@ class Pop3Session:
             n, m = self._msg(arg)
             await self.send(f"-ERR {m}" if n is None else f"+OK {n} {(await self._sizes())[n - 1]}")
             return
-        await self._send_table("%d %d\r\n", *self._live(await self._sizes()))
+        sizes = await self._sizes()
+        # Made with the sizes, in the worker thread: 100,000 lines are not formatted here.
+        prepared = self.snapshot.list_body if not self.deleted else None
+        await self._send_table("%d %d\r\n", *self._live(sizes), prepared)
     cmd_LIST.auth = True
 
     async def cmd_UIDL(self, arg):
@@ -474,12 +475,24 @@ class _Snapshot:
         self.sizes: list[int] | None = None     # vsize of messages[i]
         self.total = 0                      # sum(sizes)
         self.uidls: _Uidls | None = None
+        self.list_body: bytes | None = None  # LIST's lines while nothing is deleted
 
     def measure(self) -> None:
-        """Fill sizes and total (blocking: a size not known yet is read from the file)."""
+        """Fill sizes and total (blocking: a size not known yet is read from the file),
+        and the lines of LIST, which every session of the snapshot answers alike."""
         sizes = list(map(_vsize_of, self.messages))
+        self.list_body = _table("%d %d\r\n", range(1, len(sizes) + 1), sizes)
         self.total = sum(sizes)
         self.sizes = sizes
+
+
+def _table(line: str, numbers, values) -> bytes:
+    """`line` % (number, value) for each pair, by one %-operation for the whole table
+    (line holds exactly two conversions)."""
+    pairs = [None] * (2 * len(numbers))
+    pairs[0::2] = numbers
+    pairs[1::2] = values
+    return ((line * len(numbers)) % tuple(pairs)).encode("ascii") if pairs else b""
 
 
 def _remade_snapshot(folder) -> "_Snapshot | None":
