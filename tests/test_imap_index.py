@@ -265,3 +265,24 @@ def test_fast_encoded_word_decoding_matches_the_general_decoder():
         cases.append("=?utf-8?q?" + "".join(rng.choice("ab=_3F") for _ in range(rng.randint(0, 8))) + "?=")
         cases.append("=?utf-8?b?" + "".join(rng.choice("w5xAB=/+") for _ in range(rng.randint(0, 8))) + "?=")
     assert [_decode_header(c.encode()) for c in cases] == [general(c) for c in cases]
+
+
+def test_envelopes_from_remembered_address_encodings_equal_parsed_ones():
+    """An entry's ENVELOPE takes each address field's encoding from a cache by value;
+    it must equal the ENVELOPE parsed afresh, however the values repeat and mix."""
+    idx_mod = indexmod
+    values = [b"Ann Example <ann@example.org>", b"Ann Example <ann@example.com>", b"<bob@example.net>",
+              b"<bob@example.net>, <carol@example.net>", b'"Quoted, Name" <q@x.y>',
+              b"group: a@b, c@d;, e@f", b"(comment) x@y", b"undisclosed-recipients:;", b"", b",,,",
+              b"plain", b"=?UTF-8?B?w5xiZXI=?= <u@x.y>"]
+    idx_mod._ADDRESSES.clear()
+    for i in range(60):
+        fields = b""
+        for j, name in enumerate((b"From", b"Sender", b"Reply-To", b"To", b"Cc", b"Bcc")):
+            k = (i * 7 + j * 3) % (len(values) + 2)
+            if k < len(values):
+                fields += name + b": " + values[k] + b"\r\n"
+        fields += b"Subject: s%d\r\nMessage-ID: <%d@x>\r\n\r\n" % (i, i)
+        fresh = idx_mod.encode_envelope(mime.envelope(mime.Part(fields, 0, len(fields))))
+        assert idx_mod._envelope_of(fields) == fresh
+    assert idx_mod._ADDRESSES        # values were remembered, and answered from above
