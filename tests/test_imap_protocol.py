@@ -129,12 +129,18 @@ def test_select_examine_fetch_items(mailserver, user):
     c.logout()
 
 
-def test_stored_system_flags_are_what_the_session_and_the_file_name_say(mailserver, user):
-    md = box(mailserver, user)
-    for i in range(3):
+def inbox_with(srv, address, count: int):
+    """(the Maildir, an imaplib session with INBOX selected) after count deliveries."""
+    md = box(srv, address)
+    for i in range(count):
         md.deliver(message(f"m{i}"))
-    c = imap(mailserver, user)
+    c = imap(srv, address)
     c.select("INBOX")
+    return md, c
+
+
+def test_stored_system_flags_are_what_the_session_and_the_file_name_say(mailserver, user):
+    md, c = inbox_with(mailserver, user, 3)
     three = {b"\\Seen", b"\\Flagged", b"\\Answered"}
     typ, data = c.store("1:3", "FLAGS", r"(\Seen \Flagged \Answered)")
     assert typ == "OK" and all(three <= set(d.split(b"(")[-1].rstrip(b")").split()) for d in data)
@@ -147,11 +153,7 @@ def test_stored_system_flags_are_what_the_session_and_the_file_name_say(mailserv
 
 
 def test_store_flags_keywords_and_expunge(mailserver, user):
-    md = box(mailserver, user)
-    for i in range(5):
-        md.deliver(message(f"m{i}"))
-    c = imap(mailserver, user)
-    c.select("INBOX")
+    md, c = inbox_with(mailserver, user, 5)
     typ, data = c.store("1:2", "+FLAGS", r"(\Flagged $Label1)")
     assert typ == "OK" and b"$Label1" in data[0] and b"\\Flagged" in data[0]
     typ, data = c.store("1", "-FLAGS.SILENT", r"(\Flagged)")
