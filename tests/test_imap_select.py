@@ -142,3 +142,29 @@ def test_sessions_sharing_a_listing_change_only_their_own_copy(tmp_path):
     assert [m.flags for m in first.msgs] == [flagged.flags, {"\\Seen"}]
     assert [m.flags for m in second.msgs] == [{"\\Seen"}] * 3 and len(second.uids) == 3
     assert second.listing.msgs is second.msgs
+
+
+def test_a_rescan_that_changed_nothing_the_session_sees_keeps_its_messages(tmp_path):
+    """After another process added sizes to the uidlist (only), a session's rescan
+    gives the same messages: nothing to announce, nothing rebuilt. A real change
+    after that is still announced."""
+    from engine.imap.selected import Selected
+    from engine.maildir import Maildir
+    from engine.root import Root
+    md = Maildir.for_account(Root(tmp_path), "example.test", "alice")
+    md.create()
+    for i in range(3):
+        md.deliver(f"Subject: m{i}\n\nbody\n".encode(), flags=["\\Seen"])
+    _settle()
+    inbox = md.folder("INBOX")
+    session = Selected(inbox, False)
+    session.load()
+    msgs = session.msgs
+    header, *records = (inbox.path / UIDLIST).read_text().splitlines()
+    (inbox.path / "uidlist.new").write_text("\n".join([header + " ", *records]) + "\n")
+    (inbox.path / "uidlist.new").rename(inbox.path / UIDLIST)
+    scanned = session.scan()
+    assert scanned is not None and session.apply(scanned) == [] and session.msgs is msgs
+    inbox.set_flags(msgs[1], {"\\Flagged"})
+    _settle()
+    assert session.apply(session.scan()) == [b"* 2 FETCH (UID 2 FLAGS (\\Flagged))\r\n"]

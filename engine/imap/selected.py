@@ -9,6 +9,7 @@ costs three stat() calls per poll.
 from __future__ import annotations
 
 import bisect
+import operator
 import os
 import time
 from dataclasses import dataclass, replace
@@ -287,6 +288,8 @@ class Selected:
         if scanned is None:
             return []
         fresh, claimed = scanned
+        if not claimed and len(fresh) == len(self.msgs) and all(map(operator.is_, fresh, self.msgs)):
+            return []   # the same messages: the rescan followed a change of sizes in the uidlist
         self.listing = None
         lines: list[bytes] = []
         by_uid = {m.uid: m for m in fresh}
