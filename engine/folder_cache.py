@@ -21,6 +21,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
+from .errors import MailError
 from .maildir import MTIME_SLACK, Folder, folder_stamp
 
 POLL_SECONDS = 0.25
@@ -95,7 +96,7 @@ class StampedCache:
             entry.tried = stamp
             try:
                 value = self._remake(entry.folder)
-            except (OSError, LookupError) as e:   # folder deleted or renamed meanwhile
+            except (OSError, LookupError, MailError) as e:  # deleted, renamed or locked meanwhile
                 log.debug("refresh of %s skipped: %s", key, e)
                 value = None
             if value is None:
