@@ -121,8 +121,8 @@ def test_measured_sizes_are_written_into_the_uidlist(tmp_path, monkeypatch):
     assert md_mod.Maildir(md.path).folder("INBOX").sync()[2]._vsize == (len(LF_MSG) + LF_MSG.count(b"\n")) * 3
 
 
-def test_sessions_sharing_a_listing_change_only_their_own_copy(tmp_path):
-    from engine.imap.selected import Selected
+def _inbox_of_three_seen(tmp_path):
+    """INBOX of a new account with three \\Seen messages, settled for a shared listing."""
     from engine.maildir import Maildir
     from engine.root import Root
     md = Maildir.for_account(Root(tmp_path), "example.test", "alice")
@@ -130,7 +130,12 @@ def test_sessions_sharing_a_listing_change_only_their_own_copy(tmp_path):
     for i in range(3):
         md.deliver(f"Subject: m{i}\n\nbody\n".encode(), flags=["\\Seen"])
     _settle()
-    inbox = md.folder("INBOX")
+    return md.folder("INBOX")
+
+
+def test_sessions_sharing_a_listing_change_only_their_own_copy(tmp_path):
+    from engine.imap.selected import Selected
+    inbox = _inbox_of_three_seen(tmp_path)
     first, second = Selected(inbox, False), Selected(inbox, False)
     first.load()
     second.load()
@@ -149,14 +154,7 @@ def test_a_rescan_that_changed_nothing_the_session_sees_keeps_its_messages(tmp_p
     gives the same messages: nothing to announce, nothing rebuilt. A real change
     after that is still announced."""
     from engine.imap.selected import Selected
-    from engine.maildir import Maildir
-    from engine.root import Root
-    md = Maildir.for_account(Root(tmp_path), "example.test", "alice")
-    md.create()
-    for i in range(3):
-        md.deliver(f"Subject: m{i}\n\nbody\n".encode(), flags=["\\Seen"])
-    _settle()
-    inbox = md.folder("INBOX")
+    inbox = _inbox_of_three_seen(tmp_path)
     session = Selected(inbox, False)
     session.load()
     msgs = session.msgs
