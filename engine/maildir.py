@@ -1340,15 +1340,16 @@ class Folder:
         sizes=False: files named without sizes are not read now, but when a size of
         theirs is first asked for (an IMAP SELECT of a folder filled by other tools).
         """
-        return self._sync(sizes, None)
+        return self._sync(sizes, None)[1]
 
-    def sync_quietly(self, max_new: int) -> list[Message] | None:
+    def sync_quietly(self, max_new: int) -> tuple[tuple | None, list[Message]] | None:
         """A sync for a background refresh: it reads no message file (as sizes=False),
         and when more than max_new files would need UIDs (a bulk fill, left to the first
-        client that opens the folder) it gives none and returns None."""
+        client that opens the folder) it gives none and returns None. Else (the folder's
+        stamp taken before the listing, None if it was not settled; the messages)."""
         return self._sync(False, max_new)
 
-    def _sync(self, sizes: bool, max_new: int | None) -> list[Message] | None:
+    def _sync(self, sizes: bool, max_new: int | None) -> tuple[tuple | None, list[Message]] | None:
         stamp, newest = folder_stamp(self.path)       # before the listing: a later change shows
         settled = time.time() - newest > MTIME_SLACK
         with self._uidlist.sync_gate:
@@ -1357,16 +1358,17 @@ class Folder:
             last = uidlist.last_sync
             if (last is not None and last.stamp == stamp and last.generation == uidlist.generation
                     and last.keywords == keywords and (last.sized or not sizes)):
-                return list(last.result)
+                return stamp, list(last.result)
             stamp = stamp if settled else None
             listing = {sub: os.listdir(self.path / sub) for sub in ("new", "cur")}   # new/ first
             patched = self._sync_changes(uidlist, keywords, sizes, listing, stamp, max_new)
             if patched is _DECLINED:
                 return None
-            if patched is not None:
-                self._save_sizes_when_due(uidlist, len(patched))
-                return patched
-            return self._full_sync(uidlist, keywords, sizes, listing, stamp, max_new)
+            if patched is None:
+                patched = self._full_sync(uidlist, keywords, sizes, listing, stamp, max_new)
+                return None if patched is None else (stamp, patched)
+            self._save_sizes_when_due(uidlist, len(patched))
+            return stamp, patched
 
     def _full_sync(self, uidlist: "_UidList", keywords: tuple, sizes: bool, listing: dict[str, list[str]],
                    stamp: tuple | None, max_new: int | None) -> list[Message] | None:
@@ -1736,7 +1738,6 @@ class _MessageBuilder:
                         self.folder._uidlist.remember_sizes(base, measured)
         return Message(record[0], base, sub, name, flags, size, vsize, self._path)
 
-
     def make_numbered(self, bases: list[str], listed: dict[str, tuple[str, str]],
                       records: dict[str, tuple[int, str]]) -> list[Message]:
         """make() for the files just numbered (bases in UID order, consecutive UIDs).
@@ -1744,10 +1745,8 @@ class _MessageBuilder:
         known, none to read now) is made without looking it up again by name: at
         100,000 files of a bulk fill the lookups cost more than the Messages."""
         make = self.make
-        if not bases or self.sizes:
-            return [make(base, *listed[base], records[base]) for base in bases]
-        first = records[bases[0]][0]
-        if records[bases[-1]] != (first + len(bases) - 1, ""):
+        first = records[bases[0]][0] if bases else 0
+        if not bases or self.sizes or records[bases[-1]] != (first + len(bases) - 1, ""):
             return [make(base, *listed[base], records[base]) for base in bases]
         odd = {base for base, (sub, name) in listed.items() if sub != "new" or name != base}
         known, path = self._known_sizes, self._path

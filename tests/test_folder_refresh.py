@@ -121,7 +121,7 @@ def test_a_quiet_sync_leaves_a_bulk_fill_unnumbered(tmp_path):
     before = (folder.path / UIDLIST).read_bytes()
     assert folder.sync_quietly(max_new=5) is None                 # no last sync: the full path
     assert (folder.path / UIDLIST).read_bytes() == before
-    assert len(folder.sync_quietly(max_new=10)) == 10
+    assert len(folder.sync_quietly(max_new=10)[1]) == 10
     drop_raw_files(folder.path, 10, start=100)
     numbered = (folder.path / UIDLIST).read_bytes()
     assert folder.sync_quietly(max_new=5) is None                 # patching the last sync

@@ -564,7 +564,7 @@ class Commands:
         missing = False
         step = FETCH_BATCH * 5 if indexed else FETCH_BATCH if needs_content else FETCH_BATCH * 10
         inline = (len(seqs) <= INLINE_MESSAGES and needs_content and not header_only and not indexed
-                  and not sets_seen and (all(_sizes_known(sel.msgs[s - 1]) for s in seqs)
+                  and not sets_seen and (all(sel.msgs[s - 1].sizes_known for s in seqs)
                                          or not any(i.name == "RFC822.SIZE" for i in items)))
         for start in range(0, len(seqs), step):
             batch = [sel.view(s, sel.folder.read) for s in seqs[start:start + step]]
@@ -774,11 +774,6 @@ class Commands:
                 raise bad("UID EXPUNGE needs a UID set")
             return await self.cmd_EXPUNGE(tag, [], uid_set=parse_sequence_set(as_atom(rest[0], "UID set")))
         raise bad(f"Unknown UID command {sub[:20]}")
-
-
-def _sizes_known(msg: store.Message) -> bool:
-    """Known sizes: RFC822.SIZE reads no file (else it measures the file, maybe from disk)."""
-    return msg._size is not None and msg._vsize is not None
 
 
 def _pattern_regex(pattern: str) -> re.Pattern:

@@ -162,11 +162,10 @@ def _listing_of(stamp: tuple, msgs: list, uids: list, uidvalidity: int) -> Listi
 def _remade_listing(folder: store.Folder) -> Listing | None:
     """A folder's listing made again in the background (folder_cache), as a read-only
     SELECT would see it; None when it could not be made cheaply and settled."""
-    stamp, newest = store.folder_stamp(folder.path)
-    started = time.time()
-    msgs = folder.sync_quietly(folder_cache.QUIET_NEW_UIDS)
-    if msgs is None or started - newest <= store.MTIME_SLACK:
+    synced = folder.sync_quietly(folder_cache.QUIET_NEW_UIDS)
+    if synced is None or synced[0] is None:
         return None
+    stamp, msgs = synced
     return _listing_of(stamp, msgs, [m.uid for m in msgs], folder.uidvalidity())
 
 

@@ -498,12 +498,10 @@ def _table(line: str, numbers, values) -> bytes:
 def _remade_snapshot(folder) -> "_Snapshot | None":
     """INBOX's snapshot made again in the background (folder_cache); None unless every
     size is known without reading a file and the sync settled."""
-    stamp, newest = folder_stamp(folder.path)
-    started = time.time()
-    messages = folder.sync_quietly(folder_cache.QUIET_NEW_UIDS)
-    if messages is None or started - newest <= MTIME_SLACK or not all(m.sizes_known for m in messages):
+    synced = folder.sync_quietly(folder_cache.QUIET_NEW_UIDS)
+    if synced is None or synced[0] is None or not all(m.sizes_known for m in synced[1]):
         return None
-    snapshot = _Snapshot(messages, stamp)
+    snapshot = _Snapshot(synced[1], synced[0])
     snapshot.measure()
     return snapshot
 
