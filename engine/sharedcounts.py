@@ -17,12 +17,15 @@ minute that still falls inside the window, rounded up.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import mmap
 import os
 import time
 from pathlib import Path
+
+from .errors import MailError
 
 FILE_NAME = "counts.shm"
 MAX_SLOTS = 16                       # serving processes per root
@@ -58,11 +61,23 @@ class SharedCounts:
             # a new file renamed into place: a process of an earlier run that still has the
             # old one mapped keeps its own (truncating a mapped file would crash it)
             tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}")
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.ftruncate(fd, FILE_SIZE)            # new pages read as zero
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            try:
+                # every block allocated now: a sparse file mapped in memory raises SIGBUS at
+                # the first write to a page the full file system cannot give a block
+                os.posix_fallocate(fd, 0, FILE_SIZE)
+            except OSError as e:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise MailError(f"cannot create the shared counters run/{FILE_NAME}: "
+                                f"{os.strerror(e.errno)}; free space on the mail root's file system") from None
             os.rename(tmp, self.path)
         else:
-            fd = os.open(self.path, os.O_RDWR)
+            fd = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW)
+            if os.fstat(fd).st_size < FILE_SIZE:       # never map past a file's blocks
+                os.close(fd)
+                raise MailError(f"run/{FILE_NAME} is incomplete; restart the server")
         try:
             self._map = mmap.mmap(fd, FILE_SIZE)
         finally:
