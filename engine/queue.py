@@ -33,7 +33,7 @@ import tomli_w
 
 from . import uniq
 from .errors import MailError, NotFound
-from .root import Root, atomic_write, fsync_dir
+from .root import Root, atomic_write, fsync_dir, write_temp
 
 STATES = ("active", "deferred", "hold")
 CLAIM_XATTR = "user.mailctl.claim"
@@ -143,7 +143,12 @@ class Queue:
         now = time.time() if now is None else now
         env = Envelope(id=qid, sender=sender, recipients=[Recipient(r) for r in recipients],
                        created=now, next_attempt=now, size=len(data), source=source, auth_user=auth_user)
-        return StagedItem(self, env)
+        try:
+            return StagedItem(self, env)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.body_path(qid))
+            raise
 
     def enqueue(self, sender: str, recipients: list[str], data: bytes, **kw) -> str:
         staged = self.stage(sender, recipients, data, **kw)
@@ -156,6 +161,12 @@ class Queue:
         # queue files), so the runner finds due items with stat() alone.
         atomic_write(self.envelope_path(env.id, env.state), tomli_w.dumps(env.to_dict()),
                      mtime=env.next_attempt or None)
+
+    def write_staged(self, env: Envelope) -> Path:
+        """The envelope written and fsync'd under a temp name; renaming it into place
+        (StagedItem.commit) is what makes the item exist."""
+        return write_temp(self.envelope_path(env.id, env.state), tomli_w.dumps(env.to_dict()),
+                          mtime=env.next_attempt or None)
 
     def attempt_path(self, qid: str) -> Path:
         return self.dir / "active" / f"{qid}.attempt"
@@ -417,13 +428,20 @@ class Queue:
 
 
 class StagedItem:
+    """A queue item with its body and envelope on disk, not yet visible. Both are written
+    when it is staged, so committing it needs no room on the disk: only a rename."""
+
     def __init__(self, queue: Queue, envelope: Envelope):
         self.queue, self.envelope = queue, envelope
+        self.staged_envelope = queue.write_staged(envelope)
 
     def commit(self) -> str:
-        self.queue.write(self.envelope)
+        target = self.queue.envelope_path(self.envelope.id, self.envelope.state)
+        os.replace(self.staged_envelope, target)
+        fsync_dir(target.parent)
         return self.envelope.id
 
     def abort(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.queue.body_path(self.envelope.id))
+        for path in (self.staged_envelope, self.queue.body_path(self.envelope.id)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)

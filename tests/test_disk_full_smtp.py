@@ -1,0 +1,147 @@
+"""SMTP intake on a full or read-only disk: `452 4.3.1 Insufficient system storage` at DATA
+(nothing of the message left anywhere), at MAIL FROM already below the free-space reserve
+(the SIZE a client announces counted), the session and IMAP reads going on, and mail
+accepted again as soon as there is room, without a restart."""
+from __future__ import annotations
+
+import imaplib
+import os
+import smtplib
+
+import pytest
+
+from engine import directory_edit, settings as settings_mod
+from helpers_diskfull import full_disk_root, settle_cache, stored_files
+from helpers_server import running_server
+
+PW = "alice-password-1"
+INSUFFICIENT = (452, b"4.3.1 Insufficient system storage")
+BODY = b"From: carol@example.org\r\nTo: alice@example.com\r\nSubject: full\r\n\r\n" + b"x" * 200_000 + b"\r\n"
+
+
+def send(client: smtplib.SMTP, rcpt: str = "alice@example.com", body: bytes = BODY, size: int | None = None):
+    """One transaction; the reply to the command that ended it."""
+    options = [f"SIZE={size}"] if size is not None else []
+    client.ehlo_or_helo_if_needed()
+    code, text = client.mail("carol@example.org", options)
+    if code != 250:
+        client.rset()
+        return code, text
+    assert client.rcpt(rcpt)[0] == 250
+    return client.data(body)
+
+
+def imap_reads_inbox(port: int) -> int:
+    with imaplib.IMAP4("127.0.0.1", port) as imap:
+        imap.login("alice@example.com", PW)
+        typ, data = imap.select("INBOX", readonly=True)
+        assert typ == "OK"
+        typ, fetched = imap.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert typ == "OK" and b"Subject:" in fetched[0][1]
+        return int(data[0])
+
+
+@pytest.mark.parametrize("kind", ["tmpfs", "ext4"])
+def test_data_on_a_full_disk_gets_452_leaves_nothing_and_recovers(tmp_path, kind):
+    with full_disk_root(tmp_path, kind, accounts={"alice@example.com": PW}) as (fs, root), \
+            running_server(root) as srv:
+        with smtplib.SMTP("127.0.0.1", srv.ports["smtp"]) as c:
+            assert send(c)[0] == 250                      # a first message, read over IMAP below
+        assert imap_reads_inbox(srv.ports["imap"]) == 1
+        before = stored_files(root)
+        fs.fill()
+        with smtplib.SMTP("127.0.0.1", srv.ports["smtp"]) as c:
+            assert send(c) == INSUFFICIENT
+            assert stored_files(root) == before           # no copy, no tmp file left
+            assert imap_reads_inbox(srv.ports["imap"]) == 1
+            assert send(c) == INSUFFICIENT                # the session goes on
+            fs.unfill()
+            settle_cache()
+            assert send(c)[0] == 250                      # room again: taken, same session
+        assert imap_reads_inbox(srv.ports["imap"]) == 2
+
+
+def test_data_for_the_queue_on_a_full_disk_gets_452_and_queues_nothing(tmp_path):
+    with full_disk_root(tmp_path, settings={"relay.trusted_networks": ["127.0.0.1/32"]}) as (fs, root), \
+            running_server(root) as srv:
+        fs.fill()
+        with smtplib.SMTP("127.0.0.1", srv.ports["submission"]) as c:
+            assert send(c, "someone@far.example") == INSUFFICIENT
+            assert stored_files(root) == []               # no body without envelope, no envelope
+            fs.unfill()
+            code, text = send(c, "someone@far.example")
+        assert code == 250
+        qid = text.decode().rsplit(" ", 1)[1]
+        assert stored_files(root) == [f"queue/deferred/{qid}.toml", f"queue/messages/{qid}.eml"]
+
+
+def test_data_on_a_read_only_file_system_gets_452(tmp_path):
+    with full_disk_root(tmp_path, accounts={"alice@example.com": PW}) as (fs, root), \
+            running_server(root) as srv:
+        with smtplib.SMTP("127.0.0.1", srv.ports["smtp"]) as c:
+            assert c.ehlo()[0] == 250 and c.mail("carol@example.org")[0] == 250
+            assert c.rcpt("alice@example.com")[0] == 250
+            fs.read_only()                                 # between RCPT and DATA
+            try:
+                assert c.data(BODY) == INSUFFICIENT
+                settle_cache()
+                assert c.mail("carol@example.org") == INSUFFICIENT     # now already at MAIL FROM
+            finally:
+                fs.read_write()
+            settle_cache()
+            assert send(c)[0] == 250
+        assert len(stored_files(root)) == 1
+
+
+def test_mail_from_below_the_reserve_gets_452_counting_size(tmp_path):
+    # max 4 MB messages: a reserve of 6 MB (1.5 x); 8 MB left free
+    settings = {"limits.max_message_size_mb": 4, "limits.min_free_space_mb": 0}
+    with full_disk_root(tmp_path, size_mb=32, accounts={"alice@example.com": PW}, settings=settings) as (fs, root), \
+            running_server(root) as srv:
+        fs.fill(leave=8 * 1024 * 1024)
+        settle_cache()
+        with smtplib.SMTP("127.0.0.1", srv.ports["smtp"]) as c:
+            c.ehlo()
+            assert send(c, size=1024 * 1024)[0] == 250             # 8 - 1 >= 6
+            assert send(c, size=3 * 1024 * 1024) == INSUFFICIENT   # 8 - 3 < 6: refused before DATA
+            fs.fill(leave=5 * 1024 * 1024)
+            settle_cache()
+            assert send(c) == INSUFFICIENT                         # below the reserve, no SIZE given
+            assert c.noop()[0] == 250
+            fs.unfill()
+            settle_cache()
+            assert send(c, size=3 * 1024 * 1024)[0] == 250
+
+
+def test_min_free_space_mb_raises_the_reserve(tmp_path):
+    settings = {"limits.max_message_size_mb": 1, "limits.min_free_space_mb": 10}
+    with full_disk_root(tmp_path, size_mb=32, accounts={"alice@example.com": PW}, settings=settings) as (fs, root), \
+            running_server(root) as srv:
+        fs.fill(leave=8 * 1024 * 1024)                             # above 1.5 MB, below 10 MB
+        settle_cache()
+        with smtplib.SMTP("127.0.0.1", srv.ports["smtp"]) as c:
+            assert send(c) == INSUFFICIENT
+        assert stored_files(root) == []
+
+
+def test_room_for_the_copies_but_not_the_envelope_leaves_no_copy(tmp_path):
+    """A local copy and a queue item (a forward that keeps a copy): the disk has room for
+    both message files but not for the envelope. No copy may stay visible, or the
+    client's retry would deliver it twice."""
+    with full_disk_root(tmp_path, accounts={"alice@example.com": PW}) as (fs, root), \
+            running_server(root) as srv:
+        directory_edit.set_forward(root, settings_mod.load(root.config_file), "alice@example.com",
+                                   ["alice@far.example"], True)
+        srv.runtime.reload()
+        with smtplib.SMTP("127.0.0.1", srv.ports["smtp"]) as c:
+            assert send(c)[0] == 250              # the same message once, to measure its files
+        first = stored_files(root)
+        pages = sum(-(-os.path.getsize(root.path / f) // 4096) for f in first if not f.endswith(".toml"))
+        fs.fill(leave=pages * 4096)
+        assert fs.free_bytes() == pages * 4096
+        with smtplib.SMTP("127.0.0.1", srv.ports["smtp"]) as c:
+            assert send(c) == INSUFFICIENT
+            assert stored_files(root) == first
+            fs.unfill()
+            assert send(c)[0] == 250
+        assert len(stored_files(root)) == 2 * len(first)
