@@ -91,6 +91,12 @@ class Envelope:
     auth_user: str = ""
     state: str = "deferred"
     extra: dict = field(default_factory=dict)
+    notice_due: list[str] = field(default_factory=list)   # failed recipients whose DSN is still to write
+
+    @property
+    def done(self) -> bool:
+        """Nothing left to do: every recipient sent or failed, and every failure notified."""
+        return all(r.done for r in self.recipients) and not self.notice_due
 
     def to_dict(self) -> dict:
         d = {"id": self.id, "sender": self.sender, "created": self.created,
@@ -102,6 +108,8 @@ class Envelope:
              "recipients": [r.to_dict() for r in self.recipients]}
         if self.extra:
             d["extra"] = self.extra
+        if self.notice_due:
+            d["notice_due"] = list(self.notice_due)
         return d
 
     @classmethod
@@ -114,7 +122,7 @@ class Envelope:
                    last_error=d.get("last_error", ""), delay_notified=d.get("delay_notified", False),
                    last_attempt=d.get("last_attempt", 0.0), claim=d.get("claim", ""),
                    size=d.get("size", 0), source=d.get("source", ""), auth_user=d.get("auth_user", ""),
-                   state=state, extra=d.get("extra", {}))
+                   state=state, extra=d.get("extra", {}), notice_due=list(d.get("notice_due", [])))
 
 
 class Queue:
@@ -265,7 +273,7 @@ class Queue:
         A `queue hold` or `queue delete` may have moved the envelope while it was being
         delivered; the outcome then goes where it is now (or nowhere, when deleted)."""
         env.claim = ""
-        done = all(r.done for r in env.recipients)
+        done = env.done
         self._drop_attempt(env.id)
         for where in ("active", "hold"):
             if self.envelope_path(env.id, where).exists():
