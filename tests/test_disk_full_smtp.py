@@ -5,14 +5,16 @@ accepted again as soon as there is room, without a restart."""
 from __future__ import annotations
 
 import imaplib
+import json
 import os
 import smtplib
+import time
 
 import pytest
 
 from engine import directory_edit, settings as settings_mod
 from helpers_diskfull import full_disk_root, settle_cache, stored_files
-from helpers_server import running_server
+from helpers_server import mailctl, running_server, serve_process
 
 PW = "alice-password-1"
 INSUFFICIENT = (452, b"4.3.1 Insufficient system storage")
@@ -145,3 +147,23 @@ def test_room_for_the_copies_but_not_the_envelope_leaves_no_copy(tmp_path):
             fs.unfill()
             assert send(c)[0] == 250
         assert len(stored_files(root)) == 2 * len(first)
+
+
+def test_status_and_log_show_free_space_and_warn_once_below_the_reserve(tmp_path):
+    settings = {"limits.max_message_size_mb": 2, "limits.min_free_space_mb": 0}      # reserve 3 MB
+    with full_disk_root(tmp_path, size_mb=16, settings=settings) as (fs, root), serve_process(root):
+        disk = json.loads(mailctl(root, "status", "--json").stdout)["disk"]
+        assert disk["reserve_bytes"] == 3 * 1024 * 1024 and not disk["below_reserve"]
+        assert abs(disk["free_bytes"] - fs.free_bytes()) < 1024 * 1024
+        fs.fill(leave=1024 * 1024)
+        time.sleep(3)                                       # a few passes of the watch
+        disk = json.loads(mailctl(root, "status", "--json").stdout)["disk"]
+        assert disk["below_reserve"] and disk["free_bytes"] <= 1024 * 1024
+        human = mailctl(root, "status").stdout
+        assert "below the reserve, new mail is refused (452 4.3.1)" in human
+        fs.unfill()
+        time.sleep(3)
+        assert "WARNING" not in mailctl(root, "status").stdout
+        log = (root.log_dir / "mailctl.log").read_text()
+    assert log.count("below the reserve of 3.0 MB (limits.min_free_space_mb)") == 1
+    assert log.count("free again (reserve 3.0 MB): accepting mail") == 1
