@@ -23,10 +23,11 @@ NO_RESERVE = {"limits.max_message_size_mb": 0, "limits.min_free_space_mb": 0, "q
 
 
 @contextlib.contextmanager
-def full_disk_root(tmp_path, kind: str = "tmpfs", size_mb: int = 16, accounts=None, settings=None):
+def full_disk_root(tmp_path, kind: str = "tmpfs", size_mb: int = 16, accounts=None, settings=None,
+                   elsewhere=("run", "log")):
     with small_fs(tmp_path, kind, size_mb) as fs:
         root = make_root(fs.path, accounts=accounts or {}, settings={**NO_RESERVE, **(settings or {})})
-        for name in ("run", "log"):
+        for name in elsewhere:
             outside = tmp_path / f"outside-{name}"
             if (root.path / name).exists():
                 shutil.move(root.path / name, outside)
