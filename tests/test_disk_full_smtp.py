@@ -4,10 +4,12 @@
 accepted again as soon as there is room, without a restart."""
 from __future__ import annotations
 
+import base64
 import imaplib
 import json
 import os
 import smtplib
+import threading
 import time
 
 import pytest
@@ -167,3 +169,44 @@ def test_status_and_log_show_free_space_and_warn_once_below_the_reserve(tmp_path
         log = (root.log_dir / "mailctl.log").read_text()
     assert log.count("below the reserve of 3.0 MB (limits.min_free_space_mb)") == 1
     assert log.count("free again (reserve 3.0 MB): accepting mail") == 1
+
+
+def test_a_session_state_write_on_a_full_disk_is_answered_not_a_local_error(tmp_path, caplog):
+    """A failed AUTH records the failure for auto-ban (a write): on a full disk the client
+    gets a reply and the session goes on, never 451 with a traceback in the log."""
+    with full_disk_root(tmp_path, accounts={"alice@example.com": PW}) as (fs, root), \
+            running_server(root) as srv:
+        fs.fill()
+        with smtplib.SMTP("127.0.0.1", srv.ports["submission"]) as c:
+            c.ehlo()
+            code, _ = c.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0alice@example.com\0wrong").decode())
+            assert code in (452, 535)
+            assert c.noop()[0] == 250
+    assert "internal error" not in caplog.text
+
+
+def test_two_sessions_at_once_on_a_nearly_full_disk_leave_no_partial_copy(tmp_path):
+    """Two clients send at once with room for about one message: each gets 250 or 452,
+    and what is stored is exactly the accepted messages, nothing half-written."""
+    with full_disk_root(tmp_path, accounts={"alice@example.com": PW}) as (fs, root), \
+            running_server(root) as srv:
+        fs.fill(leave=300 * 1024)                          # one 200 KB message fits, not two
+        replies = []
+
+        def one():
+            with smtplib.SMTP("127.0.0.1", srv.ports["smtp"]) as c:
+                replies.append(send(c))
+
+        threads = [threading.Thread(target=one) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        codes = sorted(code for code, _ in replies)
+        assert codes in ([250, 452], [452, 452]), replies
+        assert all(r == INSUFFICIENT for r in replies if r[0] == 452)
+        stored = stored_files(root)
+        assert len(stored) == codes.count(250) and all("/new/" in f for f in stored)
+        fs.unfill()
+        with smtplib.SMTP("127.0.0.1", srv.ports["smtp"]) as c:
+            assert send(c)[0] == 250

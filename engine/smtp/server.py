@@ -104,6 +104,10 @@ class _Hooks:
         return "221 2.0.0 Bye"
 
     async def handle_exception(self, error):
+        if diskspace.is_storage_error(error):
+            # a write of some session state met a full or read-only disk: temporary, no bug
+            self.proto.runtime.log.warning("smtp: %s: %s", self.proto.peer_ip, error)
+            return diskspace.INSUFFICIENT
         self.proto.runtime.log.exception("smtp: %s: internal error", self.proto.peer_ip)
         return "451 4.3.0 Local Error In Processing"
 
@@ -694,5 +698,8 @@ def _bounce_rejected(rt, sender: str, txid: str, rejected: dict, content: bytes)
                                       dsn=why.status) for rcpt, why in rejected.items()]
     try:
         dsn.notify(rt.root, rt.settings, rt.directory, env, recipients, "failed", content, now=now, log=rt.log)
-    except Exception:  # noqa: BLE001 - the accepted copies stand; the log says what was lost
-        rt.log.exception("smtp: %s: could not write the DSN for %s", txid, ", ".join(rejected))
+    except Exception as e:  # noqa: BLE001 - the accepted copies stand; the log says what was lost
+        if diskspace.is_storage_error(e):
+            rt.log.error("smtp: %s: could not write the DSN for %s: %s", txid, ", ".join(rejected), e.strerror)
+        else:
+            rt.log.exception("smtp: %s: could not write the DSN for %s", txid, ", ".join(rejected))
