@@ -12,10 +12,10 @@ Items in active/ at start were left by a crash: they go back to deferred/.
 Connections to a host are reused for the next message to it (a small idle pool).
 
 A full or read-only disk (ENOSPC, EDQUOT, EROFS) loses nothing and sends nothing twice:
-an item whose outcome cannot be written stays claimed, its outcome kept in memory and
-written at a later pass; one whose attempt record cannot be written goes back to
-deferred/ untried; a notice that cannot be written is owed (Envelope.notice_due) and
-written at the item's next attempt, so the item is not removed before it is.
+an outcome that cannot be written is kept for a later pass (outcomes.py); an item whose
+attempt record cannot be written goes back to deferred/ untried; a notice that cannot be
+written is owed (Envelope.notice_due) and written at the item's next attempt, so the
+item is not removed before it is.
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from .. import control, diskspace
 from ..errors import MailError
 from ..queue import Envelope, Queue, Recipient
 from . import dsn, mx
+from .outcomes import Outcomes
 from .client import Connection, Reply, SMTPError, to_wire, unverified_context, verified_context
 from .routes import Route, Router
 
@@ -184,9 +185,8 @@ class Runner:
         self._resolver = None
         self._local = _local_addresses()
         self.stats = {"sent": 0, "deferred": 0, "failed": 0, "attempts": 0}
-        self.unsaved: dict[str, Envelope] = {}     # outcomes the disk could not take yet
+        self.outcomes = Outcomes(self.queue, self.blocking, log)
         self.disk = diskspace.Watch(log)
-        self.storage_warned = False
 
     # -- settings-derived state, rebuilt on reload --
     @property
@@ -255,7 +255,7 @@ class Runner:
     async def run_once(self, force: bool = False) -> int:
         """Deliver everything due now (everything when force) and wait until done."""
         self._refresh()
-        await self._save_unsaved()
+        await self.outcomes.save_pending()
         ids = await self.due(force)
         sem = asyncio.Semaphore(self.settings.queue.concurrency)
 
@@ -276,7 +276,7 @@ class Runner:
                 self._refresh()
                 with contextlib.suppress(OSError):
                     await self.blocking(self.disk.check, self.root, self.settings)
-                await self._save_unsaved()
+                await self.outcomes.save_pending()
                 force = await self._take_flush_request()
                 if force or not self.settings.queue.offline:
                     for qid in await self.due(force):
@@ -305,18 +305,11 @@ class Runner:
             await self.process(qid, force)
         except Exception as e:  # noqa: BLE001 - one bad item must not stop the runner
             if diskspace.is_storage_error(e):
-                self._storage_trouble(qid, e)
+                self.outcomes.trouble(qid, e)
             else:
                 log.exception("queue %s: delivery attempt failed unexpectedly; it stays queued", qid)
         finally:
             self.inflight.discard(qid)
-
-    def _storage_trouble(self, qid: str, e: OSError) -> None:
-        """Said once, not at every pass, until the disk takes a write again."""
-        if not self.storage_warned:
-            log.warning("queue %s: %s: the disk takes no writes; queued mail waits and is retried "
-                        "when there is room", qid, e.strerror)
-        self.storage_warned = True
 
     async def _take_flush_request(self) -> bool:
         try:
@@ -325,26 +318,6 @@ class Runner:
             if not diskspace.is_storage_error(e):
                 raise
             return False
-
-    async def _finish(self, env: Envelope) -> None:
-        """Write the attempt's outcome, or keep it for a later pass when the disk cannot
-        take it: the item stays claimed in active/, so nobody sends it again meanwhile."""
-        try:
-            await self.blocking(self.queue.finish, env, "deferred")
-        except OSError as e:
-            if not diskspace.is_storage_error(e):
-                raise
-            self.unsaved[env.id] = env
-            self._storage_trouble(env.id, e)
-            return
-        self.unsaved.pop(env.id, None)
-        self.storage_warned = False
-
-    async def _save_unsaved(self) -> None:
-        for env in list(self.unsaved.values()):
-            await self._finish(env)
-            if env.id in self.unsaved:
-                return                # still no room: the others wait for the next pass
 
     # -- one item --
     async def process(self, qid: str, force: bool = False) -> None:
@@ -357,7 +330,7 @@ class Runner:
         except BaseException:
             # Leave it for the next pass (its next_attempt is already written).
             with contextlib.suppress(Exception):
-                await self._finish(env)
+                await self.outcomes.finish(env)
             raise
 
     def _prepare(self, qid: str, force: bool = False):
@@ -390,7 +363,7 @@ class Runner:
             with contextlib.suppress(OSError):
                 self.queue.move(env, "deferred")
             if env.state == "active":
-                self.unsaved[env.id] = env
+                self.outcomes.unsaved[env.id] = env
             raise
         try:
             data = self.queue.body_path(env.id).read_bytes()
@@ -453,7 +426,7 @@ class Runner:
                 env.delay_notified = await self._notify_safely(env, still, "delayed", data)
         elif newly_failed:
             env.last_code, env.last_error = newly_failed[0].code, newly_failed[0].reply
-        await self._finish(env)
+        await self.outcomes.finish(env)
         self.cache.pop(env.id, None)
 
     def _retry_minutes(self, pending: list[Recipient]):
