@@ -50,3 +50,10 @@ def stored_files(root) -> list[str]:
 def settle_cache() -> None:
     """The server's view of free space is kept for a second."""
     time.sleep(1.1)
+
+
+def wait_until(condition, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()

@@ -8,18 +8,11 @@ import time
 
 from engine import logs
 from engine.root import Root
-from helpers_diskfull import full_disk_root
+from helpers_diskfull import full_disk_root, wait_until
 from helpers_server import serve_process
 from helpers_smallfs import small_fs
 
 PW = "alice-password-1"
-
-
-def wait_until(condition, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return condition()
 
 
 def test_lines_written_while_the_disk_is_full_arrive_once_it_has_room(tmp_path):

@@ -8,18 +8,11 @@ import time
 
 import pytest
 
-from helpers_diskfull import full_disk_root, stored_files
+from helpers_diskfull import full_disk_root, stored_files, wait_until
 from helpers_server import serve_process
 
 PW = "alice-password-1"
 NOTE = b"X-Sender: ops@example.com\r\nX-Receiver: alice@example.com\r\nSubject: from pickup\r\n\r\nhello\r\n"
-
-
-def wait_until(condition, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return condition()
 
 
 @pytest.mark.parametrize("fault", ["full", "one page left", "read-only"])

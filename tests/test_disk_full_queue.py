@@ -5,12 +5,11 @@ running `mailctl serve` drains its deferred queue by itself after the disk is fr
 from __future__ import annotations
 
 import smtplib
-import time
 
 import pytest
 
 from dnsserver import DNSServer
-from helpers_diskfull import full_disk_root, settle_cache, stored_files
+from helpers_diskfull import full_disk_root, settle_cache, stored_files, wait_until
 from helpers_queue import Harness, base_settings, configure, inbox, parse_dsn
 from helpers_server import mailctl, serve_process
 from sinks import Sink
@@ -124,10 +123,3 @@ def test_serve_drains_the_deferred_queue_by_itself_once_the_disk_has_room(tmp_pa
         assert sorted(sink.recipients()) == ["x@far.example", "y@far.example"]
         assert wait_until(lambda: stored_files(root) == [])
         assert srv.proc.poll() is None
-
-
-def wait_until(condition, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return condition()
