@@ -23,7 +23,8 @@ INSUFFICIENT = (452, b"4.3.1 Insufficient system storage")
 BODY = b"From: carol@example.org\r\nTo: alice@example.com\r\nSubject: full\r\n\r\n" + b"x" * 200_000 + b"\r\n"
 
 
-def send(client: smtplib.SMTP, rcpt: str = "alice@example.com", body: bytes = BODY, size: int | None = None):
+def send(client: smtplib.SMTP, rcpt: str | list[str] = "alice@example.com", body: bytes = BODY,
+         size: int | None = None):
     """One transaction; the reply to the command that ended it."""
     options = [f"SIZE={size}"] if size is not None else []
     client.ehlo_or_helo_if_needed()
@@ -31,7 +32,8 @@ def send(client: smtplib.SMTP, rcpt: str = "alice@example.com", body: bytes = BO
     if code != 250:
         client.rset()
         return code, text
-    assert client.rcpt(rcpt)[0] == 250
+    for address in [rcpt] if isinstance(rcpt, str) else rcpt:
+        assert client.rcpt(address)[0] == 250
     return client.data(body)
 
 
@@ -210,3 +212,41 @@ def test_two_sessions_at_once_on_a_nearly_full_disk_leave_no_partial_copy(tmp_pa
         fs.unfill()
         with smtplib.SMTP("127.0.0.1", srv.ports["smtp"]) as c:
             assert send(c)[0] == 250
+
+
+def test_a_copy_committed_before_a_later_one_fails_is_withdrawn(tmp_path):
+    """To alice and bob: both copies are written, alice's is committed, then bob's commit
+    needs a new block (his maildirsize ends on a block boundary) and the disk has none.
+    The client gets 452, so alice's copy must go too, or its retry would give her two."""
+    accounts = {"alice@example.com": PW, "bob@example.com": "bob-password-12"}
+    with full_disk_root(tmp_path, "ext4", accounts=accounts) as (fs, root), running_server(root) as srv:
+        with smtplib.SMTP("127.0.0.1", srv.ports["smtp"]) as c:
+            code, _ = send(c, ["alice@example.com", "bob@example.com"])
+        assert code == 250
+        first = stored_files(root)
+        block = os.statvfs(fs.path).f_bsize
+        def pad(user: str, to_boundary: bool) -> None:
+            """Zero delta lines in the user's maildirsize (as valid as any) up to a block
+            boundary, or to where the next delta still fits in its block."""
+            with open(root.mail_dir / "example.com" / user / "maildirsize", "ab") as f:
+                while not to_boundary and (f.tell() % block == 0 or f.tell() % block > block - 64):
+                    f.write(b"0 0\n")
+                while to_boundary and f.tell() % block:
+                    need = block - f.tell() % block
+                    f.write(b"0 0\n" if need >= 8 else b"0" * (need - 3) + b" 0\n" if need >= 4 else b"0 0\n")
+
+        pad("alice", False)
+        pad("bob", True)
+        copies = sum(-(-os.path.getsize(root.path / f) // block) * block for f in first)
+        fs.fill(leave=copies + 64 * block)
+        with open(fs.path / ".filler-exact", "ab", buffering=0) as f:
+            while fs.free_bytes() > copies:
+                f.write(b"\0" * block)
+                os.fsync(f.fileno())
+        assert fs.free_bytes() == copies
+        with smtplib.SMTP("127.0.0.1", srv.ports["smtp"]) as c:
+            assert send(c, ["alice@example.com", "bob@example.com"]) == INSUFFICIENT
+            assert stored_files(root) == first
+            fs.unfill()
+            assert send(c, ["alice@example.com", "bob@example.com"])[0] == 250
+        assert len(stored_files(root)) == 2 * len(first)
