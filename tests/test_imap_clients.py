@@ -40,8 +40,10 @@ set move=no
 def mutt_batch(rc: Path, url: str, keys: str) -> str:
     """mutt needs a terminal even when driven by 'push'; script(1) gives it a pty."""
     cmd = f"mutt -n -F {rc} -f '{url}' -e 'push {keys}'"
-    # a HOME of its own: nothing from the real home directory, no first-run prompt
-    r = run(["script", "-qc", cmd, "/dev/null"], env={**os.environ, "TERM": "vt100", "HOME": str(rc.parent)})
+    # a HOME of its own, with the Mail folder mutt asks to create on its first run
+    home = rc.parent / "home"
+    (home / "Mail").mkdir(parents=True, exist_ok=True)
+    r = run(["script", "-qc", cmd, "/dev/null"], env={**os.environ, "TERM": "vt100", "HOME": str(home)})
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr
     return r.stdout
 
