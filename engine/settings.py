@@ -199,6 +199,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "dkim": {
         "enabled": Key(True, bool, "sign mail from local domains that have a key under dkim/"),
     },
+    "sendmail": {
+        "sender_domain": Key("", str, "domain of a local user's address for sendmail(1): login@domain "
+                             "('' = server.default_domain, else server.hostname)"),
+        "trusted_users": Key([], list, "local users who may give sendmail(1) any sender with -f "
+                             "(root and the server's own user always may)"),
+        "allowed_senders": Key({}, dict, "other senders a local user may give with -f: "
+                               "{ \"www-data\" = [\"noreply@example.com\"] } (\"*\" = any)"),
+    },
     "pickup": {
         "enabled": Key(True, bool, "take *.eml files dropped into pickup/"),
         "poll_seconds": Key(2.0, (int, float), "polling interval when file events are unavailable", _range(0.1)),
