@@ -1685,8 +1685,8 @@ class Folder:
             return
         for sub in ("new", "cur"):
             fsync_dir(self.path / sub)
+        self._forget(removed_bases)
         with tolerate_storage_faults():         # the files are gone: that is the expunge
-            self._forget(removed_bases)
             self.maildir._quota_add(-nbytes, -count)
 
     def _unlink(self, msg: Message) -> bool:
@@ -1716,12 +1716,7 @@ class Folder:
             if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
                 raise
             _copy_file(src, tmp, msg.mtime)
-        staged = Staged(dest, tmp, base, msg.flags, msg.size, to_cur=True)
-        try:
-            return staged.commit()
-        except BaseException:
-            staged.abort()                       # no link left in dest tmp/
-            raise
+        return Staged(dest, tmp, base, msg.flags, msg.size, to_cur=True).commit()
 
     def move_to(self, msg: Message, dest: "Folder") -> Delivered:
         delivered = self._copy(msg, dest)

@@ -193,3 +193,33 @@ def test_a_failed_copy_leaves_the_destination_as_it_was(full_fs, monkeypatch):
 
 def _no_links(src, dst, *a, **kw):
     raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+
+def test_select_whose_new_mail_cannot_be_numbered_answers_no_and_the_uidlist_stays_whole(full_fs):
+    """A message delivered without a UID (as SMTP intake does), the uidlist's last page
+    full, then the disk: the record that SELECT appends would be cut at the page's end.
+    The uidlist must stay as it was (no half record for Dovecot to read as a record)."""
+    fs, root, srv = full_fs
+    inbox = inbox_path(root)
+    md = Maildir(inbox)
+    uidlist = inbox / "dovecot-uidlist"
+    record = len(uidlist.read_bytes().split(b"\n")[-2]) + 1
+    while uidlist.stat().st_size + record <= 4096:    # fill the page to within a record
+        md.deliver(MSG.replace(b"\r\n", b"\n"))
+    count = len(uidlist.read_bytes().split(b"\n")) - 2
+    staged = md.stage(MSG.replace(b"hello", b"unnumbered").replace(b"\r\n", b"\n"), assign_uid=False)
+    staged.commit()
+    md.deliver(MSG.replace(b"\r\n", b"\n"), folder="Projects")   # Projects is numbered already
+    before = uidlist.read_bytes()
+    fs.fill()
+    imap = login(srv.ports["imap"])
+    assert_no(imap.select("INBOX"), FULL)
+    assert uidlist.read_bytes() == before
+    assert not [p for p in inbox.iterdir() if p.name.startswith("dovecot-uidlist.")]
+    assert imap.select("Projects")[0] == "OK"              # the session goes on
+    assert len(uids_and_subjects(imap)) == 2
+    fs.unfill()
+    assert imap.select("INBOX")[0] == "OK"
+    got = uids_and_subjects(imap)
+    assert len(got) == count + 1 and got[-1][1] == b"Subject: unnumbered"
+    imap.logout()
