@@ -223,3 +223,44 @@ def test_select_whose_new_mail_cannot_be_numbered_answers_no_and_the_uidlist_sta
     got = uids_and_subjects(imap)
     assert len(got) == count + 1 and got[-1][1] == b"Subject: unnumbered"
     imap.logout()
+
+
+def test_a_serving_process_meets_a_full_then_read_only_disk_and_recovers_without_restart(tmp_path):
+    """`mailctl serve` as run in production: the disk fills, then goes read-only, then
+    comes back; every client gets its answer and the same process writes again."""
+    import poplib
+    from helpers_server import serve_process
+    root = make_root(tmp_path, accounts={USER: PASSWORD}, settings=SETTINGS)
+    Maildir(inbox_path(root)).deliver(MSG.replace(b"\r\n", b"\n"))
+    with small_fs(tmp_path, "tmpfs", size_mb=16) as fs, moved_onto(fs, root.mail_dir):
+        with serve_process(root) as proc:
+            imap = login(proc.ports["imap"])
+            assert imap.select("INBOX")[0] == "OK"
+            fs.fill()
+            assert_no(imap.append("INBOX", None, None, MSG), FULL)
+            assert len(uids_and_subjects(imap)) == 1
+            fs.read_only()
+            try:
+                assert_no(imap.append("INBOX", None, None, MSG), READ_ONLY)
+                pop = poplib.POP3("127.0.0.1", proc.ports["pop3"], timeout=30)
+                pop.user(USER)
+                pop.pass_(PASSWORD)
+                assert pop.retr(1)[1][-1] == b"body line"
+                pop.dele(1)
+                with pytest.raises(poplib.error_proto, match=r"SYS/TEMP] Some messages were not deleted"):
+                    pop.quit()
+            finally:
+                fs.read_write()
+            fs.unfill()
+            typ, data = imap.append("INBOX", None, None, MSG)
+            assert typ == "OK", data
+            assert imap.noop()[0] == "OK" and len(uids_and_subjects(imap)) == 2
+            imap.logout()
+            pop = poplib.POP3("127.0.0.1", proc.ports["pop3"], timeout=30)
+            pop.user(USER)
+            pop.pass_(PASSWORD)
+            assert pop.stat()[0] == 2
+            pop.dele(1)
+            assert pop.quit().startswith(b"+OK")
+            assert proc.proc.poll() is None                    # the same process throughout
+        assert len(list((inbox_path(root) / "cur").iterdir()) + list((inbox_path(root) / "new").iterdir())) == 1
