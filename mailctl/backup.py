@@ -13,6 +13,7 @@ from engine.backup import store
 from engine.backup.hooks import run_hook
 from engine.backup.progress import Progress
 from engine.errors import MailError
+from engine.storage_errors import as_storage_error, is_storage_fault
 from engine.root import Root
 
 from .context import Context, confirm, pass_ctx
@@ -114,7 +115,10 @@ def create(ctx: Context, to, incremental, domain, account, no_queue, archive, ve
             result = create_backup(root, _dest(ctx, to), incremental=incremental, domain=domain, account=account,
                                    queue=not no_queue, archive=archive, progress=progress)
     except (MailError, OSError) as e:
-        message = str(e) if isinstance(e, MailError) else f"backup failed: {e.filename or ''}: {e.strerror}"
+        if is_storage_fault(e):     # the destination filled (or is read-only): name it
+            message = str(as_storage_error(e, _dest(ctx, to)))
+        else:
+            message = str(e) if isinstance(e, MailError) else f"backup failed: {e.filename or ''}: {e.strerror}"
         problem = run_hook(root, "backup-failed", str(_dest(ctx, to)), message, "failed")
         if problem:
             error(problem)

@@ -7,6 +7,7 @@ import sys
 import click
 
 from engine.errors import ConfigError, MailError
+from engine.storage_errors import as_storage_error, is_storage_fault
 
 from .context import Context
 from .output import error
@@ -69,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         error(str(e))
         return 1
     except BrokenPipeError:
+        return 1
+    except OSError as e:
+        if not is_storage_fault(e):
+            raise
+        error(str(as_storage_error(e)))     # a full or read-only disk: a condition, not a bug
         return 1
     except KeyboardInterrupt:
         error("interrupted")

@@ -5,6 +5,8 @@ ParseError / MailError for NO and BAD. Each handler's `state` says when it is al
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
 import time
 
@@ -27,6 +29,7 @@ RESCAN_THROTTLE_S = 0.25
 HOLD_BYTES = 256 * 1024  # a last FETCH batch this small is written together with the tagged reply
 INLINE_MESSAGES = 4     # a FETCH of at most this many whole messages may read them in the event loop
 RECENT = frozenset({"\\Recent"})
+QUOTA_EXCEEDED = "[OVERQUOTA] Quota exceeded (mailbox for user is full)"   # Dovecot's text
 
 
 def state(name):
@@ -292,8 +295,8 @@ class Commands:
         stored = data.replace(b"\r\n", b"\n")
         try:
             delivered = await self.blocking(self._append, name, stored, flags, date)
-        except QuotaExceeded as e:
-            raise no(f"[OVERQUOTA] {e}") from None
+        except QuotaExceeded:
+            raise no(QUOTA_EXCEEDED) from None
         uidvalidity = await self.blocking(folder.uidvalidity)
         await self.announce_changes()
         return f"[APPENDUID {uidvalidity} {delivered.uid}] APPEND completed"
@@ -721,22 +724,30 @@ class Commands:
         msgs = [sel.msgs[s - 1] for s in seqs]
 
         def work():
-            pairs = []
+            pairs, copies = [], []
             total = sum(m.size for m in msgs)
             if not move:
                 self.maildir.check_quota(total)
-            for m in msgs:
-                try:
-                    d = sel.folder._copy(m, dest)
-                except NotFound:
-                    continue
-                pairs.append((m.uid, d.uid))
+            try:
+                for m in msgs:
+                    try:
+                        d = sel.folder._copy(m, dest)
+                    except NotFound:
+                        continue
+                    pairs.append((m.uid, d.uid))
+                    copies.append(d.path)
+            except BaseException:
+                # RFC 3501 6.4.7: a failed COPY leaves the destination as it was
+                for path in copies:
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                raise
             return pairs, dest.uidvalidity()
 
         try:
             pairs, uidvalidity = await self.blocking(work)
-        except QuotaExceeded as e:
-            raise no(f"[OVERQUOTA] {e}") from None
+        except QuotaExceeded:
+            raise no(QUOTA_EXCEEDED) from None
         code = ""
         if pairs:
             code = f"[COPYUID {uidvalidity} {_uid_set([p[0] for p in pairs])} {_uid_set([p[1] for p in pairs])}] "

@@ -11,6 +11,7 @@ import base64
 import contextlib
 import time
 
+from .. import storage_errors
 from ..errors import MailError
 from ..heldoutput import with_held
 from .parser import Atom, ParseError, as_text, literal_announced, tokenize
@@ -304,10 +305,14 @@ class ImapSession(Commands):
             status, text = "BAD", str(e)
         except CommandError as e:
             status, text = e.status, e.text
-        except MailError as e:
-            status, text = "NO", str(e)
+        except ConnectionError:
+            raise                  # the client went away: not a fault of the disk
         except asyncio.TimeoutError:
             status, text = "NO", "Command took too long and was stopped"
+        except OSError as e:       # before MailError: a StorageError is both
+            status, text = "NO", self._storage_reply(e)
+        except MailError as e:
+            status, text = "NO", str(e)
         if status == "BAD":
             self.bad_count += 1
         if self.selected is not None and status == "NO":
@@ -318,6 +323,17 @@ class ImapSession(Commands):
             await self.send(b"* BYE Too many invalid commands\r\n")
             raise Disconnect()
         return tag, status
+
+    def _storage_reply(self, e: OSError) -> str:
+        """A full or read-only disk answers with its fixed text; any other I/O fault is
+        logged and answered without a path. Either way the session goes on serving."""
+        text = storage_errors.imap_text(e)
+        if text is not None:
+            self.runtime.log.warning("imap: %s: %s", self.account and self.account.address,
+                                     storage_errors.as_storage_error(e))
+            return text
+        self.runtime.log.error("imap: %s: I/O error: %s", self.account and self.account.address, e)
+        return "[SERVERBUG] Internal error occurred. Refer to server log for more information."
 
     # -- authentication -------------------------------------------------------------------
     async def login(self, user: str, password: str) -> str:

@@ -24,7 +24,7 @@ import operator
 import os
 import time
 
-from .. import folder_cache
+from .. import folder_cache, storage_errors
 from ..errors import MailError, NotFound
 from ..maildir import MTIME_SLACK, Maildir, folder_stamp
 from ..imap.mime import to_crlf
@@ -57,8 +57,12 @@ class MailboxLock:
                         os.unlink(self.path)
                     continue
                 return False
-            with os.fdopen(fd, "w") as f:
-                f.write(self.token)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(self.token)
+            except OSError:
+                os.unlink(self.path)     # an empty lock would shut others out until stale
+                raise
             self.held = True
             return True
         return False
@@ -189,8 +193,23 @@ class Pop3Session:
                 continue
             try:
                 await handler(arg)
+            except ConnectionError:
+                raise
+            except OSError as e:   # before MailError: a StorageError is both
+                await self.send(f"-ERR [SYS/TEMP] {self._storage_reply(e)}")
             except MailError as e:
                 await self.send(f"-ERR {e}")
+
+    def _storage_reply(self, e: OSError) -> str:
+        """A full or read-only disk answers with its fixed text; any other I/O fault is
+        logged and answered without a path. Either way the session goes on."""
+        who = self.account.address if self.account else self.peer_ip
+        text = storage_errors.reason(e)
+        if text is not None:
+            self.runtime.log.warning("pop3: %s: %s", who, storage_errors.as_storage_error(e))
+            return text
+        self.runtime.log.error("pop3: %s: I/O error: %s", who, e)
+        return "Internal error, try again later"
 
     async def error(self, text: str) -> None:
         await self.send(f"-ERR {text}")
@@ -294,7 +313,16 @@ class Pop3Session:
         if not await rt.run_blocking(md.exists):
             await rt.run_blocking(md.create)
         lock = MailboxLock(md)
-        if not await rt.run_blocking(lock.acquire):
+        try:
+            locked = await rt.run_blocking(lock.acquire)
+        except OSError as e:
+            if not storage_errors.is_storage_fault(e):
+                raise
+            # a full or read-only disk: reading mail matters more than the lock, and
+            # the deletions at QUIT then find the same storage fault (or room again)
+            rt.log.warning("pop3: %s: no maildrop lock: %s", account.address, e.strerror)
+            locked = True
+        if not locked:
             await self.send("-ERR [IN-USE] The mailbox is open in another POP3 session")
             return
         try:
@@ -454,9 +482,17 @@ class Pop3Session:
             doomed = [self.messages[n - 1] for n in sorted(self.deleted)]
             try:
                 await self.runtime.run_blocking(self.folder.expunge, doomed)
-            except MailError as e:
-                await self.send(f"-ERR [SYS/TEMP] Some messages were not deleted: {e}")
-                raise _Quit() from None
+            except ConnectionError:
+                raise
+            except OSError as e:   # RFC 2449 SYS/TEMP: they stay for the next session
+                why = self._storage_reply(e)
+            except MailError:      # the uidlist lock held too long by another process
+                why = "the mailbox is busy, try again later"
+            else:
+                why = None
+            if why is not None:
+                await self.send(f"-ERR [SYS/TEMP] Some messages were not deleted: {why}")
+                raise _Quit()
         await self.send("+OK Bye")
         raise _Quit()
 
