@@ -310,6 +310,9 @@ def load(path: Path, display: str | None = None) -> SimpleNamespace:
     """Load and validate mailctl.toml; raise ConfigError listing every problem."""
     where = display or str(path)
     data, text = tomlfile.read(path, where)
+    if not any(isinstance(v, dict) for v in data.values()):     # every key lives in a [section]
+        raise ConfigError(f"{where}:1: the file is empty or truncated (no [section] tables); restore it from "
+                          f"a backup (sample-config.toml shows every key)")
     settings, problems = validate(data, text, where)
     if problems:
         raise ConfigError(problems[0], problems)

@@ -1,0 +1,145 @@
+"""Hostile configuration files: whatever mailctl.toml or a domain file holds (a directory,
+a FIFO, 50,000 nested brackets, invalid UTF-8, nothing at all, a file that comes and
+goes), every serving process keeps its last good configuration and keeps watching, and
+the CLI says which file and what is wrong in one line."""
+from __future__ import annotations
+
+import os
+import shutil
+import smtplib
+import threading
+import time
+
+import pytest
+
+from conftest import run_mailctl
+from helpers_server import mailctl, make_root, running_server, serve_process
+
+CONNECTIONS = 16       # SMTP connections per check: both serving processes get some
+RELOAD_WAIT = 1.6      # the watcher polls every second
+
+
+def rcpt_codes(port: int, rcpts: list[str]) -> set[tuple[int, ...]]:
+    """RCPT reply codes of each address, over CONNECTIONS connections (spread over processes)."""
+    seen = set()
+    for _ in range(CONNECTIONS):
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            s.ehlo("client.example")
+            s.mail("x@foreign.example")
+            seen.add(tuple(s.rcpt(r)[0] for r in rcpts))
+    return seen
+
+
+def one_line_error(out, file: str) -> None:
+    """Exit 1 and one line on stderr that starts with the file's name."""
+    err = out.stderr.decode()
+    assert out.returncode == 1, (out.returncode, err)
+    assert len(err.splitlines()) == 1 and err.removeprefix("mailctl: ").startswith(file + ":"), err
+
+
+DEEP = "[limits]\nretry = " + "[" * 50_000 + "]" * 50_000 + "\n"
+
+
+def _as_directory(path):
+    path.unlink()
+    path.mkdir()
+
+
+def _as_fifo(path):
+    path.unlink()
+    os.mkfifo(path)
+
+
+# name -> (which file, how it is broken)
+HOSTILE = {
+    "config is a directory": ("config", _as_directory),
+    "domain file is a directory": ("domain", _as_directory),
+    "domain file is a FIFO": ("domain", _as_fifo),
+    "config nested 50,000 deep": ("config", lambda p: p.write_text(DEEP)),
+    "domain file not UTF-8": ("domain", lambda p: p.write_bytes(b"enabled = true\n# caf\xe9\xff\n")),
+    "config empty": ("config", lambda p: p.write_text("")),
+    "domain file empty": ("domain", lambda p: p.write_text("  \n")),
+    "config without tables": ("config", lambda p: p.write_text("# mailctl.toml: server settings\n")),
+}
+
+
+def _restore(path, good: bytes) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+    path.write_bytes(good)
+
+
+def test_every_serving_process_survives_hostile_files_and_keeps_the_last_good_version(tmp_path):
+    root = make_root(tmp_path, accounts={"alice@example.com": "alice-pass-1", "bob@example.com": "bob-pass-12"},
+                     settings={"queue.offline": True, "server.processes": 2, "limits.max_recipients": 2})
+    files = {"config": root.config_file, "domain": root.domain_file("example.com")}
+    good = {k: p.read_bytes() for k, p in files.items()}
+    everyone = ["alice@example.com", "bob@example.com", "nobody@example.com"]
+    with serve_process(root) as proc:
+        port = proc.ports["smtp"]
+        # max_recipients = 2: the third RCPT is refused, so a fall back to the defaults (100) shows
+        assert rcpt_codes(port, everyone) == {(250, 250, 452)}
+        for name, (which, breakit) in HOSTILE.items():
+            breakit(files[which])
+            time.sleep(RELOAD_WAIT)
+            assert rcpt_codes(port, everyone) == {(250, 250, 452)}, name
+            status = mailctl(root, "status")
+            assert status.returncode == 0, status.stderr
+            shown = "mailctl.toml" if which == "config" else "domains/example.com.toml"
+            assert f"  {shown}:" in status.stdout, (name, status.stdout)
+            one_line_error(run_mailctl(root, "config", "check"), shown)
+            _restore(files[which], good[which])
+            time.sleep(RELOAD_WAIT)
+        # a domain file that comes and goes between the watcher's stat and its read
+        flicker = root.domains_dir / "flicker.example.toml"
+        stop = threading.Event()
+
+        def comes_and_goes():
+            while not stop.is_set():
+                flicker.write_text("enabled = true\n")
+                flicker.unlink()
+        thread = threading.Thread(target=comes_and_goes)
+        thread.start()
+        try:
+            time.sleep(2.5)
+        finally:
+            stop.set()
+            thread.join()
+        # every watcher still runs: a valid edit takes effect in every process
+        out = mailctl(root, "account", "disable", "bob@example.com")
+        assert out.returncode == 0, out.stderr
+        time.sleep(RELOAD_WAIT)
+        assert rcpt_codes(port, everyone) == {(250, 550, 550)}
+        status = mailctl(root, "status")
+        assert "config problems  0" in status.stdout, status.stdout
+    log = (root.log_dir / "mailctl.log").read_text()
+    assert "Traceback" not in log
+    assert "domains/example.com.toml: is a directory, not a file" in log
+    assert "mailctl.toml:2: syntax: arrays or inline tables nested too deeply" in log
+
+
+@pytest.mark.parametrize("state", ["domain file is a directory", "config nested 50,000 deep",
+                                   "domain file empty", "config without tables", "domain file is a FIFO"])
+@pytest.mark.parametrize("command", [("config", "check"), ("account", "list"), ("domain", "list")])
+def test_cli_names_the_file_and_the_problem_in_one_line(root, state, command):
+    run_mailctl(root, "domain", "add", "example.com")
+    which, breakit = HOSTILE[state]
+    breakit(root.config_file if which == "config" else root.domain_file("example.com"))
+    one_line_error(run_mailctl(root, *command), "mailctl.toml" if which == "config" else "domains/example.com.toml")
+
+
+def test_one_broken_domain_file_keeps_its_last_good_version_while_another_takes_effect(tmp_path):
+    root = make_root(tmp_path, domains=("example.com", "example.org"), accounts={"alice@example.com": "alice-pass-1"},
+                     settings={"queue.offline": True})
+    with running_server(root) as srv:
+        port = srv.ports["smtp"]
+        root.domain_file("example.com").write_text("")          # truncated by a full disk or an editor crash
+        org = root.domain_file("example.org")
+        org.write_text(org.read_text() + '\n[accounts.dave]\npassword = ""\n')
+        time.sleep(RELOAD_WAIT)
+        assert rcpt_codes(port, ["alice@example.com", "dave@example.org"]) == {(250, 250)}
+        problems = srv.call(srv.service.status)["config_problems"]
+        assert problems == ["domains/example.com.toml:1: the file is empty or truncated (a domain file holds at "
+                            "least enabled = true); restore it from a backup"], problems
