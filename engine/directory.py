@@ -19,6 +19,7 @@ from .errors import ConfigError, InvalidInput
 from .root import Root
 
 LIST_MODES = ("public", "members", "announce")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 LISTING_PROBLEM = "domains/:"                                  # domains/ itself cannot be read
 _PROBLEM_FILE = re.compile(r"domains/([^/:]+)\.toml:")      # the domain file a problem names
 
@@ -149,7 +150,8 @@ DOMAIN_KEYS = {
 TABLES = ("accounts", "aliases", "lists")
 ACCOUNT_KEYS = {
     "password": (lambda v: isinstance(v, str), "a password hash string"),
-    "name": (lambda v: isinstance(v, str), "a string"),
+    "name": (lambda v: isinstance(v, str) and not _CONTROL.search(v), "a string without line breaks or control "
+                                                                          "characters"),
     "quota_mb": (lambda v: _is_int(v) and v >= 0, "a whole number of MB, 0 or more (0 = unlimited)"),
     "enabled": (lambda v: isinstance(v, bool), "true or false"),
     "forward": (_is_strlist, "a list of addresses"),

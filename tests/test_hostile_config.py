@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 import shutil
 import smtplib
+import socket
 import threading
 import time
 
 import pytest
 
 from conftest import run_mailctl
-from helpers_server import mailctl, make_root, running_server, serve_process
+from helpers_server import mailctl, make_root, running_server, serve_process, write_settings
 
 CONNECTIONS = 16       # SMTP connections per check: both serving processes get some
 RELOAD_WAIT = 1.6      # the watcher polls every second
@@ -143,3 +144,68 @@ def test_one_broken_domain_file_keeps_its_last_good_version_while_another_takes_
         problems = srv.call(srv.service.status)["config_problems"]
         assert problems == ["domains/example.com.toml:1: the file is empty or truncated (a domain file holds at "
                             "least enabled = true); restore it from a backup"], problems
+
+
+def test_a_host_name_that_would_inject_a_line_is_refused_and_the_greeting_stays_one_line(tmp_path):
+    root = make_root(tmp_path, accounts={"alice@example.com": "alice-pass-1"})
+    good = root.config_file.read_text()
+    with running_server(root) as srv:
+        root.config_file.write_text(good.replace("[server]\n", '[server]\nhostname = "bad host\\r\\nX-Injected: y"\n', 1))
+        time.sleep(RELOAD_WAIT)
+        with socket.create_connection(("127.0.0.1", srv.ports["smtp"]), timeout=10) as s:
+            time.sleep(0.3)
+            greeting = s.recv(4096)
+        assert greeting.startswith(b"220 localhost ") and greeting.count(b"\r\n") == 1, greeting
+    out = run_mailctl(root, "config", "check")
+    assert out.returncode == 1
+    assert b"server.hostname: 'bad host\\r\\nX-Injected: y' contains a line break" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("key, value, problem", [
+    ("server.hostname", "mail example.com", "is not a host name"),
+    ("server.hostname", "-mail.example.com", "is not a host name"),
+    ("queue.helo_name", "helo\x00name", "control character"),
+    ("server.postmaster", "postmaster", "must be local@domain"),
+    ("queue.source_address", "10.0.0", "is not an IP address"),
+    ("smarthost.host", "relay.example.com\nX: y", "control character"),
+    ("tls.cert", "", "must not be empty"),
+    ("mailbox.default_folders", ["Sent", "Bad\rName"], "control character"),
+])
+def test_config_check_validates_each_value_against_its_use(tmp_path, key, value, problem):
+    root = make_root(tmp_path)
+    write_settings(root, {key: value})
+    out = run_mailctl(root, "config", "check")
+    err = out.stderr.decode()
+    assert out.returncode == 1 and f": {key}: " in err and problem in err, err
+
+
+def test_a_route_host_must_be_a_host_name(root):
+    with open(root.config_file, "a") as f:
+        f.write('\n[routes."example.org"]\nhost = "mx.example.org\\r\\nRCPT TO:<x@y.z>"\n')
+    out = run_mailctl(root, "config", "check")
+    assert out.returncode == 1 and b"routes.example.org.host: " in out.stderr, out.stderr
+
+
+def test_accounts_that_cannot_log_in_are_named_with_a_warning(root):
+    run_mailctl(root, "domain", "add", "example.com")
+    domain_file = root.domain_file("example.com")
+    domain_file.write_text(domain_file.read_text() + '\n[accounts.bob]\npassword = ""\n'
+                           '\n[accounts.carol]\npassword = "hunter22"\n')
+    out = run_mailctl(root, "config", "check")
+    err = out.stderr.decode().splitlines()
+    assert out.returncode == 0, err          # a receive-only account is legitimate
+    assert err == ["mailctl: warning: domains/example.com.toml: account bob@example.com cannot log in: no "
+                   "password set (run mailctl account passwd bob@example.com)",
+                   "mailctl: warning: domains/example.com.toml: account carol@example.com cannot log in: "
+                   "password is not a hash (run mailctl account passwd carol@example.com)"]
+    assert b"configuration ok" in out.stdout
+
+
+def test_an_account_name_with_a_line_break_is_refused(root):
+    run_mailctl(root, "domain", "add", "example.com")
+    assert run_mailctl(root, "account", "add", "alice@example.com", "--password-stdin",
+                       input="alice-pass-1\n").returncode == 0
+    before = root.domain_file("example.com").read_bytes()
+    out = run_mailctl(root, "account", "name", "alice@example.com", "Alice\r\nBcc: x@y.z")
+    assert out.returncode == 1 and out.stderr.count(b"\n") == 1 and b"accounts.alice.name" in out.stderr, out.stderr
+    assert root.domain_file("example.com").read_bytes() == before
