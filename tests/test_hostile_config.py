@@ -5,16 +5,19 @@ the CLI says which file and what is wrong in one line."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import smtplib
 import socket
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
 from conftest import run_mailctl
-from helpers_server import mailctl, make_root, running_server, serve_process, write_settings
+from helpers_server import REPO, mailctl, make_root, running_server, serve_process, write_settings
 
 CONNECTIONS = 16       # SMTP connections per check: both serving processes get some
 RELOAD_WAIT = 1.6      # the watcher polls every second
@@ -209,3 +212,15 @@ def test_an_account_name_with_a_line_break_is_refused(root):
     out = run_mailctl(root, "account", "name", "alice@example.com", "Alice\r\nBcc: x@y.z")
     assert out.returncode == 1 and out.stderr.count(b"\n") == 1 and b"accounts.alice.name" in out.stderr, out.stderr
     assert root.domain_file("example.com").read_bytes() == before
+
+
+@pytest.mark.skipif(not shutil.which("capsh"), reason="needs capsh to drop root's permission override")
+def test_a_domain_file_that_cannot_be_read_is_named(root):
+    """Permission denied, as root sees it once it gives up CAP_DAC_OVERRIDE."""
+    run_mailctl(root, "domain", "add", "example.com")
+    root.domain_file("example.com").chmod(0)
+    cmd = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "mailctl", "--root", str(root.path), "config", "check"))
+    out = subprocess.run(["capsh", "--drop=cap_dac_override,cap_dac_read_search", "--", "-c", cmd],
+                         capture_output=True, cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+    assert out.returncode == 1 and out.stderr == b"mailctl: domains/example.com.toml: cannot read: Permission denied\n", \
+        out.stderr
