@@ -117,24 +117,22 @@ def _ip(v):
         return f"{_shown(v)} is not an IP address"
 
 
-def _domain(v):
-    try:
-        normalize_domain(v)
+def _parses(parse):
+    """A check from a parser that raises InvalidInput: its message is the problem."""
+    def check(v):
+        try:
+            parse(v)
+        except InvalidInput as e:
+            return str(e)
         return None
-    except InvalidInput as e:
-        return str(e)
+    return check
+
+
+_domain, _address = _parses(normalize_domain), _parses(parse_address)
 
 
 def _domains(v):
     return next((p for p in map(_domain, v) if p), None)
-
-
-def _address(v):
-    try:
-        parse_address(v)
-        return None
-    except InvalidInput as e:
-        return str(e)
 
 
 def _senders(v):
