@@ -166,3 +166,17 @@ def test_an_unexpected_error_is_one_line_unless_debugging(template, tmp_path):
     assert quiet.returncode == 1 and quiet.stderr.decode().count("\n") == 1, quiet.stderr
     loud = run_mailctl(root, "ban", "list", env={"MAILCTL_DEBUG": "1"})
     assert b"Traceback" in loud.stderr
+
+
+def test_deliver_from_must_be_an_address_not_a_header_line(template, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(template, root, symlinks=True)
+    inbox = root / "mail" / "example.test" / "alice" / "new"
+    out = run_mailctl(root, "deliver", "alice@example.test", "-", "--from", "a@b.example\r\nX-Evil: y",
+                      input=b"Subject: hi\r\n\r\nbody\r\n")
+    assert out.returncode == 1 and out.stderr.count(b"\n") == 1, out.stderr
+    assert list(inbox.iterdir()) == []
+    ok = run_mailctl(root, "deliver", "alice@example.test", "-", "--from", "<>", input=b"Subject: hi\r\n\r\nbody\r\n")
+    assert ok.returncode == 0, ok.stderr
+    [message] = inbox.iterdir()
+    assert message.read_bytes().startswith(b"Return-Path: <>\n")
