@@ -224,3 +224,18 @@ def test_a_domain_file_that_cannot_be_read_is_named(root):
                          capture_output=True, cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
     assert out.returncode == 1 and out.stderr == b"mailctl: domains/example.com.toml: cannot read: Permission denied\n", \
         out.stderr
+
+
+def test_domains_replaced_by_a_file_keeps_every_domain(tmp_path):
+    root = make_root(tmp_path, accounts={"alice@example.com": "alice-pass-1"}, settings={"queue.offline": True})
+    with running_server(root) as srv:
+        moved = root.path / "domains.moved"
+        root.domains_dir.rename(moved)
+        root.domains_dir.write_text("not a directory\n")
+        time.sleep(RELOAD_WAIT)
+        assert rcpt_codes(srv.ports["smtp"], ["alice@example.com"]) == {(250,)}
+        assert srv.call(srv.service.status)["config_problems"] == ["domains/: cannot be listed: Not a directory"]
+        root.domains_dir.unlink()
+        moved.rename(root.domains_dir)
+        time.sleep(RELOAD_WAIT)
+        assert srv.call(srv.service.status)["config_problems"] == []
