@@ -88,7 +88,7 @@ class Root:
               "state", "removed", "log", "run", "run/locks")
 
     def exists(self) -> bool:
-        return self.config_file.is_file()
+        return self.config_file.exists()      # a directory there is reported by whoever reads it
 
     def require(self) -> "Root":
         """Fail with a clear message when this is not an initialised mail root."""

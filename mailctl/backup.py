@@ -164,11 +164,15 @@ def _when(ts: float) -> str:
 
 def _resolve(ctx: Context, name: str, to: str | None) -> Path:
     p = Path(name)
-    if p.exists():
-        return p.absolute()
-    ref = store.find_in(_dest(ctx, to), name)
+    shown = name if len(name) <= 80 else name[:77] + "..."
+    try:
+        if p.exists():
+            return p.absolute()
+        ref = store.find_in(_dest(ctx, to), name)
+    except OSError as e:            # a name too long for the file system, and the like
+        raise MailError(f"{shown}: not a backup: {e.strerror}") from None
     if ref is None:
-        raise MailError(f"{name}: no such backup; see 'mailctl backup list'")
+        raise MailError(f"{shown}: no such backup; see 'mailctl backup list'")
     return ref.path
 
 

@@ -100,6 +100,8 @@ def list_backups(dest: Path) -> tuple[list[BackupRef], list[str]]:
         entries = sorted(os.scandir(dest), key=lambda e: e.name)
     except FileNotFoundError:
         return [], []
+    except OSError as e:
+        raise MailError(f"{dest}: cannot list backups: {e.strerror}") from None
     for e in entries:
         if e.name.startswith(".") or e.name.endswith(PARTIAL):
             continue
