@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import poplib
 import smtplib
-import socket
 import time
 
 import pytest
@@ -18,6 +17,7 @@ from engine.pop3.server import Pop3Session
 from engine.smtp.server import MailSMTP
 from helpers_mail import PASSWORD
 from helpers_server import make_root, running_server, serve_process
+from test_imap_hostile import Raw
 
 ALICE = "alice@example.com"
 SETTINGS = {"auth.allow_plaintext": True, "auth.failure_delay_s": 0, "auth.ban_after_failures": 0,
@@ -57,21 +57,8 @@ def log(request):
     assert "Traceback" not in added and "internal error" not in added and " failed\n" not in added, added[-3000:]
 
 
-class Line:
-    """A bare socket speaking a line protocol."""
-
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
-        self.buf = b""
-
-    def line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
+class Line(Raw):
+    """A bare socket speaking a line protocol; the greeting is read on connecting."""
 
     def reply(self) -> bytes:
         """A whole (multi-line) SMTP reply, as its last line."""
@@ -80,17 +67,11 @@ class Line:
             line = self.line()
         return line
 
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
     def closed(self) -> bool:
         try:
             return self.sock.recv(1) == b""
         except ConnectionError:
             return True
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def pop_login(server) -> poplib.POP3:
@@ -117,13 +98,13 @@ def test_pop3_numbers_that_are_not_ascii_digits_get_err_and_the_session_goes_on(
 
 def test_plaintext_after_stls_and_starttls_is_a_client_error(server, log):
     pop = Line(server.ports["pop3"])
-    assert pop.line().startswith(b"+OK")
+    assert pop.greeting.startswith(b"+OK")
     pop.send(b"STLS\r\n")
     assert pop.line().startswith(b"+OK")
     pop.send(b"USER alice@example.com\r\nPASS x\r\n" + b"plaintext " * 100 + b"\r\n")
     assert pop.closed()
     smtp = Line(server.ports["smtp"])
-    assert smtp.reply().startswith(b"220")
+    assert smtp.greeting.startswith(b"220")
     smtp.send(b"EHLO client.example.org\r\n")
     assert smtp.reply().startswith(b"250")
     smtp.send(b"STARTTLS\r\n")
@@ -144,7 +125,7 @@ def test_plaintext_after_stls_and_starttls_is_a_client_error(server, log):
                                    b"AUTH LOGIN YWxpY2VAZXhhbXBsZS5jb20=\r\n"])
 def test_auth_line_too_long_is_500_5_5_6(server, start):
     s = Line(server.ports["submission"])
-    assert s.reply().startswith(b"220")
+    assert s.greeting.startswith(b"220")
     s.send(b"EHLO client.example.org\r\n")
     assert s.reply().startswith(b"250")
     s.send(start)
@@ -177,7 +158,7 @@ def test_ehlo_with_a_valid_address_literal_is_250(server, literal):
 
 def test_mail_size_parameter_that_is_not_ascii_digits_is_501(server):
     s = Line(server.ports["smtp"])
-    assert s.reply().startswith(b"220")
+    assert s.greeting.startswith(b"220")
     s.send(b"EHLO client.example.org\r\n")
     assert s.reply().startswith(b"250")
     for size in ("\u00b2", "\u0663", "1" + "9" * 400, "", "-1", "12a"):
@@ -204,17 +185,15 @@ def test_a_fault_inside_a_session_ends_it_with_the_protocols_goodbye(tmp_path, m
     monkeypatch.setattr(MailSMTP, "smtp_NOOP", _injected_fault)
     with running_server(root) as srv:
         imap = Line(srv.ports["imap"])
-        imap.line()
         imap.send(b"a NOOP\r\n")
         assert imap.line() == b"* BYE Internal error, closing the connection" and imap.closed()
         pop = Line(srv.ports["pop3"])
-        pop.line()
         pop.send(b"USER alice@example.com\r\nPASS " + PASSWORD.encode() + b"\r\n")
         assert pop.line().startswith(b"+OK") and pop.line().startswith(b"+OK")
         pop.send(b"NOOP\r\n")
         assert pop.line().startswith(b"-ERR [SYS/TEMP] Internal error") and pop.closed()
         smtp = Line(srv.ports["smtp"])
-        assert smtp.reply().startswith(b"220")
+        assert smtp.greeting.startswith(b"220")
         smtp.send(b"NOOP\r\n")
         assert smtp.reply().startswith(b"421 4.3.0 ") and smtp.closed()
         time.sleep(0.3)
@@ -222,6 +201,6 @@ def test_a_fault_inside_a_session_ends_it_with_the_protocols_goodbye(tmp_path, m
         assert len(faults) == 3, caplog.text
         # every listener goes on serving
         for port in ("imap", "pop3", "smtp"):
-            greeting = Line(srv.ports[port])
-            assert greeting.line()[:1] in (b"*", b"+", b"2")
-            greeting.close()
+            client = Line(srv.ports[port])
+            assert client.greeting[:1] in (b"*", b"+", b"2")
+            client.close()
