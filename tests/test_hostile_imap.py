@@ -93,6 +93,9 @@ def test_mail_in_unusable_charsets_leaves_search_and_fetch_working(server):
         assert c.search(None, "SUBJECT", f"subject{i}") == ("OK", [str(i + 1).encode()])
     typ, data = c.fetch("1:*", "(ENVELOPE BODYSTRUCTURE BODY.PEEK[TEXT])")
     assert typ == "OK" and sum(isinstance(d, tuple) and b"BODY[TEXT]" in d[0] for d in data) == count
+    # a charset name with a NUL: no NUL in the strings of ENVELOPE or BODYSTRUCTURE (CHAR8)
+    typ, data = c.fetch("1:*", "(ENVELOPE BODYSTRUCTURE)")
+    assert typ == "OK" and not any(b"\0" in part for d in data for part in (d if isinstance(d, tuple) else (d,)))
     c.logout()
 
 
@@ -244,6 +247,7 @@ def test_bodystructure_past_the_nesting_limit_and_message_global_are_well_formed
     assert structure.is_multipart
     parts, subtype = structure[0], structure[1]
     assert subtype == b"MIXED" and len(parts) == 3
+    assert parts[0][:2] == (b"TEXT", b"PLAIN") and parts[0][6] == len(b"first") and parts[0][7] == 0
     # message/global: the basic form (no envelope, body or line count)
     assert parts[2][:2] == (b"MESSAGE", b"GLOBAL") and parts[2][6] == len(global_inner)
     assert parts[2][7] is None and len(parts[2]) == 11
