@@ -27,7 +27,7 @@ RESCAN_THROTTLE_S = 0.25
 HOLD_BYTES = 256 * 1024  # a last FETCH batch this small is written together with the tagged reply
 INLINE_MESSAGES = 4     # a FETCH of at most this many whole messages may read them in the event loop
 RECENT = frozenset({"\\Recent"})
-INLINE_SEARCH = 2000    # a SEARCH without content keys over more messages runs in a worker thread
+INLINE_SEARCH = 20_000  # SEARCH without content keys: more messages x keys run in a worker thread
 
 
 def state(name):
@@ -485,7 +485,7 @@ class Commands:
                         continue
                 return out
             found = await self.blocking(run)
-        elif len(views) <= INLINE_SEARCH:
+        elif len(views) * searchmod.size(("AND", nodes)) <= INLINE_SEARCH:
             found = [v for v in views if searcher.matches(v)]
         else:  # flags, sizes, dates of a large folder: still off the event loop
             found = await self.blocking(lambda: [v for v in views if searcher.matches(v)])

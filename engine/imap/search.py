@@ -204,6 +204,18 @@ class Searcher:
         raise AssertionError(kind)
 
 
+def size(node) -> int:
+    """How many keys a (parsed) node holds: the cost of matching one message."""
+    kind = node[0]
+    if kind == "AND":
+        return 1 + sum(size(n) for n in node[1])
+    if kind == "NOT":
+        return 1 + size(node[1])
+    if kind == "OR":
+        return 1 + size(node[1]) + size(node[2])
+    return 1
+
+
 def header_names(node) -> set[str]:
     """The header fields that HEADER and SENT* keys in a (parsed) node look at."""
     kind = node[0]
