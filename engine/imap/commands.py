@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import time
 
 from .. import maildir as store
@@ -19,6 +18,7 @@ from .parser import Atom, ParseError, as_atom, as_text, parse_sequence_set
 from .response import astring, encode
 from . import cache as headercache
 from . import index as indexmod
+from . import listing
 from .mime import to_crlf
 from .selected import Selected, flag_list, read_header, read_message
 
@@ -30,6 +30,7 @@ HOLD_BYTES = 256 * 1024  # a last FETCH batch this small is written together wit
 INLINE_MESSAGES = 4     # a FETCH of at most this many whole messages may read them in the event loop
 RECENT = frozenset({"\\Recent"})
 QUOTA_EXCEEDED = "[OVERQUOTA] Quota exceeded (mailbox for user is full)"   # Dovecot's text
+INLINE_SEARCH = 20_000  # SEARCH without content keys: more messages x keys run in a worker thread
 
 
 def state(name):
@@ -213,37 +214,13 @@ class Commands:
             if not lsub:
                 await self.untagged('LIST (\\Noselect) "/" ""')
             return f"{verb} completed"
-        full = ref + pattern
-        regex = _pattern_regex(full)
-        infos = await self.blocking(self.maildir.list_folders)
-        subscribed = set(await self.blocking(self.maildir.subscriptions))
-        existing = {i.name: i for i in infos}
-        names = set(existing)
-        for n in list(names):
-            parts = n.split("/")
-            for depth in range(1, len(parts)):
-                names.add("/".join(parts[:depth]))
-        for name in sorted(names, key=lambda n: (n != "INBOX", n)):
-            if lsub and name not in subscribed:
-                continue
-            wire = mutf7.encode(name)
-            if not regex.match(wire) and not (name == "INBOX" and regex.match("INBOX")):
-                continue
-            info = existing.get(name)
-            attrs = []
-            if info is None:
-                attrs.append("\\Noselect")
-            has_children = any(n.startswith(name + "/") for n in names)
-            attrs.append("\\HasChildren" if has_children else "\\HasNoChildren")
-            if info is not None and info.special_use:
-                attrs.append(info.special_use)
-            if not lsub and name in subscribed:
-                attrs.append("\\Subscribed")
-            if lsub and verb == "LSUB":
-                attrs = [a for a in attrs if a in ("\\Noselect",)] + [a for a in attrs if a.startswith("\\Has")]
-            elif lsub:
-                attrs.append("\\Subscribed")
-            await self.send(f"* {verb} ({' '.join(attrs)}) \"/\" ".encode() + astring(wire) + b"\r\n")
+        matcher = listing.Pattern(ref + pattern)
+
+        def work():  # folders, subscriptions and matching: off the event loop
+            infos = self.maildir.list_folders()
+            subscribed = set(self.maildir.subscriptions())
+            return listing.listing(verb, matcher, infos, subscribed, lsub)
+        await self.send(await self.blocking(work))
         return f"{verb} completed"
 
     @state("auth")
@@ -511,8 +488,10 @@ class Commands:
                         continue
                 return out
             found = await self.blocking(run)
-        else:
+        elif len(views) * searchmod.size(("AND", nodes)) <= INLINE_SEARCH:
             found = [v for v in views if searcher.matches(v)]
+        else:  # flags, sizes, dates of a large folder: still off the event loop
+            found = await self.blocking(lambda: [v for v in views if searcher.matches(v)])
         numbers = [str(v.uid if uid else v.seq) for v in found]
         await self.send(("* SEARCH" + "".join(" " + n for n in numbers) + "\r\n").encode())
         return "SEARCH completed"
@@ -785,21 +764,6 @@ class Commands:
                 raise bad("UID EXPUNGE needs a UID set")
             return await self.cmd_EXPUNGE(tag, [], uid_set=parse_sequence_set(as_atom(rest[0], "UID set")))
         raise bad(f"Unknown UID command {sub[:20]}")
-
-
-def _pattern_regex(pattern: str) -> re.Pattern:
-    out = []
-    for ch in pattern:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "%":
-            out.append("[^/]*")
-        else:
-            out.append(re.escape(ch))
-    text = "".join(out)
-    if pattern[:5].upper() == "INBOX":
-        text = "(?i:INBOX)" + "".join(out[5:])
-    return re.compile("^" + text + "$", re.DOTALL)
 
 
 def _uid_set(uids: list[int]) -> str:

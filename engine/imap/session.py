@@ -125,6 +125,9 @@ class ImapSession(Commands):
             pass
         except Exception:  # a bug must not take the server down; log it with the traceback
             rt.log.exception("imap: session from %s failed", self.peer_ip)
+            with contextlib.suppress(Exception):
+                if not self.writer.is_closing():
+                    self.writer.write(b"* BYE Internal error, closing the connection\r\n")
         finally:
             if self.session is not None:
                 self.session.close()
@@ -286,6 +289,8 @@ class ImapSession(Commands):
                 raise bad(f"{name} needs a selected folder (SELECT one first)")
             if need == "noauth" and self.account is not None:
                 raise bad("Already logged in")
+            if name in _NO_ARGUMENTS and len(tokens) > 2:
+                raise bad(f"{name} takes no arguments")
             if self.session is not None:
                 self.session.busy = True
             try:
@@ -422,7 +427,8 @@ class ImapSession(Commands):
             buffered.clear()
         try:
             await self.writer.start_tls(ctx)
-        except (OSError, ConnectionError) as e:
+        except (OSError, ConnectionError) as e:   # ssl.SSLError is an OSError: a client error
+            self.runtime.log.info("imap: %s: TLS handshake failed: %s", self.peer_ip, e)
             raise Disconnect() from e
         self.tls_active = True
         return None
@@ -432,6 +438,8 @@ class ImapSession(Commands):
 # Commands after which other sessions' changes are not announced: RFC 3501 §7.4.1
 # forbids EXPUNGE during FETCH, STORE and SEARCH; the rest (and the UID commands,
 # before they run) announce on their own.
+_NO_ARGUMENTS = {"CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "IDLE", "CHECK", "CLOSE", "UNSELECT",
+                 "EXPUNGE", "NAMESPACE"}
 _PREAUTH_LITERALS = {"LOGIN", "AUTHENTICATE", "ID"}
 _NO_UPDATES = {"UID", "FETCH", "STORE", "SEARCH", "SELECT", "EXAMINE", "NOOP", "CHECK", "IDLE", "LOGOUT", "APPEND"}
 

@@ -136,8 +136,11 @@ class Pop3Session:
             await self.loop()
         except (ConnectionError, asyncio.IncompleteReadError, _Quit, asyncio.TimeoutError):
             pass
-        except Exception:
+        except Exception:  # a bug: logged with its traceback, the client gets -ERR
             rt.log.exception("pop3: session from %s failed", self.peer_ip)
+            with contextlib.suppress(Exception):
+                if not self.writer.is_closing():
+                    self.writer.write(b"-ERR [SYS/TEMP] Internal error, closing the connection\r\n")
         finally:
             if self.lock is not None:
                 await rt.run_blocking(self.lock.release)
@@ -238,7 +241,11 @@ class Pop3Session:
         buffered = getattr(self.reader, "_buffer", None)
         if buffered:
             buffered.clear()  # never run plaintext pipelined after STLS inside TLS
-        await self.writer.start_tls(ctx)
+        try:
+            await self.writer.start_tls(ctx)
+        except (OSError, ConnectionError) as e:   # ssl.SSLError is an OSError: a client error
+            self.runtime.log.info("pop3: %s: TLS handshake failed: %s", self.peer_ip, e)
+            raise _Quit() from None
         self.tls_active = True
     cmd_STLS.auth = False
 
@@ -339,10 +346,9 @@ class Pop3Session:
     # -- TRANSACTION state ---------------------------------------------------------------
     def _msg(self, arg: str, allow_deleted: bool = False):
         """(number, message) for a message-number argument, or an error text."""
-        text = arg.strip().split(" ")[0] if arg.strip() else ""
-        if not text.isdigit() or len(text) > 9:
+        n = _number(arg.strip().split(" ")[0] if arg.strip() else "")
+        if n is None:
             return None, "Give a message number"
-        n = int(text)
         if not 1 <= n <= len(self.messages):
             return None, f"No message {n} (there are {len(self.messages)})"
         if n in self.deleted and not allow_deleted:
@@ -435,7 +441,8 @@ class Pop3Session:
 
     async def cmd_TOP(self, arg):
         parts = arg.split()
-        if len(parts) != 2 or not parts[1].isdigit() or len(parts[1]) > 9:
+        count = _number(parts[1]) if len(parts) == 2 else None
+        if count is None:
             await self.error("TOP needs a message number and a line count")
             return
         loaded = await self._load(parts[0])
@@ -444,7 +451,7 @@ class Pop3Session:
         m, data = loaded
         data = to_crlf(data)
         head, sep, body = data.partition(b"\r\n\r\n")
-        lines = body.split(b"\r\n")[:int(parts[1])] if sep else []
+        lines = body.split(b"\r\n")[:count] if sep else []
         out = head + (b"\r\n\r\n" + b"\r\n".join(lines) if sep else b"")
         await self.send_multiline("+OK", out)
     cmd_TOP.auth = True
@@ -495,6 +502,13 @@ class Pop3Session:
                 raise _Quit()
         await self.send("+OK Bye")
         raise _Quit()
+
+
+def _number(text: str) -> int | None:
+    """A protocol number: ASCII digits only ("²".isdigit() is true, but int() refuses it)."""
+    if not text or len(text) > 9 or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
 
 
 _vsize_of = operator.attrgetter("vsize")

@@ -16,11 +16,12 @@ import asyncio
 import base64
 import binascii
 import collections
+import ipaddress
 import re
 import time
 
 import aiosmtpd
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, _AuthMechAttr, login_always_fail
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, TLSSetupException, _AuthMechAttr, login_always_fail
 
 from .. import delivery, headers as headers_mod, queue as queue_mod
 from ..errors import QuotaExceeded
@@ -61,7 +62,10 @@ _ENHANCED_OLD = tuple(old for old, _ in _REWRITE if old[4:5].isdigit())
 _REWRITTEN: dict[str, str] = {}
 _SIMPLE_ADDR = re.compile(r"^\s*<([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+)>(.*)$", re.S)
 _HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
-_HELO_OK = re.compile(r"^(\[(IPv6:)?[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,253}))$")
+_HELO_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,253})$")
+# MAIL FROM's SIZE= (RFC 1870) that aiosmtpd's int() would choke on: not 1-20 ASCII digits.
+_BAD_SIZE = re.compile(r"(?i)(?:^|\s)SIZE=(?![0-9]{1,20}(?:\s|$))")
+AUTH_LINE_TOO_LONG = "500 5.5.6 Authentication Exchange line is too long"
 
 
 class _Reader(asyncio.StreamReader):
@@ -86,6 +90,10 @@ class _Reader(asyncio.StreamReader):
             self._transport.resume_reading()
 
 
+class _LineTooLong(Exception):
+    """An AUTH response line over the limit (answered 500 5.5.6)."""
+
+
 class _Hooks:
     """aiosmtpd calls handle_* on a handler object; ours forwards to the protocol."""
 
@@ -103,8 +111,13 @@ class _Hooks:
         return "221 2.0.0 Bye"
 
     async def handle_exception(self, error):
+        if isinstance(error, TLSSetupException):
+            # A client that sent plaintext (or gave up) after STARTTLS: its error, not ours.
+            self.proto.runtime.log.info("smtp: %s: TLS handshake failed: %s", self.proto.peer_ip,
+                                        error.__cause__ or error)
+            return "421 4.7.0 TLS handshake failed"
         self.proto.runtime.log.exception("smtp: %s: internal error", self.proto.peer_ip)
-        return "451 4.3.0 Local Error In Processing"
+        return "421 4.3.0 Local Error In Processing, Closing Connection"
 
 
 class MailSMTP(SMTP):
@@ -354,7 +367,7 @@ class MailSMTP(SMTP):
 
     # -- EHLO / HELO ------------------------------------------------------------------
     async def smtp_EHLO(self, hostname: str):
-        if not hostname or not _HELO_OK.match(hostname):
+        if not _helo_ok(hostname):
             await self.push("501 5.5.4 EHLO Invalid Domain Address")
             return
         self.end_transaction("reset")
@@ -374,7 +387,7 @@ class MailSMTP(SMTP):
         await self.push("\r\n".join(f"250-{line}" for line in lines[:-1]) + f"\r\n250 {lines[-1]}", raw=True)
 
     async def smtp_HELO(self, hostname: str):
-        if not hostname or not _HELO_OK.match(hostname):
+        if not _helo_ok(hostname):
             await self.push("501 5.5.4 HELO Invalid Domain Address")
             return
         self.end_transaction("reset")
@@ -408,7 +421,10 @@ class MailSMTP(SMTP):
         if self.envelope.mail_from:
             await self.push("503 5.5.1 AUTH not allowed during a mail transaction")
             return
-        await super().smtp_AUTH(arg)
+        try:
+            await super().smtp_AUTH(arg)
+        except _LineTooLong:
+            await self.push(AUTH_LINE_TOO_LONG)
 
     async def auth_PLAIN(self, _, args: list[str]) -> AuthResult:
         if len(args) == 1:
@@ -434,13 +450,27 @@ class MailSMTP(SMTP):
 
     async def _challenge(self, prompt: str) -> bytes | None:
         await self.push("334 " + base64.b64encode(prompt.encode()).decode(), raw=True)
-        line = await self._reader.readline()
-        if len(line) > 4096:
-            return None
-        line = line.strip()
+        line = (await self._auth_line()).strip()
         if line == b"*":
             return None
         return self._b64(line)
+
+    async def _auth_line(self) -> bytes:
+        """A client's line during AUTH; _LineTooLong (after reading it to its end, so
+        the session stays in step) when over the command line limit."""
+        too_long = False
+        while True:
+            try:
+                line = await self._reader.readuntil(b"\n")
+            except asyncio.LimitOverrunError as e:
+                await self._reader.readexactly(e.consumed)
+                too_long = True
+                continue
+            except asyncio.IncompleteReadError:
+                raise ConnectionResetError("connection closed during AUTH") from None
+            if too_long or len(line) > self.line_length_limit:
+                raise _LineTooLong()
+            return line
 
     @staticmethod
     def _b64(text) -> bytes | None:
@@ -485,9 +515,15 @@ class MailSMTP(SMTP):
         self.accepted, self.rejected, self.txn_started = [], [], True
         return "250 2.1.0 Ok"
 
+    async def smtp_MAIL(self, arg: str) -> None:
+        if arg and _BAD_SIZE.search(arg):
+            await self.push("501 5.5.4 Syntax: MAIL FROM: <address> [SIZE=<ASCII digits>]")
+            return
+        await super().smtp_MAIL(arg)
+
     def declared_size(self) -> int:
         for opt in self.envelope.mail_options:
-            if opt.startswith("SIZE=") and opt[5:].isdigit():
+            if opt.startswith("SIZE=") and opt[5:].isascii() and opt[5:].isdigit():
                 return int(opt[5:])
         return 0
 
@@ -619,6 +655,26 @@ class MailSMTP(SMTP):
             self.log_transaction("", 0, "", result=f"aborted ({why})")
         self.txn_started = False
         self.accepted, self.rejected = [], []
+
+
+def _helo_ok(name: str) -> bool:
+    """A HELO/EHLO argument: a host name, or an address literal of RFC 5321 §4.1.3
+    ([192.0.2.1], [IPv6:2001:db8::1]) that is a real address."""
+    if not name:
+        return False
+    if not name.startswith("["):
+        return bool(_HELO_NAME.match(name))
+    if not name.endswith("]") or "%" in name:      # no IPv6 zone ids
+        return False
+    literal = name[1:-1]
+    try:
+        if literal[:5].lower() == "ipv6:":
+            ipaddress.IPv6Address(literal[5:])
+        else:
+            ipaddress.IPv4Address(literal)
+    except ValueError:
+        return False
+    return True
 
 
 def _all_over_quota(root, accounts, size: int) -> bool:
