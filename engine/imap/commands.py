@@ -305,7 +305,8 @@ class Commands:
     async def cmd_IDLE(self, tag, args):
         await self.send(b"+ idling\r\n")
         deadline = asyncio.get_running_loop().time() + self.runtime.settings.mailbox.idle_timeout_s
-        reader_task = asyncio.ensure_future(self.reader.readuntil(b"\n"))
+        # readline(): a line over the limit is read to its end and answered BAD, as outside IDLE
+        reader_task = asyncio.ensure_future(self.readline())
         try:
             while True:
                 await self.announce_changes()
@@ -326,7 +327,9 @@ class Commands:
                 reader_task.cancel()
         try:
             line = reader_task.result()
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+        except ConnectionError:
+            line = None
+        if line is None:
             self.closing = True
             return None
         if line.strip().upper() != b"DONE":
