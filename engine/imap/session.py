@@ -11,6 +11,7 @@ import base64
 import contextlib
 import time
 
+from .. import overload
 from ..errors import MailError
 from ..heldoutput import with_held
 from .parser import Atom, ParseError, as_text, literal_announced, tokenize
@@ -122,8 +123,12 @@ class ImapSession(Commands):
         except (ConnectionError, asyncio.IncompleteReadError, Disconnect, TimeoutError,
                 asyncio.TimeoutError):
             pass
-        except Exception:  # a bug must not take the server down; log it with the traceback
-            rt.log.exception("imap: session from %s failed", self.peer_ip)
+        except Exception as e:  # a bug must not take the server down; log it with the traceback
+            if not overload.out_of_fds(e):
+                rt.log.exception("imap: session from %s failed", self.peer_ip)
+            elif not self.writer.is_closing():
+                with contextlib.suppress(Exception):
+                    await self.send(overload.BUSY_IMAP)
         finally:
             if self.session is not None:
                 self.session.close()
@@ -308,6 +313,11 @@ class ImapSession(Commands):
             status, text = "NO", str(e)
         except asyncio.TimeoutError:
             status, text = "NO", "Command took too long and was stopped"
+        except OSError as e:
+            if not overload.out_of_fds(e):
+                raise
+            self.runtime.log.warning("imap: %s: %s failed: out of file descriptors", self.peer_ip, tag)
+            status, text = "NO", f"[UNAVAILABLE] {overload.TRY_LATER}"
         if status == "BAD":
             self.bad_count += 1
         if self.selected is not None and status == "NO":

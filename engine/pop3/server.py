@@ -24,7 +24,7 @@ import operator
 import os
 import time
 
-from .. import folder_cache
+from .. import folder_cache, overload
 from ..errors import MailError, NotFound
 from ..maildir import MTIME_SLACK, Maildir, folder_stamp
 from ..imap.mime import to_crlf
@@ -132,8 +132,12 @@ class Pop3Session:
             await self.loop()
         except (ConnectionError, asyncio.IncompleteReadError, _Quit, asyncio.TimeoutError):
             pass
-        except Exception:
-            rt.log.exception("pop3: session from %s failed", self.peer_ip)
+        except Exception as e:
+            if not overload.out_of_fds(e):
+                rt.log.exception("pop3: session from %s failed", self.peer_ip)
+            else:
+                with contextlib.suppress(Exception):
+                    self.writer.write(overload.BUSY_POP3)
         finally:
             if self.lock is not None:
                 await rt.run_blocking(self.lock.release)
@@ -191,6 +195,11 @@ class Pop3Session:
                 await handler(arg)
             except MailError as e:
                 await self.send(f"-ERR {e}")
+            except OSError as e:
+                if not overload.out_of_fds(e):
+                    raise
+                self.runtime.log.warning("pop3: %s: %s failed: out of file descriptors", self.peer_ip, verb)
+                await self.send(f"-ERR [SYS/TEMP] {overload.TRY_LATER}")
 
     async def error(self, text: str) -> None:
         await self.send(f"-ERR {text}")
@@ -562,4 +571,5 @@ async def start(runtime, name: str, listener_settings) -> list[asyncio.base_even
     async def client(reader, writer):
         await Pop3Session(runtime, name, reader, writer, tls_mode).run()
 
-    return await runtime.listen(name, stream_factory(client, 4096), listener_settings, ssl=ssl_ctx)
+    return await runtime.listen(name, stream_factory(client, 4096), listener_settings, ssl=ssl_ctx,
+                                busy_reply=overload.BUSY_POP3)

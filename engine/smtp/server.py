@@ -22,7 +22,7 @@ import time
 import aiosmtpd
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, _AuthMechAttr, login_always_fail
 
-from .. import delivery, headers as headers_mod, queue as queue_mod
+from .. import delivery, headers as headers_mod, overload, queue as queue_mod
 from ..errors import QuotaExceeded
 from ..heldoutput import with_held
 from . import policy
@@ -217,8 +217,13 @@ class MailSMTP(SMTP):
         rt, limits = self.runtime, self.runtime.settings.limits
         if rt.stopping.is_set():
             return "421 4.3.2 Service shutting down, try again later"
-        if rt.bans.is_banned(self.peer_ip):
-            return "421 4.7.0 Too many failed logins from your address, try again later"
+        try:
+            if rt.bans.is_banned(self.peer_ip):
+                return "421 4.7.0 Too many failed logins from your address, try again later"
+        except OSError as e:
+            if not overload.out_of_fds(e):
+                raise
+            return overload.BUSY_SMTP.decode().rstrip()
         if limits.max_connections and rt.sessions.count(SMTP_PROTOCOLS) > limits.max_connections:
             return "421 4.7.0 Too many connections, try again later"
         if limits.max_connections_per_ip and \
@@ -646,7 +651,8 @@ async def start(runtime, name: str, listener) -> list:
     ssl_ctx = runtime.ssl_context() if listener.tls == "implicit" else None
     if listener.tls == "starttls":
         runtime.ssl_context()          # fail at start, not at the first STARTTLS, on a bad cert
-    return await runtime.listen(name, lambda: MailSMTP(runtime, name, listener), listener, ssl=ssl_ctx)
+    return await runtime.listen(name, lambda: MailSMTP(runtime, name, listener), listener, ssl=ssl_ctx,
+                                busy_reply=overload.BUSY_SMTP)
 
 
 def _add_missing_headers(content: bytes, offset: int, hostname: str) -> bytes:
