@@ -92,3 +92,33 @@ def serving_pid(sock: socket.socket, top: int) -> int:
                         continue
         time.sleep(0.05)                  # not accepted yet
     raise LookupError(f"no process under {top} holds the connection from port {client_port}")
+
+
+class PeakRss:
+    """Samples a process's RSS every `interval` s in a thread while the block runs.
+
+        with PeakRss(pid) as peak:
+            ...                      # peak.start_mb, then peak.peak_mb when the block ends
+    """
+
+    def __init__(self, pid: int, interval: float = 0.01):
+        import threading
+        self.pid = pid
+        self.interval = interval
+        self.start_mb = self.peak_mb = rss_mb(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, rss_mb(self.pid))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, rss_mb(self.pid))

@@ -24,13 +24,14 @@ import operator
 import os
 import time
 
-from .. import folder_cache, overload
+from .. import folder_cache, msgstream, overload
 from ..errors import MailError, NotFound
 from ..maildir import MTIME_SLACK, Maildir, folder_stamp
 from ..imap.mime import to_crlf
 
 MAX_LINE = 512                 # RFC 2449 §4: 255 octets per argument; be generous
 MAX_BAD_COMMANDS = 20
+STREAM_FROM = 1024 * 1024      # RETR of a message this large is sent in pieces from the file
 LOCK_NAME = "pop3.lock"
 LOCK_STALE_S = 3600            # a lock whose owner is gone is taken over
 
@@ -406,6 +407,16 @@ class Pop3Session:
         return m, data
 
     async def cmd_RETR(self, arg):
+        n, m = self._msg(arg)
+        if n is not None and m.size >= STREAM_FROM:     # a large one in pieces from the file
+            try:
+                f = await self.runtime.run_blocking(self.folder.open, m)
+            except NotFound:
+                await self.send("-ERR [SYS/TEMP] The message was removed by another program")
+                return
+            await msgstream.send_dot_stuffed(self.runtime.run_blocking, f,
+                                             lambda size: b"+OK %d octets\r\n" % size, self._write)
+            return
         loaded = await self._load(arg)
         if loaded is None:
             return
@@ -429,6 +440,10 @@ class Pop3Session:
         out = head + (b"\r\n\r\n" + b"\r\n".join(lines) if sep else b"")
         await self.send_multiline("+OK", out)
     cmd_TOP.auth = True
+
+    async def _write(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
 
     async def send_multiline(self, first: str, data: bytes) -> None:
         # Byte-stuff lines starting with "." (RFC 1939 §3) and end with CRLF . CRLF.
