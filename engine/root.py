@@ -136,9 +136,10 @@ def temp_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
-def atomic_write(path: str | os.PathLike, data: bytes | str, mode: int = 0o640,
+def atomic_write(path: str | os.PathLike, data, mode: int = 0o640,
                  mtime: float | None = None) -> None:
-    """Write data to path in one atomic, durable step: temp, fsync, rename, fsync dir."""
+    """Write data to path in one atomic, durable step: temp, fsync, rename, fsync dir.
+    data: bytes, str, or an iterable of bytes pieces (a large message)."""
     target = Path(path)
     if isinstance(data, str):
         data = data.encode("utf-8")
@@ -146,7 +147,11 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, mode: int = 0o640,
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                f.write(data)
+            else:
+                for piece in data:
+                    f.write(piece)
             f.flush()
             os.fsync(f.fileno())
         if mtime is not None:

@@ -23,9 +23,10 @@ GROWTH_MB = 20          # at most this much more RSS while a large message is un
 RETURNED_MB = 10        # and at most this much more than at the start once it is done
 
 
-def big_message(subject: str) -> bytes:
+def big_message(subject: str, sender: str = "carol@example.org") -> bytes:
     """About SIZE bytes of CRLF lines, some starting with "." (POP3 stuffing)."""
-    head = f"From: carol@example.org\r\nTo: {USER}\r\nSubject: {subject}\r\n\r\n".encode()
+    head = (f"From: {sender}\r\nTo: {USER}\r\nSubject: {subject}\r\nDate: Mon, 02 Jan 2023 10:00:00 +0000\r\n"
+            f"Message-ID: <{subject.replace(' ', '.')}@example.org>\r\n\r\n").encode()
     block = b"".join(b"%s line %06d of a large message, padded out to a full line....\r\n"
                      % (b"." if n % 7 == 0 else b"x", n) for n in range(1000))
     return head + block * (SIZE // len(block))
@@ -39,7 +40,7 @@ def digest(data: bytes) -> str:
 def server(tmp_path_factory):
     root = make_root(tmp_path_factory.mktemp("large"), accounts={USER: PASSWORD},
                      settings={"auth.allow_plaintext": True, "limits.max_message_size_mb": 100,
-                               "mailbox.append_limit_mb": 100})
+                               "mailbox.append_limit_mb": 100, "queue.offline": True})
     with serve_process(root, args=("--processes", "1")) as proc:
         yield proc
 
@@ -111,6 +112,36 @@ def test_pop3_retr_of_60_mb_streams_dot_stuffed(server):
     assert after - start < RETURNED_MB
 
 
+def test_smtp_data_of_60_mb_to_a_mailbox_and_the_queue_streams_through_a_bounded_buffer(server):
+    message = big_message("data", sender=USER)
+    smtp = smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=120)
+    smtp.login(USER, PASSWORD)
+    pid = serving_pid(smtp.sock, server.proc.pid)
+    smtp.sendmail(USER, [USER], b"Subject: warm up\r\n\r\nsmall\r\n")
+    start = settled_rss(pid)
+    with PeakRss(pid) as data:
+        refused = smtp.sendmail(USER, [USER, "x@far.example"], message)
+    assert refused == {}
+    smtp.quit()
+    after = settled_rss(pid)
+    print(f"\nSMTP RSS MB: start {start:.1f}, DATA peak {data.peak_mb:.1f}, after {after:.1f}")
+    # the mailbox copy: our trace lines, then the message with LF line ends
+    inbox = server.root.path / "mail" / "example.com" / "alice"
+    stored = max((p for sub in ("new", "cur") for p in (inbox / sub).iterdir()), key=lambda p: p.stat().st_size)
+    body = stored.read_bytes()
+    assert digest(body[body.index(b"From: " + USER.encode()):]) == digest(message.replace(b"\r\n", b"\n"))
+    assert f",S={len(body)},".encode() in stored.name.encode()
+    # the queue copy: our Received line, then the message as sent
+    queued = list((server.root.path / "queue" / "messages").iterdir())
+    assert len(queued) == 1
+    data_bytes = queued[0].read_bytes()
+    assert digest(data_bytes[data_bytes.index(b"From: " + USER.encode()):]) == digest(message)
+    body = data_bytes = None
+    assert data.peak_mb - start < GROWTH_MB
+    assert after - start < RETURNED_MB
+    assert not list((server.root.path / "run").glob(".large-*"))
+
+
 def test_spooled_append_leaves_nothing_in_tmp_stored_or_refused(server):
     tmp = server.root.path / "mail" / "example.com" / "alice" / "tmp"
     imap = imap_login(server)
@@ -137,3 +168,18 @@ def test_disk_filling_up_during_a_spooled_append_answers_no_and_stays_in_step(tm
             fs.unfill()
             assert imap.append("INBOX", None, None, big_message("fits now")[:6 << 20])[0] == "OK"
             imap.logout()
+
+
+def test_disk_filling_up_during_a_large_data_answers_452_and_stays_in_step(tmp_path):
+    with small_fs(tmp_path, "tmpfs", size_mb=24) as fs:
+        root = make_root(fs.path, accounts={USER: PASSWORD})
+        with serve_process(root, args=("--processes", "1")) as proc:
+            smtp = smtplib.SMTP("127.0.0.1", proc.ports["smtp"], timeout=60)
+            fs.fill(leave=3 << 20)                   # the 8 MB message does not fit
+            with pytest.raises(smtplib.SMTPDataError) as refused:
+                smtp.sendmail("carol@example.org", [USER], big_message("too big for the disk")[:8 << 20])
+            assert refused.value.smtp_code == 452 and b"4.3.1 Insufficient system storage" in refused.value.smtp_error
+            assert smtp.noop()[0] == 250             # the data was read to its end
+            fs.unfill()
+            assert smtp.sendmail("carol@example.org", [USER], big_message("fits now")[:8 << 20]) == {}
+            smtp.quit()
