@@ -1078,6 +1078,17 @@ class Maildir:
         staged.assign_uid = assign_uid
         return staged
 
+    def stage_file(self, path: Path, size: int, vsize: int, folder: str = INBOX, flags: Iterable[str] = (),
+                   internaldate: float | None = None, quota_bytes: int | None = None) -> Staged:
+        """A message already written and fsync'd in this account's tmp/ (engine/spool.py),
+        staged under its Maildir name without another copy; commit() renames it into place."""
+        flag_set = _normalize_flags(flags)
+        self.check_quota(size, quota_bytes)
+        target = self.folder(folder)
+        if internaldate is not None:
+            os.utime(path, (internaldate, internaldate))
+        return Staged(target, path, _unique_base(size, vsize), flag_set, size, to_cur=bool(flag_set))
+
     def deliver(self, data: bytes, folder: str = INBOX, flags: Iterable[str] = (),
                 internaldate: float | None = None, check_quota: bool = True) -> Delivered:
         staged = self.stage(data, folder, flags, internaldate, check_quota)

@@ -137,9 +137,10 @@ def temp_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
-def atomic_write(path: str | os.PathLike, data: bytes | str, mode: int = 0o640,
+def atomic_write(path: str | os.PathLike, data, mode: int = 0o640,
                  mtime: float | None = None) -> None:
     """Write data to path in one atomic, durable step: temp, fsync, rename, fsync dir.
+    data: bytes, str, or an iterable of bytes pieces (a large message).
     A full or read-only disk raises StorageError naming path; the old file stays as it was."""
     target = Path(path)
     if isinstance(data, str):
@@ -149,7 +150,11 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, mode: int = 0o640,
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                if isinstance(data, (bytes, bytearray, memoryview)):
+                    f.write(data)
+                else:
+                    for piece in data:
+                        f.write(piece)
                 f.flush()
                 os.fsync(f.fileno())
             if mtime is not None:

@@ -20,6 +20,7 @@ from . import settings as settings_mod
 from .bans import Bans
 from .directory import LISTING_PROBLEM, Directory
 from .errors import ConfigError, MailError
+from .overload import FdReserve
 from .root import Root
 from .sharedcounts import PROTOCOLS, SharedCounts
 
@@ -183,6 +184,7 @@ class Runtime:
         self.generation = 0           # bumped on every successful reload
         self._tls = TLSFiles(root)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailctl-disk")
+        self.fd_reserve: FdReserve | None = None     # made by the first listen()
 
     @classmethod
     def load(cls, root: Root, **kw) -> "Runtime":
@@ -242,10 +244,15 @@ class Runtime:
             cache = self._login_cache = AuthCache(ttl)
         return cache
 
-    async def listen(self, name: str, protocol_factory: Callable, listener, ssl=None) -> list:
+    async def listen(self, name: str, protocol_factory: Callable, listener, ssl=None,
+                     busy_reply: bytes = b"") -> list:
         """Bind a listener on every address in listener.bind. Port 0 takes a free port
-        (the same one on every address); the ports in use are kept in self.ports."""
+        (the same one on every address); the ports in use are kept in self.ports.
+        busy_reply: what a client hears when the process is out of file descriptors
+        (engine/overload.py); over implicit TLS the connection is just closed."""
         loop = asyncio.get_running_loop()
+        if self.fd_reserve is None:
+            self.fd_reserve = FdReserve(loop, self.log)
         servers: list = []
         port = listener.port
         failures = []
@@ -265,6 +272,8 @@ class Runtime:
                                 f"change listeners.{name}.port or .bind in mailctl.toml") from None
             if port == 0:
                 port = server.sockets[0].getsockname()[1]
+            for sock in server.sockets:
+                self.fd_reserve.watch(sock, b"" if ssl else busy_reply)
             servers.append(server)
         for f in failures:
             self.log.warning("listeners.%s: not listening on %s", name, f)

@@ -24,13 +24,14 @@ import operator
 import os
 import time
 
-from .. import folder_cache, storage_errors
+from .. import folder_cache, msgstream, overload, storage_errors
 from ..errors import MailError, NotFound
 from ..maildir import MTIME_SLACK, Maildir, folder_stamp
 from ..imap.mime import to_crlf
 
 MAX_LINE = 512                 # RFC 2449 §4: 255 octets per argument; be generous
 MAX_BAD_COMMANDS = 20
+STREAM_FROM = 1024 * 1024      # RETR of a message this large is sent in pieces from the file
 LOCK_NAME = "pop3.lock"
 LOCK_STALE_S = 3600            # a lock whose owner is gone is taken over
 
@@ -136,11 +137,14 @@ class Pop3Session:
             await self.loop()
         except (ConnectionError, asyncio.IncompleteReadError, _Quit, asyncio.TimeoutError):
             pass
-        except Exception:  # a bug: logged with its traceback, the client gets -ERR
-            rt.log.exception("pop3: session from %s failed", self.peer_ip)
+        except Exception as e:  # a bug: logged with its traceback, the client gets -ERR
             with contextlib.suppress(Exception):
-                if not self.writer.is_closing():
-                    self.writer.write(b"-ERR [SYS/TEMP] Internal error, closing the connection\r\n")
+                if overload.out_of_fds(e):
+                    self.writer.write(overload.BUSY_POP3)
+                else:
+                    rt.log.exception("pop3: session from %s failed", self.peer_ip)
+                    if not self.writer.is_closing():
+                        self.writer.write(b"-ERR [SYS/TEMP] Internal error, closing the connection\r\n")
         finally:
             if self.lock is not None:
                 await rt.run_blocking(self.lock.release)
@@ -199,7 +203,11 @@ class Pop3Session:
             except ConnectionError:
                 raise
             except OSError as e:   # before MailError: a StorageError is both
-                await self.send(f"-ERR [SYS/TEMP] {self._storage_reply(e)}")
+                if overload.out_of_fds(e):
+                    self.runtime.log.warning("pop3: %s: %s failed: out of file descriptors", self.peer_ip, verb)
+                    await self.send(f"-ERR [SYS/TEMP] {overload.TRY_LATER}")
+                else:
+                    await self.send(f"-ERR [SYS/TEMP] {self._storage_reply(e)}")
             except MailError as e:
                 await self.send(f"-ERR {e}")
 
@@ -431,6 +439,16 @@ class Pop3Session:
         return m, data
 
     async def cmd_RETR(self, arg):
+        n, m = self._msg(arg)
+        if n is not None and m.size >= STREAM_FROM:     # a large one in pieces from the file
+            try:
+                f = await self.runtime.run_blocking(self.folder.open, m)
+            except NotFound:
+                await self.send("-ERR [SYS/TEMP] The message was removed by another program")
+                return
+            await msgstream.send_dot_stuffed(self.runtime.run_blocking, f,
+                                             lambda size: b"+OK %d octets\r\n" % size, self._write)
+            return
         loaded = await self._load(arg)
         if loaded is None:
             return
@@ -455,6 +473,10 @@ class Pop3Session:
         out = head + (b"\r\n\r\n" + b"\r\n".join(lines) if sep else b"")
         await self.send_multiline("+OK", out)
     cmd_TOP.auth = True
+
+    async def _write(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
 
     async def send_multiline(self, first: str, data: bytes) -> None:
         # Byte-stuff lines starting with "." (RFC 1939 §3) and end with CRLF . CRLF.
@@ -612,4 +634,5 @@ async def start(runtime, name: str, listener_settings) -> list[asyncio.base_even
     async def client(reader, writer):
         await Pop3Session(runtime, name, reader, writer, tls_mode).run()
 
-    return await runtime.listen(name, stream_factory(client, 4096), listener_settings, ssl=ssl_ctx)
+    return await runtime.listen(name, stream_factory(client, 4096), listener_settings, ssl=ssl_ctx,
+                                busy_reply=overload.BUSY_POP3)
