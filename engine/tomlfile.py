@@ -12,7 +12,7 @@ except ImportError:  # pragma: no cover
     import tomllib
 
 from .errors import ConfigError
-from .root import FileLock, atomic_write
+from .root import TOML_MODE, FileLock, atomic_write
 
 _AT_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
 
@@ -112,5 +112,5 @@ def edit(path: Path, lock: FileLock, change: Callable[[dict], Any], display: str
         if validate is not None:
             validate(new, new_text)
         if new_text != text:
-            atomic_write(path, new_text)
+            atomic_write(path, new_text, mode=TOML_MODE)
         return result

@@ -65,3 +65,8 @@ def done(message: str) -> None:
 
 def error(message: str) -> None:
     click.echo(f"mailctl: {message}", err=True)
+
+
+def warn(message: str) -> None:
+    """Something to act on that is not a failure (the command still exits 0)."""
+    click.echo(f"mailctl: warning: {message}", err=True)
