@@ -18,6 +18,7 @@ from typing import Callable
 
 import tomli_w
 
+from . import nofollow
 from .errors import InvalidInput, NotFound
 from .root import Root, atomic_write
 
@@ -58,7 +59,7 @@ class Bans:
             if not e.name.endswith(".toml") or e.name.startswith("."):
                 continue
             with contextlib.suppress(OSError, tomllib.TOMLDecodeError, KeyError, ValueError):
-                data = tomllib.loads(open(e.path, encoding="utf-8").read())
+                data = tomllib.loads(nofollow.read_text(e.path))
                 out[normalize_ip(data["ip"])] = data
         return out
 
@@ -126,7 +127,7 @@ class Bans:
         now = self.clock()
         self.failures_dir.mkdir(parents=True, exist_ok=True)
         path = self.failures_dir / f"{_file_stem(ip)}.log"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        fd = nofollow.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         try:
             os.write(fd, f"{now:.3f} {protocol}\n".encode())
         finally:
@@ -134,7 +135,7 @@ class Bans:
         cutoff = now - auth.ban_window_minutes * 60
         recent = []
         with contextlib.suppress(OSError):
-            for line in path.read_text("utf-8", "replace").splitlines():
+            for line in nofollow.read_text(path, "replace").splitlines():
                 with contextlib.suppress(ValueError, IndexError):
                     if float(line.split()[0]) >= cutoff:
                         recent.append(line)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-from . import tomlfile
+from . import nofollow, tomlfile
 from .addresses import Address, check_local, normalize_domain, parse_address, parse_target
 from .errors import ConfigError, InvalidInput
 from .root import Root
@@ -289,6 +289,24 @@ class _Loop(Exception):
     pass
 
 
+def _domain_files(root: Root) -> list[os.DirEntry]:
+    """domains/*.toml, without following links: a link is skipped (and logged once), so
+    no account or password hash comes from outside the root."""
+    try:
+        fd = nofollow.open_dir(root.domains_dir)
+    except FileNotFoundError:          # or a link (LinkRefused)
+        return []
+    try:
+        with os.scandir(fd) as it:
+            entries = [e for e in it if e.name.endswith(".toml") and not e.name.startswith(".")]
+    finally:
+        os.close(fd)
+    for e in entries:
+        if e.is_symlink():
+            nofollow.report(root.domains_dir / e.name)
+    return [e for e in entries if e.is_file(follow_symlinks=False)]
+
+
 class Directory:
     """An immutable snapshot of every domain file."""
 
@@ -322,10 +340,8 @@ class Directory:
         problems: list[str] = []
         domains: dict[str, Domain] = {}
         files = {}
-        if root.domains_dir.is_dir():
-            for entry in os.scandir(root.domains_dir):
-                if entry.name.endswith(".toml") and not entry.name.startswith("."):
-                    files[entry.name[:-5]] = Path(entry.path)
+        for entry in _domain_files(root):
+            files[entry.name[:-5]] = root.domains_dir / entry.name
         for name in (override or {}):
             files.setdefault(name, root.domain_file(name))
         for stem in sorted(files):

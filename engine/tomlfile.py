@@ -11,6 +11,7 @@ try:    # the compiled tomli parses about 3x faster than the stdlib's pure-Pytho
 except ImportError:  # pragma: no cover
     import tomllib
 
+from . import nofollow
 from .errors import ConfigError
 from .root import TOML_MODE, FileLock, atomic_write
 
@@ -33,7 +34,10 @@ def read(path: Path, display: str | None = None) -> tuple[dict, str]:
     """Read and parse a TOML file; returns (data, text)."""
     where = display or str(path)
     try:
-        raw = path.read_bytes()
+        raw = nofollow.read_bytes(path)
+    except nofollow.LinkRefused:
+        raise ConfigError(f"{where}: symbolic link inside the mail root (not followed); "
+                          f"put the file itself there") from None
     except FileNotFoundError:
         raise ConfigError(f"{where}: file not found") from None
     try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from engine import settings as settings_mod
+from engine import nofollow, settings as settings_mod
 from engine.directory import Directory
 from engine.errors import ConfigError, MailError
 
@@ -41,12 +41,17 @@ def check_root(root) -> tuple[list[str], dict]:
 @pass_ctx
 def check(ctx: Context, as_json: bool) -> None:
     """Validate every file; print each problem as file:line: key: problem (exit 1 if any)."""
-    problems, summary = check_root(ctx.existing_root())
+    root = ctx.existing_root()
+    problems, summary = check_root(root)
+    # Links are skipped by the server, so they are findings, not failures (exit 0).
+    links = nofollow.links_in_root(root.path)
     if as_json:
-        emit_json({"ok": not problems, "problems": problems, **summary})
+        emit_json({"ok": not problems, "problems": problems, **summary, "links": links})
     else:
         for p in problems:
             error(p)
+        for link in links:
+            click.echo(f"{link}: symbolic link inside the mail root (not followed)")
         if not problems:
             click.echo(f"configuration ok: {summary['domains']} domains, {summary['accounts']} accounts, "
                        f"{summary['aliases']} aliases, {summary['lists']} lists")

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import mutf7
+from .. import mutf7, nofollow
 from ..errors import InvalidInput, MailError
 from ..root import FileLock, Root, fsync_dir
 from . import store
@@ -129,7 +129,7 @@ class _Builder:
         """Copy an ordinary file (read once: it is replaced atomically, never rewritten)."""
         src = self.root.path / rel
         try:
-            with open(src, "rb") as f:
+            with os.fdopen(nofollow.open_file(src), "rb") as f:    # a link is not followed
                 data = f.read()
                 st = os.fstat(f.fileno())
         except (FileNotFoundError, IsADirectoryError):
