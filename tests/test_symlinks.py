@@ -9,6 +9,8 @@ import poplib
 
 import pytest
 
+from engine.errors import NotFound
+
 from helpers_mail import PASSWORD, box, imap, mailserver, message, user  # noqa: F401
 
 SECRET = b"root:$6$SECRET-HASH-FROM-OUTSIDE:19000:0:99999:7:::\n"
@@ -138,6 +140,8 @@ def test_linked_new_or_tmp_of_inbox_takes_no_delivery(mailserver, user, tmp_path
     assert c.append("INBOX", None, None, message("appended"))[0] == "NO"
     assert c.noop()[0] == "OK"
     c.logout()
+    with pytest.raises(NotFound):                 # what SMTP, LMTP and pickup deliveries call
+        md.deliver(message("delivered"))
     assert not list(target.iterdir())
 
 
@@ -155,6 +159,7 @@ def test_linked_uidlist_keywords_maildirsize_and_subscriptions_are_not_followed(
         targets[name] = target
     c = imap(mailserver, user)
     assert c.select("INBOX")[0] == "OK"
+    assert c.response("UIDVALIDITY")[1] != [b"1"]           # not the target's header
     assert c.uid("STORE", "1:*", "+FLAGS", "(Secretword)")[0] == "OK"
     assert c.append("INBOX", None, None, message("two"))[0] == "OK"
     assert c.subscribe("Archive")[0] == "OK"
