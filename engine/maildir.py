@@ -25,25 +25,24 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Iterable, NamedTuple
 
-from . import mutf7, nofollow, uniq
+from . import foldernames, mutf7, nofollow, uniq
 from .errors import AlreadyExists, InvalidInput, LockTimeout, MailError, NotFound, QuotaExceeded
 from .root import Root, atomic_write, fsync_dir
 
-SEPARATOR = "/"
+SEPARATOR = foldernames.SEPARATOR
 SPECIAL_USE = {"Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk",
                "Archive": "\\Archive"}
 DEFAULT_FOLDERS = ["Sent", "Drafts", "Trash", "Junk", "Archive"]
 FLAG_LETTERS = {"\\Draft": "D", "\\Flagged": "F", "$Forwarded": "P", "\\Answered": "R",
                 "\\Seen": "S", "\\Deleted": "T"}
 
-INBOX = "INBOX"
+INBOX = foldernames.INBOX
 UIDLIST = "dovecot-uidlist"
 KEYWORDS = "dovecot-keywords"
 UIDVALIDITY = "dovecot-uidvalidity"
 MAILDIRSIZE = "maildirsize"
 SUBSCRIPTIONS = "subscriptions"
 MAX_KEYWORDS = 26
-MAX_DIRNAME = 255                   # NAME_MAX: ".A.B" must fit in one directory entry
 MAILDIRSIZE_MAX = 5120              # recalculate once the file reaches this size
 MAILDIRSIZE_STALE_SECS = 15 * 60    # as Dovecot: an old, implausible maildirsize is redone
 LOCK_TIMEOUT = 30.0
@@ -65,59 +64,12 @@ def _escaped_hostname() -> str:
 _HOST = _escaped_hostname()
 
 
-# -- folder names ------------------------------------------------------------
+# -- folder names (the one rule: engine/foldernames.py) ------------------------
 
-def _check_component(comp: str, name: str) -> None:
-    if comp == "":
-        raise InvalidInput(f"folder name {name!r}: empty component (leading, trailing or double '/')")
-    if comp in (".", ".."):
-        raise InvalidInput(f"folder name {name!r}: '{comp}' is not a folder name")
-    if "." in comp:
-        raise InvalidInput(f"folder name {name!r}: dots cannot be stored in Maildir++ folder "
-                           f"names (the on-disk separator); use another character")
-    if "\0" in comp:
-        raise InvalidInput(f"folder name {name!r}: NUL is not allowed")
-    for ch in comp:
-        if ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0:
-            raise InvalidInput(f"folder name {name!r}: control character {ch!r} is not allowed")
-
-
-def _split_name(name: str) -> list[str]:
-    """The checked components of an IMAP folder name; ["INBOX"] for the inbox."""
-    if not isinstance(name, str) or name == "":
-        raise InvalidInput("folder name is empty; give a name such as 'Archive' or 'A/B'")
-    comps = name.split(SEPARATOR)
-    if comps[0].upper() == INBOX:
-        comps[0] = INBOX
-    for comp in comps:
-        _check_component(comp, name)
-    if len(_dirname(comps).encode()) > MAX_DIRNAME:
-        raise InvalidInput(f"folder name {name[:40]!r}...: too long (the stored name must fit "
-                           f"in {MAX_DIRNAME} bytes)")
-    return comps
-
-
-def _dirname(comps: list[str]) -> str:
-    return "." + ".".join(mutf7.encode(c) for c in comps)
-
-
-def _name_from_dirname(dirname: str) -> str | None:
-    """The IMAP name of an on-disk folder directory, or None if it is not a canonical one."""
-    if not dirname.startswith(".") or dirname in (".", ".."):
-        return None
-    try:
-        name = SEPARATOR.join(mutf7.decode(c) for c in dirname[1:].split("."))
-        comps = _split_name(name)
-    except InvalidInput:
-        return None
-    if comps == [INBOX] or _dirname(comps) != dirname:
-        return None
-    return name
-
-
-def canonical_name(name: str) -> str:
-    """A folder name checked and with INBOX spelled in capitals."""
-    return SEPARATOR.join(_split_name(name))
+_split_name = foldernames.split
+_dirname = foldernames.dirname
+_name_from_dirname = foldernames.name_from_dirname
+canonical_name = foldernames.canonical
 
 
 # -- message file names ------------------------------------------------------
@@ -814,7 +766,7 @@ class Maildir:
                 for n in [INBOX, *names]]
 
     def create_folder(self, name: str) -> "Folder":
-        comps = _split_name(name)
+        comps = _split_name(name, new=True)
         if comps == [INBOX]:
             raise AlreadyExists("INBOX always exists")
         for depth in range(1, len(comps)):
@@ -861,7 +813,7 @@ class Maildir:
 
     def rename_folder(self, old: str, new: str) -> None:
         """Rename a folder and its children, as Dovecot does."""
-        old_comps, new_comps = _split_name(old), _split_name(new)
+        old_comps, new_comps = _split_name(old), _split_name(new, new=True)
         if old_comps == [INBOX]:
             raise InvalidInput("renaming INBOX is not supported; move its messages instead")
         if new_comps == [INBOX]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from engine import nofollow, settings as settings_mod
+from engine import foldernames, nofollow, settings as settings_mod
 from engine.directory import Directory
 from engine.errors import ConfigError, MailError
 
@@ -43,15 +43,20 @@ def check(ctx: Context, as_json: bool) -> None:
     """Validate every file; print each problem as file:line: key: problem (exit 1 if any)."""
     root = ctx.existing_root()
     problems, summary = check_root(root)
-    # Links are skipped by the server, so they are findings, not failures (exit 0).
+    # Links (skipped by the server) and odd folder names (still served and backed up)
+    # are findings, not failures: exit 0.
     links = nofollow.links_in_root(root.path)
+    odd = foldernames.odd_folders(root.mail_dir)
     if as_json:
-        emit_json({"ok": not problems, "problems": problems, **summary, "links": links})
+        emit_json({"ok": not problems, "problems": problems, **summary, "links": links,
+                   "odd_folders": [{"path": p, "problem": why} for p, why in odd]})
     else:
         for p in problems:
             error(p)
         for link in links:
             click.echo(f"{link}: symbolic link inside the mail root (not followed)")
+        for path, why in odd:
+            click.echo(f"{path}: folder name: {why}")
         if not problems:
             click.echo(f"configuration ok: {summary['domains']} domains, {summary['accounts']} accounts, "
                        f"{summary['aliases']} aliases, {summary['lists']} lists")

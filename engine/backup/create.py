@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import mutf7, nofollow
+from .. import foldernames, mutf7, nofollow
 from ..errors import InvalidInput, MailError
 from ..root import FileLock, Root, fsync_dir
 from . import store
@@ -109,6 +109,7 @@ class _Builder:
         self.files_str = str(self.files_dir)
         self.stored_files = 0
         self.stored_bytes = 0
+        self.notes: list[str] = []
         # incremental: (folder, base) -> (path, entry) of the previous backup
         self.parent_msgs: dict[tuple[str, str], tuple[str, Entry]] = {}
         if parent is not None:
@@ -345,6 +346,7 @@ def create_backup(root: Root, dest: str | os.PathLike | None = None, *, incremen
         try:
             b = _Builder(root, work, m, parent_ref.manifest if parent_ref else None, progress)
             _fill(root, b, dest_path, domain, acct, queue, archive_path)
+            notes += b.notes
             if parent_ref:
                 gone_from = {old for old, _ in m.renamed}
                 m.deleted = sorted(p for p in parent_ref.manifest.files if p not in m.files and p not in gone_from)
@@ -395,6 +397,9 @@ def _fill(root: Root, b: _Builder, dest: Path, domain, acct, queue: bool, archiv
             b.copy_file(rel)
     # Messages: two listings per folder; base names make sure none is taken twice.
     for folder in folders:
+        problem = foldernames.dirname_problem(folder.rsplit("/", 1)[-1]) if folder.count("/") > 2 else None
+        if problem:
+            b.notes.append(f"{folder}: {problem}; backed up all the same (rename the folder)")
         seen: set[str] = set()
         for _ in range(2):
             for base, (sub, name) in list_messages(root.path / folder).items():
