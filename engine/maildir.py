@@ -212,18 +212,18 @@ class _DotLock:
 
     def _break_if_stale(self) -> bool:
         try:
-            st = os.stat(self.path)
-            with open(self.path, "rb") as f:
+            st = os.lstat(self.path)
+            with os.fdopen(nofollow.open_file(self.path), "rb") as f:
                 holder = f.read(256).decode("utf-8", "replace")
+        except (PermissionError, nofollow.LinkRefused):   # a link: removed once stale, not read
+            holder = ""
         except FileNotFoundError:
             return True
-        except PermissionError:
-            holder = ""
         if time.time() - st.st_mtime < self.stale and not _holder_is_dead(holder):
             return False
         # Remove only the lock we judged; another process may have just taken a new one.
         with contextlib.suppress(FileNotFoundError):
-            now = os.stat(self.path)
+            now = os.lstat(self.path)
             if (now.st_ino, now.st_mtime_ns) == (st.st_ino, st.st_mtime_ns):
                 os.unlink(self.path)
         return True

@@ -248,3 +248,43 @@ def test_config_check_lists_every_link_and_still_exits_0(tmp_path):
     assert f"{md / 'cur' / LINK_NAME}: symbolic link inside the mail root (not followed)\n" in out
     assert f"{md / '.Evil'}: symbolic link inside the mail root (not followed)\n" in out
     assert "cert.pem" not in out and "configuration ok" in out
+
+
+def test_two_sessions_at_once_with_a_linked_uidlist(mailserver, user, tmp_path):
+    """Two clients append and fetch at once while dovecot-uidlist is a link: the store
+    replaces the link with its own file once (under its lock), every message gets its own
+    UID, and the link's target is never written."""
+    import threading
+    md = box(mailserver, user)
+    target = tmp_path / "target-uidlist"
+    target.write_bytes(b"3 V1 N999\n")
+    os.unlink(md.path / "dovecot-uidlist")
+    os.symlink(target, md.path / "dovecot-uidlist")
+    os.symlink(target, md.path / "cur" / LINK_NAME)
+    errors = []
+
+    def client(k: int) -> None:
+        try:
+            c = imap(mailserver, user)
+            for i in range(10):
+                assert c.append("INBOX", None, None, message(f"session {k} message {i}"))[0] == "OK"
+                assert c.select("INBOX")[0] == "OK"
+            c.logout()
+        except Exception as e:            # reported below, in the test's thread
+            errors.append(e)
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    c = imap(mailserver, user)
+    c.select("INBOX")
+    typ, data = c.uid("FETCH", "1:*", "(UID BODY.PEEK[])")
+    c.logout()
+    bodies = [p[1] for p in data if isinstance(p, tuple)]
+    uids = [p[0].split(b"UID ")[1].split()[0] for p in data if isinstance(p, tuple)]
+    assert len(bodies) == 20 and len(set(uids)) == 20
+    assert not any(b"N999" in b for b in bodies)
+    assert target.read_bytes() == b"3 V1 N999\n"
+    assert not os.path.islink(md.path / "dovecot-uidlist")

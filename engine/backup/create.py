@@ -203,7 +203,7 @@ class _Builder:
                 raise
             _copy_preserving(src, dst)
         h = hashlib.sha256()
-        with open(dst, "rb") as f:
+        with os.fdopen(nofollow.open_file(dst), "rb") as f:     # a link made in its place is not followed
             st = os.fstat(f.fileno())
             if st.st_mode & OTHERS:
                 # left open by another tool: a link would share that mode, so copy it private
