@@ -288,3 +288,43 @@ def test_two_sessions_at_once_with_a_linked_uidlist(mailserver, user, tmp_path):
     assert not any(b"N999" in b for b in bodies)
     assert target.read_bytes() == b"3 V1 N999\n"
     assert not os.path.islink(md.path / "dovecot-uidlist")
+
+
+def test_mailctl_serve_never_serves_a_linked_file(tmp_path):
+    """The issue's reproduction against a real `mailctl serve` (two serving processes) and
+    TLS clients: bob's FETCH and RETR never return the link's target, SELECT of a linked
+    folder is NO and creates nothing in its target, and each serving process logs the
+    link once however many sessions list the folder."""
+    import imaplib
+    from helpers_server import make_root, serve_process, tls_context
+    root = make_root(tmp_path, domains=("example.test",), accounts={"bob@example.test": PASSWORD},
+                     settings={"server.processes": 2})
+    secret = tmp_path / "shadow"
+    secret.write_bytes(SECRET)
+    evil = tmp_path / "etc"
+    evil.mkdir()
+    md = root.mail_dir / "example.test" / "bob"
+    from engine.maildir import Maildir
+    Maildir.for_account(root, "example.test", "bob").deliver(message("the real one"))
+    os.symlink(secret, md / "cur" / LINK_NAME)
+    os.symlink(evil, md / ".Evil")
+    with serve_process(root) as srv:
+        for _ in range(6):
+            c = imaplib.IMAP4_SSL("127.0.0.1", srv.ports["imaps"], ssl_context=tls_context(), timeout=20)
+            c.login("bob@example.test", PASSWORD)
+            assert c.select("INBOX")[0] == "OK"
+            typ, data = c.uid("FETCH", "1:*", "(BODY.PEEK[])")
+            bodies = [p[1] for p in data if isinstance(p, tuple)]
+            assert len(bodies) == 1 and b"SECRET" not in bodies[0]
+            assert c.select("Evil")[0] == "NO"
+            c.logout()
+        p = poplib.POP3_SSL("127.0.0.1", srv.ports["pop3s"], context=tls_context(), timeout=20)
+        p.user("bob@example.test")
+        p.pass_(PASSWORD)
+        assert p.stat()[0] == 1 and len(p.list()[1]) == 1
+        assert b"SECRET" not in b"\n".join(p.retr(1)[1])
+        p.quit()
+    assert not list(evil.iterdir())
+    log = (root.log_dir / "mailctl.log").read_text()
+    logged = log.count(f"{LINK_NAME}: symbolic link inside the mail root (not followed)")
+    assert 1 <= logged <= 2, logged                   # once per serving process at most
