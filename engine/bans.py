@@ -23,6 +23,7 @@ from typing import Callable
 
 import tomli_w
 
+from . import nofollow
 from .errors import InvalidInput, NotFound
 from .root import Root, atomic_write
 
@@ -80,7 +81,7 @@ class Bans:
             if not e.name.endswith(".toml") or e.name.startswith("."):
                 continue
             with contextlib.suppress(OSError, tomllib.TOMLDecodeError, KeyError, ValueError):
-                data = tomllib.loads(open(e.path, encoding="utf-8").read())
+                data = tomllib.loads(nofollow.read_text(e.path))
                 out[normalize_ip(data["ip"])] = data
         return out
 
@@ -158,7 +159,7 @@ class Bans:
 
         def append():
             self.failures_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            fd = nofollow.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
             try:
                 os.write(fd, (line + "\n").encode())
             finally:
@@ -168,7 +169,7 @@ class Bans:
         cutoff = now - auth.ban_window_minutes * 60
         lines = self._held_failures.get(ip, [])
         with contextlib.suppress(OSError):
-            lines = path.read_text("utf-8", "replace").splitlines() + lines
+            lines = nofollow.read_text(path, "replace").splitlines() + lines
         recent = []
         for entry in lines:
             with contextlib.suppress(ValueError, IndexError):
