@@ -114,36 +114,85 @@ class Bans:
             raise NotFound(f"{ip} is not banned; see 'mailctl ban list'") from None
         self._cache_key = None
 
-    def record_failure(self, ip: str, protocol: str) -> bool:
-        """Note one failed login; True when this failure started a ban (blocking: run off the loop)."""
+    # -- counting failed logins --
+    # A login counts as failed from before its password is checked, so attempts made at
+    # once (on many connections, in several processes) all see each other: the one after
+    # the limit is refused unchecked. A login that succeeds appends an 'ok' line, which
+    # cancels its own line (same time stamp, so the two leave the window together).
+
+    def begin_attempt(self, ip: str, protocol: str) -> tuple[bool, float]:
+        """Before a password is checked: (whether to check it at all, the stamp that
+        attempt_succeeded cancels). Blocking: run off the loop."""
+        if self.is_banned(ip):
+            return False, 0.0
+        path = self._failures_path(ip)
+        if path is None:
+            return True, 0.0
+        now = self.clock()
+        self._append(path, f"{now:.3f} {protocol}")
+        return self._recent(path, now) <= self.settings.auth.ban_after_failures, now
+
+    def attempt_succeeded(self, ip: str, protocol: str, stamp: float) -> None:
+        path = self._failures_path(ip)
+        if path is not None:
+            self._append(path, f"{stamp:.3f} {protocol} ok")
+
+    def attempt_failed(self, ip: str, protocol: str) -> bool:
+        """After begin_attempt, when the login failed; True when this failure started a ban."""
+        path = self._failures_path(ip)
+        if path is None:
+            return False
         auth = self.settings.auth
+        recent = self._recent(path, self.clock())
+        if recent >= auth.ban_after_failures:
+            if not self.is_banned(ip):
+                self.ban(ip, auth.ban_minutes,
+                         f"{recent} failed logins within {auth.ban_window_minutes:g} minutes", protocol)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                return True
+        return False
+
+    def record_failure(self, ip: str, protocol: str) -> bool:
+        """Note one failure (a login, or talking before the greeting); True when it started a
+        ban. Blocking: run off the loop."""
+        if self._failures_path(ip) is None:
+            return False
+        self._append(self._failures_path(ip), f"{self.clock():.3f} {protocol}")
+        return self.attempt_failed(ip, protocol)
+
+    def _failures_path(self, ip: str):
+        """The file of an IP's failures; None when failures are not counted (no bans, not an IP)."""
+        if self.settings.auth.ban_after_failures <= 0:
+            return None
         try:
             ip = normalize_ip(ip)
         except InvalidInput:
-            return False
-        if auth.ban_after_failures <= 0:
-            return False
-        now = self.clock()
+            return None
+        return self.failures_dir / f"{_file_stem(ip)}.log"
+
+    def _append(self, path, line: str) -> None:
         self.failures_dir.mkdir(parents=True, exist_ok=True)
-        path = self.failures_dir / f"{_file_stem(ip)}.log"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         try:
-            os.write(fd, f"{now:.3f} {protocol}\n".encode())
+            os.write(fd, f"{line}\n".encode())      # one small O_APPEND write: never mixed
         finally:
             os.close(fd)
-        cutoff = now - auth.ban_window_minutes * 60
-        recent = []
+
+    def _recent(self, path, now: float) -> int:
+        """Failures within the window: attempt lines less the 'ok' lines that cancel them."""
+        cutoff = now - self.settings.auth.ban_window_minutes * 60
+        attempts, cancelled, kept = 0, 0, []
         with contextlib.suppress(OSError):
             for line in path.read_text("utf-8", "replace").splitlines():
+                fields = line.split()
                 with contextlib.suppress(ValueError, IndexError):
-                    if float(line.split()[0]) >= cutoff:
-                        recent.append(line)
-        if len(recent) >= auth.ban_after_failures:
-            self.ban(ip, auth.ban_minutes,
-                     f"{len(recent)} failed logins within {auth.ban_window_minutes:g} minutes", protocol)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            return True
-        if len(recent) > 1000:    # keep the file small for a patient attacker
-            atomic_write(path, "\n".join(recent[-100:]) + "\n")
-        return False
+                    if float(fields[0]) >= cutoff:
+                        kept.append(line)
+                        if fields[-1] == "ok" and len(fields) == 3:
+                            cancelled += 1
+                        else:
+                            attempts += 1
+        if len(kept) > 1000:    # keep the file small for a patient attacker
+            atomic_write(path, "\n".join(kept[-100:]) + "\n")
+        return max(0, attempts - cancelled)

@@ -25,11 +25,10 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, _AuthMechAttr, login_
 from .. import delivery, headers as headers_mod, queue as queue_mod
 from ..errors import QuotaExceeded
 from ..heldoutput import with_held
-from . import policy
+from . import admission, policy
 from .data import DataResult, fix_bare_newlines, header_block, read_data
 from .received import received_header
 
-SMTP_PROTOCOLS = ("smtp", "submission", "submissions")
 _FAST_INIT = aiosmtpd.__version__ == "1.4.6"
 _HOOK_NAMES = ("handle_MAIL", "handle_RCPT", "handle_QUIT", "handle_exception")
 IDENT = "ESMTP mailctl"
@@ -142,6 +141,7 @@ class MailSMTP(SMTP):
         self.accepted: list[policy.Accepted] = []
         self.rejected: list[str] = []
         self.txn_started = False
+        self._idle_checked = float("-inf")
 
     def _fast_init(self, *, data_size_limit, enable_SMTPUTF8, decode_data, hostname, ident, tls_context,
                    timeout, auth_require_tls, loop) -> None:
@@ -204,6 +204,7 @@ class MailSMTP(SMTP):
             self.client.trusted = policy.in_networks(self.peer_ip, self.runtime.settings.relay.trusted_networks)
             self.sess = self.runtime.sessions.open(self.listener_name, self.peer_ip)
             self.sess.closer = self.shutdown
+            self._idle_checked = float("-inf")      # now counted: look at the stress again
 
     def connection_lost(self, error) -> None:
         if self.sess is not None:
@@ -212,26 +213,19 @@ class MailSMTP(SMTP):
             self.sess = None
         super().connection_lost(error)
 
-    def gate(self) -> str | None:
-        """Reasons to refuse a new connection, with 421, before the greeting."""
-        rt, limits = self.runtime, self.runtime.settings.limits
-        if rt.stopping.is_set():
-            return "421 4.3.2 Service shutting down, try again later"
-        if rt.bans.is_banned(self.peer_ip):
-            return "421 4.7.0 Too many failed logins from your address, try again later"
-        if limits.max_connections and rt.sessions.count(SMTP_PROTOCOLS) > limits.max_connections:
-            return "421 4.7.0 Too many connections, try again later"
-        if limits.max_connections_per_ip and \
-                rt.sessions.count(SMTP_PROTOCOLS, self.peer_ip) > limits.max_connections_per_ip:
-            return "421 4.7.0 Too many connections from your address, try again later"
-        return None
-
     async def _handle_client(self) -> None:
-        reason = self.gate()
+        rt = self.runtime
+        reason = admission.refusal(rt, self.peer_ip)
         if reason:
-            self.runtime.log.info("smtp: %s refused: %s", self.peer_ip, reason)
+            rt.log.info("smtp: %s refused: %s", self.peer_ip, reason)
             await self.push(reason)
             self.transport.close()
+            return
+        if await admission.talks_first(rt, self.listener_name, self._reader):
+            rt.log.warning("smtp: %s refused: talked before the greeting (pregreet)", self.peer_ip)
+            await self._send(f"{admission.PREGREET}\r\n".encode())
+            self.transport.close()
+            await rt.run_blocking(rt.bans.record_failure, self.peer_ip, "smtp-pregreet")
             return
         await super()._handle_client()
 
@@ -240,13 +234,21 @@ class MailSMTP(SMTP):
         per session and only moves the deadline (the timer re-arms itself when it fires
         early), so a command costs no timer-heap work."""
         loop = self.loop
-        deadline = loop.time() + (duration or self._timeout_duration)
+        deadline = loop.time() + (duration or self._idle_limit())
         self._deadline = deadline
         handle = self._timeout_handle
         if handle is None or handle.cancelled() or handle.when() > deadline:
             if handle is not None:
                 handle.cancel()
             self._timeout_handle = loop.call_at(deadline, self._timeout_due)
+
+    def _idle_limit(self) -> float:
+        """The idle time allowed now (shorter under stress), looked up at most once a second."""
+        now = self.loop.time()
+        if now - self._idle_checked > 1.0:
+            self._idle_checked = now
+            self._timeout_duration = admission.idle_limit(self.runtime, self.peer_ip)
+        return self._timeout_duration
 
     def _timeout_due(self) -> None:
         if self.loop.time() < self._deadline:
