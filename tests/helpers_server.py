@@ -16,6 +16,7 @@ import contextlib
 import imaplib
 import json
 import os
+import poplib
 import socket
 import signal
 import subprocess
@@ -230,6 +231,17 @@ def connect_from(source_ip: str, port: int, timeout: float = 20) -> socket.socke
 
 class IMAP4From(imaplib.IMAP4):
     """imaplib's client, connecting from source_ip."""
+
+    def __init__(self, source_ip: str, port: int):
+        self.source_ip = source_ip
+        super().__init__("127.0.0.1", port, timeout=20)
+
+    def _create_socket(self, timeout):
+        return connect_from(self.source_ip, self.port, timeout)
+
+
+class POP3From(poplib.POP3):
+    """poplib's client, connecting from source_ip."""
 
     def __init__(self, source_ip: str, port: int):
         self.source_ip = source_ip

@@ -204,7 +204,6 @@ class MailSMTP(SMTP):
             self.client.trusted = policy.in_networks(self.peer_ip, self.runtime.settings.relay.trusted_networks)
             self.sess = self.runtime.sessions.open(self.listener_name, self.peer_ip)
             self.sess.closer = self.shutdown
-            self._idle_checked = float("-inf")      # now counted: look at the stress again
 
     def connection_lost(self, error) -> None:
         if self.sess is not None:
@@ -227,6 +226,8 @@ class MailSMTP(SMTP):
             self.transport.close()
             await rt.run_blocking(rt.bans.record_failure, self.peer_ip, "smtp-pregreet")
             return
+        self._idle_checked = float("-inf")      # counted now: the stress as it is with us
+        self._reset_timeout()                   # for the wait for the first command
         await super()._handle_client()
 
     def _reset_timeout(self, duration: float | None = None) -> None:
