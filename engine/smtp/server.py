@@ -222,9 +222,9 @@ class MailSMTP(SMTP):
             return
         if await admission.talks_first(rt, self.listener_name, self._reader):
             rt.log.warning("smtp: %s refused: talked before the greeting (pregreet)", self.peer_ip)
+            await rt.run_blocking(rt.bans.record_failure, self.peer_ip, "smtp-pregreet")
             await self._send(f"{admission.PREGREET}\r\n".encode())
             self.transport.close()
-            await rt.run_blocking(rt.bans.record_failure, self.peer_ip, "smtp-pregreet")
             return
         self._idle_checked = float("-inf")      # counted now: the stress as it is with us
         self._reset_timeout()                   # for the wait for the first command
