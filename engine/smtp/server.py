@@ -23,9 +23,8 @@ import aiosmtpd
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, _AuthMechAttr, login_always_fail
 
 from .. import delivery, headers as headers_mod, queue as queue_mod
-from ..errors import QuotaExceeded
 from ..heldoutput import with_held
-from . import admission, policy
+from . import admission, policy, quota
 from .data import DataResult, fix_bare_newlines, header_block, read_data
 from .received import received_header
 
@@ -509,7 +508,7 @@ class MailSMTP(SMTP):
             return (f"552 5.3.4 Message Size Exceeds Fixed Maximum Message Size. "
                     f"Size: {size // 1024} KB, Max size: {result.max_size // 1024} KB")
         if result.mailboxes and not result.resolution.external and any(a.quota_mb for a in result.mailboxes):
-            full = await rt.run_blocking(_all_over_quota, rt.root, result.mailboxes, size)
+            full = await rt.run_blocking(quota.all_refuse, rt.root, settings, result.mailboxes, size)
             if full:
                 self.rejected.append(f"{address[:100]}=quota")
                 return str(delivery.OVER_QUOTA_PERM if settings.relay.over_quota_permanent
@@ -585,6 +584,14 @@ class MailSMTP(SMTP):
         if self.client.submission and (self.client.user or self.client.trusted):
             content = _add_missing_headers(content, result.offset, settings.server.hostname)
         sender = "" if self.envelope.mail_from == "<>" else self.envelope.mail_from
+        untrusted = not (self.client.user or self.client.trusted)    # its sender may be forged
+        if untrusted:
+            full = await rt.run_blocking(quota.first_refusing, rt.root, settings,
+                                         [a for r in self.accepted for a in r.mailboxes], len(content))
+            if full:
+                self.rejected.append(f"{full}=quota")
+                return str(delivery.OVER_QUOTA_PERM if settings.relay.over_quota_permanent
+                           else delivery.OVER_QUOTA_TEMP), ""
         try:
             outcome = await rt.run_blocking(_deliver, rt, sender, list(self.envelope.rcpt_tos),
                                             content, self.client.user)
@@ -596,10 +603,13 @@ class MailSMTP(SMTP):
             return (str(first) if first else "451 4.3.0 Local Error In Processing, Try Again Later"), ""
         if outcome.rejected:
             # Accepted at RCPT but refused now (the directory changed, a mailbox filled up):
-            # the client gets 250 for the others, so these get a DSN, not silence.
-            rt.log.warning("smtp: %s: %s: not delivered to %s", self.peer_ip, txid,
-                           ", ".join(f"{k} ({v})" for k, v in outcome.rejected.items()))
-            await rt.run_blocking(_bounce_rejected, rt, sender, txid, outcome.rejected, content)
+            # the client gets 250 for the others, so these get a DSN, not silence; but never
+            # to a sender nobody vouched for (backscatter): then the log alone says it.
+            rt.log.warning("smtp: %s: %s: not delivered to %s%s", self.peer_ip, txid,
+                           ", ".join(f"{k} ({v})" for k, v in outcome.rejected.items()),
+                           "; no DSN to an unauthenticated sender" if untrusted else "")
+            if not untrusted:
+                await rt.run_blocking(_bounce_rejected, rt, sender, txid, outcome.rejected, content)
         rt.count("smtp_accepted")
         qid = outcome.queue_id or txid
         return f"250 2.0.0 Ok: queued as {qid}", qid
@@ -624,24 +634,11 @@ class MailSMTP(SMTP):
         self.accepted, self.rejected = [], []
 
 
-def _all_over_quota(root, accounts, size: int) -> bool:
-    from ..maildir import Maildir
-    for account in accounts:
-        try:
-            Maildir.for_account(root, account.domain, account.local).check_quota(
-                size, int(account.quota_mb * 1024 * 1024))
-            return False
-        except QuotaExceeded:
-            continue
-        except OSError:
-            return False
-    return True
-
-
 def _deliver(rt, sender: str, recipients: list[str], data: bytes, auth_user: str):
     # UIDs come at the reader's next sync, as for mail any MTA drops into a Maildir
     return delivery.deliver(rt.root, rt.settings, rt.directory, sender, recipients, data,
-                            source="smtp", auth_user=auth_user, assign_uids=False)
+                            source="smtp", auth_user=auth_user, assign_uids=False,
+                            quota_grace_percent=rt.settings.mailbox.quota_grace_percent)
 
 
 async def start(runtime, name: str, listener) -> list:
