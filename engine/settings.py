@@ -157,7 +157,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "auth": {
         "failure_delay_s": Key(1.0, (int, float), "delay before answering a failed login", _range(0, 60)),
-        "ban_after_failures": Key(5, int, "failed logins from one IP before a ban; 0 = never ban", _range(0)),
+        "ban_after_failures": Key(5, int, "failed logins (and port 25 pregreets) from one IP before a ban; 0 = never ban", _range(0)),
         "ban_window_minutes": Key(10, (int, float), "window in which failures are counted", _range(0)),
         "ban_minutes": Key(60, (int, float), "how long a ban lasts", _range(0)),
         "allow_plaintext": Key(False, bool, "allow AUTH/LOGIN before TLS (not recommended)"),

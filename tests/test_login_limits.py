@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import imaplib
+import poplib
 import smtplib
 import statistics
 import time
@@ -13,7 +14,7 @@ import time
 import pytest
 
 from engine import directory_edit, settings as settings_mod
-from helpers_server import (IMAP4From, connect_from, make_root, password_hash, running_server,
+from helpers_server import (IMAP4From, POP3From, connect_from, make_root, password_hash, running_server,
                             serve_process, wait_for_processes)
 
 PW = "alice-password-1"
@@ -75,6 +76,7 @@ def test_a_session_opened_before_the_ban_is_refused_and_closed(two_procs):
     early_smtp = smtplib.SMTP("127.0.0.1", proc.ports["submission"], timeout=20, source_address=(ip, 0))
     early_smtp.ehlo("early.example")
     early_imap = IMAP4From(ip, proc.ports["imap"])
+    early_pop = POP3From(ip, proc.ports["pop3"])
     for n in range(5):                      # the fifth failure starts the ban
         assert _imap_login(ip, proc.ports["imap"], f"wrong-{n}") != "OK"
     assert list((root.state_dir / "bans").glob("127.0.4.2*"))
@@ -88,6 +90,11 @@ def test_a_session_opened_before_the_ban_is_refused_and_closed(two_procs):
         early_imap.login("alice@example.com", PW)
     with pytest.raises((imaplib.IMAP4.abort, OSError)):
         early_imap.noop()
+    early_pop.user("alice@example.com")
+    with pytest.raises(poplib.error_proto, match="banned"):
+        early_pop.pass_(PW)
+    with pytest.raises((poplib.error_proto, OSError)):
+        early_pop.noop()
 
 
 def test_failed_logins_take_as_long_for_unknown_users(tmp_path):
