@@ -229,26 +229,20 @@ def connect_from(source_ip: str, port: int, timeout: float = 20) -> socket.socke
     return socket.create_connection(("127.0.0.1", port), timeout, source_address=(source_ip, 0))
 
 
-class IMAP4From(imaplib.IMAP4):
-    """imaplib's client, connecting from source_ip."""
+def _from_address(client_class):
+    """A stdlib client class (imaplib.IMAP4, poplib.POP3) that connects from source_ip."""
+    class FromAddress(client_class):
+        def __init__(self, source_ip: str, port: int):
+            self.source_ip = source_ip
+            super().__init__("127.0.0.1", port, timeout=20)
 
-    def __init__(self, source_ip: str, port: int):
-        self.source_ip = source_ip
-        super().__init__("127.0.0.1", port, timeout=20)
-
-    def _create_socket(self, timeout):
-        return connect_from(self.source_ip, self.port, timeout)
+        def _create_socket(self, timeout):
+            return connect_from(self.source_ip, self.port, timeout)
+    return FromAddress
 
 
-class POP3From(poplib.POP3):
-    """poplib's client, connecting from source_ip."""
-
-    def __init__(self, source_ip: str, port: int):
-        self.source_ip = source_ip
-        super().__init__("127.0.0.1", port, timeout=20)
-
-    def _create_socket(self, timeout):
-        return connect_from(self.source_ip, self.port, timeout)
+IMAP4From = _from_address(imaplib.IMAP4)
+POP3From = _from_address(poplib.POP3)
 
 
 def tls_context():

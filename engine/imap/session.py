@@ -107,11 +107,7 @@ class ImapSession(Commands):
     async def run(self) -> None:
         rt = self.runtime
         try:
-            refused = await rt.run_blocking(connlimits.before_open, rt, self.peer_ip)
-            if refused is None:
-                self.session = rt.sessions.open("imap", self.peer_ip)
-                self.session.closer = self._shutdown
-                refused = connlimits.after_open(rt, self.peer_ip)
+            self.session, refused = await connlimits.admit(rt, "imap", self.peer_ip, self._shutdown)
             if refused is not None:
                 rt.log.info("imap: %s refused: %s", self.peer_ip, _REFUSALS[refused])
                 await self.send(f"* BYE {_REFUSALS[refused]}\r\n".encode())

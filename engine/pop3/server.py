@@ -124,11 +124,7 @@ class Pop3Session:
     async def run(self) -> None:
         rt = self.runtime
         try:
-            refused = await rt.run_blocking(connlimits.before_open, rt, self.peer_ip)
-            if refused is None:
-                self.session = rt.sessions.open("pop3", self.peer_ip)
-                self.session.closer = self._close
-                refused = connlimits.after_open(rt, self.peer_ip)
+            self.session, refused = await connlimits.admit(rt, "pop3", self.peer_ip, self._close)
             if refused is not None:
                 rt.log.info("pop3: %s refused: %s", self.peer_ip, _REFUSALS[refused])
                 await self.send(f"-ERR {_REFUSALS[refused]}")
