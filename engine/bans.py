@@ -19,7 +19,7 @@ from typing import Callable
 import tomli_w
 
 from .errors import InvalidInput, NotFound
-from .root import Root, atomic_write
+from .root import Root, atomic_write, temp_name
 
 
 def normalize_ip(ip: str) -> str:
@@ -180,19 +180,29 @@ class Bans:
             os.close(fd)
 
     def _recent(self, path, now: float) -> int:
-        """Failures within the window: attempt lines less the 'ok' lines that cancel them."""
+        """Failures within the window: the attempt lines no 'ok' line cancels."""
         cutoff = now - self.settings.auth.ban_window_minutes * 60
-        attempts, cancelled, kept = 0, 0, []
+        open_attempts: dict[str, list[str]] = {}     # "stamp protocol" -> its lines
+        lines = 0
         with contextlib.suppress(OSError):
             for line in path.read_text("utf-8", "replace").splitlines():
-                fields = line.split()
-                with contextlib.suppress(ValueError, IndexError):
-                    if float(fields[0]) >= cutoff:
-                        kept.append(line)
-                        if fields[-1] == "ok" and len(fields) == 3:
-                            cancelled += 1
-                        else:
-                            attempts += 1
-        if len(kept) > 1000:    # keep the file small for a patient attacker
-            atomic_write(path, "\n".join(kept[-100:]) + "\n")
-        return max(0, attempts - cancelled)
+                lines += 1
+                stamp, _, rest = line.partition(" ")
+                with contextlib.suppress(ValueError):
+                    if float(stamp) < cutoff:
+                        continue
+                    if rest.endswith(" ok"):
+                        pending = open_attempts.get(f"{stamp} {rest[:-3]}")
+                        if pending:
+                            pending.pop()
+                    else:
+                        open_attempts.setdefault(line, []).append(line)
+        failures = [line for same in open_attempts.values() for line in same]
+        if lines > 256 and lines > 2 * len(failures):
+            # mostly logins that succeeded, or old lines: keep only what still counts (an
+            # attempt in flight now may lose its line; it then cancels a failure: harmless).
+            # Not fsync'd: after a crash, at worst some failures are forgotten.
+            tmp = temp_name(path)
+            tmp.write_text("".join(f"{line}\n" for line in failures[-1000:]), "utf-8")
+            os.replace(tmp, path)
+        return len(failures)

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from engine import directory_edit, settings as settings_mod
+from engine.bans import Bans
 from helpers_server import (IMAP4From, POP3From, connect_from, make_root, password_hash, running_server,
                             serve_process, wait_for_processes)
 
@@ -120,3 +121,22 @@ def test_failed_logins_take_as_long_for_unknown_users(tmp_path):
     medians = {k: statistics.median(v) for k, v in times.items()}
     assert abs(medians["unknown"] - known) / known < 0.05, medians
     assert abs(medians["disabled"] - known) / known < 0.10, medians      # 13 tries only
+
+
+def test_logins_that_succeed_cancel_their_own_count_and_the_file_stays_small(tmp_path):
+    root = make_root(tmp_path, settings={"auth.ban_after_failures": 5})
+    bans = Bans(root, settings_mod.load(root.config_file))
+    ip = "127.0.4.9"
+    for _ in range(300):                      # a busy client that always logs in right
+        check, stamp = bans.begin_attempt(ip, "imap")
+        assert check
+        bans.attempt_succeeded(ip, "imap", stamp)
+    assert len((root.state_dir / "auth-failures" / f"{ip}.log").read_text().splitlines()) <= 257
+    for _ in range(4):
+        assert bans.begin_attempt(ip, "imap")[0]
+        assert not bans.attempt_failed(ip, "imap")
+    assert bans.begin_attempt(ip, "imap")[0]
+    assert bans.attempt_failed(ip, "imap")    # the fifth failure bans
+    assert bans.is_banned(ip)
+    assert bans.begin_attempt(ip, "imap") == (False, 0.0)
+    assert len(list((root.state_dir / "auth-failures").iterdir())) == 0     # forgotten with the ban
