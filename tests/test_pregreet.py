@@ -47,6 +47,17 @@ def test_a_client_talking_first_on_port_25_is_refused_logged_and_banned(srv, cap
     s.close()
 
 
+def test_a_client_that_talks_and_hangs_up_before_the_greeting_counts_toward_the_ban(srv):
+    for _ in range(2):
+        s = connect_from("127.0.11.4", srv.ports["smtp"])
+        s.sendall(b"EHLO bot.example\r\nMAIL FROM:<spam@bot.example>\r\n")
+        s.close()
+    time.sleep(WAIT)
+    s = connect_from("127.0.11.4", srv.ports["smtp"])
+    assert s.makefile("rb").readline().startswith(b"421 4.7.0 Too many failed logins")
+    s.close()
+
+
 def test_a_client_that_waits_is_greeted_after_the_pregreet_wait(srv):
     start = time.monotonic()
     c = smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=20, source_address=("127.0.11.2", 0))

@@ -32,13 +32,32 @@ def refusal(rt, ip: str) -> str | None:
 
 
 async def talks_first(rt, listener: str, reader: asyncio.StreamReader) -> bool:
-    """On port 25, wait the pregreet time; True when the client sent something meanwhile
-    (a look at the reader's buffer: what came stays there)."""
-    wait = rt.settings.limits.pregreet_wait_s
-    if listener != "smtp" or not wait:
+    """On port 25, wait the pregreet time; True when the client sent something meanwhile."""
+    if listener != "smtp" or not rt.settings.limits.pregreet_wait_s:
         return False
-    await asyncio.sleep(wait)
-    return bool(reader._buffer)      # noqa: SLF001 - as MailSMTP._may_hold; EOF alone is no pregreet
+    await asyncio.sleep(rt.settings.limits.pregreet_wait_s)
+    return talked(reader)
+
+
+def talked(reader: asyncio.StreamReader) -> bool:
+    """Whether the client sent anything yet (a look at the buffer: what came stays there;
+    EOF alone, a port scan, is no pregreet)."""
+    return bool(reader._buffer)      # noqa: SLF001 - as MailSMTP._may_hold
+
+
+async def count_pregreet(rt, ip: str) -> None:
+    rt.log.warning("smtp: %s refused: talked before the greeting (pregreet)", ip)
+    await rt.run_blocking(rt.bans.record_failure, ip, "smtp-pregreet")
+
+
+_counting: set[asyncio.Task] = set()      # held, so a task is not collected before it ends
+
+
+def count_pregreet_soon(rt, ip: str) -> None:
+    """count_pregreet from a callback that cannot wait (the client is gone)."""
+    task = asyncio.ensure_future(count_pregreet(rt, ip))
+    _counting.add(task)
+    task.add_done_callback(_counting.discard)
 
 
 def idle_limit(rt, ip: str) -> float:

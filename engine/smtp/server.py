@@ -141,6 +141,7 @@ class MailSMTP(SMTP):
         self.rejected: list[str] = []
         self.txn_started = False
         self._idle_checked = float("-inf")
+        self.greeted = False                   # past the pregreet wait
 
     def _fast_init(self, *, data_size_limit, enable_SMTPUTF8, decode_data, hostname, ident, tls_context,
                    timeout, auth_require_tls, loop) -> None:
@@ -204,7 +205,19 @@ class MailSMTP(SMTP):
             self.sess = self.runtime.sessions.open(self.listener_name, self.peer_ip)
             self.sess.closer = self.shutdown
 
+    def _hung_up(self) -> None:
+        """A client that talked and hung up during the pregreet wait (which aiosmtpd then
+        cancels) is counted all the same."""
+        if not self.greeted and self.sess is not None and admission.talked(self._reader):
+            self.greeted = True
+            admission.count_pregreet_soon(self.runtime, self.peer_ip)
+
+    def eof_received(self):
+        self._hung_up()
+        return super().eof_received()
+
     def connection_lost(self, error) -> None:
+        self._hung_up()
         if self.sess is not None:
             self.end_transaction("disconnected")
             self.sess.close()
@@ -219,9 +232,10 @@ class MailSMTP(SMTP):
             await self.push(reason)
             self.transport.close()
             return
-        if await admission.talks_first(rt, self.listener_name, self._reader):
-            rt.log.warning("smtp: %s refused: talked before the greeting (pregreet)", self.peer_ip)
-            await rt.run_blocking(rt.bans.record_failure, self.peer_ip, "smtp-pregreet")
+        pregreet = await admission.talks_first(rt, self.listener_name, self._reader)
+        self.greeted = True
+        if pregreet:
+            await admission.count_pregreet(rt, self.peer_ip)     # before the reply: its next try sees a ban
             await self._send(f"{admission.PREGREET}\r\n".encode())
             self.transport.close()
             return
