@@ -9,7 +9,7 @@ a copy refused after 250, as before.
 """
 from __future__ import annotations
 
-from ..delivery import with_grace
+from ..delivery import OVER_QUOTA_PERM, OVER_QUOTA_TEMP, with_grace
 from ..errors import MailError
 from ..maildir import Maildir
 
@@ -38,3 +38,7 @@ def first_refusing(root, settings, accounts, size: int) -> str | None:
         if refuses(root, settings, account, size):
             return account.address
     return None
+
+
+def full_reply(settings) -> str:
+    return str(OVER_QUOTA_PERM if settings.relay.over_quota_permanent else OVER_QUOTA_TEMP)

@@ -522,11 +522,9 @@ class MailSMTP(SMTP):
             return (f"552 5.3.4 Message Size Exceeds Fixed Maximum Message Size. "
                     f"Size: {size // 1024} KB, Max size: {result.max_size // 1024} KB")
         if result.mailboxes and not result.resolution.external and any(a.quota_mb for a in result.mailboxes):
-            full = await rt.run_blocking(quota.all_refuse, rt.root, settings, result.mailboxes, size)
-            if full:
+            if await rt.run_blocking(quota.all_refuse, rt.root, settings, result.mailboxes, size):
                 self.rejected.append(f"{address[:100]}=quota")
-                return str(delivery.OVER_QUOTA_PERM if settings.relay.over_quota_permanent
-                           else delivery.OVER_QUOTA_TEMP)
+                return quota.full_reply(settings)
         if result.address not in self.envelope.rcpt_tos:
             self.envelope.rcpt_tos.append(result.address)
             self.accepted.append(result)
@@ -599,13 +597,11 @@ class MailSMTP(SMTP):
             content = _add_missing_headers(content, result.offset, settings.server.hostname)
         sender = "" if self.envelope.mail_from == "<>" else self.envelope.mail_from
         untrusted = not (self.client.user or self.client.trusted)    # its sender may be forged
-        if untrusted:
-            full = await rt.run_blocking(quota.first_refusing, rt.root, settings,
-                                         [a for r in self.accepted for a in r.mailboxes], len(content))
-            if full:
-                self.rejected.append(f"{full}=quota")
-                return str(delivery.OVER_QUOTA_PERM if settings.relay.over_quota_permanent
-                           else delivery.OVER_QUOTA_TEMP), ""
+        full = untrusted and await rt.run_blocking(quota.first_refusing, rt.root, settings,
+                                                   [a for r in self.accepted for a in r.mailboxes], len(content))
+        if full:
+            self.rejected.append(f"{full}=quota")
+            return quota.full_reply(settings), ""
         try:
             outcome = await rt.run_blocking(_deliver, rt, sender, list(self.envelope.rcpt_tos),
                                             content, self.client.user)
