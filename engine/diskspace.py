@@ -9,7 +9,6 @@ statvfs() is cheap, but it is asked at every MAIL FROM: its answer is kept for a
 """
 from __future__ import annotations
 
-import errno
 import os
 import threading
 import time
@@ -17,14 +16,7 @@ from dataclasses import dataclass
 
 MB = 1024 * 1024
 CACHE_SECONDS = 1.0
-STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
-INSUFFICIENT = "452 4.3.1 Insufficient system storage"
-
-
-def is_storage_error(exc: BaseException) -> bool:
-    """A write refused for want of room (full disk, quota) or a read-only file system:
-    temporary by nature, unlike a damaged file or a bug."""
-    return isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS
+INSUFFICIENT = "452 4.3.1 Insufficient system storage"      # SMTP's answer to a storage fault
 
 
 def reserve_bytes(settings) -> int:

@@ -12,10 +12,12 @@ and reopen it.
 
 A log that cannot be written (a full or read-only disk) never stops mail: the lines wait
 in memory (up to MAX_PENDING bytes; past that, new ones are counted and dropped) and are
-written, in order, once the disk takes them again, retried every second meanwhile.
+written, in order, once the disk takes them again, retried every second meanwhile. A
+batch is written only when the disk has room for all of it, so no line is torn.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import logging.handlers
 import os
@@ -109,6 +111,7 @@ class LogWriter(threading.Thread):
         short write leaves the rest of its line, so no line is torn)."""
         try:
             self._follow_file(len(self.pending))
+            self._check_room()
             while self.pending:
                 del self.pending[:os.write(self.fd, self.pending)]
         except OSError as e:
@@ -125,6 +128,14 @@ class LogWriter(threading.Thread):
                 self.dropped = 0
                 self.pending += lost.encode()
                 self._flush()
+
+    def _check_room(self) -> None:
+        """Refuse a write the disk cannot take whole: a short write would leave half a line
+        for another serving process to append its own lines to."""
+        st = os.fstatvfs(self.fd)
+        free = (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
+        if free < len(self.pending):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     def _follow_file(self, incoming: int) -> None:
         """The primary rotates by size; every process reopens a file that was rotated away

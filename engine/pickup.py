@@ -32,7 +32,7 @@ import stat
 import time
 from pathlib import Path
 
-from . import diskspace
+from .storage_errors import is_storage_fault
 from .errors import InvalidInput, MailError
 from .root import atomic_write, fsync_dir
 
@@ -108,7 +108,7 @@ class Pickup:
         except FileNotFoundError:
             return None
         except OSError as e:
-            if not diskspace.is_storage_error(e):
+            if not is_storage_fault(e):
                 raise
             return self._wait_for_room(None, name, e)
         self.seen.pop(name, None)
@@ -118,14 +118,7 @@ class Pickup:
         from . import sendmail
         work = self.work / f"{token}.eml"
         try:
-            st = st or os.lstat(work)
-            if not stat.S_ISREG(st.st_mode):
-                raise InvalidInput("not a regular file (symbolic links and devices are refused)")
-            if st.st_size > MAX_FILE:
-                raise InvalidInput(f"file of {st.st_size} bytes is larger than 1 GiB")
-            fd = os.open(work, os.O_RDONLY | os.O_NOFOLLOW)
-            with os.fdopen(fd, "rb") as f:
-                data = f.read(MAX_FILE + 1)
+            data = _read_plain_file(work, st or os.lstat(work))
             settings = self.settings_fn()
             limit = int(settings.limits.max_message_size_mb * 1024 * 1024) or 0
             prepared = sendmail.prepare(data, use_x_headers=True, hostname=settings.server.hostname,
@@ -137,13 +130,13 @@ class Pickup:
                     f"{k}: {v}" for k, v in outcome.rejected.items()))
         except (InvalidInput, OSError, UnicodeError) as e:
             self._drop_marker(token)
-            if diskspace.is_storage_error(e):
+            if is_storage_fault(e):
                 return self._wait_for_room(token, name, e)
             why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
             try:
                 self._fail(token, name, why)
             except OSError as note_error:
-                if not diskspace.is_storage_error(note_error):
+                if not is_storage_fault(note_error):
                     raise
                 return self._wait_for_room(token, name, note_error)     # its .error note does not fit
             return f"{name}: refused: {why}"
@@ -271,6 +264,27 @@ class Pickup:
                 return await run_blocking(self.take, name)
         results = await asyncio.gather(*(one(n) for n in names))
         return [r for r in results if r]
+
+
+def _read_plain_file(path: Path, st: os.stat_result) -> bytes:
+    """The bytes of a regular file with one link only. A symbolic link or device could
+    point anywhere, and a hard link could be a second name of a file its dropper may not
+    read (the worker reads as root): neither is ever mailed. The open does not follow a
+    link, and the file opened must be the one looked at (nothing swapped in between)."""
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidInput("not a regular file (symbolic links and devices are refused)")
+    if st.st_nlink != 1:
+        raise InvalidInput(f"the file has {st.st_nlink} hard links; only a file with one "
+                           f"name is taken (copy it into pickup/ instead of linking it)")
+    if st.st_size > MAX_FILE:
+        raise InvalidInput(f"file of {st.st_size} bytes is larger than 1 GiB")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        opened = os.fstat(fd)
+        if ((opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(opened.st_mode)
+                or opened.st_nlink != 1):
+            raise InvalidInput("the file was replaced or linked while being taken")
+        return f.read(MAX_FILE + 1)
 
 
 def pending_queue_ids(root) -> set[str]:

@@ -18,8 +18,10 @@ from typing import Any, Callable
 
 from . import settings as settings_mod
 from .bans import Bans
-from .directory import Directory
+from .directory import LISTING_PROBLEM, Directory
 from .errors import ConfigError, MailError
+from .logins import Logins, dummy_hash
+from .overload import FdReserve
 from .root import Root
 from .sharedcounts import PROTOCOLS, SharedCounts
 
@@ -55,6 +57,8 @@ class Session:
                 shared.user_added(self.protocol, self._user, -1)
             if value:
                 shared.user_added(self.protocol, value, 1)
+            shared.adjust(self.registry.login_key(self.protocol, self._user, self.peer_ip), -1)
+            shared.adjust(self.registry.login_key(self.protocol, value, self.peer_ip), 1)
         self._user = value
 
     def close(self) -> None:
@@ -84,13 +88,28 @@ class Sessions:
         self.total_opened[protocol] = self.total_opened.get(protocol, 0) + 1
         if self.shared is not None:
             self.shared.opened(protocol, peer_ip)
+            self.shared.adjust(self.login_key(protocol, "", peer_ip), 1)
         return s
 
     def _remove(self, s: Session) -> None:
         if self._items.pop(s.id, None) is not None and self.shared is not None:
             self.shared.closed(s.protocol, s.peer_ip)
+            self.shared.adjust(self.login_key(s.protocol, s.user, s.peer_ip), -1)
             if s.user:
                 self.shared.user_added(s.protocol, s.user, -1)
+
+    @staticmethod
+    def login_key(protocol: str, user: str, ip: str) -> str:
+        """The shared count of one protocol's connections from one IP that are not logged
+        in (user ''), or that are logged in as one user."""
+        return f"{protocol} {user.lower() or '-'} at {ip}"
+
+    def count_at(self, protocols: tuple[str, ...], ip: str, user: str = "") -> int:
+        """Open sessions from one IP not logged in (user ''), or logged in as `user`."""
+        if self.shared is not None:
+            return sum(self.shared.current(self.login_key(p, user, ip)) for p in protocols)
+        return sum(1 for s in self._items.values()
+                   if s.protocol in protocols and s.peer_ip == ip and s.user.lower() == user.lower())
 
     def list(self, protocol: str | None = None) -> list[Session]:
         return [s for s in self._items.values() if protocol is None or s.protocol == protocol]
@@ -176,6 +195,7 @@ class Runtime:
         self.log = log
         self.bans = Bans(root, settings, clock)
         self.sessions = Sessions(clock)
+        self.logins = Logins(self)
         self.stopping = asyncio.Event()
         self.started = clock()
         self.ports: dict[str, list[tuple[str, int]]] = {}       # listener -> bound (host, port)
@@ -183,6 +203,8 @@ class Runtime:
         self.generation = 0           # bumped on every successful reload
         self._tls = TLSFiles(root)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailctl-disk")
+        self.fd_reserve: FdReserve | None = None     # made by the first listen()
+        self._pool.submit(dummy_hash)     # made now, so the first unknown user takes no longer
 
     @classmethod
     def load(cls, root: Root, **kw) -> "Runtime":
@@ -211,41 +233,19 @@ class Runtime:
         self.counters[name] = self.counters.get(name, 0) + n
 
     async def authenticate(self, user: str, password: str, ip: str, protocol: str):
-        """Check a login against the directory. Returns the Account, or None after the
-        failure delay (and a ban when the IP failed too often). Never logs the password."""
-        from . import passwords
-        directory = self.directory
-        account = directory.login(user)
-        ok = False
-        if account is not None and account.enabled and account.password:
-            cache = self._auth_cache()
-            ok = cache.hit(account.password, password)
-            if not ok:
-                ok = await self.run_blocking(passwords.verify, account.password, password)
-                if ok:
-                    cache.add(account.password, password)
-        if ok and directory.domain(account.domain).enabled:
-            return account
-        banned = await self.run_blocking(self.bans.record_failure, ip, protocol)
-        self.log.warning("%s: failed login for %r from %s%s", protocol, user[:100], ip,
-                         " (now banned)" if banned else "")
-        self.count("auth_failures")
-        await self.auth_delay()
-        return None
+        """Check a login against the directory (engine.logins). Returns the Account, or None
+        after the failure delay (and a ban when the IP failed too often). Never logs the password."""
+        return await self.logins.check(user, password, ip, protocol)
 
-    def _auth_cache(self):
-        """One cache per process; its lifetime follows auth.cache_seconds."""
-        from .authcache import AuthCache
-        ttl = float(self.settings.auth.cache_seconds)
-        cache = getattr(self, "_login_cache", None)
-        if cache is None or cache.ttl != ttl:
-            cache = self._login_cache = AuthCache(ttl)
-        return cache
-
-    async def listen(self, name: str, protocol_factory: Callable, listener, ssl=None) -> list:
+    async def listen(self, name: str, protocol_factory: Callable, listener, ssl=None,
+                     busy_reply: bytes = b"") -> list:
         """Bind a listener on every address in listener.bind. Port 0 takes a free port
-        (the same one on every address); the ports in use are kept in self.ports."""
+        (the same one on every address); the ports in use are kept in self.ports.
+        busy_reply: what a client hears when the process is out of file descriptors
+        (engine/overload.py); over implicit TLS the connection is just closed."""
         loop = asyncio.get_running_loop()
+        if self.fd_reserve is None:
+            self.fd_reserve = FdReserve(loop, self.log)
         servers: list = []
         port = listener.port
         failures = []
@@ -265,6 +265,8 @@ class Runtime:
                                 f"change listeners.{name}.port or .bind in mailctl.toml") from None
             if port == 0:
                 port = server.sockets[0].getsockname()[1]
+            for sock in server.sockets:
+                self.fd_reserve.watch(sock, b"" if ssl else busy_reply)
             servers.append(server)
         for f in failures:
             self.log.warning("listeners.%s: not listening on %s", name, f)
@@ -273,21 +275,37 @@ class Runtime:
 
     # -- reload --
     def reload(self) -> list[str]:
-        """Read mailctl.toml and domains/ again (blocking). On any problem keep the last good
-        version and return the problems as 'file:line: key: problem'."""
+        """Read mailctl.toml and domains/ again (blocking). Each file that cannot be read
+        or is invalid keeps its last good version (mailctl.toml its settings, a domain file
+        its domain); the others take effect. Returns the problems as 'file:line: problem'."""
+        problems: list[str] = []
+        settings = self.settings
         try:
             settings = settings_mod.load(self.root.config_file, "mailctl.toml")
         except ConfigError as e:
-            return list(e.problems)
+            problems.extend(e.problems)
         except MailError as e:
-            return [str(e)]
-        directory, problems = Directory.load_with_problems(self.root, settings)
-        if problems:
-            return problems
+            problems.append(str(e))
+        except Exception as e:      # whatever a file holds, reload reports it and goes on
+            problems.append(f"mailctl.toml: cannot be loaded: {describe(e)}")
+        try:
+            directory, found = Directory.load_with_problems(self.root, settings)
+            if found:
+                directory = directory.with_last_good(found, self.directory)
+        except Exception as e:
+            found = [f"{LISTING_PROBLEM} cannot be loaded: {describe(e)}"]
+            directory = Directory(self.directory.domains, settings)
+        problems.extend(found)
         self.settings, self.directory = settings, directory
         self.bans.settings = settings
         self.generation += 1
-        return []
+        return problems
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=False)
+
+
+def describe(e: BaseException) -> str:
+    """One line for an unexpected error: its kind and message, never a traceback."""
+    text = (getattr(e, "strerror", None) or str(e)).splitlines()[0:1]
+    return f"{type(e).__name__}: {text[0]}"[:300] if text else type(e).__name__

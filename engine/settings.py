@@ -6,13 +6,15 @@ the same keys; a test keeps the two in step.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
 from . import tomlfile
-from .errors import ConfigError
+from .addresses import normalize_domain, parse_address
+from .errors import ConfigError, InvalidInput
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,89 @@ def _durations(v):
     return None
 
 
+_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+
+
+def _hostname(v):
+    """An RFC 1123 host name: it goes into the SMTP greeting, HELO and Received headers."""
+    if len(v) > 253 or not all(_HOST_LABEL.match(label) for label in v.split(".")):
+        return (f"{_shown(v)} is not a host name (letters, digits, inner hyphens and dots, "
+                f"like mail.example.com)")
+    return None
+
+
+def _optional(check):
+    return lambda v: None if v == "" else check(v)
+
+
+def host_or_ip_problem(v: str) -> str | None:
+    """Why v is neither a host name nor an IP address (None when it is one)."""
+    try:
+        ipaddress.ip_address(v)
+        return None
+    except ValueError:
+        return _hostname(v)
+
+
+def _ip(v):
+    try:
+        ipaddress.ip_address(v)
+        return None
+    except ValueError:
+        return f"{_shown(v)} is not an IP address"
+
+
+def _parses(parse):
+    """A check from a parser that raises InvalidInput: its message is the problem."""
+    def check(v):
+        try:
+            parse(v)
+        except InvalidInput as e:
+            return str(e)
+        return None
+    return check
+
+
+_domain, _address = _parses(normalize_domain), _parses(parse_address)
+
+
+def _domains(v):
+    return next((p for p in map(_domain, v) if p), None)
+
+
+def _senders(v):
+    for login, addresses in v.items():
+        if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+            return f"{login}: must be a list of addresses"
+        problem = next((p for p in map(_address, [login, *addresses]) if p), None)
+        if problem:
+            return problem
+    return None
+
+
+def _path(v):
+    return "must not be empty" if v == "" else None
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _shown(v: str) -> str:
+    return repr(v[:80] + ("..." if len(v) > 80 else ""))
+
+
+def _control_problem(v) -> str | None:
+    """Every string of mailctl.toml ends up in a protocol line, a header, a log line or a
+    path: none may hold line breaks or other control characters."""
+    values = v if isinstance(v, list) else v.values() if isinstance(v, dict) else [v]
+    for item in values:
+        texts = item if isinstance(item, list) else [item]
+        bad = next((t for t in texts if isinstance(t, str) and _CONTROL.search(t)), None)
+        if bad is not None:
+            return f"{_shown(bad)} contains a line break or another control character"
+    return None
+
+
 LISTENERS = {
     # name: (port, tls mode, what it is)
     "smtp": (25, "starttls", "inbound mail from other servers (MX)"),
@@ -110,9 +195,12 @@ def _listener_section(name: str) -> dict[str, Key]:
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "server": {
-        "hostname": Key("localhost", str, "this server's public host name: banner, HELO, Received headers"),
-        "default_domain": Key("", str, "domain for logins given without @domain ('' = full address required)"),
-        "postmaster": Key("", str, "where undeliverable bounces go ('' = postmaster@ the first domain)"),
+        "hostname": Key("localhost", str, "this server's public host name: banner, HELO, Received headers",
+                         _hostname),
+        "default_domain": Key("", str, "domain for logins given without @domain ('' = full address required)",
+                               _optional(_domain)),
+        "postmaster": Key("", str, "where undeliverable bounces go ('' = postmaster@ the first domain)",
+                           _optional(_address)),
         "log_level": Key("info", str, "debug, info, warning or error", _one_of("debug", "info", "warning", "error")),
         "processes": Key(0, int, "serving processes sharing the listeners, for more CPU cores "
                                  "(limits count across them); 0 = one per CPU core, at most 16",
@@ -120,8 +208,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     **{f"listeners.{name}": _listener_section(name) for name in LISTENERS},
     "tls": {
-        "cert": Key("tls/cert.pem", str, "certificate chain (PEM), relative to the root or absolute"),
-        "key": Key("tls/key.pem", str, "private key (PEM, no passphrase), relative to the root or absolute"),
+        "cert": Key("tls/cert.pem", str, "certificate chain (PEM), relative to the root or absolute", _path),
+        "key": Key("tls/key.pem", str, "private key (PEM, no passphrase), relative to the root or absolute", _path),
         "min_version": Key("TLSv1.2", str, "oldest TLS version accepted", _one_of("TLSv1.2", "TLSv1.3")),
     },
     "limits": {
@@ -136,7 +224,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "messages_per_ip_per_minute": Key(0, int, "messages accepted from one IP per minute; 0 = no limit", _range(0)),
         "max_invalid_commands": Key(10, int, "invalid SMTP commands before disconnect", _range(1)),
         "max_command_line": Key(512, int, "longest SMTP command line in bytes (RFC 5321: 512)", _range(512, 65536)),
-        "command_timeout_s": Key(600, int, "idle time allowed between commands, then 421", _range(1)),
+        "command_timeout_s": Key(300, int, "idle time allowed between commands (greeting included), "
+                                 "then 421 4.4.2 (RFC 5321 4.5.3.2: 5 minutes)", _range(1)),
+        "stress_timeout_s": Key(10, int, "the idle time allowed instead when the server is near its "
+                                "connection limits (over 80 % of max_connections or of "
+                                "max_connections_per_ip), as Postfix under stress", _range(1)),
+        "pregreet_wait_s": Key(1, (int, float), "port 25 waits this long before its greeting; a client "
+                               "that talks first gets 554 5.5.1, is disconnected and counts toward a "
+                               "ban (as Postfix postscreen, whose wait is 6 s); 0 = no wait", _range(0, 30)),
         "data_timeout_s": Key(600, int, "total time allowed for one DATA transfer", _range(1)),
         "max_forward_targets": Key(20, int, "targets of one alias or forward", _range(1, 10000)),
         "max_aliases_per_address": Key(50, int, "aliases that may point at one address", _range(1, 10000)),
@@ -146,7 +241,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "trusted_networks": Key([], list, "clients that may submit on 587 without AUTH (empty = none)", _networks),
         "open_relay_for_trusted": Key(False, bool, "let trusted networks relay on port 25 too (dangerous; logged loudly)"),
         "sender_must_be_local": Key(False, bool, "submission senders must be local accounts"),
-        "allowed_senders": Key({}, dict, "extra sender addresses per login: { \"alice@example.com\" = [\"sales@example.com\"] }"),
+        "allowed_senders": Key({}, dict, "extra sender addresses per login: { \"alice@example.com\" = [\"sales@example.com\"] }",
+                               _senders),
         "over_quota_permanent": Key(False, bool, "answer a full mailbox with 552 5.2.2 instead of 452 4.2.2"),
         "allow_bare_lf_from_trusted": Key(False, bool, "accept bare LF line ends from trusted networks"),
         "recipient_delimiter": Key("", str, "plus addressing: 'user+tag' delivers to 'user' when set to '+'",
@@ -154,10 +250,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "auth": {
         "failure_delay_s": Key(1.0, (int, float), "delay before answering a failed login", _range(0, 60)),
-        "ban_after_failures": Key(5, int, "failed logins from one IP before a ban; 0 = never ban", _range(0)),
+        "ban_after_failures": Key(5, int, "failed logins (and port 25 pregreets) from one IP before a ban; 0 = never ban", _range(0)),
         "ban_window_minutes": Key(10, (int, float), "window in which failures are counted", _range(0)),
         "ban_minutes": Key(60, (int, float), "how long a ban lasts", _range(0)),
         "allow_plaintext": Key(False, bool, "allow AUTH/LOGIN before TLS (not recommended)"),
+        "max_logins_in_flight_per_ip": Key(4, int, "logins from one IP checked at once; the others wait "
+                                           "their turn (a parallel guessing attack meets the ban)",
+                                           _range(1, 1000)),
         "cache_seconds": Key(300, (int, float), "remember a verified login this long (saves the slow "
                              "password hash check on reconnects); 0 = off", _range(0, 86400)),
     },
@@ -169,8 +268,17 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "autoexpunge_days": Key(0, int, "expunge \\Deleted messages older than this; 0 = never", _range(0)),
         "max_sessions_per_user": Key(20, int, "IMAP/POP3 sessions per user; 0 = no limit", _range(0)),
         "max_sessions": Key(500, int, "IMAP/POP3 sessions at once; 0 = no limit", _range(0)),
+        "max_connections_per_ip": Key(20, int, "IMAP/POP3 connections not yet logged in from one IP; "
+                                      "0 = no limit", _range(0)),
+        "max_userip_connections": Key(10, int, "IMAP/POP3 connections of one user from one IP (Dovecot's "
+                                      "mail_max_userip_connections); 0 = no limit", _range(0)),
         "idle_timeout_s": Key(1800, int, "authenticated IMAP idle timeout", _range(60)),
         "login_timeout_s": Key(60, int, "time allowed before login", _range(5)),
+        "stress_login_timeout_s": Key(10, int, "time allowed before login when near the connection limits "
+                                      "(over 80 % of max_sessions or of max_connections_per_ip)", _range(1)),
+        "quota_grace_percent": Key(10, (int, float), "mail that fits within this much over a mailbox's quota "
+                                   "is still delivered (Dovecot's quota_grace), so port 25 can decide "
+                                   "during the dialogue and never bounce later", _range(0, 100)),
     },
     "queue": {
         "retry_minutes": Key([0, 7.5, 15, 30, 60, 120, 240, 480, 960], list,
@@ -181,9 +289,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_recipients_per_transaction": Key(50, int, "recipients of one destination per SMTP transaction", _range(1)),
         "messages_per_minute": Key(0, int, "outbound cap; 0 = no limit", _range(0)),
         "offline": Key(False, bool, "queue everything, send nothing until switched off"),
-        "helo_name": Key("", str, "HELO name for outbound mail ('' = server.hostname)"),
-        "source_address": Key("", str, "source IP for outbound connections ('' = system default)"),
-        "require_tls_domains": Key([], list, "destinations that need verified TLS"),
+        "helo_name": Key("", str, "HELO name for outbound mail ('' = server.hostname)", _optional(_hostname)),
+        "source_address": Key("", str, "source IP for outbound connections ('' = system default)", _optional(_ip)),
+        "require_tls_domains": Key([], list, "destinations that need verified TLS", _domains),
         "smtp_port": Key(25, int, "port of destination MX hosts (change only for tests)", _port),
         "nameservers": Key([], list, "DNS servers for MX lookups, 'ip' or 'ip:port' ([] = system resolver)",
                            lambda v: _nameservers(v)),
@@ -193,7 +301,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "tls_ca_file": Key("", str, "CA bundle for verified TLS (require_tls_domains, smarthost) ('' = system CAs)"),
     },
     "smarthost": {
-        "host": Key("", str, "send all outbound mail through this relay ('' = direct MX delivery)"),
+        "host": Key("", str, "send all outbound mail through this relay ('' = direct MX delivery)",
+                    _optional(host_or_ip_problem)),
         "port": Key(587, int, "relay port", _port),
         "tls": Key("starttls", str, "'none', 'starttls' or 'implicit'", _one_of("none", "starttls", "implicit")),
         "username": Key("", str, "AUTH user name ('' = no AUTH)"),
@@ -202,6 +311,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "routes": {},   # per-domain routes: [routes."example.org"] host = ..., see sample-config.toml
     "dkim": {
         "enabled": Key(True, bool, "sign mail from local domains that have a key under dkim/"),
+    },
+    "sendmail": {
+        "sender_domain": Key("", str, "domain of a local user's address for sendmail(1): login@domain "
+                             "('' = server.default_domain, else server.hostname)"),
+        "trusted_users": Key([], list, "local users who may give sendmail(1) any sender with -f "
+                             "(root and the server's own user always may)"),
+        "allowed_senders": Key({}, dict, "other senders a local user may give with -f: "
+                               "{ \"www-data\" = [\"noreply@example.com\"] } (\"*\" = any)"),
     },
     "pickup": {
         "enabled": Key(True, bool, "take *.eml files dropped into pickup/"),
@@ -277,7 +394,7 @@ def validate(data: dict, text: str, where: str) -> tuple[SimpleNamespace, list[s
                     if not _type_ok(v, k.type):
                         problem(list(here + (key,)), f"must be {_type_name(k.type)}, not {type(v).__name__}")
                         continue
-                    issue = k.check(v) if k.check else None
+                    issue = _control_problem(v) or (k.check(v) if k.check else None)
                     if issue:
                         problem(list(here + (key,)), issue)
                         continue
@@ -314,6 +431,9 @@ def load(path: Path, display: str | None = None) -> SimpleNamespace:
     """Load and validate mailctl.toml; raise ConfigError listing every problem."""
     where = display or str(path)
     data, text = tomlfile.read(path, where)
+    if not any(isinstance(v, dict) for v in data.values()):     # every key lives in a [section]
+        raise ConfigError(f"{where}:1: the file is empty or truncated (no [section] tables); restore it from "
+                          f"a backup (sample-config.toml shows every key)")
     settings, problems = validate(data, text, where)
     if problems:
         raise ConfigError(problems[0], problems)

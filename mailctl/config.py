@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from engine import settings as settings_mod
+from engine import foldernames, nofollow, settings as settings_mod
 from engine.directory import Directory
 from engine.errors import ConfigError, MailError
 
@@ -29,24 +29,53 @@ def check_root(root) -> tuple[list[str], dict]:
         problems.extend(routes.check(root))
     directory, found = Directory.load_with_problems(root, settings)
     problems.extend(found)
-    summary = {"domains": len(directory.domains),
+    summary = {"warnings": login_warnings(directory), "domains": len(directory.domains),
                "accounts": sum(len(d.accounts) for d in directory.domains.values()),
                "aliases": sum(len(d.alias_map) for d in directory.domains.values()),
                "lists": sum(len(d.lists) for d in directory.domains.values())}
     return problems, summary
 
 
+def login_warnings(directory: Directory) -> list[str]:
+    """Accounts that cannot log in. A warning, not a problem: an account without a
+    password is a legitimate receive-only mailbox, and a reload must not keep an old
+    password in force because its line was removed."""
+    from engine.passwords import login_problem
+    out = []
+    for account in directory.all_accounts():
+        why = login_problem(account.password)
+        if why:
+            out.append(f"domains/{account.domain}.toml: account {account.address} cannot log in: {why} "
+                       f"(run mailctl account passwd {account.address})")
+    return out
+
+
 @config.command("check")
 @click.option("--json", "as_json", is_flag=True, help="Output as JSON.")
 @pass_ctx
 def check(ctx: Context, as_json: bool) -> None:
-    """Validate every file; print each problem as file:line: key: problem (exit 1 if any)."""
-    problems, summary = check_root(ctx.existing_root())
+    """Validate every file; print each problem as file:line: key: problem (exit 1 if any).
+
+    Accounts that cannot log in (no password, or a password that is not a hash) are
+    printed as warnings; they alone do not fail the check (receive-only accounts)."""
+    root = ctx.existing_root()
+    problems, summary = check_root(root)
+    # Links (skipped by the server) and odd folder names (still served and backed up)
+    # are findings, not failures: exit 0.
+    links = nofollow.links_in_root(root.path)
+    odd = foldernames.odd_folders(root.mail_dir)
     if as_json:
-        emit_json({"ok": not problems, "problems": problems, **summary})
+        emit_json({"ok": not problems, "problems": problems, **summary, "links": links,
+                   "odd_folders": [{"path": p, "problem": why} for p, why in odd]})
     else:
         for p in problems:
             error(p)
+        for w in summary["warnings"]:
+            error(f"warning: {w}")
+        for link in links:
+            click.echo(f"{link}: symbolic link inside the mail root (not followed)")
+        for path, why in odd:
+            click.echo(f"{path}: folder name: {why}")
         if not problems:
             click.echo(f"configuration ok: {summary['domains']} domains, {summary['accounts']} accounts, "
                        f"{summary['aliases']} aliases, {summary['lists']} lists")

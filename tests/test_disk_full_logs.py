@@ -3,6 +3,7 @@ lines wait in memory and reach log/mailctl.log, in order, once there is room aga
 from __future__ import annotations
 
 import logging
+import queue
 import smtplib
 import time
 
@@ -52,6 +53,28 @@ def test_serve_with_its_log_on_a_full_disk_keeps_answering(tmp_path):
         with smtplib.SMTP("127.0.0.1", srv.ports["smtp"]) as c:
             c.sendmail("carol@example.org", ["alice@example.com"], b"Subject: s\r\n\r\nhi\r\n")
         log = root.log_dir / "mailctl.log"
-        assert wait_until(lambda: log.read_text().count("result='452 4.3.1 Insufficient system storage'") == 20)
+        assert wait_until(lambda: log.read_text().count("result='452 4.3.1 Insufficient system storage'") == 20), log.read_text()[-6000:]
         assert wait_until(lambda: "result='250 2.0.0 Ok: queued as" in log.read_text())
         assert srv.proc.poll() is None
+
+
+def test_a_line_the_disk_cannot_take_whole_is_not_half_written(tmp_path):
+    """The log's last page has room for part of the next line only: nothing of it is
+    written (another serving process would append its lines to the half), until there
+    is room for all of it."""
+    with small_fs(tmp_path, "tmpfs", size_mb=4) as fs:
+        path = fs.path / "mailctl.log"
+        path.write_bytes(b"x" * 3995 + b"\n")              # 100 bytes left in its last page
+        fs.fill()
+        records = queue.SimpleQueue()
+        writer = logs.LogWriter(records, path, stderr=False, rotate=False)
+        writer.start()
+        try:
+            records.put(logging.makeLogRecord({"msg": "y" * 300, "levelname": "INFO"}))
+            time.sleep(0.5)
+            assert path.read_bytes().endswith(b"x\n") and path.stat().st_size == 3996
+            fs.unfill()
+            assert wait_until(lambda: path.read_bytes().endswith(b"y" * 300 + b"\n"))
+        finally:
+            records.put(None)
+            writer.join(10)

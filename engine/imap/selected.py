@@ -14,8 +14,9 @@ import os
 import time
 from dataclasses import dataclass, replace
 
-from .. import folder_cache
+from .. import folder_cache, nofollow
 from .. import maildir as store
+from .. import storage_errors
 
 CLAIM_LIMIT = 5000
 
@@ -89,9 +90,8 @@ def read_message(folder: store.Folder, msg: store.Message) -> bytes:
     """A stored message, by a plain string path (no Path objects, no stat() first);
     found by its base name if a flag change renamed it meanwhile."""
     try:
-        with open(f"{folder.path}/{msg.subdir}/{msg.filename}", "rb") as f:
-            return f.read()
-    except FileNotFoundError:
+        return nofollow.read_bytes(f"{folder.path}/{msg.subdir}/{msg.filename}")
+    except FileNotFoundError:          # moved, or a link put in its place (folder.read refuses it)
         return folder.read(msg)
 
 
@@ -104,7 +104,7 @@ def read_header(path, fallback) -> bytes:
     """The header of a stored message and its blank line (LF line ends), read without
     the body. `fallback()` reads the whole message when the path moved meanwhile."""
     try:
-        fd = os.open(path, os.O_RDONLY)  # plain system calls: this runs for every message
+        fd = nofollow.open_file(path)  # plain system calls: this runs for every message
     except FileNotFoundError:
         return fallback()
     try:
@@ -229,6 +229,10 @@ class Selected:
                 os.rename(m.path, cur / filename)
             except FileNotFoundError:
                 continue  # someone else moved it meanwhile; the next scan sees where
+            except OSError as e:
+                if not storage_errors.is_storage_fault(e):
+                    raise
+                break     # a read-only disk: they stay in new/, still \Recent, and SELECT works
             moved[m.uid] = replace(m, subdir="cur", filename=filename)
             claimed.add(m.uid)
         return [moved.get(m.uid, m) for m in msgs]

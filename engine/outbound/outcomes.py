@@ -7,7 +7,7 @@ is logged once, not at every pass, until the disk takes a write again.
 """
 from __future__ import annotations
 
-from .. import diskspace
+from ..storage_errors import is_storage_fault
 from ..queue import Envelope, Queue
 
 
@@ -30,7 +30,7 @@ class Outcomes:
         try:
             await self.blocking(self.queue.finish, env, "deferred")
         except OSError as e:
-            if not diskspace.is_storage_error(e):
+            if not is_storage_fault(e):
                 raise
             self.unsaved[env.id] = env
             self.trouble(env.id, e)

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 
 from .. import control, diskspace
+from ..storage_errors import is_storage_fault
 from ..errors import MailError
 from ..queue import Envelope, Queue, Recipient
 from . import dsn, mx
@@ -304,7 +305,7 @@ class Runner:
         try:
             await self.process(qid, force)
         except Exception as e:  # noqa: BLE001 - one bad item must not stop the runner
-            if diskspace.is_storage_error(e):
+            if is_storage_fault(e):
                 self.outcomes.trouble(qid, e)
             else:
                 log.exception("queue %s: delivery attempt failed unexpectedly; it stays queued", qid)
@@ -315,7 +316,7 @@ class Runner:
         try:
             return await self.blocking(self.queue.take_flush_request)
         except OSError as e:          # read-only: the request stays for later
-            if not diskspace.is_storage_error(e):
+            if not is_storage_fault(e):
                 raise
             return False
 
@@ -356,7 +357,7 @@ class Runner:
         try:
             self.queue.write_attempt(env)   # the next attempt is on disk before we try
         except OSError as e:
-            if not diskspace.is_storage_error(e):
+            if not is_storage_fault(e):
                 raise
             # no attempt without its record: back to deferred/ untried (a rename needs no room;
             # on a read-only disk a later pass does it)
@@ -454,7 +455,7 @@ class Runner:
         try:
             await self.blocking(self._notify, env, recipients, action, data)
         except Exception as e:  # noqa: BLE001
-            if diskspace.is_storage_error(e):
+            if is_storage_fault(e):
                 log.warning("queue %s: the %s notice waits for room on the disk: %s", env.id, action, e.strerror)
                 return False
             log.error("queue %s: could not write the %s notice: %s", env.id, action, e)

@@ -17,20 +17,20 @@ import asyncio
 import base64
 import binascii
 import collections
+import ipaddress
 import re
 import time
 
 import aiosmtpd
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, _AuthMechAttr, login_always_fail
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, TLSSetupException, _AuthMechAttr, login_always_fail
 
-from .. import delivery, diskspace, headers as headers_mod, queue as queue_mod
-from ..errors import QuotaExceeded
+from .. import delivery, diskspace, headers as headers_mod, overload, queue as queue_mod, storage_errors
 from ..heldoutput import with_held
-from . import policy
+from ..largemsg import LargeMessage, close_quietly
+from . import admission, policy, quota
 from .data import DataResult, fix_bare_newlines, header_block, read_data
 from .received import received_header
 
-SMTP_PROTOCOLS = ("smtp", "submission", "submissions")
 _FAST_INIT = aiosmtpd.__version__ == "1.4.6"
 _HOOK_NAMES = ("handle_MAIL", "handle_RCPT", "handle_QUIT", "handle_exception")
 IDENT = "ESMTP mailctl"
@@ -62,7 +62,10 @@ _ENHANCED_OLD = tuple(old for old, _ in _REWRITE if old[4:5].isdigit())
 _REWRITTEN: dict[str, str] = {}
 _SIMPLE_ADDR = re.compile(r"^\s*<([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+)>(.*)$", re.S)
 _HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
-_HELO_OK = re.compile(r"^(\[(IPv6:)?[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,253}))$")
+_HELO_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,253})$")
+# MAIL FROM's SIZE= (RFC 1870) that aiosmtpd's int() would choke on: not 1-20 ASCII digits.
+_BAD_SIZE = re.compile(r"(?i)(?:^|\s)SIZE=(?![0-9]{1,20}(?:\s|$))")
+AUTH_LINE_TOO_LONG = "500 5.5.6 Authentication Exchange line is too long"
 
 
 class _Reader(asyncio.StreamReader):
@@ -87,6 +90,10 @@ class _Reader(asyncio.StreamReader):
             self._transport.resume_reading()
 
 
+class _LineTooLong(Exception):
+    """An AUTH response line over the limit (answered 500 5.5.6)."""
+
+
 class _Hooks:
     """aiosmtpd calls handle_* on a handler object; ours forwards to the protocol."""
 
@@ -104,12 +111,17 @@ class _Hooks:
         return "221 2.0.0 Bye"
 
     async def handle_exception(self, error):
-        if diskspace.is_storage_error(error):
+        if isinstance(error, TLSSetupException):
+            # A client that sent plaintext (or gave up) after STARTTLS: its error, not ours.
+            self.proto.runtime.log.info("smtp: %s: TLS handshake failed: %s", self.proto.peer_ip,
+                                        error.__cause__ or error)
+            return "421 4.7.0 TLS handshake failed"
+        if storage_errors.is_storage_fault(error):
             # a write of some session state met a full or read-only disk: temporary, no bug
             self.proto.runtime.log.warning("smtp: %s: %s", self.proto.peer_ip, error)
             return diskspace.INSUFFICIENT
         self.proto.runtime.log.exception("smtp: %s: internal error", self.proto.peer_ip)
-        return "451 4.3.0 Local Error In Processing"
+        return "421 4.3.0 Local Error In Processing, Closing Connection"
 
 
 class MailSMTP(SMTP):
@@ -147,6 +159,8 @@ class MailSMTP(SMTP):
         self.accepted: list[policy.Accepted] = []
         self.rejected: list[str] = []
         self.txn_started = False
+        self._idle_checked = float("-inf")
+        self.greeted = False                   # past the pregreet wait
 
     def _fast_init(self, *, data_size_limit, enable_SMTPUTF8, decode_data, hostname, ident, tls_context,
                    timeout, auth_require_tls, loop) -> None:
@@ -210,34 +224,42 @@ class MailSMTP(SMTP):
             self.sess = self.runtime.sessions.open(self.listener_name, self.peer_ip)
             self.sess.closer = self.shutdown
 
+    def _hung_up(self) -> None:
+        """A client that talked and hung up during the pregreet wait (which aiosmtpd then
+        cancels) is counted all the same."""
+        if not self.greeted and self.sess is not None and admission.talked(self._reader):
+            self.greeted = True
+            admission.count_pregreet_soon(self.runtime, self.peer_ip)
+
+    def eof_received(self):
+        self._hung_up()
+        return super().eof_received()
+
     def connection_lost(self, error) -> None:
+        self._hung_up()
         if self.sess is not None:
             self.end_transaction("disconnected")
             self.sess.close()
             self.sess = None
         super().connection_lost(error)
 
-    def gate(self) -> str | None:
-        """Reasons to refuse a new connection, with 421, before the greeting."""
-        rt, limits = self.runtime, self.runtime.settings.limits
-        if rt.stopping.is_set():
-            return "421 4.3.2 Service shutting down, try again later"
-        if rt.bans.is_banned(self.peer_ip):
-            return "421 4.7.0 Too many failed logins from your address, try again later"
-        if limits.max_connections and rt.sessions.count(SMTP_PROTOCOLS) > limits.max_connections:
-            return "421 4.7.0 Too many connections, try again later"
-        if limits.max_connections_per_ip and \
-                rt.sessions.count(SMTP_PROTOCOLS, self.peer_ip) > limits.max_connections_per_ip:
-            return "421 4.7.0 Too many connections from your address, try again later"
-        return None
-
     async def _handle_client(self) -> None:
-        reason = self.gate()
+        rt = self.runtime
+        reason = admission.refusal(rt, self.peer_ip)
         if reason:
-            self.runtime.log.info("smtp: %s refused: %s", self.peer_ip, reason)
+            rt.log.info("smtp: %s refused: %s", self.peer_ip, reason)
             await self.push(reason)
             self.transport.close()
             return
+        pregreet = await admission.talks_first(rt, self.listener_name, self._reader)
+        self.greeted = True
+        if pregreet:
+            await admission.count_pregreet(rt, self.peer_ip)     # before the reply: its next try sees a ban
+            await self._send(f"{admission.PREGREET}\r\n".encode())
+            self.transport.close()
+            return
+        self._idle_checked = float("-inf")      # counted now: the stress as it is with us
+        self._reset_timeout()                   # for the wait for the first command
         await super()._handle_client()
 
     def _reset_timeout(self, duration: float | None = None) -> None:
@@ -245,13 +267,21 @@ class MailSMTP(SMTP):
         per session and only moves the deadline (the timer re-arms itself when it fires
         early), so a command costs no timer-heap work."""
         loop = self.loop
-        deadline = loop.time() + (duration or self._timeout_duration)
+        deadline = loop.time() + (duration or self._idle_limit())
         self._deadline = deadline
         handle = self._timeout_handle
         if handle is None or handle.cancelled() or handle.when() > deadline:
             if handle is not None:
                 handle.cancel()
             self._timeout_handle = loop.call_at(deadline, self._timeout_due)
+
+    def _idle_limit(self) -> float:
+        """The idle time allowed now (shorter under stress), looked up at most once a second."""
+        now = self.loop.time()
+        if now - self._idle_checked > 1.0:
+            self._idle_checked = now
+            self._timeout_duration = admission.idle_limit(self.runtime, self.peer_ip)
+        return self._timeout_duration
 
     def _timeout_due(self) -> None:
         if self.loop.time() < self._deadline:
@@ -359,7 +389,7 @@ class MailSMTP(SMTP):
 
     # -- EHLO / HELO ------------------------------------------------------------------
     async def smtp_EHLO(self, hostname: str):
-        if not hostname or not _HELO_OK.match(hostname):
+        if not _helo_ok(hostname):
             await self.push("501 5.5.4 EHLO Invalid Domain Address")
             return
         self.end_transaction("reset")
@@ -379,7 +409,7 @@ class MailSMTP(SMTP):
         await self.push("\r\n".join(f"250-{line}" for line in lines[:-1]) + f"\r\n250 {lines[-1]}", raw=True)
 
     async def smtp_HELO(self, hostname: str):
-        if not hostname or not _HELO_OK.match(hostname):
+        if not _helo_ok(hostname):
             await self.push("501 5.5.4 HELO Invalid Domain Address")
             return
         self.end_transaction("reset")
@@ -413,7 +443,10 @@ class MailSMTP(SMTP):
         if self.envelope.mail_from:
             await self.push("503 5.5.1 AUTH not allowed during a mail transaction")
             return
-        await super().smtp_AUTH(arg)
+        try:
+            await super().smtp_AUTH(arg)
+        except _LineTooLong:
+            await self.push(AUTH_LINE_TOO_LONG)
 
     async def auth_PLAIN(self, _, args: list[str]) -> AuthResult:
         if len(args) == 1:
@@ -439,13 +472,27 @@ class MailSMTP(SMTP):
 
     async def _challenge(self, prompt: str) -> bytes | None:
         await self.push("334 " + base64.b64encode(prompt.encode()).decode(), raw=True)
-        line = await self._reader.readline()
-        if len(line) > 4096:
-            return None
-        line = line.strip()
+        line = (await self._auth_line()).strip()
         if line == b"*":
             return None
         return self._b64(line)
+
+    async def _auth_line(self) -> bytes:
+        """A client's line during AUTH; _LineTooLong (after reading it to its end, so
+        the session stays in step) when over the command line limit."""
+        too_long = False
+        while True:
+            try:
+                line = await self._reader.readuntil(b"\n")
+            except asyncio.LimitOverrunError as e:
+                await self._reader.readexactly(e.consumed)
+                too_long = True
+                continue
+            except asyncio.IncompleteReadError:
+                raise ConnectionResetError("connection closed during AUTH") from None
+            if too_long or len(line) > self.line_length_limit:
+                raise _LineTooLong()
+            return line
 
     @staticmethod
     def _b64(text) -> bytes | None:
@@ -503,6 +550,12 @@ class MailSMTP(SMTP):
                     f"{space.free} bytes free, SIZE={size}, below the reserve (limits.min_free_space_mb)")
         return False
 
+    async def smtp_MAIL(self, arg: str) -> None:
+        if arg and _BAD_SIZE.search(arg):
+            await self.push("501 5.5.4 Syntax: MAIL FROM: <address> [SIZE=<ASCII digits>]")
+            return
+        await super().smtp_MAIL(arg)
+
     def declared_size(self) -> int:
         return _size_option(self.envelope.mail_options)
 
@@ -521,11 +574,9 @@ class MailSMTP(SMTP):
             return (f"552 5.3.4 Message Size Exceeds Fixed Maximum Message Size. "
                     f"Size: {size // 1024} KB, Max size: {result.max_size // 1024} KB")
         if result.mailboxes and not result.resolution.external and any(a.quota_mb for a in result.mailboxes):
-            full = await rt.run_blocking(_all_over_quota, rt.root, result.mailboxes, size)
-            if full:
+            if await rt.run_blocking(quota.all_refuse, rt.root, settings, result.mailboxes, size):
                 self.rejected.append(f"{address[:100]}=quota")
-                return str(delivery.OVER_QUOTA_PERM if settings.relay.over_quota_permanent
-                           else delivery.OVER_QUOTA_TEMP)
+                return quota.full_reply(settings)
         if result.address not in self.envelope.rcpt_tos:
             self.envelope.rcpt_tos.append(result.address)
             self.accepted.append(result)
@@ -555,9 +606,13 @@ class MailSMTP(SMTP):
             txid = queue_mod.new_id()
             header = self.received(txid)
             self._reset_timeout(settings.limits.data_timeout_s)
-            result = await read_data(self._reader, limit, prefix=header)
+            result = await read_data(self._reader, limit, prefix=header, spill_dir=self.runtime.root.run_dir,
+                                     run=self.runtime.run_blocking)
             self._reset_timeout()
-            status, qid = await self.finish(result, limit, txid)
+            try:
+                status, qid = await self.finish(result, limit, txid)
+            finally:
+                close_quietly(result.content)       # a large message's file
         finally:
             if self.sess is not None:
                 self.sess.busy = False
@@ -581,27 +636,39 @@ class MailSMTP(SMTP):
         if result.too_big:
             return (f"552 5.3.4 Message Size Exceeds Fixed Maximum Message Size. "
                     f"Size: {result.size // 1024} KB, Max size: {limit // 1024} KB"), ""
+        if result.error is not None:
+            rt.log.warning("smtp: %s: %s: cannot keep the message: %s", self.peer_ip, txid, result.error.strerror)
+            return diskspace.INSUFFICIENT, ""
         content = result.content
         if result.bare_cr or result.bare_lf:
             if settings.relay.allow_bare_lf_from_trusted and self.client.trusted:
-                content = await rt.run_blocking(fix_bare_newlines, content)
+                content = await rt.run_blocking(_fixed_newlines, content)
             elif result.bare_lf:
                 return "554 5.6.0 Rejected - Message Using Bare LF's (lines must end with CR LF)", ""
             else:
                 return "554 5.6.0 Rejected - Message Using Bare CR's (lines must end with CR LF)", ""
         if self.client.user:
-            for addr in policy.header_senders(header_block(content, result.offset)):
+            for addr in policy.header_senders(header_block(_head(content), result.offset)):
                 if not policy.owned_addresses_match(settings, rt.directory, self.client.user,
                                                     policy.normalize_sender(addr) or ""):
                     return "550 5.7.1 Header From Address Not Owned By Authenticated User", ""
         if self.client.submission and (self.client.user or self.client.trusted):
-            content = _add_missing_headers(content, result.offset, settings.server.hostname)
+            if isinstance(content, LargeMessage):     # the header is in the part held in memory
+                content.head = _add_missing_headers(content.head, result.offset, settings.server.hostname)
+            else:
+                content = _add_missing_headers(content, result.offset, settings.server.hostname)
         sender = "" if self.envelope.mail_from == "<>" else self.envelope.mail_from
+        untrusted = not (self.client.user or self.client.trusted)    # its sender may be forged
+        full = untrusted and await rt.run_blocking(quota.first_refusing, rt.root, settings,
+                                                   [a for r in self.accepted for a in r.mailboxes], len(content))
+        if full:
+            self.rejected.append(f"{full}=quota")
+            return quota.full_reply(settings), ""
         try:
             outcome = await rt.run_blocking(_deliver, rt, sender, list(self.envelope.rcpt_tos),
                                             content, self.client.user)
         except Exception as e:
-            if diskspace.is_storage_error(e):
+            if storage_errors.is_storage_fault(e):
                 # a full or read-only disk: temporary, and nothing of the message is left
                 rt.log.warning("smtp: %s: %s not stored: %s", self.peer_ip, txid, e.strerror)
                 return diskspace.INSUFFICIENT, ""
@@ -612,10 +679,13 @@ class MailSMTP(SMTP):
             return (str(first) if first else "451 4.3.0 Local Error In Processing, Try Again Later"), ""
         if outcome.rejected:
             # Accepted at RCPT but refused now (the directory changed, a mailbox filled up):
-            # the client gets 250 for the others, so these get a DSN, not silence.
-            rt.log.warning("smtp: %s: %s: not delivered to %s", self.peer_ip, txid,
-                           ", ".join(f"{k} ({v})" for k, v in outcome.rejected.items()))
-            await rt.run_blocking(_bounce_rejected, rt, sender, txid, outcome.rejected, content)
+            # the client gets 250 for the others, so these get a DSN, not silence; but never
+            # to a sender nobody vouched for (backscatter): then the log alone says it.
+            rt.log.warning("smtp: %s: %s: not delivered to %s%s", self.peer_ip, txid,
+                           ", ".join(f"{k} ({v})" for k, v in outcome.rejected.items()),
+                           "; no DSN to an unauthenticated sender" if untrusted else "")
+            if not untrusted:
+                await rt.run_blocking(_bounce_rejected, rt, sender, txid, outcome.rejected, _head(content))
         rt.count("smtp_accepted")
         qid = outcome.queue_id or txid
         return f"250 2.0.0 Ok: queued as {qid}", qid
@@ -643,29 +713,36 @@ class MailSMTP(SMTP):
 def _size_option(options) -> int:
     """The SIZE=n a client gave with MAIL FROM (RFC 1870), else 0."""
     for opt in options:
-        if opt[:5].upper() == "SIZE=" and opt[5:].isdigit():
+        if opt[:5].upper() == "SIZE=" and opt[5:].isascii() and opt[5:].isdigit():
             return int(opt[5:])
     return 0
 
 
-def _all_over_quota(root, accounts, size: int) -> bool:
-    from ..maildir import Maildir
-    for account in accounts:
-        try:
-            Maildir.for_account(root, account.domain, account.local).check_quota(
-                size, int(account.quota_mb * 1024 * 1024))
-            return False
-        except QuotaExceeded:
-            continue
-        except OSError:
-            return False
+def _helo_ok(name: str) -> bool:
+    """A HELO/EHLO argument: a host name, or an address literal of RFC 5321 §4.1.3
+    ([192.0.2.1], [IPv6:2001:db8::1]) that is a real address."""
+    if not name:
+        return False
+    if not name.startswith("["):
+        return bool(_HELO_NAME.match(name))
+    if not name.endswith("]") or "%" in name:      # no IPv6 zone ids
+        return False
+    literal = name[1:-1]
+    try:
+        if literal[:5].lower() == "ipv6:":
+            ipaddress.IPv6Address(literal[5:])
+        else:
+            ipaddress.IPv4Address(literal)
+    except ValueError:
+        return False
     return True
 
 
 def _deliver(rt, sender: str, recipients: list[str], data: bytes, auth_user: str):
     # UIDs come at the reader's next sync, as for mail any MTA drops into a Maildir
     return delivery.deliver(rt.root, rt.settings, rt.directory, sender, recipients, data,
-                            source="smtp", auth_user=auth_user, assign_uids=False)
+                            source="smtp", auth_user=auth_user, assign_uids=False,
+                            quota_grace_percent=rt.settings.mailbox.quota_grace_percent)
 
 
 async def start(runtime, name: str, listener) -> list:
@@ -673,7 +750,18 @@ async def start(runtime, name: str, listener) -> list:
     ssl_ctx = runtime.ssl_context() if listener.tls == "implicit" else None
     if listener.tls == "starttls":
         runtime.ssl_context()          # fail at start, not at the first STARTTLS, on a bad cert
-    return await runtime.listen(name, lambda: MailSMTP(runtime, name, listener), listener, ssl=ssl_ctx)
+    return await runtime.listen(name, lambda: MailSMTP(runtime, name, listener), listener, ssl=ssl_ctx,
+                                busy_reply=overload.BUSY_SMTP)
+
+
+def _head(content) -> bytes:
+    """The part of a message that holds its header (all of it, unless it is a LargeMessage)."""
+    return content.head if isinstance(content, LargeMessage) else content
+
+
+def _fixed_newlines(content) -> bytes:
+    # a trusted client's bare line ends: rare enough to take the message into memory
+    return fix_bare_newlines(content.read_all() if isinstance(content, LargeMessage) else content)
 
 
 def _add_missing_headers(content: bytes, offset: int, hostname: str) -> bytes:
@@ -699,7 +787,7 @@ def _bounce_rejected(rt, sender: str, txid: str, rejected: dict, content: bytes)
     try:
         dsn.notify(rt.root, rt.settings, rt.directory, env, recipients, "failed", content, now=now, log=rt.log)
     except Exception as e:  # noqa: BLE001 - the accepted copies stand; the log says what was lost
-        if diskspace.is_storage_error(e):
+        if storage_errors.is_storage_fault(e):
             rt.log.error("smtp: %s: could not write the DSN for %s: %s", txid, ", ".join(rejected), e.strerror)
         else:
             rt.log.exception("smtp: %s: could not write the DSN for %s", txid, ", ".join(rejected))
