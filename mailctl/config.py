@@ -8,7 +8,7 @@ from engine.directory import Directory
 from engine.errors import ConfigError, MailError
 
 from .context import Context, pass_ctx
-from .output import emit_json, error
+from .output import emit_json, error, warn
 
 
 @click.group("config")
@@ -29,22 +29,39 @@ def check_root(root) -> tuple[list[str], dict]:
         problems.extend(routes.check(root))
     directory, found = Directory.load_with_problems(root, settings)
     problems.extend(found)
-    summary = {"domains": len(directory.domains),
+    summary = {"warnings": login_warnings(directory), "domains": len(directory.domains),
                "accounts": sum(len(d.accounts) for d in directory.domains.values()),
                "aliases": sum(len(d.alias_map) for d in directory.domains.values()),
                "lists": sum(len(d.lists) for d in directory.domains.values())}
     return problems, summary
 
 
+def login_warnings(directory: Directory) -> list[str]:
+    """Accounts that cannot log in. A warning, not a problem: an account without a
+    password is a legitimate receive-only mailbox, and a reload must not keep an old
+    password in force because its line was removed."""
+    from engine.passwords import login_problem
+    out = []
+    for account in directory.all_accounts():
+        why = login_problem(account.password)
+        if why:
+            out.append(f"domains/{account.domain}.toml: account {account.address} cannot log in: {why} "
+                       f"(run mailctl account passwd {account.address})")
+    return out
+
+
 @config.command("check")
 @click.option("--json", "as_json", is_flag=True, help="Output as JSON.")
 @pass_ctx
 def check(ctx: Context, as_json: bool) -> None:
-    """Validate every file; print each problem as file:line: key: problem (exit 1 if any)."""
+    """Validate every file; print each problem as file:line: key: problem (exit 1 if any).
+
+    Accounts that cannot log in (no password, or a password that is not a hash), symbolic
+    links inside the root (the server skips them) and folders whose names break the
+    folder-name rule (still served and backed up) are printed as warnings; they alone do
+    not fail the check."""
     root = ctx.existing_root()
     problems, summary = check_root(root)
-    # Links (skipped by the server) and odd folder names (still served and backed up)
-    # are findings, not failures: exit 0.
     links = nofollow.links_in_root(root.path)
     odd = foldernames.odd_folders(root.mail_dir)
     if as_json:
@@ -53,10 +70,12 @@ def check(ctx: Context, as_json: bool) -> None:
     else:
         for p in problems:
             error(p)
+        for w in summary["warnings"]:
+            warn(w)
         for link in links:
-            click.echo(f"{link}: symbolic link inside the mail root (not followed)")
+            warn(f"{link}: symbolic link inside the mail root (not followed)")
         for path, why in odd:
-            click.echo(f"{path}: folder name: {why}")
+            warn(f"{path}: folder name: {why}")
         if not problems:
             click.echo(f"configuration ok: {summary['domains']} domains, {summary['accounts']} accounts, "
                        f"{summary['aliases']} aliases, {summary['lists']} lists")
