@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import imaplib
+import json
 import os
+import poplib
+import socket
 import signal
 import subprocess
 import sys
@@ -44,6 +48,7 @@ def write_settings(root: Root, values: dict) -> None:
         merged[f"listeners.{name}.bind"] = ["127.0.0.1"]
         merged[f"listeners.{name}.port"] = 0
     merged["auth.failure_delay_s"] = 0.05
+    merged["limits.pregreet_wait_s"] = 0.02       # short, but the pregreet wait still runs
     merged.update(values)
     atomic_write(root.config_file, settings_mod.render_sample(merged))
 
@@ -200,6 +205,46 @@ def mailctl(root: Root, *args: str, input: str | None = None, timeout: float = 6
     return subprocess.run([sys.executable, "-m", "mailctl", "--root", str(root.path), *args],
                           input=input, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=str(REPO))
+
+
+def serve_status(root: Root) -> dict:
+    out = mailctl(root, "status", "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def wait_for_processes(root: Root, n: int, timeout: float = 15) -> list[int]:
+    """The pids of the n serving processes of a `mailctl serve` once all are up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = serve_status(root).get("processes", [])
+        if len(pids) == n:
+            time.sleep(0.5)           # the newest one has bound the listeners
+            return pids
+        time.sleep(0.2)
+    raise AssertionError(f"not {n} serving processes: {serve_status(root).get('processes')}")
+
+
+def connect_from(source_ip: str, port: int, timeout: float = 20) -> socket.socket:
+    """A TCP connection to the test server from another loopback address (127.0.x.y), so
+    limits and bans per address don't leak between tests."""
+    return socket.create_connection(("127.0.0.1", port), timeout, source_address=(source_ip, 0))
+
+
+def _from_address(client_class):
+    """A stdlib client class (imaplib.IMAP4, poplib.POP3) that connects from source_ip."""
+    class FromAddress(client_class):
+        def __init__(self, source_ip: str, port: int):
+            self.source_ip = source_ip
+            super().__init__("127.0.0.1", port, timeout=20)
+
+        def _create_socket(self, timeout):
+            return connect_from(self.source_ip, self.port, timeout)
+    return FromAddress
+
+
+IMAP4From = _from_address(imaplib.IMAP4)
+POP3From = _from_address(poplib.POP3)
 
 
 def tls_context():

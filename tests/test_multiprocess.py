@@ -12,15 +12,10 @@ import time
 
 from engine import logs
 from engine.sharedcounts import SharedCounts
-from helpers_server import make_root, mailctl, serve_process
+from helpers_server import make_root, mailctl, serve_process, serve_status as _status, \
+    wait_for_processes as _wait_for_processes
 
 PW = "multi-process-pw-1"
-
-
-def _status(root) -> dict:
-    out = mailctl(root, "status", "--json")
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 def _who(root) -> list[dict]:
@@ -28,17 +23,6 @@ def _who(root) -> list[dict]:
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     return data["sessions"] if isinstance(data, dict) else data
-
-
-def _wait_for_processes(root, n: int, timeout: float = 15) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pids = _status(root).get("processes", [])
-        if len(pids) == n:
-            time.sleep(0.5)           # the newest one has bound the listeners
-            return pids
-        time.sleep(0.2)
-    raise AssertionError(f"not {n} serving processes: {_status(root).get('processes')}")
 
 
 @contextlib.contextmanager
