@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import errno
 import time
 
 from .. import connlimits, overload, storage_errors
@@ -537,9 +536,7 @@ def _valid_tag(tag: str) -> bool:
 
 
 def _cannot_store(e: OSError) -> str:
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "[OVERQUOTA] Not enough disk space"
-    return f"[UNAVAILABLE] {overload.TRY_LATER}"
+    return storage_errors.imap_text(e) or f"[UNAVAILABLE] {overload.TRY_LATER}"
 
 
 def _one_line(text: str) -> str:
