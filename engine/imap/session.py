@@ -12,7 +12,7 @@ import contextlib
 import errno
 import time
 
-from .. import overload
+from .. import memtrim, overload
 from ..errors import MailError
 from ..heldoutput import with_held
 from ..spool import Spool
@@ -139,6 +139,7 @@ class ImapSession(Commands):
             if self.session is not None:
                 self.session.close()
             self._close_transport()
+            memtrim.release()
 
     def _shutdown(self) -> None:
         """Graceful stop: tell the client (RFC 3501 §7.1.5), then close."""
@@ -173,6 +174,7 @@ class ImapSession(Commands):
                 tag, result = await self.execute(raw)
             finally:
                 self.drop_spool()           # a spooled message no command took
+                memtrim.release()
             if self.closing:
                 return
 
@@ -269,6 +271,7 @@ class ImapSession(Commands):
             chunks.append(line)
             total += len(line)
         raw = b"".join(chunks)
+        memtrim.note(total)
         return raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
 
     async def _receive_into_spool(self, size: int, tag: str | None) -> None:
@@ -313,6 +316,7 @@ class ImapSession(Commands):
 
     async def _discard_rest(self, size: int) -> None:
         """Read and drop a refused non-synchronising literal and the rest of its command."""
+        memtrim.note(size)
         await self.reader.readexactly(size)
         while True:
             line = await self.readline()

@@ -24,7 +24,7 @@ import operator
 import os
 import time
 
-from .. import folder_cache, msgstream, overload
+from .. import folder_cache, memtrim, msgstream, overload
 from ..errors import MailError, NotFound
 from ..maildir import MTIME_SLACK, Maildir, folder_stamp
 from ..imap.mime import to_crlf
@@ -145,6 +145,7 @@ class Pop3Session:
             if self.session is not None:
                 self.session.close()
             self._close()
+            memtrim.release()
 
     def _close(self) -> None:
         with contextlib.suppress(Exception):
@@ -194,6 +195,7 @@ class Pop3Session:
                 continue
             try:
                 await handler(arg)
+                memtrim.release()
             except MailError as e:
                 await self.send(f"-ERR {e}")
             except OSError as e:

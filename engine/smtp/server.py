@@ -22,7 +22,7 @@ import time
 import aiosmtpd
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, _AuthMechAttr, login_always_fail
 
-from .. import delivery, headers as headers_mod, overload, queue as queue_mod
+from .. import delivery, headers as headers_mod, memtrim, overload, queue as queue_mod
 from ..errors import QuotaExceeded
 from ..heldoutput import with_held
 from ..largemsg import LargeMessage, close_quietly
@@ -212,6 +212,7 @@ class MailSMTP(SMTP):
             self.sess.close()
             self.sess = None
         super().connection_lost(error)
+        memtrim.release()
 
     def gate(self) -> str | None:
         """Reasons to refuse a new connection, with 421, before the greeting."""
@@ -557,6 +558,8 @@ class MailSMTP(SMTP):
             if self.sess is not None:
                 self.sess.busy = False
         self.log_transaction(status, result.size, qid)
+        memtrim.note(result.size)
+        memtrim.release()
         self._set_post_data_state()
         self.accepted, self.rejected, self.txn_started = [], [], False
         await self.push(status)
