@@ -417,15 +417,23 @@ class Queue:
         return sum(len(self.ids(s)) for s in STATES)
 
     def sweep_orphans(self, older_than: float = 3600.0, keep: set[str] = frozenset()) -> int:
-        """Remove bodies with no envelope (a crash between body and envelope write);
-        `keep` are ids whose envelope a pending commit will still write."""
+        """Remove bodies with no envelope (a crash between body and envelope write), and
+        envelopes staged under a temp name but never committed; `keep` are ids whose
+        envelope a pending commit will still write."""
         live = {qid for s in STATES for qid in self.ids(s)} | set(keep)
         removed = 0
+        cutoff = time.time() - older_than
+        for state in STATES:
+            with contextlib.suppress(FileNotFoundError):
+                for e in os.scandir(self.dir / state):
+                    if e.name.startswith(".") and e.name.endswith(".tmp") and e.stat().st_mtime < cutoff:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(e.path)
+                            removed += 1
         try:
             entries = list(os.scandir(self.messages))
         except FileNotFoundError:
-            return 0
-        cutoff = time.time() - older_than
+            return removed
         for e in entries:
             qid = e.name[:-4]
             if e.name.endswith(".eml") and qid not in live and e.stat().st_mtime < cutoff:

@@ -3,6 +3,7 @@ delivers 1,000 queued messages; after a restart every message reaches the sink, 
 duplicates are at most the deliveries that were in flight at the kill."""
 from __future__ import annotations
 
+import asyncio
 import collections
 import time
 
@@ -47,3 +48,25 @@ def test_sigkill_while_delivering_loses_nothing(tmp_path):
     finally:
         sink.stop()
         dns.close()
+
+
+def test_an_item_staged_but_never_committed_is_swept_at_start(tmp_path):
+    """A crash between staging (body and envelope under a temp name) and the commit leaves
+    two files no reader sees; the runner's start removes both once they are an hour old."""
+    import os
+    from engine.outbound.runner import Runner
+    from engine.runtime import Runtime
+    root = make_root(tmp_path)
+    queue = Queue(root)
+    staged = queue.stage("a@example.com", ["b@far.example"], b"Subject: x\r\n\r\nhi\r\n")
+    leftovers = [staged.staged_envelope, queue.body_path(staged.envelope.id)]
+    for path in leftovers:
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    runtime = Runtime.for_tests(root)
+    try:
+        asyncio.run(Runner(runtime).start())
+    finally:
+        runtime.close()
+    assert not any(p.exists() for p in leftovers)
+    assert queue.count() == 0
+    assert [list((root.queue_dir / s).iterdir()) for s in ("deferred", "messages")] == [[], []]
