@@ -7,7 +7,7 @@ transactions costs a few wakeups and writes, not one per line (each wakeup is a 
 handoff the event loop pays for).
 
 Every serving process of a root appends to the same mailctl.log (O_APPEND: whole writes
-never interleave). Only the primary rotates it by size; the others notice the new file
+never interleave). Only the supervisor rotates it by size; the others notice the new file
 and reopen it.
 """
 from __future__ import annotations
@@ -29,18 +29,21 @@ _writer: "LogWriter | None" = None
 
 
 class LogWriter(threading.Thread):
-    def __init__(self, records: queue.SimpleQueue, path, stderr: bool, rotate: bool):
+    def __init__(self, records: queue.SimpleQueue, path, stderr: bool, rotate: bool, owner=None):
         super().__init__(name="mailctl-log", daemon=True)
         self.records = records
         self.path = str(path)
         self.stderr = stderr
         self.rotate = rotate
+        self.owner = owner          # the serving processes' account, when the supervisor runs as root
         self.formatter = logging.Formatter(FORMAT)
         self.fd = -1
         self._open()
 
     def _open(self) -> None:
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        if self.owner is not None:  # a file the supervisor creates must stay writable by them
+            os.fchown(self.fd, self.owner.uid, self.owner.gid)
 
     def run(self) -> None:
         while True:
@@ -82,7 +85,7 @@ class LogWriter(threading.Thread):
                 pass
 
     def _follow_file(self, incoming: int) -> None:
-        """The primary rotates by size; every process reopens a file that was rotated away."""
+        """The supervisor rotates by size; every process reopens a file that was rotated away."""
         try:
             on_disk = os.stat(self.path)
         except FileNotFoundError:
@@ -101,9 +104,9 @@ class LogWriter(threading.Thread):
             self._open()
 
 
-def setup(root: Root, level: str = "info", stderr: bool = True, rotate: bool = True) -> None:
+def setup(root: Root, level: str = "info", stderr: bool = True, rotate: bool = True, owner=None) -> None:
     """Send the 'mailctl' logger to log/mailctl.log (and stderr). rotate: this process is
-    the one that rotates the file (the primary)."""
+    the one that rotates the file (the supervisor); owner: the account the file belongs to."""
     global _writer
     stop()
     root.log_dir.mkdir(parents=True, exist_ok=True)
@@ -117,7 +120,7 @@ def setup(root: Root, level: str = "info", stderr: bool = True, rotate: bool = T
     # FORMAT uses none of these; each costs a call (getpid is a system call) per record
     logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
     quiet_libraries()
-    _writer = LogWriter(records, root.log_dir / LOG_NAME, stderr, rotate)
+    _writer = LogWriter(records, root.log_dir / LOG_NAME, stderr, rotate, owner)
     _writer.start()
 
 

@@ -25,6 +25,13 @@ COMMAND_MODULES = {
 }
 
 
+# Commands run by root as root: they bind ports, signal the server or create the root and
+# its user. Every other command run by root on a root owned by the server's user becomes
+# that user, so the files it makes stay the server's (engine/privileges.py).
+KEEPS_ROOT = {"serve", "start", "stop", "restart", "init", "quickstart"}
+_AS_PROCESS = object()          # main() called as the program itself, not from a test
+
+
 class LazyGroup(click.Group):
     """A group whose subcommands are imported on first use."""
 
@@ -46,13 +53,18 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, root_path: str | None) -> None:
     """mailctl: a complete mail server whose state is a Maildir tree plus TOML files."""
+    as_process = ctx.obj is _AS_PROCESS
     ctx.obj = Context(root_path)
+    if as_process and ctx.invoked_subcommand not in KEEPS_ROOT:
+        from engine import privileges
+        privileges.act_as_root_owner(ctx.obj.root.path)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: expected errors are one line on stderr and exit 1; usage errors exit 2."""
     try:
-        code = cli.main(args=argv, prog_name="mailctl", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="mailctl", standalone_mode=False,
+                        obj=_AS_PROCESS if argv is None else None)
         if isinstance(code, int):      # a command's click.exceptions.Exit(n), returned by click
             return code
     except click.exceptions.Abort:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -44,6 +45,9 @@ def write_settings(root: Root, values: dict) -> None:
         merged[f"listeners.{name}.bind"] = ["127.0.0.1"]
         merged[f"listeners.{name}.port"] = 0
     merged["auth.failure_delay_s"] = 0.05
+    # served as the user running the tests (root in CI), in roots that user owns;
+    # tests/test_privileges.py serves as an unprivileged user
+    merged["server.user"] = pwd.getpwuid(os.geteuid()).pw_name
     merged.update(values)
     atomic_write(root.config_file, settings_mod.render_sample(merged))
 

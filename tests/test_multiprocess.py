@@ -106,10 +106,10 @@ def test_messages_per_minute_count_across_processes(tmp_path):
 
 def test_a_dead_serving_process_is_replaced_and_its_counts_forgotten(tmp_path):
     with two_processes(tmp_path, {"queue.offline": True}) as (root, proc):
-        primary, secondary = proc.pids
-        assert primary == proc.proc.pid
+        survivor, secondary = proc.pids
+        assert proc.proc.pid not in proc.pids             # the supervisor serves nothing itself
         conns = _open_across_processes(root, proc.ports["smtp"], 8)
-        in_primary = sum(1 for s in _who(root) if s["pid"] == primary)
+        in_survivor = sum(1 for s in _who(root) if s["pid"] == survivor)
         os.kill(secondary, signal.SIGKILL)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -118,7 +118,7 @@ def test_a_dead_serving_process_is_replaced_and_its_counts_forgotten(tmp_path):
                 break
             time.sleep(0.2)
         assert secondary not in status["processes"] and len(status["processes"]) == 2, status
-        assert status["connections"] == in_primary       # the dead one's connections not counted
+        assert status["connections"] == in_survivor      # the dead one's connections not counted
         for s in conns:
             s.close()
         time.sleep(0.5)
@@ -127,7 +127,7 @@ def test_a_dead_serving_process_is_replaced_and_its_counts_forgotten(tmp_path):
                 assert s.sendmail("x@foreign.org", ["alice@example.com"], b"Subject: m\r\n\r\nm\r\n") == {}
     assert len(os.listdir(root.mail_dir / "example.com" / "alice" / "new")) == 10
     text = (root.log_dir / "mailctl.log").read_text()
-    assert f"serving process {secondary} exited" in text
+    assert f"serving process {secondary} (slot 2) killed by signal SIGKILL" in text
 
 
 def test_shared_counts_add_up_slots_and_forget_a_cleared_one(tmp_path):
