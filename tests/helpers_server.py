@@ -204,6 +204,27 @@ def mailctl(root: Root, *args: str, input: str | None = None, timeout: float = 6
                           env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=str(REPO))
 
 
+def server_status(root: Root) -> dict:
+    """`mailctl status --json` of a running server."""
+    import json
+    out = mailctl(root, "status", "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def wait_for_serving(root: Root, n: int, timeout: float = 15, without: tuple[int, ...] = ()) -> list[int]:
+    """The pids of n serving processes, once that many answer (none of them in without)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = server_status(root)
+        pids = status.get("processes", [])
+        answering = {p["pid"] for p in status.get("serving", [])}
+        if len(pids) == n and answering == set(pids) and not answering & set(without):
+            return pids
+        time.sleep(0.1)
+    raise AssertionError(f"not {n} serving processes: {server_status(root)}")
+
+
 def tls_context():
     """A client TLS context that accepts the test root's self-signed certificate."""
     import ssl

@@ -12,15 +12,9 @@ import time
 
 from engine import logs
 from engine.sharedcounts import SharedCounts
-from helpers_server import make_root, mailctl, serve_process
+from helpers_server import make_root, mailctl, serve_process, server_status, wait_for_serving
 
 PW = "multi-process-pw-1"
-
-
-def _status(root) -> dict:
-    out = mailctl(root, "status", "--json")
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 def _who(root) -> list[dict]:
@@ -30,23 +24,12 @@ def _who(root) -> list[dict]:
     return data["sessions"] if isinstance(data, dict) else data
 
 
-def _wait_for_processes(root, n: int, timeout: float = 15) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pids = _status(root).get("processes", [])
-        if len(pids) == n:
-            time.sleep(0.5)           # the newest one has bound the listeners
-            return pids
-        time.sleep(0.2)
-    raise AssertionError(f"not {n} serving processes: {_status(root).get('processes')}")
-
-
 @contextlib.contextmanager
 def two_processes(tmp_path, settings: dict):
     """`mailctl serve` with two serving processes, both up, over a root with alice."""
     root = make_root(tmp_path, accounts={"alice@example.com": PW}, settings={"server.processes": 2, **settings})
     with serve_process(root) as proc:
-        proc.pids = _wait_for_processes(root, 2)
+        proc.pids = wait_for_serving(root, 2)
         yield root, proc
 
 
@@ -77,14 +60,14 @@ def test_connection_limit_counts_across_processes_and_who_shows_all(tmp_path):
         port = proc.ports["smtp"]
         conns = _open_across_processes(root, port, 6)
         assert len(_who(root)) == 6
-        assert _status(root)["connections"] == 6
+        assert server_status(root)["connections"] == 6
         for _ in range(4):                       # whichever process takes it, the count is 6
             s, banner = _greeting(port)
             assert banner.startswith(b"421 4.7.0 Too many connections from your address"), banner
             s.close()
         conns.pop().close()
         deadline = time.monotonic() + 5
-        while _status(root)["connections"] != 5 and time.monotonic() < deadline:
+        while server_status(root)["connections"] != 5 and time.monotonic() < deadline:
             time.sleep(0.05)
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:   # a free place again
             assert s.sendmail("x@foreign.org", ["alice@example.com"], b"Subject: hi\r\n\r\nhi\r\n") == {}
@@ -113,7 +96,7 @@ def test_a_dead_serving_process_is_replaced_and_its_counts_forgotten(tmp_path):
         os.kill(secondary, signal.SIGKILL)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            status = _status(root)
+            status = server_status(root)
             if len(status["processes"]) == 2 and secondary not in status["processes"]:
                 break
             time.sleep(0.2)
