@@ -13,6 +13,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,10 +83,15 @@ def unreachable_parent(path: Path, account: Account | None = None) -> Path | Non
 
 
 def require_reachable(root, account: Account) -> None:
-    folder = unreachable_parent(root.path, account)
-    if folder is not None:
-        raise MailError(f"{folder} is closed to {account.name} (server.user), so the serving processes cannot "
-                        f"reach {root.path}; open it (chmod o+x {folder}) or put the root elsewhere")
+    """The serving processes must reach the root, and Python and mailctl's code, which
+    they go on importing after they became account."""
+    here = Path(__file__).resolve().parent
+    for path, what in ((root.path, "the mail root"), (Path(sys.executable).resolve(), "Python"),
+                       (here, "mailctl's code")):
+        folder = unreachable_parent(path / "x", account)
+        if folder is not None:
+            raise MailError(f"{folder} is closed to {account.name} (server.user), so the serving processes cannot "
+                            f"reach {what} ({path}); open it (chmod o+x {folder}) or move {what}")
 
 
 def become(account: Account) -> None:
