@@ -20,7 +20,7 @@ COMMAND_MODULES = {
     "account": "account", "alias": "alias", "backup": "backup", "ban": "ban", "config": "config",
     "deliver": "deliver", "dkim": "dkim", "domain": "domain", "export": "export", "forward": "forward",
     "import": "importcmd", "init": "init", "list": "lists", "mailbox": "mailbox", "migrate": "migrate",
-    "queue": "queue", "send": "send", "who": "who",
+    "queue": "queue", "send": "send", "systemd-unit": "systemd", "who": "who",
     **{name: "serve" for name in ("serve", "start", "stop", "restart", "reload", "status", "quickstart")},
 }
 
