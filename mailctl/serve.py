@@ -23,7 +23,7 @@ STOP_TIMEOUT_S = 60.0
 
 
 processes_option = click.option(
-    "--processes", type=click.IntRange(min=0, max=16), default=None,
+    "--processes", type=click.IntRange(min=0, max=15), default=None,
     help="Serving processes sharing the listeners (SO_REUSEPORT); 0 = one per CPU core. "
          "Default: server.processes in mailctl.toml.")
 
