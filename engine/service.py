@@ -344,8 +344,7 @@ def register_handlers(service: Service) -> None:
         return {}
 
     async def wake_queue_runner(rt, **_):
-        await service.ask_children("queue-changed", only=WORKER_SLOT)
-        return {}
+        return {"woken": bool(await service.ask_children("queue-changed", only=WORKER_SLOT))}
 
     control.register("status", status)
     control.register("reload", reload)

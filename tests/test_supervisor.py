@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from engine import control
 from helpers_server import REPO, make_root, mailctl, read_ports, serve_process, server_status, wait_for_serving
 
 PW = "supervised-pw-1"
@@ -191,3 +192,13 @@ def test_a_killed_process_group_leaves_nothing_that_stops_the_next_start(tmp_pat
     with serve_process(root) as again:                  # and in the foreground
         with smtplib.SMTP("127.0.0.1", again.ports["smtp"], timeout=10) as s:
             assert s.noop()[0] == 250
+
+
+def test_queue_changed_reaches_the_serving_process_that_runs_the_queue(tmp_path):
+    root = make_root(tmp_path, accounts={"alice@example.com": PW},
+                     settings={"server.processes": 2, "queue.offline": True})
+    with serve_process(root):
+        wait_for_serving(root, 2)
+        assert control.request(root, "queue-changed")["woken"] is True     # as mailctl send and sendmail ask
+        flushed = mailctl(root, "queue", "flush")
+        assert "flush requested from the running server" in flushed.stdout, flushed.stdout + flushed.stderr
