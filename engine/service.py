@@ -122,18 +122,17 @@ class Service:
             register_local_handlers(self)
         if self.role != "serving":
             register_handlers(self)
-        path = control.socket_path(self.root, self.slot)
-        self.control_server = await control.serve(rt, path)
-        if self.role == "serving":
-            self.started.set()
-            return
-        privileges.give(path, self.account)
-        await rt.run_blocking(self._write_run_files)
-        if self.role == "supervisor":
+        if self.role == "supervisor":       # the server is up once every serving process answers
             self.children = Children(self.root, self.bound, self.account, self.processes, self.log_stderr,
                                      on_exit=self._forget_slot)
             self.children.start_all()
+            await self.children.wait_ready()
             self.tasks.append(asyncio.create_task(self.children.watch(), name="watch-children"))
+        path = control.socket_path(self.root, self.slot)
+        self.control_server = await control.serve(rt, path)
+        if self.role != "serving":
+            privileges.give(path, self.account)
+            await rt.run_blocking(self._write_run_files)
         self.started.set()
 
     async def _start_listeners(self) -> None:
@@ -472,13 +471,16 @@ def serve_child(root: Root, spec: dict) -> int:
     settings = settings_mod.load(root.config_file, "mailctl.toml")
     logs.setup(root, settings.server.log_level, stderr=bool(spec.get("stderr")), rotate=False)
     _tune_gc()
+    log = logging.getLogger("mailctl")
     try:
         service = Service(root, role="serving", spec=spec)
         return asyncio.run(run(service))
-    except BaseException as e:       # an escaped exception, MemoryError: the supervisor replaces us
-        if not isinstance(e, (SystemExit, KeyboardInterrupt)):
-            logging.getLogger("mailctl").critical("serving process %d failed: %s: %s", os.getpid(), e.__class__.__name__, e,
-                              exc_info=not isinstance(e, MemoryError))
-        raise
+    except MailError as e:           # a certificate that cannot be read, and the like
+        log.error("serving process %d cannot serve: %s", os.getpid(), e)
+        return 1
+    except Exception as e:           # an escaped exception, MemoryError: the supervisor replaces us
+        log.critical("serving process %d failed: %s: %s", os.getpid(), e.__class__.__name__, e,
+                     exc_info=not isinstance(e, MemoryError))
+        return 70
     finally:
         logs.stop()

@@ -18,11 +18,15 @@ import subprocess
 import sys
 import time
 
+from . import control
+from .errors import MailError
+
 log = logging.getLogger("mailctl")
 
 WORKER_SLOT = 1           # the serving process that also runs the queue runner and pickup
 QUICK_DEATH_S = 10.0      # a process that dies sooner than this after its start counts as a crash loop
 MAX_PAUSE_S = 30.0
+START_TIMEOUT_S = 30.0
 POLL_S = 0.5
 
 
@@ -73,6 +77,28 @@ class Children:
             [sys.executable, "-m", "mailctl", "--root", str(self.root.path), "serve", "--child", json.dumps(spec)],
             stdin=subprocess.DEVNULL, pass_fds=[fd for group in fds.values() for fd in group])
         self.started_at[slot] = time.monotonic()
+
+    async def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Until every serving process answers on its control socket; one that exits
+        first fails the start (a certificate it cannot read, a root it cannot reach)."""
+        waiting = set(self.procs)
+        deadline = time.monotonic() + timeout
+        while waiting:
+            for slot in list(waiting):
+                proc = self.procs[slot]
+                if proc.poll() is not None:
+                    await self.stop(5)
+                    raise MailError(f"serving process {proc.pid} {how_it_ended(proc.returncode)} at start; "
+                                    f"see {self.root.log_dir}/mailctl.log")
+                with contextlib.suppress(OSError, MailError, asyncio.TimeoutError, ValueError):
+                    await control.ask(control.socket_path(self.root, slot), "status-local", timeout=1)
+                    waiting.discard(slot)
+            if time.monotonic() > deadline:
+                await self.stop(5)
+                raise MailError(f"the serving processes did not start within {timeout:g}s; "
+                                f"see {self.root.log_dir}/mailctl.log")
+            if waiting:
+                await asyncio.sleep(0.05)
 
     async def watch(self) -> None:
         """Reap dead serving processes and start their replacements (SIGCHLD wakes us)."""

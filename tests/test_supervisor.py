@@ -202,3 +202,15 @@ def test_queue_changed_reaches_the_serving_process_that_runs_the_queue(tmp_path)
         assert control.request(root, "queue-changed")["woken"] is True     # as mailctl send and sendmail ask
         flushed = mailctl(root, "queue", "flush")
         assert "flush requested from the running server" in flushed.stdout, flushed.stdout + flushed.stderr
+
+
+def test_serving_processes_that_cannot_start_fail_the_start_with_one_line(tmp_path):
+    root = make_root(tmp_path, settings={"server.processes": 2})
+    (root.tls_dir / "key.pem").write_text("not a key\n")
+    out = mailctl(root, "serve", timeout=40)
+    assert out.returncode == 1
+    assert out.stderr.splitlines()[-1].startswith("mailctl: serving process ")
+    assert "exited with status 1 at start; see " in out.stderr.splitlines()[-1]
+    assert "Traceback" not in out.stderr
+    assert "cannot load TLS certificate/key" in (root.log_dir / "mailctl.log").read_text()
+    assert not (root.run_dir / "mailctl.pid").exists() and not (root.run_dir / "control.sock").exists()
