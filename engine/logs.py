@@ -26,6 +26,7 @@ LOG_NAME = "mailctl.log"
 MAX_BYTES = 20 * 1024 * 1024
 BACKUPS = 5
 _writer: "LogWriter | None" = None
+_CHECK_SIZE = object()       # queued instead of a record: rotate if the file grew too big
 
 
 class LogWriter(threading.Thread):
@@ -57,6 +58,9 @@ class LogWriter(threading.Thread):
             if None in batch:
                 with_stop = True
                 batch = [r for r in batch if r is not None]
+            if _CHECK_SIZE in batch:
+                batch = [r for r in batch if r is not _CHECK_SIZE]
+                self._check_size()
             if batch:
                 self._write(batch)
             if with_stop:
@@ -83,6 +87,12 @@ class LogWriter(threading.Thread):
                 sys.stderr.flush()
             except (OSError, ValueError):
                 pass
+
+    def _check_size(self) -> None:
+        try:
+            self._follow_file(0)
+        except OSError as e:
+            print(f"mailctl: cannot rotate {self.path}: {e.strerror}", file=sys.stderr)
 
     def _follow_file(self, incoming: int) -> None:
         """The supervisor rotates by size; every process reopens a file that was rotated away."""
@@ -122,6 +132,13 @@ def setup(root: Root, level: str = "info", stderr: bool = True, rotate: bool = T
     quiet_libraries()
     _writer = LogWriter(records, root.log_dir / LOG_NAME, stderr, rotate, owner)
     _writer.start()
+
+
+def check_size() -> None:
+    """Rotate the file now if it is over MAX_BYTES: the supervisor, which rotates it,
+    writes little itself while its serving processes fill it."""
+    if _writer is not None and _writer.rotate:
+        _writer.records.put(_CHECK_SIZE)
 
 
 def quiet_libraries() -> None:

@@ -46,6 +46,7 @@ WORKERS = {
     "pickup": "engine.pickup:run",
 }
 STOP_DEADLINE_S = 30.0
+LOG_CHECK_S = 5.0             # how often the supervisor checks the log's size
 PID_FILE = "mailctl.pid"
 PORTS_FILE = "ports.toml"
 
@@ -124,10 +125,11 @@ class Service:
             register_handlers(self)
         if self.role == "supervisor":       # the server is up once every serving process answers
             self.children = Children(self.root, self.bound, self.account, self.processes, self.log_stderr,
-                                     on_exit=self._forget_slot)
+                                     on_exit=self._forget_slot, halt=rt.stopping)
             self.children.start_all()
             await self.children.wait_ready()
             self.tasks.append(asyncio.create_task(self.children.watch(), name="watch-children"))
+            self.tasks.append(asyncio.create_task(self._rotate_log(), name="rotate-log"))
         path = control.socket_path(self.root, self.slot)
         self.control_server = await control.serve(rt, path)
         if self.role != "serving":
@@ -158,6 +160,13 @@ class Service:
                 rt.log.info("worker %s: %s not available yet; skipped", name, spec.partition(":")[0])
                 continue
             self.tasks.append(asyncio.create_task(self._worker(name, fn), name=f"worker-{name}"))
+
+    async def _rotate_log(self) -> None:
+        """The serving processes fill the log; the supervisor rotates it."""
+        while not self.runtime.stopping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.runtime.stopping.wait(), LOG_CHECK_S)
+            logs.check_size()
 
     def _forget_slot(self, slot: int) -> None:
         """A dead serving process's connections no longer count; its socket is stale."""

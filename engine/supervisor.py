@@ -41,7 +41,7 @@ def how_it_ended(returncode: int) -> str:
 
 class Children:
     def __init__(self, root, sockets: dict[str, list], account, count: int, log_stderr: bool,
-                 on_exit=None):
+                 on_exit=None, halt: asyncio.Event | None = None):
         self.root = root
         self.sockets = sockets               # listener name -> the sockets the supervisor bound
         self.account = account               # privileges.Account to become, or None
@@ -55,6 +55,7 @@ class Children:
         self.restarts = 0
         self.last_exit: dict | None = None
         self.stopping = False
+        self.halt = halt or asyncio.Event()  # set when the server stops: nothing is replaced any more
 
     def slots(self) -> list[int]:
         return sorted(self.procs)
@@ -111,7 +112,7 @@ class Children:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(wake.wait(), POLL_S)
                 wake.clear()
-                if self.stopping:
+                if self.stopping or self.halt.is_set():
                     break
                 self.reap()
                 now = time.monotonic()
@@ -132,6 +133,9 @@ class Children:
             del self.procs[slot]
             if self.on_exit is not None:
                 self.on_exit(slot)
+            if self.halt.is_set():            # Ctrl-C reaches the whole process group
+                log.info("serving process %d (slot %d) %s", proc.pid, slot, how_it_ended(proc.returncode))
+                continue
             lived = now - self.started_at[slot]
             quick = self.quick_deaths[slot] = self.quick_deaths.get(slot, 0) + 1 if lived < QUICK_DEATH_S else 0
             pause = 0.0 if quick <= 1 else min(MAX_PAUSE_S, 2.0 ** (quick - 2))

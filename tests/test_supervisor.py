@@ -214,3 +214,38 @@ def test_serving_processes_that_cannot_start_fail_the_start_with_one_line(tmp_pa
     assert "Traceback" not in out.stderr
     assert "cannot load TLS certificate/key" in (root.log_dir / "mailctl.log").read_text()
     assert not (root.run_dir / "mailctl.pid").exists() and not (root.run_dir / "control.sock").exists()
+
+
+def test_ctrl_c_to_the_process_group_stops_everything_without_replacements(tmp_path):
+    root = make_root(tmp_path, settings={"server.processes": 2, "queue.offline": True})
+    proc = subprocess.Popen([sys.executable, "-m", "mailctl", "--root", str(root.path), "serve"],
+                            cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while read_ports(root, proc.pid) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pids = wait_for_serving(root, 2)
+        os.killpg(proc.pid, signal.SIGINT)              # what Ctrl-C in a terminal does
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert all(_gone(p) for p in pids)
+    assert "starting a new one" not in (root.log_dir / "mailctl.log").read_text()
+
+
+def test_the_supervisor_rotates_a_log_its_serving_processes_filled(tmp_path, monkeypatch):
+    from engine import logs
+    from engine.root import Root
+    monkeypatch.setattr(logs, "MAX_BYTES", 2000)
+    root = Root(tmp_path)
+    logs.setup(root, stderr=False, rotate=True)
+    try:
+        with open(root.log_dir / logs.LOG_NAME, "a") as other:     # another process's lines
+            other.write("x" * 3000 + "\n")
+        logs.check_size()
+    finally:
+        logs.stop()
+    assert (root.log_dir / f"{logs.LOG_NAME}.1").stat().st_size > 3000
+    assert (root.log_dir / logs.LOG_NAME).stat().st_size == 0
