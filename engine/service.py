@@ -105,13 +105,11 @@ class Service:
             rt.ports = {name: listeners.addresses(socks) for name, socks in self.bound.items()}
         else:
             await self._start_listeners()
-        if self.role == "serving":
-            rt.log.info("serving process %d ready in slot %d as %s%s", os.getpid(), self.slot,
-                        privileges.user_name(os.geteuid()), " (queue and pickup)" if self.spec.get("workers") else "")
-        for name, addrs in (rt.ports.items() if self.role != "serving" else ()):
-            for host, port in addrs:
-                rt.log.info("listening: %s on %s port %d (tls %s)", name, host, port,
-                            getattr(rt.settings.listeners, name).tls)
+        if self.role != "serving":           # a serving process's sockets are the supervisor's
+            for name, addrs in rt.ports.items():
+                for host, port in addrs:
+                    rt.log.info("listening: %s on %s port %d (tls %s)", name, host, port,
+                                getattr(rt.settings.listeners, name).tls)
         if self.role == "alone" or self.spec.get("workers"):
             self._start_workers()
         from .watch import ConfigWatcher
@@ -135,6 +133,9 @@ class Service:
         if self.role != "serving":
             privileges.give(path, self.account)
             await rt.run_blocking(self._write_run_files)
+        else:
+            rt.log.info("serving process %d ready in slot %d as %s%s", os.getpid(), self.slot,
+                        privileges.user_name(os.geteuid()), " (queue and pickup)" if self.spec.get("workers") else "")
         self.started.set()
 
     async def _start_listeners(self) -> None:

@@ -160,16 +160,22 @@ def test_serving_processes_end_within_2s_when_the_supervisor_is_killed(tmp_path)
             assert _port_free(port), f"{name} port {port} still taken"
 
 
-def test_a_killed_process_group_leaves_nothing_that_stops_the_next_start(tmp_path):
-    root = make_root(tmp_path, accounts={"alice@example.com": PW},
-                     settings={"server.processes": 2, "queue.offline": True})
+def _serve_in_own_group(root) -> subprocess.Popen:
+    """`mailctl serve` in a process group of its own (which a test may signal whole), up."""
     proc = subprocess.Popen([sys.executable, "-m", "mailctl", "--root", str(root.path), "serve"],
                             cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while read_ports(root, proc.pid) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proc
+
+
+def test_a_killed_process_group_leaves_nothing_that_stops_the_next_start(tmp_path):
+    root = make_root(tmp_path, accounts={"alice@example.com": PW},
+                     settings={"server.processes": 2, "queue.offline": True})
+    proc = _serve_in_own_group(root)
     try:
-        deadline = time.monotonic() + 20
-        while read_ports(root, proc.pid) is None and time.monotonic() < deadline:
-            time.sleep(0.05)
         wait_for_serving(root, 2)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -218,13 +224,8 @@ def test_serving_processes_that_cannot_start_fail_the_start_with_one_line(tmp_pa
 
 def test_ctrl_c_to_the_process_group_stops_everything_without_replacements(tmp_path):
     root = make_root(tmp_path, settings={"server.processes": 2, "queue.offline": True})
-    proc = subprocess.Popen([sys.executable, "-m", "mailctl", "--root", str(root.path), "serve"],
-                            cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = _serve_in_own_group(root)
     try:
-        deadline = time.monotonic() + 20
-        while read_ports(root, proc.pid) is None and time.monotonic() < deadline:
-            time.sleep(0.05)
         pids = wait_for_serving(root, 2)
         os.killpg(proc.pid, signal.SIGINT)              # what Ctrl-C in a terminal does
         assert proc.wait(30) == 0
