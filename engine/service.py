@@ -414,6 +414,7 @@ def serve(root: Root, stderr: bool = True, ready=None, processes: int | None = N
     if account is not None:
         privileges.require_owner(root, account)
         privileges.require_reachable(root, account)
+        os.umask(privileges.SERVING_UMASK)     # what root makes in the root is private too
     for folder in (root.run_dir, root.locks_dir, root.log_dir):
         if not folder.is_dir():
             folder.mkdir(parents=True)
@@ -473,6 +474,7 @@ def serve_child(root: Root, spec: dict) -> int:
     """A serving process started by the supervisor: first its final user and the promise
     to die with the supervisor, then the listeners on the sockets it inherited (and the
     workers in slot 1). Logs to the same log/mailctl.log (the supervisor rotates it)."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)   # a reload before we serve: we read the files anyway
     if spec.get("user"):
         privileges.become(privileges.Account(*spec["user"]))
     privileges.die_with_parent(spec["parent"])

@@ -111,7 +111,9 @@ def test_serving_processes_run_as_the_mail_user_and_make_private_files(base, acc
         _private_and_theirs(root.queue_dir / "messages" / queued, account, 0o600)
         for run_file in ("control.sock", "control.1.sock", "counts.shm"):
             assert os.stat(root.run_dir / run_file).st_uid == account.uid, run_file
-    assert os.stat(root.log_dir / "mailctl.log").st_uid == account.uid
+        for run_file in ("ports.toml", "mailctl.pid", "locks/serve.lock"):
+            _private_and_theirs(root.run_dir / run_file, account, 0o600)
+    _private_and_theirs(root.log_dir / "mailctl.log", account, 0o600)
 
 
 def test_mailctl_run_by_root_makes_files_of_the_mail_user(base, account):
@@ -119,15 +121,20 @@ def test_mailctl_run_by_root_makes_files_of_the_mail_user(base, account):
     added = mailctl(root, "account", "add", "bob@example.com", "--password-stdin", input="bob-password-1\n")
     assert added.returncode == 0, added.stderr
     _private_and_theirs(root.domain_file("example.com"), account, 0o600)
-    with serve_process(root):
-        wait_for_serving(root, 1)
+    started = mailctl(root, "start")                           # the daemon, as root
+    assert started.returncode == 0, started.stderr
+    try:
         reply = mailctl(root, "status", "--json")            # as the mail user, through its control socket
-        assert reply.returncode == 0 and json.loads(reply.stdout)["user"] == "root", reply.stderr
+        assert reply.returncode == 0, reply.stderr
+        assert json.loads(reply.stdout)["serving"][0]["user"] == USER
         sent = mailctl(root, "send", "-f", "alice@example.com", "far@remote.example",
                        input="From: alice@example.com\nSubject: queued by root\n\nhello\n")
         assert sent.returncode == 0, sent.stderr
         [queued] = os.listdir(root.queue_dir / "messages")
         _private_and_theirs(root.queue_dir / "messages" / queued, account, 0o600)
+    finally:
+        stopped = mailctl(root, "stop")
+    assert stopped.returncode == 0, stopped.stderr
 
 
 def test_init_as_root_creates_the_system_user_and_gives_it_the_root(base, account):
