@@ -17,6 +17,7 @@ import gc
 import importlib
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -475,6 +476,7 @@ def serve_child(root: Root, spec: dict) -> int:
     to die with the supervisor, then the listeners on the sockets it inherited (and the
     workers in slot 1). Logs to the same log/mailctl.log (the supervisor rotates it)."""
     signal.signal(signal.SIGHUP, signal.SIG_IGN)   # a reload before we serve: we read the files anyway
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a core file would hold mail and passwords
     if spec.get("user"):
         privileges.become(privileges.Account(*spec["user"]))
     privileges.die_with_parent(spec["parent"])
