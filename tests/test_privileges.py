@@ -11,6 +11,7 @@ import pwd
 import shutil
 import smtplib
 import stat
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -116,7 +117,7 @@ def test_serving_processes_run_as_the_mail_user_and_make_private_files(base, acc
     _private_and_theirs(root.log_dir / "mailctl.log", account, 0o600)
 
 
-def test_mailctl_run_by_root_makes_files_of_the_mail_user(base, account):
+def test_mailctl_and_sendmail_run_by_root_make_files_of_the_mail_user(base, account):
     root = _owned_root(base, account, **{"server.processes": 1})
     added = mailctl(root, "account", "add", "bob@example.com", "--password-stdin", input="bob-password-1\n")
     assert added.returncode == 0, added.stderr
@@ -130,8 +131,15 @@ def test_mailctl_run_by_root_makes_files_of_the_mail_user(base, account):
         sent = mailctl(root, "send", "-f", "alice@example.com", "far@remote.example",
                        input="From: alice@example.com\nSubject: queued by root\n\nhello\n")
         assert sent.returncode == 0, sent.stderr
-        [queued] = os.listdir(root.queue_dir / "messages")
-        _private_and_theirs(root.queue_dir / "messages" / queued, account, 0o600)
+        sendmail = subprocess.run([sys.executable, "-m", "mailctl.sendmail", "--root", str(root.path),
+                                   "-f", "alice@example.com", "near@remote.example"],
+                                  input=b"Subject: sendmail by root\n\nhello\n", capture_output=True,
+                                  cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+        assert sendmail.returncode == 0, sendmail.stderr
+        queued = os.listdir(root.queue_dir / "messages")
+        assert len(queued) == 2
+        for name in queued:
+            _private_and_theirs(root.queue_dir / "messages" / name, account, 0o600)
     finally:
         stopped = mailctl(root, "stop")
     assert stopped.returncode == 0, stopped.stderr
