@@ -18,8 +18,9 @@ from typing import Any, Callable
 
 from . import settings as settings_mod
 from .bans import Bans
-from .directory import Directory
+from .directory import LISTING_PROBLEM, Directory
 from .errors import ConfigError, MailError
+from .overload import FdReserve
 from .root import Root
 from .sharedcounts import PROTOCOLS, SharedCounts
 
@@ -184,6 +185,7 @@ class Runtime:
         self.generation = 0           # bumped on every successful reload
         self._tls = TLSFiles(root)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailctl-disk")
+        self.fd_reserve: FdReserve | None = None     # made by the first listen()
 
     @classmethod
     def load(cls, root: Root, **kw) -> "Runtime":
@@ -243,19 +245,25 @@ class Runtime:
             cache = self._login_cache = AuthCache(ttl)
         return cache
 
-    async def listen(self, name: str, protocol_factory: Callable, listener, ssl=None) -> list:
+    async def listen(self, name: str, protocol_factory: Callable, listener, ssl=None,
+                     busy_reply: bytes = b"") -> list:
         """Serve a listener on the sockets the supervisor bound for it (self.inherited), or
         on new ones on every address in listener.bind (one process serving alone). The
-        ports in use are kept in self.ports."""
+        ports in use are kept in self.ports. busy_reply: what a client hears when the
+        process is out of file descriptors (engine/overload.py); over implicit TLS the
+        connection is just closed."""
         from . import listeners
         socks = self.inherited.pop(name, None) or listeners.bind(name, listener)
         loop = asyncio.get_running_loop()
+        if self.fd_reserve is None:
+            self.fd_reserve = FdReserve(loop, self.log)
         servers: list = []
         try:
             for sock in socks:
                 servers.append(await loop.create_server(
                     protocol_factory, sock=sock, ssl=ssl, backlog=listeners.BACKLOG,
                     ssl_handshake_timeout=30 if ssl else None))
+                self.fd_reserve.watch(sock, b"" if ssl else busy_reply)
         except BaseException:
             for s in servers:
                 s.close()
@@ -266,21 +274,37 @@ class Runtime:
 
     # -- reload --
     def reload(self) -> list[str]:
-        """Read mailctl.toml and domains/ again (blocking). On any problem keep the last good
-        version and return the problems as 'file:line: key: problem'."""
+        """Read mailctl.toml and domains/ again (blocking). Each file that cannot be read
+        or is invalid keeps its last good version (mailctl.toml its settings, a domain file
+        its domain); the others take effect. Returns the problems as 'file:line: problem'."""
+        problems: list[str] = []
+        settings = self.settings
         try:
             settings = settings_mod.load(self.root.config_file, "mailctl.toml")
         except ConfigError as e:
-            return list(e.problems)
+            problems.extend(e.problems)
         except MailError as e:
-            return [str(e)]
-        directory, problems = Directory.load_with_problems(self.root, settings)
-        if problems:
-            return problems
+            problems.append(str(e))
+        except Exception as e:      # whatever a file holds, reload reports it and goes on
+            problems.append(f"mailctl.toml: cannot be loaded: {describe(e)}")
+        try:
+            directory, found = Directory.load_with_problems(self.root, settings)
+            if found:
+                directory = directory.with_last_good(found, self.directory)
+        except Exception as e:
+            found = [f"{LISTING_PROBLEM} cannot be loaded: {describe(e)}"]
+            directory = Directory(self.directory.domains, settings)
+        problems.extend(found)
         self.settings, self.directory = settings, directory
         self.bans.settings = settings
         self.generation += 1
-        return []
+        return problems
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=False)
+
+
+def describe(e: BaseException) -> str:
+    """One line for an unexpected error: its kind and message, never a traceback."""
+    text = (getattr(e, "strerror", None) or str(e)).splitlines()[0:1]
+    return f"{type(e).__name__}: {text[0]}"[:300] if text else type(e).__name__

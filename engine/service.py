@@ -25,7 +25,7 @@ import time
 
 import tomli_w
 
-from . import control, listeners, logs, privileges
+from . import control, listeners, localsubmit, logs, privileges
 from .errors import MailError
 from .queue import Queue
 from .root import Root, atomic_write
@@ -85,6 +85,7 @@ class Service:
         self.servers: dict[str, list] = {}
         self.tasks: list[asyncio.Task] = []
         self.control_server = None
+        self.submit_server = None             # run/submit.sock: sendmail(1) for local users
         self.watcher = None
         self.started = asyncio.Event()
 
@@ -131,6 +132,8 @@ class Service:
             self.tasks.append(asyncio.create_task(self._rotate_log(), name="rotate-log"))
         path = control.socket_path(self.root, self.slot)
         self.control_server = await control.serve(rt, path)
+        if self.role == "alone" or self.spec.get("workers"):     # sendmail(1) of local users queues mail
+            self.submit_server = await localsubmit.serve(rt)
         if self.role != "serving":
             privileges.give(path, self.account)
             await rt.run_blocking(self._write_run_files)
@@ -264,8 +267,9 @@ class Service:
         rt = self.runtime
         rt.stopping.set()
         rt.log.info("stopping: no new connections; waiting up to %gs for transactions in flight", deadline)
-        if self.control_server is not None:
-            self.control_server.close()
+        for server in (self.control_server, self.submit_server):
+            if server is not None:
+                server.close()
         if self.children is not None:
             await self.children.stop(deadline + 5)
         for socks in self.bound.values():
@@ -300,6 +304,8 @@ class Service:
         run_files = [control.socket_path(self.root, self.slot)]
         if self.role != "serving":
             run_files.append(self.root.run_dir / PORTS_FILE)
+        if self.submit_server is not None:
+            run_files.append(localsubmit.socket_path(self.root))
         for path in run_files:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -450,7 +456,8 @@ def serve(root: Root, stderr: bool = True, ready=None, processes: int | None = N
 def _remove_stale_run_files(root: Root) -> None:
     """Left by a server that was killed: we hold the serve lock, so none of them is live."""
     run = root.run_dir
-    stale = [run / PID_FILE, run / PORTS_FILE, *run.glob("control*.sock"), *run.glob(f"{COUNTS_FILE}*")]
+    stale = [run / PID_FILE, run / PORTS_FILE, localsubmit.socket_path(root), *run.glob("control*.sock"),
+             *run.glob(f"{COUNTS_FILE}*")]
     for path in stale:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from . import mime
 from .index import select_fields
-from .parser import Atom, ParseError
+from .parser import Atom, ParseError, number
 from .response import Raw, encode, literal
 
 MACROS = {
@@ -29,6 +29,8 @@ _SECTION = re.compile(r"^(BODY|BODY\.PEEK|BINARY|BINARY\.PEEK|BINARY\.SIZE)\[([^
                       re.IGNORECASE)
 _SECTION_TEXT = re.compile(r"^((?:[1-9]\d{0,4})(?:\.[1-9]\d{0,4})*)?(?:\.?(HEADER\.FIELDS\.NOT|HEADER\.FIELDS|HEADER|TEXT|MIME))?"
                            r"(?:\s+\((.*)\))?$", re.IGNORECASE)
+_DATE_TIME = re.compile(r"^ ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)$", re.ASCII)
+INTERNALDATE_END = 2 ** 32     # 2106-02-07: the last second an unsigned 32-bit mtime holds
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
@@ -104,10 +106,7 @@ def _parse_item(text: str) -> FetchItem:
     if m.group(3) is not None:
         if kind == "BINARY.SIZE":
             raise ParseError("BINARY.SIZE takes no partial range")
-        count = int(m.group(4))
-        if count == 0:
-            raise ParseError("partial length must be positive")
-        partial = (int(m.group(3)), count)
+        partial = (number(m.group(3), "partial offset"), number(m.group(4), "partial length", nonzero=True))
     base = kind.replace(".PEEK", "")
     section_label = ".".join(str(n) for n in numbers)
     if sect_text:
@@ -125,9 +124,11 @@ def internaldate(epoch: float) -> str:
 
 
 def parse_internaldate(text: str) -> float:
-    """APPEND date-time: "17-Jul-1996 02:44:25 -0700"."""
-    m = re.match(r"^ ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)$", text)
-    if not m:
+    """APPEND date-time: "17-Jul-1996 02:44:25 -0700". The date is kept as the file's
+    mtime, which file systems keep exactly from 1970 to 2106 (ext4 would clamp year 1 to
+    1901 and 9999 to 2446): a date outside that is refused, never changed."""
+    m = _DATE_TIME.match(text)
+    if not m or int(m.group(9)) >= 60:
         raise ParseError(f"bad date-time {text[:40]!r}")
     try:
         month = [x.lower() for x in MONTHS].index(m.group(2).lower()) + 1
@@ -136,9 +137,12 @@ def parse_internaldate(text: str) -> float:
             offset = -offset
         t = dt.datetime(int(m.group(3)), month, int(m.group(1)), int(m.group(4)), int(m.group(5)),
                         int(m.group(6)), tzinfo=dt.timezone(offset))
-    except ValueError:
+        stamp = t.timestamp()
+    except (ValueError, OverflowError):
         raise ParseError(f"bad date-time {text[:40]!r}") from None
-    return t.timestamp()
+    if not 0 <= stamp < INTERNALDATE_END:
+        raise ParseError(f"date-time out of range (1970 to 2106): {text[:40]!r}")
+    return stamp
 
 
 class UnknownCTE(Exception):

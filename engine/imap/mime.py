@@ -360,14 +360,28 @@ def bodystructure(part: Part, extended: bool = True) -> list:
     out = [part.type.upper().encode(), part.subtype.upper().encode(), _params_list(part.params),
            part.header("content-id"), part.header("content-description"),
            enc.upper() if enc else b"7BIT", len(body)]
-    if part.message is not None:
-        out += [envelope(part.message), bodystructure(part.message, extended), body.count(b"\n")]
+    if part.type == "message" and part.subtype == "rfc822":
+        # RFC 3501 body-type-msg: envelope, body, lines. message/global gets the basic
+        # form, which IMAP4rev1 clients parse (they know only RFC822 as a message type).
+        inner = part.message
+        if inner is None:  # past the depth or part limit: the rest is one opaque part
+            inner = Part(part.data, part.body_start, part.end, depth=part.depth + 1, budget=[0])
+            structure = _opaque(inner, extended)
+        else:
+            structure = bodystructure(inner, extended)
+        out += [envelope(inner), structure, body.count(b"\n")]
     elif part.type == "text":
         out.append(body.count(b"\n"))
     if extended:
         out += [part.header("content-md5"), _disposition(part), _language(part),
                 part.header("content-location")]
     return out
+
+
+def _opaque(part: Part, extended: bool) -> list:
+    """A message not parsed further, as application/octet-stream of its body's size."""
+    out = [b"APPLICATION", b"OCTET-STREAM", None, None, None, b"7BIT", part.end - part.body_start]
+    return out + [None, None, None, None] if extended else out
 
 
 class _Multi(list):

@@ -20,7 +20,8 @@ import re
 MAX_DEPTH = 64
 MAX_TOKENS = 100_000
 
-LITERAL_AT_END = re.compile(rb"~?\{(\d{1,20})(\+?)\}\r?\n?$")
+LITERAL_AT_END = re.compile(rb"~?\{(\d+)(\+?)\}\r?\n?$")
+HUGE_LITERAL = 10 ** 20          # the size given to an announcement of more than 20 digits
 
 
 class ParseError(Exception):
@@ -156,7 +157,11 @@ def literal_announced(line: bytes) -> tuple[int, bool] | None:
     m = LITERAL_AT_END.search(line)
     if not m:
         return None
-    return int(m.group(1)), m.group(2) != b"+"
+    digits = m.group(1)
+    # any number of digits is an announcement (the client sends that many bytes next);
+    # one too long for int() is simply huge, and refused as such
+    size = int(digits) if len(digits) <= 20 else HUGE_LITERAL
+    return size, m.group(2) != b"+"
 
 
 # -- argument helpers -----------------------------------------------------------
@@ -179,19 +184,24 @@ def as_atom(token, what: str = "argument") -> str:
     return str(token)
 
 
-def as_number(token, what: str = "number") -> int:
-    if not isinstance(token, Atom) or not token.isdigit() or len(token) > 10:
-        raise ParseError(f"{what} must be a number")
-    value = int(token)
-    if value > 0xFFFFFFFF:
-        raise ParseError(f"{what} out of range")
+def number(text: str, what: str = "number", nonzero: bool = False) -> int:
+    """An IMAP number (RFC 3501 §9: number, nz-number): ASCII digits only, at most
+    4294967295. Checked before int() sees it, so no digit string is ever too long for it."""
+    if not text or len(text) > 10 or not (text.isascii() and text.isdigit()):
+        raise ParseError(f"{what} must be a number" + (f", not {text[:20]!r}" if text else ""))
+    value = int(text)
+    if value > 0xFFFFFFFF or (nonzero and value == 0):
+        raise ParseError(f"{what} out of range: {text}")
     return value
 
 
+def as_number(token, what: str = "number") -> int:
+    if not isinstance(token, Atom):
+        raise ParseError(f"{what} must be a number")
+    return number(str(token), what)
+
+
 # -- sequence sets (RFC 3501 §9 sequence-set) --------------------------------------
-
-_SEQ_RANGE = re.compile(r"^(\d+|\*)(?::(\d+|\*))?$")
-
 
 def parse_sequence_set(text: str) -> list[tuple[int | None, int | None]]:
     """Ranges of a sequence set; None stands for '*'. Raises ParseError when malformed.
@@ -201,16 +211,19 @@ def parse_sequence_set(text: str) -> list[tuple[int | None, int | None]]:
         raise ParseError("bad sequence set")
     out = []
     for part in text.split(","):
-        m = _SEQ_RANGE.match(part)
-        if not m:
+        first, colon, second = part.partition(":")
+        if colon and not second:
             raise ParseError(f"bad sequence set {text[:40]!r}")
-        a = None if m.group(1) == "*" else int(m.group(1))
-        b = a if m.group(2) is None else (None if m.group(2) == "*" else int(m.group(2)))
-        for v in (a, b):
-            if v is not None and (v == 0 or v > 0xFFFFFFFF):
-                raise ParseError(f"bad sequence number in {text[:40]!r}")
+        a = _seq_number(first, text)
+        b = _seq_number(second, text) if colon else a
         out.append((a, b))
     return out
+
+
+def _seq_number(text: str, whole: str) -> int | None:
+    if text == "*":
+        return None
+    return number(text, f"sequence number in {whole[:40]!r}", nonzero=True)
 
 
 def expand_sequence_set(ranges, largest: int) -> "SequenceMatcher":

@@ -11,11 +11,11 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import email.header
 import email.utils
 import quopri
 import re
 
+from .. import charsets
 from . import mime
 from .parser import Atom, ParseError, SequenceMatcher, as_number, as_text, parse_sequence_set
 
@@ -30,6 +30,8 @@ class BadCharset(Exception):
 
 def parse_date(token) -> dt.date:
     text = as_text(token, "date")
+    if not text.isascii():
+        raise ParseError(f"bad date {text[:30]!r} (want e.g. 1-Feb-2024)")
     try:
         d, m, y = text.split("-")
         return dt.date(int(y), MONTHS.index(m.lower()) + 1, int(d))
@@ -202,6 +204,18 @@ class Searcher:
         raise AssertionError(kind)
 
 
+def size(node) -> int:
+    """How many keys a (parsed) node holds: the cost of matching one message."""
+    kind = node[0]
+    if kind == "AND":
+        return 1 + sum(size(n) for n in node[1])
+    if kind == "NOT":
+        return 1 + size(node[1])
+    if kind == "OR":
+        return 1 + size(node[1]) + size(node[2])
+    return 1
+
+
 def header_names(node) -> set[str]:
     """The header fields that HEADER and SENT* keys in a (parsed) node look at."""
     kind = node[0]
@@ -257,7 +271,7 @@ def _sent_date(part: mime.Part) -> dt.date | None:
         return None
     try:
         return email.utils.parsedate_to_datetime(value.decode("utf-8", "replace")).date()
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
 
 
@@ -290,11 +304,7 @@ def _decode_header(raw: bytes) -> str:
     decoded = _decode_word(match) if match else None
     if decoded is not None:
         return decoded.casefold()
-    try:
-        decoded = str(email.header.make_header(email.header.decode_header(text)))
-    except (UnicodeError, LookupError, ValueError, email.errors.HeaderParseError):
-        decoded = text
-    return decoded.casefold()
+    return charsets.decode_words(text).casefold()
 
 
 def _header_contains(part: mime.Part, name: str, needle: str) -> bool:
@@ -334,8 +344,4 @@ def _collect_text(part: mime.Part, out: list, depth: int) -> None:
         pass
     if part.type != "text":
         return
-    charset = part.param("charset") or "utf-8"
-    try:
-        out.append(body.decode(charset, "replace"))
-    except LookupError:
-        out.append(body.decode("utf-8", "replace"))
+    out.append(charsets.decode(body, part.param("charset")))

@@ -16,15 +16,17 @@ import asyncio
 import base64
 import binascii
 import collections
+import ipaddress
 import re
 import time
 
 import aiosmtpd
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, _AuthMechAttr, login_always_fail
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, TLSSetupException, _AuthMechAttr, login_always_fail
 
-from .. import delivery, headers as headers_mod, queue as queue_mod
+from .. import delivery, headers as headers_mod, overload, queue as queue_mod
 from ..errors import QuotaExceeded
 from ..heldoutput import with_held
+from ..largemsg import LargeMessage, close_quietly
 from . import policy
 from .data import DataResult, fix_bare_newlines, header_block, read_data
 from .received import received_header
@@ -61,7 +63,10 @@ _ENHANCED_OLD = tuple(old for old, _ in _REWRITE if old[4:5].isdigit())
 _REWRITTEN: dict[str, str] = {}
 _SIMPLE_ADDR = re.compile(r"^\s*<([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+)>(.*)$", re.S)
 _HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
-_HELO_OK = re.compile(r"^(\[(IPv6:)?[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,253}))$")
+_HELO_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,253})$")
+# MAIL FROM's SIZE= (RFC 1870) that aiosmtpd's int() would choke on: not 1-20 ASCII digits.
+_BAD_SIZE = re.compile(r"(?i)(?:^|\s)SIZE=(?![0-9]{1,20}(?:\s|$))")
+AUTH_LINE_TOO_LONG = "500 5.5.6 Authentication Exchange line is too long"
 
 
 class _Reader(asyncio.StreamReader):
@@ -86,6 +91,10 @@ class _Reader(asyncio.StreamReader):
             self._transport.resume_reading()
 
 
+class _LineTooLong(Exception):
+    """An AUTH response line over the limit (answered 500 5.5.6)."""
+
+
 class _Hooks:
     """aiosmtpd calls handle_* on a handler object; ours forwards to the protocol."""
 
@@ -103,8 +112,13 @@ class _Hooks:
         return "221 2.0.0 Bye"
 
     async def handle_exception(self, error):
+        if isinstance(error, TLSSetupException):
+            # A client that sent plaintext (or gave up) after STARTTLS: its error, not ours.
+            self.proto.runtime.log.info("smtp: %s: TLS handshake failed: %s", self.proto.peer_ip,
+                                        error.__cause__ or error)
+            return "421 4.7.0 TLS handshake failed"
         self.proto.runtime.log.exception("smtp: %s: internal error", self.proto.peer_ip)
-        return "451 4.3.0 Local Error In Processing"
+        return "421 4.3.0 Local Error In Processing, Closing Connection"
 
 
 class MailSMTP(SMTP):
@@ -217,8 +231,13 @@ class MailSMTP(SMTP):
         rt, limits = self.runtime, self.runtime.settings.limits
         if rt.stopping.is_set():
             return "421 4.3.2 Service shutting down, try again later"
-        if rt.bans.is_banned(self.peer_ip):
-            return "421 4.7.0 Too many failed logins from your address, try again later"
+        try:
+            if rt.bans.is_banned(self.peer_ip):
+                return "421 4.7.0 Too many failed logins from your address, try again later"
+        except OSError as e:
+            if not overload.out_of_fds(e):
+                raise
+            return overload.BUSY_SMTP.decode().rstrip()
         if limits.max_connections and rt.sessions.count(SMTP_PROTOCOLS) > limits.max_connections:
             return "421 4.7.0 Too many connections, try again later"
         if limits.max_connections_per_ip and \
@@ -354,7 +373,7 @@ class MailSMTP(SMTP):
 
     # -- EHLO / HELO ------------------------------------------------------------------
     async def smtp_EHLO(self, hostname: str):
-        if not hostname or not _HELO_OK.match(hostname):
+        if not _helo_ok(hostname):
             await self.push("501 5.5.4 EHLO Invalid Domain Address")
             return
         self.end_transaction("reset")
@@ -374,7 +393,7 @@ class MailSMTP(SMTP):
         await self.push("\r\n".join(f"250-{line}" for line in lines[:-1]) + f"\r\n250 {lines[-1]}", raw=True)
 
     async def smtp_HELO(self, hostname: str):
-        if not hostname or not _HELO_OK.match(hostname):
+        if not _helo_ok(hostname):
             await self.push("501 5.5.4 HELO Invalid Domain Address")
             return
         self.end_transaction("reset")
@@ -408,7 +427,10 @@ class MailSMTP(SMTP):
         if self.envelope.mail_from:
             await self.push("503 5.5.1 AUTH not allowed during a mail transaction")
             return
-        await super().smtp_AUTH(arg)
+        try:
+            await super().smtp_AUTH(arg)
+        except _LineTooLong:
+            await self.push(AUTH_LINE_TOO_LONG)
 
     async def auth_PLAIN(self, _, args: list[str]) -> AuthResult:
         if len(args) == 1:
@@ -434,13 +456,27 @@ class MailSMTP(SMTP):
 
     async def _challenge(self, prompt: str) -> bytes | None:
         await self.push("334 " + base64.b64encode(prompt.encode()).decode(), raw=True)
-        line = await self._reader.readline()
-        if len(line) > 4096:
-            return None
-        line = line.strip()
+        line = (await self._auth_line()).strip()
         if line == b"*":
             return None
         return self._b64(line)
+
+    async def _auth_line(self) -> bytes:
+        """A client's line during AUTH; _LineTooLong (after reading it to its end, so
+        the session stays in step) when over the command line limit."""
+        too_long = False
+        while True:
+            try:
+                line = await self._reader.readuntil(b"\n")
+            except asyncio.LimitOverrunError as e:
+                await self._reader.readexactly(e.consumed)
+                too_long = True
+                continue
+            except asyncio.IncompleteReadError:
+                raise ConnectionResetError("connection closed during AUTH") from None
+            if too_long or len(line) > self.line_length_limit:
+                raise _LineTooLong()
+            return line
 
     @staticmethod
     def _b64(text) -> bytes | None:
@@ -485,9 +521,15 @@ class MailSMTP(SMTP):
         self.accepted, self.rejected, self.txn_started = [], [], True
         return "250 2.1.0 Ok"
 
+    async def smtp_MAIL(self, arg: str) -> None:
+        if arg and _BAD_SIZE.search(arg):
+            await self.push("501 5.5.4 Syntax: MAIL FROM: <address> [SIZE=<ASCII digits>]")
+            return
+        await super().smtp_MAIL(arg)
+
     def declared_size(self) -> int:
         for opt in self.envelope.mail_options:
-            if opt.startswith("SIZE=") and opt[5:].isdigit():
+            if opt.startswith("SIZE=") and opt[5:].isascii() and opt[5:].isdigit():
                 return int(opt[5:])
         return 0
 
@@ -540,9 +582,13 @@ class MailSMTP(SMTP):
             txid = queue_mod.new_id()
             header = self.received(txid)
             self._reset_timeout(settings.limits.data_timeout_s)
-            result = await read_data(self._reader, limit, prefix=header)
+            result = await read_data(self._reader, limit, prefix=header, spill_dir=self.runtime.root.run_dir,
+                                     run=self.runtime.run_blocking)
             self._reset_timeout()
-            status, qid = await self.finish(result, limit, txid)
+            try:
+                status, qid = await self.finish(result, limit, txid)
+            finally:
+                close_quietly(result.content)       # a large message's file
         finally:
             if self.sess is not None:
                 self.sess.busy = False
@@ -566,21 +612,27 @@ class MailSMTP(SMTP):
         if result.too_big:
             return (f"552 5.3.4 Message Size Exceeds Fixed Maximum Message Size. "
                     f"Size: {result.size // 1024} KB, Max size: {limit // 1024} KB"), ""
+        if result.error is not None:
+            rt.log.warning("smtp: %s: %s: cannot keep the message: %s", self.peer_ip, txid, result.error.strerror)
+            return "452 4.3.1 Insufficient system storage", ""
         content = result.content
         if result.bare_cr or result.bare_lf:
             if settings.relay.allow_bare_lf_from_trusted and self.client.trusted:
-                content = await rt.run_blocking(fix_bare_newlines, content)
+                content = await rt.run_blocking(_fixed_newlines, content)
             elif result.bare_lf:
                 return "554 5.6.0 Rejected - Message Using Bare LF's (lines must end with CR LF)", ""
             else:
                 return "554 5.6.0 Rejected - Message Using Bare CR's (lines must end with CR LF)", ""
         if self.client.user:
-            for addr in policy.header_senders(header_block(content, result.offset)):
+            for addr in policy.header_senders(header_block(_head(content), result.offset)):
                 if not policy.owned_addresses_match(settings, rt.directory, self.client.user,
                                                     policy.normalize_sender(addr) or ""):
                     return "550 5.7.1 Header From Address Not Owned By Authenticated User", ""
         if self.client.submission and (self.client.user or self.client.trusted):
-            content = _add_missing_headers(content, result.offset, settings.server.hostname)
+            if isinstance(content, LargeMessage):     # the header is in the part held in memory
+                content.head = _add_missing_headers(content.head, result.offset, settings.server.hostname)
+            else:
+                content = _add_missing_headers(content, result.offset, settings.server.hostname)
         sender = "" if self.envelope.mail_from == "<>" else self.envelope.mail_from
         try:
             outcome = await rt.run_blocking(_deliver, rt, sender, list(self.envelope.rcpt_tos),
@@ -596,7 +648,7 @@ class MailSMTP(SMTP):
             # the client gets 250 for the others, so these get a DSN, not silence.
             rt.log.warning("smtp: %s: %s: not delivered to %s", self.peer_ip, txid,
                            ", ".join(f"{k} ({v})" for k, v in outcome.rejected.items()))
-            await rt.run_blocking(_bounce_rejected, rt, sender, txid, outcome.rejected, content)
+            await rt.run_blocking(_bounce_rejected, rt, sender, txid, outcome.rejected, _head(content))
         rt.count("smtp_accepted")
         qid = outcome.queue_id or txid
         return f"250 2.0.0 Ok: queued as {qid}", qid
@@ -619,6 +671,26 @@ class MailSMTP(SMTP):
             self.log_transaction("", 0, "", result=f"aborted ({why})")
         self.txn_started = False
         self.accepted, self.rejected = [], []
+
+
+def _helo_ok(name: str) -> bool:
+    """A HELO/EHLO argument: a host name, or an address literal of RFC 5321 §4.1.3
+    ([192.0.2.1], [IPv6:2001:db8::1]) that is a real address."""
+    if not name:
+        return False
+    if not name.startswith("["):
+        return bool(_HELO_NAME.match(name))
+    if not name.endswith("]") or "%" in name:      # no IPv6 zone ids
+        return False
+    literal = name[1:-1]
+    try:
+        if literal[:5].lower() == "ipv6:":
+            ipaddress.IPv6Address(literal[5:])
+        else:
+            ipaddress.IPv4Address(literal)
+    except ValueError:
+        return False
+    return True
 
 
 def _all_over_quota(root, accounts, size: int) -> bool:
@@ -646,7 +718,18 @@ async def start(runtime, name: str, listener) -> list:
     ssl_ctx = runtime.ssl_context() if listener.tls == "implicit" else None
     if listener.tls == "starttls":
         runtime.ssl_context()          # fail at start, not at the first STARTTLS, on a bad cert
-    return await runtime.listen(name, lambda: MailSMTP(runtime, name, listener), listener, ssl=ssl_ctx)
+    return await runtime.listen(name, lambda: MailSMTP(runtime, name, listener), listener, ssl=ssl_ctx,
+                                busy_reply=overload.BUSY_SMTP)
+
+
+def _head(content) -> bytes:
+    """The part of a message that holds its header (all of it, unless it is a LargeMessage)."""
+    return content.head if isinstance(content, LargeMessage) else content
+
+
+def _fixed_newlines(content) -> bytes:
+    # a trusted client's bare line ends: rare enough to take the message into memory
+    return fix_bare_newlines(content.read_all() if isinstance(content, LargeMessage) else content)
 
 
 def _add_missing_headers(content: bytes, offset: int, hostname: str) -> bytes:
