@@ -63,7 +63,8 @@ def make_root(path: Path, scheme: str = "sha512-crypt"):
         values[f"listeners.{name}.port"] = 0
         values[f"listeners.{name}.enabled"] = name in ("imap", "pop3")
     values.update({"auth.allow_plaintext": True, "auth.failure_delay_s": 0,
-                   "mailbox.max_sessions_per_user": 0, "mailbox.max_sessions": 0})
+                   "mailbox.max_sessions_per_user": 0, "mailbox.max_sessions": 0,
+                   "mailbox.max_connections_per_ip": 0, "mailbox.max_userip_connections": 0})
     atomic_write(root.config_file, settings_mod.render_sample(values))
     cfg = settings_mod.load(root.config_file)
     directory_edit.add_domain(root, cfg, "example.test")

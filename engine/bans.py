@@ -23,6 +23,7 @@ from typing import Callable
 
 import tomli_w
 
+from . import nofollow
 from .errors import InvalidInput, NotFound
 from .root import Root, atomic_write
 
@@ -80,7 +81,7 @@ class Bans:
             if not e.name.endswith(".toml") or e.name.startswith("."):
                 continue
             with contextlib.suppress(OSError, tomllib.TOMLDecodeError, KeyError, ValueError):
-                data = tomllib.loads(open(e.path, encoding="utf-8").read())
+                data = tomllib.loads(nofollow.read_text(e.path))
                 out[normalize_ip(data["ip"])] = data
         return out
 
@@ -143,46 +144,102 @@ class Bans:
             raise NotFound(f"{ip} is not banned; see 'mailctl ban list'") from None
         self._cache_key = None
 
-    def record_failure(self, ip: str, protocol: str) -> bool:
-        """Note one failed login; True when this failure started a ban (blocking: run off the loop)."""
+    # -- counting failed logins --
+    # A login counts as failed from before its password is checked, so attempts made at
+    # once (on many connections, in several processes) all see each other: the one after
+    # the limit is refused unchecked. A login that succeeds appends an 'ok' line, which
+    # cancels its own line (same time stamp, so the two leave the window together).
+
+    def begin_attempt(self, ip: str, protocol: str) -> tuple[bool, float]:
+        """Before a password is checked: (whether to check it at all, the stamp that
+        attempt_succeeded cancels). Blocking: run off the loop."""
+        if self.is_banned(ip):
+            return False, 0.0
+        path = self._failures_path(ip)
+        if path is None:
+            return True, 0.0
+        now = self.clock()
+        self._append(path, f"{now:.3f} {protocol}")
+        return self._recent(path, now) <= self.settings.auth.ban_after_failures, now
+
+    def attempt_succeeded(self, ip: str, protocol: str, stamp: float) -> None:
+        path = self._failures_path(ip)
+        if path is not None:
+            self._append(path, f"{stamp:.3f} {protocol} ok")
+
+    def attempt_failed(self, ip: str, protocol: str) -> bool:
+        """After begin_attempt, when the login failed; True when this failure started a ban."""
+        path = self._failures_path(ip)
+        if path is None:
+            return False
         auth = self.settings.auth
+        recent = self._recent(path, self.clock())
+        if recent >= auth.ban_after_failures:
+            if not self.is_banned(ip):
+                self.ban(ip, auth.ban_minutes,
+                         f"{recent} failed logins within {auth.ban_window_minutes:g} minutes", protocol)
+                self._held_failures.pop(str(path), None)
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                return True
+        return False
+
+    def record_failure(self, ip: str, protocol: str) -> bool:
+        """Note one failure (a login, or talking before the greeting); True when it started a
+        ban. Blocking: run off the loop."""
+        if self._failures_path(ip) is None:
+            return False
+        self._append(self._failures_path(ip), f"{self.clock():.3f} {protocol}")
+        return self.attempt_failed(ip, protocol)
+
+    def _failures_path(self, ip: str):
+        """The file of an IP's failures; None when failures are not counted (no bans, not an IP)."""
+        if self.settings.auth.ban_after_failures <= 0:
+            return None
         try:
             ip = normalize_ip(ip)
         except InvalidInput:
-            return False
-        if auth.ban_after_failures <= 0:
-            return False
-        now = self.clock()
-        path = self.failures_dir / f"{_file_stem(ip)}.log"
-        line = f"{now:.3f} {protocol}"
+            return None
+        return self.failures_dir / f"{_file_stem(ip)}.log"
 
+    def _append(self, path, line: str) -> None:
+        """One small O_APPEND write (never mixed with another's); on a full or read-only
+        disk the line is held in memory and still counts."""
         def append():
             self.failures_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            fd = nofollow.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
             try:
-                os.write(fd, (line + "\n").encode())
+                os.write(fd, f"{line}\n".encode())
             finally:
                 os.close(fd)
         if not self._written(append):
-            self._held_failures.setdefault(ip, []).append(line)
-        cutoff = now - auth.ban_window_minutes * 60
-        lines = self._held_failures.get(ip, [])
+            held = self._held_failures.setdefault(str(path), [])
+            held.append(line)
+            del held[:-1000]
+
+    def _recent(self, path, now: float) -> int:
+        """Failures within the window: the attempt lines no 'ok' line cancels."""
+        cutoff = now - self.settings.auth.ban_window_minutes * 60
+        open_attempts: dict[str, list[str]] = {}     # "stamp protocol" -> its lines
+        lines = 0
+        written: list[str] = []
         with contextlib.suppress(OSError):
-            lines = path.read_text("utf-8", "replace").splitlines() + lines
-        recent = []
-        for entry in lines:
-            with contextlib.suppress(ValueError, IndexError):
-                if float(entry.split()[0]) >= cutoff:
-                    recent.append(entry)
-        if ip in self._held_failures:   # only the window's failures stay in memory
-            self._held_failures[ip] = [x for x in self._held_failures[ip] if x in recent][-1000:]
-        if len(recent) >= auth.ban_after_failures:
-            self.ban(ip, auth.ban_minutes,
-                     f"{len(recent)} failed logins within {auth.ban_window_minutes:g} minutes", protocol)
-            self._held_failures.pop(ip, None)
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-            return True
-        if len(recent) > 1000:    # keep the file small for a patient attacker
-            self._written(lambda: atomic_write(path, "\n".join(recent[-100:]) + "\n"))
-        return False
+            written = nofollow.read_text(path, "replace").splitlines()
+        for line in written + self._held_failures.get(str(path), []):
+            lines += 1
+            stamp, _, rest = line.partition(" ")
+            with contextlib.suppress(ValueError):
+                if float(stamp) < cutoff:
+                    continue
+                if rest.endswith(" ok"):
+                    pending = open_attempts.get(f"{stamp} {rest[:-3]}")
+                    if pending:
+                        pending.pop()
+                else:
+                    open_attempts.setdefault(line, []).append(line)
+        failures = [line for same in open_attempts.values() for line in same]
+        if lines > 256 and lines > 2 * len(failures):
+            # mostly logins that succeeded, or old lines: keep only what still counts (an
+            # attempt in flight now may lose its line; it then cancels a failure: harmless).
+            self._written(lambda: atomic_write(path, "".join(f"{line}\n" for line in failures[-1000:])))
+        return len(failures)

@@ -50,9 +50,15 @@ def trace_headers(sender: str, mailbox: str) -> bytes:
     return f"Return-Path: <{sender}>\nDelivered-To: {mailbox}\n".encode()
 
 
+def with_grace(quota_bytes: int, grace_percent: float) -> int:
+    """What a mailbox may hold after one more message, given a grace over its quota."""
+    return quota_bytes + int(quota_bytes * grace_percent / 100)
+
+
 def deliver(root: Root, settings, directory: Directory, sender: str, recipients: list[str],
             data: "bytes | LargeMessage", source: str = "local", queue_external: bool = True,
-            auth_user: str = "", before_commit=None, assign_uids: bool = True) -> Outcome:
+            auth_user: str = "", before_commit=None, assign_uids: bool = True,
+            quota_grace_percent: float = 0) -> Outcome:
     """Deliver data to recipients. Local domains only receive; external addresses that
     come out of aliases and forwards are queued. Returns what happened per recipient.
 
@@ -60,7 +66,10 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
     anything is committed (the pickup folder records what to finish after a crash).
 
     assign_uids=False leaves IMAP UIDs to the next sync of the folder (SMTP intake: no
-    uidlist dotlock per message); the copies are just as durable."""
+    uidlist dotlock per message); the copies are just as durable.
+
+    quota_grace_percent lets a message take a mailbox that far past its quota (SMTP,
+    which refuses mailboxes already full at RCPT: engine.smtp.quota)."""
     outcome = Outcome()
     mailboxes: dict[str, object] = {}
     external: list[str] = []
@@ -90,12 +99,13 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
         for address, account in mailboxes.items():
             box = Maildir.for_account(root, account.domain, account.local)
             quota = int(account.quota_mb * 1024 * 1024)
+            limit = with_grace(quota, quota_grace_percent)
             try:
                 try:
-                    item = stage(box, address, quota)
+                    item = stage(box, address, limit)
                 except NotFound:          # first mail: make the Maildir (no stat per delivery)
                     box.create(list(settings.mailbox.default_folders), quota)
-                    item = stage(box, address, quota)
+                    item = stage(box, address, limit)
                 staged.append((address, item))
             except QuotaExceeded:
                 perm = settings.relay.over_quota_permanent

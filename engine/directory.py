@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-from . import tomlfile
+from . import nofollow, tomlfile
 from .addresses import Address, check_local, normalize_domain, parse_address, parse_target
 from .errors import ConfigError, InvalidInput
 from .root import Root
@@ -297,6 +297,24 @@ class _Loop(Exception):
     pass
 
 
+def _domain_files(root: Root) -> list[os.DirEntry]:
+    """domains/*.toml, without following links: a link is skipped (and logged once), so
+    no account or password hash comes from outside the root."""
+    try:
+        fd = nofollow.open_dir(root.domains_dir)
+    except FileNotFoundError:          # or a link (LinkRefused)
+        return []
+    try:
+        with os.scandir(fd) as it:
+            entries = [e for e in it if e.name.endswith(".toml") and not e.name.startswith(".")]
+    finally:
+        os.close(fd)
+    for e in entries:
+        if e.is_symlink():
+            nofollow.report(root.domains_dir / e.name)
+    return [e for e in entries if e.is_file(follow_symlinks=False)]
+
+
 class Directory:
     """An immutable snapshot of every domain file."""
 
@@ -331,11 +349,8 @@ class Directory:
         domains: dict[str, Domain] = {}
         files = {}
         try:
-            for entry in os.scandir(root.domains_dir):
-                if entry.name.endswith(".toml") and not entry.name.startswith("."):
-                    files[entry.name[:-5]] = Path(entry.path)
-        except FileNotFoundError:
-            pass
+            for entry in _domain_files(root):
+                files[entry.name[:-5]] = root.domains_dir / entry.name
         except OSError as e:
             problems.append(f"{LISTING_PROBLEM} cannot be listed: {e.strerror}")
         for name in (override or {}):

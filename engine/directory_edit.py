@@ -14,7 +14,7 @@ from . import tomlfile
 from .addresses import Address, normalize_domain, parse_address, parse_target
 from .directory import LIST_MODES, Directory
 from .errors import AlreadyExists, ConfigError, InvalidInput, NotFound
-from .root import Root, atomic_write, fsync_dir
+from .root import TOML_MODE, Root, atomic_write, fsync_dir
 
 DIRECTORY_LOCK = "directory"
 
@@ -105,7 +105,7 @@ def add_domain(root: Root, settings, name: str) -> str:
         if owner:
             raise AlreadyExists(f"{name} is already an alias of domain {owner}")
         root.domains_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(root.domain_file(name), NEW_DOMAIN.format(name=name))
+        atomic_write(root.domain_file(name), NEW_DOMAIN.format(name=name), mode=TOML_MODE)
     return name
 
 

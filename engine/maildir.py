@@ -25,26 +25,25 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Iterable, NamedTuple
 
-from . import mutf7, uniq
+from . import foldernames, mutf7, nofollow, uniq
 from .errors import AlreadyExists, InvalidInput, LockTimeout, MailError, NotFound, QuotaExceeded
 from .root import Root, atomic_write, fsync_dir
 from .storage_errors import StorageError, storage_faults, tolerate_storage_faults
 
-SEPARATOR = "/"
+SEPARATOR = foldernames.SEPARATOR
 SPECIAL_USE = {"Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk",
                "Archive": "\\Archive"}
 DEFAULT_FOLDERS = ["Sent", "Drafts", "Trash", "Junk", "Archive"]
 FLAG_LETTERS = {"\\Draft": "D", "\\Flagged": "F", "$Forwarded": "P", "\\Answered": "R",
                 "\\Seen": "S", "\\Deleted": "T"}
 
-INBOX = "INBOX"
+INBOX = foldernames.INBOX
 UIDLIST = "dovecot-uidlist"
 KEYWORDS = "dovecot-keywords"
 UIDVALIDITY = "dovecot-uidvalidity"
 MAILDIRSIZE = "maildirsize"
 SUBSCRIPTIONS = "subscriptions"
 MAX_KEYWORDS = 26
-MAX_DIRNAME = 255                   # NAME_MAX: ".A.B" must fit in one directory entry
 MAILDIRSIZE_MAX = 5120              # recalculate once the file reaches this size
 MAILDIRSIZE_STALE_SECS = 15 * 60    # as Dovecot: an old, implausible maildirsize is redone
 LOCK_TIMEOUT = 30.0
@@ -66,59 +65,12 @@ def _escaped_hostname() -> str:
 _HOST = _escaped_hostname()
 
 
-# -- folder names ------------------------------------------------------------
+# -- folder names (the one rule: engine/foldernames.py) ------------------------
 
-def _check_component(comp: str, name: str) -> None:
-    if comp == "":
-        raise InvalidInput(f"folder name {name!r}: empty component (leading, trailing or double '/')")
-    if comp in (".", ".."):
-        raise InvalidInput(f"folder name {name!r}: '{comp}' is not a folder name")
-    if "." in comp:
-        raise InvalidInput(f"folder name {name!r}: dots cannot be stored in Maildir++ folder "
-                           f"names (the on-disk separator); use another character")
-    if "\0" in comp:
-        raise InvalidInput(f"folder name {name!r}: NUL is not allowed")
-    for ch in comp:
-        if ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0:
-            raise InvalidInput(f"folder name {name!r}: control character {ch!r} is not allowed")
-
-
-def _split_name(name: str) -> list[str]:
-    """The checked components of an IMAP folder name; ["INBOX"] for the inbox."""
-    if not isinstance(name, str) or name == "":
-        raise InvalidInput("folder name is empty; give a name such as 'Archive' or 'A/B'")
-    comps = name.split(SEPARATOR)
-    if comps[0].upper() == INBOX:
-        comps[0] = INBOX
-    for comp in comps:
-        _check_component(comp, name)
-    if len(_dirname(comps).encode()) > MAX_DIRNAME:
-        raise InvalidInput(f"folder name {name[:40]!r}...: too long (the stored name must fit "
-                           f"in {MAX_DIRNAME} bytes)")
-    return comps
-
-
-def _dirname(comps: list[str]) -> str:
-    return "." + ".".join(mutf7.encode(c) for c in comps)
-
-
-def _name_from_dirname(dirname: str) -> str | None:
-    """The IMAP name of an on-disk folder directory, or None if it is not a canonical one."""
-    if not dirname.startswith(".") or dirname in (".", ".."):
-        return None
-    try:
-        name = SEPARATOR.join(mutf7.decode(c) for c in dirname[1:].split("."))
-        comps = _split_name(name)
-    except InvalidInput:
-        return None
-    if comps == [INBOX] or _dirname(comps) != dirname:
-        return None
-    return name
-
-
-def canonical_name(name: str) -> str:
-    """A folder name checked and with INBOX spelled in capitals."""
-    return SEPARATOR.join(_split_name(name))
+_split_name = foldernames.split
+_dirname = foldernames.dirname
+_name_from_dirname = foldernames.name_from_dirname
+canonical_name = foldernames.canonical
 
 
 # -- message file names ------------------------------------------------------
@@ -132,7 +84,7 @@ def _vsize(data: bytes) -> int:
 
 def _read_all(path: str) -> bytes:
     """A whole file by plain system calls (cheaper than Path.read_bytes for many small files)."""
-    fd = os.open(path, os.O_RDONLY)
+    fd = nofollow.open_file(path)
     try:
         size = os.fstat(fd).st_size
         chunks = [os.read(fd, size + 1)]
@@ -188,7 +140,7 @@ def folder_stamp(path: Path) -> tuple[tuple, float]:
     out = []
     for name in ("new", "cur", UIDLIST):
         try:
-            st = os.stat(path / name)
+            st = os.lstat(path / name)
             out.append((st.st_mtime_ns, st.st_size, st.st_ino))
         except FileNotFoundError:
             out.append(None)
@@ -261,18 +213,18 @@ class _DotLock:
 
     def _break_if_stale(self) -> bool:
         try:
-            st = os.stat(self.path)
-            with open(self.path, "rb") as f:
+            st = os.lstat(self.path)
+            with os.fdopen(nofollow.open_file(self.path), "rb") as f:
                 holder = f.read(256).decode("utf-8", "replace")
+        except (PermissionError, nofollow.LinkRefused):   # a link: removed once stale, not read
+            holder = ""
         except FileNotFoundError:
             return True
-        except PermissionError:
-            holder = ""
         if time.time() - st.st_mtime < self.stale and not _holder_is_dead(holder):
             return False
         # Remove only the lock we judged; another process may have just taken a new one.
         with contextlib.suppress(FileNotFoundError):
-            now = os.stat(self.path)
+            now = os.lstat(self.path)
             if (now.st_ino, now.st_mtime_ns) == (st.st_ino, st.st_mtime_ns):
                 os.unlink(self.path)
         return True
@@ -294,7 +246,7 @@ def _holder_is_dead(holder: str) -> bool:
 @contextlib.contextmanager
 def _dir_lock(path: Path, timeout: float = LOCK_TIMEOUT):
     """flock() on a directory: guards our small read-modify-writes without extra files."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    fd = nofollow.open_dir(path)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -376,8 +328,8 @@ class _UidList:
     def refresh(self) -> None:
         with self.mutex:
             try:
-                f = open(self.path, "rb")
-            except FileNotFoundError:
+                f = os.fdopen(nofollow.open_file(self.path), "rb")
+            except FileNotFoundError:          # or a link (LinkRefused): rewritten as missing
                 self._reset()
                 return
             with f:
@@ -479,7 +431,7 @@ class _UidList:
             text = "".join(f"{uid} {k} :{b}\n" if k else f"{uid} :{b}\n" for uid, k, b in zip(uids, keys, bases))
         data = text.encode("utf-8", "surrogateescape")
         with storage_faults(self.path):
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+            fd = nofollow.open_file(self.path, os.O_RDWR | os.O_APPEND)
             try:
                 st = os.fstat(fd)
                 ours = (st.st_dev, st.st_ino) == self._ident and st.st_size == self._offset
@@ -526,7 +478,7 @@ class _UidList:
             lines.append(f"{uid} {keys} :{base}\n" if keys else f"{uid} :{base}\n")
         tmp = self.path.with_name(UIDLIST + ".tmp")
         with storage_faults(self.path):
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            fd = nofollow.open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
             try:
                 try:
                     self._write_whole(fd, "".join(lines).encode("utf-8", "surrogateescape"), 0)
@@ -760,24 +712,32 @@ def _move_into_place(src: Path, dest: Path) -> None:
 class Maildir:
     """One account's Maildir++ tree (INBOX = the top directory)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, top: Path | None = None):
         self.path = Path(path).absolute()
+        # Below top no directory may be a symbolic link (nofollow); above it is the admin's
+        # choice. An account's Maildir: the mail root; else the Maildir's own directory.
+        self.top = Path(top).absolute() if top is not None else self.path.parent
 
     @classmethod
     def for_account(cls, root: Root, domain: str, local: str) -> "Maildir":
         for part in (domain, local):
             if not part or part in (".", "..") or "/" in part or "\0" in part:
                 raise InvalidInput(f"{local}@{domain}: not a safe mailbox path component")
-        return cls(root.mail_dir / domain / local)
+        return cls(root.mail_dir / domain / local, root.path)
 
     def __repr__(self) -> str:
         return f"Maildir({str(self.path)!r})"
 
     def exists(self) -> bool:
-        return (self.path / "cur").is_dir()
+        try:
+            nofollow.check_dirs(self.top, self.path / "cur")
+        except FileNotFoundError:      # or a link on the way (LinkRefused)
+            return False
+        return True
 
     def create(self, folders: list[str] = DEFAULT_FOLDERS, quota_bytes: int = 0) -> None:
         """Make the tree (idempotent). An existing quota is changed only by a non-zero quota_bytes."""
+        nofollow.check_dirs(self.top, self.path, missing_ok=True)
         created = not self.path.exists()
         for sub in ("cur", "new", "tmp"):
             (self.path / sub).mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
@@ -795,10 +755,10 @@ class Maildir:
     def folder(self, name: str) -> "Folder":
         name, path = self._locate(name)
         if name == INBOX:
-            if not self.exists():
+            if not self.exists() or not nofollow.is_folder(self.top, path):
                 raise NotFound(f"{self.path}: no such mailbox; create the account first")
-        elif not path.is_dir():
-            raise NotFound(f"folder {name!r} does not exist in {self.path}")
+        elif not nofollow.is_folder(self.top, path):
+            raise NotFound(f"folder {name!r} does not exist")
         return Folder(self, name, path)
 
     def _locate(self, name: str) -> tuple[str, Path]:
@@ -826,7 +786,7 @@ class Maildir:
                 for n in [INBOX, *names]]
 
     def create_folder(self, name: str) -> "Folder":
-        comps = _split_name(name)
+        comps = _split_name(name, new=True)
         if comps == [INBOX]:
             raise AlreadyExists("INBOX always exists")
         for depth in range(1, len(comps)):
@@ -838,7 +798,7 @@ class Maildir:
     def _make_folder_dir(self, comps: list[str]) -> None:
         """Build the folder in tmp/ and rename it into place, so it appears complete."""
         target = self.path / _dirname(comps)
-        if target.exists():
+        if os.path.lexists(target):
             raise AlreadyExists(f"folder {SEPARATOR.join(comps)!r} already exists")
         staging = self.path / "tmp" / f".newfolder.{os.getpid()}.{secrets.token_hex(6)}"
         try:
@@ -873,7 +833,7 @@ class Maildir:
 
     def rename_folder(self, old: str, new: str) -> None:
         """Rename a folder and its children, as Dovecot does."""
-        old_comps, new_comps = _split_name(old), _split_name(new)
+        old_comps, new_comps = _split_name(old), _split_name(new, new=True)
         if old_comps == [INBOX]:
             raise InvalidInput("renaming INBOX is not supported; move its messages instead")
         if new_comps == [INBOX]:
@@ -881,11 +841,11 @@ class Maildir:
         old_dir, new_dir = _dirname(old_comps), _dirname(new_comps)
         if new_comps[:len(old_comps)] == old_comps:
             raise InvalidInput(f"cannot rename {old!r} into itself ({new!r})")
-        if not (self.path / old_dir).is_dir():
+        if not nofollow.is_folder(self.top, self.path / old_dir):
             raise NotFound(f"folder {old!r} does not exist")
         moves = [(old_dir, new_dir)] + [(d, new_dir + d[len(old_dir):]) for d in self._dirs_under(old_dir)]
         for _, target in moves:
-            if (self.path / target).exists():
+            if os.path.lexists(self.path / target):
                 raise AlreadyExists(f"folder {_name_from_dirname(target) or target!r} already exists")
         for depth in range(1, len(new_comps)):
             with contextlib.suppress(AlreadyExists):
@@ -921,7 +881,7 @@ class Maildir:
     # -- subscriptions (Dovecot's "V\t2" file: names with components joined by TAB) --
     def subscriptions(self) -> list[str]:
         try:
-            text = (self.path / SUBSCRIPTIONS).read_text("utf-8", "replace")
+            text = nofollow.read_text(self.path / SUBSCRIPTIONS, "replace")
         except FileNotFoundError:
             return []
         lines = text.split("\n")
@@ -967,7 +927,7 @@ class Maildir:
     def _read_maildirsize(self) -> tuple[int, int, int, int, os.stat_result] | None:
         """(limit bytes, limit count, used bytes, used count, stat), None if missing or bad."""
         try:
-            with open(self.path / MAILDIRSIZE, "rb") as f:
+            with os.fdopen(nofollow.open_file(self.path / MAILDIRSIZE), "rb") as f:
                 st = os.fstat(f.fileno())
                 lines = f.read().decode("ascii", "replace").split("\n")
             limits = _parse_quota_header(lines[0])
@@ -1004,7 +964,7 @@ class Maildir:
     def quota_limit(self) -> int:
         """The limit is the header line; reading only it keeps delivery cheap."""
         try:
-            with open(self.path / MAILDIRSIZE, "rb") as f:
+            with os.fdopen(nofollow.open_file(self.path / MAILDIRSIZE), "rb") as f:
                 return _parse_quota_header(f.readline(128).decode("ascii", "replace"))[0]
         except (FileNotFoundError, ValueError):
             return 0
@@ -1030,7 +990,7 @@ class Maildir:
     def _quota_add(self, nbytes: int, count: int) -> None:
         """Append one delta line (one O_APPEND write, so concurrent writers never mix)."""
         try:
-            fd = os.open(self.path / MAILDIRSIZE, os.O_WRONLY | os.O_APPEND)
+            fd = nofollow.open_file(self.path / MAILDIRSIZE, os.O_WRONLY | os.O_APPEND)
         except FileNotFoundError:
             self._recalc_quota()
             return
@@ -1053,10 +1013,12 @@ class Maildir:
         name, path = self._locate(folder)
         tmp = path / "tmp" / base
         try:
-            # the open is the existence check: no stat of the folder per message
+            # the open is the existence check (O_EXCL follows no link); no directory on the
+            # way may be a link: a few lstat() calls, no more
+            nofollow.check_folder(self.top, path)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
             target = Folder(self, name, path, complete=True)
-        except FileNotFoundError:
+        except FileNotFoundError:             # a link on the way (LinkRefused) too
             target = self.folder(folder)      # NotFound, or a half-made folder completed
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         try:
@@ -1108,7 +1070,7 @@ class Maildir:
 
 def _read_hex(path: Path) -> int:
     try:
-        return int(path.read_text().strip() or "0", 16)
+        return int(nofollow.read_text(path).strip() or "0", 16)
     except (FileNotFoundError, ValueError):
         return 0
 
@@ -1139,8 +1101,8 @@ def _usage_of(folder_paths: list[Path]) -> tuple[int, int]:
         for sub in ("cur", "new"):
             directory = folder / sub
             try:
-                names = os.listdir(directory)
-            except FileNotFoundError:
+                names = nofollow.list_files(folder, sub)
+            except FileNotFoundError:          # or a link (LinkRefused): not counted
                 continue
             for name in names:
                 if name.startswith("."):
@@ -1148,7 +1110,7 @@ def _usage_of(folder_paths: list[Path]) -> tuple[int, int]:
                 size, _ = _sizes_from(name.partition(":")[0], "")
                 if size is None:
                     try:
-                        size = os.stat(directory / name).st_size
+                        size = os.lstat(directory / name).st_size
                     except FileNotFoundError:
                         continue
                 nbytes += size
@@ -1192,7 +1154,7 @@ def _read_keywords(folder_path: Path) -> dict[int, str]:
     one stat() per message. Returns a fresh dict the caller may change."""
     path = folder_path / KEYWORDS
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except FileNotFoundError:
         return {}
     ident = (st.st_ino, st.st_size, st.st_mtime_ns)
@@ -1200,8 +1162,8 @@ def _read_keywords(folder_path: Path) -> dict[int, str]:
     if cached is not None and cached[0] == ident:
         return dict(cached[1])
     try:
-        text = path.read_text("utf-8", "replace")
-    except FileNotFoundError:
+        text = nofollow.read_text(path, "replace")
+    except FileNotFoundError:      # or a link (LinkRefused): no keywords
         return {}
     keywords = {}
     for line in text.splitlines():
@@ -1224,7 +1186,7 @@ class Folder:
         self.path = path
         self.special_use = SPECIAL_USE.get(name)
         self._uidlist = _uidlist_for(path)
-        if not complete and not (path / "tmp").is_dir():  # made by hand or half-made: complete it
+        if not complete and not os.path.isdir(path / "tmp"):  # made by hand or half-made: complete it
             for sub in ("cur", "new", "tmp"):
                 (path / sub).mkdir(mode=DIR_MODE, exist_ok=True)
 
@@ -1361,7 +1323,7 @@ class Folder:
         """base -> (subdir, filename). new/ first: a file moving to cur/ meanwhile is still seen."""
         found: dict[str, tuple[str, str]] = {}
         for sub in ("new", "cur"):
-            for name in os.listdir(self.path / sub):
+            for name in nofollow.list_files(self.path, sub):
                 if name[0] != ".":
                     found[name.partition(":")[0]] = (sub, name)
         return found
@@ -1398,7 +1360,7 @@ class Folder:
                     and last.keywords == keywords and (last.sized or not sizes)):
                 return stamp, list(last.result)
             stamp = stamp if settled else None
-            listing = {sub: os.listdir(self.path / sub) for sub in ("new", "cur")}   # new/ first
+            listing = {sub: nofollow.list_files(self.path, sub) for sub in ("new", "cur")}   # new/ first
             patched = self._sync_changes(uidlist, keywords, sizes, listing, stamp, max_new)
             if patched is _DECLINED:
                 return None
@@ -1541,7 +1503,7 @@ class Folder:
 
     def _keywords_ident(self) -> tuple:
         try:
-            st = os.stat(self.path / KEYWORDS)
+            st = os.lstat(self.path / KEYWORDS)
         except FileNotFoundError:
             return ()
         return (st.st_ino, st.st_size, st.st_mtime_ns)
@@ -1650,8 +1612,8 @@ class Folder:
     def open(self, msg: Message) -> BinaryIO:
         for _ in range(3):
             try:
-                return open(_current_path(msg), "rb")
-            except FileNotFoundError:
+                return os.fdopen(nofollow.open_file(_current_path(msg)), "rb")
+            except FileNotFoundError:          # or a link (LinkRefused)
                 continue
         raise NotFound(f"message UID {msg.uid} in {self.name!r} no longer exists")
 
@@ -1665,7 +1627,7 @@ class Folder:
         instead of paying a hop to a worker thread. BlockingIOError when the file, or part
         of it, would come from disk, or it moved: then read() it in a worker thread."""
         try:
-            fd = os.open(f"{self.path}/{msg.subdir}/{msg.filename}", os.O_RDONLY)
+            fd = nofollow.open_file(f"{self.path}/{msg.subdir}/{msg.filename}")
         except FileNotFoundError:
             raise BlockingIOError("moved") from None
         try:
@@ -1819,7 +1781,7 @@ def _place(sub: str, name: str, records: dict[str, tuple[int, str]], builder: _M
 def _locate(folder_path: Path, base: str) -> tuple[str, str] | None:
     """(subdir, filename) of the message with this base name, wherever its flags put it."""
     for sub in ("new", "cur"):
-        for name in os.listdir(folder_path / sub):
+        for name in nofollow.list_files(folder_path, sub):
             if name.partition(":")[0] == base:
                 return sub, name
     return None
@@ -1852,7 +1814,7 @@ def _flags_from_info(info: str, letters: dict[str, str]) -> frozenset[str]:
 
 
 def _copy_file(src: Path, dest: Path, mtime: float) -> None:
-    with open(src, "rb") as fin, open(dest, "xb") as fout:
+    with os.fdopen(nofollow.open_file(src), "rb") as fin, open(dest, "xb") as fout:
         try:
             shutil.copyfileobj(fin, fout)
             fout.flush()

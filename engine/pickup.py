@@ -109,14 +109,7 @@ class Pickup:
         from . import sendmail
         work = self.work / f"{token}.eml"
         try:
-            st = st or os.lstat(work)
-            if not stat.S_ISREG(st.st_mode):
-                raise InvalidInput("not a regular file (symbolic links and devices are refused)")
-            if st.st_size > MAX_FILE:
-                raise InvalidInput(f"file of {st.st_size} bytes is larger than 1 GiB")
-            fd = os.open(work, os.O_RDONLY | os.O_NOFOLLOW)
-            with os.fdopen(fd, "rb") as f:
-                data = f.read(MAX_FILE + 1)
+            data = _read_plain_file(work, st or os.lstat(work))
             settings = self.settings_fn()
             limit = int(settings.limits.max_message_size_mb * 1024 * 1024) or 0
             prepared = sendmail.prepare(data, use_x_headers=True, hostname=settings.server.hostname,
@@ -245,6 +238,27 @@ class Pickup:
                 return await run_blocking(self.take, name)
         results = await asyncio.gather(*(one(n) for n in names))
         return [r for r in results if r]
+
+
+def _read_plain_file(path: Path, st: os.stat_result) -> bytes:
+    """The bytes of a regular file with one link only. A symbolic link or device could
+    point anywhere, and a hard link could be a second name of a file its dropper may not
+    read (the worker reads as root): neither is ever mailed. The open does not follow a
+    link, and the file opened must be the one looked at (nothing swapped in between)."""
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidInput("not a regular file (symbolic links and devices are refused)")
+    if st.st_nlink != 1:
+        raise InvalidInput(f"the file has {st.st_nlink} hard links; only a file with one "
+                           f"name is taken (copy it into pickup/ instead of linking it)")
+    if st.st_size > MAX_FILE:
+        raise InvalidInput(f"file of {st.st_size} bytes is larger than 1 GiB")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        opened = os.fstat(fd)
+        if ((opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(opened.st_mode)
+                or opened.st_nlink != 1):
+            raise InvalidInput("the file was replaced or linked while being taken")
+        return f.read(MAX_FILE + 1)
 
 
 def pending_queue_ids(root) -> set[str]:

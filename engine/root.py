@@ -137,6 +137,11 @@ def temp_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
+# TOML files of the root hold password hashes (domains/) and credentials (mailctl.toml):
+# their owner alone reads them, whatever the umask.
+TOML_MODE = 0o600
+
+
 def atomic_write(path: str | os.PathLike, data, mode: int = 0o640,
                  mtime: float | None = None) -> None:
     """Write data to path in one atomic, durable step: temp, fsync, rename, fsync dir.

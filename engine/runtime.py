@@ -20,6 +20,7 @@ from . import settings as settings_mod
 from .bans import Bans
 from .directory import LISTING_PROBLEM, Directory
 from .errors import ConfigError, MailError
+from .logins import Logins, dummy_hash
 from .overload import FdReserve
 from .root import Root
 from .sharedcounts import PROTOCOLS, SharedCounts
@@ -56,6 +57,8 @@ class Session:
                 shared.user_added(self.protocol, self._user, -1)
             if value:
                 shared.user_added(self.protocol, value, 1)
+            shared.adjust(self.registry.login_key(self.protocol, self._user, self.peer_ip), -1)
+            shared.adjust(self.registry.login_key(self.protocol, value, self.peer_ip), 1)
         self._user = value
 
     def close(self) -> None:
@@ -85,13 +88,28 @@ class Sessions:
         self.total_opened[protocol] = self.total_opened.get(protocol, 0) + 1
         if self.shared is not None:
             self.shared.opened(protocol, peer_ip)
+            self.shared.adjust(self.login_key(protocol, "", peer_ip), 1)
         return s
 
     def _remove(self, s: Session) -> None:
         if self._items.pop(s.id, None) is not None and self.shared is not None:
             self.shared.closed(s.protocol, s.peer_ip)
+            self.shared.adjust(self.login_key(s.protocol, s.user, s.peer_ip), -1)
             if s.user:
                 self.shared.user_added(s.protocol, s.user, -1)
+
+    @staticmethod
+    def login_key(protocol: str, user: str, ip: str) -> str:
+        """The shared count of one protocol's connections from one IP that are not logged
+        in (user ''), or that are logged in as one user."""
+        return f"{protocol} {user.lower() or '-'} at {ip}"
+
+    def count_at(self, protocols: tuple[str, ...], ip: str, user: str = "") -> int:
+        """Open sessions from one IP not logged in (user ''), or logged in as `user`."""
+        if self.shared is not None:
+            return sum(self.shared.current(self.login_key(p, user, ip)) for p in protocols)
+        return sum(1 for s in self._items.values()
+                   if s.protocol in protocols and s.peer_ip == ip and s.user.lower() == user.lower())
 
     def list(self, protocol: str | None = None) -> list[Session]:
         return [s for s in self._items.values() if protocol is None or s.protocol == protocol]
@@ -177,6 +195,7 @@ class Runtime:
         self.log = log
         self.bans = Bans(root, settings, clock)
         self.sessions = Sessions(clock)
+        self.logins = Logins(self)
         self.stopping = asyncio.Event()
         self.started = clock()
         self.ports: dict[str, list[tuple[str, int]]] = {}       # listener -> bound (host, port)
@@ -186,6 +205,7 @@ class Runtime:
         self._tls = TLSFiles(root)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailctl-disk")
         self.fd_reserve: FdReserve | None = None     # made by the first listen()
+        self._pool.submit(dummy_hash)     # made now, so the first unknown user takes no longer
 
     @classmethod
     def load(cls, root: Root, **kw) -> "Runtime":
@@ -214,36 +234,9 @@ class Runtime:
         self.counters[name] = self.counters.get(name, 0) + n
 
     async def authenticate(self, user: str, password: str, ip: str, protocol: str):
-        """Check a login against the directory. Returns the Account, or None after the
-        failure delay (and a ban when the IP failed too often). Never logs the password."""
-        from . import passwords
-        directory = self.directory
-        account = directory.login(user)
-        ok = False
-        if account is not None and account.enabled and account.password:
-            cache = self._auth_cache()
-            ok = cache.hit(account.password, password)
-            if not ok:
-                ok = await self.run_blocking(passwords.verify, account.password, password)
-                if ok:
-                    cache.add(account.password, password)
-        if ok and directory.domain(account.domain).enabled:
-            return account
-        banned = await self.run_blocking(self.bans.record_failure, ip, protocol)
-        self.log.warning("%s: failed login for %r from %s%s", protocol, user[:100], ip,
-                         " (now banned)" if banned else "")
-        self.count("auth_failures")
-        await self.auth_delay()
-        return None
-
-    def _auth_cache(self):
-        """One cache per process; its lifetime follows auth.cache_seconds."""
-        from .authcache import AuthCache
-        ttl = float(self.settings.auth.cache_seconds)
-        cache = getattr(self, "_login_cache", None)
-        if cache is None or cache.ttl != ttl:
-            cache = self._login_cache = AuthCache(ttl)
-        return cache
+        """Check a login against the directory (engine.logins). Returns the Account, or None
+        after the failure delay (and a ban when the IP failed too often). Never logs the password."""
+        return await self.logins.check(user, password, ip, protocol)
 
     async def listen(self, name: str, protocol_factory: Callable, listener, ssl=None,
                      busy_reply: bytes = b"") -> list:

@@ -223,7 +223,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "messages_per_ip_per_minute": Key(0, int, "messages accepted from one IP per minute; 0 = no limit", _range(0)),
         "max_invalid_commands": Key(10, int, "invalid SMTP commands before disconnect", _range(1)),
         "max_command_line": Key(512, int, "longest SMTP command line in bytes (RFC 5321: 512)", _range(512, 65536)),
-        "command_timeout_s": Key(600, int, "idle time allowed between commands, then 421", _range(1)),
+        "command_timeout_s": Key(300, int, "idle time allowed between commands (greeting included), "
+                                 "then 421 4.4.2 (RFC 5321 4.5.3.2: 5 minutes)", _range(1)),
+        "stress_timeout_s": Key(10, int, "the idle time allowed instead when the server is near its "
+                                "connection limits (over 80 % of max_connections or of "
+                                "max_connections_per_ip), as Postfix under stress", _range(1)),
+        "pregreet_wait_s": Key(1, (int, float), "port 25 waits this long before its greeting; a client "
+                               "that talks first gets 554 5.5.1, is disconnected and counts toward a "
+                               "ban (as Postfix postscreen, whose wait is 6 s); 0 = no wait", _range(0, 30)),
         "data_timeout_s": Key(600, int, "total time allowed for one DATA transfer", _range(1)),
         "max_forward_targets": Key(20, int, "targets of one alias or forward", _range(1, 10000)),
         "max_aliases_per_address": Key(50, int, "aliases that may point at one address", _range(1, 10000)),
@@ -242,10 +249,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "auth": {
         "failure_delay_s": Key(1.0, (int, float), "delay before answering a failed login", _range(0, 60)),
-        "ban_after_failures": Key(5, int, "failed logins from one IP before a ban; 0 = never ban", _range(0)),
+        "ban_after_failures": Key(5, int, "failed logins (and port 25 pregreets) from one IP before a ban; 0 = never ban", _range(0)),
         "ban_window_minutes": Key(10, (int, float), "window in which failures are counted", _range(0)),
         "ban_minutes": Key(60, (int, float), "how long a ban lasts", _range(0)),
         "allow_plaintext": Key(False, bool, "allow AUTH/LOGIN before TLS (not recommended)"),
+        "max_logins_in_flight_per_ip": Key(4, int, "logins from one IP checked at once; the others wait "
+                                           "their turn (a parallel guessing attack meets the ban)",
+                                           _range(1, 1000)),
         "cache_seconds": Key(300, (int, float), "remember a verified login this long (saves the slow "
                              "password hash check on reconnects); 0 = off", _range(0, 86400)),
     },
@@ -257,8 +267,17 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "autoexpunge_days": Key(0, int, "expunge \\Deleted messages older than this; 0 = never", _range(0)),
         "max_sessions_per_user": Key(20, int, "IMAP/POP3 sessions per user; 0 = no limit", _range(0)),
         "max_sessions": Key(500, int, "IMAP/POP3 sessions at once; 0 = no limit", _range(0)),
+        "max_connections_per_ip": Key(20, int, "IMAP/POP3 connections not yet logged in from one IP; "
+                                      "0 = no limit", _range(0)),
+        "max_userip_connections": Key(10, int, "IMAP/POP3 connections of one user from one IP (Dovecot's "
+                                      "mail_max_userip_connections); 0 = no limit", _range(0)),
         "idle_timeout_s": Key(1800, int, "authenticated IMAP idle timeout", _range(60)),
         "login_timeout_s": Key(60, int, "time allowed before login", _range(5)),
+        "stress_login_timeout_s": Key(10, int, "time allowed before login when near the connection limits "
+                                      "(over 80 % of max_sessions or of max_connections_per_ip)", _range(1)),
+        "quota_grace_percent": Key(10, (int, float), "mail that fits within this much over a mailbox's quota "
+                                   "is still delivered (Dovecot's quota_grace), so port 25 can decide "
+                                   "during the dialogue and never bounce later", _range(0, 100)),
     },
     "queue": {
         "retry_minutes": Key([0, 7.5, 15, 30, 60, 120, 240, 480, 960], list,

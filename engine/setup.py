@@ -7,7 +7,7 @@ import os
 
 from . import privileges, settings as settings_mod
 from .errors import AlreadyExists
-from .root import Root, atomic_write
+from .root import TOML_MODE, Root, atomic_write
 
 
 def wants_high_ports() -> bool:
@@ -31,7 +31,7 @@ def init_root(root: Root, hostname: str = "localhost", high_ports: bool = False,
                      "IMAP 2143/2993, POP3 2110/2995)")
     make_self_signed(root, hostname)
     notes.append(f"self-signed certificate for {hostname} written to tls/")
-    atomic_write(root.config_file, settings_mod.render_sample(values))
+    atomic_write(root.config_file, settings_mod.render_sample(values), mode=TOML_MODE)
     return notes
 
 

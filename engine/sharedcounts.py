@@ -120,6 +120,14 @@ class SharedCounts:
     def user_added(self, protocol: str, user: str, delta: int = 1) -> None:
         self._add_key(_CONNS, f"{protocol} user {user.lower()}", delta)
 
+    def adjust(self, key: str, delta: int) -> None:
+        """Any other count kept while something lasts (logins in flight from an IP,
+        connections not yet logged in, connections of one user from one IP)."""
+        self._add_key(_CONNS, key, delta)
+
+    def current(self, key: str) -> int:
+        return self._count_key(_CONNS, key)
+
     def total(self, protocols=PROTOCOLS) -> int:
         words = self._words
         n = 0

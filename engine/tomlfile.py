@@ -13,8 +13,9 @@ try:    # the compiled tomli parses about 3x faster than the stdlib's pure-Pytho
 except ImportError:  # pragma: no cover
     import tomllib
 
+from . import nofollow
 from .errors import ConfigError
-from .root import FileLock, atomic_write
+from .root import TOML_MODE, FileLock, atomic_write
 
 _AT_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
 
@@ -72,9 +73,13 @@ def read(path: Path, display: str | None = None) -> tuple[dict, str]:
 
 
 def read_regular(path: Path, where: str) -> bytes:
-    """The bytes of a regular file, never blocking on a FIFO or device."""
+    """The bytes of a regular file, never blocking on a FIFO or device, never through a
+    symbolic link (a link inside the root is refused, DESIGN.md §3.4)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = nofollow.open_file(path, os.O_RDONLY | os.O_NONBLOCK)
+    except nofollow.LinkRefused:
+        raise ConfigError(f"{where}: symbolic link inside the mail root (not followed); "
+                          f"put the file itself there") from None
     except FileNotFoundError:
         raise ConfigError(f"{where}: file not found") from None
     except OSError as e:
@@ -163,5 +168,5 @@ def edit(path: Path, lock: FileLock, change: Callable[[dict], Any], display: str
         if validate is not None:
             validate(new, new_text)
         if new_text != text:
-            atomic_write(path, new_text)
+            atomic_write(path, new_text, mode=TOML_MODE)
         return result

@@ -17,7 +17,7 @@ from engine.storage_errors import as_storage_error, is_storage_fault
 from engine.root import Root
 
 from .context import Context, confirm, pass_ctx
-from .output import done, emit_json, error, table
+from .output import done, emit_json, error, table, warn
 
 # -- progress: a rich bar on a terminal, nothing on a pipe unless -v --------------
 
@@ -188,10 +188,12 @@ def verify(ctx: Context, backup_name, to, verbose, as_json) -> None:
         report = verify_backup(_resolve(ctx, backup_name, to), progress=progress)
     if as_json:
         emit_json({"name": report.name, "ok": report.ok, "checked": report.checked, "bytes": report.bytes,
-                   "backups": report.backups, "problems": report.problems})
+                   "backups": report.backups, "problems": report.problems, "warnings": report.warnings})
     else:
         for p in report.problems:
             error(p)
+        for w in report.warnings:
+            warn(w)
         done(report.summary())
     if not report.ok:
         raise click.exceptions.Exit(1)

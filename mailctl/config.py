@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from engine import settings as settings_mod
+from engine import foldernames, nofollow, settings as settings_mod
 from engine.directory import Directory
 from engine.errors import ConfigError, MailError
 
@@ -58,14 +58,24 @@ def check(ctx: Context, as_json: bool) -> None:
 
     Accounts that cannot log in (no password, or a password that is not a hash) are
     printed as warnings; they alone do not fail the check (receive-only accounts)."""
-    problems, summary = check_root(ctx.existing_root())
+    root = ctx.existing_root()
+    problems, summary = check_root(root)
+    # Links (skipped by the server) and odd folder names (still served and backed up)
+    # are findings, not failures: exit 0.
+    links = nofollow.links_in_root(root.path)
+    odd = foldernames.odd_folders(root.mail_dir)
     if as_json:
-        emit_json({"ok": not problems, "problems": problems, **summary})
+        emit_json({"ok": not problems, "problems": problems, **summary, "links": links,
+                   "odd_folders": [{"path": p, "problem": why} for p, why in odd]})
     else:
         for p in problems:
             error(p)
         for w in summary["warnings"]:
             error(f"warning: {w}")
+        for link in links:
+            click.echo(f"{link}: symbolic link inside the mail root (not followed)")
+        for path, why in odd:
+            click.echo(f"{path}: folder name: {why}")
         if not problems:
             click.echo(f"configuration ok: {summary['domains']} domains, {summary['accounts']} accounts, "
                        f"{summary['aliases']} aliases, {summary['lists']} lists")

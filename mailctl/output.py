@@ -71,3 +71,8 @@ def error(message: str) -> None:
     characters and undecodable bytes are shown escaped)."""
     line = message.translate(_CONTROL).encode("utf-8", "backslashreplace").decode("utf-8")
     click.echo(f"mailctl: {line}", err=True)
+
+
+def warn(message: str) -> None:
+    """Something to act on that is not a failure (the command still exits 0)."""
+    click.echo(f"mailctl: warning: {message}", err=True)

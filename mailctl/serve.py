@@ -221,7 +221,7 @@ def quickstart(ctx: Context, domain: str, local: str, hostname: str, any_port: b
     client needs, and serve in the foreground (unprivileged ports when not root)."""
     from engine import directory_edit, passwords, privileges, service, setup
     from engine import settings as settings_mod
-    from engine.root import atomic_write
+    from engine.root import TOML_MODE, atomic_write
     root = ctx.root
     password = None
     address = f"{local}@{domain}"
@@ -235,7 +235,7 @@ def quickstart(ctx: Context, domain: str, local: str, hostname: str, any_port: b
             for name in settings_mod.LISTENERS:
                 values[f"listeners.{name}.bind"] = ["127.0.0.1"]
                 values[f"listeners.{name}.port"] = 0
-            atomic_write(root.config_file, settings_mod.render_sample(values))
+            atomic_write(root.config_file, settings_mod.render_sample(values), mode=TOML_MODE)
         cfg = settings_mod.load(root.config_file, "mailctl.toml")
         directory_edit.add_domain(root, cfg, domain)
         password = secrets.token_urlsafe(12)

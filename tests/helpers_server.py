@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import imaplib
+import json
 import os
+import poplib
 import pwd
+import socket
 import signal
 import subprocess
 import sys
@@ -45,6 +49,7 @@ def write_settings(root: Root, values: dict) -> None:
         merged[f"listeners.{name}.bind"] = ["127.0.0.1"]
         merged[f"listeners.{name}.port"] = 0
     merged["auth.failure_delay_s"] = 0.05
+    merged["limits.pregreet_wait_s"] = 0.02       # short, but the pregreet wait still runs
     # served as the user running the tests (root in CI), in roots that user owns;
     # tests/test_privileges.py serves as an unprivileged user
     merged["server.user"] = pwd.getpwuid(os.geteuid()).pw_name
@@ -206,25 +211,46 @@ def mailctl(root: Root, *args: str, input: str | None = None, timeout: float = 6
                           env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=str(REPO))
 
 
-def server_status(root: Root) -> dict:
+def serve_status(root: Root) -> dict:
     """`mailctl status --json` of a running server."""
-    import json
     out = mailctl(root, "status", "--json")
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
 
-def wait_for_serving(root: Root, n: int, timeout: float = 15, without: tuple[int, ...] = ()) -> list[int]:
+def wait_for_processes(root: Root, n: int, timeout: float = 15, without: tuple[int, ...] = ()) -> list[int]:
     """The pids of n serving processes, once that many answer (none of them in without)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = server_status(root)
+        status = serve_status(root)
         pids = status.get("processes", [])
         answering = {p["pid"] for p in status.get("serving", [])}
         if len(pids) == n and answering == set(pids) and not answering & set(without):
             return pids
         time.sleep(0.1)
-    raise AssertionError(f"not {n} serving processes: {server_status(root)}")
+    raise AssertionError(f"not {n} serving processes: {serve_status(root)}")
+
+
+def connect_from(source_ip: str, port: int, timeout: float = 20) -> socket.socket:
+    """A TCP connection to the test server from another loopback address (127.0.x.y), so
+    limits and bans per address don't leak between tests."""
+    return socket.create_connection(("127.0.0.1", port), timeout, source_address=(source_ip, 0))
+
+
+def _from_address(client_class):
+    """A stdlib client class (imaplib.IMAP4, poplib.POP3) that connects from source_ip."""
+    class FromAddress(client_class):
+        def __init__(self, source_ip: str, port: int):
+            self.source_ip = source_ip
+            super().__init__("127.0.0.1", port, timeout=20)
+
+        def _create_socket(self, timeout):
+            return connect_from(self.source_ip, self.port, timeout)
+    return FromAddress
+
+
+IMAP4From = _from_address(imaplib.IMAP4)
+POP3From = _from_address(poplib.POP3)
 
 
 def tls_context():

@@ -176,7 +176,9 @@ def test_numbers_too_long_or_out_of_range_are_bad_and_the_session_goes_on(server
                 b"UID MOVE " + HUGE + b" INBOX", b"APPEND INBOX {" + b"9" * 30 + b"}"]
     for command in commands:
         reply = r.cmd(command)
-        assert reply.startswith(b"t1 BAD"), (command[:60], reply[:200])
+        # a literal past any limit is refused at once, as too big (RFC 7889) or as bad
+        ok = (b"t1 BAD", b"t1 NO [TOOBIG]") if command.startswith(b"APPEND") else (b"t1 BAD",)
+        assert reply.startswith(ok), (command[:60], reply[:200])
         assert r.cmd(b"NOOP", b"t2").startswith(b"t2 OK")
     r.close()
 

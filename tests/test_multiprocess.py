@@ -12,7 +12,7 @@ import time
 
 from engine import logs
 from engine.sharedcounts import SharedCounts
-from helpers_server import make_root, mailctl, serve_process, server_status, wait_for_serving
+from helpers_server import make_root, mailctl, serve_process, serve_status, wait_for_processes
 
 PW = "multi-process-pw-1"
 
@@ -29,7 +29,7 @@ def two_processes(tmp_path, settings: dict):
     """`mailctl serve` with two serving processes, both up, over a root with alice."""
     root = make_root(tmp_path, accounts={"alice@example.com": PW}, settings={"server.processes": 2, **settings})
     with serve_process(root) as proc:
-        proc.pids = wait_for_serving(root, 2)
+        proc.pids = wait_for_processes(root, 2)
         yield root, proc
 
 
@@ -60,14 +60,14 @@ def test_connection_limit_counts_across_processes_and_who_shows_all(tmp_path):
         port = proc.ports["smtp"]
         conns = _open_across_processes(root, port, 6)
         assert len(_who(root)) == 6
-        assert server_status(root)["connections"] == 6
+        assert serve_status(root)["connections"] == 6
         for _ in range(4):                       # whichever process takes it, the count is 6
             s, banner = _greeting(port)
             assert banner.startswith(b"421 4.7.0 Too many connections from your address"), banner
             s.close()
         conns.pop().close()
         deadline = time.monotonic() + 5
-        while server_status(root)["connections"] != 5 and time.monotonic() < deadline:
+        while serve_status(root)["connections"] != 5 and time.monotonic() < deadline:
             time.sleep(0.05)
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:   # a free place again
             assert s.sendmail("x@foreign.org", ["alice@example.com"], b"Subject: hi\r\n\r\nhi\r\n") == {}
@@ -96,7 +96,7 @@ def test_a_dead_serving_process_is_replaced_and_its_counts_forgotten(tmp_path):
         os.kill(secondary, signal.SIGKILL)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            status = server_status(root)
+            status = serve_status(root)
             if len(status["processes"]) == 2 and secondary not in status["processes"]:
                 break
             time.sleep(0.2)

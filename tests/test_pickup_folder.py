@@ -222,3 +222,26 @@ def test_killed_in_the_middle_of_commit_is_finished_once(root, where):
     assert [x.address for x in env.recipients] == ["far@remote.example"]
     assert not list((root.pickup_dir / ".work").iterdir())
     assert not list((root.mail_dir / "example.com" / "alice" / "tmp").iterdir())
+
+
+def test_hard_link_to_a_root_only_file_is_never_mailed(root, tmp_path):
+    """A second name of a file the dropper may not read (a hard link made in pickup/) is
+    refused: moved to failed/ with a note, the original untouched, nothing mailed."""
+    secret = tmp_path / "secret.eml"
+    secret.write_bytes(msg(1).replace(b"body 1", b"TOP SECRET"))
+    os.chmod(secret, 0o600)
+    os.link(secret, root.pickup_dir / "linked.eml")
+    (root.pickup_dir / "plain.eml").write_bytes(msg(2))
+    w = Worker(root)
+    try:
+        failed = root.pickup_dir / "failed"
+        assert wait_until(lambda: (failed / "linked.eml.error").exists()
+                          and len(inbox(root, "alice@example.com")) == 1, 30)
+        time.sleep(0.5)
+    finally:
+        w.stop()
+    assert "hard links" in (failed / "linked.eml.error").read_text()
+    [m] = inbox(root, "alice@example.com")
+    assert b"body 2" in m and b"TOP SECRET" not in m
+    assert not Queue(root).all()
+    assert b"TOP SECRET" in secret.read_bytes() and os.stat(secret).st_mode & 0o777 == 0o600

@@ -20,7 +20,7 @@ import pytest
 
 from engine import privileges
 from engine.root import Root
-from helpers_server import REPO, make_root, mailctl, serve_process, server_status, tls_context, wait_for_serving
+from helpers_server import REPO, make_root, mailctl, serve_process, serve_status, tls_context, wait_for_processes
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
 
@@ -76,11 +76,11 @@ def _private_and_theirs(path: Path, account, mode: int) -> None:
 def test_serving_processes_run_as_the_mail_user_and_make_private_files(base, account):
     root = _owned_root(base, account, **{"server.processes": 2})
     with serve_process(root) as proc:
-        serving = wait_for_serving(root, 2)
+        serving = wait_for_processes(root, 2)
         assert _ids(proc.proc.pid)[0] == [0, 0, 0, 0]             # the supervisor stays root
         for pid in serving:
             assert _ids(pid) == ([account.uid] * 4, [account.gid] * 4)
-        status = server_status(root)
+        status = serve_status(root)
         assert status["user"] == "root"
         assert [p["user"] for p in status["serving"]] == [USER, USER]
         assert f"as {USER}" in mailctl(root, "status").stdout

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from engine import control
-from helpers_server import REPO, make_root, mailctl, read_ports, serve_process, server_status, wait_for_serving
+from helpers_server import REPO, make_root, mailctl, read_ports, serve_process, serve_status, wait_for_processes
 
 PW = "supervised-pw-1"
 INBOX = ("example.com", "alice", "new")
@@ -68,7 +68,7 @@ def test_each_killed_serving_process_is_replaced_while_mail_arrives_and_nothing_
                      settings={"server.processes": 2, "queue.offline": True})
     with serve_process(root) as proc:
         port = proc.ports["smtp"]
-        pids = wait_for_serving(root, 2)
+        pids = wait_for_processes(root, 2)
         sender = Sender(port)
         sender.start()
         try:
@@ -76,8 +76,8 @@ def test_each_killed_serving_process_is_replaced_while_mail_arrives_and_nothing_
                 time.sleep(0.5)                            # mail is flowing through both
                 os.kill(victim, sig)
                 assert _greeting_within(port, 2.0).startswith(b"220"), "the listener stopped answering"
-                pids = wait_for_serving(root, 2, timeout=10, without=(victim,))
-                status = server_status(root)
+                pids = wait_for_processes(root, 2, timeout=10, without=(victim,))
+                status = serve_status(root)
                 assert status["restarts"] == round_
                 assert status["last_exit"]["pid"] == victim
                 assert status["last_exit"]["how"] == f"killed by signal {sig.name}"
@@ -96,11 +96,11 @@ def test_the_only_serving_process_killed_leaves_connections_waiting_for_its_repl
     root = make_root(tmp_path, accounts={"alice@example.com": PW},
                      settings={"server.processes": 1, "queue.offline": True})
     with serve_process(root) as proc:
-        [victim] = wait_for_serving(root, 1)
+        [victim] = wait_for_processes(root, 1)
         os.kill(victim, signal.SIGKILL)
         # the replacement starts at once (about 0.5 s on an idle machine); a loaded one may take longer
         assert _greeting_within(proc.ports["smtp"], 5.0).startswith(b"220")
-        [replacement] = wait_for_serving(root, 1, without=(victim,))
+        [replacement] = wait_for_processes(root, 1, without=(victim,))
         with smtplib.SMTP("127.0.0.1", proc.ports["smtp"], timeout=10) as s:
             assert s.sendmail("x@foreign.org", ["alice@example.com"], b"Subject: after\r\n\r\nx\r\n") == {}
         human = mailctl(root, "status").stdout
@@ -114,16 +114,16 @@ def test_a_serving_process_that_keeps_dying_at_start_is_restarted_after_growing_
                      settings={"server.processes": 1, "queue.offline": True})
     key = root.tls_dir / "key.pem"
     with serve_process(root) as proc:
-        [victim] = wait_for_serving(root, 1)
+        [victim] = wait_for_processes(root, 1)
         saved = key.read_bytes()
         key.unlink()                         # a new serving process now fails at start
         os.kill(victim, signal.SIGKILL)
         time.sleep(8)
-        restarts = server_status(root)["restarts"]
+        restarts = serve_status(root)["restarts"]
         # without pauses a failing start (~0.4 s) would be retried about 20 times in 8 s
         assert 2 <= restarts <= 6, restarts
         key.write_bytes(saved)
-        wait_for_serving(root, 1, timeout=30)
+        wait_for_processes(root, 1, timeout=30)
         with smtplib.SMTP("127.0.0.1", proc.ports["smtp"], timeout=10) as s:
             assert s.noop()[0] == 250
     assert "it keeps dying at start" in (root.log_dir / "mailctl.log").read_text()
@@ -150,7 +150,7 @@ def test_serving_processes_end_within_2s_when_the_supervisor_is_killed(tmp_path)
     root = make_root(tmp_path, accounts={"alice@example.com": PW},
                      settings={"server.processes": 2, "queue.offline": True})
     with serve_process(root) as proc:
-        pids = wait_for_serving(root, 2)
+        pids = wait_for_processes(root, 2)
         ports = dict(proc.ports)
         proc.kill()                               # SIGKILL the supervisor
         killed = time.monotonic()
@@ -182,7 +182,7 @@ def test_a_killed_process_group_leaves_nothing_that_stops_the_next_start(tmp_pat
                      settings={"server.processes": 2, "queue.offline": True})
     proc = _serve_in_own_group(root)
     try:
-        wait_for_serving(root, 2)
+        wait_for_processes(root, 2)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
@@ -194,7 +194,7 @@ def test_a_killed_process_group_leaves_nothing_that_stops_the_next_start(tmp_pat
     started = mailctl(root, "start")
     assert started.returncode == 0, started.stderr
     try:
-        port = server_status(root)["ports"]["smtp"]
+        port = serve_status(root)["ports"]["smtp"]
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
             assert s.sendmail("x@foreign.org", ["alice@example.com"], b"Subject: again\r\n\r\nx\r\n") == {}
     finally:
@@ -210,7 +210,7 @@ def test_queue_changed_reaches_the_serving_process_that_runs_the_queue(tmp_path)
     root = make_root(tmp_path, accounts={"alice@example.com": PW},
                      settings={"server.processes": 2, "queue.offline": True})
     with serve_process(root):
-        wait_for_serving(root, 2)
+        wait_for_processes(root, 2)
         assert control.request(root, "queue-changed")["woken"] is True     # as mailctl send and sendmail ask
         flushed = mailctl(root, "queue", "flush")
         assert "flush requested from the running server" in flushed.stdout, flushed.stdout + flushed.stderr
@@ -232,7 +232,7 @@ def test_ctrl_c_to_the_process_group_stops_everything_without_replacements(tmp_p
     root = make_root(tmp_path, settings={"server.processes": 2, "queue.offline": True})
     proc = _serve_in_own_group(root)
     try:
-        pids = wait_for_serving(root, 2)
+        pids = wait_for_processes(root, 2)
         os.killpg(proc.pid, signal.SIGINT)              # what Ctrl-C in a terminal does
         assert proc.wait(30) == 0
     finally:

@@ -23,12 +23,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import mutf7
+from .. import foldernames, mutf7, nofollow
 from ..errors import InvalidInput, MailError
 from ..root import FileLock, Root, fsync_dir
 from . import store
 from .mailfiles import MESSAGE_DIRS, base_name, list_messages
 from .manifest import NAME as MANIFEST, Entry, Manifest
+from .private import FILE_MODE, OTHERS, make_private_dir, write_private
 from .progress import SILENT, Progress
 
 SKIP_TOP = {"run", "log"}                       # runtime state, rotated logs
@@ -108,6 +109,7 @@ class _Builder:
         self.files_str = str(self.files_dir)
         self.stored_files = 0
         self.stored_bytes = 0
+        self.notes: list[str] = []
         # incremental: (folder, base) -> (path, entry) of the previous backup
         self.parent_msgs: dict[tuple[str, str], tuple[str, Entry]] = {}
         if parent is not None:
@@ -120,7 +122,7 @@ class _Builder:
     def _dir_for(self, rel: str) -> Path:
         d = (self.files_dir / rel).parent
         if d not in self.made_dirs:
-            d.mkdir(parents=True, exist_ok=True)
+            make_private_dir(d)
             self.made_dirs.add(d)
         return d
 
@@ -128,7 +130,7 @@ class _Builder:
         """Copy an ordinary file (read once: it is replaced atomically, never rewritten)."""
         src = self.root.path / rel
         try:
-            with open(src, "rb") as f:
+            with os.fdopen(nofollow.open_file(src), "rb") as f:    # a link is not followed
                 data = f.read()
                 st = os.fstat(f.fileno())
         except (FileNotFoundError, IsADirectoryError):
@@ -142,12 +144,12 @@ class _Builder:
             self.m.files[rel] = Entry(len(data), digest, st.st_mtime, mode, prev.src, prev.stored_as)
             return True
         dst = self._dir_for(rel) / Path(rel).name
-        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)   # no O_TRUNC (ext4 flush on close)
+        # 0600 whatever the source's mode (kept in the manifest for restore): a backup is secret
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)   # no O_TRUNC (ext4 flush on close)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fchmod(fd, mode)
             os.utime(fd, (st.st_atime, st.st_mtime))
         finally:
             os.close(fd)
@@ -190,7 +192,7 @@ class _Builder:
         dst = f"{self.files_str}/{rel}"
         dst_dir = dst.rpartition("/")[0]
         if dst_dir not in self.made_str:
-            os.makedirs(dst_dir, exist_ok=True)
+            make_private_dir(dst_dir)
             self.made_str.add(dst_dir)
         try:
             os.link(src, dst)
@@ -201,8 +203,13 @@ class _Builder:
                 raise
             _copy_preserving(src, dst)
         h = hashlib.sha256()
-        with open(dst, "rb") as f:
+        with os.fdopen(nofollow.open_file(dst), "rb") as f:     # a link made in its place is not followed
             st = os.fstat(f.fileno())
+            if st.st_mode & OTHERS:
+                # left open by another tool: a link would share that mode, so copy it private
+                os.unlink(dst)
+                _copy_preserving(src, dst)
+                return self._store_message(rel, folder, base)
             while chunk := f.read(1 << 20):
                 h.update(chunk)
         self.m.files[rel] = Entry(st.st_size, h.hexdigest(), st.st_mtime, st.st_mode & 0o7777, self.m.name)
@@ -214,8 +221,7 @@ class _Builder:
 
 def _copy_preserving(src: Path, dst: Path) -> None:
     from .restore import copy_new
-    st = os.stat(src)
-    copy_new(src, dst, st.st_mode & 0o7777, st.st_mtime)
+    copy_new(src, dst, FILE_MODE, os.stat(src).st_mtime)     # the source's mode is in the manifest
 
 
 def _split(path: str) -> tuple[str, str, str]:
@@ -304,7 +310,7 @@ def create_backup(root: Root, dest: str | os.PathLike | None = None, *, incremen
         archive_path, dest_path = dest_path, dest_path.parent
     elif archive:
         archive_path = None      # named below once we know the backup's name
-    dest_path.mkdir(parents=True, exist_ok=True)
+    make_private_dir(dest_path)
     lock = FileLock(dest_path / ".backup.lock", timeout=5)
     with lock:
         parent_ref = None
@@ -332,7 +338,7 @@ def create_backup(root: Root, dest: str | os.PathLike | None = None, *, incremen
         if holder.exists():
             shutil.rmtree(holder)
         work = holder / name
-        (work / "files").mkdir(parents=True)
+        make_private_dir(work / "files")
         m = Manifest(name=name, kind=kind, parent=parent_ref.name if parent_ref else "", created=now,
                      source_root=str(root.path), mailctl_version=mailctl_version(),
                      hostname=socket.gethostname(),
@@ -340,14 +346,16 @@ def create_backup(root: Root, dest: str | os.PathLike | None = None, *, incremen
         try:
             b = _Builder(root, work, m, parent_ref.manifest if parent_ref else None, progress)
             _fill(root, b, dest_path, domain, acct, queue, archive_path)
+            notes += b.notes
             if parent_ref:
                 gone_from = {old for old, _ in m.renamed}
                 m.deleted = sorted(p for p in parent_ref.manifest.files if p not in m.files and p not in gone_from)
-            (work / MANIFEST).write_text(m.render(), "utf-8")
+            write_private(work / MANIFEST, m.render().encode("utf-8"))
             _sync(work)
             if archive_path is not None:
                 tmp_archive = holder / (name + ".tar.gz")
                 store.pack(holder, name, MANIFEST, tmp_archive)
+                os.chmod(tmp_archive, FILE_MODE)       # tar made it with the umask's mode
                 report = verify_backup(tmp_archive, progress=progress, chain=False)
                 if report.ok:
                     with open(tmp_archive, "rb") as f:
@@ -389,6 +397,9 @@ def _fill(root: Root, b: _Builder, dest: Path, domain, acct, queue: bool, archiv
             b.copy_file(rel)
     # Messages: two listings per folder; base names make sure none is taken twice.
     for folder in folders:
+        problem = foldernames.dirname_problem(folder.rsplit("/", 1)[-1]) if folder.count("/") > 2 else None
+        if problem:
+            b.notes.append(f"{folder}: {problem}; backed up all the same (rename the folder)")
         seen: set[str] = set()
         for _ in range(2):
             for base, (sub, name) in list_messages(root.path / folder).items():

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import nofollow
+
 MESSAGE_DIRS = ("new", "cur")       # listed in this order: files only ever move new -> cur
 
 
@@ -60,8 +62,8 @@ def list_messages(folder: Path) -> dict[str, tuple[str, str]]:
     found: dict[str, tuple[str, str]] = {}
     for sub in MESSAGE_DIRS:
         try:
-            names = os.listdir(folder / sub)
-        except FileNotFoundError:
+            names = nofollow.list_files(folder, sub)
+        except FileNotFoundError:          # or a link (LinkRefused): not backed up
             continue
         for name in names:
             if name.startswith("."):

@@ -43,8 +43,10 @@ class Entry:
 
 
 def safe_path(path: str) -> bool:
-    """A stored path is relative and stays inside: no '..', no leading '/', no NUL."""
-    if not path or path.startswith("/") or "\0" in path or "\\" in path:
+    """A stored path is relative and stays inside: no '..', no leading '/', no NUL. Any
+    other character is an ordinary one in a POSIX name (a folder some tool named "a\\b"
+    is backed up as it is; engine/foldernames.py says which names are reported)."""
+    if not path or path.startswith("/") or "\0" in path:
         return False
     return all(part not in ("", ".", "..") for part in path.split("/"))
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import MailError
 from . import store
 from .manifest import NAME as MANIFEST, Manifest
+from .private import exposure
 from .progress import SILENT, Progress
 
 
@@ -24,6 +25,7 @@ class VerifyReport:
     bytes: int = 0
     problems: list[str] = field(default_factory=list)
     backups: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)   # not damage: the backup is still usable
 
     @property
     def ok(self) -> bool:
@@ -117,6 +119,9 @@ def verify_backup(path: str | os.PathLike, *, progress: Progress = SILENT, chain
         report.problems.append(str(e))
         return report
     report = VerifyReport(ref.name, path, backups=[ref.name])
+    exposed = exposure(path)
+    if exposed:
+        report.warnings.append(exposed)
     if ref.archive and ref.name != store.archive_stem(path):
         report.problems.append(f"{path.name}: archive holds backup {ref.name}, not {store.archive_stem(path)}")
     members = [ref]

@@ -33,6 +33,7 @@ import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from .. import nofollow
 from . import mime
 from .response import string
 
@@ -286,7 +287,7 @@ class FolderIndex:
     # -- reading --
     def refresh(self) -> None:
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd = nofollow.open_file(self.path)
         except FileNotFoundError:
             self._reset(damaged=True)
             return
@@ -351,7 +352,7 @@ class FolderIndex:
             return
         blob = b"".join(_pack(b, e) for b, e in new.items())
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            fd = nofollow.open_file(self.path, os.O_WRONLY | os.O_APPEND)
         except FileNotFoundError:
             self._rewrite()
             return
@@ -381,7 +382,7 @@ class FolderIndex:
         blob = MAGIC + b"".join(_pack(b, e) for b, e in self.entries.items())
         tmp = f"{self.path}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = nofollow.open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
                 _write_all(fd, blob)
                 st = os.fstat(fd)

@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass, replace
 
-from .. import folder_cache
+from .. import folder_cache, nofollow
 from .. import maildir as store
 from .. import storage_errors
 
@@ -90,9 +90,8 @@ def read_message(folder: store.Folder, msg: store.Message) -> bytes:
     """A stored message, by a plain string path (no Path objects, no stat() first);
     found by its base name if a flag change renamed it meanwhile."""
     try:
-        with open(f"{folder.path}/{msg.subdir}/{msg.filename}", "rb") as f:
-            return f.read()
-    except FileNotFoundError:
+        return nofollow.read_bytes(f"{folder.path}/{msg.subdir}/{msg.filename}")
+    except FileNotFoundError:          # moved, or a link put in its place (folder.read refuses it)
         return folder.read(msg)
 
 
@@ -105,7 +104,7 @@ def read_header(path, fallback) -> bytes:
     """The header of a stored message and its blank line (LF line ends), read without
     the body. `fallback()` reads the whole message when the path moved meanwhile."""
     try:
-        fd = os.open(path, os.O_RDONLY)  # plain system calls: this runs for every message
+        fd = nofollow.open_file(path)  # plain system calls: this runs for every message
     except FileNotFoundError:
         return fallback()
     try:

@@ -12,7 +12,7 @@ import contextlib
 import errno
 import time
 
-from .. import overload, storage_errors
+from .. import connlimits, overload, storage_errors
 from ..errors import MailError
 from ..heldoutput import with_held
 from ..spool import Spool
@@ -111,17 +111,12 @@ class ImapSession(Commands):
     # -- the connection ----------------------------------------------------------------
     async def run(self) -> None:
         rt = self.runtime
-        mailbox_settings = rt.settings.mailbox
         try:
-            if await rt.run_blocking(rt.bans.is_banned, self.peer_ip):
-                await self.send(b"* BYE Your address is temporarily banned after failed logins\r\n")
+            self.session, refused = await connlimits.admit(rt, "imap", self.peer_ip, self._shutdown)
+            if refused is not None:
+                rt.log.info("imap: %s refused: %s", self.peer_ip, _REFUSALS[refused])
+                await self.send(f"* BYE {_REFUSALS[refused]}\r\n".encode())
                 return
-            total = rt.sessions.count(("imap", "pop3"))
-            if mailbox_settings.max_sessions and total >= mailbox_settings.max_sessions:
-                await self.send(b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n")
-                return
-            self.session = rt.sessions.open("imap", self.peer_ip)
-            self.session.closer = self._shutdown
             caps = " ".join(self.capabilities())
             await self.send(f"* OK [CAPABILITY {caps}] {SERVER_NAME} IMAP4rev1 ready\r\n".encode())
             await self.loop()
@@ -154,8 +149,9 @@ class ImapSession(Commands):
             self.writer.close()
 
     def timeout(self) -> float:
-        s = self.runtime.settings.mailbox
-        return s.login_timeout_s if self.account is None else s.idle_timeout_s
+        if self.account is None:
+            return connlimits.login_timeout(self.runtime, self.peer_ip)
+        return self.runtime.settings.mailbox.idle_timeout_s
 
     async def loop(self) -> None:
         while not self.runtime.stopping.is_set():
@@ -409,15 +405,19 @@ class ImapSession(Commands):
     # -- authentication -------------------------------------------------------------------
     async def login(self, user: str, password: str) -> str:
         rt = self.runtime
-        if await rt.run_blocking(rt.bans.is_banned, self.peer_ip):
-            raise no("[UNAVAILABLE] Your address is temporarily banned after failed logins")
         account = await rt.authenticate(user, password, self.peer_ip, "imap")
         if account is None:
+            if rt.bans.is_banned(self.peer_ip):     # banned now, or before: this session ends
+                self.closing = True
+                raise no("[UNAVAILABLE] Your address is temporarily banned after failed logins")
             raise no("[AUTHENTICATIONFAILED] Invalid credentials")
         limit = rt.settings.mailbox.max_sessions_per_user
         if limit:
             if rt.sessions.count(("imap", "pop3"), user=account.address) >= limit:
                 raise no(f"[LIMIT] Too many sessions for {account.address} (limit {limit})")
+        too_many = connlimits.user_ip_full(rt, account.address, self.peer_ip)
+        if too_many:
+            raise no(f"[LIMIT] {too_many}")
         from ..maildir import Maildir
         md = Maildir.for_account(rt.root, account.domain, account.local)
         if not await rt.run_blocking(md.exists):
@@ -506,6 +506,9 @@ class ImapSession(Commands):
 # before they run) announce on their own.
 _NO_ARGUMENTS = {"CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "IDLE", "CHECK", "CLOSE", "UNSELECT",
                  "EXPUNGE", "NAMESPACE"}
+_REFUSALS = {connlimits.BANNED: "Your address is temporarily banned after failed logins",
+             connlimits.FULL: "[UNAVAILABLE] Too many connections, try again later",
+             connlimits.ADDRESS_FULL: "[UNAVAILABLE] Too many connections from your address"}
 _PREAUTH_LITERALS = {"LOGIN", "AUTHENTICATE", "ID"}
 _NO_UPDATES = {"UID", "FETCH", "STORE", "SEARCH", "SELECT", "EXAMINE", "NOOP", "CHECK", "IDLE", "LOGOUT", "APPEND"}
 

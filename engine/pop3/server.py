@@ -24,7 +24,7 @@ import operator
 import os
 import time
 
-from .. import folder_cache, msgstream, overload, storage_errors
+from .. import connlimits, folder_cache, msgstream, overload, storage_errors
 from ..errors import MailError, NotFound
 from ..maildir import MTIME_SLACK, Maildir, folder_stamp
 from ..imap.mime import to_crlf
@@ -93,6 +93,11 @@ class MailboxLock:
                 os.unlink(self.path)
 
 
+_REFUSALS = {connlimits.BANNED: "[SYS/TEMP] Your address is temporarily banned after failed logins",
+             connlimits.FULL: "[SYS/TEMP] Too many connections, try again later",
+             connlimits.ADDRESS_FULL: "[IN-USE] Too many connections from your address"}
+
+
 class Pop3Session:
     def __init__(self, runtime, listener: str, reader, writer, tls_mode: str):
         self.runtime = runtime
@@ -124,15 +129,11 @@ class Pop3Session:
     async def run(self) -> None:
         rt = self.runtime
         try:
-            if await rt.run_blocking(rt.bans.is_banned, self.peer_ip):
-                await self.send("-ERR [SYS/TEMP] Your address is temporarily banned after failed logins")
+            self.session, refused = await connlimits.admit(rt, "pop3", self.peer_ip, self._close)
+            if refused is not None:
+                rt.log.info("pop3: %s refused: %s", self.peer_ip, _REFUSALS[refused])
+                await self.send(f"-ERR {_REFUSALS[refused]}")
                 return
-            limit = rt.settings.mailbox.max_sessions
-            if limit and rt.sessions.count(("imap", "pop3")) >= limit:
-                await self.send("-ERR [SYS/TEMP] Too many connections, try again later")
-                return
-            self.session = rt.sessions.open("pop3", self.peer_ip)
-            self.session.closer = self._close
             await self.send("+OK mailctl POP3 ready")
             await self.loop()
         except (ConnectionError, asyncio.IncompleteReadError, _Quit, asyncio.TimeoutError):
@@ -174,7 +175,8 @@ class Pop3Session:
     async def loop(self) -> None:
         settings = self.runtime.settings.mailbox
         while not self.runtime.stopping.is_set():
-            timeout = settings.login_timeout_s if self.account is None else settings.idle_timeout_s
+            timeout = (connlimits.login_timeout(self.runtime, self.peer_ip) if self.account is None
+                       else settings.idle_timeout_s)
             try:
                 line = await asyncio.wait_for(self.readline(), timeout)
             except asyncio.TimeoutError:
@@ -313,16 +315,20 @@ class Pop3Session:
 
     async def login(self, user: str, password: str) -> None:
         rt = self.runtime
-        if await rt.run_blocking(rt.bans.is_banned, self.peer_ip):
-            await self.send("-ERR [SYS/TEMP] Your address is temporarily banned")
-            return
         account = await rt.authenticate(user, password, self.peer_ip, "pop3")
         if account is None:
+            if rt.bans.is_banned(self.peer_ip):     # banned now, or before: this session ends
+                await self.send("-ERR [SYS/TEMP] Your address is temporarily banned")
+                raise _Quit()
             await self.send("-ERR [AUTH] Invalid credentials")
             return
         limit = rt.settings.mailbox.max_sessions_per_user
         if limit and rt.sessions.count(("imap", "pop3"), user=account.address) >= limit:
             await self.send(f"-ERR [SYS/TEMP] Too many sessions for {account.address}")
+            return
+        too_many = connlimits.user_ip_full(rt, account.address, self.peer_ip)
+        if too_many:
+            await self.send(f"-ERR [IN-USE] {too_many}")
             return
         md = Maildir.for_account(rt.root, account.domain, account.local)
         if not await rt.run_blocking(md.exists):

@@ -24,14 +24,12 @@ import aiosmtpd
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, TLSSetupException, _AuthMechAttr, login_always_fail
 
 from .. import delivery, headers as headers_mod, overload, queue as queue_mod
-from ..errors import QuotaExceeded
 from ..heldoutput import with_held
 from ..largemsg import LargeMessage, close_quietly
-from . import policy
+from . import admission, policy, quota
 from .data import DataResult, fix_bare_newlines, header_block, read_data
 from .received import received_header
 
-SMTP_PROTOCOLS = ("smtp", "submission", "submissions")
 _FAST_INIT = aiosmtpd.__version__ == "1.4.6"
 _HOOK_NAMES = ("handle_MAIL", "handle_RCPT", "handle_QUIT", "handle_exception")
 IDENT = "ESMTP mailctl"
@@ -156,6 +154,8 @@ class MailSMTP(SMTP):
         self.accepted: list[policy.Accepted] = []
         self.rejected: list[str] = []
         self.txn_started = False
+        self._idle_checked = float("-inf")
+        self.greeted = False                   # past the pregreet wait
 
     def _fast_init(self, *, data_size_limit, enable_SMTPUTF8, decode_data, hostname, ident, tls_context,
                    timeout, auth_require_tls, loop) -> None:
@@ -219,39 +219,42 @@ class MailSMTP(SMTP):
             self.sess = self.runtime.sessions.open(self.listener_name, self.peer_ip)
             self.sess.closer = self.shutdown
 
+    def _hung_up(self) -> None:
+        """A client that talked and hung up during the pregreet wait (which aiosmtpd then
+        cancels) is counted all the same."""
+        if not self.greeted and self.sess is not None and admission.talked(self._reader):
+            self.greeted = True
+            admission.count_pregreet_soon(self.runtime, self.peer_ip)
+
+    def eof_received(self):
+        self._hung_up()
+        return super().eof_received()
+
     def connection_lost(self, error) -> None:
+        self._hung_up()
         if self.sess is not None:
             self.end_transaction("disconnected")
             self.sess.close()
             self.sess = None
         super().connection_lost(error)
 
-    def gate(self) -> str | None:
-        """Reasons to refuse a new connection, with 421, before the greeting."""
-        rt, limits = self.runtime, self.runtime.settings.limits
-        if rt.stopping.is_set():
-            return "421 4.3.2 Service shutting down, try again later"
-        try:
-            if rt.bans.is_banned(self.peer_ip):
-                return "421 4.7.0 Too many failed logins from your address, try again later"
-        except OSError as e:
-            if not overload.out_of_fds(e):
-                raise
-            return overload.BUSY_SMTP.decode().rstrip()
-        if limits.max_connections and rt.sessions.count(SMTP_PROTOCOLS) > limits.max_connections:
-            return "421 4.7.0 Too many connections, try again later"
-        if limits.max_connections_per_ip and \
-                rt.sessions.count(SMTP_PROTOCOLS, self.peer_ip) > limits.max_connections_per_ip:
-            return "421 4.7.0 Too many connections from your address, try again later"
-        return None
-
     async def _handle_client(self) -> None:
-        reason = self.gate()
+        rt = self.runtime
+        reason = admission.refusal(rt, self.peer_ip)
         if reason:
-            self.runtime.log.info("smtp: %s refused: %s", self.peer_ip, reason)
+            rt.log.info("smtp: %s refused: %s", self.peer_ip, reason)
             await self.push(reason)
             self.transport.close()
             return
+        pregreet = await admission.talks_first(rt, self.listener_name, self._reader)
+        self.greeted = True
+        if pregreet:
+            await admission.count_pregreet(rt, self.peer_ip)     # before the reply: its next try sees a ban
+            await self._send(f"{admission.PREGREET}\r\n".encode())
+            self.transport.close()
+            return
+        self._idle_checked = float("-inf")      # counted now: the stress as it is with us
+        self._reset_timeout()                   # for the wait for the first command
         await super()._handle_client()
 
     def _reset_timeout(self, duration: float | None = None) -> None:
@@ -259,13 +262,21 @@ class MailSMTP(SMTP):
         per session and only moves the deadline (the timer re-arms itself when it fires
         early), so a command costs no timer-heap work."""
         loop = self.loop
-        deadline = loop.time() + (duration or self._timeout_duration)
+        deadline = loop.time() + (duration or self._idle_limit())
         self._deadline = deadline
         handle = self._timeout_handle
         if handle is None or handle.cancelled() or handle.when() > deadline:
             if handle is not None:
                 handle.cancel()
             self._timeout_handle = loop.call_at(deadline, self._timeout_due)
+
+    def _idle_limit(self) -> float:
+        """The idle time allowed now (shorter under stress), looked up at most once a second."""
+        now = self.loop.time()
+        if now - self._idle_checked > 1.0:
+            self._idle_checked = now
+            self._timeout_duration = admission.idle_limit(self.runtime, self.peer_ip)
+        return self._timeout_duration
 
     def _timeout_due(self) -> None:
         if self.loop.time() < self._deadline:
@@ -548,11 +559,9 @@ class MailSMTP(SMTP):
             return (f"552 5.3.4 Message Size Exceeds Fixed Maximum Message Size. "
                     f"Size: {size // 1024} KB, Max size: {result.max_size // 1024} KB")
         if result.mailboxes and not result.resolution.external and any(a.quota_mb for a in result.mailboxes):
-            full = await rt.run_blocking(_all_over_quota, rt.root, result.mailboxes, size)
-            if full:
+            if await rt.run_blocking(quota.all_refuse, rt.root, settings, result.mailboxes, size):
                 self.rejected.append(f"{address[:100]}=quota")
-                return str(delivery.OVER_QUOTA_PERM if settings.relay.over_quota_permanent
-                           else delivery.OVER_QUOTA_TEMP)
+                return quota.full_reply(settings)
         if result.address not in self.envelope.rcpt_tos:
             self.envelope.rcpt_tos.append(result.address)
             self.accepted.append(result)
@@ -634,6 +643,12 @@ class MailSMTP(SMTP):
             else:
                 content = _add_missing_headers(content, result.offset, settings.server.hostname)
         sender = "" if self.envelope.mail_from == "<>" else self.envelope.mail_from
+        untrusted = not (self.client.user or self.client.trusted)    # its sender may be forged
+        full = untrusted and await rt.run_blocking(quota.first_refusing, rt.root, settings,
+                                                   [a for r in self.accepted for a in r.mailboxes], len(content))
+        if full:
+            self.rejected.append(f"{full}=quota")
+            return quota.full_reply(settings), ""
         try:
             outcome = await rt.run_blocking(_deliver, rt, sender, list(self.envelope.rcpt_tos),
                                             content, self.client.user)
@@ -645,10 +660,13 @@ class MailSMTP(SMTP):
             return (str(first) if first else "451 4.3.0 Local Error In Processing, Try Again Later"), ""
         if outcome.rejected:
             # Accepted at RCPT but refused now (the directory changed, a mailbox filled up):
-            # the client gets 250 for the others, so these get a DSN, not silence.
-            rt.log.warning("smtp: %s: %s: not delivered to %s", self.peer_ip, txid,
-                           ", ".join(f"{k} ({v})" for k, v in outcome.rejected.items()))
-            await rt.run_blocking(_bounce_rejected, rt, sender, txid, outcome.rejected, _head(content))
+            # the client gets 250 for the others, so these get a DSN, not silence; but never
+            # to a sender nobody vouched for (backscatter): then the log alone says it.
+            rt.log.warning("smtp: %s: %s: not delivered to %s%s", self.peer_ip, txid,
+                           ", ".join(f"{k} ({v})" for k, v in outcome.rejected.items()),
+                           "; no DSN to an unauthenticated sender" if untrusted else "")
+            if not untrusted:
+                await rt.run_blocking(_bounce_rejected, rt, sender, txid, outcome.rejected, _head(content))
         rt.count("smtp_accepted")
         qid = outcome.queue_id or txid
         return f"250 2.0.0 Ok: queued as {qid}", qid
@@ -693,24 +711,11 @@ def _helo_ok(name: str) -> bool:
     return True
 
 
-def _all_over_quota(root, accounts, size: int) -> bool:
-    from ..maildir import Maildir
-    for account in accounts:
-        try:
-            Maildir.for_account(root, account.domain, account.local).check_quota(
-                size, int(account.quota_mb * 1024 * 1024))
-            return False
-        except QuotaExceeded:
-            continue
-        except OSError:
-            return False
-    return True
-
-
 def _deliver(rt, sender: str, recipients: list[str], data: bytes, auth_user: str):
     # UIDs come at the reader's next sync, as for mail any MTA drops into a Maildir
     return delivery.deliver(rt.root, rt.settings, rt.directory, sender, recipients, data,
-                            source="smtp", auth_user=auth_user, assign_uids=False)
+                            source="smtp", auth_user=auth_user, assign_uids=False,
+                            quota_grace_percent=rt.settings.mailbox.quota_grace_percent)
 
 
 async def start(runtime, name: str, listener) -> list:
