@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from . import settings as settings_mod
+from . import memtrim, settings as settings_mod
 from .bans import Bans
 from .directory import LISTING_PROBLEM, Directory
 from .errors import ConfigError, MailError
@@ -248,8 +248,9 @@ class Runtime:
         from . import listeners
         socks = self.inherited.pop(name, None) or listeners.bind(name, listener)
         loop = asyncio.get_running_loop()
-        if self.fd_reserve is None:
+        if self.fd_reserve is None:          # the first listener: this process serves
             self.fd_reserve = FdReserve(loop, self.log)
+            memtrim.setup()
         servers: list = []
         try:
             for sock in socks:

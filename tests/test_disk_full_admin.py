@@ -30,12 +30,15 @@ def test_failed_logins_on_a_full_disk_still_ban_and_the_fault_is_logged_once(tmp
         fs.fill()
         with running_server(root) as srv:
             port = srv.ports["imap"]
-            for _ in range(3):
+            for _ in range(2):
                 imap = imaplib.IMAP4("127.0.0.1", port)
                 with pytest.raises(imaplib.IMAP4.error, match=r"AUTHENTICATIONFAILED"):
                     imap.login(USER, "wrong-password")
                 assert imap.noop()[0] == "OK"          # the session goes on
                 imap.logout()
+            imap = imaplib.IMAP4("127.0.0.1", port)     # the third failure: banned at once
+            with pytest.raises(imaplib.IMAP4.error, match=r"AUTHENTICATIONFAILED|banned"):
+                imap.login(USER, "wrong-password")
             # the ban could not be saved, but it applies
             with pytest.raises(imaplib.IMAP4.error, match="temporarily banned"):
                 imaplib.IMAP4("127.0.0.1", port)

@@ -14,6 +14,7 @@ import pytest
 
 from engine.maildir import Maildir
 
+from dovecot import dovecot_server
 from helpers_server import make_root, running_server
 from helpers_smallfs import moved_onto, small_fs
 
@@ -218,10 +219,20 @@ def test_select_whose_new_mail_cannot_be_numbered_answers_no_and_the_uidlist_sta
     assert not [p for p in inbox.iterdir() if p.name.startswith("dovecot-uidlist.")]
     assert imap.select("Projects")[0] == "OK"              # the session goes on
     assert len(uids_and_subjects(imap)) == 2
+    imap.logout()
     fs.unfill()
+    # Dovecot, reading the same tree, numbers the new message next to the old UIDs
+    with dovecot_server(root.path, {USER: PASSWORD}) as dc:
+        theirs = imaplib.IMAP4(dc.host, dc.imap_port)
+        theirs.login(USER, PASSWORD)
+        assert theirs.select("INBOX")[0] == "OK"
+        got = uids_and_subjects(theirs)
+        theirs.logout()
+    assert [uid for uid, _ in got] == list(range(1, count + 2))
+    assert got[-1][1] == b"Subject: unnumbered"
+    imap = login(srv.ports["imap"])
     assert imap.select("INBOX")[0] == "OK"
-    got = uids_and_subjects(imap)
-    assert len(got) == count + 1 and got[-1][1] == b"Subject: unnumbered"
+    assert uids_and_subjects(imap) == got
     imap.logout()
 
 

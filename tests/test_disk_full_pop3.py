@@ -102,3 +102,24 @@ def test_dele_on_a_full_disk_deletes_and_the_uidlist_stays_whole(pop_fs):
     assert subjects(pop) == [b"Subject: hello 2"]
     pop.quit()
     assert len(uidlist_records(root)) == 1       # the records of removed files dropped now
+
+
+def test_dele_of_a_message_linked_elsewhere_on_a_full_disk_answers_ok(pop_fs):
+    """Removing a file that has another link (an IMAP COPY) frees no room, so even the
+    bookkeeping after it (the quota, counted afresh: the mailbox has no maildirsize, as one
+    made by another tool) cannot be written. The messages are gone: QUIT says +OK."""
+    fs, root, port = pop_fs
+    md = Maildir(root.mail_dir / "example.com" / "alice")
+    inbox = md.folder("INBOX")
+    for msg in inbox.sync():
+        inbox.copy_to(msg, md.folder("Archive"))              # a hard link: same file
+    (md.path / "maildirsize").unlink(missing_ok=True)
+    fs.fill()
+    pop = login(port)
+    pop.dele(1)
+    pop.dele(2)
+    assert pop.quit().startswith(b"+OK")
+    pop = login(port)
+    assert subjects(pop) == [b"Subject: hello 2"]
+    pop.quit()
+    assert len(md.folder("Archive").sync()) == 3

@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import errno
 import time
 
-from .. import connlimits, overload, storage_errors
+from .. import connlimits, memtrim, overload, storage_errors
 from ..errors import MailError
 from ..heldoutput import with_held
 from ..spool import Spool
@@ -136,6 +135,7 @@ class ImapSession(Commands):
             if self.session is not None:
                 self.session.close()
             self._close_transport()
+            memtrim.release()
 
     def _shutdown(self) -> None:
         """Graceful stop: tell the client (RFC 3501 §7.1.5), then close."""
@@ -171,6 +171,7 @@ class ImapSession(Commands):
                 tag, result = await self.execute(raw)
             finally:
                 self.drop_spool()           # a spooled message no command took
+                memtrim.release()
             if self.closing:
                 return
 
@@ -267,6 +268,7 @@ class ImapSession(Commands):
             chunks.append(line)
             total += len(line)
         raw = b"".join(chunks)
+        memtrim.note(total)
         return raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
 
     async def _receive_into_spool(self, size: int, tag: str | None) -> None:
@@ -311,6 +313,7 @@ class ImapSession(Commands):
 
     async def _discard_rest(self, size: int) -> None:
         """Read and drop a refused non-synchronising literal and the rest of its command."""
+        memtrim.note(size)
         await self.reader.readexactly(size)
         while True:
             line = await self.readline()
@@ -537,9 +540,7 @@ def _valid_tag(tag: str) -> bool:
 
 
 def _cannot_store(e: OSError) -> str:
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "[OVERQUOTA] Not enough disk space"
-    return f"[UNAVAILABLE] {overload.TRY_LATER}"
+    return storage_errors.imap_text(e) or f"[UNAVAILABLE] {overload.TRY_LATER}"
 
 
 def _one_line(text: str) -> str:
