@@ -91,11 +91,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 1
-    except OSError as e:
-        if not is_storage_fault(e):
-            raise
-        error(str(as_storage_error(e)))     # a full or read-only disk: a condition, not a bug
-        return 1
     except KeyboardInterrupt:
         error("interrupted")
         return 130
@@ -120,6 +115,8 @@ def _is_utf8(arg: str) -> bool:
 
 def _unexpected(e: Exception) -> str:
     """One line for an error no command expected: an OSError names its file, others their kind."""
+    if is_storage_fault(e):
+        return str(as_storage_error(e))     # a full or read-only disk: a condition, not a bug
     if isinstance(e, OSError) and e.strerror:
         name = os.fsdecode(e.filename) if e.filename is not None else ""
         where = (name if len(name) <= 80 else name[:77] + "...") + ": " if name else ""
