@@ -328,3 +328,23 @@ def test_mailctl_serve_never_serves_a_linked_file(tmp_path):
     log = (root.log_dir / "mailctl.log").read_text()
     logged = log.count(f"{LINK_NAME}: symbolic link inside the mail root (not followed)")
     assert 1 <= logged <= 2, logged                   # once per serving process at most
+
+
+def test_the_root_itself_may_be_reached_through_a_link(tmp_path):
+    """Links above the root are the admin's choice: a root given by a path through a link
+    works as usual (delivery, IMAP, config check without warnings)."""
+    from conftest import run_mailctl
+    from engine.root import Root
+    from helpers_mail import add_users, new_root, running
+    real = new_root(tmp_path / "real" / "root")
+    add_users(real, ["bob"])
+    os.symlink(tmp_path / "real", tmp_path / "via-link")
+    root = Root(tmp_path / "via-link" / "root")
+    from engine.maildir import Maildir
+    Maildir.for_account(root, "example.com", "bob").deliver(message("through the link"))
+    with running(root, protocols=("imap",)) as srv:
+        srv.root = root
+        bodies = fetch_all(srv, "bob@example.com")
+    assert len(bodies) == 1 and b"through the link" in bodies[0]
+    r = run_mailctl(root, "config", "check")
+    assert r.returncode == 0 and "symbolic link" not in r.stderr.decode(), r.stderr.decode()
