@@ -226,7 +226,10 @@ def test_linked_domain_file_gives_no_account(tmp_path, caplog):
         c.logout()
     assert link_warnings(caplog, "evil.test.toml")
     r = run_mailctl(root, "config", "check")
-    assert f"{root.domain_file('evil.test')}: symbolic link inside the mail root (not followed)" in r.stderr.decode()
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    assert f"mailctl: warning: {root.domain_file('evil.test')}: symbolic link inside the mail root (not followed)" in err
+    assert err.count(str(root.domain_file("evil.test"))) == 1, err      # listed once, not logged again
 
 
 def test_config_check_lists_every_link_and_still_exits_0(tmp_path):
@@ -348,3 +351,23 @@ def test_the_root_itself_may_be_reached_through_a_link(tmp_path):
     assert len(bodies) == 1 and b"through the link" in bodies[0]
     r = run_mailctl(root, "config", "check")
     assert r.returncode == 0 and "symbolic link" not in r.stderr.decode(), r.stderr.decode()
+
+
+def test_linked_state_file_is_neither_read_nor_written(tmp_path):
+    """State files (here an import's journal) are opened without following a link: the
+    import stops with one line, and the link's target is untouched."""
+    from conftest import run_mailctl
+    from helpers_mail import add_users, new_root
+    root = new_root(tmp_path / "root")
+    add_users(root, ["bob"])
+    target = tmp_path / "target"
+    target.write_bytes(SECRET)
+    journal = root.state_dir / "import" / "example.com" / "bob.log"
+    journal.parent.mkdir(parents=True)
+    os.symlink(target, journal)
+    mbox = tmp_path / "in.mbox"
+    mbox.write_bytes(b"From a@example.org Thu Jan  1 00:00:00 2026\nSubject: imported\n\nbody\n")
+    r = run_mailctl(root, "import", "mbox", str(mbox), "--account", "bob@example.com")
+    err = r.stderr.decode()
+    assert r.returncode == 1 and len(err.splitlines()) == 1 and "symbolic link" in err, err
+    assert target.read_bytes() == SECRET
