@@ -298,12 +298,10 @@ class _Loop(Exception):
 
 
 def _domain_files(root: Root) -> list[os.DirEntry]:
-    """domains/*.toml, without following links: a link is skipped (and logged once), so
-    no account or password hash comes from outside the root."""
-    try:
-        fd = nofollow.open_dir(root.domains_dir)
-    except FileNotFoundError:          # or a link (LinkRefused)
-        return []
+    """domains/*.toml, without following links: a file that is a link is skipped (and
+    logged once), so no account or password hash comes from outside the root; anything
+    else that is not a file is left to tomlfile.read to name as a problem."""
+    fd = nofollow.open_dir(root.domains_dir)
     try:
         with os.scandir(fd) as it:
             entries = [e for e in it if e.name.endswith(".toml") and not e.name.startswith(".")]
@@ -312,7 +310,7 @@ def _domain_files(root: Root) -> list[os.DirEntry]:
     for e in entries:
         if e.is_symlink():
             nofollow.report(root.domains_dir / e.name)
-    return [e for e in entries if e.is_file(follow_symlinks=False)]
+    return [e for e in entries if not e.is_symlink()]
 
 
 class Directory:
@@ -351,6 +349,10 @@ class Directory:
         try:
             for entry in _domain_files(root):
                 files[entry.name[:-5]] = root.domains_dir / entry.name
+        except nofollow.LinkRefused:
+            problems.append(f"{LISTING_PROBLEM} cannot be listed: a symbolic link inside the mail root (not followed)")
+        except FileNotFoundError:
+            pass
         except OSError as e:
             problems.append(f"{LISTING_PROBLEM} cannot be listed: {e.strerror}")
         for name in (override or {}):

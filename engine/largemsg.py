@@ -17,6 +17,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from . import nofollow
 from .errors import NotFound
 from .spool import Spool
 
@@ -74,6 +75,7 @@ def stage_into(box, prefix: bytes, message: LargeMessage, assign_uid: bool = Tru
     """Maildir.stage for a LargeMessage: prefix + message, written in pieces to the
     mailbox's tmp/ with LF line ends, then staged from there (no copy in memory)."""
     try:
+        nofollow.check_folder(box.top, box.path)    # no link on the way (LinkRefused: missing)
         spool = Spool(box.path / "tmp")
     except FileNotFoundError:
         raise NotFound(f"{box.path}: no such mailbox") from None

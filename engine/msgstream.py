@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
+from . import memtrim
 from .imap.mime import to_crlf
 
 PIECE = 1024 * 1024
@@ -64,7 +65,9 @@ async def send_dot_stuffed(run, f: BinaryIO, first_line, send) -> None:
     send: an async function that writes and drains."""
     reader = CrlfReader(f)
     try:
-        await send(first_line(await run(reader.crlf_size)))
+        size = await run(reader.crlf_size)
+        memtrim.note(size)
+        await send(first_line(size))
         at_line_start, last = True, b"\r\n"
         while piece := await run(reader.next_piece):
             await send(dot_stuff(piece, at_line_start))

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from . import settings as settings_mod
+from . import memtrim, settings as settings_mod
 from .bans import Bans
 from .directory import LISTING_PROBLEM, Directory
 from .errors import ConfigError, MailError
@@ -244,8 +244,9 @@ class Runtime:
         busy_reply: what a client hears when the process is out of file descriptors
         (engine/overload.py); over implicit TLS the connection is just closed."""
         loop = asyncio.get_running_loop()
-        if self.fd_reserve is None:
+        if self.fd_reserve is None:          # the first listener: this process serves
             self.fd_reserve = FdReserve(loop, self.log)
+            memtrim.setup()
         servers: list = []
         port = listener.port
         failures = []

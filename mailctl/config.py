@@ -8,7 +8,7 @@ from engine.directory import Directory
 from engine.errors import ConfigError, MailError
 
 from .context import Context, pass_ctx
-from .output import emit_json, error
+from .output import emit_json, error, warn
 
 
 @click.group("config")
@@ -56,12 +56,12 @@ def login_warnings(directory: Directory) -> list[str]:
 def check(ctx: Context, as_json: bool) -> None:
     """Validate every file; print each problem as file:line: key: problem (exit 1 if any).
 
-    Accounts that cannot log in (no password, or a password that is not a hash) are
-    printed as warnings; they alone do not fail the check (receive-only accounts)."""
+    Accounts that cannot log in (no password, or a password that is not a hash), symbolic
+    links inside the root (the server skips them) and folders whose names break the
+    folder-name rule (still served and backed up) are printed as warnings; they alone do
+    not fail the check."""
     root = ctx.existing_root()
     problems, summary = check_root(root)
-    # Links (skipped by the server) and odd folder names (still served and backed up)
-    # are findings, not failures: exit 0.
     links = nofollow.links_in_root(root.path)
     odd = foldernames.odd_folders(root.mail_dir)
     if as_json:
@@ -71,11 +71,11 @@ def check(ctx: Context, as_json: bool) -> None:
         for p in problems:
             error(p)
         for w in summary["warnings"]:
-            error(f"warning: {w}")
+            warn(w)
         for link in links:
-            click.echo(f"{link}: symbolic link inside the mail root (not followed)")
+            warn(f"{link}: symbolic link inside the mail root (not followed)")
         for path, why in odd:
-            click.echo(f"{path}: folder name: {why}")
+            warn(f"{path}: folder name: {why}")
         if not problems:
             click.echo(f"configuration ok: {summary['domains']} domains, {summary['accounts']} accounts, "
                        f"{summary['aliases']} aliases, {summary['lists']} lists")

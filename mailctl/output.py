@@ -75,4 +75,4 @@ def error(message: str) -> None:
 
 def warn(message: str) -> None:
     """Something to act on that is not a failure (the command still exits 0)."""
-    click.echo(f"mailctl: warning: {message}", err=True)
+    error(f"warning: {message}")

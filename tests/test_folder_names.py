@@ -55,7 +55,7 @@ def test_existing_odd_folder_is_reported_served_and_backed_up(mailserver, user, 
     (odd / "cur" / name).write_bytes(data)
     r = run_mailctl(mailserver.root, "config", "check")
     assert r.returncode == 0, r.stderr.decode()
-    assert f"{odd}: folder name: " in r.stdout.decode() and "backslash" in r.stdout.decode()
+    assert f"mailctl: warning: {odd}: folder name: " in r.stderr.decode() and "backslash" in r.stderr.decode()
     # still served: the user can see it and rename it away
     c = imap(mailserver, user)
     typ, listed = c.list()

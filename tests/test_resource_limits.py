@@ -20,7 +20,8 @@ from helpers_server import make_root, serve_process
 USER = "alice@example.com"
 NOFILE = 64                   # the serving process's open-file limit in the flood tests
 NO_CONNECTION_LIMITS = {"limits.max_connections": 0, "limits.max_connections_per_ip": 0,
-                        "mailbox.max_sessions": 0, "mailbox.max_sessions_per_user": 0}
+                        "mailbox.max_sessions": 0, "mailbox.max_sessions_per_user": 0,
+                        "mailbox.max_connections_per_ip": 0, "mailbox.max_userip_connections": 0}
 REFUSALS = {"smtp": b"421 4.3.2 ", "imap": b"* BYE [UNAVAILABLE] ", "pop3": b"-ERR [SYS/TEMP] "}
 GREETINGS = {"smtp": b"220 ", "imap": b"* OK ", "pop3": b"+OK "}
 

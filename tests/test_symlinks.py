@@ -226,12 +226,12 @@ def test_linked_domain_file_gives_no_account(tmp_path, caplog):
         c.logout()
     assert link_warnings(caplog, "evil.test.toml")
     r = run_mailctl(root, "config", "check")
-    assert f"{root.domain_file('evil.test')}: symbolic link inside the mail root (not followed)" in r.stdout.decode()
+    assert f"{root.domain_file('evil.test')}: symbolic link inside the mail root (not followed)" in r.stderr.decode()
 
 
 def test_config_check_lists_every_link_and_still_exits_0(tmp_path):
     """Links are findings (the server skips them), not configuration errors: each is
-    printed, one a line, and the exit code stays 0. Links under tls/ (certbot) are the
+    a warning line on stderr, and the exit code stays 0. Links under tls/ (certbot) are the
     admin's choice and not listed."""
     from conftest import run_mailctl
     from helpers_mail import add_users, new_root
@@ -243,11 +243,11 @@ def test_config_check_lists_every_link_and_still_exits_0(tmp_path):
     os.rename(root.tls_dir / "cert.pem", tmp_path / "cert.pem")
     os.symlink(tmp_path / "cert.pem", root.tls_dir / "cert.pem")
     r = run_mailctl(root, "config", "check")
-    out = r.stdout.decode()
-    assert r.returncode == 0, r.stderr.decode()
-    assert f"{md / 'cur' / LINK_NAME}: symbolic link inside the mail root (not followed)\n" in out
-    assert f"{md / '.Evil'}: symbolic link inside the mail root (not followed)\n" in out
-    assert "cert.pem" not in out and "configuration ok" in out
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    assert f"mailctl: warning: {md / 'cur' / LINK_NAME}: symbolic link inside the mail root (not followed)\n" in err
+    assert f"mailctl: warning: {md / '.Evil'}: symbolic link inside the mail root (not followed)\n" in err
+    assert "cert.pem" not in err and "configuration ok" in r.stdout.decode()
 
 
 def test_two_sessions_at_once_with_a_linked_uidlist(mailserver, user, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import memtrim
 from ..msgstream import CrlfReader
 from . import fetch as fetchmod
 
@@ -54,6 +55,7 @@ async def send_all(session, lines: list) -> None:
         reader = CrlfReader(await run(line.folder.open, line.msg))
         try:
             size = await run(reader.crlf_size)
+            memtrim.note(size)
             await session.send(line.head + b"{%d}\r\n" % size)
             sent = 0
             while sent < size:

@@ -11,7 +11,7 @@ import base64
 import contextlib
 import time
 
-from .. import connlimits, overload, storage_errors
+from .. import connlimits, memtrim, overload, storage_errors
 from ..errors import MailError
 from ..heldoutput import with_held
 from ..spool import Spool
@@ -135,6 +135,7 @@ class ImapSession(Commands):
             if self.session is not None:
                 self.session.close()
             self._close_transport()
+            memtrim.release()
 
     def _shutdown(self) -> None:
         """Graceful stop: tell the client (RFC 3501 §7.1.5), then close."""
@@ -170,6 +171,7 @@ class ImapSession(Commands):
                 tag, result = await self.execute(raw)
             finally:
                 self.drop_spool()           # a spooled message no command took
+                memtrim.release()
             if self.closing:
                 return
 
@@ -266,6 +268,7 @@ class ImapSession(Commands):
             chunks.append(line)
             total += len(line)
         raw = b"".join(chunks)
+        memtrim.note(total)
         return raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
 
     async def _receive_into_spool(self, size: int, tag: str | None) -> None:
@@ -310,6 +313,7 @@ class ImapSession(Commands):
 
     async def _discard_rest(self, size: int) -> None:
         """Read and drop a refused non-synchronising literal and the rest of its command."""
+        memtrim.note(size)
         await self.reader.readexactly(size)
         while True:
             line = await self.readline()

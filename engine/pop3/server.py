@@ -24,7 +24,7 @@ import operator
 import os
 import time
 
-from .. import connlimits, folder_cache, msgstream, overload, storage_errors
+from .. import connlimits, folder_cache, memtrim, msgstream, overload, storage_errors
 from ..errors import MailError, NotFound
 from ..maildir import MTIME_SLACK, Maildir, folder_stamp
 from ..imap.mime import to_crlf
@@ -152,6 +152,7 @@ class Pop3Session:
             if self.session is not None:
                 self.session.close()
             self._close()
+            memtrim.release()
 
     def _close(self) -> None:
         with contextlib.suppress(Exception):
@@ -202,6 +203,7 @@ class Pop3Session:
                 continue
             try:
                 await handler(arg)
+                memtrim.release()
             except ConnectionError:
                 raise
             except OSError as e:   # before MailError: a StorageError is both

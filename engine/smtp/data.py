@@ -105,11 +105,20 @@ async def read_data(reader: asyncio.StreamReader, limit: int, prefix: bytes = b"
         close_quietly(large)
 
 
-def fix_bare_newlines(content: bytes) -> bytes:
-    """For trusted clients allowed bare LF: make every line end CRLF."""
+def head_of(content) -> bytes:
+    """The part of a message that holds its header: all of it, unless it is a LargeMessage."""
+    return content.head if isinstance(content, LargeMessage) else content
+
+
+def fix_bare_newlines(content) -> bytes:
+    """For trusted clients allowed bare LF: make every line end CRLF. (Rare enough to take
+    a LargeMessage into memory.)"""
+    if isinstance(content, LargeMessage):
+        content = content.read_all()
     return bytes(content).replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
 
 
-def header_block(content: bytes, offset: int = 0) -> bytes:
+def header_block(content, offset: int = 0) -> bytes:
+    content = head_of(content)
     end = content.find(b"\r\n\r\n", offset, offset + 1024 * 1024)
     return bytes(content[offset:end + 2] if end >= 0 else content[offset:offset + 65536])

@@ -23,11 +23,11 @@ import time
 import aiosmtpd
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, TLSSetupException, _AuthMechAttr, login_always_fail
 
-from .. import delivery, headers as headers_mod, overload, queue as queue_mod
+from .. import delivery, headers as headers_mod, memtrim, overload, queue as queue_mod
 from ..heldoutput import with_held
 from ..largemsg import LargeMessage, close_quietly
 from . import admission, policy, quota
-from .data import DataResult, fix_bare_newlines, header_block, read_data
+from .data import DataResult, fix_bare_newlines, head_of, header_block, read_data
 from .received import received_header
 
 _FAST_INIT = aiosmtpd.__version__ == "1.4.6"
@@ -237,6 +237,7 @@ class MailSMTP(SMTP):
             self.sess.close()
             self.sess = None
         super().connection_lost(error)
+        memtrim.release()
 
     async def _handle_client(self) -> None:
         rt = self.runtime
@@ -602,6 +603,8 @@ class MailSMTP(SMTP):
             if self.sess is not None:
                 self.sess.busy = False
         self.log_transaction(status, result.size, qid)
+        memtrim.note(result.size)
+        memtrim.release()
         self._set_post_data_state()
         self.accepted, self.rejected, self.txn_started = [], [], False
         await self.push(status)
@@ -627,13 +630,13 @@ class MailSMTP(SMTP):
         content = result.content
         if result.bare_cr or result.bare_lf:
             if settings.relay.allow_bare_lf_from_trusted and self.client.trusted:
-                content = await rt.run_blocking(_fixed_newlines, content)
+                content = await rt.run_blocking(fix_bare_newlines, content)
             elif result.bare_lf:
                 return "554 5.6.0 Rejected - Message Using Bare LF's (lines must end with CR LF)", ""
             else:
                 return "554 5.6.0 Rejected - Message Using Bare CR's (lines must end with CR LF)", ""
         if self.client.user:
-            for addr in policy.header_senders(header_block(_head(content), result.offset)):
+            for addr in policy.header_senders(header_block(content, result.offset)):
                 if not policy.owned_addresses_match(settings, rt.directory, self.client.user,
                                                     policy.normalize_sender(addr) or ""):
                     return "550 5.7.1 Header From Address Not Owned By Authenticated User", ""
@@ -666,7 +669,7 @@ class MailSMTP(SMTP):
                            ", ".join(f"{k} ({v})" for k, v in outcome.rejected.items()),
                            "; no DSN to an unauthenticated sender" if untrusted else "")
             if not untrusted:
-                await rt.run_blocking(_bounce_rejected, rt, sender, txid, outcome.rejected, _head(content))
+                await rt.run_blocking(_bounce_rejected, rt, sender, txid, outcome.rejected, head_of(content))
         rt.count("smtp_accepted")
         qid = outcome.queue_id or txid
         return f"250 2.0.0 Ok: queued as {qid}", qid
@@ -725,16 +728,6 @@ async def start(runtime, name: str, listener) -> list:
         runtime.ssl_context()          # fail at start, not at the first STARTTLS, on a bad cert
     return await runtime.listen(name, lambda: MailSMTP(runtime, name, listener), listener, ssl=ssl_ctx,
                                 busy_reply=overload.BUSY_SMTP)
-
-
-def _head(content) -> bytes:
-    """The part of a message that holds its header (all of it, unless it is a LargeMessage)."""
-    return content.head if isinstance(content, LargeMessage) else content
-
-
-def _fixed_newlines(content) -> bytes:
-    # a trusted client's bare line ends: rare enough to take the message into memory
-    return fix_bare_newlines(content.read_all() if isinstance(content, LargeMessage) else content)
 
 
 def _add_missing_headers(content: bytes, offset: int, hostname: str) -> bytes:
