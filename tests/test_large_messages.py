@@ -98,7 +98,7 @@ def test_imap_append_and_fetch_of_60_mb_stream_through_a_bounded_buffer(server):
     assert after_fetch - start < RETURNED_MB
 
 
-def test_pop3_retr_of_60_mb_streams_dot_stuffed(server):
+def test_pop3_retr_and_top_of_60_mb_stream_dot_stuffed(server):
     message = big_message("retr")
     imap = imap_login(server)
     imap.append("INBOX", None, None, message)
@@ -114,10 +114,16 @@ def test_pop3_retr_of_60_mb_streams_dot_stuffed(server):
     assert first.startswith(b"+OK %d octets" % len(message))
     assert digest(b"\r\n".join(lines) + b"\r\n") == digest(message)     # poplib undoes the stuffing
     lines = None
+    with PeakRss(pid) as top:
+        _, lines, _ = pop.top(count, 3)
+    header, body = message.split(b"\r\n\r\n", 1)
+    assert lines == header.split(b"\r\n") + [b""] + body.split(b"\r\n")[:3]
     pop.quit()
     after = settled_rss(pid)
-    print(f"\nPOP3 RSS MB: start {start:.1f}, RETR peak {retr.peak_mb:.1f}, after {after:.1f}")
+    print(f"\nPOP3 RSS MB: start {start:.1f}, RETR peak {retr.peak_mb:.1f}, TOP peak {top.peak_mb:.1f}, "
+          f"after {after:.1f}")
     assert retr.peak_mb - start < GROWTH_MB
+    assert top.peak_mb - start < GROWTH_MB
     assert after - start < RETURNED_MB
 
 
