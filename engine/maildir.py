@@ -737,7 +737,11 @@ class Maildir:
 
     def create(self, folders: list[str] = DEFAULT_FOLDERS, quota_bytes: int = 0) -> None:
         """Make the tree (idempotent). An existing quota is changed only by a non-zero quota_bytes."""
-        nofollow.check_dirs(self.top, self.path, missing_ok=True)
+        try:
+            nofollow.check_dirs(self.top, self.path, missing_ok=True)
+        except nofollow.LinkRefused:   # a MailError alone: servers answer it like a missing mailbox
+            raise NotFound(f"mailbox {self.path.name}: a symbolic link inside the mail root (not "
+                           f"followed); see 'mailctl config check'") from None
         created = not self.path.exists()
         for sub in ("cur", "new", "tmp"):
             (self.path / sub).mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
