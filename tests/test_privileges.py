@@ -20,6 +20,7 @@ import pytest
 
 from engine import privileges
 from engine.root import Root
+from conftest import reachable_by
 from helpers_server import REPO, make_root, mailctl, serve_process, serve_status, tls_context, wait_for_processes
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
@@ -30,19 +31,8 @@ PW = "private-pw-1"
 
 @pytest.fixture(scope="module")
 def account():
-    """The unprivileged user, and a way for it to reach Python and this checkout (a
-    checkout or a Python under /root is closed to other users): o+x on the closed
-    folders above them, taken back at the end."""
-    user = privileges.ensure_system_user(USER)
-    opened = []
-    for path in (Path(sys.executable).resolve(), REPO):
-        while (folder := privileges.unreachable_parent(path / "x", user)) is not None:
-            mode = os.stat(folder).st_mode
-            os.chmod(folder, mode | 0o001)
-            opened.append((folder, mode))
-    yield user
-    for folder, mode in reversed(opened):
-        os.chmod(folder, stat.S_IMODE(mode))
+    with reachable_by(privileges.ensure_system_user(USER)) as user:
+        yield user
 
 
 @pytest.fixture
