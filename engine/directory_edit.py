@@ -347,7 +347,8 @@ def set_alias_enabled(root: Root, settings, address: str, enabled: bool) -> None
 # -- lists -------------------------------------------------------------------------
 
 def add_list(root: Root, settings, address: str, mode: str, sender: str = "",
-             members: list[str] | None = None) -> str:
+             members: list[str] | None = None, require_auth: bool | None = None) -> str:
+    """Create a list; require_auth None leaves the mode's default (on for announce)."""
     a = _address(root, settings, address)
     if mode not in LIST_MODES:
         raise InvalidInput(f"mode {mode!r}: use one of {', '.join(LIST_MODES)}")
@@ -360,7 +361,10 @@ def add_list(root: Root, settings, address: str, mode: str, sender: str = "",
         taken = _taken(doc, a.local)
         if taken:
             raise AlreadyExists(f"{a} already exists as {_KIND[taken]}")
-        _table(doc, "lists")[a.local] = {"mode": mode, "sender": sender, "members": resolved, "enabled": True}
+        entry = {"mode": mode, "sender": sender, "members": resolved, "enabled": True}
+        if require_auth is not None:
+            entry["require_auth"] = require_auth
+        _table(doc, "lists")[a.local] = entry
     _edit_domain(root, settings, a.domain, change, _local_members_exist(resolved))
     return str(a)
 
