@@ -457,7 +457,7 @@ def get(ns: SimpleNamespace, dotted: str) -> Any:
 
 # -- the commented sample (sample-config.toml, and what 'mailctl init' writes) -----
 
-def _toml_value(v) -> str:
+def toml_value(v) -> str:
     """One value as inline TOML (arrays and tables on one line)."""
     import tomlkit
     if isinstance(v, dict):
@@ -486,8 +486,8 @@ def render_sample(values: dict[str, Any] | None = None) -> str:
             dotted = f"{section}.{name}"
             out.append(f"# {key.doc}")
             if dotted in values:
-                out.append(f"{name} = {_toml_value(values[dotted])}")
+                out.append(f"{name} = {toml_value(values[dotted])}")
             else:
-                out.append(f"# {name} = {_toml_value(key.default)}")
+                out.append(f"# {name} = {toml_value(key.default)}")
         out.append("")
     return "\n".join(out)
