@@ -68,8 +68,8 @@ def remove(ctx: Context, address: str) -> None:
 
 
 def _lists(ctx: Context):
-    return [l for d in sorted(ctx.directory().domains.values(), key=lambda d: d.name)
-            for l in sorted(d.lists.values(), key=lambda l: l.local)]
+    return [lst for d in sorted(ctx.directory().domains.values(), key=lambda d: d.name)
+            for lst in sorted(d.lists.values(), key=lambda lst: lst.local)]
 
 
 @list_group.command("list")
@@ -77,7 +77,7 @@ def _lists(ctx: Context):
 @pass_ctx
 def list_(ctx: Context, as_json: bool) -> None:
     """List all distribution lists."""
-    rows = [{**l.public(), "members": len(l.members)} for l in _lists(ctx)]
+    rows = [{**lst.public(), "members": len(lst.members)} for lst in _lists(ctx)]
     if as_json:
         emit_json(rows)
     else:

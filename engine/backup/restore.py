@@ -16,13 +16,12 @@ from __future__ import annotations
 import hashlib
 import errno
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InvalidInput, MailError
-from ..root import Root, atomic_write, fsync_dir
+from ..root import Root, fsync_dir
 from . import store
 from .create import account_key, sync_filesystem
 from .mailfiles import UidList, base_name, flags_of, list_messages, read_keywords

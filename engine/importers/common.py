@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..addresses import parse_address
-from ..errors import AlreadyExists, InvalidInput, MailError, NotFound
+from ..errors import AlreadyExists, MailError, NotFound
 from ..maildir import Maildir
 from ..root import Root
 from ..backup.progress import SILENT, Progress
