@@ -216,7 +216,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "min_version": Key("TLSv1.2", str, "oldest TLS version accepted", _one_of("TLSv1.2", "TLSv1.3")),
     },
     "limits": {
-        "max_message_size_mb": Key(25, (int, float), "largest message accepted (SMTP SIZE); 0 = no limit", _range(0)),
+        "max_message_size_mb": Key(25, (int, float), "largest message accepted (SMTP SIZE); 0 = the ceiling of 1 GiB", _range(0)),
         "max_recipients": Key(100, int, "recipients per message", _range(1)),
         "max_connections": Key(200, int, "SMTP connections at once; 0 = no limit", _range(0)),
         "max_connections_per_ip": Key(20, int, "SMTP connections at once from one IP; 0 = no limit", _range(0)),
@@ -445,6 +445,15 @@ def as_dict(ns: Any) -> Any:
     return ns
 
 
+MESSAGE_SIZE_CEILING = 1 << 30     # bytes: the most any message input reads (DESIGN §3.5)
+
+
+def message_size_limit(settings) -> int:
+    """The largest message in bytes, for every way in (SMTP, pickup, sendmail, mailctl
+    send): limits.max_message_size_mb, or the ceiling when it is 0 ("no limit")."""
+    return int(settings.limits.max_message_size_mb * 1024 * 1024) or MESSAGE_SIZE_CEILING
+
+
 def get(ns: SimpleNamespace, dotted: str) -> Any:
     """A value by dotted key, e.g. 'limits.max_recipients'."""
     node: Any = ns
@@ -460,7 +469,7 @@ def get(ns: SimpleNamespace, dotted: str) -> Any:
 
 # -- the commented sample (sample-config.toml, and what 'mailctl init' writes) -----
 
-def _toml_value(v) -> str:
+def toml_value(v) -> str:
     """One value as inline TOML (arrays and tables on one line)."""
     import tomlkit
     if isinstance(v, dict):
@@ -489,8 +498,8 @@ def render_sample(values: dict[str, Any] | None = None) -> str:
             dotted = f"{section}.{name}"
             out.append(f"# {key.doc}")
             if dotted in values:
-                out.append(f"{name} = {_toml_value(values[dotted])}")
+                out.append(f"{name} = {toml_value(values[dotted])}")
             else:
-                out.append(f"# {name} = {_toml_value(key.default)}")
+                out.append(f"# {name} = {toml_value(key.default)}")
         out.append("")
     return "\n".join(out)

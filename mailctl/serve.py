@@ -202,6 +202,7 @@ def _client_settings(hostname: str, ports: dict, user: str) -> list[tuple[str, s
     rows = [("Incoming mail (IMAP)", f"{hostname} port {ports['imaps']}, SSL/TLS" if "imaps" in ports else ""),
             ("", f"or port {ports['imap']}, STARTTLS" if "imap" in ports else ""),
             ("Incoming mail (POP3)", f"{hostname} port {ports['pop3s']}, SSL/TLS" if "pop3s" in ports else ""),
+            ("", f"or port {ports['pop3']}, STARTTLS" if "pop3" in ports else ""),
             ("Outgoing mail (SMTP)", f"{hostname} port {ports['submissions']}, SSL/TLS" if "submissions" in ports else ""),
             ("", f"or port {ports['submission']}, STARTTLS" if "submission" in ports else ""),
             ("Authentication", "normal password (PLAIN/LOGIN)"),
@@ -214,11 +215,14 @@ def _client_settings(hostname: str, ports: dict, user: str) -> list[tuple[str, s
 @click.option("--domain", default="example.test", show_default=True, help="Demo domain to create.")
 @click.option("--user", "local", default="demo", show_default=True, help="Local part of the demo account.")
 @click.option("--hostname", default="localhost", show_default=True, help="Server host name.")
+@click.option("--high-ports", is_flag=True, help="Use unprivileged ports (2525, 2587, 2465, 2143, 2993, 2110, "
+              "2995); the default when not run as root.")
 @click.option("--any-port", is_flag=True, hidden=True, help="Listen on 127.0.0.1 with free ports (tests).")
 @pass_ctx
-def quickstart(ctx: Context, domain: str, local: str, hostname: str, any_port: bool) -> None:
+def quickstart(ctx: Context, domain: str, local: str, hostname: str, high_ports: bool, any_port: bool) -> None:
     """Create a mail root with a demo domain and account if none exists, print what a mail
-    client needs, and serve in the foreground (unprivileged ports when not root)."""
+    client needs, and serve in the foreground (unprivileged ports with --high-ports or when
+    not root)."""
     from engine import directory_edit, passwords, privileges, service, setup
     from engine import settings as settings_mod
     from engine.root import TOML_MODE, atomic_write
@@ -229,7 +233,8 @@ def quickstart(ctx: Context, domain: str, local: str, hostname: str, any_port: b
         values = {}
         if os.geteuid() == 0 and privileges.unreachable_parent(root.path) is not None:
             values["server.user"] = "root"     # the serving user could not reach a root under a closed folder
-        setup.init_root(root, hostname=hostname, high_ports=setup.wants_high_ports(), values=values)
+        setup.init_root(root, hostname=hostname, high_ports=high_ports or setup.wants_high_ports(),
+                        values=values)
         if any_port:
             values["server.hostname"] = hostname
             for name in settings_mod.LISTENERS:

@@ -11,7 +11,7 @@ from typing import Iterable
 
 from .. import nofollow
 from ..addresses import parse_address
-from ..errors import AlreadyExists, InvalidInput, MailError, NotFound
+from ..errors import AlreadyExists, MailError, NotFound
 from ..maildir import Maildir
 from ..root import Root
 from ..backup.progress import SILENT, Progress
