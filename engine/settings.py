@@ -203,8 +203,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
                            _optional(_address)),
         "log_level": Key("info", str, "debug, info, warning or error", _one_of("debug", "info", "warning", "error")),
         "processes": Key(0, int, "serving processes sharing the listeners, for more CPU cores "
-                                 "(limits count across them); 0 = one per CPU core, at most 16",
-                         _range(0, 16)),
+                                 "(limits count across them); 0 = one per CPU core, at most 15",
+                         _range(0, 15)),
+        "user": Key("mailctl", str, "the system user the serving processes run as when the server is started "
+                                    "as root; it owns the mail root ('mailctl init' run as root creates it). "
+                                    "Started as another user, every process runs as that user"),
     },
     **{f"listeners.{name}": _listener_section(name) for name in LISTENERS},
     "tls": {

@@ -61,8 +61,9 @@ def check(ctx: Context, as_json: bool) -> None:
     folder-name rule (still served and backed up) are printed as warnings; they alone do
     not fail the check."""
     root = ctx.existing_root()
-    problems, summary = check_root(root)
     links = nofollow.links_in_root(root.path)
+    nofollow.shown_elsewhere(links)           # listed below as warnings, not logged as well
+    problems, summary = check_root(root)
     odd = foldernames.odd_folders(root.mail_dir)
     if as_json:
         emit_json({"ok": not problems, "problems": problems, **summary, "links": links,

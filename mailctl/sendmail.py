@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine.root import Root
 
     from .send import read_message, send_message
+    as_process = argv is None
     argv = sys.argv[1:] if argv is None else argv
     try:
         opts = parse(argv)
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         return _through_server(root, opts)
     try:
         root.require()
+        if as_process:             # root's mail is queued as the server's user, as `mailctl send`
+            from engine.privileges import act_as_root_owner
+            act_as_root_owner(root.path)
         settings = settings_mod.load(root.config_file, "mailctl.toml")
         limit = int(settings.limits.max_message_size_mb * 1024 * 1024) or (1 << 30)
         data = read_message(sys.stdin.buffer, opts["ignore_dots"], limit)

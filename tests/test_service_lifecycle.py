@@ -94,8 +94,9 @@ def test_daemon_start_status_reload_stop(tmp_path):
             assert part in line, (part, line)
         human = mailctl(root, "status")
         assert "smtp" in human.stdout and "uptime" in human.stdout
-        [secondary] = json.loads(mailctl(root, "status", "--json").stdout)["processes"][1:]
-        assert f"serving processes {secondary}" in human.stdout
+        serving = json.loads(mailctl(root, "status", "--json").stdout)["processes"]
+        assert len(serving) == 2 and pid not in serving
+        assert f"serving processes {serving[0]}, {serving[1]}" in human.stdout
         assert mailctl(root, "reload").returncode == 0
         os.kill(pid, signal.SIGHUP)                              # SIGHUP reloads too
         time.sleep(0.3)
@@ -173,23 +174,18 @@ def test_several_serving_processes_share_the_listeners(tmp_path):
             except OSError:
                 pass
             time.sleep(0.1)
-        assert len(children) == 1
-        time.sleep(1.0)                       # the secondary binds the same port
+            if len(children) < 2:
+                children = []
+        assert len(children) == 2
+        time.sleep(1.0)                       # both serving processes are up
         for i in range(30):
             assert send(proc.ports["smtp"], "alice@example.com", f"m{i}") == {}
         time.sleep(0.3)                       # the last log lines written
-        proc.kill()                           # SIGKILL the primary: the secondary notices and stops
-        deadline = time.monotonic() + 10
-        while os.path.exists(f"/proc/{children[0]}") and time.monotonic() < deadline:
-            try:
-                os.waitpid(children[0], os.WNOHANG)
-            except ChildProcessError:
-                pass
-            time.sleep(0.1)
-        status = open(f"/proc/{children[0]}/status").read() if os.path.exists(f"/proc/{children[0]}") else ""
-        assert not status or "zombie" in status
     assert len(os.listdir(root.mail_dir / "example.com" / "alice" / "new")) == 30
     log = (root.log_dir / "mailctl.log").read_text()
-    assert f"started 1 more serving processes: {children[0]}" in log
-    assert log.count("listening: smtp on") == 2   # both processes log to the one file
+    assert f"started 2 serving processes: {children[0]}, {children[1]}" in log or \
+        f"started 2 serving processes: {children[1]}, {children[0]}" in log
+    assert log.count("listening: smtp on") == 1         # the supervisor binds once
+    for pid in children:                                  # every process logs to the one file
+        assert f"serving process {pid} ready in slot" in log
     assert log.count("queued as") == 30
