@@ -191,6 +191,9 @@ def test_commands_at_the_open_file_limit_get_temporary_failures(fd_limited):
     fill_descriptors(proc, flood)
     pop.send(f"PASS {PASSWORD}\r\n".encode())
     assert pop.line().startswith(b"-ERR [SYS/TEMP]")
+    # over implicit TLS there is nothing to say in plain text: closed at once, not left waiting
+    with socket.create_connection(("127.0.0.1", proc.ports["imaps"]), timeout=10) as tls:
+        assert tls.recv(100) == b""
     for sock in flood:
         sock.close()
     wait_for_fds_below(serving_pid(imap.sock, proc.proc.pid), NOFILE // 2)
