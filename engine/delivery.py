@@ -1,9 +1,10 @@
 """Delivering one accepted message: expand recipients through the directory, write every
 local copy and the queue entry for external targets, and make them visible together.
 
-All copies are staged first (written and fsync'd in tmp/ and queue/messages/); only when
-every one succeeded are they committed. If anything fails, every staged copy is removed,
-so a message is either delivered to all its recipients or visible nowhere.
+All copies are staged first (written and fsync'd in tmp/, queue/messages/ and a temp
+envelope); only when every one succeeded are they committed, by renames, which need no
+room on a full disk. If anything fails, every staged copy is removed (and any committed
+one withdrawn), so a message is either delivered to all its recipients or visible nowhere.
 """
 from __future__ import annotations
 
@@ -121,9 +122,15 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
             outcome.queue_id = queued.commit()
             outcome.external = external
     except BaseException:
+        # Every write came before the first commit, so what fails here is usually staging;
+        # a commit that fails (a rename into a directory that needs a new block on a full
+        # disk) withdraws the copies already committed: the sender will try again.
         for address, item in staged:
-            if address not in outcome.delivered:
+            if address in outcome.delivered:
+                item.withdraw()
+            else:
                 item.abort()
+        outcome.delivered.clear()
         if queued is not None and outcome.queue_id is None:
             queued.abort()
         raise

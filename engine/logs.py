@@ -9,15 +9,22 @@ handoff the event loop pays for).
 Every serving process of a root appends to the same mailctl.log (O_APPEND: whole writes
 never interleave). Only the supervisor rotates it by size; the others notice the new file
 and reopen it.
+
+A log that cannot be written (a full or read-only disk) never stops mail: the lines wait
+in memory (up to MAX_PENDING bytes; past that, new ones are counted and dropped) and are
+written, in order, once the disk takes them again, retried every second meanwhile. A
+batch is written only when the disk has room for all of it, so no line is torn.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import logging.handlers
 import os
 import queue
 import sys
 import threading
+import time
 
 from .root import Root
 
@@ -25,6 +32,8 @@ FORMAT = "%(asctime)s %(levelname)s %(message)s"
 LOG_NAME = "mailctl.log"
 MAX_BYTES = 20 * 1024 * 1024
 BACKUPS = 5
+MAX_PENDING = 4 * 1024 * 1024      # log bytes kept in memory while the file takes no writes
+RETRY_SECONDS = 1.0
 _writer: "LogWriter | None" = None
 _CHECK_SIZE = object()       # queued instead of a record: rotate if the file grew too big
 
@@ -39,16 +48,32 @@ class LogWriter(threading.Thread):
         self.owner = owner          # the serving processes' account, when the supervisor runs as root
         self.formatter = logging.Formatter(FORMAT)
         self.fd = -1
-        self._open()
+        self.pending = bytearray()          # formatted lines not yet in the file
+        self.dropped = 0                    # lines given up while the file took no writes
+        self.failing = False
+        try:
+            self._open()
+        except OSError:
+            self.fd = -1                    # opened at the first line the disk takes
 
     def _open(self) -> None:
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         if self.owner is not None:  # a file the supervisor creates must stay writable by them
             os.fchown(self.fd, self.owner.uid, self.owner.gid)
 
+    def _reopen(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        self._open()
+
     def run(self) -> None:
         while True:
-            batch = [self.records.get()]
+            try:
+                batch = [self.records.get(timeout=RETRY_SECONDS if self.pending else None)]
+            except queue.Empty:
+                self._flush()               # lines waiting for room: try again
+                continue
             with_stop = False
             while True:
                 try:
@@ -64,7 +89,8 @@ class LogWriter(threading.Thread):
             if batch:
                 self._write(batch)
             if with_stop:
-                os.close(self.fd)
+                if self.fd >= 0:
+                    os.close(self.fd)
                 return
 
     def _write(self, batch: list[logging.LogRecord]) -> None:
@@ -75,12 +101,11 @@ class LogWriter(threading.Thread):
             except Exception:           # noqa: BLE001 - a bad record must not stop logging
                 lines.append(f"{record.levelname} (unprintable log record: {record.msg!r})\n")
         text = "".join(lines)
-        data = text.encode("utf-8", "replace")
-        try:
-            self._follow_file(len(data))
-            os.write(self.fd, data)
-        except OSError as e:
-            print(f"mailctl: cannot write {self.path}: {e.strerror}", file=sys.stderr)
+        if len(self.pending) < MAX_PENDING:
+            self.pending += text.encode("utf-8", "replace")
+        else:
+            self.dropped += len(lines)
+        self._flush()
         if self.stderr:
             try:
                 sys.stderr.write(text)
@@ -94,24 +119,54 @@ class LogWriter(threading.Thread):
         except OSError as e:
             print(f"mailctl: cannot rotate {self.path}: {e.strerror}", file=sys.stderr)
 
+    def _flush(self) -> None:
+        """Write what is pending; what the disk does not take stays pending, in order (a
+        short write leaves the rest of its line, so no line is torn)."""
+        try:
+            self._follow_file(len(self.pending))
+            self._check_room()
+            while self.pending:
+                del self.pending[:os.write(self.fd, self.pending)]
+        except OSError as e:
+            if not self.failing:
+                print(f"mailctl: cannot write {self.path}: {e.strerror}; log lines wait until it can",
+                      file=sys.stderr)
+            self.failing = True
+            return
+        if self.failing:
+            self.failing = False
+            if self.dropped:
+                lost = f"{time.strftime('%Y-%m-%d %H:%M:%S')} WARNING log: {self.dropped} line(s) lost " \
+                       f"while this file could not be written\n"
+                self.dropped = 0
+                self.pending += lost.encode()
+                self._flush()
+
+    def _check_room(self) -> None:
+        """Refuse a write the disk cannot take whole: a short write would leave half a line
+        for another serving process to append its own lines to."""
+        st = os.fstatvfs(self.fd)
+        free = (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
+        if free < len(self.pending):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
     def _follow_file(self, incoming: int) -> None:
-        """The supervisor rotates by size; every process reopens a file that was rotated away."""
+        """The supervisor rotates by size; every process reopens a file that was rotated away
+        (or that it could not open before)."""
         try:
             on_disk = os.stat(self.path)
         except FileNotFoundError:
             on_disk = None
-        mine = os.fstat(self.fd)
-        if on_disk is None or (on_disk.st_ino, on_disk.st_dev) != (mine.st_ino, mine.st_dev):
-            os.close(self.fd)
-            self._open()
+        mine = os.fstat(self.fd) if self.fd >= 0 else None
+        if mine is None or on_disk is None or (on_disk.st_ino, on_disk.st_dev) != (mine.st_ino, mine.st_dev):
+            self._reopen()
             mine = os.fstat(self.fd)
         if self.rotate and mine.st_size and mine.st_size + incoming > MAX_BYTES:
             for i in range(BACKUPS - 1, 0, -1):
                 if os.path.exists(f"{self.path}.{i}"):
                     os.replace(f"{self.path}.{i}", f"{self.path}.{i + 1}")
             os.replace(self.path, f"{self.path}.1")
-            os.close(self.fd)
-            self._open()
+            self._reopen()
 
 
 def setup(root: Root, level: str = "info", stderr: bool = True, rotate: bool = True, owner=None) -> None:

@@ -609,6 +609,7 @@ class Staged:
         self.size = size
         self.to_cur = to_cur
         self.assign_uid = True
+        self.dest: Path | None = None         # where commit() put it
         self._done = False
 
     def commit(self) -> Delivered:
@@ -633,12 +634,22 @@ class Staged:
             with contextlib.suppress(OSError):
                 os.unlink(dest)
             raise
+        self.dest = dest
         return Delivered(folder.name, uid, dest)
 
     def abort(self) -> None:
         self._done = True
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.tmp_path)
+
+    def withdraw(self) -> None:
+        """Take a committed copy back (best effort) when the delivery it is part of fails
+        as a whole, so no recipient has a message its sender was told was not taken."""
+        if self.dest is None:
+            return self.abort()
+        with contextlib.suppress(OSError):
+            os.unlink(self.dest)
+            self.folder.maildir._quota_add(-self.size, -1)
 
 
 class _CommitGroup:

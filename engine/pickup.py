@@ -14,6 +14,8 @@ At start, a .work file with a .commit marker is finished from the marker (copies
 in tmp/ are committed, a missing queue envelope is written); one without a marker was
 never committed anywhere and is taken again from the start.
 A file that cannot be taken goes to pickup/failed/NAME.eml with NAME.eml.error saying why.
+A full or read-only disk is not the file's fault: it stays in pickup/ (logged once) and
+is taken at a later pass, once there is room.
 
 The envelope comes from X-Sender / X-Receiver when present (hMailServer's convention;
 they are removed), else from From and To/Cc/Bcc. Bcc is removed.
@@ -30,6 +32,7 @@ import stat
 import time
 from pathlib import Path
 
+from .storage_errors import is_storage_fault
 from .errors import InvalidInput, MailError
 from .root import atomic_write, fsync_dir
 from .settings import MESSAGE_SIZE_CEILING, message_size_limit
@@ -49,6 +52,7 @@ class Pickup:
         self.seen: dict[str, tuple[int, int, float]] = {}      # name -> (size, mtime_ns, first seen stable)
         self.taken = 0
         self.rejected = 0
+        self.waiting: set[str] = set()        # files left in pickup/ for want of room (logged once)
 
     def ensure(self) -> None:
         for d in (self.dir, self.work, self.failed):
@@ -85,6 +89,7 @@ class Pickup:
         for name in list(self.seen):
             if name not in present:
                 del self.seen[name]
+        self.waiting &= present
         return sorted(out)
 
     # -- taking one file (blocking) --
@@ -103,6 +108,10 @@ class Pickup:
             os.rename(src, work)
         except FileNotFoundError:
             return None
+        except OSError as e:
+            if not is_storage_fault(e):
+                raise
+            return self._wait_for_room(None, name, e)
         self.seen.pop(name, None)
         return self._process(token, name, st)
 
@@ -121,9 +130,16 @@ class Pickup:
                 raise InvalidInput("no recipient accepted: " + "; ".join(
                     f"{k}: {v}" for k, v in outcome.rejected.items()))
         except (InvalidInput, OSError, UnicodeError) as e:
-            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
             self._drop_marker(token)
-            self._fail(token, name, why)
+            if is_storage_fault(e):
+                return self._wait_for_room(token, name, e)
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            try:
+                self._fail(token, name, why)
+            except OSError as note_error:
+                if not is_storage_fault(note_error):
+                    raise
+                return self._wait_for_room(token, name, note_error)     # its .error note does not fit
             return f"{name}: refused: {why}"
         except MailError as e:
             # not the file's fault (quota, lock timeout...): leave it for the next pass
@@ -133,6 +149,7 @@ class Pickup:
             return f"{name}: retry later: {e}"
         self._cleanup(token)
         self.taken += 1
+        self.waiting.discard(name)
         parts = []
         if outcome.delivered:
             parts.append(f"delivered to {len(outcome.delivered)} mailbox(es)")
@@ -153,7 +170,7 @@ class Pickup:
         atomic_write(self.work / f"{token}.commit", json.dumps(record))
 
     def _drop_marker(self, token: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):        # one left behind is dropped at the next start
             os.unlink(self.work / f"{token}.commit")
 
     def _finish(self, token: str) -> None:
@@ -184,6 +201,15 @@ class Pickup:
             os.unlink(self.work / f"{token}.eml")
         fsync_dir(self.work)
         self._drop_marker(token)
+
+    def _wait_for_room(self, token: str | None, name: str, e: OSError) -> str:
+        """Not the file's fault: back to pickup/ (when claimed), for a later pass."""
+        if token is not None:
+            self._unclaim(token, name)
+        if name not in self.waiting:
+            self.waiting.add(name)
+            log.warning("pickup %s: %s; it stays in pickup/ until there is room", name, e.strerror)
+        return f"{name}: waiting for room on the disk"
 
     def _unclaim(self, token: str, name: str) -> None:
         with contextlib.suppress(OSError):

@@ -33,7 +33,7 @@ import tomli_w
 
 from . import uniq
 from .errors import MailError, NotFound
-from .root import Root, atomic_write, fsync_dir
+from .root import Root, atomic_write, fsync_dir, write_temp
 
 STATES = ("active", "deferred", "hold")
 CLAIM_XATTR = "user.mailctl.claim"
@@ -91,6 +91,12 @@ class Envelope:
     auth_user: str = ""
     state: str = "deferred"
     extra: dict = field(default_factory=dict)
+    notice_due: list[str] = field(default_factory=list)   # failed recipients whose DSN is still to write
+
+    @property
+    def done(self) -> bool:
+        """Nothing left to do: every recipient sent or failed, and every failure notified."""
+        return all(r.done for r in self.recipients) and not self.notice_due
 
     def to_dict(self) -> dict:
         d = {"id": self.id, "sender": self.sender, "created": self.created,
@@ -102,6 +108,8 @@ class Envelope:
              "recipients": [r.to_dict() for r in self.recipients]}
         if self.extra:
             d["extra"] = self.extra
+        if self.notice_due:
+            d["notice_due"] = list(self.notice_due)
         return d
 
     @classmethod
@@ -114,7 +122,7 @@ class Envelope:
                    last_error=d.get("last_error", ""), delay_notified=d.get("delay_notified", False),
                    last_attempt=d.get("last_attempt", 0.0), claim=d.get("claim", ""),
                    size=d.get("size", 0), source=d.get("source", ""), auth_user=d.get("auth_user", ""),
-                   state=state, extra=d.get("extra", {}))
+                   state=state, extra=d.get("extra", {}), notice_due=list(d.get("notice_due", [])))
 
 
 class Queue:
@@ -143,7 +151,12 @@ class Queue:
         now = time.time() if now is None else now
         env = Envelope(id=qid, sender=sender, recipients=[Recipient(r) for r in recipients],
                        created=now, next_attempt=now, size=len(data), source=source, auth_user=auth_user)
-        return StagedItem(self, env)
+        try:
+            return StagedItem(self, env)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.body_path(qid))
+            raise
 
     def enqueue(self, sender: str, recipients: list[str], data: bytes, **kw) -> str:
         staged = self.stage(sender, recipients, data, **kw)
@@ -156,6 +169,12 @@ class Queue:
         # queue files), so the runner finds due items with stat() alone.
         atomic_write(self.envelope_path(env.id, env.state), tomli_w.dumps(env.to_dict()),
                      mtime=env.next_attempt or None)
+
+    def write_staged(self, env: Envelope) -> Path:
+        """The envelope written and fsync'd under a temp name; renaming it into place
+        (StagedItem.commit) is what makes the item exist."""
+        return write_temp(self.envelope_path(env.id, env.state), tomli_w.dumps(env.to_dict()),
+                          mtime=env.next_attempt or None)
 
     def attempt_path(self, qid: str) -> Path:
         return self.dir / "active" / f"{qid}.attempt"
@@ -254,7 +273,7 @@ class Queue:
         A `queue hold` or `queue delete` may have moved the envelope while it was being
         delivered; the outcome then goes where it is now (or nowhere, when deleted)."""
         env.claim = ""
-        done = all(r.done for r in env.recipients)
+        done = env.done
         self._drop_attempt(env.id)
         for where in ("active", "hold"):
             if self.envelope_path(env.id, where).exists():
@@ -417,13 +436,20 @@ class Queue:
 
 
 class StagedItem:
+    """A queue item with its body and envelope on disk, not yet visible. Both are written
+    when it is staged, so committing it needs no room on the disk: only a rename."""
+
     def __init__(self, queue: Queue, envelope: Envelope):
         self.queue, self.envelope = queue, envelope
+        self.staged_envelope = queue.write_staged(envelope)
 
     def commit(self) -> str:
-        self.queue.write(self.envelope)
+        target = self.queue.envelope_path(self.envelope.id, self.envelope.state)
+        os.replace(self.staged_envelope, target)
+        fsync_dir(target.parent)
         return self.envelope.id
 
     def abort(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.queue.body_path(self.envelope.id))
+        for path in (self.staged_envelope, self.queue.body_path(self.envelope.id)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)

@@ -148,6 +148,21 @@ def atomic_write(path: str | os.PathLike, data, mode: int = 0o640,
     data: bytes, str, or an iterable of bytes pieces (a large message).
     A full or read-only disk raises StorageError naming path; the old file stays as it was."""
     target = Path(path)
+    tmp = write_temp(target, data, mode, mtime)
+    with storage_faults(target):
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        fsync_dir(target.parent)
+
+
+def write_temp(target: Path, data, mode: int = 0o640, mtime: float | None = None) -> Path:
+    """The first half of atomic_write: data in a fsync'd temp file beside target, to be
+    renamed onto it later (so every byte is on disk before anything becomes visible).
+    Nothing is left behind when it fails."""
     if isinstance(data, str):
         data = data.encode("utf-8")
     tmp = temp_name(target)
@@ -164,12 +179,11 @@ def atomic_write(path: str | os.PathLike, data, mode: int = 0o640,
                 os.fsync(f.fileno())
             if mtime is not None:
                 os.utime(tmp, (mtime, mtime))
-            os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        fsync_dir(target.parent)
+    return tmp
 
 
 def create_exclusive(path: str | os.PathLike, data: bytes = b"", mode: int = 0o640) -> bool:

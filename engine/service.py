@@ -25,7 +25,7 @@ import time
 
 import tomli_w
 
-from . import control, listeners, localsubmit, logs, privileges
+from . import control, diskspace, listeners, localsubmit, logs, privileges
 from .errors import MailError
 from .queue import Queue
 from .root import Root, atomic_write
@@ -258,7 +258,8 @@ class Service:
                 "connections_total": _add_up(p["connections_total"] for p in parts),
                 "queue_size": queue_size, "counters": _add_up(p["counters"] for p in parts),
                 "ports": {name: addrs[0][1] for name, addrs in rt.ports.items() if addrs},
-                "config_problems": list(self.watcher.last_problems) if self.watcher else []}
+                "config_problems": list(self.watcher.last_problems) if self.watcher else [],
+                "disk": await rt.run_blocking(diskspace.status, self.root, rt.settings)}
 
     # -- stop --
     async def stop(self, deadline: float = STOP_DEADLINE_S) -> None:

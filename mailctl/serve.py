@@ -189,11 +189,26 @@ def status(ctx: Context, as_json: bool) -> None:
     restarts = str(reply.get("restarts", 0)) + (f" (last: pid {last['pid']} {last['how']})" if last else "")
     fields({"running": running + ")", "uptime": _duration(reply["uptime_s"]),
             "connections": reply["connections"], "queue": reply["queue_size"],
-            "restarts": restarts, "config problems": len(reply.get("config_problems", []))})
+            "restarts": restarts, "config problems": len(reply.get("config_problems", [])),
+            "disk": _disk(reply.get("disk"))})
     for problem in reply.get("config_problems", []):
         click.echo(f"  {problem}")
     table(reply["listeners"], [("name", "Listener"), ("addresses", "Addresses"), ("tls", "TLS"),
                                ("connections", "Connections")])
+
+
+def _disk(disk: dict | None) -> str:
+    """Free space of the root's file system, and a warning below the reserve."""
+    if not disk:
+        return "unknown"
+    mb = 1024 * 1024
+    text = f"{disk['free_bytes'] / mb:.1f} MB free of {disk['total_bytes'] / mb:.1f} MB " \
+           f"(reserve {disk['reserve_bytes'] / mb:.1f} MB)"
+    if disk.get("read_only"):
+        return text + "; WARNING: read-only, new mail is refused"
+    if disk.get("below_reserve"):
+        return text + "; WARNING: below the reserve, new mail is refused (452 4.3.1)"
+    return text
 
 
 # -- quickstart --------------------------------------------------------------------------

@@ -10,6 +10,12 @@ deferred/ (or remove the item when every recipient is done).
 
 Items in active/ at start were left by a crash: they go back to deferred/.
 Connections to a host are reused for the next message to it (a small idle pool).
+
+A full or read-only disk (ENOSPC, EDQUOT, EROFS) loses nothing and sends nothing twice:
+an outcome that cannot be written is kept for a later pass (outcomes.py); an item whose
+attempt record cannot be written goes back to deferred/ untried; a notice that cannot be
+written is owed (Envelope.notice_due) and written at the item's next attempt, so the
+item is not removed before it is.
 """
 from __future__ import annotations
 
@@ -23,10 +29,12 @@ import ssl
 import time
 from dataclasses import dataclass
 
-from .. import control
+from .. import control, diskspace
+from ..storage_errors import is_storage_fault
 from ..errors import MailError
 from ..queue import Envelope, Queue, Recipient
 from . import dsn, mx
+from .outcomes import Outcomes
 from .client import Connection, Reply, SMTPError, to_wire, unverified_context, verified_context
 from .routes import Route, Router
 
@@ -178,6 +186,8 @@ class Runner:
         self._resolver = None
         self._local = _local_addresses()
         self.stats = {"sent": 0, "deferred": 0, "failed": 0, "attempts": 0}
+        self.outcomes = Outcomes(self.queue, self.blocking, log)
+        self.disk = diskspace.Watch(log)
 
     # -- settings-derived state, rebuilt on reload --
     @property
@@ -246,12 +256,13 @@ class Runner:
     async def run_once(self, force: bool = False) -> int:
         """Deliver everything due now (everything when force) and wait until done."""
         self._refresh()
+        await self.outcomes.save_pending()
         ids = await self.due(force)
         sem = asyncio.Semaphore(self.settings.queue.concurrency)
 
         async def one(qid):
             async with sem:
-                await self.process(qid, force)
+                await self._guarded(qid, force)
 
         await asyncio.gather(*(one(q) for q in ids))
         await self.pool.prune()
@@ -264,7 +275,10 @@ class Runner:
         try:
             while not stopping.is_set():
                 self._refresh()
-                force = await self.blocking(self.queue.take_flush_request)
+                with contextlib.suppress(OSError):
+                    await self.blocking(self.disk.check, self.root, self.settings)
+                await self.outcomes.save_pending()
+                force = await self._take_flush_request()
                 if force or not self.settings.queue.offline:
                     for qid in await self.due(force):
                         if stopping.is_set():
@@ -290,10 +304,21 @@ class Runner:
     async def _guarded(self, qid: str, force: bool = False) -> None:
         try:
             await self.process(qid, force)
-        except Exception:  # noqa: BLE001 - one bad item must not stop the runner
-            log.exception("queue %s: delivery attempt failed unexpectedly; it stays queued", qid)
+        except Exception as e:  # noqa: BLE001 - one bad item must not stop the runner
+            if is_storage_fault(e):
+                self.outcomes.trouble(qid, e)
+            else:
+                log.exception("queue %s: delivery attempt failed unexpectedly; it stays queued", qid)
         finally:
             self.inflight.discard(qid)
+
+    async def _take_flush_request(self) -> bool:
+        try:
+            return await self.blocking(self.queue.take_flush_request)
+        except OSError as e:          # read-only: the request stays for later
+            if not is_storage_fault(e):
+                raise
+            return False
 
     # -- one item --
     async def process(self, qid: str, force: bool = False) -> None:
@@ -306,7 +331,7 @@ class Runner:
         except BaseException:
             # Leave it for the next pass (its next_attempt is already written).
             with contextlib.suppress(Exception):
-                await self.blocking(self.queue.finish, env, "deferred")
+                await self.outcomes.finish(env)
             raise
 
     def _prepare(self, qid: str, force: bool = False):
@@ -329,7 +354,18 @@ class Runner:
         env.last_attempt = now
         env.next_attempt = now + schedule_delay(self._retry_minutes(pending), env.attempts)
         env.claim = self.owner
-        self.queue.write_attempt(env)       # the next attempt is on disk before we try
+        try:
+            self.queue.write_attempt(env)   # the next attempt is on disk before we try
+        except OSError as e:
+            if not is_storage_fault(e):
+                raise
+            # no attempt without its record: back to deferred/ untried (a rename needs no room;
+            # on a read-only disk a later pass does it)
+            with contextlib.suppress(OSError):
+                self.queue.move(env, "deferred")
+            if env.state == "active":
+                self.outcomes.unsaved[env.id] = env
+            raise
         try:
             data = self.queue.body_path(env.id).read_bytes()
         except FileNotFoundError:
@@ -376,19 +412,22 @@ class Runner:
                 newly_failed.append(r)
             still = []
         self.stats["failed"] += len(newly_failed)
-        if newly_failed:
-            await self._notify_safely(env, newly_failed, "failed", data)
+        owed = [r for r in env.recipients if r.address in env.notice_due and r not in newly_failed]
+        if newly_failed or owed:
+            env.notice_due = []
+            if not await self._notify_safely(env, owed + newly_failed, "failed", data):
+                env.notice_due = [r.address for r in owed + newly_failed]
         if still:
             self.stats["deferred"] += 1
             env.last_code = still[0].code
             env.last_error = still[0].reply
             hours = float(s.queue.delay_notice_hours)
             if hours > 0 and not env.delay_notified and now - env.created >= hours * 3600 and env.sender:
-                env.delay_notified = True
-                await self._notify_safely(env, still, "delayed", data)
+                # a notice the disk could not take is tried again at the next attempt
+                env.delay_notified = await self._notify_safely(env, still, "delayed", data)
         elif newly_failed:
             env.last_code, env.last_error = newly_failed[0].code, newly_failed[0].reply
-        await self.blocking(self.queue.finish, env, "deferred")
+        await self.outcomes.finish(env)
         self.cache.pop(env.id, None)
 
     def _retry_minutes(self, pending: list[Recipient]):
@@ -410,12 +449,17 @@ class Runner:
             return data
 
     # -- notifications --
-    async def _notify_safely(self, env: Envelope, recipients, action: str, data: bytes) -> None:
-        """A notice that cannot be written must not undo the attempt's recorded results."""
+    async def _notify_safely(self, env: Envelope, recipients, action: str, data: bytes) -> bool:
+        """A notice that cannot be written must not undo the attempt's recorded results.
+        False when the disk could not take it (full, read-only): to be tried again."""
         try:
             await self.blocking(self._notify, env, recipients, action, data)
         except Exception as e:  # noqa: BLE001
+            if is_storage_fault(e):
+                log.warning("queue %s: the %s notice waits for room on the disk: %s", env.id, action, e.strerror)
+                return False
             log.error("queue %s: could not write the %s notice: %s", env.id, action, e)
+        return True
 
     def _notify(self, env: Envelope, recipients: list[Recipient], action: str, data: bytes) -> None:
         to = dsn.notify(self.root, self.settings, self.runtime.directory, env, recipients, action, data,

@@ -8,7 +8,8 @@
   command line length, command timeout (421 4.4.2), total DATA time, size, recipients;
 - AUTH PLAIN/LOGIN against the directory with failure delay and auto-ban;
 - relay policy on the resolved address (policy.py);
-- delivery before 250: every copy durable (engine.delivery) or 451 4.3.0 and none visible.
+- delivery before 250: every copy durable (engine.delivery) or 451 4.3.0 and none visible;
+  a full or read-only disk gets 452 4.3.1, at MAIL FROM already below the free-space reserve.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import time
 import aiosmtpd
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, TLSSetupException, _AuthMechAttr, login_always_fail
 
-from .. import delivery, headers as headers_mod, memtrim, overload, queue as queue_mod
+from .. import delivery, diskspace, headers as headers_mod, memtrim, overload, queue as queue_mod, storage_errors
 from ..heldoutput import with_held
 from ..largemsg import LargeMessage, close_quietly
 from ..settings import message_size_limit
@@ -116,6 +117,10 @@ class _Hooks:
             self.proto.runtime.log.info("smtp: %s: TLS handshake failed: %s", self.proto.peer_ip,
                                         error.__cause__ or error)
             return "421 4.7.0 TLS handshake failed"
+        if storage_errors.is_storage_fault(error):
+            # a write of some session state met a full or read-only disk: temporary, no bug
+            self.proto.runtime.log.warning("smtp: %s: %s", self.proto.peer_ip, error)
+            return diskspace.INSUFFICIENT
         self.proto.runtime.log.exception("smtp: %s: internal error", self.proto.peer_ip)
         return "421 4.3.0 Local Error In Processing, Closing Connection"
 
@@ -528,10 +533,23 @@ class MailSMTP(SMTP):
         shared = rt.sessions.shared       # counted across every serving process
         if per_minute and shared is not None and not shared.allow(f"messages {self.peer_ip}", per_minute):
             return "450 4.7.1 Too Many Messages From Your Address, Try Again Later"
+        if not await self.room_for(_size_option(options)):
+            return diskspace.INSUFFICIENT
         self.envelope.mail_from = sender if sender else "<>"
         self.envelope.mail_options.extend(options)
         self.accepted, self.rejected, self.txn_started = [], [], True
         return "250 2.1.0 Ok"
+
+    async def room_for(self, size: int) -> bool:
+        """Is there room for a message of `size` bytes above the free-space reserve?"""
+        rt = self.runtime
+        space = diskspace.cached(rt.root.path) or await rt.run_blocking(diskspace.measure, rt.root.path)
+        if space.room_for(size, diskspace.reserve_bytes(rt.settings)):
+            return True
+        rt.log.info("smtp: %s: MAIL FROM refused: %s", self.peer_ip,
+                    "the mail root is read-only" if space.read_only else
+                    f"{space.free} bytes free, SIZE={size}, below the reserve (limits.min_free_space_mb)")
+        return False
 
     async def smtp_MAIL(self, arg: str) -> None:
         if arg and _BAD_SIZE.search(arg):
@@ -540,10 +558,7 @@ class MailSMTP(SMTP):
         await super().smtp_MAIL(arg)
 
     def declared_size(self) -> int:
-        for opt in self.envelope.mail_options:
-            if opt.startswith("SIZE=") and opt[5:].isascii() and opt[5:].isdigit():
-                return int(opt[5:])
-        return 0
+        return _size_option(self.envelope.mail_options)
 
     async def on_rcpt(self, address: str, options: list[str]) -> str:
         rt, settings = self.runtime, self.runtime.settings
@@ -626,7 +641,7 @@ class MailSMTP(SMTP):
                     f"Size: {result.size // 1024} KB, Max size: {limit // 1024} KB"), ""
         if result.error is not None:
             rt.log.warning("smtp: %s: %s: cannot keep the message: %s", self.peer_ip, txid, result.error.strerror)
-            return "452 4.3.1 Insufficient system storage", ""
+            return diskspace.INSUFFICIENT, ""
         content = result.content
         if result.bare_cr or result.bare_lf:
             if settings.relay.allow_bare_lf_from_trusted and self.client.trusted:
@@ -655,7 +670,11 @@ class MailSMTP(SMTP):
         try:
             outcome = await rt.run_blocking(_deliver, rt, sender, list(self.envelope.rcpt_tos),
                                             content, self.client.user)
-        except Exception:
+        except Exception as e:
+            if storage_errors.is_storage_fault(e):
+                # a full or read-only disk: temporary, and nothing of the message is left
+                rt.log.warning("smtp: %s: %s not stored: %s", self.peer_ip, txid, e.strerror)
+                return diskspace.INSUFFICIENT, ""
             rt.log.exception("smtp: %s: delivery of %s failed", self.peer_ip, txid)
             return "451 4.3.0 Local Error In Processing, Try Again Later", ""
         if not outcome.delivered and outcome.queue_id is None:
@@ -692,6 +711,14 @@ class MailSMTP(SMTP):
             self.log_transaction("", 0, "", result=f"aborted ({why})")
         self.txn_started = False
         self.accepted, self.rejected = [], []
+
+
+def _size_option(options) -> int:
+    """The SIZE=n a client gave with MAIL FROM (RFC 1870), else 0."""
+    for opt in options:
+        if opt[:5].upper() == "SIZE=" and opt[5:].isascii() and opt[5:].isdigit():
+            return int(opt[5:])
+    return 0
 
 
 def _helo_ok(name: str) -> bool:
@@ -752,5 +779,8 @@ def _bounce_rejected(rt, sender: str, txid: str, rejected: dict, content: bytes)
                                       dsn=why.status) for rcpt, why in rejected.items()]
     try:
         dsn.notify(rt.root, rt.settings, rt.directory, env, recipients, "failed", content, now=now, log=rt.log)
-    except Exception:  # noqa: BLE001 - the accepted copies stand; the log says what was lost
-        rt.log.exception("smtp: %s: could not write the DSN for %s", txid, ", ".join(rejected))
+    except Exception as e:  # noqa: BLE001 - the accepted copies stand; the log says what was lost
+        if storage_errors.is_storage_fault(e):
+            rt.log.error("smtp: %s: could not write the DSN for %s: %s", txid, ", ".join(rejected), e.strerror)
+        else:
+            rt.log.exception("smtp: %s: could not write the DSN for %s", txid, ", ".join(rejected))
