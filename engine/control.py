@@ -34,7 +34,7 @@ def register(name: str, fn: Handler) -> None:
 
 
 def socket_path(root: Root, slot: int = 0) -> Path:
-    """The primary's socket (slot 0), or a secondary serving process's own."""
+    """The supervisor's socket (slot 0), or a serving process's own (slot 1..N)."""
     return root.run_dir / (SOCKET_NAME if slot == 0 else f"control.{slot}.sock")
 
 
@@ -95,7 +95,7 @@ _keep_open: list[int] = []
 
 
 async def ask(path: Path, command: str, timeout: float = 5.0, **args) -> dict:
-    """request() from inside an event loop, to a given socket (the primary asking a secondary)."""
+    """request() from inside an event loop, to a given socket (the supervisor asking a serving process)."""
     async def exchange() -> dict:
         reader, writer = await asyncio.open_unix_connection(_connectable(path))
         try:

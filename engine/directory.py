@@ -43,6 +43,7 @@ LIST_INACTIVE = Rejection(550, "5.2.1", "Distribution List Not Active")
 DOMAIN_DISABLED = Rejection(550, "5.2.1", "Domain Has Been Disabled")
 TOO_MANY_FORWARDS = Rejection(550, "5.4.6", "Mail Server Configuration Error. Too Many Recursive Forwards")
 LIST_NOT_AUTHORIZED = Rejection(550, "5.7.1", "Not authorized")
+LIST_AUTH_REQUIRED = Rejection(550, "5.7.1", "This list accepts mail only from authenticated senders")
 BAD_ADDRESS = Rejection(501, "5.1.3", "A Valid Address Is Required")
 
 
@@ -93,6 +94,7 @@ class MailingList:
     sender: str = ""
     members: tuple[str, ...] = ()
     enabled: bool = True
+    require_auth: bool = False       # hMailServer's "require SMTP authentication"
 
     @property
     def address(self) -> str:
@@ -100,7 +102,7 @@ class MailingList:
 
     def public(self) -> dict:
         return {"address": self.address, "mode": self.mode, "sender": self.sender,
-                "members": list(self.members), "enabled": self.enabled}
+                "members": list(self.members), "enabled": self.enabled, "require_auth": self.require_auth}
 
 
 @dataclass
@@ -166,7 +168,14 @@ LIST_KEYS = {
     "sender": (lambda v: isinstance(v, str), "an address or \"\""),
     "members": (_is_strlist, "a list of addresses"),
     "enabled": (lambda v: isinstance(v, bool), "true or false"),
+    "require_auth": (lambda v: isinstance(v, bool), "true or false"),
 }
+
+
+def list_requires_auth_by_default(mode: str) -> bool:
+    """An announce list takes mail only from authenticated senders unless it says otherwise:
+    its one sender's address is the easiest to forge."""
+    return mode == "announce"
 
 
 class _Problems:
@@ -261,7 +270,8 @@ def parse_domain(name: str, data: dict, text: str, where: str, settings=None) ->
         mode = v.get("mode", "public")
         if mode == "announce" and not sender:
             problems.add(path + ["mode"], "announce mode needs sender = \"address\"")
-        domain.lists[local] = MailingList(name, local, mode, sender, members, v.get("enabled", True))
+        require_auth = v.get("require_auth", list_requires_auth_by_default(mode))
+        domain.lists[local] = MailingList(name, local, mode, sender, members, v.get("enabled", True), require_auth)
     return domain, problems.items
 
 
@@ -287,6 +297,9 @@ class Resolution:
     mailboxes: list[Account] = field(default_factory=list)
     external: list[str] = field(default_factory=list)
     rejection: Rejection | None = None
+    # the address is a list that takes mail only from authenticated senders; the SMTP
+    # policy decides (local submissions through pickup, sendmail or mailctl count as such)
+    needs_authenticated_sender: bool = False
 
     @property
     def ok(self) -> bool:
@@ -533,6 +546,8 @@ class Directory:
         if lst is not None:
             if not lst.enabled:
                 return LIST_INACTIVE
+            if check_list_sender and lst.require_auth:
+                result.needs_authenticated_sender = True
             if check_list_sender and not self._may_post(lst, sender):
                 return LIST_NOT_AUTHORIZED
             follow(lst.members)

@@ -54,7 +54,7 @@ def _edit_domain(root: Root, settings, name: str, change, check=None):
     return tomlfile.edit(path, _lock(root), change, display=where, validate=validate)
 
 
-def _primary(root: Root, settings, domain: str) -> str:
+def primary_domain(root: Root, settings, domain: str) -> str:
     """The domain file a (possibly aliased) domain name lives in."""
     name = normalize_domain(domain)
     if root.domain_file(name).exists():
@@ -68,7 +68,7 @@ def _primary(root: Root, settings, domain: str) -> str:
 
 def _address(root: Root, settings, address: str) -> Address:
     a = parse_address(address)
-    return Address(a.local, _primary(root, settings, a.domain))
+    return Address(a.local, primary_domain(root, settings, a.domain))
 
 
 def _taken(doc, local: str) -> str | None:
@@ -138,7 +138,7 @@ def _retire(root: Root, mailpath: Path, rel: Path, purge: bool) -> str | None:
 
 def set_domain(root: Root, settings, name: str, **values) -> None:
     """Set top-level domain keys (enabled, catch_all, max_message_size_mb, ...)."""
-    name = _primary(root, settings, name)
+    name = primary_domain(root, settings, name)
     check = None
     if values.get("catch_all"):
         values["catch_all"] = str(parse_target(values["catch_all"], name))
@@ -151,7 +151,7 @@ def set_domain(root: Root, settings, name: str, **values) -> None:
 
 
 def add_domain_alias(root: Root, settings, domain: str, alias: str) -> None:
-    domain, alias = _primary(root, settings, domain), normalize_domain(alias)
+    domain, alias = primary_domain(root, settings, domain), normalize_domain(alias)
     directory = Directory.load(root, settings, strict=False)
     if alias in directory.domains:
         raise AlreadyExists(f"{alias} is a domain of its own; remove it first")
@@ -165,7 +165,7 @@ def add_domain_alias(root: Root, settings, domain: str, alias: str) -> None:
 
 
 def remove_domain_alias(root: Root, settings, domain: str, alias: str) -> None:
-    domain, alias = _primary(root, settings, domain), normalize_domain(alias)
+    domain, alias = primary_domain(root, settings, domain), normalize_domain(alias)
 
     def change(doc):
         aliases = doc.get("domain_aliases", [])
@@ -347,7 +347,8 @@ def set_alias_enabled(root: Root, settings, address: str, enabled: bool) -> None
 # -- lists -------------------------------------------------------------------------
 
 def add_list(root: Root, settings, address: str, mode: str, sender: str = "",
-             members: list[str] | None = None) -> str:
+             members: list[str] | None = None, require_auth: bool | None = None) -> str:
+    """Create a list; require_auth None leaves the mode's default (on for announce)."""
     a = _address(root, settings, address)
     if mode not in LIST_MODES:
         raise InvalidInput(f"mode {mode!r}: use one of {', '.join(LIST_MODES)}")
@@ -360,7 +361,10 @@ def add_list(root: Root, settings, address: str, mode: str, sender: str = "",
         taken = _taken(doc, a.local)
         if taken:
             raise AlreadyExists(f"{a} already exists as {_KIND[taken]}")
-        _table(doc, "lists")[a.local] = {"mode": mode, "sender": sender, "members": resolved, "enabled": True}
+        entry = {"mode": mode, "sender": sender, "members": resolved, "enabled": True}
+        if require_auth is not None:
+            entry["require_auth"] = require_auth
+        _table(doc, "lists")[a.local] = entry
     _edit_domain(root, settings, a.domain, change, _local_members_exist(resolved))
     return str(a)
 

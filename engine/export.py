@@ -11,7 +11,7 @@ from pathlib import Path
 from . import mutf7
 from .addresses import parse_address
 from .errors import AlreadyExists, InvalidInput, NotFound
-from .maildir import FLAG_LETTERS, Maildir
+from .maildir import Maildir
 from .root import Root
 
 _FROM = re.compile(rb"^(>*From )", re.M)

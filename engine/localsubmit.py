@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InvalidInput, MailError
+from .settings import message_size_limit
 
 SOCKET_NAME = "submit.sock"
 TIMEOUT_S = 60.0
@@ -122,7 +123,7 @@ async def _submit(runtime, caller: Caller, reader: asyncio.StreamReader) -> dict
     if not isinstance(req, dict):
         raise InvalidInput("bad request")
     settings = runtime.settings
-    limit = int(settings.limits.max_message_size_mb * 1024 * 1024) or (1 << 30)
+    limit = message_size_limit(settings)
     data = await reader.read(limit + 1)
     while len(data) <= limit:
         more = await reader.read(limit + 1 - len(data))

@@ -7,7 +7,7 @@ transactions costs a few wakeups and writes, not one per line (each wakeup is a 
 handoff the event loop pays for).
 
 Every serving process of a root appends to the same mailctl.log (O_APPEND: whole writes
-never interleave). Only the primary rotates it by size; the others notice the new file
+never interleave). Only the supervisor rotates it by size; the others notice the new file
 and reopen it.
 
 A log that cannot be written (a full or read-only disk) never stops mail: the lines wait
@@ -35,15 +35,17 @@ BACKUPS = 5
 MAX_PENDING = 4 * 1024 * 1024      # log bytes kept in memory while the file takes no writes
 RETRY_SECONDS = 1.0
 _writer: "LogWriter | None" = None
+_CHECK_SIZE = object()       # queued instead of a record: rotate if the file grew too big
 
 
 class LogWriter(threading.Thread):
-    def __init__(self, records: queue.SimpleQueue, path, stderr: bool, rotate: bool):
+    def __init__(self, records: queue.SimpleQueue, path, stderr: bool, rotate: bool, owner=None):
         super().__init__(name="mailctl-log", daemon=True)
         self.records = records
         self.path = str(path)
         self.stderr = stderr
         self.rotate = rotate
+        self.owner = owner          # the serving processes' account, when the supervisor runs as root
         self.formatter = logging.Formatter(FORMAT)
         self.fd = -1
         self.pending = bytearray()          # formatted lines not yet in the file
@@ -56,6 +58,8 @@ class LogWriter(threading.Thread):
 
     def _open(self) -> None:
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        if self.owner is not None:  # a file the supervisor creates must stay writable by them
+            os.fchown(self.fd, self.owner.uid, self.owner.gid)
 
     def _reopen(self) -> None:
         if self.fd >= 0:
@@ -79,6 +83,9 @@ class LogWriter(threading.Thread):
             if None in batch:
                 with_stop = True
                 batch = [r for r in batch if r is not None]
+            if _CHECK_SIZE in batch:
+                batch = [r for r in batch if r is not _CHECK_SIZE]
+                self._check_size()
             if batch:
                 self._write(batch)
             if with_stop:
@@ -105,6 +112,12 @@ class LogWriter(threading.Thread):
                 sys.stderr.flush()
             except (OSError, ValueError):
                 pass
+
+    def _check_size(self) -> None:
+        try:
+            self._follow_file(0)
+        except OSError as e:
+            print(f"mailctl: cannot rotate {self.path}: {e.strerror}", file=sys.stderr)
 
     def _flush(self) -> None:
         """Write what is pending; what the disk does not take stays pending, in order (a
@@ -138,7 +151,7 @@ class LogWriter(threading.Thread):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     def _follow_file(self, incoming: int) -> None:
-        """The primary rotates by size; every process reopens a file that was rotated away
+        """The supervisor rotates by size; every process reopens a file that was rotated away
         (or that it could not open before)."""
         try:
             on_disk = os.stat(self.path)
@@ -156,9 +169,9 @@ class LogWriter(threading.Thread):
             self._reopen()
 
 
-def setup(root: Root, level: str = "info", stderr: bool = True, rotate: bool = True) -> None:
+def setup(root: Root, level: str = "info", stderr: bool = True, rotate: bool = True, owner=None) -> None:
     """Send the 'mailctl' logger to log/mailctl.log (and stderr). rotate: this process is
-    the one that rotates the file (the primary)."""
+    the one that rotates the file (the supervisor); owner: the account the file belongs to."""
     global _writer
     stop()
     root.log_dir.mkdir(parents=True, exist_ok=True)
@@ -172,8 +185,15 @@ def setup(root: Root, level: str = "info", stderr: bool = True, rotate: bool = T
     # FORMAT uses none of these; each costs a call (getpid is a system call) per record
     logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
     quiet_libraries()
-    _writer = LogWriter(records, root.log_dir / LOG_NAME, stderr, rotate)
+    _writer = LogWriter(records, root.log_dir / LOG_NAME, stderr, rotate, owner)
     _writer.start()
+
+
+def check_size() -> None:
+    """Rotate the file now if it is over MAX_BYTES: the supervisor, which rotates it,
+    writes little itself while its serving processes fill it."""
+    if _writer is not None and _writer.rotate:
+        _writer.records.put(_CHECK_SIZE)
 
 
 def quiet_libraries() -> None:

@@ -748,7 +748,11 @@ class Maildir:
 
     def create(self, folders: list[str] = DEFAULT_FOLDERS, quota_bytes: int = 0) -> None:
         """Make the tree (idempotent). An existing quota is changed only by a non-zero quota_bytes."""
-        nofollow.check_dirs(self.top, self.path, missing_ok=True)
+        try:
+            nofollow.check_dirs(self.top, self.path, missing_ok=True)
+        except nofollow.LinkRefused:   # a MailError alone: servers answer it like a missing mailbox
+            raise NotFound(f"mailbox {self.path.name}: a symbolic link inside the mail root (not "
+                           f"followed); see 'mailctl config check'") from None
         created = not self.path.exists()
         for sub in ("cur", "new", "tmp"):
             (self.path / sub).mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
@@ -1426,8 +1430,13 @@ class Folder:
                    found: dict[str, Message], sizes: bool) -> list[Message]:
         """UIDs for the unknown files. Returns the Messages of those numbered now, in UID
         order (above every message in found), and adds them to found; files another
-        process numbered meanwhile go into found alone (their UIDs may be lower)."""
-        records, fresh = self._assign(list(unknown), unknown, sizes)
+        process numbered meanwhile go into found alone (their UIDs may be lower).
+        On a full or read-only disk none is numbered: they wait, unseen, for a sync that
+        can write, and the messages that have UIDs can still be read."""
+        try:
+            records, fresh = self._assign(list(unknown), unknown, sizes)
+        except StorageError:
+            return []
         make = builder.make
         numbered = builder.make_numbered(fresh, unknown, records)
         if len(fresh) < len(unknown):
@@ -1478,8 +1487,8 @@ class Folder:
             return _DECLINED
         if unknown:
             self._give_uids(unknown, builder, fresh, sizes)
-            if uidlist.generation != generation:
-                return None
+            if uidlist.generation != generation or not unknown.keys() <= fresh.keys():
+                return None      # numbered meanwhile, or not at all (a full disk): look again
         kept = [m for m in result if m.base not in fresh]      # a gone file returned None above
         merged = kept + sorted(fresh.values(), key=_by_uid)
         if kept and fresh and min(m.uid for m in fresh.values()) < kept[-1].uid:

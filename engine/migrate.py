@@ -18,7 +18,7 @@ from pathlib import Path
 from .backup import create_backup, restore_backup, store
 from .backup.create import account_key, folder_display
 from .backup.progress import SILENT, Progress
-from .errors import AlreadyExists, InvalidInput, MailError
+from .errors import AlreadyExists, InvalidInput
 from .root import Root
 
 

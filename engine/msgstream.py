@@ -51,6 +51,20 @@ class CrlfReader:
         self.f.close()
 
 
+def top(f: BinaryIO, lines: int) -> bytes:
+    """POP3 TOP: the header, the blank line and the first `lines` lines of the body (CRLF),
+    reading no further into the file than that."""
+    reader = CrlfReader(f)
+    data = b""
+    while piece := reader.next_piece():
+        data += piece
+        end = data.find(b"\r\n\r\n")
+        if end >= 0 and data.count(b"\r\n", end + 4) >= lines:
+            break
+    head, sep, body = data.partition(b"\r\n\r\n")
+    return head + (b"\r\n\r\n" + b"\r\n".join(body.split(b"\r\n")[:lines]) if sep else b"")
+
+
 def dot_stuff(piece: bytes, at_line_start: bool) -> bytes:
     """POP3/SMTP transparency (RFC 1939 §3): a line that starts with "." gets another one.
     at_line_start: the previous piece ended with a line end (or this is the first)."""

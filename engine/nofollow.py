@@ -42,7 +42,14 @@ def report(path: str | os.PathLike) -> None:
     log.warning("%s: symbolic link inside the mail root (not followed)", path)
 
 
-def _refused(path: str | os.PathLike, err: OSError, dir_fd: int | None = None, shown: str = "") -> Exception:
+def shown_elsewhere(paths: list[str]) -> None:
+    """Links the caller lists itself (`mailctl config check`): not logged again."""
+    with _reported_mutex:
+        _reported.update(os.fspath(p) for p in paths)
+
+
+def _refused(path: str | os.PathLike, err: OSError, dir_fd: int | None = None, shown: str = "",
+             quiet: bool = False) -> Exception:
     """The error to raise for a failed O_NOFOLLOW open: LinkRefused when it met a link."""
     if err.errno in _LOOP:
         try:
@@ -50,26 +57,28 @@ def _refused(path: str | os.PathLike, err: OSError, dir_fd: int | None = None, s
         except OSError:
             is_link = False
         if is_link:
-            report(shown or path)
+            if not quiet:
+                report(shown or path)
             return LinkRefused(f"{os.path.basename(os.fspath(path))}: a symbolic link, not followed")
     return err
 
 
-def open_file(path: str | os.PathLike, flags: int = os.O_RDONLY, mode: int = 0o600) -> int:
-    """os.open that never follows a link in the last component (LinkRefused if one is there)."""
+def open_file(path: str | os.PathLike, flags: int = os.O_RDONLY, mode: int = 0o600, quiet: bool = False) -> int:
+    """os.open that never follows a link in the last component (LinkRefused if one is
+    there). quiet: the caller shows the refusal itself (a CLI error), so it is not logged."""
     try:
         return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     except OSError as e:
-        raise _refused(path, e) from None
+        raise _refused(path, e, quiet=quiet) from None
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
-    with os.fdopen(open_file(path), "rb") as f:
+def read_bytes(path: str | os.PathLike, quiet: bool = False) -> bytes:
+    with os.fdopen(open_file(path, quiet=quiet), "rb") as f:
         return f.read()
 
 
-def read_text(path: str | os.PathLike, errors: str = "strict") -> str:
-    return read_bytes(path).decode("utf-8", errors)
+def read_text(path: str | os.PathLike, errors: str = "strict", quiet: bool = False) -> str:
+    return read_bytes(path, quiet).decode("utf-8", errors)
 
 
 def open_dir(path: str | os.PathLike, dir_fd: int | None = None, shown: str = "") -> int:

@@ -35,9 +35,10 @@ from pathlib import Path
 from .storage_errors import is_storage_fault
 from .errors import InvalidInput, MailError
 from .root import atomic_write, fsync_dir
+from .settings import MESSAGE_SIZE_CEILING, message_size_limit
 
 log = logging.getLogger("mailctl.pickup")
-MAX_FILE = 1 << 30
+MAX_FILE = MESSAGE_SIZE_CEILING
 
 
 class Pickup:
@@ -120,7 +121,7 @@ class Pickup:
         try:
             data = _read_plain_file(work, st or os.lstat(work))
             settings = self.settings_fn()
-            limit = int(settings.limits.max_message_size_mb * 1024 * 1024) or 0
+            limit = message_size_limit(settings)
             prepared = sendmail.prepare(data, use_x_headers=True, hostname=settings.server.hostname,
                                         source="pickup", max_size=limit)
             outcome = sendmail.inject(self.root, settings, self.directory_fn(), prepared, "pickup",

@@ -199,6 +199,7 @@ class Runtime:
         self.stopping = asyncio.Event()
         self.started = clock()
         self.ports: dict[str, list[tuple[str, int]]] = {}       # listener -> bound (host, port)
+        self.inherited: dict[str, list] = {}      # listener -> sockets the supervisor bound
         self.counters: dict[str, int] = {}
         self.generation = 0           # bumped on every successful reload
         self._tls = TLSFiles(root)
@@ -239,39 +240,30 @@ class Runtime:
 
     async def listen(self, name: str, protocol_factory: Callable, listener, ssl=None,
                      busy_reply: bytes = b"") -> list:
-        """Bind a listener on every address in listener.bind. Port 0 takes a free port
-        (the same one on every address); the ports in use are kept in self.ports.
-        busy_reply: what a client hears when the process is out of file descriptors
-        (engine/overload.py); over implicit TLS the connection is just closed."""
+        """Serve a listener on the sockets the supervisor bound for it (self.inherited), or
+        on new ones on every address in listener.bind (one process serving alone). The
+        ports in use are kept in self.ports. busy_reply: what a client hears when the
+        process is out of file descriptors (engine/overload.py); over implicit TLS the
+        connection is just closed."""
+        from . import listeners
+        socks = self.inherited.pop(name, None) or listeners.bind(name, listener)
         loop = asyncio.get_running_loop()
         if self.fd_reserve is None:          # the first listener: this process serves
             self.fd_reserve = FdReserve(loop, self.log)
             memtrim.setup()
         servers: list = []
-        port = listener.port
-        failures = []
-        for host in listener.bind:
-            try:
-                # reuse_port: several `mailctl serve` processes may share a listener (DESIGN.md §8)
-                server = await loop.create_server(protocol_factory, host, port, ssl=ssl, reuse_address=True,
-                                                  reuse_port=True,
-                                                  backlog=512, ssl_handshake_timeout=30 if ssl else None)
-            except OSError as e:
-                if ":" in host and len(listener.bind) > 1:     # no IPv6 on this host
-                    failures.append(f"{host}: {e.strerror}")
-                    continue
-                for s in servers:
-                    s.close()
-                raise MailError(f"listeners.{name}: cannot listen on {host} port {port}: {e.strerror}; "
-                                f"change listeners.{name}.port or .bind in mailctl.toml") from None
-            if port == 0:
-                port = server.sockets[0].getsockname()[1]
-            for sock in server.sockets:
+        try:
+            for sock in socks:
+                servers.append(await loop.create_server(
+                    protocol_factory, sock=sock, ssl=ssl, backlog=listeners.BACKLOG,
+                    ssl_handshake_timeout=30 if ssl else None))
                 self.fd_reserve.watch(sock, b"" if ssl else busy_reply)
-            servers.append(server)
-        for f in failures:
-            self.log.warning("listeners.%s: not listening on %s", name, f)
-        self.ports[name] = [(s.sockets[0].getsockname()[0], s.sockets[0].getsockname()[1]) for s in servers]
+        except BaseException:
+            for s in servers:
+                s.close()
+            listeners.close(socks)
+            raise
+        self.ports[name] = listeners.addresses(socks)
         return servers
 
     # -- reload --

@@ -1,4 +1,10 @@
-"""Runs every enabled listener and worker in one asyncio loop: start, reload, graceful stop.
+"""Runs a server: start, reload, graceful stop, in one of three roles.
+
+- alone: one process serves every listener and worker (in-process tests);
+- supervisor (`mailctl serve`): binds the listening sockets, runs the control socket and
+  the run files, and keeps server.processes serving processes running (engine/supervisor.py);
+  it serves nothing itself, as Postfix's and Dovecot's masters do;
+- serving: one of those processes, on the sockets it inherited, as server.user.
 
 Listener servers and workers come from registries, imported lazily; an entry whose module
 does not exist (yet) is skipped with a log line, so each part can land on its own.
@@ -9,19 +15,23 @@ import asyncio
 import contextlib
 import gc
 import importlib
+import logging
 import os
+import resource
 import signal
+import socket
 import sys
 import time
 
 import tomli_w
 
-from . import control, diskspace, localsubmit, logs
+from . import control, diskspace, listeners, localsubmit, logs, privileges
 from .errors import MailError
 from .queue import Queue
 from .root import Root, atomic_write
 from .runtime import Runtime
-from .sharedcounts import MAX_SLOTS, SharedCounts
+from .sharedcounts import FILE_NAME as COUNTS_FILE, MAX_SLOTS, SharedCounts
+from .supervisor import WORKER_SLOT, Children
 
 PROTOCOLS = {
     "smtp": "engine.smtp.server:start",
@@ -37,6 +47,7 @@ WORKERS = {
     "pickup": "engine.pickup:run",
 }
 STOP_DEADLINE_S = 30.0
+LOG_CHECK_S = 5.0             # how often the supervisor checks the log's size
 PID_FILE = "mailctl.pid"
 PORTS_FILE = "ports.toml"
 
@@ -54,18 +65,23 @@ def load_entry(spec: str):
 
 
 class Service:
-    """primary: listeners, workers, control socket, run files. secondary: listeners only, on
-    the ports the primary bound (SO_REUSEPORT), for more CPU on a multi-core machine."""
+    """role: "alone", "supervisor" or "serving" (see above). A supervisor starts
+    `processes` serving processes as `account`; a serving process gets its slot, sockets
+    and duties in spec (from the supervisor)."""
 
-    def __init__(self, root: Root, runtime: Runtime | None = None, ports: dict[str, int] | None = None,
-                 slot: int = 0):
+    def __init__(self, root: Root, runtime: Runtime | None = None, role: str = "alone",
+                 processes: int = 1, account: privileges.Account | None = None, spec: dict | None = None):
         self.root = root
         self.runtime = runtime or Runtime.load(root)
-        self.secondary_ports = ports          # set in a secondary process
-        self.slot = slot                      # this process's slot in the shared counts (primary: 0)
-        self.children: dict[int, object] = {}     # slot -> Popen of a secondary (primary only)
-        self.log_stderr = False               # secondaries log to stderr too (foreground serve)
+        self.role = role
+        self.processes = processes
+        self.account = account                # the serving processes' user (supervisor as root)
+        self.spec = spec or {}
+        self.slot = self.spec.get("slot", 0)  # this process's slot in the shared counts
+        self.children: Children | None = None
+        self.log_stderr = False               # serving processes log to stderr too (foreground serve)
         self.counts: SharedCounts | None = None
+        self.bound: dict[str, list[socket.socket]] = {}   # supervisor: the listening sockets
         self.servers: dict[str, list] = {}
         self.tasks: list[asyncio.Task] = []
         self.control_server = None
@@ -78,36 +94,68 @@ class Service:
         rt = self.runtime
         rt.stopping.clear()
         rt.root.run_dir.mkdir(parents=True, exist_ok=True)
-        if self.secondary_ports is None:
-            self.counts = SharedCounts.create(rt.root.run_dir)
-        else:
+        if self.role == "serving":
             self.counts = SharedCounts.attach(rt.root.run_dir, self.slot)
+            rt.inherited = {name: [socket.socket(fileno=fd) for fd in fds]
+                            for name, fds in self.spec.get("fds", {}).items()}
+        else:
+            self.counts = SharedCounts.create(rt.root.run_dir)
+            privileges.give(rt.root.run_dir / COUNTS_FILE, self.account)
         rt.sessions.shared = self.counts
+        if self.role == "supervisor":
+            self.bound = await rt.run_blocking(listeners.bind_all, rt.settings, PROTOCOLS)
+            rt.ports = {name: listeners.addresses(socks) for name, socks in self.bound.items()}
+        else:
+            await self._start_listeners()
+        if self.role != "serving":           # a serving process's sockets are the supervisor's
+            for name, addrs in rt.ports.items():
+                for host, port in addrs:
+                    rt.log.info("listening: %s on %s port %d (tls %s)", name, host, port,
+                                getattr(rt.settings.listeners, name).tls)
+        if self.role == "alone" or self.spec.get("workers"):
+            self._start_workers()
+        from .watch import ConfigWatcher
+        self.watcher = ConfigWatcher(rt, on_reload=self.warn_settings if self.role != "serving" else None)
+        if self.role != "serving":
+            self.warn_settings()
+        self.tasks.append(asyncio.create_task(self.watcher.run(), name="config-watch"))
+        if self.role != "supervisor":
+            register_local_handlers(self)
+        if self.role != "serving":
+            register_handlers(self)
+        if self.role == "supervisor":       # the server is up once every serving process answers
+            self.children = Children(self.root, self.bound, self.account, self.processes, self.log_stderr,
+                                     on_exit=self._forget_slot, halt=rt.stopping)
+            self.children.start_all()
+            await self.children.wait_ready()
+            self.tasks.append(asyncio.create_task(self.children.watch(), name="watch-children"))
+            self.tasks.append(asyncio.create_task(self._rotate_log(), name="rotate-log"))
+        path = control.socket_path(self.root, self.slot)
+        self.control_server = await control.serve(rt, path)
+        if self.role == "alone" or self.spec.get("workers"):     # sendmail(1) of local users queues mail
+            self.submit_server = await localsubmit.serve(rt)
+        if self.role != "serving":
+            privileges.give(path, self.account)
+            await rt.run_blocking(self._write_run_files)
+        else:
+            rt.log.info("serving process %d ready in slot %d as %s%s", os.getpid(), self.slot,
+                        privileges.user_name(os.geteuid()), " (queue and pickup)" if self.spec.get("workers") else "")
+        self.started.set()
+
+    async def _start_listeners(self) -> None:
+        rt = self.runtime
         for name, spec in PROTOCOLS.items():
             ls = getattr(rt.settings.listeners, name, None)
-            if ls is None or not ls.enabled:
+            if ls is None or not ls.enabled or (self.role == "serving" and name not in rt.inherited):
                 continue
             fn = load_entry(spec)
             if fn is None:
                 rt.log.info("listener %s: %s not available yet; skipped", name, spec.partition(":")[0])
                 continue
-            if self.secondary_ports is not None:
-                if name not in self.secondary_ports:
-                    continue
-                from types import SimpleNamespace
-                ls = SimpleNamespace(**{**vars(ls), "port": self.secondary_ports[name]})
             self.servers[name] = await fn(rt, name, ls)
-            for host, port in rt.ports.get(name, []):
-                rt.log.info("listening: %s on %s port %d (tls %s)", name, host, port, ls.tls)
-        if self.secondary_ports is not None:
-            self.tasks.append(asyncio.create_task(self._watch_parent(), name="watch-parent"))
-            from .watch import ConfigWatcher
-            self.watcher = ConfigWatcher(rt)
-            self.tasks.append(asyncio.create_task(self.watcher.run(), name="config-watch"))
-            register_local_handlers(self)
-            self.control_server = await control.serve(rt, control.socket_path(self.root, self.slot))
-            self.started.set()
-            return
+
+    def _start_workers(self) -> None:
+        rt = self.runtime
         for name, spec in WORKERS.items():
             section = getattr(rt.settings, name, None)
             if section is not None and getattr(section, "enabled", True) is False:
@@ -117,65 +165,30 @@ class Service:
                 rt.log.info("worker %s: %s not available yet; skipped", name, spec.partition(":")[0])
                 continue
             self.tasks.append(asyncio.create_task(self._worker(name, fn), name=f"worker-{name}"))
-        from .watch import ConfigWatcher
-        self.watcher = ConfigWatcher(rt, on_reload=self.warn_settings)
-        self.warn_settings()
-        self.tasks.append(asyncio.create_task(self.watcher.run(), name="config-watch"))
-        register_local_handlers(self)
-        register_handlers(self)
-        self.control_server = await control.serve(rt)
-        self.submit_server = await localsubmit.serve(rt)
-        await rt.run_blocking(self._write_run_files)
-        self.started.set()
 
-    async def _watch_parent(self) -> None:
-        """A secondary stops (gracefully) when its primary is gone, even after SIGKILL."""
-        parent = os.getppid()
+    async def _rotate_log(self) -> None:
+        """The serving processes fill the log; the supervisor rotates it."""
         while not self.runtime.stopping.is_set():
-            await asyncio.sleep(0.5)
-            if os.getppid() != parent:
-                self.runtime.log.info("primary process gone; stopping")
-                self.runtime.stopping.set()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.runtime.stopping.wait(), LOG_CHECK_S)
+            logs.check_size()
 
-    def spawn_secondaries(self, count: int) -> None:
-        for slot in range(1, min(count, MAX_SLOTS - 1) + 1):
-            self._spawn(slot)
-        self.runtime.log.info("started %d more serving processes: %s", len(self.children),
-                              ", ".join(str(c.pid) for c in self.children.values()))
-        self.tasks.append(asyncio.create_task(self._watch_children(), name="watch-children"))
+    def _forget_slot(self, slot: int) -> None:
+        """A dead serving process's connections no longer count; its socket is stale."""
+        self.counts.clear_slot(slot)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(control.socket_path(self.root, slot))
 
-    def _spawn(self, slot: int) -> None:
-        import json
-        import subprocess
-        ports = {name: addrs[0][1] for name, addrs in self.runtime.ports.items() if addrs}
-        spec = json.dumps({"ports": ports, "slot": slot, "stderr": self.log_stderr})
-        self.children[slot] = subprocess.Popen(
-            [sys.executable, "-m", "mailctl", "--root", str(self.root.path), "serve", "--secondary", spec],
-            stdin=subprocess.DEVNULL)
-
-    async def _watch_children(self) -> None:
-        """A secondary that dies is replaced (its counts forgotten), as Postfix's master does."""
-        rt = self.runtime
-        while not rt.stopping.is_set():
-            await asyncio.sleep(1.0)
-            for slot, child in list(self.children.items()):
-                if child.poll() is None or rt.stopping.is_set():
-                    continue
-                rt.log.warning("serving process %d exited with status %s; starting a new one",
-                               child.pid, child.returncode)
-                self.counts.clear_slot(slot)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(control.socket_path(self.root, slot))
-                self._spawn(slot)
-
-    async def ask_children(self, command: str) -> list[dict]:
-        """Ask every secondary over its control socket; one that does not answer is skipped."""
+    async def ask_children(self, command: str, only: int | None = None, **args) -> list[dict]:
+        """Ask every serving process (or the one in slot `only`) over its control socket;
+        one that does not answer is skipped."""
         async def ask(slot):
             try:
-                return await control.ask(control.socket_path(self.root, slot), command)
+                return await control.ask(control.socket_path(self.root, slot), command, **args)
             except (OSError, MailError, asyncio.TimeoutError, ValueError):
                 return None
-        replies = await asyncio.gather(*(ask(slot) for slot in self.children))
+        slots = self.children.slots() if self.children else []
+        replies = await asyncio.gather(*(ask(slot) for slot in slots if only in (None, slot)))
         return [r for r in replies if r is not None]
 
     def warn_settings(self) -> None:
@@ -210,12 +223,13 @@ class Service:
     def _write_run_files(self) -> None:
         ports = {name: [{"host": h, "port": p} for h, p in addrs] for name, addrs in self.runtime.ports.items()}
         atomic_write(self.root.run_dir / PORTS_FILE, tomli_w.dumps({"pid": os.getpid(), "ports": ports}))
+        privileges.give(self.root.run_dir / PORTS_FILE, self.account)
 
     # -- status --
     def local_status(self) -> dict:
         rt = self.runtime
         return {"pid": os.getpid(), "connections_total": dict(rt.sessions.total_opened),
-                "counters": dict(rt.counters)}
+                "counters": dict(rt.counters), "slot": self.slot, "user": privileges.user_name(os.geteuid())}
 
     async def status(self) -> dict:
         """The whole server: connection counts from the shared counts, totals and counters
@@ -231,10 +245,15 @@ class Service:
             queue_size = await rt.run_blocking(Queue(self.root).count)
         except OSError:
             queue_size = None
-        parts = [self.local_status()] + await self.ask_children("status-local")
+        parts = ([self.local_status()] if self.role == "alone" else []) + await self.ask_children("status-local")
+        children = self.children
         return {"pid": os.getpid(), "root": str(self.root.path), "started": rt.started,
                 "uptime_s": int(rt.clock() - rt.started), "listeners": listeners,
-                "processes": [os.getpid()] + [c.pid for c in self.children.values()],
+                "processes": children.pids() if children else [os.getpid()],
+                "user": privileges.user_name(os.geteuid()),
+                "serving": [{k: p.get(k) for k in ("pid", "slot", "user")} for p in parts],
+                "restarts": children.restarts if children else 0,
+                "last_exit": children.last_exit if children else None,
                 "connections": rt.sessions.count(),
                 "connections_total": _add_up(p["connections_total"] for p in parts),
                 "queue_size": queue_size, "counters": _add_up(p["counters"] for p in parts),
@@ -244,19 +263,21 @@ class Service:
 
     # -- stop --
     async def stop(self, deadline: float = STOP_DEADLINE_S) -> None:
-        """Stop accepting, let transactions in flight finish (up to deadline), then close."""
+        """Stop accepting, let transactions in flight finish (up to deadline), then close.
+        A supervisor stops its serving processes the same way (SIGTERM), then closes."""
         rt = self.runtime
         rt.stopping.set()
         rt.log.info("stopping: no new connections; waiting up to %gs for transactions in flight", deadline)
-        for child in self.children.values():
-            with contextlib.suppress(OSError):
-                child.send_signal(signal.SIGTERM)
-        for servers in self.servers.values():
-            for s in servers:
-                s.close()
         for server in (self.control_server, self.submit_server):
             if server is not None:
                 server.close()
+        if self.children is not None:
+            await self.children.stop(deadline + 5)
+        for socks in self.bound.values():
+            listeners.close(socks)
+        for servers in self.servers.values():
+            for s in servers:
+                s.close()
         for sess in rt.sessions.list():
             if sess.closer is not None:
                 with contextlib.suppress(Exception):
@@ -278,20 +299,15 @@ class Service:
             for s in servers:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(s.wait_closed(), 1)
-        for child in self.children.values():
-            with contextlib.suppress(Exception):
-                await asyncio.get_running_loop().run_in_executor(None, child.wait, deadline + 5)
         if self.counts is not None:
             rt.sessions.shared = None          # connections closed after this count nowhere
             self.counts.close()
-        if self.secondary_ports is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(control.socket_path(self.root, self.slot))
-            rt.log.info("stopped")
-            return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.root.run_dir / PORTS_FILE)
-        for path in (control.socket_path(self.root), localsubmit.socket_path(self.root)):
+        run_files = [control.socket_path(self.root, self.slot)]
+        if self.role != "serving":
+            run_files.append(self.root.run_dir / PORTS_FILE)
+        if self.submit_server is not None:
+            run_files.append(localsubmit.socket_path(self.root))
+        for path in run_files:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         rt.log.info("stopped")
@@ -318,7 +334,7 @@ def register_local_handlers(service: Service) -> None:
 
 
 def register_handlers(service: Service) -> None:
-    """The primary's control socket: the whole server."""
+    """The control socket of the supervisor (or of a process serving alone): the whole server."""
     async def status(rt, **_):
         return await service.status()
 
@@ -327,9 +343,8 @@ def register_handlers(service: Service) -> None:
         if problems:
             raise MailError(f"reload failed, still serving the last good configuration: {problems[0]}"
                             + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
-        for child in service.children.values():        # each secondary re-reads the files itself
-            with contextlib.suppress(OSError):
-                child.send_signal(signal.SIGHUP)
+        if service.children is not None:         # each serving process re-reads the files itself
+            service.children.signal_all(signal.SIGHUP)
         return {"reloaded": True}
 
     async def who(rt, **_):
@@ -345,39 +360,36 @@ def register_handlers(service: Service) -> None:
     async def queue_changed(rt, **_):
         return {}
 
+    async def wake_queue_runner(rt, **_):
+        return {"woken": bool(await service.ask_children("queue-changed", only=WORKER_SLOT))}
+
     control.register("status", status)
     control.register("reload", reload)
     control.register("who", who)
     control.register("stop", stop)
-    control.HANDLERS.setdefault("queue-changed", queue_changed)
+    if service.role == "supervisor":          # mailctl send, sendmail: to the serving process with the runner
+        control.register("queue-changed", wake_queue_runner)
+    else:
+        control.HANDLERS.setdefault("queue-changed", queue_changed)
 
 
-async def run(root: Root, ready=None, processes: int = 1, secondary: dict | None = None,
-              log_stderr: bool = False) -> int:
-    """Serve until SIGTERM/SIGINT or a 'stop' command; SIGHUP reloads. secondary: the
-    ports and slot a primary gave this process."""
+async def run(service: Service, ready=None) -> int:
+    """Serve until SIGTERM/SIGINT or a 'stop' command; SIGHUP reloads."""
     # The event loop thread gives the GIL back to disk threads at every syscall; a short
     # switch interval lets it have the GIL back sooner (measured: ~15% more messages/s).
     sys.setswitchinterval(0.001)
-    if secondary is None:
-        service = Service(root)
-    else:
-        service = Service(root, ports=secondary["ports"], slot=secondary["slot"])
-    service.log_stderr = log_stderr
     rt = service.runtime
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, rt.stopping.set)
     with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(service.watcher.reload("SIGHUP")))
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(_reload(service, "SIGHUP")))
     try:
         await service.start()
     except BaseException:
         await service.stop(deadline=0)
         raise
-    if processes > 1 and secondary is None:
-        service.spawn_secondaries(processes - 1)
     if ready is not None:
         ready(service)
     await rt.stopping.wait()
@@ -386,39 +398,70 @@ async def run(root: Root, ready=None, processes: int = 1, secondary: dict | None
     return 0
 
 
+async def _reload(service: Service, why: str) -> None:
+    await service.watcher.reload(why)
+    if service.children is not None:
+        service.children.signal_all(signal.SIGHUP)
+
+
 def process_count(settings, requested: int | None) -> int:
     """--processes, else server.processes; 0 = one per CPU core."""
     n = settings.server.processes if requested is None else requested
     if n <= 0:
         n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(n, MAX_SLOTS))
+    return max(1, min(n, MAX_SLOTS - 1))
 
 
 def serve(root: Root, stderr: bool = True, ready=None, processes: int | None = None) -> int:
-    """`mailctl serve`: foreground, logs to stderr and log/. More than one process: the
-    others serve the same listeners (SO_REUSEPORT) and share the counts for limits."""
+    """`mailctl serve`: the supervisor, in the foreground; logs to stderr and log/. The
+    serve lock decides whether a server runs: files a crashed one left are removed."""
     root.require()
     from . import settings as settings_mod
     settings = settings_mod.load(root.config_file, "mailctl.toml")
-    logs.setup(root, settings.server.log_level, stderr=stderr)
+    account = privileges.serving_account(settings)
+    if account is not None:
+        privileges.require_owner(root, account)
+        privileges.require_reachable(root, account)
+        os.umask(privileges.SERVING_UMASK)     # what root makes in the root is private too
+    for folder in (root.run_dir, root.locks_dir, root.log_dir):
+        if not folder.is_dir():
+            folder.mkdir(parents=True)
+            privileges.give(folder, account)
+    logs.setup(root, settings.server.log_level, stderr=stderr, owner=account)
     processes = process_count(settings, processes)
-    pid_path = root.run_dir / PID_FILE
-    root.run_dir.mkdir(parents=True, exist_ok=True)
     lock = root.lock("serve", timeout=0.1)
     try:
         lock.acquire()
     except MailError:
         raise MailError(f"another mailctl server is already running on {root.path}; "
                         f"see 'mailctl status'") from None
-    atomic_write(pid_path, f"{os.getpid()}\n")
-    _tune_gc()
+    pid_path = root.run_dir / PID_FILE
     try:
-        return asyncio.run(run(root, ready, processes, log_stderr=stderr))
+        privileges.give(lock.path, account)
+        _remove_stale_run_files(root)
+        atomic_write(pid_path, f"{os.getpid()}\n")
+        privileges.give(pid_path, account)
+        _tune_gc()
+        service = Service(root, role="supervisor", processes=processes, account=account)
+        service.log_stderr = stderr
+        if account is None and os.geteuid() == 0:
+            service.runtime.log.warning("WARNING: server.user is root: the serving processes run as root")
+        return asyncio.run(run(service, ready))
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(pid_path)
         lock.release()
         logs.stop()
+
+
+def _remove_stale_run_files(root: Root) -> None:
+    """Left by a server that was killed: we hold the serve lock, so none of them is live."""
+    run = root.run_dir
+    stale = [run / PID_FILE, run / PORTS_FILE, localsubmit.socket_path(root), *run.glob("control*.sock"),
+             *run.glob(f"{COUNTS_FILE}*")]
+    for path in stale:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 # A serving process holds large long-lived structures (listings, uidlists, the header
@@ -436,14 +479,30 @@ def _tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def serve_secondary(root: Root, spec: dict) -> int:
-    """A serving process started by a primary: listeners only; logs to the same log/mailctl.log
-    (the primary rotates it)."""
+def serve_child(root: Root, spec: dict) -> int:
+    """A serving process started by the supervisor: first its final user and the promise
+    to die with the supervisor, then the listeners on the sockets it inherited (and the
+    workers in slot 1). Logs to the same log/mailctl.log (the supervisor rotates it)."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)   # a reload before we serve: we read the files anyway
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a core file would hold mail and passwords
+    if spec.get("user"):
+        privileges.become(privileges.Account(*spec["user"]))
+    privileges.die_with_parent(spec["parent"])
+    os.umask(privileges.SERVING_UMASK)
     from . import settings as settings_mod
     settings = settings_mod.load(root.config_file, "mailctl.toml")
     logs.setup(root, settings.server.log_level, stderr=bool(spec.get("stderr")), rotate=False)
     _tune_gc()
+    log = logging.getLogger("mailctl")
     try:
-        return asyncio.run(run(root, secondary=spec))
+        service = Service(root, role="serving", spec=spec)
+        return asyncio.run(run(service))
+    except MailError as e:           # a certificate that cannot be read, and the like
+        log.error("serving process %d cannot serve: %s", os.getpid(), e)
+        return 1
+    except Exception as e:           # an escaped exception, MemoryError: the supervisor replaces us
+        log.critical("serving process %d failed: %s: %s", os.getpid(), e.__class__.__name__, e,
+                     exc_info=not isinstance(e, MemoryError))
+        return 70
     finally:
         logs.stop()

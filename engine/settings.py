@@ -203,8 +203,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
                            _optional(_address)),
         "log_level": Key("info", str, "debug, info, warning or error", _one_of("debug", "info", "warning", "error")),
         "processes": Key(0, int, "serving processes sharing the listeners, for more CPU cores "
-                                 "(limits count across them); 0 = one per CPU core, at most 16",
-                         _range(0, 16)),
+                                 "(limits count across them); 0 = one per CPU core, at most 15",
+                         _range(0, 15)),
+        "user": Key("mailctl", str, "the system user the serving processes run as when the server is started "
+                                    "as root; it owns the mail root ('mailctl init' run as root creates it). "
+                                    "Started as another user, every process runs as that user"),
     },
     **{f"listeners.{name}": _listener_section(name) for name in LISTENERS},
     "tls": {
@@ -213,7 +216,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "min_version": Key("TLSv1.2", str, "oldest TLS version accepted", _one_of("TLSv1.2", "TLSv1.3")),
     },
     "limits": {
-        "max_message_size_mb": Key(25, (int, float), "largest message accepted (SMTP SIZE); 0 = no limit", _range(0)),
+        "max_message_size_mb": Key(25, (int, float), "largest message accepted (SMTP SIZE); 0 = the ceiling of 1 GiB", _range(0)),
         "min_free_space_mb": Key(0, (int, float), "MB kept free on the mail root's file system: below it (SIZE= counted) "
                                  "MAIL FROM gets 452 4.3.1, before any data is sent. Never less than 1.5 x "
                                  "max_message_size_mb (Postfix's queue_minfree rule): the largest message still "
@@ -446,6 +449,15 @@ def as_dict(ns: Any) -> Any:
     return ns
 
 
+MESSAGE_SIZE_CEILING = 1 << 30     # bytes: the most any message input reads (DESIGN §3.5)
+
+
+def message_size_limit(settings) -> int:
+    """The largest message in bytes, for every way in (SMTP, pickup, sendmail, mailctl
+    send): limits.max_message_size_mb, or the ceiling when it is 0 ("no limit")."""
+    return int(settings.limits.max_message_size_mb * 1024 * 1024) or MESSAGE_SIZE_CEILING
+
+
 def get(ns: SimpleNamespace, dotted: str) -> Any:
     """A value by dotted key, e.g. 'limits.max_recipients'."""
     node: Any = ns
@@ -461,7 +473,7 @@ def get(ns: SimpleNamespace, dotted: str) -> Any:
 
 # -- the commented sample (sample-config.toml, and what 'mailctl init' writes) -----
 
-def _toml_value(v) -> str:
+def toml_value(v) -> str:
     """One value as inline TOML (arrays and tables on one line)."""
     import tomlkit
     if isinstance(v, dict):
@@ -490,8 +502,8 @@ def render_sample(values: dict[str, Any] | None = None) -> str:
             dotted = f"{section}.{name}"
             out.append(f"# {key.doc}")
             if dotted in values:
-                out.append(f"{name} = {_toml_value(values[dotted])}")
+                out.append(f"{name} = {toml_value(values[dotted])}")
             else:
-                out.append(f"# {name} = {_toml_value(key.default)}")
+                out.append(f"# {name} = {toml_value(key.default)}")
         out.append("")
     return "\n".join(out)

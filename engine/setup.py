@@ -5,7 +5,7 @@ import datetime
 import ipaddress
 import os
 
-from . import settings as settings_mod
+from . import privileges, settings as settings_mod
 from .errors import AlreadyExists
 from .root import TOML_MODE, Root, atomic_write
 
@@ -15,13 +15,15 @@ def wants_high_ports() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() != 0
 
 
-def init_root(root: Root, hostname: str = "localhost", high_ports: bool = False) -> list[str]:
-    """Create a new root. Returns the notes to show the user."""
+def init_root(root: Root, hostname: str = "localhost", high_ports: bool = False,
+              values: dict | None = None) -> list[str]:
+    """Create a new root (values: settings to write, 'section.key': value). Returns the
+    notes to show the user."""
     if root.exists():
         raise AlreadyExists(f"{root.path}: already a mail root (mailctl.toml exists)")
     notes = []
     root.make_layout()
-    values = {"server.hostname": hostname}
+    values = {"server.hostname": hostname, **(values or {})}
     if high_ports:
         for name, port in settings_mod.HIGH_PORTS.items():
             values[f"listeners.{name}.port"] = port
@@ -55,3 +57,21 @@ def make_self_signed(root: Root, hostname: str, days: int = 825) -> None:
     atomic_write(root.tls_dir / "key.pem", key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), mode=0o600)
     atomic_write(root.tls_dir / "cert.pem", cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+
+
+def give_to_serving_user(root: Root) -> list[str]:
+    """Run as root: create the system user server.user if it does not exist and give it
+    the root (0600/0700), since the serving processes run as that user. Returns notes."""
+    if os.geteuid() != 0:
+        return []
+    name = settings_mod.load(root.config_file, "mailctl.toml").server.user
+    if name == "root":
+        return ["server.user is root: the serving processes will run as root"]
+    account = privileges.ensure_system_user(name)
+    privileges.give_root(root.path, account)
+    notes = [f"the root belongs to the system user {name}, which the serving processes run as"]
+    closed = privileges.unreachable_parent(root.path, account)
+    if closed is not None:
+        notes.append(f"warning: {closed} is closed to {name}: open it (chmod o+x) or move the root "
+                     f"before 'mailctl serve'")
+    return notes

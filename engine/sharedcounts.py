@@ -4,7 +4,7 @@ per client IP and per user, and messages per client IP in the last minute.
 With several serving processes (`server.processes`) the kernel spreads connections over
 them, so a limit such as "20 SMTP connections per IP" must count across processes. Each
 process owns one slot of the memory-mapped file run/counts.shm and only ever changes its
-own slot, so no locks are needed; a reader adds up every slot. The primary process
+own slot, so no locks are needed; a reader adds up every slot. The supervisor
 zeroes a slot whose process is gone.
 
 Per-key counters (an IP, a user) live in a fixed table: each key is hashed into two rows
@@ -89,7 +89,7 @@ class SharedCounts:
 
     @classmethod
     def create(cls, run_dir: Path, **kw) -> "SharedCounts":
-        """The primary: a fresh file, itself in slot 0."""
+        """The supervisor (or a process serving alone): a fresh file, itself in slot 0."""
         return cls(Path(run_dir) / FILE_NAME, 0, create=True, **kw)
 
     @classmethod

@@ -102,12 +102,12 @@ def read_regular(path: Path, where: str) -> bytes:
 
 # -- finding the line of a key, for 'file:line: key: problem' -------------------
 
-_HEADER = re.compile(r"^\s*\[\[?\s*(.+?)\s*\]\]?\s*(#.*)?$")
-_KEYVAL = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*'))*)\s*=""")
+TABLE_HEADER = re.compile(r"^\s*\[\[?\s*(.+?)\s*\]\]?\s*(#.*)?$")
+KEY_VALUE = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*'))*)\s*=""")
 _KEYPART = re.compile(r"""\s*([A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')\s*(?:\.|$)""")
 
 
-def _split_key(dotted: str) -> list[str]:
+def split_key(dotted: str) -> list[str]:
     parts = []
     for m in _KEYPART.finditer(dotted):
         p = m.group(1)
@@ -125,15 +125,15 @@ def find_line(text: str, keypath: list[str]) -> int:
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
-        m = _HEADER.match(line)
+        m = TABLE_HEADER.match(line)
         if m and stripped.startswith("["):
-            table = _split_key(m.group(1))
+            table = split_key(m.group(1))
             full = table
         else:
-            m = _KEYVAL.match(line)
+            m = KEY_VALUE.match(line)
             if not m:
                 continue
-            full = table + _split_key(m.group(1))
+            full = table + split_key(m.group(1))
         n = 0
         for a, b in zip(full, keypath):
             if a != b:

@@ -13,7 +13,7 @@ from typing import Any
 
 import tomlkit
 
-from .tomlfile import _HEADER, _KEYVAL, _split_key, tomllib
+from .tomlfile import KEY_VALUE, TABLE_HEADER, split_key, tomllib
 
 _BARE = re.compile(r"[A-Za-z0-9_-]+\Z")
 
@@ -63,10 +63,10 @@ class _Patcher:
             if s.startswith("["):
                 if s.startswith("[["):
                     raise _Unsupported("array of tables")
-                m = _HEADER.match(line)
+                m = TABLE_HEADER.match(line)
                 if not m:
                     raise _Unsupported("header")
-                out.append((tuple(_split_key(m.group(1))), i))
+                out.append((tuple(split_key(m.group(1))), i))
         return out
 
     def _span(self, path: tuple) -> tuple[int, int]:
@@ -85,10 +85,10 @@ class _Patcher:
     def _find_key(self, path: tuple, key: str) -> tuple[int, int] | None:
         start, end = self._span(path)
         for i in range(start, end):
-            m = _KEYVAL.match(self.lines[i])
+            m = KEY_VALUE.match(self.lines[i])
             if not m:
                 continue
-            parts = _split_key(m.group(1))
+            parts = split_key(m.group(1))
             if parts == [key]:
                 return i, self._value_end(i, end)
             if parts and parts[0] == key:
@@ -119,7 +119,7 @@ class _Patcher:
         start, end = self._span(path)
         last = start
         for i in range(start, end):
-            if _KEYVAL.match(self.lines[i]):
+            if KEY_VALUE.match(self.lines[i]):
                 last = self._value_end(i, end)
         self.lines.insert(last, line)
 

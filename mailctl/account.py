@@ -35,7 +35,7 @@ def add(ctx: Context, address: str, name: str, quota: int | None, password_stdin
     """Add an account and create its Maildir with the default folders."""
     root, settings = ctx.existing_root(), ctx.settings
     a = parse_address(address)   # a bad address fails before we ask for a password
-    directory_edit._primary(root, settings, a.domain)
+    directory_edit.primary_domain(root, settings, a.domain)     # and so does a domain not served here
     hashed = passwords.hash_password(read_secret(password_stdin, password_file))
     done(f"account {directory_edit.add_account(root, settings, address, hashed, name, quota)} added")
 

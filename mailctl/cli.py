@@ -22,9 +22,16 @@ COMMAND_MODULES = {
     "account": "account", "alias": "alias", "backup": "backup", "ban": "ban", "config": "config",
     "deliver": "deliver", "dkim": "dkim", "domain": "domain", "export": "export", "forward": "forward",
     "import": "importcmd", "init": "init", "list": "lists", "mailbox": "mailbox", "migrate": "migrate",
-    "queue": "queue", "send": "send", "who": "who",
+    "queue": "queue", "send": "send", "systemd-unit": "systemd", "who": "who",
     **{name: "serve" for name in ("serve", "start", "stop", "restart", "reload", "status", "quickstart")},
 }
+
+
+# Commands run by root as root: they bind ports, signal the server or create the root and
+# its user. Every other command run by root on a root owned by the server's user becomes
+# that user, so the files it makes stay the server's (engine/privileges.py).
+KEEPS_ROOT = {"serve", "start", "stop", "restart", "init", "quickstart"}
+_AS_PROCESS = object()          # main() called as the program itself, not from a test
 
 
 class LazyGroup(click.Group):
@@ -48,7 +55,11 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, root_path: str | None) -> None:
     """mailctl: a complete mail server whose state is a Maildir tree plus TOML files."""
+    as_process = ctx.obj is _AS_PROCESS
     ctx.obj = Context(root_path)
+    if as_process and ctx.invoked_subcommand not in KEEPS_ROOT:
+        from engine import privileges
+        privileges.act_as_root_owner(ctx.obj.root.path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         error(f"argument '{shown}' is not valid UTF-8; give text and file names in UTF-8")
         return 2
     try:
-        code = cli.main(args=args, prog_name="mailctl", standalone_mode=False)
+        code = cli.main(args=args, prog_name="mailctl", standalone_mode=False,
+                        obj=_AS_PROCESS if argv is None else None)
         if isinstance(code, int):      # a command's click.exceptions.Exit(n), returned by click
             return code
     except click.exceptions.Abort:
@@ -78,11 +90,6 @@ def main(argv: list[str] | None = None) -> int:
         error(str(e))
         return 1
     except BrokenPipeError:
-        return 1
-    except OSError as e:
-        if not is_storage_fault(e):
-            raise
-        error(str(as_storage_error(e)))     # a full or read-only disk: a condition, not a bug
         return 1
     except KeyboardInterrupt:
         error("interrupted")
@@ -108,6 +115,8 @@ def _is_utf8(arg: str) -> bool:
 
 def _unexpected(e: Exception) -> str:
     """One line for an error no command expected: an OSError names its file, others their kind."""
+    if is_storage_fault(e):
+        return str(as_storage_error(e))     # a full or read-only disk: a condition, not a bug
     if isinstance(e, OSError) and e.strerror:
         name = os.fsdecode(e.filename) if e.filename is not None else ""
         where = (name if len(name) <= 80 else name[:77] + "...") + ": " if name else ""

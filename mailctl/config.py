@@ -61,8 +61,9 @@ def check(ctx: Context, as_json: bool) -> None:
     folder-name rule (still served and backed up) are printed as warnings; they alone do
     not fail the check."""
     root = ctx.existing_root()
-    problems, summary = check_root(root)
     links = nofollow.links_in_root(root.path)
+    nofollow.shown_elsewhere(links)           # listed below as warnings, not logged as well
+    problems, summary = check_root(root)
     odd = foldernames.odd_folders(root.mail_dir)
     if as_json:
         emit_json({"ok": not problems, "problems": problems, **summary, "links": links,
@@ -101,7 +102,7 @@ def show(ctx: Context, key: str | None, as_json: bool) -> None:
         elif isinstance(value, dict):
             click.echo(_flatten_toml(value, key))
         else:
-            click.echo(settings_mod._toml_value(value))
+            click.echo(settings_mod.toml_value(value))
         return
     if as_json:
         emit_json(data)
@@ -117,7 +118,7 @@ def _flatten_toml(data: dict, prefix: str) -> str:
                 (isinstance(v, dict) and any(isinstance(x, dict) for x in v.values())):
             lines.append(_flatten_toml(v, dotted))
         else:
-            lines.append(f"{dotted} = {settings_mod._toml_value(v)}")
+            lines.append(f"{dotted} = {settings_mod.toml_value(v)}")
     return "\n".join(lines)
 
 

@@ -6,11 +6,12 @@ import sys
 import click
 
 from engine.errors import InvalidInput, MailError
+from engine.settings import MESSAGE_SIZE_CEILING
 
 from .context import Context, pass_ctx
 from .output import done, emit_json
 
-MAX_INPUT = 1 << 30
+MAX_INPUT = MESSAGE_SIZE_CEILING
 
 
 @click.command("deliver")

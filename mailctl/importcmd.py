@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from engine.errors import MailError
 
 from .backup import progress_for, verbose_option
 from .context import Context, pass_ctx, read_secret

@@ -17,7 +17,8 @@ from .output import done
 def init(ctx: Context, domains: tuple[str, ...], hostname: str, high_ports: bool) -> None:
     """Create a new mail root with mailctl.toml, the folder layout and a self-signed certificate.
 
-    Run as a non-root user, unprivileged ports are written (as with --high-ports)."""
+    Run as a non-root user, unprivileged ports are written (as with --high-ports). Run as
+    root, the system user server.user (mailctl) is created if needed and given the root."""
     from engine.addresses import normalize_domain
     hostname = normalize_domain(hostname) if hostname != "localhost" else hostname
     high = high_ports or setup.wants_high_ports()
@@ -25,6 +26,7 @@ def init(ctx: Context, domains: tuple[str, ...], hostname: str, high_ports: bool
     for name in domains:
         directory_edit.add_domain(ctx.root, ctx.settings, name)
         notes.append(f"domain {normalize_domain(name)} added")
+    notes += setup.give_to_serving_user(ctx.root)
     done(f"initialised mail root {ctx.root.path}")
     for note in notes:
         done(f"  {note}")

@@ -10,6 +10,7 @@ import sys
 import click
 
 from engine.errors import InvalidInput, MailError
+from engine.settings import message_size_limit
 
 from .context import Context, pass_ctx
 from .output import done, emit_json
@@ -38,7 +39,7 @@ def read_message(stream, ignore_dots: bool, limit: int) -> bytes:
 def send_message(ctx_root, settings, directory, data: bytes, sender: str | None, recipients: list[str],
                  extract: bool, source: str):
     from engine import sendmail
-    limit = int(settings.limits.max_message_size_mb * 1024 * 1024) or 0
+    limit = message_size_limit(settings)
     prepared = sendmail.prepare(data, sender=sender, recipients=recipients, extract=extract,
                                 hostname=settings.server.hostname, source=source, max_size=limit,
                                 received_from=sendmail.local_user())
@@ -63,7 +64,7 @@ def send(ctx: Context, recipients, extract, sender, full_name, ignore_dots, ofla
     if sender in ("<>",):
         sender = ""
     root, settings = ctx.existing_root(), ctx.settings
-    limit = int(settings.limits.max_message_size_mb * 1024 * 1024) or (1 << 30)
+    limit = message_size_limit(settings)
     data = read_message(sys.stdin.buffer, ignore_dots, limit)
     prepared, outcome = send_message(root, settings, ctx.directory(), data, sender, list(recipients),
                                      extract, "sendmail")

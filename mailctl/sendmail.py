@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine.root import Root
 
     from .send import read_message, send_message
+    as_process = argv is None
     argv = sys.argv[1:] if argv is None else argv
     try:
         opts = parse(argv)
@@ -72,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         return _through_server(root, opts)
     try:
         root.require()
+        if as_process:             # root's mail is queued as the server's user, as `mailctl send`
+            from engine.privileges import act_as_root_owner
+            act_as_root_owner(root.path)
         settings = settings_mod.load(root.config_file, "mailctl.toml")
-        limit = int(settings.limits.max_message_size_mb * 1024 * 1024) or (1 << 30)
+        limit = settings_mod.message_size_limit(settings)
         data = read_message(sys.stdin.buffer, opts["ignore_dots"], limit)
         prepared, outcome = send_message(root, settings, Directory.load(root, settings), data, opts["sender"],
                                          opts["recipients"], opts["extract"], "sendmail")
@@ -100,10 +104,11 @@ def _through_server(root, opts: dict) -> int:
     server's local socket, which knows the caller from the kernel (engine/localsubmit.py)."""
     from engine import localsubmit
     from engine.errors import InvalidInput
+    from engine.settings import MESSAGE_SIZE_CEILING
 
     from .send import read_message
     try:
-        data = read_message(sys.stdin.buffer, opts["ignore_dots"], 1 << 30)
+        data = read_message(sys.stdin.buffer, opts["ignore_dots"], MESSAGE_SIZE_CEILING)   # the server applies its limit
         reply = localsubmit.submit(root, data, opts["sender"], opts["recipients"], opts["extract"])
     except InvalidInput as e:
         print(f"sendmail-mailctl: {e}", file=sys.stderr)

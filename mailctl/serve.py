@@ -23,26 +23,28 @@ STOP_TIMEOUT_S = 60.0
 
 
 processes_option = click.option(
-    "--processes", type=click.IntRange(min=0, max=16), default=None,
+    "--processes", type=click.IntRange(min=0, max=15), default=None,
     help="Serving processes sharing the listeners (SO_REUSEPORT); 0 = one per CPU core. "
          "Default: server.processes in mailctl.toml.")
 
 
 @click.command("serve")
 @processes_option
-@click.option("--secondary", hidden=True, help="(internal) serve as a secondary: ports and slot (JSON).")
+@click.option("--child", hidden=True, help="(internal) a serving process of the supervisor: slot, sockets, user (JSON).")
 @pass_ctx
-def serve(ctx: Context, processes: int | None, secondary: str | None) -> None:
+def serve(ctx: Context, processes: int | None, child: str | None) -> None:
     """Run the server in the foreground (logs to stderr and log/mailctl.log).
 
-    SIGHUP reloads the configuration; SIGTERM or Ctrl-C stops accepting, lets messages in
-    flight finish and exits 0."""
+    A supervising process binds the ports and keeps the serving processes running
+    (replacing any that dies); started as root, they run as server.user. SIGHUP reloads
+    the configuration; SIGTERM or Ctrl-C stops accepting, lets messages in flight finish
+    and exits 0."""
     from engine import service
     root = ctx.existing_root()
-    ctx.settings        # a broken mailctl.toml fails here with file:line
-    if secondary:
+    if child:                  # becomes its user before reading anything
         import json
-        sys.exit(service.serve_secondary(root, json.loads(secondary)))
+        sys.exit(service.serve_child(root, json.loads(child)))
+    ctx.settings        # a broken mailctl.toml fails here with file:line
     sys.exit(service.serve(root, processes=processes))
 
 
@@ -179,10 +181,16 @@ def status(ctx: Context, as_json: bool) -> None:
         emit_json(reply)
         return
     others = [str(pid) for pid in reply.get("processes", []) if pid != reply["pid"]]
-    running = f"yes (pid {reply['pid']}" + (f"; serving processes {', '.join(others)})" if others else ")")
-    fields({"running": running, "uptime": _duration(reply["uptime_s"]),
+    running = f"yes (pid {reply['pid']}, user {reply.get('user', '?')}"
+    if others:
+        users = sorted({p.get("user") or "?" for p in reply.get("serving", [])})
+        running += f"; serving processes {', '.join(others)}" + (f" as {', '.join(users)}" if users else "")
+    last = reply.get("last_exit")
+    restarts = str(reply.get("restarts", 0)) + (f" (last: pid {last['pid']} {last['how']})" if last else "")
+    fields({"running": running + ")", "uptime": _duration(reply["uptime_s"]),
             "connections": reply["connections"], "queue": reply["queue_size"],
-            "config problems": len(reply.get("config_problems", [])), "disk": _disk(reply.get("disk"))})
+            "restarts": restarts, "config problems": len(reply.get("config_problems", [])),
+            "disk": _disk(reply.get("disk"))})
     for problem in reply.get("config_problems", []):
         click.echo(f"  {problem}")
     table(reply["listeners"], [("name", "Listener"), ("addresses", "Addresses"), ("tls", "TLS"),
@@ -209,6 +217,7 @@ def _client_settings(hostname: str, ports: dict, user: str) -> list[tuple[str, s
     rows = [("Incoming mail (IMAP)", f"{hostname} port {ports['imaps']}, SSL/TLS" if "imaps" in ports else ""),
             ("", f"or port {ports['imap']}, STARTTLS" if "imap" in ports else ""),
             ("Incoming mail (POP3)", f"{hostname} port {ports['pop3s']}, SSL/TLS" if "pop3s" in ports else ""),
+            ("", f"or port {ports['pop3']}, STARTTLS" if "pop3" in ports else ""),
             ("Outgoing mail (SMTP)", f"{hostname} port {ports['submissions']}, SSL/TLS" if "submissions" in ports else ""),
             ("", f"or port {ports['submission']}, STARTTLS" if "submission" in ports else ""),
             ("Authentication", "normal password (PLAIN/LOGIN)"),
@@ -221,21 +230,28 @@ def _client_settings(hostname: str, ports: dict, user: str) -> list[tuple[str, s
 @click.option("--domain", default="example.test", show_default=True, help="Demo domain to create.")
 @click.option("--user", "local", default="demo", show_default=True, help="Local part of the demo account.")
 @click.option("--hostname", default="localhost", show_default=True, help="Server host name.")
+@click.option("--high-ports", is_flag=True, help="Use unprivileged ports (2525, 2587, 2465, 2143, 2993, 2110, "
+              "2995); the default when not run as root.")
 @click.option("--any-port", is_flag=True, hidden=True, help="Listen on 127.0.0.1 with free ports (tests).")
 @pass_ctx
-def quickstart(ctx: Context, domain: str, local: str, hostname: str, any_port: bool) -> None:
+def quickstart(ctx: Context, domain: str, local: str, hostname: str, high_ports: bool, any_port: bool) -> None:
     """Create a mail root with a demo domain and account if none exists, print what a mail
-    client needs, and serve in the foreground (unprivileged ports when not root)."""
-    from engine import directory_edit, passwords, service, setup
+    client needs, and serve in the foreground (unprivileged ports with --high-ports or when
+    not root)."""
+    from engine import directory_edit, passwords, privileges, service, setup
     from engine import settings as settings_mod
     from engine.root import TOML_MODE, atomic_write
     root = ctx.root
     password = None
     address = f"{local}@{domain}"
     if not root.exists():
-        setup.init_root(root, hostname=hostname, high_ports=setup.wants_high_ports())
+        values = {}
+        if os.geteuid() == 0 and privileges.unreachable_parent(root.path) is not None:
+            values["server.user"] = "root"     # the serving user could not reach a root under a closed folder
+        setup.init_root(root, hostname=hostname, high_ports=high_ports or setup.wants_high_ports(),
+                        values=values)
         if any_port:
-            values = {"server.hostname": hostname}
+            values["server.hostname"] = hostname
             for name in settings_mod.LISTENERS:
                 values[f"listeners.{name}.bind"] = ["127.0.0.1"]
                 values[f"listeners.{name}.port"] = 0
@@ -245,6 +261,8 @@ def quickstart(ctx: Context, domain: str, local: str, hostname: str, any_port: b
         password = secrets.token_urlsafe(12)
         address = directory_edit.add_account(root, cfg, address, passwords.hash_password(password), "Demo")
         done(f"created mail root {root.path} with domain {domain} and account {address}")
+        for note in setup.give_to_serving_user(root):
+            done(f"  {note}")
     cfg = ctx.settings
 
     def ready(svc) -> None:

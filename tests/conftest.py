@@ -1,7 +1,9 @@
 """Shared fixtures: a fresh mail root, and the CLI run in-process or as a subprocess."""
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -74,3 +76,46 @@ def tree_snapshot(path: Path) -> dict[str, tuple[int, bytes]]:
         if p.is_file() and "run/locks" not in str(p):
             out[str(p.relative_to(path))] = p.read_bytes()
     return out
+
+
+@pytest.fixture
+def open_tmp_path():
+    """A temp directory other users can traverse (pytest's own sit under a 0700 folder):
+    for roots that a mail user or another local user must reach, as a real /srv root."""
+    import shutil
+    import tempfile
+    d = Path(tempfile.mkdtemp(prefix="mailctl-open-"))
+    os.chmod(d, 0o711)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def reachable_by(user):
+    """Let an unprivileged user reach Python and this checkout (either may sit under a
+    folder closed to others, such as /root): o+x on the closed folders above them, taken
+    back at the end."""
+    from engine import privileges
+    opened = []
+    try:
+        for path in (Path(sys.executable).resolve(), Path(__file__).resolve().parent.parent):
+            while (folder := privileges.unreachable_parent(path / "x", user)) is not None:
+                mode = os.stat(folder).st_mode
+                os.chmod(folder, mode | 0o001)
+                opened.append((folder, mode))
+        yield user
+    finally:
+        for folder, mode in reversed(opened):
+            os.chmod(folder, stat.S_IMODE(mode))
+
+
+@pytest.fixture(scope="module")
+def default_mail_user():
+    """The system user `mailctl init` as root gives a root to (server.user's default),
+    able to run mailctl here."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (CI runs as root)")
+    from engine import privileges, settings as settings_mod
+    user = privileges.ensure_system_user(settings_mod.defaults()["server"]["user"])
+    with reachable_by(user):
+        yield user

@@ -17,6 +17,7 @@ import imaplib
 import json
 import os
 import poplib
+import pwd
 import socket
 import signal
 import subprocess
@@ -49,6 +50,9 @@ def write_settings(root: Root, values: dict) -> None:
         merged[f"listeners.{name}.port"] = 0
     merged["auth.failure_delay_s"] = 0.05
     merged["limits.pregreet_wait_s"] = 0.02       # short, but the pregreet wait still runs
+    # served as the user running the tests (root in CI), in roots that user owns;
+    # tests/test_privileges.py serves as an unprivileged user
+    merged["server.user"] = pwd.getpwuid(os.geteuid()).pw_name
     merged.update(values)
     atomic_write(root.config_file, settings_mod.render_sample(merged))
 
@@ -208,21 +212,23 @@ def mailctl(root: Root, *args: str, input: str | None = None, timeout: float = 6
 
 
 def serve_status(root: Root) -> dict:
+    """`mailctl status --json` of a running server."""
     out = mailctl(root, "status", "--json")
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
 
-def wait_for_processes(root: Root, n: int, timeout: float = 15) -> list[int]:
-    """The pids of the n serving processes of a `mailctl serve` once all are up."""
+def wait_for_processes(root: Root, n: int, timeout: float = 15, without: tuple[int, ...] = ()) -> list[int]:
+    """The pids of n serving processes, once that many answer (none of them in without)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pids = serve_status(root).get("processes", [])
-        if len(pids) == n:
-            time.sleep(0.5)           # the newest one has bound the listeners
+        status = serve_status(root)
+        pids = status.get("processes", [])
+        answering = {p["pid"] for p in status.get("serving", [])}
+        if len(pids) == n and answering == set(pids) and not answering & set(without):
             return pids
-        time.sleep(0.2)
-    raise AssertionError(f"not {n} serving processes: {serve_status(root).get('processes')}")
+        time.sleep(0.1)
+    raise AssertionError(f"not {n} serving processes: {serve_status(root)}")
 
 
 def connect_from(source_ip: str, port: int, timeout: float = 20) -> socket.socket:

@@ -73,7 +73,16 @@ class SmallFS:
         os.sync()
 
     def read_only(self) -> None:
-        subprocess.run(["mount", "-o", "remount,ro", str(self.path)], check=True)
+        # A remount refuses ("busy") while a file is open for writing: a server's
+        # background write may be under way, so try again for a few seconds.
+        for attempt in range(50):
+            r = subprocess.run(["mount", "-o", "remount,ro", str(self.path)], capture_output=True)
+            if r.returncode == 0:
+                return
+            if attempt == 49:
+                raise subprocess.CalledProcessError(r.returncode, r.args, r.stdout, r.stderr)
+            import time
+            time.sleep(0.1)
 
     def read_write(self) -> None:
         subprocess.run(["mount", "-o", "remount,rw", str(self.path)], check=True)

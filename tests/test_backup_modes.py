@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from conftest import PASSWORD
-from engine.maildir import Maildir
 from engine.root import Root
 
 CLI = [sys.executable, "-m", "mailctl"]
@@ -28,16 +27,26 @@ def mode(path: Path) -> int:
 
 
 @pytest.fixture
-def root022(tmp_path) -> Root:
-    root = tmp_path / "mailroot"
+def root022(open_tmp_path, default_mail_user) -> Root:
+    root = open_tmp_path / "mailroot"       # run as root, init gives it to the mail user
     for args, stdin in [(("init", "--hostname", "mail.example.test", "--high-ports"), None),
                         (("domain", "add", "example.test"), None),
                         (("account", "add", "bob@example.test", "--password-stdin"), PASSWORD.encode()),
                         (("dkim", "keygen", "example.test"), None)]:
         r = mailctl_umask(root, *args, input=stdin)
         assert r.returncode == 0, r.stderr.decode()
-    Maildir.for_account(Root(root), "example.test", "bob").deliver(b"Subject: hi\r\n\r\nbody\r\n")
+    r = mailctl_umask(root, "deliver", "bob@example.test", "-", input=b"Subject: hi\r\n\r\nbody\r\n")
+    assert r.returncode == 0, r.stderr.decode()
     return Root(root)
+
+
+def backup_place(root: Root) -> Path:
+    """A folder beside the root that its owner may write in: backups run as that user."""
+    place = root.path.parent / "out"
+    place.mkdir(exist_ok=True)
+    st = os.stat(root.path)
+    os.chown(place, st.st_uid, st.st_gid)
+    return place
 
 
 def test_secrets_in_the_root_are_0600_under_umask_022(root022):
@@ -49,7 +58,8 @@ def test_secrets_in_the_root_are_0600_under_umask_022(root022):
 
 
 @pytest.mark.parametrize("form", ["archive", "directory"])
-def test_backup_is_private_under_umask_022(root022, tmp_path, form):
+def test_backup_is_private_under_umask_022(root022, form):
+    tmp_path = backup_place(root022)
     dest = tmp_path / "backups"          # made by the backup: 0700
     r = mailctl_umask(root022.path, "backup", "create", "--to", str(dest), *(["--archive"] if form == "archive" else []))
     assert r.returncode == 0, r.stderr.decode()
@@ -67,7 +77,8 @@ def test_backup_is_private_under_umask_022(root022, tmp_path, form):
             assert mode(p) == (0o700 if p.is_dir() else 0o600), (p, oct(mode(p)))
 
 
-def test_a_message_readable_by_others_is_copied_private_not_linked(root022, tmp_path):
+def test_a_message_readable_by_others_is_copied_private_not_linked(root022):
+    tmp_path = backup_place(root022)
     """A message file another tool left 0644 is copied 0600 into the backup: linking it would
     keep its mode (and chmod of the link would change the live file)."""
     [msg] = (root022.mail_dir / "example.test" / "bob" / "new").iterdir()
@@ -80,7 +91,8 @@ def test_a_message_readable_by_others_is_copied_private_not_linked(root022, tmp_
 
 
 @pytest.mark.parametrize("form", ["archive", "directory"])
-def test_verify_warns_about_a_backup_others_can_read(root022, tmp_path, form):
+def test_verify_warns_about_a_backup_others_can_read(root022, form):
+    tmp_path = backup_place(root022)
     dest = tmp_path / "backups"
     r = mailctl_umask(root022.path, "backup", "create", "--to", str(dest), *(["--archive"] if form == "archive" else []))
     assert r.returncode == 0, r.stderr.decode()

@@ -210,7 +210,7 @@ def test_list_commands(cli, alice):
     ok(cli("list", "member", "remove", "team@example.com", "carol@other.org"))
     shown = json.loads(ok(cli("list", "show", "team@example.com", "--json")).out)
     assert shown == {"address": "team@example.com", "mode": "members", "sender": "",
-                     "members": ["alice@example.com", "bob@other.org"], "enabled": True}
+                     "members": ["alice@example.com", "bob@other.org"], "enabled": True, "require_auth": False}
     assert json.loads(ok(cli("list", "list", "--json")).out)[0]["members"] == 2
     fails(cli("list", "add", "news@example.com", "--mode", "announce"), "--sender")
     fails(cli("list", "member", "add", "team@example.com", "ghost"), "member ghost@example.com", "Unknown User")

@@ -204,7 +204,7 @@ def test_entry_too_large_for_the_file_stays_in_memory_only(folder):
 
 
 def test_subject_text_and_plainness_are_kept_in_the_file(folder):
-    from engine.imap.search import _decode_header
+    from engine.imap.search import decode_header_text
     md, inbox = folder
     md.deliver(TRICKY)
     md.deliver(b"From: a@b.example\nstray line\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?= ODD\n\nbody\n")
@@ -214,7 +214,7 @@ def test_subject_text_and_plainness_are_kept_in_the_file(folder):
     for msg in msgs:
         full = mime.to_crlf(inbox.read(msg))
         root = mime.Part(full, 0, len(full))
-        values = [_decode_header(v) for k, v in root.headers if k == "subject"]
+        values = [decode_header_text(v) for k, v in root.headers if k == "subject"]
         entry = entries[msg.base]
         assert entry.subject == ("\0".join(values) if values else None)
         assert entry.plain == indexmod._plain(root.header_bytes())
@@ -243,7 +243,7 @@ def test_fast_encoded_word_decoding_matches_the_general_decoder():
     import base64
     import email.header
     import random
-    from engine.imap.search import _decode_header
+    from engine.imap.search import decode_header_text
 
     def general(text):
         try:
@@ -264,7 +264,7 @@ def test_fast_encoded_word_decoding_matches_the_general_decoder():
                 for c in text) + "?=")
         cases.append("=?utf-8?q?" + "".join(rng.choice("ab=_3F") for _ in range(rng.randint(0, 8))) + "?=")
         cases.append("=?utf-8?b?" + "".join(rng.choice("w5xAB=/+") for _ in range(rng.randint(0, 8))) + "?=")
-    assert [_decode_header(c.encode()) for c in cases] == [general(c) for c in cases]
+    assert [decode_header_text(c.encode()) for c in cases] == [general(c) for c in cases]
 
 
 def test_envelopes_from_remembered_address_encodings_equal_parsed_ones():

@@ -81,17 +81,24 @@ def test_imap_append_and_fetch_of_60_mb_stream_through_a_bounded_buffer(server):
     assert typ == "OK"
     assert b"RFC822.SIZE %d" % len(message) in data[0][0]
     assert digest(data[0][1]) == digest(message)
+    # in slices, as mail clients fetch large messages (one across a piece boundary)
+    with PeakRss(pid) as slices:
+        for offset, count in ((0, 65536), ((1 << 20) - 100, 300), (len(message) - 1000, 65536)):
+            typ, data = imap.fetch("1", f"(BODY.PEEK[]<{offset}.{count}>)")
+            assert data[0][0].endswith(b"BODY[]<%d> {%d}" % (offset, min(count, len(message) - offset)))
+            assert data[0][1] == message[offset:offset + count]
     data = None
     imap.logout()
     after_fetch = settled_rss(pid)
     print(f"\nIMAP RSS MB: start {start:.1f}, APPEND peak {append.peak_mb:.1f}, after {after_append:.1f}; "
-          f"FETCH peak {fetch.peak_mb:.1f}, after {after_fetch:.1f}")
+          f"FETCH peak {fetch.peak_mb:.1f}, in slices {slices.peak_mb:.1f}, after {after_fetch:.1f}")
     assert append.peak_mb - start < GROWTH_MB
     assert fetch.peak_mb - start < GROWTH_MB
+    assert slices.peak_mb - start < GROWTH_MB
     assert after_fetch - start < RETURNED_MB
 
 
-def test_pop3_retr_of_60_mb_streams_dot_stuffed(server):
+def test_pop3_retr_and_top_of_60_mb_stream_dot_stuffed(server):
     message = big_message("retr")
     imap = imap_login(server)
     imap.append("INBOX", None, None, message)
@@ -107,10 +114,16 @@ def test_pop3_retr_of_60_mb_streams_dot_stuffed(server):
     assert first.startswith(b"+OK %d octets" % len(message))
     assert digest(b"\r\n".join(lines) + b"\r\n") == digest(message)     # poplib undoes the stuffing
     lines = None
+    with PeakRss(pid) as top:
+        _, lines, _ = pop.top(count, 3)
+    header, body = message.split(b"\r\n\r\n", 1)
+    assert lines == header.split(b"\r\n") + [b""] + body.split(b"\r\n")[:3]
     pop.quit()
     after = settled_rss(pid)
-    print(f"\nPOP3 RSS MB: start {start:.1f}, RETR peak {retr.peak_mb:.1f}, after {after:.1f}")
+    print(f"\nPOP3 RSS MB: start {start:.1f}, RETR peak {retr.peak_mb:.1f}, TOP peak {top.peak_mb:.1f}, "
+          f"after {after:.1f}")
     assert retr.peak_mb - start < GROWTH_MB
+    assert top.peak_mb - start < GROWTH_MB
     assert after - start < RETURNED_MB
 
 

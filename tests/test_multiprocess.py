@@ -12,8 +12,7 @@ import time
 
 from engine import logs
 from engine.sharedcounts import SharedCounts
-from helpers_server import make_root, mailctl, serve_process, serve_status as _status, \
-    wait_for_processes as _wait_for_processes
+from helpers_server import make_root, mailctl, serve_process, serve_status, wait_for_processes
 
 PW = "multi-process-pw-1"
 
@@ -30,7 +29,7 @@ def two_processes(tmp_path, settings: dict):
     """`mailctl serve` with two serving processes, both up, over a root with alice."""
     root = make_root(tmp_path, accounts={"alice@example.com": PW}, settings={"server.processes": 2, **settings})
     with serve_process(root) as proc:
-        proc.pids = _wait_for_processes(root, 2)
+        proc.pids = wait_for_processes(root, 2)
         yield root, proc
 
 
@@ -61,14 +60,14 @@ def test_connection_limit_counts_across_processes_and_who_shows_all(tmp_path):
         port = proc.ports["smtp"]
         conns = _open_across_processes(root, port, 6)
         assert len(_who(root)) == 6
-        assert _status(root)["connections"] == 6
+        assert serve_status(root)["connections"] == 6
         for _ in range(4):                       # whichever process takes it, the count is 6
             s, banner = _greeting(port)
             assert banner.startswith(b"421 4.7.0 Too many connections from your address"), banner
             s.close()
         conns.pop().close()
         deadline = time.monotonic() + 5
-        while _status(root)["connections"] != 5 and time.monotonic() < deadline:
+        while serve_status(root)["connections"] != 5 and time.monotonic() < deadline:
             time.sleep(0.05)
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:   # a free place again
             assert s.sendmail("x@foreign.org", ["alice@example.com"], b"Subject: hi\r\n\r\nhi\r\n") == {}
@@ -90,19 +89,19 @@ def test_messages_per_minute_count_across_processes(tmp_path):
 
 def test_a_dead_serving_process_is_replaced_and_its_counts_forgotten(tmp_path):
     with two_processes(tmp_path, {"queue.offline": True}) as (root, proc):
-        primary, secondary = proc.pids
-        assert primary == proc.proc.pid
+        survivor, secondary = proc.pids
+        assert proc.proc.pid not in proc.pids             # the supervisor serves nothing itself
         conns = _open_across_processes(root, proc.ports["smtp"], 8)
-        in_primary = sum(1 for s in _who(root) if s["pid"] == primary)
+        in_survivor = sum(1 for s in _who(root) if s["pid"] == survivor)
         os.kill(secondary, signal.SIGKILL)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            status = _status(root)
+            status = serve_status(root)
             if len(status["processes"]) == 2 and secondary not in status["processes"]:
                 break
             time.sleep(0.2)
         assert secondary not in status["processes"] and len(status["processes"]) == 2, status
-        assert status["connections"] == in_primary       # the dead one's connections not counted
+        assert status["connections"] == in_survivor      # the dead one's connections not counted
         for s in conns:
             s.close()
         time.sleep(0.5)
@@ -111,7 +110,7 @@ def test_a_dead_serving_process_is_replaced_and_its_counts_forgotten(tmp_path):
                 assert s.sendmail("x@foreign.org", ["alice@example.com"], b"Subject: m\r\n\r\nm\r\n") == {}
     assert len(os.listdir(root.mail_dir / "example.com" / "alice" / "new")) == 10
     text = (root.log_dir / "mailctl.log").read_text()
-    assert f"serving process {secondary} exited" in text
+    assert f"serving process {secondary} (slot 2) killed by signal SIGKILL" in text
 
 
 def test_shared_counts_add_up_slots_and_forget_a_cleared_one(tmp_path):

@@ -191,6 +191,9 @@ def test_commands_at_the_open_file_limit_get_temporary_failures(fd_limited):
     fill_descriptors(proc, flood)
     pop.send(f"PASS {PASSWORD}\r\n".encode())
     assert pop.line().startswith(b"-ERR [SYS/TEMP]")
+    # over implicit TLS there is nothing to say in plain text: closed at once, not left waiting
+    with socket.create_connection(("127.0.0.1", proc.ports["imaps"]), timeout=10) as tls:
+        assert tls.recv(100) == b""
     for sock in flood:
         sock.close()
     wait_for_fds_below(serving_pid(imap.sock, proc.proc.pid), NOFILE // 2)
@@ -200,3 +203,15 @@ def test_commands_at_the_open_file_limit_get_temporary_failures(fd_limited):
     assert pop.line().startswith(b"+OK") and pop.line().startswith(b"+OK")
     log = (proc.root.log_dir / "mailctl.log").read_text()
     assert "session from" not in log and "internal error" not in log
+
+
+def test_append_with_a_second_large_literal_is_refused_and_leaves_nothing(server):
+    r = logged_in(server)
+    r.send(b"a1 APPEND INBOX {300000+}\r\n" + b"x" * 300000 + b" {300000}\r\n")
+    reply = r.line()                           # no "+ Ready": the second one is never read
+    assert reply.startswith(b"a1 BAD APPEND takes one message"), reply
+    assert list((server.root.path / "mail" / "example.com" / "alice" / "tmp").iterdir()) == []
+    # the refused message is gone: an empty APPEND after it stores nothing
+    assert r.cmd(b"APPEND INBOX {0+}\r\n", b"a2").startswith(b"a2 NO")
+    assert r.cmd(b"NOOP", b"a3").startswith(b"a3 OK")
+    r.close()

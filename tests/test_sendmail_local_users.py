@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 
@@ -19,14 +16,10 @@ MESSAGE = b"Subject: from cron\nTo: alice@example.com\n\nnightly report\n"
 
 
 @pytest.fixture
-def open_tmp():
-    """A temp directory other users can traverse (pytest's own are 0700)."""
+def open_tmp(open_tmp_path):
     if os.geteuid() != 0:
         pytest.skip("running sendmail as another user needs root")
-    d = Path(tempfile.mkdtemp(prefix="mailctl-sendmail-"))
-    os.chmod(d, 0o711)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+    return open_tmp_path
 
 
 def sendmail_as(user: str, root, args: list[str], message: bytes = MESSAGE) -> tuple[int, str]:

@@ -1,5 +1,5 @@
 """The server as a service: config reload while serving, daemon start/status/reload/stop,
-quickstart, graceful SIGTERM."""
+graceful SIGTERM (quickstart: test_quickstart.py)."""
 from __future__ import annotations
 
 import json
@@ -7,11 +7,9 @@ import os
 import re
 import signal
 import smtplib
-import subprocess
-import sys
 import time
 
-from helpers_server import REPO, mailctl, make_root, running_server, serve_process
+from helpers_server import mailctl, make_root, running_server, serve_process
 
 PW = "alice-password-1"
 
@@ -94,8 +92,9 @@ def test_daemon_start_status_reload_stop(tmp_path):
             assert part in line, (part, line)
         human = mailctl(root, "status")
         assert "smtp" in human.stdout and "uptime" in human.stdout
-        [secondary] = json.loads(mailctl(root, "status", "--json").stdout)["processes"][1:]
-        assert f"serving processes {secondary}" in human.stdout
+        serving = json.loads(mailctl(root, "status", "--json").stdout)["processes"]
+        assert len(serving) == 2 and pid not in serving
+        assert f"serving processes {serving[0]}, {serving[1]}" in human.stdout
         assert mailctl(root, "reload").returncode == 0
         os.kill(pid, signal.SIGHUP)                              # SIGHUP reloads too
         time.sleep(0.3)
@@ -106,41 +105,6 @@ def test_daemon_start_status_reload_stop(tmp_path):
     assert mailctl(root, "status").returncode == 1
     assert "not running" in mailctl(root, "status").stderr
     assert not (root.run_dir / "mailctl.pid").exists()
-
-
-def test_quickstart_serves_demo_account(tmp_path):
-    target = tmp_path / "mailroot"
-    proc = subprocess.Popen([sys.executable, "-m", "mailctl", "--root", str(target), "quickstart", "--any-port"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=str(REPO),
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    try:
-        text = ""
-        deadline = time.monotonic() + 30
-        while "Serving in the foreground" not in text and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            text += line
-        assert "Serving in the foreground" in text, text
-        password = re.search(r"Password\s+(\S+)", text).group(1)
-        user = re.search(r"User name\s+(\S+)", text).group(1)
-        assert user == "demo@example.test"
-        assert re.search(r"Outgoing mail \(SMTP\)\s+localhost port \d+, SSL/TLS", text)
-        smtp_port = int(re.search(r"Inbound MX \(SMTP\)\s+localhost port (\d+)", text).group(1))
-        assert send(smtp_port, user) == {}
-        sub_port = int(re.search(r"or port (\d+), STARTTLS", text.split("Outgoing")[1]).group(1))
-        import ssl
-        ctx = ssl.create_default_context()
-        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-        with smtplib.SMTP("127.0.0.1", sub_port, timeout=10) as s:
-            s.starttls(context=ctx)
-            s.login(user, password)
-            assert s.sendmail(user, [user], f"From: {user}\r\nSubject: self\r\n\r\nhi\r\n".encode()) == {}
-        new = target / "mail" / "example.test" / "demo" / "new"
-        assert len(os.listdir(new)) == 2
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
 
 
 def test_sigterm_lets_transaction_finish(tmp_path):
@@ -173,23 +137,18 @@ def test_several_serving_processes_share_the_listeners(tmp_path):
             except OSError:
                 pass
             time.sleep(0.1)
-        assert len(children) == 1
-        time.sleep(1.0)                       # the secondary binds the same port
+            if len(children) < 2:
+                children = []
+        assert len(children) == 2
+        time.sleep(1.0)                       # both serving processes are up
         for i in range(30):
             assert send(proc.ports["smtp"], "alice@example.com", f"m{i}") == {}
         time.sleep(0.3)                       # the last log lines written
-        proc.kill()                           # SIGKILL the primary: the secondary notices and stops
-        deadline = time.monotonic() + 10
-        while os.path.exists(f"/proc/{children[0]}") and time.monotonic() < deadline:
-            try:
-                os.waitpid(children[0], os.WNOHANG)
-            except ChildProcessError:
-                pass
-            time.sleep(0.1)
-        status = open(f"/proc/{children[0]}/status").read() if os.path.exists(f"/proc/{children[0]}") else ""
-        assert not status or "zombie" in status
     assert len(os.listdir(root.mail_dir / "example.com" / "alice" / "new")) == 30
     log = (root.log_dir / "mailctl.log").read_text()
-    assert f"started 1 more serving processes: {children[0]}" in log
-    assert log.count("listening: smtp on") == 2   # both processes log to the one file
+    assert f"started 2 serving processes: {children[0]}, {children[1]}" in log or \
+        f"started 2 serving processes: {children[1]}, {children[0]}" in log
+    assert log.count("listening: smtp on") == 1         # the supervisor binds once
+    for pid in children:                                  # every process logs to the one file
+        assert f"serving process {pid} ready in slot" in log
     assert log.count("queued as") == 30

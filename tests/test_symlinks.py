@@ -183,23 +183,19 @@ def test_linked_mailbox_directory_gives_nothing(mailserver, user, tmp_path):
     own = box(mailserver, attacker).path
     os.rename(own, tmp_path / "attacker-own")
     os.symlink(victim_md.path, own)
-    try:
-        c = imap(mailserver, attacker)
-    except Exception:
-        pass                                             # refusing the login is fine too
-    else:
-        typ, _ = c.select("INBOX")
-        if typ == "OK":
-            typ, data = c.uid("FETCH", "1:*", "(BODY.PEEK[])")
-            assert not any(isinstance(p, tuple) for p in data)
-        c.logout()
-    try:
-        p = pop3(mailserver, attacker)
-    except poplib.error_proto:
-        pass
-    else:
-        assert p.stat()[0] == 0
-        p.quit()
+    import imaplib
+    c = imaplib.IMAP4("127.0.0.1", mailserver.port("imap"), timeout=20)
+    with pytest.raises(imaplib.IMAP4.error) as refused:       # a NO naming the link, no path
+        c.login(attacker, PASSWORD)
+    assert "symbolic link" in str(refused.value) and "/tmp" not in str(refused.value)
+    assert c.noop()[0] == "OK"
+    c.logout()
+    p = poplib.POP3("127.0.0.1", mailserver.port("pop3"), timeout=20)
+    p.user(attacker)
+    with pytest.raises(poplib.error_proto) as refused:
+        p.pass_(PASSWORD)
+    assert b"symbolic link" in refused.value.args[0] and b"/tmp" not in refused.value.args[0]
+    p.quit()
     assert len(fetch_all(mailserver, user)) == 1
 
 
@@ -226,7 +222,10 @@ def test_linked_domain_file_gives_no_account(tmp_path, caplog):
         c.logout()
     assert link_warnings(caplog, "evil.test.toml")
     r = run_mailctl(root, "config", "check")
-    assert f"{root.domain_file('evil.test')}: symbolic link inside the mail root (not followed)" in r.stderr.decode()
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    assert f"mailctl: warning: {root.domain_file('evil.test')}: symbolic link inside the mail root (not followed)" in err
+    assert err.count(str(root.domain_file("evil.test"))) == 1, err      # listed once, not logged again
 
 
 def test_config_check_lists_every_link_and_still_exits_0(tmp_path):
@@ -328,3 +327,43 @@ def test_mailctl_serve_never_serves_a_linked_file(tmp_path):
     log = (root.log_dir / "mailctl.log").read_text()
     logged = log.count(f"{LINK_NAME}: symbolic link inside the mail root (not followed)")
     assert 1 <= logged <= 2, logged                   # once per serving process at most
+
+
+def test_the_root_itself_may_be_reached_through_a_link(tmp_path):
+    """Links above the root are the admin's choice: a root given by a path through a link
+    works as usual (delivery, IMAP, config check without warnings)."""
+    from conftest import run_mailctl
+    from engine.root import Root
+    from helpers_mail import add_users, new_root, running
+    real = new_root(tmp_path / "real" / "root")
+    add_users(real, ["bob"])
+    os.symlink(tmp_path / "real", tmp_path / "via-link")
+    root = Root(tmp_path / "via-link" / "root")
+    from engine.maildir import Maildir
+    Maildir.for_account(root, "example.com", "bob").deliver(message("through the link"))
+    with running(root, protocols=("imap",)) as srv:
+        srv.root = root
+        bodies = fetch_all(srv, "bob@example.com")
+    assert len(bodies) == 1 and b"through the link" in bodies[0]
+    r = run_mailctl(root, "config", "check")
+    assert r.returncode == 0 and "symbolic link" not in r.stderr.decode(), r.stderr.decode()
+
+
+def test_linked_state_file_is_neither_read_nor_written(tmp_path):
+    """State files (here an import's journal) are opened without following a link: the
+    import stops with one line, and the link's target is untouched."""
+    from conftest import run_mailctl
+    from helpers_mail import add_users, new_root
+    root = new_root(tmp_path / "root")
+    add_users(root, ["bob"])
+    target = tmp_path / "target"
+    target.write_bytes(SECRET)
+    journal = root.state_dir / "import" / "example.com" / "bob.log"
+    journal.parent.mkdir(parents=True)
+    os.symlink(target, journal)
+    mbox = tmp_path / "in.mbox"
+    mbox.write_bytes(b"From a@example.org Thu Jan  1 00:00:00 2026\nSubject: imported\n\nbody\n")
+    r = run_mailctl(root, "import", "mbox", str(mbox), "--account", "bob@example.com")
+    err = r.stderr.decode()
+    assert r.returncode == 1 and len(err.splitlines()) == 1 and "symbolic link" in err, err
+    assert target.read_bytes() == SECRET

@@ -351,7 +351,7 @@ def create_backup(root: Root, dest: str | os.PathLike | None = None, *, incremen
                 gone_from = {old for old, _ in m.renamed}
                 m.deleted = sorted(p for p in parent_ref.manifest.files if p not in m.files and p not in gone_from)
             write_private(work / MANIFEST, m.render().encode("utf-8"))
-            _sync(work)
+            sync_filesystem(work)
             if archive_path is not None:
                 tmp_archive = holder / (name + ".tar.gz")
                 store.pack(holder, name, MANIFEST, tmp_archive)
@@ -438,7 +438,7 @@ def _take_queue(root: Root, b: _Builder, rels: list[str]) -> None:
     # bodies left in `bodies` have no envelope: the queue sweeps them at start, we skip them
 
 
-def _sync(path: Path) -> None:
+def sync_filesystem(path: Path) -> None:
     """Flush the backup's filesystem (syncfs): cheaper than an fsync per linked file."""
     import ctypes
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)

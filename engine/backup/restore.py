@@ -16,15 +16,14 @@ from __future__ import annotations
 import hashlib
 import errno
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InvalidInput, MailError
-from ..root import Root, atomic_write, fsync_dir
+from ..root import Root, fsync_dir
 from . import store
-from .create import _sync, account_key
+from .create import account_key, sync_filesystem
 from .mailfiles import UidList, base_name, flags_of, list_messages, read_keywords
 from .manifest import Entry, Manifest
 from .progress import SILENT, Progress
@@ -229,7 +228,7 @@ def _restore_fresh(m: Manifest, blobs: store.Blobs, target: Root, result: Restor
         if rel.startswith("mail/") and rel.count("/") >= 4 and rel.split("/")[-2] in ("cur", "new"):
             result.messages_added += 1
         progress.advance(1)
-    _sync(target.path)
+    sync_filesystem(target.path)
 
 
 def _restore_merge(m: Manifest, blobs: store.Blobs, target: Root, result: RestoreResult,
@@ -295,7 +294,7 @@ def _restore_merge(m: Manifest, blobs: store.Blobs, target: Root, result: Restor
             if (path / "cur").is_dir():
                 from ..maildir import Maildir
                 Maildir(path).resync()      # UIDs for added messages, quota recounted
-    _sync(target.path if target.path.exists() else target.path.parent)
+    sync_filesystem(target.path if target.path.exists() else target.path.parent)
 
 
 def _live_hashes(folder: Path, live: dict[str, tuple[str, str]]) -> set[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import MailError
 from . import store
-from .manifest import NAME as MANIFEST, Manifest
+from .manifest import Manifest
 from .private import exposure
 from .progress import SILENT, Progress
 

@@ -1,5 +1,6 @@
-"""FETCH of a whole large message (BODY[], BODY.PEEK[], RFC822) sent in pieces from the
-file, so a 60 MB message costs a bounded buffer instead of copies in memory.
+"""FETCH of a whole large message (BODY[], BODY.PEEK[], RFC822, or a partial BODY[]<n.m>
+as clients fetch big messages in slices) sent in pieces from the file, so a 60 MB message
+costs a bounded buffer instead of copies in memory.
 
 cmd_FETCH puts a Streamed in place of such a message's response line; send_all() writes
 the lines, streaming those.
@@ -20,6 +21,7 @@ class Streamed:
     head: bytes                    # b"* 3 FETCH (UID 7 FLAGS (\\Seen) BODY[] "
     folder: object
     msg: object
+    partial: tuple[int, int] | None = None     # (start, count) of the CRLF bytes
 
 
 def whole_item(items: list[fetchmod.FetchItem]) -> fetchmod.FetchItem | None:
@@ -28,8 +30,7 @@ def whole_item(items: list[fetchmod.FetchItem]) -> fetchmod.FetchItem | None:
     if len(content) != 1:
         return None
     item = content[0]
-    if item.name == "RFC822" or (item.kind == "BODY" and not item.numbers and not item.text
-                                 and item.partial is None):
+    if item.name == "RFC822" or (item.kind == "BODY" and not item.numbers and not item.text):
         return item
     return None
 
@@ -38,8 +39,10 @@ def streamed(view, items, whole: fetchmod.FetchItem, flags_text: str | None, fol
     others = [i for i in items if i is not whole]
     rendered = fetchmod.render(view, others, None, flags_text)       # b"(UID 7 FLAGS ())"
     label = "RFC822" if whole.name == "RFC822" else whole.label
+    if whole.partial is not None:
+        label += f"<{whole.partial[0]}>"
     head = b"* %d FETCH " % view.seq + rendered[:-1] + (b" " if others else b"") + label.encode() + b" "
-    return Streamed(head, folder, msg)
+    return Streamed(head, folder, msg, whole.partial)
 
 
 async def send_all(session, lines: list) -> None:
@@ -54,13 +57,24 @@ async def send_all(session, lines: list) -> None:
             pending = []
         reader = CrlfReader(await run(line.folder.open, line.msg))
         try:
-            size = await run(reader.crlf_size)
-            memtrim.note(size)
+            total = await run(reader.crlf_size)
+            memtrim.note(total)
+            skip, size = 0, total
+            if line.partial is not None:
+                skip = min(line.partial[0], total)
+                size = min(line.partial[1], total - skip)
             await session.send(line.head + b"{%d}\r\n" % size)
             sent = 0
             while sent < size:
-                # a file cut short meanwhile (never by a Maildir writer) still fills the literal
-                piece = (await run(reader.next_piece))[:size - sent] or b" " * (size - sent)
+                piece = await run(reader.next_piece)
+                if not piece:     # a file cut short meanwhile (never by a Maildir writer): fill up
+                    piece = b" " * (size - sent)
+                elif skip:        # a partial fetch: the bytes before its start
+                    taken = min(skip, len(piece))
+                    piece, skip = piece[taken:], skip - taken
+                    if not piece:
+                        continue
+                piece = piece[:size - sent]
                 await session.send(piece)
                 sent += len(piece)
         finally:

@@ -10,7 +10,7 @@ import os
 import time
 
 from .. import maildir as store
-from .. import mutf7
+from .. import memtrim, mutf7
 from ..errors import AlreadyExists, InvalidInput, MailError, NotFound, QuotaExceeded
 from . import bigfetch, fetch as fetchmod
 from . import search as searchmod
@@ -603,6 +603,7 @@ class Commands:
                             continue
                         else:
                             data = to_crlf(read(sel.folder, msg))
+                            memtrim.note(len(data))
                         flags_text = flag_list(v.flags) if wants_flags or extra else None
                         body = fetchmod.render(v, items + extra, data, flags_text,
                                                entry.envelope if entry is not None else None, entry)

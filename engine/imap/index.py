@@ -88,7 +88,7 @@ _FINDERS: dict[str, re.Pattern] = {}
 def field_text(fields: bytes, plain: bool, name: str) -> str | None:
     """The decoded, casefolded values of the fields called name (lower-case) joined by
     NUL, or None when there is no such field: what SEARCH on a header key compares."""
-    from .search import _decode_header
+    from .search import decode_header_text
     finder = _FINDERS.get(name)
     if finder is None:
         # The values of plain headers (see _plain) by one regex; what parse_headers gives.
@@ -101,7 +101,7 @@ def field_text(fields: bytes, plain: bool, name: str) -> str | None:
     else:
         raw = _values(fields, name.encode("ascii"))
     # Most values are plain text: decoded here, without the RFC 2047 machinery.
-    values = [_decode_header(v) if b"=?" in v else v.decode("utf-8", "replace").casefold() for v in raw]
+    values = [decode_header_text(v) if b"=?" in v else v.decode("utf-8", "replace").casefold() for v in raw]
     return "\0".join(values) if values else None
 
 

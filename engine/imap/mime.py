@@ -251,7 +251,7 @@ def envelope(part: Part) -> list:
             return None
         if value not in parsed:
             # env-to = "(" 1*address ")": addresses follow each other without spaces
-            parsed[value] = _Multi(address_list(value)) or None
+            parsed[value] = UnspacedList(address_list(value)) or None
         return parsed[value]
 
     return [h("date"), h("subject"), addresses("from"), addresses("sender", "from"),
@@ -354,7 +354,7 @@ def bodystructure(part: Part, extended: bool = True) -> list:
         if extended:
             out += [_params_list(part.params), _disposition(part), _language(part),
                     part.header("content-location")]
-        return _Multi(out)
+        return UnspacedList(out)
     body = part.body_bytes()
     enc = part.header("content-transfer-encoding")
     out = [part.type.upper().encode(), part.subtype.upper().encode(), _params_list(part.params),
@@ -384,8 +384,9 @@ def _opaque(part: Part, extended: bool) -> list:
     return out + [None, None, None, None] if extended else out
 
 
-class _Multi(list):
-    """A multipart body structure: its child lists are written without spaces between."""
+class UnspacedList(list):
+    """A list whose child lists are written without spaces between them: a multipart
+    body structure, an ENVELOPE address list."""
 
 
 # -- sections (RFC 3501 §6.4.5) -------------------------------------------------------

@@ -1,7 +1,7 @@
 """Encoding IMAP response data (RFC 3501 §4, §9): Python values -> wire bytes.
 
     None -> NIL, int -> number, Atom/Raw -> as is, bytes/str -> quoted string when
-    safe, else a literal, list -> parenthesised list (a mime._Multi list has no
+    safe, else a literal, list -> parenthesised list (a mime.UnspacedList has no
     spaces between its child lists, as body-type-mpart requires).
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from .parser import Atom
-from .mime import _Multi
+from .mime import UnspacedList
 
 
 class Raw(bytes):
@@ -31,12 +31,12 @@ def _encode(value, out: bytearray) -> None:
         out += string(value)
     elif value is None:
         out += b"NIL"
-    elif t is list or t is _Multi:
+    elif t is list or t is UnspacedList:
         out += b"("
-        multi = t is _Multi
+        multi = t is UnspacedList
         prev_list = False
         for i, item in enumerate(value):
-            is_list = type(item) is list or type(item) is _Multi
+            is_list = type(item) is list or type(item) is UnspacedList
             # body-type-mpart: "(body)(body) subtype ..." - no space between bodies
             if i and not (multi and is_list and prev_list):
                 out += b" "

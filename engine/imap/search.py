@@ -200,7 +200,7 @@ class Searcher:
             part = msg.part()
             if _cannot_contain(part.data, node[1]):
                 return False
-            return node[1] in _decode_header(part.header_bytes()) or node[1] in _body_text(part)
+            return node[1] in decode_header_text(part.header_bytes()) or node[1] in _body_text(part)
         raise AssertionError(kind)
 
 
@@ -296,7 +296,7 @@ def _decode_word(match: re.Match) -> str | None:
         return None
 
 
-def _decode_header(raw: bytes) -> str:
+def decode_header_text(raw: bytes) -> str:
     text = raw.decode("utf-8", "replace")
     if "=?" not in text:
         return text.casefold()
@@ -310,7 +310,7 @@ def _decode_header(raw: bytes) -> str:
 def _header_contains(part: mime.Part, name: str, needle: str) -> bool:
     for key, value in part.headers:
         if key == name:
-            if not needle or needle in _decode_header(value):
+            if not needle or needle in decode_header_text(value):
                 return True
     return False
 
@@ -330,7 +330,7 @@ def _collect_text(part: mime.Part, out: list, depth: int) -> None:
             _collect_text(child, out, depth + 1)
         return
     if part.message is not None:
-        out.append(_decode_header(part.message.header_bytes()))
+        out.append(decode_header_text(part.message.header_bytes()))
         _collect_text(part.message, out, depth + 1)
         return
     body = part.body_bytes()

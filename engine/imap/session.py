@@ -163,6 +163,7 @@ class ImapSession(Commands):
                 await self.send(b"* BYE Autologout; idle for too long\r\n")
                 return
             except CommandError as e:
+                self.drop_spool()           # the message of a refused command
                 await self._bad_input(e)
                 continue
             if raw is None:
@@ -226,6 +227,8 @@ class ImapSession(Commands):
                 err = bad(f"Literal of {size} bytes is too large before login")
             elif is_append and self.append_limit() == 0:
                 err = no("[TOOBIG] APPEND is disabled on this server")
+            elif is_append and self.spool is not None and size >= SPOOL_FROM:
+                err = bad("APPEND takes one message")        # never a second large literal
             elif size > limit:
                 err = CommandError("NO" if is_append else "BAD",
                                    f"{'[TOOBIG] ' if is_append else ''}Literal of {size} bytes is "

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from .. import nofollow
 from ..addresses import parse_address
-from ..errors import AlreadyExists, InvalidInput, MailError, NotFound
+from ..errors import AlreadyExists, MailError, NotFound
 from ..maildir import Maildir
 from ..root import Root
 from ..backup.progress import SILENT, Progress
@@ -90,8 +91,8 @@ class Journal:
         self.done: set[str] = set()
         pending: dict[str, tuple[str, str]] = {}
         try:
-            text = self.path.read_text("utf-8", errors="replace")
-        except FileNotFoundError:
+            text = nofollow.read_text(self.path, "replace", quiet=True)
+        except FileNotFoundError:          # a link too: refused by the open below
             text = ""
         for line in text.splitlines():
             parts = line.split(" ")
@@ -100,7 +101,7 @@ class Journal:
                 pending.pop(parts[1], None)
             elif parts[0] == "pending" and len(parts) >= 4:
                 pending[parts[1]] = (parts[2], parts[3])
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.fd = nofollow.open_file(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600, quiet=True)
         if text and not text.endswith("\n"):
             os.write(self.fd, b"\n")            # a line cut by a crash
         for key, (folder, base) in pending.items():

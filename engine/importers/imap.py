@@ -5,7 +5,6 @@ Keys are computed from Message-ID, Date and RFC822.SIZE fetched with the headers
 a second run downloads nothing it already has."""
 from __future__ import annotations
 
-import email.utils
 import imaplib
 import re
 import ssl

@@ -9,7 +9,7 @@ from pathlib import Path
 from .. import mutf7
 from ..backup.mailfiles import read_keywords
 from ..errors import InvalidInput
-from .common import ImportCounts, Importer, maildir_flags, message_key, require_file
+from .common import ImportCounts, Importer, maildir_flags, require_file
 
 
 def find_folders(top: Path) -> list[tuple[str, Path]]:

@@ -471,14 +471,17 @@ class Pop3Session:
         if count is None:
             await self.error("TOP needs a message number and a line count")
             return
-        loaded = await self._load(parts[0])
-        if loaded is None:
+        n, m = self._msg(parts[0])
+        if n is None:
+            await self.send(f"-ERR {m}")
             return
-        m, data = loaded
-        data = to_crlf(data)
-        head, sep, body = data.partition(b"\r\n\r\n")
-        lines = body.split(b"\r\n")[:count] if sep else []
-        out = head + (b"\r\n\r\n" + b"\r\n".join(lines) if sep else b"")
+        try:
+            f = await self.runtime.run_blocking(self.folder.open, m)
+        except NotFound:
+            await self.send("-ERR [SYS/TEMP] The message was removed by another program")
+            return
+        with f:      # the header and the lines asked for: never the whole of a large message
+            out = await self.runtime.run_blocking(msgstream.top, f, count)
         await self.send_multiline("+OK", out)
     cmd_TOP.auth = True
 

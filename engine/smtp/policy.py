@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from ..addresses import parse_address
-from ..directory import BAD_ADDRESS, Directory, Rejection, Resolution
+from ..directory import BAD_ADDRESS, LIST_AUTH_REQUIRED, Directory, Rejection, Resolution
 from ..errors import InvalidInput
 
 RELAY_DENIED = Rejection(550, "5.7.1", "Delivery Is Not Allowed To This Address")
@@ -155,6 +155,8 @@ def check_recipient(settings, directory: Directory, client: Client, sender: str,
     if domain.startswith("["):
         return IP_LITERAL
     res = directory.resolve(address, sender or None)
+    if res.needs_authenticated_sender and not client.user:
+        return LIST_AUTH_REQUIRED        # before membership: a forged member address gets no further
     if res.local_domain:
         if res.rejection:
             return res.rejection

@@ -27,6 +27,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, TLSSetupException, _A
 from .. import delivery, diskspace, headers as headers_mod, memtrim, overload, queue as queue_mod, storage_errors
 from ..heldoutput import with_held
 from ..largemsg import LargeMessage, close_quietly
+from ..settings import message_size_limit
 from . import admission, policy, quota
 from .data import DataResult, fix_bare_newlines, head_of, header_block, read_data
 from .received import received_header
@@ -137,9 +138,8 @@ class MailSMTP(SMTP):
         self.line_length_limit = max(1001, limits.max_command_line + 2)
         implicit = listener.tls == "implicit"
         tls_ctx = runtime.ssl_context() if listener.tls == "starttls" else None
-        max_size = int(limits.max_message_size_mb * 1024 * 1024)
         self.hooks = _Hooks()
-        options = dict(data_size_limit=max_size or None, enable_SMTPUTF8=True, decode_data=False,
+        options = dict(data_size_limit=message_size_limit(settings), enable_SMTPUTF8=True, decode_data=False,
                        hostname=settings.server.hostname, ident=IDENT, tls_context=tls_ctx,
                        timeout=limits.command_timeout_s,
                        auth_require_tls=not (implicit or settings.auth.allow_plaintext),
