@@ -20,7 +20,8 @@ INSUFFICIENT = "452 4.3.1 Insufficient system storage"      # SMTP's answer to a
 
 
 def reserve_bytes(settings) -> int:
-    """limits.min_free_space_mb, but never less than 1.5 x the largest message accepted."""
+    """limits.min_free_space_mb, but never less than 1.5 x the largest message accepted
+    (max_message_size_mb 0 means the 1 GiB ceiling: no 1.5 GiB reserve for it)."""
     limits = settings.limits
     return int(max(float(limits.min_free_space_mb), 1.5 * float(limits.max_message_size_mb)) * MB)
 

@@ -219,7 +219,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_message_size_mb": Key(25, (int, float), "largest message accepted (SMTP SIZE); 0 = the ceiling of 1 GiB", _range(0)),
         "min_free_space_mb": Key(0, (int, float), "MB kept free on the mail root's file system: below it (SIZE= counted) "
                                  "MAIL FROM gets 452 4.3.1, before any data is sent. Never less than 1.5 x "
-                                 "max_message_size_mb (Postfix's queue_minfree rule): the largest message still "
+                                 "max_message_size_mb when that is set (Postfix's queue_minfree rule): the largest message still "
                                  "fits, with room for the queue and mailbox writes after it", _range(0)),
         "max_recipients": Key(100, int, "recipients per message", _range(1)),
         "max_connections": Key(200, int, "SMTP connections at once; 0 = no limit", _range(0)),
