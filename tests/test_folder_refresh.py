@@ -4,6 +4,7 @@ so the next SELECT or POP3 login finds its listing ready. A refresh never hides 
 change, never reads a message file, and leaves a bulk fill to the first session."""
 from __future__ import annotations
 
+import contextlib
 import os
 import poplib
 import sys
@@ -21,8 +22,15 @@ _watching: list[tuple[str, str, int]] = []      # (event, path, thread id) while
 
 
 def _audit(event: str, args: tuple) -> None:
-    if _watching and event in ("os.listdir", "open") and args and isinstance(args[0], (str, os.PathLike)):
-        _watching.append((event, os.fspath(args[0]), threading.get_ident()))
+    """A listing is recorded as "os.listdir" whether it lists a path or, as the store does
+    (never through a link), a directory descriptor (os.scandir(fd))."""
+    if not _watching or not args:
+        return
+    if event in ("os.listdir", "os.scandir") and isinstance(args[0], int):
+        with contextlib.suppress(OSError):
+            _watching.append(("os.listdir", os.readlink(f"/proc/self/fd/{args[0]}"), threading.get_ident()))
+    elif event in ("os.listdir", "os.scandir", "open") and isinstance(args[0], (str, os.PathLike)):
+        _watching.append(("open" if event == "open" else "os.listdir", os.fspath(args[0]), threading.get_ident()))
 
 
 sys.addaudithook(_audit)
