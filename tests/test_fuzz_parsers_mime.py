@@ -169,6 +169,41 @@ def test_random_bytes_after_a_header_have_exact_octets(body, header):
     check_structure(header + body)
 
 
+@st.composite
+def plain_trees(draw, depth=0):
+    """("leaf", lines) or ("multi", boundary, children): bodies that hold no boundary
+    line, and boundaries none of which starts another, so each part's bytes are known."""
+    if depth >= 3 or draw(st.booleans()):
+        return ("leaf", draw(st.lists(st.text("abc =.\t\u00e9", max_size=12), max_size=4)))
+    boundary = f"={draw(st.integers(0, 10**6))}.{depth}=" + draw(BOUNDARY).strip()
+    return ("multi", boundary, draw(st.lists(plain_trees(depth + 1), min_size=1, max_size=3)))
+
+
+def plain_lines(tree, numbers: list[int], expected: dict) -> list[str]:
+    if tree[0] == "leaf":
+        # the CRLF that ends a part's last line belongs to the boundary line after it
+        body = "\r\n".join(tree[1]) if numbers else "".join(line + "\r\n" for line in tree[1])
+        expected[tuple(numbers or [1])] = body.encode()
+        return ["Content-Type: text/plain", ""] + tree[1]
+    _, boundary, children = tree
+    lines = [f'Content-Type: multipart/mixed; boundary="{boundary}"', ""]
+    for i, child in enumerate(children, 1):
+        lines += ["--" + boundary] + plain_lines(child, numbers + [i], expected)
+    return lines + ["--" + boundary + "--"]
+
+
+@fuzz(100)
+@given(plain_trees(), st.sampled_from(["\r\n", "\n"]))
+def test_every_part_is_exactly_its_own_bytes(tree, eol):
+    """The CRLF before a boundary line belongs to the boundary (RFC 2046 §5.1.1)."""
+    expected: dict = {}
+    data = served(join(["Subject: parts"] + plain_lines(tree, [], expected), [eol]))
+    names = {numbers: f"BODY.PEEK[{'.'.join(map(str, numbers))}]" for numbers in expected}
+    bodies = fetched(data, list(names.values()))
+    for numbers, name in names.items():
+        assert bodies[name.replace(".PEEK", "").encode()] == expected[numbers], numbers
+
+
 def nested(depth: int, inner: bytes) -> bytes:
     message = inner
     for level in range(depth):
