@@ -39,6 +39,7 @@ ADDRESSES = st.tuples(LOCALS, DOMAINS).map("@".join)
 
 @fuzz(200)
 @given(ADDRESSES)
+@example("Bob.O'Neil@Example.COM")
 def test_valid_addresses_parse_to_their_lower_case_form(text):
     a = parse_address(text)
     assert str(a) == text.lower()
@@ -65,6 +66,7 @@ def test_any_text_is_an_address_or_invalid_input(text):
 @fuzz(200)
 @given(st.text(st.characters(blacklist_categories=["Cs"]), max_size=30))
 @example("xn--ls8h.la")
+@example("Example.COM")
 @example("\u00df.de")
 def test_any_domain_normalises_or_is_invalid_input(text):
     try:
