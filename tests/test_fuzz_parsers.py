@@ -463,6 +463,7 @@ def folder_dirs(maildir) -> list[str]:
 @example("a/../b")
 @example("x" * 300)
 @example("Source")
+@example(" b/\u00e9")
 def test_every_maildir_entry_point_applies_the_folder_name_rule(maildir, name):
     existing = {f.name for f in maildir.list_folders()}
     before = folder_dirs(maildir)
@@ -479,4 +480,7 @@ def test_every_maildir_entry_point_applies_the_folder_name_rule(maildir, name):
     assert canonical in {f.name for f in maildir.list_folders()}
     assert maildir.folder(name).path.name == foldernames.dirname(foldernames.split(name))
     maildir.delete_folder(name)
+    assert foldernames.dirname(foldernames.split(name)) not in folder_dirs(maildir)
+    for parent in sorted(set(folder_dirs(maildir)) - set(before), key=len, reverse=True):
+        maildir.delete_folder(foldernames.name_from_dirname(parent))     # made with it
     assert folder_dirs(maildir) == before

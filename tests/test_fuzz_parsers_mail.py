@@ -111,7 +111,7 @@ def mail_argument(arg: str, keyword: str = "FROM:"):
 
 
 def params():
-    return st.lists(st.one_of(st.integers(0, 10**20).map(lambda n: f"SIZE={n}"),
+    return st.lists(st.one_of(st.integers(0, 10**20 - 1).map(lambda n: f"SIZE={n}"),
                               st.sampled_from(["BODY=8BITMIME", "SMTPUTF8", "BODY=7BIT", "size=12"])), max_size=3)
 
 
