@@ -72,7 +72,9 @@ def check_sender(settings, caller: Caller, requested: str | None) -> str:
     allowed = settings.sendmail.allowed_senders.get(caller.login, [])
     if "*" in allowed or requested.lower() in (a.lower() for a in allowed):
         return requested
-    raise InvalidInput(f"user {caller.login} may not send as {requested or '<>'}; "
+    # the error is one line, whatever the caller asked for (a sender with a newline ...)
+    shown = requested[:100] if requested.isprintable() else repr(requested[:100])
+    raise InvalidInput(f"user {caller.login} may not send as {shown or '<>'}; "
                        f"allow it in sendmail.allowed_senders")
 
 

@@ -19,7 +19,8 @@ def _printable(ch: str) -> bool:
 
 
 def encode(name: str) -> str:
-    """A Unicode name in modified UTF-7."""
+    """A Unicode name in modified UTF-7; InvalidInput for what no name may hold (NUL,
+    lone surrogates), so that decode(encode(name)) == name for every name encoded."""
     out: list[str] = []
     pending: list[str] = []
     for ch in name:
@@ -36,6 +37,8 @@ def encode(name: str) -> str:
 
 
 def _encode_run(text: str) -> str:
+    if "\0" in text:       # decode() refuses it: a name with NUL would have no spelling to read back
+        raise InvalidInput(f"{text!r}: NUL is not allowed in a name; use a valid name")
     try:
         raw = text.encode("utf-16-be")
     except UnicodeEncodeError:

@@ -171,6 +171,14 @@ class Part:
                                  self.depth + 1, self.budget)
         return self._message
 
+    def enclosed(self) -> "Part | None":
+        """The message a message/rfc822 part encloses as BODYSTRUCTURE shows it: parsed,
+        or past the depth or part limit one opaque part (its body not parsed further)."""
+        inner = self.message
+        if inner is None and self.type == "message" and self.subtype == "rfc822":
+            inner = Part(self.data, self.body_start, self.end, depth=self.depth + 1, budget=[0])
+        return inner
+
     def _may_descend(self) -> bool:
         self.budget[0] -= 1
         return self.depth < MAX_PARTS_DEPTH and self.budget[0] > 0
@@ -363,9 +371,8 @@ def bodystructure(part: Part, extended: bool = True) -> list:
     if part.type == "message" and part.subtype == "rfc822":
         # RFC 3501 body-type-msg: envelope, body, lines. message/global gets the basic
         # form, which IMAP4rev1 clients parse (they know only RFC822 as a message type).
-        inner = part.message
-        if inner is None:  # past the depth or part limit: the rest is one opaque part
-            inner = Part(part.data, part.body_start, part.end, depth=part.depth + 1, budget=[0])
+        inner = part.enclosed()
+        if part.message is None:  # past the depth or part limit: the rest is one opaque part
             structure = _opaque(inner, extended)
         else:
             structure = bodystructure(inner, extended)
@@ -396,14 +403,15 @@ class SectionError(Exception):
 
 
 def find_part(root: Part, numbers: list[int]) -> Part | None:
+    """The part BODY[numbers] names, as BODYSTRUCTURE numbers them: a non-multipart
+    message's body is part 1, so a message/rfc822 message's enclosed body is 1.1."""
     part = root
-    for n in numbers:
+    for i, n in enumerate(numbers):
         if part.is_multipart:
             if not 1 <= n <= len(part.children):
                 return None
             part = part.children[n - 1]
-        elif part.message is not None and part is not root:
-            inner = part.message
+        elif (part is not root or i) and (inner := part.enclosed()) is not None:
             if inner.is_multipart:
                 if not 1 <= n <= len(inner.children):
                     return None
