@@ -473,7 +473,8 @@ class Fuzzer:
 
 
 def serving_pids(server_pid: int) -> list[int]:
-    """The serving processes of a `mailctl serve` (its children, or itself)."""
+    """The serving processes of a `mailctl serve`: itself (the primary has listeners too)
+    and its children (the secondaries)."""
     kids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -482,7 +483,7 @@ def serving_pids(server_pid: int) -> list[int]:
             continue
         if int(fields[1]) == server_pid:
             kids.append(int(stat.parent.name))
-    return kids or [server_pid]
+    return [server_pid] + kids
 
 
 def rss_mb(pid: int) -> float:

@@ -7,7 +7,7 @@ import pytest
 
 import netfuzz
 from test_fuzz_network import fuzz_root
-from helpers_server import serve_process
+from helpers_server import serve_process, wait_for_processes
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +74,11 @@ def test_archiving_between_runs_keeps_every_acknowledged_message(fuzz_server):
     assert sum(1 for _ in (archive / "cur").iterdir()) + sum(1 for _ in (archive / "new").iterdir()) >= moved
     fuzzer.check_mail(fuzz_server.root.mail_dir)
     assert not fuzzer.stats.findings, fuzzer.stats.findings
+
+
+def test_rss_figures_cover_every_serving_process(tmp_path):
+    """Run 1 reported the RSS of the secondary only: the primary has listeners too."""
+    root = fuzz_root(tmp_path)
+    with serve_process(root, args=("--processes", "2")) as srv:
+        pids = wait_for_processes(root, 2)
+        assert sorted(netfuzz.serving_pids(srv.proc.pid)) == sorted(pids)
