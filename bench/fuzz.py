@@ -40,10 +40,14 @@ def main() -> int:
             while time.monotonic() < end:
                 for i in range(20):                       # POP3 sessions delete: keep mail there
                     pop.deliver(f"Subject: pop {i}\r\n\r\nbody {i}\r\n".encode())
+                shown = len(fuzzer.stats.findings)
                 fuzzer.run(seconds=min(60, end - time.monotonic()))
+                archived = fuzzer.archive(root.mail_dir)
                 s = fuzzer.stats
                 print(f"{time.strftime('%H:%M:%S')} sessions {s.sessions} commands {s.commands} "
-                      f"messages {s.messages} findings {len(s.findings)}", flush=True)
+                      f"messages {s.messages} findings {len(s.findings)} (archived {archived})", flush=True)
+                for f in s.findings[shown:]:
+                    print("  new: " + f[:300], flush=True)
             time.sleep(2)
             after = {pid: netfuzz.rss_mb(pid) for pid in netfuzz.serving_pids(srv.proc.pid)}
             fuzzer.check_mail(root.mail_dir)

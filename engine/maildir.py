@@ -1641,17 +1641,20 @@ class Folder:
         with self.open(msg) as f:
             return f.read()
 
-    def read_if_cached(self, msg: Message) -> bytes:
+    def read_if_cached(self, msg: Message, max_bytes: int | None = None) -> bytes:
         """The message only if the kernel holds all of it in memory: a read that cannot
         wait for the disk (preadv with RWF_NOWAIT), so an event loop may do it itself
         instead of paying a hop to a worker thread. BlockingIOError when the file, or part
-        of it, would come from disk, or it moved: then read() it in a worker thread."""
+        of it, would come from disk, or it moved, or it is larger than max_bytes (what
+        the caller does with it would hold the loop): then read() it in a worker thread."""
         try:
             fd = nofollow.open_file(f"{self.path}/{msg.subdir}/{msg.filename}")
         except FileNotFoundError:
             raise BlockingIOError("moved") from None
         try:
             size = msg._size if msg._size is not None else os.fstat(fd).st_size
+            if max_bytes is not None and size > max_bytes:
+                raise BlockingIOError("large")
             buf = bytearray(size + 1)          # one byte more: a file longer than we thought shows
             try:
                 got = os.preadv(fd, [buf], 0, os.RWF_NOWAIT)

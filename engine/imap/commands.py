@@ -28,6 +28,7 @@ IDLE_POLL_S = 1.0
 RESCAN_THROTTLE_S = 0.25
 HOLD_BYTES = 256 * 1024  # a last FETCH batch this small is written together with the tagged reply
 INLINE_MESSAGES = 4     # a FETCH of at most this many whole messages may read them in the event loop
+INLINE_BYTES = 128 * 1024  # ...each this small: BODYSTRUCTURE of 4 x 40 MB held the loop for 2 s
 RECENT = frozenset({"\\Recent"})
 QUOTA_EXCEEDED = "[OVERQUOTA] Quota exceeded (mailbox for user is full)"   # Dovecot's text
 INLINE_SEARCH = 20_000  # SEARCH without content keys: more messages x keys run in a worker thread
@@ -43,6 +44,10 @@ def state(name):
 def _errors():
     from .session import bad, no
     return bad, no
+
+
+def _read_small_if_cached(folder, msg) -> bytes:
+    return folder.read_if_cached(msg, max_bytes=INLINE_BYTES)
 
 
 class Commands:
@@ -614,10 +619,10 @@ class Commands:
                         out.append(None)
                 return out, changed, gone
 
-            # A few whole messages the kernel holds in memory: read here, as a hop to a
-            # worker thread costs more than the read (1000 single-message FETCHes).
+            # A few small whole messages the kernel holds in memory: read here, as a hop to
+            # a worker thread costs more than the read (1000 single-message FETCHes).
             try:
-                done = work(read=store.Folder.read_if_cached) if inline else None
+                done = work(read=_read_small_if_cached) if inline else None
             except BlockingIOError:
                 done = None
             lines, changed, gone = done or await self.blocking(work)
