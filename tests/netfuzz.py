@@ -473,8 +473,8 @@ class Fuzzer:
 
 
 def serving_pids(server_pid: int) -> list[int]:
-    """The serving processes of a `mailctl serve`: itself (the primary has listeners too)
-    and its children (the secondaries)."""
+    """The serving processes of a `mailctl serve`: its children (the supervisor itself
+    serves nothing)."""
     kids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -483,7 +483,7 @@ def serving_pids(server_pid: int) -> list[int]:
             continue
         if int(fields[1]) == server_pid:
             kids.append(int(stat.parent.name))
-    return [server_pid] + kids
+    return kids
 
 
 def rss_mb(pid: int) -> float:

@@ -77,7 +77,8 @@ def test_archiving_between_runs_keeps_every_acknowledged_message(fuzz_server):
 
 
 def test_rss_figures_cover_every_serving_process(tmp_path):
-    """Run 1 reported the RSS of the secondary only: the primary has listeners too."""
+    """Run 1 reported the RSS of one serving process only: every one is counted (the
+    supervisor, which serves nothing, is not)."""
     root = fuzz_root(tmp_path)
     with serve_process(root, args=("--processes", "2")) as srv:
         pids = wait_for_processes(root, 2)
