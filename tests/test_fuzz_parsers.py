@@ -464,6 +464,8 @@ def folder_dirs(maildir) -> list[str]:
 @example("x" * 300)
 @example("Source")
 @example(" b/\u00e9")
+@example("INBOX/INBOX")
+@example("inbox/x/y")
 def test_every_maildir_entry_point_applies_the_folder_name_rule(maildir, name):
     existing = {f.name for f in maildir.list_folders()}
     before = folder_dirs(maildir)
