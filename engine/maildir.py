@@ -804,11 +804,16 @@ class Maildir:
         comps = _split_name(name, new=True)
         if comps == [INBOX]:
             raise AlreadyExists("INBOX always exists")
-        for depth in range(1, len(comps)):
-            with contextlib.suppress(AlreadyExists):
-                self._make_folder_dir(comps[:depth])
+        self._make_parents(comps)
         self._make_folder_dir(comps)
         return self.folder(name)
+
+    def _make_parents(self, comps: list[str]) -> None:
+        for depth in range(1, len(comps)):
+            if comps[:depth] == [INBOX]:    # always there; a ".INBOX" directory would be no folder
+                continue
+            with contextlib.suppress(AlreadyExists):
+                self._make_folder_dir(comps[:depth])
 
     def _make_folder_dir(self, comps: list[str]) -> None:
         """Build the folder in tmp/ and rename it into place, so it appears complete."""
@@ -862,9 +867,7 @@ class Maildir:
         for _, target in moves:
             if os.path.lexists(self.path / target):
                 raise AlreadyExists(f"folder {_name_from_dirname(target) or target!r} already exists")
-        for depth in range(1, len(new_comps)):
-            with contextlib.suppress(AlreadyExists):
-                self._make_folder_dir(new_comps[:depth])
+        self._make_parents(new_comps)
         for source, target in moves:
             os.rename(self.path / source, self.path / target)
         fsync_dir(self.path)

@@ -464,6 +464,8 @@ def folder_dirs(maildir) -> list[str]:
 @example("x" * 300)
 @example("Source")
 @example(" b/\u00e9")
+@example("INBOX/INBOX")
+@example("inbox/x/y")
 def test_every_maildir_entry_point_applies_the_folder_name_rule(maildir, name):
     existing = {f.name for f in maildir.list_folders()}
     before = folder_dirs(maildir)
@@ -476,11 +478,15 @@ def test_every_maildir_entry_point_applies_the_folder_name_rule(maildir, name):
     canonical = foldernames.canonical(name)
     if canonical in existing:
         return
-    maildir.create_folder(name)
-    assert canonical in {f.name for f in maildir.list_folders()}
-    assert maildir.folder(name).path.name == foldernames.dirname(foldernames.split(name))
-    maildir.delete_folder(name)
-    assert foldernames.dirname(foldernames.split(name)) not in folder_dirs(maildir)
-    for parent in sorted(set(folder_dirs(maildir)) - set(before), key=len, reverse=True):
-        maildir.delete_folder(foldernames.name_from_dirname(parent))     # made with it
-    assert folder_dirs(maildir) == before
+    stored = foldernames.dirname(foldernames.split(name))
+    renames = [] if canonical.startswith("Source/") else [
+        (lambda: maildir.rename_folder("Source", name), lambda: maildir.rename_folder(name, "Source"))]
+    for make, undo in [(lambda: maildir.create_folder(name), lambda: maildir.delete_folder(name))] + renames:
+        make()
+        assert canonical in {f.name for f in maildir.list_folders()}
+        assert maildir.folder(name).path.name == stored
+        undo()
+        assert stored not in folder_dirs(maildir)
+        for parent in sorted(set(folder_dirs(maildir)) - set(before), key=len, reverse=True):
+            maildir.delete_folder(foldernames.name_from_dirname(parent))     # made with it
+        assert folder_dirs(maildir) == before
