@@ -213,6 +213,8 @@ def stop() -> None:
     if _writer is not None:
         _writer.records.put(None)
         _writer.join(10)
-        for h in list(logging.getLogger("mailctl").handlers):
-            logging.getLogger("mailctl").removeHandler(h)
+        logger = logging.getLogger("mailctl")
+        for h in list(logger.handlers):
+            logger.removeHandler(h)
+        logger.propagate = True             # as before setup(): records go to the root logger
         _writer = None
