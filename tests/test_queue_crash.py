@@ -70,3 +70,36 @@ def test_an_item_staged_but_never_committed_is_swept_at_start(tmp_path):
     assert not any(p.exists() for p in leftovers)
     assert queue.count() == 0
     assert [list((root.queue_dir / s).iterdir()) for s in ("deferred", "messages")] == [[], []]
+
+
+def test_items_of_a_process_that_dies_after_our_start_are_taken_back_without_a_restart(tmp_path):
+    """A server started while the process that claimed some items is still dying (a
+    supervisor killed and started again at once) takes them back once that process is gone,
+    not at its next restart."""
+    import socket
+    import subprocess
+    dns = DNSServer({"far.example": {"MX": [(10, "mx.far.example")]}, "mx.far.example": {"A": ["127.0.0.2"]}})
+    sink = Sink("127.0.0.2")
+    dying = subprocess.Popen(["sleep", "60"])          # a live process holding claims
+    try:
+        root = make_root(tmp_path, settings={
+            "queue.nameservers": [dns.address], "queue.smtp_port": sink.port, "queue.retry_minutes": [0, 0.01],
+            "queue.connect_timeout_s": 2, "pickup.enabled": False})
+        q = Queue(root)
+        for i in range(3):
+            qid = q.enqueue("sender@example.com", [f"r{i}@far.example"],
+                            f"Subject: held {i}\r\n\r\nbody\r\n".encode())
+            q.write_attempt(q.claim(qid, f"{socket.gethostname()}:{dying.pid}"))
+        with serve_process(root):
+            time.sleep(2)
+            assert len(sink.messages) == 0 and len(q.ids("active")) == 3     # its owner still works on them
+            dying.kill()
+            dying.wait()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and len(sink.messages) < 3:
+                time.sleep(0.1)
+            assert len(sink.messages) == 3 and q.count() == 0
+    finally:
+        dying.kill()
+        sink.stop()
+        dns.close()

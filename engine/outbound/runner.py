@@ -42,6 +42,7 @@ log = logging.getLogger("mailctl.queue")
 
 LOOP_TEXT = "The Mail Server Software Tried To Deliver E-mail To The Local Machine"
 POLL_SECONDS = 1.0
+RECOVER_EVERY_S = 5.0     # how often items claimed by a process that died meanwhile are taken back
 IDLE_CONNECTION_SECONDS = 5.0
 MAX_TRANSACTIONS_PER_CONNECTION = 100
 
@@ -75,6 +76,12 @@ def notify_server(root) -> bool:
 
 def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _other_owner_alive(claim: str) -> bool:
+    """While this runner works: its own claims are alive (in flight, or an outcome the disk
+    could not take yet); another process's only while that process is."""
+    return claim == owner_id() or _owner_alive(claim)
 
 
 def _owner_alive(claim: str) -> bool:
@@ -180,6 +187,7 @@ class Runner:
         self.rate = RateLimit()
         self.cache: dict[str, tuple[int, float, str]] = {}     # id -> (mtime_ns, next_attempt, "")
         self.inflight: set[str] = set()
+        self._next_recover = 0.0           # monotonic time of the next look for dead claims
         self.tasks: set[asyncio.Task] = set()
         self._settings_for = None
         self._router: Router | None = None
@@ -252,6 +260,18 @@ class Runner:
             log.warning("queue: removed %d message file(s) without an envelope (left by a crash)", swept)
         if returned:
             log.warning("queue: %d item(s) left in active/ by a crash returned to deferred/", len(returned))
+        self._next_recover = time.monotonic() + RECOVER_EVERY_S
+
+    async def _recover_dead_claims(self) -> None:
+        """Take back items a process that died after our start had claimed: at our start
+        it may still have been dying (a replaced serving process, a supervisor killed and
+        started again at once), and its items must not wait for the next restart."""
+        if time.monotonic() < self._next_recover:
+            return
+        self._next_recover = time.monotonic() + RECOVER_EVERY_S
+        returned = await self.blocking(self.queue.recover, _other_owner_alive)
+        if returned:
+            log.warning("queue: %d item(s) claimed by a process that died returned to deferred/", len(returned))
 
     async def run_once(self, force: bool = False) -> int:
         """Deliver everything due now (everything when force) and wait until done."""
@@ -278,6 +298,8 @@ class Runner:
                 with contextlib.suppress(OSError):
                     await self.blocking(self.disk.check, self.root, self.settings)
                 await self.outcomes.save_pending()
+                with contextlib.suppress(OSError):
+                    await self._recover_dead_claims()
                 force = await self._take_flush_request()
                 if force or not self.settings.queue.offline:
                     for qid in await self.due(force):
