@@ -19,7 +19,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 import netfuzz  # noqa: E402
 from engine.maildir import Maildir  # noqa: E402
-from helpers_server import make_root, serve_process  # noqa: E402
+from helpers_server import make_root, serve_process, wait_for_processes  # noqa: E402
 
 
 def main() -> int:
@@ -33,6 +33,7 @@ def main() -> int:
         root = make_root(Path(tmp), accounts=accounts, settings={"auth.allow_plaintext": True})
         pop = Maildir(root.mail_dir / "example.com" / "fuzzpop")
         with serve_process(root, args=("--processes", str(args.processes))) as srv:
+            wait_for_processes(root, args.processes)      # all up and imported: the baseline
             pids = netfuzz.serving_pids(srv.proc.pid)
             before = {pid: netfuzz.rss_mb(pid) for pid in pids}
             fuzzer = netfuzz.Fuzzer(srv.ports, root, seed=args.seed)
