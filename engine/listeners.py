@@ -7,7 +7,9 @@ leaves the connections waiting there to the others or to its replacement.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import os
 import socket
 
 from .errors import MailError
@@ -46,12 +48,38 @@ def bind(name: str, listener) -> list[socket.socket]:
                 log.warning("listeners.%s: not listening on %s: %s", name, host, e.strerror)
                 continue
             close(socks)
-            raise MailError(f"listeners.{name}: cannot listen on {host} port {port}: {e.strerror}; "
+            holder = holder_of(port) if e.errno == errno.EADDRINUSE else ""
+            raise MailError(f"listeners.{name}: cannot listen on {host} port {port}: {e.strerror}"
+                            f"{f' (held by {holder})' if holder else ''}; "
                             f"change listeners.{name}.port or .bind in mailctl.toml") from None
         if port == 0:
             port = sock.getsockname()[1]
         socks.append(sock)
     return socks
+
+
+def holder_of(port: int) -> str:
+    """Which process listens on a TCP port ('pid N: command'), from /proc: the socket's
+    inode in /proc/net/tcp{,6}, then the process holding that inode. '' when unknown."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in open(table).read().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:    # LISTEN
+                    inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return ""
+    for proc in os.listdir("/proc"):
+        if not proc.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{proc}/fd"):
+                if os.readlink(f"/proc/{proc}/fd/{fd}") in inodes:
+                    cmd = open(f"/proc/{proc}/cmdline", "rb").read().replace(b"\0", b" ").strip()
+                    shown = cmd.decode("utf-8", "replace")
+                    return f"pid {proc}: {shown[:200]}"
+    return ""
 
 
 def bind_all(settings, names) -> dict[str, list[socket.socket]]:
