@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -64,7 +65,9 @@ def make_root(path: Path, scheme: str = "sha512-crypt"):
         values[f"listeners.{name}.enabled"] = name in ("imap", "pop3")
     values.update({"auth.allow_plaintext": True, "auth.failure_delay_s": 0,
                    "mailbox.max_sessions_per_user": 0, "mailbox.max_sessions": 0,
-                   "mailbox.max_connections_per_ip": 0, "mailbox.max_userip_connections": 0})
+                   "mailbox.max_connections_per_ip": 0, "mailbox.max_userip_connections": 0,
+                   # serve as whoever runs the bench (its temp root is not the mail user's)
+                   "server.user": pwd.getpwuid(os.geteuid()).pw_name})
     atomic_write(root.config_file, settings_mod.render_sample(values))
     cfg = settings_mod.load(root.config_file)
     directory_edit.add_domain(root, cfg, "example.test")
