@@ -371,7 +371,8 @@ class Directory:
         for name in (override or {}):
             files.setdefault(name, root.domain_file(name))
         for stem in sorted(files):
-            where = f"domains/{stem}.toml"
+            shown = stem if stem.isprintable() else stem.encode("unicode_escape").decode("ascii")
+            where = f"domains/{shown}.toml"      # a problem is one line, whatever the file is called
             try:
                 name = normalize_domain(stem)
                 if name != stem:

@@ -138,7 +138,7 @@ def test_an_argument_that_is_not_utf8_is_a_one_line_usage_error(template, tmp_pa
     out = run_mailctl(root, *args, input=b"Subject: x\r\n\r\nbody\r\n")
     err = out.stderr.decode()
     assert out.returncode == 2, err
-    assert err.count("\n") == 1 and "not valid UTF-8" in err and "\\xff" in err or "\\xfe" in err, err
+    assert err.count("\n") == 1 and "not valid UTF-8" in err and ("\\xff" in err or "\\xfe" in err), err
 
 
 @pytest.mark.parametrize("args", [

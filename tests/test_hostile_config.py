@@ -4,6 +4,7 @@ goes), every serving process keeps its last good configuration and keeps watchin
 the CLI says which file and what is wrong in one line."""
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -239,3 +240,13 @@ def test_domains_replaced_by_a_file_keeps_every_domain(tmp_path):
         moved.rename(root.domains_dir)
         time.sleep(RELOAD_WAIT)
         assert srv.call(srv.service.status)["config_problems"] == []
+
+
+def test_a_domain_file_name_with_a_line_break_or_bad_bytes_is_one_problem_line(root):
+    (root.domains_dir / "a\nb.toml").write_text("enabled = true\n")
+    (root.domains_dir / os.fsdecode(b"\xff.toml")).write_text("enabled = true\n")
+    out = run_mailctl(root, "config", "check", "--json")
+    assert out.returncode == 1, out.stderr
+    problems = json.loads(out.stdout)["problems"]
+    assert len(problems) == 2 and all("\n" not in p and p.isprintable() for p in problems), problems
+    assert problems[0].startswith("domains/a\\nb.toml:1: file name: ") and problems[1].startswith("domains/\\udcff.toml:1:")
