@@ -16,7 +16,8 @@ import pytest
 
 from engine.maildir import Maildir
 from helpers_mail import PASSWORD
-from helpers_server import make_root, serve_process
+from engine.imap import session as session_mod
+from helpers_server import make_root, running_server, serve_process
 from test_imap_hostile import Raw
 
 ALICE = "alice@example.com"
@@ -123,6 +124,14 @@ def _fill_big_folder(root, count: int) -> None:
                     f"Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\n{body}").encode(), "Big")
 
 
+def _text_search_keys(count: int) -> list[str]:
+    """An OR of `count` TEXT keys, none found: each decodes every message again."""
+    keys = ["TEXT", f"nowhere-{count - 1}"]
+    for i in range(count - 1):
+        keys = ["OR", "TEXT", f"nowhere-{i}"] + keys
+    return keys
+
+
 def test_heavy_list_and_search_do_not_hold_up_other_sessions(server):
     c = login(server)
     c.create("Big")
@@ -134,11 +143,7 @@ def test_heavy_list_and_search_do_not_hold_up_other_sessions(server):
     def heavy():
         started = time.monotonic()
         c.list('""', "%*%*%*%*%*%*%*x")
-        # each TEXT key decodes every message again: an OR of eight, none found
-        keys = ["TEXT", "nowhere-7"]
-        for i in range(7):
-            keys = ["OR", "TEXT", f"nowhere-{i}"] + keys
-        results["search"] = c.search(None, *keys)
+        results["search"] = c.search(None, *_text_search_keys(8))
         # no content, but every key for every message: 2000 keys x 1000 messages
         results["flags"] = c.search(None, *["UNSEEN"] * 2000)
         results["seconds"] = time.monotonic() - started
@@ -157,6 +162,28 @@ def test_heavy_list_and_search_do_not_hold_up_other_sessions(server):
     worst = max(max(pair) for pair in latencies)
     assert worst < GREETING_LIMIT_S, (worst, results["seconds"])
     c.logout()
+
+
+def test_a_search_past_the_command_time_limit_stops_in_its_worker_thread(tmp_path, monkeypatch):
+    """The client's NO at the time limit also ends the search's work: the process stops
+    spending CPU on it (the limit made 1 s for the test, in an in-process server)."""
+    monkeypatch.setattr(session_mod, "COMMAND_TIME_LIMIT", 1.0)
+    root = make_root(tmp_path, accounts={ALICE: PASSWORD}, settings={"auth.allow_plaintext": True})
+    md = Maildir.for_account(root, "example.com", "alice")
+    md.create()
+    md.create_folder("Big")
+    _fill_big_folder(root, 600)
+    with running_server(root) as srv:
+        c = imaplib.IMAP4("127.0.0.1", srv.ports["imap"], timeout=60)
+        c.login(ALICE, PASSWORD)
+        c.select("Big")
+        typ, data = c.search(None, *_text_search_keys(24))      # some 5 s of work
+        assert typ == "NO" and b"too long" in data[0], (typ, data)
+        cpu = time.process_time()
+        time.sleep(3)
+        assert time.process_time() - cpu < 0.25
+        assert c.noop()[0] == "OK"
+        c.logout()
 
 
 # -- 4. numbers -----------------------------------------------------------------------
