@@ -6,11 +6,16 @@ State lives in the root, so restarts, other server processes and `mailctl ban` s
 
 Failures are appended with O_APPEND (one small write is atomic); a ban is one atomic
 file write. Expired bans and failures are ignored and swept lazily.
+
+When the state cannot be written (a full or read-only disk, any I/O error) the failures
+and bans are kept in this process's memory instead, so a ban still applies here and a
+login still gets its ordinary answer; the fault is logged once until a write works again.
 """
 from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import os
 import time
 import tomllib
@@ -21,6 +26,7 @@ import tomli_w
 from .errors import InvalidInput, NotFound
 from .root import Root, atomic_write
 
+log = logging.getLogger("mailctl")
 
 def normalize_ip(ip: str) -> str:
     """A canonical text form; refuses anything that is not an IP address (it becomes a file name)."""
@@ -46,6 +52,22 @@ class Bans:
         self.failures_dir = root.state_dir / "auth-failures"
         self._cache_key = None
         self._cache: dict[str, float] = {}
+        self._held_bans: dict[str, float] = {}          # ip -> until, not written
+        self._held_failures: dict[str, list[str]] = {}  # ip -> failure lines, not written
+        self._write_failing = False
+
+    def _written(self, write: Callable[[], None]) -> bool:
+        """Run one state write; False (logged once per outage) when it fails."""
+        try:
+            write()
+        except OSError as e:
+            if not self._write_failing:
+                log.warning("bans: cannot write %s: %s; keeping bans and failed logins "
+                            "in memory until it can", self.root.state_dir, e.strerror)
+            self._write_failing = True
+            return False
+        self._write_failing = False
+        return True
 
     # -- reading --
     def _load_all(self) -> dict[str, dict]:
@@ -79,8 +101,8 @@ class Bans:
             ip = normalize_ip(ip)
         except InvalidInput:
             return False
-        until = self._active().get(ip)
-        return until is not None and until > self.clock()
+        until = max(self._active().get(ip, 0), self._held_bans.get(ip, 0))
+        return until > self.clock()
 
     def list(self) -> list[dict]:
         now = self.clock()
@@ -98,9 +120,16 @@ class Bans:
     def ban(self, ip: str, minutes: float, reason: str, protocol: str = "") -> None:
         ip = normalize_ip(ip)
         now = self.clock()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.dir / f"{_file_stem(ip)}.toml", tomli_w.dumps(
-            {"ip": ip, "until": now + minutes * 60, "created": now, "reason": reason, "protocol": protocol}))
+        until = now + minutes * 60
+        text = tomli_w.dumps({"ip": ip, "until": until, "created": now, "reason": reason, "protocol": protocol})
+
+        def write():
+            self.dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.dir / f"{_file_stem(ip)}.toml", text)
+        if self._written(write):
+            self._held_bans.pop(ip, None)
+        else:
+            self._held_bans[ip] = until
         self._cache_key = None
 
     def remove(self, ip: str) -> None:
@@ -124,26 +153,36 @@ class Bans:
         if auth.ban_after_failures <= 0:
             return False
         now = self.clock()
-        self.failures_dir.mkdir(parents=True, exist_ok=True)
         path = self.failures_dir / f"{_file_stem(ip)}.log"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-        try:
-            os.write(fd, f"{now:.3f} {protocol}\n".encode())
-        finally:
-            os.close(fd)
+        line = f"{now:.3f} {protocol}"
+
+        def append():
+            self.failures_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            try:
+                os.write(fd, (line + "\n").encode())
+            finally:
+                os.close(fd)
+        if not self._written(append):
+            self._held_failures.setdefault(ip, []).append(line)
         cutoff = now - auth.ban_window_minutes * 60
-        recent = []
+        lines = self._held_failures.get(ip, [])
         with contextlib.suppress(OSError):
-            for line in path.read_text("utf-8", "replace").splitlines():
-                with contextlib.suppress(ValueError, IndexError):
-                    if float(line.split()[0]) >= cutoff:
-                        recent.append(line)
+            lines = path.read_text("utf-8", "replace").splitlines() + lines
+        recent = []
+        for entry in lines:
+            with contextlib.suppress(ValueError, IndexError):
+                if float(entry.split()[0]) >= cutoff:
+                    recent.append(entry)
+        if ip in self._held_failures:   # only the window's failures stay in memory
+            self._held_failures[ip] = [x for x in self._held_failures[ip] if x in recent][-1000:]
         if len(recent) >= auth.ban_after_failures:
             self.ban(ip, auth.ban_minutes,
                      f"{len(recent)} failed logins within {auth.ban_window_minutes:g} minutes", protocol)
-            with contextlib.suppress(FileNotFoundError):
+            self._held_failures.pop(ip, None)
+            with contextlib.suppress(OSError):
                 os.unlink(path)
             return True
         if len(recent) > 1000:    # keep the file small for a patient attacker
-            atomic_write(path, "\n".join(recent[-100:]) + "\n")
+            self._written(lambda: atomic_write(path, "\n".join(recent[-100:]) + "\n"))
         return False

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from .directory import Directory, Rejection
 from .errors import NotFound, QuotaExceeded
+from .largemsg import LargeMessage, stage_into
 from .maildir import Maildir
 from .queue import Queue
 from .root import Root
@@ -50,7 +51,7 @@ def trace_headers(sender: str, mailbox: str) -> bytes:
 
 
 def deliver(root: Root, settings, directory: Directory, sender: str, recipients: list[str],
-            data: bytes, source: str = "local", queue_external: bool = True,
+            data: "bytes | LargeMessage", source: str = "local", queue_external: bool = True,
             auth_user: str = "", before_commit=None, assign_uids: bool = True) -> Outcome:
     """Deliver data to recipients. Local domains only receive; external addresses that
     come out of aliases and forwards are queued. Returns what happened per recipient.
@@ -75,20 +76,26 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
         for ext in res.external:
             if ext not in external:
                 external.append(ext)
-    body = to_storage(data)
+    large = isinstance(data, LargeMessage)     # megabytes: written in pieces, never joined
+    body = None if large else to_storage(data)
     staged = []
     queued = None
+
+    def stage(box, address, quota):
+        if large:
+            return stage_into(box, trace_headers(sender, address), data, assign_uids, quota)
+        return box.stage(trace_headers(sender, address) + body, assign_uid=assign_uids, quota_bytes=quota)
+
     try:
         for address, account in mailboxes.items():
             box = Maildir.for_account(root, account.domain, account.local)
             quota = int(account.quota_mb * 1024 * 1024)
-            message = trace_headers(sender, address) + body
             try:
                 try:
-                    item = box.stage(message, assign_uid=assign_uids, quota_bytes=quota)
+                    item = stage(box, address, quota)
                 except NotFound:          # first mail: make the Maildir (no stat per delivery)
                     box.create(list(settings.mailbox.default_folders), quota)
-                    item = box.stage(message, assign_uid=assign_uids, quota_bytes=quota)
+                    item = stage(box, address, quota)
                 staged.append((address, item))
             except QuotaExceeded:
                 perm = settings.relay.over_quota_permanent

@@ -8,6 +8,7 @@ A loaded Directory is an immutable snapshot; changes go through the functions in
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,6 +19,9 @@ from .errors import ConfigError, InvalidInput
 from .root import Root
 
 LIST_MODES = ("public", "members", "announce")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+LISTING_PROBLEM = "domains/:"                                  # domains/ itself cannot be read
+_PROBLEM_FILE = re.compile(r"domains/([^/:]+)\.toml:")      # the domain file a problem names
 
 
 # -- replies (feature-inventory §1.8, with RFC 3463 enhanced codes) ------------------
@@ -146,7 +150,8 @@ DOMAIN_KEYS = {
 TABLES = ("accounts", "aliases", "lists")
 ACCOUNT_KEYS = {
     "password": (lambda v: isinstance(v, str), "a password hash string"),
-    "name": (lambda v: isinstance(v, str), "a string"),
+    "name": (lambda v: isinstance(v, str) and not _CONTROL.search(v), "a string without line breaks or control "
+                                                                          "characters"),
     "quota_mb": (lambda v: _is_int(v) and v >= 0, "a whole number of MB, 0 or more (0 = unlimited)"),
     "enabled": (lambda v: isinstance(v, bool), "true or false"),
     "forward": (_is_strlist, "a list of addresses"),
@@ -189,6 +194,9 @@ def _check_table(data: dict, keys: dict, path: list[str], problems: _Problems) -
 def parse_domain(name: str, data: dict, text: str, where: str, settings=None) -> tuple[Domain, list[str]]:
     """Build a Domain from a parsed file, collecting every problem with its line."""
     problems = _Problems(where, text)
+    if not data:        # an editor crash or a full disk, not a domain without settings
+        return Domain(name=name), [f"{where}:1: the file is empty or truncated (a domain file holds at least "
+                                   f"enabled = true); restore it from a backup"]
     limits = getattr(settings, "limits", None)
     max_targets = getattr(limits, "max_forward_targets", 20)
     top = {k: v for k, v in data.items() if k not in TABLES}
@@ -322,10 +330,14 @@ class Directory:
         problems: list[str] = []
         domains: dict[str, Domain] = {}
         files = {}
-        if root.domains_dir.is_dir():
+        try:
             for entry in os.scandir(root.domains_dir):
                 if entry.name.endswith(".toml") and not entry.name.startswith("."):
                     files[entry.name[:-5]] = Path(entry.path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            problems.append(f"{LISTING_PROBLEM} cannot be listed: {e.strerror}")
         for name in (override or {}):
             files.setdefault(name, root.domain_file(name))
         for stem in sorted(files):
@@ -351,6 +363,19 @@ class Directory:
         directory = cls(domains, settings)
         problems.extend(directory._cross_checks())
         return directory, problems
+
+    def with_last_good(self, problems: list[str], last_good: "Directory") -> "Directory":
+        """This directory with every domain file named in `problems` replaced by its
+        version in `last_good` (or left out when it had none), so one broken file never
+        turns the addresses it held into unknown users. The whole of `last_good` when
+        the mix does not hold together."""
+        if any(p.startswith(LISTING_PROBLEM) for p in problems):
+            return Directory(last_good.domains, self.settings)
+        broken = {m.group(1) for m in map(_PROBLEM_FILE.match, problems) if m}
+        domains = {n: d for n, d in self.domains.items() if n not in broken}
+        domains.update((n, last_good.domains[n]) for n in broken if n in last_good.domains)
+        merged = Directory(domains, self.settings)
+        return merged if not merged._cross_checks() else Directory(last_good.domains, self.settings)
 
     def _cross_checks(self) -> list[str]:
         problems = []

@@ -28,6 +28,7 @@ from typing import BinaryIO, Iterable, NamedTuple
 from . import mutf7, uniq
 from .errors import AlreadyExists, InvalidInput, LockTimeout, MailError, NotFound, QuotaExceeded
 from .root import Root, atomic_write, fsync_dir
+from .storage_errors import StorageError, storage_faults, tolerate_storage_faults
 
 SEPARATOR = "/"
 SPECIAL_USE = {"Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk",
@@ -477,18 +478,19 @@ class _UidList:
         else:
             text = "".join(f"{uid} {k} :{b}\n" if k else f"{uid} :{b}\n" for uid, k, b in zip(uids, keys, bases))
         data = text.encode("utf-8", "surrogateescape")
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
-        try:
-            st = os.fstat(fd)
-            ours = (st.st_dev, st.st_ino) == self._ident and st.st_size == self._offset
-            if not self._ends_with_newline(fd):
-                data, ours = b"\n" + data, False
-            # No fsync: the uidlist is metadata that sync() rebuilds from the files; the
-            # message itself was fsync'd with its directory before anyone was told it is stored.
-            written = os.write(fd, data)
-        finally:
-            os.close(fd)
-        if not ours or written != len(data):
+        with storage_faults(self.path):
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+            try:
+                st = os.fstat(fd)
+                ours = (st.st_dev, st.st_ino) == self._ident and st.st_size == self._offset
+                if not self._ends_with_newline(fd):
+                    data, ours = b"\n" + data, False
+                # No fsync: the uidlist is metadata that sync() rebuilds from the files; the
+                # message itself was fsync'd with its directory before anyone was told it is stored.
+                self._write_whole(fd, data, st.st_size)
+            finally:
+                os.close(fd)
+        if not ours:
             self.refresh()
             return
         # The file was exactly what we had parsed: take the records as we wrote them
@@ -502,6 +504,18 @@ class _UidList:
             self._tail = data[data.rfind(b"\n", 0, len(data) - 1) + 1:]
 
     @staticmethod
+    def _write_whole(fd: int, data: bytes, size_before: int) -> None:
+        """All the records or none: a disk that fills mid-write would leave half a
+        record, which every reader (Dovecot too) would take for a record."""
+        try:
+            if os.write(fd, data) != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size_before)   # freeing blocks works on a full disk
+            raise
+
+    @staticmethod
     def _ends_with_newline(fd: int) -> bool:
         size = os.fstat(fd).st_size
         return size == 0 or os.pread(fd, 1, size - 1) == b"\n"
@@ -511,14 +525,20 @@ class _UidList:
         for base, (uid, keys) in sorted(records.items(), key=lambda item: item[1][0]):
             lines.append(f"{uid} {keys} :{base}\n" if keys else f"{uid} :{base}\n")
         tmp = self.path.with_name(UIDLIST + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        try:
-            os.write(fd, "".join(lines).encode("utf-8", "surrogateescape"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        fsync_dir(self.path.parent)
+        with storage_faults(self.path):
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            try:
+                try:
+                    self._write_whole(fd, "".join(lines).encode("utf-8", "surrogateescape"), 0)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, self.path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)          # the old uidlist stays as it was
+                raise
+            fsync_dir(self.path.parent)
         self.refresh()
 
 
@@ -874,7 +894,8 @@ class Maildir:
             os.rename(self.path / source, self.path / target)
         fsync_dir(self.path)
         old_name, new_name = SEPARATOR.join(old_comps), SEPARATOR.join(new_comps)
-        self._update_subscriptions(rename=(old_name, new_name))
+        with tolerate_storage_faults():         # the folder has moved: that is the rename
+            self._update_subscriptions(rename=(old_name, new_name))
 
     def _dirs_under(self, dirname: str) -> list[str]:
         return sorted(e for e in os.listdir(self.path) if e.startswith(dirname + "."))
@@ -893,8 +914,9 @@ class Maildir:
         os.rename(folder.path, doomed)
         fsync_dir(self.path)
         shutil.rmtree(doomed, ignore_errors=True)
-        self._quota_add(-nbytes, -count)
-        self._update_subscriptions(remove=[folder.name])
+        with tolerate_storage_faults():         # the folder is gone: that is the delete
+            self._quota_add(-nbytes, -count)
+            self._update_subscriptions(remove=[folder.name])
 
     # -- subscriptions (Dovecot's "V\t2" file: names with components joined by TAB) --
     def subscriptions(self) -> list[str]:
@@ -1055,6 +1077,17 @@ class Maildir:
         staged = Staged(target, tmp, base, flag_set, len(data), to_cur=bool(flag_set))
         staged.assign_uid = assign_uid
         return staged
+
+    def stage_file(self, path: Path, size: int, vsize: int, folder: str = INBOX, flags: Iterable[str] = (),
+                   internaldate: float | None = None, quota_bytes: int | None = None) -> Staged:
+        """A message already written and fsync'd in this account's tmp/ (engine/spool.py),
+        staged under its Maildir name without another copy; commit() renames it into place."""
+        flag_set = _normalize_flags(flags)
+        self.check_quota(size, quota_bytes)
+        target = self.folder(folder)
+        if internaldate is not None:
+            os.utime(path, (internaldate, internaldate))
+        return Staged(target, path, _unique_base(size, vsize), flag_set, size, to_cur=bool(flag_set))
 
     def deliver(self, data: bytes, folder: str = INBOX, flags: Iterable[str] = (),
                 internaldate: float | None = None, check_quota: bool = True) -> Delivered:
@@ -1281,7 +1314,11 @@ class Folder:
                 header = dict(uidlist.header)
                 header["N"] = str(uidlist.next_uid)
                 last = uidlist.last_sync
-                uidlist.rewrite(header, records)
+                try:
+                    uidlist.rewrite(header, records)
+                except StorageError:            # a full disk: the sizes wait for a later save
+                    uidlist.unsaved |= bases
+                    return
                 # Only keys were added, UIDs are as they were: the last sync's result still
                 # holds (unless the refresh above found another writer's rewrite), so the
                 # next sync may patch it instead of listing 100,000 files afresh.
@@ -1301,7 +1338,8 @@ class Folder:
             header = dict(uidlist.header)
             header["N"] = str(uidlist.next_uid)
             kept = {b: r for b, r in uidlist.records.items() if b not in doomed}
-            uidlist.rewrite(header, kept)
+            with tolerate_storage_faults():     # a record without a file harms no reader
+                uidlist.rewrite(header, kept)
 
     def _rebuild(self) -> None:
         uidlist = self._ensure_uidlist()
@@ -1633,7 +1671,12 @@ class Folder:
         try:
             size = msg._size if msg._size is not None else os.fstat(fd).st_size
             buf = bytearray(size + 1)          # one byte more: a file longer than we thought shows
-            got = os.preadv(fd, [buf], 0, os.RWF_NOWAIT)
+            try:
+                got = os.preadv(fd, [buf], 0, os.RWF_NOWAIT)
+            except OSError as e:
+                if e.errno != errno.EOPNOTSUPP:
+                    raise
+                raise BlockingIOError("no RWF_NOWAIT here") from None   # tmpfs, some kernels
             if got != size:
                 raise BlockingIOError("short read")
             return bytes(memoryview(buf)[:got])
@@ -1654,7 +1697,8 @@ class Folder:
         for sub in ("new", "cur"):
             fsync_dir(self.path / sub)
         self._forget(removed_bases)
-        self.maildir._quota_add(-nbytes, -count)
+        with tolerate_storage_faults():         # the files are gone: that is the expunge
+            self.maildir._quota_add(-nbytes, -count)
 
     def _unlink(self, msg: Message) -> bool:
         """Unlink a message even if it is being renamed (flag change) meanwhile."""
@@ -1809,8 +1853,12 @@ def _flags_from_info(info: str, letters: dict[str, str]) -> frozenset[str]:
 
 def _copy_file(src: Path, dest: Path, mtime: float) -> None:
     with open(src, "rb") as fin, open(dest, "xb") as fout:
-        shutil.copyfileobj(fin, fout)
-        fout.flush()
-        os.fsync(fout.fileno())
+        try:
+            shutil.copyfileobj(fin, fout)
+            fout.flush()
+            os.fsync(fout.fileno())
+        except BaseException:
+            os.unlink(dest)                      # a full disk: no half copy left in tmp/
+            raise
     os.chmod(dest, FILE_MODE)
     os.utime(dest, (mtime, mtime))

@@ -36,6 +36,21 @@ def is_hash(value: str) -> bool:
     return value.startswith("$argon2") or (value.startswith("{") and "}" in value)
 
 
+_SCHEMES = {"ARGON2ID", "ARGON2I", "SHA512-CRYPT", "SHA256-CRYPT", "MD5-CRYPT", "CRYPT", "BLF-CRYPT", "SHA", "SHA1",
+            "SHA256", "SHA512", "SSHA", "SSHA256", "SSHA512", "PLAIN-MD5", "MD5", "PLAIN", "CLEARTEXT"}
+
+
+def login_problem(stored: str) -> str | None:
+    """Why an account with this stored value cannot log in (None when it can)."""
+    if not stored:
+        return "no password set"
+    if stored.startswith("$argon2"):
+        return None
+    if stored.startswith("{") and stored[1:].partition("}")[0].upper() in _SCHEMES:
+        return None
+    return "password is not a hash"
+
+
 def verify(stored: str, password: str) -> bool:
     """Check password against a stored hash; never raises for a bad hash."""
     if not stored or not isinstance(password, str):

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from .errors import LockTimeout, MailError
+from .storage_errors import storage_faults
 
 ROOT_ENV = "MAILCTL_ROOT"
 DEFAULT_ROOT = "mailroot"
@@ -87,7 +88,7 @@ class Root:
               "state", "removed", "log", "run", "run/locks")
 
     def exists(self) -> bool:
-        return self.config_file.is_file()
+        return self.config_file.exists()      # a directory there is reported by whoever reads it
 
     def require(self) -> "Root":
         """Fail with a clear message when this is not an initialised mail root."""
@@ -136,27 +137,34 @@ def temp_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
-def atomic_write(path: str | os.PathLike, data: bytes | str, mode: int = 0o640,
+def atomic_write(path: str | os.PathLike, data, mode: int = 0o640,
                  mtime: float | None = None) -> None:
-    """Write data to path in one atomic, durable step: temp, fsync, rename, fsync dir."""
+    """Write data to path in one atomic, durable step: temp, fsync, rename, fsync dir.
+    data: bytes, str, or an iterable of bytes pieces (a large message).
+    A full or read-only disk raises StorageError naming path; the old file stays as it was."""
     target = Path(path)
     if isinstance(data, str):
         data = data.encode("utf-8")
     tmp = temp_name(target)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if mtime is not None:
-            os.utime(tmp, (mtime, mtime))
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(target.parent)
+    with storage_faults(target):
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                if isinstance(data, (bytes, bytearray, memoryview)):
+                    f.write(data)
+                else:
+                    for piece in data:
+                        f.write(piece)
+                f.flush()
+                os.fsync(f.fileno())
+            if mtime is not None:
+                os.utime(tmp, (mtime, mtime))
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        fsync_dir(target.parent)
 
 
 def create_exclusive(path: str | os.PathLike, data: bytes = b"", mode: int = 0o640) -> bool:
@@ -191,7 +199,14 @@ class FileLock:
             self._depth += 1
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        except OSError as e:
+            if e.errno != errno.EROFS or not self.path.exists():
+                raise
+            # flock needs no write access: on a read-only file system the locked write
+            # itself then fails, naming the file the user meant rather than the lock
+            fd = os.open(self.path, os.O_RDONLY)
         deadline = time.monotonic() + self.timeout
         delay = 0.001
         while True:

@@ -18,8 +18,9 @@ from typing import Any, Callable
 
 from . import settings as settings_mod
 from .bans import Bans
-from .directory import Directory
+from .directory import LISTING_PROBLEM, Directory
 from .errors import ConfigError, MailError
+from .overload import FdReserve
 from .root import Root
 from .sharedcounts import PROTOCOLS, SharedCounts
 
@@ -183,6 +184,7 @@ class Runtime:
         self.generation = 0           # bumped on every successful reload
         self._tls = TLSFiles(root)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailctl-disk")
+        self.fd_reserve: FdReserve | None = None     # made by the first listen()
 
     @classmethod
     def load(cls, root: Root, **kw) -> "Runtime":
@@ -242,10 +244,15 @@ class Runtime:
             cache = self._login_cache = AuthCache(ttl)
         return cache
 
-    async def listen(self, name: str, protocol_factory: Callable, listener, ssl=None) -> list:
+    async def listen(self, name: str, protocol_factory: Callable, listener, ssl=None,
+                     busy_reply: bytes = b"") -> list:
         """Bind a listener on every address in listener.bind. Port 0 takes a free port
-        (the same one on every address); the ports in use are kept in self.ports."""
+        (the same one on every address); the ports in use are kept in self.ports.
+        busy_reply: what a client hears when the process is out of file descriptors
+        (engine/overload.py); over implicit TLS the connection is just closed."""
         loop = asyncio.get_running_loop()
+        if self.fd_reserve is None:
+            self.fd_reserve = FdReserve(loop, self.log)
         servers: list = []
         port = listener.port
         failures = []
@@ -265,6 +272,8 @@ class Runtime:
                                 f"change listeners.{name}.port or .bind in mailctl.toml") from None
             if port == 0:
                 port = server.sockets[0].getsockname()[1]
+            for sock in server.sockets:
+                self.fd_reserve.watch(sock, b"" if ssl else busy_reply)
             servers.append(server)
         for f in failures:
             self.log.warning("listeners.%s: not listening on %s", name, f)
@@ -273,21 +282,37 @@ class Runtime:
 
     # -- reload --
     def reload(self) -> list[str]:
-        """Read mailctl.toml and domains/ again (blocking). On any problem keep the last good
-        version and return the problems as 'file:line: key: problem'."""
+        """Read mailctl.toml and domains/ again (blocking). Each file that cannot be read
+        or is invalid keeps its last good version (mailctl.toml its settings, a domain file
+        its domain); the others take effect. Returns the problems as 'file:line: problem'."""
+        problems: list[str] = []
+        settings = self.settings
         try:
             settings = settings_mod.load(self.root.config_file, "mailctl.toml")
         except ConfigError as e:
-            return list(e.problems)
+            problems.extend(e.problems)
         except MailError as e:
-            return [str(e)]
-        directory, problems = Directory.load_with_problems(self.root, settings)
-        if problems:
-            return problems
+            problems.append(str(e))
+        except Exception as e:      # whatever a file holds, reload reports it and goes on
+            problems.append(f"mailctl.toml: cannot be loaded: {describe(e)}")
+        try:
+            directory, found = Directory.load_with_problems(self.root, settings)
+            if found:
+                directory = directory.with_last_good(found, self.directory)
+        except Exception as e:
+            found = [f"{LISTING_PROBLEM} cannot be loaded: {describe(e)}"]
+            directory = Directory(self.directory.domains, settings)
+        problems.extend(found)
         self.settings, self.directory = settings, directory
         self.bans.settings = settings
         self.generation += 1
-        return []
+        return problems
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=False)
+
+
+def describe(e: BaseException) -> str:
+    """One line for an unexpected error: its kind and message, never a traceback."""
+    text = (getattr(e, "strerror", None) or str(e)).splitlines()[0:1]
+    return f"{type(e).__name__}: {text[0]}"[:300] if text else type(e).__name__

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import getpass
+import os
 import re
 import secrets
 import time
@@ -80,12 +81,13 @@ def _addresses(values: list[str]) -> list[str]:
 
 def prepare(data: bytes, *, sender: str | None = None, recipients: list[str] | None = None,
             extract: bool = False, use_x_headers: bool = False, hostname: str = "localhost",
-            source: str = "sendmail", max_size: int = 0) -> Prepared:
+            source: str = "sendmail", max_size: int = 0, received_from: str = "localhost") -> Prepared:
     """Check a message and work out its envelope.
 
     extract (-t): recipients from To, Cc and Bcc (plus any given). use_x_headers
     (pickup, hMailServer's convention): X-Sender / X-Receiver give the envelope and are
-    removed. Bcc is always removed. Date and Message-ID are added when missing."""
+    removed. Bcc is always removed. Date and Message-ID are added when missing.
+    received_from names the origin in our Received line (a local user and uid)."""
     if not data.strip():
         raise InvalidInput("empty message (0 bytes)")
     if max_size and len(data) > max_size:
@@ -141,7 +143,8 @@ def prepare(data: bytes, *, sender: str | None = None, recipients: list[str] | N
     eol = b"\r\n" if headers[0].endswith(b"\r") else b"\n"
     kept = [h.rstrip(b"\r") for n, h in zip(names, headers) if n not in drop]
     now = time.time()
-    added = [f"Received: from localhost by {hostname} (mailctl) with local ({source}) id "
+    received_from = "".join(c if c.isprintable() else "?" for c in received_from)
+    added = [f"Received: from {received_from} by {hostname} (mailctl) with local ({source}) id "
              f"{secrets.token_hex(6)}; {email.utils.formatdate(now)}".encode()]
     kept += headers_mod.missing(set(names), hostname, now)
     if "from" not in names and env_sender:
@@ -149,6 +152,17 @@ def prepare(data: bytes, *, sender: str | None = None, recipients: list[str] | N
     head = eol.join(h.replace(b"\r\n", b"\n").replace(b"\n", eol) for h in added + kept)
     out = head + eol + eol + body
     return Prepared(env_sender or "", checked, out, warnings)
+
+
+def local_user(uid: int | None = None) -> str:
+    """How a Received line names a local caller: its login and uid."""
+    import pwd
+    uid = os.getuid() if uid is None else uid
+    try:
+        login = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        login = f"uid{uid}"
+    return f"local user {login} (uid {uid})"
 
 
 def inject(root, settings, directory, prepared: Prepared, source: str, before_commit=None) -> Outcome:

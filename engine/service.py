@@ -16,7 +16,7 @@ import time
 
 import tomli_w
 
-from . import control, logs
+from . import control, localsubmit, logs
 from .errors import MailError
 from .queue import Queue
 from .root import Root, atomic_write
@@ -69,6 +69,7 @@ class Service:
         self.servers: dict[str, list] = {}
         self.tasks: list[asyncio.Task] = []
         self.control_server = None
+        self.submit_server = None             # run/submit.sock: sendmail(1) for local users
         self.watcher = None
         self.started = asyncio.Event()
 
@@ -123,6 +124,7 @@ class Service:
         register_local_handlers(self)
         register_handlers(self)
         self.control_server = await control.serve(rt)
+        self.submit_server = await localsubmit.serve(rt)
         await rt.run_blocking(self._write_run_files)
         self.started.set()
 
@@ -251,8 +253,9 @@ class Service:
         for servers in self.servers.values():
             for s in servers:
                 s.close()
-        if self.control_server is not None:
-            self.control_server.close()
+        for server in (self.control_server, self.submit_server):
+            if server is not None:
+                server.close()
         for sess in rt.sessions.list():
             if sess.closer is not None:
                 with contextlib.suppress(Exception):
@@ -287,8 +290,9 @@ class Service:
             return
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.root.run_dir / PORTS_FILE)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(control.socket_path(self.root))
+        for path in (control.socket_path(self.root), localsubmit.socket_path(self.root)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
         rt.log.info("stopped")
 
 

@@ -6,13 +6,15 @@ the same keys; a test keeps the two in step.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
 from . import tomlfile
-from .errors import ConfigError
+from .addresses import normalize_domain, parse_address
+from .errors import ConfigError, InvalidInput
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,89 @@ def _durations(v):
     return None
 
 
+_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+
+
+def _hostname(v):
+    """An RFC 1123 host name: it goes into the SMTP greeting, HELO and Received headers."""
+    if len(v) > 253 or not all(_HOST_LABEL.match(label) for label in v.split(".")):
+        return (f"{_shown(v)} is not a host name (letters, digits, inner hyphens and dots, "
+                f"like mail.example.com)")
+    return None
+
+
+def _optional(check):
+    return lambda v: None if v == "" else check(v)
+
+
+def host_or_ip_problem(v: str) -> str | None:
+    """Why v is neither a host name nor an IP address (None when it is one)."""
+    try:
+        ipaddress.ip_address(v)
+        return None
+    except ValueError:
+        return _hostname(v)
+
+
+def _ip(v):
+    try:
+        ipaddress.ip_address(v)
+        return None
+    except ValueError:
+        return f"{_shown(v)} is not an IP address"
+
+
+def _parses(parse):
+    """A check from a parser that raises InvalidInput: its message is the problem."""
+    def check(v):
+        try:
+            parse(v)
+        except InvalidInput as e:
+            return str(e)
+        return None
+    return check
+
+
+_domain, _address = _parses(normalize_domain), _parses(parse_address)
+
+
+def _domains(v):
+    return next((p for p in map(_domain, v) if p), None)
+
+
+def _senders(v):
+    for login, addresses in v.items():
+        if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+            return f"{login}: must be a list of addresses"
+        problem = next((p for p in map(_address, [login, *addresses]) if p), None)
+        if problem:
+            return problem
+    return None
+
+
+def _path(v):
+    return "must not be empty" if v == "" else None
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _shown(v: str) -> str:
+    return repr(v[:80] + ("..." if len(v) > 80 else ""))
+
+
+def _control_problem(v) -> str | None:
+    """Every string of mailctl.toml ends up in a protocol line, a header, a log line or a
+    path: none may hold line breaks or other control characters."""
+    values = v if isinstance(v, list) else v.values() if isinstance(v, dict) else [v]
+    for item in values:
+        texts = item if isinstance(item, list) else [item]
+        bad = next((t for t in texts if isinstance(t, str) and _CONTROL.search(t)), None)
+        if bad is not None:
+            return f"{_shown(bad)} contains a line break or another control character"
+    return None
+
+
 LISTENERS = {
     # name: (port, tls mode, what it is)
     "smtp": (25, "starttls", "inbound mail from other servers (MX)"),
@@ -110,9 +195,12 @@ def _listener_section(name: str) -> dict[str, Key]:
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "server": {
-        "hostname": Key("localhost", str, "this server's public host name: banner, HELO, Received headers"),
-        "default_domain": Key("", str, "domain for logins given without @domain ('' = full address required)"),
-        "postmaster": Key("", str, "where undeliverable bounces go ('' = postmaster@ the first domain)"),
+        "hostname": Key("localhost", str, "this server's public host name: banner, HELO, Received headers",
+                         _hostname),
+        "default_domain": Key("", str, "domain for logins given without @domain ('' = full address required)",
+                               _optional(_domain)),
+        "postmaster": Key("", str, "where undeliverable bounces go ('' = postmaster@ the first domain)",
+                           _optional(_address)),
         "log_level": Key("info", str, "debug, info, warning or error", _one_of("debug", "info", "warning", "error")),
         "processes": Key(0, int, "serving processes sharing the listeners, for more CPU cores "
                                  "(limits count across them); 0 = one per CPU core, at most 16",
@@ -120,8 +208,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     **{f"listeners.{name}": _listener_section(name) for name in LISTENERS},
     "tls": {
-        "cert": Key("tls/cert.pem", str, "certificate chain (PEM), relative to the root or absolute"),
-        "key": Key("tls/key.pem", str, "private key (PEM, no passphrase), relative to the root or absolute"),
+        "cert": Key("tls/cert.pem", str, "certificate chain (PEM), relative to the root or absolute", _path),
+        "key": Key("tls/key.pem", str, "private key (PEM, no passphrase), relative to the root or absolute", _path),
         "min_version": Key("TLSv1.2", str, "oldest TLS version accepted", _one_of("TLSv1.2", "TLSv1.3")),
     },
     "limits": {
@@ -142,7 +230,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "trusted_networks": Key([], list, "clients that may submit on 587 without AUTH (empty = none)", _networks),
         "open_relay_for_trusted": Key(False, bool, "let trusted networks relay on port 25 too (dangerous; logged loudly)"),
         "sender_must_be_local": Key(False, bool, "submission senders must be local accounts"),
-        "allowed_senders": Key({}, dict, "extra sender addresses per login: { \"alice@example.com\" = [\"sales@example.com\"] }"),
+        "allowed_senders": Key({}, dict, "extra sender addresses per login: { \"alice@example.com\" = [\"sales@example.com\"] }",
+                               _senders),
         "over_quota_permanent": Key(False, bool, "answer a full mailbox with 552 5.2.2 instead of 452 4.2.2"),
         "allow_bare_lf_from_trusted": Key(False, bool, "accept bare LF line ends from trusted networks"),
         "recipient_delimiter": Key("", str, "plus addressing: 'user+tag' delivers to 'user' when set to '+'",
@@ -177,9 +266,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_recipients_per_transaction": Key(50, int, "recipients of one destination per SMTP transaction", _range(1)),
         "messages_per_minute": Key(0, int, "outbound cap; 0 = no limit", _range(0)),
         "offline": Key(False, bool, "queue everything, send nothing until switched off"),
-        "helo_name": Key("", str, "HELO name for outbound mail ('' = server.hostname)"),
-        "source_address": Key("", str, "source IP for outbound connections ('' = system default)"),
-        "require_tls_domains": Key([], list, "destinations that need verified TLS"),
+        "helo_name": Key("", str, "HELO name for outbound mail ('' = server.hostname)", _optional(_hostname)),
+        "source_address": Key("", str, "source IP for outbound connections ('' = system default)", _optional(_ip)),
+        "require_tls_domains": Key([], list, "destinations that need verified TLS", _domains),
         "smtp_port": Key(25, int, "port of destination MX hosts (change only for tests)", _port),
         "nameservers": Key([], list, "DNS servers for MX lookups, 'ip' or 'ip:port' ([] = system resolver)",
                            lambda v: _nameservers(v)),
@@ -189,7 +278,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "tls_ca_file": Key("", str, "CA bundle for verified TLS (require_tls_domains, smarthost) ('' = system CAs)"),
     },
     "smarthost": {
-        "host": Key("", str, "send all outbound mail through this relay ('' = direct MX delivery)"),
+        "host": Key("", str, "send all outbound mail through this relay ('' = direct MX delivery)",
+                    _optional(host_or_ip_problem)),
         "port": Key(587, int, "relay port", _port),
         "tls": Key("starttls", str, "'none', 'starttls' or 'implicit'", _one_of("none", "starttls", "implicit")),
         "username": Key("", str, "AUTH user name ('' = no AUTH)"),
@@ -198,6 +288,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "routes": {},   # per-domain routes: [routes."example.org"] host = ..., see sample-config.toml
     "dkim": {
         "enabled": Key(True, bool, "sign mail from local domains that have a key under dkim/"),
+    },
+    "sendmail": {
+        "sender_domain": Key("", str, "domain of a local user's address for sendmail(1): login@domain "
+                             "('' = server.default_domain, else server.hostname)"),
+        "trusted_users": Key([], list, "local users who may give sendmail(1) any sender with -f "
+                             "(root and the server's own user always may)"),
+        "allowed_senders": Key({}, dict, "other senders a local user may give with -f: "
+                               "{ \"www-data\" = [\"noreply@example.com\"] } (\"*\" = any)"),
     },
     "pickup": {
         "enabled": Key(True, bool, "take *.eml files dropped into pickup/"),
@@ -273,7 +371,7 @@ def validate(data: dict, text: str, where: str) -> tuple[SimpleNamespace, list[s
                     if not _type_ok(v, k.type):
                         problem(list(here + (key,)), f"must be {_type_name(k.type)}, not {type(v).__name__}")
                         continue
-                    issue = k.check(v) if k.check else None
+                    issue = _control_problem(v) or (k.check(v) if k.check else None)
                     if issue:
                         problem(list(here + (key,)), issue)
                         continue
@@ -310,6 +408,9 @@ def load(path: Path, display: str | None = None) -> SimpleNamespace:
     """Load and validate mailctl.toml; raise ConfigError listing every problem."""
     where = display or str(path)
     data, text = tomlfile.read(path, where)
+    if not any(isinstance(v, dict) for v in data.values()):     # every key lives in a [section]
+        raise ConfigError(f"{where}:1: the file is empty or truncated (no [section] tables); restore it from "
+                          f"a backup (sample-config.toml shows every key)")
     settings, problems = validate(data, text, where)
     if problems:
         raise ConfigError(problems[0], problems)

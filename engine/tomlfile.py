@@ -2,7 +2,9 @@
 edit under a lock with comments and layout of hand edits preserved."""
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,6 +19,9 @@ from .root import FileLock, atomic_write
 _AT_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
+MAX_BYTES = 256 * 1024 * 1024      # a configuration file larger than this is a mistake (or /dev/zero)
+
+
 def parse_text(text: str, where: str) -> dict:
     """Parse TOML text; a syntax error becomes 'file:line: syntax: message'."""
     try:
@@ -27,21 +32,67 @@ def parse_text(text: str, where: str) -> dict:
         line = m.group(1) if m else "1"
         msg = _AT_LINE.sub("", msg).strip()
         raise ConfigError(f"{where}:{line}: syntax: {msg}") from None
+    except RecursionError:          # tomli refuses nesting past 400 levels this way
+        raise ConfigError(f"{where}:{_deepest_line(text)}: syntax: arrays or inline tables "
+                          f"nested too deeply") from None
+
+
+_TOKEN = re.compile(r"""\n|#[^\n]*|"(?:[^"\\\n]|\\.)*"|'[^'\n]*'|[\[\]{}]""")
+
+
+def _deepest_line(text: str) -> int:
+    """The line where brackets outside strings and comments first reach their deepest
+    nesting (a rough scan, used only to place a 'nested too deeply' error)."""
+    depth = deepest = 0
+    line = where = 1
+    for m in _TOKEN.finditer(text):
+        tok = m.group()
+        if tok == "\n":
+            line += 1
+        elif tok in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest, where = depth, line
+        elif tok in "]}":
+            depth -= 1
+    return where
 
 
 def read(path: Path, display: str | None = None) -> tuple[dict, str]:
-    """Read and parse a TOML file; returns (data, text)."""
+    """Read and parse a TOML file; returns (data, text). Whatever is at `path` (a
+    directory, a FIFO, a file that vanishes or cannot be read) becomes a ConfigError."""
     where = display or str(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: file not found") from None
+    raw = read_regular(path, where)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise ConfigError(f"{where}:{line}: syntax: not valid UTF-8") from None
     return parse_text(text, where), text
+
+
+def read_regular(path: Path, where: str) -> bytes:
+    """The bytes of a regular file, never blocking on a FIFO or device."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: file not found") from None
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot read: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ConfigError(f"{where}: is a directory, not a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{where}: not a regular file")
+        if st.st_size > MAX_BYTES:
+            raise ConfigError(f"{where}: {st.st_size} bytes; a configuration file is at most {MAX_BYTES}")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(MAX_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot read: {e.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 # -- finding the line of a key, for 'file:line: key: problem' -------------------

@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import os
 
+from .runtime import describe
+
 POLL_SECONDS = 1.0
 SETTLE_SECONDS = 0.05
 
@@ -38,6 +40,7 @@ class ConfigWatcher:
         self.observer = None
         self.last = None
         self.last_problems: list[str] = []
+        self.logged: set[str] = set()     # unexpected errors already logged
 
     def _start_events(self, loop) -> None:
         try:
@@ -63,34 +66,57 @@ class ConfigWatcher:
             self.runtime.log.info("config watch: file events unavailable (%s); polling", e)
 
     async def run(self) -> None:
+        """Poll and reload until the server stops. Nothing a file holds ends this loop:
+        an unexpected error is logged once (per distinct error) and the next poll retries."""
         rt = self.runtime
         loop = asyncio.get_running_loop()
-        self.last = await rt.run_blocking(stamps, rt.root)
+        with contextlib.suppress(Exception):    # else the first poll reloads, which is harmless
+            self.last = await rt.run_blocking(stamps, rt.root)
         self._start_events(loop)
         try:
             while not rt.stopping.is_set():
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.kick.wait(), POLL_SECONDS)
-                self.kick.clear()
-                await asyncio.sleep(SETTLE_SECONDS)
-                now = await rt.run_blocking(stamps, rt.root)
-                if now != self.last:
-                    self.last = now
-                    await self.reload("file change")
+                try:
+                    await self._poll()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:
+                    self.last = None            # retried at the next poll
+                    self.last_problems = [f"config watch: {describe(e)}"]
+                    self._log_once(f"{self.last_problems[0]}; still serving with the last good configuration")
+                    await asyncio.sleep(POLL_SECONDS)
         finally:
             if self.observer is not None:
                 self.observer.stop()
 
+    async def _poll(self) -> None:
+        rt = self.runtime
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.kick.wait(), POLL_SECONDS)
+        self.kick.clear()
+        await asyncio.sleep(SETTLE_SECONDS)
+        now = await rt.run_blocking(stamps, rt.root)
+        if now != self.last:
+            self.last = now
+            await self.reload("file change")
+
+    def _log_once(self, message: str) -> None:
+        if message not in self.logged:
+            self.logged.add(message)
+            self.runtime.log.error("%s", message)
+
     async def reload(self, why: str) -> list[str]:
         rt = self.runtime
+        before = rt.settings
         problems = await rt.run_blocking(rt.reload)
         if problems:
             for p in problems:
                 rt.log.error("%s", p)
-            rt.log.error("reload (%s) failed: still serving with the last good configuration", why)
+            rt.log.error("reload (%s): %d problem%s; each file named keeps its last good version",
+                         why, len(problems), "" if len(problems) == 1 else "s")
         else:
             rt.log.info("configuration reloaded (%s)", why)
-            if self.on_reload is not None:
-                self.on_reload()
+            self.logged.clear()
+        if self.on_reload is not None and (rt.settings is not before or not problems):
+            self.on_reload()
         self.last_problems = problems
         return problems

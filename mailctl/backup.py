@@ -13,6 +13,7 @@ from engine.backup import store
 from engine.backup.hooks import run_hook
 from engine.backup.progress import Progress
 from engine.errors import MailError
+from engine.storage_errors import as_storage_error, is_storage_fault
 from engine.root import Root
 
 from .context import Context, confirm, pass_ctx
@@ -114,7 +115,10 @@ def create(ctx: Context, to, incremental, domain, account, no_queue, archive, ve
             result = create_backup(root, _dest(ctx, to), incremental=incremental, domain=domain, account=account,
                                    queue=not no_queue, archive=archive, progress=progress)
     except (MailError, OSError) as e:
-        message = str(e) if isinstance(e, MailError) else f"backup failed: {e.filename or ''}: {e.strerror}"
+        if is_storage_fault(e):     # the destination filled (or is read-only): name it
+            message = str(as_storage_error(e, _dest(ctx, to)))
+        else:
+            message = str(e) if isinstance(e, MailError) else f"backup failed: {e.filename or ''}: {e.strerror}"
         problem = run_hook(root, "backup-failed", str(_dest(ctx, to)), message, "failed")
         if problem:
             error(problem)
@@ -160,11 +164,15 @@ def _when(ts: float) -> str:
 
 def _resolve(ctx: Context, name: str, to: str | None) -> Path:
     p = Path(name)
-    if p.exists():
-        return p.absolute()
-    ref = store.find_in(_dest(ctx, to), name)
+    shown = name if len(name) <= 80 else name[:77] + "..."
+    try:
+        if p.exists():
+            return p.absolute()
+        ref = store.find_in(_dest(ctx, to), name)
+    except OSError as e:            # a name too long for the file system, and the like
+        raise MailError(f"{shown}: not a backup: {e.strerror}") from None
     if ref is None:
-        raise MailError(f"{name}: no such backup; see 'mailctl backup list'")
+        raise MailError(f"{shown}: no such backup; see 'mailctl backup list'")
     return ref.path
 
 

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
 
 from engine.errors import ConfigError, MailError
+from engine.storage_errors import as_storage_error, is_storage_fault
 
 from .context import Context
 from .output import error
@@ -50,9 +52,16 @@ def cli(ctx: click.Context, root_path: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: expected errors are one line on stderr and exit 1; usage errors exit 2."""
+    """Entry point: expected errors are one line on stderr and exit 1; usage errors exit 2.
+    Anything unexpected is one line too (MAILCTL_DEBUG=1 shows the traceback)."""
+    args = sys.argv[1:] if argv is None else argv
+    bad = next((a for a in args if not _is_utf8(a)), None)
+    if bad is not None:
+        shown = os.fsencode(bad).decode("utf-8", "backslashreplace")
+        error(f"argument '{shown}' is not valid UTF-8; give text and file names in UTF-8")
+        return 2
     try:
-        code = cli.main(args=argv, prog_name="mailctl", standalone_mode=False)
+        code = cli.main(args=args, prog_name="mailctl", standalone_mode=False)
         if isinstance(code, int):      # a command's click.exceptions.Exit(n), returned by click
             return code
     except click.exceptions.Abort:
@@ -70,12 +79,42 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 1
+    except OSError as e:
+        if not is_storage_fault(e):
+            raise
+        error(str(as_storage_error(e)))     # a full or read-only disk: a condition, not a bug
+        return 1
     except KeyboardInterrupt:
         error("interrupted")
         return 130
     except click.exceptions.Exit as e:
         return e.exit_code
+    except Exception as e:
+        if os.environ.get("MAILCTL_DEBUG"):
+            raise
+        error(_unexpected(e))
+        return 1
     return 0
+
+
+def _is_utf8(arg: str) -> bool:
+    """Python hands undecodable argv bytes over as lone surrogates."""
+    try:
+        arg.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unexpected(e: Exception) -> str:
+    """One line for an error no command expected: an OSError names its file, others their kind."""
+    if isinstance(e, OSError) and e.strerror:
+        name = os.fsdecode(e.filename) if e.filename is not None else ""
+        where = (name if len(name) <= 80 else name[:77] + "...") + ": " if name else ""
+        return f"{where}{e.strerror}"
+    if isinstance(e, UnicodeError):
+        return f"text that is not valid UTF-8 ({e.reason})"
+    return f"internal error: {type(e).__name__}: {e} (set MAILCTL_DEBUG=1 to see where)"
 
 
 if __name__ == "__main__":

@@ -29,24 +29,43 @@ def check_root(root) -> tuple[list[str], dict]:
         problems.extend(routes.check(root))
     directory, found = Directory.load_with_problems(root, settings)
     problems.extend(found)
-    summary = {"domains": len(directory.domains),
+    summary = {"warnings": login_warnings(directory), "domains": len(directory.domains),
                "accounts": sum(len(d.accounts) for d in directory.domains.values()),
                "aliases": sum(len(d.alias_map) for d in directory.domains.values()),
                "lists": sum(len(d.lists) for d in directory.domains.values())}
     return problems, summary
 
 
+def login_warnings(directory: Directory) -> list[str]:
+    """Accounts that cannot log in. A warning, not a problem: an account without a
+    password is a legitimate receive-only mailbox, and a reload must not keep an old
+    password in force because its line was removed."""
+    from engine.passwords import login_problem
+    out = []
+    for account in directory.all_accounts():
+        why = login_problem(account.password)
+        if why:
+            out.append(f"domains/{account.domain}.toml: account {account.address} cannot log in: {why} "
+                       f"(run mailctl account passwd {account.address})")
+    return out
+
+
 @config.command("check")
 @click.option("--json", "as_json", is_flag=True, help="Output as JSON.")
 @pass_ctx
 def check(ctx: Context, as_json: bool) -> None:
-    """Validate every file; print each problem as file:line: key: problem (exit 1 if any)."""
+    """Validate every file; print each problem as file:line: key: problem (exit 1 if any).
+
+    Accounts that cannot log in (no password, or a password that is not a hash) are
+    printed as warnings; they alone do not fail the check (receive-only accounts)."""
     problems, summary = check_root(ctx.existing_root())
     if as_json:
         emit_json({"ok": not problems, "problems": problems, **summary})
     else:
         for p in problems:
             error(p)
+        for w in summary["warnings"]:
+            error(f"warning: {w}")
         if not problems:
             click.echo(f"configuration ok: {summary['domains']} domains, {summary['accounts']} accounts, "
                        f"{summary['aliases']} aliases, {summary['lists']} lists")

@@ -23,6 +23,9 @@ def deliver(ctx: Context, address: str, file, sender: str, as_json: bool) -> Non
     """Deliver a message (FILE or standard input) to a local ADDRESS: aliases, lists and
     forwards are followed; external targets are queued."""
     from engine import delivery
+    from engine.addresses import parse_address
+    # it becomes the Return-Path header: an address, or the null sender, never a line break
+    sender = "" if sender in ("", "<>") else str(parse_address(sender))
     root, settings = ctx.existing_root(), ctx.settings
     directory = ctx.directory()
     res = directory.resolve(address, sender or None)

@@ -63,5 +63,11 @@ def done(message: str) -> None:
     click.echo(message)
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127]}
+
+
 def error(message: str) -> None:
-    click.echo(f"mailctl: {message}", err=True)
+    """One line on stderr, whatever the message quotes (line breaks, control
+    characters and undecodable bytes are shown escaped)."""
+    line = message.translate(_CONTROL).encode("utf-8", "backslashreplace").decode("utf-8")
+    click.echo(f"mailctl: {line}", err=True)

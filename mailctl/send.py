@@ -40,7 +40,8 @@ def send_message(ctx_root, settings, directory, data: bytes, sender: str | None,
     from engine import sendmail
     limit = int(settings.limits.max_message_size_mb * 1024 * 1024) or 0
     prepared = sendmail.prepare(data, sender=sender, recipients=recipients, extract=extract,
-                                hostname=settings.server.hostname, source=source, max_size=limit)
+                                hostname=settings.server.hostname, source=source, max_size=limit,
+                                received_from=sendmail.local_user())
     outcome = sendmail.inject(ctx_root, settings, directory, prepared, source)
     if outcome.queue_id:
         sendmail.tell_server(ctx_root)

@@ -8,6 +8,7 @@ The root comes from --root or $MAILCTL_ROOT. Exit codes follow sysexits: 0 sent,
 """
 from __future__ import annotations
 
+import os
 import sys
 
 EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_TEMPFAIL = 64, 65, 69, 75
@@ -66,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"sendmail-mailctl: {e}", file=sys.stderr)
         return EX_USAGE
+    root = Root.locate(opts["root"])
+    if not os.access(root.config_file, os.R_OK):
+        return _through_server(root, opts)
     try:
-        root = Root.locate(opts["root"]).require()
+        root.require()
         settings = settings_mod.load(root.config_file, "mailctl.toml")
         limit = int(settings.limits.max_message_size_mb * 1024 * 1024) or (1 << 30)
         data = read_message(sys.stdin.buffer, opts["ignore_dots"], limit)
@@ -89,6 +93,32 @@ def main(argv: list[str] | None = None) -> int:
     if not outcome.delivered and not outcome.queue_id:
         return EX_UNAVAILABLE
     return 0
+
+
+def _through_server(root, opts: dict) -> int:
+    """A user who cannot read the root (cron, www-data, a daemon) submits through the running
+    server's local socket, which knows the caller from the kernel (engine/localsubmit.py)."""
+    from engine import localsubmit
+    from engine.errors import InvalidInput
+
+    from .send import read_message
+    try:
+        data = read_message(sys.stdin.buffer, opts["ignore_dots"], 1 << 30)
+        reply = localsubmit.submit(root, data, opts["sender"], opts["recipients"], opts["extract"])
+    except InvalidInput as e:
+        print(f"sendmail-mailctl: {e}", file=sys.stderr)
+        return EX_DATAERR
+    except localsubmit.ServerDown as e:
+        print(f"sendmail-mailctl: {e}", file=sys.stderr)
+        return EX_TEMPFAIL
+    if not reply.get("ok"):
+        print(f"sendmail-mailctl: {reply.get('error') or 'refused'}", file=sys.stderr)
+        return EX_TEMPFAIL if reply.get("temporary") else EX_DATAERR
+    for w in reply.get("warnings") or []:
+        print(f"sendmail-mailctl: skipped {w}", file=sys.stderr)
+    for rcpt, why in (reply.get("rejected") or {}).items():
+        print(f"sendmail-mailctl: {rcpt}: {why}", file=sys.stderr)
+    return 0 if reply.get("delivered") or reply.get("queued") else EX_UNAVAILABLE
 
 
 if __name__ == "__main__":

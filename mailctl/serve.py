@@ -183,6 +183,8 @@ def status(ctx: Context, as_json: bool) -> None:
     fields({"running": running, "uptime": _duration(reply["uptime_s"]),
             "connections": reply["connections"], "queue": reply["queue_size"],
             "config problems": len(reply.get("config_problems", []))})
+    for problem in reply.get("config_problems", []):
+        click.echo(f"  {problem}")
     table(reply["listeners"], [("name", "Listener"), ("addresses", "Addresses"), ("tls", "TLS"),
                                ("connections", "Connections")])
 

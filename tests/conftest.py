@@ -35,12 +35,16 @@ def run_cli(root: Root | Path | str | None, *args: str, input: str | bytes | Non
     return Result(code, out.decode(errors="replace"), err.decode(errors="replace"))
 
 
-def run_mailctl(root, *args: str, input: bytes | str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run mailctl as a real subprocess (its own stdin/stdout, no terminal)."""
+def run_mailctl(root, *args: str | bytes, input: bytes | str | None = None, timeout: float = 60,
+                cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run mailctl as a real subprocess (its own stdin/stdout, no terminal). Arguments may
+    be bytes (argv that is not UTF-8); cwd and env (added to os.environ) are optional."""
     cmd = [sys.executable, "-m", "mailctl", "--root", str(root.path if isinstance(root, Root) else root), *args]
     if isinstance(input, str):
         input = input.encode()
-    return subprocess.run(cmd, input=input, capture_output=True, timeout=timeout)
+    if cwd is not None or env is not None:
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), **(env or {})}
+    return subprocess.run(cmd, input=input, capture_output=True, timeout=timeout, cwd=cwd, env=env)
 
 
 @pytest.fixture

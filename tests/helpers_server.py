@@ -138,9 +138,11 @@ def read_ports(root: Root, pid: int | None = None) -> dict[str, int] | None:
 class ServeProcess:
     """`mailctl serve` as a subprocess."""
 
-    def __init__(self, root: Root, extra_env: dict | None = None, args: tuple[str, ...] = ()):
+    def __init__(self, root: Root, extra_env: dict | None = None, args: tuple[str, ...] = (),
+                 preexec_fn=None):
         self.root = root
         self.args = tuple(args)
+        self.preexec_fn = preexec_fn          # runs in the child before exec (e.g. resource limits)
         self.env = {**os.environ, "PYTHONPATH": str(REPO), **(extra_env or {})}
         self.proc: subprocess.Popen | None = None
         self.ports: dict[str, int] = {}
@@ -150,7 +152,7 @@ class ServeProcess:
             os.unlink(self.root.run_dir / "ports.toml")
         self.proc = subprocess.Popen([sys.executable, "-m", "mailctl", "--root", str(self.root.path), "serve",
                                       *self.args], env=self.env, cwd=str(REPO), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE, preexec_fn=self.preexec_fn)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -183,8 +185,8 @@ class ServeProcess:
 
 
 @contextlib.contextmanager
-def serve_process(root: Root, extra_env: dict | None = None, args: tuple[str, ...] = ()):
-    proc = ServeProcess(root, extra_env, args).start()
+def serve_process(root: Root, extra_env: dict | None = None, args: tuple[str, ...] = (), preexec_fn=None):
+    proc = ServeProcess(root, extra_env, args, preexec_fn).start()
     try:
         yield proc
     finally:

@@ -113,3 +113,25 @@ def small_fs(tmp_path: Path, kind: str = "tmpfs", size_mb: int = 16):
             else:
                 import time
                 time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def moved_onto(fs: SmallFS, directory: Path):
+    """Put one directory of a root (say root/mail) on the small fs, bind-mounted in its
+    place, so fs.read_only() works while the server keeps its logs and run/ files open for
+    writing elsewhere (a remount read-only refuses a file system with such files)."""
+    directory = Path(directory)
+    held = fs.path / directory.name
+    shutil.copytree(directory, held, symlinks=True)
+    subprocess.run(["mount", "--bind", str(held), str(directory)], check=True, capture_output=True)
+    try:
+        yield held
+    finally:
+        for attempt in range(50):
+            if subprocess.run(["umount", str(directory)], capture_output=True).returncode == 0:
+                break
+            if attempt == 49:
+                subprocess.run(["umount", "-l", str(directory)], capture_output=True)
+            else:
+                import time
+                time.sleep(0.1)

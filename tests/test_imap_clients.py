@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from helpers_mail import PASSWORD, box, mailserver, message, user  # noqa: F401
 
 
 def run(cmd, **kw):
+    """Run a client with a HOME of its own, so nothing of the real home directory (state,
+    first-run prompts) takes part."""
     kw.setdefault("timeout", 90)
+    kw.setdefault("env", {**os.environ, "HOME": tempfile.mkdtemp(prefix="client-home-")})
     return subprocess.run(cmd, capture_output=True, text=True, **kw)
 
 
@@ -36,7 +40,10 @@ set move=no
 def mutt_batch(rc: Path, url: str, keys: str) -> str:
     """mutt needs a terminal even when driven by 'push'; script(1) gives it a pty."""
     cmd = f"mutt -n -F {rc} -f '{url}' -e 'push {keys}'"
-    r = run(["script", "-qc", cmd, "/dev/null"], env={**os.environ, "TERM": "vt100"})
+    # a HOME of its own, with the Mail folder mutt asks to create on its first run
+    home = rc.parent / "home"
+    (home / "Mail").mkdir(parents=True, exist_ok=True)
+    r = run(["script", "-qc", cmd, "/dev/null"], env={**os.environ, "TERM": "vt100", "HOME": str(home)})
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr
     return r.stdout
 

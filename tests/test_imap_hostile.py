@@ -2,50 +2,10 @@
 server (and the same connection where possible) keeps serving."""
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from helpers_mail import PASSWORD, box, imap, mailserver, message, user  # noqa: F401
-
-
-class Raw:
-    """A bare socket client, to send what no library would."""
-
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.buf = b""
-        self.greeting = self.line()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def until_tag(self, tag: bytes) -> list[bytes]:
-        lines = []
-        while True:
-            line = self.line()
-            lines.append(line)
-            if line.startswith(tag + b" "):
-                return lines
-
-    def cmd(self, text: bytes, tag: bytes = b"t1") -> bytes:
-        self.send(tag + b" " + text + b"\r\n")
-        return self.until_tag(tag)[-1]
-
-    def login(self, address: str) -> None:
-        assert self.cmd(f'LOGIN {address} "{PASSWORD}"'.encode()).startswith(b"t1 OK")
-
-    def close(self) -> None:
-        self.sock.close()
+from helpers_raw import Raw
 
 
 def still_serves(srv, address) -> None:

@@ -33,7 +33,7 @@ def test_send_t_oi_delivers_locally_and_queues_the_rest(root):
     assert out["delivered"] == ["alice@example.com"] and out["sender"] == "bob@example.com"
     [m] = inbox(root, "alice@example.com")
     assert b"after the dot" in m and b"Bcc" not in m and b"hidden" not in m
-    assert b"Message-ID: " in m and b"Date: " in m and b"Received: from localhost" in m
+    assert b"Message-ID: " in m and b"Date: " in m and b"Received: from local user " in m and b"(uid " in m
     [env] = Queue(root).all()
     assert [r.address for r in env.recipients] == ["far@remote.example", "hidden@remote.example"]
     assert env.sender == "bob@example.com" and env.source == "sendmail"

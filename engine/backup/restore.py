@@ -14,6 +14,7 @@ Two ways, chosen by the target:
 from __future__ import annotations
 
 import hashlib
+import errno
 import os
 import shutil
 import time
@@ -156,12 +157,14 @@ def copy_new(src: str | Path, dst: str | Path, mode: int, mtime: float) -> None:
             size = os.fstat(f.fileno()).st_size
             offset = 0
             while offset < size:
-                n = os.copy_file_range(f.fileno(), fd, size - offset) if _HAVE_CFR else 0
+                n = _copy_range(f.fileno(), fd, size - offset)
                 if n <= 0:
                     chunk = f.read(1 << 20)
                     if not chunk:
                         break
-                    os.write(fd, chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view):]
                     n = len(chunk)
                 offset += n
         os.fchmod(fd, mode)
@@ -174,6 +177,20 @@ def copy_new(src: str | Path, dst: str | Path, mode: int, mtime: float) -> None:
 
 
 _HAVE_CFR = hasattr(os, "copy_file_range")
+# copy_file_range between two file systems: EXDEV on kernels since 5.19 (and before 5.3)
+_NO_CFR = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
+
+
+def _copy_range(src_fd: int, dst_fd: int, count: int) -> int:
+    """Bytes copied in the kernel; 0 when it cannot (then the caller reads and writes)."""
+    if not _HAVE_CFR:
+        return 0
+    try:
+        return os.copy_file_range(src_fd, dst_fd, count)
+    except OSError as e:
+        if e.errno not in _NO_CFR:
+            raise
+        return 0
 
 
 def _restore_fresh(m: Manifest, blobs: store.Blobs, target: Root, result: RestoreResult,

@@ -5,6 +5,7 @@ members by name, so a chain lives in one destination."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tarfile
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MailError, NotFound
+from ..storage_errors import StorageError
 from .manifest import NAME as MANIFEST, Manifest
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
@@ -98,6 +100,8 @@ def list_backups(dest: Path) -> tuple[list[BackupRef], list[str]]:
         entries = sorted(os.scandir(dest), key=lambda e: e.name)
     except FileNotFoundError:
         return [], []
+    except OSError as e:
+        raise MailError(f"{dest}: cannot list backups: {e.strerror}") from None
     for e in entries:
         if e.name.startswith(".") or e.name.endswith(PARTIAL):
             continue
@@ -208,9 +212,14 @@ def pack(work_parent: Path, name: str, manifest_name: str, archive: Path) -> Non
     tar_bin = shutil.which("tar")
     if tar_bin:
         proc = subprocess.run([tar_bin, "-C", str(work_parent), "-czf", str(archive), "--format=pax",
-                               f"{name}/{manifest_name}", f"{name}/files"], capture_output=True)
+                               f"{name}/{manifest_name}", f"{name}/files"], capture_output=True,
+                              env={**os.environ, "LC_ALL": "C"})     # its errors in English
         if proc.returncode != 0:
-            raise MailError(f"{archive}: cannot write archive: {proc.stderr.decode(errors='replace').strip()[:200]}")
+            stderr = proc.stderr.decode(errors="replace")
+            for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                if os.strerror(code) in stderr:
+                    raise StorageError(code, archive)
+            raise MailError(f"{archive}: cannot write archive: {stderr.strip()[:200]}")
         return
     with tarfile.open(archive, "w:gz", compresslevel=6, format=tarfile.PAX_FORMAT) as tar:
         tar.add(work_parent / name / manifest_name, arcname=f"{name}/{manifest_name}")

@@ -5,12 +5,14 @@ ParseError / MailError for NO and BAD. Each handler's `state` says when it is al
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 
 from .. import maildir as store
 from .. import mutf7
 from ..errors import AlreadyExists, InvalidInput, MailError, NotFound, QuotaExceeded
-from . import fetch as fetchmod
+from . import bigfetch, fetch as fetchmod
 from . import search as searchmod
 from .parser import Atom, ParseError, as_atom, as_text, parse_sequence_set
 from .response import astring, encode
@@ -27,6 +29,7 @@ RESCAN_THROTTLE_S = 0.25
 HOLD_BYTES = 256 * 1024  # a last FETCH batch this small is written together with the tagged reply
 INLINE_MESSAGES = 4     # a FETCH of at most this many whole messages may read them in the event loop
 RECENT = frozenset({"\\Recent"})
+QUOTA_EXCEEDED = "[OVERQUOTA] Quota exceeded (mailbox for user is full)"   # Dovecot's text
 INLINE_SEARCH = 20_000  # SEARCH without content keys: more messages x keys run in a worker thread
 
 
@@ -259,18 +262,27 @@ class Commands:
         if len(rest) != 1 or not isinstance(rest[0], bytes) or isinstance(rest[0], Atom):
             raise bad("APPEND: the message must be a literal")
         data = rest[0]
-        if not data:
-            raise no("Cannot save an empty message")
-        limit = self.append_limit()
-        if not limit or len(data) > limit:
-            raise no(f"[TOOBIG] Message larger than the APPEND limit of {limit} bytes")
-        flags = [f for f in flags if f.lower() != "\\recent"]
-        folder = await self.open_folder(name, trycreate=True)
-        stored = data.replace(b"\r\n", b"\n")
+        spool = None if data else self.take_spool()    # a large message arrived in tmp/
         try:
-            delivered = await self.blocking(self._append, name, stored, flags, date)
-        except QuotaExceeded as e:
-            raise no(f"[OVERQUOTA] {e}") from None
+            size = spool.size if spool else len(data)
+            if not size:
+                raise no("Cannot save an empty message")
+            limit = self.append_limit()
+            if not limit or size > limit:
+                raise no(f"[TOOBIG] Message larger than the APPEND limit of {limit} bytes")
+            flags = [f for f in flags if f.lower() != "\\recent"]
+            folder = await self.open_folder(name, trycreate=True)
+            try:
+                if spool:
+                    delivered = await self.blocking(self._append_spooled, name, spool, flags, date)
+                else:
+                    delivered = await self.blocking(self._append, name, data.replace(b"\r\n", b"\n"),
+                                                    flags, date)
+            except QuotaExceeded:
+                raise no(QUOTA_EXCEEDED) from None
+        finally:
+            if spool:
+                spool.discard()               # staged or not, no file stays behind in tmp/
         uidvalidity = await self.blocking(folder.uidvalidity)
         await self.announce_changes()
         return f"[APPENDUID {uidvalidity} {delivered.uid}] APPEND completed"
@@ -278,11 +290,20 @@ class Commands:
     def _append(self, name, data, flags, date):
         return self.maildir.deliver(data, name, flags, date)
 
+    def _append_spooled(self, name, spool, flags, date):
+        staged = self.maildir.stage_file(spool.path, spool.size, spool.vsize, name, flags, date)
+        try:
+            return staged.commit()
+        except BaseException:
+            staged.abort()
+            raise
+
     @state("auth")
     async def cmd_IDLE(self, tag, args):
         await self.send(b"+ idling\r\n")
         deadline = asyncio.get_running_loop().time() + self.runtime.settings.mailbox.idle_timeout_s
-        reader_task = asyncio.ensure_future(self.reader.readuntil(b"\n"))
+        # readline(): a line over the limit is read to its end and answered BAD, as outside IDLE
+        reader_task = asyncio.ensure_future(self.readline())
         try:
             while True:
                 await self.announce_changes()
@@ -303,7 +324,9 @@ class Commands:
                 reader_task.cancel()
         try:
             line = reader_task.result()
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+        except ConnectionError:
+            line = None
+        if line is None:
             self.closing = True
             return None
         if line.strip().upper() != b"DONE":
@@ -542,6 +565,7 @@ class Commands:
                                      and indexmod.covers(i.fields))
             for i in items if i.needs_content)
         wants_envelope = any(i.name == "ENVELOPE" for i in items)
+        whole = bigfetch.whole_item(items)      # a large message asked for whole is streamed
         missing = False
         step = FETCH_BATCH * 5 if indexed else FETCH_BATCH if needs_content else FETCH_BATCH * 10
         inline = (len(seqs) <= INLINE_MESSAGES and needs_content and not header_only and not indexed
@@ -575,6 +599,10 @@ class Commands:
                             data = entry.fields
                         elif header_only:
                             data = headercache.header(sel.folder, msg)
+                        elif whole is not None and msg.size >= bigfetch.STREAM_FROM:
+                            flags_text = flag_list(v.flags) if wants_flags or extra else None
+                            out.append(bigfetch.streamed(v, items + extra, whole, flags_text, sel.folder, msg))
+                            continue
                         else:
                             data = to_crlf(read(sel.folder, msg))
                         flags_text = flag_list(v.flags) if wants_flags or extra else None
@@ -600,6 +628,9 @@ class Commands:
             if any(line is None for line in lines):
                 await self.send(b"".join(x for x in lines if x is not None))
                 raise no("[UNKNOWN-CTE] Cannot decode the content transfer encoding of a part")
+            if any(isinstance(line, bigfetch.Streamed) for line in lines):
+                await bigfetch.send_all(self, lines)
+                continue
             data = b"".join(lines)
             if start + step >= len(seqs) and len(data) <= HOLD_BYTES:
                 self.hold(data)            # the last batch: out with the tagged reply
@@ -702,22 +733,30 @@ class Commands:
         msgs = [sel.msgs[s - 1] for s in seqs]
 
         def work():
-            pairs = []
+            pairs, copies = [], []
             total = sum(m.size for m in msgs)
             if not move:
                 self.maildir.check_quota(total)
-            for m in msgs:
-                try:
-                    d = sel.folder._copy(m, dest)
-                except NotFound:
-                    continue
-                pairs.append((m.uid, d.uid))
+            try:
+                for m in msgs:
+                    try:
+                        d = sel.folder._copy(m, dest)
+                    except NotFound:
+                        continue
+                    pairs.append((m.uid, d.uid))
+                    copies.append(d.path)
+            except BaseException:
+                # RFC 3501 6.4.7: a failed COPY leaves the destination as it was
+                for path in copies:
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                raise
             return pairs, dest.uidvalidity()
 
         try:
             pairs, uidvalidity = await self.blocking(work)
-        except QuotaExceeded as e:
-            raise no(f"[OVERQUOTA] {e}") from None
+        except QuotaExceeded:
+            raise no(QUOTA_EXCEEDED) from None
         code = ""
         if pairs:
             code = f"[COPYUID {uidvalidity} {_uid_set([p[0] for p in pairs])} {_uid_set([p[1] for p in pairs])}] "

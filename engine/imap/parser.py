@@ -20,7 +20,8 @@ import re
 MAX_DEPTH = 64
 MAX_TOKENS = 100_000
 
-LITERAL_AT_END = re.compile(rb"~?\{(\d{1,20})(\+?)\}\r?\n?$")
+LITERAL_AT_END = re.compile(rb"~?\{(\d+)(\+?)\}\r?\n?$")
+HUGE_LITERAL = 10 ** 20          # the size given to an announcement of more than 20 digits
 
 
 class ParseError(Exception):
@@ -156,7 +157,11 @@ def literal_announced(line: bytes) -> tuple[int, bool] | None:
     m = LITERAL_AT_END.search(line)
     if not m:
         return None
-    return int(m.group(1)), m.group(2) != b"+"
+    digits = m.group(1)
+    # any number of digits is an announcement (the client sends that many bytes next);
+    # one too long for int() is simply huge, and refused as such
+    size = int(digits) if len(digits) <= 20 else HUGE_LITERAL
+    return size, m.group(2) != b"+"
 
 
 # -- argument helpers -----------------------------------------------------------

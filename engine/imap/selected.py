@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 from .. import folder_cache
 from .. import maildir as store
+from .. import storage_errors
 
 CLAIM_LIMIT = 5000
 
@@ -229,6 +230,10 @@ class Selected:
                 os.rename(m.path, cur / filename)
             except FileNotFoundError:
                 continue  # someone else moved it meanwhile; the next scan sees where
+            except OSError as e:
+                if not storage_errors.is_storage_fault(e):
+                    raise
+                break     # a read-only disk: they stay in new/, still \Recent, and SELECT works
             moved[m.uid] = replace(m, subdir="cur", filename=filename)
             claimed.add(m.uid)
         return [moved.get(m.uid, m) for m in msgs]

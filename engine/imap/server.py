@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
+from .. import overload
 from .session import MAX_LINE, ImapSession
 
 
@@ -24,4 +25,5 @@ async def start(runtime, name: str, listener_settings) -> list[asyncio.base_even
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await ImapSession(runtime, name, reader, writer, tls_mode).run()
 
-    return await runtime.listen(name, stream_factory(client, MAX_LINE + 2), listener_settings, ssl=ssl_ctx)
+    return await runtime.listen(name, stream_factory(client, MAX_LINE + 2), listener_settings, ssl=ssl_ctx,
+                                busy_reply=overload.BUSY_IMAP)

@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import time
 
+from .. import overload, storage_errors
 from ..errors import MailError
 from ..heldoutput import with_held
-from .parser import Atom, ParseError, as_text, literal_announced, tokenize
+from ..spool import Spool
+from .parser import LITERAL_AT_END, Atom, ParseError, as_text, literal_announced, tokenize
 from .commands import Commands
 
 MAX_LINE = 64 * 1024                  # one command line (literals excluded)
@@ -21,6 +24,8 @@ MAX_COMMAND = 2 * 1024 * 1024         # a whole command other than APPEND, liter
 MAX_SMALL_LITERAL = 1024 * 1024       # a literal outside APPEND
 COMMAND_TIME_LIMIT = 300.0            # one command, disk work included
 MAX_PREAUTH_LITERAL = 8192          # a literal before login (user name, password)
+SPOOL_FROM = 256 * 1024             # an APPEND literal this large goes to a file as it arrives
+SPOOL_WRITE = 1024 * 1024           # ... in writes of this size
 MAX_BAD_COMMANDS = 20
 SERVER_NAME = "mailctl"
 
@@ -69,6 +74,7 @@ class ImapSession(Commands):
         self.closing = False
         self.deadline = 0.0                  # time.monotonic() at which the running command stops
         self._held: list[bytes] = []
+        self.spool: Spool | None = None     # the APPEND message being received, in tmp/
 
     # -- capabilities ----------------------------------------------------------------
     @property
@@ -123,12 +129,16 @@ class ImapSession(Commands):
         except (ConnectionError, asyncio.IncompleteReadError, Disconnect, TimeoutError,
                 asyncio.TimeoutError):
             pass
-        except Exception:  # a bug must not take the server down; log it with the traceback
-            rt.log.exception("imap: session from %s failed", self.peer_ip)
+        except Exception as e:  # a bug must not take the server down; log it with the traceback
             with contextlib.suppress(Exception):
-                if not self.writer.is_closing():
-                    self.writer.write(b"* BYE Internal error, closing the connection\r\n")
+                if overload.out_of_fds(e):
+                    await self.send(overload.BUSY_IMAP)
+                else:
+                    rt.log.exception("imap: session from %s failed", self.peer_ip)
+                    if not self.writer.is_closing():
+                        self.writer.write(b"* BYE Internal error, closing the connection\r\n")
         finally:
+            self.drop_spool()
             if self.session is not None:
                 self.session.close()
             self._close_transport()
@@ -162,7 +172,10 @@ class ImapSession(Commands):
                 continue
             if raw is None:
                 return
-            tag, result = await self.execute(raw)
+            try:
+                tag, result = await self.execute(raw)
+            finally:
+                self.drop_spool()           # a spooled message no command took
             if self.closing:
                 return
 
@@ -225,6 +238,12 @@ class ImapSession(Commands):
                 err = bad(f"Command larger than {MAX_COMMAND} bytes")
             else:
                 err = None
+            spool_it = is_append and size >= SPOOL_FROM and self.spool is None and err is None
+            if spool_it:
+                try:
+                    self.spool = await self.runtime.run_blocking(Spool, self.maildir.path / "tmp")
+                except OSError as e:
+                    err = no(_cannot_store(e))
             if err is not None:
                 err.tag = tag
                 if not sync:
@@ -240,8 +259,12 @@ class ImapSession(Commands):
                 raise err
             if sync:
                 await self.send(b"+ Ready for literal data\r\n")
-            data = await self.reader.readexactly(size)
-            chunks.append(data)
+            if spool_it:
+                # the message goes to tmp/; the command carries an empty literal in its place
+                await self._receive_into_spool(size, tag)
+                chunks[-1] = line[:LITERAL_AT_END.search(line).start(1)] + b"0}\r\n"
+            else:
+                chunks.append(await self.reader.readexactly(size))
             total += size
             line = await self.readline()
             if line is None:
@@ -250,6 +273,46 @@ class ImapSession(Commands):
             total += len(line)
         raw = b"".join(chunks)
         return raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+
+    async def _receive_into_spool(self, size: int, tag: str | None) -> None:
+        """Write a literal to self.spool as it arrives. When the disk refuses it, the rest is
+        still read (the stream stays in step) and the command is answered NO."""
+        spool, run = self.spool, self.runtime.run_blocking
+        failed: OSError | None = None
+        pending = bytearray()
+        left = size
+        while left or pending:
+            piece = await self.reader.read(min(left, SPOOL_WRITE)) if left else b""
+            if left and not piece:
+                raise Disconnect()
+            left -= len(piece)
+            if failed is not None:
+                continue
+            pending += piece
+            if len(pending) >= SPOOL_WRITE or not left:
+                try:
+                    await run(spool.write, bytes(pending))
+                    if not left:
+                        await run(spool.finish)
+                except OSError as e:
+                    failed = e
+                pending.clear()
+        if failed is not None:
+            self.drop_spool()
+            await self._discard_rest(0)
+            err = no(_cannot_store(failed))
+            err.tag = tag
+            raise err
+
+    def take_spool(self) -> Spool | None:
+        """The spooled APPEND message, now the caller's to stage or discard."""
+        spool, self.spool = self.spool, None
+        return spool
+
+    def drop_spool(self) -> None:
+        if self.spool is not None:
+            self.spool.discard()
+            self.spool = None
 
     async def _discard_rest(self, size: int) -> None:
         """Read and drop a refused non-synchronising literal and the rest of its command."""
@@ -312,10 +375,18 @@ class ImapSession(Commands):
             status, text = "BAD", str(e)
         except CommandError as e:
             status, text = e.status, e.text
-        except MailError as e:
-            status, text = "NO", str(e)
+        except ConnectionError:
+            raise                  # the client went away: not a fault of the disk
         except asyncio.TimeoutError:
             status, text = "NO", "Command took too long and was stopped"
+        except OSError as e:       # before MailError: a StorageError is both
+            if overload.out_of_fds(e):
+                self.runtime.log.warning("imap: %s: %s failed: out of file descriptors", self.peer_ip, tag)
+                status, text = "NO", f"[UNAVAILABLE] {overload.TRY_LATER}"
+            else:
+                status, text = "NO", self._storage_reply(e)
+        except MailError as e:
+            status, text = "NO", str(e)
         if status == "BAD":
             self.bad_count += 1
         if self.selected is not None and status == "NO":
@@ -326,6 +397,17 @@ class ImapSession(Commands):
             await self.send(b"* BYE Too many invalid commands\r\n")
             raise Disconnect()
         return tag, status
+
+    def _storage_reply(self, e: OSError) -> str:
+        """A full or read-only disk answers with its fixed text; any other I/O fault is
+        logged and answered without a path. Either way the session goes on serving."""
+        text = storage_errors.imap_text(e)
+        if text is not None:
+            self.runtime.log.warning("imap: %s: %s", self.account and self.account.address,
+                                     storage_errors.as_storage_error(e))
+            return text
+        self.runtime.log.error("imap: %s: I/O error: %s", self.account and self.account.address, e)
+        return "[SERVERBUG] Internal error occurred. Refer to server log for more information."
 
     # -- authentication -------------------------------------------------------------------
     async def login(self, user: str, password: str) -> str:
@@ -452,6 +534,12 @@ def _command_of(line: bytes) -> str:
 
 def _valid_tag(tag: str) -> bool:
     return 0 < len(tag) <= 64 and all(0x20 < ord(c) < 0x7F and c not in '(){%*"\\+' for c in tag)
+
+
+def _cannot_store(e: OSError) -> str:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "[OVERQUOTA] Not enough disk space"
+    return f"[UNAVAILABLE] {overload.TRY_LATER}"
 
 
 def _one_line(text: str) -> str:

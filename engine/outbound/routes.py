@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..addresses import normalize_domain
 from ..errors import ConfigError, InvalidInput, MailError
-from .. import tomlfile
+from .. import settings as settings_mod, tomlfile
 
 TLS_MODES = ("none", "starttls", "implicit", "starttls-required")
 ROUTE_KEYS = {
@@ -100,6 +100,11 @@ def parse(settings, text: str = "", where: str = "mailctl.toml") -> tuple[dict[s
                                            for x in retry):
             problem(path + ["retry_minutes"], "must be a list of minutes (numbers, 0 or more)")
             ok = False
+        host = table.get("host", "")
+        bad_host = settings_mod.host_or_ip_problem(host) if isinstance(host, str) and host else None
+        if bad_host:
+            problem(path + ["host"], bad_host)
+            ok = False
         if not table.get("host") and not table.get("accept"):
             problem(path + ["host"], "a route needs a host (or accept = true for a backup MX)")
             ok = False
@@ -117,7 +122,6 @@ def parse(settings, text: str = "", where: str = "mailctl.toml") -> tuple[dict[s
 
 def check(root) -> list[str]:
     """Problems of the routes in mailctl.toml (for 'mailctl config check')."""
-    from .. import settings as settings_mod
     try:
         s = settings_mod.load(root.config_file, "mailctl.toml")
     except ConfigError as e:

@@ -24,13 +24,14 @@ import operator
 import os
 import time
 
-from .. import folder_cache
+from .. import folder_cache, msgstream, overload, storage_errors
 from ..errors import MailError, NotFound
 from ..maildir import MTIME_SLACK, Maildir, folder_stamp
 from ..imap.mime import to_crlf
 
 MAX_LINE = 512                 # RFC 2449 §4: 255 octets per argument; be generous
 MAX_BAD_COMMANDS = 20
+STREAM_FROM = 1024 * 1024      # RETR of a message this large is sent in pieces from the file
 LOCK_NAME = "pop3.lock"
 LOCK_STALE_S = 3600            # a lock whose owner is gone is taken over
 
@@ -57,8 +58,12 @@ class MailboxLock:
                         os.unlink(self.path)
                     continue
                 return False
-            with os.fdopen(fd, "w") as f:
-                f.write(self.token)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(self.token)
+            except OSError:
+                os.unlink(self.path)     # an empty lock would shut others out until stale
+                raise
             self.held = True
             return True
         return False
@@ -132,11 +137,14 @@ class Pop3Session:
             await self.loop()
         except (ConnectionError, asyncio.IncompleteReadError, _Quit, asyncio.TimeoutError):
             pass
-        except Exception:  # a bug: logged with its traceback, the client gets -ERR
-            rt.log.exception("pop3: session from %s failed", self.peer_ip)
+        except Exception as e:  # a bug: logged with its traceback, the client gets -ERR
             with contextlib.suppress(Exception):
-                if not self.writer.is_closing():
-                    self.writer.write(b"-ERR [SYS/TEMP] Internal error, closing the connection\r\n")
+                if overload.out_of_fds(e):
+                    self.writer.write(overload.BUSY_POP3)
+                else:
+                    rt.log.exception("pop3: session from %s failed", self.peer_ip)
+                    if not self.writer.is_closing():
+                        self.writer.write(b"-ERR [SYS/TEMP] Internal error, closing the connection\r\n")
         finally:
             if self.lock is not None:
                 await rt.run_blocking(self.lock.release)
@@ -192,8 +200,27 @@ class Pop3Session:
                 continue
             try:
                 await handler(arg)
+            except ConnectionError:
+                raise
+            except OSError as e:   # before MailError: a StorageError is both
+                if overload.out_of_fds(e):
+                    self.runtime.log.warning("pop3: %s: %s failed: out of file descriptors", self.peer_ip, verb)
+                    await self.send(f"-ERR [SYS/TEMP] {overload.TRY_LATER}")
+                else:
+                    await self.send(f"-ERR [SYS/TEMP] {self._storage_reply(e)}")
             except MailError as e:
                 await self.send(f"-ERR {e}")
+
+    def _storage_reply(self, e: OSError) -> str:
+        """A full or read-only disk answers with its fixed text; any other I/O fault is
+        logged and answered without a path. Either way the session goes on."""
+        who = self.account.address if self.account else self.peer_ip
+        text = storage_errors.reason(e)
+        if text is not None:
+            self.runtime.log.warning("pop3: %s: %s", who, storage_errors.as_storage_error(e))
+            return text
+        self.runtime.log.error("pop3: %s: I/O error: %s", who, e)
+        return "Internal error, try again later"
 
     async def error(self, text: str) -> None:
         await self.send(f"-ERR {text}")
@@ -301,7 +328,16 @@ class Pop3Session:
         if not await rt.run_blocking(md.exists):
             await rt.run_blocking(md.create)
         lock = MailboxLock(md)
-        if not await rt.run_blocking(lock.acquire):
+        try:
+            locked = await rt.run_blocking(lock.acquire)
+        except OSError as e:
+            if not storage_errors.is_storage_fault(e):
+                raise
+            # a full or read-only disk: reading mail matters more than the lock, and
+            # the deletions at QUIT then find the same storage fault (or room again)
+            rt.log.warning("pop3: %s: no maildrop lock: %s", account.address, e.strerror)
+            locked = True
+        if not locked:
             await self.send("-ERR [IN-USE] The mailbox is open in another POP3 session")
             return
         try:
@@ -403,6 +439,16 @@ class Pop3Session:
         return m, data
 
     async def cmd_RETR(self, arg):
+        n, m = self._msg(arg)
+        if n is not None and m.size >= STREAM_FROM:     # a large one in pieces from the file
+            try:
+                f = await self.runtime.run_blocking(self.folder.open, m)
+            except NotFound:
+                await self.send("-ERR [SYS/TEMP] The message was removed by another program")
+                return
+            await msgstream.send_dot_stuffed(self.runtime.run_blocking, f,
+                                             lambda size: b"+OK %d octets\r\n" % size, self._write)
+            return
         loaded = await self._load(arg)
         if loaded is None:
             return
@@ -427,6 +473,10 @@ class Pop3Session:
         out = head + (b"\r\n\r\n" + b"\r\n".join(lines) if sep else b"")
         await self.send_multiline("+OK", out)
     cmd_TOP.auth = True
+
+    async def _write(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
 
     async def send_multiline(self, first: str, data: bytes) -> None:
         # Byte-stuff lines starting with "." (RFC 1939 §3) and end with CRLF . CRLF.
@@ -461,9 +511,17 @@ class Pop3Session:
             doomed = [self.messages[n - 1] for n in sorted(self.deleted)]
             try:
                 await self.runtime.run_blocking(self.folder.expunge, doomed)
-            except MailError as e:
-                await self.send(f"-ERR [SYS/TEMP] Some messages were not deleted: {e}")
-                raise _Quit() from None
+            except ConnectionError:
+                raise
+            except OSError as e:   # RFC 2449 SYS/TEMP: they stay for the next session
+                why = self._storage_reply(e)
+            except MailError:      # the uidlist lock held too long by another process
+                why = "the mailbox is busy, try again later"
+            else:
+                why = None
+            if why is not None:
+                await self.send(f"-ERR [SYS/TEMP] Some messages were not deleted: {why}")
+                raise _Quit()
         await self.send("+OK Bye")
         raise _Quit()
 
@@ -576,4 +634,5 @@ async def start(runtime, name: str, listener_settings) -> list[asyncio.base_even
     async def client(reader, writer):
         await Pop3Session(runtime, name, reader, writer, tls_mode).run()
 
-    return await runtime.listen(name, stream_factory(client, 4096), listener_settings, ssl=ssl_ctx)
+    return await runtime.listen(name, stream_factory(client, 4096), listener_settings, ssl=ssl_ctx,
+                                busy_reply=overload.BUSY_POP3)

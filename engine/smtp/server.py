@@ -23,9 +23,10 @@ import time
 import aiosmtpd
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, TLSSetupException, _AuthMechAttr, login_always_fail
 
-from .. import delivery, headers as headers_mod, queue as queue_mod
+from .. import delivery, headers as headers_mod, overload, queue as queue_mod
 from ..errors import QuotaExceeded
 from ..heldoutput import with_held
+from ..largemsg import LargeMessage, close_quietly
 from . import policy
 from .data import DataResult, fix_bare_newlines, header_block, read_data
 from .received import received_header
@@ -230,8 +231,13 @@ class MailSMTP(SMTP):
         rt, limits = self.runtime, self.runtime.settings.limits
         if rt.stopping.is_set():
             return "421 4.3.2 Service shutting down, try again later"
-        if rt.bans.is_banned(self.peer_ip):
-            return "421 4.7.0 Too many failed logins from your address, try again later"
+        try:
+            if rt.bans.is_banned(self.peer_ip):
+                return "421 4.7.0 Too many failed logins from your address, try again later"
+        except OSError as e:
+            if not overload.out_of_fds(e):
+                raise
+            return overload.BUSY_SMTP.decode().rstrip()
         if limits.max_connections and rt.sessions.count(SMTP_PROTOCOLS) > limits.max_connections:
             return "421 4.7.0 Too many connections, try again later"
         if limits.max_connections_per_ip and \
@@ -576,9 +582,13 @@ class MailSMTP(SMTP):
             txid = queue_mod.new_id()
             header = self.received(txid)
             self._reset_timeout(settings.limits.data_timeout_s)
-            result = await read_data(self._reader, limit, prefix=header)
+            result = await read_data(self._reader, limit, prefix=header, spill_dir=self.runtime.root.run_dir,
+                                     run=self.runtime.run_blocking)
             self._reset_timeout()
-            status, qid = await self.finish(result, limit, txid)
+            try:
+                status, qid = await self.finish(result, limit, txid)
+            finally:
+                close_quietly(result.content)       # a large message's file
         finally:
             if self.sess is not None:
                 self.sess.busy = False
@@ -602,21 +612,27 @@ class MailSMTP(SMTP):
         if result.too_big:
             return (f"552 5.3.4 Message Size Exceeds Fixed Maximum Message Size. "
                     f"Size: {result.size // 1024} KB, Max size: {limit // 1024} KB"), ""
+        if result.error is not None:
+            rt.log.warning("smtp: %s: %s: cannot keep the message: %s", self.peer_ip, txid, result.error.strerror)
+            return "452 4.3.1 Insufficient system storage", ""
         content = result.content
         if result.bare_cr or result.bare_lf:
             if settings.relay.allow_bare_lf_from_trusted and self.client.trusted:
-                content = await rt.run_blocking(fix_bare_newlines, content)
+                content = await rt.run_blocking(_fixed_newlines, content)
             elif result.bare_lf:
                 return "554 5.6.0 Rejected - Message Using Bare LF's (lines must end with CR LF)", ""
             else:
                 return "554 5.6.0 Rejected - Message Using Bare CR's (lines must end with CR LF)", ""
         if self.client.user:
-            for addr in policy.header_senders(header_block(content, result.offset)):
+            for addr in policy.header_senders(header_block(_head(content), result.offset)):
                 if not policy.owned_addresses_match(settings, rt.directory, self.client.user,
                                                     policy.normalize_sender(addr) or ""):
                     return "550 5.7.1 Header From Address Not Owned By Authenticated User", ""
         if self.client.submission and (self.client.user or self.client.trusted):
-            content = _add_missing_headers(content, result.offset, settings.server.hostname)
+            if isinstance(content, LargeMessage):     # the header is in the part held in memory
+                content.head = _add_missing_headers(content.head, result.offset, settings.server.hostname)
+            else:
+                content = _add_missing_headers(content, result.offset, settings.server.hostname)
         sender = "" if self.envelope.mail_from == "<>" else self.envelope.mail_from
         try:
             outcome = await rt.run_blocking(_deliver, rt, sender, list(self.envelope.rcpt_tos),
@@ -632,7 +648,7 @@ class MailSMTP(SMTP):
             # the client gets 250 for the others, so these get a DSN, not silence.
             rt.log.warning("smtp: %s: %s: not delivered to %s", self.peer_ip, txid,
                            ", ".join(f"{k} ({v})" for k, v in outcome.rejected.items()))
-            await rt.run_blocking(_bounce_rejected, rt, sender, txid, outcome.rejected, content)
+            await rt.run_blocking(_bounce_rejected, rt, sender, txid, outcome.rejected, _head(content))
         rt.count("smtp_accepted")
         qid = outcome.queue_id or txid
         return f"250 2.0.0 Ok: queued as {qid}", qid
@@ -702,7 +718,18 @@ async def start(runtime, name: str, listener) -> list:
     ssl_ctx = runtime.ssl_context() if listener.tls == "implicit" else None
     if listener.tls == "starttls":
         runtime.ssl_context()          # fail at start, not at the first STARTTLS, on a bad cert
-    return await runtime.listen(name, lambda: MailSMTP(runtime, name, listener), listener, ssl=ssl_ctx)
+    return await runtime.listen(name, lambda: MailSMTP(runtime, name, listener), listener, ssl=ssl_ctx,
+                                busy_reply=overload.BUSY_SMTP)
+
+
+def _head(content) -> bytes:
+    """The part of a message that holds its header (all of it, unless it is a LargeMessage)."""
+    return content.head if isinstance(content, LargeMessage) else content
+
+
+def _fixed_newlines(content) -> bytes:
+    # a trusted client's bare line ends: rare enough to take the message into memory
+    return fix_bare_newlines(content.read_all() if isinstance(content, LargeMessage) else content)
 
 
 def _add_missing_headers(content: bytes, offset: int, hostname: str) -> bytes:

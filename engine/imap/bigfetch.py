@@ -1,0 +1,68 @@
+"""FETCH of a whole large message (BODY[], BODY.PEEK[], RFC822) sent in pieces from the
+file, so a 60 MB message costs a bounded buffer instead of copies in memory.
+
+cmd_FETCH puts a Streamed in place of such a message's response line; send_all() writes
+the lines, streaming those.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..msgstream import CrlfReader
+from . import fetch as fetchmod
+
+STREAM_FROM = 1024 * 1024          # a message this large (as stored) is sent in pieces
+
+
+@dataclass
+class Streamed:
+    head: bytes                    # b"* 3 FETCH (UID 7 FLAGS (\\Seen) BODY[] "
+    folder: object
+    msg: object
+
+
+def whole_item(items: list[fetchmod.FetchItem]) -> fetchmod.FetchItem | None:
+    """The one item needing content, when it asks for the whole message."""
+    content = [i for i in items if i.needs_content]
+    if len(content) != 1:
+        return None
+    item = content[0]
+    if item.name == "RFC822" or (item.kind == "BODY" and not item.numbers and not item.text
+                                 and item.partial is None):
+        return item
+    return None
+
+
+def streamed(view, items, whole: fetchmod.FetchItem, flags_text: str | None, folder, msg) -> Streamed:
+    others = [i for i in items if i is not whole]
+    rendered = fetchmod.render(view, others, None, flags_text)       # b"(UID 7 FLAGS ())"
+    label = "RFC822" if whole.name == "RFC822" else whole.label
+    head = b"* %d FETCH " % view.seq + rendered[:-1] + (b" " if others else b"") + label.encode() + b" "
+    return Streamed(head, folder, msg)
+
+
+async def send_all(session, lines: list) -> None:
+    run = session.runtime.run_blocking
+    pending: list[bytes] = []
+    for line in lines:
+        if not isinstance(line, Streamed):
+            pending.append(line)
+            continue
+        if pending:
+            await session.send(b"".join(pending))
+            pending = []
+        reader = CrlfReader(await run(line.folder.open, line.msg))
+        try:
+            size = await run(reader.crlf_size)
+            await session.send(line.head + b"{%d}\r\n" % size)
+            sent = 0
+            while sent < size:
+                # a file cut short meanwhile (never by a Maildir writer) still fills the literal
+                piece = (await run(reader.next_piece))[:size - sent] or b" " * (size - sent)
+                await session.send(piece)
+                sent += len(piece)
+        finally:
+            reader.close()
+        await session.send(b")\r\n")
+    if pending:
+        await session.send(b"".join(pending))
