@@ -18,7 +18,7 @@ from engine.maildir import Maildir
 from helpers_mail import PASSWORD
 from engine.imap import session as session_mod
 from helpers_server import make_root, running_server, serve_process
-from test_imap_hostile import Raw
+from helpers_raw import Raw
 
 ALICE = "alice@example.com"
 CAROL = "carol@example.com"
@@ -202,7 +202,7 @@ def test_numbers_too_long_or_out_of_range_are_bad_and_the_session_goes_on(server
                 b"SEARCH UID " + HUGE, b"SEARCH " + HUGE, b"SEARCH 1," + HUGE, b"SEARCH LARGER " + HUGE,
                 b"STORE " + HUGE + b" +FLAGS (\\Seen)", b"UID STORE 1:" + HUGE + b" +FLAGS (\\Seen)",
                 b"UID EXPUNGE " + HUGE, b"UID EXPUNGE 1:4294967296", b"COPY " + HUGE + b" INBOX",
-                b"UID MOVE " + HUGE + b" INBOX", b"APPEND INBOX {" + b"9" * 30 + b"}"]
+                b"UID MOVE " + HUGE + b" INBOX"]
     for command in commands:
         reply = r.cmd(command)
         assert reply.startswith(b"t1 BAD"), (command[:60], reply[:200])
