@@ -6,6 +6,8 @@ on where it can, the log holds no traceback, and other sessions are never held u
 from __future__ import annotations
 
 import imaplib
+import random
+import re
 import smtplib
 import socket
 import threading
@@ -16,7 +18,7 @@ import pytest
 
 from engine.maildir import Maildir
 from helpers_mail import PASSWORD
-from engine.imap import session as session_mod
+from engine.imap import listing, session as session_mod
 from helpers_server import make_root, running_server, serve_process
 from helpers_raw import Raw
 
@@ -115,6 +117,21 @@ def test_list_pattern_with_many_wildcards_is_answered_at_once(server):
     typ, data = c.list('""', "inBOX*")               # INBOX is case-insensitive, also in a pattern
     assert typ == "OK" and data[0].endswith(b"INBOX")
     c.logout()
+
+
+def test_list_pattern_matches_what_a_regex_would_match():
+    """The automaton against the regex it replaced, on small random patterns and names
+    (where backtracking costs nothing), INBOX's case-insensitivity included."""
+    rng = random.Random(19)
+    for _ in range(20000):
+        pattern = "".join(rng.choice("ab/*%") for _ in range(rng.randint(0, 7)))
+        pattern = ("inBox" if rng.random() < 0.2 else "") + pattern
+        name = ("INBOX" if rng.random() < 0.3 else "") + "".join(rng.choice("ab/") for _ in range(rng.randint(0, 7)))
+        regex = "".join(".*" if c == "*" else "[^/]*" if c == "%" else re.escape(c) for c in pattern)
+        if pattern[:5].upper() == "INBOX":
+            regex = "(?i:" + regex[:5] + ")" + regex[5:]
+        expected = re.fullmatch(regex, name, re.DOTALL) is not None
+        assert listing.Pattern(pattern).matches(name) == expected, (pattern, name)
 
 
 def _fill_big_folder(root, count: int) -> None:
