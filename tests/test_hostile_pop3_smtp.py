@@ -17,7 +17,7 @@ from engine.pop3.server import Pop3Session
 from engine.smtp.server import MailSMTP
 from helpers_mail import PASSWORD
 from helpers_server import make_root, running_server, serve_process
-from test_imap_hostile import Raw
+from helpers_raw import Raw
 
 ALICE = "alice@example.com"
 SETTINGS = {"auth.allow_plaintext": True, "auth.failure_delay_s": 0, "auth.ban_after_failures": 0,

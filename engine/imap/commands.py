@@ -472,6 +472,7 @@ class Commands:
             args = args[2:]
         nodes = searchmod.parse(args)
         sel = self.selected
+        deadline = self.deadline
         if uid:
             await self.announce_changes(throttle=True)
         if len(nodes) == 1 and nodes[0][0] == "HEADER" and nodes[0][1] in indexmod.INDEXED \
@@ -484,7 +485,7 @@ class Commands:
                 entries = indexmod.lookup(sel.folder, msgs, complete=True)
                 col = indexmod.columns(sel.folder, {name}, entries)[name]
                 out = []
-                for seq, m in enumerate(msgs, 1):
+                for seq, m in enumerate(searchmod.within(msgs, deadline), 1):
                     text = col.get(m.base)  # None: no such field, or the message is gone
                     if text is not None and (not needle or needle in text):
                         out.append(m.uid if uid else seq)
@@ -505,7 +506,7 @@ class Commands:
                         v._entry = entries.get(v.msg.base)
                         v._columns = columns
                 out = []
-                for v in views:
+                for v in searchmod.within(views, deadline):
                     try:
                         if searcher.matches(v):
                             out.append(v)
@@ -516,7 +517,8 @@ class Commands:
         elif len(views) * searchmod.size(("AND", nodes)) <= INLINE_SEARCH:
             found = [v for v in views if searcher.matches(v)]
         else:  # flags, sizes, dates of a large folder: still off the event loop
-            found = await self.blocking(lambda: [v for v in views if searcher.matches(v)])
+            found = await self.blocking(
+                lambda: [v for v in searchmod.within(views, deadline) if searcher.matches(v)])
         numbers = [str(v.uid if uid else v.seq) for v in found]
         await self.send(("* SEARCH" + "".join(" " + n for n in numbers) + "\r\n").encode())
         return "SEARCH completed"

@@ -71,6 +71,7 @@ class ImapSession(Commands):
         self.bad_count = 0
         self.session = None
         self.closing = False
+        self.deadline = 0.0                  # time.monotonic() at which the running command stops
         self._held: list[bytes] = []
         self.spool: Spool | None = None     # the APPEND message being received, in tmp/
 
@@ -357,6 +358,8 @@ class ImapSession(Commands):
                 raise bad(f"{name} takes no arguments")
             if self.session is not None:
                 self.session.busy = True
+            # Work in worker threads stops at this deadline too (see search.within).
+            self.deadline = time.monotonic() + COMMAND_TIME_LIMIT
             try:
                 async with asyncio.timeout(COMMAND_TIME_LIMIT):
                     text = await handler(tag, tokens[2:])
