@@ -53,12 +53,7 @@ def request(root: Root, command: str, timeout: float = 10.0, **args) -> dict:
             raise NotRunning(f"mailctl is not running on {root.path} (stale run/{SOCKET_NAME}); "
                              f"start it with 'mailctl start'") from None
         sock.sendall(_request_line(command, args))
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_reply_line(sock)
     except socket.timeout:
         raise MailError(f"the server did not answer {command!r} within {timeout:g}s; "
                         f"see {root.log_dir}/mailctl.log") from None
@@ -69,6 +64,17 @@ def request(root: Root, command: str, timeout: float = 10.0, **args) -> dict:
     except ValueError:
         raise MailError(f"the server gave no valid answer to {command!r}; see {root.log_dir}/mailctl.log") from None
     return _checked(reply, command)
+
+
+def read_reply_line(sock: socket.socket) -> bytes:
+    """A local socket's one-line JSON reply: bytes up to the newline, or to the server's close."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def _request_line(command: str, args: dict) -> bytes:

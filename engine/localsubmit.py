@@ -28,6 +28,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import control
 from .errors import InvalidInput, MailError
 from .settings import message_size_limit
 
@@ -172,12 +173,7 @@ def submit(root, data: bytes, sender: str | None, recipients: list[str], extract
         sock.sendall(json.dumps(head).encode() + b"\n")
         sock.sendall(data)
         sock.shutdown(socket.SHUT_WR)
-        answer = b""
-        while not answer.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
+        answer = control.read_reply_line(sock)
     except socket.timeout:
         raise ServerDown(f"the mail server did not answer within {timeout:g}s; message not sent") from None
     finally:
