@@ -5,7 +5,6 @@ members by name, so a chain lives in one destination."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import shutil
 import tarfile
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MailError, NotFound
+from .. import storage_errors
 from ..storage_errors import StorageError
 from .manifest import NAME as MANIFEST, Manifest
 
@@ -216,7 +216,7 @@ def pack(work_parent: Path, name: str, manifest_name: str, archive: Path) -> Non
                               env={**os.environ, "LC_ALL": "C"})     # its errors in English
         if proc.returncode != 0:
             stderr = proc.stderr.decode(errors="replace")
-            for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            for code in sorted(storage_errors.FULL | storage_errors.READ_ONLY):
                 if os.strerror(code) in stderr:
                     raise StorageError(code, archive)
             raise MailError(f"{archive}: cannot write archive: {stderr.strip()[:200]}")
