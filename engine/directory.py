@@ -10,11 +10,9 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import SimpleNamespace
 
 from . import nofollow, tomlfile
-from .addresses import Address, check_local, normalize_domain, parse_address, parse_target
+from .addresses import check_local, normalize_domain, parse_address, parse_target
 from .errors import ConfigError, InvalidInput
 from .root import Root
 

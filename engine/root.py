@@ -239,7 +239,7 @@ class FileLock:
                 if time.monotonic() >= deadline:
                     os.close(fd)
                     raise LockTimeout(f"{self.path}: still locked after {self.timeout:.0f}s; "
-                                      f"another mailctl is busy, try again")
+                                      f"another mailctl is busy, try again") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
         self._fd = fd

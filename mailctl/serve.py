@@ -1,7 +1,6 @@
 """mailctl serve | start | stop | restart | status | reload | quickstart: running the server."""
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import signal
@@ -44,7 +43,7 @@ def serve(ctx: Context, processes: int | None, child: str | None) -> None:
     if child:                  # becomes its user before reading anything
         import json
         sys.exit(service.serve_child(root, json.loads(child)))
-    ctx.settings        # a broken mailctl.toml fails here with file:line
+    _ = ctx.settings    # a broken mailctl.toml fails here with file:line
     sys.exit(service.serve(root, processes=processes))
 
 
@@ -128,7 +127,7 @@ def stop_daemon(root: Root) -> int | None:
 def start(ctx: Context, processes: int | None) -> None:
     """Start the server in the background (pid file in run/, logs in log/)."""
     root = ctx.existing_root()
-    ctx.settings
+    _ = ctx.settings    # a broken mailctl.toml fails here, before anything starts
     pid = start_daemon(root, processes)
     done(f"mailctl started (pid {pid})")
 
@@ -149,7 +148,7 @@ def stop(ctx: Context) -> None:
 def restart(ctx: Context, processes: int | None) -> None:
     """Stop the server if it runs, then start it again."""
     root = ctx.existing_root()
-    ctx.settings
+    _ = ctx.settings    # a broken mailctl.toml fails here, before anything starts
     stop_daemon(root)
     pid = start_daemon(root, processes)
     done(f"mailctl restarted (pid {pid})")

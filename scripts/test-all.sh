@@ -15,4 +15,6 @@ if ! dpkg -s $packages >/dev/null 2>&1; then
     $sudo apt-get install -y -qq --no-install-recommends $packages >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+# the linter first: a finding fails the run before the tests start
+python3 -m ruff check .
 exec python3 -m pytest -q -p no:cacheprovider "$@"

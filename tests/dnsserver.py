@@ -10,7 +10,6 @@ with an empty answer (NODATA), an unknown name gets NXDOMAIN.
 """
 from __future__ import annotations
 
-import socket
 import socketserver
 import struct
 import threading

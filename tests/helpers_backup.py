@@ -90,7 +90,7 @@ def make_root(path: Path, domains: int = 3, accounts: int = 50, messages: int = 
         os.write(fd, data)
         os.utime(fd, (now + i, now + i))
         os.close(fd)
-    for address, box in boxes:
+    for _address, box in boxes:
         for folder in FOLDERS:
             fdir = box.path if folder == "INBOX" else box.path / ("." + folder.replace("/", "."))
             (fdir / "dovecot-keywords").write_text(KEYWORDS)
@@ -101,7 +101,7 @@ def make_root(path: Path, domains: int = 3, accounts: int = 50, messages: int = 
 def mail_state(root: Root) -> dict[tuple[str, str], tuple[str, str, float]]:
     """{(folder dir, base name): (sha256, flags, mtime)} of every message under mail/."""
     out = {}
-    for dirpath, dirnames, filenames in os.walk(root.mail_dir):
+    for dirpath, _dirnames, filenames in os.walk(root.mail_dir):
         sub = os.path.basename(dirpath)
         if sub not in ("cur", "new"):
             continue

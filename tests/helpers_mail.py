@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import ssl
 import threading
 from dataclasses import dataclass, field
 from types import SimpleNamespace
+
+import pytest
 
 from engine import settings as settings_mod
 from engine.directory_edit import add_account, add_domain
@@ -136,8 +139,6 @@ def fast_settings(**extra) -> dict:
 
 
 # -- pytest fixtures (import them into a test module to use them) --------------------
-import itertools
-import pytest
 
 _user_ids = itertools.count(1)
 

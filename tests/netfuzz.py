@@ -191,7 +191,7 @@ class Fuzzer:
         try:
             greeting = c.line(self.limit + 8, "greeting")      # a pregreet wait comes first
             if not greeting.startswith(b"220"):
-                if not greeting[:3] in (b"421", b"554"):
+                if greeting[:3] not in (b"421", b"554"):
                     self.stats.find(f"smtp: odd greeting {greeting[:80]!r}")
                 return
             rcpts: list[str] = []
@@ -234,7 +234,7 @@ class Fuzzer:
             pass
         except Closed:
             last = c.lines[-1] if c.lines else b""
-            if not last[:3] in (b"221", b"421", b"554") and not (c.lines and c.lines[-1].startswith(b"5")):
+            if last[:3] not in (b"221", b"421", b"554") and not (c.lines and c.lines[-1].startswith(b"5")):
                 self.stats.find(f"smtp: closed without a goodbye after {last[:80]!r}, on {c.sent!r}")
         finally:
             c.close()

@@ -23,7 +23,7 @@ SKIP = ("run/", "log/")
 
 def tree(root: Root) -> dict[str, bytes]:
     out = {}
-    for dirpath, dirnames, files in os.walk(root.path):
+    for dirpath, _dirnames, files in os.walk(root.path):
         rel_dir = os.path.relpath(dirpath, root.path)
         if rel_dir.split("/")[0] in ("run", "log") or rel_dir.endswith("/tmp"):
             continue
@@ -97,7 +97,7 @@ def test_restore_one_account_into_live_root_merges(small_root, tmp_path):
     inbox.expunge(lost)
     kept = inbox.sync()[0]
     inbox.set_flags(kept, set(kept.flags) | {"\\Answered"})
-    other = Maildir.for_account(small_root, "d1.example", "user1")
+    Maildir.for_account(small_root, "d1.example", "user1")
     other_state = {k: v for k, v in mail_state(small_root).items() if k[0].startswith("mail/d1.example/user1")}
 
     result = restore_backup(full.path, small_root, account="user0@d0.example")
@@ -106,7 +106,7 @@ def test_restore_one_account_into_live_root_merges(small_root, tmp_path):
     after = {k: v for k, v in mail_state(small_root).items() if k[0].startswith("mail/d0.example/user0")}
     for key in before:
         assert key in after
-    assert after[(f"mail/d0.example/user0", kept.base)][1] == "".join(sorted(set(kept.filename.partition(':2,')[2]) | {"R"}))
+    assert after[("mail/d0.example/user0", kept.base)][1] == "".join(sorted(set(kept.filename.partition(':2,')[2]) | {"R"}))
     assert any(k[1] == new_mail.path.name.partition(":")[0] for k in after)      # new mail kept
     assert len(after) == len(before) + 1
     uids = [m.uid for m in inbox.sync()]
@@ -207,7 +207,7 @@ def test_manifest_with_paths_leaving_the_root_is_refused(small_root, tmp_path):
     full = create_backup(small_root, tmp_path / "b")
     manifest = full.path / "manifest.toml"
     text = manifest.read_text()
-    line = next(l for l in text.splitlines() if l.startswith('"domains/d0.example.toml" = '))
+    line = next(ln for ln in text.splitlines() if ln.startswith('"domains/d0.example.toml" = '))
     manifest.write_text(text.replace(line, line.replace('"domains/d0.example.toml"', '"../../evil.toml"')))
     report = verify_backup(full.path)
     assert not report.ok and "unsafe path" in report.problems[0]

@@ -51,7 +51,7 @@ def test_backup_during_smtp_delivery_keeps_everything_accepted_before_it(tmp_pat
     restore_backup(archive, new)
     after = mail_state(new)
     assert len(before) >= 120          # (plus perhaps a bounce for the queued item)
-    for key, (digest, flags, mtime) in before.items():
+    for key, (digest, _flags, _mtime) in before.items():
         assert after.get(key, (None,))[0] == digest, key
     assert set(after) <= set(mail_state(root))
     restored = Queue(new).find(qid)       # the queue came along, body and envelope

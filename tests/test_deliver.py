@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import PASSWORD, run_cli
+from conftest import PASSWORD
 from engine.maildir import Maildir
 from engine.queue import Queue
 

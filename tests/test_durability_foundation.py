@@ -1,14 +1,12 @@
 """Concurrent writers lose nothing; a killed delivery leaves nothing partial visible."""
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 from conftest import PASSWORD, run_cli
 from engine.directory import Directory

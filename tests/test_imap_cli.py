@@ -8,7 +8,7 @@ import time
 
 from conftest import run_cli
 from engine import mailbox_admin
-from helpers_mail import PASSWORD, add_users, configure, fast_settings, maildir, message, new_root
+from helpers_mail import PASSWORD, add_users, maildir, message, new_root
 from helpers_server import make_root, mailctl, serve_process
 
 

@@ -3,7 +3,6 @@ batch mode in a pseudo-terminal), mbsync (isync), fetchmail and offlineimap."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path

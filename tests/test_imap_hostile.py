@@ -2,7 +2,6 @@
 server (and the same connection where possible) keeps serving."""
 from __future__ import annotations
 
-import pytest
 
 from helpers_mail import PASSWORD, box, imap, mailserver, message, user  # noqa: F401
 from helpers_raw import Raw
@@ -169,7 +168,6 @@ def test_list_extended_forms(mailserver, user):
 
 
 def test_plaintext_pipelined_after_starttls_is_discarded(mailserver, user):
-    import ssl
     from helpers_mail import client_tls
     r = Raw(mailserver.port("imap"))
     r.send(b"s1 STARTTLS\r\ns2 LOGOUT\r\n")   # injected command in the same packet

@@ -399,7 +399,6 @@ def test_sizes_measured_by_a_fetch_are_saved_for_other_processes(mailserver, use
     """A folder filled by another MTA (names without ,S=/,W=): a client's first FETCH of
     RFC822.SIZE measures every file. The sizes are written to dovecot-uidlist when the
     command ends, so another serving process (a POP3 login) need not read the files."""
-    import os
     from engine.maildir import SAVE_SIZES_BATCH
     md = box(mailserver, user)
     count = SAVE_SIZES_BATCH + 10

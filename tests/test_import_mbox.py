@@ -2,18 +2,13 @@
 from __future__ import annotations
 
 import calendar
-import os
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
 
-import pytest
 
-from engine.errors import MailError
-from engine.importers.common import Importer
-from engine.importers.mbox import import_mbox
 from conftest import run_cli
 from helpers_import import folder_messages, message_ids, target_root
 

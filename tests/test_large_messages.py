@@ -207,7 +207,7 @@ def test_disk_filling_up_during_a_large_data_answers_452_and_stays_in_step(tmp_p
 
 def hostile_imap(server) -> None:
     """Megabyte literals, over-long lines and refused LITERAL+ data, one session after another."""
-    for n in range(10):
+    for _n in range(10):
         r = Raw(server.ports["imap"], timeout=60)
         r.login(USER)
         r.send(b"h1 SELECT {1048576+}\r\n" + b"x" * 1048576 + b"\r\n")

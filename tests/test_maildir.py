@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine import maildir as md_mod
-from engine.errors import AlreadyExists, InvalidInput, NotFound, QuotaExceeded
+from engine.errors import AlreadyExists, InvalidInput, MailError, NotFound, QuotaExceeded
 from engine.maildir import DEFAULT_FOLDERS, Maildir
 from engine.root import Root
 
@@ -124,7 +124,7 @@ def test_stage_commit(md):
     assert d.uid == 1 and d.folder == "Drafts"
     assert os.listdir(md.path / ".Drafts" / "tmp") == []
     assert md.folder("Drafts").sync()[0].flags == {"\\Draft"}
-    with pytest.raises(Exception):
+    with pytest.raises(MailError, match="already committed"):
         staged.commit()
 
 

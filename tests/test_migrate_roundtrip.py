@@ -10,7 +10,6 @@ import pytest
 from engine import passwords
 from engine import settings as settings_mod
 from engine.directory import Directory
-from engine.maildir import Maildir
 from engine.root import Root
 from conftest import run_cli
 from dnsserver import DNSServer

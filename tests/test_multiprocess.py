@@ -78,7 +78,7 @@ def test_connection_limit_counts_across_processes_and_who_shows_all(tmp_path):
 def test_messages_per_minute_count_across_processes(tmp_path):
     with two_processes(tmp_path, {"limits.messages_per_ip_per_minute": 5, "queue.offline": True}) as (root, proc):
         results = []
-        for i in range(12):
+        for _i in range(12):
             with smtplib.SMTP("127.0.0.1", proc.ports["smtp"], timeout=10) as s:
                 s.ehlo()
                 results.append(s.mail("x@foreign.org")[0])
@@ -105,7 +105,7 @@ def test_a_dead_serving_process_is_replaced_and_its_counts_forgotten(tmp_path):
         for s in conns:
             s.close()
         time.sleep(0.5)
-        for i in range(10):                                # both serve mail
+        for _i in range(10):                                # both serve mail
             with smtplib.SMTP("127.0.0.1", proc.ports["smtp"], timeout=10) as s:
                 assert s.sendmail("x@foreign.org", ["alice@example.com"], b"Subject: m\r\n\r\nm\r\n") == {}
     assert len(os.listdir(root.mail_dir / "example.com" / "alice" / "new")) == 10

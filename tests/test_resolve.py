@@ -131,7 +131,7 @@ def test_depth_limit(root, settings):
             edit.add_alias(root, settings, "a10@deep.org", ["a9"])
             edit.add_alias(root, settings, "a11@deep.org", ["a10"])
         except ConfigError as e:
-            raise InvalidInput(str(e))
+            raise InvalidInput(str(e)) from e
 
 
 def test_aliases_per_address_limit(root, settings):

@@ -70,7 +70,7 @@ def test_daemon_start_status_reload_stop(tmp_path):
         assert st.returncode == 0, st.stderr
         status = json.loads(st.stdout)
         assert status["pid"] == pid and status["queue_size"] == 0
-        names = {l["name"] for l in status["listeners"]}
+        names = {entry["name"] for entry in status["listeners"]}
         assert {"smtp", "submission", "submissions"} <= names
         assert send(status["ports"]["smtp"], "alice@example.com") == {}
         import ssl
@@ -86,7 +86,7 @@ def test_daemon_start_status_reload_stop(tmp_path):
         time.sleep(0.3)
         log = (root.log_dir / "mailctl.log").read_text()
         assert PW not in log and "Wrong-Secret-99" not in log
-        line = [l for l in log.splitlines() if "user=alice@example.com" in l and "result=" in l][-1]
+        line = [ln for ln in log.splitlines() if "user=alice@example.com" in ln and "result=" in ln][-1]
         for part in ("client=127.0.0.1", "listener=submissions", "tls=TLSv1.3", "from=<alice@example.com>",
                      "to=<bob@remote.example>", "size=", "queued as", "queue_id="):
             assert part in line, (part, line)

@@ -106,7 +106,7 @@ def test_invalid_commands_and_long_lines(srv):
     while not f.readline().startswith(b"250 "):
         pass
     assert f.readline().startswith(b"500 5.5.2 Line Too Long")
-    for i in range(5):
+    for _i in range(5):
         raw.sendall(b"BOGUS\r\n")
     replies = [f.readline() for _ in range(5)]
     assert replies[-1].startswith(b"421 4.7.0"), replies

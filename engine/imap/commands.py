@@ -11,16 +11,16 @@ import time
 
 from .. import maildir as store
 from .. import memtrim, mutf7
-from ..errors import AlreadyExists, InvalidInput, MailError, NotFound, QuotaExceeded
+from ..errors import AlreadyExists, InvalidInput, NotFound, QuotaExceeded
 from . import bigfetch, fetch as fetchmod
 from . import search as searchmod
-from .parser import Atom, ParseError, as_atom, as_text, parse_sequence_set
-from .response import astring, encode
+from .parser import Atom, as_atom, as_text, parse_sequence_set
+from .response import astring
 from . import cache as headercache
 from . import index as indexmod
 from . import listing
 from .mime import to_crlf
-from .selected import Selected, flag_list, read_header, read_message
+from .selected import Selected, flag_list, read_message
 
 SYSTEM_FLAGS = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]
 FETCH_BATCH = 200
@@ -104,7 +104,7 @@ class Commands:
             return await self.blocking(self.maildir.folder, name)
         except NotFound:
             bad, no = _errors()
-            raise no(("[TRYCREATE] " if trycreate else "[NONEXISTENT] ") + f"Mailbox {name!r} does not exist")
+            raise no(("[TRYCREATE] " if trycreate else "[NONEXISTENT] ") + f"Mailbox {name!r} does not exist") from None
 
     @state("auth")
     async def cmd_SELECT(self, tag, args, readonly=False):

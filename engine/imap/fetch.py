@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from . import mime
 from .index import select_fields
 from .parser import Atom, ParseError, number
-from .response import Raw, encode, literal
+from .response import encode, literal
 
 MACROS = {
     "ALL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"],

@@ -232,7 +232,7 @@ def _split_multipart(data: bytes, start: int, end: int, boundary: bytes):
         else:
             pos = after
     parts = []
-    for (ls, le, close), nxt in zip(positions, positions[1:] + [None]):
+    for (_ls, le, close), nxt in zip(positions, positions[1:] + [None]):
         if close:
             break
         if nxt is None:

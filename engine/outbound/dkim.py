@@ -10,7 +10,6 @@ recently written one signs. Canonicalization relaxed/relaxed.
 from __future__ import annotations
 
 import base64
-import os
 import re
 from dataclasses import dataclass
 from email.utils import getaddresses

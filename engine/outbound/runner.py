@@ -120,6 +120,7 @@ class ConnectionPool:
 
     def __init__(self):
         self.idle: dict[tuple, list[tuple[Connection, float]]] = {}
+        self.closing: set[asyncio.Future] = set()     # held so a closing connection is not collected mid-QUIT
 
     def get(self, key) -> Connection | None:
         items = self.idle.get(key)
@@ -127,12 +128,14 @@ class ConnectionPool:
             conn, since = items.pop()
             if not conn.closed and time.monotonic() - since < IDLE_CONNECTION_SECONDS:
                 return conn
-            asyncio.ensure_future(conn.close())
+            self.closing.add(asyncio.ensure_future(conn.close()))
+            self.closing = {t for t in self.closing if not t.done()}
         return None
 
     def put(self, key, conn: Connection) -> None:
         if conn.closed or conn.transactions >= MAX_TRANSACTIONS_PER_CONNECTION:
-            asyncio.ensure_future(conn.quit())
+            self.closing.add(asyncio.ensure_future(conn.quit()))
+            self.closing = {t for t in self.closing if not t.done()}
             return
         self.idle.setdefault(key, []).append((conn, time.monotonic()))
 
