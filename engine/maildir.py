@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import itertools
 import operator
 import os
@@ -26,7 +25,8 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, NamedTuple
 
 from . import foldernames, mutf7, nofollow, uniq
-from .errors import AlreadyExists, InvalidInput, LockTimeout, MailError, NotFound, QuotaExceeded
+from .locks import DotLock, dir_lock
+from .errors import AlreadyExists, InvalidInput, MailError, NotFound, QuotaExceeded
 from .root import Root, atomic_write, fsync_dir
 from .storage_errors import StorageError, storage_faults, tolerate_storage_faults
 
@@ -46,8 +46,6 @@ SUBSCRIPTIONS = "subscriptions"
 MAX_KEYWORDS = 26
 MAILDIRSIZE_MAX = 5120              # recalculate once the file reaches this size
 MAILDIRSIZE_STALE_SECS = 15 * 60    # as Dovecot: an old, implausible maildirsize is redone
-LOCK_TIMEOUT = 30.0
-LOCK_STALE = 120.0
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 
@@ -171,95 +169,6 @@ def _delivery_time(base: str) -> int:
         return 0
     usecs = rest[1:].partition("P")[0] if rest[:1] == "M" else ""
     return int(secs) * 1_000_000 + (int(usecs) if usecs.isascii() and usecs.isdigit() and len(usecs) <= 6 else 0)
-
-
-# -- locks -------------------------------------------------------------------
-
-class _DotLock:
-    """Dovecot's dotlock: an O_EXCL "<file>.lock" holding "pid:host", broken when stale."""
-
-    def __init__(self, path: Path, timeout: float = LOCK_TIMEOUT, stale: float = LOCK_STALE):
-        self.path = str(path)
-        self.timeout = timeout
-        self.stale = stale
-
-    def __enter__(self) -> "_DotLock":
-        start = time.monotonic()
-        deadline = start + self.timeout
-        delay = 0.0002
-        while True:
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-            except FileExistsError:
-                # Holders keep it for well under a millisecond: poll briefly and often, and
-                # look for a stale or dead holder (several syscalls) only after a real wait.
-                now = time.monotonic()
-                if now - start > 0.05 and self._break_if_stale():
-                    continue
-                if now >= deadline:
-                    raise LockTimeout(f"{self.path}: still locked after {self.timeout:.0f}s; "
-                                      f"another mail process is busy, try again") from None
-                time.sleep(delay * (1 + secrets.randbelow(100) / 100))
-                delay = min(delay * 2, 0.004)
-                continue
-            with contextlib.suppress(OSError):
-                os.write(fd, f"{os.getpid()}:{socket.gethostname()}".encode())
-            os.close(fd)
-            return self
-
-    def __exit__(self, *exc) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-
-    def _break_if_stale(self) -> bool:
-        try:
-            st = os.lstat(self.path)
-            with os.fdopen(nofollow.open_file(self.path), "rb") as f:
-                holder = f.read(256).decode("utf-8", "replace")
-        except (PermissionError, nofollow.LinkRefused):   # a link: removed once stale, not read
-            holder = ""
-        except FileNotFoundError:
-            return True
-        if time.time() - st.st_mtime < self.stale and not _holder_is_dead(holder):
-            return False
-        # Remove only the lock we judged; another process may have just taken a new one.
-        with contextlib.suppress(FileNotFoundError):
-            now = os.lstat(self.path)
-            if (now.st_ino, now.st_mtime_ns) == (st.st_ino, st.st_mtime_ns):
-                os.unlink(self.path)
-        return True
-
-
-def _holder_is_dead(holder: str) -> bool:
-    pid, _, host = holder.partition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-@contextlib.contextmanager
-def _dir_lock(path: Path, timeout: float = LOCK_TIMEOUT):
-    """flock() on a directory: guards our small read-modify-writes without extra files."""
-    fd = nofollow.open_dir(path)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LockTimeout(f"{path}: still locked after {timeout:.0f}s; try again") from None
-                time.sleep(0.005)
-        yield
-    finally:
-        os.close(fd)
 
 
 # -- dovecot-uidlist -----------------------------------------------------------
@@ -840,7 +749,7 @@ class Maildir:
 
     def _next_uidvalidity(self) -> int:
         """Dovecot's scheme: a hex counter in dovecot-uidvalidity, at least the current time."""
-        with _dir_lock(self.path):
+        with dir_lock(self.path):
             current = _read_hex(self.path / UIDVALIDITY)
             value = max(current + 1, int(time.time()))
             atomic_write(self.path / UIDVALIDITY, f"{value:08x}", mode=FILE_MODE)
@@ -928,7 +837,7 @@ class Maildir:
 
     def _update_subscriptions(self, add: Iterable[str] = (), remove: Iterable[str] = (),
                               rename: tuple[str, str] | None = None) -> None:
-        with _dir_lock(self.path):
+        with dir_lock(self.path):
             before = self.subscriptions()
             names = [n for n in before if n not in set(remove)]
             if rename:
@@ -1211,8 +1120,8 @@ class Folder:
     def __repr__(self) -> str:
         return f"Folder({self.name!r}, {str(self.path)!r})"
 
-    def _lock(self) -> _DotLock:
-        return _DotLock(self.path / (UIDLIST + ".lock"))
+    def _lock(self) -> DotLock:
+        return DotLock(self.path / (UIDLIST + ".lock"))
 
     # -- uidlist --
     def _ensure_uidlist(self) -> _UidList:

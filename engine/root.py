@@ -7,14 +7,12 @@ under a lock, so concurrent mailctl runs and the server never lose each other's 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 import secrets
-import time
 from pathlib import Path
 
-from .errors import LockTimeout, MailError
+from .errors import MailError
+from .locks import FileLock
 from .storage_errors import storage_faults
 
 ROOT_ENV = "MAILCTL_ROOT"
@@ -198,65 +196,3 @@ def create_exclusive(path: str | os.PathLike, data: bytes = b"", mode: int = 0o6
             f.flush()
             os.fsync(f.fileno())
     return True
-
-
-class FileLock:
-    """An exclusive lock held with flock() on a lock file.
-
-    flock is released by the kernel when the holder dies, so a crash never leaves a
-    stale lock behind. Usable as a context manager; reentrant within one object.
-    """
-
-    def __init__(self, path: str | os.PathLike, timeout: float = 60.0):
-        self.path = Path(path)
-        self.timeout = timeout
-        self._fd: int | None = None
-        self._depth = 0
-
-    def acquire(self) -> None:
-        if self._fd is not None:
-            self._depth += 1
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
-        except OSError as e:
-            if e.errno != errno.EROFS or not self.path.exists():
-                raise
-            # flock needs no write access: on a read-only file system the locked write
-            # itself then fails, naming the file the user meant rather than the lock
-            fd = os.open(self.path, os.O_RDONLY)
-        deadline = time.monotonic() + self.timeout
-        delay = 0.001
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EACCES):
-                    os.close(fd)
-                    raise
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    raise LockTimeout(f"{self.path}: still locked after {self.timeout:.0f}s; "
-                                      f"another mailctl is busy, try again") from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.05)
-        self._fd = fd
-        self._depth = 1
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        self._depth -= 1
-        if self._depth == 0:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> "FileLock":
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()

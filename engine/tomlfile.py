@@ -15,7 +15,8 @@ except ImportError:  # pragma: no cover
 
 from . import nofollow
 from .errors import ConfigError
-from .root import TOML_MODE, FileLock, atomic_write
+from .locks import FileLock
+from .root import TOML_MODE, atomic_write
 
 _AT_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
 

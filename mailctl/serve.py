@@ -11,6 +11,7 @@ import click
 
 from engine import control
 from engine.errors import MailError
+from engine.locks import pid_alive
 from engine.root import Root
 
 from .context import Context, pass_ctx
@@ -52,13 +53,7 @@ def _running_pid(root: Root) -> int | None:
         pid = int((root.run_dir / "mailctl.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
+    return pid if pid_alive(pid) else None
 
 
 def _is_up(root: Root) -> dict | None:
@@ -112,9 +107,7 @@ def stop_daemon(root: Root) -> int | None:
         return None
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not pid_alive(pid):
             return pid
         time.sleep(0.1)
     raise MailError(f"server pid {pid} did not stop within {STOP_TIMEOUT_S:.0f}s; "

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from .. import foldernames, mutf7, nofollow
 from ..errors import InvalidInput, MailError
-from ..root import FileLock, Root, fsync_dir
+from ..locks import FileLock
+from ..root import Root, fsync_dir
 from . import store
 from .mailfiles import MESSAGE_DIRS, base_name, list_messages
 from .manifest import NAME as MANIFEST, Entry, Manifest

@@ -33,6 +33,7 @@ from .. import control, diskspace
 from ..storage_errors import is_storage_fault
 from ..errors import MailError
 from ..queue import Envelope, Queue, Recipient
+from ..locks import pid_alive
 from . import dsn, mx
 from .outcomes import Outcomes
 from .client import Connection, Reply, SMTPError, to_wire, unverified_context, verified_context
@@ -90,13 +91,7 @@ def _owner_alive(claim: str) -> bool:
         return False        # another host: its runner returns its own items on restart
     if int(pid) == os.getpid():
         return False        # our own claim from before a restart of this worker
-    try:
-        os.kill(int(pid), 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+    return pid_alive(int(pid))
 
 
 # -- helpers -----------------------------------------------------------------------

@@ -21,76 +21,21 @@ import asyncio
 import base64
 import contextlib
 import operator
-import os
 import time
 
 from .. import connlimits, folder_cache, memtrim, msgstream, overload, storage_errors
 from ..errors import MailError, NotFound
+from ..locks import MailboxLock
 from ..maildir import MTIME_SLACK, Maildir, folder_stamp
 from ..imap.mime import to_crlf
 
 MAX_LINE = 512                 # RFC 2449 §4: 255 octets per argument; be generous
 MAX_BAD_COMMANDS = 20
 STREAM_FROM = 1024 * 1024      # RETR of a message this large is sent in pieces from the file
-LOCK_NAME = "pop3.lock"
-LOCK_STALE_S = 3600            # a lock whose owner is gone is taken over
 
 
 class _Quit(Exception):
     pass
-
-
-class MailboxLock:
-    """The POP3 maildrop lock (RFC 1939 §8: "exclusive-access lock on the maildrop")."""
-
-    def __init__(self, maildir: Maildir):
-        self.path = maildir.path / LOCK_NAME
-        self.token = f"{os.getpid()} {time.time():.0f} {os.urandom(6).hex()}\n"
-        self.held = False
-
-    def acquire(self) -> bool:
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                if self._stale():
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self.path)
-                    continue
-                return False
-            try:
-                with os.fdopen(fd, "w") as f:
-                    f.write(self.token)
-            except OSError:
-                os.unlink(self.path)     # an empty lock would shut others out until stale
-                raise
-            self.held = True
-            return True
-        return False
-
-    def _stale(self) -> bool:
-        try:
-            text = self.path.read_text()
-            st = self.path.stat()
-        except (FileNotFoundError, OSError):
-            return True
-        pid = text.split()[0] if text.split() else ""
-        if pid.isdigit() and int(pid) != os.getpid():
-            try:
-                os.kill(int(pid), 0)
-            except ProcessLookupError:
-                return True
-            except PermissionError:
-                pass
-        return time.time() - st.st_mtime > LOCK_STALE_S
-
-    def release(self) -> None:
-        if not self.held:
-            return
-        self.held = False
-        with contextlib.suppress(OSError):
-            if self.path.read_text() == self.token:
-                os.unlink(self.path)
 
 
 _REFUSALS = {connlimits.BANNED: "[SYS/TEMP] Your address is temporarily banned after failed logins",
@@ -335,7 +280,7 @@ class Pop3Session:
         md = Maildir.for_account(rt.root, account.domain, account.local)
         if not await rt.run_blocking(md.exists):
             await rt.run_blocking(md.create)
-        lock = MailboxLock(md)
+        lock = MailboxLock(md.path)
         try:
             locked = await rt.run_blocking(lock.acquire)
         except OSError as e:
