@@ -14,6 +14,7 @@ login still gets its ordinary answer; the fault is logged once until a write wor
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import logging
 import os
@@ -38,6 +39,16 @@ def normalize_ip(ip: str) -> str:
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
         addr = addr.ipv4_mapped
     return str(addr)
+
+
+def _same_file(fd: int, path) -> bool:
+    """Whether the open file is still the one at `path` (a compaction renames a new one in)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    here = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (here.st_dev, here.st_ino)
 
 
 def _file_stem(ip: str) -> str:
@@ -207,11 +218,17 @@ class Bans:
         disk the line is held in memory and still counts."""
         def append():
             self.failures_dir.mkdir(parents=True, exist_ok=True)
-            fd = nofollow.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-            try:
-                os.write(fd, f"{line}\n".encode())
-            finally:
-                os.close(fd)
+            while True:
+                fd = nofollow.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+                try:
+                    # shared with other appenders, exclusive with a compaction: a line is
+                    # never written into a file a compaction has just replaced
+                    fcntl.flock(fd, fcntl.LOCK_SH)
+                    if _same_file(fd, path):
+                        os.write(fd, f"{line}\n".encode())
+                        return
+                finally:
+                    os.close(fd)
         if not self._written(append):
             held = self._held_failures.setdefault(str(path), [])
             held.append(line)
@@ -219,14 +236,19 @@ class Bans:
 
     def _recent(self, path, now: float) -> int:
         """Failures within the window: the attempt lines no 'ok' line cancels."""
-        cutoff = now - self.settings.auth.ban_window_minutes * 60
-        open_attempts: dict[str, list[str]] = {}     # "stamp protocol" -> its lines
-        lines = 0
         written: list[str] = []
         with contextlib.suppress(OSError):
             written = nofollow.read_text(path, "replace").splitlines()
-        for line in written + self._held_failures.get(str(path), []):
-            lines += 1
+        failures = self._open_attempts(written + self._held_failures.get(str(path), []), now)
+        if len(written) > 256 and len(written) > 2 * len(failures):
+            # mostly logins that succeeded, or old lines: keep only what still counts
+            self._written(lambda: self._compact(path, now))
+        return len(failures)
+
+    def _open_attempts(self, lines: list[str], now: float) -> list[str]:
+        cutoff = now - self.settings.auth.ban_window_minutes * 60
+        open_attempts: dict[str, list[str]] = {}     # "stamp protocol" -> its lines
+        for line in lines:
             stamp, _, rest = line.partition(" ")
             with contextlib.suppress(ValueError):
                 if float(stamp) < cutoff:
@@ -237,9 +259,19 @@ class Bans:
                         pending.pop()
                 else:
                     open_attempts.setdefault(line, []).append(line)
-        failures = [line for same in open_attempts.values() for line in same]
-        if lines > 256 and lines > 2 * len(failures):
-            # mostly logins that succeeded, or old lines: keep only what still counts (an
-            # attempt in flight now may lose its line; it then cancels a failure: harmless).
-            self._written(lambda: atomic_write(path, "".join(f"{line}\n" for line in failures[-1000:])))
-        return len(failures)
+        return [line for same in open_attempts.values() for line in same]
+
+    def _compact(self, path, now: float) -> None:
+        """Rewrite the file with only the attempts still open, holding it exclusively so
+        no appender's line (an attempt, or the 'ok' that cancels one) is lost meanwhile."""
+        fd = nofollow.open_file(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if not _same_file(fd, path):
+                return                  # another process compacted it first
+            with os.fdopen(os.dup(fd), "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+            kept = self._open_attempts(lines, now)[-1000:]
+            atomic_write(path, "".join(f"{line}\n" for line in kept))
+        finally:
+            os.close(fd)

@@ -9,6 +9,7 @@ import imaplib
 import poplib
 import smtplib
 import statistics
+import threading
 import time
 
 import pytest
@@ -140,3 +141,26 @@ def test_logins_that_succeed_cancel_their_own_count_and_the_file_stays_small(tmp
     assert bans.is_banned(ip)
     assert bans.begin_attempt(ip, "imap") == (False, 0.0)
     assert len(list((root.state_dir / "auth-failures").iterdir())) == 0     # forgotten with the ban
+
+
+def test_many_good_logins_at_once_from_one_address_are_never_banned(two_procs):
+    """A webmail logs its users in from one address, many at once, through both serving
+    processes. Each login's 'ok' line must cancel its own attempt even while another
+    process compacts the failures file, or good logins pile up as failures and ban."""
+    root, proc = two_procs
+    ip, port = "127.0.4.20", proc.ports["imap"]
+    results: list[str] = []
+
+    def client():
+        for _ in range(12):
+            results.append(_imap_login(ip, port, PW))
+
+    threads = [threading.Thread(target=client) for _ in range(80)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert results.count("OK") == 960, {r for r in results if r != "OK"}
+    bans = Bans(root, settings_mod.load(root.config_file))
+    assert not bans.is_banned(ip)
+    assert bans.begin_attempt(ip, "imap")[0]
