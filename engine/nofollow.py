@@ -115,21 +115,31 @@ def check_dirs(top: str | os.PathLike, path: str | os.PathLike, missing_ok: bool
     """Every directory from below top down to path is a real directory, not a link
     (LinkRefused), and exists (FileNotFoundError, unless missing_ok: those there are checked)."""
     top, path = os.fspath(top), os.fspath(path)
-    rel = os.path.relpath(path, top)
+    # plain string work: this runs before every delivery (relpath costs more than the lstats)
+    prefix = top.rstrip(os.sep) + os.sep
+    rel = path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, top)
     current = top
-    for part in ([] if rel == "." else rel.split(os.sep)):
-        current = os.path.join(current, part)
-        try:
-            st = os.lstat(current)
-        except FileNotFoundError:
-            if missing_ok:
-                return
-            raise
-        if stat.S_ISLNK(st.st_mode):
-            report(current)
-            raise LinkRefused(f"{part}: a symbolic link, not followed")
-        if not stat.S_ISDIR(st.st_mode):
-            raise FileNotFoundError(errno.ENOTDIR, "not a directory", current)
+    for part in ([] if rel in (".", "") else rel.split(os.sep)):
+        if not part or part == ".":
+            continue
+        current = f"{current}{os.sep}{part}" if current[-1:] != os.sep else current + part
+        _check_dir(current, part, missing_ok)
+
+
+def _check_dir(current: str, part: str, missing_ok: bool) -> bool:
+    """One directory of check_dirs(); False when it is missing and that is fine."""
+    try:
+        st = os.lstat(current)
+    except FileNotFoundError:
+        if missing_ok:
+            return False
+        raise
+    if stat.S_ISLNK(st.st_mode):
+        report(current)
+        raise LinkRefused(f"{part}: a symbolic link, not followed")
+    if not stat.S_ISDIR(st.st_mode):
+        raise FileNotFoundError(errno.ENOTDIR, "not a directory", current)
+    return True
 
 
 def is_folder(top: str | os.PathLike, path: str | os.PathLike) -> bool:
@@ -149,8 +159,9 @@ def check_folder(top: str | os.PathLike, path: str | os.PathLike) -> None:
     """check_dirs() for a Maildir folder and its tmp/, new/ and cur/ (a delivery writes
     in tmp/ and renames into new/ or cur/)."""
     check_dirs(top, path)
+    path = os.fspath(path)
     for sub in ("tmp", "new", "cur"):
-        check_dirs(path, os.path.join(path, sub))
+        _check_dir(f"{path}{os.sep}{sub}", sub, missing_ok=False)
 
 
 # The admin's to point elsewhere: certificates kept by certbot (its live/ names are
