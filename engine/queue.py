@@ -14,8 +14,10 @@ Queue ids sort by time.
   one process wins. Before the attempt it sets the active file's mtime to the next
   attempt time and records itself ("host:pid") in the extended attribute
   user.mailctl.claim (or active/<id>.attempt where the file system has no xattrs).
-  At start, recover() returns active items of runners that are gone to deferred/ with
-  that backoff. The outcome (per-recipient status) is written when the attempt ends.
+  At start (and while running, for another serving process that died), recover()
+  returns active items of runners that are gone to deferred/, due at once: an attempt a
+  crash interrupted is counted and retried, never held back by its backoff. The outcome
+  (per-recipient status) is written when the attempt ends.
 - `mailctl queue` changes an envelope by claiming it the same way, so it never races
   a runner.
 """
@@ -289,8 +291,7 @@ class Queue:
             self.move(env, state)
 
     def recover(self, owner_alive=None) -> list[str]:
-        """Return items left in active/ by a crashed runner to deferred/, keeping the
-        next attempt time their attempt record set.
+        """Return items left in active/ by a crashed runner to deferred/, due at once.
 
         owner_alive(claim) -> bool says whether the claiming runner still works on it
         (another process sharing the root); by default every active item is returned."""
@@ -311,10 +312,10 @@ class Queue:
                 continue
             try:
                 if claim and marked > env.next_attempt:
-                    # an attempt was under way: count it and keep its backoff
+                    # an attempt was under way: count it, and try again at once (as Postfix
+                    # does after a crash): only what was in flight can arrive twice
                     env.attempts += 1
-                    env.last_attempt = time.time()
-                    env.next_attempt = marked
+                    env.last_attempt = env.next_attempt = time.time()
                     env.last_error = env.last_error or "delivery attempt interrupted (server stopped)"
                     self.write(env)
                 os.rename(path, self.envelope_path(qid, "deferred"))

@@ -103,3 +103,31 @@ def test_items_of_a_process_that_dies_after_our_start_are_taken_back_without_a_r
         dying.kill()
         sink.stop()
         dns.close()
+
+
+def test_deliveries_a_crash_interrupted_are_sent_at_once_after_the_restart(tmp_path):
+    """With the default retry schedule (first retry after minutes), an item whose attempt a
+    crash cut short is not held back by that backoff: the restarted server sends it now."""
+    import socket
+    import subprocess
+    dns = DNSServer({"far.example": {"MX": [(10, "mx.far.example")]}, "mx.far.example": {"A": ["127.0.0.2"]}})
+    sink = Sink("127.0.0.2")
+    gone = subprocess.Popen(["true"])
+    gone.wait()                                        # a pid that no longer runs: the crashed runner
+    try:
+        root = make_root(tmp_path, settings={
+            "queue.nameservers": [dns.address], "queue.smtp_port": sink.port,
+            "queue.connect_timeout_s": 2, "pickup.enabled": False})
+        q = Queue(root)
+        qid = q.enqueue("sender@example.com", ["r@far.example"], b"Subject: cut short\r\n\r\nbody\r\n")
+        env = q.claim(qid, f"{socket.gethostname()}:{gone.pid}")
+        env.next_attempt = time.time() + 450               # the backoff its attempt had set
+        q.write_attempt(env)
+        with serve_process(root):
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and len(sink.messages) < 1:
+                time.sleep(0.1)
+            assert len(sink.messages) == 1 and q.count() == 0
+    finally:
+        sink.stop()
+        dns.close()
