@@ -3,23 +3,17 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import sys
-import time
 
 import click
 
-from engine import control
+from engine import background, control
 from engine.errors import MailError
-from engine.locks import pid_alive
-from engine.root import Root
 
 from .context import Context, pass_ctx
 from .output import done, emit_json, fields, table
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Output as JSON.")
-START_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 60.0
 
 
 processes_option = click.option(
@@ -48,72 +42,6 @@ def serve(ctx: Context, processes: int | None, child: str | None) -> None:
     sys.exit(service.serve(root, processes=processes))
 
 
-def _running_pid(root: Root) -> int | None:
-    try:
-        pid = int((root.run_dir / "mailctl.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid if pid_alive(pid) else None
-
-
-def _is_up(root: Root) -> dict | None:
-    try:
-        return control.request(root, "status", timeout=2)
-    except MailError:
-        return None
-
-
-def start_daemon(root: Root, processes: int | None = None) -> int:
-    """Fork a daemon (python-daemon) and wait until it answers on the control socket."""
-    import daemon
-    from engine import service
-    if _is_up(root):
-        raise MailError(f"mailctl is already running on {root.path}; see 'mailctl status'")
-    root.log_dir.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    child = os.fork()
-    if child == 0:
-        code = 1
-        try:
-            err = open(root.log_dir / "daemon.err", "a")
-            with daemon.DaemonContext(working_directory=str(root.path), umask=0o027, stderr=err,
-                                      detach_process=True, prevent_core=True):
-                code = service.serve(root, stderr=False, processes=processes)
-        finally:
-            os._exit(code)
-    os.waitpid(child, 0)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        status = _is_up(root)
-        if status:
-            return int(status["pid"])
-        time.sleep(0.1)
-    raise MailError(f"the server did not start within {START_TIMEOUT_S:.0f}s; see {root.log_dir}/mailctl.log "
-                    f"and {root.log_dir}/daemon.err")
-
-
-def stop_daemon(root: Root) -> int | None:
-    """Ask the server to stop (control socket, else SIGTERM to the pid file) and wait."""
-    pid = _running_pid(root)
-    try:
-        reply = control.request(root, "stop", timeout=5)
-        pid = int(reply.get("pid", pid or 0)) or pid
-    except control.NotRunning:
-        if pid is None:
-            return None
-        os.kill(pid, signal.SIGTERM)
-    if pid is None:
-        return None
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return pid
-        time.sleep(0.1)
-    raise MailError(f"server pid {pid} did not stop within {STOP_TIMEOUT_S:.0f}s; "
-                    f"check {root.log_dir}/mailctl.log")
-
-
 @click.command("start")
 @processes_option
 @pass_ctx
@@ -121,7 +49,7 @@ def start(ctx: Context, processes: int | None) -> None:
     """Start the server in the background (pid file in run/, logs in log/)."""
     root = ctx.existing_root()
     _ = ctx.settings    # a broken mailctl.toml fails here, before anything starts
-    pid = start_daemon(root, processes)
+    pid = background.start(root, processes)
     done(f"mailctl started (pid {pid})")
 
 
@@ -129,7 +57,7 @@ def start(ctx: Context, processes: int | None) -> None:
 @pass_ctx
 def stop(ctx: Context) -> None:
     """Stop the background server; messages in flight are finished first."""
-    pid = stop_daemon(ctx.existing_root())
+    pid = background.stop(ctx.existing_root())
     if pid is None:
         raise MailError(f"mailctl is not running on {ctx.root.path}")
     done(f"mailctl stopped (pid {pid})")
@@ -142,8 +70,8 @@ def restart(ctx: Context, processes: int | None) -> None:
     """Stop the server if it runs, then start it again."""
     root = ctx.existing_root()
     _ = ctx.settings    # a broken mailctl.toml fails here, before anything starts
-    stop_daemon(root)
-    pid = start_daemon(root, processes)
+    background.stop(root)
+    pid = background.start(root, processes)
     done(f"mailctl restarted (pid {pid})")
 
 
