@@ -29,6 +29,7 @@ from ..locks import FileLock
 from ..root import Root, fsync_dir
 from . import store
 from .mailfiles import MESSAGE_DIRS, base_name, list_messages
+from .filecopy import copy_new, sync_filesystem
 from .manifest import NAME as MANIFEST, Entry, Manifest
 from .private import FILE_MODE, OTHERS, make_private_dir, write_private
 from .progress import SILENT, Progress
@@ -221,7 +222,6 @@ class _Builder:
 
 
 def _copy_preserving(src: Path, dst: Path) -> None:
-    from .restore import copy_new
     copy_new(src, dst, FILE_MODE, os.stat(src).st_mtime)     # the source's mode is in the manifest
 
 
@@ -437,17 +437,3 @@ def _take_queue(root: Root, b: _Builder, rels: list[str]) -> None:
             # delivered meanwhile: drop the orphan body
             b.m.files.pop(body, None)
     # bodies left in `bodies` have no envelope: the queue sweeps them at start, we skip them
-
-
-def sync_filesystem(path: Path) -> None:
-    """Flush the backup's filesystem (syncfs): cheaper than an fsync per linked file."""
-    import ctypes
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.syncfs(fd) != 0:
-            os.sync()
-    except (OSError, AttributeError):
-        os.sync()
-    finally:
-        os.close(fd)

@@ -14,7 +14,6 @@ Two ways, chosen by the target:
 from __future__ import annotations
 
 import hashlib
-import errno
 import os
 import time
 from dataclasses import dataclass, field
@@ -23,7 +22,8 @@ from pathlib import Path
 from ..errors import InvalidInput, MailError
 from ..root import Root, fsync_dir
 from . import store
-from .create import account_key, sync_filesystem
+from .create import account_key
+from .filecopy import copy_new, sync_filesystem
 from .mailfiles import UidList, base_name, flags_of, list_messages, read_keywords
 from .manifest import Entry, Manifest
 from .progress import SILENT, Progress
@@ -145,51 +145,6 @@ def _write_copy(src: str | Path, dst: str | Path, e: Entry, move: bool = False) 
         except OSError:
             pass
     copy_new(src, dst, e.mode or 0o600, e.mtime)
-
-
-def copy_new(src: str | Path, dst: str | Path, mode: int, mtime: float) -> None:
-    # O_EXCL without O_TRUNC: ext4 starts writeback on close of a truncated file,
-    # which made restores several times slower.
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with open(src, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            offset = 0
-            while offset < size:
-                n = _copy_range(f.fileno(), fd, size - offset)
-                if n <= 0:
-                    chunk = f.read(1 << 20)
-                    if not chunk:
-                        break
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    n = len(chunk)
-                offset += n
-        os.fchmod(fd, mode)
-        os.utime(fd, (mtime, mtime))
-    except BaseException:
-        os.close(fd)
-        os.unlink(dst)
-        raise
-    os.close(fd)
-
-
-_HAVE_CFR = hasattr(os, "copy_file_range")
-# copy_file_range between two file systems: EXDEV on kernels since 5.19 (and before 5.3)
-_NO_CFR = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
-
-
-def _copy_range(src_fd: int, dst_fd: int, count: int) -> int:
-    """Bytes copied in the kernel; 0 when it cannot (then the caller reads and writes)."""
-    if not _HAVE_CFR:
-        return 0
-    try:
-        return os.copy_file_range(src_fd, dst_fd, count)
-    except OSError as e:
-        if e.errno not in _NO_CFR:
-            raise
-        return 0
 
 
 def _restore_fresh(m: Manifest, blobs: store.Blobs, target: Root, result: RestoreResult,
