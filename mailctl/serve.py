@@ -158,7 +158,7 @@ def quickstart(ctx: Context, domain: str, local: str, hostname: str, high_ports:
     """Create a mail root with a demo domain and account if none exists, print what a mail
     client needs, and serve in the foreground (unprivileged ports with --high-ports or when
     not root)."""
-    from engine import directory_edit, passwords, privileges, service, setup
+    from engine import directory_edit, newroot, passwords, privileges, service
     from engine import settings as settings_mod
     from engine.root import TOML_MODE, atomic_write
     root = ctx.root
@@ -168,7 +168,7 @@ def quickstart(ctx: Context, domain: str, local: str, hostname: str, high_ports:
         values = {}
         if os.geteuid() == 0 and privileges.unreachable_parent(root.path) is not None:
             values["server.user"] = "root"     # the serving user could not reach a root under a closed folder
-        setup.init_root(root, hostname=hostname, high_ports=high_ports or setup.wants_high_ports(),
+        newroot.init_root(root, hostname=hostname, high_ports=high_ports or newroot.wants_high_ports(),
                         values=values)
         if any_port:
             values["server.hostname"] = hostname
@@ -181,7 +181,7 @@ def quickstart(ctx: Context, domain: str, local: str, hostname: str, high_ports:
         password = secrets.token_urlsafe(12)
         address = directory_edit.add_account(root, cfg, address, passwords.hash_password(password), "Demo")
         done(f"created mail root {root.path} with domain {domain} and account {address}")
-        for note in setup.give_to_serving_user(root):
+        for note in newroot.give_to_serving_user(root):
             done(f"  {note}")
     cfg = ctx.settings
 
