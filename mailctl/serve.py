@@ -1,8 +1,6 @@
 """mailctl serve | start | stop | restart | status | reload | quickstart: running the server."""
 from __future__ import annotations
 
-import os
-import secrets
 import sys
 
 import click
@@ -158,28 +156,13 @@ def quickstart(ctx: Context, domain: str, local: str, hostname: str, high_ports:
     """Create a mail root with a demo domain and account if none exists, print what a mail
     client needs, and serve in the foreground (unprivileged ports with --high-ports or when
     not root)."""
-    from engine import directory_edit, newroot, passwords, privileges, service
-    from engine import settings as settings_mod
-    from engine.root import TOML_MODE, atomic_write
+    from engine import demoroot, newroot, service
     root = ctx.root
     password = None
     address = f"{local}@{domain}"
     if not root.exists():
-        values = {}
-        if os.geteuid() == 0 and privileges.unreachable_parent(root.path) is not None:
-            values["server.user"] = "root"     # the serving user could not reach a root under a closed folder
-        newroot.init_root(root, hostname=hostname, high_ports=high_ports or newroot.wants_high_ports(),
-                        values=values)
-        if any_port:
-            values["server.hostname"] = hostname
-            for name in settings_mod.LISTENERS:
-                values[f"listeners.{name}.bind"] = ["127.0.0.1"]
-                values[f"listeners.{name}.port"] = 0
-            atomic_write(root.config_file, settings_mod.render_sample(values), mode=TOML_MODE)
-        cfg = settings_mod.load(root.config_file, "mailctl.toml")
-        directory_edit.add_domain(root, cfg, domain)
-        password = secrets.token_urlsafe(12)
-        address = directory_edit.add_account(root, cfg, address, passwords.hash_password(password), "Demo")
+        demo = demoroot.create(root, domain, local, hostname, high_ports, any_port=any_port)
+        address, password = demo.address, demo.password
         done(f"created mail root {root.path} with domain {domain} and account {address}")
         for note in newroot.give_to_serving_user(root):
             done(f"  {note}")
