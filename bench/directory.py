@@ -23,7 +23,7 @@ from engine import settings as settings_mod  # noqa: E402
 from engine.directory import Directory  # noqa: E402
 from engine.passwords import hash_password  # noqa: E402
 from engine.root import Root  # noqa: E402
-from engine.setup import init_root  # noqa: E402
+from engine.newroot import init_root  # noqa: E402
 
 
 def build(root: Root, domains: int, per_domain: int) -> list[str]:

@@ -54,10 +54,10 @@ def verify_cost_ms(stored: str) -> float:
 
 
 def make_root(path: Path, scheme: str = "sha512-crypt"):
-    from engine import directory_edit, settings as settings_mod, setup
+    from engine import directory_edit, newroot, settings as settings_mod
     from engine.root import Root, atomic_write
     root = Root(path)
-    setup.init_root(root, hostname="localhost", high_ports=True)
+    newroot.init_root(root, hostname="localhost", high_ports=True)
     values = {}
     for name in settings_mod.LISTENERS:
         values[f"listeners.{name}.bind"] = ["127.0.0.1"]

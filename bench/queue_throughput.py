@@ -69,7 +69,7 @@ def mailctl_pass(port: int, n: int, size: int) -> float:
     from engine.queue import Queue
     from engine.root import Root, atomic_write
     from engine.runtime import Runtime
-    from engine.setup import init_root
+    from engine.newroot import init_root
     tmp = Path(tempfile.mkdtemp(prefix="qbench-"))
     try:
         root = Root(tmp / "root")

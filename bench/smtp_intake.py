@@ -38,10 +38,10 @@ DOMAIN = "example.test"
 
 
 def make_root(base: Path):
-    from engine import directory_edit, passwords, settings as settings_mod, setup
+    from engine import directory_edit, newroot, passwords, settings as settings_mod
     from engine.root import Root, atomic_write
     root = Root(base / "root")
-    setup.init_root(root, hostname="localhost", high_ports=True)
+    newroot.init_root(root, hostname="localhost", high_ports=True)
     # no pregreet wait: the Postfix figures compared with are without postscreen
     values = {"queue.offline": True, "limits.max_connections_per_ip": 0, "limits.max_connections": 0,
               "limits.max_message_size_mb": 50, "limits.pregreet_wait_s": 0,

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .backup import create_backup, restore_backup, store
+from .backup import create_backup, destination, restore_backup
 from .backup.create import account_key, folder_display
 from .backup.progress import SILENT, Progress
 from .errors import AlreadyExists, InvalidInput
@@ -24,7 +24,7 @@ from .root import Root
 
 def export_bundle(root: Root, bundle: str | os.PathLike, progress: Progress = SILENT):
     bundle = Path(bundle).absolute()
-    if not store.is_archive_path(bundle):
+    if not destination.is_archive_path(bundle):
         raise InvalidInput(f"{bundle}: a bundle is a .tar.gz file; give a name ending in .tar.gz")
     if bundle.exists():
         raise AlreadyExists(f"{bundle} already exists; choose another name")
@@ -53,7 +53,7 @@ def import_bundle(bundle: str | os.PathLike, target: Root, progress: Progress = 
     bundle = Path(bundle).absolute()
     if target.exists() or (target.path.exists() and any(target.path.iterdir())):
         raise AlreadyExists(f"{target.path} is not empty; migrate into a new directory (--root NEW)")
-    ref = store.open_ref(bundle)
+    ref = destination.open_ref(bundle)
     restore_backup(bundle, target, progress=progress)
     return check_against(target, ref.manifest, progress)
 

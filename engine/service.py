@@ -114,7 +114,7 @@ class Service:
                                 getattr(rt.settings.listeners, name).tls)
         if self.role == "alone" or self.spec.get("workers"):
             self._start_workers()
-        from .watch import ConfigWatcher
+        from .configwatch import ConfigWatcher
         self.watcher = ConfigWatcher(rt, on_reload=self.warn_settings if self.role != "serving" else None)
         if self.role != "serving":
             self.warn_settings()

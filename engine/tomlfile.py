@@ -8,15 +8,11 @@ import stat
 from pathlib import Path
 from typing import Any, Callable
 
-try:    # the compiled tomli parses about 3x faster than the stdlib's pure-Python copy of it
-    import tomli as tomllib
-except ImportError:  # pragma: no cover
-    import tomllib
-
 from . import nofollow
 from .errors import ConfigError
 from .locks import FileLock
 from .root import TOML_MODE, atomic_write
+from .tomlsyntax import KEY_VALUE, TABLE_HEADER, split_key, tomllib
 
 _AT_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
 
@@ -103,21 +99,6 @@ def read_regular(path: Path, where: str) -> bytes:
 
 # -- finding the line of a key, for 'file:line: key: problem' -------------------
 
-TABLE_HEADER = re.compile(r"^\s*\[\[?\s*(.+?)\s*\]\]?\s*(#.*)?$")
-KEY_VALUE = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*'))*)\s*=""")
-_KEYPART = re.compile(r"""\s*([A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')\s*(?:\.|$)""")
-
-
-def split_key(dotted: str) -> list[str]:
-    parts = []
-    for m in _KEYPART.finditer(dotted):
-        p = m.group(1)
-        if p[0] in "\"'":
-            p = p[1:-1]
-        parts.append(p)
-    return parts
-
-
 def find_line(text: str, keypath: list[str]) -> int:
     """Line number (1-based) where keypath is defined; best prefix match, else 1."""
     best_len, best_line = 0, 1
@@ -159,7 +140,7 @@ def edit(path: Path, lock: FileLock, change: Callable[[dict], Any], display: str
     returns. `validate(data, text)` may raise to abort without writing. Only the lines
     that changed are rewritten (engine.tomlpatch).
     """
-    from .tomlpatch import patch
+    from .tomlpatch import patch    # it loads tomlkit (15 ms): only a command that edits pays for it
     where = display or str(path)
     with lock:
         old, text = read(path, where)

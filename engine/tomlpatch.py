@@ -13,7 +13,7 @@ from typing import Any
 
 import tomlkit
 
-from .tomlfile import KEY_VALUE, TABLE_HEADER, split_key, tomllib
+from .tomlsyntax import KEY_VALUE, TABLE_HEADER, split_key, tomllib
 
 _BARE = re.compile(r"[A-Za-z0-9_-]+\Z")
 

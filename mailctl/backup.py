@@ -9,7 +9,7 @@ import click
 
 from engine.backup import create_backup, default_destination, restore_backup, verify_backup
 from engine.backup import prune as prune_mod
-from engine.backup import store
+from engine.backup import destination
 from engine.backup.hooks import run_hook
 from engine.backup.progress import Progress
 from engine.errors import MailError
@@ -143,7 +143,7 @@ def create(ctx: Context, to, incremental, domain, account, no_queue, archive, ve
 @pass_ctx
 def list_(ctx: Context, to, as_json) -> None:
     """List the backups in a destination, oldest first."""
-    refs, problems = store.list_backups(_dest(ctx, to))
+    refs, problems = destination.list_backups(_dest(ctx, to))
     rows = [{"name": r.name, "kind": r.manifest.kind, "parent": r.manifest.parent,
              "created": _when(r.created), "messages": r.manifest.messages, "files": len(r.manifest.files),
              "bytes": r.manifest.total_bytes, "format": "archive" if r.archive else "directory",
@@ -168,7 +168,7 @@ def _resolve(ctx: Context, name: str, to: str | None) -> Path:
     try:
         if p.exists():
             return p.absolute()
-        ref = store.find_in(_dest(ctx, to), name)
+        ref = destination.find_in(_dest(ctx, to), name)
     except OSError as e:            # a name too long for the file system, and the like
         raise MailError(f"{shown}: not a backup: {e.strerror}") from None
     if ref is None:

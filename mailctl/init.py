@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from engine import directory_edit, setup
+from engine import directory_edit, newroot
 
 from .context import Context, pass_ctx
 from .output import done
@@ -21,12 +21,12 @@ def init(ctx: Context, domains: tuple[str, ...], hostname: str, high_ports: bool
     root, the system user server.user (mailctl) is created if needed and given the root."""
     from engine.addresses import normalize_domain
     hostname = normalize_domain(hostname) if hostname != "localhost" else hostname
-    high = high_ports or setup.wants_high_ports()
-    notes = setup.init_root(ctx.root, hostname=hostname, high_ports=high)
+    high = high_ports or newroot.wants_high_ports()
+    notes = newroot.init_root(ctx.root, hostname=hostname, high_ports=high)
     for name in domains:
         directory_edit.add_domain(ctx.root, ctx.settings, name)
         notes.append(f"domain {normalize_domain(name)} added")
-    notes += setup.give_to_serving_user(ctx.root)
+    notes += newroot.give_to_serving_user(ctx.root)
     done(f"initialised mail root {ctx.root.path}")
     for note in notes:
         done(f"  {note}")

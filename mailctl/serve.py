@@ -1,25 +1,17 @@
 """mailctl serve | start | stop | restart | status | reload | quickstart: running the server."""
 from __future__ import annotations
 
-import os
-import secrets
-import signal
 import sys
-import time
 
 import click
 
-from engine import control
+from engine import background, control
 from engine.errors import MailError
-from engine.locks import pid_alive
-from engine.root import Root
 
 from .context import Context, pass_ctx
 from .output import done, emit_json, fields, table
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Output as JSON.")
-START_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 60.0
 
 
 processes_option = click.option(
@@ -48,72 +40,6 @@ def serve(ctx: Context, processes: int | None, child: str | None) -> None:
     sys.exit(service.serve(root, processes=processes))
 
 
-def _running_pid(root: Root) -> int | None:
-    try:
-        pid = int((root.run_dir / "mailctl.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid if pid_alive(pid) else None
-
-
-def _is_up(root: Root) -> dict | None:
-    try:
-        return control.request(root, "status", timeout=2)
-    except MailError:
-        return None
-
-
-def start_daemon(root: Root, processes: int | None = None) -> int:
-    """Fork a daemon (python-daemon) and wait until it answers on the control socket."""
-    import daemon
-    from engine import service
-    if _is_up(root):
-        raise MailError(f"mailctl is already running on {root.path}; see 'mailctl status'")
-    root.log_dir.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    child = os.fork()
-    if child == 0:
-        code = 1
-        try:
-            err = open(root.log_dir / "daemon.err", "a")
-            with daemon.DaemonContext(working_directory=str(root.path), umask=0o027, stderr=err,
-                                      detach_process=True, prevent_core=True):
-                code = service.serve(root, stderr=False, processes=processes)
-        finally:
-            os._exit(code)
-    os.waitpid(child, 0)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        status = _is_up(root)
-        if status:
-            return int(status["pid"])
-        time.sleep(0.1)
-    raise MailError(f"the server did not start within {START_TIMEOUT_S:.0f}s; see {root.log_dir}/mailctl.log "
-                    f"and {root.log_dir}/daemon.err")
-
-
-def stop_daemon(root: Root) -> int | None:
-    """Ask the server to stop (control socket, else SIGTERM to the pid file) and wait."""
-    pid = _running_pid(root)
-    try:
-        reply = control.request(root, "stop", timeout=5)
-        pid = int(reply.get("pid", pid or 0)) or pid
-    except control.NotRunning:
-        if pid is None:
-            return None
-        os.kill(pid, signal.SIGTERM)
-    if pid is None:
-        return None
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return pid
-        time.sleep(0.1)
-    raise MailError(f"server pid {pid} did not stop within {STOP_TIMEOUT_S:.0f}s; "
-                    f"check {root.log_dir}/mailctl.log")
-
-
 @click.command("start")
 @processes_option
 @pass_ctx
@@ -121,7 +47,7 @@ def start(ctx: Context, processes: int | None) -> None:
     """Start the server in the background (pid file in run/, logs in log/)."""
     root = ctx.existing_root()
     _ = ctx.settings    # a broken mailctl.toml fails here, before anything starts
-    pid = start_daemon(root, processes)
+    pid = background.start(root, processes)
     done(f"mailctl started (pid {pid})")
 
 
@@ -129,7 +55,7 @@ def start(ctx: Context, processes: int | None) -> None:
 @pass_ctx
 def stop(ctx: Context) -> None:
     """Stop the background server; messages in flight are finished first."""
-    pid = stop_daemon(ctx.existing_root())
+    pid = background.stop(ctx.existing_root())
     if pid is None:
         raise MailError(f"mailctl is not running on {ctx.root.path}")
     done(f"mailctl stopped (pid {pid})")
@@ -142,8 +68,8 @@ def restart(ctx: Context, processes: int | None) -> None:
     """Stop the server if it runs, then start it again."""
     root = ctx.existing_root()
     _ = ctx.settings    # a broken mailctl.toml fails here, before anything starts
-    stop_daemon(root)
-    pid = start_daemon(root, processes)
+    background.stop(root)
+    pid = background.start(root, processes)
     done(f"mailctl restarted (pid {pid})")
 
 
@@ -230,30 +156,15 @@ def quickstart(ctx: Context, domain: str, local: str, hostname: str, high_ports:
     """Create a mail root with a demo domain and account if none exists, print what a mail
     client needs, and serve in the foreground (unprivileged ports with --high-ports or when
     not root)."""
-    from engine import directory_edit, passwords, privileges, service, setup
-    from engine import settings as settings_mod
-    from engine.root import TOML_MODE, atomic_write
+    from engine import demoroot, newroot, service
     root = ctx.root
     password = None
     address = f"{local}@{domain}"
     if not root.exists():
-        values = {}
-        if os.geteuid() == 0 and privileges.unreachable_parent(root.path) is not None:
-            values["server.user"] = "root"     # the serving user could not reach a root under a closed folder
-        setup.init_root(root, hostname=hostname, high_ports=high_ports or setup.wants_high_ports(),
-                        values=values)
-        if any_port:
-            values["server.hostname"] = hostname
-            for name in settings_mod.LISTENERS:
-                values[f"listeners.{name}.bind"] = ["127.0.0.1"]
-                values[f"listeners.{name}.port"] = 0
-            atomic_write(root.config_file, settings_mod.render_sample(values), mode=TOML_MODE)
-        cfg = settings_mod.load(root.config_file, "mailctl.toml")
-        directory_edit.add_domain(root, cfg, domain)
-        password = secrets.token_urlsafe(12)
-        address = directory_edit.add_account(root, cfg, address, passwords.hash_password(password), "Demo")
+        demo = demoroot.create(root, domain, local, hostname, high_ports, any_port=any_port)
+        address, password = demo.address, demo.password
         done(f"created mail root {root.path} with domain {domain} and account {address}")
-        for note in setup.give_to_serving_user(root):
+        for note in newroot.give_to_serving_user(root):
             done(f"  {note}")
     cfg = ctx.settings
 

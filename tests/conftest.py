@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from engine import settings as settings_mod
 from engine.root import Root
-from engine.setup import init_root
+from engine.newroot import init_root
 
 PASSWORD = "secret-pass-1"
 

@@ -18,7 +18,7 @@ from engine import directory_edit, passwords
 from engine import settings as settings_mod
 from engine.maildir import Maildir
 from engine.root import Root
-from engine.setup import init_root
+from engine.newroot import init_root
 
 PASSWORD = "backup-pass-1"
 FOLDERS = ["INBOX", "Sent", "Archive", "Projects/2024", "Projects/2024/Q1"]

@@ -8,7 +8,7 @@ from engine import directory_edit
 from engine import settings as settings_mod
 from engine.maildir import Maildir
 from engine.root import Root
-from engine.setup import init_root
+from engine.newroot import init_root
 from helpers_backup import password_hash
 
 

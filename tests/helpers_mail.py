@@ -144,7 +144,7 @@ _user_ids = itertools.count(1)
 
 
 def new_root(path) -> Root:
-    from engine.setup import init_root
+    from engine.newroot import init_root
     root = Root(path)
     init_root(root, hostname="mail.example.com", high_ports=True)
     configure(root, fast_settings())

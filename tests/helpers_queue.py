@@ -119,7 +119,7 @@ def local_root(tmp_path_factory, tmp_path) -> Root:
     """A root with example.com (alice, bob), copied from one made once per session
     (account creation hashes passwords, which is slow on purpose)."""
     import shutil
-    from engine.setup import init_root
+    from engine.newroot import init_root
     if "path" not in _TEMPLATE:
         base = tmp_path_factory.mktemp("queue-template") / "mailroot"
         r = Root(base)

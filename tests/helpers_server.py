@@ -27,7 +27,7 @@ import time
 import tomllib
 from pathlib import Path
 
-from engine import directory_edit, passwords, settings as settings_mod, setup
+from engine import directory_edit, newroot, passwords, settings as settings_mod
 from engine.root import Root, atomic_write
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,7 +61,7 @@ def make_root(path, domains=("example.com",), accounts: dict | None = None,
               settings: dict | None = None) -> Root:
     """A fresh root with domains and accounts {address: password}; settings as 'section.key': value."""
     root = Root(Path(path) / "root")
-    setup.init_root(root, hostname="localhost", high_ports=True)
+    newroot.init_root(root, hostname="localhost", high_ports=True)
     write_settings(root, settings or {})
     cfg = settings_mod.load(root.config_file)
     for d in domains:

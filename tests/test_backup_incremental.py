@@ -11,7 +11,7 @@ import pytest
 from engine import directory_edit, passwords
 from engine import settings as settings_mod
 from engine.backup import create_backup, restore_backup, verify_backup
-from engine.backup.store import list_backups
+from engine.backup.destination import list_backups
 from engine.directory import Directory
 from engine.maildir import Maildir
 from engine.root import Root

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import example, given, strategies as st
 
-from engine import charsets, localsubmit, sendmail, settings as settings_mod, setup, tomlfile
+from engine import charsets, localsubmit, newroot, sendmail, settings as settings_mod, tomlfile
 from engine.addresses import Address, normalize_domain, parse_address, parse_target
 from engine.directory import Directory
 from engine.errors import ConfigError, InvalidInput
@@ -257,7 +257,7 @@ def test_encoded_words_decode_never_raises(text):
 def root():
     with tempfile.TemporaryDirectory() as tmp:
         r = Root(Path(tmp) / "root")
-        setup.init_root(r, hostname="localhost", high_ports=True)
+        newroot.init_root(r, hostname="localhost", high_ports=True)
         yield r
 
 
@@ -266,7 +266,7 @@ def cfg():
     """The settings of a fresh root (the TOML tests rewrite the files of `root`)."""
     with tempfile.TemporaryDirectory() as tmp:
         r = Root(Path(tmp) / "root")
-        setup.init_root(r, hostname="localhost", high_ports=True)
+        newroot.init_root(r, hostname="localhost", high_ports=True)
         yield settings_mod.load(r.config_file)
 
 

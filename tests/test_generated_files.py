@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from engine import settings as settings_mod
-from engine.tomlfile import tomllib
+from engine.tomlsyntax import tomllib
 
 TOP = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from engine import directory_edit, settings as settings_mod, setup
+from engine import directory_edit, newroot, settings as settings_mod
 from engine.queue import Queue
 from helpers_server import make_root, running_server, tls_context
 
@@ -88,7 +88,7 @@ def test_certificate_reloaded_when_files_change(srv):
         return x509.load_der_x509_certificate(der).subject.rfc4514_string()
 
     assert peer_cn() == "CN=localhost"
-    setup.make_self_signed(srv.root, "mail.renewed.example")
+    newroot.make_self_signed(srv.root, "mail.renewed.example")
     time.sleep(1.2)
     assert peer_cn() == "CN=mail.renewed.example"
     with smtplib.SMTP_SSL("127.0.0.1", srv.ports["submissions"], context=tls_context(), timeout=10) as s:

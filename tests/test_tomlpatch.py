@@ -5,7 +5,7 @@ import copy
 
 from hypothesis import given, settings, strategies as st
 
-from engine.tomlfile import tomllib
+from engine.tomlsyntax import tomllib
 from engine.tomlpatch import patch
 
 TEXT = """\

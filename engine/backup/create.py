@@ -27,8 +27,9 @@ from .. import foldernames, mutf7, nofollow
 from ..errors import InvalidInput, MailError
 from ..locks import FileLock
 from ..root import Root, fsync_dir
-from . import store
+from . import destination
 from .mailfiles import MESSAGE_DIRS, base_name, list_messages
+from .filecopy import copy_new, sync_filesystem
 from .manifest import NAME as MANIFEST, Entry, Manifest
 from .private import FILE_MODE, OTHERS, make_private_dir, write_private
 from .progress import SILENT, Progress
@@ -221,7 +222,6 @@ class _Builder:
 
 
 def _copy_preserving(src: Path, dst: Path) -> None:
-    from .restore import copy_new
     copy_new(src, dst, FILE_MODE, os.stat(src).st_mtime)     # the source's mode is in the manifest
 
 
@@ -307,7 +307,7 @@ def create_backup(root: Root, dest: str | os.PathLike | None = None, *, incremen
 
     dest_path = Path(dest).absolute() if dest else default_destination(root)
     archive_path = None
-    if store.is_archive_path(dest_path):
+    if destination.is_archive_path(dest_path):
         archive_path, dest_path = dest_path, dest_path.parent
     elif archive:
         archive_path = None      # named below once we know the backup's name
@@ -317,7 +317,7 @@ def create_backup(root: Root, dest: str | os.PathLike | None = None, *, incremen
         parent_ref = None
         notes: list[str] = []
         if incremental:
-            refs, _ = store.list_backups(dest_path)
+            refs, _ = destination.list_backups(dest_path)
             scope = {"domain": domain or "", "account": account or ""}
             refs = [r for r in refs if {k: r.manifest.scope.get(k, "") for k in scope} == scope]
             parent_ref = refs[-1] if refs else None
@@ -326,7 +326,7 @@ def create_backup(root: Root, dest: str | os.PathLike | None = None, *, incremen
         now = clock()
         kind = "incremental" if parent_ref else "full"
         if archive_path is not None:
-            name = store.archive_stem(archive_path)
+            name = destination.archive_stem(archive_path)
         else:
             name = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now * 1e6) % 1000000:06d}Z-{kind[:4]}"
             if archive:
@@ -335,7 +335,7 @@ def create_backup(root: Root, dest: str | os.PathLike | None = None, *, incremen
         if final.exists():
             raise MailError(f"{final} already exists; choose another --to")
         # <dest>/.<name>.partial/<name>/: the inner name is the one the archive stores
-        holder = dest_path / f".{name}{store.PARTIAL}"
+        holder = dest_path / f".{name}{destination.PARTIAL}"
         if holder.exists():
             shutil.rmtree(holder)
         work = holder / name
@@ -355,7 +355,7 @@ def create_backup(root: Root, dest: str | os.PathLike | None = None, *, incremen
             sync_filesystem(work)
             if archive_path is not None:
                 tmp_archive = holder / (name + ".tar.gz")
-                store.pack(holder, name, MANIFEST, tmp_archive)
+                destination.pack(holder, name, MANIFEST, tmp_archive)
                 os.chmod(tmp_archive, FILE_MODE)       # tar made it with the umask's mode
                 report = verify_backup(tmp_archive, progress=progress, chain=False)
                 if report.ok:
@@ -437,17 +437,3 @@ def _take_queue(root: Root, b: _Builder, rels: list[str]) -> None:
             # delivered meanwhile: drop the orphan body
             b.m.files.pop(body, None)
     # bodies left in `bodies` have no envelope: the queue sweeps them at start, we skip them
-
-
-def sync_filesystem(path: Path) -> None:
-    """Flush the backup's filesystem (syncfs): cheaper than an fsync per linked file."""
-    import ctypes
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.syncfs(fd) != 0:
-            os.sync()
-    except (OSError, AttributeError):
-        os.sync()
-    finally:
-        os.close(fd)

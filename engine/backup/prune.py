@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import store
+from . import destination
 
 
-def chains(dest: Path) -> list[list[store.BackupRef]]:
+def chains(dest: Path) -> list[list[destination.BackupRef]]:
     """Chains in dest, oldest first; an incremental whose parent is gone forms no chain of its own."""
-    refs, _ = store.list_backups(dest)
+    refs, _ = destination.list_backups(dest)
     by_name = {r.name: r for r in refs}
-    out: dict[str, list[store.BackupRef]] = {}
+    out: dict[str, list[destination.BackupRef]] = {}
     for r in refs:
         head = r
         seen = set()
@@ -30,5 +30,5 @@ def prune(dest: Path, keep: int, dry_run: bool = False) -> list[str]:
     doomed = [r for chain in all_chains[:-keep] for r in reversed(chain)] if len(all_chains) > keep else []
     for r in doomed:
         if not dry_run:
-            store.remove_backup(r)
+            destination.remove_backup(r)
     return [r.name for r in doomed]

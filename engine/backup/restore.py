@@ -14,7 +14,6 @@ Two ways, chosen by the target:
 from __future__ import annotations
 
 import hashlib
-import errno
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,8 +21,9 @@ from pathlib import Path
 
 from ..errors import InvalidInput, MailError
 from ..root import Root, fsync_dir
-from . import store
-from .create import account_key, sync_filesystem
+from . import destination
+from .create import account_key
+from .filecopy import copy_new, sync_filesystem
 from .mailfiles import UidList, base_name, flags_of, list_messages, read_keywords
 from .manifest import Entry, Manifest
 from .progress import SILENT, Progress
@@ -77,8 +77,8 @@ def restore_backup(backup: str | os.PathLike, target: Root, *, domain: str | Non
                    account: str | None = None, dry_run: bool = False, progress: Progress = SILENT,
                    verify_first: bool = True) -> RestoreResult:
     started = time.monotonic()
-    ref = store.open_ref(Path(backup))
-    chain = store.chain_of(ref)
+    ref = destination.open_ref(Path(backup))
+    chain = destination.chain_of(ref)
     m = ref.manifest
     acct = None
     if account:
@@ -114,7 +114,7 @@ def restore_backup(backup: str | os.PathLike, target: Root, *, domain: str | Non
     fresh = not target.exists() and not acct and not domain
     result = RestoreResult(m.name, target.path, "fresh" if fresh else "merge", dry_run)
     scratch_parent = target.path.parent if target.path.parent.exists() else None
-    with store.Blobs(chain, scratch_parent) as blobs:
+    with destination.Blobs(chain, scratch_parent) as blobs:
         if fresh:
             _restore_fresh(m, blobs, target, result, progress, dry_run)
         else:
@@ -130,7 +130,7 @@ def _has_content(path: Path) -> bool:
         return False
 
 
-def _blob(blobs: store.Blobs, rel: str, e: Entry) -> Path:
+def _blob(blobs: destination.Blobs, rel: str, e: Entry) -> Path:
     return blobs.path(e.src, e.stored_as or rel)
 
 
@@ -147,52 +147,7 @@ def _write_copy(src: str | Path, dst: str | Path, e: Entry, move: bool = False) 
     copy_new(src, dst, e.mode or 0o600, e.mtime)
 
 
-def copy_new(src: str | Path, dst: str | Path, mode: int, mtime: float) -> None:
-    # O_EXCL without O_TRUNC: ext4 starts writeback on close of a truncated file,
-    # which made restores several times slower.
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with open(src, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            offset = 0
-            while offset < size:
-                n = _copy_range(f.fileno(), fd, size - offset)
-                if n <= 0:
-                    chunk = f.read(1 << 20)
-                    if not chunk:
-                        break
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    n = len(chunk)
-                offset += n
-        os.fchmod(fd, mode)
-        os.utime(fd, (mtime, mtime))
-    except BaseException:
-        os.close(fd)
-        os.unlink(dst)
-        raise
-    os.close(fd)
-
-
-_HAVE_CFR = hasattr(os, "copy_file_range")
-# copy_file_range between two file systems: EXDEV on kernels since 5.19 (and before 5.3)
-_NO_CFR = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
-
-
-def _copy_range(src_fd: int, dst_fd: int, count: int) -> int:
-    """Bytes copied in the kernel; 0 when it cannot (then the caller reads and writes)."""
-    if not _HAVE_CFR:
-        return 0
-    try:
-        return os.copy_file_range(src_fd, dst_fd, count)
-    except OSError as e:
-        if e.errno not in _NO_CFR:
-            raise
-        return 0
-
-
-def _restore_fresh(m: Manifest, blobs: store.Blobs, target: Root, result: RestoreResult,
+def _restore_fresh(m: Manifest, blobs: destination.Blobs, target: Root, result: RestoreResult,
                    progress: Progress, dry_run: bool) -> None:
     progress.start(f"restoring {m.name}", len(m.files))
     if dry_run:
@@ -231,7 +186,7 @@ def _restore_fresh(m: Manifest, blobs: store.Blobs, target: Root, result: Restor
     sync_filesystem(target.path)
 
 
-def _restore_merge(m: Manifest, blobs: store.Blobs, target: Root, result: RestoreResult,
+def _restore_merge(m: Manifest, blobs: destination.Blobs, target: Root, result: RestoreResult,
                    progress: Progress, dry_run: bool, domain: str | None, acct) -> None:
     selected = _select(m, domain, acct)
     folders: dict[str, list[tuple[str, str, str, Entry]]] = {}
@@ -308,7 +263,7 @@ def _live_hashes(folder: Path, live: dict[str, tuple[str, str]]) -> set[str]:
     return out
 
 
-def _merge_folder(m: Manifest, blobs: store.Blobs, target: Root, folder: str, entries, existed: bool,
+def _merge_folder(m: Manifest, blobs: destination.Blobs, target: Root, folder: str, entries, existed: bool,
                   result: RestoreResult, dry_run: bool) -> None:
     path = target.path / folder
     live = list_messages(path) if existed else {}
@@ -357,7 +312,7 @@ def _merge_folder(m: Manifest, blobs: store.Blobs, target: Root, folder: str, en
         _maybe_bump(m, blobs, path, folder, todo, result)
 
 
-def _keyword_remap(m: Manifest, blobs: store.Blobs, path: Path, folder: str) -> dict[str, str]:
+def _keyword_remap(m: Manifest, blobs: destination.Blobs, path: Path, folder: str) -> dict[str, str]:
     """Backup keyword letters -> the live folder's letters (allocated if new)."""
     e = m.files.get(f"{folder}/dovecot-keywords")
     if e is None:
@@ -378,7 +333,7 @@ def _account_dir(path: Path, folder: str) -> Path:
     return path if folder.count("/") == 2 else path.parent
 
 
-def _maybe_bump(m: Manifest, blobs: store.Blobs, path: Path, folder: str, added, result: RestoreResult) -> None:
+def _maybe_bump(m: Manifest, blobs: destination.Blobs, path: Path, folder: str, added, result: RestoreResult) -> None:
     """Bump UIDVALIDITY when an added message's old UID could now name another message."""
     e = m.files.get(f"{folder}/dovecot-uidlist")
     if e is None or not added:
@@ -401,7 +356,7 @@ def _maybe_bump(m: Manifest, blobs: store.Blobs, path: Path, folder: str, added,
     result.uidvalidity_bumped.append(folder)
 
 
-def _restore_accounts(m: Manifest, blobs: store.Blobs, target: Root, result: RestoreResult,
+def _restore_accounts(m: Manifest, blobs: destination.Blobs, target: Root, result: RestoreResult,
                       domain: str | None, acct) -> None:
     """Accounts in the backup's domain files that the live directory lacks come back,
     with their password hashes, so their users can log in again."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MailError
-from . import store
+from . import destination
 from .manifest import Manifest
 from .private import exposure
 from .progress import SILENT, Progress
@@ -113,7 +113,7 @@ def _check_own(path: Path, m: Manifest, report: VerifyReport, progress: Progress
 def verify_backup(path: str | os.PathLike, *, progress: Progress = SILENT, chain: bool = True) -> VerifyReport:
     path = Path(path).absolute()
     try:
-        ref = store.open_ref(path)
+        ref = destination.open_ref(path)
     except MailError as e:
         report = VerifyReport(path.name, path)
         report.problems.append(str(e))
@@ -122,12 +122,12 @@ def verify_backup(path: str | os.PathLike, *, progress: Progress = SILENT, chain
     exposed = exposure(path)
     if exposed:
         report.warnings.append(exposed)
-    if ref.archive and ref.name != store.archive_stem(path):
-        report.problems.append(f"{path.name}: archive holds backup {ref.name}, not {store.archive_stem(path)}")
+    if ref.archive and ref.name != destination.archive_stem(path):
+        report.problems.append(f"{path.name}: archive holds backup {ref.name}, not {destination.archive_stem(path)}")
     members = [ref]
     if chain and ref.manifest.parent:
         try:
-            members = store.chain_of(ref)
+            members = destination.chain_of(ref)
         except MailError as e:
             report.problems.append(str(e))
     report.backups = [r.name for r in members]

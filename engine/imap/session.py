@@ -13,7 +13,7 @@ import time
 
 from .. import connlimits, memtrim, overload, storage_errors
 from ..errors import MailError
-from ..heldoutput import with_held
+from ..replybatch import drain_held
 from ..spool import Spool
 from .parser import LITERAL_AT_END, Atom, ParseError, as_text, literal_announced, tokenize
 from .commands import Commands
@@ -98,7 +98,7 @@ class ImapSession(Commands):
 
     # -- output -------------------------------------------------------------------------
     async def send(self, data: bytes) -> None:
-        self.writer.write(with_held(self._held, data))
+        self.writer.write(drain_held(self._held, data))
         await self.writer.drain()
 
     def hold(self, data: bytes) -> None:

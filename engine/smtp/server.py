@@ -25,7 +25,7 @@ import aiosmtpd
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, TLSSetupException, _AuthMechAttr, login_always_fail
 
 from .. import delivery, diskspace, headers as headers_mod, memtrim, overload, queue as queue_mod, storage_errors
-from ..heldoutput import with_held
+from ..replybatch import drain_held
 from ..largemsg import LargeMessage, close_quietly
 from ..settings import message_size_limit
 from . import admission, policy, quota
@@ -335,12 +335,12 @@ class MailSMTP(SMTP):
                 and b"\n" in self._reader._buffer)
 
     async def _send(self, data: bytes) -> None:
-        self._writer.write(with_held(self.held, data))
+        self._writer.write(drain_held(self.held, data))
         await self._writer.drain()
 
     def _write_now(self, data: bytes) -> None:
         """Out of turn (timeout, shutdown): held replies first, in order."""
-        self.transport.write(with_held(self.held, data))
+        self.transport.write(drain_held(self.held, data))
 
     @staticmethod
     def _rewrite(status: str) -> str:

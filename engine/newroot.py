@@ -1,4 +1,5 @@
-"""Creating a mail root: layout, commented mailctl.toml, a self-signed certificate."""
+"""A new mail root: its layout, a commented mailctl.toml, a self-signed certificate, and
+(run as root) the system user it is handed to."""
 from __future__ import annotations
 
 import datetime
