@@ -35,7 +35,7 @@ def _when(ts: float | None) -> str:
 
 
 def _notify(ctx: Context) -> None:
-    from engine.outbound.runner import notify_server
+    from engine.outbound.wakeup import notify_server
     notify_server(ctx.existing_root())
 
 
