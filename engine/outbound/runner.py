@@ -31,7 +31,7 @@ from .. import diskspace
 from ..storage_errors import is_storage_fault
 from ..queue import Envelope, Queue, Recipient
 from ..locks import pid_alive
-from . import dsn, mx, wakeup
+from . import dkim, dsn, mx, wakeup
 from .outcomes import Outcomes
 from .client import to_wire
 from .destination import Deliverer
@@ -252,9 +252,9 @@ class Runner:
         prepared = await self.blocking(self._prepare, qid, force)
         if prepared is None:
             return
-        env, data, wire = prepared
+        env, data, wire, held = prepared
         try:
-            await self._attempt(env, data, wire)
+            await self._attempt(env, data, wire, held)
         except BaseException:
             # Leave it for the next pass (its next_attempt is already written).
             with contextlib.suppress(Exception):
@@ -263,7 +263,8 @@ class Runner:
 
     def _prepare(self, qid: str, force: bool = False):
         """Claim, record the attempt, read and sign the message: one trip to the disk
-        thread pool. None when another runner got the item or it is gone."""
+        thread pool. None when another runner got the item or it is gone; else the
+        envelope, the message, its wire form, and why it must not go now ("" if it may)."""
         env = self.queue.claim(qid, self.owner)
         if env is None:
             return None
@@ -299,27 +300,18 @@ class Runner:
             log.error("queue %s: message file missing; item removed", env.id)
             self.queue.remove(env)
             return None
-        signed = self._sign(env, data)
-        return env, data, to_wire(signed)
+        signed, held = self._sign(env, data)
+        return env, data, to_wire(signed), held
 
-    async def _attempt(self, env: Envelope, data: bytes, wire: bytes) -> None:
+    async def _attempt(self, env: Envelope, data: bytes, wire: bytes, held: str = "") -> None:
         s = self.settings
         self.stats["attempts"] += 1
         pending = [r for r in env.recipients if not r.done]
-        await self.rate.wait(s.queue.messages_per_minute)
-        eightbit = not data.isascii()
-        # One transaction per destination domain; recipients going through the same relay
-        # (smart host or route) share transactions, the relay sorts them out.
-        groups: dict[str, list[Recipient]] = {}
-        for r in pending:
-            route = self._router.for_domain(r.domain)
-            key = f"relay {route.host}:{route.port}" if route is not None else r.domain
-            groups.setdefault(key, []).append(r)
-        per_tx = s.queue.max_recipients_per_transaction
-        for rcpts in groups.values():
-            for i in range(0, len(rcpts), per_tx):
-                chunk = rcpts[i:i + per_tx]
-                await self.deliverer.deliver(env, chunk[0].domain, chunk, wire, eightbit)
+        if held:
+            hold(pending, held)
+        else:
+            await self.rate.wait(s.queue.messages_per_minute)
+            await self._deliver(env, pending, data, wire)
         newly_failed = [r for r in pending if r.status == "failed"]
         still = [r for r in pending if not r.done]
         for r in pending:
@@ -357,6 +349,22 @@ class Runner:
         await self.outcomes.finish(env)
         self.cache.pop(env.id, None)
 
+    async def _deliver(self, env: Envelope, pending: list[Recipient], data: bytes, wire: bytes) -> None:
+        s = self.settings
+        eightbit = not data.isascii()
+        # One transaction per destination domain; recipients going through the same relay
+        # (smart host or route) share transactions, the relay sorts them out.
+        groups: dict[str, list[Recipient]] = {}
+        for r in pending:
+            route = self._router.for_domain(r.domain)
+            key = f"relay {route.host}:{route.port}" if route is not None else r.domain
+            groups.setdefault(key, []).append(r)
+        per_tx = s.queue.max_recipients_per_transaction
+        for rcpts in groups.values():
+            for i in range(0, len(rcpts), per_tx):
+                chunk = rcpts[i:i + per_tx]
+                await self.deliverer.deliver(env, chunk[0].domain, chunk, wire, eightbit)
+
     def _retry_minutes(self, pending: list[Recipient]):
         for r in pending:
             route = self._router.routes.get(r.domain) if self._router else None
@@ -364,16 +372,17 @@ class Runner:
                 return route.retry_minutes
         return self.settings.queue.retry_minutes
 
-    def _sign(self, env: Envelope, data: bytes) -> bytes:
+    def _sign(self, env: Envelope, data: bytes) -> tuple[bytes, str]:
+        """The message to send, and why it must wait instead ("" when it may go): mail
+        whose domain signs is never sent unsigned because a module or its key is missing."""
         try:
-            from . import dkim as dkim_sign
-        except ImportError:
-            return data
-        try:
-            return dkim_sign.sign_outbound(self.root, self.settings, self.runtime.directory, data)
-        except Exception as e:  # noqa: BLE001 - an unsigned message is better than none
+            return dkim.sign_outbound(self.root, self.settings, self.runtime.directory, data), ""
+        except dkim.SigningUnavailable as e:
+            log.error("queue %s: not sent, DKIM signing is impossible: %s; it stays queued", env.id, e)
+            return data, f"4.3.0 not sent: DKIM signing is impossible: {e}"
+        except Exception as e:  # noqa: BLE001 - a message dkimpy refuses would never go: it goes unsigned
             log.error("queue %s: DKIM signing failed (%s); sent unsigned", env.id, e)
-            return data
+            return data, ""
 
     # -- notifications --
     async def _notify_safely(self, env: Envelope, recipients, action: str, data: bytes) -> bool:
@@ -395,6 +404,12 @@ class Runner:
             log.info("queue %s: %s notice sent to %s", env.id, action, to)
         else:
             log.info("queue %s: no %s notice sent", env.id, action)
+
+
+def hold(recipients: list[Recipient], why: str) -> None:
+    """Defer recipients without trying them (why: an enhanced status code and text)."""
+    for r in recipients:
+        r.status, r.code, r.reply, r.remote, r.dsn = "deferred", 0, why, "", why.split()[0]
 
 
 async def _first(*events: asyncio.Event) -> None:
