@@ -389,7 +389,7 @@ class Runner:
         """A notice that cannot be written must not undo the attempt's recorded results.
         False when the disk could not take it (full, read-only): to be tried again."""
         try:
-            await self.blocking(self._notify, env, recipients, action, data)
+            await self.blocking(self.notify, env, recipients, action, data)
         except Exception as e:  # noqa: BLE001
             if is_storage_fault(e):
                 log.warning("queue %s: the %s notice waits for room on the disk: %s", env.id, action, e.strerror)
@@ -397,7 +397,7 @@ class Runner:
             log.error("queue %s: could not write the %s notice: %s", env.id, action, e)
         return True
 
-    def _notify(self, env: Envelope, recipients: list[Recipient], action: str, data: bytes) -> None:
+    def notify(self, env: Envelope, recipients: list[Recipient], action: str, data: bytes) -> None:
         to = dsn.notify(self.root, self.settings, self.runtime.directory, env, recipients, action, data,
                         now=self.clock(), log=log)
         if to:

@@ -93,7 +93,7 @@ def bounce_now(runtime, qid: str, reason: str = "5.0.0 bounced by the administra
     except FileNotFoundError:
         pass
     if failed:
-        Runner(runtime)._notify(env, failed, "failed", data)
+        Runner(runtime).notify(env, failed, "failed", data)
     queue.remove(env)
     return env
 
