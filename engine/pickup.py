@@ -324,7 +324,7 @@ def _watch(path: Path, loop: asyncio.AbstractEventLoop, wake: asyncio.Event):
 
 async def run(runtime) -> None:
     """The 'pickup' worker: take files until runtime.stopping is set."""
-    from .outbound import runner as queue_runner
+    from .outbound import wakeup
     pickup = Pickup(runtime.root, lambda: runtime.settings, lambda: runtime.directory)
     await runtime.run_blocking(pickup.recover)
     loop = asyncio.get_running_loop()
@@ -334,7 +334,7 @@ async def run(runtime) -> None:
         while not runtime.stopping.is_set():
             results = await pickup.run_pass_async(runtime.run_blocking)
             if any("queued" in r for r in results):
-                queue_runner.wake_local()
+                wakeup.wake_local()
             settle = float(runtime.settings.pickup.settle_seconds)
             # files seen but not yet stable need another look after the settle time
             wait = float(runtime.settings.pickup.poll_seconds)

@@ -174,5 +174,5 @@ def inject(root, settings, directory, prepared: Prepared, source: str, before_co
 def tell_server(root) -> bool:
     """Wake a running server's queue runner (False when no server runs: it will find
     the item when it starts)."""
-    from .outbound.runner import notify_server
+    from .outbound.wakeup import notify_server
     return notify_server(root)

@@ -6,15 +6,14 @@
   it serves nothing itself, as Postfix's and Dovecot's masters do;
 - serving: one of those processes, on the sockets it inherited, as server.user.
 
-Listener servers and workers come from registries, imported lazily; an entry whose module
-does not exist (yet) is skipped with a log line, so each part can land on its own.
+The listeners and workers are named in listener_starters() and workers(); their modules
+are imported when a process starts them (the supervisor never does).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import gc
-import importlib
 import logging
 import os
 import resource
@@ -27,41 +26,39 @@ import tomli_w
 
 from . import control, diskspace, listeners, localsubmit, logs, privileges
 from .errors import MailError
+from .outbound import wakeup
 from .queue import Queue
 from .root import Root, atomic_write
 from .runtime import Runtime
-from .sharedcounts import FILE_NAME as COUNTS_FILE, MAX_SLOTS, SharedCounts
+from .sharedcounts import FILE_NAME as COUNTS_FILE, MAX_SLOTS, PROTOCOLS, SharedCounts
 from .supervisor import WORKER_SLOT, Children
 
-PROTOCOLS = {
-    "smtp": "engine.smtp.server:start",
-    "submission": "engine.smtp.server:start",
-    "submissions": "engine.smtp.server:start",
-    "imap": "engine.imap.server:start",
-    "imaps": "engine.imap.server:start",
-    "pop3": "engine.pop3.server:start",
-    "pop3s": "engine.pop3.server:start",
-}
-WORKERS = {
-    "queue": "engine.outbound.runner:run",
-    "pickup": "engine.pickup:run",
-}
 STOP_DEADLINE_S = 30.0
 LOG_CHECK_S = 5.0             # how often the supervisor checks the log's size
 PID_FILE = "mailctl.pid"
 PORTS_FILE = "ports.toml"
 
 
-def load_entry(spec: str):
-    """'module:function' -> the function, or None when the module does not exist yet."""
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
-            return None
-        raise
-    return getattr(module, attr, None)
+def listener_starters() -> dict:
+    """Listener name (PROTOCOLS) -> the function that starts it. Imported here rather than
+    at the top: the supervisor only binds the sockets and never loads the protocol servers."""
+    from .imap.server import start as start_imap
+    from .pop3.server import start as start_pop3
+    from .smtp.server import start as start_smtp
+    return {"smtp": start_smtp, "submission": start_smtp, "submissions": start_smtp,
+            "imap": start_imap, "imaps": start_imap, "pop3": start_pop3, "pop3s": start_pop3}
+
+
+def workers() -> dict:
+    """Worker name (its settings section) -> the function that runs it until the server stops."""
+    from . import pickup
+    from .outbound import runner
+
+    async def queue(rt) -> None:
+        # the runner's start-up sweep keeps the bodies that pickup's commit markers still name
+        await runner.run(rt, keep_bodies=pickup.pending_queue_ids)
+
+    return {"queue": queue, "pickup": pickup.run}
 
 
 class Service:
@@ -144,25 +141,19 @@ class Service:
 
     async def _start_listeners(self) -> None:
         rt = self.runtime
-        for name, spec in PROTOCOLS.items():
+        starters = listener_starters()
+        for name in PROTOCOLS:
             ls = getattr(rt.settings.listeners, name, None)
             if ls is None or not ls.enabled or (self.role == "serving" and name not in rt.inherited):
                 continue
-            fn = load_entry(spec)
-            if fn is None:
-                rt.log.info("listener %s: %s not available yet; skipped", name, spec.partition(":")[0])
-                continue
-            self.servers[name] = await fn(rt, name, ls)
+            self.servers[name] = await starters[name](rt, name, ls)
 
     def _start_workers(self) -> None:
         rt = self.runtime
-        for name, spec in WORKERS.items():
+        control.register("queue-changed", wakeup.queue_changed)    # mailctl send, sendmail: wake the runner here
+        for name, fn in workers().items():
             section = getattr(rt.settings, name, None)
             if section is not None and getattr(section, "enabled", True) is False:
-                continue
-            fn = load_entry(spec)
-            if fn is None:
-                rt.log.info("worker %s: %s not available yet; skipped", name, spec.partition(":")[0])
                 continue
             self.tasks.append(asyncio.create_task(self._worker(name, fn), name=f"worker-{name}"))
 
@@ -357,9 +348,6 @@ def register_handlers(service: Service) -> None:
         asyncio.get_running_loop().call_later(0.05, rt.stopping.set)
         return {"stopping": True, "pid": os.getpid()}
 
-    async def queue_changed(rt, **_):
-        return {}
-
     async def wake_queue_runner(rt, **_):
         return {"woken": bool(await service.ask_children("queue-changed", only=WORKER_SLOT))}
 
@@ -369,8 +357,6 @@ def register_handlers(service: Service) -> None:
     control.register("stop", stop)
     if service.role == "supervisor":          # mailctl send, sendmail: to the serving process with the runner
         control.register("queue-changed", wake_queue_runner)
-    else:
-        control.HANDLERS.setdefault("queue-changed", queue_changed)
 
 
 async def run(service: Service, ready=None) -> int:

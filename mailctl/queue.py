@@ -35,7 +35,7 @@ def _when(ts: float | None) -> str:
 
 
 def _notify(ctx: Context) -> None:
-    from engine.outbound.runner import notify_server
+    from engine.outbound.wakeup import notify_server
     notify_server(ctx.existing_root())
 
 
@@ -79,7 +79,7 @@ def _each(ids: list[str], action, verb: str) -> None:
 @pass_ctx
 def list_(ctx: Context, sender, to, domain, state, older_than, as_json) -> None:
     """List queued items, oldest first."""
-    from engine.outbound.admin import matches, parse_duration, public
+    from engine.outbound.queue_admin import matches, parse_duration, public
     older = parse_duration(older_than) if older_than else None
     q = Queue(ctx.existing_root())
     now = time.time()
@@ -107,7 +107,7 @@ def list_(ctx: Context, sender, to, domain, state, older_than, as_json) -> None:
 @pass_ctx
 def show(ctx: Context, qid: str, body: bool, as_json: bool) -> None:
     """Show one item: envelope, per-recipient status, attempts, last reply, headers."""
-    from engine.outbound.admin import public
+    from engine.outbound.queue_admin import public
     from engine.outbound.dsn import original_headers
     q = Queue(ctx.existing_root())
     env = q.find(qid)
@@ -136,7 +136,7 @@ def show(ctx: Context, qid: str, body: bool, as_json: bool) -> None:
 def flush(ctx: Context) -> None:
     """Try every deferred item now (also in offline mode). Without a running server the
     delivery runs in the foreground."""
-    from engine.outbound.admin import flush as do_flush
+    from engine.outbound.queue_admin import flush as do_flush
     where = do_flush(ctx.existing_root())
     done("flush requested from the running server" if where == "server" else "queue flushed")
 
@@ -199,7 +199,7 @@ def delete(ctx: Context, ids, all_, yes) -> None:
 @pass_ctx
 def bounce(ctx: Context, ids, yes) -> None:
     """Fail items now and send a bounce (DSN) to each sender."""
-    from engine.outbound.admin import bounce_now
+    from engine.outbound.queue_admin import bounce_now
     from engine.runtime import Runtime
     root = ctx.existing_root()
     q = Queue(root)
@@ -218,7 +218,7 @@ def bounce(ctx: Context, ids, yes) -> None:
 @pass_ctx
 def stats(ctx: Context, as_json: bool) -> None:
     """Counts by state, and pending recipients by destination domain and age (like qshape)."""
-    from engine.outbound.admin import stats as compute
+    from engine.outbound.queue_admin import stats as compute
     data = compute(Queue(ctx.existing_root()).all())
     if as_json:
         emit_json(data)

@@ -3,6 +3,8 @@ at send time; the delivered message verifies with dkimpy against that DNS."""
 from __future__ import annotations
 
 import json
+import logging
+import sys
 
 import dkim
 import dns.resolver
@@ -83,6 +85,47 @@ def test_new_key_used_without_restart_and_foreign_from_not_signed(root, net):
     assert not by_subject[b"before"].startswith(b"DKIM-Signature")
     assert by_subject[b"after"].startswith(b"DKIM-Signature") and b"s=mailctl" in by_subject[b"after"]
     assert b"DKIM-Signature" not in by_subject[b"foreign"]
+
+
+def test_no_unsigned_mail_when_the_dkim_module_is_missing(root, net, monkeypatch, caplog):
+    """A domain with a key is signed or waits: without dkimpy the message stays queued,
+    deferred with the reason (also in the log), and goes out signed once it is back."""
+    dns_server, sink = net
+    configure(root, base_settings(dns_server, sink.port))
+    assert run_cli(root, "dkim", "keygen", "example.com").code == 0
+    h = Harness(root)
+    try:
+        h.enqueue("alice@example.com", ["x@far.example"], message("alice@example.com", ["x@far.example"], "wait"))
+        with monkeypatch.context() as m, caplog.at_level(logging.ERROR, logger="mailctl.queue"):
+            m.setitem(sys.modules, "dkim", None)          # import dkim fails
+            h.run()
+        assert not sink.messages
+        [env] = h.queue.all()
+        [r] = env.recipients
+        assert r.status == "deferred" and r.dsn == "4.3.0" and "dkimpy" in r.reply, r
+        assert "not sent, DKIM signing is impossible" in caplog.text and env.id in caplog.text
+        h.run(force=True)
+    finally:
+        h.close()
+    [m] = sink.messages
+    assert m.data.startswith(b"DKIM-Signature:")
+    assert not h.queue.all()
+
+
+def test_no_unsigned_mail_when_the_key_cannot_be_read(root, net):
+    dns_server, sink = net
+    configure(root, base_settings(dns_server, sink.port))
+    root.dkim_dir.mkdir(parents=True, exist_ok=True)
+    (root.dkim_dir / "example.com.broken.key").write_text("not a key\n")
+    h = Harness(root)
+    try:
+        h.enqueue("alice@example.com", ["x@far.example"], message("alice@example.com", ["x@far.example"], "bad key"))
+        h.run()
+        assert not sink.messages
+        [env] = h.queue.all()
+        assert env.recipients[0].status == "deferred" and "cannot be read" in env.recipients[0].reply
+    finally:
+        h.close()
 
 
 def test_dkim_cli_errors_and_show(root):

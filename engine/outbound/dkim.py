@@ -16,11 +16,17 @@ from email.utils import getaddresses
 from pathlib import Path
 
 from ..addresses import normalize_domain
-from ..errors import AlreadyExists, InvalidInput, NotFound
+from ..errors import AlreadyExists, InvalidInput, MailError, NotFound
 from ..root import atomic_write
 
 ALGORITHMS = ("rsa2048", "ed25519")
 _SELECTOR = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62})$")
+
+
+class SigningUnavailable(MailError):
+    """Signing is configured for the message's domain (it has a key) but cannot happen
+    here: a module is missing, or the key cannot be read. The message waits for the admin
+    to fix it rather than leave unsigned."""
 
 
 @dataclass
@@ -179,13 +185,26 @@ def sign(data: bytes, key: Key) -> bytes:
 
 
 def sign_outbound(root, settings, directory, data: bytes) -> bytes:
-    """Sign when dkim.enabled, the From domain is local and has a key; else unchanged."""
+    """Sign when dkim.enabled, the From domain is local and has a key; else unchanged.
+    Raises SigningUnavailable when it has a key but a module or the key is missing."""
     if not settings.dkim.enabled:
         return data
     domain = from_domain(data)
     if not domain or not directory.is_local_domain(domain):
         return data
-    found = keys(root, domain)
+    try:
+        found = keys(root, domain)
+    except ImportError as e:             # cryptography, to read the key
+        raise SigningUnavailable(f"{domain} has a DKIM key but the {e.name or e} module is missing") from e
+    except (OSError, ValueError, InvalidInput) as e:
+        raise SigningUnavailable(f"a DKIM key of {domain} under dkim/ cannot be read: {e}") from e
     if not found:
         return data
-    return sign(data, found[0])
+    try:
+        import dkim
+    except ImportError as e:
+        raise SigningUnavailable(f"{domain} has a DKIM key but the dkim (dkimpy) module is missing") from e
+    try:
+        return sign(data, found[0])
+    except dkim.KeyFormatError as e:
+        raise SigningUnavailable(f"dkim/{found[0].path.name} cannot sign: {e}") from e

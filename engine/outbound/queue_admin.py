@@ -93,7 +93,7 @@ def bounce_now(runtime, qid: str, reason: str = "5.0.0 bounced by the administra
     except FileNotFoundError:
         pass
     if failed:
-        Runner(runtime)._notify(env, failed, "failed", data)
+        Runner(runtime).notify(env, failed, "failed", data)
     queue.remove(env)
     return env
 
@@ -101,7 +101,9 @@ def bounce_now(runtime, qid: str, reason: str = "5.0.0 bounced by the administra
 def flush(root, runtime_factory=None) -> str:
     """Try every deferred item now. With a running server it is told (and does the
     work); otherwise the delivery runs here, in the foreground. Returns which."""
-    from .runner import Runner, notify_server
+    from ..pickup import pending_queue_ids
+    from .runner import Runner
+    from .wakeup import notify_server
     queue = Queue(root)
     queue.request_flush()
     if notify_server(root):
@@ -110,7 +112,7 @@ def flush(root, runtime_factory=None) -> str:
     runtime = (runtime_factory or Runtime.load)(root)
     try:
         async def go():
-            runner = Runner(runtime)
+            runner = Runner(runtime, keep_bodies=pending_queue_ids)
             await runner.start()
             queue.take_flush_request()
             await runner.run_once(force=True)
