@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import BinaryIO
 
 from . import memtrim
-from .imap.mime import to_crlf
+from .maildir import to_crlf
 
 PIECE = 1024 * 1024
 

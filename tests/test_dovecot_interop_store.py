@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from engine import maildir as md_mod
+from engine.maildir import uidlist as md_uidlist
 from engine.maildir import Maildir
 from engine.root import Root
 from tests.dovecot import dovecot_server
@@ -84,7 +84,7 @@ def test_dovecot_reads_and_writes_our_store(tmp_path, store):
             log = dc.log_text()
         assert "Error" not in log and "Warning" not in log, log
 
-    md_mod._UIDLIST_CACHE.clear()  # read what Dovecot wrote as a fresh process would
+    md_uidlist._UIDLIST_CACHE.clear()  # read what Dovecot wrote as a fresh process would
     inbox = Maildir(store.path).folder("INBOX")
     msgs = {m.uid: m for m in inbox.sync()}
     assert appended_uid == 6 and set(msgs) == {1, 2, 3, 4, 5, 6}

@@ -102,8 +102,10 @@ def test_a_size_measured_once_is_not_measured_again_after_a_rename(tmp_path):
 def test_measured_sizes_are_written_into_the_uidlist(tmp_path, monkeypatch):
     from engine import maildir as md_mod
     from engine.maildir import Maildir
+    from engine.maildir import folder as md_folder
+    from engine.maildir import uidlist as md_uidlist
     from engine.root import Root
-    monkeypatch.setattr(md_mod, "SAVE_SIZES_BATCH", 2)
+    monkeypatch.setattr(md_folder, "SAVE_SIZES_BATCH", 2)
     md = Maildir.for_account(Root(tmp_path), "example.test", "alice")
     md.create()
     for i in range(3):
@@ -114,7 +116,7 @@ def test_measured_sizes_are_written_into_the_uidlist(tmp_path, monkeypatch):
     inbox.sync(sizes=False)  # two measured: written at this sync
     records = (md.path / UIDLIST).read_text().splitlines()[1:]
     assert [bool(re.fullmatch(r"\d+ S\d+ W\d+ :\S+", r)) for r in records] == [True, True, False]
-    md_mod._UIDLIST_CACHE.clear()  # another process knows them from the file
+    md_uidlist._UIDLIST_CACHE.clear()  # another process knows them from the file
     again = md_mod.Maildir(md.path).folder("INBOX").sync(sizes=False)
     assert [m._vsize for m in again] == [msgs[0].vsize, msgs[1].vsize, None]
     # A sync that promises sizes measures the one left, even if it was cached unmeasured.

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import maildir as md_mod
+from engine.maildir import folder as md_folder
+from engine.maildir import names as md_names
+from engine.maildir import sync as md_sync
+from engine.maildir import uidlist as md_uidlist
 from engine.errors import AlreadyExists, InvalidInput, MailError, NotFound, QuotaExceeded
 from engine.maildir import DEFAULT_FOLDERS, Maildir
 from engine.root import Root
@@ -30,13 +33,13 @@ def uidlist_lines(folder_path: Path) -> list[str]:
 def record_patching(monkeypatch) -> list[bool]:
     """A list that gets, for each sync from now on, whether it patched its last result."""
     patched: list[bool] = []
-    original = md_mod.Folder._sync_changes
+    original = md_sync.patch_last_sync
 
-    def recording(self, *args):
-        result = original(self, *args)
-        patched.append(result is not None)
+    def recording(*args):
+        result = original(*args)
+        patched.append(result is not md_sync.Fallback.FULL_SYNC)
         return result
-    monkeypatch.setattr(md_mod.Folder, "_sync_changes", recording)
+    monkeypatch.setattr(md_sync, "patch_last_sync", recording)
     return patched
 
 
@@ -73,7 +76,7 @@ def test_uidvalidity_unique_and_growing(md):
 def test_deliver_names_sizes_and_fsync(md, monkeypatch):
     synced = []
     real_fsync = os.fsync
-    monkeypatch.setattr(md_mod.os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")),
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")),
                                                          real_fsync(fd))[1])
     d = md.deliver(LF_MSG)
     assert d.folder == "INBOX" and d.uid == 1
@@ -91,8 +94,8 @@ def test_deliver_names_sizes_and_fsync(md, monkeypatch):
 
 
 def test_hostname_escaped(monkeypatch, tmp_path):
-    monkeypatch.setattr(md_mod.socket, "gethostname", lambda: "a/b:c")
-    assert md_mod._escaped_hostname() == "a\\057b\\072c"
+    monkeypatch.setattr(md_names.socket, "gethostname", lambda: "a/b:c")
+    assert md_names.escaped_hostname() == "a\\057b\\072c"
 
 
 def test_deliver_with_flags_and_internaldate(md):
@@ -148,7 +151,7 @@ def test_uids_ascending_never_reused(md):
     assert [m.uid for m in inbox.sync()] == [1, 2, 3]
     assert inbox.uidnext() == 6
     assert md.deliver(MSG).uid == 6
-    md_mod._UIDLIST_CACHE.clear()  # a fresh process reads the same
+    md_uidlist._UIDLIST_CACHE.clear()  # a fresh process reads the same
     assert Maildir(md.path).folder("INBOX").uidnext() == 7
 
 
@@ -393,7 +396,7 @@ def test_quota_recalc(md):
 
 def test_quota_file_compacted_on_growth(md):
     for _ in range(700):
-        md._quota_add(1, 1)
+        md.quota.add(1, 1)
     assert (md.path / "maildirsize").stat().st_size < 5120
 
 
@@ -416,7 +419,7 @@ def test_reads_dovecot_uidlist(md):
         "25020 P1234 O3 :1276533100.M1P1.kurkku,S=5,W=6\n"
         "25021 :1276500000.M1P1.gone\n")
     (inbox.path / "dovecot-keywords").write_text("0 $Junk\n1 $NonJunk\n")
-    md_mod._UIDLIST_CACHE.clear()
+    md_uidlist._UIDLIST_CACHE.clear()
     inbox = md.folder("INBOX")
     msgs = inbox.sync()
     assert [m.uid for m in msgs] == [25006, 25017, 25020]
@@ -452,7 +455,7 @@ def test_resync(md):
 
 def test_stale_dotlock_is_broken(md):
     lock = md.path / "dovecot-uidlist.lock"
-    lock.write_text("999999999:" + md_mod.socket.gethostname())  # a dead holder
+    lock.write_text("999999999:" + md_names.socket.gethostname())  # a dead holder
     assert md.deliver(MSG).uid == 1
     lock.write_text("")
     old = time.time() - 300
@@ -475,7 +478,7 @@ def test_sync_100k_messages(tmp_path):
     assert len(msgs) == 100_000 and msgs[-1].uid == 100_000
     again = inbox.sync()
     t2 = time.perf_counter()
-    md_mod._UIDLIST_CACHE.clear()
+    md_uidlist._UIDLIST_CACHE.clear()
     cold = m.folder("INBOX").sync()
     t3 = time.perf_counter()
     assert len(again) == len(cold) == 100_000
@@ -517,7 +520,7 @@ def test_sync_patched_with_outside_changes_equals_a_fresh_sync(md, monkeypatch):
             elif action == "deliver":
                 md.deliver(b"Subject: d\n\nd\n")
         ours = view(inbox.sync(sizes=step % 3 != 0))     # IMAP SELECT syncs without sizes
-        md_mod._UIDLIST_CACHE.clear()          # a fresh process
+        md_uidlist._UIDLIST_CACHE.clear()          # a fresh process
         fresh = view(Maildir(md.path).folder("INBOX").sync())
         assert ours == fresh, step
         inbox = md.folder("INBOX")
@@ -530,7 +533,7 @@ def test_sizes_read_by_a_sync_are_saved_for_the_next_process(md):
     a later sync that needs sizes (POP3) reads each file once and saves S/W into the
     uidlist, so the next process neither reads the files nor gets them wrong."""
     inbox = md.folder("INBOX")
-    count = md_mod.SAVE_SIZES_BATCH + 5
+    count = md_folder.SAVE_SIZES_BATCH + 5
     expected = {}
     for i in range(count):
         base = f"{1700000000 + i}.M{i}P7.otherhost"
@@ -539,7 +542,7 @@ def test_sizes_read_by_a_sync_are_saved_for_the_next_process(md):
         expected[base] = (len(data), len(data) + data.count(b"\n"))
     inbox.sync(sizes=False)
     assert all(" S" not in line for line in uidlist_lines(md.path)[1:])
-    md_mod._UIDLIST_CACHE.clear()                      # a fresh process, wanting sizes
+    md_uidlist._UIDLIST_CACHE.clear()                      # a fresh process, wanting sizes
     md.folder("INBOX").sync(sizes=True)
     saved = {}
     for line in uidlist_lines(md.path)[1:]:
@@ -547,7 +550,7 @@ def test_sizes_read_by_a_sync_are_saved_for_the_next_process(md):
         fields = dict((k[0], int(k[1:])) for k in keys.split()[1:])
         saved[base] = (fields.get("S"), fields.get("W"))
     assert saved == expected
-    md_mod._UIDLIST_CACHE.clear()
+    md_uidlist._UIDLIST_CACHE.clear()
     sizes = {m.base: (m._size, m._vsize) for m in md.folder("INBOX").sync(sizes=True)}
     assert sizes == expected                           # known from the records alone
 
@@ -561,15 +564,15 @@ def test_records_appended_by_us_equal_the_file_and_continue_it(md):
     inbox.sync()
     for i in range(50):
         (md.path / "new" / f"{1700000000 + i % 7}.M{(i * 7919) % 1000}P3.otherhost{i}").write_bytes(b"Subject: y\n\ny\n")
-    uidlist = md_mod._uidlist_for(md.path)
+    uidlist = md_uidlist.uidlist_for(md.path)
     generation = uidlist.generation
     msgs = inbox.sync(sizes=False)
     assert len(msgs) == 51 and [m.uid for m in msgs] == list(range(1, 52))
     uidlist.refresh()
     assert uidlist.generation == generation
     ours = dict(uidlist.records)
-    md_mod._UIDLIST_CACHE.clear()
-    fresh = md_mod._uidlist_for(md.path)
+    md_uidlist._UIDLIST_CACHE.clear()
+    fresh = md_uidlist.uidlist_for(md.path)
     fresh.refresh()
     assert fresh.records == ours and fresh.next_uid == uidlist.next_uid == 52
     # delivery order: seconds, then microseconds, then the name
@@ -607,7 +610,7 @@ def test_saving_measured_sizes_keeps_the_last_sync_patchable(md, monkeypatch):
     """Sizes measured on first use are saved by rewriting the uidlist (only S/W keys
     added): the sync that saved them is still the folder's, so the next sync patches it
     instead of listing and rebuilding every message."""
-    monkeypatch.setattr(md_mod, "SAVE_SIZES_BATCH", 5)
+    monkeypatch.setattr(md_folder, "SAVE_SIZES_BATCH", 5)
     for i in range(40):
         (md.path / "new" / f"{1700000000 + i}.M{i}P5.otherhost").write_bytes(b"Subject: s\n\n" + b"x" * i)
     inbox = md.folder("INBOX")
@@ -653,7 +656,7 @@ def test_new_files_are_numbered_in_delivery_order(seed):
     # Large sets of Postfix names alone take the fast path; any other name must leave it.
     for names in ({name() for _ in range(5)}, postfix, dovecot, postfix | {name()},
                   {name() for _ in range(3000)}):
-        assert md_mod._delivery_order(list(names)) == sorted(names, key=_reference_delivery_key)
+        assert md_names.delivery_order(list(names)) == sorted(names, key=_reference_delivery_key)
 
 
 def test_a_file_named_with_other_digits_is_numbered_like_any_other(tmp_path):
@@ -681,7 +684,7 @@ def test_a_first_sync_makes_the_messages_a_later_process_makes(tmp_path):
     (inbox.path / "new" / "1700000101.M5P1.h,S=20,W=21").write_bytes(b"Subject: sized name\n\nb\n")
     (inbox.path / "cur" / "1700000102.V1I2M2.mta:2,FS").write_bytes(b"Subject: in cur\n\nb\n")
     first = [(m.uid, m.base, m.subdir, m.filename, m.flags, m._size, m._vsize) for m in inbox.sync(sizes=False)]
-    md_mod._UIDLIST_CACHE.clear()          # another process
+    md_uidlist._UIDLIST_CACHE.clear()          # another process
     again = [(m.uid, m.base, m.subdir, m.filename, m.flags, m._size, m._vsize)
              for m in box.folder("INBOX").sync(sizes=False)]
     assert first == again

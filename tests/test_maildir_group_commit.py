@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from engine import maildir as md_mod
+from engine.maildir import staging as md_staging
 from engine.maildir import Maildir
 
 MSG = b"Subject: hi\n\nbody\n"
@@ -56,7 +56,7 @@ def test_failed_directory_fsync_leaves_no_copy(md, monkeypatch):
     def broken(path):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(md_mod, "fsync_dir", broken)
+    monkeypatch.setattr(md_staging, "fsync_dir", broken)
     item = md.stage(MSG)
     with pytest.raises(OSError):
         item.commit()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import nofollow
+from ..maildir import letters_of, parse_keywords, parse_uidlist
 
 MESSAGE_DIRS = ("new", "cur")       # listed in this order: files only ever move new -> cur
 
@@ -78,17 +79,12 @@ def find_by_base(folder: Path, base: str) -> tuple[str, str] | None:
 
 
 def read_keywords(folder: Path) -> dict[str, str]:
-    """dovecot-keywords as {letter: keyword}."""
-    out: dict[str, str] = {}
+    """dovecot-keywords as {letter: keyword} (the store's parser)."""
     try:
         text = (folder / "dovecot-keywords").read_text("utf-8", errors="replace")
     except FileNotFoundError:
-        return out
-    for line in text.splitlines():
-        idx, _, word = line.strip().partition(" ")
-        if idx.isdigit() and word and int(idx) < 26:
-            out[chr(ord("a") + int(idx))] = word
-    return out
+        return {}
+    return letters_of(parse_keywords(text))
 
 
 @dataclass
@@ -100,30 +96,20 @@ class UidList:
 
     @classmethod
     def parse(cls, text: str) -> "UidList | None":
-        lines = text.splitlines()
-        if not lines:
-            return None
-        head = lines[0].split()
-        if not head or head[0] != "3":
+        """A v3 dovecot-uidlist read by the store's parser; None for another version."""
+        parsed = parse_uidlist(text)
+        if parsed is None or parsed.version != 3:
             return None
         v = n = 0
         rest = []
-        for f in head[1:]:
-            if f[:1] == "V" and f[1:].isdigit():
-                v = int(f[1:])
-            elif f[:1] == "N" and f[1:].isdigit():
-                n = int(f[1:])
+        for key, value in parsed.header.items():
+            if key == "V" and value.isdigit():
+                v = int(value)
+            elif key == "N" and value.isdigit():
+                n = int(value)
             else:
-                rest.append(f)
-        records = []
-        for line in lines[1:]:
-            left, sep, fname = line.partition(":")
-            if not sep:
-                continue
-            parts = left.split()
-            if not parts or not parts[0].isdigit():
-                continue
-            records.append((int(parts[0]), " ".join(parts[1:]), base_name(fname)))
+                rest.append(key + value)
+        records = [(uid, keys, base) for base, (uid, keys) in parsed.records.items()]
         return cls(v, n, rest, records)
 
     def render(self) -> str:

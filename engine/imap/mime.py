@@ -9,18 +9,12 @@ from __future__ import annotations
 
 import re
 
+from ..maildir import to_crlf as to_crlf  # the stored form served with CRLF (imported here by older callers)
+
 MAX_PARTS_DEPTH = 40
 MAX_PARTS = 5000
 
 _UNFOLD = re.compile(rb"\r?\n[ \t]")
-
-
-def to_crlf(data: bytes) -> bytes:
-    """Stored LF text as IMAP wants it: every LF as CRLF."""
-    # Lone CRs stay as they are, so the length equals the W= size Maildir records.
-    if b"\r" not in data:  # the usual LF-only file: one pass
-        return data.replace(b"\n", b"\r\n")
-    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 def split_header(data: bytes, start: int, end: int) -> int:

@@ -14,8 +14,11 @@ import os
 import time
 from dataclasses import dataclass, replace
 
-from .. import folder_cache, nofollow
+from .. import folder_cache
 from .. import maildir as store
+# read_message and read_header live in the store; imported here for imap/commands.py and imap/cache.py
+from ..maildir import read_header as read_header
+from ..maildir import read_message as read_message
 from .. import storage_errors
 
 CLAIM_LIMIT = 5000
@@ -83,44 +86,9 @@ class View:
         return self.part(header_only=True)
 
 
-HEADER_CHUNK = 16384
-
-
-def read_message(folder: store.Folder, msg: store.Message) -> bytes:
-    """A stored message, by a plain string path (no Path objects, no stat() first);
-    found by its base name if a flag change renamed it meanwhile."""
-    try:
-        return nofollow.read_bytes(f"{folder.path}/{msg.subdir}/{msg.filename}")
-    except FileNotFoundError:          # moved, or a link put in its place (folder.read refuses it)
-        return folder.read(msg)
-
-
 def mime_part_type():
     from .mime import Part
     return Part
-
-
-def read_header(path, fallback) -> bytes:
-    """The header of a stored message and its blank line (LF line ends), read without
-    the body. `fallback()` reads the whole message when the path moved meanwhile."""
-    try:
-        fd = nofollow.open_file(path)  # plain system calls: this runs for every message
-    except FileNotFoundError:
-        return fallback()
-    try:
-        data = b""
-        while True:
-            chunk = os.read(fd, HEADER_CHUNK)
-            if not chunk:
-                return data
-            data += chunk
-            if data.startswith(b"\n"):
-                return b"\n"
-            end = data.find(b"\n\n", max(0, len(data) - len(chunk) - 1))
-            if end >= 0:
-                return data[:end + 2]
-    finally:
-        os.close(fd)
 
 
 _FLAG_LISTS: dict[frozenset, str] = {}
@@ -163,7 +131,7 @@ def _remade_listing(folder: store.Folder) -> Listing | None:
     """A folder's listing made again in the background (folder_cache), as a read-only
     SELECT would see it; None when it could not be made cheaply and settled."""
     synced = folder.sync_quietly(folder_cache.QUIET_NEW_UIDS)
-    if synced is None or synced[0] is None:
+    if synced is None or synced.stamp is None:
         return None
     stamp, msgs = synced
     return _listing_of(stamp, msgs, [m.uid for m in msgs], folder.uidvalidity())

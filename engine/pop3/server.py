@@ -26,8 +26,7 @@ import time
 from .. import connlimits, folder_cache, memtrim, msgstream, overload, storage_errors
 from ..errors import MailError, NotFound
 from ..locks import MailboxLock
-from ..maildir import MTIME_SLACK, Maildir, folder_stamp
-from ..imap.mime import to_crlf
+from ..maildir import MTIME_SLACK, Maildir, folder_stamp, to_crlf
 
 MAX_LINE = 512                 # RFC 2449 §4: 255 octets per argument; be generous
 MAX_BAD_COMMANDS = 20
@@ -527,9 +526,9 @@ def _remade_snapshot(folder) -> "_Snapshot | None":
     """INBOX's snapshot made again in the background (folder_cache); None unless every
     size is known without reading a file and the sync settled."""
     synced = folder.sync_quietly(folder_cache.QUIET_NEW_UIDS)
-    if synced is None or synced[0] is None or not all(m.sizes_known for m in synced[1]):
+    if synced is None or synced.stamp is None or not all(m.sizes_known for m in synced.messages):
         return None
-    snapshot = _Snapshot(synced[1], synced[0])
+    snapshot = _Snapshot(synced.messages, synced.stamp)
     snapshot.measure()
     return snapshot
 

@@ -1,0 +1,55 @@
+"""The Maildir++ store, written exactly as Dovecot writes it (DESIGN.md §4).
+
+One account is one Maildir++ tree: INBOX is the top directory, folder "A/B" is ".A.B/"
+with names in modified UTF-7. IMAP UIDs live in each folder's dovecot-uidlist (v3),
+keyword letters in dovecot-keywords, quota in maildirsize. Dovecot, mutt and our own
+processes may work on the same tree at once, so every change is an atomic rename, an
+O_EXCL create or an O_APPEND of one line, and uidlist writes hold Dovecot's dotlock.
+
+Every piece of the format lives in this package; callers import from here only:
+  names     the tree's file names and modes, folder names, message file names, stamps
+  content   reading message files (whole, header, sizes) and the CRLF form served
+  uidlist   dovecot-uidlist (parsed incrementally, cached per process), UIDVALIDITY
+  flags     flag letters in file names, dovecot-keywords
+  quota     maildirsize
+  message   Message: one message file as a sync saw it
+  staging   Staged and Delivered: tmp/ -> new/ or cur/, with group commit
+  sync      the sync of a folder (reused, patched or full) and its result, Synced
+  folder    Folder: one folder's uidlist upkeep, messages, flags, reading and changes
+  account   Maildir: the account's folders, subscriptions, quota and delivery
+"""
+from __future__ import annotations
+
+from .account import FolderInfo, Maildir
+from .content import read_header, read_message, to_crlf
+from .flags import FLAG_LETTERS, FORWARDED, MAX_KEYWORDS, letters_of, normalize_flags, parse_keywords, read_keywords
+from .folder import SAVE_SIZES_BATCH, Folder
+from .message import Message
+from .names import (DEFAULT_FOLDERS, DIR_MODE, FILE_MODE, INBOX, KEYWORDS, MAILDIRSIZE, MTIME_SLACK, SEPARATOR,
+                    SPECIAL_USE, SUBSCRIPTIONS, UIDLIST, UIDVALIDITY, canonical_name, folder_stamp)
+from .quota import MAILDIRSIZE_MAX, MAILDIRSIZE_STALE_SECS, Quota
+from .staging import Delivered, Staged
+from .sync import Synced
+from .uidlist import ParsedUidList, parse_uidlist
+
+__all__ = [
+    # the account, its folders and messages
+    "Maildir", "Folder", "FolderInfo", "Message", "Staged", "Delivered", "Synced", "Quota",
+    # names and modes in the tree
+    "INBOX", "SEPARATOR", "DEFAULT_FOLDERS", "SPECIAL_USE", "UIDLIST", "KEYWORDS", "UIDVALIDITY",
+    "MAILDIRSIZE", "SUBSCRIPTIONS", "DIR_MODE", "FILE_MODE", "canonical_name",
+    # a folder's stamp: unchanged while new/, cur/ and the uidlist are
+    "MTIME_SLACK", "folder_stamp", "SAVE_SIZES_BATCH",
+    # flags and dovecot-keywords
+    "FLAG_LETTERS", "FORWARDED", "MAX_KEYWORDS", "normalize_flags", "read_keywords", "parse_keywords",
+    "letters_of",
+    # dovecot-uidlist and maildirsize as other readers (the backup) see them
+    "ParsedUidList", "parse_uidlist", "MAILDIRSIZE_MAX", "MAILDIRSIZE_STALE_SECS",
+    # reading message files
+    "read_message", "read_header", "to_crlf",
+]
+
+# engine/imap/commands.py (being split by family on another branch) still says
+# store._read_keywords and store._normalize_flags: these go once it uses the public names.
+_read_keywords = read_keywords
+_normalize_flags = normalize_flags

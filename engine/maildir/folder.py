@@ -1,0 +1,359 @@
+"""One folder of an account: its uidlist kept up to date, its messages (sync), their
+flags, reading them, and expunging, copying and moving them."""
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import BinaryIO, Iterable
+
+from .. import nofollow
+from ..errors import NotFound
+from ..locks import DotLock
+from ..root import fsync_dir
+from ..storage_errors import StorageError, tolerate_storage_faults
+from . import flags as flags_mod
+from . import sync as sync_mod
+from .content import copy_file, read_all, vsize
+from .message import Message, current_path
+from .names import DIR_MODE, SPECIAL_USE, delivery_order, locate, scan, sizes_from, unique_base
+from .staging import Delivered, Staged
+from .uidlist import UidList, dotlock, new_header, uidlist_for
+
+# Measured sizes are written into the uidlist once this many (or a tenth of the folder) wait.
+SAVE_SIZES_BATCH = 1000
+
+# The letters of sets of system flags, worked out once (see Folder.set_flags).
+_SYSTEM_INFOS: dict[frozenset[str], str] = {}
+
+
+class Folder:
+    def __init__(self, maildir, name: str, path: Path, complete: bool = False):
+        """maildir: the account (a Maildir). complete: the caller has just used the
+        folder's tmp/ (no need to look)."""
+        self.maildir = maildir
+        self.name = name
+        self.path = path
+        self.special_use = SPECIAL_USE.get(name)
+        self.uidlist = uidlist_for(path)
+        if not complete and not os.path.isdir(path / "tmp"):  # made by hand or half-made: complete it
+            for sub in ("cur", "new", "tmp"):
+                (path / sub).mkdir(mode=DIR_MODE, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"Folder({self.name!r}, {str(self.path)!r})"
+
+    def _lock(self) -> DotLock:
+        return dotlock(self.path)
+
+    def _new_header(self) -> dict[str, str]:
+        return new_header(self.maildir.path)
+
+    # -- uidlist --
+    def ensure_uidlist(self) -> UidList:
+        """The folder's uidlist, refreshed, and made if missing."""
+        uidlist = self.uidlist
+        uidlist.refresh()
+        if not uidlist.exists:
+            with self._lock():
+                uidlist.refresh()
+                if not uidlist.exists:
+                    uidlist.rewrite(self._new_header(), {})
+        return uidlist
+
+    def uidvalidity(self) -> int:
+        return self.ensure_uidlist().uidvalidity
+
+    def uidnext(self) -> int:
+        return self.ensure_uidlist().next_uid
+
+    def assign_uids(self, bases: list[str], listing: dict[str, tuple[str, str]] | None = None,
+                    sizes: bool = True) -> tuple[dict[str, tuple[int, str]], list[str]]:
+        """Give UIDs to bases not yet listed (appending records); return the records and
+        the bases numbered now, in UID order (above every UID given before).
+        sizes=False: no S/W keys for names without ,S=/,W= (no file is read)."""
+        uidlist = self.uidlist
+        with self._lock():             # refreshed (and created if missing) under the lock
+            uidlist.refresh()
+            if not uidlist.exists:
+                uidlist.rewrite(self._new_header(), {})
+            records = uidlist.records
+            # A list in listing order, not a set: sorting strings in hash order costs twice
+            # as much (they lie scattered in memory). The bases are distinct.
+            fresh = delivery_order([b for b in bases if b not in records] if records else bases)
+            if fresh:
+                uidlist.append(uidlist.next_uid, fresh,
+                               [self._size_keys(base, listing) for base in fresh] if sizes else None)
+            return uidlist.records, fresh
+
+    def _size_keys(self, base: str, listing: dict[str, tuple[str, str]] | None = None) -> str:
+        """S/W record keys for a file whose name lacks ,S=/,W= (read once, as Dovecot does)."""
+        size, vsize_ = sizes_from(base, "")
+        if size is not None and vsize_ is not None:
+            return ""
+        located = listing.get(base) if listing else locate(self.path, base)
+        for _ in range(2):
+            if located is None:
+                return ""
+            try:
+                data = read_all(f"{self.path}/{located[0]}/{located[1]}")
+                return f"S{len(data)} W{vsize(data)}"
+            except FileNotFoundError:
+                located = locate(self.path, base)  # renamed by a flag change meanwhile
+        return ""
+
+    def save_sizes_when_due(self, uidlist: UidList, count: int) -> None:
+        """Save measured sizes once enough wait (SAVE_SIZES_BATCH, or a tenth of count)."""
+        if len(uidlist.unsaved) >= max(SAVE_SIZES_BATCH, count // 10):
+            self._save_sizes()
+
+    def save_measured_sizes(self) -> None:
+        """After a command that measured many sizes (an IMAP client's first RFC822.SIZE
+        of a folder): save them now, so another process's sync (a POP3 login) finds them
+        in the uidlist instead of reading every file, and need not wait for our next sync."""
+        uidlist = self.uidlist
+        self.save_sizes_when_due(uidlist, len(uidlist.records))
+
+    def _save_sizes(self) -> None:
+        """Sizes measured on first use into their records (S/W keys, as Dovecot writes
+        them): other processes and later syncs then know them without reading files."""
+        uidlist = self.uidlist
+        with self._lock():
+            generation = uidlist.generation
+            uidlist.refresh()
+            bases, uidlist.unsaved = uidlist.unsaved, set()
+            records = dict(uidlist.records)
+            for base in bases:
+                record, sizes = records.get(base), uidlist.sizes.get(base)
+                if record is not None and sizes is not None and not record[1]:
+                    records[base] = (record[0], f"S{sizes[0]} W{sizes[1]}")
+            if records != uidlist.records:
+                header = dict(uidlist.header)
+                header["N"] = str(uidlist.next_uid)
+                last = uidlist.last_sync
+                try:
+                    uidlist.rewrite(header, records)
+                except StorageError:            # a full disk: the sizes wait for a later save
+                    uidlist.unsaved |= bases
+                    return
+                # Only keys were added, UIDs are as they were: the last sync's result still
+                # holds (unless the refresh above found another writer's rewrite), so the
+                # next sync may patch it instead of listing 100,000 files afresh.
+                if last is not None and last.generation == generation == uidlist.generation - 1:
+                    uidlist.last_sync = last._replace(generation=uidlist.generation)
+
+    def forget(self, bases: Iterable[str]) -> None:
+        """Drop records of files that are gone (rename-replace; next_uid is kept)."""
+        uidlist = self.uidlist
+        with self._lock():
+            uidlist.refresh()
+            doomed = set(bases) & uidlist.records.keys()
+            for base in doomed:
+                uidlist.sizes.pop(base, None)
+            if not doomed:
+                return
+            header = dict(uidlist.header)
+            header["N"] = str(uidlist.next_uid)
+            kept = {b: r for b, r in uidlist.records.items() if b not in doomed}
+            with tolerate_storage_faults():     # a record without a file harms no reader
+                uidlist.rewrite(header, kept)
+
+    def rebuild(self) -> None:
+        """The uidlist made again from the files, keeping the UIDs of those it lists."""
+        uidlist = self.ensure_uidlist()
+        with self._lock():
+            uidlist.refresh()
+            listing = scan(self.path)
+            header = dict(uidlist.header) if uidlist.exists else self._new_header()
+            header["N"] = str(uidlist.next_uid)
+            records = {b: r for b, r in uidlist.records.items() if b in listing}
+            uid = uidlist.next_uid
+            for base in delivery_order(listing.keys() - records.keys()):
+                records[base] = (uid, self._size_keys(base, listing))
+                uid += 1
+            header["N"] = str(uid)
+            uidlist.rewrite(header, records)
+
+    def bump_uidvalidity(self) -> int:
+        """Start a new UIDVALIDITY and number every message afresh (after a restore that
+        could make an old UID name another message); IMAP clients then resync cleanly."""
+        with self._lock():
+            self.uidlist.refresh()
+            header = self._new_header()
+            listing = scan(self.path)
+            records = {base: (i, "") for i, base in enumerate(delivery_order(listing), 1)}
+            header["N"] = str(len(records) + 1)
+            self.uidlist.rewrite(header, records)
+            return int(header["V"])
+
+    def record_fields(self, key: str) -> dict[str, str]:
+        """One extension field of every dovecot-uidlist record that has it, by base name
+        (e.g. "P": the POP3 UIDL that Dovecot keeps for migrated mail)."""
+        found = {}
+        for base, (_, keys) in self.ensure_uidlist().records.items():
+            if key in keys:
+                for item in keys.split(" "):
+                    if item[:1] == key and len(item) > 1:
+                        found[base] = item[1:]
+        return found
+
+    # -- messages --
+    def sync(self, sizes: bool = True) -> list[Message]:
+        """Messages by UID: directory listing plus uidlist; new files get UIDs.
+
+        Message objects of unchanged files are reused from the last sync, so a sync
+        of a large, quiet folder is two listdir() calls and dictionary lookups, and
+        none at all while new/, cur/ and the uidlist keep the stamp of a settled sync.
+        sizes=False: files named without sizes are not read now, but when a size of
+        theirs is first asked for (an IMAP SELECT of a folder filled by other tools).
+        """
+        return sync_mod.sync(self, sizes, None).messages
+
+    messages = sync
+
+    def sync_quietly(self, max_new: int) -> sync_mod.Synced | None:
+        """A sync for a background refresh: it reads no message file (as sizes=False),
+        and when more than max_new files would need UIDs (a bulk fill, left to the first
+        client that opens the folder) it gives none and returns None."""
+        return sync_mod.sync(self, False, max_new)
+
+    # -- flags --
+    def keyword_letters(self, keywords: list[str]) -> list[str]:
+        """The letters of keywords in this folder, allocating new ones in dovecot-keywords."""
+        return flags_mod.keyword_letters(self.path, keywords)
+
+    def set_flags(self, msg: Message, flags: Iterable[str]) -> Message:
+        """Replace the flag set: one rename to cur/<base>:2,<letters>."""
+        # System flags alone (STORE 1:* +FLAGS (\\Seen) on 100,000 messages): their
+        # letters need no keyword file, so they are worked out once per flag set.
+        system = type(flags) is frozenset and flags <= flags_mod.SYSTEM_FLAGS
+        flag_set = flags if system else flags_mod.normalize_flags(flags)
+        info = _SYSTEM_INFOS.get(flag_set) if system else None
+        if info is None:
+            info = flags_mod.info_letters(self.path, flag_set)
+            if system and len(_SYSTEM_INFOS) < 256:
+                _SYSTEM_INFOS[flag_set] = info
+        sub, filename = msg.subdir, msg.filename
+        for _ in range(5):
+            old_info = filename[len(msg.base) + 1:]
+            extra = old_info[2:].partition(",")[2] if old_info.startswith("2,") else ""
+            new_name = f"{msg.base}:2,{info}" + ("," + extra if extra else "")
+            # Plain strings, not Path objects: STORE 1:* renames every message of a folder.
+            try:
+                if sub != "cur" or filename != new_name:
+                    os.rename(f"{self.path}/{sub}/{filename}", f"{self.path}/cur/{new_name}")
+                if system:
+                    return Message(msg.uid, msg.base, "cur", new_name, flag_set, msg._size, msg._vsize,
+                                   msg.folder_path)
+                # Keyword letters (a-z) need dovecot-keywords; system flag letters do not.
+                letters = flags_mod.letter_map(self.path) if any("a" <= c <= "z" for c in info) else {}
+                return Message(msg.uid, msg.base, "cur", new_name, flags_mod.flags_from_info(
+                    new_name[len(msg.base) + 1:], letters), msg._size, msg._vsize, msg.folder_path)
+            except FileNotFoundError:
+                located = locate(self.path, msg.base)  # renamed by someone else meanwhile
+                if located is None:
+                    break
+                sub, filename = located
+        raise NotFound(f"message UID {msg.uid} in {self.name!r} no longer exists")
+
+    # -- reading --
+    def open(self, msg: Message) -> BinaryIO:
+        for _ in range(3):
+            try:
+                return os.fdopen(nofollow.open_file(current_path(msg)), "rb")
+            except FileNotFoundError:          # or a link (LinkRefused)
+                continue
+        raise NotFound(f"message UID {msg.uid} in {self.name!r} no longer exists")
+
+    def read(self, msg: Message) -> bytes:
+        with self.open(msg) as f:
+            return f.read()
+
+    def read_if_cached(self, msg: Message, max_bytes: int | None = None) -> bytes:
+        """The message only if the kernel holds all of it in memory: a read that cannot
+        wait for the disk (preadv with RWF_NOWAIT), so an event loop may do it itself
+        instead of paying a hop to a worker thread. BlockingIOError when the file, or part
+        of it, would come from disk, or it moved, or it is larger than max_bytes (what
+        the caller does with it would hold the loop): then read() it in a worker thread."""
+        try:
+            fd = nofollow.open_file(f"{self.path}/{msg.subdir}/{msg.filename}")
+        except FileNotFoundError:
+            raise BlockingIOError("moved") from None
+        try:
+            size = msg._size if msg._size is not None else os.fstat(fd).st_size
+            if max_bytes is not None and size > max_bytes:
+                raise BlockingIOError("large")
+            buf = bytearray(size + 1)          # one byte more: a file longer than we thought shows
+            try:
+                got = os.preadv(fd, [buf], 0, os.RWF_NOWAIT)
+            except OSError as e:
+                if e.errno != errno.EOPNOTSUPP:
+                    raise
+                raise BlockingIOError("no RWF_NOWAIT here") from None   # tmpfs, some kernels
+            if got != size:
+                raise BlockingIOError("short read")
+            return bytes(memoryview(buf)[:got])
+        finally:
+            os.close(fd)
+
+    # -- changes --
+    def expunge(self, msgs: Iterable[Message]) -> None:
+        removed_bases, nbytes, count = [], 0, 0
+        for msg in msgs:
+            if not self._unlink(msg):
+                continue
+            removed_bases.append(msg.base)
+            nbytes += msg.size
+            count += 1
+        if not removed_bases:
+            return
+        for sub in ("new", "cur"):
+            fsync_dir(self.path / sub)
+        self.forget(removed_bases)
+        with tolerate_storage_faults():         # the files are gone: that is the expunge
+            self.maildir.quota.add(-nbytes, -count)
+
+    def _unlink(self, msg: Message) -> bool:
+        """Unlink a message even if it is being renamed (flag change) meanwhile."""
+        for _ in range(5):
+            try:
+                os.unlink(current_path(msg))
+                return True
+            except NotFound:
+                return False
+            except FileNotFoundError:
+                continue
+        return False
+
+    def copy_to(self, msg: Message, dest: Folder) -> Delivered:
+        dest.maildir.check_quota(msg.size)
+        return self._copy(msg, dest)
+
+    def _copy(self, msg: Message, dest: Folder) -> Delivered:
+        """Hard link (fallback: copy with the same mtime) into dest tmp/, then commit to cur/."""
+        base = unique_base(msg.size, msg.vsize)
+        tmp = dest.path / "tmp" / base
+        src = current_path(msg)
+        try:
+            os.link(src, tmp)
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+            copy_file(src, tmp, msg.mtime)
+        return Staged(dest, tmp, base, msg.flags, msg.size, to_cur=True).commit()
+
+    def move_to(self, msg: Message, dest: Folder) -> Delivered:
+        delivered = self._copy(msg, dest)
+        self.expunge([msg])
+        return delivered
+
+    def status(self) -> dict:
+        msgs = self.sync()
+        return {
+            "messages": len(msgs),
+            "unseen": sum(1 for m in msgs if "\\Seen" not in m.flags),
+            "recent": sum(1 for m in msgs if m.subdir == "new"),
+            "size": sum(m.size for m in msgs),
+            "uidnext": self.uidnext(),
+            "uidvalidity": self.uidvalidity(),
+        }
