@@ -16,10 +16,11 @@ from . import bigfetch, fetch as fetchmod
 from . import search as searchmod
 from .parser import Atom, as_atom, as_text, parse_sequence_set
 from .response import astring
-from . import cache as headercache
+from . import headercache
 from . import index as indexmod
 from . import listing
 from .mime import to_crlf
+from .msgview import View
 from .selected import Selected, flag_list, read_message
 
 SYSTEM_FLAGS = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]
@@ -494,7 +495,7 @@ class Commands:
             await self.send(("* SEARCH" + "".join(f" {n}" for n in numbers) + "\r\n").encode())
             return "SEARCH completed"
         searcher = searchmod.Searcher(nodes, len(sel.msgs), sel.uids[-1] if sel.uids else 0)
-        views = [sel.view(i, sel.folder.read) for i in range(1, len(sel.msgs) + 1)]
+        views = [View.of(sel, i, sel.folder.read) for i in range(1, len(sel.msgs) + 1)]
         if searcher.needs_content():
             names = searchmod.header_names(("AND", nodes)) & indexmod.INDEXED
 
@@ -577,7 +578,7 @@ class Commands:
                   and not sets_seen and (all(sel.msgs[s - 1].sizes_known for s in seqs)
                                          or not any(i.name == "RFC822.SIZE" for i in items)))
         for start in range(0, len(seqs), step):
-            batch = [sel.view(s, sel.folder.read) for s in seqs[start:start + step]]
+            batch = [View.of(sel, s, sel.folder.read) for s in seqs[start:start + step]]
 
             def work(batch=batch, read=read_message):
                 out, changed, gone = [], [], False
@@ -675,7 +676,7 @@ class Commands:
             flags = set(store._normalize_flags(flags))
         except InvalidInput as e:
             raise bad(str(e)) from None
-        targets = [sel.view(s, None) for s in seqs]
+        targets = [View.of(sel, s, None) for s in seqs]
 
         def work():
             out, changed, gone = [], [], False
