@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 from .. import nofollow
 from . import mime
+from .headercache import header
 from .response import string
 
 FILENAME = "mailctl-index"
@@ -450,7 +451,6 @@ def lookup(folder, msgs, complete: bool = False, envelope: bool = False) -> dict
     and recorded by appending a newer record). With complete=True msgs is the whole
     folder, so entries of messages no longer there may be dropped. Messages that
     vanished meanwhile are left out."""
-    from .cache import header
     from ..errors import NotFound
     idx = for_folder(folder.path)
     with idx.lock:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 
-from ..maildir import to_crlf as to_crlf  # the stored form served with CRLF (imported here by older callers)
 
 MAX_PARTS_DEPTH = 40
 MAX_PARTS = 5000

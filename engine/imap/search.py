@@ -4,7 +4,7 @@ A message given to `matches` offers: seq, uid, flags (set of IMAP flag names),
 internaldate (epoch seconds), size (RFC822.SIZE), recent (bool), part() (the parsed
 mime.Part of the CRLF message, loaded only when a key needs content) and
 header_part(name) (a mime.Part whose header holds at least the fields of that name)
-and header_text(name) (see selected.View.header_text).
+and header_text(name) (see msgview.View.header_text).
 """
 from __future__ import annotations
 

@@ -16,79 +16,14 @@ from dataclasses import dataclass, replace
 
 from .. import folder_cache
 from .. import maildir as store
-# read_message and read_header live in the store; imported here for imap/commands.py and imap/cache.py
-from ..maildir import read_header as read_header
-from ..maildir import read_message as read_message
 from .. import storage_errors
 
 CLAIM_LIMIT = 5000
 
 
-@dataclass
-class View:
-    """What FETCH and SEARCH see of one message."""
-    seq: int
-    msg: store.Message
-    recent: bool
-    _part: object = None
-    _loader: object = None
-    _folder: object = None
-
-    @property
-    def uid(self) -> int:
-        return self.msg.uid
-
-    @property
-    def flags(self) -> frozenset[str]:
-        return self.msg.flags | {"\\Recent"} if self.recent else self.msg.flags
-
-    @property
-    def size(self) -> int:
-        return self.msg.vsize
-
-    @property
-    def internaldate(self) -> float:
-        return self.msg.mtime
-
-    def part(self, header_only: bool = False):
-        """The parsed message; with header_only, only its header is read from disk."""
-        from . import mime
-        if self._part is None or (not header_only and self._part_is_header):
-            if header_only:
-                from . import cache
-                data = cache.header(self._folder, self.msg)
-            else:
-                data = mime.to_crlf(self._loader(self.msg))
-            self._part = mime.Part(data, 0, len(data))
-            self._part_is_header = header_only
-        return self._part
-
-    _part_is_header = False
-    _entry = None  # the folder index entry (index.Entry), when the caller looked it up
-    _columns = None  # {field name: {base: decoded text | None}} from index.columns
-
-    def header_text(self, name: str):
-        """The decoded, casefolded values of a field joined by NUL (None: no such field),
-        or Ellipsis when not known without parsing the header."""
-        col = self._columns.get(name) if self._columns else None
-        if col is None:
-            return ...
-        return col.get(self.msg.base, ...)
-
-    def header_part(self, name: str):
-        """A parsed header holding every field called name: the index entry's fields
-        when they include it, else the message's own header."""
-        from .index import INDEXED
-        if self._entry is not None and name in INDEXED:
-            if not isinstance(self._entry, mime_part_type()):
-                self._entry = self._entry.part()  # parsed once for every key
-            return self._entry
-        return self.part(header_only=True)
-
-
-def mime_part_type():
-    from .mime import Part
-    return Part
+def session_flags(msg: store.Message, recent: bool) -> frozenset[str]:
+    """A message's flags as a session reports them: with \\Recent when recent to it."""
+    return msg.flags | {"\\Recent"} if recent else msg.flags
 
 
 _FLAG_LISTS: dict[frozenset, str] = {}
@@ -274,8 +209,8 @@ class Selected:
         for seq, old in enumerate(kept, 1):
             new = by_uid[old.uid]
             if new.flags != old.flags:
-                view = View(seq, new, self.is_recent(new))
-                lines.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, new.uid, flag_list(view.flags).encode()))
+                flags = flag_list(session_flags(new, self.is_recent(new))).encode()
+                lines.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, new.uid, flags))
         added = [m for m in fresh if m.uid > known_max]
         self.msgs = [by_uid[m.uid] for m in kept] + added
         self.uids = [m.uid for m in self.msgs]
@@ -293,10 +228,6 @@ class Selected:
         if i < len(self.uids) and self.uids[i] == msg.uid:
             self.own_lists()
             self.msgs[i] = msg
-
-    def view(self, seq: int, loader) -> View:
-        m = self.msgs[seq - 1]
-        return View(seq, m, self.is_recent(m), None, loader, self.folder)
 
     def seqs_for(self, matcher_ranges, uid: bool) -> list[int]:
         """Sequence numbers selected by a sequence set (of UIDs when uid is True)."""

@@ -1,8 +1,9 @@
 """One IMAP connection: reading commands (with literals), the state machine of
 RFC 3501 §3, authentication, limits, and writing responses.
 
-The commands themselves live in commands.py (a mixin); the selected folder's view of
-the disk in selected.py. All disk work goes through runtime.run_blocking.
+The commands live in modules by family, put together in commands.py (LOGIN,
+AUTHENTICATE and STARTTLS, which change the connection, stay here); the selected
+folder's view of the disk is selected.py. All disk work goes through runtime.run_blocking.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ..replybatch import drain_held
 from ..spool import Spool
 from .parser import LITERAL_AT_END, Atom, ParseError, as_text, literal_announced, tokenize
 from .commands import Commands
+from .errors import CommandError, bad, no
 
 MAX_LINE = 64 * 1024                  # one command line (literals excluded)
 MAX_COMMAND = 2 * 1024 * 1024         # a whole command other than APPEND, literals included
@@ -34,23 +36,6 @@ BASE_CAPS = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESP
 
 class Disconnect(Exception):
     """End the connection (after whatever was already written)."""
-
-
-class CommandError(Exception):
-    """A command fails with `status` (NO or BAD) and a reason."""
-
-    def __init__(self, status: str, text: str):
-        super().__init__(text)
-        self.status = status
-        self.text = text
-
-
-def no(text: str) -> CommandError:
-    return CommandError("NO", text)
-
-
-def bad(text: str) -> CommandError:
-    return CommandError("BAD", text)
 
 
 class ImapSession(Commands):

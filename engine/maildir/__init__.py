@@ -48,8 +48,3 @@ __all__ = [
     # reading message files
     "read_message", "read_header", "to_crlf",
 ]
-
-# engine/imap/commands.py (being split by family on another branch) still says
-# store._read_keywords and store._normalize_flags: these go once it uses the public names.
-_read_keywords = read_keywords
-_normalize_flags = normalize_flags

@@ -327,10 +327,10 @@ class Folder:
 
     def copy_to(self, msg: Message, dest: Folder) -> Delivered:
         dest.maildir.check_quota(msg.size)
-        return self._copy(msg, dest)
+        return self.copy_unchecked(msg, dest)
 
-    def _copy(self, msg: Message, dest: Folder) -> Delivered:
-        """Hard link (fallback: copy with the same mtime) into dest tmp/, then commit to cur/."""
+    def copy_unchecked(self, msg: Message, dest: Folder) -> Delivered:
+        """copy_to() without the quota check (the caller checked the whole set). Hard link (fallback: copy with the same mtime) into dest tmp/, then commit to cur/."""
         base = unique_base(msg.size, msg.vsize)
         tmp = dest.path / "tmp" / base
         src = current_path(msg)
@@ -343,7 +343,7 @@ class Folder:
         return Staged(dest, tmp, base, msg.flags, msg.size, to_cur=True).commit()
 
     def move_to(self, msg: Message, dest: Folder) -> Delivered:
-        delivered = self._copy(msg, dest)
+        delivered = self.copy_unchecked(msg, dest)
         self.expunge([msg])
         return delivered
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from .mime import to_crlf
-from .selected import read_header
+from ..maildir import read_header, to_crlf
 
 BUDGET_BYTES = 64 * 1024 * 1024
 

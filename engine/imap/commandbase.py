@@ -1,0 +1,120 @@
+"""What every IMAP command family relies on: the session's attributes and methods,
+declared here and provided by session.ImapSession; the `state` mark that dispatch
+checks; and the helpers more than one family uses (mailbox names, sequence sets, the
+thread pool, announcing what changed on disk).
+
+A handler `cmd_NAME(self, tag, args)` returns the text of its tagged OK (None when it
+wrote its own completion), or raises CommandError (errors.no / errors.bad), ParseError
+or MailError for NO and BAD.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from .. import maildir as store
+from .. import mutf7
+from ..errors import InvalidInput, NotFound
+from .errors import bad, no
+from .parser import as_atom, as_text, parse_sequence_set
+
+if TYPE_CHECKING:
+    from ..directory import Account
+    from ..runtime import Runtime
+    from ..spool import Spool
+    from .selected import Selected
+
+RESCAN_THROTTLE_S = 0.25
+
+
+def state(name):
+    """When a command is allowed: "any", "noauth", "auth" or "selected" (RFC 3501 §3)."""
+    def mark(fn):
+        fn.state = name
+        return fn
+    return mark
+
+
+class CommandBase:
+    """The session as the command families see it. session.ImapSession sets each
+    attribute and overrides each method below (tests/test_imap_families.py checks)."""
+    runtime: Runtime
+    account: Account | None           # None until LOGIN / AUTHENTICATE
+    maildir: store.Maildir | None     # the account's, from login on
+    selected: Selected | None         # after SELECT / EXAMINE
+    closing: bool                     # end the connection after this command
+    deadline: float                   # time.monotonic() at which the running command stops
+    _last_scan: float = 0.0           # when announce_changes last looked at the disk
+
+    async def send(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def hold(self, data: bytes) -> None:
+        """Output the next send() carries along."""
+        raise NotImplementedError
+
+    async def untagged(self, text: str) -> None:
+        raise NotImplementedError
+
+    async def readline(self) -> bytes | None:
+        raise NotImplementedError
+
+    def capabilities(self) -> list[str]:
+        raise NotImplementedError
+
+    def append_limit(self) -> int:
+        raise NotImplementedError
+
+    def take_spool(self) -> Spool | None:
+        """The spooled APPEND message, now the caller's to stage or discard."""
+        raise NotImplementedError
+
+    def folder_name(self, token) -> str:
+        """A mailbox argument (modified UTF-7 on the wire) as a checked Unicode name."""
+        text = token if type(token) is str else as_text(token, "mailbox name")
+        if text.upper() == "INBOX":
+            return "INBOX"
+        try:
+            name = mutf7.decode(text)
+        except InvalidInput as e:
+            raise InvalidInput(f"Invalid mailbox name: {e}") from None
+        return store.canonical_name(name)
+
+    async def blocking(self, fn, *args):
+        return await self.runtime.run_blocking(fn, *args)
+
+    async def open_folder(self, name: str, trycreate: bool = False) -> store.Folder:
+        try:
+            return await self.blocking(self.maildir.folder, name)
+        except NotFound:
+            raise no(("[TRYCREATE] " if trycreate else "[NONEXISTENT] ") + f"Mailbox {name!r} does not exist") from None
+
+    async def announce_changes(self, throttle: bool = False) -> None:
+        """Send what other sessions and deliveries changed. With throttle (UID FETCH and
+        UID SEARCH, where updates are optional), skip when we looked moments ago."""
+        sel = self.selected
+        if sel is None:
+            return
+        now = time.monotonic()
+        if throttle and now - self._last_scan < RESCAN_THROTTLE_S:
+            return
+        self._last_scan = now
+        scanned = await self.blocking(sel.scan)
+        if self.selected is not sel:
+            return
+        lines = sel.apply(scanned)
+        if lines:
+            await self.send(b"".join(lines))
+
+    def targets(self, token, uid: bool) -> list[int]:
+        """The sequence numbers a sequence set argument selects (a set of UIDs when uid)."""
+        text = as_atom(token, "sequence set")
+        ranges = parse_sequence_set(text)
+        sel = self.selected
+        if not uid:
+            count = len(sel.msgs)
+            for a, b in ranges:
+                for v in (a, b):
+                    if v is not None and v > count:
+                        raise bad(f"Invalid message sequence number {v} (the mailbox has {count})")
+        return sel.seqs_for(ranges, uid)

@@ -1,0 +1,156 @@
+"""FETCH (and UID FETCH): which messages, in what batches, from where (the flags alone,
+the folder's index, the header cache, the file, or streamed from it when large), and
+setting \\Seen. The items themselves are parsed and rendered by fetch.py; large whole
+messages are streamed by bigfetch.py.
+
+CONDSTORE's FETCH additions (MODSEQ, CHANGEDSINCE) and QRESYNC's VANISHED go here.
+"""
+from __future__ import annotations
+
+from .. import maildir as store
+from .. import memtrim
+from ..errors import NotFound
+from . import bigfetch, fetch as fetchmod
+from . import headercache
+from . import index as indexmod
+from .commandbase import CommandBase, state
+from .errors import bad, no
+from .msgview import View
+from ..maildir import read_message, to_crlf
+from .selected import flag_list
+
+FETCH_BATCH = 200
+HOLD_BYTES = 256 * 1024  # a last FETCH batch this small is written together with the tagged reply
+INLINE_MESSAGES = 4     # a FETCH of at most this many whole messages may read them in the event loop
+INLINE_BYTES = 128 * 1024  # ...each this small: BODYSTRUCTURE of 4 x 40 MB held the loop for 2 s
+RECENT = frozenset({"\\Recent"})
+
+
+def _read_small_if_cached(folder, msg) -> bytes:
+    return folder.read_if_cached(msg, max_bytes=INLINE_BYTES)
+
+
+class FetchCommand(CommandBase):
+    @state("selected")
+    async def cmd_FETCH(self, tag, args, uid=False):
+        if len(args) != 2:
+            raise bad("FETCH needs a sequence set and fetch items")
+        sel = self.selected
+        if uid:
+            await self.announce_changes(throttle=True)
+        seqs = self.targets(args[0], uid)
+        items = fetchmod.parse_items(args[1])
+        if uid and not any(i.name == "UID" for i in items):
+            items.insert(0, fetchmod.FetchItem("UID"))
+        needs_content = any(i.needs_content for i in items)
+        header_only = all(i.header_only for i in items if i.needs_content)
+        sets_seen = any(i.sets_seen for i in items) and not sel.readonly
+        wants_flags = any(i.name == "FLAGS" for i in items)
+        if all(i.name in ("UID", "FLAGS") for i in items):
+            # The sync clients' favourite (UID FETCH 1:* (FLAGS)): no disk, no threads.
+            names = [i.name for i in items]
+            uid_flags = names == ["UID", "FLAGS"]
+            with_recent: dict[frozenset, str] = {}  # flag set -> its text with \Recent
+            msgs = sel.msgs
+            out = []
+            for n, seq in enumerate(seqs, 1):
+                m = msgs[seq - 1]
+                if sel.is_recent(m):
+                    text = with_recent.get(m.flags)
+                    if text is None:
+                        text = with_recent[m.flags] = flag_list(m.flags | RECENT)
+                else:
+                    text = flag_list(m.flags)
+                if uid_flags:
+                    out.append(f"* {seq} FETCH (UID {m.uid} FLAGS {text})\r\n")
+                else:
+                    parts = [f"UID {m.uid}" if name == "UID" else "FLAGS " + text for name in names]
+                    out.append(f"* {seq} FETCH ({' '.join(parts)})\r\n")
+                if n % 5000 == 0:
+                    await self.send("".join(out).encode())
+                    out = []
+            await self.send("".join(out).encode())
+            return "FETCH completed"
+        # ENVELOPE and the usual header fields come from the folder's index.
+        indexed = needs_content and all(
+            i.name == "ENVELOPE" or (i.kind == "BODY" and not i.numbers and i.text == "HEADER.FIELDS"
+                                     and indexmod.covers(i.fields))
+            for i in items if i.needs_content)
+        wants_envelope = any(i.name == "ENVELOPE" for i in items)
+        whole = bigfetch.whole_item(items)      # a large message asked for whole is streamed
+        missing = False
+        step = FETCH_BATCH * 5 if indexed else FETCH_BATCH if needs_content else FETCH_BATCH * 10
+        inline = (len(seqs) <= INLINE_MESSAGES and needs_content and not header_only and not indexed
+                  and not sets_seen and (all(sel.msgs[s - 1].sizes_known for s in seqs)
+                                         or not any(i.name == "RFC822.SIZE" for i in items)))
+        for start in range(0, len(seqs), step):
+            batch = [View.of(sel, s, sel.folder.read) for s in seqs[start:start + step]]
+
+            def work(batch=batch, read=read_message):
+                out, changed, gone = [], [], False
+                entries = indexmod.lookup(sel.folder, [v.msg for v in batch], envelope=wants_envelope) \
+                    if indexed else None
+                for v in batch:
+                    try:
+                        msg = v.msg
+                        entry = None
+                        if indexed:
+                            entry = entries.get(msg.base)
+                            if entry is None:
+                                raise NotFound(f"message UID {msg.uid} no longer exists")
+                        extra = []
+                        if sets_seen and "\\Seen" not in msg.flags:
+                            msg = sel.folder.set_flags(msg, msg.flags | {"\\Seen"})
+                            changed.append(msg)
+                            v.msg = msg
+                            if not wants_flags:
+                                extra = [fetchmod.FetchItem("FLAGS")]
+                        if not needs_content:
+                            data = None
+                        elif entry is not None:
+                            data = entry.fields
+                        elif header_only:
+                            data = headercache.header(sel.folder, msg)
+                        elif whole is not None and msg.size >= bigfetch.STREAM_FROM:
+                            flags_text = flag_list(v.flags) if wants_flags or extra else None
+                            out.append(bigfetch.streamed(v, items + extra, whole, flags_text, sel.folder, msg))
+                            continue
+                        else:
+                            data = to_crlf(read(sel.folder, msg))
+                            memtrim.note(len(data))
+                        flags_text = flag_list(v.flags) if wants_flags or extra else None
+                        body = fetchmod.render(v, items + extra, data, flags_text,
+                                               entry.envelope if entry is not None else None, entry)
+                        out.append(b"* %d FETCH " % v.seq + body + b"\r\n")
+                    except NotFound:
+                        gone = True
+                    except fetchmod.UnknownCTE:
+                        out.append(None)
+                return out, changed, gone
+
+            # A few small whole messages the kernel holds in memory: read here, as a hop to
+            # a worker thread costs more than the read (1000 single-message FETCHes).
+            try:
+                done = work(read=_read_small_if_cached) if inline else None
+            except BlockingIOError:
+                done = None
+            lines, changed, gone = done or await self.blocking(work)
+            missing = missing or gone
+            for m in changed:
+                sel.replace(m)
+            if any(line is None for line in lines):
+                await self.send(b"".join(x for x in lines if x is not None))
+                raise no("[UNKNOWN-CTE] Cannot decode the content transfer encoding of a part")
+            if any(isinstance(line, bigfetch.Streamed) for line in lines):
+                await bigfetch.send_all(self, lines)
+                continue
+            data = b"".join(lines)
+            if start + step >= len(seqs) and len(data) <= HOLD_BYTES:
+                self.hold(data)            # the last batch: out with the tagged reply
+            else:
+                await self.send(data)
+        if len(seqs) >= store.SAVE_SIZES_BATCH and any(i.name == "RFC822.SIZE" for i in items):
+            await self.blocking(sel.folder.save_measured_sizes)
+        if missing:
+            raise no("[EXPUNGEISSUED] Some of the requested messages no longer exist")
+        return "FETCH completed"

@@ -1,0 +1,89 @@
+"""The IMAP commands that touch no mailbox and no message: CAPABILITY, NOOP, CHECK,
+LOGOUT, ID, ENABLE, NAMESPACE, IDLE. (LOGIN, AUTHENTICATE and STARTTLS change the
+connection itself and live in session.py.)
+
+ENABLE is where an extension a client switches on for the session (CONDSTORE, QRESYNC)
+is recorded; its capability goes in session.BASE_CAPS.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from .commandbase import CommandBase, state
+from .errors import bad
+
+IDLE_POLL_S = 1.0
+
+
+class GeneralCommands(CommandBase):
+    @state("any")
+    async def cmd_CAPABILITY(self, tag, args):
+        await self.untagged("CAPABILITY " + " ".join(self.capabilities()))
+        return "Capability completed"
+
+    @state("any")
+    async def cmd_NOOP(self, tag, args):
+        await self.announce_changes()
+        return "NOOP completed"
+
+    @state("any")
+    async def cmd_LOGOUT(self, tag, args):
+        await self.send(b"* BYE Logging out\r\n")
+        await self.send(f"{tag} OK Logout completed\r\n".encode())
+        self.closing = True
+        return None
+
+    @state("any")
+    async def cmd_ID(self, tag, args):
+        await self.untagged('ID ("name" "mailctl" "vendor" "mailctl")')
+        return "ID completed"
+
+    @state("auth")
+    async def cmd_ENABLE(self, tag, args):
+        await self.untagged("ENABLED")
+        return "ENABLE completed"
+
+    @state("auth")
+    async def cmd_NAMESPACE(self, tag, args):
+        await self.untagged('NAMESPACE (("" "/")) NIL NIL')
+        return "NAMESPACE completed"
+
+    @state("auth")
+    async def cmd_IDLE(self, tag, args):
+        await self.send(b"+ idling\r\n")
+        deadline = asyncio.get_running_loop().time() + self.runtime.settings.mailbox.idle_timeout_s
+        # readline(): a line over the limit is read to its end and answered BAD, as outside IDLE
+        reader_task = asyncio.ensure_future(self.readline())
+        try:
+            while True:
+                await self.announce_changes()
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    await self.send(b"* BYE Autologout; idle for too long\r\n")
+                    self.closing = True
+                    return None
+                done, _ = await asyncio.wait({reader_task}, timeout=min(IDLE_POLL_S, left))
+                if self.runtime.stopping.is_set():
+                    await self.send(b"* BYE Server shutting down\r\n")
+                    self.closing = True
+                    return None
+                if done:
+                    break
+        finally:
+            if not reader_task.done():
+                reader_task.cancel()
+        try:
+            line = reader_task.result()
+        except ConnectionError:
+            line = None
+        if line is None:
+            self.closing = True
+            return None
+        if line.strip().upper() != b"DONE":
+            raise bad("Expected DONE to end IDLE")
+        return "IDLE terminated"
+
+    @state("selected")
+    async def cmd_CHECK(self, tag, args):
+        await self.announce_changes()
+        return "CHECK completed"

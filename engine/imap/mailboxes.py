@@ -1,0 +1,196 @@
+"""The IMAP commands on mailboxes: SELECT and EXAMINE, CREATE, DELETE, RENAME,
+SUBSCRIBE and UNSUBSCRIBE, LIST and LSUB (with the LIST-EXTENDED forms clients send),
+STATUS, and QUOTA (RFC 2087: GETQUOTAROOT, GETQUOTA, SETQUOTA) on the account's one
+quota root.
+
+CONDSTORE and QRESYNC's additions to SELECT/EXAMINE (HIGHESTMODSEQ, the QRESYNC
+parameter) and STATUS (HIGHESTMODSEQ) go here.
+"""
+from __future__ import annotations
+
+from .. import maildir as store
+from .. import mutf7
+from ..errors import AlreadyExists, NotFound
+from . import listing
+from .commandbase import CommandBase, state
+from .errors import bad, no
+from .parser import Atom, as_atom, as_text
+from .response import astring
+from .selected import Selected
+
+SYSTEM_FLAGS = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]
+
+
+class MailboxCommands(CommandBase):
+    @state("auth")
+    async def cmd_SELECT(self, tag, args, readonly=False):
+        if len(args) != 1:
+            raise bad("SELECT needs one mailbox name")
+        self.selected = None
+        name = self.folder_name(args[0])
+        folder = await self.open_folder(name)
+        sel = Selected(folder, readonly)
+
+        def load():  # one trip to the thread pool
+            sel.load()
+            return sel.uidnext(), sorted(store.read_keywords(folder.path).values())
+        uidnext, keywords = await self.blocking(load)
+        flags = SYSTEM_FLAGS + ["$Forwarded"] + keywords
+        await self.untagged(f"FLAGS ({' '.join(flags)})")
+        perm = "" if readonly else " ".join(flags + ["\\*"])
+        await self.untagged(f"OK [PERMANENTFLAGS ({perm})] Flags permitted")
+        await self.untagged(f"{len(sel.msgs)} EXISTS")
+        await self.untagged(f"{sel.recent_count()} RECENT")
+        first_unseen = sel.first_unseen()
+        if first_unseen:
+            await self.untagged(f"OK [UNSEEN {first_unseen}] First unseen")
+        await self.untagged(f"OK [UIDVALIDITY {sel.uidvalidity}] UIDs valid")
+        await self.untagged(f"OK [UIDNEXT {uidnext}] Predicted next UID")
+        self.selected = sel
+        return f"[{'READ-ONLY' if readonly else 'READ-WRITE'}] {'EXAMINE' if readonly else 'SELECT'} completed"
+
+    @state("auth")
+    async def cmd_EXAMINE(self, tag, args):
+        return await self.cmd_SELECT(tag, args, readonly=True)
+
+    @state("auth")
+    async def cmd_CREATE(self, tag, args):
+        if len(args) != 1:
+            raise bad("CREATE needs one mailbox name")
+        text = as_text(args[0], "mailbox name")
+        name = self.folder_name(text.rstrip("/") or text)
+        if name == "INBOX":
+            raise no("[ALREADYEXISTS] INBOX always exists")
+        try:
+            await self.blocking(self.maildir.create_folder, name)
+        except AlreadyExists:
+            raise no(f"[ALREADYEXISTS] Mailbox {name!r} already exists") from None
+        return "CREATE completed"
+
+    @state("auth")
+    async def cmd_DELETE(self, tag, args):
+        if len(args) != 1:
+            raise bad("DELETE needs one mailbox name")
+        name = self.folder_name(args[0])
+        if self.selected is not None and self.selected.folder.name == name:
+            self.selected = None
+        try:
+            await self.blocking(self.maildir.delete_folder, name)
+        except NotFound:
+            raise no(f"[NONEXISTENT] Mailbox {name!r} does not exist") from None
+        return "DELETE completed"
+
+    @state("auth")
+    async def cmd_RENAME(self, tag, args):
+        if len(args) != 2:
+            raise bad("RENAME needs two mailbox names")
+        old, new = self.folder_name(args[0]), self.folder_name(args[1])
+        try:
+            await self.blocking(self.maildir.rename_folder, old, new)
+        except NotFound:
+            raise no(f"[NONEXISTENT] Mailbox {old!r} does not exist") from None
+        except AlreadyExists:
+            raise no(f"[ALREADYEXISTS] Mailbox {new!r} already exists") from None
+        return "RENAME completed"
+
+    @state("auth")
+    async def cmd_SUBSCRIBE(self, tag, args):
+        if len(args) != 1:
+            raise bad("SUBSCRIBE needs one mailbox name")
+        await self.blocking(self.maildir.subscribe, self.folder_name(args[0]))
+        return "SUBSCRIBE completed"
+
+    @state("auth")
+    async def cmd_UNSUBSCRIBE(self, tag, args):
+        if len(args) != 1:
+            raise bad("UNSUBSCRIBE needs one mailbox name")
+        await self.blocking(self.maildir.unsubscribe, self.folder_name(args[0]))
+        return "UNSUBSCRIBE completed"
+
+    @state("auth")
+    async def cmd_LIST(self, tag, args, lsub=False):
+        verb = "LSUB" if lsub else "LIST"
+        args = list(args)
+        if not lsub:
+            # LIST-EXTENDED forms (RFC 5258/6154) that clients send: selection options
+            # first, RETURN options last. Special-use and subscription attributes are
+            # always given, so the options need no handling beyond SUBSCRIBED.
+            selection = args.pop(0) if args and isinstance(args[0], list) else []
+            if len(args) == 4 and isinstance(args[2], Atom) and args[2].upper() == "RETURN":
+                args = args[:2]
+            if any(isinstance(o, Atom) and o.upper() == "SUBSCRIBED" for o in selection):
+                lsub = True
+        if len(args) != 2:
+            raise bad(f"{verb} needs a reference and a mailbox pattern")
+        ref = as_text(args[0], "reference")
+        pattern = as_text(args[1], "mailbox pattern")
+        if not pattern:
+            if not lsub:
+                await self.untagged('LIST (\\Noselect) "/" ""')
+            return f"{verb} completed"
+        matcher = listing.Pattern(ref + pattern)
+
+        def work():  # folders, subscriptions and matching: off the event loop
+            infos = self.maildir.list_folders()
+            subscribed = set(self.maildir.subscriptions())
+            return listing.listing(verb, matcher, infos, subscribed, lsub)
+        await self.send(await self.blocking(work))
+        return f"{verb} completed"
+
+    @state("auth")
+    async def cmd_LSUB(self, tag, args):
+        return await self.cmd_LIST(tag, args, lsub=True)
+
+    @state("auth")
+    async def cmd_STATUS(self, tag, args):
+        if len(args) != 2 or not isinstance(args[1], list):
+            raise bad("STATUS needs a mailbox name and a list of items")
+        name = self.folder_name(args[0])
+        items = [as_atom(i, "status item").upper() for i in args[1]]
+        allowed = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE"}
+        for i in items:
+            if i not in allowed:
+                raise bad(f"Unknown STATUS item {i[:20]}")
+        folder = await self.open_folder(name)
+        st = await self.blocking(folder.status)
+        if self.selected is not None and self.selected.folder.name == name:
+            st["recent"] = self.selected.recent_count()
+        out = " ".join(f"{i} {st[i.lower()]}" for i in items)
+        await self.send(b"* STATUS " + astring(mutf7.encode(name)) + f" ({out})\r\n".encode())
+        return "STATUS completed"
+
+    async def _quota(self):
+        used, _ = await self.blocking(self.maildir.quota_usage)
+        limit = self.account.quota_mb * 1024 * 1024 if self.account.quota_mb else \
+            await self.blocking(self.maildir.quota_limit)
+        return used, limit
+
+    async def _send_quota(self):
+        used, limit = await self._quota()
+        if limit:
+            await self.untagged(f'QUOTA "" (STORAGE {used // 1024} {limit // 1024})')
+        else:
+            await self.untagged('QUOTA "" ()')
+
+    @state("auth")
+    async def cmd_GETQUOTAROOT(self, tag, args):
+        if len(args) != 1:
+            raise bad("GETQUOTAROOT needs a mailbox name")
+        name = self.folder_name(args[0])
+        await self.open_folder(name)
+        await self.send(b"* QUOTAROOT " + astring(mutf7.encode(name)) + b' ""\r\n')
+        await self._send_quota()
+        return "GETQUOTAROOT completed"
+
+    @state("auth")
+    async def cmd_GETQUOTA(self, tag, args):
+        if len(args) != 1:
+            raise bad("GETQUOTA needs a quota root")
+        if as_text(args[0], "quota root") != "":
+            raise no("[NONEXISTENT] No such quota root (the only one is \"\")")
+        await self._send_quota()
+        return "GETQUOTA completed"
+
+    @state("auth")
+    async def cmd_SETQUOTA(self, tag, args):
+        raise no("[NOPERM] Quotas are set by the administrator (mailctl account)")
