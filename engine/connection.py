@@ -1,0 +1,161 @@
+"""An IMAP or POP3 connection from accept to close, the same for both protocols.
+
+The listener hands the connection to its protocol's session; `serve` then refuses it (a
+banned address, the global limit, too many from one address: engine.connlimits decides)
+or counts it in the shared sessions, greets the client, reads and answers one request at
+a time until the client leaves, idles too long or the server stops, and closes it. What
+differs between IMAP and POP3 comes in: the texts (a `Protocol`) and the session, which
+knows how to read one request and answer it (a `Conversation`).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Protocol as Interface
+
+from . import connlimits, memtrim, overload
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What one protocol says at each turn of a connection's life."""
+    name: str                       # "imap" or "pop3": the sessions' protocol and the log's prefix
+    refusal: str                    # the line a refused client gets, with {} for the reason
+    refusals: dict[str, str]        # connlimits.BANNED, FULL, ADDRESS_FULL -> the reason
+    autologout: bytes               # before closing a connection idle for too long
+    busy: bytes                     # out of file descriptors (overload.BUSY_*)
+    internal_error: bytes           # a bug ended the session
+    shutting_down: bytes | None     # the graceful stop's goodbye, if the protocol has one
+    hangups: tuple[type[BaseException], ...] = ()   # the protocol's "end this session quietly"
+
+
+class Conversation(Interface):
+    """What `serve` needs of a protocol's session."""
+    runtime: Any
+    writer: asyncio.StreamWriter
+    peer_ip: str
+    account: Any                    # None until logged in
+    session: Any                    # the runtime.Session, set by serve
+
+    def greeting(self) -> bytes: ...
+
+    async def send(self, data: bytes) -> None: ...
+
+    async def read_request(self) -> Any:
+        """The next request, or None when the client is gone."""
+
+    async def handle(self, request) -> bool:
+        """Answer one request; False ends the session."""
+
+    async def finish(self) -> None:
+        """Give back what the session holds (a mailbox lock, a spooled message)."""
+
+
+# Ends a session without a word: the client left, or the protocol said its last line.
+_QUIET = (ConnectionError, asyncio.IncompleteReadError, TimeoutError)
+
+
+async def serve(conn: Conversation, protocol: Protocol) -> None:
+    """One connection, from admission to close."""
+    rt = conn.runtime
+    try:
+        conn.session, refused = await admit(rt, protocol.name, conn.peer_ip,
+                                            lambda: shut_down(conn.writer, protocol))
+        if refused is not None:
+            reason = protocol.refusals[refused]
+            rt.log.info("%s: %s refused: %s", protocol.name, conn.peer_ip, reason)
+            await conn.send(protocol.refusal.format(reason).encode())
+            return
+        await conn.send(conn.greeting())
+        await read_loop(conn, protocol)
+    except _QUIET + protocol.hangups:
+        pass
+    except Exception as e:  # a bug must not take the server down; log it with the traceback
+        with contextlib.suppress(Exception):
+            if overload.out_of_fds(e):
+                await conn.send(protocol.busy)
+            else:
+                rt.log.exception("%s: session from %s failed", protocol.name, conn.peer_ip)
+                if not conn.writer.is_closing():
+                    conn.writer.write(protocol.internal_error)
+    finally:
+        await conn.finish()
+        if conn.session is not None:
+            conn.session.close()
+        close(conn.writer)
+        memtrim.release()
+
+
+async def admit(rt, protocol: str, ip: str, closer):
+    """(the new session or None, the refusal or None) for a new IMAP or POP3 connection."""
+    refused = await rt.run_blocking(connlimits.before_open, rt, ip)
+    if refused is not None:
+        return None, refused
+    session = rt.sessions.open(protocol, ip)
+    session.closer = closer
+    return session, connlimits.after_open(rt, ip)
+
+
+def idle_limit(conn: Conversation) -> float:
+    """Seconds a client may stay silent: shorter before login when the server is near its limits."""
+    if conn.account is None:
+        return connlimits.login_timeout(conn.runtime, conn.peer_ip)
+    return conn.runtime.settings.mailbox.idle_timeout_s
+
+
+async def read_loop(conn: Conversation, protocol: Protocol) -> None:
+    """Requests until the client leaves, is idle for too long or the server stops."""
+    stopping = conn.runtime.stopping
+    while not stopping.is_set():
+        try:
+            # asyncio.timeout, not wait_for: no extra task per request.
+            async with asyncio.timeout(idle_limit(conn)):
+                request = await conn.read_request()
+        except TimeoutError:
+            await conn.send(protocol.autologout)
+            return
+        if request is None:
+            return
+        go_on = await conn.handle(request)
+        memtrim.release()
+        if not go_on:
+            return
+
+
+def shut_down(writer: asyncio.StreamWriter, protocol: Protocol) -> None:
+    """Graceful stop: say goodbye where the protocol has one (RFC 3501 §7.1.5), then close."""
+    if protocol.shutting_down is not None:
+        with contextlib.suppress(Exception):
+            if not writer.is_closing():
+                writer.write(protocol.shutting_down)
+    close(writer)
+
+
+def close(writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(Exception):
+        writer.close()
+
+
+def stream_factory(client, limit: int):
+    """A protocol factory for runtime.listen that hands each connection to `client`
+    as a (StreamReader, StreamWriter) pair, as asyncio.start_server does."""
+    def factory():
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        return asyncio.StreamReaderProtocol(reader, client, loop=loop)
+    return factory
+
+
+async def listen(runtime, name: str, listener_settings, session_class, protocol: Protocol,
+                 line_limit: int) -> list[asyncio.base_events.Server]:
+    """Listen on every bind address of one listener (implicit TLS when its settings say so);
+    each connection is served by a new session_class(runtime, name, reader, writer, tls_mode)."""
+    tls_mode = listener_settings.tls
+    ssl_ctx = runtime.ssl_context() if tls_mode == "implicit" else None
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await session_class(runtime, name, reader, writer, tls_mode).run()
+
+    return await runtime.listen(name, stream_factory(client, line_limit), listener_settings, ssl=ssl_ctx,
+                                busy_reply=protocol.busy)
