@@ -4,15 +4,15 @@ The listener hands the connection to its protocol's session; `serve` then refuse
 banned address, the global limit, too many from one address: engine.connlimits decides)
 or counts it in the shared sessions, greets the client, reads and answers one request at
 a time until the client leaves, idles too long or the server stops, and closes it. What
-differs between IMAP and POP3 comes in: the texts (a `Protocol`) and the session, which
-knows how to read one request and answer it (a `Conversation`).
+differs between IMAP and POP3 comes in: the texts (a `Protocol`) and the session (a
+`Connection`), which knows how to greet, read one request and answer it.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Protocol as Interface
+from typing import Any
 
 from . import connlimits, memtrim, overload
 
@@ -30,23 +30,39 @@ class Protocol:
     hangups: tuple[type[BaseException], ...] = ()   # the protocol's "end this session quietly"
 
 
-class Conversation(Interface):
-    """What `serve` needs of a protocol's session."""
-    runtime: Any
-    writer: asyncio.StreamWriter
-    peer_ip: str
-    account: Any                    # None until logged in
-    session: Any                    # the runtime.Session, set by serve
+class Connection:
+    """One IMAP or POP3 connection: what both protocols' sessions hold, and what `serve`
+    asks of them. A session class adds greeting(), send(), read_request() and handle()."""
 
-    def greeting(self) -> bytes: ...
+    def __init__(self, runtime, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls_mode: str):
+        self.runtime = runtime
+        self.reader = reader
+        self.writer = writer
+        self.tls_mode = tls_mode                # "implicit", "starttls" or "none"
+        self.tls_active = tls_mode == "implicit"
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        self.peer_ip = str(peer[0])
+        self.account = None                     # the directory's account once logged in
+        self.session = None                     # the runtime.Session, set by serve
 
-    async def send(self, data: bytes) -> None: ...
+    @property
+    def plaintext_ok(self) -> bool:
+        """A password may be sent: under TLS, or where the settings allow it in clear."""
+        return self.tls_active or self.runtime.settings.auth.allow_plaintext
+
+    def greeting(self) -> bytes:
+        raise NotImplementedError
+
+    async def send(self, data: bytes) -> None:
+        raise NotImplementedError
 
     async def read_request(self) -> Any:
         """The next request, or None when the client is gone."""
+        raise NotImplementedError
 
     async def handle(self, request) -> bool:
         """Answer one request; False ends the session."""
+        raise NotImplementedError
 
     async def finish(self) -> None:
         """Give back what the session holds (a mailbox lock, a spooled message)."""
@@ -56,7 +72,7 @@ class Conversation(Interface):
 _QUIET = (ConnectionError, asyncio.IncompleteReadError, TimeoutError)
 
 
-async def serve(conn: Conversation, protocol: Protocol) -> None:
+async def serve(conn: Connection, protocol: Protocol) -> None:
     """One connection, from admission to close."""
     rt = conn.runtime
     try:
@@ -97,14 +113,14 @@ async def admit(rt, protocol: str, ip: str, closer):
     return session, connlimits.after_open(rt, ip)
 
 
-def idle_limit(conn: Conversation) -> float:
+def idle_limit(conn: Connection) -> float:
     """Seconds a client may stay silent: shorter before login when the server is near its limits."""
     if conn.account is None:
         return connlimits.login_timeout(conn.runtime, conn.peer_ip)
     return conn.runtime.settings.mailbox.idle_timeout_s
 
 
-async def read_loop(conn: Conversation, protocol: Protocol) -> None:
+async def read_loop(conn: Connection, protocol: Protocol) -> None:
     """Requests until the client leaves, is idle for too long or the server stops."""
     stopping = conn.runtime.stopping
     while not stopping.is_set():

@@ -53,33 +53,21 @@ def bad(text: str) -> CommandError:
     return CommandError("BAD", text)
 
 
-class ImapSession(Commands):
+class ImapSession(Commands, connection.Connection):
     def __init__(self, runtime, listener: str, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter, tls_mode: str):
-        self.runtime = runtime
+        super().__init__(runtime, reader, writer, tls_mode)
         self.listener = listener
-        self.reader = reader
-        self.writer = writer
-        self.tls_mode = tls_mode
-        self.tls_active = tls_mode == "implicit"
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        self.peer_ip = str(peer[0])
-        self.account = None
         self.maildir = None
         self.selected = None
         self.enabled: set[str] = set()
         self.bad_count = 0
-        self.session = None
         self.closing = False
         self.deadline = 0.0                  # time.monotonic() at which the running command stops
         self._held: list[bytes] = []
         self.spool: Spool | None = None     # the APPEND message being received, in tmp/
 
     # -- capabilities ----------------------------------------------------------------
-    @property
-    def plaintext_ok(self) -> bool:
-        return self.tls_active or self.runtime.settings.auth.allow_plaintext
-
     def capabilities(self) -> list[str]:
         caps = list(BASE_CAPS)
         if self.account is None:

@@ -38,33 +38,21 @@ POP3 = connection.Protocol(
     shutting_down=None, hangups=(_Quit,))
 
 
-class Pop3Session:
+class Pop3Session(connection.Connection):
     def __init__(self, runtime, listener: str, reader, writer, tls_mode: str):
-        self.runtime = runtime
-        self.reader = reader
-        self.writer = writer
-        self.tls_mode = tls_mode
-        self.tls_active = tls_mode == "implicit"
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        self.peer_ip = str(peer[0])
+        super().__init__(runtime, reader, writer, tls_mode)
         self.user_name: str | None = None
-        self.account = None
         self.folder = None
         self.snapshot: Snapshot | None = None
         self.messages: list = []            # self.snapshot.messages
         self.deleted: set[int] = set()
         self.lock: MailboxLock | None = None
-        self.session = None
         self.bad = 0
 
     async def send(self, text: str | bytes) -> None:
         data = text if isinstance(text, bytes) else text.encode("utf-8")
         self.writer.write(data if data.endswith(b"\r\n") else data + b"\r\n")
         await self.writer.drain()
-
-    @property
-    def plaintext_ok(self) -> bool:
-        return self.tls_active or self.runtime.settings.auth.allow_plaintext
 
     async def run(self) -> None:
         await connection.serve(self, POP3)
