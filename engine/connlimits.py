@@ -15,16 +15,6 @@ STRESS_SHARE = 0.8            # over this share of a limit the server is under s
 BANNED, FULL, ADDRESS_FULL = "banned", "full", "address"
 
 
-async def admit(rt, protocol: str, ip: str, closer):
-    """(the new session or None, the refusal or None) for a new IMAP or POP3 connection."""
-    refused = await rt.run_blocking(before_open, rt, ip)
-    if refused is not None:
-        return None, refused
-    session = rt.sessions.open(protocol, ip)
-    session.closer = closer
-    return session, after_open(rt, ip)
-
-
 def before_open(rt, ip: str) -> str | None:
     """Refuse before counting the connection: BANNED or FULL (the global limit)."""
     if rt.bans.is_banned(ip):

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from engine import folder_cache
 from engine.imap import selected
 from engine.maildir import MTIME_SLACK, UIDLIST, Maildir, folder_stamp
-from engine.pop3 import server as pop3_server
+from engine.pop3 import maildrop as pop3_maildrop
 from helpers_mail import PASSWORD, box, imap, mailserver, message, user  # noqa: F401
 
 _watching: list[tuple[str, str, int]] = []      # (event, path, thread id) while recording
@@ -189,7 +189,7 @@ def test_a_pop3_snapshot_is_made_again_only_when_no_file_must_be_read(mailserver
     sizes = p.list()[1]
     p.quit()
     mark_all_seen_elsewhere(path)
-    wait_for(lambda: pop3_server._SNAPSHOTS.peek(str(path)).stamp == folder_stamp(path)[0])
+    wait_for(lambda: pop3_maildrop._SNAPSHOTS.peek(str(path)).stamp == folder_stamp(path)[0])
     with watching_files() as seen:
         p = pop3_login(mailserver, user)
         assert p.list()[1] == sizes
@@ -201,7 +201,7 @@ def test_a_pop3_snapshot_is_made_again_only_when_no_file_must_be_read(mailserver
     with watching_files() as seen:
         time.sleep(folder_cache.POLL_SECONDS * 6)
     assert not [s for s in seen if s[0] == "open" and os.path.basename(s[1]) in names]
-    assert pop3_server._SNAPSHOTS.peek(str(path)).stamp != folder_stamp(path)[0]
+    assert pop3_maildrop._SNAPSHOTS.peek(str(path)).stamp != folder_stamp(path)[0]
     p = pop3_login(mailserver, user)
     assert p.stat()[0] == 11
     p.quit()

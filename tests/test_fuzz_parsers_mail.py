@@ -19,7 +19,7 @@ from engine import charsets, localsubmit, newroot, sendmail, settings as setting
 from engine.addresses import Address, normalize_domain, parse_address, parse_target
 from engine.directory import Directory
 from engine.errors import ConfigError, InvalidInput
-from engine.pop3.server import _number as pop3_number
+from engine.pop3.session import _number as pop3_number
 from engine.root import Root
 from engine.smtp import data as smtp_data
 from engine.smtp.policy import normalize_sender

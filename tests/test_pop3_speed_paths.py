@@ -10,7 +10,7 @@ import time
 import pytest
 
 from engine.maildir import MTIME_SLACK
-from engine.pop3 import server as pop3_server
+from engine.pop3 import maildrop as pop3_maildrop
 from helpers_mail import PASSWORD, box, mailserver, message, user  # noqa: F401
 
 
@@ -41,7 +41,7 @@ def settle():
 
 
 def snapshot_of(md):
-    return pop3_server._SNAPSHOTS.peek(str(md.folder("INBOX").path))
+    return pop3_maildrop._SNAPSHOTS.peek(str(md.folder("INBOX").path))
 
 
 def settled_snapshot(srv, address, md):

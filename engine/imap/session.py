@@ -12,7 +12,7 @@ import base64
 import contextlib
 import time
 
-from .. import connlimits, memtrim, overload, storage_errors
+from .. import connection, connlimits, memtrim, overload, storage_errors
 from ..errors import MailError
 from ..replybatch import drain_held
 from ..spool import Spool
@@ -38,33 +38,21 @@ class Disconnect(Exception):
     """End the connection (after whatever was already written)."""
 
 
-class ImapSession(Commands):
+class ImapSession(Commands, connection.Connection):
     def __init__(self, runtime, listener: str, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter, tls_mode: str):
-        self.runtime = runtime
+        super().__init__(runtime, reader, writer, tls_mode)
         self.listener = listener
-        self.reader = reader
-        self.writer = writer
-        self.tls_mode = tls_mode
-        self.tls_active = tls_mode == "implicit"
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        self.peer_ip = str(peer[0])
-        self.account = None
         self.maildir = None
         self.selected = None
         self.enabled: set[str] = set()
         self.bad_count = 0
-        self.session = None
         self.closing = False
         self.deadline = 0.0                  # time.monotonic() at which the running command stops
         self._held: list[bytes] = []
         self.spool: Spool | None = None     # the APPEND message being received, in tmp/
 
     # -- capabilities ----------------------------------------------------------------
-    @property
-    def plaintext_ok(self) -> bool:
-        return self.tls_active or self.runtime.settings.auth.allow_plaintext
-
     def capabilities(self) -> list[str]:
         caps = list(BASE_CAPS)
         if self.account is None:
@@ -95,72 +83,32 @@ class ImapSession(Commands):
 
     # -- the connection ----------------------------------------------------------------
     async def run(self) -> None:
-        rt = self.runtime
+        await connection.serve(self, IMAP)
+
+    def greeting(self) -> bytes:
+        caps = " ".join(self.capabilities())
+        return f"* OK [CAPABILITY {caps}] {SERVER_NAME} IMAP4rev1 ready\r\n".encode()
+
+    async def finish(self) -> None:
+        self.drop_spool()
+
+    async def read_request(self) -> bytes | CommandError | None:
+        """The next command; the CommandError when it was refused while being read."""
         try:
-            self.session, refused = await connlimits.admit(rt, "imap", self.peer_ip, self._shutdown)
-            if refused is not None:
-                rt.log.info("imap: %s refused: %s", self.peer_ip, _REFUSALS[refused])
-                await self.send(f"* BYE {_REFUSALS[refused]}\r\n".encode())
-                return
-            caps = " ".join(self.capabilities())
-            await self.send(f"* OK [CAPABILITY {caps}] {SERVER_NAME} IMAP4rev1 ready\r\n".encode())
-            await self.loop()
-        except (ConnectionError, asyncio.IncompleteReadError, Disconnect, TimeoutError,
-                asyncio.TimeoutError):
-            pass
-        except Exception as e:  # a bug must not take the server down; log it with the traceback
-            with contextlib.suppress(Exception):
-                if overload.out_of_fds(e):
-                    await self.send(overload.BUSY_IMAP)
-                else:
-                    rt.log.exception("imap: session from %s failed", self.peer_ip)
-                    if not self.writer.is_closing():
-                        self.writer.write(b"* BYE Internal error, closing the connection\r\n")
+            return await self.read_command()
+        except CommandError as e:
+            return e
+
+    async def handle(self, request: bytes | CommandError) -> bool:
+        if isinstance(request, CommandError):
+            self.drop_spool()           # the message of a refused command
+            await self._bad_input(request)
+            return True
+        try:
+            await self.execute(request)
         finally:
-            self.drop_spool()
-            if self.session is not None:
-                self.session.close()
-            self._close_transport()
-            memtrim.release()
-
-    def _shutdown(self) -> None:
-        """Graceful stop: tell the client (RFC 3501 §7.1.5), then close."""
-        with contextlib.suppress(Exception):
-            if not self.writer.is_closing():
-                self.writer.write(b"* BYE Server shutting down\r\n")
-        self._close_transport()
-
-    def _close_transport(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
-
-    def timeout(self) -> float:
-        if self.account is None:
-            return connlimits.login_timeout(self.runtime, self.peer_ip)
-        return self.runtime.settings.mailbox.idle_timeout_s
-
-    async def loop(self) -> None:
-        while not self.runtime.stopping.is_set():
-            try:
-                # asyncio.timeout, not wait_for: no extra task per command.
-                async with asyncio.timeout(self.timeout()):
-                    raw = await self.read_command()
-            except asyncio.TimeoutError:
-                await self.send(b"* BYE Autologout; idle for too long\r\n")
-                return
-            except CommandError as e:
-                self.drop_spool()           # the message of a refused command
-                await self._bad_input(e)
-                continue
-            if raw is None:
-                return
-            try:
-                tag, result = await self.execute(raw)
-            finally:
-                self.drop_spool()           # a spooled message no command took
-                memtrim.release()
-            if self.closing:
-                return
+            self.drop_spool()           # a spooled message no command took
+        return not self.closing
 
     async def _bad_input(self, e: CommandError) -> None:
         tag = getattr(e, "tag", None) or "*"
@@ -500,9 +448,15 @@ class ImapSession(Commands):
 # before they run) announce on their own.
 _NO_ARGUMENTS = {"CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "IDLE", "CHECK", "CLOSE", "UNSELECT",
                  "EXPUNGE", "NAMESPACE"}
-_REFUSALS = {connlimits.BANNED: "Your address is temporarily banned after failed logins",
-             connlimits.FULL: "[UNAVAILABLE] Too many connections, try again later",
-             connlimits.ADDRESS_FULL: "[UNAVAILABLE] Too many connections from your address"}
+# IMAP's words at each turn of a connection (engine.connection runs it).
+IMAP = connection.Protocol(
+    name="imap", refusal="* BYE {}\r\n",
+    refusals={connlimits.BANNED: "Your address is temporarily banned after failed logins",
+              connlimits.FULL: "[UNAVAILABLE] Too many connections, try again later",
+              connlimits.ADDRESS_FULL: "[UNAVAILABLE] Too many connections from your address"},
+    autologout=b"* BYE Autologout; idle for too long\r\n", busy=overload.BUSY_IMAP,
+    internal_error=b"* BYE Internal error, closing the connection\r\n",
+    shutting_down=b"* BYE Server shutting down\r\n", hangups=(Disconnect,))
 _PREAUTH_LITERALS = {"LOGIN", "AUTHENTICATE", "ID"}
 _NO_UPDATES = {"UID", "FETCH", "STORE", "SEARCH", "SELECT", "EXAMINE", "NOOP", "CHECK", "IDLE", "LOGOUT", "APPEND"}
 
