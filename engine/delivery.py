@@ -10,15 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .directory import Directory, Rejection
+from .directory import Directory
 from .errors import NotFound, QuotaExceeded
 from .largemsg import LargeMessage, stage_into
 from .maildir import Maildir
 from .queue import Queue
 from .root import Root
-
-OVER_QUOTA_TEMP = Rejection(452, "4.2.2", "Mailbox Full")
-OVER_QUOTA_PERM = Rejection(552, "5.2.2", "Mailbox Full")
+from .smtp.replies import OVER_QUOTA_PERM, OVER_QUOTA_TEMP, Rejection
 
 
 @dataclass

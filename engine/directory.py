@@ -15,34 +15,14 @@ from . import nofollow, tomlfile
 from .addresses import check_local, normalize_domain, parse_address, parse_target
 from .errors import ConfigError, InvalidInput
 from .root import Root
+# a recipient refused gets the reply text of SMTP's table (feature-inventory §1.8)
+from .smtp.replies import (ACCOUNT_INACTIVE, ALIAS_INACTIVE, BAD_ADDRESS, DOMAIN_DISABLED, LIST_INACTIVE,
+                           LIST_NOT_AUTHORIZED, TOO_MANY_FORWARDS, UNKNOWN_USER, Rejection)
 
 LIST_MODES = ("public", "members", "announce")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 LISTING_PROBLEM = "domains/:"                                  # domains/ itself cannot be read
 _PROBLEM_FILE = re.compile(r"domains/([^/:]+)\.toml:")      # the domain file a problem names
-
-
-# -- replies (feature-inventory §1.8, with RFC 3463 enhanced codes) ------------------
-
-@dataclass(frozen=True)
-class Rejection:
-    code: int
-    status: str
-    text: str
-
-    def __str__(self) -> str:
-        return f"{self.code} {self.status} {self.text}"
-
-
-UNKNOWN_USER = Rejection(550, "5.1.1", "Unknown User")
-ACCOUNT_INACTIVE = Rejection(550, "5.2.1", "Account Is Not Active")
-ALIAS_INACTIVE = Rejection(550, "5.2.1", "Alias Is Not Active")
-LIST_INACTIVE = Rejection(550, "5.2.1", "Distribution List Not Active")
-DOMAIN_DISABLED = Rejection(550, "5.2.1", "Domain Has Been Disabled")
-TOO_MANY_FORWARDS = Rejection(550, "5.4.6", "Mail Server Configuration Error. Too Many Recursive Forwards")
-LIST_NOT_AUTHORIZED = Rejection(550, "5.7.1", "Not authorized")
-LIST_AUTH_REQUIRED = Rejection(550, "5.7.1", "This list accepts mail only from authenticated senders")
-BAD_ADDRESS = Rejection(501, "5.1.3", "A Valid Address Is Required")
 
 
 # -- the records ------------------------------------------------------------------

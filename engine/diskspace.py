@@ -14,9 +14,10 @@ import threading
 import time
 from dataclasses import dataclass
 
+from .smtp.replies import INSUFFICIENT_STORAGE
+
 MB = 1024 * 1024
 CACHE_SECONDS = 1.0
-INSUFFICIENT = "452 4.3.1 Insufficient system storage"      # SMTP's answer to a storage fault
 
 
 def reserve_bytes(settings) -> int:
@@ -88,7 +89,7 @@ class Watch:
             why = "is read-only" if space.read_only else \
                 f"has {_mb(space.free)} free, below the reserve of {_mb(reserve)} (limits.min_free_space_mb)"
             self.log.warning("disk: the mail root's file system %s: new mail is refused with "
-                             "'%s' until there is room", why, INSUFFICIENT)
+                             "'%s' until there is room", why, INSUFFICIENT_STORAGE)
         elif self.below and not below:
             self.log.info("disk: %s free again (reserve %s): accepting mail", _mb(space.free), _mb(reserve))
         self.below = below

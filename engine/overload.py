@@ -22,7 +22,6 @@ LOG_EVERY_S = 10.0
 
 # What a refused client is told, per protocol (an implicit-TLS listener just closes).
 TRY_LATER = "Server is out of resources, try again later"
-BUSY_SMTP = f"421 4.3.2 {TRY_LATER}\r\n".encode()
 BUSY_IMAP = f"* BYE [UNAVAILABLE] {TRY_LATER}\r\n".encode()
 BUSY_POP3 = f"-ERR [SYS/TEMP] {TRY_LATER}\r\n".encode()
 

@@ -22,8 +22,9 @@ from engine.errors import ConfigError, InvalidInput
 from engine.pop3.session import _number as pop3_number
 from engine.root import Root
 from engine.smtp import data as smtp_data
+from engine.smtp.adapter import _BAD_SIZE
 from engine.smtp.policy import normalize_sender
-from engine.smtp.server import _BAD_SIZE, MailSMTP, _helo_ok
+from engine.smtp.server import MailSMTP, _helo_ok
 from helpers_fuzz import fuzz, in_cpu_time
 
 # -- addresses ---------------------------------------------------------------------------

@@ -11,9 +11,9 @@ import asyncio
 
 from .. import overload
 from ..connlimits import near
+from . import replies
 
 SMTP_PROTOCOLS = ("smtp", "submission", "submissions")
-PREGREET = "554 5.5.1 Protocol error"
 
 
 def refusal(rt, ip: str) -> str | None:
@@ -21,19 +21,19 @@ def refusal(rt, ip: str) -> str | None:
     is already counted, so those opened at once in several processes see each other."""
     limits = rt.settings.limits
     if rt.stopping.is_set():
-        return "421 4.3.2 Service shutting down, try again later"
+        return replies.SHUTTING_DOWN
     try:
         if rt.bans.is_banned(ip):
-            return "421 4.7.0 Too many failed logins from your address, try again later"
+            return replies.BANNED
     except OSError as e:            # the ban files cannot even be opened: out of descriptors
         if not overload.out_of_fds(e):
             raise
-        return overload.BUSY_SMTP.decode().rstrip()
+        return replies.OUT_OF_RESOURCES
     if limits.max_connections and rt.sessions.count(SMTP_PROTOCOLS) > limits.max_connections:
-        return "421 4.7.0 Too many connections, try again later"
+        return replies.TOO_MANY_CONNECTIONS
     if limits.max_connections_per_ip and \
             rt.sessions.count(SMTP_PROTOCOLS, ip) > limits.max_connections_per_ip:
-        return "421 4.7.0 Too many connections from your address, try again later"
+        return replies.TOO_MANY_CONNECTIONS_FROM_IP
     return None
 
 

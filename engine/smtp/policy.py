@@ -12,18 +12,11 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from ..addresses import parse_address
-from ..directory import BAD_ADDRESS, LIST_AUTH_REQUIRED, Directory, Rejection, Resolution
+from ..directory import Directory, Resolution
 from ..errors import InvalidInput
+from .replies import (AUTH_REQUIRED, BAD_ADDRESS, IP_LITERAL, LIST_AUTH_REQUIRED, RELAY_DENIED, ROUTE_REFUSED,
+                      SENDER_NOT_LOCAL, SENDER_NOT_OWNED, Rejection)
 
-RELAY_DENIED = Rejection(550, "5.7.1", "Delivery Is Not Allowed To This Address")
-IP_LITERAL = Rejection(550, "5.7.1", "Not Accepting Mail For IP Address Literals")
-AUTH_REQUIRED = Rejection(530, "5.7.0", "SMTP Authentication Is Required")
-SENDER_NOT_OWNED = Rejection(550, "5.7.1", "Sender Address Not Owned By Authenticated User")
-SENDER_NOT_LOCAL = Rejection(550, "5.7.1", "Sender Address Must Be A Local Account")
-SENDER_INVALID = Rejection(550, "5.1.7", "The Address Is Not Valid")
-TOO_MANY_RECIPIENTS = Rejection(452, "4.5.3", "Too Many Recipients")
-
-ROUTE_REFUSED = Rejection(550, "5.1.1", "Reciprient Not In Route List")     # hMailServer's text, typo included
 SUBMISSION = ("submission", "submissions")
 
 

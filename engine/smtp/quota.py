@@ -9,9 +9,10 @@ a copy refused after 250, as before.
 """
 from __future__ import annotations
 
-from ..delivery import OVER_QUOTA_PERM, OVER_QUOTA_TEMP, with_grace
+from ..delivery import with_grace
 from ..errors import MailError
 from ..maildir import Maildir
+from .replies import OVER_QUOTA_PERM, OVER_QUOTA_TEMP
 
 
 def refuses(root, settings, account, size: int) -> bool:

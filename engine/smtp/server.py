@@ -1,9 +1,10 @@
-"""The inbound SMTP server (ports 25, 587, 465) on aiosmtpd, with what aiosmtpd lacks:
+"""Our SMTP session (ports 25, 587, 465): what each command means to mailctl. The
+machinery under it (aiosmtpd, made faster, its replies rewritten) is adapter.py; every
+reply text is in replies.py.
 
 - PIPELINING, ENHANCEDSTATUSCODES, SMTPUTF8, 8BITMIME and SIZE advertised; AUTH offered
   on implicit TLS (aiosmtpd issue #281) and never on port 25;
 - DATA streamed in chunks, bare CR / bare LF rejected after reading to the real end;
-- enhanced status codes on every reply, reference reply texts (feature-inventory §1.8);
 - limits: connections (total, per IP), messages per IP per minute, invalid commands,
   command line length, command timeout (421 4.4.2), total DATA time, size, recipients;
 - AUTH PLAIN/LOGIN against the directory with failure delay and auto-ban;
@@ -16,438 +17,171 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import collections
 import ipaddress
 import re
 import time
 
-import aiosmtpd
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, TLSSetupException, _AuthMechAttr, login_always_fail
+from aiosmtpd.smtp import AuthResult, LoginPassword, TLSSetupException
 
-from .. import delivery, diskspace, headers as headers_mod, memtrim, overload, queue as queue_mod, storage_errors
-from ..replybatch import drain_held
+from .. import delivery, diskspace, headers as headers_mod, memtrim, queue as queue_mod, storage_errors
 from ..largemsg import LargeMessage, close_quietly
 from ..settings import message_size_limit
-from . import admission, policy, quota
+from . import admission, policy, quota, replies
+from .adapter import AuthLineTooLong, SMTPAdapter
 from .data import DataResult, fix_bare_newlines, head_of, header_block, read_data
 from .received import received_header
 
-_FAST_INIT = aiosmtpd.__version__ == "1.4.6"
-_HOOK_NAMES = ("handle_MAIL", "handle_RCPT", "handle_QUIT", "handle_exception")
 IDENT = "ESMTP mailctl"
-RECV_SIZE = 64 * 1024
-
-# aiosmtpd's own replies, given enhanced status codes and the reference wording
-_REWRITE = [
-    ("503 Error: send HELO first", "503 5.5.1 Use HELO/EHLO First"),
-    ("503 Error: send EHLO first", "503 5.5.1 Use HELO/EHLO First"),
-    ("503 Error: need MAIL command", "503 5.5.1 Must Have Sender First"),
-    ("503 Error: need RCPT command", "503 5.5.1 Must Have Sender And Recipient First"),
-    ("503 Error: nested MAIL command", "503 5.5.1 Issue A Reset If You Want To Start Over"),
-    ("503 Already authenticated", "503 5.5.1 Already Authenticated"),
-    ("500 Command line too long", "500 5.5.2 Line Too Long"),
-    ("500 Error: command ", "502 5.5.2 Unimplemented Command"),
-    ("500 Error: bad syntax", "500 5.5.2 Syntax Error"),
-    ("500 Error: strict ASCII mode", "500 5.5.2 Syntax Error: non-ASCII command"),
-    ("552 Error: message size exceeds", "552 5.3.4 Message Size Exceeds Fixed Maximum Message Size"),
-    ("553 5.1.3 Error: malformed address", "501 5.1.3 A Valid Address Is Required"),
-    ("504 5.5.4 Unrecognized authentication type", "504 5.5.4 Authentication Method Not Supported"),
-    ("501 Not enough value", "504 5.5.4 Authentication Type Not Supported"),
-    ("250 OK", "250 2.0.0 Ok"),
-    ("221 Bye", "221 2.0.0 Bye"),
-    ("220 Ready to start TLS", "220 2.0.0 Ready to start TLS"),
-    ("454 TLS not available", "454 4.7.0 TLS not available"),
-    ("502 5.5.1 Too many unrecognized commands", "421 4.7.0 Too Many Invalid Commands, Closing Connection"),
-]
-_ENHANCED_OLD = tuple(old for old, _ in _REWRITE if old[4:5].isdigit())
-_REWRITTEN: dict[str, str] = {}
-_SIMPLE_ADDR = re.compile(r"^\s*<([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+)>(.*)$", re.S)
-_HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
 _HELO_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,253})$")
-# MAIL FROM's SIZE= (RFC 1870) that aiosmtpd's int() would choke on: not 1-20 ASCII digits.
-_BAD_SIZE = re.compile(r"(?i)(?:^|\s)SIZE=(?![0-9]{1,20}(?:\s|$))")
-AUTH_LINE_TOO_LONG = "500 5.5.6 Authentication Exchange line is too long"
 
 
-class _Reader(asyncio.StreamReader):
-    """The command reader, whose limit is the longest command line. asyncio pauses a
-    socket once twice that limit is buffered, so every message of a few KB paused and
-    resumed it (two epoll_ctl calls, a tenth of the event loop's time); this one pauses
-    only past PAUSE_AT bytes, which still bounds what a client can make us buffer."""
-
-    PAUSE_AT = 256 * 1024
-
-    def feed_data(self, data) -> None:
-        limit = self._limit
-        self._limit = self.PAUSE_AT // 2          # feed_data pauses past 2 x _limit
-        try:
-            super().feed_data(data)
-        finally:
-            self._limit = limit
-
-    def _maybe_resume_transport(self) -> None:
-        if self._paused and len(self._buffer) <= self.PAUSE_AT // 2:
-            self._paused = False
-            self._transport.resume_reading()
-
-
-class _LineTooLong(Exception):
-    """An AUTH response line over the limit (answered 500 5.5.6)."""
-
-
-class _Hooks:
-    """aiosmtpd calls handle_* on a handler object; ours forwards to the protocol."""
-
-    def __init__(self):
-        self.proto: "MailSMTP | None" = None
-
-    async def handle_MAIL(self, server, session, envelope, address, options):
-        return await self.proto.on_mail(address, options)
-
-    async def handle_RCPT(self, server, session, envelope, address, options):
-        return await self.proto.on_rcpt(address, options)
-
-    async def handle_QUIT(self, server, session, envelope):
-        self.proto.end_transaction("quit")
-        return "221 2.0.0 Bye"
-
-    async def handle_exception(self, error):
-        if isinstance(error, TLSSetupException):
-            # A client that sent plaintext (or gave up) after STARTTLS: its error, not ours.
-            self.proto.runtime.log.info("smtp: %s: TLS handshake failed: %s", self.proto.peer_ip,
-                                        error.__cause__ or error)
-            return "421 4.7.0 TLS handshake failed"
-        if storage_errors.is_storage_fault(error):
-            # a write of some session state met a full or read-only disk: temporary, no bug
-            self.proto.runtime.log.warning("smtp: %s: %s", self.proto.peer_ip, error)
-            return diskspace.INSUFFICIENT
-        self.proto.runtime.log.exception("smtp: %s: internal error", self.proto.peer_ip)
-        return "421 4.3.0 Local Error In Processing, Closing Connection"
-
-
-class MailSMTP(SMTP):
+class MailSMTP(SMTPAdapter):
     def __init__(self, runtime, name: str, listener):
         self.runtime = runtime
         self.listener_name = name
         self.listener = listener
         settings = runtime.settings
         limits = settings.limits
-        # aiosmtpd keeps these at class level; per instance they cannot leak between sessions
-        self.command_size_limit = limits.max_command_line
-        self.command_size_limits = collections.defaultdict(lambda: limits.max_command_line + 50)
-        self.line_length_limit = max(1001, limits.max_command_line + 2)
         implicit = listener.tls == "implicit"
         tls_ctx = runtime.ssl_context() if listener.tls == "starttls" else None
-        self.hooks = _Hooks()
-        options = dict(data_size_limit=message_size_limit(settings), enable_SMTPUTF8=True, decode_data=False,
-                       hostname=settings.server.hostname, ident=IDENT, tls_context=tls_ctx,
-                       timeout=limits.command_timeout_s,
-                       auth_require_tls=not (implicit or settings.auth.allow_plaintext),
-                       loop=asyncio.get_running_loop())
-        if _FAST_INIT:
-            self._fast_init(**options)
-        else:
-            super().__init__(self.hooks, **options)
-        self.hooks.proto = self
+        super().__init__(command_line_limit=limits.max_command_line,
+                         data_size_limit=message_size_limit(settings), enable_SMTPUTF8=True, decode_data=False,
+                         hostname=settings.server.hostname, ident=IDENT, tls_context=tls_ctx,
+                         timeout=limits.command_timeout_s,
+                         auth_require_tls=not (implicit or settings.auth.allow_plaintext),
+                         loop=asyncio.get_running_loop())
         self.implicit_tls = implicit
-        self.peer_ip = ""
         self.client = policy.Client("", name)
         self.sess = None
-        self.invalid = 0
-        self.held: list[bytes] = []       # replies waiting for the next write (pipelining)
-        self.closing = False
         self.accepted: list[policy.Accepted] = []
         self.rejected: list[str] = []
         self.txn_started = False
-        self._idle_checked = float("-inf")
         self.greeted = False                   # past the pregreet wait
 
-    def _fast_init(self, *, data_size_limit, enable_SMTPUTF8, decode_data, hostname, ident, tls_context,
-                   timeout, auth_require_tls, loop) -> None:
-        """What aiosmtpd 1.4.6's SMTP.__init__ does for our options, without rebuilding its
-        method tables with inspect.getmembers() on every connection (a tenth of our CPU
-        per message). Used only with the version it was written against."""
-        self.__ident__ = ident
-        self.loop = loop
-        asyncio.StreamReaderProtocol.__init__(
-            self, _Reader(loop=loop, limit=self.line_length_limit),
-            client_connected_cb=self._cb_client_connected, loop=loop)
-        self.event_handler = self.hooks
-        self.data_size_limit = data_size_limit
-        self.enable_SMTPUTF8 = enable_SMTPUTF8
-        self._decode_data = decode_data
-        self.hostname = hostname
-        self.tls_context = tls_context
-        self.require_starttls = False
-        self._timeout_duration = timeout
-        self._timeout_handle = None
-        self._deadline = 0.0
-        self._tls_handshake_okay = True
-        self._tls_protocol = None
-        self._original_transport = None
-        self.session = None
-        self.envelope = None
-        self.transport = None
-        self._handler_coroutine = None
-        self._auth_require_tls = auth_require_tls
-        self._proxy_timeout = None
-        self._authenticator = None
-        self._auth_callback = login_always_fail
-        self._auth_required = False
-        self._auth_methods = {"PLAIN": _AuthMechAttr(self.auth_PLAIN, True),
-                              "LOGIN": _AuthMechAttr(self.auth_LOGIN, True)}
-        self._handle_hooks = {name[7:]: getattr(self.hooks, name) for name in _HOOK_NAMES}
-        self._ehlo_hook_ver = None
-        cls = type(self)
-        if cls._smtp_names is None:
-            cls._smtp_names = tuple(n for n in dir(cls) if n.startswith("smtp_"))
-        self._smtp_methods = {n[5:]: getattr(self, n) for n in cls._smtp_names}
-        self._enforce_call_limit = False
+    # -- the connection (hooks of the adapter) ----------------------------------------------
+    def on_connect(self) -> None:
+        self.client.ip = self.peer_ip
+        self.client.trusted = policy.in_networks(self.peer_ip, self.runtime.settings.relay.trusted_networks)
+        self.sess = self.runtime.sessions.open(self.listener_name, self.peer_ip)
+        self.sess.closer = self.shutdown
 
-    _smtp_names: tuple | None = None
-
-    # -- connection -----------------------------------------------------------------
-    def connection_made(self, transport) -> None:
-        first = self.transport is None
-        if hasattr(transport, "max_size"):
-            # asyncio reads into a fresh max_size buffer per recv(); its 256 KiB default is
-            # mmap'd and unmapped each time (three system calls per read of a command line)
-            transport.max_size = RECV_SIZE
-        super().connection_made(transport)
-        if first:
-            peer = transport.get_extra_info("peername") or ("", 0)
-            self.peer_ip = peer[0]
-            if self.peer_ip.startswith("::ffff:"):
-                self.peer_ip = self.peer_ip[7:]
-            self.client.ip = self.peer_ip
-            self.client.trusted = policy.in_networks(self.peer_ip, self.runtime.settings.relay.trusted_networks)
-            self.sess = self.runtime.sessions.open(self.listener_name, self.peer_ip)
-            self.sess.closer = self.shutdown
-
-    def _hung_up(self) -> None:
+    def on_hangup(self) -> None:
         """A client that talked and hung up during the pregreet wait (which aiosmtpd then
         cancels) is counted all the same."""
-        if not self.greeted and self.sess is not None and admission.talked(self._reader):
+        if not self.greeted and self.sess is not None and admission.talked(self.reader):
             self.greeted = True
             admission.count_pregreet_soon(self.runtime, self.peer_ip)
 
-    def eof_received(self):
-        self._hung_up()
-        return super().eof_received()
-
-    def connection_lost(self, error) -> None:
-        self._hung_up()
+    def on_disconnect(self) -> None:
         if self.sess is not None:
             self.end_transaction("disconnected")
             self.sess.close()
             self.sess = None
-        super().connection_lost(error)
-        memtrim.release()
 
-    async def _handle_client(self) -> None:
+    async def admit(self) -> bool:
         rt = self.runtime
         reason = admission.refusal(rt, self.peer_ip)
         if reason:
             rt.log.info("smtp: %s refused: %s", self.peer_ip, reason)
             await self.push(reason)
             self.transport.close()
-            return
-        pregreet = await admission.talks_first(rt, self.listener_name, self._reader)
+            return False
+        pregreet = await admission.talks_first(rt, self.listener_name, self.reader)
         self.greeted = True
         if pregreet:
             await admission.count_pregreet(rt, self.peer_ip)     # before the reply: its next try sees a ban
-            await self._send(f"{admission.PREGREET}\r\n".encode())
+            await self._send(f"{replies.PREGREET}\r\n".encode())
             self.transport.close()
-            return
-        self._idle_checked = float("-inf")      # counted now: the stress as it is with us
-        self._reset_timeout()                   # for the wait for the first command
-        await super()._handle_client()
+            return False
+        return True
 
-    def _reset_timeout(self, duration: float | None = None) -> None:
-        """aiosmtpd cancels and re-creates a timer for every command; this keeps one timer
-        per session and only moves the deadline (the timer re-arms itself when it fires
-        early), so a command costs no timer-heap work."""
-        loop = self.loop
-        deadline = loop.time() + (duration or self._idle_limit())
-        self._deadline = deadline
-        handle = self._timeout_handle
-        if handle is None or handle.cancelled() or handle.when() > deadline:
-            if handle is not None:
-                handle.cancel()
-            self._timeout_handle = loop.call_at(deadline, self._timeout_due)
+    def idle_allowed(self) -> float:
+        return admission.idle_limit(self.runtime, self.peer_ip)
 
-    def _idle_limit(self) -> float:
-        """The idle time allowed now (shorter under stress), looked up at most once a second."""
-        now = self.loop.time()
-        if now - self._idle_checked > 1.0:
-            self._idle_checked = now
-            self._timeout_duration = admission.idle_limit(self.runtime, self.peer_ip)
-        return self._timeout_duration
+    def on_timeout(self) -> None:
+        self.runtime.log.info("smtp: %s timed out", self.peer_ip)
 
-    def _timeout_due(self) -> None:
-        if self.loop.time() < self._deadline:
-            self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_due)
-            return
-        self._timeout_cb()
+    def is_busy(self) -> bool:
+        return self.sess is not None and self.sess.busy
 
-    def _timeout_cb(self):
-        # RFC 5321 §4.5.3.2: tell the client before closing
-        if self.transport is not None and not self.transport.is_closing():
-            self.runtime.log.info("smtp: %s timed out", self.peer_ip)
-            self._write_now(f"421 4.4.2 {self.hostname} Error: timeout exceeded\r\n".encode())
-            self.transport.close()
+    def max_invalid_commands(self) -> int:
+        return self.runtime.settings.limits.max_invalid_commands
 
-    def shutdown(self) -> None:
-        """Graceful stop: an idle session is told and closed; a busy one closes after its reply."""
-        if self.sess is not None and self.sess.busy:
-            self.closing = True
-            return
-        if self.transport is not None and not self.transport.is_closing():
-            self._write_now(b"421 4.3.2 Service shutting down, try again later\r\n")
-            self.transport.close()
+    def on_quit(self) -> str:
+        self.end_transaction("quit")
+        return replies.BYE
 
-    async def push(self, status, raw: bool = False) -> None:
-        if isinstance(status, bytes):
-            status = status.decode("utf-8", "replace")
-        if not raw:
-            status = self._rewrite(status)
-        data = status.encode("utf-8", "surrogateescape") + b"\r\n"
-        if self._may_hold(status):
-            self.held.append(data)
-        else:
-            await self._send(data)
-        code = status[:3]
-        if code in ("500", "501", "502", "503", "504") or status.startswith("550 5.1.1"):
-            self.invalid += 1
-            if self.invalid >= self.runtime.settings.limits.max_invalid_commands and not self.closing:
-                self.closing = True
-                await self._send(b"421 4.7.0 Too Many Invalid Commands, Closing Connection\r\n")
-                self.transport.close()
-        elif code == "421" and self.transport is not None:
-            self.transport.close()
-
-    def _may_hold(self, status: str) -> bool:
-        """RFC 2920: replies to pipelined commands may wait, so that a client's MAIL, RCPT
-        and DATA get their replies in one write. A reply waits only while the next command
-        is already here to be read (so no reply waits on the network), and never one
-        after which the client must act: the greeting, 354, 334, TLS, 421, 221."""
-        return (status[:1] in ("2", "5") and not status.startswith(("220", "221", "354"))
-                and b"\n" in self._reader._buffer)
-
-    async def _send(self, data: bytes) -> None:
-        self._writer.write(drain_held(self.held, data))
-        await self._writer.drain()
-
-    def _write_now(self, data: bytes) -> None:
-        """Out of turn (timeout, shutdown): held replies first, in order."""
-        self.transport.write(drain_held(self.held, data))
-
-    @staticmethod
-    def _rewrite(status: str) -> str:
-        # Our own replies already carry an enhanced code: skip the table walk (most pushes).
-        if status[4:5].isdigit() and not status.startswith(_ENHANCED_OLD) and _HAS_ENHANCED.match(status):
-            return status
-        cached = _REWRITTEN.get(status)
-        if cached is None:
-            cached = MailSMTP._rewrite_table(status)
-            if len(_REWRITTEN) < 512:          # aiosmtpd's fixed texts; never unbounded
-                _REWRITTEN[status] = cached
-        return cached
-
-    @staticmethod
-    def _rewrite_table(status: str) -> str:
-        for old, new in _REWRITE:
-            if status.startswith(old):
-                return new
-        if status[:3] in ("220", "334", "354") or _HAS_ENHANCED.match(status) or len(status) < 4:
-            return status
-        code = status[:3]
-        text = status[4:]
-        for prefix in ("Error: ", "Syntax: "):
-            if text.startswith(prefix) and prefix == "Syntax: ":
-                break
-            if text.startswith(prefix):
-                text = text[len(prefix):]
-        cls = code[0]
-        enhanced = {"2": "2.0.0", "4": "4.0.0", "5": "5.5.4" if code in ("501", "555") else "5.5.0"}.get(cls)
-        return f"{code}{status[3]}{enhanced} {text}" if enhanced else status
-
-    def _getaddr(self, arg: str):
-        """The common '<local@domain> params' by regex; anything unusual (quotes, source
-        routes, '<>', comments) goes to aiosmtpd's full RFC 5322 parser."""
-        m = _SIMPLE_ADDR.match(arg or "")
-        if m:
-            return m.group(1), m.group(2)
-        return super()._getaddr(arg)
-
-    # -- TLS info --
-    def tls_info(self) -> tuple[str, str]:
-        ssl_obj = self.transport.get_extra_info("ssl_object") if self.transport else None
-        if ssl_obj is None:
-            return "", ""
-        cipher = ssl_obj.cipher() or ("", "", 0)
-        return ssl_obj.version() or "", cipher[0]
+    def on_exception(self, error: BaseException) -> str:
+        if isinstance(error, TLSSetupException):
+            # A client that sent plaintext (or gave up) after STARTTLS: its error, not ours.
+            self.runtime.log.info("smtp: %s: TLS handshake failed: %s", self.peer_ip, error.__cause__ or error)
+            return replies.TLS_HANDSHAKE_FAILED
+        if storage_errors.is_storage_fault(error):
+            # a write of some session state met a full or read-only disk: temporary, no bug
+            self.runtime.log.warning("smtp: %s: %s", self.peer_ip, error)
+            return replies.INSUFFICIENT_STORAGE
+        self.runtime.log.exception("smtp: %s: internal error", self.peer_ip)
+        return replies.LOCAL_ERROR_CLOSING
 
     # -- EHLO / HELO ------------------------------------------------------------------
     async def smtp_EHLO(self, hostname: str):
         if not _helo_ok(hostname):
-            await self.push("501 5.5.4 EHLO Invalid Domain Address")
+            await self.push(replies.EHLO_INVALID)
             return
         self.end_transaction("reset")
-        self._set_rset_state()
+        self.new_envelope()
         self.session.extended_smtp = True
         self.session.host_name = hostname
         lines = [self.hostname, "PIPELINING"]
         if self.data_size_limit:
             lines.append(f"SIZE {self.data_size_limit}")
         lines += ["8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"]
-        tls_active = self.implicit_tls or self._tls_protocol is not None
+        tls_active = self.implicit_tls or self.tls_active
         if self.tls_context and not tls_active:
             lines.append("STARTTLS")
-        if self.client.submission and (tls_active or not self._auth_require_tls):
+        if self.client.submission and (tls_active or not self.auth_require_tls):
             lines.append("AUTH PLAIN LOGIN")
-        # one write for the whole reply, not one per line
-        await self.push("\r\n".join(f"250-{line}" for line in lines[:-1]) + f"\r\n250 {lines[-1]}", raw=True)
+        await self.push(replies.ehlo(lines), raw=True)
 
     async def smtp_HELO(self, hostname: str):
         if not _helo_ok(hostname):
-            await self.push("501 5.5.4 HELO Invalid Domain Address")
+            await self.push(replies.HELO_INVALID)
             return
         self.end_transaction("reset")
-        self._set_rset_state()
+        self.new_envelope()
         self.session.extended_smtp = False
         self.session.host_name = hostname
-        await self.push(f"250 {self.hostname}", raw=True)
+        await self.push(replies.hello(self.hostname), raw=True)
 
     async def smtp_RSET(self, arg: str):
         if arg:
-            await self.push("501 5.5.4 Syntax: RSET")
+            await self.push(replies.RSET_SYNTAX)
             return
         self.end_transaction("reset")
-        self._set_rset_state()
-        await self.push("250 2.0.0 Ok")
+        self.new_envelope()
+        await self.push(replies.OK)
 
     async def smtp_VRFY(self, arg: str):
-        await self.push("502 5.5.1 VRFY Disallowed")
+        await self.push(replies.VRFY_DISALLOWED)
 
     async def smtp_EXPN(self, arg: str):
-        await self.push("502 5.5.1 EXPN Disallowed")
+        await self.push(replies.EXPN_DISALLOWED)
 
     async def smtp_TURN(self, arg: str):
-        await self.push("502 5.5.1 Turn Disallowed")
+        await self.push(replies.TURN_DISALLOWED)
 
     # -- AUTH -------------------------------------------------------------------------
     async def smtp_AUTH(self, arg: str) -> None:
         if not self.client.submission:
-            await self.push("502 5.5.1 AUTH not offered on this port; use submission (587 or 465)")
+            await self.push(replies.AUTH_NOT_OFFERED)
             return
         if self.envelope.mail_from:
-            await self.push("503 5.5.1 AUTH not allowed during a mail transaction")
+            await self.push(replies.AUTH_IN_TRANSACTION)
             return
         try:
             await super().smtp_AUTH(arg)
-        except _LineTooLong:
-            await self.push(AUTH_LINE_TOO_LONG)
+        except AuthLineTooLong:
+            await self.push(replies.AUTH_LINE_TOO_LONG)
 
     async def auth_PLAIN(self, _, args: list[str]) -> AuthResult:
         if len(args) == 1:
@@ -455,11 +189,11 @@ class MailSMTP(SMTP):
         else:
             blob = self._b64(args[1])
         if blob is None:
-            await self.push("501 5.5.2 Cannot decode response")
+            await self.push(replies.CANNOT_DECODE)
             return AuthResult(success=False, handled=True)
         parts = blob.split(b"\x00")
         if len(parts) != 3:
-            await self.push("501 5.5.2 Cannot decode response")
+            await self.push(replies.CANNOT_DECODE)
             return AuthResult(success=False, handled=True)
         return await self._login(parts[1], parts[2])
 
@@ -467,33 +201,16 @@ class MailSMTP(SMTP):
         user = self._b64(args[1]) if len(args) > 1 else await self._challenge("Username:")
         password = await self._challenge("Password:") if user is not None else None
         if user is None or password is None:
-            await self.push("501 5.5.2 Cannot decode response")
+            await self.push(replies.CANNOT_DECODE)
             return AuthResult(success=False, handled=True)
         return await self._login(user, password)
 
     async def _challenge(self, prompt: str) -> bytes | None:
-        await self.push("334 " + base64.b64encode(prompt.encode()).decode(), raw=True)
-        line = (await self._auth_line()).strip()
+        await self.push(replies.challenge(prompt), raw=True)
+        line = (await self.read_auth_line()).strip()
         if line == b"*":
             return None
         return self._b64(line)
-
-    async def _auth_line(self) -> bytes:
-        """A client's line during AUTH; _LineTooLong (after reading it to its end, so
-        the session stays in step) when over the command line limit."""
-        too_long = False
-        while True:
-            try:
-                line = await self._reader.readuntil(b"\n")
-            except asyncio.LimitOverrunError as e:
-                await self._reader.readexactly(e.consumed)
-                too_long = True
-                continue
-            except asyncio.IncompleteReadError:
-                raise ConnectionResetError("connection closed during AUTH") from None
-            if too_long or len(line) > self.line_length_limit:
-                raise _LineTooLong()
-            return line
 
     @staticmethod
     def _b64(text) -> bytes | None:
@@ -508,9 +225,9 @@ class MailSMTP(SMTP):
         account = await self.runtime.authenticate(user, password, self.peer_ip, self.listener_name)
         if account is None:
             if self.runtime.bans.is_banned(self.peer_ip):
-                await self.push("421 4.7.0 Too many failed logins from your address, try again later")
+                await self.push(replies.BANNED)
             else:
-                await self.push("535 5.7.8 Authentication Failed. Restarting Authentication Process.")
+                await self.push(replies.AUTH_FAILED)
             return AuthResult(success=False, handled=True)
         self.client.user = account.address
         if self.sess is not None:
@@ -518,27 +235,27 @@ class MailSMTP(SMTP):
         self.runtime.log.info("smtp: %s authenticated as %s on %s", self.peer_ip, account.address,
                               self.listener_name)
         return AuthResult(success=True, auth_data=LoginPassword(account.address.encode(), b""),
-                          message="235 2.7.0 Authentication Successful")
+                          message=replies.AUTH_OK)
 
     # -- the transaction -----------------------------------------------------------------
     async def on_mail(self, address: str, options: list[str]) -> str:
         rt, settings = self.runtime, self.runtime.settings
         sender = policy.normalize_sender(address)
         if sender is None:
-            return str(policy.SENDER_INVALID)
+            return replies.SENDER_INVALID
         rejection = policy.check_sender(settings, rt.directory, self.client, sender)
         if rejection:
             return str(rejection)
         per_minute = settings.limits.messages_per_ip_per_minute
         shared = rt.sessions.shared       # counted across every serving process
         if per_minute and shared is not None and not shared.allow(f"messages {self.peer_ip}", per_minute):
-            return "450 4.7.1 Too Many Messages From Your Address, Try Again Later"
+            return replies.TOO_MANY_MESSAGES
         if not await self.room_for(_size_option(options)):
-            return diskspace.INSUFFICIENT
+            return replies.INSUFFICIENT_STORAGE
         self.envelope.mail_from = sender if sender else "<>"
         self.envelope.mail_options.extend(options)
         self.accepted, self.rejected, self.txn_started = [], [], True
-        return "250 2.1.0 Ok"
+        return replies.SENDER_OK
 
     async def room_for(self, size: int) -> bool:
         """Is there room for a message of `size` bytes above the free-space reserve?"""
@@ -551,19 +268,13 @@ class MailSMTP(SMTP):
                     f"{space.free} bytes free, SIZE={size}, below the reserve (limits.min_free_space_mb)")
         return False
 
-    async def smtp_MAIL(self, arg: str) -> None:
-        if arg and _BAD_SIZE.search(arg):
-            await self.push("501 5.5.4 Syntax: MAIL FROM: <address> [SIZE=<ASCII digits>]")
-            return
-        await super().smtp_MAIL(arg)
-
     def declared_size(self) -> int:
         return _size_option(self.envelope.mail_options)
 
     async def on_rcpt(self, address: str, options: list[str]) -> str:
         rt, settings = self.runtime, self.runtime.settings
         if len(self.accepted) >= settings.limits.max_recipients:
-            return str(policy.TOO_MANY_RECIPIENTS)
+            return replies.TOO_MANY_RECIPIENTS
         sender = "" if self.envelope.mail_from == "<>" else self.envelope.mail_from
         result = policy.check_recipient(settings, rt.directory, self.client, sender, address)
         if not isinstance(result, policy.Accepted):
@@ -572,8 +283,7 @@ class MailSMTP(SMTP):
         size = self.declared_size()
         if result.max_size and size > result.max_size:
             self.rejected.append(f"{address[:100]}=552")
-            return (f"552 5.3.4 Message Size Exceeds Fixed Maximum Message Size. "
-                    f"Size: {size // 1024} KB, Max size: {result.max_size // 1024} KB")
+            return replies.too_big(size, result.max_size)
         if result.mailboxes and not result.resolution.external and any(a.quota_mb for a in result.mailboxes):
             if await rt.run_blocking(quota.all_refuse, rt.root, settings, result.mailboxes, size):
                 self.rejected.append(f"{address[:100]}=quota")
@@ -581,19 +291,19 @@ class MailSMTP(SMTP):
         if result.address not in self.envelope.rcpt_tos:
             self.envelope.rcpt_tos.append(result.address)
             self.accepted.append(result)
-        return "250 2.1.5 Ok"
+        return replies.RECIPIENT_OK
 
     async def smtp_DATA(self, arg: str) -> None:
         if await self.check_helo_needed():
             return
         if not self.envelope.mail_from:
-            await self.push("503 5.5.1 Must Have Sender First")
+            await self.push(replies.SENDER_FIRST)
             return
         if not self.envelope.rcpt_tos:
-            await self.push("503 5.5.1 Must Have Sender And Recipient First")
+            await self.push(replies.RECIPIENT_FIRST)
             return
         if arg:
-            await self.push("501 5.5.4 Syntax: DATA")
+            await self.push(replies.DATA_SYNTAX)
             return
         settings = self.runtime.settings
         limit = self.data_size_limit or 0
@@ -603,7 +313,7 @@ class MailSMTP(SMTP):
         if self.sess is not None:
             self.sess.busy = True
         try:
-            await self.push("354 End data with <CR><LF>.<CR><LF>", raw=True)
+            await self.push(replies.START_DATA, raw=True)
             txid = queue_mod.new_id()
             header = self.received(txid)
             self._reset_timeout(settings.limits.data_timeout_s)
@@ -637,24 +347,23 @@ class MailSMTP(SMTP):
     async def finish(self, result: DataResult, limit: int, txid: str) -> tuple[str, str]:
         rt, settings = self.runtime, self.runtime.settings
         if result.too_big:
-            return (f"552 5.3.4 Message Size Exceeds Fixed Maximum Message Size. "
-                    f"Size: {result.size // 1024} KB, Max size: {limit // 1024} KB"), ""
+            return replies.too_big(result.size, limit), ""
         if result.error is not None:
             rt.log.warning("smtp: %s: %s: cannot keep the message: %s", self.peer_ip, txid, result.error.strerror)
-            return diskspace.INSUFFICIENT, ""
+            return replies.INSUFFICIENT_STORAGE, ""
         content = result.content
         if result.bare_cr or result.bare_lf:
             if settings.relay.allow_bare_lf_from_trusted and self.client.trusted:
                 content = await rt.run_blocking(fix_bare_newlines, content)
             elif result.bare_lf:
-                return "554 5.6.0 Rejected - Message Using Bare LF's (lines must end with CR LF)", ""
+                return replies.BARE_LF, ""
             else:
-                return "554 5.6.0 Rejected - Message Using Bare CR's (lines must end with CR LF)", ""
+                return replies.BARE_CR, ""
         if self.client.user:
             for addr in policy.header_senders(header_block(content, result.offset)):
                 if not policy.owned_addresses_match(settings, rt.directory, self.client.user,
                                                     policy.normalize_sender(addr) or ""):
-                    return "550 5.7.1 Header From Address Not Owned By Authenticated User", ""
+                    return replies.HEADER_FROM_NOT_OWNED, ""
         if self.client.submission and (self.client.user or self.client.trusted):
             if isinstance(content, LargeMessage):     # the header is in the part held in memory
                 content.head = _add_missing_headers(content.head, result.offset, settings.server.hostname)
@@ -674,12 +383,12 @@ class MailSMTP(SMTP):
             if storage_errors.is_storage_fault(e):
                 # a full or read-only disk: temporary, and nothing of the message is left
                 rt.log.warning("smtp: %s: %s not stored: %s", self.peer_ip, txid, e.strerror)
-                return diskspace.INSUFFICIENT, ""
+                return replies.INSUFFICIENT_STORAGE, ""
             rt.log.exception("smtp: %s: delivery of %s failed", self.peer_ip, txid)
-            return "451 4.3.0 Local Error In Processing, Try Again Later", ""
+            return replies.LOCAL_ERROR, ""
         if not outcome.delivered and outcome.queue_id is None:
             first = next(iter(outcome.rejected.values()), None)
-            return (str(first) if first else "451 4.3.0 Local Error In Processing, Try Again Later"), ""
+            return (str(first) if first else replies.LOCAL_ERROR), ""
         if outcome.rejected:
             # Accepted at RCPT but refused now (the directory changed, a mailbox filled up):
             # the client gets 250 for the others, so these get a DSN, not silence; but never
@@ -691,7 +400,7 @@ class MailSMTP(SMTP):
                 await rt.run_blocking(_bounce_rejected, rt, sender, txid, outcome.rejected, head_of(content))
         rt.count("smtp_accepted")
         qid = outcome.queue_id or txid
-        return f"250 2.0.0 Ok: queued as {qid}", qid
+        return replies.queued(qid), qid
 
     # -- logging ---------------------------------------------------------------------------
     def log_transaction(self, status: str, size: int, qid: str, result: str | None = None) -> None:
@@ -754,7 +463,7 @@ async def start(runtime, name: str, listener) -> list:
     if listener.tls == "starttls":
         runtime.ssl_context()          # fail at start, not at the first STARTTLS, on a bad cert
     return await runtime.listen(name, lambda: MailSMTP(runtime, name, listener), listener, ssl=ssl_ctx,
-                                busy_reply=overload.BUSY_SMTP)
+                                busy_reply=f"{replies.OUT_OF_RESOURCES}\r\n".encode())
 
 
 def _add_missing_headers(content: bytes, offset: int, hostname: str) -> bytes:
