@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from .directory import Directory
 from .errors import NotFound, QuotaExceeded
 from .largemsg import LargeMessage, stage_into
+from .foldernames import INBOX
 from .maildir import Maildir
 from .queue import Queue
 from .root import Root
@@ -57,7 +58,7 @@ def with_grace(quota_bytes: int, grace_percent: float) -> int:
 def deliver(root: Root, settings, directory: Directory, sender: str, recipients: list[str],
             data: "bytes | LargeMessage", source: str = "local", queue_external: bool = True,
             auth_user: str = "", before_commit=None, assign_uids: bool = True,
-            quota_grace_percent: float = 0) -> Outcome:
+            quota_grace_percent: float = 0, folder_for=None) -> Outcome:
     """Deliver data to recipients. Local domains only receive; external addresses that
     come out of aliases and forwards are queued. Returns what happened per recipient.
 
@@ -68,7 +69,10 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
     uidlist dotlock per message); the copies are just as durable.
 
     quota_grace_percent lets a message take a mailbox that far past its quota (SMTP,
-    which refuses mailboxes already full at RCPT: engine.smtp.quota)."""
+    which refuses mailboxes already full at RCPT: engine.smtp.quota).
+
+    folder_for(mailbox address), when given, names the folder a copy goes to ('' or a
+    folder that does not exist: INBOX), as the acceptance pipeline's stages decided."""
     outcome = Outcome()
     mailboxes: dict[str, object] = {}
     external: list[str] = []
@@ -89,10 +93,20 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
     staged = []
     queued = None
 
-    def stage(box, address, quota):
+    def stage(box, address, quota, folder=INBOX):
         if large:
-            return stage_into(box, trace_headers(sender, address), data, assign_uids, quota)
-        return box.stage(trace_headers(sender, address) + body, assign_uid=assign_uids, quota_bytes=quota)
+            return stage_into(box, trace_headers(sender, address), data, assign_uids, quota, folder)
+        return box.stage(trace_headers(sender, address) + body, folder, assign_uid=assign_uids, quota_bytes=quota)
+
+    def stage_filed(box, address, quota):
+        folder = folder_for(address) if folder_for is not None else ""
+        if folder and folder != INBOX:
+            try:
+                return stage(box, address, quota, folder)
+            except NotFound:
+                if not box.path.is_dir():
+                    raise                 # no Maildir yet: made below, then INBOX
+        return stage(box, address, quota)
 
     try:
         for address, account in mailboxes.items():
@@ -101,10 +115,10 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
             limit = with_grace(quota, quota_grace_percent)
             try:
                 try:
-                    item = stage(box, address, limit)
+                    item = stage_filed(box, address, limit)
                 except NotFound:          # first mail: make the Maildir (no stat per delivery)
                     box.create(list(settings.mailbox.default_folders), quota)
-                    item = stage(box, address, limit)
+                    item = stage_filed(box, address, limit)
                 staged.append((address, item))
             except QuotaExceeded:
                 perm = settings.relay.over_quota_permanent

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from . import nofollow
+from .foldernames import INBOX
 from .errors import NotFound
 from .spool import Spool
 
@@ -71,7 +72,7 @@ class LargeMessage:
 
 
 def stage_into(box, prefix: bytes, message: LargeMessage, assign_uid: bool = True,
-               quota_bytes: int | None = None):
+               quota_bytes: int | None = None, folder: str = INBOX):
     """Maildir.stage for a LargeMessage: prefix + message, written in pieces to the
     mailbox's tmp/ with LF line ends, then staged from there (no copy in memory)."""
     try:
@@ -84,7 +85,7 @@ def stage_into(box, prefix: bytes, message: LargeMessage, assign_uid: bool = Tru
         for piece in message:
             spool.write(piece)
         spool.finish()
-        staged = box.stage_file(spool.path, spool.size, spool.vsize, quota_bytes=quota_bytes)
+        staged = box.stage_file(spool.path, spool.size, spool.vsize, folder, quota_bytes=quota_bytes)
     except BaseException:
         spool.discard()
         raise

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import pwd
@@ -117,7 +118,7 @@ async def serve(runtime) -> asyncio.AbstractServer:
 
 
 async def _submit(runtime, caller: Caller, reader: asyncio.StreamReader) -> dict:
-    from . import sendmail
+    from .accept import local
     try:
         line = await reader.readuntil(b"\n")      # the stream's limit (64 KiB) bounds it
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
@@ -138,13 +139,10 @@ async def _submit(runtime, caller: Caller, reader: asyncio.StreamReader) -> dict
     recipients = [str(r) for r in req.get("recipients") or []]
     sender = req.get("sender")
     sender = check_sender(settings, caller, None if sender is None else str(sender))
-    prepared = sendmail.prepare(data, sender=sender, recipients=recipients, extract=bool(req.get("extract")),
-                                hostname=settings.server.hostname, source="sendmail", max_size=limit,
-                                received_from=sendmail.local_user(caller.uid))
-    outcome = await runtime.run_blocking(sendmail.inject, runtime.root, settings, runtime.directory,
-                                         prepared, "sendmail")
-    if outcome.queue_id:
-        await runtime.run_blocking(sendmail.tell_server, runtime.root)
+    prepared, outcome = await runtime.run_blocking(functools.partial(
+        local.send_message, runtime.root, settings, runtime.directory, data, sender=sender, recipients=recipients,
+        extract=bool(req.get("extract")), source="sendmail", origin=local.local_user(caller.uid),
+        pipeline=runtime.pipeline))
     runtime.log.info("local submission from uid %d (%s, pid %d): sender <%s>, %d delivered, queue %s",
                      caller.uid, caller.login, caller.pid, prepared.sender, len(outcome.delivered),
                      outcome.queue_id or "-")

@@ -35,20 +35,21 @@ from pathlib import Path
 from .storage_errors import is_storage_fault
 from .errors import InvalidInput, MailError
 from .root import atomic_write, fsync_dir
-from .settings import MESSAGE_SIZE_CEILING, message_size_limit
+from .settings import MESSAGE_SIZE_CEILING
 
 log = logging.getLogger("mailctl.pickup")
 MAX_FILE = MESSAGE_SIZE_CEILING
 
 
 class Pickup:
-    def __init__(self, root, settings_fn, directory_fn, clock=time.time):
+    def __init__(self, root, settings_fn, directory_fn, clock=time.time, pipeline=None):
         self.root = root
         self.dir = root.pickup_dir
         self.work = self.dir / ".work"
         self.failed = self.dir / "failed"
         self.settings_fn, self.directory_fn = settings_fn, directory_fn
         self.clock = clock
+        self.pipeline = pipeline          # the acceptance pipeline (None: the standard one)
         self.seen: dict[str, tuple[int, int, float]] = {}      # name -> (size, mtime_ns, first seen stable)
         self.taken = 0
         self.rejected = 0
@@ -116,16 +117,14 @@ class Pickup:
         return self._process(token, name, st)
 
     def _process(self, token: str, name: str, st=None) -> str:
-        from . import sendmail
+        from .accept import local
         work = self.work / f"{token}.eml"
         try:
             data = _read_plain_file(work, st or os.lstat(work))
-            settings = self.settings_fn()
-            limit = message_size_limit(settings)
-            prepared = sendmail.prepare(data, use_x_headers=True, hostname=settings.server.hostname,
-                                        source="pickup", max_size=limit)
-            outcome = sendmail.inject(self.root, settings, self.directory_fn(), prepared, "pickup",
-                                      before_commit=lambda staged, queued: self._mark(token, staged, queued))
+            prepared, outcome = local.send_message(
+                self.root, self.settings_fn(), self.directory_fn(), data, use_x_headers=True, source="pickup",
+                origin="localhost", pipeline=self.pipeline, wake=False,      # run() wakes the runner
+                before_commit=lambda staged, queued: self._mark(token, staged, queued))
             if not outcome.delivered and not outcome.queue_id:
                 raise InvalidInput("no recipient accepted: " + "; ".join(
                     f"{k}: {v}" for k, v in outcome.rejected.items()))
@@ -325,7 +324,7 @@ def _watch(path: Path, loop: asyncio.AbstractEventLoop, wake: asyncio.Event):
 async def run(runtime) -> None:
     """The 'pickup' worker: take files until runtime.stopping is set."""
     from .outbound import wakeup
-    pickup = Pickup(runtime.root, lambda: runtime.settings, lambda: runtime.directory)
+    pickup = Pickup(runtime.root, lambda: runtime.settings, lambda: runtime.directory, pipeline=runtime.pipeline)
     await runtime.run_blocking(pickup.recover)
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()

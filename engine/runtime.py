@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import memtrim, settings as settings_mod
+from .accept import Pipeline
 from .bans import Bans
 from .directory import LISTING_PROBLEM, Directory
 from .errors import ConfigError, MailError
@@ -202,6 +203,7 @@ class Runtime:
         self.inherited: dict[str, list] = {}      # listener -> sockets the supervisor bound
         self.counters: dict[str, int] = {}
         self.generation = 0           # bumped on every successful reload
+        self.pipeline = Pipeline()    # the acceptance pipeline's stages (engine/accept)
         self._tls = TLSFiles(root)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailctl-disk")
         self.fd_reserve: FdReserve | None = None     # made by the first listen()

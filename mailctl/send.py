@@ -36,19 +36,6 @@ def read_message(stream, ignore_dots: bool, limit: int) -> bytes:
     return data
 
 
-def send_message(ctx_root, settings, directory, data: bytes, sender: str | None, recipients: list[str],
-                 extract: bool, source: str):
-    from engine import sendmail
-    limit = message_size_limit(settings)
-    prepared = sendmail.prepare(data, sender=sender, recipients=recipients, extract=extract,
-                                hostname=settings.server.hostname, source=source, max_size=limit,
-                                received_from=sendmail.local_user())
-    outcome = sendmail.inject(ctx_root, settings, directory, prepared, source)
-    if outcome.queue_id:
-        sendmail.tell_server(ctx_root)
-    return prepared, outcome
-
-
 @click.command("send", context_settings={"ignore_unknown_options": False})
 @click.argument("recipients", nargs=-1)
 @click.option("-t", "extract", is_flag=True, help="Read recipients from To, Cc and Bcc (Bcc is removed).")
@@ -63,11 +50,12 @@ def send(ctx: Context, recipients, extract, sender, full_name, ignore_dots, ofla
     ignore_dots = ignore_dots or "i" in oflags
     if sender in ("<>",):
         sender = ""
+    from engine.accept.local import send_message
     root, settings = ctx.existing_root(), ctx.settings
     limit = message_size_limit(settings)
     data = read_message(sys.stdin.buffer, ignore_dots, limit)
-    prepared, outcome = send_message(root, settings, ctx.directory(), data, sender, list(recipients),
-                                     extract, "sendmail")
+    prepared, outcome = send_message(root, settings, ctx.directory(), data, sender=sender,
+                                     recipients=list(recipients), extract=extract)
     if as_json:
         emit_json({"sender": prepared.sender, "delivered": outcome.delivered, "queued": outcome.queue_id,
                    "external": outcome.external, "rejected": {k: str(v) for k, v in outcome.rejected.items()},

@@ -56,11 +56,12 @@ def parse(argv: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     from engine import settings as settings_mod
+    from engine.accept.local import send_message
     from engine.directory import Directory
     from engine.errors import InvalidInput, MailError
     from engine.root import Root
 
-    from .send import read_message, send_message
+    from .send import read_message
     as_process = argv is None
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -79,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_mod.load(root.config_file, "mailctl.toml")
         limit = settings_mod.message_size_limit(settings)
         data = read_message(sys.stdin.buffer, opts["ignore_dots"], limit)
-        prepared, outcome = send_message(root, settings, Directory.load(root, settings), data, opts["sender"],
-                                         opts["recipients"], opts["extract"], "sendmail")
+        prepared, outcome = send_message(root, settings, Directory.load(root, settings), data,
+                                         sender=opts["sender"], recipients=opts["recipients"],
+                                         extract=opts["extract"], source="sendmail")
     except InvalidInput as e:
         print(f"sendmail-mailctl: {e}", file=sys.stderr)
         return EX_DATAERR

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from hypothesis import example, given, strategies as st
 
-from engine import charsets, localsubmit, newroot, sendmail, settings as settings_mod, tomlfile
+from engine import charsets, localsubmit, newroot, settings as settings_mod, tomlfile
+from engine.accept import local as sendmail
 from engine.addresses import Address, normalize_domain, parse_address, parse_target
 from engine.directory import Directory
 from engine.errors import ConfigError, InvalidInput

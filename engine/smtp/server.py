@@ -9,7 +9,8 @@ reply text is in replies.py.
   command line length, command timeout (421 4.4.2), total DATA time, size, recipients;
 - AUTH PLAIN/LOGIN against the directory with failure delay and auto-ban;
 - relay policy on the resolved address (policy.py);
-- delivery before 250: every copy durable (engine.delivery) or 451 4.3.0 and none visible;
+- RCPT and after DATA, the acceptance pipeline (engine/accept): every copy durable before
+  250 (engine.delivery), or 451 4.3.0 and none visible;
   a full or read-only disk gets 452 4.3.1, at MAIL FROM already below the free-space reserve.
 """
 from __future__ import annotations
@@ -23,13 +24,12 @@ import time
 
 from aiosmtpd.smtp import AuthResult, LoginPassword, TLSSetupException
 
-from .. import delivery, diskspace, headers as headers_mod, memtrim, queue as queue_mod, storage_errors
-from ..largemsg import LargeMessage, close_quietly
+from .. import accept, diskspace, memtrim, queue as queue_mod, storage_errors
+from ..largemsg import close_quietly
 from ..settings import message_size_limit
-from . import admission, policy, quota, replies
+from . import admission, policy, replies
 from .adapter import AuthLineTooLong, SMTPAdapter
-from .data import DataResult, fix_bare_newlines, head_of, header_block, read_data
-from .received import received_header
+from .data import DataResult, read_data
 
 IDENT = "ESMTP mailctl"
 _HELO_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,253})$")
@@ -272,22 +272,15 @@ class MailSMTP(SMTPAdapter):
         return _size_option(self.envelope.mail_options)
 
     async def on_rcpt(self, address: str, options: list[str]) -> str:
-        rt, settings = self.runtime, self.runtime.settings
-        if len(self.accepted) >= settings.limits.max_recipients:
-            return replies.TOO_MANY_RECIPIENTS
+        rt = self.runtime
         sender = "" if self.envelope.mail_from == "<>" else self.envelope.mail_from
-        result = policy.check_recipient(settings, rt.directory, self.client, sender, address)
-        if not isinstance(result, policy.Accepted):
-            self.rejected.append(f"{address[:100]}={result.code}")
-            return str(result)
-        size = self.declared_size()
-        if result.max_size and size > result.max_size:
-            self.rejected.append(f"{address[:100]}=552")
-            return replies.too_big(size, result.max_size)
-        if result.mailboxes and not result.resolution.external and any(a.quota_mb for a in result.mailboxes):
-            if await rt.run_blocking(quota.all_refuse, rt.root, settings, result.mailboxes, size):
-                self.rejected.append(f"{address[:100]}=quota")
-                return quota.full_reply(settings)
+        check = accept.RcptCheck(rt, self.client, sender, address, self.declared_size(), len(self.accepted))
+        verdict = await rt.pipeline.check_recipient(check)      # engine/accept/pipeline.py
+        if verdict is not accept.CONTINUE:
+            if verdict.tag:
+                self.rejected.append(verdict.tag)
+            return verdict.reply
+        result = check.result
         if result.address not in self.envelope.rcpt_tos:
             self.envelope.rcpt_tos.append(result.address)
             self.accepted.append(result)
@@ -314,14 +307,14 @@ class MailSMTP(SMTPAdapter):
             self.sess.busy = True
         try:
             await self.push(replies.START_DATA, raw=True)
-            txid = queue_mod.new_id()
-            header = self.received(txid)
+            envelope = self.arrival_envelope()
+            arrived = time.time()
             self._reset_timeout(settings.limits.data_timeout_s)
-            result = await read_data(self._reader, limit, prefix=header, spill_dir=self.runtime.root.run_dir,
+            result = await read_data(self._reader, limit, spill_dir=self.runtime.root.run_dir,
                                      run=self.runtime.run_blocking)
             self._reset_timeout()
             try:
-                status, qid = await self.finish(result, limit, txid)
+                status, qid = await self.finish(result, limit, envelope, arrived)
             finally:
                 close_quietly(result.content)       # a large message's file
         finally:
@@ -336,49 +329,30 @@ class MailSMTP(SMTPAdapter):
         if self.closing or self.runtime.stopping.is_set():
             self.shutdown()
 
-    def received(self, txid: str) -> bytes:
+    def arrival_envelope(self) -> accept.Envelope:
+        """The transaction as the acceptance pipeline sees it (taken at DATA)."""
         tls_version, cipher = self.tls_info()
-        return received_header(helo=self.session.host_name or "", ip=self.peer_ip,
-                               hostname=self.runtime.settings.server.hostname, txid=txid,
-                               esmtp=self.session.extended_smtp, tls_version=tls_version,
-                               cipher=cipher, auth_user=self.client.user,
-                               recipients=self.envelope.rcpt_tos)
+        client = self.client
+        return accept.Envelope(
+            accept.SUBMISSION if client.submission else accept.SMTP,
+            "" if self.envelope.mail_from == "<>" else self.envelope.mail_from, list(self.envelope.rcpt_tos),
+            txid=queue_mod.new_id(), client_ip=self.peer_ip, helo=self.session.host_name or "",
+            esmtp=self.session.extended_smtp, tls_version=tls_version, tls_cipher=cipher,
+            auth_user=client.user, trusted=client.trusted, resolved=list(self.accepted))
 
-    async def finish(self, result: DataResult, limit: int, txid: str) -> tuple[str, str]:
-        rt, settings = self.runtime, self.runtime.settings
+    async def finish(self, result: DataResult, limit: int, envelope: accept.Envelope,
+                     arrived: float) -> tuple[str, str]:
+        """The reply to the end of DATA: what the acceptance pipeline decided."""
+        rt, txid = self.runtime, envelope.txid
         if result.too_big:
             return replies.too_big(result.size, limit), ""
         if result.error is not None:
             rt.log.warning("smtp: %s: %s: cannot keep the message: %s", self.peer_ip, txid, result.error.strerror)
             return replies.INSUFFICIENT_STORAGE, ""
-        content = result.content
-        if result.bare_cr or result.bare_lf:
-            if settings.relay.allow_bare_lf_from_trusted and self.client.trusted:
-                content = await rt.run_blocking(fix_bare_newlines, content)
-            elif result.bare_lf:
-                return replies.BARE_LF, ""
-            else:
-                return replies.BARE_CR, ""
-        if self.client.user:
-            for addr in policy.header_senders(header_block(content, result.offset)):
-                if not policy.owned_addresses_match(settings, rt.directory, self.client.user,
-                                                    policy.normalize_sender(addr) or ""):
-                    return replies.HEADER_FROM_NOT_OWNED, ""
-        if self.client.submission and (self.client.user or self.client.trusted):
-            if isinstance(content, LargeMessage):     # the header is in the part held in memory
-                content.head = _add_missing_headers(content.head, result.offset, settings.server.hostname)
-            else:
-                content = _add_missing_headers(content, result.offset, settings.server.hostname)
-        sender = "" if self.envelope.mail_from == "<>" else self.envelope.mail_from
-        untrusted = not (self.client.user or self.client.trusted)    # its sender may be forged
-        full = untrusted and await rt.run_blocking(quota.first_refusing, rt.root, settings,
-                                                   [a for r in self.accepted for a in r.mailboxes], len(content))
-        if full:
-            self.rejected.append(f"{full}=quota")
-            return quota.full_reply(settings), ""
+        arrival = accept.Arrival(envelope, result.content, rt.root, rt.settings, rt.directory, log=rt.log,
+                                 arrived=arrived, bare_cr=result.bare_cr, bare_lf=result.bare_lf)
         try:
-            outcome = await rt.run_blocking(_deliver, rt, sender, list(self.envelope.rcpt_tos),
-                                            content, self.client.user)
+            verdict = await rt.run_blocking(rt.pipeline.run, arrival)
         except Exception as e:
             if storage_errors.is_storage_fault(e):
                 # a full or read-only disk: temporary, and nothing of the message is left
@@ -386,18 +360,17 @@ class MailSMTP(SMTPAdapter):
                 return replies.INSUFFICIENT_STORAGE, ""
             rt.log.exception("smtp: %s: delivery of %s failed", self.peer_ip, txid)
             return replies.LOCAL_ERROR, ""
+        if isinstance(verdict, accept.Discard):
+            rt.log.info("smtp: %s: %s discarded: %s", self.peer_ip, txid, verdict.reason)
+            return replies.queued(txid), txid
+        if verdict is not accept.CONTINUE:
+            if verdict.tag:
+                self.rejected.append(verdict.tag)
+            return verdict.reply, ""
+        outcome = arrival.outcome
         if not outcome.delivered and outcome.queue_id is None:
             first = next(iter(outcome.rejected.values()), None)
             return (str(first) if first else replies.LOCAL_ERROR), ""
-        if outcome.rejected:
-            # Accepted at RCPT but refused now (the directory changed, a mailbox filled up):
-            # the client gets 250 for the others, so these get a DSN, not silence; but never
-            # to a sender nobody vouched for (backscatter): then the log alone says it.
-            rt.log.warning("smtp: %s: %s: not delivered to %s%s", self.peer_ip, txid,
-                           ", ".join(f"{k} ({v})" for k, v in outcome.rejected.items()),
-                           "; no DSN to an unauthenticated sender" if untrusted else "")
-            if not untrusted:
-                await rt.run_blocking(_bounce_rejected, rt, sender, txid, outcome.rejected, head_of(content))
         rt.count("smtp_accepted")
         qid = outcome.queue_id or txid
         return replies.queued(qid), qid
@@ -450,13 +423,6 @@ def _helo_ok(name: str) -> bool:
     return True
 
 
-def _deliver(rt, sender: str, recipients: list[str], data: bytes, auth_user: str):
-    # UIDs come at the reader's next sync, as for mail any MTA drops into a Maildir
-    return delivery.deliver(rt.root, rt.settings, rt.directory, sender, recipients, data,
-                            source="smtp", auth_user=auth_user, assign_uids=False,
-                            quota_grace_percent=rt.settings.mailbox.quota_grace_percent)
-
-
 async def start(runtime, name: str, listener) -> list:
     """Start one SMTP listener (smtp, submission or submissions)."""
     ssl_ctx = runtime.ssl_context() if listener.tls == "implicit" else None
@@ -464,32 +430,3 @@ async def start(runtime, name: str, listener) -> list:
         runtime.ssl_context()          # fail at start, not at the first STARTTLS, on a bad cert
     return await runtime.listen(name, lambda: MailSMTP(runtime, name, listener), listener, ssl=ssl_ctx,
                                 busy_reply=f"{replies.OUT_OF_RESOURCES}\r\n".encode())
-
-
-def _add_missing_headers(content: bytes, offset: int, hostname: str) -> bytes:
-    """Submitted mail without Date or Message-ID gets them (RFC 6409 §8)."""
-    block = header_block(content, offset)
-    if not block.endswith(b"\r\n"):
-        return content                       # no header/body separator: leave it as sent
-    extra = headers_mod.missing(headers_mod.names_in(block), hostname)
-    if not extra:
-        return content
-    at = offset + len(block)
-    return bytes(content[:at]) + b"".join(line + b"\r\n" for line in extra) + bytes(content[at:])
-
-
-def _bounce_rejected(rt, sender: str, txid: str, rejected: dict, content: bytes) -> None:
-    """A failure DSN for recipients refused after the message was accepted."""
-    from ..outbound import dsn
-    now = time.time()
-    env = queue_mod.Envelope(id=txid, sender=sender, recipients=[], created=now, next_attempt=now,
-                             source="smtp")
-    recipients = [queue_mod.Recipient(address=rcpt, status="failed", code=why.code, reply=str(why),
-                                      dsn=why.status) for rcpt, why in rejected.items()]
-    try:
-        dsn.notify(rt.root, rt.settings, rt.directory, env, recipients, "failed", content, now=now, log=rt.log)
-    except Exception as e:  # noqa: BLE001 - the accepted copies stand; the log says what was lost
-        if storage_errors.is_storage_fault(e):
-            rt.log.error("smtp: %s: could not write the DSN for %s: %s", txid, ", ".join(rejected), e.strerror)
-        else:
-            rt.log.exception("smtp: %s: could not write the DSN for %s", txid, ", ".join(rejected))

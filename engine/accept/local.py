@@ -1,4 +1,6 @@
-"""Injecting a message from this machine (mailctl send, sendmail-mailctl, the pickup folder).
+"""Mail injected on this machine (mailctl send, sendmail-mailctl, sendmail(1) of local
+users, the pickup folder): reading the message and its envelope, then the acceptance
+pipeline as for SMTP.
 
 No SMTP listener is needed: local recipients are delivered to their Maildirs and the
 others are written into the queue, in one step (engine.delivery). A running server is
@@ -10,14 +12,15 @@ import email.utils
 import getpass
 import os
 import re
-import secrets
-import time
 from dataclasses import dataclass, field
 
-from .addresses import parse_address
-from . import headers as headers_mod
-from .delivery import Outcome, deliver
-from .errors import InvalidInput
+from ..addresses import parse_address
+from ..delivery import Outcome
+from ..errors import InvalidInput, MailError
+from ..settings import message_size_limit
+from .arrival import SEND, Arrival, Envelope
+from .pipeline import Pipeline
+from .verdicts import Defer, Discard, Reject
 
 _HEADER_LINE = re.compile(rb"^[!-9;-~]+:")        # field name: printable ASCII except ':'
 MAX_HEADER_BYTES = 1 << 20
@@ -25,10 +28,14 @@ MAX_HEADER_BYTES = 1 << 20
 
 @dataclass
 class Prepared:
+    """A message read in, with its envelope; data is what the sender gave, less Bcc (and
+    X-Sender / X-Receiver), until the pipeline completes it."""
     sender: str
     recipients: list[str]
     data: bytes
     warnings: list[str] = field(default_factory=list)
+    eol: bytes = b"\n"                # the line end its header uses
+    header_end: int = 0               # where its header block ends (lines are added there)
 
 
 def split(data: bytes) -> tuple[list[bytes], bytes, bool]:
@@ -79,15 +86,14 @@ def _addresses(values: list[str]) -> list[str]:
     return out
 
 
-def prepare(data: bytes, *, sender: str | None = None, recipients: list[str] | None = None,
+def read_in(data: bytes, *, sender: str | None = None, recipients: list[str] | None = None,
             extract: bool = False, use_x_headers: bool = False, hostname: str = "localhost",
-            source: str = "sendmail", max_size: int = 0, received_from: str = "localhost") -> Prepared:
+            max_size: int = 0) -> Prepared:
     """Check a message and work out its envelope.
 
     extract (-t): recipients from To, Cc and Bcc (plus any given). use_x_headers
     (pickup, hMailServer's convention): X-Sender / X-Receiver give the envelope and are
-    removed. Bcc is always removed. Date and Message-ID are added when missing.
-    received_from names the origin in our Received line (a local user and uid)."""
+    removed. Bcc is always removed. Raises InvalidInput for what is not a mail message."""
     if not data.strip():
         raise InvalidInput("empty message (0 bytes)")
     if max_size and len(data) > max_size:
@@ -142,17 +148,31 @@ def prepare(data: bytes, *, sender: str | None = None, recipients: list[str] | N
             raise InvalidInput(f"sender {env_sender}: {e}") from None
     eol = b"\r\n" if headers[0].endswith(b"\r") else b"\n"
     kept = [h.rstrip(b"\r") for n, h in zip(names, headers) if n not in drop]
-    now = time.time()
-    received_from = "".join(c if c.isprintable() else "?" for c in received_from)
-    added = [f"Received: from {received_from} by {hostname} (mailctl) with local ({source}) id "
-             f"{secrets.token_hex(6)}; {email.utils.formatdate(now)}".encode()]
-    kept += headers_mod.missing(set(names), hostname, now)
-    if "from" not in names and env_sender:
-        kept.append(f"From: <{env_sender}>".encode())
-    head = eol.join(h.replace(b"\r\n", b"\n").replace(b"\n", eol) for h in added + kept)
-    out = head + eol + eol + body
-    return Prepared(env_sender or "", checked, out, warnings)
+    head = b"".join(h.replace(b"\r\n", b"\n").replace(b"\n", eol) + eol for h in kept)
+    return Prepared(env_sender or "", checked, head + eol + body, warnings, eol, len(head))
 
+
+def arrival(prepared: Prepared, root, settings, directory, source: str, origin: str,
+            before_commit=None) -> Arrival:
+    """The pipeline's view of a message read in."""
+    envelope = Envelope(source, prepared.sender, prepared.recipients, origin=origin)
+    return Arrival(envelope, prepared.data, root, settings, directory, eol=prepared.eol,
+                   header_end=prepared.header_end, before_commit=before_commit)
+
+
+def prepare(data: bytes, *, sender: str | None = None, recipients: list[str] | None = None,
+            extract: bool = False, use_x_headers: bool = False, hostname: str = "localhost",
+            source: str = "sendmail", max_size: int = 0, received_from: str = "localhost") -> Prepared:
+    """read_in, then the pipeline's header stages: the message as it would be stored or
+    queued (Received line, Date, Message-ID and From added), without storing it."""
+    from . import stages
+    prepared = read_in(data, sender=sender, recipients=recipients, extract=extract,
+                       use_x_headers=use_x_headers, hostname=hostname, max_size=max_size)
+    message = arrival(prepared, None, None, None, source, received_from)
+    message.hostname = hostname
+    Pipeline((stages.complete_headers, stages.received), ()).run(message)
+    prepared.data = bytes(message.content)
+    return prepared
 
 def local_user(uid: int | None = None) -> str:
     """How a Received line names a local caller: its login and uid."""
@@ -165,14 +185,34 @@ def local_user(uid: int | None = None) -> str:
     return f"local user {login} (uid {uid})"
 
 
-def inject(root, settings, directory, prepared: Prepared, source: str, before_commit=None) -> Outcome:
-    """Deliver local copies and queue the rest, durably (blocking)."""
-    return deliver(root, settings, directory, prepared.sender, prepared.recipients, prepared.data,
-                   source=source, before_commit=before_commit)
+def send_message(root, settings, directory, data: bytes, *, sender: str | None = None,
+                 recipients: list[str] | None = None, extract: bool = False, use_x_headers: bool = False,
+                 source: str = SEND, origin: str | None = None, pipeline: Pipeline | None = None,
+                 before_commit=None, wake: bool = True) -> tuple[Prepared, Outcome]:
+    """Read a message in and send it through the acceptance pipeline: local copies and the
+    queue item, durably (blocking). origin names the sender in the Received line (default:
+    the user running this process); wake tells a running server the queue changed.
+
+    Raises InvalidInput for a message that is not one (or a stage's Reject), MailError
+    when a stage defers it; a recipient refused is in the outcome, not raised."""
+    prepared = read_in(data, sender=sender, recipients=recipients, extract=extract, use_x_headers=use_x_headers,
+                       hostname=settings.server.hostname, max_size=message_size_limit(settings))
+    message = arrival(prepared, root, settings, directory, source, local_user() if origin is None else origin,
+                      before_commit)
+    verdict = (pipeline or Pipeline()).run(message)
+    if isinstance(verdict, Reject):
+        raise InvalidInput(verdict.reply)
+    if isinstance(verdict, Defer):
+        raise MailError(verdict.reply)
+    outcome = Outcome() if isinstance(verdict, Discard) else message.outcome
+    prepared.data = bytes(message.content)
+    if wake and outcome.queue_id:
+        tell_server(root)
+    return prepared, outcome
 
 
 def tell_server(root) -> bool:
     """Wake a running server's queue runner (False when no server runs: it will find
     the item when it starts)."""
-    from .outbound.wakeup import notify_server
+    from ..outbound.wakeup import notify_server
     return notify_server(root)

@@ -1,0 +1,92 @@
+"""The acceptance pipeline: every stage a message passes, in order, in one place.
+
+Every way in uses it: SMTP (engine/smtp/server.py: RCPT_STAGES at each RCPT TO, STAGES
+after DATA), the pickup folder, sendmail(1) and `mailctl send` (engine/accept/local.py).
+
+Where a new stage goes:
+  - it needs only the envelope (access lists, DNSBL, greylisting): RCPT_STAGES, after
+    recipient_policy (so it sees where the recipient resolves);
+  - it reads the message (SPF/DKIM/DMARC, virus and spam scanners): STAGES, before
+    mailbox_quota;
+  - it decides per mailbox (Sieve, autoreply): STAGES, just before deliver.
+A running server's pipeline is runtime.pipeline; Pipeline.add / add_rcpt put a stage in
+it (tests add theirs that way), so a stage never touches protocol code.
+"""
+from __future__ import annotations
+
+from . import rcpt, stages
+from .arrival import Arrival
+from .verdicts import CONTINUE, ENDS, AddHeaders, FileInto
+
+# At RCPT TO, in order, until one refuses.
+RCPT_STAGES = (
+    rcpt.recipient_limit,       # limits.max_recipients: 452
+    rcpt.recipient_policy,      # relay, unknown user, list rules: where it resolves
+    rcpt.domain_size,           # the domain's size limit against SIZE=
+    rcpt.mailbox_full,          # every mailbox it reaches is full
+)
+
+# After the data arrived, in order, until one ends it.
+STAGES = (
+    stages.line_ends,           # bare CR / LF: refused, or mended for trusted clients
+    stages.header_sender,       # From: owned by the authenticated user
+    stages.complete_headers,    # Date, Message-ID (and From for injected mail)
+    stages.received,            # our Received line, on top
+    stages.mailbox_quota,       # port 25: a mailbox that cannot take it refuses it all
+    stages.deliver,             # every copy and the queue item, all or nothing
+    stages.bounce_refused,      # DSN for recipients refused after acceptance
+)
+
+
+class Pipeline:
+    """The two ordered stage lists one server (or one `mailctl send`) uses."""
+
+    def __init__(self, stage_list=STAGES, rcpt_stage_list=RCPT_STAGES):
+        self.stages = list(stage_list)
+        self.rcpt_stages = list(rcpt_stage_list)
+
+    def add(self, stage, *, before: str = "mailbox_quota") -> None:
+        """Put a stage (a function of an Arrival) before the stage of that name."""
+        _insert(self.stages, stage, before)
+
+    def add_rcpt(self, stage, *, before: str | None = None) -> None:
+        """Put a RCPT-time stage (a coroutine function of a RcptCheck) before the stage of
+        that name, or last."""
+        _insert(self.rcpt_stages, stage, before)
+
+    def names(self) -> list[str]:
+        return [s.__name__ for s in self.stages]
+
+    async def check_recipient(self, check: rcpt.RcptCheck):
+        """Run the RCPT-time stages: the first refusal (Reject or Defer), else CONTINUE."""
+        for stage in self.rcpt_stages:
+            verdict = await stage(check)
+            if isinstance(verdict, ENDS):
+                return verdict
+        return CONTINUE
+
+    def run(self, arrival: Arrival):
+        """Run every stage on the arrival (blocking: call it in a worker thread). Returns
+        the Reject, Defer or Discard that ended it, or CONTINUE when it went through
+        (arrival.outcome then says where every copy went)."""
+        for stage in self.stages:
+            verdicts = stage(arrival)
+            for verdict in verdicts if isinstance(verdicts, tuple) else (verdicts,):
+                if isinstance(verdict, AddHeaders):
+                    arrival.add_headers(verdict.lines, verdict.on_top)
+                elif isinstance(verdict, FileInto):
+                    arrival.file_into(verdict.folder, verdict.mailboxes)
+                elif isinstance(verdict, ENDS):
+                    return verdict
+        return CONTINUE
+
+
+def _insert(stage_list: list, stage, before: str | None) -> None:
+    if before is None:
+        stage_list.append(stage)
+        return
+    for i, existing in enumerate(stage_list):
+        if existing.__name__ == before:
+            stage_list.insert(i, stage)
+            return
+    raise ValueError(f"no stage named {before!r}")

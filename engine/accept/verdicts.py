@@ -1,0 +1,65 @@
+"""What a stage of the acceptance pipeline answers (engine/accept/pipeline.py).
+
+A stage returns one verdict, or a tuple of them applied in order (a spam check may add a
+header and file into Junk). The first Reject, Defer or Discard ends the pipeline: later
+stages do not run and nothing is stored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Continue:
+    """Nothing to say: the next stage runs. Returned by the pipeline itself when the
+    message went through every stage (arrival.outcome then says where it went)."""
+
+
+CONTINUE = Continue()
+
+
+@dataclass(frozen=True)
+class AddHeaders:
+    """Header lines (without line ends; a folded line keeps its CRLF + blank inside) for
+    the message. They go at the end of the sender's header block, or on top when on_top
+    (trace fields: Received, as RFC 5321 §4.4 wants). Later stages see them."""
+    lines: tuple[bytes, ...]
+    on_top: bool = False
+
+
+@dataclass(frozen=True)
+class FileInto:
+    """Store into this folder instead of INBOX, for these mailbox addresses (every local
+    mailbox when empty). A folder that does not exist means INBOX."""
+    folder: str
+    mailboxes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Reject:
+    """Refuse the message for good: reply is the SMTP reply (5xx with its enhanced code).
+    tag, when given, is what the transaction's log line lists under rejected=."""
+    reply: str
+    tag: str = ""
+
+
+@dataclass(frozen=True)
+class Defer:
+    """Refuse it for now: reply is a 4xx SMTP reply; the sender tries again later."""
+    reply: str
+    tag: str = ""
+
+
+@dataclass(frozen=True)
+class Discard:
+    """Accept it and keep nothing (the sender sees success); reason goes to the log."""
+    reason: str
+
+
+Verdict = Continue | AddHeaders | FileInto | Reject | Defer | Discard
+ENDS = (Reject, Defer, Discard)         # verdicts that end the pipeline
+
+
+def refusal(reply: str, tag: str = "") -> Reject | Defer:
+    """Reject for a 5xx reply, Defer for a 4xx one."""
+    return Defer(reply, tag) if reply[:1] == "4" else Reject(reply, tag)
