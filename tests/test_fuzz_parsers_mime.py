@@ -16,6 +16,7 @@ from imapclient.response_types import BodyData
 
 from engine.imap import fetch, mime
 from engine.imap.parser import Atom
+from engine.maildir import to_crlf
 from helpers_fuzz import fuzz, imaplib_chunks, in_cpu_time
 
 CHARSETS = [None, "utf-8", "US-ASCII", "iso-8859-1", "idna", "undefined", "punycode", "base64",
@@ -106,7 +107,7 @@ def join(lines: list[str], eols: list[str]) -> bytes:
 
 def served(raw: bytes) -> bytes:
     """The message as IMAP serves it (the stored file with every LF as CRLF)."""
-    return mime.to_crlf(raw)
+    return to_crlf(raw)
 
 
 def fetched(data: bytes, names: list[str]) -> dict:

@@ -10,7 +10,7 @@ import pytest
 from engine.imap import index as indexmod
 from engine.imap import mime
 from engine.imap.response import encode
-from engine.maildir import Maildir
+from engine.maildir import Maildir, to_crlf
 from engine.root import Root
 from helpers_mail import PASSWORD, box, imap, mailserver, user  # noqa: F401
 
@@ -50,7 +50,7 @@ def test_entry_matches_direct_parsing(folder):
     assert indexmod.lookup(inbox, [msg])[msg.base].envelope is None  # made on first need
     entries = indexmod.lookup(inbox, [msg], envelope=True)
     entry = entries[msg.base]
-    full = mime.to_crlf(inbox.read(msg))
+    full = to_crlf(inbox.read(msg))
     root = mime.Part(full, 0, len(full))
     assert entry.envelope == encode(mime.envelope(root))
     for fields in (["FROM", "SUBJECT", "DATE"], ["To", "Cc", "Message-ID", "In-Reply-To", "Content-Type"],
@@ -135,7 +135,7 @@ def test_concurrent_writers_keep_the_file_readable(folder, tmp_path):
     assert not idx.damaged
     assert set(idx.entries) == {m.base for m in msgs}
     for m in msgs:
-        direct = indexmod.entry_from_header(mime.to_crlf(inbox.read(m).split(b"\n\n")[0] + b"\n\n"))
+        direct = indexmod.entry_from_header(to_crlf(inbox.read(m).split(b"\n\n")[0] + b"\n\n"))
         assert idx.entries[m.base] == direct
 
 
@@ -178,7 +178,7 @@ def test_imap_answers_from_index_match_the_messages(mailserver, user):
     b"Subject: s\nTo: t@x\n\tfolded\nstray\n\tmore to\nFrom: f@x",
 ])
 def test_envelope_encoding_matches_the_general_encoder(header):
-    data = mime.to_crlf(header)
+    data = to_crlf(header)
     entry = indexmod.entry_from_header(data)
     root = mime.Part(data, 0, len(data))
     assert entry.envelope == encode(mime.envelope(root))
@@ -212,7 +212,7 @@ def test_subject_text_and_plainness_are_kept_in_the_file(folder):
     msgs = inbox.sync()
     entries = indexmod.lookup(inbox, msgs)
     for msg in msgs:
-        full = mime.to_crlf(inbox.read(msg))
+        full = to_crlf(inbox.read(msg))
         root = mime.Part(full, 0, len(full))
         values = [decode_header_text(v) for k, v in root.headers if k == "subject"]
         entry = entries[msg.base]

@@ -30,7 +30,7 @@ def wait_until(condition, timeout: float = 20.0) -> bool:
 
 
 def test_importing_the_runner_registers_no_control_handler():
-    code = ("import engine.outbound.runner, engine.pickup, engine.sendmail\n"
+    code = ("import engine.outbound.runner, engine.pickup, engine.accept.local\n"
             "from engine import control\n"
             "print(sorted(control.HANDLERS))\n")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
