@@ -33,7 +33,7 @@ from pathlib import Path
 
 import tomli_w
 
-from . import uniq
+from . import uniquenames
 from .errors import MailError, NotFound
 from .root import Root, atomic_write, fsync_dir, write_temp
 
@@ -45,7 +45,7 @@ _counter = itertools.count()
 
 def new_id() -> str:
     """Time-sortable and unique across processes and hosts: µs time, pid, counter, random."""
-    return f"{time.time_ns() // 1000:014x}{uniq.pid() & 0xffff:04x}{next(_counter) & 0xfff:03x}{uniq.random_hex(3)}"
+    return f"{time.time_ns() // 1000:014x}{uniquenames.pid() & 0xffff:04x}{next(_counter) & 0xfff:03x}{uniquenames.random_hex(3)}"
 
 
 def valid_id(qid: str) -> bool:

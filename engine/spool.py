@@ -16,14 +16,14 @@ import os
 import time
 from pathlib import Path
 
-from . import uniq
+from . import uniquenames
 
 FILE_MODE = 0o600
 
 
 class Spool:
     def __init__(self, directory: Path):
-        self.path = Path(directory) / f"{int(time.time())}.P{uniq.pid()}R{uniq.random_hex(8)}.spool"
+        self.path = Path(directory) / f"{int(time.time())}.P{uniquenames.pid()}R{uniquenames.random_hex(8)}.spool"
         self.fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
         self.size = 0            # bytes in the file (LF line ends)
         self.vsize = 0           # the same with every LF counted as CRLF (RFC822.SIZE)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from .. import foldernames, nofollow, uniq
+from .. import foldernames, nofollow, uniquenames
 
 SEPARATOR = foldernames.SEPARATOR
 INBOX = foldernames.INBOX
@@ -50,7 +50,7 @@ def unique_base(size: int, vsize: int) -> str:
     now = time.time()
     secs = int(now)
     usecs = int((now - secs) * 1_000_000)
-    return (f"{secs}.M{usecs}P{uniq.pid()}Q{next(_counter)}R{uniq.random_hex(4)}.{_HOST}"
+    return (f"{secs}.M{usecs}P{uniquenames.pid()}Q{next(_counter)}R{uniquenames.random_hex(4)}.{_HOST}"
             f",S={size},W={vsize}")
 
 
