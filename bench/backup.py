@@ -20,9 +20,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from engine.backup import create_backup, restore_backup   # noqa: E402
-from engine.root import Root                                # noqa: E402
-from helpers_backup import make_root                        # noqa: E402
+from engine.backup import create_backup, restore_backup   # noqa: E402 - after sys.path is set
+from engine.root import Root                                # noqa: E402 - after sys.path is set
+from helpers_backup import make_root                        # noqa: E402 - after sys.path is set
 
 
 def tree_bytes(path: Path) -> int:

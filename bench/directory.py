@@ -17,13 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import tomli_w  # noqa: E402
+import tomli_w  # noqa: E402 - after sys.path is set
 
-from engine import settings as settings_mod  # noqa: E402
-from engine.directory import Directory  # noqa: E402
-from engine.passwords import hash_password  # noqa: E402
-from engine.root import Root  # noqa: E402
-from engine.newroot import init_root  # noqa: E402
+from engine import settings as settings_mod  # noqa: E402 - after sys.path is set
+from engine.directory import Directory  # noqa: E402 - after sys.path is set
+from engine.passwords import hash_password  # noqa: E402 - after sys.path is set
+from engine.root import Root  # noqa: E402 - after sys.path is set
+from engine.newroot import init_root  # noqa: E402 - after sys.path is set
 
 
 def build(root: Root, domains: int, per_domain: int) -> list[str]:

@@ -17,9 +17,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-import netfuzz  # noqa: E402
-from engine.maildir import Maildir  # noqa: E402
-from helpers_server import make_root, serve_process, wait_for_processes  # noqa: E402
+import netfuzz  # noqa: E402 - after sys.path is set
+from engine.maildir import Maildir  # noqa: E402 - after sys.path is set
+from helpers_server import make_root, serve_process, wait_for_processes  # noqa: E402 - after sys.path is set
 
 
 def main() -> int:

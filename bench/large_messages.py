@@ -22,8 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from helpers_process import PeakRss, rss_mb, serving_pid  # noqa: E402
-from helpers_server import make_root, serve_process  # noqa: E402
+from helpers_process import PeakRss, rss_mb, serving_pid  # noqa: E402 - after sys.path is set
+from helpers_server import make_root, serve_process  # noqa: E402 - after sys.path is set
 
 USER, PASSWORD = "alice@example.com", "secret-pass-1"
 

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import run_mailctl
 from engine.backup.manifest import Manifest, safe_path
-from helpers_mail import box, imap, mailserver, message, user  # noqa: F401
+from helpers_mail import box, imap, mailserver, message, user  # noqa: F401 - pytest fixtures, used as test arguments
 
 
 def backup(root, dest, *extra):

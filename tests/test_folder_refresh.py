@@ -16,7 +16,7 @@ from engine import folder_cache
 from engine.imap import selected
 from engine.maildir import MTIME_SLACK, UIDLIST, Maildir, folder_stamp
 from engine.pop3 import maildrop as pop3_maildrop
-from helpers_mail import PASSWORD, box, imap, mailserver, message, user  # noqa: F401
+from helpers_mail import PASSWORD, box, imap, mailserver, message, user  # noqa: F401 - pytest fixtures, used as test arguments
 
 _watching: list[tuple[str, str, int]] = []      # (event, path, thread id) while recording
 

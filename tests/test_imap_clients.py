@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from helpers_mail import PASSWORD, box, mailserver, message, user  # noqa: F401
+from helpers_mail import PASSWORD, box, mailserver, message, user  # noqa: F401 - pytest fixtures, used as test arguments
 
 
 def run(cmd, **kw):

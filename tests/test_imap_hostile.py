@@ -3,7 +3,7 @@ server (and the same connection where possible) keeps serving."""
 from __future__ import annotations
 
 
-from helpers_mail import PASSWORD, box, imap, mailserver, message, user  # noqa: F401
+from helpers_mail import PASSWORD, box, imap, mailserver, message, user  # noqa: F401 - pytest fixtures, used as test arguments
 from helpers_raw import Raw
 
 

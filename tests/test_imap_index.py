@@ -12,7 +12,7 @@ from engine.imap import mime
 from engine.imap.response import encode
 from engine.maildir import Maildir, to_crlf
 from engine.root import Root
-from helpers_mail import PASSWORD, box, imap, mailserver, user  # noqa: F401
+from helpers_mail import PASSWORD, box, imap, mailserver, user  # noqa: F401 - pytest fixtures, used as test arguments
 
 TRICKY = (b"Received: from x\n\tby y\n"
           b"From: \"Dave, D.\" <dave@example.org>\n"

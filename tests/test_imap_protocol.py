@@ -8,7 +8,7 @@ import time
 import imapclient
 import pytest
 
-from helpers_mail import (PASSWORD, box, client_tls, imap, mailserver, message, user)  # noqa: F401
+from helpers_mail import (PASSWORD, box, client_tls, imap, mailserver, message, user)  # noqa: F401 - pytest fixtures, used as test arguments
 
 MULTIPART = b"""From: Dave <dave@example.org>
 To: alice@example.com, "Bob B" <bob@example.com>

@@ -6,7 +6,7 @@ import re
 import time
 
 from engine.maildir import UIDLIST
-from helpers_mail import box, imap, mailserver, user  # noqa: F401
+from helpers_mail import box, imap, mailserver, user  # noqa: F401 - pytest fixtures, used as test arguments
 
 LF_MSG = b"From: a@example.org\nSubject: no sizes in my name\n\nline one\nline two\n"
 

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from helpers_mail import PASSWORD, box, client_tls, mailserver, message, user  # noqa: F401
+from helpers_mail import PASSWORD, box, client_tls, mailserver, message, user  # noqa: F401 - pytest fixtures, used as test arguments
 
 
 def pop(srv, address=None, port_name="pop3"):

@@ -11,7 +11,7 @@ import pytest
 
 from engine.maildir import MTIME_SLACK
 from engine.pop3 import maildrop as pop3_maildrop
-from helpers_mail import PASSWORD, box, mailserver, message, user  # noqa: F401
+from helpers_mail import PASSWORD, box, mailserver, message, user  # noqa: F401 - pytest fixtures, used as test arguments
 
 
 def pop(srv, address):

@@ -11,7 +11,7 @@ import pytest
 
 from engine.errors import NotFound
 
-from helpers_mail import PASSWORD, box, imap, mailserver, message, user  # noqa: F401
+from helpers_mail import PASSWORD, box, imap, mailserver, message, user  # noqa: F401 - pytest fixtures, used as test arguments
 
 SECRET = b"root:$6$SECRET-HASH-FROM-OUTSIDE:19000:0:99999:7:::\n"
 LINK_NAME = "1796300000.M1P1Q1R1.vm:2,S"

@@ -243,7 +243,7 @@ class Connection:
         try:
             self.writer.close()
             await asyncio.wait_for(self.writer.wait_closed(), 5)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - closing a dead connection may fail any way; it is gone
             pass
 
     @property

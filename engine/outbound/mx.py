@@ -103,7 +103,7 @@ async def lookup_addresses(resolver, host: str) -> list[str]:
             out += [r.address for r in answer]
         except dns.resolver.NoAnswer:
             continue
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - any resolver failure is one more reason, judged below
             errors.append(e)
     if out:
         return out

@@ -390,7 +390,7 @@ class Runner:
         False when the disk could not take it (full, read-only): to be tried again."""
         try:
             await self.blocking(self.notify, env, recipients, action, data)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - the recorded results stand whatever the notice met
             if is_storage_fault(e):
                 log.warning("queue %s: the %s notice waits for room on the disk: %s", env.id, action, e.strerror)
                 return False
