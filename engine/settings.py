@@ -269,6 +269,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "default_quota_mb": Key(0, int, "quota of new accounts; 0 = unlimited", _range(0)),
         "append_limit_mb": Key(100, (int, float), "largest IMAP APPEND; 0 forbids APPEND", _range(0)),
         "autoexpunge_days": Key(0, int, "expunge \\Deleted messages older than this; 0 = never", _range(0)),
+        "tmp_max_age_hours": Key(36, (int, float), "files a crash left in a folder's tmp/ are deleted at a sync "
+                                 "once this old (Dovecot: 36); 0 = never", _range(0)),
         "max_sessions_per_user": Key(20, int, "IMAP/POP3 sessions per user; 0 = no limit", _range(0)),
         "max_sessions": Key(500, int, "IMAP/POP3 sessions at once; 0 = no limit", _range(0)),
         "max_connections_per_ip": Key(20, int, "IMAP/POP3 connections not yet logged in from one IP; "
