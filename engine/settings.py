@@ -199,8 +199,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                          _hostname),
         "default_domain": Key("", str, "domain for logins given without @domain ('' = full address required)",
                                _optional(_domain)),
-        "postmaster": Key("", str, "where undeliverable bounces go ('' = postmaster@ the first domain)",
-                           _optional(_address)),
+        "postmaster": Key("", str, "the administrator: failure notices, and mail to postmaster@ a local domain "
+                          "without an account or alias of that name, go here ('' = postmaster@ the first domain)",
+                          _optional(_address)),
         "log_level": Key("info", str, "debug, info, warning or error", _one_of("debug", "info", "warning", "error")),
         "processes": Key(0, int, "serving processes sharing the listeners, for more CPU cores "
                                  "(limits count across them); 0 = one per CPU core, at most 15",
