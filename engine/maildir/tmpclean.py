@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import threading
 import time
 
 from .. import nofollow
@@ -32,6 +33,7 @@ _QUIET = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR)
 
 _max_age: float = DEFAULT_MAX_AGE
 _looked: dict[str, float] = {}  # folder path -> time.monotonic() of the last look
+_looked_mutex = threading.Lock()
 
 
 def set_tmp_max_age(seconds: float) -> None:
@@ -48,13 +50,14 @@ def clean_when_due(folder_path) -> int:
         return 0
     key = os.fspath(folder_path)
     now = time.monotonic()
-    last = _looked.get(key)
-    if last is not None and now - last < LOOK_EVERY:
-        return 0
-    if len(_looked) > 50_000:                        # forget folders looked at long ago
-        for k in [k for k, t in _looked.items() if now - t >= LOOK_EVERY]:
-            del _looked[k]
-    _looked[key] = now
+    with _looked_mutex:                               # syncs run in several threads
+        last = _looked.get(key)
+        if last is not None and now - last < LOOK_EVERY:
+            return 0
+        if len(_looked) > 50_000:                    # forget folders looked at long ago
+            for k in [k for k, t in _looked.items() if now - t >= LOOK_EVERY]:
+                del _looked[k]
+        _looked[key] = now
     try:
         return clean(folder_path, _max_age)
     except Exception:                                 # a cleanup is never worth a failed sync
