@@ -199,8 +199,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                          _hostname),
         "default_domain": Key("", str, "domain for logins given without @domain ('' = full address required)",
                                _optional(_domain)),
-        "postmaster": Key("", str, "where undeliverable bounces go ('' = postmaster@ the first domain)",
-                           _optional(_address)),
+        "postmaster": Key("", str, "the administrator: failure notices, and mail to postmaster@ a local domain "
+                          "without an account or alias of that name, go here ('' = postmaster@ the first domain)",
+                          _optional(_address)),
         "log_level": Key("info", str, "debug, info, warning or error", _one_of("debug", "info", "warning", "error")),
         "processes": Key(0, int, "serving processes sharing the listeners, for more CPU cores "
                                  "(limits count across them); 0 = one per CPU core, at most 15",
@@ -269,6 +270,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "default_quota_mb": Key(0, int, "quota of new accounts; 0 = unlimited", _range(0)),
         "append_limit_mb": Key(100, (int, float), "largest IMAP APPEND; 0 forbids APPEND", _range(0)),
         "autoexpunge_days": Key(0, int, "expunge \\Deleted messages older than this; 0 = never", _range(0)),
+        "tmp_max_age_hours": Key(36, (int, float), "files a crash left in a folder's tmp/ are deleted at a sync "
+                                 "once this old (Dovecot: 36); 0 = never", _range(0)),
         "max_sessions_per_user": Key(20, int, "IMAP/POP3 sessions per user; 0 = no limit", _range(0)),
         "max_sessions": Key(500, int, "IMAP/POP3 sessions at once; 0 = no limit", _range(0)),
         "max_connections_per_ip": Key(20, int, "IMAP/POP3 connections not yet logged in from one IP; "
