@@ -49,12 +49,12 @@ class LockTimeout(MailError):
     public = "Timeout while waiting for lock"                 # Dovecot's MAIL_ERRSTR_LOCK_TIMEOUT
 
 
-# A path: "/" or "~/" at the start of a word, then a name; or, unquoted, a place of the
-# mail root ("mail/example.com/alice", "domains/example.com.toml"). A folder name the
-# client gave, quoted or "a/b", is not one.
-_PATH = re.compile(r"(?:^|(?<=[\s'\"(\[<=:,]))~?/[^\s/'\"]"
+# A path as our messages write one (unquoted: "{path}: ..."): "/" at the start of a word,
+# then a name; or a place of the mail root ("mail/example.com/alice", "mailctl.toml").
+# A name the client gave is quoted ({name!r}) or a folder such as "a/b": not a path.
+_PATH = re.compile(r"(?:^|(?<=[\s(\[<=:,]))/[^\s/'\"]"
                    r"|(?:^|(?<=[\s(\[<=:,]))(?:mail|domains|queue|pickup|tls|dkim|state|removed|log|run)/"
-                   r"|mailctl\.toml")
+                   r"|(?:^|(?<=[\s(\[<=:,]))mailctl\.toml")
 
 
 def names_a_file(text: str) -> bool:

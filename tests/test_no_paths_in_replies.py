@@ -182,6 +182,17 @@ def test_fetch_of_a_message_another_session_expunged_shows_no_path(server):
     assert_no_path(server, transcript)
 
 
+def test_a_name_the_client_gave_is_echoed_even_when_it_looks_like_a_path(server):
+    """Only the server's own paths are kept back: a refused folder name is the client's."""
+    transcript: list[bytes] = []
+    a = login(server, "fetcher", transcript)
+    for name in ('"/etc/passwd"', '"mailctl.toml"', '"a/./b"'):
+        typ, data = a.create(name)
+        assert typ == "NO" and name.strip('"').encode() in data[0] and b"SERVERBUG" not in data[0]
+    a.logout()
+    assert_no_path(server, transcript)
+
+
 def test_append_over_quota_answers_dovecots_text(server):
     transcript: list[bytes] = []
     a = login(server, "dave", transcript)
@@ -299,4 +310,7 @@ def test_what_a_client_is_told_of_the_stores_own_errors(tmp_path):
     assert mail_error_text(over.value) == QUOTA_TEXT.decode()
     assert mail_error_text(timeout.value) == "[INUSE] " + LOCK_TEXT.decode()
     assert client_text(disk, "fallback") == "Not enough disk space"
-    assert client_text(NotFound("folder 'a/b' does not exist"), "x") == "folder 'a/b' does not exist"
+    for text in ("folder 'a/b' does not exist", "folder name '/etc/x': empty component"):
+        assert client_text(NotFound(text), "fallback") == text
+    for text in ("/srv/mail: no such mailbox", "mail/example.com/x: gone", "mailctl.toml:3: bad key"):
+        assert client_text(NotFound(text), "fallback") == "fallback"
