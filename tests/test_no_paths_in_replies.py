@@ -241,7 +241,7 @@ def test_pop3_retr_of_a_message_removed_under_it(server):
     assert_no_path(server, transcript)
 
 
-def test_a_lock_held_too_long_answers_inuse_without_its_path(server):
+def test_a_lock_held_too_long_answers_inuse_without_its_path(server, caplog):
     """dovecot-uidlist.lock held by a live process (this one) past the lock timeout:
     IMAP APPEND and a POP3 login (which must give new mail its UIDs) both wait for it,
     then answer Dovecot's text, not the lock file's path. About 30 s: the real timeout."""
@@ -279,6 +279,8 @@ def test_a_lock_held_too_long_answers_inuse_without_its_path(server):
     a.logout()
     assert_no_path(server, imap_transcript)
     assert_no_path(server, pop_transcript)
+    lock = str(md.path / "dovecot-uidlist.lock")
+    assert sum(lock in r.getMessage() for r in caplog.records) >= 2    # the detail: in the log
 
 
 def test_what_a_client_is_told_of_the_stores_own_errors(tmp_path):

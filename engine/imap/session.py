@@ -13,7 +13,7 @@ import contextlib
 import time
 
 from .. import connection, connlimits, memtrim, overload, storage_errors
-from ..errors import MailError
+from ..errors import LockTimeout, MailError
 from ..replybatch import drain_held
 from ..spool import Spool
 from .parser import LITERAL_AT_END, Atom, ParseError, as_text, literal_announced, tokenize
@@ -348,7 +348,7 @@ class ImapSession(Commands, connection.Connection):
         """An expected error's NO text; when all it says names a file, the detail goes
         to the log and the client gets Dovecot's "internal error"."""
         text = mail_error_text(e)
-        if text == SERVER_BUG:
+        if text == SERVER_BUG or isinstance(e, LockTimeout):     # a stuck lock: which one
             self.runtime.log.error("imap: %s: %s", self.account and self.account.address, e)
         return text
 

@@ -116,13 +116,12 @@ class Pop3Session(connection.Connection):
     def _mail_error_reply(self, e: MailError) -> str:
         """An expected error's text with its RFC 2449/3206 code; never a path (when all
         it says names a file, the detail goes to the log)."""
-        if isinstance(e, LockTimeout):
-            return "[IN-USE] " + client_text(e, LockTimeout.public)
         text = client_text(e, INTERNAL_ERROR)
-        if text == INTERNAL_ERROR:
+        if text == INTERNAL_ERROR or isinstance(e, LockTimeout):     # a stuck lock: which one
             self.runtime.log.error("pop3: %s: %s", self.account.address if self.account else self.peer_ip, e)
-            return "[SYS/TEMP] " + text
-        return text
+        if isinstance(e, LockTimeout):
+            return "[IN-USE] " + text
+        return "[SYS/TEMP] " + text if text == INTERNAL_ERROR else text
 
     def _storage_reply(self, e: OSError) -> str:
         """A full or read-only disk answers with its fixed text; any other I/O fault is
