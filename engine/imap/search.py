@@ -17,6 +17,7 @@ import re
 import time
 
 from .. import charsets
+from ..errors import NotFound
 from . import mime
 from .parser import Atom, ParseError, SequenceMatcher, as_number, as_text, parse_sequence_set
 
@@ -146,7 +147,12 @@ class Searcher:
         return _needs_content(("AND", self.nodes))
 
     def matches(self, msg) -> bool:
-        return all(self._eval(n, msg) for n in self.nodes)
+        """Whether msg meets every criterion. A message whose file another session
+        expunged meanwhile meets none (as Dovecot: the SEARCH still completes OK)."""
+        try:
+            return all(self._eval(n, msg) for n in self.nodes)
+        except (NotFound, FileNotFoundError):
+            return False
 
     def _set(self, ranges, largest):
         key = id(ranges)

@@ -7,7 +7,6 @@ way of running them, go here or beside this module.
 """
 from __future__ import annotations
 
-from ..errors import NotFound
 from . import index as indexmod
 from . import search as searchmod
 from .commandbase import CommandBase, state
@@ -62,14 +61,7 @@ class SearchCommand(CommandBase):
                     for v in views:
                         v._entry = entries.get(v.msg.base)
                         v._columns = columns
-                out = []
-                for v in searchmod.within(views, deadline):
-                    try:
-                        if searcher.matches(v):
-                            out.append(v)
-                    except NotFound:
-                        continue
-                return out
+                return [v for v in searchmod.within(views, deadline) if searcher.matches(v)]
             found = await self.blocking(run)
         elif len(views) * searchmod.size(("AND", nodes)) <= INLINE_SEARCH:
             found = [v for v in views if searcher.matches(v)]

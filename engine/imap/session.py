@@ -13,12 +13,12 @@ import contextlib
 import time
 
 from .. import connection, connlimits, memtrim, overload, storage_errors
-from ..errors import MailError
+from ..errors import LockTimeout, MailError
 from ..replybatch import drain_held
 from ..spool import Spool
 from .parser import LITERAL_AT_END, Atom, ParseError, as_text, literal_announced, tokenize
 from .commands import Commands
-from .errors import CommandError, bad, no
+from .errors import SERVER_BUG, CommandError, bad, mail_error_text, no
 
 MAX_LINE = 64 * 1024                  # one command line (literals excluded)
 MAX_COMMAND = 2 * 1024 * 1024         # a whole command other than APPEND, literals included
@@ -321,7 +321,7 @@ class ImapSession(Commands, connection.Connection):
             else:
                 status, text = "NO", self._storage_reply(e)
         except MailError as e:
-            status, text = "NO", str(e)
+            status, text = "NO", self._mail_error_reply(e)
         if status == "BAD":
             self.bad_count += 1
         if self.selected is not None and status == "NO":
@@ -342,7 +342,15 @@ class ImapSession(Commands, connection.Connection):
                                      storage_errors.as_storage_error(e))
             return text
         self.runtime.log.error("imap: %s: I/O error: %s", self.account and self.account.address, e)
-        return "[SERVERBUG] Internal error occurred. Refer to server log for more information."
+        return SERVER_BUG
+
+    def _mail_error_reply(self, e: MailError) -> str:
+        """An expected error's NO text; when all it says names a file, the detail goes
+        to the log and the client gets Dovecot's "internal error"."""
+        text = mail_error_text(e)
+        if text == SERVER_BUG or isinstance(e, LockTimeout):     # a stuck lock: which one
+            self.runtime.log.error("imap: %s: %s", self.account and self.account.address, e)
+        return text
 
     # -- authentication -------------------------------------------------------------------
     async def login(self, user: str, password: str) -> str:
