@@ -179,6 +179,21 @@ def test_a_failing_fetch_does_not_tell_the_expunge_either(mailserver, user):
     a.close()
 
 
+def test_a_large_message_expunged_before_it_is_streamed_is_nil(mailserver, user):
+    """A whole large message is streamed from its file (bigfetch): gone, its BODY[] is NIL."""
+    md = box(mailserver, user)
+    md.deliver(message("m1", "body 1"))
+    md.deliver(message("big", "x" * 100 + "\n" * 1 + ("y" * 1000 + "\n") * 1500))
+    md.deliver(message("m3", "body 3"))
+    port = mailserver.port("imap")
+    a = _session(port, user)
+    _expunge_second(port, user)
+    lines, done = _run(a, b"f", b"FETCH 2 (UID BODY.PEEK[])")
+    assert lines == [b"* 2 FETCH (UID 2 BODY[] NIL)"] and done == b"f " + EXPUNGED, (lines, done)
+    _numbers_after_noop(a)
+    a.close()
+
+
 # -- two serving processes ----------------------------------------------------------------
 
 def _pid_of_newest_imap(root, known: set) -> int | None:
