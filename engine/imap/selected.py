@@ -1,6 +1,8 @@
 """The selected folder as one IMAP session sees it: messages in sequence order, the
 session's \\Recent set, and the differences against the disk that become untagged
-EXISTS / EXPUNGE / FETCH responses (RFC 3501 §7.3, §7.4).
+EXISTS / EXPUNGE / FETCH responses (RFC 3501 §7.3, §7.4). A message expunged by another
+session stays numbered, as a ghost, until the session may send EXPUNGE (§7.4.1: not
+while answering FETCH, STORE or SEARCH).
 
 Blocking methods (load, poll, ...) run in the runtime's thread pool. A rescan is skipped
 while new/, cur/ and dovecot-uidlist are unchanged, so an idle 100,000-message folder
