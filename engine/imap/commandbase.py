@@ -89,20 +89,22 @@ class CommandBase:
         except NotFound:
             raise no(("[TRYCREATE] " if trycreate else "[NONEXISTENT] ") + f"Mailbox {name!r} does not exist") from None
 
-    async def announce_changes(self, throttle: bool = False) -> None:
+    async def announce_changes(self, throttle: bool = False, expunge: bool = True) -> None:
         """Send what other sessions and deliveries changed. With throttle (UID FETCH and
-        UID SEARCH, where updates are optional), skip when we looked moments ago."""
+        UID SEARCH, where updates are optional), skip when we looked moments ago. Without
+        expunge (after FETCH, STORE, SEARCH: RFC 3501 §7.4.1), expunged messages stay
+        numbered as ghosts and no EXPUNGE is sent."""
         sel = self.selected
         if sel is None:
             return
         now = time.monotonic()
-        if throttle and now - self._last_scan < RESCAN_THROTTLE_S:
+        if throttle and now - self._last_scan < RESCAN_THROTTLE_S and not sel.ghosts and not sel.rescan_due:
             return
         self._last_scan = now
         scanned = await self.blocking(sel.scan)
         if self.selected is not sel:
             return
-        lines = sel.apply(scanned)
+        lines = sel.apply(scanned, expunge)
         if lines:
             await self.send(b"".join(lines))
 

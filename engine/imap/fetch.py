@@ -223,6 +223,36 @@ def render(msg, items: list[FetchItem], data: bytes | None, flags_text: str | No
     return b"(" + b" ".join(out) + b")"
 
 
+# A message expunged by another session, still numbered for this one: what Dovecot sends
+# for each item it can no longer read (imap_fetch_send_nil_reply).
+_NIL_ANSWERS = {
+    "INTERNALDATE": b'"01-Jan-1970 00:00:00 +0000"', "RFC822.SIZE": b"0",
+    "ENVELOPE": b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)",
+    "BODYSTRUCTURE": b'("text" "plain" NIL NIL NIL "7bit" 0 0 NIL NIL NIL NIL)',
+    "BODY": b'("text" "plain" NIL NIL NIL "7bit" 0 0)',
+    "RFC822": b"NIL", "RFC822.HEADER": b"NIL", "RFC822.TEXT": b"NIL",
+}
+
+
+def render_vanished(msg, items: list[FetchItem], flags_text: str | None) -> bytes:
+    """The FETCH data of a message whose file is gone: its UID and last known flags, and
+    an empty answer for every other item (RFC 2180 §4.1.3, as Dovecot answers)."""
+    out: list[bytes] = []
+    for item in items:
+        if item.name == "UID":
+            out.append(b"UID %d" % msg.uid)
+        elif item.name == "FLAGS":
+            out.append(b"FLAGS " + flags_text.encode())
+        elif item.name in _NIL_ANSWERS:
+            out.append(item.name.encode() + b" " + _NIL_ANSWERS[item.name])
+        elif item.kind == "BINARY.SIZE":
+            out.append(item.label.encode() + b" 0")
+        else:
+            start = b"<%d>" % item.partial[0] if item.partial is not None else b""
+            out.append(item.label.encode() + start + b" NIL")
+    return b"(" + b" ".join(out) + b")"
+
+
 def _indexed_fields(item: FetchItem, entry) -> bytes:
     """A HEADER.FIELDS item from an index entry; the entry remembers the last one made."""
     answer = entry.answer

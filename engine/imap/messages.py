@@ -19,6 +19,7 @@ from .parser import Atom, as_atom, as_text
 from .selected import flag_list
 
 QUOTA_EXCEEDED = "[OVERQUOTA] Quota exceeded (mailbox for user is full)"   # Dovecot's text
+EXPUNGED_ALREADY = "[EXPUNGEISSUED] Some messages were already expunged"  # Dovecot's FETCH text
 
 
 class MessageCommands(CommandBase):
@@ -106,6 +107,8 @@ class MessageCommands(CommandBase):
             result: dict[frozenset, frozenset] = {}  # a folder has few distinct flag sets
             for v in targets:
                 msg = v.msg
+                if sel.is_ghost(msg):
+                    continue            # expunged elsewhere: nothing to store, no FETCH for it
                 new = result.get(msg.flags)
                 if new is None:
                     if op == "FLAGS":
@@ -143,7 +146,10 @@ class MessageCommands(CommandBase):
                     lines.append(b"* %d FETCH (FLAGS %s)\r\n" % (v.seq, text))
             await self.send(b"".join(lines))
         if gone:
-            raise no("[EXPUNGEISSUED] Some of the messages no longer exist")
+            sel.note_vanished()
+        if gone or (sel.ghosts and any(sel.is_ghost(v.msg) for v in targets)):
+            # The others are stored; EXPUNGE waits for a command that may send it (§7.4.1).
+            return EXPUNGED_ALREADY
         return "STORE completed"
 
     @state("selected")

@@ -266,6 +266,7 @@ class ImapSession(Commands, connection.Connection):
     # -- dispatch -------------------------------------------------------------------------
     async def execute(self, raw: bytes):
         tag = _tag_of(raw) or "*"
+        name = ""
         try:
             tokens = tokenize(raw)
             if len(tokens) < 2 or not isinstance(tokens[0], Atom) or not isinstance(tokens[1], Atom):
@@ -303,6 +304,9 @@ class ImapSession(Commands, connection.Connection):
                 return tag, "OK"
             if self.selected is not None and name not in _NO_UPDATES:
                 await self.announce_changes()
+            elif self.selected is not None and self.selected.rescan_due:
+                # the command found a message gone from the disk: say now what may be said
+                await self.announce_changes(expunge=name not in _BY_SEQUENCE)
             await self.send(f"{tag} OK {text}\r\n".encode())
             self.bad_count = 0
             return tag, "OK"
@@ -326,7 +330,7 @@ class ImapSession(Commands, connection.Connection):
             self.bad_count += 1
         if self.selected is not None and status == "NO":
             with contextlib.suppress(Exception):
-                await self.announce_changes()
+                await self.announce_changes(expunge=name not in _BY_SEQUENCE)
         await self.send(f"{tag} {status} {_one_line(text)}\r\n".encode())
         if self.bad_count >= MAX_BAD_COMMANDS:
             await self.send(b"* BYE Too many invalid commands\r\n")
@@ -451,9 +455,6 @@ class ImapSession(Commands, connection.Connection):
     cmd_STARTTLS.state = "noauth"
 
 
-# Commands after which other sessions' changes are not announced: RFC 3501 §7.4.1
-# forbids EXPUNGE during FETCH, STORE and SEARCH; the rest (and the UID commands,
-# before they run) announce on their own.
 _NO_ARGUMENTS = {"CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "IDLE", "CHECK", "CLOSE", "UNSELECT",
                  "EXPUNGE", "NAMESPACE"}
 # IMAP's words at each turn of a connection (engine.connection runs it).
@@ -466,7 +467,14 @@ IMAP = connection.Protocol(
     internal_error=b"* BYE Internal error, closing the connection\r\n",
     shutting_down=b"* BYE Server shutting down\r\n", hangups=(Disconnect,))
 _PREAUTH_LITERALS = {"LOGIN", "AUTHENTICATE", "ID"}
+# Commands after which other sessions' changes are not announced: RFC 3501 §7.4.1
+# forbids EXPUNGE during FETCH, STORE and SEARCH; the rest (and the UID commands,
+# before they run) announce on their own. After one that found a message
+# gone, dispatch announces what it may (see _BY_SEQUENCE).
 _NO_UPDATES = {"UID", "FETCH", "STORE", "SEARCH", "SELECT", "EXAMINE", "NOOP", "CHECK", "IDLE", "LOGOUT", "APPEND"}
+# No EXPUNGE while answering these (RFC 3501 §7.4.1): the client's sequence numbers must
+# hold; their UID forms (command name UID) may send it.
+_BY_SEQUENCE = {"FETCH", "STORE", "SEARCH"}
 
 
 def _tag_of(line: bytes) -> str | None:
