@@ -91,6 +91,12 @@ class MailboxCommands(CommandBase):
             raise no(f"[NONEXISTENT] Mailbox {old!r} does not exist") from None
         except AlreadyExists:
             raise no(f"[ALREADYEXISTS] Mailbox {new!r} already exists") from None
+        sel = self.selected
+        # The selected mailbox (or a parent) renamed: it stays selected under its new
+        # name, UIDVALIDITY and UIDs unchanged (RFC 3501 6.3.5 keeps its messages whole).
+        # Renaming INBOX moves its messages instead, seen here as expunges.
+        if sel is not None and old != "INBOX" and (sel.folder.name + "/").startswith(old + "/"):
+            sel.renamed(await self.open_folder(new + sel.folder.name[len(old):]))
         return "RENAME completed"
 
     @state("auth")
