@@ -96,12 +96,14 @@ def _comment(value: bytes, pos: int) -> tuple[bytes, int]:
 
 def _phrase(tokens: list) -> bytes:
     """A display name or group name: its words, quoted strings unquoted, comments dropped."""
-    out = b""
+    out: list[bytes] = []
     for kind, text, spaced in tokens:
         if kind == b"(" or kind == b"<":
             continue
-        out += (b" " if spaced and out else b"") + text
-    return out.strip()
+        if spaced and out:
+            out.append(b" ")
+        out.append(text)
+    return b"".join(out).strip()
 
 
 def _flush(tokens: list, out: list) -> None:
@@ -139,11 +141,11 @@ def _spec(tokens: list) -> tuple[bytes | None, bytes, bytes]:
 def _joined(tokens: list) -> bytes:
     """Tokens of a local part or domain as one text: white space kept only between two
     words (`broken text`), dropped around dots (`a . b` is a.b)."""
-    out = b""
+    out: list[bytes] = []
     prev = None
     for kind, text, spaced in tokens:
         if spaced and prev in (b"w", b'"') and kind in (b"w", b'"'):
-            out += b" "
-        out += text
+            out.append(b" ")
+        out.append(text)
         prev = kind
-    return out.strip()
+    return b"".join(out).strip()
