@@ -199,6 +199,26 @@ def test_rename_of_the_selected_mailbox_keeps_it_selected(mailserver, user):
     r.close()
 
 
+@pytest.mark.parametrize("change", [b"RENAME Shared Elsewhere", b"DELETE Shared"])
+def test_a_mailbox_renamed_or_deleted_under_another_session_ends_that_session(mailserver, user, change):
+    """The other session has nothing true left to say of its mailbox: BYE, as Dovecot's
+    "session state is inconsistent" (was NO [SERVERBUG] for every command after)."""
+    md = maildir(mailserver.root, user.split("@")[0])
+    md.create_folder("Shared")
+    md.deliver(b"Subject: one\r\n\r\nbody\r\n", folder="Shared")
+    watcher, changer = raw(mailserver, user), raw(mailserver, user)
+    assert watcher.cmd(b"SELECT Shared").startswith(b"t1 OK")
+    assert changer.cmd(change).startswith(b"t1 OK")
+    watcher.send(b"n1 NOOP\r\n")
+    assert watcher.until_tag(b"n1") == [b"* BYE The selected mailbox was deleted or renamed; please log in again",
+                                        b"n1 NO The selected mailbox no longer exists"]
+    with pytest.raises(ConnectionError):
+        watcher.line()
+    assert changer.cmd(b"NOOP").startswith(b"t1 OK")
+    watcher.close()
+    changer.close()
+
+
 def test_rename_inbox_moves_its_messages_and_leaves_it_empty(mailserver, user):
     md = maildir(mailserver.root, user.split("@")[0])
     md.deliver(b"Subject: first\r\n\r\nbody\r\n")
