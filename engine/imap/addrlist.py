@@ -16,6 +16,7 @@ _TOKEN = re.compile(rb'([ \t\r\n]+)|"((?:[^"\\]|\\.)*)"?|(\()|(<[^>]*>?)|([,:;@.
                     re.DOTALL)
 _ESCAPED = re.compile(rb"\\(.)", re.DOTALL)
 _SPACES = re.compile(rb"[ \t\r\n]+")
+_PLAIN_SPEC = re.compile(rb'[^ \t\r\n"(<>,:;@\\]+@[^ \t\r\n"(<>,:;@\\]+')
 
 
 def address_list(value: bytes) -> list:
@@ -111,7 +112,12 @@ def _flush(tokens: list, out: list) -> None:
     angle = next((i for i, t in enumerate(tokens) if t[0] == b"<"), None)
     if angle is not None:
         name = _phrase(tokens[:angle])
-        adl, mailbox, host = _spec([t for t in _tokens(tokens[angle][1]) if t[0] != b"("])
+        content = tokens[angle][1]
+        if _PLAIN_SPEC.fullmatch(content):    # the usual <user@host>, without tokenizing it
+            mailbox, _, host = content.rpartition(b"@")
+            adl = None
+        else:
+            adl, mailbox, host = _spec([t for t in _tokens(content) if t[0] != b"("])
     else:
         words = [t for t in tokens if t[0] != b"("]
         if not words:
