@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+import dovecot
 from helpers_mail import (PASSWORD, add_users, configure, fast_settings, mailserver, maildir,  # noqa: F401 - fixture
                           new_root, running, user)
 from helpers_raw import Raw
@@ -122,6 +123,29 @@ def test_envelope_names_an_address_by_its_comment(mailserver, user):
                 b'(("Other (nested) One" NIL "a" "b.example")(NIL NIL "c" "d.example")) '
                 b'(("Pat" NIL "pat" "host.example"))') in data[0], data
     c.logout()
+
+
+def test_envelopes_of_addresses_with_comments_and_groups_match_dovecot(tmp_path):
+    root = new_root(tmp_path / "root")
+    add_users(root, ["alice"])
+    md = maildir(root)
+    md.deliver(COMMENTED)
+    md.deliver(b'From: "john doe"@x.example\r\nSender: John Q. Public <jqp@x.example> (c)\r\n'
+               b"To: Team: a@x.org, B <b@y.org>;, undisclosed-recipients:;\r\n"
+               b"Cc: <@route.example:r@x.example>, Name (comment) <n@x.example>\r\n"
+               b"Bcc: a@b (x), (y) c@d (z)\r\nSubject: two\r\n\r\nbody\r\n")
+
+    def envelopes(c):
+        c.login("alice@example.com", PASSWORD)
+        c.select("INBOX", readonly=True)
+        typ, data = c.fetch("1:*", "(ENVELOPE)")
+        c.logout()
+        return data
+    with running(root, ("imap",)) as srv:
+        ours = envelopes(imaplib.IMAP4("127.0.0.1", srv.port("imap"), timeout=20))
+    with dovecot.dovecot_server(root.path, {"alice@example.com": PASSWORD}) as dc:
+        theirs = envelopes(imaplib.IMAP4(dc.host, dc.imap_port, timeout=20))
+    assert ours == theirs
 
 
 def test_search_from_finds_an_address_written_with_comments(mailserver, user):
