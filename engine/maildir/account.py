@@ -182,13 +182,20 @@ class Maildir:
         meanwhile stays in INBOX."""
         dest = self.create_folder(new)        # AlreadyExists when the name is taken
         inbox = self.folder(INBOX)
-        moved = []
-        for msg in inbox.sync():
-            try:
-                inbox.copy_unchecked(msg, dest)
-            except NotFound:
-                continue                      # expunged by another session meanwhile
-            moved.append(msg)
+        moved, copies = [], []
+        try:
+            for msg in inbox.sync():
+                try:
+                    copies.append(inbox.copy_unchecked(msg, dest).path)
+                except NotFound:
+                    continue                  # expunged by another session meanwhile
+                moved.append(msg)
+        except BaseException:
+            # a full disk midway: INBOX keeps every message, the new folder none
+            for path in copies:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            raise
         inbox.expunge(moved)
 
     def _dirs_under(self, dirname: str) -> list[str]:
