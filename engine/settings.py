@@ -278,7 +278,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                       "0 = no limit", _range(0)),
         "max_userip_connections": Key(10, int, "IMAP/POP3 connections of one user from one IP (Dovecot's "
                                       "mail_max_userip_connections); 0 = no limit", _range(0)),
-        "idle_timeout_s": Key(1800, int, "authenticated IMAP idle timeout", _range(60)),
+        "idle_timeout_s": Key(1800, int, "authenticated IMAP idle timeout, between commands and in IDLE "
+                              "(RFC 3501 5.4: at least 30 minutes; clients renew IDLE every 29)", _range(60)),
+        "command_time_limit_s": Key(300, (int, float), "longest one IMAP command may run, its disk work "
+                                    "included, before it is stopped with NO; IDLE is not bound by it "
+                                    "(it lasts up to idle_timeout_s)", _range(1)),
         "login_timeout_s": Key(60, int, "time allowed before login", _range(5)),
         "stress_login_timeout_s": Key(10, int, "time allowed before login when near the connection limits "
                                       "(over 80 % of max_sessions or of max_connections_per_ip)", _range(1)),

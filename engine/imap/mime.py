@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from .addrlist import address_list
 
 MAX_PARTS_DEPTH = 40
 MAX_PARTS = 5000
@@ -258,62 +259,6 @@ def envelope(part: Part) -> list:
     return [h("date"), h("subject"), addresses("from"), addresses("sender", "from"),
             addresses("reply-to", "from"), addresses("to"), addresses("cc"), addresses("bcc"),
             h("in-reply-to"), h("message-id")]
-
-
-_ADDR_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|\((?:[^()\\]|\\.)*\)|<[^>]*>|[,:;]|[^",:;<(]+')
-
-
-def address_list(value: bytes) -> list:
-    """RFC 5322 address list -> ENVELOPE address structures (RFC 3501 §7.4.2), with
-    group syntax as the start/end markers the RFC prescribes. Lenient, never raises."""
-    out: list = []
-    phrase: list[bytes] = []
-    addr: bytes | None = None
-    in_group = False
-
-    def flush():
-        nonlocal phrase, addr
-        text = b" ".join(p for p in phrase if p).strip()
-        if addr is None and text:
-            addr, text = text, b""
-        if addr is not None:
-            mailbox, at, host = addr.strip().rpartition(b"@")
-            if not at:
-                mailbox, host = addr.strip(), b""
-            name = text.strip() or None
-            out.append([_unquote(name) if name else None, None, mailbox or None, host or None])
-        phrase, addr = [], None
-
-    for m in _ADDR_TOKEN.finditer(value):
-        tok = m.group(0)
-        if tok == b",":
-            flush()
-        elif tok == b":" and not in_group and addr is None:
-            group = b" ".join(p for p in phrase if p).strip()
-            out.append([None, None, _unquote(group), None])
-            phrase, in_group = [], True
-        elif tok == b";" and in_group:
-            flush()
-            out.append([None, None, None, None])
-            in_group = False
-        elif tok.startswith(b"<"):
-            addr = tok[1:-1]
-            if b":" in addr:  # source route @a,@b:user@host
-                addr = addr.rsplit(b":", 1)[1]
-        elif tok.startswith(b"("):
-            continue  # comments are not part of the address
-        else:
-            phrase.append(tok.strip())
-    flush()
-    if in_group:
-        out.append([None, None, None, None])
-    return out
-
-
-def _unquote(text: bytes) -> bytes:
-    if len(text) >= 2 and text[:1] == b'"' and text[-1:] == b'"':
-        return re.sub(rb"\\(.)", rb"\1", text[1:-1])
-    return text
 
 
 def _enc(text: str) -> bytes:

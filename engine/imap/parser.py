@@ -36,6 +36,9 @@ class Atom(str):
 
 
 _ATOM_STOP = set(b' ()"{\r\n')
+# The fetch items whose '[' opens a section spec (RFC 3501 §9, RFC 3516); anywhere else
+# '[' is an ATOM-CHAR, as in the mailbox name foo[bar.
+_SECTION_ITEMS = {b"BODY", b"BODY.PEEK", b"BINARY", b"BINARY.PEEK", b"BINARY.SIZE"}
 
 
 def tokenize(data: bytes, max_depth: int = MAX_DEPTH) -> list:
@@ -132,8 +135,8 @@ def _atom(data: bytes, pos: int) -> tuple[Atom, int]:
     depth = 0
     while pos < n:
         c = data[pos]
-        if c == 0x5B:  # '[' opens a section spec that may hold spaces and lists
-            depth += 1
+        if c == 0x5B and (depth or data[start:pos].upper() in _SECTION_ITEMS):
+            depth += 1  # a section spec, which may hold spaces and lists
         elif c == 0x5D and depth:
             depth -= 1
         elif depth:

@@ -194,6 +194,16 @@ class Selected:
     def uidnext(self) -> int:
         return self.folder.uidnext()
 
+    def renamed(self, folder: store.Folder) -> None:
+        """This session renamed the folder (RENAME of the selected mailbox, or of a parent):
+        the same messages, UIDs and \\Recent set, now under the folder's new path."""
+        self.folder = folder
+        self.msgs = [replace(m, folder_path=folder.path) for m in self.msgs]
+        self.uids = list(self.uids)
+        self._shared_lists = False
+        self.listing = None
+        self._stamp = None
+
     # -- event-loop part -----------------------------------------------------------
     def apply(self, scanned, expunge: bool = True) -> list[bytes]:
         """Adopt a new listing (a scan() result); the untagged responses that tell the client.

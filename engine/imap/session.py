@@ -23,7 +23,6 @@ from .errors import SERVER_BUG, CommandError, bad, mail_error_text, no
 MAX_LINE = 64 * 1024                  # one command line (literals excluded)
 MAX_COMMAND = 2 * 1024 * 1024         # a whole command other than APPEND, literals included
 MAX_SMALL_LITERAL = 1024 * 1024       # a literal outside APPEND
-COMMAND_TIME_LIMIT = 300.0            # one command, disk work included
 MAX_PREAUTH_LITERAL = 8192          # a literal before login (user name, password)
 SPOOL_FROM = 256 * 1024             # an APPEND literal this large goes to a file as it arrives
 SPOOL_WRITE = 1024 * 1024           # ... in writes of this size
@@ -292,10 +291,13 @@ class ImapSession(Commands, connection.Connection):
                 raise bad(f"{name} takes no arguments")
             if self.session is not None:
                 self.session.busy = True
-            # Work in worker threads stops at this deadline too (see search.within).
-            self.deadline = time.monotonic() + COMMAND_TIME_LIMIT
+            # Work in worker threads stops at this deadline too (see search.within). IDLE
+            # only waits, and ends itself at the idle timeout (general.py).
+            limits = self.runtime.settings.mailbox
+            limit = None if name == "IDLE" else limits.command_time_limit_s
+            self.deadline = time.monotonic() + (limit or limits.idle_timeout_s)
             try:
-                async with asyncio.timeout(COMMAND_TIME_LIMIT):
+                async with asyncio.timeout(limit):
                     text = await handler(tag, tokens[2:])
             finally:
                 if self.session is not None:
