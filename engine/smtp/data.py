@@ -17,16 +17,12 @@ it is), and removing it would eat the sender's text.
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..largemsg import LargeMessage, close_quietly
 
 END = b"\r\n.\r\n"
-# "." alone on a line that a bare LF ends or begins: \n.\n (after CRLF or LF), or \n.\r\n
-# with no CR before its first LF (a <CRLF>.<CRLF> here would have been the end of data)
-_LONE_DOT_BY_BARE_LF = re.compile(rb"\n\.\n|(?<!\r)\n\.\r\n")
 CHUNK = 256 * 1024
 SPILL_FROM = 2 * 1024 * 1024     # a message past this goes to a file as it arrives ...
 SPILL_WRITE = 1024 * 1024        # ... in writes of this size
@@ -146,14 +142,27 @@ def mended_lines(region) -> tuple[bytes, bool, bool, bool]:
 
     region[:2] is the line end before the lines: "\r\n", or "?\n" after a bare LF; a CR
     before a bare LF would have made it CRLF, so region[2:] holds every byte to judge."""
-    body = region[2:]
-    crlf = body.count(b"\r\n")
-    bare_cr = body.count(b"\r") != crlf
-    if body.count(b"\n") == crlf and region[0] == 13:      # no bare LF, none just before
+    crlf = region.count(b"\r\n", 2)
+    bare_cr = region.count(b"\r", 2) != crlf
+    if region.count(b"\n", 2) == crlf and region[0] == 13:      # no bare LF, none just before
         return unstuffed(region), False, False, bare_cr
-    smuggled = _LONE_DOT_BY_BARE_LF.search(region) is not None
+    smuggled = _lone_dot_by_bare_lf(region)
     # unstuff first (only after a real CRLF), then mend: a dot after a bare LF is content
     return b"\r\n" + _crlf(unstuffed(region)[2:]), True, smuggled, bare_cr
+
+
+def _lone_dot_by_bare_lf(region) -> bool:
+    """Whether "." stands alone on a line that a bare LF ends or begins: \n.\n (after CRLF
+    or LF), or \n.\r\n with no CR before its first LF. Literal searches, not a regular
+    expression: a tenth of the time on LF-only text, where every LF is a candidate."""
+    if b"\n.\n" in region:
+        return True
+    at = region.find(b"\n.\r\n")
+    while at >= 0:
+        if at == 0 or region[at - 1] != 13:
+            return True
+        at = region.find(b"\n.\r\n", at + 1)     # (a <CRLF>.<CRLF> here would have ended DATA)
+    return False
 
 
 def _crlf(data) -> bytes:
