@@ -124,7 +124,7 @@ def test_trusted_network_client_is_mended_without_auth(srv):
                       submitted=listener == "submission")
 
 
-def test_large_lf_only_message_mended_across_chunk_boundaries(srv):
+def test_large_message_of_bare_lf_lines_mended_across_chunk_boundaries(srv):
     """Past 2 MB the message goes to a file as it arrives; bare LFs, and CR LF pairs cut
     between two reads (CR at the end of one, LF at the start of the next), are judged
     the same wherever a read ends."""
