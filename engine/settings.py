@@ -248,7 +248,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "allowed_senders": Key({}, dict, "extra sender addresses per login: { \"alice@example.com\" = [\"sales@example.com\"] }",
                                _senders),
         "over_quota_permanent": Key(False, bool, "answer a full mailbox with 552 5.2.2 instead of 452 4.2.2"),
-        "allow_bare_lf_from_trusted": Key(False, bool, "accept bare LF line ends from trusted networks"),
+        "bare_newline": Key("normalize_trusted", str,
+                            "a bare LF in DATA (a line end without CR: scripts, curl --upload-file): "
+                            "'normalize_trusted' = made CR LF for authenticated clients and trusted_networks, "
+                            "refused (554 5.6.0) from the others; 'normalize' = made CR LF for all (Postfix "
+                            "3.9's default); 'reject' = refused from all. Only CR LF . CR LF ever ends the data, "
+                            "and a bare CR or a lone '.' line next to a bare LF (SMTP smuggling) is always refused",
+                            _one_of("normalize_trusted", "normalize", "reject")),
         "recipient_delimiter": Key("", str, "plus addressing: 'user+tag' delivers to 'user' when set to '+'",
                                    lambda v: None if len(v) <= 1 else "must be one character or empty"),
     },
