@@ -379,6 +379,14 @@ def _type_ok(value, t) -> bool:
     return isinstance(value, types)
 
 
+# Keys an earlier version wrote, still read (a file edited by hand must keep loading):
+# (section, old key) -> old value -> (new key, its value).
+REPLACED_KEYS = {
+    # true: bare LF mended for trusted clients; false: refused from all, as it was
+    ("relay", "allow_bare_lf_from_trusted"): lambda v: ("bare_newline", "normalize_trusted" if v else "reject"),
+}
+
+
 def validate(data: dict, text: str, where: str) -> tuple[SimpleNamespace, list[str]]:
     """Merge data over the defaults; returns (settings, problems)."""
     problems: list[str] = []
@@ -403,6 +411,8 @@ def validate(data: dict, text: str, where: str) -> tuple[SimpleNamespace, list[s
                     continue
                 schema = SCHEMA[sections[here]]
                 for key, v in value.items():
+                    if (sections[here], key) in REPLACED_KEYS and isinstance(v, bool):
+                        key, v = REPLACED_KEYS[sections[here], key](v)
                     if key not in schema:
                         problem(list(here + (key,)), f"unknown key (known: {', '.join(schema)})")
                         continue

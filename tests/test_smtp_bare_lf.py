@@ -234,3 +234,12 @@ def test_normalize_mends_bare_lf_from_anyone_but_smuggling_stays_refused(srv, ba
         code, text = send_raw(s, b"Subject: s\r\n\r\na\n.\nb\r\n.\r\n", sender="someone@far.example")
         assert (code, text[:5]) == REFUSED, text
     assert len(stored(srv, token)) == 1
+
+
+@pytest.mark.parametrize("old, new", [("true", "normalize_trusted"), ("false", "reject")])
+def test_the_replaced_key_of_an_older_config_still_loads(tmp_path, old, new):
+    """A mailctl.toml edited by hand for an earlier version keeps loading, meaning the same."""
+    from engine import settings as settings_mod
+    path = tmp_path / "mailctl.toml"
+    path.write_text(f"[relay]\nallow_bare_lf_from_trusted = {old}\n")
+    assert settings_mod.load(path).relay.bare_newline == new
