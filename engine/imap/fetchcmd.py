@@ -11,6 +11,7 @@ from .. import maildir as store
 from .. import memtrim
 from ..errors import NotFound
 from . import bigfetch, fetch as fetchmod
+from .transfer import UnknownCTE
 from . import headercache
 from . import index as indexmod
 from .commandbase import CommandBase, state
@@ -124,7 +125,7 @@ class FetchCommand(CommandBase):
                         out.append(b"* %d FETCH " % v.seq + body + b"\r\n")
                     except NotFound:
                         gone = True
-                    except fetchmod.UnknownCTE:
+                    except UnknownCTE:
                         out.append(None)
                 return out, changed, gone
 
