@@ -204,3 +204,25 @@ def test_binary_matches_dovecot(server):
                 for line, pieces in lines[:-1]]
     for key in ours:
         assert data(ours[key]) == data(theirs[key]), (key, ours[key], theirs[key])
+
+
+def test_large_messages_behave_the_same(server):
+    """A literal8 large enough to be spooled to disk as it arrives, and a large message
+    streamed from its file for BODY[]: the same bytes as small ones."""
+    root, srv = server
+    blob = (BLOB * 300_000)[:2_000_000]
+    big = SINGLE[:-len(BLOB)] + blob
+    text = b"Subject: big nul\nContent-Type: text/plain\n\n" + (b"x" * 70 + b"\0\n") * 20_000
+    maildir(root).deliver(text)
+    c = client(srv)
+    assert c.append(big).startswith(b"a1 OK")
+    assert c.cmd(b"SELECT INBOX").startswith(b"t1 OK")
+    is8, body = c.one(1, "BODY.PEEK[]")              # streamed from the file
+    assert not is8 and len(body) == len(text) + 20_003 and b"\0" not in body and body.count(b"\x80") == 20_000
+    assert c.one(1, "BINARY.PEEK[1]") == (True, text.split(b"\n\n", 1)[1].replace(b"\n", b"\r\n"))
+    assert c.one(2, "BINARY.PEEK[1]") == (True, blob)
+    assert c.one(2, "BINARY.PEEK[]") == (True, big)
+    assert b"BINARY.SIZE[1] %d)" % len(blob) in c.fetch(2, "BINARY.SIZE[1]")[0][0]
+    is8, body = c.one(2, "BODY.PEEK[]")
+    assert not is8 and b"\0" not in body and base64.b64decode(body.split(b"\r\n\r\n", 1)[1]) == blob
+    c.close()

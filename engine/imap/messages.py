@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from .. import maildir as store
+from .. import maildir as store, memtrim
 from ..errors import InvalidInput, NotFound, QuotaExceeded
 from . import fetch as fetchmod, transfer
 from .commandbase import CommandBase, state
@@ -49,7 +49,8 @@ class MessageCommands(CommandBase):
             folder = await self.open_folder(name, trycreate=True)
             try:
                 if spool:
-                    delivered = await self.blocking(self._append_spooled, name, spool, flags, date)
+                    delivered = await self.blocking(self._append_spooled, name, spool, flags, date,
+                                                    isinstance(data, Literal8))
                 else:
                     delivered = await self.blocking(self._append, name, data, flags, date)
             except QuotaExceeded:
@@ -66,7 +67,11 @@ class MessageCommands(CommandBase):
             data = transfer.storable(data)
         return self.maildir.deliver(data.replace(b"\r\n", b"\n"), name, flags, date)
 
-    def _append_spooled(self, name, spool, flags, date):
+    def _append_spooled(self, name, spool, flags, date, literal8=False):
+        if literal8:     # kept exact in the spool: stored as a small literal8 is (in memory, rare)
+            data = spool.path.read_bytes()
+            memtrim.note(len(data))
+            return self._append(name, Literal8(data), flags, date)
         staged = self.maildir.stage_file(spool.path, spool.size, spool.vsize, name, flags, date)
         try:
             return staged.commit()
