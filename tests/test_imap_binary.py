@@ -226,3 +226,26 @@ def test_large_messages_behave_the_same(server):
     is8, body = c.one(2, "BODY.PEEK[]")
     assert not is8 and b"\0" not in body and base64.b64decode(body.split(b"\r\n\r\n", 1)[1]) == blob
     c.close()
+
+
+@pytest.mark.skipif(not dovecot.available(), reason="Dovecot is not installed")
+def test_literal8_appended_here_or_in_dovecot_reads_the_same_in_both(server):
+    """The stored form is one both servers read: a literal8 APPENDed to either gives the
+    same bytes back from BINARY in the other."""
+    root, srv = server
+    c = client(srv)
+    assert c.append(MULTI).startswith(b"a1 OK")
+    c.close()
+    with dovecot.dovecot_server(root.path, {USER: PASSWORD}) as dc:
+        d = Client(dc.imap_port)
+        assert d.cmd(f'LOGIN {USER} "{PASSWORD}"'.encode()).startswith(b"t1 OK")
+        assert d.append(SINGLE).startswith(b"a1 OK")
+        assert d.cmd(b"SELECT INBOX").startswith(b"t1 OK")
+        assert d.one(1, "BINARY.PEEK[2]") == (True, BLOB)
+        assert d.one(1, "BINARY.PEEK[1]")[1] == b"see the attachment"
+        d.close()
+    c = client(srv)
+    assert c.cmd(b"SELECT INBOX").startswith(b"t1 OK")
+    assert c.one(2, "BINARY.PEEK[1]") == (True, BLOB)
+    assert c.one(2, "BINARY.PEEK[]") == (True, SINGLE)
+    c.close()
