@@ -8,6 +8,7 @@ tests/test_fuzz_parsers.py.
 """
 from __future__ import annotations
 
+import base64
 from types import SimpleNamespace
 
 from hypothesis import assume, example, given, strategies as st
@@ -284,3 +285,11 @@ def test_literal8_message_stored_as_lines_gives_its_bytes_back(blob, header, mul
     assert transfer.decoded(found, with_header=False) == blob
     if multipart:
         assert transfer.decoded(root, with_header=False).count(b"--b") == 3
+
+
+@fuzz(200)
+@given(st.binary(max_size=300), st.sampled_from([b"\r\n", b"\n", b" \r\n"]), st.integers(1, 80))
+def test_base64_decodes_what_was_encoded(data, eol, width):
+    text = base64.b64encode(data)
+    encoded = eol.join(text[i:i + width] for i in range(0, len(text), width)) + eol
+    assert transfer.decode_base64(encoded) == data
