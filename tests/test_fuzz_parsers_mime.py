@@ -293,3 +293,13 @@ def test_base64_decodes_what_was_encoded(data, eol, width):
     text = base64.b64encode(data)
     encoded = eol.join(text[i:i + width] for i in range(0, len(text), width)) + eol
     assert transfer.decode_base64(encoded) == data
+
+
+def test_hostile_bodies_take_linear_time():
+    """A body of spaces for quoted-printable, lines that start like a boundary: each costs
+    a pass, not a pass per byte or per line."""
+    assert in_cpu_time(1.0, transfer.decode_quoted_printable, b" " * 2_000_000 + b"x") == b" " * 2_000_000 + b"x"
+    for junk in (b"--b1" * 500_000, b"--bx\r\n" * 300_000):
+        data = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + junk + b"\r\n--b\r\n\r\nx\r\n--b--\r\n"
+        root = mime.Part(data, 0, len(data))
+        assert in_cpu_time(1.0, lambda r=root: len(r.children)) == 1

@@ -212,21 +212,22 @@ def _split_multipart(data: bytes, start: int, end: int, boundary: bytes):
         i = data.find(delim, pos, end)
         if i < 0:
             break
-        at_line_start = i == start or data[i - 2:i] == b"\r\n"
         after = i + len(delim)
+        if i != start and data[i - 2:i] != b"\r\n":
+            pos = after                  # not at the start of a line
+            continue
         is_close = data[after:after + 2] == b"--"
         eol = data.find(b"\r\n", after, end)
         line_end = end if eol < 0 else eol + 2
         # RFC 2046: only transport padding may follow, so "--b" never matches a nested
         # part's "--b1" (forwarded messages often carry boundaries sharing a prefix).
-        rest = data[after + 2 * is_close:end if eol < 0 else eol]
-        if at_line_start and not rest.strip(b" \t"):
-            positions.append((i, line_end, is_close))
-            if is_close:
-                break
+        if data[after + 2 * is_close:line_end].strip(b" \t\r\n"):
             pos = line_end
-        else:
-            pos = after
+            continue
+        positions.append((i, line_end, is_close))
+        if is_close:
+            break
+        pos = line_end
     parts = []
     for (_ls, le, close), nxt in zip(positions, positions[1:] + [None]):
         if close:
