@@ -2,7 +2,8 @@
 so a message of any size costs one bounded buffer instead of copies in memory.
 
     spool = Spool(maildir.path / "tmp")     # same file system as every folder of the account
-    spool.write(piece) ...                   # CRLF becomes LF (Maildir files use LF)
+    spool.write(piece) ...                   # CRLF becomes LF (Maildir files use LF), unless
+                                             # Spool(..., exact=True): a literal8's bytes as they came
     spool.finish()                           # fsync'd; spool.size, spool.vsize as Maildir names want
     maildir.stage_file(spool.path, spool.size, spool.vsize, folder).commit()
     spool.discard()                          # whenever it was not staged: nothing stays in tmp/

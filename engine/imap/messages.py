@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from .. import maildir as store, memtrim
+from .. import maildir as store, memtrim, nofollow
 from ..errors import InvalidInput, NotFound, QuotaExceeded
 from . import fetch as fetchmod, transfer
 from .commandbase import CommandBase, state
@@ -69,7 +69,7 @@ class MessageCommands(CommandBase):
 
     def _append_spooled(self, name, spool, flags, date, literal8=False):
         if literal8:     # kept exact in the spool: stored as a small literal8 is (in memory, rare)
-            data = spool.path.read_bytes()
+            data = nofollow.read_bytes(spool.path)
             memtrim.note(len(data))
             return self._append(name, Literal8(data), flags, date)
         staged = self.maildir.stage_file(spool.path, spool.size, spool.vsize, name, flags, date)

@@ -64,7 +64,7 @@ def string(data: bytes) -> bytes:
     """A quoted string if that is possible and short, else a literal. A NUL, which no
     IMAP4rev1 string may hold (CHAR8 is 0x01-0xff), is sent as 0x80, as Dovecot does."""
     if b"\0" in data:
-        data = data.replace(b"\0", b"\x80")       # (literal() would too; a quoted string needs it first)
+        data = data.replace(b"\0", b"\x80")
     if len(data) <= _QUOTE_SAFE_MAX and not _NOT_QUOTABLE.search(data):
         return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
     return literal(data)
