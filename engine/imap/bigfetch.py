@@ -84,6 +84,8 @@ async def send_all(session, lines: list) -> bool:
                     if not piece:
                         continue
                 piece = piece[:size - sent]
+                if b"\0" in piece:   # never a NUL in a {n} literal: 0x80, as response.literal sends it
+                    piece = piece.replace(b"\0", b"\x80")
                 await session.send(piece)
                 sent += len(piece)
         finally:

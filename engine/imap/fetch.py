@@ -6,14 +6,12 @@ in a worker thread per message (it may read and parse the message file).
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import quopri
 import re
 from dataclasses import dataclass, field
 
 from . import mime
+from .transfer import decoded
 from .index import select_fields
 from .parser import Atom, ParseError, number
 from .response import encode, literal
@@ -145,25 +143,6 @@ def parse_internaldate(text: str) -> float:
     return stamp
 
 
-class UnknownCTE(Exception):
-    """BINARY on a part whose transfer encoding we cannot undo ([UNKNOWN-CTE])."""
-
-
-def _decode_binary(part: mime.Part) -> bytes:
-    body = part.body_bytes()
-    enc = (part.header("content-transfer-encoding") or b"7bit").strip().lower()
-    if enc in (b"7bit", b"8bit", b"binary"):
-        return body
-    try:
-        if enc == b"base64":
-            return base64.b64decode(b"".join(body.split()))
-        if enc == b"quoted-printable":
-            return quopri.decodestring(body)
-    except (binascii.Error, ValueError):
-        raise UnknownCTE() from None
-    raise UnknownCTE()
-
-
 def render(msg, items: list[FetchItem], data: bytes | None, flags_text: str | None,
            envelope: bytes | None = None, entry=None) -> bytes:
     """The parenthesised FETCH data for one message.
@@ -208,14 +187,7 @@ def render(msg, items: list[FetchItem], data: bytes | None, flags_text: str | No
             out.append(_with_partial(item, content))
         else:  # BINARY, BINARY.SIZE
             part = mime.find_part(root, item.numbers) if item.numbers else root
-            if part is None:
-                content = b""
-            elif not item.numbers:
-                content = data
-            elif part.is_multipart:
-                raise UnknownCTE()
-            else:
-                content = _decode_binary(part)
+            content = b"" if part is None else decoded(part, with_header=not item.numbers)
             if item.kind == "BINARY.SIZE":
                 out.append(f"BINARY.SIZE[{'.'.join(map(str, item.numbers))}] {len(content)}".encode())
             else:

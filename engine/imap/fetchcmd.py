@@ -11,6 +11,7 @@ from .. import maildir as store
 from .. import memtrim
 from ..errors import NotFound
 from . import bigfetch, fetch as fetchmod
+from .transfer import UnknownCTE
 from . import headercache
 from . import index as indexmod
 from .commandbase import CommandBase, state
@@ -131,7 +132,7 @@ class FetchCommand(CommandBase):
                         # expunged by another session: no EXPUNGE now (RFC 3501 §7.4.1)
                         out.append(_vanished_line(v, items, wants_flags))
                         gone |= VANISHED
-                    except fetchmod.UnknownCTE:
+                    except UnknownCTE:
                         out.append(None)
                 return out, changed, gone
 

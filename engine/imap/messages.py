@@ -9,13 +9,13 @@ from __future__ import annotations
 import contextlib
 import os
 
-from .. import maildir as store
+from .. import maildir as store, memtrim, nofollow
 from ..errors import InvalidInput, NotFound, QuotaExceeded
-from . import fetch as fetchmod
+from . import fetch as fetchmod, transfer
 from .commandbase import CommandBase, state
 from .errors import bad, no
 from .msgview import View
-from .parser import Atom, as_atom, as_text
+from .parser import Atom, Literal8, as_atom, as_text
 from .selected import flag_list
 
 QUOTA_EXCEEDED = "[OVERQUOTA] Quota exceeded (mailbox for user is full)"   # Dovecot's text
@@ -50,10 +50,10 @@ class MessageCommands(CommandBase):
             folder = await self.open_folder(name, trycreate=True)
             try:
                 if spool:
-                    delivered = await self.blocking(self._append_spooled, name, spool, flags, date)
+                    delivered = await self.blocking(self._append_spooled, name, spool, flags, date,
+                                                    isinstance(data, Literal8))
                 else:
-                    delivered = await self.blocking(self._append, name, data.replace(b"\r\n", b"\n"),
-                                                    flags, date)
+                    delivered = await self.blocking(self._append, name, data, flags, date)
             except QuotaExceeded:
                 raise no(QUOTA_EXCEEDED) from None
         finally:
@@ -64,9 +64,15 @@ class MessageCommands(CommandBase):
         return f"[APPENDUID {uidvalidity} {delivered.uid}] APPEND completed"
 
     def _append(self, name, data, flags, date):
-        return self.maildir.deliver(data, name, flags, date)
+        if isinstance(data, Literal8):      # binary parts go in base64: a Maildir file holds lines
+            data = transfer.storable(data)
+        return self.maildir.deliver(data.replace(b"\r\n", b"\n"), name, flags, date)
 
-    def _append_spooled(self, name, spool, flags, date):
+    def _append_spooled(self, name, spool, flags, date, literal8=False):
+        if literal8:     # kept exact in the spool: stored as a small literal8 is (in memory, rare)
+            data = nofollow.read_bytes(spool.path)
+            memtrim.note(len(data))
+            return self._append(name, Literal8(data), flags, date)
         staged = self.maildir.stage_file(spool.path, spool.size, spool.vsize, name, flags, date)
         try:
             return staged.commit()

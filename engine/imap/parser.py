@@ -28,6 +28,10 @@ class ParseError(Exception):
     """The command is malformed; the text is the reason given with BAD."""
 
 
+class Literal8(bytes):
+    """The bytes of a literal8 (~{n}, RFC 3516): they may be binary, not lines."""
+
+
 class Atom(str):
     """An IMAP atom (as opposed to a string that happens to look like one)."""
 
@@ -106,7 +110,9 @@ def _quoted(data: bytes, pos: int) -> tuple[bytes, int]:
 
 
 def _literal(data: bytes, pos: int) -> tuple[bytes, int]:
+    kind = bytes
     if data[pos] == 0x7E:
+        kind = Literal8
         pos += 1
     end = data.find(b"}", pos)
     if end < 0:
@@ -126,7 +132,7 @@ def _literal(data: bytes, pos: int) -> tuple[bytes, int]:
         raise ParseError("literal size not at end of line")
     if start + size > len(data):
         raise ParseError("literal shorter than announced")
-    return data[start:start + size], start + size
+    return kind(data[start:start + size]), start + size
 
 
 def _atom(data: bytes, pos: int) -> tuple[Atom, int]:

@@ -173,7 +173,8 @@ class ImapSession(Commands, connection.Connection):
             spool_it = is_append and size >= SPOOL_FROM and self.spool is None and err is None
             if spool_it:
                 try:
-                    self.spool = await self.runtime.run_blocking(Spool, self.maildir.path / "tmp")
+                    literal8 = LITERAL_AT_END.search(line).group(0).startswith(b"~")
+                    self.spool = await self.runtime.run_blocking(Spool, self.maildir.path / "tmp", literal8)
                 except OSError as e:
                     err = no(_cannot_store(e))
             if err is not None:
