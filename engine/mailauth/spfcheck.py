@@ -42,7 +42,7 @@ def check_spf(resolver, ip: str, sender: str, helo: str, *, total_s: float = TOT
         return SPFResult("none", identity, domain, "no client address")
     _local.resolver = resolver
     try:
-        q = spf.query(i=ip, s=sender, h=helo, querytime=total_s)
+        q = _Query(i=ip, s=sender, h=helo, querytime=total_s)
         result, _code, reason = q.check()
     except Exception as e:  # noqa: BLE001 - hostile records must never crash the stage
         _log.warning("spf: %s for %s: %s", type(e).__name__, domain, e)
@@ -53,6 +53,21 @@ def check_spf(resolver, ip: str, sender: str, helo: str, *, total_s: float = TOT
     if result not in RESULTS:
         result = "permerror"
     return SPFResult(result, identity, domain, str(reason or ""))
+
+
+class _Query(spf.query):
+    def validated_ptrs(self):
+        """The ptr mechanism's and %{p}'s names (RFC 7208 §5.5): pyspf's, except that a DNS
+        error looking up one name's addresses skips that name, as §5.5 says, instead of
+        making the whole check a temperror."""
+        names = []
+        for name in self.dns_ptr(self.i)[:spf.MAX_PTR if self.strict else spf.MAX_PTR * 4]:
+            try:
+                if self.cidrmatch(self.dns_a(name, self.A), self.cidrmax):
+                    names.append(name)
+            except spf.TempError:
+                continue
+        return names
 
 
 def _lookup(name, qtype, strict=True, timeout=None):
