@@ -87,7 +87,10 @@ def check_dkim(resolver, message: bytes, timeout: float = 5.0) -> list[DKIMResul
         try:
             ok = verifier.verify(idx, dnsfunc=lookup)
         except dkim.DKIMException as e:
-            out.append(DKIMResult("permerror", **base, reason=_short(e)))
+            if str(e).startswith("body hash mismatch"):     # dkimpy's ValidationError for it
+                out.append(DKIMResult("fail", **base, reason="body hash did not verify"))
+            else:
+                out.append(DKIMResult("permerror", **base, reason=_short(e)))
             continue
         except Exception as e:  # noqa: BLE001 - hostile input must never crash the stage
             out.append(DKIMResult("permerror", **base, reason=f"unusable signature ({type(e).__name__})"))
