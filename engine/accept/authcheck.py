@@ -8,6 +8,7 @@ that comes in by SMTP. A DNS failure is a temperror: at worst a 451, never a 5xx
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import time
 from dataclasses import dataclass, field
@@ -165,6 +166,7 @@ def _remove_forged(arrival: Arrival) -> None:
 _networks_cache: dict[tuple, list] = {}
 
 
+@functools.lru_cache(maxsize=4096)
 def _ignored(ip: str, networks: tuple) -> bool:
     if not networks or not ip:
         return False
