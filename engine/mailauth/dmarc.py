@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+import dns.name
 from publicsuffixlist import PublicSuffixList
 
 from . import dnslookup
@@ -60,9 +61,19 @@ def parse_record(text: str) -> Record:
                   min(pct, 100))
 
 
+def ascii_domain(domain: str) -> str:
+    """The domain in its DNS form (A-labels, lower case): a From of bücher.example and a
+    DKIM d= of xn--bcher-kva.example are the same domain."""
+    domain = domain.strip().rstrip(".")
+    try:
+        return dns.name.from_unicode(domain).to_text(omit_final_dot=True).lower()
+    except Exception:  # noqa: BLE001 - not a DNS name: compared as written
+        return domain.lower()
+
+
 def org_domain(domain: str) -> str:
     """The organisational domain (§3.2): the public suffix plus one label."""
-    domain = domain.lower().rstrip(".")
+    domain = ascii_domain(domain)
     try:
         found = _psl.privatesuffix(domain)
     except Exception:  # noqa: BLE001 - a name the list cannot take stands for itself
@@ -71,7 +82,7 @@ def org_domain(domain: str) -> str:
 
 
 def aligned(a: str, b: str, mode: str) -> bool:
-    a, b = a.lower().rstrip("."), b.lower().rstrip(".")
+    a, b = ascii_domain(a), ascii_domain(b)
     if not a or not b:
         return False
     return a == b if mode == "s" else org_domain(a) == org_domain(b)
