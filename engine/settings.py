@@ -338,6 +338,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                   "undecided; false = accept with dmarc=temperror. Never a 5xx"),
         "dns_timeout_s": Key(5, (int, float), "time allowed for each DNS lookup of these checks (servers: "
                              "queue.nameservers)", _range(0.1, 60)),
+        "time_limit_s": Key(30, (int, float), "time allowed for all the DNS lookups of one message's checks; "
+                            "past it the rest are temperror (slow DNS cannot hold the server's workers)",
+                            _range(1, 300)),
         "dkim_max_message_mb": Key(25, (int, float), "larger messages are not DKIM-verified (they would be read "
                                    "into memory) and DMARC is not enforced on them; 0 = no limit", _range(0)),
         "ignore_networks": Key(["127.0.0.0/8", "::1/128"], list, "clients whose mail is not checked "

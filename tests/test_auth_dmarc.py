@@ -132,3 +132,17 @@ def test_temperror_accepted_when_not_deferring_and_admin_overrides(tmp_path):
         assert send(srv, "ceo@reject.example", mail("ceo@reject.example", "forged"))[0] == 250
         [m] = delivered(root, "Junk")
         assert "dmarc=fail (p=reject dis=REJECT)" in ours(m)
+
+
+def test_slow_dns_holds_a_message_no_longer_than_the_time_limit(tmp_path):
+    """Eight signatures whose keys never answer, an SPF and a DMARC zone that never
+    answers: without mailauth.time_limit_s that is over 10 s of a worker thread."""
+    import time
+    zone = {"slow.example": "TIMEOUT", "_dmarc.slow.example": "TIMEOUT",
+            **{f"s{n}._domainkey.slow.example": "TIMEOUT" for n in range(8)}}
+    with auth_server(tmp_path, zone, **{"mailauth.dns_timeout_s": 1, "mailauth.time_limit_s": 2}) as (srv, _, _r):
+        sigs = "".join(f"DKIM-Signature: v=1; a=rsa-sha256; d=slow.example; s=s{n}; h=from; bh=AAAA; b=AAAA\r\n"
+                       for n in range(8)).encode()
+        started = time.monotonic()
+        code, text = send(srv, "x@slow.example", sigs + mail("x@slow.example", "slow signatures"))
+        assert code == 451 and time.monotonic() - started < 6, (code, text, time.monotonic() - started)

@@ -64,7 +64,7 @@ class Found:
 
 def authenticate(arrival: Arrival) -> Found:
     env, cfg = arrival.envelope, arrival.settings.mailauth
-    resolver = dnslookup.resolver_for(arrival.settings)
+    resolver = dnslookup.Budget(dnslookup.resolver_for(arrival.settings), float(cfg.time_limit_s))
     timeout = float(cfg.dns_timeout_s)
     found = Found()
     if cfg.spf:

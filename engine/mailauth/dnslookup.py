@@ -8,6 +8,7 @@ pipeline's worker thread, never on the event loop.
 from __future__ import annotations
 
 import threading
+import time
 
 import dns.exception
 import dns.name
@@ -58,12 +59,32 @@ def _make(servers: tuple[str, ...], timeout: float) -> dns.resolver.Resolver:
     return r
 
 
-def query(resolver, name: str, rdtype: str):
+class Budget:
+    """A resolver whose lookups together take at most total_s: one message's checks (SPF's
+    ten lookups, a key per signature, DMARC's two) against DNS that never answers would
+    otherwise hold a pipeline worker thread for minutes, and enough such messages would
+    stall every delivery. Past the budget each lookup is a timeout at once."""
+
+    def __init__(self, resolver, total_s: float):
+        self.resolver = resolver
+        self.lifetime = resolver.lifetime
+        self.deadline = time.monotonic() + total_s
+
+    def resolve(self, name, rdtype, *, lifetime: float | None = None, **kwargs):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise dns.exception.Timeout(timeout=0.0)
+        allowed = min(self.lifetime, left, lifetime or self.lifetime)
+        return self.resolver.resolve(name, rdtype, lifetime=allowed, **kwargs)
+
+
+def query(resolver, name: str, rdtype: str, lifetime: float | None = None):
     """The rdata of name's records of that type ([] for NXDOMAIN or no such record).
     Raises TempDNSError for anything that may change on a retry; a name that cannot be
     a DNS name (too long, empty label) has no records."""
     try:
-        answer = resolver.resolve(name, rdtype, raise_on_no_answer=False, search=False)
+        answer = resolver.resolve(name, rdtype, raise_on_no_answer=False, search=False,
+                                  lifetime=min(lifetime or resolver.lifetime, resolver.lifetime))
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.YXDOMAIN):
         return []
     except (dns.name.NameTooLong, dns.name.LabelTooLong, dns.name.EmptyLabel, UnicodeError):

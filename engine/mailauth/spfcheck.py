@@ -76,11 +76,9 @@ def _lookup(name, qtype, strict=True, timeout=None):
     if resolver is None:
         yield from _original(name, qtype, strict, timeout)
         return
-    limited = resolver
-    if timeout is not None and 0 < timeout < resolver.lifetime:
-        limited = _shorter(resolver, timeout)
+    lifetime = max(0.05, float(timeout)) if timeout else None      # what is left of pyspf's 20 s
     try:
-        records = dnslookup.query(limited, name, qtype)
+        records = dnslookup.query(resolver, name, qtype, lifetime)
     except dnslookup.TempDNSError as e:
         raise spf.TempError(str(e)) from None
     for r in records:
@@ -92,13 +90,6 @@ def _lookup(name, qtype, strict=True, timeout=None):
             yield (name, qtype), r.target.to_text(True)
         elif qtype in ("TXT", "SPF"):
             yield (name, qtype), tuple(r.strings)
-
-
-def _shorter(resolver, timeout: float):
-    import copy
-    r = copy.copy(resolver)
-    r.lifetime = r.timeout = max(0.05, float(timeout))
-    return r
 
 
 _original = spf.DNSLookup
