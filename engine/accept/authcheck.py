@@ -112,6 +112,26 @@ def _dmarc(arrival: Arrival, resolver, found: Found) -> None:
         found.lines.append(authresults.result("dmarc", e.result, why, header_from=domain))
 
 
+def check_message(settings, data: bytes, *, ip: str, helo: str, sender: str) -> tuple[bytes, str]:
+    """`mailctl check message`: what port 25 would add and answer for this message from
+    this client, whatever ignore_networks says: (our Authentication-Results, the reply)."""
+    from .arrival import Envelope
+    from .verdicts import ENDS
+    data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    env = Envelope(source=SMTP, sender=sender, recipients=[], client_ip=ip, helo=helo)
+    arrival = Arrival(env, data, None, settings, None)
+    found = authenticate(arrival)
+    verdicts = decide(found, settings.mailauth)
+    end = next((v for v in verdicts if isinstance(v, ENDS)), None)
+    if end is not None:
+        reply = end.reply
+    elif verdicts:
+        reply = f"250 accepted, filed into {verdicts[0].folder}"
+    else:
+        reply = "250 accepted"
+    return authresults.header(arrival.hostname, found.lines), reply
+
+
 def decide(found: Found, cfg) -> tuple:
     """The verdicts the results ask for under the settings (none: accept as it is)."""
     if found.spf and found.spf.result == "fail" and cfg.spf_fail == "reject":
