@@ -109,3 +109,14 @@ def test_a_forged_header_claiming_our_name_is_removed_others_kept(server):
     # ours is on top, above our Received line (RFC 8601 §5)
     keys = [k.lower() for k in m.keys()]
     assert keys.index("authentication-results") < keys.index("received")
+
+
+def test_a_forged_header_is_removed_from_a_large_message_too(server):
+    """Past 2 MB the message is held as a LargeMessage (head in memory, rest in a file)."""
+    srv, _, root = server
+    body = ("x" * 76 + "\r\n") * 40000                   # 3.1 MB
+    forged = f"Authentication-Results: {HOST}; dmarc=pass header.from=fail.example\r\n"
+    assert send(srv, "carol@pass.example", mail("carol@pass.example", "large forged", body, forged))[0] == 250
+    [m] = [m for m in delivered(root) if m["Subject"] == "large forged"]
+    assert "dmarc=pass" not in " ".join(auth_results(m)) and "spf=pass" in ours(m)
+    assert m.get_payload() == body.replace("\r\n", "\n") or m.get_payload().replace("\r\n", "\n") == body.replace("\r\n", "\n")
