@@ -55,10 +55,10 @@ class Found:
         parts = []
         if self.spf:
             parts.append(f"spf={self.spf.result}")
-        parts += [f"dkim={d.result}({d.domain[:60]})" for d in self.dkim]
+        parts += [f"dkim={d.result}({_shown(d.domain, 60)})" for d in self.dkim]
         if self.arc and self.arc.result != "none":
             parts.append(f"arc={self.arc.result}")
-        parts += [f"dmarc={e.result}({e.domain[:60]} dis={e.disposition})" for e in self.dmarc]
+        parts += [f"dmarc={e.result}({_shown(e.domain, 60)} dis={e.disposition})" for e in self.dmarc]
         return " ".join(parts) or "nothing to check"
 
 
