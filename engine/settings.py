@@ -328,6 +328,35 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "dkim": {
         "enabled": Key(True, bool, "sign mail from local domains that have a key under dkim/"),
     },
+    "mailauth": {
+        "spf": Key(True, bool, "check SPF (RFC 7208) of mail from other servers on port 25: the MAIL FROM "
+                   "domain, or the HELO name for the null sender; the result goes into Authentication-Results"),
+        "dkim": Key(True, bool, "verify every DKIM signature (RFC 6376) and the ARC chain (RFC 8617) of mail "
+                    "from other servers on port 25"),
+        "dmarc": Key(True, bool, "apply DMARC (RFC 7489): the From domain's policy when neither SPF nor DKIM "
+                     "passes aligned with it"),
+        "dmarc_reject": Key("reject", str, "what a failing message of a p=reject domain gets: 'reject' "
+                            "(550 5.7.1), 'quarantine' (filed into quarantine_folder) or 'none' (only the header)",
+                            _one_of("reject", "quarantine", "none")),
+        "dmarc_quarantine": Key("quarantine", str, "what a failing message of a p=quarantine domain gets: "
+                                "'quarantine' or 'none'", _one_of("quarantine", "none")),
+        "quarantine_folder": Key("Junk", str, "folder for quarantined mail (INBOX when a mailbox has no such folder)",
+                                 _path),
+        "spf_fail": Key("none", str, "what an SPF fail alone gets: 'none' (the header; DMARC decides) or "
+                        "'reject' (550 5.7.23, as policyd-spf does)", _one_of("none", "reject")),
+        "defer_on_temperror": Key(True, bool, "answer 451 (try again later) when a DNS failure leaves DMARC "
+                                  "undecided; false = accept with dmarc=temperror. Never a 5xx"),
+        "dns_timeout_s": Key(5, (int, float), "time allowed for each DNS lookup of these checks (servers: "
+                             "queue.nameservers)", _range(0.1, 60)),
+        "time_limit_s": Key(30, (int, float), "time allowed for all the DNS lookups of one message's checks; "
+                            "past it the rest are temperror (slow DNS cannot hold the server's workers)",
+                            _range(1, 300)),
+        "dkim_max_message_mb": Key(25, (int, float), "larger messages are not DKIM-verified (they would be read "
+                                   "into memory) and DMARC is not enforced on them; 0 = no limit", _range(0)),
+        "ignore_networks": Key(["127.0.0.0/8", "::1/128"], list, "clients whose mail is not checked "
+                               "(OpenDMARC's IgnoreHosts); trusted networks and authenticated users never are",
+                               _networks),
+    },
     "sendmail": {
         "sender_domain": Key("", str, "domain of a local user's address for sendmail(1): login@domain "
                              "('' = server.default_domain, else server.hostname)"),

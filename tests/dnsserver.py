@@ -4,7 +4,12 @@ zone = {"example.net": {"MX": [(10, "mx1.example.net"), ...]},
         "mx1.example.net": {"A": ["127.0.0.2"]},
         "gone.example": "NXDOMAIN", "broken.example": "SERVFAIL",
         "nomail.example": {"MX": [(0, ".")]},
-        "sel._domainkey.example.com": {"TXT": ["v=DKIM1; k=rsa; p=..."]}}
+        "sel._domainkey.example.com": {"TXT": ["v=DKIM1; k=rsa; p=..."]},
+        "split.example": {"TXT": [("v=spf1 ", "-all")]},      # one record of two strings
+        "alias.example": {"CNAME": "target.example"},          # followed for every type
+        "slow.example": "TIMEOUT",                             # never answered
+        "half.example": {"TXT": ["x"], "TIMEOUT": True},       # other types never answered
+        "junk.example": "GARBAGE"}                             # an answer that is not DNS
 Names are matched case-insensitively; a known name without the asked type gets NOERROR
 with an empty answer (NODATA), an unknown name gets NXDOMAIN.
 """
@@ -17,6 +22,7 @@ import threading
 import dns.exception
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
@@ -98,7 +104,7 @@ class DNSServer:
             response.set_rcode(dns.rcode.FORMERR)
             return response.to_wire()
         q = query.question[0]
-        name = q.name.to_text(omit_final_dot=True).lower()
+        name = _text(q.name)
         rdtype = dns.rdatatype.to_text(q.rdtype)
         self.queries.append((name, rdtype))
         entry = self.zone.get(name)
@@ -108,7 +114,23 @@ class DNSServer:
             response.set_rcode(dns.rcode.SERVFAIL)
         elif entry == "TIMEOUT":
             return None
+        elif entry == "GARBAGE":
+            return wire[:2] + bytes([0x84, 0x00, 0x00, 0x01, 0x00, 0x05]) + b"\xff\x00garbage" * 5
         else:
+            owner = q.name
+            for _ in range(8):                          # a CNAME chain, loops cut short
+                target = entry.get("CNAME") if rdtype != "CNAME" else None
+                if not target:
+                    break
+                target = dns.name.from_text(target.rstrip(".") + ".")
+                response.answer.append(dns.rrset.from_text_list(owner, 60, "IN", "CNAME", [target.to_text()]))
+                owner = target
+                entry = self.zone.get(_text(target))
+                if not isinstance(entry, dict):
+                    entry = {}
+                    break
+            if entry.get("TIMEOUT") and rdtype not in entry:
+                return None
             values = entry.get(rdtype, [])
             if values:
                 texts = []
@@ -117,12 +139,15 @@ class DNSServer:
                         pref, host = v
                         texts.append(f"{pref} {host if host == '.' else host.rstrip('.') + '.'}")
                     elif rdtype == "TXT":
-                        # long TXT values are split into 255-byte strings
-                        parts = [v[i:i + 255] for i in range(0, len(v), 255)] or [""]
-                        texts.append(" ".join('"' + p.replace('"', '\\"') + '"' for p in parts))
+                        # long TXT values are split into 255-byte strings; a tuple is the strings
+                        parts = (list(v) or [""]) if isinstance(v, (tuple, list)) else \
+                            [v[i:i + 255] for i in range(0, len(v), 255)] or [""]
+                        texts.append(" ".join('"' + _quoted(p) + '"' for p in parts))
+                    elif rdtype in ("PTR", "NS"):
+                        texts.append(str(v).rstrip(".") + ".")
                     else:
                         texts.append(str(v))
-                response.answer.append(dns.rrset.from_text_list(q.name, 60, "IN", rdtype, texts))
+                response.answer.append(dns.rrset.from_text_list(owner, 60, "IN", rdtype, texts))
         limit = 65535
         if udp:
             limit = max(512, query.payload) if query.edns >= 0 else 512
@@ -147,3 +172,17 @@ class DNSServer:
         r.nameservers = [dns.nameserver.Do53Nameserver(self.host, self.port)]
         r.lifetime = 5
         return r
+
+
+def _quoted(text: str) -> str:
+    """A TXT string in zone-file syntax: quotes and backslashes escaped, other bytes as \\DDD."""
+    out = []
+    for b in text.encode("utf-8"):
+        c = chr(b)
+        out.append("\\" + c if c in '"\\' else c if 32 <= b < 127 else f"\\{b:03d}")
+    return "".join(out)
+
+
+def _text(name) -> str:
+    """A name as the zone dict spells it: its labels as they are (no \\DDD escapes), lower case."""
+    return ".".join(label.decode("utf-8", "replace") for label in name.labels if label).lower()

@@ -105,6 +105,14 @@ class Arrival:
             self.header_end = at + len(data)
         self.added.extend(bytes(line) for line in lines)
 
+    def replace_header_block(self, block: bytes) -> None:
+        """Put block (header lines with their line ends) where the sender's header lines
+        are (a stage that removes forged fields: engine/accept/authcheck.py)."""
+        old = self.header_block()
+        self._insert(self.offset, block, replace=len(old))
+        if self.header_end not in (None, _UNKNOWN):
+            self.header_end += len(block) - len(old)
+
     def file_into(self, folder: str, mailboxes=()) -> None:
         for address in mailboxes or ("",):
             self.folders[address] = folder
@@ -118,11 +126,11 @@ class Arrival:
             self.header_end = self.offset + len(block) if block.endswith(CRLF) else None
         return self.header_end
 
-    def _insert(self, at: int, data: bytes) -> None:
-        content = self.content
+    def _insert(self, at: int, data: bytes, replace: int = 0) -> None:
+        content, end = self.content, at + replace
         if isinstance(content, LargeMessage):          # the header is in the head
-            content.head = content.head[:at] + data + content.head[at:]
+            content.head = content.head[:at] + data + content.head[end:]
         elif isinstance(content, bytearray):
-            content[at:at] = data
+            content[at:end] = data
         else:
-            self.content = content[:at] + data + content[at:]
+            self.content = content[:at] + data + content[end:]

@@ -1,0 +1,141 @@
+"""DKIM (RFC 6376) of every signature, ed25519 included, and ARC (RFC 8617) chain
+validation, with dkimpy.
+
+dkimpy answers a bare True/False for a signature and swallows its DNS errors, so our key
+lookup notes what happened (no key, DNS failure): a DNS failure is temperror, a missing
+or unusable key or a malformed signature permerror, a signature that does not verify fail.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import dkim
+import dkim.util
+
+from . import dnslookup
+
+MAX_SIGNATURES = 8           # more are not looked at (OpenDKIM's MaximumSignaturesToVerify is 3)
+MIN_RSA_BITS = 1024          # RFC 8301: shorter RSA keys are refused
+_log = logging.getLogger("mailctl")
+_quiet = logging.getLogger("mailctl.dkimpy")
+_quiet.addHandler(logging.NullHandler())
+_quiet.propagate = False
+
+
+@dataclass(frozen=True)
+class DKIMResult:
+    result: str                  # pass, fail, neutral, temperror, permerror
+    domain: str = ""             # d=
+    selector: str = ""           # s=
+    algorithm: str = ""          # a=
+    b: str = ""                  # the first characters of b= (tells signatures apart)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ARCResult:
+    result: str                  # none, pass, fail
+    instance: int = 0            # the newest i=
+    domain: str = ""             # its sealer (d= of the newest ARC-Seal)
+    reason: str = ""
+
+
+class _KeyLookup:
+    """dkimpy's dnsfunc over our resolver, remembering whether DNS failed or had no key."""
+
+    def __init__(self, resolver):
+        self.resolver = resolver
+        self.temp = False
+        self.missing = False
+
+    def __call__(self, name, timeout=5):
+        name = name.decode("ascii", "replace") if isinstance(name, bytes) else str(name)
+        try:
+            records = dnslookup.txt(self.resolver, name.rstrip("."))
+        except dnslookup.TempDNSError:
+            self.temp = True
+            raise dkim.DnsTimeoutError(name) from None
+        if not records:
+            self.missing = True
+            return None
+        # several records: the one that says it is a DKIM key, else the first
+        return next((r for r in records if r.lstrip().startswith(b"v=DKIM1")), records[0])
+
+
+def signature_count(message: bytes) -> int:
+    try:
+        return sum(1 for name, _ in dkim.DKIM(message).headers if name.lower() == b"dkim-signature")
+    except Exception:  # noqa: BLE001 - a message dkimpy cannot parse has no usable signature
+        return 0
+
+
+def check_dkim(resolver, message: bytes, timeout: float = 5.0) -> list[DKIMResult]:
+    """One result per DKIM-Signature (the first MAX_SIGNATURES), top to bottom."""
+    try:
+        verifier = dkim.DKIM(message, logger=_quiet, minkey=MIN_RSA_BITS, timeout=timeout)
+        headers = [v for n, v in verifier.headers if n.lower() == b"dkim-signature"]
+    except Exception as e:  # noqa: BLE001 - an unparsable message: nothing to verify
+        _log.info("dkim: message not parsable: %s", type(e).__name__)
+        return []
+    out = []
+    for idx, value in enumerate(headers[:MAX_SIGNATURES]):
+        tags = _tags(value)
+        base = dict(domain=tags.get("d", ""), selector=tags.get("s", ""), algorithm=tags.get("a", ""),
+                    b="".join(tags.get("b", "").split())[:8])
+        lookup = _KeyLookup(resolver)
+        try:
+            ok = verifier.verify(idx, dnsfunc=lookup)
+        except dkim.DKIMException as e:
+            if str(e).startswith("body hash mismatch"):     # dkimpy's ValidationError for it
+                out.append(DKIMResult("fail", **base, reason="body hash did not verify"))
+            else:
+                out.append(DKIMResult("permerror", **base, reason=_short(e)))
+            continue
+        except Exception as e:  # noqa: BLE001 - hostile input must never crash the stage
+            out.append(DKIMResult("permerror", **base, reason=f"unusable signature ({type(e).__name__})"))
+            continue
+        if ok:
+            out.append(DKIMResult("pass", **base))
+        elif lookup.temp:
+            out.append(DKIMResult("temperror", **base, reason="key lookup failed"))
+        elif lookup.missing:
+            out.append(DKIMResult("permerror", **base, reason="no key for signature"))
+        else:
+            out.append(DKIMResult("fail", **base, reason="signature did not verify"))
+    return out
+
+
+def check_arc(resolver, message: bytes, timeout: float = 5.0) -> ARCResult:
+    lookup = _KeyLookup(resolver)
+    try:
+        cv, results, reason = dkim.ARC(message, logger=_quiet, minkey=MIN_RSA_BITS,
+                                       timeout=timeout).verify(dnsfunc=lookup)
+    except Exception as e:  # noqa: BLE001 - a broken chain is a failed chain, never a crash
+        cv, results, reason = dkim.CV_Fail, [], _short(e)
+    if cv == dkim.CV_None:
+        return ARCResult("none")
+    newest = results[0] if results else {}
+    instance = int(newest.get("instance", 0) or 0)
+    sealer = _text(newest.get("as-domain", b""))
+    if cv == dkim.CV_Pass:
+        return ARCResult("pass", instance, sealer)
+    if lookup.temp:
+        reason = "key lookup failed (temporary)"
+    return ARCResult("fail", instance, sealer, _text(reason))
+
+
+def _tags(value: bytes) -> dict[str, str]:
+    try:
+        parsed = dkim.util.parse_tag_value(value)
+    except Exception:  # noqa: BLE001 - a malformed signature has no tags to show
+        return {}
+    return {_text(k): _text(v) for k, v in parsed.items()}
+
+
+def _text(v) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+def _short(e: Exception) -> str:
+    return " ".join(str(e).split())[:120] or type(e).__name__

@@ -1,0 +1,109 @@
+"""The DNS resolver of the authentication checks, and TXT lookups told apart as records,
+nothing, or a temporary failure.
+
+It uses the servers of queue.nameservers (as the MX lookups do; tests point both at a DNS
+server on loopback) with a per-lookup time limit, blocking: the checks run in the
+pipeline's worker thread, never on the event loop.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import dns.exception
+import dns.name
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+
+
+class TempDNSError(Exception):
+    """The answer could not be had now (timeout, SERVFAIL, garbage): a temperror."""
+
+
+_cache: dict[tuple, dns.resolver.Resolver] = {}
+_cache_lock = threading.Lock()
+
+
+def resolver_for(settings) -> dns.resolver.Resolver:
+    """One resolver per (servers, timeout), kept: reading resolv.conf per message is waste."""
+    servers = tuple(str(s) for s in settings.queue.nameservers)
+    timeout = float(settings.mailauth.dns_timeout_s)
+    key = (servers, timeout)
+    with _cache_lock:
+        r = _cache.get(key)
+        if r is None:
+            r = _cache[key] = _make(servers, timeout)
+        return r
+
+
+def _make(servers: tuple[str, ...], timeout: float) -> dns.resolver.Resolver:
+    if servers:
+        r = dns.resolver.Resolver(configure=False)
+        found = []
+        for item in servers:
+            host, port = item, 53
+            if item.count(":") == 1:
+                host, p = item.split(":")
+                port = int(p)
+            found.append(dns.nameserver.Do53Nameserver(host, port))
+        r.nameservers = found
+    else:
+        try:
+            r = dns.resolver.Resolver()
+        except dns.exception.DNSException:       # no resolv.conf: every lookup is a temperror
+            r = dns.resolver.Resolver(configure=False)
+            r.nameservers = []
+    r.lifetime = timeout
+    r.timeout = timeout
+    return r
+
+
+class Budget:
+    """A resolver whose lookups together take at most total_s: one message's checks (SPF's
+    ten lookups, a key per signature, DMARC's two) against DNS that never answers would
+    otherwise hold a pipeline worker thread for minutes, and enough such messages would
+    stall every delivery. Past the budget each lookup is a timeout at once."""
+
+    def __init__(self, resolver, total_s: float):
+        self.resolver = resolver
+        self.lifetime = resolver.lifetime
+        self.deadline = time.monotonic() + total_s
+
+    def resolve(self, name, rdtype, *, lifetime: float | None = None, **kwargs):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise dns.exception.Timeout(timeout=0.0)
+        allowed = min(self.lifetime, left, lifetime or self.lifetime)
+        return self.resolver.resolve(name, rdtype, lifetime=allowed, **kwargs)
+
+
+def query(resolver, name: str, rdtype: str, lifetime: float | None = None):
+    """The rdata of name's records of that type ([] for NXDOMAIN or no such record).
+    Raises TempDNSError for anything that may change on a retry; a name that cannot be
+    a DNS name (too long, empty label) has no records."""
+    try:
+        answer = resolver.resolve(name, rdtype, raise_on_no_answer=False, search=False,
+                                  lifetime=min(lifetime or resolver.lifetime, resolver.lifetime))
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.YXDOMAIN):
+        return []
+    except (dns.name.NameTooLong, dns.name.LabelTooLong, dns.name.EmptyLabel, UnicodeError):
+        return []
+    except dns.exception.DNSException as e:
+        raise TempDNSError(_why(e)) from None
+    except (OSError, ValueError) as e:            # a server that cannot be reached
+        raise TempDNSError(type(e).__name__) from None
+    return list(answer.rrset) if answer.rrset is not None else []
+
+
+def txt(resolver, name: str) -> list[bytes]:
+    """name's TXT records, each one string (its pieces joined, RFC 7208 §3.3)."""
+    return [b"".join(r.strings) for r in query(resolver, name, "TXT")]
+
+
+def _why(e: Exception) -> str:
+    if isinstance(e, dns.exception.Timeout):
+        return "DNS timeout"
+    if isinstance(e, dns.resolver.NoNameservers):
+        return "DNS server failure"
+    return f"DNS error ({type(e).__name__})"
