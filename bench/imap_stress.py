@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""The IMAP concurrency stress load (tests/imapstress.py) for a longer run, with every
+response checked: prints commands/s, mean latency per command, and the errors by kind with
+their first examples.
+
+    python bench/imap_stress.py [--seconds 60] [--clients 10] [--mailboxes 20] [--processes 2]
+                                [--dovecot] [--no-pop3] [--no-smtp]
+
+Against `mailctl serve` on a temporary root (N serving processes), and with --dovecot also
+against the reference Postfix + Dovecot stack (../shared/bench/stack-up.sh, as bench/imap.py
+starts it, on ports of its own), the same load back to back. Exit status 1 when our server
+had errors.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
+
+USER, PASSWORD = "stress@example.com", "secret-pass-1"
+
+
+def run_ours(args) -> int:
+    from helpers_server import make_root, serve_process, wait_for_processes
+    from imapstress import Target, run_stress, summary
+    with tempfile.TemporaryDirectory(prefix="imap-stress-") as tmp:
+        root = make_root(tmp, accounts={USER: PASSWORD}, settings={
+            "server.processes": args.processes, "auth.allow_plaintext": True, "auth.failure_delay_s": 0,
+            "mailbox.max_sessions_per_user": 0, "mailbox.max_userip_connections": 0,
+            "mailbox.max_connections_per_ip": 0, "limits.max_connections_per_ip": 0, "queue.offline": True})
+        with serve_process(root) as proc:
+            wait_for_processes(root, args.processes)
+            ports = proc.ports
+            target = Target(ports["imap"], USER, PASSWORD, pop3_port=None if args.no_pop3 else ports["pop3"],
+                            smtp_port=None if args.no_smtp else ports["smtp"])
+            result = run_stress(target, args.clients, args.mailboxes, args.seconds)
+    print(f"== mailctl ({args.processes} serving processes)")
+    print(summary(result, examples=args.examples))
+    return len(result.errors)
+
+
+def run_dovecot(args) -> None:
+    from imap import Reference
+    from imapstress import Target, run_stress, summary
+
+    class StressReference(Reference):
+        # not bench/imap.py's ports, so both can run at once
+        PORTS = {"SMTP_PORT": "32525", "SUBMISSION_PORT": "32587", "IMAP_PORT": "32143", "POP3_PORT": "32110"}
+
+    work = Path(tempfile.mkdtemp(prefix="imap-stress-ref-"))
+    ref = StressReference(work)
+    try:
+        if not ref.up():
+            return
+        time.sleep(1)
+        p = ref.PORTS
+        target = Target(int(p["IMAP_PORT"]), "alice@example.test", "secret-pass-1",
+                        pop3_port=None if args.no_pop3 else int(p["POP3_PORT"]),
+                        smtp_port=None if args.no_smtp else int(p["SMTP_PORT"]))
+        result = run_stress(target, args.clients, args.mailboxes, args.seconds)
+        print("== Dovecot 2.3 + Postfix (reference stack)")
+        print(summary(result, examples=args.examples))
+    finally:
+        ref.down()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--clients", type=int, default=10)
+    ap.add_argument("--mailboxes", type=int, default=20)
+    ap.add_argument("--processes", type=int, default=2)
+    ap.add_argument("--examples", type=int, default=2, help="examples printed per error kind")
+    ap.add_argument("--dovecot", action="store_true", help="also run the load against the reference Dovecot")
+    ap.add_argument("--no-pop3", action="store_true")
+    ap.add_argument("--no-smtp", action="store_true")
+    args = ap.parse_args()
+    errors = run_ours(args)
+    if args.dovecot:
+        run_dovecot(args)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
