@@ -30,7 +30,7 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="mailctl-fuzz-") as tmp:
         accounts = {u: netfuzz.PASSWORD for u in netfuzz.USERS + (netfuzz.POP_USER,)}
-        root = make_root(Path(tmp), accounts=accounts, settings={"auth.allow_plaintext": True})
+        root = make_root(Path(tmp), accounts=accounts, settings=netfuzz.SETTINGS)
         pop = Maildir(root.mail_dir / "example.com" / "fuzzpop")
         with serve_process(root, args=("--processes", str(args.processes))) as srv:
             wait_for_processes(root, args.processes)      # all up and imported: the baseline

@@ -20,7 +20,7 @@ def create(root: Root, domain: str, local: str, hostname: str, high_ports: bool,
            any_port: bool = False) -> DemoAccount:
     """A new root (unprivileged ports when asked or not root; with any_port every listener
     on 127.0.0.1 with a free port, for tests) holding the domain and the account."""
-    values = {}
+    values = {"server.postmaster": f"{local}@{domain}"}   # RFC 5321's postmaster: the admin's account
     if os.geteuid() == 0 and privileges.unreachable_parent(root.path) is not None:
         values["server.user"] = "root"     # the serving user could not reach a root under a closed folder
     newroot.init_root(root, hostname=hostname, high_ports=high_ports or newroot.wants_high_ports(),

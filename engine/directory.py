@@ -266,6 +266,22 @@ def _check_targets(targets: list[str], domain: str, path: list[str], problems: _
     return tuple(out)
 
 
+# -- the postmaster -----------------------------------------------------------------
+# RFC 5321 §4.5.1: <Postmaster> (any case, no domain) and postmaster@ every local domain
+# must be accepted, without authentication. These two decide where such mail goes, for
+# RCPT (smtp/policy.py), delivery (resolve below) and notices to the postmaster
+# (outbound/dsn.py); the SMTP policy imports this module, so they live here.
+
+POSTMASTER = "postmaster"
+
+
+def administrator(settings) -> str:
+    """The administrator's address (server.postmaster), '' when not set: failure notices
+    go there, and so does mail to postmaster@ a local domain that has no account, alias
+    or list of that name."""
+    return getattr(getattr(settings, "server", None), "postmaster", "") or ""
+
+
 # -- resolution --------------------------------------------------------------------
 
 @dataclass
@@ -446,6 +462,14 @@ class Directory:
     def is_local_domain(self, domain: str) -> bool:
         return domain in self.names
 
+    def postmaster(self) -> str:
+        """The address a bare <postmaster> means: postmaster@ server.default_domain when it
+        is ours, else @ the first local domain (then resolved as any address: its own
+        account or alias, else the administrator); the administrator without domains."""
+        default = getattr(getattr(self.settings, "server", None), "default_domain", "")
+        domain = self.names.get(default) or min(self.domains, default="")
+        return f"{POSTMASTER}@{domain}" if domain else administrator(self.settings)
+
     def all_accounts(self):
         for d in self.domains.values():
             yield from d.accounts.values()
@@ -531,6 +555,11 @@ class Directory:
                 return LIST_NOT_AUTHORIZED
             follow(lst.members)
             return None
+        if local == POSTMASTER and depth == 0:
+            admin = administrator(self.settings).lower()
+            if admin and admin != address:        # else: no one to give it to (or itself)
+                follow([admin])
+                return None
         if self.delimiter and self.delimiter in local:
             base = local.split(self.delimiter, 1)[0]
             if base and (base in d.accounts or base in d.alias_map or base in d.lists):

@@ -22,6 +22,7 @@ from .bans import Bans
 from .directory import LISTING_PROBLEM, Directory
 from .errors import ConfigError, MailError
 from .logins import Logins, dummy_hash
+from .maildir import set_tmp_max_age
 from .overload import FdReserve
 from .root import Root
 from .sharedcounts import PROTOCOLS, SharedCounts
@@ -193,6 +194,7 @@ class Runtime:
         self.settings = settings
         self.directory = directory
         self.clock = clock
+        set_tmp_max_age(settings.mailbox.tmp_max_age_hours * 3600)
         self.log = log
         self.bans = Bans(root, settings, clock)
         self.sessions = Sessions(clock)
@@ -293,6 +295,7 @@ class Runtime:
         problems.extend(found)
         self.settings, self.directory = settings, directory
         self.bans.settings = settings
+        set_tmp_max_age(settings.mailbox.tmp_max_age_hours * 3600)
         self.generation += 1
         return problems
 

@@ -199,8 +199,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                          _hostname),
         "default_domain": Key("", str, "domain for logins given without @domain ('' = full address required)",
                                _optional(_domain)),
-        "postmaster": Key("", str, "where undeliverable bounces go ('' = postmaster@ the first domain)",
-                           _optional(_address)),
+        "postmaster": Key("", str, "the administrator: failure notices, and mail to postmaster@ a local domain "
+                          "without an account or alias of that name, go here ('' = postmaster@ the first domain)",
+                          _optional(_address)),
         "log_level": Key("info", str, "debug, info, warning or error", _one_of("debug", "info", "warning", "error")),
         "processes": Key(0, int, "serving processes sharing the listeners, for more CPU cores "
                                  "(limits count across them); 0 = one per CPU core, at most 15",
@@ -247,7 +248,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "allowed_senders": Key({}, dict, "extra sender addresses per login: { \"alice@example.com\" = [\"sales@example.com\"] }",
                                _senders),
         "over_quota_permanent": Key(False, bool, "answer a full mailbox with 552 5.2.2 instead of 452 4.2.2"),
-        "allow_bare_lf_from_trusted": Key(False, bool, "accept bare LF line ends from trusted networks"),
+        "bare_newline": Key("normalize_trusted", str,
+                            "a bare LF in DATA (a line end without CR: scripts, curl --upload-file): "
+                            "'normalize_trusted' = made CR LF for authenticated clients and trusted_networks, "
+                            "refused (554 5.6.0) from the others; 'normalize' = made CR LF for all (Postfix "
+                            "3.9's default); 'reject' = refused from all. Only CR LF . CR LF ever ends the data, "
+                            "and a bare CR or a lone '.' line next to a bare LF (SMTP smuggling) is always refused",
+                            _one_of("normalize_trusted", "normalize", "reject")),
         "recipient_delimiter": Key("", str, "plus addressing: 'user+tag' delivers to 'user' when set to '+'",
                                    lambda v: None if len(v) <= 1 else "must be one character or empty"),
     },
@@ -269,13 +276,19 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "default_quota_mb": Key(0, int, "quota of new accounts; 0 = unlimited", _range(0)),
         "append_limit_mb": Key(100, (int, float), "largest IMAP APPEND; 0 forbids APPEND", _range(0)),
         "autoexpunge_days": Key(0, int, "expunge \\Deleted messages older than this; 0 = never", _range(0)),
+        "tmp_max_age_hours": Key(36, (int, float), "files a crash left in a folder's tmp/ are deleted at a sync "
+                                 "once this old (Dovecot: 36); 0 = never", _range(0)),
         "max_sessions_per_user": Key(20, int, "IMAP/POP3 sessions per user; 0 = no limit", _range(0)),
         "max_sessions": Key(500, int, "IMAP/POP3 sessions at once; 0 = no limit", _range(0)),
         "max_connections_per_ip": Key(20, int, "IMAP/POP3 connections not yet logged in from one IP; "
                                       "0 = no limit", _range(0)),
         "max_userip_connections": Key(10, int, "IMAP/POP3 connections of one user from one IP (Dovecot's "
                                       "mail_max_userip_connections); 0 = no limit", _range(0)),
-        "idle_timeout_s": Key(1800, int, "authenticated IMAP idle timeout", _range(60)),
+        "idle_timeout_s": Key(1800, int, "authenticated IMAP idle timeout, between commands and in IDLE "
+                              "(RFC 3501 5.4: at least 30 minutes; clients renew IDLE every 29)", _range(60)),
+        "command_time_limit_s": Key(300, (int, float), "longest one IMAP command may run, its disk work "
+                                    "included, before it is stopped with NO; IDLE is not bound by it "
+                                    "(it lasts up to idle_timeout_s)", _range(1)),
         "login_timeout_s": Key(60, int, "time allowed before login", _range(5)),
         "stress_login_timeout_s": Key(10, int, "time allowed before login when near the connection limits "
                                       "(over 80 % of max_sessions or of max_connections_per_ip)", _range(1)),
@@ -366,6 +379,14 @@ def _type_ok(value, t) -> bool:
     return isinstance(value, types)
 
 
+# Keys an earlier version wrote, still read (a file edited by hand must keep loading):
+# (section, old key) -> old value -> (new key, its value).
+REPLACED_KEYS = {
+    # true: bare LF mended for trusted clients; false: refused from all, as it was
+    ("relay", "allow_bare_lf_from_trusted"): lambda v: ("bare_newline", "normalize_trusted" if v else "reject"),
+}
+
+
 def validate(data: dict, text: str, where: str) -> tuple[SimpleNamespace, list[str]]:
     """Merge data over the defaults; returns (settings, problems)."""
     problems: list[str] = []
@@ -390,6 +411,8 @@ def validate(data: dict, text: str, where: str) -> tuple[SimpleNamespace, list[s
                     continue
                 schema = SCHEMA[sections[here]]
                 for key, v in value.items():
+                    if (sections[here], key) in REPLACED_KEYS and isinstance(v, bool):
+                        key, v = REPLACED_KEYS[sections[here], key](v)
                     if key not in schema:
                         problem(list(here + (key,)), f"unknown key (known: {', '.join(schema)})")
                         continue

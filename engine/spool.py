@@ -2,7 +2,8 @@
 so a message of any size costs one bounded buffer instead of copies in memory.
 
     spool = Spool(maildir.path / "tmp")     # same file system as every folder of the account
-    spool.write(piece) ...                   # CRLF becomes LF (Maildir files use LF)
+    spool.write(piece) ...                   # CRLF becomes LF (Maildir files use LF), unless
+                                             # Spool(..., exact=True): a literal8's bytes as they came
     spool.finish()                           # fsync'd; spool.size, spool.vsize as Maildir names want
     maildir.stage_file(spool.path, spool.size, spool.vsize, folder).commit()
     spool.discard()                          # whenever it was not staged: nothing stays in tmp/
@@ -22,7 +23,8 @@ FILE_MODE = 0o600
 
 
 class Spool:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, exact: bool = False):
+        self.exact = exact       # a literal8 (RFC 3516): its bytes kept as they came, not made lines
         self.path = Path(directory) / f"{int(time.time())}.P{uniquenames.pid()}R{uniquenames.random_hex(8)}.spool"
         self.fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
         self.size = 0            # bytes in the file (LF line ends)
@@ -31,6 +33,11 @@ class Spool:
         self._last = b""         # the last byte written (a CRLF may span two writes)
 
     def write(self, piece: bytes) -> None:
+        if self.exact:
+            self.size += len(piece)
+            self.vsize = self.size
+            self._write_all(piece)
+            return
         if self._cr_held:
             piece = b"\r" + piece
             self._cr_held = False
@@ -47,6 +54,9 @@ class Spool:
         self.vsize += len(data) + data.count(b"\n") - crlf
         self.size += len(data)
         self._last = data[-1:]
+        self._write_all(data)
+
+    def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view):]

@@ -39,6 +39,11 @@ class StorageError(MailError, OSError):
     def full(self) -> bool:
         return self.errno in FULL
 
+    @property
+    def public(self) -> str:
+        """What a network client is told (errors.client_text): never the file."""
+        return reason(self)
+
     def __str__(self) -> str:
         problem = _PROBLEM[self.errno]
         return f"{self.filename}: {problem}" if self.filename else problem

@@ -53,7 +53,9 @@ def create(ctx: Context, address: str, folder: str) -> None:
 @click.argument("new_name")
 @pass_ctx
 def rename(ctx: Context, address: str, folder: str, new_name: str) -> None:
-    """Rename FOLDER (and its subfolders) to NEW_NAME."""
+    """Rename FOLDER (and its subfolders) to NEW_NAME.
+
+    Renaming INBOX moves its messages into NEW_NAME and leaves INBOX empty (as IMAP RENAME does)."""
     _open(ctx, address).rename_folder(folder, new_name)
     done(f"folder {folder} renamed to {new_name}")
 

@@ -35,6 +35,9 @@ IMAP_USER = USERS[0]                       # IMAP copies, moves and appends only
 EXACT_USER = USERS[1]                      # ...mail to this one must be there exactly once
 POP_USER = "fuzzpop@example.com"          # POP3 deletes: kept apart from the tracked mail
 PASSWORD = "fuzz-pass-123"
+# the fuzzed root's settings: a quarter of the sources (127.0-63.y.z) in relay.trusted_networks,
+# so messages with bare LF are mended for some clients and refused from the others
+SETTINGS = {"auth.allow_plaintext": True, "relay.trusted_networks": ["127.0.0.0/10"]}
 REPLY_LIMIT_S = 2.0
 # A login's reply waits for the password hash (argon2id: a second on a busy two-core
 # machine, where failed logins were slower than 2 s) and, when it fails, the failure delay.
@@ -252,8 +255,11 @@ class Fuzzer:
             return
         token = self.token()
         body = message(self.rng, token)
-        if self.rng.random() < 0.1:
+        chance = self.rng.random()
+        if chance < 0.1:
             body += b"\n.\nRSET\n"                          # a smuggling attempt: bare-LF end of data
+        elif chance < 0.2:
+            body = body.replace(b"\r\n", b"\n")            # a Unix script's message: bare LF only
         c.send(body.replace(b"\r\n.", b"\r\n..") + b"\r\n.\r\n")
         reply = c.line(self.limit + 5, "end of DATA")
         while reply[3:4] == b"-":

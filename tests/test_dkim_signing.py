@@ -142,3 +142,21 @@ def test_dkim_cli_errors_and_show(root):
     [k] = json.loads(r.out)
     assert k["record"].startswith("v=DKIM1; k=rsa; p=")
     assert list((root.path / "dkim").iterdir()) == [root.path / "dkim" / "example.com.mailctl.key"]
+
+
+def test_unreadable_key_reason_names_no_server_path(root, net):
+    """The deferral reason is kept in the queue and may go to the sender in a delay
+    notice: it says the key cannot be read, never where the key lives."""
+    dns_server, sink = net
+    configure(root, base_settings(dns_server, sink.port))
+    (root.dkim_dir / "example.com.broken.key").mkdir(parents=True)   # read() fails: EISDIR
+    h = Harness(root)
+    try:
+        h.enqueue("alice@example.com", ["x@far.example"], message("alice@example.com", ["x@far.example"], "eisdir"))
+        h.run()
+        assert not sink.messages
+        [env] = h.queue.all()
+        reply = env.recipients[0].reply
+        assert "cannot be read" in reply and str(root.path) not in reply and "/" not in reply.split("dkim/", 1)[1], reply
+    finally:
+        h.close()

@@ -17,7 +17,7 @@ SEED = int(os.environ.get("MAILCTL_FUZZ_SEED", "20261204"))
 
 def fuzz_root(tmp_path):
     accounts = {u: netfuzz.PASSWORD for u in netfuzz.USERS + (netfuzz.POP_USER,)}
-    root = make_root(tmp_path, accounts=accounts, settings={"auth.allow_plaintext": True})
+    root = make_root(tmp_path, accounts=accounts, settings=netfuzz.SETTINGS)
     box = Maildir(root.mail_dir / "example.com" / "fuzzpop")
     for i in range(20):
         box.deliver(f"Subject: pop {i}\r\n\r\nbody {i}\r\n".encode())

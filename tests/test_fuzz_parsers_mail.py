@@ -159,7 +159,7 @@ def test_helo_names_are_host_names_or_real_address_literals(name):
 
 # -- DATA ---------------------------------------------------------------------------------
 
-def read_data(chunks: list[bytes], limit: int = 0):
+def read_data(chunks: list[bytes], limit: int = 0, mend_lf: bool = False):
     async def run():
         reader = asyncio.StreamReader()
 
@@ -169,7 +169,7 @@ def read_data(chunks: list[bytes], limit: int = 0):
                 await asyncio.sleep(0)
             reader.feed_eof()
         feeder = asyncio.ensure_future(feed())
-        result = await smtp_data.read_data(reader, limit)
+        result = await smtp_data.read_data(reader, limit, mend_lf=mend_lf)
         await feeder
         return result, await reader.read()
     return asyncio.run(run())
@@ -214,6 +214,54 @@ def test_any_data_ends_at_the_end_marker_with_honest_flags(body, cuts, limit):
     assert result.bare_lf == (wire.count(b"\n") != wire.count(b"\r\n"))
     assert result.bare_cr == (wire.count(b"\r") != wire.count(b"\r\n"))
     assert bytes(result.content) == wire.replace(b"\r\n.", b"\r\n")[2:]
+
+
+def mended_by_lines(body: bytes) -> tuple[bytes, bool, bool]:
+    """What DATA with bare LF mended must give, line by line (a reference for the reader,
+    which works on chunks): (the content, whether a lone "." line touches a bare LF,
+    whether there is a bare CR). A line ends in CRLF or a bare LF; only after CRLF is a
+    leading dot stuffing."""
+    parts = re.split(rb"(\r\n|\n)", b"\r\n" + body + b"\r\n")
+    lines, ends = parts[2:-1:2], parts[1:-1:2]          # ends[i] comes before lines[i]
+    out = b"".join((line[1:] if before == b"\r\n" and line[:1] == b"." else line) + b"\r\n"
+                   for line, before in zip(lines, ends))
+    smuggled = any(line == b"." and b"\n" in (ends[i], ends[i + 1]) for i, line in enumerate(lines))
+    return out, smuggled, any(b"\r" in line for line in lines)
+
+
+PIECES = st.sampled_from([b"a", b"x.y", b".", b"..", b"\r", b"\n", b"\r\n", b"\r\n", b"\n\n", b" "])
+
+
+@fuzz(300)
+@given(st.lists(PIECES, max_size=40).map(b"".join), st.lists(st.integers(0, 400), max_size=8),
+       st.binary(max_size=6))
+@example(b"a\n.x\n..y", [], b"")
+@example(b"a\n.\nRSET", [2, 3], b"")
+@example(b"a\r", [2], b"")                                  # CR at a chunk's end, LF the next's start
+@example(b"a\n", [2, 3, 4, 5, 6], b"QUIT\r\n")             # "\n.\r\n": never the end, a lone dot
+def test_mended_data_is_what_its_lines_say_wherever_the_chunks_end(body, cuts, after):
+    if b"\r\n.\r\n" in b"\r\n" + body + b"\r\n":                 # an end marker before the end
+        body = body.replace(b".", b",")
+    wire = body + b"\r\n.\r\n"
+    result, rest = read_data(split_at(wire + after, cuts), mend_lf=True)
+    content = bytes(result.content)
+    expected, smuggled, bare_cr = mended_by_lines(body)
+    assert rest == after and not result.too_big
+    assert content == expected                                # no step depends on where a read ends
+    assert content.count(b"\n") == content.count(b"\r\n")      # no bare LF is left
+    assert (result.bare_lf, result.bare_cr) == (smuggled, bare_cr)
+    assert result.mended == (wire.count(b"\n") != wire.count(b"\r\n"))
+    if not result.mended:                                     # CRLF-only input: as without mending
+        plain, _ = read_data([wire + after])
+        assert (content, result.bare_cr, result.bare_lf) == (bytes(plain.content), plain.bare_cr, plain.bare_lf)
+
+
+@fuzz(200)
+@given(st.lists(PIECES, max_size=40).map(b"".join))
+def test_mended_lines_leave_crlf_input_as_it_is(body):
+    region = b"\r\n" + body.replace(b"\r\n", b"\n").replace(b"\r", b"").replace(b"\n", b"\r\n") + b"\r\n"
+    lines, had_bare_lf, smuggled, bare_cr = smtp_data.mended_lines(region)
+    assert lines == smtp_data.unstuffed(region) and not (had_bare_lf or smuggled or bare_cr)
 
 
 # -- POP3 ---------------------------------------------------------------------------------

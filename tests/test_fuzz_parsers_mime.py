@@ -8,13 +8,14 @@ tests/test_fuzz_parsers.py.
 """
 from __future__ import annotations
 
+import base64
 from types import SimpleNamespace
 
-from hypothesis import example, given, strategies as st
+from hypothesis import assume, example, given, strategies as st
 from imapclient.response_parser import parse_fetch_response
 from imapclient.response_types import BodyData
 
-from engine.imap import fetch, mime
+from engine.imap import fetch, mime, transfer
 from engine.imap.parser import Atom
 from engine.maildir import to_crlf
 from helpers_fuzz import fuzz, imaplib_chunks, in_cpu_time
@@ -149,7 +150,8 @@ def check_structure(raw: bytes) -> None:
                 assert structure[7] == content.count(b"\r\n"), numbers
             elif structure[:2] == (b"MESSAGE", b"RFC822"):
                 assert structure[9] == content.count(b"\r\n"), numbers
-    assert fetched(data, ["RFC822.SIZE", "BODY.PEEK[]"])[b"BODY[]"] == data
+    # a NUL goes out as 0x80: no {n} literal may hold one (RFC 3501 §4.3)
+    assert fetched(data, ["RFC822.SIZE", "BODY.PEEK[]"])[b"BODY[]"] == data.replace(b"\0", b"\x80")
 
 
 @fuzz(150)
@@ -224,3 +226,80 @@ def test_a_multipart_past_the_part_budget_is_well_formed():
     parts = b"".join(b"--b\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n--c\r\n\r\nx\r\n--c--\r\n"
                      for _ in range(mime.MAX_PARTS // 2 + 10))
     check_structure(b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + parts + b"--b--\r\n")
+
+
+# -- transfer encodings (engine/imap/transfer.py): BINARY and literal8 APPEND ---------
+
+def qp_encode(data: bytes, width: int, pads: list[bytes], hard_breaks: bool) -> bytes:
+    """RFC 2045 quoted-printable, written as loosely as the RFC lets a sender: soft breaks
+    followed by white space, white space added before hard breaks (a decoder drops both)."""
+    out, line, i, n = bytearray(), bytearray(), 0, 0
+    while i < len(data):
+        if hard_breaks and data[i:i + 2] == b"\r\n":
+            out += line + pads[n % len(pads)] + b"\r\n"
+            line, i, n = bytearray(), i + 2, n + 1
+            continue
+        b = data[i]
+        token = bytes([b]) if 33 <= b <= 126 and b != 61 else b"=%02X" % b
+        if len(line) + len(token) > width:
+            out += line + b"=" + pads[n % len(pads)] + b"\r\n"
+            line, n = bytearray(), n + 1
+        line += token
+        i += 1
+    return bytes(out + line)
+
+
+@fuzz(300)
+@given(st.binary(max_size=300), st.integers(4, 76), st.lists(st.sampled_from([b"", b" ", b"\t", b" \t "]), min_size=1),
+       st.booleans())
+@example(b"a \r\nb", 76, [b"  "], True)
+@example(b"x" * 80 + b"=", 76, [b" "], False)
+def test_quoted_printable_decodes_what_was_encoded(data, width, pads, hard_breaks):
+    encoded = qp_encode(data, width, pads, hard_breaks)
+    assert transfer.decode_quoted_printable(encoded) == data
+
+
+BINARY_HEADERS = [b"Content-Transfer-Encoding: binary\r\n", b"Content-Transfer-Encoding: 8bit\r\n", b"",
+                  b"Content-Type: application/octet-stream\r\ncontent-transfer-encoding:\r\n BINARY\r\n"]
+
+
+@fuzz(200)
+@given(st.binary(max_size=300), st.sampled_from(BINARY_HEADERS), st.booleans())
+@example(b"a\nb\0c\rd", BINARY_HEADERS[0], True)
+@example(b"ends in CR\r", BINARY_HEADERS[2], False)
+def test_literal8_message_stored_as_lines_gives_its_bytes_back(blob, header, multipart):
+    """APPEND of a literal8: what is stored (LF lines on disk, CRLF when served) holds no
+    NUL, and BINARY of the part gives back exactly the bytes appended."""
+    assume(b"--b" not in blob)
+    part = header + b"\r\n" + blob
+    if multipart:
+        message = (b'Subject: x\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+                   b"Content-Type: text/plain\r\n\r\ntext\r\n--b\r\n" + part + b"\r\n--b--\r\n")
+    else:
+        message = b"Subject: x\r\n" + part
+    stored = transfer.storable(message).replace(b"\r\n", b"\n")
+    assert b"\0" not in stored
+    served = to_crlf(stored)
+    root = mime.Part(served, 0, len(served))
+    found = mime.find_part(root, [2] if multipart else [1])
+    assert transfer.decoded(found, with_header=False) == blob
+    if multipart:
+        assert transfer.decoded(root, with_header=False).count(b"--b") == 3
+
+
+@fuzz(200)
+@given(st.binary(max_size=300), st.sampled_from([b"\r\n", b"\n", b" \r\n"]), st.integers(1, 80))
+def test_base64_decodes_what_was_encoded(data, eol, width):
+    text = base64.b64encode(data)
+    encoded = eol.join(text[i:i + width] for i in range(0, len(text), width)) + eol
+    assert transfer.decode_base64(encoded) == data
+
+
+def test_hostile_bodies_take_linear_time():
+    """A body of spaces for quoted-printable, lines that start like a boundary: each costs
+    a pass, not a pass per byte or per line."""
+    assert in_cpu_time(1.0, transfer.decode_quoted_printable, b" " * 2_000_000 + b"x") == b" " * 2_000_000 + b"x"
+    for junk in (b"--b1" * 500_000, b"--bx\r\n" * 300_000):
+        data = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + junk + b"\r\n--b\r\n\r\nx\r\n--b--\r\n"
+        root = mime.Part(data, 0, len(data))
+        assert in_cpu_time(1.0, lambda r=root: len(r.children)) == 1

@@ -305,8 +305,10 @@ def test_folder_create_rename_delete(md):
     assert info["Work/Old"].has_children and not info["Work/Old/2024/Q1"].has_children
     with pytest.raises(InvalidInput, match="subfolders"):
         md.delete_folder("Work/Old")
-    with pytest.raises(InvalidInput):
-        md.rename_folder("INBOX", "X")
+    md.deliver(MSG)
+    md.rename_folder("INBOX", "X")              # RFC 3501 6.3.5: the messages move, INBOX stays
+    assert len(md.folder("X").sync()) == 1 and md.folder("INBOX").sync() == []
+    md.delete_folder("X")
     with pytest.raises(InvalidInput):
         md.delete_folder("inbox")
     with pytest.raises(AlreadyExists):

@@ -21,7 +21,7 @@ def srv(tmp_path_factory):
     root = make_root(tmp_path_factory.mktemp("policy"), domains=("example.com", "small.test"),
                      accounts={"alice@example.com": PW, "tiny@small.test": "tiny-password"},
                      settings={"queue.offline": True, "relay.trusted_networks": ["127.0.0.0/8"],
-                               "relay.allow_bare_lf_from_trusted": True, "relay.sender_must_be_local": True,
+                               "relay.sender_must_be_local": True,
                                "listeners.smtp.bind": ["127.0.0.1", "::1"], "server.default_domain": "example.com"})
     directory_edit.set_domain(root, settings_mod.load(root.config_file), "small.test", max_message_size_mb=0.01)
     with open(root.config_file, "a") as f:        # a backup-MX route

@@ -10,20 +10,15 @@ import time
 
 from .. import delivery, headers as headers_mod, queue as queue_mod, storage_errors
 from ..smtp import policy, quota, replies
-from ..smtp.data import fix_bare_newlines
 from ..smtp.received import received_header
 from .arrival import SUBMISSION, Arrival
 from .verdicts import CONTINUE, AddHeaders, Reject, refusal
 
 
 def line_ends(arrival: Arrival):
-    """SMTP: a bare CR or LF (SMTP smuggling) is refused, or mended for a trusted client
-    when relay.allow_bare_lf_from_trusted says so."""
+    """SMTP: a bare CR or LF (SMTP smuggling) is refused. Bare LFs that relay.bare_newline
+    lets a client send were already made CRLF while DATA was read (smtp/data.py)."""
     if not (arrival.bare_cr or arrival.bare_lf):
-        return CONTINUE
-    if arrival.settings.relay.allow_bare_lf_from_trusted and arrival.envelope.trusted:
-        arrival.content = fix_bare_newlines(arrival.content)
-        arrival.bare_cr = arrival.bare_lf = False
         return CONTINUE
     return Reject(replies.BARE_LF if arrival.bare_lf else replies.BARE_CR)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import memtrim
+from ..errors import NotFound
 from ..msgstream import CrlfReader
 from . import fetch as fetchmod
 
@@ -45,9 +46,12 @@ def streamed(view, items, whole: fetchmod.FetchItem, flags_text: str | None, fol
     return Streamed(head, folder, msg, whole.partial)
 
 
-async def send_all(session, lines: list) -> None:
+async def send_all(session, lines: list) -> bool:
+    """Write the lines, streaming the Streamed ones; False when a streamed message had been
+    expunged meanwhile (its item is then NIL, as in fetch.render_vanished)."""
     run = session.runtime.run_blocking
     pending: list[bytes] = []
+    complete = True
     for line in lines:
         if not isinstance(line, Streamed):
             pending.append(line)
@@ -55,7 +59,12 @@ async def send_all(session, lines: list) -> None:
         if pending:
             await session.send(b"".join(pending))
             pending = []
-        reader = CrlfReader(await run(line.folder.open, line.msg))
+        try:
+            reader = CrlfReader(await run(line.folder.open, line.msg))
+        except NotFound:
+            await session.send(line.head + b"NIL)\r\n")
+            complete = False
+            continue
         try:
             total = await run(reader.crlf_size)
             memtrim.note(total)
@@ -75,6 +84,8 @@ async def send_all(session, lines: list) -> None:
                     if not piece:
                         continue
                 piece = piece[:size - sent]
+                if b"\0" in piece:   # never a NUL in a {n} literal: 0x80, as response.literal sends it
+                    piece = piece.replace(b"\0", b"\x80")
                 await session.send(piece)
                 sent += len(piece)
         finally:
@@ -82,3 +93,4 @@ async def send_all(session, lines: list) -> None:
         await session.send(b")\r\n")
     if pending:
         await session.send(b"".join(pending))
+    return complete

@@ -89,22 +89,37 @@ class CommandBase:
         except NotFound:
             raise no(("[TRYCREATE] " if trycreate else "[NONEXISTENT] ") + f"Mailbox {name!r} does not exist") from None
 
-    async def announce_changes(self, throttle: bool = False) -> None:
+    async def announce_changes(self, throttle: bool = False, expunge: bool = True) -> None:
         """Send what other sessions and deliveries changed. With throttle (UID FETCH and
-        UID SEARCH, where updates are optional), skip when we looked moments ago."""
+        UID SEARCH, where updates are optional), skip when we looked moments ago. Without
+        expunge (after FETCH, STORE, SEARCH: RFC 3501 §7.4.1), expunged messages stay
+        numbered as ghosts and no EXPUNGE is sent."""
         sel = self.selected
         if sel is None:
             return
         now = time.monotonic()
-        if throttle and now - self._last_scan < RESCAN_THROTTLE_S:
+        if throttle and now - self._last_scan < RESCAN_THROTTLE_S and not sel.ghosts and not sel.rescan_due:
             return
         self._last_scan = now
-        scanned = await self.blocking(sel.scan)
+        try:
+            scanned = await self.blocking(sel.scan)
+        except (FileNotFoundError, NotFound):
+            if await self.blocking(sel.folder.path.is_dir):
+                raise
+            await self.mailbox_gone()
         if self.selected is not sel:
             return
-        lines = sel.apply(scanned)
+        lines = sel.apply(scanned, expunge)
         if lines:
             await self.send(b"".join(lines))
+
+    async def mailbox_gone(self) -> None:
+        """Another session deleted or renamed the selected mailbox: nothing this session
+        could say of it would be true any more, so it ends, as Dovecot's does."""
+        self.selected = None
+        self.closing = True
+        await self.send(b"* BYE The selected mailbox was deleted or renamed; please log in again\r\n")
+        raise no("The selected mailbox no longer exists")
 
     def targets(self, token, uid: bool) -> list[int]:
         """The sequence numbers a sequence set argument selects (a set of UIDs when uid)."""

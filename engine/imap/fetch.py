@@ -6,14 +6,12 @@ in a worker thread per message (it may read and parse the message file).
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import quopri
 import re
 from dataclasses import dataclass, field
 
 from . import mime
+from .transfer import decoded
 from .index import select_fields
 from .parser import Atom, ParseError, number
 from .response import encode, literal
@@ -145,25 +143,6 @@ def parse_internaldate(text: str) -> float:
     return stamp
 
 
-class UnknownCTE(Exception):
-    """BINARY on a part whose transfer encoding we cannot undo ([UNKNOWN-CTE])."""
-
-
-def _decode_binary(part: mime.Part) -> bytes:
-    body = part.body_bytes()
-    enc = (part.header("content-transfer-encoding") or b"7bit").strip().lower()
-    if enc in (b"7bit", b"8bit", b"binary"):
-        return body
-    try:
-        if enc == b"base64":
-            return base64.b64decode(b"".join(body.split()))
-        if enc == b"quoted-printable":
-            return quopri.decodestring(body)
-    except (binascii.Error, ValueError):
-        raise UnknownCTE() from None
-    raise UnknownCTE()
-
-
 def render(msg, items: list[FetchItem], data: bytes | None, flags_text: str | None,
            envelope: bytes | None = None, entry=None) -> bytes:
     """The parenthesised FETCH data for one message.
@@ -208,18 +187,41 @@ def render(msg, items: list[FetchItem], data: bytes | None, flags_text: str | No
             out.append(_with_partial(item, content))
         else:  # BINARY, BINARY.SIZE
             part = mime.find_part(root, item.numbers) if item.numbers else root
-            if part is None:
-                content = b""
-            elif not item.numbers:
-                content = data
-            elif part.is_multipart:
-                raise UnknownCTE()
-            else:
-                content = _decode_binary(part)
+            content = b"" if part is None else decoded(part, with_header=not item.numbers)
             if item.kind == "BINARY.SIZE":
                 out.append(f"BINARY.SIZE[{'.'.join(map(str, item.numbers))}] {len(content)}".encode())
             else:
                 out.append(_with_partial(item, content, binary=True))
+    return b"(" + b" ".join(out) + b")"
+
+
+# A message expunged by another session, still numbered for this one: what Dovecot sends
+# for each item it can no longer read (imap_fetch_send_nil_reply).
+_NIL_ANSWERS = {
+    "INTERNALDATE": b'"01-Jan-1970 00:00:00 +0000"', "RFC822.SIZE": b"0",
+    "ENVELOPE": b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)",
+    "BODYSTRUCTURE": b'("text" "plain" NIL NIL NIL "7bit" 0 0 NIL NIL NIL NIL)',
+    "BODY": b'("text" "plain" NIL NIL NIL "7bit" 0 0)',
+    "RFC822": b"NIL", "RFC822.HEADER": b"NIL", "RFC822.TEXT": b"NIL",
+}
+
+
+def render_vanished(msg, items: list[FetchItem], flags_text: str | None) -> bytes:
+    """The FETCH data of a message whose file is gone: its UID and last known flags, and
+    an empty answer for every other item (RFC 2180 §4.1.3, as Dovecot answers)."""
+    out: list[bytes] = []
+    for item in items:
+        if item.name == "UID":
+            out.append(b"UID %d" % msg.uid)
+        elif item.name == "FLAGS":
+            out.append(b"FLAGS " + flags_text.encode())
+        elif item.name in _NIL_ANSWERS:
+            out.append(item.name.encode() + b" " + _NIL_ANSWERS[item.name])
+        elif item.kind == "BINARY.SIZE":
+            out.append(item.label.encode() + b" 0")
+        else:
+            start = b"<%d>" % item.partial[0] if item.partial is not None else b""
+            out.append(item.label.encode() + start + b" NIL")
     return b"(" + b" ".join(out) + b")"
 
 

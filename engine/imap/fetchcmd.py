@@ -11,6 +11,7 @@ from .. import maildir as store
 from .. import memtrim
 from ..errors import NotFound
 from . import bigfetch, fetch as fetchmod
+from .transfer import UnknownCTE
 from . import headercache
 from . import index as indexmod
 from .commandbase import CommandBase, state
@@ -24,6 +25,7 @@ HOLD_BYTES = 256 * 1024  # a last FETCH batch this small is written together wit
 INLINE_MESSAGES = 4     # a FETCH of at most this many whole messages may read them in the event loop
 INLINE_BYTES = 128 * 1024  # ...each this small: BODYSTRUCTURE of 4 x 40 MB held the loop for 2 s
 RECENT = frozenset({"\\Recent"})
+GHOST, VANISHED = 1, 2  # a message known gone (Selected.ghosts), one found gone now
 
 
 def _read_small_if_cached(folder, msg) -> bytes:
@@ -78,7 +80,7 @@ class FetchCommand(CommandBase):
             for i in items if i.needs_content)
         wants_envelope = any(i.name == "ENVELOPE" for i in items)
         whole = bigfetch.whole_item(items)      # a large message asked for whole is streamed
-        missing = False
+        missing = 0         # GHOST | VANISHED: some messages were answered empty
         step = FETCH_BATCH * 5 if indexed else FETCH_BATCH if needs_content else FETCH_BATCH * 10
         inline = (len(seqs) <= INLINE_MESSAGES and needs_content and not header_only and not indexed
                   and not sets_seen and (all(sel.msgs[s - 1].sizes_known for s in seqs)
@@ -87,12 +89,16 @@ class FetchCommand(CommandBase):
             batch = [View.of(sel, s, sel.folder.read) for s in seqs[start:start + step]]
 
             def work(batch=batch, read=read_message):
-                out, changed, gone = [], [], False
+                out, changed, gone = [], [], 0
                 entries = indexmod.lookup(sel.folder, [v.msg for v in batch], envelope=wants_envelope) \
                     if indexed else None
                 for v in batch:
                     try:
                         msg = v.msg
+                        if sel.is_ghost(msg):
+                            out.append(_vanished_line(v, items, wants_flags))
+                            gone |= GHOST
+                            continue
                         entry = None
                         if indexed:
                             entry = entries.get(msg.base)
@@ -123,8 +129,10 @@ class FetchCommand(CommandBase):
                                                entry.envelope if entry is not None else None, entry)
                         out.append(b"* %d FETCH " % v.seq + body + b"\r\n")
                     except NotFound:
-                        gone = True
-                    except fetchmod.UnknownCTE:
+                        # expunged by another session: no EXPUNGE now (RFC 3501 §7.4.1)
+                        out.append(_vanished_line(v, items, wants_flags))
+                        gone |= VANISHED
+                    except UnknownCTE:
                         out.append(None)
                 return out, changed, gone
 
@@ -135,14 +143,15 @@ class FetchCommand(CommandBase):
             except BlockingIOError:
                 done = None
             lines, changed, gone = done or await self.blocking(work)
-            missing = missing or gone
+            missing |= gone
             for m in changed:
                 sel.replace(m)
             if any(line is None for line in lines):
                 await self.send(b"".join(x for x in lines if x is not None))
                 raise no("[UNKNOWN-CTE] Cannot decode the content transfer encoding of a part")
             if any(isinstance(line, bigfetch.Streamed) for line in lines):
-                await bigfetch.send_all(self, lines)
+                if not await bigfetch.send_all(self, lines):
+                    missing |= VANISHED
                 continue
             data = b"".join(lines)
             if start + step >= len(seqs) and len(data) <= HOLD_BYTES:
@@ -151,6 +160,13 @@ class FetchCommand(CommandBase):
                 await self.send(data)
         if len(seqs) >= store.SAVE_SIZES_BATCH and any(i.name == "RFC822.SIZE" for i in items):
             await self.blocking(sel.folder.save_measured_sizes)
+        if missing & VANISHED:
+            sel.note_vanished()
         if missing:
-            raise no("[EXPUNGEISSUED] Some of the requested messages no longer exist")
+            return "[EXPUNGEISSUED] Some messages were already expunged"    # Dovecot's words
         return "FETCH completed"
+
+
+def _vanished_line(v: View, items, wants_flags: bool) -> bytes:
+    body = fetchmod.render_vanished(v.msg, items, flag_list(v.flags) if wants_flags else None)
+    return b"* %d FETCH " % v.seq + body + b"\r\n"

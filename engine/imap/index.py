@@ -35,11 +35,13 @@ from dataclasses import dataclass, field
 
 from .. import nofollow
 from . import mime
+from .addrlist import address_list
 from .headercache import header
 from .response import string
 
 FILENAME = "mailctl-index"
-MAGIC = b"mailctl-index 2\n"      # version 1 files are rebuilt (as foreign ones are)
+MAGIC = b"mailctl-index 3\n"      # older versions are rebuilt, as foreign files are (3: ENVELOPE
+# addresses parsed anew, comments naming them; the cached ENVELOPEs of 2 differ)
 _RECORD = struct.Struct("<IIIII")
 MAX_PAYLOAD = 1 << 20            # a larger length means a damaged record
 MAX_BASE = 4096
@@ -89,7 +91,7 @@ _FINDERS: dict[str, re.Pattern] = {}
 def field_text(fields: bytes, plain: bool, name: str) -> str | None:
     """The decoded, casefolded values of the fields called name (lower-case) joined by
     NUL, or None when there is no such field: what SEARCH on a header key compares."""
-    from .search import decode_header_text
+    from .search import ADDRESS_FIELDS, address_text, decode_header_text
     finder = _FINDERS.get(name)
     if finder is None:
         # The values of plain headers (see _plain) by one regex; what parse_headers gives.
@@ -103,6 +105,8 @@ def field_text(fields: bytes, plain: bool, name: str) -> str | None:
         raw = _values(fields, name.encode("ascii"))
     # Most values are plain text: decoded here, without the RFC 2047 machinery.
     values = [decode_header_text(v) if b"=?" in v else v.decode("utf-8", "replace").casefold() for v in raw]
+    if name in ADDRESS_FIELDS:        # and the addresses as SEARCH FROM etc. also read them
+        values += [a for a in map(address_text, raw) if a and a not in values]
     return "\0".join(values) if values else None
 
 
@@ -135,7 +139,7 @@ def _addresses(value: bytes | None) -> bytes:
     if encoded is None:
         if len(_ADDRESSES) >= _ADDRESSES_MAX:
             _ADDRESSES.clear()
-        encoded = _ADDRESSES[value] = encode_envelope([mime.address_list(value) or None])[1:-1]
+        encoded = _ADDRESSES[value] = encode_envelope([address_list(value) or None])[1:-1]
     return encoded
 
 

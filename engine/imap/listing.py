@@ -9,6 +9,8 @@ meant for a worker thread.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .. import mutf7
 from .response import astring
 
@@ -39,6 +41,7 @@ class Pattern:
                 for c in {t, t.upper(), t.lower()} if fold and i < 5 else (t,):
                     self.literal[c] = self.literal.get(c, 0) | bit
         self.wild = self.star | self.percent
+        self.ends_with_percent = bool(tokens) and tokens[-1] == "%"
 
     def _closure(self, states: int) -> int:
         # A wildcard may match nothing; no two wildcards are adjacent, so one step is enough.
@@ -55,33 +58,56 @@ class Pattern:
         return bool(states & self.final)
 
 
-def listing(verb: str, pattern: Pattern, infos, subscribed: set, lsub: bool) -> bytes:
+@dataclass
+class Options:
+    """What the command asks for. LSUB lists subscribed names (RFC 3501 §6.3.9); LIST's
+    selection options (RFC 5258 SUBSCRIBED, RFC 6154 SPECIAL-USE) narrow what is listed
+    and RETURN (SUBSCRIBED) adds \\Subscribed, a LIST-EXTENDED attribute a plain LIST
+    does not give."""
+    lsub: bool = False
+    subscribed_only: bool = False
+    special_use_only: bool = False
+    return_subscribed: bool = False
+
+
+def listing(verb: str, pattern: Pattern, infos, subscribed: set, options: Options) -> bytes:
     """The untagged LIST/LSUB replies for the folders `infos` (maildir.list_folders)."""
     existing = {i.name: i for i in infos}
-    parents: set[str] = set()
-    for name in existing:
-        parts = name.split("/")
-        for depth in range(1, len(parts)):
-            parents.add("/".join(parts[:depth]))
+    parents = _ancestors(existing)
+    names = parents | set(existing)
+    if options.lsub or options.subscribed_only:
+        names &= subscribed
+    # LSUB "" foo/% with only foo/bar/baz subscribed gives foo/bar, \Noselect: a "%"
+    # must still show the way down to a subscribed name (RFC 3501 §6.3.9).
+    unsubscribed_parents = set()
+    if options.lsub and pattern.ends_with_percent:
+        unsubscribed_parents = {p for p in _ancestors(names) if p not in subscribed}
     out = []
-    for name in sorted(parents | set(existing), key=lambda n: (n != "INBOX", n)):
-        if lsub and name not in subscribed:
+    for name in sorted(names | unsubscribed_parents, key=lambda n: (n != "INBOX", n)):
+        info = existing.get(name)
+        if options.special_use_only and (info is None or not info.special_use):
             continue
         wire = mutf7.encode(name)
         if not pattern.matches(wire):
             continue
-        info = existing.get(name)
-        attrs = []
-        if info is None:
-            attrs.append("\\Noselect")
-        attrs.append("\\HasChildren" if name in parents else "\\HasNoChildren")
-        if info is not None and info.special_use:
-            attrs.append(info.special_use)
-        if not lsub and name in subscribed:
-            attrs.append("\\Subscribed")
-        if lsub and verb == "LSUB":
-            attrs = [a for a in attrs if a in ("\\Noselect",)] + [a for a in attrs if a.startswith("\\Has")]
-        elif lsub:
-            attrs.append("\\Subscribed")
+        if name in unsubscribed_parents:
+            attrs = ["\\Noselect"]
+        else:
+            attrs = ["\\Noselect"] if info is None else []
+            attrs.append("\\HasChildren" if name in parents else "\\HasNoChildren")
+            if not options.lsub and info is not None and info.special_use:
+                attrs.append(info.special_use)
+            if not options.lsub and name in subscribed and (options.subscribed_only or options.return_subscribed):
+                attrs.append("\\Subscribed")
         out.append(f"* {verb} ({' '.join(attrs)}) \"/\" ".encode() + astring(wire) + b"\r\n")
     return b"".join(out)
+
+
+def _ancestors(names) -> set[str]:
+    """Every proper ancestor of these names (a/b/c: a and a/b)."""
+    out: set[str] = set()
+    for name in names:
+        parts = name.split("/")
+        for depth in range(1, len(parts)):
+            out.add("/".join(parts[:depth]))
+    return out

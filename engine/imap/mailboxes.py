@@ -91,6 +91,12 @@ class MailboxCommands(CommandBase):
             raise no(f"[NONEXISTENT] Mailbox {old!r} does not exist") from None
         except AlreadyExists:
             raise no(f"[ALREADYEXISTS] Mailbox {new!r} already exists") from None
+        sel = self.selected
+        # The selected mailbox (or a parent) renamed: it stays selected under its new
+        # name, UIDVALIDITY and UIDs unchanged (RFC 3501 6.3.5 keeps its messages whole).
+        # Renaming INBOX moves its messages instead, seen here as expunges.
+        if sel is not None and old != "INBOX" and (sel.folder.name + "/").startswith(old + "/"):
+            sel.renamed(await self.open_folder(new + sel.folder.name[len(old):]))
         return "RENAME completed"
 
     @state("auth")
@@ -111,21 +117,26 @@ class MailboxCommands(CommandBase):
     async def cmd_LIST(self, tag, args, lsub=False):
         verb = "LSUB" if lsub else "LIST"
         args = list(args)
+        options = listing.Options(lsub=lsub)
         if not lsub:
             # LIST-EXTENDED forms (RFC 5258/6154) that clients send: selection options
-            # first, RETURN options last. Special-use and subscription attributes are
-            # always given, so the options need no handling beyond SUBSCRIBED.
+            # first, RETURN options last. Children and special-use attributes are always
+            # given; \Subscribed only when asked for.
             selection = args.pop(0) if args and isinstance(args[0], list) else []
+            returns = []
             if len(args) == 4 and isinstance(args[2], Atom) and args[2].upper() == "RETURN":
+                returns = args[3] if isinstance(args[3], list) else [args[3]]
                 args = args[:2]
-            if any(isinstance(o, Atom) and o.upper() == "SUBSCRIBED" for o in selection):
-                lsub = True
+            chosen = {o.upper() for o in selection if isinstance(o, Atom)}
+            options.subscribed_only = "SUBSCRIBED" in chosen
+            options.special_use_only = "SPECIAL-USE" in chosen
+            options.return_subscribed = any(isinstance(o, Atom) and o.upper() == "SUBSCRIBED" for o in returns)
         if len(args) != 2:
             raise bad(f"{verb} needs a reference and a mailbox pattern")
         ref = as_text(args[0], "reference")
         pattern = as_text(args[1], "mailbox pattern")
         if not pattern:
-            if not lsub:
+            if verb == "LIST":
                 await self.untagged('LIST (\\Noselect) "/" ""')
             return f"{verb} completed"
         matcher = listing.Pattern(ref + pattern)
@@ -133,7 +144,7 @@ class MailboxCommands(CommandBase):
         def work():  # folders, subscriptions and matching: off the event loop
             infos = self.maildir.list_folders()
             subscribed = set(self.maildir.subscriptions())
-            return listing.listing(verb, matcher, infos, subscribed, lsub)
+            return listing.listing(verb, matcher, infos, subscribed, options)
         await self.send(await self.blocking(work))
         return f"{verb} completed"
 

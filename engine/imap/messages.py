@@ -9,16 +9,17 @@ from __future__ import annotations
 import contextlib
 import os
 
-from .. import maildir as store
+from .. import maildir as store, memtrim, nofollow
 from ..errors import InvalidInput, NotFound, QuotaExceeded
-from . import fetch as fetchmod
+from . import fetch as fetchmod, transfer
 from .commandbase import CommandBase, state
 from .errors import bad, no
 from .msgview import View
-from .parser import Atom, as_atom, as_text
+from .parser import Atom, Literal8, as_atom, as_text
 from .selected import flag_list
 
 QUOTA_EXCEEDED = "[OVERQUOTA] Quota exceeded (mailbox for user is full)"   # Dovecot's text
+EXPUNGED_ALREADY = "[EXPUNGEISSUED] Some messages were already expunged"  # Dovecot's FETCH text
 
 
 class MessageCommands(CommandBase):
@@ -49,10 +50,10 @@ class MessageCommands(CommandBase):
             folder = await self.open_folder(name, trycreate=True)
             try:
                 if spool:
-                    delivered = await self.blocking(self._append_spooled, name, spool, flags, date)
+                    delivered = await self.blocking(self._append_spooled, name, spool, flags, date,
+                                                    isinstance(data, Literal8))
                 else:
-                    delivered = await self.blocking(self._append, name, data.replace(b"\r\n", b"\n"),
-                                                    flags, date)
+                    delivered = await self.blocking(self._append, name, data, flags, date)
             except QuotaExceeded:
                 raise no(QUOTA_EXCEEDED) from None
         finally:
@@ -63,9 +64,15 @@ class MessageCommands(CommandBase):
         return f"[APPENDUID {uidvalidity} {delivered.uid}] APPEND completed"
 
     def _append(self, name, data, flags, date):
-        return self.maildir.deliver(data, name, flags, date)
+        if isinstance(data, Literal8):      # binary parts go in base64: a Maildir file holds lines
+            data = transfer.storable(data)
+        return self.maildir.deliver(data.replace(b"\r\n", b"\n"), name, flags, date)
 
-    def _append_spooled(self, name, spool, flags, date):
+    def _append_spooled(self, name, spool, flags, date, literal8=False):
+        if literal8:     # kept exact in the spool: stored as a small literal8 is (in memory, rare)
+            data = nofollow.read_bytes(spool.path)
+            memtrim.note(len(data))
+            return self._append(name, Literal8(data), flags, date)
         staged = self.maildir.stage_file(spool.path, spool.size, spool.vsize, name, flags, date)
         try:
             return staged.commit()
@@ -106,6 +113,8 @@ class MessageCommands(CommandBase):
             result: dict[frozenset, frozenset] = {}  # a folder has few distinct flag sets
             for v in targets:
                 msg = v.msg
+                if sel.is_ghost(msg):
+                    continue            # expunged elsewhere: nothing to store, no FETCH for it
                 new = result.get(msg.flags)
                 if new is None:
                     if op == "FLAGS":
@@ -143,7 +152,10 @@ class MessageCommands(CommandBase):
                     lines.append(b"* %d FETCH (FLAGS %s)\r\n" % (v.seq, text))
             await self.send(b"".join(lines))
         if gone:
-            raise no("[EXPUNGEISSUED] Some of the messages no longer exist")
+            sel.note_vanished()
+        if gone or (sel.ghosts and any(sel.is_ghost(v.msg) for v in targets)):
+            # The others are stored; EXPUNGE waits for a command that may send it (§7.4.1).
+            return EXPUNGED_ALREADY
         return "STORE completed"
 
     @state("selected")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from .addrlist import address_list
 
 MAX_PARTS_DEPTH = 40
 MAX_PARTS = 5000
@@ -212,18 +213,22 @@ def _split_multipart(data: bytes, start: int, end: int, boundary: bytes):
         i = data.find(delim, pos, end)
         if i < 0:
             break
-        at_line_start = i == start or data[i - 2:i] == b"\r\n"
         after = i + len(delim)
-        if at_line_start:
-            is_close = data[after:after + 2] == b"--"
-            eol = data.find(b"\r\n", after, end)
-            line_end = end if eol < 0 else eol + 2
-            positions.append((i, line_end, is_close))
-            if is_close:
-                break
+        if i != start and data[i - 2:i] != b"\r\n":
+            pos = after                  # not at the start of a line
+            continue
+        is_close = data[after:after + 2] == b"--"
+        eol = data.find(b"\r\n", after, end)
+        line_end = end if eol < 0 else eol + 2
+        # RFC 2046: only transport padding may follow, so "--b" never matches a nested
+        # part's "--b1" (forwarded messages often carry boundaries sharing a prefix).
+        if data[after + 2 * is_close:line_end].strip(b" \t\r\n"):
             pos = line_end
-        else:
-            pos = after
+            continue
+        positions.append((i, line_end, is_close))
+        if is_close:
+            break
+        pos = line_end
     parts = []
     for (_ls, le, close), nxt in zip(positions, positions[1:] + [None]):
         if close:
@@ -258,62 +263,6 @@ def envelope(part: Part) -> list:
     return [h("date"), h("subject"), addresses("from"), addresses("sender", "from"),
             addresses("reply-to", "from"), addresses("to"), addresses("cc"), addresses("bcc"),
             h("in-reply-to"), h("message-id")]
-
-
-_ADDR_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|\((?:[^()\\]|\\.)*\)|<[^>]*>|[,:;]|[^",:;<(]+')
-
-
-def address_list(value: bytes) -> list:
-    """RFC 5322 address list -> ENVELOPE address structures (RFC 3501 §7.4.2), with
-    group syntax as the start/end markers the RFC prescribes. Lenient, never raises."""
-    out: list = []
-    phrase: list[bytes] = []
-    addr: bytes | None = None
-    in_group = False
-
-    def flush():
-        nonlocal phrase, addr
-        text = b" ".join(p for p in phrase if p).strip()
-        if addr is None and text:
-            addr, text = text, b""
-        if addr is not None:
-            mailbox, at, host = addr.strip().rpartition(b"@")
-            if not at:
-                mailbox, host = addr.strip(), b""
-            name = text.strip() or None
-            out.append([_unquote(name) if name else None, None, mailbox or None, host or None])
-        phrase, addr = [], None
-
-    for m in _ADDR_TOKEN.finditer(value):
-        tok = m.group(0)
-        if tok == b",":
-            flush()
-        elif tok == b":" and not in_group and addr is None:
-            group = b" ".join(p for p in phrase if p).strip()
-            out.append([None, None, _unquote(group), None])
-            phrase, in_group = [], True
-        elif tok == b";" and in_group:
-            flush()
-            out.append([None, None, None, None])
-            in_group = False
-        elif tok.startswith(b"<"):
-            addr = tok[1:-1]
-            if b":" in addr:  # source route @a,@b:user@host
-                addr = addr.rsplit(b":", 1)[1]
-        elif tok.startswith(b"("):
-            continue  # comments are not part of the address
-        else:
-            phrase.append(tok.strip())
-    flush()
-    if in_group:
-        out.append([None, None, None, None])
-    return out
-
-
-def _unquote(text: bytes) -> bytes:
-    if len(text) >= 2 and text[:1] == b'"' and text[-1:] == b'"':
-        return re.sub(rb"\\(.)", rb"\1", text[1:-1])
-    return text
 
 
 def _enc(text: str) -> bytes:
@@ -396,25 +345,22 @@ class SectionError(Exception):
 
 
 def find_part(root: Part, numbers: list[int]) -> Part | None:
-    """The part BODY[numbers] names, as BODYSTRUCTURE numbers them: a non-multipart
-    message's body is part 1, so a message/rfc822 message's enclosed body is 1.1."""
+    """The part BODY[numbers] names (RFC 3501 §6.4.5), as BODYSTRUCTURE numbers them and
+    as Dovecot finds it: a multipart's N is its Nth child; a non-multipart part has only
+    part 1 (itself: a message's body, or a leaf named once more), and only a
+    message/rfc822 part goes deeper: its N.1... are the parts of the message it encloses
+    (N.1 the first part of that message's multipart body, or its body when not multipart)."""
     part = root
+    last = len(numbers) - 1
     for i, n in enumerate(numbers):
         if part.is_multipart:
             if not 1 <= n <= len(part.children):
                 return None
             part = part.children[n - 1]
-        elif (part is not root or i) and (inner := part.enclosed()) is not None:
-            if inner.is_multipart:
-                if not 1 <= n <= len(inner.children):
-                    return None
-                part = inner.children[n - 1]
-            elif n == 1:
-                part = inner
-            else:
-                return None
-        elif n != 1:
-            return None
+        elif n != 1 or (i < last and part.enclosed() is None):
+            return None            # a leaf has no parts inside
+        if i < last and (inner := part.enclosed()) is not None:
+            part = inner           # go on inside the enclosed message
     return part
 
 

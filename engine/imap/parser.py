@@ -28,6 +28,10 @@ class ParseError(Exception):
     """The command is malformed; the text is the reason given with BAD."""
 
 
+class Literal8(bytes):
+    """The bytes of a literal8 (~{n}, RFC 3516): they may be binary, not lines."""
+
+
 class Atom(str):
     """An IMAP atom (as opposed to a string that happens to look like one)."""
 
@@ -36,6 +40,9 @@ class Atom(str):
 
 
 _ATOM_STOP = set(b' ()"{\r\n')
+# The fetch items whose '[' opens a section spec (RFC 3501 §9, RFC 3516); anywhere else
+# '[' is an ATOM-CHAR, as in the mailbox name foo[bar.
+_SECTION_ITEMS = {b"BODY", b"BODY.PEEK", b"BINARY", b"BINARY.PEEK", b"BINARY.SIZE"}
 
 
 def tokenize(data: bytes, max_depth: int = MAX_DEPTH) -> list:
@@ -103,7 +110,9 @@ def _quoted(data: bytes, pos: int) -> tuple[bytes, int]:
 
 
 def _literal(data: bytes, pos: int) -> tuple[bytes, int]:
+    kind = bytes
     if data[pos] == 0x7E:
+        kind = Literal8
         pos += 1
     end = data.find(b"}", pos)
     if end < 0:
@@ -123,7 +132,7 @@ def _literal(data: bytes, pos: int) -> tuple[bytes, int]:
         raise ParseError("literal size not at end of line")
     if start + size > len(data):
         raise ParseError("literal shorter than announced")
-    return data[start:start + size], start + size
+    return kind(data[start:start + size]), start + size
 
 
 def _atom(data: bytes, pos: int) -> tuple[Atom, int]:
@@ -132,8 +141,8 @@ def _atom(data: bytes, pos: int) -> tuple[Atom, int]:
     depth = 0
     while pos < n:
         c = data[pos]
-        if c == 0x5B:  # '[' opens a section spec that may hold spaces and lists
-            depth += 1
+        if c == 0x5B and (depth or data[start:pos].upper() in _SECTION_ITEMS):
+            depth += 1  # a section spec, which may hold spaces and lists
         elif c == 0x5D and depth:
             depth -= 1
         elif depth:

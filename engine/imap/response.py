@@ -71,6 +71,10 @@ def string(data: bytes) -> bytes:
 
 
 def literal(data: bytes) -> bytes:
+    """A literal of text (BODY[], RFC822...): a NUL, which no {n} literal may hold
+    (RFC 3501 §4.3; only BINARY's literal8 may), goes out as 0x80, as Dovecot sends it."""
+    if b"\0" in data:
+        data = data.replace(b"\0", b"\x80")
     return b"{%d}\r\n" % len(data) + data
 
 

@@ -17,7 +17,9 @@ import re
 import time
 
 from .. import charsets
+from ..errors import NotFound
 from . import mime
+from .addrlist import address_list
 from .parser import Atom, ParseError, SequenceMatcher, as_number, as_text, parse_sequence_set
 
 SUPPORTED_CHARSETS = ("UTF-8", "US-ASCII")
@@ -146,7 +148,12 @@ class Searcher:
         return _needs_content(("AND", self.nodes))
 
     def matches(self, msg) -> bool:
-        return all(self._eval(n, msg) for n in self.nodes)
+        """Whether msg meets every criterion. A message whose file another session
+        expunged meanwhile meets none (as Dovecot: the SEARCH still completes OK)."""
+        try:
+            return all(self._eval(n, msg) for n in self.nodes)
+        except (NotFound, FileNotFoundError):
+            return False
 
     def _set(self, ranges, largest):
         key = id(ranges)
@@ -323,7 +330,42 @@ def _header_contains(part: mime.Part, name: str, needle: str) -> bool:
         if key == name:
             if not needle or needle in decode_header_text(value):
                 return True
+            if name in ADDRESS_FIELDS and needle in address_text(value):
+                return True
     return False
+
+
+# SEARCH FROM, TO, CC and BCC look in the envelope's field (RFC 3501 §6.4.4): besides
+# the field's own text they match its addresses as the ENVELOPE reads them, so
+# `user@host (Real Name)` is found as "real name" <user@host> and `user (x) @ host`
+# as user@host.
+ADDRESS_FIELDS = frozenset({"from", "to", "cc", "bcc"})
+_ATEXT = r'[^\x00-\x20()<>\[\]:;@\\,."\x7f]+'      # RFC 5322 atext, UTF-8 included (RFC 6532)
+_ATOM = re.compile(_ATEXT)
+_DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
+
+
+def address_text(raw: bytes) -> str:
+    """The addresses of a field's value written out as Dovecot writes them for SEARCH:
+    `name <mailbox@host>` (the name decoded, quoted unless one word), joined by ", ",
+    casefolded."""
+    out = []
+    for name, _route, mailbox, host in address_list(raw):
+        if mailbox is None and host is None:
+            continue                  # the end of a group
+        local = mailbox.decode("utf-8", "replace") if mailbox else ""
+        spec = (local if _DOT_ATOM.fullmatch(local) else _quoted(local)) + \
+            ("@" + host.decode("utf-8", "replace") if host else "")
+        if name:
+            text = decode_header_text(name)
+            out.append(f"{text if _ATOM.fullmatch(text) else _quoted(text)} <{spec}>")
+        else:
+            out.append(spec)
+    return ", ".join(out).casefold()
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _body_text(part: mime.Part) -> str:

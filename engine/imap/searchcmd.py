@@ -7,7 +7,6 @@ way of running them, go here or beside this module.
 """
 from __future__ import annotations
 
-from ..errors import NotFound
 from . import index as indexmod
 from . import search as searchmod
 from .commandbase import CommandBase, state
@@ -30,8 +29,9 @@ class SearchCommand(CommandBase):
         nodes = searchmod.parse(args)
         sel = self.selected
         deadline = self.deadline
-        if uid:
-            await self.announce_changes(throttle=True)
+        # Learn what changed first, so expunged messages match nothing; SEARCH (not UID
+        # SEARCH) keeps them numbered as ghosts, as it may not send EXPUNGE (RFC 3501 §7.4.1).
+        await self.announce_changes(throttle=True, expunge=uid)
         if len(nodes) == 1 and nodes[0][0] == "HEADER" and nodes[0][1] in indexmod.INDEXED \
                 and "\0" not in nodes[0][2]:
             # One header key (SUBJECT x, FROM y ...): straight over the index's decoded texts.
@@ -44,14 +44,16 @@ class SearchCommand(CommandBase):
                 out = []
                 for seq, m in enumerate(searchmod.within(msgs, deadline), 1):
                     text = col.get(m.base)  # None: no such field, or the message is gone
-                    if text is not None and (not needle or needle in text):
+                    if text is not None and (not needle or needle in text) and not sel.is_ghost(m):
                         out.append(m.uid if uid else seq)
                 return out
             numbers = await self.blocking(run_column)
             await self.send(("* SEARCH" + "".join(f" {n}" for n in numbers) + "\r\n").encode())
-            return "SEARCH completed"
+            return _completed(sel)
         searcher = searchmod.Searcher(nodes, len(sel.msgs), sel.uids[-1] if sel.uids else 0)
         views = [View.of(sel, i, sel.folder.read) for i in range(1, len(sel.msgs) + 1)]
+        if sel.ghosts:  # expunged elsewhere, still numbered for the client: they match nothing
+            views = [v for v in views if not sel.is_ghost(v.msg)]
         if searcher.needs_content():
             names = searchmod.header_names(("AND", nodes)) & indexmod.INDEXED
 
@@ -62,14 +64,8 @@ class SearchCommand(CommandBase):
                     for v in views:
                         v._entry = entries.get(v.msg.base)
                         v._columns = columns
-                out = []
-                for v in searchmod.within(views, deadline):
-                    try:
-                        if searcher.matches(v):
-                            out.append(v)
-                    except NotFound:
-                        continue
-                return out
+                # a file gone meanwhile matches nothing (search.py): no NotFound here
+                return [v for v in searchmod.within(views, deadline) if searcher.matches(v)]
             found = await self.blocking(run)
         elif len(views) * searchmod.size(("AND", nodes)) <= INLINE_SEARCH:
             found = [v for v in views if searcher.matches(v)]
@@ -78,4 +74,10 @@ class SearchCommand(CommandBase):
                 lambda: [v for v in searchmod.within(views, deadline) if searcher.matches(v)])
         numbers = [str(v.uid if uid else v.seq) for v in found]
         await self.send(("* SEARCH" + "".join(" " + n for n in numbers) + "\r\n").encode())
-        return "SEARCH completed"
+        return _completed(sel)
+
+
+def _completed(sel) -> str:
+    """The tagged text; [EXPUNGEISSUED] when messages the client still numbers were gone
+    (their EXPUNGE waits for a command that may send it, RFC 3501 §7.4.1), as Dovecot."""
+    return "[EXPUNGEISSUED] SEARCH completed" if sel.ghosts or sel.rescan_due else "SEARCH completed"

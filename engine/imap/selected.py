@@ -1,6 +1,8 @@
 """The selected folder as one IMAP session sees it: messages in sequence order, the
 session's \\Recent set, and the differences against the disk that become untagged
-EXISTS / EXPUNGE / FETCH responses (RFC 3501 §7.3, §7.4).
+EXISTS / EXPUNGE / FETCH responses (RFC 3501 §7.3, §7.4). A message expunged by another
+session stays numbered, as a ghost, until the session may send EXPUNGE (§7.4.1: not
+while answering FETCH, STORE or SEARCH).
 
 Blocking methods (load, poll, ...) run in the runtime's thread pool. A rescan is skipped
 while new/, cur/ and dovecot-uidlist are unchanged, so an idle 100,000-message folder
@@ -87,6 +89,10 @@ class Selected:
         self.uidvalidity = 0
         self.listing: Listing | None = None  # what load() found, until the first change
         self._shared_lists = False  # msgs and uids are the listing's: copied before a change
+        # Pending expunges (RFC 3501 §7.4.1): UIDs of messages gone from the disk that stay
+        # in msgs, at their sequence numbers, until a command that may send EXPUNGE.
+        self.ghosts: set[int] = set()
+        self.rescan_due = False     # a command found a message's file gone: look again after it
 
     # -- blocking part (worker thread) -------------------------------------------
     def _stat_stamp(self):
@@ -188,39 +194,80 @@ class Selected:
     def uidnext(self) -> int:
         return self.folder.uidnext()
 
+    def renamed(self, folder: store.Folder) -> None:
+        """This session renamed the folder (RENAME of the selected mailbox, or of a parent):
+        the same messages, UIDs and \\Recent set, now under the folder's new path."""
+        self.folder = folder
+        self.msgs = [replace(m, folder_path=folder.path) for m in self.msgs]
+        self.uids = list(self.uids)
+        self._shared_lists = False
+        self.listing = None
+        self._stamp = None
+
     # -- event-loop part -----------------------------------------------------------
-    def apply(self, scanned) -> list[bytes]:
-        """Adopt a new listing (a scan() result); the untagged responses that tell the client."""
+    def apply(self, scanned, expunge: bool = True) -> list[bytes]:
+        """Adopt a new listing (a scan() result); the untagged responses that tell the client.
+
+        With expunge False (after FETCH, STORE or SEARCH, RFC 3501 §7.4.1) the messages gone
+        from the disk stay in the map as ghosts, so the client's sequence numbers hold; a
+        later call with expunge True announces them."""
+        self.rescan_due = False
         if scanned is None:
-            return []
+            return self._expunge_ghosts() if expunge else []
         fresh, claimed = scanned
         if not claimed and len(fresh) == len(self.msgs) and all(map(operator.is_, fresh, self.msgs)):
             return []   # the same messages: the rescan followed a change of sizes in the uidlist
         self.listing = None
         lines: list[bytes] = []
         by_uid = {m.uid: m for m in fresh}
-        # Expunged: announce from the highest sequence number down, so each stays valid.
-        for seq in range(len(self.msgs), 0, -1):
-            if self.msgs[seq - 1].uid not in by_uid:
-                lines.append(b"* %d EXPUNGE\r\n" % seq)
-        kept = [m for m in self.msgs if m.uid in by_uid]
-        last = kept[-1].uid if kept else (self.uids[-1] if self.uids else 0)
-        known_max = max(self.uids[-1] if self.uids else 0, last)
+        if expunge:
+            # Expunged: announce from the highest sequence number down, so each stays valid.
+            for seq in range(len(self.msgs), 0, -1):
+                if self.msgs[seq - 1].uid not in by_uid:
+                    lines.append(b"* %d EXPUNGE\r\n" % seq)
+            kept = [m for m in self.msgs if m.uid in by_uid]
+            self.ghosts = set()
+        else:
+            kept = self.msgs
+            self.ghosts = {m.uid for m in kept if m.uid not in by_uid}
+        known_max = self.uids[-1] if self.uids else 0
         for seq, old in enumerate(kept, 1):
-            new = by_uid[old.uid]
+            new = by_uid.get(old.uid, old)
             if new.flags != old.flags:
                 flags = flag_list(session_flags(new, self.is_recent(new))).encode()
                 lines.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, new.uid, flags))
         added = [m for m in fresh if m.uid > known_max]
-        self.msgs = [by_uid[m.uid] for m in kept] + added
+        self.msgs = [by_uid.get(m.uid, m) for m in kept] + added
         self.uids = [m.uid for m in self.msgs]
         self._shared_lists = False
-        self.recent = {u for u in self.recent if u in by_uid} | claimed
-        if added or len(self.msgs) != len(kept) or lines:
-            if added:
-                lines.append(b"* %d EXISTS\r\n" % len(self.msgs))
-                lines.append(b"* %d RECENT\r\n" % self.recent_count())
+        self.recent = {u for u in self.recent if u in by_uid or u in self.ghosts} | claimed
+        if added:
+            lines.append(b"* %d EXISTS\r\n" % len(self.msgs))
+            lines.append(b"* %d RECENT\r\n" % self.recent_count())
         return lines
+
+    def _expunge_ghosts(self) -> list[bytes]:
+        """EXPUNGE for the ghosts (highest number first), and the map without them."""
+        if not self.ghosts:
+            return []
+        lines = [b"* %d EXPUNGE\r\n" % seq for seq in range(len(self.msgs), 0, -1)
+                 if self.msgs[seq - 1].uid in self.ghosts]
+        self.own_lists()
+        self.msgs = [m for m in self.msgs if m.uid not in self.ghosts]
+        self.uids = [m.uid for m in self.msgs]
+        self.recent -= self.ghosts
+        self.ghosts = set()
+        return lines
+
+    def is_ghost(self, msg: store.Message) -> bool:
+        """Gone from the disk, still numbered for the client (see apply)."""
+        return msg.uid in self.ghosts
+
+    def note_vanished(self) -> None:
+        """A command found a message's file gone: the next scan reads the folder again
+        (its directory times may not show it yet) and dispatch announces after the command."""
+        self._settled = False
+        self.rescan_due = True
 
     def replace(self, msg: store.Message) -> None:
         """Our own change (STORE) to a message: remember it, so it is not echoed."""

@@ -13,17 +13,16 @@ import contextlib
 import time
 
 from .. import connection, connlimits, memtrim, overload, storage_errors
-from ..errors import MailError
+from ..errors import LockTimeout, MailError
 from ..replybatch import drain_held
 from ..spool import Spool
 from .parser import LITERAL_AT_END, Atom, ParseError, as_text, literal_announced, tokenize
 from .commands import Commands
-from .errors import CommandError, bad, no
+from .errors import SERVER_BUG, CommandError, bad, mail_error_text, no
 
 MAX_LINE = 64 * 1024                  # one command line (literals excluded)
 MAX_COMMAND = 2 * 1024 * 1024         # a whole command other than APPEND, literals included
 MAX_SMALL_LITERAL = 1024 * 1024       # a literal outside APPEND
-COMMAND_TIME_LIMIT = 300.0            # one command, disk work included
 MAX_PREAUTH_LITERAL = 8192          # a literal before login (user name, password)
 SPOOL_FROM = 256 * 1024             # an APPEND literal this large goes to a file as it arrives
 SPOOL_WRITE = 1024 * 1024           # ... in writes of this size
@@ -174,7 +173,8 @@ class ImapSession(Commands, connection.Connection):
             spool_it = is_append and size >= SPOOL_FROM and self.spool is None and err is None
             if spool_it:
                 try:
-                    self.spool = await self.runtime.run_blocking(Spool, self.maildir.path / "tmp")
+                    literal8 = LITERAL_AT_END.search(line).group(0).startswith(b"~")
+                    self.spool = await self.runtime.run_blocking(Spool, self.maildir.path / "tmp", literal8)
                 except OSError as e:
                     err = no(_cannot_store(e))
             if err is not None:
@@ -266,6 +266,7 @@ class ImapSession(Commands, connection.Connection):
     # -- dispatch -------------------------------------------------------------------------
     async def execute(self, raw: bytes):
         tag = _tag_of(raw) or "*"
+        name = ""
         try:
             tokens = tokenize(raw)
             if len(tokens) < 2 or not isinstance(tokens[0], Atom) or not isinstance(tokens[1], Atom):
@@ -291,10 +292,13 @@ class ImapSession(Commands, connection.Connection):
                 raise bad(f"{name} takes no arguments")
             if self.session is not None:
                 self.session.busy = True
-            # Work in worker threads stops at this deadline too (see search.within).
-            self.deadline = time.monotonic() + COMMAND_TIME_LIMIT
+            # Work in worker threads stops at this deadline too (see search.within). IDLE
+            # only waits, and ends itself at the idle timeout (general.py).
+            limits = self.runtime.settings.mailbox
+            limit = None if name == "IDLE" else limits.command_time_limit_s
+            self.deadline = time.monotonic() + (limit or limits.idle_timeout_s)
             try:
-                async with asyncio.timeout(COMMAND_TIME_LIMIT):
+                async with asyncio.timeout(limit):
                     text = await handler(tag, tokens[2:])
             finally:
                 if self.session is not None:
@@ -303,6 +307,9 @@ class ImapSession(Commands, connection.Connection):
                 return tag, "OK"
             if self.selected is not None and name not in _NO_UPDATES:
                 await self.announce_changes()
+            elif self.selected is not None and self.selected.rescan_due:
+                # the command found a message gone from the disk: say now what may be said
+                await self.announce_changes(expunge=name not in _BY_SEQUENCE)
             await self.send(f"{tag} OK {text}\r\n".encode())
             self.bad_count = 0
             return tag, "OK"
@@ -321,12 +328,12 @@ class ImapSession(Commands, connection.Connection):
             else:
                 status, text = "NO", self._storage_reply(e)
         except MailError as e:
-            status, text = "NO", str(e)
+            status, text = "NO", self._mail_error_reply(e)
         if status == "BAD":
             self.bad_count += 1
         if self.selected is not None and status == "NO":
             with contextlib.suppress(Exception):
-                await self.announce_changes()
+                await self.announce_changes(expunge=name not in _BY_SEQUENCE)
         await self.send(f"{tag} {status} {_one_line(text)}\r\n".encode())
         if self.bad_count >= MAX_BAD_COMMANDS:
             await self.send(b"* BYE Too many invalid commands\r\n")
@@ -342,7 +349,15 @@ class ImapSession(Commands, connection.Connection):
                                      storage_errors.as_storage_error(e))
             return text
         self.runtime.log.error("imap: %s: I/O error: %s", self.account and self.account.address, e)
-        return "[SERVERBUG] Internal error occurred. Refer to server log for more information."
+        return SERVER_BUG
+
+    def _mail_error_reply(self, e: MailError) -> str:
+        """An expected error's NO text; when all it says names a file, the detail goes
+        to the log and the client gets Dovecot's "internal error"."""
+        text = mail_error_text(e)
+        if text == SERVER_BUG or isinstance(e, LockTimeout):     # a stuck lock: which one
+            self.runtime.log.error("imap: %s: %s", self.account and self.account.address, e)
+        return text
 
     # -- authentication -------------------------------------------------------------------
     async def login(self, user: str, password: str) -> str:
@@ -443,9 +458,6 @@ class ImapSession(Commands, connection.Connection):
     cmd_STARTTLS.state = "noauth"
 
 
-# Commands after which other sessions' changes are not announced: RFC 3501 §7.4.1
-# forbids EXPUNGE during FETCH, STORE and SEARCH; the rest (and the UID commands,
-# before they run) announce on their own.
 _NO_ARGUMENTS = {"CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "IDLE", "CHECK", "CLOSE", "UNSELECT",
                  "EXPUNGE", "NAMESPACE"}
 # IMAP's words at each turn of a connection (engine.connection runs it).
@@ -458,7 +470,14 @@ IMAP = connection.Protocol(
     internal_error=b"* BYE Internal error, closing the connection\r\n",
     shutting_down=b"* BYE Server shutting down\r\n", hangups=(Disconnect,))
 _PREAUTH_LITERALS = {"LOGIN", "AUTHENTICATE", "ID"}
+# Commands after which other sessions' changes are not announced: RFC 3501 §7.4.1
+# forbids EXPUNGE during FETCH, STORE and SEARCH; the rest (and the UID commands,
+# before they run) announce on their own. After one that found a message
+# gone, dispatch announces what it may (see _BY_SEQUENCE).
 _NO_UPDATES = {"UID", "FETCH", "STORE", "SEARCH", "SELECT", "EXAMINE", "NOOP", "CHECK", "IDLE", "LOGOUT", "APPEND"}
+# No EXPUNGE while answering these (RFC 3501 §7.4.1): the client's sequence numbers must
+# hold; their UID forms (command name UID) may send it.
+_BY_SEQUENCE = {"FETCH", "STORE", "SEARCH"}
 
 
 def _tag_of(line: bytes) -> str | None:

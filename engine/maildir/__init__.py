@@ -15,6 +15,7 @@ Every piece of the format lives in this package; callers import from here only:
   message   Message: one message file as a sync saw it
   staging   Staged and Delivered: tmp/ -> new/ or cur/, with group commit
   sync      the sync of a folder (reused, patched or full) and its result, Synced
+  tmpclean  crash leftovers in a folder's tmp/, deleted at a sync once 36 hours old
   folder    Folder: one folder's uidlist upkeep, messages, flags, reading and changes
   account   Maildir: the account's folders, subscriptions, quota and delivery
 """
@@ -30,6 +31,7 @@ from .names import (DEFAULT_FOLDERS, DIR_MODE, FILE_MODE, INBOX, KEYWORDS, MAILD
 from .quota import MAILDIRSIZE_MAX, MAILDIRSIZE_STALE_SECS, Quota
 from .staging import Delivered, Staged
 from .sync import Synced
+from .tmpclean import set_tmp_max_age
 from .uidlist import ParsedUidList, parse_uidlist
 
 __all__ = [
@@ -47,4 +49,6 @@ __all__ = [
     "ParsedUidList", "parse_uidlist", "MAILDIRSIZE_MAX", "MAILDIRSIZE_STALE_SECS",
     # reading message files
     "read_message", "read_header", "to_crlf",
+    # how old a file a crash left in tmp/ must be before a sync deletes it (settings)
+    "set_tmp_max_age",
 ]

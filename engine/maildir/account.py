@@ -153,10 +153,11 @@ class Maildir:
     def rename_folder(self, old: str, new: str) -> None:
         """Rename a folder and its children, as Dovecot does."""
         old_comps, new_comps = foldernames.split(old), foldernames.split(new, new=True)
-        if old_comps == [INBOX]:
-            raise InvalidInput("renaming INBOX is not supported; move its messages instead")
         if new_comps == [INBOX]:
             raise AlreadyExists("INBOX always exists")
+        if old_comps == [INBOX]:
+            self._rename_inbox(SEPARATOR.join(new_comps))
+            return
         old_dir, new_dir = foldernames.dirname(old_comps), foldernames.dirname(new_comps)
         if new_comps[:len(old_comps)] == old_comps:
             raise InvalidInput(f"cannot rename {old!r} into itself ({new!r})")
@@ -174,6 +175,28 @@ class Maildir:
         old_name, new_name = SEPARATOR.join(old_comps), SEPARATOR.join(new_comps)
         with tolerate_storage_faults():         # the folder has moved: that is the rename
             self._update_subscriptions(rename=(old_name, new_name))
+
+    def _rename_inbox(self, new: str) -> None:
+        """RFC 3501 §6.3.5: renaming INBOX moves its messages, flags kept, to a new folder
+        and leaves INBOX there, empty; its subfolders stay where they are. Mail arriving
+        meanwhile stays in INBOX."""
+        dest = self.create_folder(new)        # AlreadyExists when the name is taken
+        inbox = self.folder(INBOX)
+        moved, copies = [], []
+        try:
+            for msg in inbox.sync():
+                try:
+                    copies.append(inbox.copy_unchecked(msg, dest).path)
+                except NotFound:
+                    continue                  # expunged by another session meanwhile
+                moved.append(msg)
+        except BaseException:
+            # a full disk midway: INBOX keeps every message, the new folder none
+            for path in copies:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            raise
+        inbox.expunge(moved)
 
     def _dirs_under(self, dirname: str) -> list[str]:
         return sorted(e for e in os.listdir(self.path) if e.startswith(dirname + "."))

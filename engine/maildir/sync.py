@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from .. import nofollow
 from ..storage_errors import StorageError
+from . import tmpclean
 from .content import measure
 from .flags import flags_from_info, keywords_ident, letter_map
 from .message import Message
@@ -43,6 +44,7 @@ def sync(folder, sizes: bool, max_new: int | None) -> Synced | None:
     """The messages of folder (a Folder) by UID. sizes=False: files named without sizes
     are not read now. max_new: when more files than this need UIDs, none are given and
     the result is None (Fallback.DECLINED)."""
+    tmpclean.clean_when_due(folder.path)            # at most hourly: crash leftovers in tmp/
     stamp, newest = folder_stamp(folder.path)       # before the listing: a later change shows
     settled = time.time() - newest > MTIME_SLACK
     with folder.uidlist.sync_gate:

@@ -197,7 +197,9 @@ def sign_outbound(root, settings, directory, data: bytes) -> bytes:
     except ImportError as e:             # cryptography, to read the key
         raise SigningUnavailable(f"{domain} has a DKIM key but the {e.name or e} module is missing") from e
     except (OSError, ValueError, InvalidInput) as e:
-        raise SigningUnavailable(f"a DKIM key of {domain} under dkim/ cannot be read: {e}") from e
+        # the reason is kept in the queue and may reach the sender: the error, not its path
+        why = e.strerror if isinstance(e, OSError) and e.strerror else e
+        raise SigningUnavailable(f"a DKIM key of {domain} under dkim/ cannot be read: {why}") from e
     if not found:
         return data
     try:

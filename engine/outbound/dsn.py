@@ -10,6 +10,7 @@ import email.utils
 import secrets
 import time
 
+from ..directory import administrator
 from ..queue import Envelope, Recipient
 
 MAX_HEADERS = 64 * 1024
@@ -110,11 +111,9 @@ def build(env: Envelope, recipients: list[Recipient], action: str, data: bytes, 
 
 
 def postmaster(settings, directory) -> str:
-    """server.postmaster, else postmaster@ the first local domain."""
-    if settings.server.postmaster:
-        return settings.server.postmaster
-    names = sorted(getattr(directory, "domains", {}) or {})
-    return f"postmaster@{names[0]}" if names else ""
+    """The administrator (server.postmaster), else what a bare <postmaster> means
+    (engine.directory decides both)."""
+    return administrator(settings) or directory.postmaster()
 
 
 def notify(root, settings, directory, env: Envelope, recipients: list[Recipient], action: str,

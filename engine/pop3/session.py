@@ -12,7 +12,7 @@ import asyncio
 import base64
 
 from .. import connection, connlimits, msgstream, overload, storage_errors
-from ..errors import MailError, NotFound
+from ..errors import LockTimeout, MailError, NotFound, client_text
 from ..locks import MailboxLock
 from ..maildir import Maildir, to_crlf
 from .maildrop import Snapshot, Uidls, open_inbox, table
@@ -20,6 +20,7 @@ from .maildrop import Snapshot, Uidls, open_inbox, table
 MAX_LINE = 512                 # RFC 2449 §4: 255 octets per argument; be generous
 MAX_BAD_COMMANDS = 20
 STREAM_FROM = 1024 * 1024      # RETR of a message this large is sent in pieces from the file
+INTERNAL_ERROR = "Internal error, try again later"     # the detail is in the server's log
 
 
 class _Quit(Exception):
@@ -109,8 +110,18 @@ class Pop3Session(connection.Connection):
             else:
                 await self.send(f"-ERR [SYS/TEMP] {self._storage_reply(e)}")
         except MailError as e:
-            await self.send(f"-ERR {e}")
+            await self.send(f"-ERR {self._mail_error_reply(e)}")
         return True
+
+    def _mail_error_reply(self, e: MailError) -> str:
+        """An expected error's text with its RFC 2449/3206 code; never a path (when all
+        it says names a file, the detail goes to the log)."""
+        text = client_text(e, INTERNAL_ERROR)
+        if text == INTERNAL_ERROR or isinstance(e, LockTimeout):     # a stuck lock: which one
+            self.runtime.log.error("pop3: %s: %s", self.account.address if self.account else self.peer_ip, e)
+        if isinstance(e, LockTimeout):
+            return "[IN-USE] " + text
+        return "[SYS/TEMP] " + text if text == INTERNAL_ERROR else text
 
     def _storage_reply(self, e: OSError) -> str:
         """A full or read-only disk answers with its fixed text; any other I/O fault is
@@ -121,7 +132,7 @@ class Pop3Session(connection.Connection):
             self.runtime.log.warning("pop3: %s: %s", who, storage_errors.as_storage_error(e))
             return text
         self.runtime.log.error("pop3: %s: I/O error: %s", who, e)
-        return "Internal error, try again later"
+        return INTERNAL_ERROR
 
     async def error(self, text: str) -> None:
         await self.send(f"-ERR {text}")

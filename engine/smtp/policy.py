@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from ..addresses import parse_address
-from ..directory import Directory, Resolution
+from ..directory import POSTMASTER, Directory, Resolution
 from ..errors import InvalidInput
 from .replies import (AUTH_REQUIRED, BAD_ADDRESS, IP_LITERAL, LIST_AUTH_REQUIRED, RELAY_DENIED, ROUTE_REFUSED,
                       SENDER_NOT_LOCAL, SENDER_NOT_OWNED, Rejection)
@@ -126,22 +126,14 @@ class Accepted:
     mailboxes: list = field(default_factory=list)
 
 
-def postmaster(settings, directory: Directory) -> str | None:
-    if settings.server.postmaster:
-        return settings.server.postmaster
-    for name in sorted(directory.domains):
-        return f"postmaster@{name}"
-    return None
-
-
 def check_recipient(settings, directory: Directory, client: Client, sender: str,
                     text: str) -> Rejection | Accepted:
     """RCPT TO: accept (with where it resolves) or a rejection with the reference text."""
     address = text
     if "@" not in address:
         # RFC 5321 §4.5.1: <Postmaster> without a domain must be accepted
-        if address.lower() == "postmaster":
-            address = postmaster(settings, directory) or ""
+        if address.lower() == POSTMASTER:
+            address = directory.postmaster()
         else:
             return BAD_ADDRESS
     domain = address.rpartition("@")[2]

@@ -4,7 +4,8 @@ reply text is in replies.py.
 
 - PIPELINING, ENHANCEDSTATUSCODES, SMTPUTF8, 8BITMIME and SIZE advertised; AUTH offered
   on implicit TLS (aiosmtpd issue #281) and never on port 25;
-- DATA streamed in chunks, bare CR / bare LF rejected after reading to the real end;
+- DATA streamed in chunks, bare CR / bare LF rejected after reading to the real end
+  (bare LF made CRLF instead for the clients relay.bare_newline names);
 - limits: connections (total, per IP), messages per IP per minute, invalid commands,
   command line length, command timeout (421 4.4.2), total DATA time, size, recipients;
 - AUTH PLAIN/LOGIN against the directory with failure delay and auto-ban;
@@ -29,7 +30,7 @@ from ..largemsg import close_quietly
 from ..settings import message_size_limit
 from . import admission, policy, replies
 from .adapter import AuthLineTooLong, SMTPAdapter
-from .data import DataResult, read_data
+from .data import DataResult, mends_bare_lf, read_data
 
 IDENT = "ESMTP mailctl"
 _HELO_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,253})$")
@@ -310,8 +311,9 @@ class MailSMTP(SMTPAdapter):
             envelope = self.arrival_envelope()
             arrived = time.time()
             self._reset_timeout(settings.limits.data_timeout_s)
+            mend_lf = mends_bare_lf(settings.relay.bare_newline, bool(self.client.user), self.client.trusted)
             result = await read_data(self._reader, limit, spill_dir=self.runtime.root.run_dir,
-                                     run=self.runtime.run_blocking)
+                                     run=self.runtime.run_blocking, mend_lf=mend_lf)
             self._reset_timeout()
             try:
                 status, qid = await self.finish(result, limit, envelope, arrived)
@@ -349,6 +351,8 @@ class MailSMTP(SMTPAdapter):
         if result.error is not None:
             rt.log.warning("smtp: %s: %s: cannot keep the message: %s", self.peer_ip, txid, result.error.strerror)
             return replies.INSUFFICIENT_STORAGE, ""
+        if result.mended:
+            rt.log.info("smtp: %s: %s: bare LF line ends made CR LF (relay.bare_newline)", self.peer_ip, txid)
         arrival = accept.Arrival(envelope, result.content, rt.root, rt.settings, rt.directory, log=rt.log,
                                  arrived=arrived, bare_cr=result.bare_cr, bare_lf=result.bare_lf)
         try:
