@@ -41,9 +41,21 @@ def run_ours(args) -> int:
             target = Target(ports["imap"], USER, PASSWORD, pop3_port=None if args.no_pop3 else ports["pop3"],
                             smtp_port=None if args.no_smtp else ports["smtp"])
             result = run_stress(target, args.clients, args.mailboxes, args.seconds)
-    print(f"== mailctl ({args.processes} serving processes)")
-    print(summary(result, examples=args.examples))
+        print(f"== mailctl ({args.processes} serving processes)")
+        print(summary(result, examples=args.examples))
+        print_server_errors(root.log_dir)
     return len(result.errors)
+
+
+def print_server_errors(log_dir: Path, limit: int = 40) -> None:
+    """The server's own error lines (an internal error answered as [SERVERBUG] has its cause there)."""
+    lines = []
+    for log in sorted(log_dir.glob("*.log")):
+        lines += [x for x in log.read_text(errors="replace").splitlines()
+                  if "ERROR" in x or "Traceback" in x or "Error" in x]
+    if lines:
+        print(f"server log, {len(lines)} error lines; the first:")
+        print("\n".join("  " + x[:300] for x in lines[:limit]))
 
 
 def run_dovecot(args) -> None:

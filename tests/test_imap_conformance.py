@@ -34,12 +34,6 @@ XFAIL = {
     "store_concurrent_keeps_others": "issue 13: concurrent STORE loses another session's flags",
     "flags_new_keyword_announced": "issue 13: no live * FLAGS when a new keyword appears",
     "copy_recent_other_session": "issue 13: \\Recent of COPYed messages in another session",
-    "lsub_noselect_parent": "issue 13: LSUB \\Noselect parents",
-    "mailbox_bracket_name": "issue 13: '[' in mailbox names",
-    "list_no_subscribed_attr": "issue 13: plain LIST must not return \\Subscribed",
-    "list_special_use_filter": "issue 13: LIST (SPECIAL-USE) selection",
-    "envelope_name_from_comment": "issue 13: ENVELOPE name from a comment",
-    "list_special_use": "issue 13: plain LIST must not return \\Subscribed",
     "append_flags_recent": "\\Recent lost for a message APPENDed with flags",
     "copy_uidplus": "issue 13: \\Recent of COPYed messages (STATUS RECENT 0)",
 }
