@@ -79,6 +79,7 @@ class Selected:
     recent: int = 0
     uidvalidity: int = 0
     uidnext: int = 0
+    why: dict = field(default_factory=dict)        # UID -> the own STORE that set expected[UID]
 
     @property
     def exists(self) -> int:
@@ -154,7 +155,8 @@ class Selected:
             has = self.keyword.lower() in f.group(1).lower().split()
             if has != self.expected[uid]:
                 out.append(Violation("own-keyword", f"{line[:160]!r}: {self.keyword} should be "
-                                     f"{'set' if self.expected[uid] else 'clear'} on UID {uid}"))
+                                     f"{'set' if self.expected[uid] else 'clear'} on UID {uid}"
+                                     f" (after {self.why.get(uid, '?')})"))
         return out
 
     def search_result(self, line: str, asked_keyword: bool) -> list[Violation]:
@@ -169,7 +171,8 @@ class Selected:
             for seq, uid in self.known():
                 if uid in self.expected and (seq in got) != self.expected[uid]:
                     out.append(Violation("search-own-keyword", f"{line[:120]!r}: message {seq} (UID {uid}) "
-                                         f"should {'' if self.expected[uid] else 'not '}match"))
+                                         f"should {'' if self.expected[uid] else 'not '}match"
+                                         f" (after {self.why.get(uid, '?')})"))
                     break
         return out
 

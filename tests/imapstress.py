@@ -128,6 +128,7 @@ class ImapClient:
         self.result, self.deadline = result, deadline
         self.keyword = f"$Stress{index}"
         self.expected: dict[tuple[str, int], dict[int, bool]] = defaultdict(dict)
+        self.why: dict[tuple[str, int], dict[int, str]] = defaultdict(dict)
         self.tail: deque = deque(maxlen=40)
         self.rng = random.Random(index * 7919 + int(time.time()))
         self.sel: Selected | None = None
@@ -187,6 +188,7 @@ class ImapClient:
         self.sel = Selected(mailbox, self.keyword, {})
         self.run_command("SELECT", f'SELECT "{mailbox}"')
         self.sel.expected = self.expected[(mailbox, self.sel.uidvalidity)]
+        self.sel.why = self.why[(mailbox, self.sel.uidvalidity)]
         self.resync()
 
     def resync(self) -> None:
@@ -229,17 +231,22 @@ class ImapClient:
         seq, uid = pick
         on = self.rng.random() < 0.6
         self.sel.expected.pop(uid, None)           # unknown while the STORE runs
-        untagged, tagged = self.run_command("STORE", f"STORE {seq} {'+' if on else '-'}FLAGS ({self.keyword})",
-                                            allow_no=True)
-        if not tagged.startswith("OK"):
-            return
+        text = f"STORE {seq} {'+' if on else '-'}FLAGS ({self.keyword})"
+        untagged, tagged = self.run_command("STORE", text, allow_no=True)
+        if not tagged.startswith("OK") or "EXPUNGEISSUED" in tagged:
+            return                                  # not applied: the message is gone
+        answered = False
         for line in untagged:
             if line.startswith(f"* {seq} FETCH") and "FLAGS (" in line:
+                answered = True
                 has = self.keyword.lower() in line.split("FLAGS (", 1)[1].split(")")[0].lower().split()
                 if has != on:
                     self.result.error("own-keyword", f"client {self.index}: STORE answered {line[:160]!r}", self.tail)
-        if uid in self.sel.uids:                    # not expunged meanwhile
+        # Expected from now on only when the STORE's own FETCH showed it applied (a STORE on a
+        # message another session expunged may answer OK without it) and not expunged since.
+        if answered and uid in self.sel.uids:
             self.sel.expected[uid] = on
+            self.sel.why[uid] = f"{text} on UID {uid}: {' '.join(untagged)[:160]} {tagged[:40]}"
 
     def store_system(self) -> None:
         pick = self.some_known()
