@@ -98,7 +98,7 @@ class Conn:
             return text
 
     def send(self, data: bytes) -> None:
-        self.tail.append("C: " + data[:200].decode("latin-1").rstrip())
+        self.tail.append("C: " + data[:200].decode("latin-1").rstrip().replace("\r\n", "\\r\\n"))
         self.sock.sendall(data)
 
     def command(self, text: str, literal: bytes | None = None) -> tuple[list[str], str]:

@@ -126,3 +126,21 @@ def test_every_advertised_capability_has_a_script(server):
         key = cap.split("=")[0]
         assert key in covered, f"capability {cap} has no conformance script"
         assert any(n.startswith(covered[key]) for n in NAMES), f"no script {covered[key]}* for {cap}"
+
+
+def test_runner_fails_on_a_wrong_or_an_extra_line(server, tmp_path):
+    """The runner is exact: a wrong tagged line, an untagged line nobody expected, and an
+    unordered group missing a line each fail the script."""
+    from imapscript import ScriptError
+    login = "C1: a LOGIN ${USER} ${PASS}\nS1: a OK ...\n"
+    select = "C1: b SELECT INBOX\n"
+    cases = {
+        "wrong": login.replace("a OK", "a NO"),
+        "extra": login + select + "S1: b OK ...\n",
+        "group": login + select + "S1~ * FLAGS (...)\nS1~ * 0 EXISTS\nS1: b OK ...\n",
+    }
+    for name, text in cases.items():
+        path = tmp_path / f"{name}.imap"
+        path.write_text(text)
+        with pytest.raises(ScriptError):
+            run_script(path, "127.0.0.1", server.ports["imap"], variables(NAMES[0]))
