@@ -24,7 +24,7 @@ The format, one directive a line:
 
 In commands, {hello} is replaced by a synchronizing literal holding the message hello
 (the runner waits for the server's "+" before sending it) and {hello+} by a LITERAL+ one;
-any other {...} is sent as it is. ${NAME} is replaced by a variable: USER and OTHER (two
+any other {...} is sent as it is. ${NAME} (in commands and messages) is replaced by a variable: USER and OTHER (two
 accounts of this script alone), PASS, and whatever a pattern captured.
 
 Flags are compared as a set: every FLAGS (...) list read is put in one order (\\Answered
@@ -255,6 +255,7 @@ class Runner:
             body = self.script.messages.get(m.group(1))
             if body is None:
                 continue
+            body = self.subst(body.decode()).encode()
             out += text[pos:m.start()].encode() + f"{{{len(body)}{m.group(2)}}}\r\n".encode()
             if not m.group(2):
                 pieces.append((out, True))
