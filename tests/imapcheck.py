@@ -18,6 +18,8 @@ The rules (RFC 3501 unless said), each a kind of error:
   search-out-of-range    SEARCH answered a number the client does not have
   uid-duplicate          APPENDUID / COPYUID handed out a UID already handed out (RFC 4315)
   uidnext-too-low        UIDNEXT not above a UID handed out before the command was sent
+  uidvalidity-changed    another UIDVALIDITY for a mailbox nobody deleted or renamed
+  flags-malformed        a FLAGS list with a flag twice or a system flag RFC 3501 does not define
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ _UIDVALIDITY = re.compile(r"\[UIDVALIDITY (\d+)\]")
 _COPYUID = re.compile(r"\[COPYUID (\d+) ([\d:,]+) ([\d:,]+)\]")
 _APPENDUID = re.compile(r"\[APPENDUID (\d+) ([\d:,]+)\]")
 NO_EXPUNGE_DURING = {"FETCH", "STORE", "SEARCH"}
+SYSTEM_FLAGS = {"\\answered", "\\flagged", "\\deleted", "\\seen", "\\draft", "\\recent"}
 
 
 def uid_set(text: str) -> list[int]:
@@ -56,6 +59,7 @@ class Registry:
     def __init__(self):
         self.lock = threading.Lock()
         self.given: dict[tuple[str, int], set[int]] = {}
+        self.validity: dict[str, int] = {}
 
     def record(self, mailbox: str, uidvalidity: int, uids: list[int]) -> list[Violation]:
         with self.lock:
@@ -63,6 +67,12 @@ class Registry:
             dup = [u for u in uids if u in seen]
             seen.update(uids)
         return [Violation("uid-duplicate", f"{mailbox} UID {u} handed out twice") for u in dup]
+
+    def uidvalidity(self, mailbox: str, value: int) -> list[Violation]:
+        """The first UIDVALIDITY seen for a mailbox is the one every later SELECT must give."""
+        with self.lock:
+            first = self.validity.setdefault(mailbox, value)
+        return [] if first == value else [Violation("uidvalidity-changed", f"{mailbox}: {value}, was {first}")]
 
     def highest(self, mailbox: str) -> int:
         with self.lock:
@@ -151,6 +161,10 @@ class Selected:
                 else:
                     self.uids[n - 1] = uid = told
         f = _FLAGS.search(rest)
+        if f:
+            flags = f.group(1).lower().split()
+            if len(set(flags)) != len(flags) or any(x.startswith("\\") and x not in SYSTEM_FLAGS for x in flags):
+                out.append(Violation("flags-malformed", line[:160]))
         if f and uid is not None and uid in self.expected:
             has = self.keyword.lower() in f.group(1).lower().split()
             if has != self.expected[uid]:

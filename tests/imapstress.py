@@ -187,6 +187,7 @@ class ImapClient:
         # a fresh model: run_command checks SELECT's UIDNEXT against this mailbox's UIDs
         self.sel = Selected(mailbox, self.keyword, {})
         self.run_command("SELECT", f'SELECT "{mailbox}"')
+        self.report(self.registry.uidvalidity(mailbox, self.sel.uidvalidity))
         self.sel.expected = self.expected[(mailbox, self.sel.uidvalidity)]
         self.sel.why = self.why[(mailbox, self.sel.uidvalidity)]
         self.resync()

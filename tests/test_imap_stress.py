@@ -55,6 +55,8 @@ def test_checker_catches_an_expunge_inside_fetch_store_search(command):
     ("* 5 RECENT", "recent-over-exists"),
     ("* 2 FETCH (FLAGS (\\Seen))", "own-keyword"),
     ("* OK [UIDNEXT 3] next", "uidnext-too-low"),
+    ("* 1 FETCH (FLAGS (\\Seen \\Seen))", "flags-malformed"),
+    ("* 1 FETCH (FLAGS (\\Important))", "flags-malformed"),
 ])
 def test_checker_catches_each_violation(line, kind):
     sel = model(expected={2: True})
@@ -77,6 +79,8 @@ def test_registry_catches_a_uid_handed_out_twice():
     assert kinds(reg.record("box", 7, [2, 3])) == ["uid-duplicate"]
     assert reg.record("other", 7, [2]) == []
     assert reg.highest("box") == 3
+    assert reg.uidvalidity("box", 7) == [] and reg.uidvalidity("box", 7) == []
+    assert kinds(reg.uidvalidity("box", 8)) == ["uidvalidity-changed"]
 
 
 @pytest.fixture
