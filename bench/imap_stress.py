@@ -10,6 +10,13 @@ Against `mailctl serve` on a temporary root (N serving processes), and with --do
 against the reference Postfix + Dovecot stack (../shared/bench/stack-up.sh, as bench/imap.py
 starts it, on ports of its own), the same load back to back. Exit status 1 when our server
 had errors.
+
+Measured 2026-12-05 (2 shared cores, 60 s, 10 clients, 20 mailboxes, POP3 + SMTP beside;
+main at 6392676, before the issue 13 STORE/\\Recent/EXPUNGE fixes): mailctl 462-591
+commands/s with 37-66 errors, all own-keyword / search-own-keyword (a concurrent STORE
+loses or resurrects another session's keyword); before i13small/i13mime also 8
+expunge-during-fetch (EXPUNGE inside a STORE's answer) and one UID MOVE answered
+NO [SERVERBUG]. Dovecot 2.3.19 on the same load: 349-520 commands/s, 0 errors.
 """
 from __future__ import annotations
 

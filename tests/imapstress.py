@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import poplib
 import random
+import re
 import smtplib
 import socket
 import threading
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from imapcheck import Registry, Selected, Violation, appenduid, copyuid
 
 TIMEOUT = 20.0
+_LITERAL_AT_END = re.compile(rb"~?\{(\d+)\}$")
 MAX_MESSAGES = 60          # a mailbox above this gets more EXPUNGE and MOVE than APPEND
 
 
@@ -83,8 +85,9 @@ class Conn:
                 self.buf += chunk
             line, self.buf = self.buf.split(b"\r\n", 1)
             out += line
-            if line.endswith(b"}") and b"{" in line:
-                size = int(line[line.rindex(b"{") + 1:-1].rstrip(b"+"))
+            literal = _LITERAL_AT_END.search(line)
+            if literal:
+                size = int(literal.group(1))
                 while len(self.buf) < size:
                     chunk = self.sock.recv(65536)
                     if not chunk:
@@ -179,6 +182,8 @@ class ImapClient:
         except (OSError, ConnectionError) as e:
             if time.monotonic() < self.deadline + TIMEOUT:
                 self.result.error("connection", f"client {self.index}: {type(e).__name__}: {e}", self.tail)
+        except Exception as e:          # noqa: BLE001 - a response the client could not read is an error too, never a silent stop
+            self.result.error("client-crash", f"client {self.index}: {type(e).__name__}: {e}", self.tail)
         finally:
             if hasattr(self, "conn"):
                 self.conn.close()
