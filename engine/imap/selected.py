@@ -42,6 +42,18 @@ def flag_list(flags) -> str:
     return text
 
 
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft", store.FORWARDED)
+
+
+def mailbox_flag_lines(keywords, readonly: bool) -> list[bytes]:
+    """FLAGS and PERMANENTFLAGS for a folder with these keywords (SELECT, and again
+    when a keyword appears while it is selected)."""
+    flags = list(SYSTEM_FLAGS) + sorted(set(keywords) - set(SYSTEM_FLAGS))
+    perm = "" if readonly else " ".join(flags + ["\\*"])
+    return [f"* FLAGS ({' '.join(flags)})\r\n".encode(),
+            f"* OK [PERMANENTFLAGS ({perm})] Flags permitted\r\n".encode()]
+
+
 @dataclass(frozen=True)
 class Listing:
     """A settled scan of a folder and what SELECT reports of it, shared by this process's
@@ -87,6 +99,7 @@ class Selected:
         self.uidvalidity = 0
         self.listing: Listing | None = None  # what load() found, until the first change
         self._shared_lists = False  # msgs and uids are the listing's: copied before a change
+        self.keywords: frozenset[str] = frozenset()   # those the client was told of in FLAGS
 
     # -- blocking part (worker thread) -------------------------------------------
     def _stat_stamp(self):
@@ -187,6 +200,23 @@ class Selected:
 
     def uidnext(self) -> int:
         return self.folder.uidnext()
+
+    # -- the folder's keywords (FLAGS, PERMANENTFLAGS) ----------------------------------
+    def read_keywords(self) -> frozenset[str]:
+        """(worker thread) The folder's keywords now."""
+        return frozenset(store.read_keywords(self.folder.path).values())
+
+    def flag_lines(self, keywords: frozenset[str]) -> list[bytes]:
+        """SELECT's FLAGS and PERMANENTFLAGS; the keywords are now known to the client."""
+        self.keywords = keywords
+        return mailbox_flag_lines(keywords, self.readonly)
+
+    def keyword_updates(self, keywords: frozenset[str]) -> list[bytes]:
+        """FLAGS and PERMANENTFLAGS again when keywords appeared since the client was
+        told, to go before any FETCH or EXISTS that shows one (RFC 3501 §7.2.6)."""
+        if keywords <= self.keywords:
+            return []
+        return self.flag_lines(self.keywords | keywords)
 
     # -- event-loop part -----------------------------------------------------------
     def apply(self, scanned) -> list[bytes]:
