@@ -5,13 +5,16 @@ FLAGS a STORE answers are the message's real flags, other sessions' included."""
 from __future__ import annotations
 
 import imaplib
-import json
 import re
 import threading
 import time
 
-from helpers_mail import box, imap, mailserver, message, user  # noqa: F401 - pytest fixtures, used as test arguments
-from helpers_server import IMAP4From, make_root, mailctl, serve_process, wait_for_processes
+import pytest
+
+import dovecot
+from helpers_mail import PASSWORD, add_users, box, imap, maildir, mailserver, message, new_root, running, \
+    user  # noqa: F401 - pytest fixtures, used as test arguments
+from helpers_server import imap_sessions_in_two_processes, make_root, serve_process, wait_for_processes
 
 PW = "concurrent-store-pw-1"
 ALICE = "alice@example.com"
@@ -132,32 +135,6 @@ def test_fetch_body_sets_seen_without_dropping_another_sessions_flag(mailserver,
 
 # -- two serving processes -----------------------------------------------------------
 
-def _sessions_in_two_processes(root, port: int) -> tuple[imaplib.IMAP4, imaplib.IMAP4]:
-    """Two logged-in sessions that the kernel gave to different serving processes (told
-    apart in `mailctl who` by the loopback address each one connects from)."""
-    by_pid: dict[int, imaplib.IMAP4] = {}
-    spare = []
-    for n in range(2, 40):
-        ip = f"127.0.0.{n}"
-        c = IMAP4From(ip, port)
-        c.login(ALICE, PW)
-        who = mailctl(root, "who", "--json")
-        assert who.returncode == 0, who.stderr
-        data = json.loads(who.stdout)
-        sessions = data["sessions"] if isinstance(data, dict) else data
-        pid = next(s["pid"] for s in sessions if s["ip"] == ip)
-        if pid in by_pid:
-            spare.append(c)
-        else:
-            by_pid[pid] = c
-        if len(by_pid) == 2:
-            break
-    for c in spare:
-        c.logout()
-    assert len(by_pid) == 2, "the kernel never gave a session to the second serving process"
-    return tuple(by_pid.values())
-
-
 def _two_process_root(tmp_path, count: int):
     root = make_root(tmp_path, accounts={ALICE: PW},
                      settings={"server.processes": 2, "auth.allow_plaintext": True,
@@ -174,7 +151,7 @@ def test_interleaved_stores_across_two_serving_processes(tmp_path):
     root = _two_process_root(tmp_path, 1)
     with serve_process(root) as proc:
         wait_for_processes(root, 2)
-        a, b = _sessions_in_two_processes(root, proc.ports["imap"])
+        a, b = imap_sessions_in_two_processes(root, proc.ports["imap"], ALICE, PW)
         b.select("INBOX")
         a.select("INBOX")
         assert _store(a, "1", "+FLAGS", "(\\Answered)") == {1: {"\\Seen", "\\Answered"}}
@@ -192,7 +169,7 @@ def test_a_burst_of_stores_from_two_processes_loses_nothing(tmp_path):
     root = _two_process_root(tmp_path, count)
     with serve_process(root) as proc:
         wait_for_processes(root, 2)
-        a, b = _sessions_in_two_processes(root, proc.ports["imap"])
+        a, b = imap_sessions_in_two_processes(root, proc.ports["imap"], ALICE, PW)
         a.select("INBOX")
         b.select("INBOX")
         errors = []
@@ -232,3 +209,30 @@ def test_a_burst_of_stores_from_two_processes_loses_nothing(tmp_path):
         b.logout()
     md_files = list((root.mail_dir / "example.com" / "alice" / "cur").iterdir())
     assert len(md_files) == count              # no message doubled or lost by the renames
+
+
+# -- Dovecot renaming the same files -----------------------------------------------
+
+@pytest.mark.skipif(not dovecot.available(), reason="Dovecot is not installed")
+def test_stores_interleaved_with_dovecots_on_the_same_message(tmp_path):
+    """Dovecot serves the same tree at the same time: its flag changes are renames of
+    the same files, and neither server writes back the other's old flags."""
+    root = new_root(tmp_path / "r")
+    add_users(root, ["alice"])
+    address = "alice@example.com"
+    maildir(root).deliver(message("shared"), flags=["\\Seen"])
+    with running(root, ("imap",)) as srv:
+        ours = imap(srv, address)
+        ours.select("INBOX")                   # numbered and looked at before Dovecot starts
+        with dovecot.dovecot_server(root.path, {address: PASSWORD}) as dc:
+            theirs = imaplib.IMAP4(dc.host, dc.imap_port, timeout=20)
+            theirs.login(address, PASSWORD)
+            theirs.select("INBOX")
+            assert _store(theirs, "1", "+FLAGS", "(\\Answered)") == {1: {"\\Seen", "\\Answered"}}
+            assert _store(ours, "1", "-FLAGS", "(\\Seen)") == {1: {"\\Answered"}}
+            assert _store(theirs, "1", "+FLAGS", "(\\Flagged)") == {1: {"\\Answered", "\\Flagged"}}
+            assert _store(ours, "1", "+FLAGS", "(\\Draft)") == {1: {"\\Answered", "\\Flagged", "\\Draft"}}
+            assert _disk_flags(theirs) == {1: {"\\Answered", "\\Flagged", "\\Draft"}}, dc.log_text()[-2000:]
+            theirs.logout()
+        assert _disk_flags(ours) == {1: {"\\Answered", "\\Flagged", "\\Draft"}}
+        ours.logout()

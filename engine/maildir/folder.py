@@ -13,6 +13,7 @@ from ..locks import DotLock
 from ..root import fsync_dir
 from ..storage_errors import StorageError, tolerate_storage_faults
 from . import flags as flags_mod
+from . import recent
 from . import sync as sync_mod
 from .content import copy_file, read_all, vsize
 from .message import Message, current_path
@@ -368,7 +369,7 @@ class Folder:
         return {
             "messages": len(msgs),
             "unseen": sum(1 for m in msgs if "\\Seen" not in m.flags),
-            "recent": sum(1 for m in msgs if m.subdir == "new"),
+            "recent": recent.count(self.path, self.uidvalidity(), msgs),
             "size": sum(m.size for m in msgs),
             "uidnext": self.uidnext(),
             "uidvalidity": self.uidvalidity(),
