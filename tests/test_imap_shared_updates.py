@@ -177,3 +177,26 @@ def test_recent_in_exactly_one_session_across_serving_processes(tmp_path):
         assert _recent_after_noop(a) == 3
         for s in (a, b, c):
             s.logout()
+
+
+def test_claims_of_another_uidvalidity_or_garbled_count_for_nothing(tmp_path):
+    """mailctl-recent is read only for the UIDVALIDITY it names: after the UIDs were
+    given out again (a restore), or when it is garbled, the messages in new/ are recent."""
+    from engine.maildir import RECENT_CLAIMS, Maildir, claim_recent
+    from engine.root import Root
+    md = Maildir.for_account(Root(tmp_path), "example.com", "alice")
+    md.create()
+    md.deliver(message("seen"), flags=["\\Seen"])        # into cur/
+    md.deliver(message("new"))                           # into new/
+    inbox = md.folder("INBOX")
+    msgs = inbox.sync()
+    validity = inbox.uidvalidity()
+    assert claim_recent(inbox.path, validity, msgs, 2, write=False) == {2}
+    assert not (inbox.path / RECENT_CLAIMS).exists()     # EXAMINE writes nothing
+    assert claim_recent(inbox.path, validity, msgs, 2, write=True) == {2}
+    assert (inbox.path / RECENT_CLAIMS).read_text() == f"{validity} 2\n"
+    assert claim_recent(inbox.path, validity, msgs, 2, write=True) == set()
+    for text in (f"{validity + 1} 2\n", "garbage", ""):
+        (inbox.path / RECENT_CLAIMS).write_text(text)
+        assert claim_recent(inbox.path, validity, msgs, 2, write=True) == {2}
+    assert inbox.status()["recent"] == 0
