@@ -74,6 +74,30 @@ def test_own_store_of_a_new_keyword_announces_it_first(mailserver, user):
     a.close()
 
 
+def test_another_sessions_keyword_in_our_store_or_fetch_reply_comes_in_flags_first(mailserver, user):
+    """B has not looked since A's keyword; B's STORE of a system flag, and its FETCH
+    that sets \\Seen, show the message's real flags: the keyword is told first."""
+    md = box(mailserver, user)
+    md.deliver(message("one"))
+    md.deliver(message("two"))
+    b, _ = _raw(mailserver, user)
+    a = imap(mailserver, user)
+    a.select("INBOX")
+    assert a.store("1:2", "+FLAGS", "($FromA)")[0] == "OK"
+    b.send(b"s2 STORE 1 +FLAGS (\\Flagged)\r\n")
+    lines = b.until_tag(b"s2")
+    assert lines[-1].startswith(b"s2 OK"), lines
+    assert _index(lines, rb"^\* FLAGS \(.*\$FromA") < _index(lines, rb"^\* 1 FETCH .*\$FromA"), lines
+    assert _index(lines, rb"^\* OK \[PERMANENTFLAGS \(.*\$FromA") < _index(lines, rb"^\* 1 FETCH"), lines
+    assert a.store("2", "+FLAGS", "($Later)")[0] == "OK"
+    b.send(b"s3 FETCH 2 (BODY[TEXT])\r\n")
+    lines = b.until_tag(b"s3")
+    assert lines[-1].startswith(b"s3 OK"), lines
+    assert _index(lines, rb"^\* FLAGS \(.*\$Later") < _index(lines, rb"^\* 2 FETCH"), lines
+    b.close()
+    a.logout()
+
+
 def test_appended_keyword_comes_in_flags_before_exists(mailserver, user):
     box(mailserver, user).deliver(message("one"))
     a, _ = _raw(mailserver, user)

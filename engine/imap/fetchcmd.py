@@ -143,6 +143,8 @@ class FetchCommand(CommandBase):
             missing = missing or gone
             for m in changed:
                 sel.replace(m)
+            if changed and sel.unannounced(m.flags for m in changed):   # another session's keyword
+                await self.send(b"".join(sel.keyword_updates(await self.blocking(sel.read_keywords))))
             if any(line is None for line in lines):
                 await self.send(b"".join(x for x in lines if x is not None))
                 raise no("[UNKNOWN-CTE] Cannot decode the content transfer encoding of a part")

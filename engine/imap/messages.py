@@ -118,9 +118,9 @@ class MessageCommands(CommandBase):
                     changed.append(msg)
                     v.msg = msg
                 out.append(v)
-            # A keyword may have just got its letter: the client hears of it in FLAGS first.
-            return out, changed, gone, sel.read_keywords() if op != "-FLAGS" and flags - store.FLAG_LETTERS.keys() \
-                else None
+            # A keyword new to the client (ours, or another session's on the same message)
+            # comes in FLAGS before the FETCH that shows it.
+            return out, changed, gone, sel.read_keywords() if sel.unannounced(m.flags for m in changed) else None
 
         known = {v.uid: v.msg.flags for v in targets} if silent else None   # the client's copy
         views, changed, gone, keywords = await self.blocking(work)

@@ -225,6 +225,11 @@ class Selected:
         self.keywords = keywords
         return mailbox_flag_lines(keywords, self.readonly)
 
+    def unannounced(self, flag_sets) -> bool:
+        """Whether any of these flag sets holds a keyword the client was not told of."""
+        told = self.keywords
+        return any(f not in told and f not in SYSTEM_FLAGS for flags in set(flag_sets) for f in flags)
+
     def keyword_updates(self, keywords: frozenset[str]) -> list[bytes]:
         """FLAGS and PERMANENTFLAGS again when keywords appeared since the client was
         told, to go before any FETCH or EXISTS that shows one (RFC 3501 §7.2.6)."""
