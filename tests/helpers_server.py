@@ -260,3 +260,30 @@ def tls_context():
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def imap_sessions_in_two_processes(root: Root, port: int, user: str, password: str) -> tuple:
+    """Two logged-in imaplib sessions that the kernel gave to different serving processes
+    (`server.processes` of 2 or more), told apart in `mailctl who` by the loopback
+    address each one connects from (127.0.0.2, .3, ...)."""
+    by_pid: dict[int, imaplib.IMAP4] = {}
+    spare = []
+    for n in range(2, 40):
+        ip = f"127.0.0.{n}"
+        c = IMAP4From(ip, port)
+        c.login(user, password)
+        who = mailctl(root, "who", "--json")
+        assert who.returncode == 0, who.stderr
+        data = json.loads(who.stdout)
+        sessions = data["sessions"] if isinstance(data, dict) else data
+        pid = next(s["pid"] for s in sessions if s["ip"] == ip)
+        if pid in by_pid:
+            spare.append(c)
+        else:
+            by_pid[pid] = c
+        if len(by_pid) == 2:
+            break
+    for c in spare:
+        c.logout()
+    assert len(by_pid) == 2, "the kernel never gave a session to the second serving process"
+    return tuple(by_pid.values())

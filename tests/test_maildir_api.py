@@ -12,10 +12,10 @@ import engine.maildir
 PUBLIC = {
     "Maildir", "Folder", "FolderInfo", "Message", "Staged", "Delivered", "Synced", "Quota",
     "INBOX", "SEPARATOR", "DEFAULT_FOLDERS", "SPECIAL_USE", "UIDLIST", "KEYWORDS", "UIDVALIDITY",
-    "MAILDIRSIZE", "SUBSCRIPTIONS", "DIR_MODE", "FILE_MODE", "canonical_name",
+    "MAILDIRSIZE", "SUBSCRIPTIONS", "RECENT_CLAIMS", "DIR_MODE", "FILE_MODE", "canonical_name",
     "MTIME_SLACK", "folder_stamp", "SAVE_SIZES_BATCH",
     "FLAG_LETTERS", "FORWARDED", "MAX_KEYWORDS", "normalize_flags", "read_keywords", "parse_keywords",
-    "letters_of",
+    "letters_of", "claim_recent",
     "ParsedUidList", "parse_uidlist", "MAILDIRSIZE_MAX", "MAILDIRSIZE_STALE_SECS",
     "read_message", "read_header", "to_crlf",
     "set_tmp_max_age",
@@ -47,7 +47,7 @@ def test_callers_do_not_reach_into_the_package_modules():
     """Outside engine/maildir/, only the package itself is imported."""
     inner = re.compile(r"(from\s+(engine|\.+)\.?maildir\.\w+\s+import|import\s+engine\.maildir\.\w+"
                        r"|from\s+(engine\.|\.+)maildir\s+import\s+(names|content|uidlist|flags|quota|message"
-                       r"|staging|sync|folder|account|tmpclean)\b)")
+                       r"|staging|sync|folder|account|tmpclean|recent)\b)")
     offenders = []
     for top in ("engine", "mailctl"):
         for path in (ROOT / top).rglob("*.py"):

@@ -26,6 +26,7 @@ INLINE_MESSAGES = 4     # a FETCH of at most this many whole messages may read t
 INLINE_BYTES = 128 * 1024  # ...each this small: BODYSTRUCTURE of 4 x 40 MB held the loop for 2 s
 RECENT = frozenset({"\\Recent"})
 GHOST, VANISHED = 1, 2  # a message known gone (Selected.ghosts), one found gone now
+SEEN = frozenset({"\\Seen"})
 
 
 def _read_small_if_cached(folder, msg) -> bytes:
@@ -90,6 +91,7 @@ class FetchCommand(CommandBase):
 
             def work(batch=batch, read=read_message):
                 out, changed, gone = [], [], 0
+                set_seen = sel.folder.flag_change(add=SEEN) if sets_seen else None
                 entries = indexmod.lookup(sel.folder, [v.msg for v in batch], envelope=wants_envelope) \
                     if indexed else None
                 for v in batch:
@@ -105,12 +107,15 @@ class FetchCommand(CommandBase):
                             if entry is None:
                                 raise NotFound(f"message UID {msg.uid} no longer exists")
                         extra = []
-                        if sets_seen and "\\Seen" not in msg.flags:
-                            msg = sel.folder.set_flags(msg, msg.flags | {"\\Seen"})
-                            changed.append(msg)
-                            v.msg = msg
-                            if not wants_flags:
-                                extra = [fetchmod.FetchItem("FLAGS")]
+                        if set_seen is not None:
+                            # On the file as it is now, even when our copy has \Seen
+                            # already: another session may have cleared it, or set others.
+                            msg = sel.folder.apply_flag_change(msg, set_seen)
+                            if msg is not v.msg:
+                                changed.append(msg)
+                                if msg.flags != v.msg.flags and not wants_flags:
+                                    extra = [fetchmod.FetchItem("FLAGS")]
+                                v.msg = msg
                         if not needs_content:
                             data = None
                         elif entry is not None:
@@ -146,6 +151,8 @@ class FetchCommand(CommandBase):
             missing |= gone
             for m in changed:
                 sel.replace(m)
+            if changed and sel.unannounced(m.flags for m in changed):   # another session's keyword
+                await self.send(b"".join(sel.keyword_updates(await self.blocking(sel.read_keywords))))
             if any(line is None for line in lines):
                 await self.send(b"".join(x for x in lines if x is not None))
                 raise no("[UNKNOWN-CTE] Cannot decode the content transfer encoding of a part")

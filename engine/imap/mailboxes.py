@@ -8,7 +8,6 @@ parameter) and STATUS (HIGHESTMODSEQ) go here.
 """
 from __future__ import annotations
 
-from .. import maildir as store
 from .. import mutf7
 from ..errors import AlreadyExists, NotFound
 from . import listing
@@ -17,8 +16,6 @@ from .errors import bad, no
 from .parser import Atom, as_atom, as_text
 from .response import astring
 from .selected import Selected
-
-SYSTEM_FLAGS = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]
 
 
 class MailboxCommands(CommandBase):
@@ -33,12 +30,9 @@ class MailboxCommands(CommandBase):
 
         def load():  # one trip to the thread pool
             sel.load()
-            return sel.uidnext(), sorted(store.read_keywords(folder.path).values())
+            return sel.uidnext(), sel.read_keywords()
         uidnext, keywords = await self.blocking(load)
-        flags = SYSTEM_FLAGS + ["$Forwarded"] + keywords
-        await self.untagged(f"FLAGS ({' '.join(flags)})")
-        perm = "" if readonly else " ".join(flags + ["\\*"])
-        await self.untagged(f"OK [PERMANENTFLAGS ({perm})] Flags permitted")
+        await self.send(b"".join(sel.flag_lines(keywords)))
         await self.untagged(f"{len(sel.msgs)} EXISTS")
         await self.untagged(f"{sel.recent_count()} RECENT")
         first_unseen = sel.first_unseen()

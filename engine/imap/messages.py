@@ -20,6 +20,7 @@ from .selected import flag_list
 
 QUOTA_EXCEEDED = "[OVERQUOTA] Quota exceeded (mailbox for user is full)"   # Dovecot's text
 EXPUNGED_ALREADY = "[EXPUNGEISSUED] Some messages were already expunged"  # Dovecot's FETCH text
+_CHANGE_KINDS = {"FLAGS": "replace", "+FLAGS": "add", "-FLAGS": "remove"}   # Folder.flag_change's words
 
 
 class MessageCommands(CommandBase):
@@ -107,49 +108,49 @@ class MessageCommands(CommandBase):
         except InvalidInput as e:
             raise bad(str(e)) from None
         targets = [View.of(sel, s, None) for s in seqs]
+        folder = sel.folder
 
         def work():
+            # Against the flags each file has on disk now (not our copy): another
+            # session's change made meanwhile is kept, and shows in our reply.
+            change = folder.flag_change(**{_CHANGE_KINDS[op]: flags})
             out, changed, gone = [], [], False
-            result: dict[frozenset, frozenset] = {}  # a folder has few distinct flag sets
             for v in targets:
                 msg = v.msg
                 if sel.is_ghost(msg):
                     continue            # expunged elsewhere: nothing to store, no FETCH for it
-                new = result.get(msg.flags)
-                if new is None:
-                    if op == "FLAGS":
-                        new = frozenset(flags)
-                    elif op == "+FLAGS":
-                        new = msg.flags | flags
-                    else:
-                        new = msg.flags - flags
-                    result[msg.flags] = new
-                if new != msg.flags:
-                    try:
-                        msg = sel.folder.set_flags(msg, new)
-                    except NotFound:
-                        gone = True
-                        continue
+                try:
+                    msg = folder.apply_flag_change(msg, change)
+                except NotFound:
+                    gone = True
+                    continue
+                if msg is not v.msg:
                     changed.append(msg)
                     v.msg = msg
                 out.append(v)
-            return out, changed, gone
+            # A keyword new to the client (ours, or another session's on the same message)
+            # comes in FLAGS before the FETCH that shows it.
+            return out, changed, gone, sel.read_keywords() if sel.unannounced(m.flags for m in changed) else None
 
-        views, changed, gone = await self.blocking(work)
+        known = {v.uid: v.msg.flags for v in targets} if silent else None   # the client's copy
+        views, changed, gone, keywords = await self.blocking(work)
         for m in changed:
             sel.replace(m)
-        if not silent:
-            lines = []
-            texts: dict[tuple, bytes] = {}  # (flags, recent) -> encoded flag list
-            for v in views:
-                key = (v.msg.flags, v.recent)
-                text = texts.get(key)
-                if text is None:
-                    text = texts[key] = flag_list(v.flags).encode()
-                if uid:
-                    lines.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (v.seq, v.uid, text))
-                else:
-                    lines.append(b"* %d FETCH (FLAGS %s)\r\n" % (v.seq, text))
+        lines = sel.keyword_updates(keywords) if keywords is not None else []
+        if known is not None:
+            # Only what the client cannot know: flags another session set or cleared.
+            views = [v for v in views if v.msg.flags != _stored(op, known[v.uid], flags)]
+        texts: dict[tuple, bytes] = {}  # (flags, recent) -> encoded flag list
+        for v in views:
+            key = (v.msg.flags, v.recent)
+            text = texts.get(key)
+            if text is None:
+                text = texts[key] = flag_list(v.flags).encode()
+            if uid:
+                lines.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (v.seq, v.uid, text))
+            else:
+                lines.append(b"* %d FETCH (FLAGS %s)\r\n" % (v.seq, text))
+        if lines:
             await self.send(b"".join(lines))
         if gone:
             sel.note_vanished()
@@ -257,6 +258,13 @@ class MessageCommands(CommandBase):
     async def cmd_UNSELECT(self, tag, args):
         self.selected = None
         return "UNSELECT completed"
+
+
+def _stored(op: str, old: frozenset[str], flags: set[str]) -> frozenset[str]:
+    """What a STORE makes of flags the client knew as old, were nobody else changing them."""
+    if op == "FLAGS":
+        return frozenset(flags)
+    return old | flags if op == "+FLAGS" else old - flags
 
 
 def _uid_set(uids: list[int]) -> str:

@@ -21,6 +21,7 @@ from .. import maildir as store
 from .. import storage_errors
 
 CLAIM_LIMIT = 5000
+_UID = operator.attrgetter("uid")
 
 
 def session_flags(msg: store.Message, recent: bool) -> frozenset[str]:
@@ -44,6 +45,18 @@ def flag_list(flags) -> str:
     return text
 
 
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft", store.FORWARDED)
+
+
+def mailbox_flag_lines(keywords, readonly: bool) -> list[bytes]:
+    """FLAGS and PERMANENTFLAGS for a folder with these keywords (SELECT, and again
+    when a keyword appears while it is selected)."""
+    flags = list(SYSTEM_FLAGS) + sorted(set(keywords) - set(SYSTEM_FLAGS))
+    perm = "" if readonly else " ".join(flags + ["\\*"])
+    return [f"* FLAGS ({' '.join(flags)})\r\n".encode(),
+            f"* OK [PERMANENTFLAGS ({perm})] Flags permitted\r\n".encode()]
+
+
 @dataclass(frozen=True)
 class Listing:
     """A settled scan of a folder and what SELECT reports of it, shared by this process's
@@ -52,15 +65,13 @@ class Listing:
     msgs: list
     uids: list
     uidvalidity: int
-    new_count: int                # messages in new/: \\Recent to every session
     claimable: bool               # some could be moved to cur/ (a read-only scan left them)
     first_unseen: int | None      # sequence number
 
 
 def _listing_of(stamp: tuple, msgs: list, uids: list, uidvalidity: int) -> Listing:
-    new = [m for m in msgs if m.subdir == "new"]
-    fresh = sum(1 for m in new if not m.flags)
-    return Listing(stamp, msgs, uids, uidvalidity, len(new), 0 < fresh <= CLAIM_LIMIT,
+    fresh = sum(1 for m in msgs if m.subdir == "new" and not m.flags)
+    return Listing(stamp, msgs, uids, uidvalidity, 0 < fresh <= CLAIM_LIMIT,
                    next((i for i, m in enumerate(msgs, 1) if "\\Seen" not in m.flags), None))
 
 
@@ -93,23 +104,28 @@ class Selected:
         # in msgs, at their sequence numbers, until a command that may send EXPUNGE.
         self.ghosts: set[int] = set()
         self.rescan_due = False     # a command found a message's file gone: look again after it
+        self.keywords: frozenset[str] = frozenset()   # those the client was told of in FLAGS
+        self._disk_keywords: frozenset[str] = frozenset()   # those the last scan found
+        self._recent_seen = -1   # the highest UID looked at for \\Recent; -1: not yet looked
 
     # -- blocking part (worker thread) -------------------------------------------
     def _stat_stamp(self):
         return store.folder_stamp(self.folder.path)
 
     def scan(self) -> tuple[list[store.Message], set[int]] | None:
-        """A fresh listing and the UIDs this session just claimed from new/, or None when
-        nothing can have changed since the last scan."""
+        """A fresh listing and the UIDs that just became \\Recent to this session, or
+        None when nothing can have changed since the last scan."""
         started = time.time()
         stamp, newest = self._stat_stamp()
         if stamp == self._stamp and self._settled:
             return None
         msgs = self.folder.sync(sizes=False)  # RFC822.SIZE is read when asked for
-        claimed: set[int] = set()
+        self.uidvalidity = self.folder.uidvalidity()
+        recent = self._claim_recent(msgs)     # before the move: without mailctl-recent, new/ tells
+        moved: set[int] = set()
         if not self.readonly:
-            msgs = self._claim_new(msgs, claimed)
-            if claimed:
+            msgs = self._claim_new(msgs, moved)
+            if moved:
                 stamp, newest = self._stat_stamp()
                 started = time.time()
         self._stamp = stamp
@@ -117,16 +133,28 @@ class Selected:
         # newest one we saw would leave the times unchanged. Once a scan began well
         # after the newest change, any later change shows as a new time.
         self._settled = started - newest > store.MTIME_SLACK
-        self.uidvalidity = self.folder.uidvalidity()
-        return msgs, claimed
+        self._disk_keywords = self.read_keywords()
+        return msgs, recent
+
+    def _claim_recent(self, msgs: list[store.Message]) -> set[int]:
+        """The UIDs recent to this session among those it sees for the first time: the
+        first session to see a message claims it (maildir/recent.py), whether it was
+        delivered into new/ or copied or appended into cur/ by another session."""
+        top = msgs[-1].uid if msgs else 0
+        if top <= self._recent_seen:
+            return set()
+        fresh = msgs[bisect.bisect_right(msgs, self._recent_seen, key=_UID):]
+        claimed = store.claim_recent(self.folder.path, self.uidvalidity, fresh, top, not self.readonly)
+        self._recent_seen = top
+        return claimed
 
     def _claim_new(self, msgs: list[store.Message], claimed: set[int]) -> list[store.Message]:
-        """Move new/ messages to cur/ (as Dovecot does); they are \\Recent to this session.
+        """Move new/ messages to cur/ (as Dovecot does); claimed: the UIDs moved.
 
         A message in new/ has no flags yet, so the move is one rename to "<base>:2,".
-        When more than CLAIM_LIMIT wait in new/ (a bulk import), none are moved: they
-        stay \\Recent for every session until their flags change, and no command pays
-        for a hundred thousand renames."""
+        When more than CLAIM_LIMIT wait in new/ (a bulk import), none are moved, and no
+        command pays for a hundred thousand renames (which session they are \\Recent
+        to is decided alike, by _claim_recent)."""
         fresh = [m for m in msgs if m.subdir == "new" and not m.flags]
         if not fresh or len(fresh) > CLAIM_LIMIT:
             return msgs
@@ -141,30 +169,29 @@ class Selected:
             except OSError as e:
                 if not storage_errors.is_storage_fault(e):
                     raise
-                break     # a read-only disk: they stay in new/, still \Recent, and SELECT works
+                break     # a read-only disk: they stay in new/, and SELECT works
             moved[m.uid] = replace(m, subdir="cur", filename=filename)
             claimed.add(m.uid)
         return [moved.get(m.uid, m) for m in msgs]
 
     def is_recent(self, m: store.Message) -> bool:
-        return m.uid in self.recent or m.subdir == "new"
+        return m.uid in self.recent
 
     def recent_count(self) -> int:
-        if self.listing is not None and not self.recent:
-            return self.listing.new_count
-        return len(self.recent) + sum(1 for m in self.msgs if m.subdir == "new" and m.uid not in self.recent)
+        return len(self.recent)
 
     def load(self) -> None:
         key = str(self.folder.path)
         stamp, _ = self._stat_stamp()
         shared = _LISTINGS.get(key, stamp)
         if shared is not None and (self.readonly or not shared.claimable):
-            # Unchanged since another session's settled scan: nothing to claim or reread.
+            # Unchanged since another session's settled scan: nothing to move or reread.
             self._stamp, self._settled = stamp, True
-            self.msgs, self.uids, self.recent = shared.msgs, shared.uids, set()
+            self.msgs, self.uids = shared.msgs, shared.uids
             self._shared_lists = True
             self.uidvalidity = shared.uidvalidity
             self.listing = shared
+            self.recent = self._claim_recent(shared.msgs)
             return
         self._stamp = None
         msgs, claimed = self.scan()
@@ -204,6 +231,28 @@ class Selected:
         self.listing = None
         self._stamp = None
 
+    # -- the folder's keywords (FLAGS, PERMANENTFLAGS) ----------------------------------
+    def read_keywords(self) -> frozenset[str]:
+        """(worker thread) The folder's keywords now."""
+        return frozenset(store.read_keywords(self.folder.path).values())
+
+    def flag_lines(self, keywords: frozenset[str]) -> list[bytes]:
+        """SELECT's FLAGS and PERMANENTFLAGS; the keywords are now known to the client."""
+        self.keywords = keywords
+        return mailbox_flag_lines(keywords, self.readonly)
+
+    def unannounced(self, flag_sets) -> bool:
+        """Whether any of these flag sets holds a keyword the client was not told of."""
+        told = self.keywords
+        return any(f not in told and f not in SYSTEM_FLAGS for flags in set(flag_sets) for f in flags)
+
+    def keyword_updates(self, keywords: frozenset[str]) -> list[bytes]:
+        """FLAGS and PERMANENTFLAGS again when keywords appeared since the client was
+        told, to go before any FETCH or EXISTS that shows one (RFC 3501 §7.2.6)."""
+        if keywords <= self.keywords:
+            return []
+        return self.flag_lines(self.keywords | keywords)
+
     # -- event-loop part -----------------------------------------------------------
     def apply(self, scanned, expunge: bool = True) -> list[bytes]:
         """Adopt a new listing (a scan() result); the untagged responses that tell the client.
@@ -218,7 +267,7 @@ class Selected:
         if not claimed and len(fresh) == len(self.msgs) and all(map(operator.is_, fresh, self.msgs)):
             return []   # the same messages: the rescan followed a change of sizes in the uidlist
         self.listing = None
-        lines: list[bytes] = []
+        lines = self.keyword_updates(self._disk_keywords)   # before a FETCH or EXISTS shows one
         by_uid = {m.uid: m for m in fresh}
         if expunge:
             # Expunged: announce from the highest sequence number down, so each stays valid.

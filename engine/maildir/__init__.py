@@ -12,6 +12,7 @@ Every piece of the format lives in this package; callers import from here only:
   uidlist   dovecot-uidlist (parsed incrementally, cached per process), UIDVALIDITY
   flags     flag letters in file names, dovecot-keywords
   quota     maildirsize
+  recent    mailctl-recent: which session each message is \\Recent to
   message   Message: one message file as a sync saw it
   staging   Staged and Delivered: tmp/ -> new/ or cur/, with group commit
   sync      the sync of a folder (reused, patched or full) and its result, Synced
@@ -26,9 +27,10 @@ from .content import read_header, read_message, to_crlf
 from .flags import FLAG_LETTERS, FORWARDED, MAX_KEYWORDS, letters_of, normalize_flags, parse_keywords, read_keywords
 from .folder import SAVE_SIZES_BATCH, Folder
 from .message import Message
-from .names import (DEFAULT_FOLDERS, DIR_MODE, FILE_MODE, INBOX, KEYWORDS, MAILDIRSIZE, MTIME_SLACK, SEPARATOR,
-                    SPECIAL_USE, SUBSCRIPTIONS, UIDLIST, UIDVALIDITY, canonical_name, folder_stamp)
+from .names import (DEFAULT_FOLDERS, DIR_MODE, FILE_MODE, INBOX, KEYWORDS, MAILDIRSIZE, MTIME_SLACK, RECENT_CLAIMS,
+                    SEPARATOR, SPECIAL_USE, SUBSCRIPTIONS, UIDLIST, UIDVALIDITY, canonical_name, folder_stamp)
 from .quota import MAILDIRSIZE_MAX, MAILDIRSIZE_STALE_SECS, Quota
+from .recent import claim as claim_recent
 from .staging import Delivered, Staged
 from .sync import Synced
 from .tmpclean import set_tmp_max_age
@@ -39,12 +41,14 @@ __all__ = [
     "Maildir", "Folder", "FolderInfo", "Message", "Staged", "Delivered", "Synced", "Quota",
     # names and modes in the tree
     "INBOX", "SEPARATOR", "DEFAULT_FOLDERS", "SPECIAL_USE", "UIDLIST", "KEYWORDS", "UIDVALIDITY",
-    "MAILDIRSIZE", "SUBSCRIPTIONS", "DIR_MODE", "FILE_MODE", "canonical_name",
+    "MAILDIRSIZE", "SUBSCRIPTIONS", "RECENT_CLAIMS", "DIR_MODE", "FILE_MODE", "canonical_name",
     # a folder's stamp: unchanged while new/, cur/ and the uidlist are
     "MTIME_SLACK", "folder_stamp", "SAVE_SIZES_BATCH",
     # flags and dovecot-keywords
     "FLAG_LETTERS", "FORWARDED", "MAX_KEYWORDS", "normalize_flags", "read_keywords", "parse_keywords",
     "letters_of",
+    # \Recent: the session that first sees a message claims it
+    "claim_recent",
     # dovecot-uidlist and maildirsize as other readers (the backup) see them
     "ParsedUidList", "parse_uidlist", "MAILDIRSIZE_MAX", "MAILDIRSIZE_STALE_SECS",
     # reading message files

@@ -152,3 +152,54 @@ def info_letters(folder_path: Path, flags: frozenset[str]) -> str:
     if keywords:
         letters += keyword_letters(folder_path, keywords)
     return "".join(sorted(letters))
+
+
+# -- a flag change on whatever letters a file has now --------------------------------
+
+class FlagChange:
+    """STORE's +FLAGS, -FLAGS or FLAGS for one folder, worked on a file name's letters:
+    the new letters come from the letters the file has at the moment of the rename, so
+    flags another session or Dovecot set meanwhile are kept (Folder.apply_flag_change).
+    Keyword letters to add are given once, here; results are remembered per old
+    letters, so a change of 100,000 messages costs a dict lookup each."""
+
+    def __init__(self, folder_path: Path, add: Iterable[str] = (), remove: Iterable[str] = (),
+                 replace: Iterable[str] | None = None):
+        self.path = folder_path
+        self.replace = None if replace is None else info_letters(folder_path, normalize_flags(replace))
+        self.add = frozenset(info_letters(folder_path, normalize_flags(add)))
+        self._remove_flags = normalize_flags(remove)
+        self._letters: dict[str, str] = {}        # letter -> keyword, as last read
+        self.remove = self._remove_letters()
+        self._new: dict[str, str] = {}
+        self._flags: dict[str, frozenset[str]] = {}
+
+    def _remove_letters(self) -> frozenset[str]:
+        """Letters of the flags to remove; a keyword without a letter is on no message."""
+        self._letters = letter_map(self.path)
+        gone = {FLAG_LETTERS[f] for f in self._remove_flags if f in FLAG_LETTERS}
+        names = {f.lower() for f in self._remove_flags if f not in FLAG_LETTERS or f == FORWARDED}
+        gone.update(letter for letter, name in self._letters.items() if name.lower() in names)
+        return frozenset(gone)
+
+    def letters(self, old: str) -> str:
+        """The letters after ':2,' for a file whose letters are old now."""
+        new = self._new.get(old)
+        if new is None:
+            if self.replace is not None:
+                new = self.replace
+            else:
+                if any("a" <= c <= "z" and c not in self._letters for c in old):
+                    self.remove = self._remove_letters()   # a keyword given its letter since
+                new = "".join(sorted((set(old) | self.add) - self.remove))
+            self._new[old] = new
+        return new
+
+    def flags(self, letters: str) -> frozenset[str]:
+        """The flags of a file with these letters."""
+        flags = self._flags.get(letters)
+        if flags is None:
+            if any("a" <= c <= "z" and c not in self._letters for c in letters):
+                self._letters = letter_map(self.path)
+            flags = self._flags[letters] = flags_from_info("2," + letters, self._letters)
+        return flags

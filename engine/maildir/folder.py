@@ -13,6 +13,7 @@ from ..locks import DotLock
 from ..root import fsync_dir
 from ..storage_errors import StorageError, tolerate_storage_faults
 from . import flags as flags_mod
+from . import recent
 from . import sync as sync_mod
 from .content import copy_file, read_all, vsize
 from .message import Message, current_path
@@ -23,8 +24,9 @@ from .uidlist import UidList, dotlock, new_header, uidlist_for
 # Measured sizes are written into the uidlist once this many (or a tenth of the folder) wait.
 SAVE_SIZES_BATCH = 1000
 
-# The letters of sets of system flags, worked out once (see Folder.set_flags).
-_SYSTEM_INFOS: dict[frozenset[str], str] = {}
+# A flag change that keeps failing because other processes rename the file each time
+# still ends (each failure means another change got through).
+RENAME_TRIES = 100
 
 
 class Folder:
@@ -224,33 +226,48 @@ class Folder:
 
     def set_flags(self, msg: Message, flags: Iterable[str]) -> Message:
         """Replace the flag set: one rename to cur/<base>:2,<letters>."""
-        # System flags alone (STORE 1:* +FLAGS (\\Seen) on 100,000 messages): their
-        # letters need no keyword file, so they are worked out once per flag set.
-        system = type(flags) is frozenset and flags <= flags_mod.SYSTEM_FLAGS
-        flag_set = flags if system else flags_mod.normalize_flags(flags)
-        info = _SYSTEM_INFOS.get(flag_set) if system else None
-        if info is None:
-            info = flags_mod.info_letters(self.path, flag_set)
-            if system and len(_SYSTEM_INFOS) < 256:
-                _SYSTEM_INFOS[flag_set] = info
+        return self.apply_flag_change(msg, self.flag_change(replace=flags))
+
+    def change_flags(self, msg: Message, add: Iterable[str] = (), remove: Iterable[str] = (),
+                     replace: Iterable[str] | None = None) -> Message:
+        """Add and remove flags (or replace them all) against the message's flags on
+        disk now, not msg's; returns the message as it is after the change."""
+        return self.apply_flag_change(msg, self.flag_change(add, remove, replace))
+
+    def flag_change(self, add: Iterable[str] = (), remove: Iterable[str] = (),
+                    replace: Iterable[str] | None = None) -> flags_mod.FlagChange:
+        """A change to apply to many messages (STORE 1:*): keyword letters given once."""
+        return flags_mod.FlagChange(self.path, add, remove, replace)
+
+    def apply_flag_change(self, msg: Message, change: flags_mod.FlagChange) -> Message:
+        """One rename from the file's current name to the name its new flags give.
+
+        The rename is the compare-and-swap: it fails (ENOENT) when another session,
+        Dovecot or mutt renamed the file after we read its name, and then the change is
+        worked out again from the name the file has now. So a change touches only the
+        flags it names and never writes back a stale set. When the name would not change,
+        an lstat() shows the file still has it, so the result is the flags on disk."""
+        base = msg.base
+        cut = len(base) + 1
         sub, filename = msg.subdir, msg.filename
-        for _ in range(5):
-            old_info = filename[len(msg.base) + 1:]
-            extra = old_info[2:].partition(",")[2] if old_info.startswith("2,") else ""
-            new_name = f"{msg.base}:2,{info}" + ("," + extra if extra else "")
-            # Plain strings, not Path objects: STORE 1:* renames every message of a folder.
+        # Plain strings, not Path objects: STORE 1:* renames every message of a folder.
+        path = f"{self.path}/"
+        for _ in range(RENAME_TRIES):
+            info = filename[cut:]
+            letters, _, extra = info[2:].partition(",") if info.startswith("2,") else ("", "", "")
+            new_letters = change.letters(letters)
+            new_name = f"{base}:2,{new_letters}" + ("," + extra if extra else "")
             try:
-                if sub != "cur" or filename != new_name:
-                    os.rename(f"{self.path}/{sub}/{filename}", f"{self.path}/cur/{new_name}")
-                if system:
-                    return Message(msg.uid, msg.base, "cur", new_name, flag_set, msg._size, msg._vsize,
-                                   msg.folder_path)
-                # Keyword letters (a-z) need dovecot-keywords; system flag letters do not.
-                letters = flags_mod.letter_map(self.path) if any("a" <= c <= "z" for c in info) else {}
-                return Message(msg.uid, msg.base, "cur", new_name, flags_mod.flags_from_info(
-                    new_name[len(msg.base) + 1:], letters), msg._size, msg._vsize, msg.folder_path)
+                if sub == "cur" and filename == new_name:
+                    os.lstat(path + "cur/" + filename)
+                    if msg.subdir == "cur" and msg.filename == filename:
+                        return msg
+                else:
+                    os.rename(f"{path}{sub}/{filename}", f"{path}cur/{new_name}")
+                return Message(msg.uid, base, "cur", new_name, change.flags(new_letters), msg._size,
+                               msg._vsize, msg.folder_path)
             except FileNotFoundError:
-                located = locate(self.path, msg.base)  # renamed by someone else meanwhile
+                located = locate(self.path, base)  # renamed by someone else meanwhile
                 if located is None:
                     break
                 sub, filename = located
@@ -352,7 +369,7 @@ class Folder:
         return {
             "messages": len(msgs),
             "unseen": sum(1 for m in msgs if "\\Seen" not in m.flags),
-            "recent": sum(1 for m in msgs if m.subdir == "new"),
+            "recent": recent.count(self.path, self.uidvalidity(), msgs),
             "size": sum(m.size for m in msgs),
             "uidnext": self.uidnext(),
             "uidvalidity": self.uidvalidity(),

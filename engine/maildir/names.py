@@ -28,6 +28,7 @@ KEYWORDS = "dovecot-keywords"
 UIDVALIDITY = "dovecot-uidvalidity"
 MAILDIRSIZE = "maildirsize"
 SUBSCRIPTIONS = "subscriptions"
+RECENT_CLAIMS = "mailctl-recent"   # ours alone (recent.py); Dovecot's files all start "dovecot"
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 
