@@ -27,15 +27,13 @@ SCRIPTS = Path(__file__).parent / "conformance"
 NAMES = sorted(p.stem for p in SCRIPTS.glob("*.imap"))
 PASSWORD = "secret-pass-1"
 
-# Scripts whose RFC-correct expectation the server does not meet yet (issue 13 defects being
-# fixed on other branches). Remove a name when its fix merges: strict xfail fails the run
-# as soon as the script passes, so a stale entry is noticed.
-XFAIL = {
-    "store_concurrent_keeps_others": "issue 13: concurrent STORE loses another session's flags",
-    "flags_new_keyword_announced": "issue 13: no live * FLAGS when a new keyword appears",
-    "copy_recent_other_session": "issue 13: \\Recent of COPYed messages in another session",
-    "append_flags_recent": "\\Recent lost for a message APPENDed with flags",
-    "copy_uidplus": "issue 13: \\Recent of COPYed messages (STATUS RECENT 0)",
+# Scripts whose RFC-correct expectation the server does not meet yet. Remove a name when
+# its fix lands: strict xfail fails the run as soon as the script passes, so a stale entry
+# is noticed.
+XFAIL: dict[str, str] = {
+    # script name: the defect that makes it fail, until fixed (strict: a fix must remove it)
+    "append_flags_recent": "\\Recent of a message APPENDed with flags into a folder no session selected yet",
+    "copy_uidplus": "\\Recent of messages COPYed into a folder no session selected yet (STATUS RECENT 0)",
 }
 
 
