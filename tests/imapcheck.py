@@ -173,8 +173,11 @@ class Selected:
                                      f" (after {self.why.get(uid, '?')})"))
         return out
 
-    def search_result(self, line: str, asked_keyword: bool) -> list[Violation]:
-        """`* SEARCH ...` of a non-UID SEARCH (KEYWORD <own> when asked_keyword)."""
+    def search_result(self, line: str, asked_keyword: bool, expunge_issued: bool = False) -> list[Violation]:
+        """`* SEARCH ...` of a non-UID SEARCH (KEYWORD <own> when asked_keyword).
+        expunge_issued: the tagged reply said [EXPUNGEISSUED]; a message another session
+        expunged, still numbered until a command may send its EXPUNGE (RFC 3501 §7.4.1),
+        may then be left out (the RFC leaves it to the server), never added."""
         out = []
         numbers = [int(x) for x in line.split()[2:]]
         bad = [n for n in numbers if not 1 <= n <= self.exists]
@@ -183,7 +186,8 @@ class Selected:
         if asked_keyword:
             got = set(numbers)
             for seq, uid in self.known():
-                if uid in self.expected and (seq in got) != self.expected[uid]:
+                if uid in self.expected and (seq in got) != self.expected[uid] \
+                        and not (expunge_issued and self.expected[uid]):
                     out.append(Violation("search-own-keyword", f"{line[:120]!r}: message {seq} (UID {uid}) "
                                          f"should {'' if self.expected[uid] else 'not '}match"
                                          f" (after {self.why.get(uid, '?')})"))

@@ -272,7 +272,7 @@ class ImapClient:
         if tagged.startswith("OK"):
             for line in untagged:
                 if line.startswith("* SEARCH"):
-                    self.report(self.sel.search_result(line, asked))
+                    self.report(self.sel.search_result(line, asked, "[EXPUNGEISSUED]" in tagged))
 
     def copy(self) -> None:
         pick = self.some_known()

@@ -71,6 +71,10 @@ def test_checker_catches_uid_order_and_search_disagreement():
     assert kinds(sel.untagged("* 2 FETCH (UID 4)", "UID FETCH")) == ["uid-order"]
     assert kinds(sel.search_result("* SEARCH 1 3", asked_keyword=True)) == ["search-own-keyword"]
     assert kinds(sel.search_result("* SEARCH 4", asked_keyword=False)) == ["search-out-of-range"]
+    # [EXPUNGEISSUED]: a message that should match may be left out (expunged elsewhere),
+    # but one that must not match still may not appear
+    assert sel.search_result("* SEARCH", asked_keyword=True, expunge_issued=True) == []
+    assert kinds(sel.search_result("* SEARCH 1 3", asked_keyword=True, expunge_issued=True)) == ["search-own-keyword"]
 
 
 def test_registry_catches_a_uid_handed_out_twice():
