@@ -87,10 +87,37 @@ class _Hooks:
         return self.proto.on_exception(error)
 
 
+class _Commands:
+    """aiosmtpd's table of command methods (command -> bound smtp_* method), bound only
+    for the commands a client sends rather than for all of them at every connection."""
+
+    __slots__ = ("proto", "names")
+
+    def __init__(self, proto, names: dict[str, str]):
+        self.proto = proto
+        self.names = names
+
+    def get(self, command: str, default=None):
+        name = self.names.get(command)
+        return default if name is None else getattr(self.proto, name)
+
+    def __getitem__(self, command: str):
+        return getattr(self.proto, self.names[command])
+
+    def __contains__(self, command) -> bool:
+        return command in self.names
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def items(self):
+        return [(command, getattr(self.proto, name)) for command, name in self.names.items()]
+
+
 class SMTPAdapter(SMTP):
     """aiosmtpd's SMTP protocol, adapted; one instance per connection."""
 
-    _smtp_names: tuple | None = None       # smtp_* and auth_* method names, per class
+    _smtp_names: dict | None = None        # command -> smtp_* method name; auth_* names, per class
     _auth_names: tuple | None = None
 
     def __init__(self, *, command_line_limit: int, **options):
@@ -143,15 +170,15 @@ class SMTPAdapter(SMTP):
         self._auth_callback = login_always_fail
         self._auth_required = False
         cls = type(self)
-        if cls._smtp_names is None:
-            cls._smtp_names = tuple(n for n in dir(cls) if n.startswith("smtp_"))
+        if "_smtp_names" not in cls.__dict__:        # per class: a subclass has its own methods
+            cls._smtp_names = {n[5:]: n for n in dir(cls) if n.startswith("smtp_")}
             cls._auth_names = tuple(n for n in dir(cls) if n.startswith("auth_"))
         # the session's auth_* methods override aiosmtpd's builtin ones: builtin, as there
         self._auth_methods = {n[5:].replace("__", "-"): _AuthMechAttr(getattr(self, n), True)
                               for n in cls._auth_names}
         self._handle_hooks = {name[7:]: getattr(self.hooks, name) for name in _HOOK_NAMES}
         self._ehlo_hook_ver = None
-        self._smtp_methods = {n[5:]: getattr(self, n) for n in cls._smtp_names}
+        self._smtp_methods = _Commands(self, cls._smtp_names)
         self._enforce_call_limit = False
 
     # -- the connection -------------------------------------------------------------------
