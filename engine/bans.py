@@ -109,11 +109,14 @@ class Bans:
         return self._cache
 
     def is_banned(self, ip: str) -> bool:
+        active = self._active()
+        if not active and not self._held_bans:
+            return False                      # the usual case: no address to parse
         try:
             ip = normalize_ip(ip)
         except InvalidInput:
             return False
-        until = max(self._active().get(ip, 0), self._held_bans.get(ip, 0))
+        until = max(active.get(ip, 0), self._held_bans.get(ip, 0))
         return until > self.clock()
 
     def list(self) -> list[dict]:

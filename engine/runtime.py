@@ -12,7 +12,6 @@ import logging
 import os
 import ssl
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +19,7 @@ from . import memtrim, settings as settings_mod
 from .accept import Pipeline
 from .bans import Bans
 from .directory import LISTING_PROBLEM, Directory
+from .diskpool import DiskPool
 from .errors import ConfigError, MailError
 from .logins import Logins, dummy_hash
 from .maildir import set_tmp_max_age
@@ -207,7 +207,7 @@ class Runtime:
         self.generation = 0           # bumped on every successful reload
         self.pipeline = Pipeline()    # the acceptance pipeline's stages (engine/accept)
         self._tls = TLSFiles(root)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailctl-disk")
+        self._pool = DiskPool(workers, "mailctl-disk")
         self.fd_reserve: FdReserve | None = None     # made by the first listen()
         self._pool.submit(dummy_hash)     # made now, so the first unknown user takes no longer
 
@@ -229,7 +229,7 @@ class Runtime:
 
     async def run_blocking(self, fn: Callable, *args) -> Any:
         """Run disk work in the bounded pool, never on the event loop thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        return await self._pool.run(fn, *args)
 
     async def auth_delay(self) -> None:
         await asyncio.sleep(self.settings.auth.failure_delay_s)
@@ -300,7 +300,7 @@ class Runtime:
         return problems
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=False)
+        self._pool.shutdown(wait=True)
 
 
 def describe(e: BaseException) -> str:

@@ -186,6 +186,19 @@ def test_auth_before_starttls_refused_and_unauthenticated_submission(srv):
         assert s.docmd("AUTH", "PLAIN AGFsaWNlQGV4YW1wbGUuY29tAHBhc3N3b3Jk")[0] == 502
 
 
+def test_auth_names_only_real_mechanisms(srv):
+    """The adapter's auth_require_tls (a property) is no AUTH mechanism: naming it is an
+    unknown mechanism, not an internal error that closes the connection."""
+    with smtp(srv, "submission") as s:
+        s.starttls(context=tls_context())
+        s.ehlo("client.test")
+        code, text = s.docmd("AUTH", "require_tls")
+        assert (code, text[:5]) == (504, b"5.5.4"), (code, text)
+        assert s.noop()[0] == 250
+        s.user, s.password = "alice@example.com", PW
+        assert s.auth("PLAIN", s.auth_plain)[0] == 235
+
+
 def test_wrong_password_535(srv):
     with smtp(srv, "submission") as s:
         s.starttls(context=tls_context())

@@ -51,12 +51,18 @@ class _Reader(asyncio.StreamReader):
     PAUSE_AT = 256 * 1024
 
     def feed_data(self, data) -> None:
-        limit = self._limit
-        self._limit = self.PAUSE_AT // 2          # feed_data pauses past 2 x _limit
-        try:
-            super().feed_data(data)
-        finally:
-            self._limit = limit
+        # StreamReader.feed_data (3.11-3.13) with PAUSE_AT for its 2 x limit
+        if not data:
+            return
+        self._buffer.extend(data)
+        self._wakeup_waiter()
+        if self._transport is not None and not self._paused and len(self._buffer) > self.PAUSE_AT:
+            try:
+                self._transport.pause_reading()
+            except NotImplementedError:
+                self._transport = None
+            else:
+                self._paused = True
 
     def _maybe_resume_transport(self) -> None:
         if self._paused and len(self._buffer) <= self.PAUSE_AT // 2:
@@ -87,11 +93,64 @@ class _Hooks:
         return self.proto.on_exception(error)
 
 
+class _Commands:
+    """aiosmtpd's table of command methods (command -> bound smtp_* method), bound only
+    for the commands a client sends rather than for all of them at every connection."""
+
+    __slots__ = ("proto", "names")
+
+    def __init__(self, proto, names: dict[str, str]):
+        self.proto = proto
+        self.names = names
+
+    def get(self, command: str, default=None):
+        name = self.names.get(command)
+        return default if name is None else getattr(self.proto, name)
+
+    def __getitem__(self, command: str):
+        return getattr(self.proto, self.names[command])
+
+    def __contains__(self, command) -> bool:
+        return command in self.names
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def items(self):
+        return [(command, getattr(self.proto, name)) for command, name in self.names.items()]
+
+
+class _Mechanisms(_Commands):
+    """aiosmtpd's table of AUTH mechanisms (name -> its method, marked builtin), likewise
+    bound only when a client names one."""
+
+    __slots__ = ()
+
+    def get(self, mechanism: str, default=None):
+        return self[mechanism] if mechanism in self.names else default
+
+    def __getitem__(self, mechanism: str):
+        return _AuthMechAttr(getattr(self.proto, self.names[mechanism]), True)
+
+    def keys(self):
+        return self.names.keys()
+
+    def items(self):
+        return [(m, self[m]) for m in self.names]
+
+
+def _mechanisms(cls) -> dict[str, str]:
+    """AUTH mechanism -> the auth_* method of cls that implements it (auth_CRAM__MD5:
+    CRAM-MD5). Only methods: auth_require_tls, a property, is no mechanism."""
+    return {n[5:].replace("__", "-"): n for n in dir(cls)
+            if n.startswith("auth_") and callable(getattr(cls, n, None))}
+
+
 class SMTPAdapter(SMTP):
     """aiosmtpd's SMTP protocol, adapted; one instance per connection."""
 
-    _smtp_names: tuple | None = None       # smtp_* and auth_* method names, per class
-    _auth_names: tuple | None = None
+    _smtp_names: dict | None = None        # command -> smtp_* method name, per class
+    _auth_names: dict | None = None        # AUTH mechanism -> auth_* method name, per class
 
     def __init__(self, *, command_line_limit: int, **options):
         # aiosmtpd keeps these at class level; per instance they cannot leak between sessions
@@ -103,6 +162,8 @@ class SMTPAdapter(SMTP):
             self._fast_init(**options)
         else:
             super().__init__(self.hooks, **options)
+            for name in [m for m, attr in self._auth_methods.items() if not callable(attr.method)]:
+                del self._auth_methods[name]       # a property named auth_*, no mechanism
         self.hooks.proto = self
         self.peer_ip = ""
         self.invalid = 0                       # replies counted toward max_invalid_commands
@@ -143,15 +204,14 @@ class SMTPAdapter(SMTP):
         self._auth_callback = login_always_fail
         self._auth_required = False
         cls = type(self)
-        if cls._smtp_names is None:
-            cls._smtp_names = tuple(n for n in dir(cls) if n.startswith("smtp_"))
-            cls._auth_names = tuple(n for n in dir(cls) if n.startswith("auth_"))
+        if "_smtp_names" not in cls.__dict__:        # per class: a subclass has its own methods
+            cls._smtp_names = {n[5:]: n for n in dir(cls) if n.startswith("smtp_")}
+            cls._auth_names = _mechanisms(cls)
         # the session's auth_* methods override aiosmtpd's builtin ones: builtin, as there
-        self._auth_methods = {n[5:].replace("__", "-"): _AuthMechAttr(getattr(self, n), True)
-                              for n in cls._auth_names}
+        self._auth_methods = _Mechanisms(self, cls._auth_names)
         self._handle_hooks = {name[7:]: getattr(self.hooks, name) for name in _HOOK_NAMES}
         self._ehlo_hook_ver = None
-        self._smtp_methods = {n[5:]: getattr(self, n) for n in cls._smtp_names}
+        self._smtp_methods = _Commands(self, cls._smtp_names)
         self._enforce_call_limit = False
 
     # -- the connection -------------------------------------------------------------------

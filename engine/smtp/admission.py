@@ -70,7 +70,9 @@ def idle_limit(rt, ip: str) -> float:
     """Idle time allowed between commands: limits.stress_timeout_s when SMTP is near its
     connection limits (all of them, or this address's), else limits.command_timeout_s."""
     limits = rt.settings.limits
-    if (near(rt.sessions.count(SMTP_PROTOCOLS), limits.max_connections)
-            or near(rt.sessions.count(SMTP_PROTOCOLS, ip), limits.max_connections_per_ip)):
+    # a limit of 0 (none) is never near: no count for it (each walks the shared counts)
+    if ((limits.max_connections and near(rt.sessions.count(SMTP_PROTOCOLS), limits.max_connections))
+            or (limits.max_connections_per_ip
+                and near(rt.sessions.count(SMTP_PROTOCOLS, ip), limits.max_connections_per_ip))):
         return min(limits.stress_timeout_s, limits.command_timeout_s)
     return limits.command_timeout_s

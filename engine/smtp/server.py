@@ -322,12 +322,15 @@ class MailSMTP(SMTPAdapter):
         finally:
             if self.sess is not None:
                 self.sess.busy = False
-        self.log_transaction(status, result.size, qid)
-        memtrim.note(result.size)
-        memtrim.release()
-        self._set_post_data_state()
-        self.accepted, self.rejected, self.txn_started = [], [], False
-        await self.push(status)
+        self.txn_started = False
+        try:
+            await self.push(status)             # the client waits for this, not for our log line
+        finally:
+            self.log_transaction(status, result.size, qid)
+            memtrim.note(result.size)
+            memtrim.release()
+            self._set_post_data_state()
+            self.accepted, self.rejected = [], []
         if self.closing or self.runtime.stopping.is_set():
             self.shutdown()
 
