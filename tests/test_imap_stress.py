@@ -98,10 +98,6 @@ def two_processes(tmp_path):
         yield proc
 
 
-# Remove when the issue 13 fixes are merged: the load still finds own-keyword (a concurrent
-# STORE loses another session's keyword), search-own-keyword (the same, seen by SEARCH) and
-# expunge-during-fetch (an EXPUNGE inside a STORE's answer).
-@pytest.mark.xfail(strict=False, reason="issue 13: concurrent STORE loses flags; EXPUNGE during STORE")
 def test_stress_short(two_processes):
     ports = two_processes.ports
     result = run_stress(Target(ports["imap"], USER, PASSWORD, pop3_port=ports["pop3"], smtp_port=ports["smtp"]),
