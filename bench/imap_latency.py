@@ -112,7 +112,8 @@ class Client(threading.Thread):
         """The message count after the untagged EXPUNGE and EXISTS other sessions caused."""
         expunged = conn.untagged_responses.pop("EXPUNGE", [])
         counts = conn.untagged_responses.pop("EXISTS", [])
-        return int(counts[-1]) if counts else exists - len(expunged)
+        # the order of EXISTS and EXPUNGE is lost here: assume the expunges came last
+        return (int(counts[-1]) if counts else exists) - len(expunged)
 
     def run(self) -> None:
         while not self.stop.is_set():

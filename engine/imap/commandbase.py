@@ -102,7 +102,7 @@ class CommandBase:
             return
         self._last_scan = now
         try:
-            scanned = await self.blocking(sel.scan)
+            scanned = None if sel.unchanged() else await self.blocking(sel.scan)
         except (FileNotFoundError, NotFound):
             if await self.blocking(sel.folder.path.is_dir):
                 raise
