@@ -149,6 +149,7 @@ def test_the_selected_folder_tells_the_other_process_changes_after_list_and_stat
         settle()
         assert b.noop()[0] == "OK"                  # a settled scan: its stamp is kept
         assert a.append("INBOX", None, None, MESSAGE)[0] == "OK"
+        settle()                # B's scan in LIST's trip finds a settled stamp: it must be told
         b.untagged_responses.clear()
         b.list()
         assert b.untagged_responses.pop("EXISTS", None) == [b"2"]
@@ -157,6 +158,7 @@ def test_the_selected_folder_tells_the_other_process_changes_after_list_and_stat
         assert a.select("INBOX")[0] == "OK"
         assert a.store("1", "+FLAGS", "(\\Deleted)")[0] == "OK"
         assert a.expunge()[0] == "OK"
+        settle()
         b.untagged_responses.clear()
         status(b, "Trash")
         assert b.untagged_responses.pop("EXPUNGE", None) == [b"1"]

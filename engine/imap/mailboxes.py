@@ -156,7 +156,7 @@ class MailboxCommands(CommandBase):
         def work():  # folders, subscriptions and matching: off the event loop
             tree = kept or self.maildir.listing()
             return listing.listing(verb, matcher, tree.folders, tree.subscribed, options)
-        await self.send(await self.blocking(work))
+        await self.send(await self.blocking_with_updates(work))
         return f"{verb} completed"
 
     @state("auth")
@@ -177,7 +177,7 @@ class MailboxCommands(CommandBase):
         st = folder_cache.cached_status(self.maildir, name)
         if st is None:
             try:
-                st = await self.blocking(folder_cache.folder_status, self.maildir, name)
+                st = await self.blocking_with_updates(folder_cache.folder_status, self.maildir, name)
             except NotFound:
                 raise no(f"[NONEXISTENT] Mailbox {name!r} does not exist") from None
         if self.selected is not None and self.selected.folder.name == name:
