@@ -124,7 +124,7 @@ class Selected:
         # newest one we saw would leave the times unchanged. Once a scan began well
         # after the newest change, any later change shows as a new time.
         self._settled = started - newest > store.MTIME_SLACK
-        self.uidvalidity = self.folder.uidvalidity()
+        self.uidvalidity = self.folder.uidlist.uidvalidity   # refreshed by the sync
         return msgs, claimed
 
     def _claim_new(self, msgs: list[store.Message], claimed: set[int]) -> list[store.Message]:

@@ -349,11 +349,12 @@ class Folder:
 
     def status(self) -> dict:
         msgs = self.sync()
+        uidlist = self.uidlist      # refreshed by the sync: no third and fourth read of it
         return {
             "messages": len(msgs),
             "unseen": sum(1 for m in msgs if "\\Seen" not in m.flags),
             "recent": sum(1 for m in msgs if m.subdir == "new"),
             "size": sum(m.size for m in msgs),
-            "uidnext": self.uidnext(),
-            "uidvalidity": self.uidvalidity(),
+            "uidnext": uidlist.next_uid,
+            "uidvalidity": uidlist.uidvalidity,
         }
