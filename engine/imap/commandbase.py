@@ -45,6 +45,7 @@ class CommandBase:
     closing: bool                     # end the connection after this command
     deadline: float                   # time.monotonic() at which the running command stops
     _last_scan: float = 0.0           # when announce_changes last looked at the disk
+    prescanned: tuple | None = None   # (Selected, its scan()) made in a command's trip (blocking_with_updates)
 
     async def send(self, data: bytes) -> None:
         raise NotImplementedError
@@ -101,8 +102,12 @@ class CommandBase:
         if throttle and now - self._last_scan < RESCAN_THROTTLE_S and not sel.ghosts and not sel.rescan_due:
             return
         self._last_scan = now
+        prescanned, self.prescanned = self.prescanned, None
         try:
-            scanned = await self.blocking(sel.scan)
+            if prescanned is not None and prescanned[0] is sel:
+                scanned = prescanned[1]
+            else:
+                scanned = None if sel.unchanged() else await self.blocking(sel.scan)
         except (FileNotFoundError, NotFound):
             if await self.blocking(sel.folder.path.is_dir):
                 raise
@@ -112,6 +117,24 @@ class CommandBase:
         lines = sel.apply(scanned, expunge)
         if lines:
             await self.send(b"".join(lines))
+
+    async def blocking_with_updates(self, fn, *args):
+        """fn(*args) in a worker thread and, in the same trip, the scan of the selected
+        folder when it changed, for the updates the command ends with (announce_changes):
+        one trip where there were two, each waiting for a CPU under load. For commands
+        after which any update may be sent (LIST, STATUS: not FETCH, STORE, SEARCH)."""
+        sel = self.selected
+        if sel is None or sel.unchanged():
+            return await self.blocking(fn, *args)
+
+        def both():
+            result = fn(*args)
+            try:
+                self.prescanned = (sel, sel.scan())
+            except (OSError, NotFound):  # the folder gone: announce_changes looks again
+                pass
+            return result
+        return await self.blocking(both)
 
     async def mailbox_gone(self) -> None:
         """Another session deleted or renamed the selected mailbox: nothing this session

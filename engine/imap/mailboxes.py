@@ -8,6 +8,7 @@ parameter) and STATUS (HIGHESTMODSEQ) go here.
 """
 from __future__ import annotations
 
+from .. import folder_cache
 from .. import mutf7
 from ..errors import AlreadyExists, NotFound
 from . import listing
@@ -17,6 +18,11 @@ from .parser import Atom, as_atom, as_text
 from .response import astring
 from .selected import Selected
 
+# A LIST answered from the kept listing is matched on the event loop, when this small:
+# a trip to a worker thread costs more than matching a few hundred names.
+LOOP_LIST_FOLDERS = 500
+LOOP_LIST_PATTERN = 256
+
 
 class MailboxCommands(CommandBase):
     @state("auth")
@@ -25,13 +31,15 @@ class MailboxCommands(CommandBase):
             raise bad("SELECT needs one mailbox name")
         self.selected = None
         name = self.folder_name(args[0])
-        folder = await self.open_folder(name)
-        sel = Selected(folder, readonly)
 
-        def load():  # one trip to the thread pool
+        def load():  # one trip to the thread pool: under load each trip waits for a CPU
+            sel = Selected(self.maildir.folder(name), readonly)
             sel.load()
-            return sel.uidnext(), sel.read_keywords()
-        uidnext, keywords = await self.blocking(load)
+            return sel, sel.uidnext(), sel.read_keywords()
+        try:
+            sel, uidnext, keywords = await self.blocking(load)
+        except NotFound:
+            raise no(f"[NONEXISTENT] Mailbox {name!r} does not exist") from None
         await self.send(b"".join(sel.flag_lines(keywords)))
         await self.untagged(f"{len(sel.msgs)} EXISTS")
         await self.untagged(f"{sel.recent_count()} RECENT")
@@ -134,12 +142,16 @@ class MailboxCommands(CommandBase):
                 await self.untagged('LIST (\\Noselect) "/" ""')
             return f"{verb} completed"
         matcher = listing.Pattern(ref + pattern)
+        # An unchanged tree: its kept listing (two lstat() calls), no trip to a worker thread.
+        kept = self.maildir.cached_listing()
+        if kept is not None and len(kept.folders) <= LOOP_LIST_FOLDERS and len(ref + pattern) <= LOOP_LIST_PATTERN:
+            await self.send(listing.listing(verb, matcher, kept.folders, kept.subscribed, options))
+            return f"{verb} completed"
 
         def work():  # folders, subscriptions and matching: off the event loop
-            infos = self.maildir.list_folders()
-            subscribed = set(self.maildir.subscriptions())
-            return listing.listing(verb, matcher, infos, subscribed, options)
-        await self.send(await self.blocking(work))
+            tree = kept or self.maildir.listing()
+            return listing.listing(verb, matcher, tree.folders, tree.subscribed, options)
+        await self.send(await self.blocking_with_updates(work))
         return f"{verb} completed"
 
     @state("auth")
@@ -156,8 +168,13 @@ class MailboxCommands(CommandBase):
         for i in items:
             if i not in allowed:
                 raise bad(f"Unknown STATUS item {i[:20]}")
-        folder = await self.open_folder(name)
-        st = await self.blocking(folder.status)
+        # An unchanged folder: its kept answer (three lstat() calls), no trip to a thread.
+        st = folder_cache.cached_status(self.maildir, name)
+        if st is None:
+            try:
+                st = await self.blocking_with_updates(folder_cache.folder_status, self.maildir, name)
+            except NotFound:
+                raise no(f"[NONEXISTENT] Mailbox {name!r} does not exist") from None
         if self.selected is not None and self.selected.folder.name == name:
             st["recent"] = self.selected.recent_count()
         out = " ".join(f"{i} {st[i.lower()]}" for i in items)

@@ -112,6 +112,13 @@ class Selected:
     def _stat_stamp(self):
         return store.folder_stamp(self.folder.path)
 
+    def unchanged(self) -> bool:
+        """What scan() would say without a trip to a worker thread: True when it would
+        return None (the stamp of the last settled scan still holds). Three lstat()
+        calls, cheap enough for the event loop, so a command that changed nothing here
+        (LIST, STATUS of another folder...) pays no trip for its updates."""
+        return self._settled and self._stamp is not None and self._stat_stamp()[0] == self._stamp
+
     def scan(self) -> tuple[list[store.Message], set[int]] | None:
         """A fresh listing and the UIDs that just became \\Recent to this session, or
         None when nothing can have changed since the last scan."""
@@ -120,7 +127,7 @@ class Selected:
         if stamp == self._stamp and self._settled:
             return None
         msgs = self.folder.sync(sizes=False)  # RFC822.SIZE is read when asked for
-        self.uidvalidity = self.folder.uidvalidity()
+        self.uidvalidity = self.folder.uidlist.uidvalidity   # refreshed by the sync
         recent = self._claim_recent(msgs)     # before the move: without mailctl-recent, new/ tells
         moved: set[int] = set()
         if not self.readonly:

@@ -7,6 +7,9 @@ import errno
 import os
 import secrets
 import shutil
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -19,8 +22,8 @@ from ..storage_errors import tolerate_storage_faults
 from .content import vsize
 from .flags import normalize_flags
 from .folder import Folder
-from .names import (DEFAULT_FOLDERS, DIR_MODE, FILE_MODE, INBOX, SEPARATOR, SPECIAL_USE, SUBSCRIPTIONS,
-                    canonical_name, unique_base)
+from .names import (DEFAULT_FOLDERS, DIR_MODE, FILE_MODE, INBOX, MTIME_SLACK, SEPARATOR, SPECIAL_USE,
+                    SUBSCRIPTIONS, canonical_name, unique_base)
 from .quota import Quota, usage_of
 from .staging import Delivered, Staged
 from .uidlist import UidList, new_header
@@ -32,6 +35,22 @@ class FolderInfo:
     special_use: str | None
     subscribed: bool
     has_children: bool
+
+
+@dataclass(frozen=True)
+class TreeListing:
+    """An account's folders and subscriptions as one reading found them, with the stamp
+    (tree_stamp) of the tree taken before it."""
+    stamp: tuple
+    folders: list[FolderInfo]
+    subscribed: frozenset[str]
+
+
+# The last settled TreeListing of each account (by its path), for this process's sessions:
+# a LIST of a tree nobody changed since costs two lstat() calls (Maildir.cached_listing).
+_LISTINGS: OrderedDict[str, TreeListing] = OrderedDict()
+_LISTINGS_MAX = 256
+_listings_lock = threading.Lock()
 
 
 class Maildir:
@@ -91,6 +110,10 @@ class Maildir:
             raise NotFound(f"folder {name!r} does not exist")
         return Folder(self, name, path)
 
+    def folder_path(self, name: str) -> Path:
+        """A folder's directory, without touching the disk (it may not exist)."""
+        return self._locate(name)[1]
+
     def _locate(self, name: str) -> tuple[str, Path]:
         """A folder's canonical name and directory, without touching the disk."""
         comps = foldernames.split(name)
@@ -109,11 +132,52 @@ class Maildir:
         return sorted(names)
 
     def list_folders(self) -> list[FolderInfo]:
+        return self._folder_infos(set(self.subscriptions()))
+
+    def _folder_infos(self, subscribed: set[str]) -> list[FolderInfo]:
         names = self._folder_names()
         parents = {n.rsplit(SEPARATOR, 1)[0] for n in names if SEPARATOR in n}
-        subscribed = set(self.subscriptions())
         return [FolderInfo(n, SPECIAL_USE.get(n), n in subscribed, n in parents)
                 for n in [INBOX, *names]]
+
+    def tree_stamp(self) -> tuple[tuple, float]:
+        """What lstat() says of the top directory and the subscriptions file, and the newest
+        of their times. A folder made, deleted or renamed (here, by another process or by
+        Dovecot) is a change of the top directory's entries, so of its time; the
+        subscriptions file is replaced whole (or written in place: its size or time)."""
+        out = []
+        for path in (self.path, self.path / SUBSCRIPTIONS):
+            try:
+                st = os.lstat(path)
+                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+            except FileNotFoundError:
+                out.append(None)
+        return tuple(out), max((s[0] for s in out if s), default=0) / 1e9
+
+    def listing(self) -> TreeListing:
+        """The folders and subscriptions read now. Kept for cached_listing() when the
+        reading began well after the tree's last change: directory times come from a
+        coarse clock, so a change within the same tick would not show as a new time."""
+        started = time.time()
+        stamp, newest = self.tree_stamp()
+        subscribed = frozenset(self.subscriptions())
+        found = TreeListing(stamp, self._folder_infos(subscribed), subscribed)
+        if stamp[0] is not None and started - newest > MTIME_SLACK:
+            key = str(self.path)
+            with _listings_lock:
+                _LISTINGS[key] = found
+                _LISTINGS.move_to_end(key)
+                while len(_LISTINGS) > _LISTINGS_MAX:
+                    _LISTINGS.popitem(last=False)
+        return found
+
+    def cached_listing(self) -> TreeListing | None:
+        """The last settled listing() while the tree's stamp is still the one it was made
+        at, else None (read it again). Two lstat() calls: cheap enough for an event loop."""
+        stamp, _ = self.tree_stamp()
+        with _listings_lock:
+            found = _LISTINGS.get(str(self.path))
+        return found if found is not None and found.stamp == stamp else None
 
     def create_folder(self, name: str) -> Folder:
         comps = foldernames.split(name, new=True)

@@ -366,11 +366,12 @@ class Folder:
 
     def status(self) -> dict:
         msgs = self.sync()
+        uidlist = self.uidlist      # refreshed by the sync: no third and fourth read of it
         return {
             "messages": len(msgs),
             "unseen": sum(1 for m in msgs if "\\Seen" not in m.flags),
             "recent": recent.count(self.path, self.uidvalidity(), msgs),
             "size": sum(m.size for m in msgs),
-            "uidnext": self.uidnext(),
-            "uidvalidity": self.uidvalidity(),
+            "uidnext": uidlist.next_uid,
+            "uidvalidity": uidlist.uidvalidity,
         }
