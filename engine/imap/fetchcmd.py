@@ -16,6 +16,7 @@ from . import headercache
 from . import index as indexmod
 from .commandbase import CommandBase, state
 from .errors import bad, no
+from .parser import Atom
 from .msgview import View
 from ..maildir import read_message, to_crlf
 from .selected import flag_list
@@ -41,14 +42,11 @@ class FetchCommand(CommandBase):
         if uid:
             await self.announce_changes(throttle=True)
         seqs = self.targets(args[0], uid)
-        items = fetchmod.parse_items(args[1])
-        if uid and not any(i.name == "UID" for i in items):
-            items.insert(0, fetchmod.FetchItem("UID"))
-        needs_content = any(i.needs_content for i in items)
-        header_only = all(i.header_only for i in items if i.needs_content)
-        sets_seen = any(i.sets_seen for i in items) and not sel.readonly
-        wants_flags = any(i.name == "FLAGS" for i in items)
-        if all(i.name in ("UID", "FLAGS") for i in items):
+        plan = _plan(args[1], uid)
+        items, needs_content, header_only = plan.items, plan.needs_content, plan.header_only
+        sets_seen = plan.sets_seen and not sel.readonly
+        wants_flags = plan.wants_flags
+        if plan.flags_only:
             # The sync clients' favourite (UID FETCH 1:* (FLAGS)): no disk, no threads.
             names = [i.name for i in items]
             uid_flags = names == ["UID", "FLAGS"]
@@ -73,18 +71,12 @@ class FetchCommand(CommandBase):
                     out = []
             await self.send("".join(out).encode())
             return "FETCH completed"
-        # ENVELOPE and the usual header fields come from the folder's index.
-        indexed = needs_content and all(
-            i.name == "ENVELOPE" or (i.kind == "BODY" and not i.numbers and i.text == "HEADER.FIELDS"
-                                     and indexmod.covers(i.fields))
-            for i in items if i.needs_content)
-        wants_envelope = any(i.name == "ENVELOPE" for i in items)
-        whole = bigfetch.whole_item(items)      # a large message asked for whole is streamed
+        indexed, wants_envelope, whole = plan.indexed, plan.wants_envelope, plan.whole
         missing = 0         # GHOST | VANISHED: some messages were answered empty
         step = FETCH_BATCH * 5 if indexed else FETCH_BATCH if needs_content else FETCH_BATCH * 10
         inline = (len(seqs) <= INLINE_MESSAGES and needs_content and not header_only and not indexed
                   and not sets_seen and (all(sel.msgs[s - 1].sizes_known for s in seqs)
-                                         or not any(i.name == "RFC822.SIZE" for i in items)))
+                                         or not plan.wants_size))
         for start in range(0, len(seqs), step):
             batch = [View.of(sel, s, sel.folder.read) for s in seqs[start:start + step]]
 
@@ -125,9 +117,9 @@ class FetchCommand(CommandBase):
                             data = to_crlf(read(sel.folder, msg))
                             memtrim.note(len(data))
                         flags_text = flag_list(v.flags) if wants_flags or extra else None
-                        body = fetchmod.render(v, items + extra, data, flags_text,
-                                               entry.envelope if entry is not None else None, entry)
-                        out.append(b"* %d FETCH " % v.seq + body + b"\r\n")
+                        out.append(b"".join((b"* %d FETCH " % v.seq, *fetchmod.render_parts(
+                            v, items + extra, data, flags_text, entry.envelope if entry is not None else None,
+                            entry), b"\r\n")))
                     except NotFound:
                         # expunged by another session: no EXPUNGE now (RFC 3501 §7.4.1)
                         out.append(_vanished_line(v, items, wants_flags))
@@ -158,13 +150,60 @@ class FetchCommand(CommandBase):
                 self.hold(data)            # the last batch: out with the tagged reply
             else:
                 await self.send(data)
-        if len(seqs) >= store.SAVE_SIZES_BATCH and any(i.name == "RFC822.SIZE" for i in items):
+        if len(seqs) >= store.SAVE_SIZES_BATCH and plan.wants_size:
             await self.blocking(sel.folder.save_measured_sizes)
         if missing & VANISHED:
             sel.note_vanished()
         if missing:
             return "[EXPUNGEISSUED] Some messages were already expunged"    # Dovecot's words
         return "FETCH completed"
+
+
+class _Plan:
+    """What a FETCH's items ask for, worked out once per items text (a client sends the
+    same items over and over: one message's body per command)."""
+    __slots__ = ("items", "needs_content", "header_only", "sets_seen", "wants_flags", "flags_only",
+                 "indexed", "wants_envelope", "whole", "wants_size")
+
+    def __init__(self, items: list[fetchmod.FetchItem]):
+        self.items = items
+        self.needs_content = any(i.needs_content for i in items)
+        self.header_only = all(i.header_only for i in items if i.needs_content)
+        self.sets_seen = any(i.sets_seen for i in items)
+        self.wants_flags = any(i.name == "FLAGS" for i in items)
+        self.flags_only = all(i.name in ("UID", "FLAGS") for i in items)
+        # ENVELOPE and the usual header fields come from the folder's index.
+        self.indexed = self.needs_content and all(
+            i.name == "ENVELOPE" or (i.kind == "BODY" and not i.numbers and i.text == "HEADER.FIELDS"
+                                     and indexmod.covers(i.fields))
+            for i in items if i.needs_content)
+        self.wants_envelope = any(i.name == "ENVELOPE" for i in items)
+        self.whole = bigfetch.whole_item(items)      # a large message asked for whole is streamed
+        self.wants_size = any(i.name == "RFC822.SIZE" for i in items)
+
+
+_plans: dict[tuple, _Plan] = {}
+PLANS_KEPT = 256
+
+
+def _plan(tokens, uid: bool) -> _Plan:
+    """The plan of a FETCH's items (tokens as parsed); the FetchItems in it are shared
+    between commands and never changed."""
+    if isinstance(tokens, list):
+        key = (uid, tuple(tokens)) if all(isinstance(t, Atom) for t in tokens) else None
+    else:
+        key = (uid, tokens) if isinstance(tokens, Atom) else None
+    plan = _plans.get(key) if key is not None else None
+    if plan is None:
+        items = fetchmod.parse_items(tokens)
+        if uid and not any(i.name == "UID" for i in items):
+            items.insert(0, fetchmod.FetchItem("UID"))
+        plan = _Plan(items)
+        if key is not None:
+            if len(_plans) >= PLANS_KEPT:
+                _plans.clear()
+            _plans[key] = plan
+    return plan
 
 
 def _vanished_line(v: View, items, wants_flags: bool) -> bytes:

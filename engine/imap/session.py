@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import re
 import time
 
 from .. import connection, connlimits, memtrim, overload, storage_errors
@@ -499,8 +500,12 @@ def _command_of(line: bytes) -> str:
     return cmd.decode("ascii", "replace")
 
 
+# A tag: 1 to 64 printable ASCII characters, none of (){%*"\+ (checked for every command).
+_TAG = re.compile(r"[!#$&',-\[\]-z|}~]{1,64}", re.ASCII)
+
+
 def _valid_tag(tag: str) -> bool:
-    return 0 < len(tag) <= 64 and all(0x20 < ord(c) < 0x7F and c not in '(){%*"\\+' for c in tag)
+    return _TAG.fullmatch(tag) is not None
 
 
 def _cannot_store(e: OSError) -> str:
