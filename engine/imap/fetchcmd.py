@@ -7,6 +7,8 @@ CONDSTORE's FETCH additions (MODSEQ, CHANGEDSINCE) and QRESYNC's VANISHED go her
 """
 from __future__ import annotations
 
+import asyncio
+
 from .. import maildir as store
 from .. import memtrim
 from ..errors import NotFound
@@ -22,6 +24,7 @@ from ..maildir import read_message, to_crlf
 from .selected import flag_list
 
 FETCH_BATCH = 200
+AHEAD_BYTES = 16 << 20  # a batch larger than this is sent before the next is read (memory)
 HOLD_BYTES = 256 * 1024  # a last FETCH batch this small is written together with the tagged reply
 INLINE_MESSAGES = 4     # a FETCH of at most this many whole messages may read them in the event loop
 INLINE_BYTES = 128 * 1024  # ...each this small: BODYSTRUCTURE of 4 x 40 MB held the loop for 2 s
@@ -77,10 +80,10 @@ class FetchCommand(CommandBase):
         inline = (len(seqs) <= INLINE_MESSAGES and needs_content and not header_only and not indexed
                   and not sets_seen and (all(sel.msgs[s - 1].sizes_known for s in seqs)
                                          or not plan.wants_size))
-        for start in range(0, len(seqs), step):
+        def batch_work(start: int):
             batch = [View.of(sel, s, sel.folder.read) for s in seqs[start:start + step]]
 
-            def work(batch=batch, read=read_message):
+            def work(read=read_message):
                 out, changed, gone = [], [], 0
                 entries = indexmod.lookup(sel.folder, [v.msg for v in batch], envelope=wants_envelope) \
                     if indexed else None
@@ -127,29 +130,32 @@ class FetchCommand(CommandBase):
                     except UnknownCTE:
                         out.append(None)
                 return out, changed, gone
+            return work
 
-            # A few small whole messages the kernel holds in memory: read here, as a hop to
-            # a worker thread costs more than the read (1000 single-message FETCHes).
-            try:
-                done = work(read=_read_small_if_cached) if inline else None
-            except BlockingIOError:
-                done = None
-            lines, changed, gone = done or await self.blocking(work)
-            missing |= gone
-            for m in changed:
-                sel.replace(m)
-            if any(line is None for line in lines):
-                await self.send(b"".join(x for x in lines if x is not None))
-                raise no("[UNKNOWN-CTE] Cannot decode the content transfer encoding of a part")
-            if any(isinstance(line, bigfetch.Streamed) for line in lines):
-                if not await bigfetch.send_all(self, lines):
-                    missing |= VANISHED
-                continue
-            data = b"".join(lines)
-            if start + step >= len(seqs) and len(data) <= HOLD_BYTES:
-                self.hold(data)            # the last batch: out with the tagged reply
-            else:
-                await self.send(data)
+        # The next batch is read while this one is sent (unless reading sets \Seen): the
+        # client works through one batch as the worker thread makes the next.
+        ahead = None
+        try:
+            for start in range(0, len(seqs), step):
+                if ahead is not None:
+                    lines, changed, gone = await ahead
+                    ahead = None
+                else:
+                    work = batch_work(start)
+                    # A few small whole messages the kernel holds in memory: read here, as a
+                    # hop to a worker thread costs more than the read (1000 single-message FETCHes).
+                    try:
+                        done = work(read=_read_small_if_cached) if inline else None
+                    except BlockingIOError:
+                        done = None
+                    lines, changed, gone = done or await self.blocking(work)
+                if start + step < len(seqs) and not sets_seen and _size_of(lines) <= AHEAD_BYTES:
+                    ahead = asyncio.ensure_future(self.blocking(batch_work(start + step)))
+                missing = await self._answer_batch(lines, changed, gone, missing,
+                                                   last=start + step >= len(seqs))
+        finally:
+            if ahead is not None:
+                _forget(ahead)
         if len(seqs) >= store.SAVE_SIZES_BATCH and plan.wants_size:
             await self.blocking(sel.folder.save_measured_sizes)
         if missing & VANISHED:
@@ -157,6 +163,27 @@ class FetchCommand(CommandBase):
         if missing:
             return "[EXPUNGEISSUED] Some messages were already expunged"    # Dovecot's words
         return "FETCH completed"
+
+    async def _answer_batch(self, lines: list, changed: list, gone: int, missing: int, last: bool) -> int:
+        """Send one batch's FETCH lines (the last, when small, goes with the tagged reply);
+        returns `missing` with what this batch found gone."""
+        sel = self.selected
+        missing |= gone
+        for m in changed:
+            sel.replace(m)
+        if any(line is None for line in lines):
+            await self.send(b"".join(x for x in lines if x is not None))
+            raise no("[UNKNOWN-CTE] Cannot decode the content transfer encoding of a part")
+        if any(isinstance(line, bigfetch.Streamed) for line in lines):
+            if not await bigfetch.send_all(self, lines):
+                missing |= VANISHED
+            return missing
+        data = b"".join(lines)
+        if last and len(data) <= HOLD_BYTES:
+            self.hold(data)            # the last batch: out with the tagged reply
+        else:
+            await self.send(data)
+        return missing
 
 
 class _Plan:
@@ -204,6 +231,20 @@ def _plan(tokens, uid: bool) -> _Plan:
                 _plans.clear()
             _plans[key] = plan
     return plan
+
+
+def _size_of(lines: list) -> int:
+    return sum(len(x) for x in lines if isinstance(x, bytes))
+
+
+def _forget(task: asyncio.Task) -> None:
+    """A batch read ahead and not sent (the command failed or was cancelled): its result
+    is dropped, and an error in it is not reported as never retrieved."""
+    if task.done():
+        if not task.cancelled():
+            task.exception()
+    else:
+        task.cancel()
 
 
 def _vanished_line(v: View, items, wants_flags: bool) -> bytes:
