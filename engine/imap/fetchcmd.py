@@ -24,6 +24,7 @@ from ..maildir import read_message, to_crlf
 from .selected import flag_list
 
 FETCH_BATCH = 200
+FIRST_BATCH = 25        # messages whose content goes out before the next batch is made
 AHEAD_BYTES = 16 << 20  # a batch larger than this is sent before the next is read (memory)
 HOLD_BYTES = 256 * 1024  # a last FETCH batch this small is written together with the tagged reply
 INLINE_MESSAGES = 4     # a FETCH of at most this many whole messages may read them in the event loop
@@ -80,8 +81,14 @@ class FetchCommand(CommandBase):
         inline = (len(seqs) <= INLINE_MESSAGES and needs_content and not header_only and not indexed
                   and not sets_seen and (all(sel.msgs[s - 1].sizes_known for s in seqs)
                                          or not plan.wants_size))
-        def batch_work(start: int):
-            batch = [View.of(sel, s, sel.folder.read) for s in seqs[start:start + step]]
+        # Batches from these starts; a first small one of message content, so the client
+        # has something to read while the rest is made.
+        first = min(step, FIRST_BATCH) if needs_content and not indexed else step
+        starts = [0, *range(first, len(seqs), step)] if seqs else []
+        ends = starts[1:] + [len(seqs)]
+
+        def batch_work(i: int):
+            batch = [View.of(sel, s, sel.folder.read) for s in seqs[starts[i]:ends[i]]]
 
             def work(read=read_message):
                 out, changed, gone = [], [], 0
@@ -136,12 +143,12 @@ class FetchCommand(CommandBase):
         # client works through one batch as the worker thread makes the next.
         ahead = None
         try:
-            for start in range(0, len(seqs), step):
+            for i in range(len(starts)):
                 if ahead is not None:
                     lines, changed, gone = await ahead
                     ahead = None
                 else:
-                    work = batch_work(start)
+                    work = batch_work(i)
                     # A few small whole messages the kernel holds in memory: read here, as a
                     # hop to a worker thread costs more than the read (1000 single-message FETCHes).
                     try:
@@ -149,10 +156,10 @@ class FetchCommand(CommandBase):
                     except BlockingIOError:
                         done = None
                     lines, changed, gone = done or await self.blocking(work)
-                if start + step < len(seqs) and not sets_seen and _size_of(lines) <= AHEAD_BYTES:
-                    ahead = asyncio.ensure_future(self.blocking(batch_work(start + step)))
+                if i + 1 < len(starts) and not sets_seen and _size_of(lines) <= AHEAD_BYTES:
+                    ahead = asyncio.ensure_future(self.blocking(batch_work(i + 1)))
                 missing = await self._answer_batch(lines, changed, gone, missing,
-                                                   last=start + step >= len(seqs))
+                                                   last=i + 1 == len(starts))
         finally:
             if ahead is not None:
                 _forget(ahead)
