@@ -161,3 +161,22 @@ def test_retr_over_pop3_is_the_stored_message(mailserver, user):
                 else b"\r\n".join(lines) == to_crlf(raw)
     finally:
         p.quit()
+
+
+def _announced_by_regex_alone(line: bytes):
+    m = parser.LITERAL_AT_END.search(line)
+    if not m:
+        return None
+    digits = m.group(1)
+    return (int(digits) if len(digits) <= 20 else parser.HUGE_LITERAL), m.group(2) != b"+"
+
+
+@fuzz(3000)
+@given(st.lists(st.sampled_from([b"a", b" ", b"{", b"}", b"~", b"+", b"1", b"22", b"\r", b"\n", b"{5}", b"{7+}"]),
+                max_size=14).map(b"".join))
+@example(b"A1 APPEND x {5}\r\n")
+@example(b"A1 APPEND x ~{5+}\r\n\n")
+@example(b"x {3}")
+@example(b"x {3}\n")
+def test_a_literal_is_announced_as_the_regex_alone_finds_it(line):
+    assert parser.literal_announced(line) == _announced_by_regex_alone(line)

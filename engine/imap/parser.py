@@ -190,6 +190,8 @@ def _atom_slowly(data: bytes, pos: int) -> tuple[Atom, int]:
 
 def literal_announced(line: bytes) -> tuple[int, bool] | None:
     """(size, synchronising) when a command line ends with a literal announcement."""
+    if b"}" not in line[-4:]:      # most lines: no regex search over the whole line
+        return None
     m = LITERAL_AT_END.search(line)
     if not m:
         return None
