@@ -14,7 +14,7 @@ from . import mime
 from .transfer import decoded
 from .index import select_fields
 from .parser import Atom, ParseError, number
-from .response import encode, literal
+from .response import encode, literal, literal_parts
 
 MACROS = {
     "ALL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"],
@@ -29,6 +29,8 @@ _SECTION_TEXT = re.compile(r"^((?:[1-9]\d{0,4})(?:\.[1-9]\d{0,4})*)?(?:\.?(HEADE
                            r"(?:\s+\((.*)\))?$", re.IGNORECASE)
 _DATE_TIME = re.compile(r"^ ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)$", re.ASCII)
 INTERNALDATE_END = 2 ** 32     # 2106-02-07: the last second an unsigned 32-bit mtime holds
+# Items answered without parsing the message: from the message's metadata, or all of it.
+_UNPARSED = {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "RFC822", "BODY[]"}
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
@@ -42,6 +44,11 @@ class FetchItem:
     partial: tuple[int, int] | None = None
     peek: bool = True
     label: str = ""                # how the response names it
+
+    @property
+    def whole(self) -> bool:
+        """BODY[] (or BODY.PEEK[]): the whole message, no section to find."""
+        return self.kind == "BODY" and not self.numbers and not self.text
 
     @property
     def needs_content(self) -> bool:
@@ -151,11 +158,24 @@ def render(msg, items: list[FetchItem], data: bytes | None, flags_text: str | No
     flags_text: the encoded flag list, e.g. '(\\Seen)'. entry: the folder index entry
     to answer from instead of data (only ENVELOPE, given as envelope, and top-level
     HEADER.FIELDS of indexed names are asked for)."""
+    return b"".join(render_parts(msg, items, data, flags_text, envelope, entry))
+
+
+def render_parts(msg, items: list[FetchItem], data: bytes | None, flags_text: str | None,
+                 envelope: bytes | None = None, entry=None) -> list[bytes]:
+    """render()'s bytes in pieces, a message's content one of them uncopied: the caller
+    joins a whole FETCH line (or batch) once."""
     indexed = entry is not None
-    root = mime.Part(data, 0, len(data)) if data is not None and not indexed else None
-    out: list[bytes] = []
+    # parsed on first use: BODY[] and RFC822 need no header split (1000 bodies in one FETCH)
+    root = None
+    parse = data is not None and not indexed
+    out: list[bytes] = [b"("]
     for item in items:
+        if len(out) > 1:
+            out.append(b" ")
         name = item.name
+        if root is None and parse and name not in _UNPARSED:
+            root = mime.Part(data, 0, len(data))
         if name == "UID":
             out.append(b"UID %d" % msg.uid)
         elif name == "FLAGS":
@@ -173,7 +193,8 @@ def render(msg, items: list[FetchItem], data: bytes | None, flags_text: str | No
         elif name == "BODY":
             out.append(b"BODY " + encode(mime.bodystructure(root, False)))
         elif name == "RFC822":
-            out.append(b"RFC822 " + literal(data))
+            out.append(b"RFC822 ")
+            out += literal_parts(data)
         elif name == "RFC822.HEADER":
             out.append(b"RFC822.HEADER " + literal(root.header_bytes()))
         elif name == "RFC822.TEXT":
@@ -182,17 +203,20 @@ def render(msg, items: list[FetchItem], data: bytes | None, flags_text: str | No
             if indexed:
                 out.append(_indexed_fields(item, entry))
                 continue
+            elif item.whole:
+                content = data
             else:
                 content = mime.section_bytes(root, item.numbers, item.text, item.fields)
-            out.append(_with_partial(item, content))
+            out += _partial_parts(item, content)
         else:  # BINARY, BINARY.SIZE
             part = mime.find_part(root, item.numbers) if item.numbers else root
             content = b"" if part is None else decoded(part, with_header=not item.numbers)
             if item.kind == "BINARY.SIZE":
                 out.append(f"BINARY.SIZE[{'.'.join(map(str, item.numbers))}] {len(content)}".encode())
             else:
-                out.append(_with_partial(item, content, binary=True))
-    return b"(" + b" ".join(out) + b")"
+                out += _partial_parts(item, content, binary=True)
+    out.append(b")")
+    return out
 
 
 # A message expunged by another session, still numbered for this one: what Dovecot sends
@@ -237,11 +261,17 @@ def _indexed_fields(item: FetchItem, entry) -> bytes:
 
 
 def _with_partial(item: FetchItem, content: bytes, binary: bool = False) -> bytes:
+    return b"".join(_partial_parts(item, content, binary))
+
+
+def _partial_parts(item: FetchItem, content: bytes, binary: bool = False) -> tuple[bytes, bytes]:
+    """An item's label and literal announcement, and its content (the range asked for)."""
     label = item.label.encode()
     if item.partial is not None:
         start, count = item.partial
         content = content[start:start + count]
         label += b"<%d>" % start
     if binary and b"\0" in content:
-        return label + b" ~{%d}\r\n" % len(content) + content
-    return label + b" " + literal(content)
+        return label + b" ~{%d}\r\n" % len(content), content
+    head, content = literal_parts(content)
+    return label + b" " + head, content

@@ -7,6 +7,8 @@ CONDSTORE's FETCH additions (MODSEQ, CHANGEDSINCE) and QRESYNC's VANISHED go her
 """
 from __future__ import annotations
 
+import asyncio
+
 from .. import maildir as store
 from .. import memtrim
 from ..errors import NotFound
@@ -16,11 +18,14 @@ from . import headercache
 from . import index as indexmod
 from .commandbase import CommandBase, state
 from .errors import bad, no
+from .parser import Atom
 from .msgview import View
 from ..maildir import read_message, to_crlf
 from .selected import flag_list
 
 FETCH_BATCH = 200
+FIRST_BATCH = 25        # messages whose content goes out before the next batch is made
+AHEAD_BYTES = 16 << 20  # a batch larger than this is sent before the next is read (memory)
 HOLD_BYTES = 256 * 1024  # a last FETCH batch this small is written together with the tagged reply
 INLINE_MESSAGES = 4     # a FETCH of at most this many whole messages may read them in the event loop
 INLINE_BYTES = 128 * 1024  # ...each this small: BODYSTRUCTURE of 4 x 40 MB held the loop for 2 s
@@ -42,14 +47,11 @@ class FetchCommand(CommandBase):
         if uid:
             await self.announce_changes(throttle=True)
         seqs = self.targets(args[0], uid)
-        items = fetchmod.parse_items(args[1])
-        if uid and not any(i.name == "UID" for i in items):
-            items.insert(0, fetchmod.FetchItem("UID"))
-        needs_content = any(i.needs_content for i in items)
-        header_only = all(i.header_only for i in items if i.needs_content)
-        sets_seen = any(i.sets_seen for i in items) and not sel.readonly
-        wants_flags = any(i.name == "FLAGS" for i in items)
-        if all(i.name in ("UID", "FLAGS") for i in items):
+        plan = _plan(args[1], uid)
+        items, needs_content, header_only = plan.items, plan.needs_content, plan.header_only
+        sets_seen = plan.sets_seen and not sel.readonly
+        wants_flags = plan.wants_flags
+        if plan.flags_only:
             # The sync clients' favourite (UID FETCH 1:* (FLAGS)): no disk, no threads.
             names = [i.name for i in items]
             uid_flags = names == ["UID", "FLAGS"]
@@ -74,22 +76,22 @@ class FetchCommand(CommandBase):
                     out = []
             await self.send("".join(out).encode())
             return "FETCH completed"
-        # ENVELOPE and the usual header fields come from the folder's index.
-        indexed = needs_content and all(
-            i.name == "ENVELOPE" or (i.kind == "BODY" and not i.numbers and i.text == "HEADER.FIELDS"
-                                     and indexmod.covers(i.fields))
-            for i in items if i.needs_content)
-        wants_envelope = any(i.name == "ENVELOPE" for i in items)
-        whole = bigfetch.whole_item(items)      # a large message asked for whole is streamed
+        indexed, wants_envelope, whole = plan.indexed, plan.wants_envelope, plan.whole
         missing = 0         # GHOST | VANISHED: some messages were answered empty
         step = FETCH_BATCH * 5 if indexed else FETCH_BATCH if needs_content else FETCH_BATCH * 10
         inline = (len(seqs) <= INLINE_MESSAGES and needs_content and not header_only and not indexed
                   and not sets_seen and (all(sel.msgs[s - 1].sizes_known for s in seqs)
-                                         or not any(i.name == "RFC822.SIZE" for i in items)))
-        for start in range(0, len(seqs), step):
-            batch = [View.of(sel, s, sel.folder.read) for s in seqs[start:start + step]]
+                                         or not plan.wants_size))
+        # Batches from these starts; a first small one of message content, so the client
+        # has something to read while the rest is made.
+        first = min(step, FIRST_BATCH) if needs_content and not indexed else step
+        starts = [0, *range(first, len(seqs), step)] if seqs else []
+        ends = starts[1:] + [len(seqs)]
 
-            def work(batch=batch, read=read_message):
+        def batch_work(i: int):
+            batch = [View.of(sel, s, sel.folder.read) for s in seqs[starts[i]:ends[i]]]
+
+            def work(read=read_message):
                 out, changed, gone = [], [], 0
                 set_seen = sel.folder.flag_change(add=SEEN) if sets_seen else None
                 entries = indexmod.lookup(sel.folder, [v.msg for v in batch], envelope=wants_envelope) \
@@ -130,9 +132,9 @@ class FetchCommand(CommandBase):
                             data = to_crlf(read(sel.folder, msg))
                             memtrim.note(len(data))
                         flags_text = flag_list(v.flags) if wants_flags or extra else None
-                        body = fetchmod.render(v, items + extra, data, flags_text,
-                                               entry.envelope if entry is not None else None, entry)
-                        out.append(b"* %d FETCH " % v.seq + body + b"\r\n")
+                        out.append(b"".join((b"* %d FETCH " % v.seq, *fetchmod.render_parts(
+                            v, items + extra, data, flags_text, entry.envelope if entry is not None else None,
+                            entry), b"\r\n")))
                     except NotFound:
                         # expunged by another session: no EXPUNGE now (RFC 3501 §7.4.1)
                         out.append(_vanished_line(v, items, wants_flags))
@@ -140,38 +142,123 @@ class FetchCommand(CommandBase):
                     except UnknownCTE:
                         out.append(None)
                 return out, changed, gone
+            return work
 
-            # A few small whole messages the kernel holds in memory: read here, as a hop to
-            # a worker thread costs more than the read (1000 single-message FETCHes).
-            try:
-                done = work(read=_read_small_if_cached) if inline else None
-            except BlockingIOError:
-                done = None
-            lines, changed, gone = done or await self.blocking(work)
-            missing |= gone
-            for m in changed:
-                sel.replace(m)
-            if changed and sel.unannounced(m.flags for m in changed):   # another session's keyword
-                await self.send(b"".join(sel.keyword_updates(await self.blocking(sel.read_keywords))))
-            if any(line is None for line in lines):
-                await self.send(b"".join(x for x in lines if x is not None))
-                raise no("[UNKNOWN-CTE] Cannot decode the content transfer encoding of a part")
-            if any(isinstance(line, bigfetch.Streamed) for line in lines):
-                if not await bigfetch.send_all(self, lines):
-                    missing |= VANISHED
-                continue
-            data = b"".join(lines)
-            if start + step >= len(seqs) and len(data) <= HOLD_BYTES:
-                self.hold(data)            # the last batch: out with the tagged reply
-            else:
-                await self.send(data)
-        if len(seqs) >= store.SAVE_SIZES_BATCH and any(i.name == "RFC822.SIZE" for i in items):
+        # The next batch is read while this one is sent (unless reading sets \Seen): the
+        # client works through one batch as the worker thread makes the next.
+        ahead = None
+        try:
+            for i in range(len(starts)):
+                if ahead is not None:
+                    lines, changed, gone = await ahead
+                    ahead = None
+                else:
+                    work = batch_work(i)
+                    # A few small whole messages the kernel holds in memory: read here, as a
+                    # hop to a worker thread costs more than the read (1000 single-message FETCHes).
+                    try:
+                        done = work(read=_read_small_if_cached) if inline else None
+                    except BlockingIOError:
+                        done = None
+                    lines, changed, gone = done or await self.blocking(work)
+                if i + 1 < len(starts) and not sets_seen and _size_of(lines) <= AHEAD_BYTES:
+                    ahead = asyncio.ensure_future(self.blocking(batch_work(i + 1)))
+                missing = await self._answer_batch(lines, changed, gone, missing,
+                                                   last=i + 1 == len(starts))
+        finally:
+            if ahead is not None:
+                _forget(ahead)
+        if len(seqs) >= store.SAVE_SIZES_BATCH and plan.wants_size:
             await self.blocking(sel.folder.save_measured_sizes)
         if missing & VANISHED:
             sel.note_vanished()
         if missing:
             return "[EXPUNGEISSUED] Some messages were already expunged"    # Dovecot's words
         return "FETCH completed"
+
+    async def _answer_batch(self, lines: list, changed: list, gone: int, missing: int, last: bool) -> int:
+        """Send one batch's FETCH lines (the last, when small, goes with the tagged reply);
+        returns `missing` with what this batch found gone."""
+        sel = self.selected
+        missing |= gone
+        for m in changed:
+            sel.replace(m)
+        if changed and sel.unannounced(m.flags for m in changed):   # another session's keyword
+            await self.send(b"".join(sel.keyword_updates(await self.blocking(sel.read_keywords))))
+        if any(line is None for line in lines):
+            await self.send(b"".join(x for x in lines if x is not None))
+            raise no("[UNKNOWN-CTE] Cannot decode the content transfer encoding of a part")
+        if any(isinstance(line, bigfetch.Streamed) for line in lines):
+            if not await bigfetch.send_all(self, lines):
+                missing |= VANISHED
+            return missing
+        data = b"".join(lines)
+        if last and len(data) <= HOLD_BYTES:
+            self.hold(data)            # the last batch: out with the tagged reply
+        else:
+            await self.send(data)
+        return missing
+
+
+class _Plan:
+    """What a FETCH's items ask for, worked out once per items text (a client sends the
+    same items over and over: one message's body per command)."""
+    __slots__ = ("items", "needs_content", "header_only", "sets_seen", "wants_flags", "flags_only",
+                 "indexed", "wants_envelope", "whole", "wants_size")
+
+    def __init__(self, items: list[fetchmod.FetchItem]):
+        self.items = items
+        self.needs_content = any(i.needs_content for i in items)
+        self.header_only = all(i.header_only for i in items if i.needs_content)
+        self.sets_seen = any(i.sets_seen for i in items)
+        self.wants_flags = any(i.name == "FLAGS" for i in items)
+        self.flags_only = all(i.name in ("UID", "FLAGS") for i in items)
+        # ENVELOPE and the usual header fields come from the folder's index.
+        self.indexed = self.needs_content and all(
+            i.name == "ENVELOPE" or (i.kind == "BODY" and not i.numbers and i.text == "HEADER.FIELDS"
+                                     and indexmod.covers(i.fields))
+            for i in items if i.needs_content)
+        self.wants_envelope = any(i.name == "ENVELOPE" for i in items)
+        self.whole = bigfetch.whole_item(items)      # a large message asked for whole is streamed
+        self.wants_size = any(i.name == "RFC822.SIZE" for i in items)
+
+
+_plans: dict[tuple, _Plan] = {}
+PLANS_KEPT = 256
+
+
+def _plan(tokens, uid: bool) -> _Plan:
+    """The plan of a FETCH's items (tokens as parsed); the FetchItems in it are shared
+    between commands and never changed."""
+    if isinstance(tokens, list):
+        key = (uid, tuple(tokens)) if all(isinstance(t, Atom) for t in tokens) else None
+    else:
+        key = (uid, tokens) if isinstance(tokens, Atom) else None
+    plan = _plans.get(key) if key is not None else None
+    if plan is None:
+        items = fetchmod.parse_items(tokens)
+        if uid and not any(i.name == "UID" for i in items):
+            items.insert(0, fetchmod.FetchItem("UID"))
+        plan = _Plan(items)
+        if key is not None:
+            if len(_plans) >= PLANS_KEPT:
+                _plans.clear()
+            _plans[key] = plan
+    return plan
+
+
+def _size_of(lines: list) -> int:
+    return sum(len(x) for x in lines if isinstance(x, bytes))
+
+
+def _forget(task: asyncio.Task) -> None:
+    """A batch read ahead and not sent (the command failed or was cancelled): its result
+    is dropped, and an error in it is not reported as never retrieved."""
+    if task.done():
+        if not task.cancelled():
+            task.exception()
+    else:
+        task.cancel()
 
 
 def _vanished_line(v: View, items, wants_flags: bool) -> bytes:

@@ -135,7 +135,34 @@ def _literal(data: bytes, pos: int) -> tuple[bytes, int]:
     return kind(data[start:start + size]), start + size
 
 
+# The usual atom, a run of bytes with no stop byte, control or '[', found by the regex
+# engine instead of a Python loop over its bytes (each command's tag, name and items).
+_PLAIN_RUN = re.compile(rb'[^ ()"{\x00-\x1f\x7f\[]*')
+# A section spec without nested brackets, strings, literals or control bytes: "[]",
+# "[HEADER.FIELDS (From To)]" up to and including its ']'.
+_PLAIN_SECTION = re.compile(rb'\[[^\[\]\x00-\x1f{"]*\]')
+
+
 def _atom(data: bytes, pos: int) -> tuple[Atom, int]:
+    """An atom from pos; a section spec after BODY/BINARY items may hold spaces and lists.
+    The common shapes go by regex; anything else by _atom_slowly, whose answer it is."""
+    end = _PLAIN_RUN.match(data, pos).end()
+    while end < len(data) and data[end] == 0x5B:     # '['
+        if data[pos:end].upper() not in _SECTION_ITEMS:
+            return _atom_slowly(data, pos)
+        m = _PLAIN_SECTION.match(data, end)
+        if m is None:
+            return _atom_slowly(data, pos)
+        end = _PLAIN_RUN.match(data, m.end()).end()
+        if end < len(data) and data[end] == 0x5B:
+            return _atom_slowly(data, pos)
+    try:
+        return Atom(data[pos:end].decode("ascii")), end
+    except UnicodeDecodeError:
+        raise ParseError("8-bit characters in an atom; send them as a literal") from None
+
+
+def _atom_slowly(data: bytes, pos: int) -> tuple[Atom, int]:
     start = pos
     n = len(data)
     depth = 0
@@ -163,6 +190,8 @@ def _atom(data: bytes, pos: int) -> tuple[Atom, int]:
 
 def literal_announced(line: bytes) -> tuple[int, bool] | None:
     """(size, synchronising) when a command line ends with a literal announcement."""
+    if b"}" not in line[-4:]:      # most lines: no regex search over the whole line
+        return None
     m = LITERAL_AT_END.search(line)
     if not m:
         return None

@@ -78,6 +78,14 @@ def literal(data: bytes) -> bytes:
     return b"{%d}\r\n" % len(data) + data
 
 
+def literal_parts(data: bytes) -> tuple[bytes, bytes]:
+    """literal(data) as its announcement and its bytes, for a caller that joins a whole
+    response once instead of copying a large message at every step."""
+    if b"\0" in data:
+        data = data.replace(b"\0", b"\x80")
+    return b"{%d}\r\n" % len(data), data
+
+
 def astring(text: str) -> bytes:
     """A mailbox name or other astring: an atom when it is one, else a string."""
     raw = text.encode("utf-8")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import re
 import time
 
 from .. import connection, connlimits, memtrim, overload, storage_errors
@@ -146,12 +147,13 @@ class ImapSession(Commands, connection.Connection):
         chunks = [first]
         line = first
         total = len(first)
-        tag = _tag_of(first)
-        is_append = _command_of(first) == "APPEND"
+        tag = is_append = None      # looked at only when a literal is announced
         while True:
             ann = literal_announced(line)
             if ann is None:
                 break
+            if is_append is None:
+                tag, is_append = _tag_of(first), _command_of(first) == "APPEND"
             size, sync = ann
             limit = self.append_limit() if is_append else MAX_SMALL_LITERAL
             if self.account is None and _command_of(first) not in _PREAUTH_LITERALS:
@@ -265,7 +267,7 @@ class ImapSession(Commands, connection.Connection):
 
     # -- dispatch -------------------------------------------------------------------------
     async def execute(self, raw: bytes):
-        tag = _tag_of(raw) or "*"
+        tag = None      # until the tokens give it: _tag_of(raw) in an error reply
         name = ""
         try:
             tokens = tokenize(raw)
@@ -329,6 +331,8 @@ class ImapSession(Commands, connection.Connection):
                 status, text = "NO", self._storage_reply(e)
         except MailError as e:
             status, text = "NO", self._mail_error_reply(e)
+        if tag is None:
+            tag = _tag_of(raw) or "*"
         if status == "BAD":
             self.bad_count += 1
         if self.selected is not None and status == "NO":
@@ -499,8 +503,12 @@ def _command_of(line: bytes) -> str:
     return cmd.decode("ascii", "replace")
 
 
+# A tag: 1 to 64 printable ASCII characters, none of (){%*"\+ (checked for every command).
+_TAG = re.compile(r"[!#$&',-\[\]-z|}~]{1,64}", re.ASCII)
+
+
 def _valid_tag(tag: str) -> bool:
-    return 0 < len(tag) <= 64 and all(0x20 < ord(c) < 0x7F and c not in '(){%*"\\+' for c in tag)
+    return _TAG.fullmatch(tag) is not None
 
 
 def _cannot_store(e: OSError) -> str:

@@ -30,14 +30,22 @@ def to_crlf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-def read_all(path: str) -> bytes:
-    """A whole file by plain system calls (cheaper than Path.read_bytes for many small files)."""
+FIRST_READ = 64 * 1024  # most messages are smaller: one read() and the file is whole
+
+
+def read_all(path: str, size_hint: int | None = None) -> bytes:
+    """A whole file by plain system calls (cheaper than Path.read_bytes for many small
+    files). A read shorter than asked is the end of a regular file, so a small message
+    costs open, one read and close; size_hint (its stored size, when known) sizes it."""
     fd = nofollow.open_file(path)
     try:
-        size = os.fstat(fd).st_size
-        chunks = [os.read(fd, size + 1)]
-        while chunks[-1] and sum(map(len, chunks)) <= size:
-            chunks.append(os.read(fd, 1 << 20))
+        want = size_hint + 1 if size_hint is not None else FIRST_READ
+        data = os.read(fd, want)
+        if len(data) < want:
+            return data
+        chunks = [data]
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
         return b"".join(chunks)
     finally:
         os.close(fd)
@@ -57,7 +65,7 @@ def read_message(folder, msg) -> bytes:
     """A stored message (a Message of this Folder), by a plain string path (no Path
     objects, no stat() first); found by its base name if a flag change renamed it meanwhile."""
     try:
-        return nofollow.read_bytes(f"{folder.path}/{msg.subdir}/{msg.filename}")
+        return read_all(f"{folder.path}/{msg.subdir}/{msg.filename}", msg._size)
     except FileNotFoundError:          # moved, or a link put in its place (folder.read refuses it)
         return folder.read(msg)
 
