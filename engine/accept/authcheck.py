@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from ..largemsg import LargeMessage
 from ..mailauth import authresults, dkimcheck, dmarc, dnslookup, spfcheck
-from ..smtp import policy
+from ..smtp import policy, replies
 from .arrival import SMTP, Arrival
 from .verdicts import CONTINUE, AddHeaders, Defer, FileInto, Reject
 
@@ -135,8 +135,7 @@ def check_message(settings, data: bytes, *, ip: str, helo: str, sender: str) -> 
 def decide(found: Found, cfg) -> tuple:
     """The verdicts the results ask for under the settings (none: accept as it is)."""
     if found.spf and found.spf.result == "fail" and cfg.spf_fail == "reject":
-        return (Reject(f"550 5.7.23 SPF of {_shown(found.spf.domain)} does not allow this server "
-                       f"({_shown(found.spf.reason, 120)})", "spf"),)
+        return (Reject(replies.spf_refused(_shown(found.spf.domain), _shown(found.spf.reason, 120)), "spf"),)
     worst = None
     for e in found.dmarc:
         if e.result == "temperror" and cfg.defer_on_temperror:
@@ -150,16 +149,14 @@ def decide(found: Found, cfg) -> tuple:
         return (_defer(worst.domain),) if cfg.defer_on_temperror and not found.dkim_skipped else ()
     action = cfg.dmarc_reject if worst.disposition == "reject" else cfg.dmarc_quarantine
     if action == "reject":
-        return (Reject(f"550 5.7.1 Rejected by the DMARC policy of {_shown(worst.domain)}: "
-                       f"the message is not authenticated by it (SPF and DKIM not aligned)", "dmarc"),)
+        return (Reject(replies.dmarc_refused(_shown(worst.domain)), "dmarc"),)
     if action == "quarantine":
         return (FileInto(cfg.quarantine_folder),)
     return ()
 
 
 def _defer(domain: str) -> Defer:
-    return Defer(f"451 4.4.3 Temporary DNS failure authenticating mail from {_shown(domain)}; "
-                 f"try again later", "dmarc-temperror")
+    return Defer(replies.dmarc_temperror(_shown(domain)), "dmarc-temperror")
 
 
 def _message(arrival: Arrival, cfg) -> bytes | None:

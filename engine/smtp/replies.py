@@ -184,3 +184,20 @@ def too_big(size: int, limit: int) -> Rejection:
 def queued(queue_id: str) -> Reply:
     """The end of DATA: every copy is durable."""
     return Reply(250, "2.0.0", f"Ok: queued as {queue_id}")
+
+
+# -- message authentication (accept/authcheck.py); the names come shown safe, by the caller --
+
+def spf_refused(domain: str, reason: str) -> Rejection:
+    """SPF fail with mailauth.spf_fail = "reject" (RFC 7372: 5.7.23)."""
+    return Rejection(550, "5.7.23", f"SPF of {domain} does not allow this server ({reason})")
+
+
+def dmarc_refused(domain: str) -> Rejection:
+    return Rejection(550, "5.7.1", f"Rejected by the DMARC policy of {domain}: the message is not "
+                                   f"authenticated by it (SPF and DKIM not aligned)")
+
+
+def dmarc_temperror(domain: str) -> Rejection:
+    """DMARC could not be decided for a DNS failure: never a 5xx."""
+    return Rejection(451, "4.4.3", f"Temporary DNS failure authenticating mail from {domain}; try again later")
