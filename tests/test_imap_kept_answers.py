@@ -36,8 +36,12 @@ def sessions_in_two_processes(tmp_path):
             for _ in range(40):
                 c = imaplib.IMAP4("127.0.0.1", proc.ports["imap"])
                 c.login(ADDRESS, PASSWORD)
-                opened.append((serving_pid(c.socket(), proc.proc.pid), c))
-                if len({pid for pid, _ in opened}) == 2:
+                pid = serving_pid(c.socket(), proc.proc.pid)
+                if opened and pid == opened[0][0]:
+                    c.logout()      # same process again: keep under the per-user+IP limit (10)
+                    continue
+                opened.append((pid, c))
+                if len(opened) == 2:
                     break
             else:
                 raise AssertionError("the kernel never gave a session to the other process")
