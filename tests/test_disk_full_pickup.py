@@ -40,6 +40,8 @@ def test_a_file_waits_in_pickup_until_there_is_room(tmp_path, fault):
         assert b"Subject: from pickup" in (root.path / stored).read_bytes()
         assert os.listdir(root.pickup_dir / "failed") == []
         assert srv.proc.poll() is None
+        # the log's writer thread writes its lines a few milliseconds later
+        assert wait_until(lambda: "pickup note.eml: from=" in (root.log_dir / "mailctl.log").read_text())
         log = (root.log_dir / "mailctl.log").read_text()
-        assert log.count("pickup note.eml: ") == 2          # one warning while waiting, one when taken
+        assert log.count("pickup note.eml: ") == 2, log     # one warning while waiting, one when taken
         assert "stays in pickup/ until there is room" in log
