@@ -32,8 +32,6 @@ PASSWORD = "secret-pass-1"
 # is noticed.
 XFAIL: dict[str, str] = {
     # script name: the defect that makes it fail, until fixed (strict: a fix must remove it)
-    "append_flags_recent": "\\Recent of a message APPENDed with flags into a folder no session selected yet",
-    "copy_uidplus": "\\Recent of messages COPYed into a folder no session selected yet (STATUS RECENT 0)",
 }
 
 

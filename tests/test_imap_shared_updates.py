@@ -224,3 +224,75 @@ def test_claims_of_another_uidvalidity_or_garbled_count_for_nothing(tmp_path):
         (inbox.path / RECENT_CLAIMS).write_text(text)
         assert claim_recent(inbox.path, validity, msgs, 2, write=True) == {2}
     assert inbox.status()["recent"] == 0
+
+
+def _select_at_once(sessions: tuple, folder: str) -> list[int]:
+    """Each session SELECTs folder at the same moment; the \\Recent count each one got."""
+    import threading
+    start = threading.Barrier(len(sessions))
+    counts: list[int] = [-1] * len(sessions)
+
+    def select(i: int) -> None:
+        start.wait()
+        typ, _ = sessions[i].select(folder)
+        assert typ == "OK"
+        counts[i] = int(sessions[i].untagged_responses["RECENT"][-1])
+
+    threads = [threading.Thread(target=select, args=(i,)) for i in range(len(sessions))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return counts
+
+
+def test_copied_into_a_never_selected_folder_recent_in_exactly_one_session(tmp_path):
+    """COPY puts the copies straight into cur/ of a folder no session has selected yet:
+    they are recent all the same (STATUS says so), and of two sessions in two serving
+    processes that SELECT it at once, exactly one gets them (RFC 3501 §2.3.2)."""
+    root = make_root(tmp_path, accounts={ALICE: PW},
+                     settings={"server.processes": 2, "auth.allow_plaintext": True, "queue.offline": True})
+    from engine.maildir import Maildir
+    md = Maildir.for_account(root, "example.com", "alice")
+    md.create()
+    md.create_folder("Later")
+    md.deliver(message("filed before"), folder="Later", flags=["\\Seen"])   # by an import: not recent
+    for i in range(3):
+        md.deliver(message(f"m{i}"), flags=["\\Seen"])
+    with serve_process(root) as proc:
+        wait_for_processes(root, 2)
+        a, b = imap_sessions_in_two_processes(root, proc.ports["imap"], ALICE, PW)
+        c = IMAP4From("127.0.0.50", proc.ports["imap"])
+        c.login(ALICE, PW)
+        c.select("INBOX")
+        assert c.copy("1:3", "Later")[0] == "OK"
+        typ, data = c.status("Later", "(MESSAGES RECENT)")
+        assert data[0].endswith(b"(MESSAGES 4 RECENT 3)"), data
+        assert sorted(_select_at_once((a, b), "Later")) == [0, 3]
+        for s in (a, b):
+            assert len(s.search(None, "RECENT")[1][0].split()) in (0, 3)
+        # A third session comes later: nothing is recent to it.
+        assert c.select("Later")[0] == "OK"
+        assert c.untagged_responses["RECENT"] == [b"0"]
+        for s in (a, b, c):
+            s.logout()
+
+
+def test_appended_with_flags_into_a_never_selected_folder_is_recent(mailserver, user):
+    """APPEND with flags goes straight into cur/: recent to the first session to select the
+    folder, as is what waits in new/; what a delivery or an import filed into cur/
+    before stays not recent."""
+    md = box(mailserver, user)
+    md.create_folder("Fresh")
+    md.deliver(message("filed"), folder="Fresh", flags=["\\Seen"])     # cur/, not recent
+    md.deliver(message("waiting"), folder="Fresh")                      # new/, recent
+    md.folder("Fresh").sync()                                           # it has UID 2 now
+    b = imap(mailserver, user)
+    assert b.append("Fresh", "(\\Seen)", None, message("appended"))[0] == "OK"
+    assert b.status("Fresh", "(RECENT)")[1][0].endswith(b"(RECENT 2)")
+    a, selected = _raw(mailserver, user, "Fresh")
+    assert _count(selected, b"EXISTS") == 3 and _count(selected, b"RECENT") == 2, selected
+    a.send(b"s2 SEARCH RECENT\r\n")
+    assert a.until_tag(b"s2")[0] == b"* SEARCH 2 3"
+    a.close()
+    b.logout()

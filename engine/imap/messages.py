@@ -51,10 +51,10 @@ class MessageCommands(CommandBase):
             folder = await self.open_folder(name, trycreate=True)
             try:
                 if spool:
-                    delivered = await self.blocking(self._append_spooled, name, spool, flags, date,
+                    delivered = await self.blocking(self._append_spooled, folder, name, spool, flags, date,
                                                     isinstance(data, Literal8))
                 else:
-                    delivered = await self.blocking(self._append, name, data, flags, date)
+                    delivered = await self.blocking(self._append, folder, name, data, flags, date)
             except QuotaExceeded:
                 raise no(QUOTA_EXCEEDED) from None
         finally:
@@ -64,16 +64,20 @@ class MessageCommands(CommandBase):
         await self.announce_changes()
         return f"[APPENDUID {uidvalidity} {delivered.uid}] APPEND completed"
 
-    def _append(self, name, data, flags, date):
+    def _append(self, folder, name, data, flags, date):
+        if flags:       # into cur/, not new/: recent all the same
+            folder.keep_arrivals_recent()
         if isinstance(data, Literal8):      # binary parts go in base64: a Maildir file holds lines
             data = transfer.storable(data)
         return self.maildir.deliver(data.replace(b"\r\n", b"\n"), name, flags, date)
 
-    def _append_spooled(self, name, spool, flags, date, literal8=False):
+    def _append_spooled(self, folder, name, spool, flags, date, literal8=False):
         if literal8:     # kept exact in the spool: stored as a small literal8 is (in memory, rare)
             data = nofollow.read_bytes(spool.path)
             memtrim.note(len(data))
-            return self._append(name, Literal8(data), flags, date)
+            return self._append(folder, name, Literal8(data), flags, date)
+        if flags:
+            folder.keep_arrivals_recent()
         staged = self.maildir.stage_file(spool.path, spool.size, spool.vsize, name, flags, date)
         try:
             return staged.commit()
@@ -179,6 +183,8 @@ class MessageCommands(CommandBase):
             total = sum(m.size for m in msgs)
             if not move:
                 self.maildir.check_quota(total)
+            if msgs:
+                dest.keep_arrivals_recent()     # the copies go into cur/: recent all the same
             try:
                 for m in msgs:
                     try:

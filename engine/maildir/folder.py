@@ -359,6 +359,21 @@ class Folder:
             copy_file(src, tmp, msg.mtime)
         return Staged(dest, tmp, base, msg.flags, msg.size, to_cur=True).commit()
 
+    def keep_arrivals_recent(self) -> None:
+        """Before a session puts messages straight into cur/ (APPEND with flags, COPY,
+        MOVE): they are to be recent to the first session that selects the folder, also
+        when none has yet and new/ alone would tell (recent.py)."""
+        recent.open_claims(self.path, self.uidvalidity(), self._floor_before_arrivals)
+
+    def _floor_before_arrivals(self) -> int:
+        """The highest UID given out, or below the lowest of a message still in new/
+        (never seen by a session of ours: recent by the new/ rule, and to stay so)."""
+        uidlist = self.ensure_uidlist()
+        records = uidlist.records
+        waiting = [records[b][0] for b in (n.partition(":")[0] for n in nofollow.list_files(self.path, "new"))
+                   if b in records]
+        return min([uidlist.next_uid, *waiting]) - 1
+
     def move_to(self, msg: Message, dest: Folder) -> Delivered:
         delivered = self.copy_unchecked(msg, dest)
         self.expunge([msg])

@@ -12,7 +12,11 @@ next session that selects the folder.
 Without the file (or with another UIDVALIDITY's), a folder no session of ours has
 selected since, the messages in new/ are the recent ones, as they were before the file
 existed and as Dovecot, which keeps its own count in its index and ignores this file,
-treats delivered mail.
+treats delivered mail. So a session that is about to put messages straight into cur/
+of such a folder (APPEND with flags, COPY, MOVE) first writes the file (open_claims):
+what is there already is claimed, except what waits in new/, and its messages, whose
+UIDs come later, are recent to the first session to select the folder. Imports and
+restores write no file: they bring old mail, which the new/ rule leaves alone.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import fcntl
 import operator
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .. import nofollow
 from ..storage_errors import is_storage_fault
@@ -59,6 +63,36 @@ def claim(folder_path: Path, uidvalidity: int, fresh: Sequence[Message], top: in
         return _recent(fresh, floor)
     finally:
         os.close(fd)                        # and the lock with it
+
+
+def open_claims(folder_path: Path, uidvalidity: int, floor_now: Callable[[], int]) -> None:
+    """Before messages go straight into cur/ of a folder: when it has no claims (for this
+    UIDVALIDITY), write them, claiming up to floor_now() (called under the lock: the
+    highest UID given out that is neither in new/ nor above one that is)."""
+    path = folder_path / RECENT_CLAIMS
+    if _read_floor(path, uidvalidity) is not None:
+        return                              # the common case: one open and read
+    try:
+        fd = nofollow.open_file(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    except FileNotFoundError:               # a link (LinkRefused)
+        return
+    except OSError as e:
+        if not (is_storage_fault(e) or isinstance(e, PermissionError)):
+            raise
+        return                              # a read-only disk: the new/ rule stays
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if _parse(os.pread(fd, 64, 0), uidvalidity) is not None:
+            return                          # a session selected the folder meanwhile
+        text = f"{uidvalidity} {floor_now()}\n".encode()
+        try:
+            os.pwrite(fd, text, 0)
+            os.ftruncate(fd, len(text))
+        except OSError as e:                # a full disk: the new/ rule stays
+            if not is_storage_fault(e):
+                raise
+    finally:
+        os.close(fd)
 
 
 def count(folder_path: Path, uidvalidity: int, msgs: Sequence[Message]) -> int:
