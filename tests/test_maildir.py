@@ -695,3 +695,21 @@ def test_a_first_sync_makes_the_messages_a_later_process_makes(tmp_path):
     assert flags["1700000100.V1I1M1.mta:2,S"] == {"\\Seen"}
     assert flags["1700000102.V1I2M2.mta:2,FS"] == {"\\Seen", "\\Flagged"}
     assert {m[3]: m[5:] for m in first}["1700000101.M5P1.h,S=20,W=21"] == (20, 21)
+
+
+def test_copy_finds_a_message_renamed_between_locating_and_linking(md, monkeypatch):
+    """Another process's flag change may rename the file after COPY found it and before it
+    links it: the copy finds it again (before: FileNotFoundError, an IMAP SERVERBUG)."""
+    inbox, sent = md.folder("INBOX"), md.folder("Sent")
+    md.deliver(MSG)
+    [msg] = inbox.sync()
+    real_link, raced = os.link, []
+
+    def link_after_a_rename(src, dst, *a, **kw):
+        if not raced:                   # once: as a STORE in another process would
+            raced.append(inbox.change_flags(msg, add={"\\Flagged"}))
+        return real_link(src, dst, *a, **kw)
+    monkeypatch.setattr(md_folder.os, "link", link_after_a_rename)
+    copied = inbox.copy_unchecked(msg, sent)
+    assert raced and (sent.path / "cur" / copied.path.name).exists()
+    assert [m.uid for m in sent.sync()] == [copied.uid]

@@ -350,13 +350,20 @@ class Folder:
         """copy_to() without the quota check (the caller checked the whole set). Hard link (fallback: copy with the same mtime) into dest tmp/, then commit to cur/."""
         base = unique_base(msg.size, msg.vsize)
         tmp = dest.path / "tmp" / base
-        src = current_path(msg)
-        try:
-            os.link(src, tmp)
-        except OSError as e:
-            if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                raise
-            copy_file(src, tmp, msg.mtime)
+        for attempt in range(RENAME_TRIES):
+            src = current_path(msg)      # NotFound when it is gone for good
+            try:
+                os.link(src, tmp)
+                break
+            except FileNotFoundError:
+                # another session's flag change renamed it between the two steps: find it again
+                if attempt == RENAME_TRIES - 1:
+                    raise NotFound(f"message UID {msg.uid} kept moving; not copied") from None
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
+                copy_file(src, tmp, msg.mtime)
+                break
         return Staged(dest, tmp, base, msg.flags, msg.size, to_cur=True).commit()
 
     def keep_arrivals_recent(self) -> None:
