@@ -38,6 +38,9 @@ class Watchdog:
 
     def stop(self) -> None:
         self._deadline = None
+        if self._fired:         # the watched code swallowed the cancellation: take it back
+            self._fired = False
+            self._task.uncancel()
 
     def expired(self) -> bool:
         """Asked in an `except CancelledError`: True when the deadline cancelled the task

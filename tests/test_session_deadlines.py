@@ -5,10 +5,13 @@ session goes on. The limits are set below their checked minimums in the in-proce
 server's settings, so each test takes a few seconds."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 import pytest
 
+from engine.watchdog import Watchdog
 from helpers_raw import Raw
 from helpers_server import make_root, running_server
 
@@ -94,3 +97,64 @@ def test_a_command_past_the_time_limit_is_stopped_and_the_session_goes_on(server
         assert 1.5 < _closed_with(r, b"* BYE Autologout; idle for too long") < 6
     finally:
         r.close()
+
+
+# -- the watchdog itself --------------------------------------------------------------
+
+def _run(coro_fn):
+    return asyncio.run(coro_fn())
+
+
+def test_the_watchdog_cancels_at_the_deadline_and_says_it_did():
+    async def main():
+        dog = Watchdog()
+        dog.watch(10)
+        dog.watch(0.05)         # shorter than the timer already set: it comes sooner
+        started = time.monotonic()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.sleep(5)
+        assert dog.expired() and asyncio.current_task().cancelling() == 0
+        dog.close()
+        return time.monotonic() - started
+    assert _run(main) < 1
+
+
+def test_a_deadline_moved_on_in_time_never_fires():
+    async def main():
+        dog = Watchdog()
+        for _ in range(8):
+            dog.watch(0.2)
+            await asyncio.sleep(0.1)
+        dog.stop()
+        await asyncio.sleep(0.3)        # stopped: the timer still due does nothing
+        dog.close()
+    _run(main)
+
+
+def test_another_cancellation_is_not_taken_for_the_deadline():
+    async def main():
+        dog = Watchdog()
+        dog.watch(5)
+        asyncio.get_running_loop().call_later(0.05, asyncio.current_task().cancel)
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            assert not dog.expired()
+            raise
+        finally:
+            dog.close()
+    with pytest.raises(asyncio.CancelledError):
+        _run(main)
+
+
+def test_a_swallowed_deadline_is_taken_back_by_stop():
+    async def main():
+        dog = Watchdog()
+        dog.watch(0.05)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(5)
+        dog.stop()
+        assert asyncio.current_task().cancelling() == 0
+        await asyncio.sleep(0.01)       # not cancelled again
+        dog.close()
+    _run(main)
