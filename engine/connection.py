@@ -132,8 +132,8 @@ async def read_loop(conn: Connection, protocol: Protocol) -> None:
         watchdog.watch(idle_limit(conn))
         try:
             request = await conn.read_request()
-        except asyncio.CancelledError:
-            if not watchdog.expired():
+        except (asyncio.CancelledError, TimeoutError) as e:    # TimeoutError: a read's own
+            if isinstance(e, asyncio.CancelledError) and not watchdog.expired():
                 raise
             await conn.send(protocol.autologout)
             return
