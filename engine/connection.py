@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import connlimits, memtrim, overload
+from .watchdog import Watchdog
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Connection:
         self.peer_ip = str(peer[0])
         self.account = None                     # the directory's account once logged in
         self.session = None                     # the runtime.Session, set by serve
+        self.watchdog: Watchdog | None = None   # the idle and command limits, set by serve
 
     @property
     def plaintext_ok(self) -> bool:
@@ -75,6 +77,7 @@ _QUIET = (ConnectionError, asyncio.IncompleteReadError, TimeoutError)
 async def serve(conn: Connection, protocol: Protocol) -> None:
     """One connection, from admission to close."""
     rt = conn.runtime
+    conn.watchdog = Watchdog()
     try:
         conn.session, refused = await admit(rt, protocol.name, conn.peer_ip,
                                             lambda: shut_down(conn.writer, protocol))
@@ -96,6 +99,7 @@ async def serve(conn: Connection, protocol: Protocol) -> None:
                 if not conn.writer.is_closing():
                     conn.writer.write(protocol.internal_error)
     finally:
+        conn.watchdog.close()
         await conn.finish()
         if conn.session is not None:
             conn.session.close()
@@ -123,14 +127,17 @@ def idle_limit(conn: Connection) -> float:
 async def read_loop(conn: Connection, protocol: Protocol) -> None:
     """Requests until the client leaves, is idle for too long or the server stops."""
     stopping = conn.runtime.stopping
+    watchdog = conn.watchdog
     while not stopping.is_set():
+        watchdog.watch(idle_limit(conn))
         try:
-            # asyncio.timeout, not wait_for: no extra task per request.
-            async with asyncio.timeout(idle_limit(conn)):
-                request = await conn.read_request()
-        except TimeoutError:
+            request = await conn.read_request()
+        except (asyncio.CancelledError, TimeoutError) as e:    # TimeoutError: a read's own
+            if isinstance(e, asyncio.CancelledError) and not watchdog.expired():
+                raise
             await conn.send(protocol.autologout)
             return
+        watchdog.stop()
         if request is None:
             return
         go_on = await conn.handle(request)

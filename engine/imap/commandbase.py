@@ -9,6 +9,7 @@ or MailError for NO and BAD.
 """
 from __future__ import annotations
 
+import bisect
 import time
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ from .. import maildir as store
 from .. import mutf7
 from ..errors import InvalidInput, NotFound
 from .errors import bad, no
-from .parser import as_atom, as_text, parse_sequence_set
+from .parser import as_atom, as_text, number, parse_sequence_set
 
 if TYPE_CHECKING:
     from ..directory import Account
@@ -147,8 +148,17 @@ class CommandBase:
     def targets(self, token, uid: bool) -> list[int]:
         """The sequence numbers a sequence set argument selects (a set of UIDs when uid)."""
         text = as_atom(token, "sequence set")
-        ranges = parse_sequence_set(text)
         sel = self.selected
+        if text.isdigit():          # one number, the most common set: no ranges to resolve
+            n = number(text, f"sequence number in {text[:40]!r}", nonzero=True)
+            if uid:
+                uids = sel.uids
+                i = bisect.bisect_left(uids, n)
+                return [i + 1] if i < len(uids) and uids[i] == n else []
+            if n > len(sel.msgs):
+                raise bad(f"Invalid message sequence number {n} (the mailbox has {len(sel.msgs)})")
+            return [n]
+        ranges = parse_sequence_set(text)
         if not uid:
             count = len(sel.msgs)
             for a, b in ranges:

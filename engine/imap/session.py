@@ -299,10 +299,15 @@ class ImapSession(Commands, connection.Connection):
             limits = self.runtime.settings.mailbox
             limit = None if name == "IDLE" else limits.command_time_limit_s
             self.deadline = time.monotonic() + (limit or limits.idle_timeout_s)
+            self.watchdog.watch(limit)
             try:
-                async with asyncio.timeout(limit):
-                    text = await handler(tag, tokens[2:])
+                text = await handler(tag, tokens[2:])
+            except asyncio.CancelledError:
+                if not self.watchdog.expired():
+                    raise
+                raise TimeoutError() from None      # answered below
             finally:
+                self.watchdog.stop()
                 if self.session is not None:
                     self.session.busy = False
             if text is None:  # the handler wrote its own completion (STARTTLS, LOGOUT)
