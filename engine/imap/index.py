@@ -38,6 +38,7 @@ from . import mime
 from .addrlist import address_list
 from .headercache import header
 from .response import string
+from .search import ADDRESS_FIELDS, address_text, decode_header_text
 
 FILENAME = "mailctl-index"
 MAGIC = b"mailctl-index 3\n"      # older versions are rebuilt, as foreign files are (3: ENVELOPE
@@ -91,15 +92,15 @@ _FINDERS: dict[str, re.Pattern] = {}
 def field_text(fields: bytes, plain: bool, name: str) -> str | None:
     """The decoded, casefolded values of the fields called name (lower-case) joined by
     NUL, or None when there is no such field: what SEARCH on a header key compares."""
-    from .search import ADDRESS_FIELDS, address_text, decode_header_text
     finder = _FINDERS.get(name)
     if finder is None:
         # The values of plain headers (see _plain) by one regex; what parse_headers gives.
+        # Each field is found by the LF before it (see select_fields: faster than ^).
         finder = _FINDERS[name] = re.compile(
-            rb"^" + re.escape(name.encode("ascii")) + rb"[ \t]*:([^\n]*\n(?:[ \t][^\n]*\n)*)",
-            re.IGNORECASE | re.MULTILINE)
+            rb"\n" + re.escape(name.encode("ascii")) + rb"[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)",
+            re.IGNORECASE)
     if plain:
-        raw = [v.strip() for v in finder.findall(fields)]
+        raw = [v.strip() for v in finder.findall(b"\n" + fields)]
         raw = [_UNFOLD.sub(b" ", v) if b"\n" in v else v for v in raw]  # folded lines
     else:
         raw = _values(fields, name.encode("ascii"))
@@ -173,7 +174,10 @@ def _values(fields: bytes, key: bytes) -> list[bytes]:
 
 _SELECTORS: dict[tuple, re.Pattern] = {}
 _UNFOLD = mime._UNFOLD
-_STRAY_LINE = re.compile(rb"^[^ \t\r\n:][^\n:]*\n", re.MULTILINE)  # neither field nor continuation
+# A line that is neither a field nor a continuation: the first line, or one after an LF
+# (a search for a literal LF runs faster than a MULTILINE ^ tried at every byte).
+_STRAY_FIRST = re.compile(rb"[^ \t\r\n:][^\n:]*\n")
+_STRAY_LINE = re.compile(rb"\n[^ \t\r\n:][^\n:]*\n")
 _INDEXED_NAMES = tuple(sorted(INDEXED))
 
 
@@ -181,7 +185,8 @@ def _plain(header: bytes) -> bool:
     """Only field lines and their continuation lines, each ending in CRLF: the two
     header parsers in mime (section_bytes, parse_headers) then read it alike."""
     return not (b"\x0b" in header or b"\x0c" in header or header.count(b"\r") != header.count(b"\n")
-                or not header.endswith(b"\n") or header[:1] in (b" ", b"\t") or _STRAY_LINE.search(header))
+                or not header.endswith(b"\n") or header[:1] in (b" ", b"\t") or _STRAY_FIRST.match(header)
+                or _STRAY_LINE.search(header))
 
 
 def select_fields(fields: bytes, names, plain: bool | None = None) -> bytes:
@@ -194,13 +199,17 @@ def select_fields(fields: bytes, names, plain: bool | None = None) -> bytes:
     key = names if type(names) is tuple else tuple(names)
     pattern = _SELECTORS.get(key)
     if pattern is None:
+        # Each field found by the LF before it, and taken without its own last LF (the
+        # next field's match starts there): sre scans for a literal LF fast, where a
+        # MULTILINE ^ is tried at every byte. A third less time when building the index.
         alternatives = b"|".join(re.escape(n.lower().encode("ascii")) for n in names)
-        pattern = re.compile(rb"^(?:" + alternatives + rb")[ \t]*:[^\n]*\n(?:[ \t][^\n]*\n)*",
-                             re.IGNORECASE | re.MULTILINE)
+        pattern = re.compile(rb"\n((?:" + alternatives + rb")[ \t]*:[^\n]*(?:\n[ \t][^\n]*)*)",
+                             re.IGNORECASE)
         if len(_SELECTORS) > 256:
             _SELECTORS.clear()
         _SELECTORS[key] = pattern
-    return b"".join(pattern.findall(fields)) + b"\r\n"
+    found = pattern.findall(b"\n" + fields)
+    return b"\n".join(found) + b"\n\r\n" if found else b"\r\n"
 
 
 def covers(names) -> bool:

@@ -50,12 +50,24 @@ class View:
             if header_only:
                 data = headercache.header(self._folder, self.msg)
             else:
-                data = store.to_crlf(self._loader(self.msg))
+                data = store.to_crlf(self.raw())
             self._part = mime.Part(data, 0, len(data))
             self._part_is_header = header_only
         return self._part
 
+    def raw(self) -> bytes:
+        """The message file as stored (LF line ends), read once: SEARCH BODY looks at it
+        before paying for the CRLF copy and the parse most messages never need."""
+        if self._raw is None:
+            self._raw = self._loader(self.msg)
+        return self._raw
+
+    def forget(self) -> None:
+        """Drop the content read: a SEARCH over every message holds one at a time."""
+        self._part = self._raw = None
+
     _part_is_header = False
+    _raw = None
     _entry = None  # the folder index entry (index.Entry), when the caller looked it up
     _columns = None  # {field name: {base: decoded text | None}} from index.columns
 

@@ -202,12 +202,13 @@ class Searcher:
                 return False
             return _header_contains(part, node[1], node[2])
         if kind == "BODY":
-            part = msg.part()
-            return not _cannot_contain(part.data, node[1]) and node[1] in _body_text(part)
-        if kind == "TEXT":
-            part = msg.part()
-            if _cannot_contain(part.data, node[1]):
+            if _cannot_contain(_stored(msg, node[1]), node[1]):
                 return False
+            return node[1] in _body_text(msg.part())
+        if kind == "TEXT":
+            if _cannot_contain(_stored(msg, node[1]), node[1]):
+                return False
+            part = msg.part()
             return node[1] in decode_header_text(part.header_bytes()) or node[1] in _body_text(part)
         raise AssertionError(kind)
 
@@ -262,6 +263,15 @@ def _needs_content(node) -> bool:
 
 
 _ENCODED_MARKERS = (b"base64", b"quoted-printable", b"=?")
+
+
+def _stored(msg, needle: str) -> bytes:
+    """What _cannot_contain may look at for this needle: the file as stored (LF line
+    ends) when the needle has no CR or LF, as CRLF only inserts or drops CRs next to LFs;
+    else the message as served. Most messages are ruled out before any copy or parse."""
+    if "\r" in needle or "\n" in needle:
+        return msg.part().data
+    return msg.raw()
 
 
 def _cannot_contain(data: bytes, needle: str) -> bool:

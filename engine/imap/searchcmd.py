@@ -7,6 +7,9 @@ way of running them, go here or beside this module.
 """
 from __future__ import annotations
 
+from functools import partial
+
+from ..maildir import read_message
 from . import index as indexmod
 from . import search as searchmod
 from .commandbase import CommandBase, state
@@ -51,7 +54,9 @@ class SearchCommand(CommandBase):
             await self.send(("* SEARCH" + "".join(f" {n}" for n in numbers) + "\r\n").encode())
             return _completed(sel)
         searcher = searchmod.Searcher(nodes, len(sel.msgs), sel.uids[-1] if sel.uids else 0)
-        views = [View.of(sel, i, sel.folder.read) for i in range(1, len(sel.msgs) + 1)]
+        # open, read, close: no stat, no buffered file (SEARCH BODY reads every message)
+        load = partial(read_message, sel.folder)
+        views = [View.of(sel, i, load) for i in range(1, len(sel.msgs) + 1)]
         if sel.ghosts:  # expunged elsewhere, still numbered for the client: they match nothing
             views = [v for v in views if not sel.is_ghost(v.msg)]
         if searcher.needs_content():
@@ -65,7 +70,12 @@ class SearchCommand(CommandBase):
                         v._entry = entries.get(v.msg.base)
                         v._columns = columns
                 # a file gone meanwhile matches nothing (search.py): no NotFound here
-                return [v for v in searchmod.within(views, deadline) if searcher.matches(v)]
+                found = []
+                for v in searchmod.within(views, deadline):
+                    if searcher.matches(v):
+                        found.append(v)
+                    v.forget()      # else every message read stays in memory to the end
+                return found
             found = await self.blocking(run)
         elif len(views) * searchmod.size(("AND", nodes)) <= INLINE_SEARCH:
             found = [v for v in views if searcher.matches(v)]
