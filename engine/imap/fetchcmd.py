@@ -56,16 +56,20 @@ class FetchCommand(CommandBase):
             names = [i.name for i in items]
             uid_flags = names == ["UID", "FLAGS"]
             with_recent: dict[frozenset, str] = {}  # flag set -> its text with \Recent
+            texts: dict[frozenset, str] = {}        # flag set -> its text (one lookup a message)
             msgs = sel.msgs
+            is_recent = sel.is_recent
             out = []
             for n, seq in enumerate(seqs, 1):
                 m = msgs[seq - 1]
-                if sel.is_recent(m):
+                if is_recent(m):
                     text = with_recent.get(m.flags)
                     if text is None:
                         text = with_recent[m.flags] = flag_list(m.flags | RECENT)
                 else:
-                    text = flag_list(m.flags)
+                    text = texts.get(m.flags)
+                    if text is None:
+                        text = texts[m.flags] = flag_list(m.flags)
                 if uid_flags:
                     out.append(f"* {seq} FETCH (UID {m.uid} FLAGS {text})\r\n")
                 else:
