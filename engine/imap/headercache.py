@@ -9,7 +9,12 @@ from collections import OrderedDict
 
 from ..maildir import read_header, to_crlf
 
-BUDGET_BYTES = 64 * 1024 * 1024
+# Only whole headers (BODY[HEADER], RFC822.HEADER), fields outside the folder index and
+# SEARCH on such fields come here: a client opening a folder is answered from the index and
+# leaves this empty. Headers take ~850 bytes a message: 16 MB holds a 10,000-message folder's
+# (a second BODY.PEEK[HEADER] sweep of it: 141 ms cached, 272 ms not); at 100,000 even 64 MB
+# held no full sweep (LRU), and only added to the process's RSS (bench/PROFILE.md).
+BUDGET_BYTES = 16 * 1024 * 1024
 
 
 class HeaderCache:
