@@ -286,3 +286,29 @@ def test_envelopes_from_remembered_address_encodings_equal_parsed_ones():
         fresh = idx_mod.encode_envelope(mime.envelope(mime.Part(fields, 0, len(fields))))
         assert idx_mod._envelope_of(fields) == fresh
     assert idx_mod._ADDRESSES        # values were remembered, and answered from above
+
+
+ODD_HEADERS = [
+    b"Subject: first line\r\nSubjects: not it\r\nsubject2: nor this\r\nFROM :  a@b\r\n\r\n",
+    b"To: a,\r\n b,\r\n\tc\r\nX-Other: y\r\nDate:\r\nCc:x\r\n\r\n",
+    b"stray line first\r\nFrom: a@b\r\nSubject: s\r\n\r\n",
+    b"From: a@b\r\nstray line\r\nSubject: s\r\n\r\n",
+    b"From: a@b\r\nSubject: lone\rcr\r\n\r\n",
+    b"X-Only: nothing indexed\r\n\r\n",
+    b"\r\n",
+]
+
+
+@pytest.mark.parametrize("header", ODD_HEADERS)
+def test_fields_and_texts_from_odd_headers_match_the_parser(header):
+    """select_fields and field_text find each field by the LF before it (a fast scan):
+    the same fields, in message order, as the general header parser gives."""
+    part = mime.Part(header, 0, len(header))
+    entry = indexmod.entry_from_header(header)
+    for names in (("FROM", "SUBJECT", "DATE"), ("To", "Cc"), ("subject",), ("x-other", "date")):
+        expected = mime.section_bytes(part, [], "HEADER.FIELDS", list(names))
+        assert indexmod.select_fields(header, names) == expected
+        if indexmod.covers(names):
+            assert indexmod.select_fields(entry.fields, names, entry.plain) == expected
+    subjects = [v for k, v in part.headers if k == "subject"]
+    assert (entry.subject is None) == (not subjects)
