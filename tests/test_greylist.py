@@ -213,6 +213,20 @@ def test_a_store_that_cannot_be_written_lets_mail_through(tmp_path, caplog):
     assert caplog.text.count("greylist: cannot use state/greylist") == 1
 
 
+def test_the_server_removes_expired_records_by_itself(tmp_path, monkeypatch):
+    from engine.accept import greylisting
+    monkeypatch.setattr(greylisting, "FIRST_EXPIRY_S", 0.2)
+    root = grey_root(tmp_path)
+    g = Greylist(root, settings_mod.load(root.config_file).greylist, lambda: time.time() - 30 * 3600)
+    g.start("192.0.2.0/24", "old@far.example", BOB)
+    Greylist(root, g.cfg).start("192.0.2.0/24", "new@far.example", BOB)
+    with running_server(root):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(os.listdir(g.dir)) > 1:
+            time.sleep(0.1)
+    assert [r.sender for r in Greylist(root, g.cfg).records(include_expired=True)] == ["new@far.example"]
+
+
 def _no_verify():
     import ssl
     ctx = ssl.create_default_context()

@@ -19,12 +19,14 @@ import asyncio
 import contextlib
 
 from ..greylist import ALLOWED, DUE, NEW, PASSED, Greylist, client_network, domain_listed, ip_listed
+from ..errors import InvalidInput
 from ..mailauth import dnslookup, spfcheck
 from ..smtp import replies
 from .verdicts import CONTINUE, Defer
 
 POSTMASTER = "postmaster"
 EXPIRY_INTERVAL_S = 4 * 3600     # hMailServer's GreylistingRecordExpirationInterval: 240 min
+FIRST_EXPIRY_S = 60.0            # the first sweep, after start
 _failing = False                 # the store's fault is logged once until it works again
 
 
@@ -38,8 +40,12 @@ async def greylisting(check):
     if why:
         _note(rt, "greylist_exempt", check, why)
         return CONTINUE
+    try:
+        network = client_network(client.ip, cfg.ip_prefix_v4, cfg.ip_prefix_v6)
+    except InvalidInput:
+        return CONTINUE               # not an IP client (never on a TCP listener)
     store = Greylist(rt.root, cfg)
-    triplet = (client_network(client.ip, cfg.ip_prefix_v4, cfg.ip_prefix_v6), check.sender, result.address)
+    triplet = (network, check.sender, result.address)
     try:
         found = await rt.run_blocking(store.look, *triplet)
         if found == DUE:
@@ -53,7 +59,7 @@ async def greylisting(check):
         if found == NEW:
             await rt.run_blocking(store.start, *triplet)
             _store_works(rt)
-    except OSError as e:
+    except Exception as e:  # noqa: BLE001 - a broken store must not defer mail forever
         _store_failed(rt, e)
         return CONTINUE
     _note(rt, "greylist_deferred", check, "first try" if found == NEW else "retried too early")
@@ -95,12 +101,13 @@ def _note(rt, counter: str, check, why: str) -> None:
                 check.result.address[:100], counter.partition("_")[2], why)
 
 
-def _store_failed(rt, error: OSError) -> None:
+def _store_failed(rt, error: Exception) -> None:
     global _failing
     rt.count("greylist_store_errors")
     if not _failing:
+        why = getattr(error, "strerror", None) or type(error).__name__
         rt.log.warning("greylist: cannot use state/greylist (%s); letting mail through ungreylisted "
-                       "until it works again", error.strerror or type(error).__name__)
+                       "until it works again", why)
     _failing = True
 
 
@@ -115,7 +122,7 @@ async def expire(rt) -> None:
     """The 'greylist_expiry' worker (one serving process): expired records' files are
     removed soon after start and every EXPIRY_INTERVAL_S (a record is ignored as soon as
     it expires; this only reclaims the files). Greylisting goes on meanwhile."""
-    wait = 60.0
+    wait = FIRST_EXPIRY_S
     while not rt.stopping.is_set():
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(rt.stopping.wait(), wait)
