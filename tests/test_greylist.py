@@ -103,6 +103,27 @@ def test_the_client_counts_by_its_network(ip, v4, v6, network):
     assert client_network(ip, v4, v6) == network
 
 
+@pytest.mark.parametrize("key, value, ok", [
+    ("whitelist_networks", ["192.168.*", "10.0.?.*", "192.0.2.0/24", "2001:db8::/32", "198.51.100.7"], True),
+    ("whitelist_networks", ["192.168.*/../x"], False), ("whitelist_networks", ["mail.example.com"], False),
+    ("whitelist_sender_domains", ["*.example.com", "example.org"], True),
+    ("whitelist_sender_domains", ["exa mple.com"], False), ("delay_minutes", 1441, False),
+    ("ip_prefix_v4", 33, False), ("ip_prefix_v6", 64, True),
+])
+def test_settings_are_checked(key, value, ok):
+    _, problems = settings_mod.validate({"greylist": {key: value}}, "", "mailctl.toml")
+    assert (problems == []) == ok, problems
+
+
+def test_wildcards_match_whole_addresses():
+    from engine.greylist import domain_listed, ip_listed
+    assert ip_listed("192.168.4.5", ["192.168.*"]) and not ip_listed("192.169.4.5", ["192.168.*"])
+    assert ip_listed("::ffff:10.0.3.9", ["10.0.?.*"]) and ip_listed("2001:db8::5", ["2001:db8::/32"])
+    assert not ip_listed("not-an-ip", ["*"]) and not ip_listed("192.0.2.1", [])
+    assert domain_listed("a@mx.Example.COM", ["*.example.com"]) and not domain_listed("a@example.com", ["*.example.com"])
+    assert not domain_listed("", ["*"])
+
+
 # -- a real server ------------------------------------------------------------------------
 
 def grey_root(tmp_path, **settings):
