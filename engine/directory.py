@@ -92,6 +92,7 @@ class Domain:
     max_message_size_mb: float = 0
     max_accounts: int = 0
     default_quota_mb: int = 0
+    greylisting: bool = True          # greylist.enabled applies to this domain (hMailServer's switch)
     accounts: dict[str, Account] = field(default_factory=dict)
     alias_map: dict[str, Alias] = field(default_factory=dict)
     lists: dict[str, MailingList] = field(default_factory=dict)
@@ -100,7 +101,7 @@ class Domain:
         return {"domain": self.name, "enabled": self.enabled, "domain_aliases": list(self.aliases),
                 "catch_all": self.catch_all, "max_message_size_mb": self.max_message_size_mb,
                 "max_accounts": self.max_accounts, "default_quota_mb": self.default_quota_mb,
-                "accounts": len(self.accounts), "address_aliases": len(self.alias_map),
+                "greylisting": self.greylisting, "accounts": len(self.accounts), "address_aliases": len(self.alias_map),
                 "lists": len(self.lists)}
 
 
@@ -126,6 +127,7 @@ DOMAIN_KEYS = {
     "max_message_size_mb": (lambda v: _is_num(v) and v >= 0, "a number of MB, 0 or more"),
     "max_accounts": (lambda v: _is_int(v) and v >= 0, "a whole number, 0 or more"),
     "default_quota_mb": (lambda v: _is_int(v) and v >= 0, "a whole number of MB, 0 or more"),
+    "greylisting": (lambda v: isinstance(v, bool), "true or false"),
 }
 TABLES = ("accounts", "aliases", "lists")
 ACCOUNT_KEYS = {
@@ -190,7 +192,8 @@ def parse_domain(name: str, data: dict, text: str, where: str, settings=None) ->
     d = _check_table(top, DOMAIN_KEYS, [], problems)
     domain = Domain(name=name, enabled=d.get("enabled", True), catch_all=d.get("catch_all", ""),
                     max_message_size_mb=d.get("max_message_size_mb", 0),
-                    max_accounts=d.get("max_accounts", 0), default_quota_mb=d.get("default_quota_mb", 0))
+                    max_accounts=d.get("max_accounts", 0), default_quota_mb=d.get("default_quota_mb", 0),
+                    greylisting=d.get("greylisting", True))
     aliases = []
     for a in d.get("domain_aliases", []):
         try:

@@ -52,13 +52,14 @@ def listener_starters() -> dict:
 def workers() -> dict:
     """Worker name (its settings section) -> the function that runs it until the server stops."""
     from . import pickup
+    from .accept import greylisting
     from .outbound import runner
 
     async def queue(rt) -> None:
         # the runner's start-up sweep keeps the bodies that pickup's commit markers still name
         await runner.run(rt, keep_bodies=pickup.pending_queue_ids)
 
-    return {"queue": queue, "pickup": pickup.run}
+    return {"queue": queue, "pickup": pickup.run, "greylist_expiry": greylisting.expire}
 
 
 class Service:

@@ -145,6 +145,15 @@ def _senders(v):
     return None
 
 
+def _ip_patterns(v):
+    from .greylist import pattern_problem
+    return next((p for p in (pattern_problem(str(x)) for x in v) if p), None)
+
+
+def _domain_patterns(v):
+    return next((p for p in (_domain(str(x).replace("*", "x")) for x in v) if p), None)
+
+
 def _path(v):
     return "must not be empty" if v == "" else None
 
@@ -356,6 +365,26 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "ignore_networks": Key(["127.0.0.0/8", "::1/128"], list, "clients whose mail is not checked "
                                "(OpenDMARC's IgnoreHosts); trusted networks and authenticated users never are",
                                _networks),
+    },
+    "greylist": {
+        "enabled": Key(False, bool, "greylisting on port 25 (RFC 6647): the first try of an unknown (client network, "
+                       "sender, recipient) gets 451 4.7.1, a retry after delay_minutes passes. Never for AUTH, "
+                       "submission, trusted networks or mail to postmaster; off per domain with greylisting = false"),
+        "delay_minutes": Key(5, (int, float), "a retry is accepted once this long after the first try", _range(0, 1440)),
+        "unused_expiry_hours": Key(24, (int, float), "a triplet never retried is forgotten after this long",
+                                   _range(0.01)),
+        "pass_expiry_days": Key(36, (int, float), "a triplet that passed is kept this long after its last use",
+                                _range(0.01)),
+        "ip_prefix_v4": Key(24, int, "IPv4 clients count by network of this many bits (32 = each address)", _range(8, 32)),
+        "ip_prefix_v6": Key(64, int, "IPv6 clients count by network of this many bits (128 = each address)",
+                            _range(16, 128)),
+        "spf_bypass": Key(True, bool, "no greylisting when the sender's SPF passes for the client (big senders "
+                          "retry from other addresses); the result is reused by the mailauth check"),
+        "whitelist_networks": Key(["127.0.0.0/8", "::1/128"], list, "clients never greylisted: addresses, "
+                                  "networks or wildcard patterns (192.168.*)", _ip_patterns),
+        "whitelist_sender_domains": Key([], list, "sender domains never greylisted (wildcards: *.example.com); "
+                                        "a sender address is easily forged, prefer whitelist_networks",
+                                        _domain_patterns),
     },
     "sendmail": {
         "sender_domain": Key("", str, "domain of a local user's address for sendmail(1): login@domain "

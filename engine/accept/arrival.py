@@ -36,6 +36,7 @@ class Envelope:
     trusted: bool = False             # the client is in relay.trusted_networks
     origin: str = ""                  # injected mail: who handed it in ("local user x (uid n)")
     resolved: list = field(default_factory=list)    # SMTP: policy.Accepted of each RCPT
+    spf: object = None                # SMTP: the SPF result greylisting found at RCPT (reused)
 
     @property
     def by_smtp(self) -> bool:

@@ -68,7 +68,8 @@ def authenticate(arrival: Arrival) -> Found:
     timeout = float(cfg.dns_timeout_s)
     found = Found()
     if cfg.spf:
-        s = found.spf = spfcheck.check_spf(resolver, env.client_ip, env.sender, env.helo)
+        # greylisting may have asked already, at RCPT time, in this transaction
+        s = found.spf = env.spf or spfcheck.check_spf(resolver, env.client_ip, env.sender, env.helo)
         found.lines.append(authresults.result(
             "spf", s.result, s.reason if s.result != "pass" else "",
             **({"smtp_mailfrom": s.domain} if s.identity == "mailfrom" else {"smtp_helo": s.domain})))

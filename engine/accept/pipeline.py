@@ -14,7 +14,7 @@ it (tests add theirs that way), so a stage never touches protocol code.
 """
 from __future__ import annotations
 
-from . import authcheck, rcpt, stages
+from . import authcheck, greylisting, rcpt, stages
 from .arrival import Arrival
 from .verdicts import CONTINUE, ENDS, AddHeaders, FileInto
 
@@ -23,6 +23,7 @@ RCPT_STAGES = (
     rcpt.recipient_limit,       # limits.max_recipients: 452
     rcpt.recipient_policy,      # relay, unknown user, list rules: where it resolves
     rcpt.domain_size,           # the domain's size limit against SIZE=
+    greylisting.greylisting,    # port 25: 451 4.7.1 to a first try (greylist.enabled)
     rcpt.mailbox_full,          # every mailbox it reaches is full
 )
 

@@ -1,6 +1,7 @@
 """The stages that answer a RCPT TO before any data is sent (the envelope is all there is):
 today the recipient limit, the recipient policy (engine/smtp/policy.py), a domain's size
-limit and full mailboxes (engine/smtp/quota.py); later access lists, DNSBL, greylisting.
+limit and full mailboxes (engine/smtp/quota.py); greylisting is greylisting.py; later
+access lists, DNSBL.
 
 Each is a coroutine function taking a RcptCheck and returning CONTINUE, Reject or Defer;
 they run on the event loop (disk work through runtime.run_blocking), in the order
@@ -8,7 +9,7 @@ pipeline.py lists them, until one refuses.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..smtp import policy, quota, replies
 from .verdicts import CONTINUE, Reject, refusal
@@ -24,6 +25,9 @@ class RcptCheck:
     declared_size: int                # MAIL FROM's SIZE=, or 0
     accepted: int                     # recipients already accepted in this transaction
     result: "policy.Accepted | None" = None     # where it resolves (set by recipient_policy)
+    helo: str = ""                    # the client's EHLO/HELO name
+    transaction: dict = field(default_factory=dict)     # kept for the whole transaction: the
+    # SPF result greylisting asked for ("spf"), handed to the after-DATA check
 
 
 async def recipient_limit(check: RcptCheck):

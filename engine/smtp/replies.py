@@ -174,6 +174,7 @@ BARE_LF = Rejection(554, "5.6.0", "Rejected - Message Using Bare LF's (lines mus
 BARE_CR = Rejection(554, "5.6.0", "Rejected - Message Using Bare CR's (lines must end with CR LF)")
 HEADER_FROM_NOT_OWNED = Rejection(550, "5.7.1", "Header From Address Not Owned By Authenticated User")
 LOCAL_ERROR = Rejection(451, "4.3.0", "Local Error In Processing, Try Again Later")
+GREYLISTED = Rejection(451, "4.7.1", "Please Try Again Later")   # greylisting (hMailServer's text)
 
 
 def too_big(size: int, limit: int) -> Rejection:

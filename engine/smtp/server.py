@@ -56,6 +56,7 @@ class MailSMTP(SMTPAdapter):
         self.sess = None
         self.accepted: list[policy.Accepted] = []
         self.rejected: list[str] = []
+        self.transaction: dict = {}            # what RCPT-time stages keep for the transaction
         self.txn_started = False
         self.greeted = False                   # past the pregreet wait
 
@@ -256,6 +257,7 @@ class MailSMTP(SMTPAdapter):
         self.envelope.mail_from = sender if sender else "<>"
         self.envelope.mail_options.extend(options)
         self.accepted, self.rejected, self.txn_started = [], [], True
+        self.transaction = {}
         return replies.SENDER_OK
 
     async def room_for(self, size: int) -> bool:
@@ -275,7 +277,8 @@ class MailSMTP(SMTPAdapter):
     async def on_rcpt(self, address: str, options: list[str]) -> str:
         rt = self.runtime
         sender = "" if self.envelope.mail_from == "<>" else self.envelope.mail_from
-        check = accept.RcptCheck(rt, self.client, sender, address, self.declared_size(), len(self.accepted))
+        check = accept.RcptCheck(rt, self.client, sender, address, self.declared_size(), len(self.accepted),
+                                 helo=self.session.host_name or "", transaction=self.transaction)
         verdict = await rt.pipeline.check_recipient(check)      # engine/accept/pipeline.py
         if verdict is not accept.CONTINUE:
             if verdict.tag:
@@ -343,7 +346,8 @@ class MailSMTP(SMTPAdapter):
             "" if self.envelope.mail_from == "<>" else self.envelope.mail_from, list(self.envelope.rcpt_tos),
             txid=queue_mod.new_id(), client_ip=self.peer_ip, helo=self.session.host_name or "",
             esmtp=self.session.extended_smtp, tls_version=tls_version, tls_cipher=cipher,
-            auth_user=client.user, trusted=client.trusted, resolved=list(self.accepted))
+            auth_user=client.user, trusted=client.trusted, resolved=list(self.accepted),
+            spf=self.transaction.get("spf"))
 
     async def finish(self, result: DataResult, limit: int, envelope: accept.Envelope,
                      arrived: float) -> tuple[str, str]:
