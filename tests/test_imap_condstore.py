@@ -151,3 +151,27 @@ def test_enable_condstore_and_capability(mailserver, user):
     assert ok(r, "ENABLE CONDSTORE")[0] == b"* ENABLED"
     lines = ok(r, "EXAMINE INBOX")          # enabled: HIGHESTMODSEQ without asking
     assert highest(lines) > 0
+
+
+def test_imapclient_condstore_calls(mailserver, user):
+    """A real client library's CONDSTORE calls: HIGHESTMODSEQ from select_folder, fetch
+    with the CHANGEDSINCE modifier, and a flag change seen by a read-only session."""
+    from imapclient import IMAPClient
+    _deliver(mailserver, user, 3)
+    with IMAPClient("127.0.0.1", port=mailserver.port("imap"), ssl=False) as reader, \
+            IMAPClient("127.0.0.1", port=mailserver.port("imap"), ssl=False) as writer:
+        reader.login(user, "secret-pass-1")
+        writer.login(user, "secret-pass-1")
+        assert b"CONDSTORE" in reader.capabilities()
+        assert reader.enable("CONDSTORE") == [b"CONDSTORE"]
+        selected = reader.select_folder("INBOX", readonly=True)
+        before = selected[b"HIGHESTMODSEQ"]
+        assert before > 0
+        writer.select_folder("INBOX")
+        writer.add_flags([2], [b"\\Answered"])
+        reader.noop()
+        changed = reader.fetch([1, 2, 3], ["FLAGS"], modifiers=[f"CHANGEDSINCE {before}"])
+        assert list(changed) == [2], changed
+        assert b"\\Answered" in changed[2][b"FLAGS"] and changed[2][b"MODSEQ"][0] > before
+        assert reader.folder_status("INBOX", ["HIGHESTMODSEQ"])[b"HIGHESTMODSEQ"] == changed[2][b"MODSEQ"][0]
+        assert reader.fetch([1, 2, 3], ["FLAGS"], modifiers=[f"CHANGEDSINCE {changed[2][b'MODSEQ'][0]}"]) == {}
