@@ -112,6 +112,76 @@ def run_driver(label: str, port: int, pop3_port: int, user: str, maildir: Path, 
         shutil.rmtree(out.parent, ignore_errors=True)
 
 
+def _read_tagged(sock, tag: bytes) -> list[bytes]:
+    buf, lines = b"", []
+    while True:
+        while b"\r\n" not in buf:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                raise ConnectionError("closed")
+            buf += chunk
+        line, buf = buf.split(b"\r\n", 1)
+        lines.append(line)
+        if line.startswith(tag + b" "):
+            return lines
+
+
+def qresync_after_changes(port: int, user: str, changes: int = 1000) -> dict:
+    """SELECT ... (QRESYNC (uidvalidity modseq 1:*)) after another client changed the
+    flags of `changes` messages (UID STORE) and expunged a tenth as many:
+    the resync of a client that was offline. Seconds for the SELECT, and what it sent."""
+    import re
+    import socket
+
+    def session():
+        sock = socket.create_connection(("127.0.0.1", port), timeout=600)
+        _read_tagged(sock, b"*")
+        for tag, cmd in ((b"a", f'LOGIN {user} "{PASSWORD}"'), (b"b", "ENABLE QRESYNC")):
+            sock.sendall(tag + b" " + cmd.encode() + b"\r\n")
+            _read_tagged(sock, tag)
+        return sock
+    first = session()
+    first.sendall(b"c SELECT INBOX\r\n")
+    lines = b"\n".join(_read_tagged(first, b"c"))
+    uidvalidity = int(re.search(rb"UIDVALIDITY (\d+)", lines)[1])
+    modseq = int(re.search(rb"HIGHESTMODSEQ (\d+)", lines)[1])
+    exists = int(re.search(rb"\* (\d+) EXISTS", lines)[1])
+    uidnext = int(re.search(rb"UIDNEXT (\d+)", lines)[1])
+    known = f"1:{uidnext - 1}"      # Dovecot takes no "*" in known-uids
+    first.sendall(b"d LOGOUT\r\n")
+    first.close()
+    other = session()
+    other.sendall(b"c SELECT INBOX\r\n")     # one command at a time: _read_tagged keeps no rest
+    _read_tagged(other, b"c")
+    other.sendall(b"d UID FETCH 1:* (UID)\r\n")
+    uids = [int(u) for u in re.findall(rb"UID (\d+)", b"\n".join(_read_tagged(other, b"d")))]
+    step = max(1, len(uids) // changes)
+    changed = uids[::step][:changes]
+    gone = changed[: max(1, changes // 10)]
+    for i in range(0, len(changed), 500):
+        part = ",".join(map(str, changed[i:i + 500]))
+        other.sendall(f"e UID STORE {part} +FLAGS.SILENT (\\Flagged)\r\n".encode())
+        _read_tagged(other, b"e")
+    other.sendall(f"f UID STORE {','.join(map(str, gone))} +FLAGS.SILENT (\\Deleted)\r\n".encode())
+    _read_tagged(other, b"f")
+    other.sendall(b"g EXPUNGE\r\n")
+    _read_tagged(other, b"g")
+    other.sendall(b"h LOGOUT\r\n")
+    other.close()
+    resync = session()
+    started = time.perf_counter()
+    resync.sendall(f"c SELECT INBOX (QRESYNC ({uidvalidity} {modseq} {known}))\r\n".encode())
+    lines = _read_tagged(resync, b"c")
+    took = time.perf_counter() - started
+    resync.close()
+    fetches = sum(1 for line in lines if b" FETCH " in line)
+    vanished = sum(1 for line in lines if line.startswith(b"* VANISHED"))
+    print(f"   QRESYNC SELECT of {exists} messages after {len(changed)} changes, {len(gone)} expunges: "
+          f"{took * 1000:.1f} ms, {fetches} FETCH, {vanished} VANISHED line(s)", flush=True)
+    return {"messages": exists, "changes": len(changed), "expunged": len(gone), "select_s": took,
+            "fetch_lines": fetches}
+
+
 def by_test(data: dict) -> dict[str, tuple[float, float | None]]:
     """{"N=10000 SELECT INBOX (...)": (wall seconds, server CPU seconds or None)}."""
     out = {}
@@ -197,6 +267,7 @@ def main() -> int:
           f"argon2id, our default for new accounts, {verify_cost_ms(password_hash('argon2id')):.1f} ms", flush=True)
     maildir = root.mail_dir / "example.test" / "alice"
     ours, theirs = {}, {}
+    qresync_runs: list[dict] = []      # SELECT (QRESYNC) after 1,000 changes, per count
     if args.dovecot_from:
         theirs = json.loads(Path(args.dovecot_from).read_text()).get("dovecot", {})
     reference = Reference(work) if args.dovecot and not args.dovecot_from else None
@@ -209,10 +280,13 @@ def main() -> int:
         for count in args.counts.split(","):
             ours = merge(ours, run_driver("mailctl", ports["imap"], ports["pop3"], USER, maildir, count,
                                           args.driver_args, str(proc.pid)))
+            qresync = {"mailctl": qresync_after_changes(ports["imap"], USER)}
             if reference is not None:
                 theirs = merge(theirs, run_driver("dovecot", int(Reference.PORTS["IMAP_PORT"]),
                                                   int(Reference.PORTS["POP3_PORT"]), "alice",
                                                   reference.maildir, count, args.driver_args))
+                qresync["dovecot"] = qresync_after_changes(int(Reference.PORTS["IMAP_PORT"]), "alice")
+            qresync_runs.append(qresync)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -220,7 +294,8 @@ def main() -> int:
             reference.down()
     ratios = print_table(ours, theirs)
     if args.json:
-        Path(args.json).write_text(json.dumps({"mailctl": ours, "dovecot": theirs, "ratios": ratios}, indent=1))
+        Path(args.json).write_text(json.dumps({"mailctl": ours, "dovecot": theirs, "ratios": ratios,
+                                                 "qresync": qresync_runs}, indent=1))
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -15,7 +15,7 @@ PUBLIC = {
     "MAILDIRSIZE", "SUBSCRIPTIONS", "RECENT_CLAIMS", "DIR_MODE", "FILE_MODE", "canonical_name",
     "MTIME_SLACK", "folder_stamp", "SAVE_SIZES_BATCH",
     "FLAG_LETTERS", "FORWARDED", "MAX_KEYWORDS", "normalize_flags", "read_keywords", "parse_keywords",
-    "letters_of", "claim_recent",
+    "letters_of", "claim_recent", "current_message",
     "ParsedUidList", "parse_uidlist", "MAILDIRSIZE_MAX", "MAILDIRSIZE_STALE_SECS",
     "read_message", "read_header", "to_crlf",
     "set_tmp_max_age",

@@ -43,6 +43,7 @@ class CommandBase:
     account: Account | None           # None until LOGIN / AUTHENTICATE
     maildir: store.Maildir | None     # the account's, from login on
     selected: Selected | None         # after SELECT / EXAMINE
+    enabled: set[str]                 # extensions ENABLEd (or enabled by use): CONDSTORE, QRESYNC
     closing: bool                     # end the connection after this command
     deadline: float                   # time.monotonic() at which the running command stops
     _last_scan: float = 0.0           # when announce_changes last looked at the disk

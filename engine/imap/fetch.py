@@ -22,7 +22,7 @@ MACROS = {
     "FULL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"],
 }
 SIMPLE = {"FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY", "BODYSTRUCTURE", "UID",
-          "RFC822", "RFC822.HEADER", "RFC822.TEXT"}
+          "RFC822", "RFC822.HEADER", "RFC822.TEXT", "MODSEQ"}
 _SECTION = re.compile(r"^(BODY|BODY\.PEEK|BINARY|BINARY\.PEEK|BINARY\.SIZE)\[([^\]]*)\](?:<(\d+)\.(\d+)>)?$",
                       re.IGNORECASE)
 _SECTION_TEXT = re.compile(r"^((?:[1-9]\d{0,4})(?:\.[1-9]\d{0,4})*)?(?:\.?(HEADER\.FIELDS\.NOT|HEADER\.FIELDS|HEADER|TEXT|MIME))?"
@@ -30,7 +30,7 @@ _SECTION_TEXT = re.compile(r"^((?:[1-9]\d{0,4})(?:\.[1-9]\d{0,4})*)?(?:\.?(HEADE
 _DATE_TIME = re.compile(r"^ ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)$", re.ASCII)
 INTERNALDATE_END = 2 ** 32     # 2106-02-07: the last second an unsigned 32-bit mtime holds
 # Items answered without parsing the message: from the message's metadata, or all of it.
-_UNPARSED = {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "RFC822", "BODY[]"}
+_UNPARSED = {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "RFC822", "BODY[]", "MODSEQ"}
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
@@ -52,7 +52,7 @@ class FetchItem:
 
     @property
     def needs_content(self) -> bool:
-        return self.name not in ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "UID")
+        return self.name not in ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "UID", "MODSEQ")
 
     @property
     def header_only(self) -> bool:
@@ -180,6 +180,8 @@ def render_parts(msg, items: list[FetchItem], data: bytes | None, flags_text: st
             out.append(b"UID %d" % msg.uid)
         elif name == "FLAGS":
             out.append(b"FLAGS " + flags_text.encode())
+        elif name == "MODSEQ":         # CONDSTORE (RFC 7162 §3.1.4)
+            out.append(b"MODSEQ (%d)" % msg.modseq)
         elif name == "INTERNALDATE":
             out.append(b'INTERNALDATE "' + internaldate(msg.internaldate).encode() + b'"')
         elif name == "RFC822.SIZE":
@@ -239,6 +241,8 @@ def render_vanished(msg, items: list[FetchItem], flags_text: str | None) -> byte
             out.append(b"UID %d" % msg.uid)
         elif item.name == "FLAGS":
             out.append(b"FLAGS " + flags_text.encode())
+        elif item.name == "MODSEQ":
+            continue                       # no mod-sequence for what is gone
         elif item.name in _NIL_ANSWERS:
             out.append(item.name.encode() + b" " + _NIL_ANSWERS[item.name])
         elif item.kind == "BINARY.SIZE":

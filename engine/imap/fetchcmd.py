@@ -18,7 +18,8 @@ from . import headercache
 from . import index as indexmod
 from .commandbase import CommandBase, state
 from .errors import bad, no
-from .parser import Atom
+from . import condstore
+from .parser import Atom, as_atom, parse_sequence_set
 from .msgview import View
 from ..maildir import read_message, to_crlf
 from .selected import flag_list
@@ -41,13 +42,24 @@ def _read_small_if_cached(folder, msg) -> bytes:
 class FetchCommand(CommandBase):
     @state("selected")
     async def cmd_FETCH(self, tag, args, uid=False):
-        if len(args) != 2:
+        if len(args) not in (2, 3):
             raise bad("FETCH needs a sequence set and fetch items")
         sel = self.selected
+        changedsince, vanished = condstore.parse_fetch_modifiers(args[2], uid, self.enabled) \
+            if len(args) == 3 else (None, False)
+        plan = _plan(args[1], uid, changedsince is not None, "CONDSTORE" in self.enabled and not sel.readonly)
+        if changedsince is not None or plan.wants_modseq:
+            await condstore.enable(self)
         if uid:
             await self.announce_changes(throttle=True)
         seqs = self.targets(args[0], uid)
-        plan = _plan(args[1], uid)
+        if changedsince is not None:
+            seqs = [s for s in seqs if sel.modseq_of(sel.msgs[s - 1].uid) > changedsince]
+        if vanished:        # before the FETCH responses (RFC 7162 §3.2.6)
+            lines = await self.blocking(condstore.vanished_earlier, sel, changedsince,
+                                        parse_sequence_set(as_atom(args[0], "UID set")))
+            if lines:
+                await self.send(lines)
         items, needs_content, header_only = plan.items, plan.needs_content, plan.header_only
         sets_seen = plan.sets_seen and not sel.readonly
         wants_flags = plan.wants_flags
@@ -73,7 +85,8 @@ class FetchCommand(CommandBase):
                 if uid_flags:
                     out.append(f"* {seq} FETCH (UID {m.uid} FLAGS {text})\r\n")
                 else:
-                    parts = [f"UID {m.uid}" if name == "UID" else "FLAGS " + text for name in names]
+                    parts = [f"UID {m.uid}" if name == "UID" else f"MODSEQ ({sel.modseq_of(m.uid)})"
+                             if name == "MODSEQ" else "FLAGS " + text for name in names]
                     out.append(f"* {seq} FETCH ({' '.join(parts)})\r\n")
                 if n % 5000 == 0:
                     await self.send("".join(out).encode())
@@ -94,6 +107,9 @@ class FetchCommand(CommandBase):
 
         def batch_work(i: int):
             batch = [View.of(sel, s, sel.folder.read) for s in seqs[starts[i]:ends[i]]]
+            if plan.wants_modseq:
+                for v in batch:
+                    v.modseq = sel.modseq_of(v.uid)
 
             def work(read=read_message):
                 out, changed, gone = [], [], 0
@@ -119,6 +135,10 @@ class FetchCommand(CommandBase):
                             msg = sel.folder.apply_flag_change(msg, set_seen)
                             if msg is not v.msg:
                                 changed.append(msg)
+                                if sel.condstore:     # this change's mod-sequence, as it is sent
+                                    top, new = sel.folder.observe_modseqs([msg])
+                                    sel.note_modseqs(top, new)
+                                    v.modseq = new[msg.uid]
                                 if msg.flags != v.msg.flags and not wants_flags:
                                     extra = [fetchmod.FetchItem("FLAGS")]
                                 v.msg = msg
@@ -208,7 +228,7 @@ class _Plan:
     """What a FETCH's items ask for, worked out once per items text (a client sends the
     same items over and over: one message's body per command)."""
     __slots__ = ("items", "needs_content", "header_only", "sets_seen", "wants_flags", "flags_only",
-                 "indexed", "wants_envelope", "whole", "wants_size")
+                 "indexed", "wants_envelope", "whole", "wants_size", "wants_modseq")
 
     def __init__(self, items: list[fetchmod.FetchItem]):
         self.items = items
@@ -216,7 +236,8 @@ class _Plan:
         self.header_only = all(i.header_only for i in items if i.needs_content)
         self.sets_seen = any(i.sets_seen for i in items)
         self.wants_flags = any(i.name == "FLAGS" for i in items)
-        self.flags_only = all(i.name in ("UID", "FLAGS") for i in items)
+        self.flags_only = all(i.name in ("UID", "FLAGS", "MODSEQ") for i in items)
+        self.wants_modseq = any(i.name == "MODSEQ" for i in items)
         # ENVELOPE and the usual header fields come from the folder's index.
         self.indexed = self.needs_content and all(
             i.name == "ENVELOPE" or (i.kind == "BODY" and not i.numbers and i.text == "HEADER.FIELDS"
@@ -231,16 +252,21 @@ _plans: dict[tuple, _Plan] = {}
 PLANS_KEPT = 256
 
 
-def _plan(tokens, uid: bool) -> _Plan:
+def _plan(tokens, uid: bool, changedsince: bool = False, condstore: bool = False) -> _Plan:
     """The plan of a FETCH's items (tokens as parsed); the FetchItems in it are shared
-    between commands and never changed."""
+    between commands and never changed. changedsince: MODSEQ is implied (RFC 7162
+    §3.1.4.1); condstore: a FETCH that sets \\Seen reports UID and MODSEQ (§3.1)."""
     if isinstance(tokens, list):
-        key = (uid, tuple(tokens)) if all(isinstance(t, Atom) for t in tokens) else None
+        key = (uid, changedsince, condstore, tuple(tokens)) if all(isinstance(t, Atom) for t in tokens) else None
     else:
-        key = (uid, tokens) if isinstance(tokens, Atom) else None
+        key = (uid, changedsince, condstore, tokens) if isinstance(tokens, Atom) else None
     plan = _plans.get(key) if key is not None else None
     if plan is None:
         items = fetchmod.parse_items(tokens)
+        seen_change = condstore and any(i.sets_seen for i in items)
+        if (changedsince or seen_change) and not any(i.name == "MODSEQ" for i in items):
+            items.append(fetchmod.FetchItem("MODSEQ"))
+        uid = uid or seen_change
         if uid and not any(i.name == "UID" for i in items):
             items.insert(0, fetchmod.FetchItem("UID"))
         plan = _Plan(items)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 
+from . import condstore
 from .commandbase import CommandBase, state
 from .errors import bad
+from .parser import as_atom
 
 IDLE_POLL_S = 1.0
+ENABLABLE = ("CONDSTORE", "QRESYNC")   # what ENABLE switches on; others are ignored (RFC 5161)
 
 
 class GeneralCommands(CommandBase):
@@ -40,7 +43,17 @@ class GeneralCommands(CommandBase):
 
     @state("auth")
     async def cmd_ENABLE(self, tag, args):
-        await self.untagged("ENABLED")
+        if not args:
+            raise bad("ENABLE needs at least one capability name")
+        newly = []
+        for token in args:
+            name = as_atom(token, "capability name").upper()
+            if name in ENABLABLE and name not in self.enabled and name not in newly:
+                newly.append(name)
+        if newly:
+            self.enabled.update(newly)
+            await condstore.enable(self)     # QRESYNC implies CONDSTORE (RFC 7162 §3.2.3)
+        await self.untagged("ENABLED" + "".join(" " + n for n in newly))
         return "ENABLE completed"
 
     @state("auth")

@@ -16,7 +16,8 @@ from .commandbase import CommandBase, state
 from .errors import bad, no
 from .parser import Atom, as_atom, as_text
 from .response import astring
-from .selected import Selected
+from . import condstore as condstoremod
+from .selected import Selected, flag_list, session_flags
 
 # A LIST answered from the kept listing is matched on the event loop, when this small:
 # a trip to a worker thread costs more than matching a few hundred names.
@@ -27,17 +28,33 @@ LOOP_LIST_PATTERN = 256
 class MailboxCommands(CommandBase):
     @state("auth")
     async def cmd_SELECT(self, tag, args, readonly=False):
-        if len(args) != 1:
+        if not args:
             raise bad("SELECT needs one mailbox name")
+        condstore, qresync = condstoremod.parse_select_params(list(args[1:]), self.enabled)
+        closed = self.selected is not None
         self.selected = None
         name = self.folder_name(args[0])
+        if condstore:
+            self.enabled.add("CONDSTORE")
+        condstore = "CONDSTORE" in self.enabled
 
         def load():  # one trip to the thread pool: under load each trip waits for a CPU
             sel = Selected(self.maildir.folder(name), readonly)
             sel.load()
-            return sel, sel.uidnext(), sel.read_keywords()
+            resync = []
+            if condstore:
+                sel.qresync = "QRESYNC" in self.enabled
+                sel.start_modseqs()
+                if qresync is not None and qresync.uidvalidity == sel.uidvalidity:
+                    vanished = condstoremod.vanished_earlier(sel, qresync.modseq, qresync.known)
+                    resync = [vanished] if vanished else []
+                    resync += condstoremod.changed_lines(sel, qresync.modseq,
+                                                         lambda m: flag_list(session_flags(m, sel.is_recent(m))))
+            return sel, sel.uidnext(), sel.read_keywords(), resync
+        if closed and "QRESYNC" in self.enabled:
+            await self.untagged("OK [CLOSED] Previous mailbox closed")
         try:
-            sel, uidnext, keywords = await self.blocking(load)
+            sel, uidnext, keywords, resync = await self.blocking(load)
         except NotFound:
             raise no(f"[NONEXISTENT] Mailbox {name!r} does not exist") from None
         await self.send(b"".join(sel.flag_lines(keywords)))
@@ -48,6 +65,10 @@ class MailboxCommands(CommandBase):
             await self.untagged(f"OK [UNSEEN {first_unseen}] First unseen")
         await self.untagged(f"OK [UIDVALIDITY {sel.uidvalidity}] UIDs valid")
         await self.untagged(f"OK [UIDNEXT {uidnext}] Predicted next UID")
+        if condstore:
+            await self.untagged(f"OK [HIGHESTMODSEQ {sel.highestmodseq}] Highest")
+            if resync:
+                await self.send(b"".join(resync))
         self.selected = sel
         return f"[{'READ-ONLY' if readonly else 'READ-WRITE'}] {'EXAMINE' if readonly else 'SELECT'} completed"
 
@@ -164,7 +185,7 @@ class MailboxCommands(CommandBase):
             raise bad("STATUS needs a mailbox name and a list of items")
         name = self.folder_name(args[0])
         items = [as_atom(i, "status item").upper() for i in args[1]]
-        allowed = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE"}
+        allowed = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", "HIGHESTMODSEQ"}
         for i in items:
             if i not in allowed:
                 raise bad(f"Unknown STATUS item {i[:20]}")
@@ -177,6 +198,9 @@ class MailboxCommands(CommandBase):
                 raise no(f"[NONEXISTENT] Mailbox {name!r} does not exist") from None
         if self.selected is not None and self.selected.folder.name == name:
             st["recent"] = self.selected.recent_count()
+        if "HIGHESTMODSEQ" in items:     # a CONDSTORE enabling command (RFC 7162 §3.1)
+            await condstoremod.enable(self)
+            st = dict(st, highestmodseq=await self.blocking(lambda: self.maildir.folder(name).highest_modseq()))
         out = " ".join(f"{i} {st[i.lower()]}" for i in items)
         await self.send(b"* STATUS " + astring(mutf7.encode(name)) + f" ({out})\r\n".encode())
         return "STATUS completed"

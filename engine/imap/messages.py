@@ -11,7 +11,7 @@ import os
 
 from .. import maildir as store, memtrim, nofollow
 from ..errors import InvalidInput, NotFound, QuotaExceeded
-from . import fetch as fetchmod, transfer
+from . import condstore, fetch as fetchmod, transfer
 from .commandbase import CommandBase, state
 from .errors import bad, no
 from .msgview import View
@@ -87,11 +87,17 @@ class MessageCommands(CommandBase):
 
     @state("selected")
     async def cmd_STORE(self, tag, args, uid=False):
+        unchangedsince = None
+        if len(args) == 4:      # STORE set (UNCHANGEDSINCE n) item flags (RFC 7162 §3.1.3)
+            unchangedsince = condstore.parse_store_modifiers(args[1])
+            args = [args[0], *args[2:]]
         if len(args) != 3:
             raise bad("STORE needs a sequence set, an item and flags")
         sel = self.selected
         if sel.readonly:
             raise no("[READ-ONLY] The mailbox is open read-only (EXAMINE)")
+        if unchangedsince is not None:
+            await condstore.enable(self)
         if uid:
             await self.announce_changes()
         seqs = self.targets(args[0], uid)
@@ -114,43 +120,69 @@ class MessageCommands(CommandBase):
         targets = [View.of(sel, s, None) for s in seqs]
         folder = sel.folder
 
+        def apply(v, change, out, changed) -> bool:
+            """One message's change; False when its file is gone."""
+            try:
+                msg = folder.apply_flag_change(v.msg, change)
+            except NotFound:
+                return False
+            if msg is not v.msg:
+                changed.append(msg)
+                v.msg = msg
+            out.append(v)
+            return True
+
         def work():
             # Against the flags each file has on disk now (not our copy): another
             # session's change made meanwhile is kept, and shows in our reply.
             change = folder.flag_change(**{_CHANGE_KINDS[op]: flags})
-            out, changed, gone = [], [], False
-            for v in targets:
-                msg = v.msg
-                if sel.is_ghost(msg):
-                    continue            # expunged elsewhere: nothing to store, no FETCH for it
-                try:
-                    msg = folder.apply_flag_change(msg, change)
-                except NotFound:
-                    gone = True
-                    continue
-                if msg is not v.msg:
-                    changed.append(msg)
-                    v.msg = msg
-                out.append(v)
+            out, changed, gone, modified = [], [], False, []
+            live = [v for v in targets if not sel.is_ghost(v.msg)]  # expunged elsewhere: no FETCH
+            if unchangedsince is not None:
+                # Checked and changed in one step for every other mailctl process.
+                with folder.modseqs() as ms:
+                    _, now = ms.observe(store.current_message(v.msg) or v.msg for v in live)
+                    for v in live:
+                        if now[v.uid] > unchangedsince:
+                            modified.append(v)
+                        elif not apply(v, change, out, changed):
+                            gone = True
+                    top, new = ms.observe(changed)
+            else:
+                for v in live:
+                    if not apply(v, change, out, changed):
+                        gone = True
+                top, new = folder.observe_modseqs(changed) if sel.condstore else (0, {})
+            for v in out:
+                v.modseq = new.get(v.uid) or sel.modseq_of(v.uid)
             # A keyword new to the client (ours, or another session's on the same message)
             # comes in FLAGS before the FETCH that shows it.
-            return out, changed, gone, sel.read_keywords() if sel.unannounced(m.flags for m in changed) else None
+            keywords = sel.read_keywords() if sel.unannounced(m.flags for m in changed) else None
+            return out, changed, gone, keywords, modified, (top, new)
 
         known = {v.uid: v.msg.flags for v in targets} if silent else None   # the client's copy
-        views, changed, gone, keywords = await self.blocking(work)
+        views, changed, gone, keywords, modified, modseqs = await self.blocking(work)
         for m in changed:
             sel.replace(m)
+        if sel.condstore:
+            sel.note_modseqs(*modseqs)
         lines = sel.keyword_updates(keywords) if keywords is not None else []
         if known is not None:
             # Only what the client cannot know: flags another session set or cleared.
-            views = [v for v in views if v.msg.flags != _stored(op, known[v.uid], flags)]
+            # With CONDSTORE each change's new mod-sequence too (RFC 7162 §3.1.3).
+            changed_uids = {m.uid for m in changed} if sel.condstore else set()
+            views = [v for v in views if v.msg.flags != _stored(op, known[v.uid], flags) or v.uid in changed_uids]
         texts: dict[tuple, bytes] = {}  # (flags, recent) -> encoded flag list
         for v in views:
             key = (v.msg.flags, v.recent)
             text = texts.get(key)
             if text is None:
                 text = texts[key] = flag_list(v.flags).encode()
-            if uid:
+            if sel.condstore:   # UID and MODSEQ in every FETCH a change causes (§3.1)
+                shown = b"" if known is not None and v.msg.flags == _stored(op, known[v.uid], flags) \
+                    else b" FLAGS " + text
+                lines.append(b"* %d FETCH (UID %d%s MODSEQ (%d))\r\n" % (v.seq, v.uid, shown, v.modseq))
+            elif uid:
                 lines.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (v.seq, v.uid, text))
             else:
                 lines.append(b"* %d FETCH (FLAGS %s)\r\n" % (v.seq, text))
@@ -158,6 +190,9 @@ class MessageCommands(CommandBase):
             await self.send(b"".join(lines))
         if gone:
             sel.note_vanished()
+        if modified:     # not changed: changed by others since the client's mod-sequence
+            numbers = sorted(v.uid if uid else v.seq for v in modified)
+            return f"[MODIFIED {condstore.uid_set(numbers)}] Conditional STORE failed"
         if gone or (sel.ghosts and any(sel.is_ghost(v.msg) for v in targets)):
             # The others are stored; EXPUNGE waits for a command that may send it (§7.4.1).
             return EXPUNGED_ALREADY
@@ -232,6 +267,8 @@ class MessageCommands(CommandBase):
         doomed_seqs = [i for i, m in enumerate(sel.msgs, 1) if "\\Deleted" in m.flags
                        and (allowed is None or m.uid in allowed)]
         await self._expunge_seqs(doomed_seqs)
+        if sel.condstore:        # the client's HIGHESTMODSEQ after the expunges (RFC 7162 §3.2.10)
+            return f"[HIGHESTMODSEQ {sel.highestmodseq}] EXPUNGE completed"
         return "EXPUNGE completed"
 
     async def _expunge_seqs(self, seqs: list[int]) -> None:
@@ -239,11 +276,19 @@ class MessageCommands(CommandBase):
         if not seqs:
             return
         doomed = [sel.msgs[i - 1] for i in seqs]
-        await self.blocking(sel.folder.expunge, doomed)
+
+        def work():
+            sel.folder.expunge(doomed)
+            if sel.condstore:     # logged now for VANISHED (EARLIER), not at the next look
+                with sel.folder.modseqs() as ms:
+                    return ms.record_expunged(m.uid for m in doomed)
+            return 0
+        highest = await self.blocking(work)
         sel.own_lists()  # changed in place below
-        out = []
+        out = sel.expunge_lines(sorted(seqs, reverse=True))
+        if sel.condstore:
+            sel.note_modseqs(highest, {})
         for seq in sorted(seqs, reverse=True):
-            out.append(b"* %d EXPUNGE\r\n" % seq)
             uid = sel.msgs[seq - 1].uid
             del sel.msgs[seq - 1]
             del sel.uids[seq - 1]

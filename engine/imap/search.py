@@ -106,6 +106,15 @@ def _parse_key(tokens: list, pos: int, depth: int):
         return (key, parse_date(arg())), pos
     if key in ("LARGER", "SMALLER"):
         return (key, as_number(arg(), "size")), pos
+    if key == "MODSEQ":     # CONDSTORE (RFC 7162 §3.1.5): [entry-name entry-type] mod-sequence
+        a = arg()
+        if not (isinstance(a, Atom) and str(a).isdigit()):
+            arg()           # the entry type: per-flag mod-sequences are the message's here
+            a = arg()
+        text = str(a) if isinstance(a, Atom) else ""
+        if not (text.isascii() and text.isdigit() and len(text) <= 19):
+            raise ParseError("MODSEQ needs a mod-sequence")
+        return ("MODSEQ", int(text)), pos
     if key == "UID":
         a = arg()
         if not isinstance(a, Atom):
@@ -183,6 +192,8 @@ class Searcher:
             return msg.seq in self._set(node[1], self.largest_seq)
         if kind == "UID":
             return msg.uid in self._set(node[1], self.largest_uid)
+        if kind == "MODSEQ":
+            return msg.modseq >= node[1]
         if kind == "LARGER":
             return msg.size > node[1]
         if kind == "SMALLER":
@@ -233,6 +244,18 @@ def within(items, deadline: float):
         if time.monotonic() > deadline:
             raise TimeoutError("search stopped at the command's time limit")
         yield item
+
+
+def uses_modseq(node) -> bool:
+    """Whether a (parsed) node holds the MODSEQ key (the reply then ends with (MODSEQ n))."""
+    kind = node[0]
+    if kind == "AND":
+        return any(uses_modseq(n) for n in node[1])
+    if kind == "NOT":
+        return uses_modseq(node[1])
+    if kind == "OR":
+        return uses_modseq(node[1]) or uses_modseq(node[2])
+    return kind == "MODSEQ"
 
 
 def header_names(node) -> set[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import partial
 
 from ..maildir import read_message
+from . import condstore
 from . import index as indexmod
 from . import search as searchmod
 from .commandbase import CommandBase, state
@@ -31,6 +32,9 @@ class SearchCommand(CommandBase):
             args = args[2:]
         nodes = searchmod.parse(args)
         sel = self.selected
+        modseq = searchmod.uses_modseq(("AND", nodes))
+        if modseq:
+            await condstore.enable(self)
         deadline = self.deadline
         # Learn what changed first, so expunged messages match nothing; SEARCH (not UID
         # SEARCH) keeps them numbered as ghosts, as it may not send EXPUNGE (RFC 3501 §7.4.1).
@@ -59,6 +63,9 @@ class SearchCommand(CommandBase):
         views = [View.of(sel, i, load) for i in range(1, len(sel.msgs) + 1)]
         if sel.ghosts:  # expunged elsewhere, still numbered for the client: they match nothing
             views = [v for v in views if not sel.is_ghost(v.msg)]
+        if modseq:
+            for v in views:
+                v.modseq = sel.modseq_of(v.uid)
         if searcher.needs_content():
             names = searchmod.header_names(("AND", nodes)) & indexmod.INDEXED
 
@@ -83,6 +90,8 @@ class SearchCommand(CommandBase):
             found = await self.blocking(
                 lambda: [v for v in searchmod.within(views, deadline) if searcher.matches(v)])
         numbers = [str(v.uid if uid else v.seq) for v in found]
+        if modseq and found:        # the highest mod-sequence of those found (RFC 7162 §3.1.5)
+            numbers.append(f"(MODSEQ {max(v.modseq for v in found)})")
         await self.send(("* SEARCH" + "".join(" " + n for n in numbers) + "\r\n").encode())
         return _completed(sel)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from .. import folder_cache
 from .. import maildir as store
 from .. import storage_errors
+from .condstore import uid_set
 
 CLAIM_LIMIT = 5000
 _UID = operator.attrgetter("uid")
@@ -107,6 +108,13 @@ class Selected:
         self.keywords: frozenset[str] = frozenset()   # those the client was told of in FLAGS
         self._disk_keywords: frozenset[str] = frozenset()   # those the last scan found
         self._recent_seen = -1   # the highest UID looked at for \\Recent; -1: not yet looked
+        # CONDSTORE (RFC 7162): once enabled, each scan records what changed in the
+        # folder's mailctl-modseq; modseqs are those this session reported, by UID.
+        self.condstore = False
+        self.qresync = False      # QRESYNC enabled: VANISHED instead of EXPUNGE
+        self.modseqs: dict[int, int] = {}
+        self.highestmodseq = 0
+        self._observed: tuple[int, dict[int, int]] | None = None   # what the last scan found
 
     # -- blocking part (worker thread) -------------------------------------------
     def _stat_stamp(self):
@@ -141,7 +149,22 @@ class Selected:
         # after the newest change, any later change shows as a new time.
         self._settled = started - newest > store.MTIME_SLACK
         self._disk_keywords = self.read_keywords()
+        if self.condstore:
+            self._observed = self.folder.observe_modseqs(msgs, complete=True)
         return msgs, recent
+
+    def start_modseqs(self) -> None:
+        """(worker thread) CONDSTORE enabled: the mod-sequences of the messages as known."""
+        self.highestmodseq, self.modseqs = self.folder.observe_modseqs(self.msgs, complete=True)
+        self.condstore = True
+
+    def modseq_of(self, uid: int) -> int:
+        return self.modseqs.get(uid, self.highestmodseq)
+
+    def note_modseqs(self, highest: int, modseqs: dict[int, int]) -> None:
+        """Mod-sequences of our own changes (STORE, \\Seen set by FETCH): not echoed later."""
+        self.modseqs.update(modseqs)
+        self.highestmodseq = max(self.highestmodseq, highest)
 
     def _claim_recent(self, msgs: list[store.Message]) -> set[int]:
         """The UIDs recent to this session among those it sees for the first time: the
@@ -271,27 +294,36 @@ class Selected:
         if scanned is None:
             return self._expunge_ghosts() if expunge else []
         fresh, claimed = scanned
-        if not claimed and len(fresh) == len(self.msgs) and all(map(operator.is_, fresh, self.msgs)):
+        old_modseqs, observed, self._observed = self.modseqs, self._observed, None
+        if observed is not None:
+            self.highestmodseq, self.modseqs = observed
+        if not claimed and len(fresh) == len(self.msgs) and all(map(operator.is_, fresh, self.msgs)) \
+                and self.modseqs == old_modseqs:
             return []   # the same messages: the rescan followed a change of sizes in the uidlist
         self.listing = None
         lines = self.keyword_updates(self._disk_keywords)   # before a FETCH or EXISTS shows one
         by_uid = {m.uid: m for m in fresh}
         if expunge:
             # Expunged: announce from the highest sequence number down, so each stays valid.
-            for seq in range(len(self.msgs), 0, -1):
-                if self.msgs[seq - 1].uid not in by_uid:
-                    lines.append(b"* %d EXPUNGE\r\n" % seq)
+            lines += self.expunge_lines([seq for seq in range(len(self.msgs), 0, -1)
+                                         if self.msgs[seq - 1].uid not in by_uid])
             kept = [m for m in self.msgs if m.uid in by_uid]
             self.ghosts = set()
         else:
             kept = self.msgs
             self.ghosts = {m.uid for m in kept if m.uid not in by_uid}
         known_max = self.uids[-1] if self.uids else 0
+        condstore = observed is not None
         for seq, old in enumerate(kept, 1):
             new = by_uid.get(old.uid, old)
-            if new.flags != old.flags:
+            if new.flags != old.flags or (condstore and self.modseqs.get(old.uid) != old_modseqs.get(old.uid)
+                                          and old.uid in by_uid):
                 flags = flag_list(session_flags(new, self.is_recent(new))).encode()
-                lines.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, new.uid, flags))
+                if condstore:   # RFC 7162 §3.1: UID and MODSEQ in every FETCH a change causes
+                    lines.append(b"* %d FETCH (UID %d FLAGS %s MODSEQ (%d))\r\n"
+                                 % (seq, new.uid, flags, self.modseq_of(new.uid)))
+                else:
+                    lines.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, new.uid, flags))
         added = [m for m in fresh if m.uid > known_max]
         self.msgs = [by_uid.get(m.uid, m) for m in kept] + added
         self.uids = [m.uid for m in self.msgs]
@@ -306,14 +338,23 @@ class Selected:
         """EXPUNGE for the ghosts (highest number first), and the map without them."""
         if not self.ghosts:
             return []
-        lines = [b"* %d EXPUNGE\r\n" % seq for seq in range(len(self.msgs), 0, -1)
-                 if self.msgs[seq - 1].uid in self.ghosts]
+        lines = self.expunge_lines([seq for seq in range(len(self.msgs), 0, -1)
+                                    if self.msgs[seq - 1].uid in self.ghosts])
         self.own_lists()
         self.msgs = [m for m in self.msgs if m.uid not in self.ghosts]
         self.uids = [m.uid for m in self.msgs]
         self.recent -= self.ghosts
         self.ghosts = set()
         return lines
+
+    def expunge_lines(self, seqs: list[int]) -> list[bytes]:
+        """What tells the client these messages (highest sequence number first) are
+        gone: EXPUNGE each, or with QRESYNC one VANISHED of their UIDs (RFC 7162 §3.2.10)."""
+        if not seqs:
+            return []
+        if self.qresync:
+            return [b"* VANISHED %s\r\n" % uid_set(sorted(self.msgs[s - 1].uid for s in seqs)).encode()]
+        return [b"* %d EXPUNGE\r\n" % seq for seq in seqs]
 
     def is_ghost(self, msg: store.Message) -> bool:
         """Gone from the disk, still numbered for the client (see apply)."""

@@ -13,6 +13,7 @@ Every piece of the format lives in this package; callers import from here only:
   flags     flag letters in file names, dovecot-keywords
   quota     maildirsize
   recent    mailctl-recent: which session each message is \\Recent to
+  modseq    mailctl-modseq: CONDSTORE's mod-sequences, and the expunges QRESYNC reports
   message   Message: one message file as a sync saw it
   staging   Staged and Delivered: tmp/ -> new/ or cur/, with group commit
   sync      the sync of a folder (reused, patched or full) and its result, Synced
@@ -26,7 +27,7 @@ from .account import FolderInfo, Maildir
 from .content import read_header, read_message, to_crlf
 from .flags import FLAG_LETTERS, FORWARDED, MAX_KEYWORDS, letters_of, normalize_flags, parse_keywords, read_keywords
 from .folder import SAVE_SIZES_BATCH, Folder
-from .message import Message
+from .message import Message, current_message
 from .names import (DEFAULT_FOLDERS, DIR_MODE, FILE_MODE, INBOX, KEYWORDS, MAILDIRSIZE, MTIME_SLACK, RECENT_CLAIMS,
                     SEPARATOR, SPECIAL_USE, SUBSCRIPTIONS, UIDLIST, UIDVALIDITY, canonical_name, folder_stamp)
 from .quota import MAILDIRSIZE_MAX, MAILDIRSIZE_STALE_SECS, Quota
@@ -51,6 +52,8 @@ __all__ = [
     "claim_recent",
     # dovecot-uidlist and maildirsize as other readers (the backup) see them
     "ParsedUidList", "parse_uidlist", "MAILDIRSIZE_MAX", "MAILDIRSIZE_STALE_SECS",
+    # a message under its file's name now (CONDSTORE's checks)
+    "current_message",
     # reading message files
     "read_message", "read_header", "to_crlf",
     # how old a file a crash left in tmp/ must be before a sync deletes it (settings)

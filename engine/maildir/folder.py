@@ -13,6 +13,7 @@ from ..locks import DotLock
 from ..root import fsync_dir
 from ..storage_errors import StorageError, tolerate_storage_faults
 from . import flags as flags_mod
+from . import modseq as modseq_mod
 from . import recent
 from . import sync as sync_mod
 from .content import copy_file, read_all, vsize
@@ -272,6 +273,27 @@ class Folder:
                     break
                 sub, filename = located
         raise NotFound(f"message UID {msg.uid} in {self.name!r} no longer exists")
+
+    # -- mod-sequences (CONDSTORE, QRESYNC: modseq.py) --
+    def modseqs(self) -> modseq_mod.ModSeqStore:
+        """The folder's mailctl-modseq, locked for one step: `with folder.modseqs() as ms`."""
+        return modseq_mod.ModSeqStore(self.path, self.ensure_uidlist().uidvalidity)
+
+    def observe_modseqs(self, msgs: Iterable[Message], complete: bool = False) -> tuple[int, dict[int, int]]:
+        """(highest, {uid: modseq}) of msgs, changes since last looked at recorded.
+        complete: msgs is a fresh whole listing, so recorded UIDs missing from it are
+        expunges (unless the uidlist, read again, still lists them)."""
+        uidlist = self.uidlist
+
+        def still_listed() -> set[int]:
+            uidlist.refresh()
+            return {record[0] for record in uidlist.records.values()}
+        with self.modseqs() as ms:
+            return ms.observe(msgs, still_listed if complete else None)
+
+    def highest_modseq(self) -> int:
+        """The folder's HIGHESTMODSEQ now (STATUS): a sync, and what it found recorded."""
+        return self.observe_modseqs(self.sync(sizes=False), complete=True)[0]
 
     # -- reading --
     def open(self, msg: Message) -> BinaryIO:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import NotFound
@@ -82,3 +82,15 @@ def current_path(msg: Message) -> Path:
     if located is None:
         raise NotFound(f"message UID {msg.uid} in {msg.folder_path} no longer exists")
     return msg.folder_path / located[0] / located[1]
+
+
+def current_message(msg: Message) -> Message | None:
+    """msg under the name its file has now (another process may have renamed it: a flag
+    change); None when it is gone. Only the name is new: flags are msg's (what reads
+    the name, modseq.observe, needs no more)."""
+    if os.path.lexists(f"{msg.folder_path}/{msg.subdir}/{msg.filename}"):
+        return msg
+    located = locate(msg.folder_path, msg.base)
+    if located is None:
+        return None
+    return replace(msg, subdir=located[0], filename=located[1])

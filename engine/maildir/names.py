@@ -29,6 +29,7 @@ UIDVALIDITY = "dovecot-uidvalidity"
 MAILDIRSIZE = "maildirsize"
 SUBSCRIPTIONS = "subscriptions"
 RECENT_CLAIMS = "mailctl-recent"   # ours alone (recent.py); Dovecot's files all start "dovecot"
+MODSEQS = "mailctl-modseq"         # ours alone (modseq.py): CONDSTORE mod-sequences
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 
