@@ -6,7 +6,7 @@ several families.
     mailboxes.py   SELECT EXAMINE CREATE DELETE RENAME (UN)SUBSCRIBE LIST LSUB STATUS QUOTA
     messages.py    APPEND STORE COPY MOVE EXPUNGE CLOSE UNSELECT
     fetchcmd.py    FETCH             (items: fetch.py, streaming: bigfetch.py)
-    searchcmd.py   SEARCH            (criteria: search.py)
+    searchcmd.py   SEARCH SORT THREAD (criteria: search.py; sort.py, thread.py, searchreturn.py)
     session.py     LOGIN AUTHENTICATE STARTTLS, and dispatch
 
 A new family (SORT and THREAD, say) is a CommandBase subclass in its own module, added
@@ -35,6 +35,10 @@ class Commands(GeneralCommands, MailboxCommands, MessageCommands, FetchCommand, 
             return await self.cmd_FETCH(tag, rest, uid=True)
         if sub == "SEARCH":
             return await self.cmd_SEARCH(tag, rest, uid=True)
+        if sub == "SORT":
+            return await self.cmd_SORT(tag, rest, uid=True)
+        if sub == "THREAD":
+            return await self.cmd_THREAD(tag, rest, uid=True)
         if sub == "STORE":
             return await self.cmd_STORE(tag, rest, uid=True)
         if sub == "COPY":
