@@ -66,7 +66,7 @@ class SearchCommand(CommandBase):
         if opts is None:
             await self.send(("* SORT" + "".join(f" {n}" for n in numbers) + "\r\n").encode())
         else:
-            self._save(opts, seqs, numbers, uid)
+            self._save(opts, seqs, numbers, uid, ordered=True)
             if opts.reports:
                 await self.send(searchreturn.esearch_line(tag, uid, opts, numbers, ordered=True))
         return "[EXPUNGEISSUED] SORT completed" if sel.ghosts or sel.rescan_due else "SORT completed"
@@ -111,9 +111,9 @@ class SearchCommand(CommandBase):
                 self.search_saved = (self.selected, frozenset())
             raise
 
-    def _save(self, opts, seqs, numbers, uid) -> None:
+    def _save(self, opts, seqs, numbers, uid, ordered=False) -> None:
         if opts.save:
-            kept = set(searchreturn.saved_numbers(opts, numbers))
+            kept = set(searchreturn.saved_numbers(opts, numbers, ordered))
             sel = self.selected
             uids = frozenset(n for n in kept) if uid else frozenset(sel.msgs[s - 1].uid for s in kept)
             self.search_saved = (sel, uids)

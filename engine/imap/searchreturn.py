@@ -62,27 +62,27 @@ def _partial_range(token) -> tuple[int, int]:
     return (first, last) if first <= last else (last, first)
 
 
-def saved_numbers(opts: ReturnOptions, numbers: list[int]) -> list[int]:
+def saved_numbers(opts: ReturnOptions, numbers: list[int], ordered: bool = False) -> list[int]:
     """What SAVE keeps: MIN and/or MAX alone keep just those (RFC 5182 §2.4)."""
     if not numbers:
         return []
     if (opts.min or opts.max) and not (opts.all or opts.count or opts.partial):
-        kept = ([min(numbers)] if opts.min else []) + ([max(numbers)] if opts.max else [])
-        return sorted(set(kept))
+        first, last = (numbers[0], numbers[-1]) if ordered else (min(numbers), max(numbers))
+        return sorted(set(([first] if opts.min else []) + ([last] if opts.max else [])))
     return numbers
 
 
 def esearch_line(tag: str, uid: bool, opts: ReturnOptions, numbers: list[int], ordered: bool = False) -> bytes:
     """The `* ESEARCH` reply. ordered: numbers are in sort order (ESORT), so ALL keeps
-    that order and MIN/MAX are the smallest and largest (RFC 5267 §3.2)."""
+    that order and MIN/MAX are the first and the last in it (RFC 5267 §3.2)."""
     out = [f'* ESEARCH (TAG "{tag}")']
     if uid:
         out.append(" UID")
     if numbers:
         if opts.min:
-            out.append(f" MIN {min(numbers)}")
+            out.append(f" MIN {numbers[0] if ordered else min(numbers)}")
         if opts.max:
-            out.append(f" MAX {max(numbers)}")
+            out.append(f" MAX {numbers[-1] if ordered else max(numbers)}")
         if opts.all:
             out.append(" ALL " + (sequence_list(numbers) if ordered else sequence_set(numbers)))
     if opts.partial is not None:
