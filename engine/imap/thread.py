@@ -45,6 +45,9 @@ class _Node:
     reply: bool = False
     up: _Node | None = None             # the root this one is merged into
     ignore: bool = False
+    # an ancestor found before (valid while no link was broken since: _Links.broken)
+    seen_above: _Node | None = None
+    seen_at: int = -1
 
     def key(self) -> tuple:
         if self.msg is not None:
@@ -57,6 +60,7 @@ def references(msgs: list[ThreadMsg]) -> list[_Node]:
     """The roots of the REFERENCES threads, in order, children in order."""
     table: dict[bytes, _Node] = {}
     nodes: list[_Node] = []
+    links = _Links()
 
     def node_for(msgid: bytes) -> _Node:
         n = table.get(msgid)
@@ -77,12 +81,13 @@ def references(msgs: list[ThreadMsg]) -> list[_Node]:
         for ref in m.refs:
             child = node_for(ref)
             if parent is not None:
-                _link(parent, child)
+                links.link(parent, child)
             parent = child
         if own.parent is not None and own.parent is not parent:
             own.parent = None                          # the last reference decides
+            links.broken += 1
         if parent is not None:
-            _link(parent, own)
+            links.link(parent, own)
     # (2)-(3): roots; a dummy's children go to the nearest real ancestor
     roots = []
     for n in nodes:
@@ -138,15 +143,31 @@ def references(msgs: list[ThreadMsg]) -> list[_Node]:
     return roots
 
 
-def _link(parent: _Node, child: _Node) -> None:
-    """parent becomes child's parent unless that makes a loop or child has one."""
-    up = parent
-    while up is not None:
-        if up is child:
+class _Links:
+    """Parent links made without loops. Whether a link would make one is a question of
+    the parent's root, found through ancestors remembered on the way up: a long reply
+    chain costs one walk, not one per message. Breaking a link (rare) forgets them."""
+
+    def __init__(self):
+        self.broken = 0
+
+    def link(self, parent: _Node, child: _Node) -> None:
+        """parent becomes child's parent unless child has one or it makes a loop."""
+        if child.parent is not None:      # kept: the first parent given wins
             return
-        up = up.parent
-    if child.parent is None:
+        if self.root(parent) is child:    # child is parent's ancestor (or parent itself)
+            return
         child.parent = parent
+
+    def root(self, node: _Node) -> _Node:
+        path = []
+        while node.parent is not None:
+            path.append(node)
+            above = node.seen_above
+            node = above if above is not None and node.seen_at == self.broken else node.parent
+        for n in path:
+            n.seen_above, n.seen_at = node, self.broken
+        return node
 
 
 def _promoted(roots: list[_Node]) -> list[_Node]:
