@@ -112,6 +112,41 @@ def run_driver(label: str, port: int, pop3_port: int, user: str, maildir: Path, 
         shutil.rmtree(out.parent, ignore_errors=True)
 
 
+SORT_THREAD = [("SORT (DATE)", "SORT (DATE) UTF-8 ALL"), ("SORT (SUBJECT)", "SORT (SUBJECT) UTF-8 ALL"),
+               ("UID SORT (REVERSE ARRIVAL)", "UID SORT (REVERSE ARRIVAL) UTF-8 ALL"),
+               ("THREAD REFERENCES", "THREAD REFERENCES UTF-8 ALL")]
+
+
+def sort_and_thread(port: int, user: str, n: str, runs: int = 3) -> dict:
+    """SORT and THREAD on the INBOX the driver just filled (RFC 5256): the first run of
+    each (keys read from the messages or the index) and the median of the next runs."""
+    import imaplib
+    import statistics
+    results = []
+    c = imaplib.IMAP4("127.0.0.1", port, timeout=900)
+    try:
+        c.login(user, PASSWORD)
+        c.select("INBOX", readonly=True)
+        for label, command in SORT_THREAD:
+            times = []
+            for _ in range(1 + runs):
+                started = time.perf_counter()
+                typ, data = c._simple_command(*command.split(" ", 1)) if not command.startswith("UID") \
+                    else c.uid(*command.split(" ", 2)[1:])
+                times.append(time.perf_counter() - started)
+                c.untagged_responses.clear()
+                if typ != "OK":
+                    print(f"{label}: {typ} {data}")
+                    break
+            results.append({"n": n, "test": f"{label} first", "wall_s": times[0]})
+            if len(times) > 1:
+                results.append({"n": n, "test": f"{label} again", "wall_s": statistics.median(times[1:])})
+        c.logout()
+    except (OSError, imaplib.IMAP4.error) as e:
+        print(f"sort/thread timings stopped: {e}")
+    return {"results": results}
+
+
 def by_test(data: dict) -> dict[str, tuple[float, float | None]]:
     """{"N=10000 SELECT INBOX (...)": (wall seconds, server CPU seconds or None)}."""
     out = {}
@@ -209,10 +244,12 @@ def main() -> int:
         for count in args.counts.split(","):
             ours = merge(ours, run_driver("mailctl", ports["imap"], ports["pop3"], USER, maildir, count,
                                           args.driver_args, str(proc.pid)))
+            ours = merge(ours, sort_and_thread(ports["imap"], USER, count))
             if reference is not None:
                 theirs = merge(theirs, run_driver("dovecot", int(Reference.PORTS["IMAP_PORT"]),
                                                   int(Reference.PORTS["POP3_PORT"]), "alice",
                                                   reference.maildir, count, args.driver_args))
+                theirs = merge(theirs, sort_and_thread(int(Reference.PORTS["IMAP_PORT"]), "alice", count))
     finally:
         proc.terminate()
         proc.wait(30)
