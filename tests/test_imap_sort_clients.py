@@ -78,8 +78,10 @@ def test_hostile_sort_and_search_input_gets_bad_and_the_session_goes_on(tmp_path
         assert b"z BAD" in raw(b"z SORT (DATE) UTF-8 " + b"(" * 5000 + b"ALL" + b")" * 5000)
         assert b"z BAD" in raw(b"z THREAD REFERENCES UTF-8 " + b"NOT " * 20000 + b"ALL")
         assert b"z BAD" in raw(b"z SEARCH RETURN (" + b"PARTIAL 1:2 " * 1000 + b"BOGUS) ALL")
+        assert b"z OK" in raw(b"z SEARCH RETURN (SAVE) ALL")
+        assert b"* SEARCH 1\r\n" in raw(b"z SEARCH $")
         assert b"z BAD" in raw(b"z SORT RETURN (SAVE) (NOPE) UTF-8 ALL")
-        out = raw(b"z SEARCH $")                 # nothing saved (that SAVE failed): empty
+        out = raw(b"z SEARCH $")                 # a SAVE that failed leaves $ empty (RFC 5182)
         assert b"* SEARCH\r\n" in out and b"z OK" in out
         out = raw(b"z FETCH $ (UID)")
         assert b"* " not in out and b"z OK" in out

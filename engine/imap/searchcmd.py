@@ -29,11 +29,11 @@ class SearchCommand(CommandBase):
         if len(args) >= 2 and isinstance(args[0], Atom) and args[0].upper() == "RETURN":
             opts = searchreturn.parse_return(args[1])
             args = args[2:]
-        if len(args) >= 2 and isinstance(args[0], Atom) and args[0].upper() == "CHARSET":
-            _check_charset(args[1])
-            args = args[2:]
         sel = self.selected
         with self._saving(opts):
+            if len(args) >= 2 and isinstance(args[0], Atom) and args[0].upper() == "CHARSET":
+                _check_charset(args[1])
+                args = args[2:]
             seqs = await self.matching(args, uid)
         numbers = [sel.msgs[s - 1].uid for s in seqs] if uid else seqs
         if opts is None:
@@ -52,12 +52,12 @@ class SearchCommand(CommandBase):
         if len(args) >= 2 and isinstance(args[0], Atom) and args[0].upper() == "RETURN":
             opts = searchreturn.parse_return(args[1])
             args = args[2:]
-        if len(args) < 3:
-            raise ParseError("SORT needs sort keys, a charset and search criteria")
-        criteria = sortmod.parse_criteria(args[0])
-        _check_charset(args[1])
         sel = self.selected
         with self._saving(opts):
+            if len(args) < 3:
+                raise ParseError("SORT needs sort keys, a charset and search criteria")
+            criteria = sortmod.parse_criteria(args[0])
+            _check_charset(args[1])
             seqs = await self.matching(args[2:], uid)
             msgs = [sel.msgs[s - 1] for s in seqs]
             order = await self.blocking(sortmod.sort_order, sel.folder, msgs, criteria)
