@@ -147,6 +147,17 @@ def sort_and_thread(port: int, user: str, n: str, runs: int = 3) -> dict:
     return {"results": results}
 
 
+def sort_and_thread_on_dovecot(root, n: str) -> dict:
+    """sort_and_thread against Dovecot serving our tree (the same message files), for a
+    machine where the reference stack is busy or absent."""
+    sys.path.insert(0, str(REPO / "tests"))
+    import dovecot
+    if not dovecot.available():
+        return {}
+    with dovecot.dovecot_server(root.path, {USER: PASSWORD}) as dc:
+        return sort_and_thread(dc.imap_port, USER, n)
+
+
 def by_test(data: dict) -> dict[str, tuple[float, float | None]]:
     """{"N=10000 SELECT INBOX (...)": (wall seconds, server CPU seconds or None)}."""
     out = {}
@@ -221,6 +232,8 @@ def main() -> int:
                     help="take Dovecot's figures from an earlier --json output instead of running it")
     ap.add_argument("--password-scheme", choices=("sha512-crypt", "argon2id"), default="sha512-crypt",
                     help="how our account's password is stored (default: as the reference stack's)")
+    ap.add_argument("--sort-dovecot", action="store_true",
+                    help="also time SORT/THREAD on Dovecot started (tests/dovecot.py) on our very tree")
     ap.add_argument("driver_args", nargs="*", help="extra arguments for imap-bench.py (after --)")
     args = ap.parse_args()
     if not (SHARED / "imap-bench.py").exists():
@@ -245,6 +258,8 @@ def main() -> int:
             ours = merge(ours, run_driver("mailctl", ports["imap"], ports["pop3"], USER, maildir, count,
                                           args.driver_args, str(proc.pid)))
             ours = merge(ours, sort_and_thread(ports["imap"], USER, count))
+            if args.sort_dovecot:
+                theirs = merge(theirs, sort_and_thread_on_dovecot(root, count))
             if reference is not None:
                 theirs = merge(theirs, run_driver("dovecot", int(Reference.PORTS["IMAP_PORT"]),
                                                   int(Reference.PORTS["POP3_PORT"]), "alice",

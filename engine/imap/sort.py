@@ -65,10 +65,15 @@ def sort_order(folder, msgs: list, criteria: list[tuple[str, bool]]) -> list[int
 
 def column(folder, msgs: list, key: str) -> list:
     """The values of one sort key, aligned with msgs."""
-    if key == "ARRIVAL":
-        return [m.mtime for m in msgs]
-    if key == "SIZE":
-        return [m.vsize for m in msgs]
+    if key in ("ARRIVAL", "SIZE"):     # a stat() or a read each: kept, they never change
+        known = _known(folder, key, len(msgs))
+        out = []
+        for m in msgs:
+            value = known.get(m.base)
+            if value is None:
+                value = known[m.base] = m.mtime if key == "ARRIVAL" else m.vsize
+            out.append(value)
+        return out
     values = _header_values(folder, msgs, key)
     if key == "DATE":
         return [v if v is not None else m.mtime for v, m in zip(values, msgs)]
@@ -172,12 +177,15 @@ _MAKERS = {
 }
 _EMPTY = {"SUBJECT": "", "FROM": "", "TO": "", "CC": "", "DISPLAYFROM": "", "DISPLAYTO": ""}
 
-# folder path -> {key: {message base name: value}}
+# folder path -> {key: {message base name: value}}; a message's file name (base) never
+# changes while it exists, nor do its header, INTERNALDATE or size
 _CACHE: OrderedDict[str, dict[str, dict[str, object]]] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 
 
-def _header_values(folder, msgs: list, key: str) -> list:
+def _known(folder, key: str, wanted: int = 0) -> dict[str, object]:
+    """The values of one key this process knows for a folder's messages, by base name;
+    started afresh when mostly about messages no longer there."""
     path = str(folder.path)
     with _CACHE_LOCK:
         per_folder = _CACHE.get(path)
@@ -187,11 +195,15 @@ def _header_values(folder, msgs: list, key: str) -> list:
                 _CACHE.popitem(last=False)
         _CACHE.move_to_end(path)
         known = per_folder.setdefault(key, {})
+        if wanted and len(known) > 2 * wanted + 1000:
+            known = per_folder[key] = {}
+        return known
+
+
+def _header_values(folder, msgs: list, key: str) -> list:
+    known = _known(folder, key, len(msgs))
     missing = [m for m in msgs if m.base not in known]
     if missing:
-        if len(known) > 2 * len(msgs) + 1000:       # mostly expunged messages: start again
-            known = per_folder[key] = {}
-            missing = msgs
         entries = indexmod.lookup(folder, missing)
         make = _MAKERS[key]
         for m in missing:
