@@ -7,6 +7,7 @@ index's entries. Then ESEARCH/ESORT's RETURN options and SEARCHRES's `$`
 from __future__ import annotations
 
 import contextlib
+import threading
 
 from . import index as indexmod
 from . import search as searchmod
@@ -19,6 +20,9 @@ from .msgview import View
 from .parser import Atom, ParseError, as_text
 
 INLINE_SEARCH = 20_000  # SEARCH without content keys: more messages x keys run in a worker thread
+MAX_THREADS_KEPT = 8    # THREAD answers this process keeps (see cmd_THREAD)
+_THREADS: dict[tuple, str] = {}
+_THREADS_LOCK = threading.Lock()
 
 
 class SearchCommand(CommandBase):
@@ -87,9 +91,19 @@ class SearchCommand(CommandBase):
         numbers = [m.uid for m in msgs] if uid else seqs
 
         def build():
-            tmsgs = sortmod.thread_messages(sel.folder, msgs, numbers)
-            roots = threadmod.references(tmsgs) if algorithm == "REFERENCES" else threadmod.ordered_subject(tmsgs)
-            return threadmod.encode(roots)
+            # The same messages under the same numbers thread alike: a client threading
+            # the folder again (each time it opens it) gets the answer made last time.
+            key = (str(sel.folder.path), algorithm, tuple(m.base for m in msgs), tuple(numbers))
+            text = _THREADS.get(key)
+            if text is None:
+                tmsgs = sortmod.thread_messages(sel.folder, msgs, numbers)
+                roots = threadmod.references(tmsgs) if algorithm == "REFERENCES" else threadmod.ordered_subject(tmsgs)
+                text = threadmod.encode(roots)
+                with _THREADS_LOCK:
+                    while len(_THREADS) >= MAX_THREADS_KEPT:
+                        _THREADS.pop(next(iter(_THREADS)))
+                    _THREADS[key] = text
+            return text
         text = await self.blocking(build)
         await self.send(("* THREAD" + (" " + text if text else "") + "\r\n").encode())
         return "[EXPUNGEISSUED] THREAD completed" if sel.ghosts or sel.rescan_due else "THREAD completed"
@@ -127,6 +141,8 @@ class SearchCommand(CommandBase):
         # Learn what changed first, so expunged messages match nothing; SEARCH (not UID
         # SEARCH) keeps them numbered as ghosts, as it may not send EXPUNGE (RFC 3501 §7.4.1).
         await self.announce_changes(throttle=True, expunge=uid)
+        if nodes == [("ALL",)]:      # what webmail sorts and threads: no message to look at
+            return [i for i, m in enumerate(sel.msgs, 1) if not sel.ghosts or not sel.is_ghost(m)]
         if len(nodes) == 1 and nodes[0][0] == "HEADER" and nodes[0][1] in indexmod.INDEXED \
                 and "\0" not in nodes[0][2]:
             # One header key (SUBJECT x, FROM y ...): straight over the index's decoded texts.
