@@ -26,6 +26,7 @@ from .thread import ThreadMsg, message_ids
 KEYS = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"})
 MAX_KEYS = 16          # sort keys in one command: more is hostile, not useful
 MAX_FOLDERS = 16       # folders whose keys one process keeps
+MAX_ORDERS_KEPT = 8    # sort results one process keeps (see sort_order)
 
 
 def parse_criteria(token) -> list[tuple[str, bool]]:
@@ -56,10 +57,19 @@ def parse_criteria(token) -> list[tuple[str, bool]]:
 
 def sort_order(folder, msgs: list, criteria: list[tuple[str, bool]]) -> list[int]:
     """Positions in msgs (store.Message, in sequence order) in the sorted order."""
+    # The same messages sort alike: webmail sorts the folder again at every page.
+    key = (str(folder.path), tuple(criteria), tuple(m.base for m in msgs))
+    order = _ORDERS.get(key)
+    if order is not None:
+        return order
     order = list(range(len(msgs)))
-    for key, reverse in reversed(criteria):
-        col = column(folder, msgs, key)
+    for name, reverse in reversed(criteria):
+        col = column(folder, msgs, name)
         order.sort(key=col.__getitem__, reverse=reverse)   # stable, also reversed
+    with _CACHE_LOCK:
+        while len(_ORDERS) >= MAX_ORDERS_KEPT:
+            _ORDERS.pop(next(iter(_ORDERS)))
+        _ORDERS[key] = order
     return order
 
 
@@ -181,6 +191,7 @@ _EMPTY = {"SUBJECT": "", "FROM": "", "TO": "", "CC": "", "DISPLAYFROM": "", "DIS
 # changes while it exists, nor do its header, INTERNALDATE or size
 _CACHE: OrderedDict[str, dict[str, dict[str, object]]] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
+_ORDERS: dict[tuple, list[int]] = {}
 
 
 def _known(folder, key: str, wanted: int = 0) -> dict[str, object]:
