@@ -88,4 +88,10 @@ def test_hostile_sort_and_search_input_gets_bad_and_the_session_goes_on(tmp_path
         assert b"z BAD" in raw(b"z SEARCH RETURN (SAVE) YOUNGER 99999999999999999999999")
         out = raw(b"z SORT (DATE) UTF-8 ALL")
         assert b"* SORT 1\r\n" in out and b"z OK" in out
+        # UID EXPUNGE $ (RFC 5182 applies $ to every sequence set): empty $ expunges nothing
+        raw(b"z STORE 1 +FLAGS.SILENT (\\Deleted)")
+        out = raw(b"z UID EXPUNGE $")
+        assert b"EXPUNGE\r\n" not in out and b"z OK" in out
+        raw(b"z SEARCH RETURN (SAVE) DELETED")
+        assert b"* 1 EXPUNGE\r\n" in raw(b"z UID EXPUNGE $")
         c.logout()

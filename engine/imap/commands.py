@@ -48,5 +48,10 @@ class Commands(GeneralCommands, MailboxCommands, MessageCommands, FetchCommand, 
         if sub == "EXPUNGE":
             if len(rest) != 1:
                 raise bad("UID EXPUNGE needs a UID set")
-            return await self.cmd_EXPUNGE(tag, [], uid_set=parse_sequence_set(as_atom(rest[0], "UID set")))
+            text = as_atom(rest[0], "UID set")
+            if text == "$":             # SEARCHRES (RFC 5182): the saved result
+                saved = self.search_saved
+                uids = sorted(saved[1]) if saved is not None and saved[0] is self.selected else []
+                return await self.cmd_EXPUNGE(tag, [], uid_set=[(u, u) for u in uids])
+            return await self.cmd_EXPUNGE(tag, [], uid_set=parse_sequence_set(text))
         raise bad(f"Unknown UID command {sub[:20]}")
