@@ -180,6 +180,50 @@ def qresync_after_changes(port: int, user: str, changes: int = 1000) -> dict:
           f"{took * 1000:.1f} ms, {fetches} FETCH, {vanished} VANISHED line(s)", flush=True)
     return {"messages": exists, "changes": len(changed), "expunged": len(gone), "select_s": took,
             "fetch_lines": fetches}
+SORT_THREAD = [("SORT (DATE)", "SORT (DATE) UTF-8 ALL"), ("SORT (SUBJECT)", "SORT (SUBJECT) UTF-8 ALL"),
+               ("UID SORT (REVERSE ARRIVAL)", "UID SORT (REVERSE ARRIVAL) UTF-8 ALL"),
+               ("THREAD REFERENCES", "THREAD REFERENCES UTF-8 ALL")]
+
+
+def sort_and_thread(port: int, user: str, n: str, runs: int = 3) -> dict:
+    """SORT and THREAD on the INBOX the driver just filled (RFC 5256): the first run of
+    each (keys read from the messages or the index) and the median of the next runs."""
+    import imaplib
+    import statistics
+    results = []
+    c = imaplib.IMAP4("127.0.0.1", port, timeout=900)
+    try:
+        c.login(user, PASSWORD)
+        c.select("INBOX", readonly=True)
+        for label, command in SORT_THREAD:
+            times = []
+            for _ in range(1 + runs):
+                started = time.perf_counter()
+                typ, data = c._simple_command(*command.split(" ", 1)) if not command.startswith("UID") \
+                    else c.uid(*command.split(" ", 2)[1:])
+                times.append(time.perf_counter() - started)
+                c.untagged_responses.clear()
+                if typ != "OK":
+                    print(f"{label}: {typ} {data}")
+                    break
+            results.append({"n": n, "test": f"{label} first", "wall_s": times[0]})
+            if len(times) > 1:
+                results.append({"n": n, "test": f"{label} again", "wall_s": statistics.median(times[1:])})
+        c.logout()
+    except (OSError, imaplib.IMAP4.error) as e:
+        print(f"sort/thread timings stopped: {e}")
+    return {"results": results}
+
+
+def sort_and_thread_on_dovecot(root, n: str) -> dict:
+    """sort_and_thread against Dovecot serving our tree (the same message files), for a
+    machine where the reference stack is busy or absent."""
+    sys.path.insert(0, str(REPO / "tests"))
+    import dovecot
+    if not dovecot.available():
+        return {}
+    with dovecot.dovecot_server(root.path, {USER: PASSWORD}) as dc:
+        return sort_and_thread(dc.imap_port, USER, n)
 
 
 def by_test(data: dict) -> dict[str, tuple[float, float | None]]:
@@ -256,6 +300,8 @@ def main() -> int:
                     help="take Dovecot's figures from an earlier --json output instead of running it")
     ap.add_argument("--password-scheme", choices=("sha512-crypt", "argon2id"), default="sha512-crypt",
                     help="how our account's password is stored (default: as the reference stack's)")
+    ap.add_argument("--sort-dovecot", action="store_true",
+                    help="also time SORT/THREAD on Dovecot started (tests/dovecot.py) on our very tree")
     ap.add_argument("driver_args", nargs="*", help="extra arguments for imap-bench.py (after --)")
     args = ap.parse_args()
     if not (SHARED / "imap-bench.py").exists():
@@ -281,11 +327,15 @@ def main() -> int:
             ours = merge(ours, run_driver("mailctl", ports["imap"], ports["pop3"], USER, maildir, count,
                                           args.driver_args, str(proc.pid)))
             qresync = {"mailctl": qresync_after_changes(ports["imap"], USER)}
+            ours = merge(ours, sort_and_thread(ports["imap"], USER, count))
+            if args.sort_dovecot:
+                theirs = merge(theirs, sort_and_thread_on_dovecot(root, count))
             if reference is not None:
                 theirs = merge(theirs, run_driver("dovecot", int(Reference.PORTS["IMAP_PORT"]),
                                                   int(Reference.PORTS["POP3_PORT"]), "alice",
                                                   reference.maildir, count, args.driver_args))
                 qresync["dovecot"] = qresync_after_changes(int(Reference.PORTS["IMAP_PORT"]), "alice")
+                theirs = merge(theirs, sort_and_thread(int(Reference.PORTS["IMAP_PORT"]), "alice", count))
             qresync_runs.append(qresync)
     finally:
         proc.terminate()

@@ -48,6 +48,8 @@ class CommandBase:
     deadline: float                   # time.monotonic() at which the running command stops
     _last_scan: float = 0.0           # when announce_changes last looked at the disk
     prescanned: tuple | None = None   # (Selected, its scan()) made in a command's trip (blocking_with_updates)
+    search_saved: tuple | None = None  # (Selected, frozenset of UIDs): SEARCHRES's `$` (searchcmd.py)
+    search_modseq: int = 0             # the last SEARCH MODSEQ's highest mod-sequence (RFC 7162 §3.1.5)
 
     async def send(self, data: bytes) -> None:
         raise NotImplementedError
@@ -150,6 +152,10 @@ class CommandBase:
         """The sequence numbers a sequence set argument selects (a set of UIDs when uid)."""
         text = as_atom(token, "sequence set")
         sel = self.selected
+        if text == "$":             # SEARCHRES (RFC 5182): the saved result, by UID
+            saved = self.search_saved
+            uids = saved[1] if saved is not None and saved[0] is sel else ()
+            return [i + 1 for i, u in enumerate(sel.uids) if u in uids] if uids else []
         if text.isdigit():          # one number, the most common set: no ranges to resolve
             n = number(text, f"sequence number in {text[:40]!r}", nonzero=True)
             if uid:

@@ -6,7 +6,7 @@ several families.
     mailboxes.py   SELECT EXAMINE CREATE DELETE RENAME (UN)SUBSCRIBE LIST LSUB STATUS QUOTA
     messages.py    APPEND STORE COPY MOVE EXPUNGE CLOSE UNSELECT
     fetchcmd.py    FETCH             (items: fetch.py, streaming: bigfetch.py)
-    searchcmd.py   SEARCH            (criteria: search.py)
+    searchcmd.py   SEARCH SORT THREAD (criteria: search.py; sort.py, thread.py, searchreturn.py)
     session.py     LOGIN AUTHENTICATE STARTTLS, and dispatch
 
 A new family (SORT and THREAD, say) is a CommandBase subclass in its own module, added
@@ -35,6 +35,10 @@ class Commands(GeneralCommands, MailboxCommands, MessageCommands, FetchCommand, 
             return await self.cmd_FETCH(tag, rest, uid=True)
         if sub == "SEARCH":
             return await self.cmd_SEARCH(tag, rest, uid=True)
+        if sub == "SORT":
+            return await self.cmd_SORT(tag, rest, uid=True)
+        if sub == "THREAD":
+            return await self.cmd_THREAD(tag, rest, uid=True)
         if sub == "STORE":
             return await self.cmd_STORE(tag, rest, uid=True)
         if sub == "COPY":
@@ -44,5 +48,10 @@ class Commands(GeneralCommands, MailboxCommands, MessageCommands, FetchCommand, 
         if sub == "EXPUNGE":
             if len(rest) != 1:
                 raise bad("UID EXPUNGE needs a UID set")
-            return await self.cmd_EXPUNGE(tag, [], uid_set=parse_sequence_set(as_atom(rest[0], "UID set")))
+            text = as_atom(rest[0], "UID set")
+            if text == "$":             # SEARCHRES (RFC 5182): the saved result
+                saved = self.search_saved
+                uids = sorted(saved[1]) if saved is not None and saved[0] is self.selected else []
+                return await self.cmd_EXPUNGE(tag, [], uid_set=[(u, u) for u in uids])
+            return await self.cmd_EXPUNGE(tag, [], uid_set=parse_sequence_set(text))
         raise bad(f"Unknown UID command {sub[:20]}")

@@ -119,6 +119,8 @@ def _parse_key(tokens: list, pos: int, depth: int):
         a = arg()
         if not isinstance(a, Atom):
             raise ParseError("UID needs a sequence set")
+        if a == "$":
+            return ("SAVED",), pos
         return ("UID", parse_sequence_set(str(a))), pos
     if key == "NOT":
         node, pos = _parse_key(tokens, pos, depth + 1) if pos < len(tokens) else _missing("NOT")
@@ -131,6 +133,13 @@ def _parse_key(tokens: list, pos: int, depth: int):
             _missing("OR")
         b, pos = _parse_key(tokens, pos, depth + 1)
         return ("OR", a, b), pos
+    if key in ("OLDER", "YOUNGER"):           # WITHIN (RFC 5032): seconds before now
+        seconds = as_number(arg(), "interval")
+        if not seconds:
+            raise ParseError(f"{key} needs an interval of at least one second")
+        return (key, seconds), pos
+    if key == "$":                            # SEARCHRES (RFC 5182): the saved result
+        return ("SAVED",), pos
     if key[:1].isdigit() or key[:1] == "*":
         return ("SEQ", parse_sequence_set(key)), pos
     raise ParseError(f"unknown search key {str(tok)[:30]}")
@@ -147,10 +156,13 @@ def _needle(token) -> str:
 class Searcher:
     """Evaluates parsed criteria; `largest_seq`/`largest_uid` resolve '*'."""
 
-    def __init__(self, nodes: list, largest_seq: int, largest_uid: int, today=None):
+    def __init__(self, nodes: list, largest_seq: int, largest_uid: int, today=None,
+                 saved: frozenset[int] = frozenset()):
         self.nodes = nodes
         self.largest_seq = largest_seq
         self.largest_uid = largest_uid
+        self.saved = saved           # the UIDs SEARCHRES saved ($)
+        self.now = time.time()
         self._sets: dict[int, SequenceMatcher] = {}
 
     def needs_content(self) -> bool:
@@ -194,6 +206,12 @@ class Searcher:
             return msg.uid in self._set(node[1], self.largest_uid)
         if kind == "MODSEQ":
             return msg.modseq >= node[1]
+        if kind == "SAVED":
+            return msg.uid in self.saved
+        if kind == "OLDER":
+            return self.now - msg.internaldate > node[1]
+        if kind == "YOUNGER":
+            return self.now - msg.internaldate <= node[1]
         if kind == "LARGER":
             return msg.size > node[1]
         if kind == "SMALLER":

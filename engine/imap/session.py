@@ -32,7 +32,8 @@ SERVER_NAME = "mailctl"
 
 BASE_CAPS = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS",
              "MOVE", "UNSELECT", "CHILDREN", "SPECIAL-USE", "QUOTA", "BINARY",
-             "CONDSTORE", "QRESYNC"]
+             "CONDSTORE", "QRESYNC",
+             "ESEARCH", "SEARCHRES", "WITHIN", "SORT", "SORT=DISPLAY", "ESORT", "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT"]
 
 
 class Disconnect(Exception):
@@ -484,10 +485,10 @@ _PREAUTH_LITERALS = {"LOGIN", "AUTHENTICATE", "ID"}
 # forbids EXPUNGE during FETCH, STORE and SEARCH; the rest (and the UID commands,
 # before they run) announce on their own. After one that found a message
 # gone, dispatch announces what it may (see _BY_SEQUENCE).
-_NO_UPDATES = {"UID", "FETCH", "STORE", "SEARCH", "SELECT", "EXAMINE", "NOOP", "CHECK", "IDLE", "LOGOUT", "APPEND"}
+_NO_UPDATES = {"UID", "FETCH", "STORE", "SEARCH", "SORT", "THREAD", "SELECT", "EXAMINE", "NOOP", "CHECK", "IDLE", "LOGOUT", "APPEND"}
 # No EXPUNGE while answering these (RFC 3501 §7.4.1): the client's sequence numbers must
 # hold; their UID forms (command name UID) may send it.
-_BY_SEQUENCE = {"FETCH", "STORE", "SEARCH"}
+_BY_SEQUENCE = {"FETCH", "STORE", "SEARCH", "SORT", "THREAD"}
 
 
 def _tag_of(line: bytes) -> str | None:
