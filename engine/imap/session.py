@@ -31,7 +31,8 @@ MAX_BAD_COMMANDS = 20
 SERVER_NAME = "mailctl"
 
 BASE_CAPS = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS",
-             "MOVE", "UNSELECT", "CHILDREN", "SPECIAL-USE", "QUOTA", "BINARY"]
+             "MOVE", "UNSELECT", "CHILDREN", "SPECIAL-USE", "QUOTA", "BINARY",
+             "LIST-EXTENDED", "LIST-STATUS", "CREATE-SPECIAL-USE", "STATUS=SIZE"]
 
 
 class Disconnect(Exception):

@@ -19,6 +19,7 @@ Every piece of the format lives in this package; callers import from here only:
   tmpclean  crash leftovers in a folder's tmp/, deleted at a sync once 36 hours old
   folder    Folder: one folder's uidlist upkeep, messages, flags, reading and changes
   account   Maildir: the account's folders, subscriptions, quota and delivery
+  specialuse  the special uses CREATE gave folders (mailctl-specialuse)
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from .names import (DEFAULT_FOLDERS, DIR_MODE, FILE_MODE, INBOX, KEYWORDS, MAILD
                     SEPARATOR, SPECIAL_USE, SUBSCRIPTIONS, UIDLIST, UIDVALIDITY, canonical_name, folder_stamp)
 from .quota import MAILDIRSIZE_MAX, MAILDIRSIZE_STALE_SECS, Quota
 from .recent import claim as claim_recent
+from .specialuse import SPECIAL_USE_FILE, check_uses as check_special_uses
 from .staging import Delivered, Staged
 from .sync import Synced
 from .tmpclean import set_tmp_max_age
@@ -47,6 +49,8 @@ __all__ = [
     # flags and dovecot-keywords
     "FLAG_LETTERS", "FORWARDED", "MAX_KEYWORDS", "normalize_flags", "read_keywords", "parse_keywords",
     "letters_of",
+    # special uses given with CREATE (RFC 6154) and their file
+    "check_special_uses", "SPECIAL_USE_FILE",
     # \Recent: the session that first sees a message claims it
     "claim_recent",
     # dovecot-uidlist and maildirsize as other readers (the backup) see them
