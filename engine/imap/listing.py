@@ -133,10 +133,10 @@ def entries(patterns, infos, subscribed, options: Options) -> list[Entry]:
         info = existing.get(name)
         attrs = []
         # in the order Dovecot gives them (and RFC 5258's examples): scripts compare lines
-        if info is None:
-            attrs.append("\\NonExistent" if options.extended else "\\Noselect")
         if options.return_subscribed and name in subscribed:
             attrs.append("\\Subscribed")
+        if info is None:
+            attrs.append("\\NonExistent" if options.extended else "\\Noselect")
         if info is not None or name in parents:
             attrs.append("\\HasChildren" if name in parents else "\\HasNoChildren")
         if info is not None and info.special_use:

@@ -26,9 +26,10 @@ LOOP_LIST_FOLDERS = 500
 LOOP_LIST_PATTERN = 256
 
 
-# The STATUS items we answer (RFC 3501 §6.3.10; SIZE: RFC 8438 STATUS=SIZE), each a key
-# of folder_cache.folder_status()'s answer in lower case.
-STATUS_ITEMS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE"}
+# The STATUS items we answer (RFC 3501 §6.3.10; SIZE: RFC 8438 STATUS=SIZE, the total of
+# the RFC822.SIZEs), each with its key in folder_cache.folder_status()'s answer.
+STATUS_ITEMS = {"MESSAGES": "messages", "RECENT": "recent", "UIDNEXT": "uidnext",
+                "UIDVALIDITY": "uidvalidity", "UNSEEN": "unseen", "SIZE": "vsize"}
 
 
 def status_items(tokens) -> list[str]:
@@ -205,7 +206,7 @@ class MailboxCommands(CommandBase):
         sel = self.selected
         if sel is not None and sel.folder.name == name:
             st = dict(st, recent=sel.recent_count())
-        out = " ".join(f"{i} {st[i.lower()]}" for i in items)
+        out = " ".join(f"{i} {st[STATUS_ITEMS[i]]}" for i in items)
         return b"* STATUS " + astring(mutf7.encode(name)) + f" ({out})\r\n".encode()
 
     @state("auth")
