@@ -126,6 +126,11 @@ userdb {{
   driver = static
   args = home={root}/mail/%d/%n
 }}
+# METADATA (RFC 5464) and CREATE-SPECIAL-USE keep their data in the attribute dictionary
+mail_attribute_dict = file:%h/dovecot-attributes
+protocol imap {{
+  imap_metadata = yes
+}}
 namespace inbox {{
   separator = /
   inbox = yes

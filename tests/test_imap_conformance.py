@@ -119,7 +119,9 @@ def test_every_advertised_capability_has_a_script(server):
                "SPECIAL-USE": "list_special_use", "QUOTA": "quota", "BINARY": "binary_",
                "APPENDLIMIT": "appendlimit", "CONDSTORE": "condstore_", "QRESYNC": "qresync_",
                "ESEARCH": "esearch_", "SEARCHRES": "searchres_",
-               "WITHIN": "within_", "SORT": "sort_", "ESORT": "sort_esort", "THREAD": "thread_"}
+               "WITHIN": "within_", "SORT": "sort_", "ESORT": "sort_esort", "THREAD": "thread_",
+               "LIST-EXTENDED": "listext_", "LIST-STATUS": "liststatus_",
+               "CREATE-SPECIAL-USE": "specialuse_", "STATUS": "statussize_", "METADATA": "metadata_"}
     for cap in advertised:
         key = cap.split("=")[0]
         assert key in covered, f"capability {cap} has no conformance script"

@@ -14,10 +14,12 @@ from engine.imap.fetchcmd import FetchCommand
 from engine.imap.general import GeneralCommands
 from engine.imap.mailboxes import MailboxCommands
 from engine.imap.messages import MessageCommands
+from engine.imap.metadatacmd import MetadataCommands
 from engine.imap.searchcmd import SearchCommand
 from engine.imap.session import ImapSession
 
-FAMILIES = [GeneralCommands, MailboxCommands, MessageCommands, FetchCommand, SearchCommand]
+FAMILIES = [GeneralCommands, MailboxCommands, MessageCommands, FetchCommand, SearchCommand,
+            MetadataCommands]
 HOMES = FAMILIES + [Commands, ImapSession]      # Commands: UID; the session: LOGIN & co.
 STATES = {"any", "noauth", "auth", "selected"}
 

@@ -280,7 +280,9 @@ def test_status(md):
     md.deliver(MSG, flags=["\\Seen"])
     md.deliver(LF_MSG, flags=["\\Flagged"])
     st = inbox.status()
+    # size: on disk; vsize: as served, every line ending in CRLF (STATUS SIZE, RFC 8438)
     assert st == {"messages": 3, "unseen": 2, "recent": 1, "size": 2 * len(MSG) + len(LF_MSG),
+                  "vsize": 2 * len(MSG) + len(LF_MSG) + LF_MSG.count(b"\n"),
                   "uidnext": 4, "uidvalidity": inbox.uidvalidity()}
 
 

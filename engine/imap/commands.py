@@ -4,6 +4,7 @@ several families.
 
     general.py     CAPABILITY NOOP CHECK LOGOUT ID ENABLE NAMESPACE IDLE
     mailboxes.py   SELECT EXAMINE CREATE DELETE RENAME (UN)SUBSCRIBE LIST LSUB STATUS QUOTA
+    metadatacmd.py GETMETADATA SETMETADATA
     messages.py    APPEND STORE COPY MOVE EXPUNGE CLOSE UNSELECT
     fetchcmd.py    FETCH             (items: fetch.py, streaming: bigfetch.py)
     searchcmd.py   SEARCH SORT THREAD (criteria: search.py; sort.py, thread.py, searchreturn.py)
@@ -20,11 +21,13 @@ from .fetchcmd import FetchCommand
 from .general import GeneralCommands
 from .mailboxes import MailboxCommands
 from .messages import MessageCommands
+from .metadatacmd import MetadataCommands
 from .parser import Atom, as_atom, parse_sequence_set
 from .searchcmd import SearchCommand
 
 
-class Commands(GeneralCommands, MailboxCommands, MessageCommands, FetchCommand, SearchCommand):
+class Commands(GeneralCommands, MailboxCommands, MessageCommands, FetchCommand, SearchCommand,
+               MetadataCommands):
     @state("selected")
     async def cmd_UID(self, tag, args):
         if not args or not isinstance(args[0], Atom):

@@ -60,47 +60,110 @@ class Pattern:
 
 @dataclass
 class Options:
-    """What the command asks for. LSUB lists subscribed names (RFC 3501 §6.3.9); LIST's
-    selection options (RFC 5258 SUBSCRIBED, RFC 6154 SPECIAL-USE) narrow what is listed
-    and RETURN (SUBSCRIBED) adds \\Subscribed, a LIST-EXTENDED attribute a plain LIST
-    does not give."""
+    """What the command asks for. LSUB lists subscribed names (RFC 3501 §6.3.9). LIST's
+    selection options (RFC 5258 SUBSCRIBED and RECURSIVEMATCH, RFC 6154 SPECIAL-USE)
+    narrow what is listed; RETURN (SUBSCRIBED) adds \\Subscribed, a LIST-EXTENDED
+    attribute a plain LIST does not give, and RETURN (STATUS (...)) a STATUS reply per
+    selectable mailbox (RFC 5819). Children and special-use attributes are always given
+    (RFC 5258 §4, RFC 6154 §2 allow it), so RETURN (CHILDREN) and (SPECIAL-USE) change
+    nothing. `extended`: any extended form was used, so names that do not exist are
+    \\NonExistent (RFC 5258 §3) rather than the \\Noselect of RFC 3501."""
     lsub: bool = False
+    extended: bool = False
     subscribed_only: bool = False
     special_use_only: bool = False
+    recursive: bool = False
     return_subscribed: bool = False
+    return_children: bool = False
+    return_special_use: bool = False
+    status_items: list[str] | None = None
 
 
-def listing(verb: str, pattern: Pattern, infos, subscribed: set, options: Options) -> bytes:
+@dataclass
+class Entry:
+    """One mailbox of a listing: its name, attributes, and whether it has a descendant
+    that meets the selection though it may not (RFC 5258 CHILDINFO)."""
+    name: str
+    attrs: list[str]
+    childinfo: bool = False
+
+    @property
+    def selectable(self) -> bool:
+        return not any(a in ("\\Noselect", "\\NonExistent") for a in self.attrs)
+
+
+def listing(verb: str, patterns, infos, subscribed, options: Options) -> bytes:
     """The untagged LIST/LSUB replies for the folders `infos` (maildir.list_folders)."""
+    return render(verb, entries(patterns, infos, subscribed, options))
+
+
+def render(verb: str, found: list[Entry]) -> bytes:
+    out = []
+    for e in found:
+        line = f"* {verb} ({' '.join(e.attrs)}) \"/\" ".encode() + astring(mutf7.encode(e.name))
+        if e.childinfo:
+            line += b' ("CHILDINFO" ("SUBSCRIBED"))'
+        out.append(line + b"\r\n")
+    return b"".join(out)
+
+
+def entries(patterns, infos, subscribed, options: Options) -> list[Entry]:
+    """The mailboxes a LIST or LSUB lists, in order; patterns: one Pattern or several."""
+    if isinstance(patterns, Pattern):
+        patterns = [patterns]
+    subscribed = set(subscribed)
     existing = {i.name: i for i in infos}
     parents = _ancestors(existing)
-    names = parents | set(existing)
-    if options.lsub or options.subscribed_only:
-        names &= subscribed
+    if options.lsub:
+        return _lsub_entries(patterns, existing, parents, subscribed)
+    # The names that meet the selection: every one, or those subscribed (existing or not:
+    # RFC 5258 §3), or those with a special use, or both.
+    chosen = parents | set(existing)
+    if options.subscribed_only:
+        chosen = set(subscribed)
+    if options.special_use_only:
+        chosen = {n for n in chosen if n in existing and existing[n].special_use}
+    # RECURSIVEMATCH: an ancestor of a chosen name is listed too, with CHILDINFO.
+    leading = _ancestors(chosen) if options.recursive and options.subscribed_only else set()
+    out = []
+    for name in sorted(chosen | leading, key=lambda n: (n != "INBOX", n)):
+        wire = mutf7.encode(name)
+        if not any(p.matches(wire) for p in patterns):
+            continue
+        info = existing.get(name)
+        attrs = []
+        # in the order Dovecot gives them (and RFC 5258's examples): scripts compare lines
+        if options.return_subscribed and name in subscribed:
+            attrs.append("\\Subscribed")
+        if info is None:
+            attrs.append("\\NonExistent" if options.extended else "\\Noselect")
+        if info is not None or name in parents:
+            attrs.append("\\HasChildren" if name in parents else "\\HasNoChildren")
+        if info is not None and info.special_use:
+            attrs.append(info.special_use)
+        out.append(Entry(name, attrs, childinfo=name in leading))
+    return out
+
+
+def _lsub_entries(patterns, existing, parents, subscribed) -> list[Entry]:
+    names = (parents | set(existing)) & subscribed
     # LSUB "" foo/% with only foo/bar/baz subscribed gives foo/bar, \Noselect: a "%"
     # must still show the way down to a subscribed name (RFC 3501 §6.3.9).
     unsubscribed_parents = set()
-    if options.lsub and pattern.ends_with_percent:
+    if any(p.ends_with_percent for p in patterns):
         unsubscribed_parents = {p for p in _ancestors(names) if p not in subscribed}
     out = []
     for name in sorted(names | unsubscribed_parents, key=lambda n: (n != "INBOX", n)):
-        info = existing.get(name)
-        if options.special_use_only and (info is None or not info.special_use):
-            continue
         wire = mutf7.encode(name)
-        if not pattern.matches(wire):
+        if not any(p.matches(wire) for p in patterns):
             continue
         if name in unsubscribed_parents:
             attrs = ["\\Noselect"]
         else:
-            attrs = ["\\Noselect"] if info is None else []
+            attrs = ["\\Noselect"] if name not in existing else []
             attrs.append("\\HasChildren" if name in parents else "\\HasNoChildren")
-            if not options.lsub and info is not None and info.special_use:
-                attrs.append(info.special_use)
-            if not options.lsub and name in subscribed and (options.subscribed_only or options.return_subscribed):
-                attrs.append("\\Subscribed")
-        out.append(f"* {verb} ({' '.join(attrs)}) \"/\" ".encode() + astring(wire) + b"\r\n")
-    return b"".join(out)
+        out.append(Entry(name, attrs))
+    return out
 
 
 def _ancestors(names) -> set[str]:

@@ -1,6 +1,7 @@
 """The IMAP commands on mailboxes: SELECT and EXAMINE, CREATE, DELETE, RENAME,
-SUBSCRIBE and UNSUBSCRIBE, LIST and LSUB (with the LIST-EXTENDED forms clients send),
-STATUS, and QUOTA (RFC 2087: GETQUOTAROOT, GETQUOTA, SETQUOTA) on the account's one
+SUBSCRIBE and UNSUBSCRIBE, LIST and LSUB (LIST-EXTENDED, LIST-STATUS: arguments parsed
+in listargs.py, the listing made in listing.py), STATUS (with STATUS=SIZE), CREATE's
+special uses (CREATE-SPECIAL-USE: maildir/specialuse.py), and QUOTA (RFC 2087: GETQUOTAROOT, GETQUOTA, SETQUOTA) on the account's one
 quota root.
 
 CONDSTORE and QRESYNC's additions to SELECT/EXAMINE (HIGHESTMODSEQ, the QRESYNC
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 from .. import folder_cache
 from .. import mutf7
-from ..errors import AlreadyExists, NotFound
-from . import listing
+from ..errors import AlreadyExists, InvalidInput, NotFound
+from ..maildir import check_special_uses
+from . import listargs, listing
 from .commandbase import CommandBase, state
 from .errors import bad, no
-from .parser import Atom, as_atom, as_text
+from .parser import Atom, ParseError, as_atom, as_text
 from .response import astring
 from . import condstore as condstoremod
 from .selected import Selected, flag_list, session_flags
@@ -23,6 +25,36 @@ from .selected import Selected, flag_list, session_flags
 # a trip to a worker thread costs more than matching a few hundred names.
 LOOP_LIST_FOLDERS = 500
 LOOP_LIST_PATTERN = 256
+
+
+# The STATUS items we answer (RFC 3501 §6.3.10; SIZE: RFC 8438 STATUS=SIZE, the total of
+# the RFC822.SIZEs), each with its key in folder_cache.folder_status()'s answer.
+STATUS_ITEMS = {"MESSAGES": "messages", "RECENT": "recent", "UIDNEXT": "uidnext",
+                "UIDVALIDITY": "uidvalidity", "UNSEEN": "unseen", "SIZE": "vsize",
+                "HIGHESTMODSEQ": "highestmodseq"}
+
+
+def status_items(tokens) -> list[str]:
+    """The item names of a STATUS list (of STATUS or of LIST's RETURN (STATUS ...))."""
+    if not isinstance(tokens, list) or not tokens:
+        raise ParseError("STATUS needs a list of items")
+    items = [as_atom(i, "status item").upper() for i in tokens]
+    for i in items:
+        if i not in STATUS_ITEMS:
+            raise ParseError(f"Unknown STATUS item {i[:20]}")
+    return items
+
+
+def create_uses(params) -> list[str]:
+    """The special uses of CREATE's parameter list (RFC 4466 create-param, RFC 6154 §3:
+    `(USE (\\Archive ...))`); any other parameter is BAD."""
+    if not isinstance(params, list) or len(params) != 2 or not isinstance(params[0], Atom) \
+            or params[0].upper() != "USE" or not isinstance(params[1], list):
+        raise ParseError("CREATE takes only a (USE (attributes)) parameter")
+    uses = [as_atom(u, "special-use attribute") for u in params[1]]
+    if not uses or any(not u.startswith("\\") for u in uses):
+        raise ParseError("USE needs a list of special-use attributes")
+    return uses
 
 
 class MailboxCommands(CommandBase):
@@ -78,14 +110,20 @@ class MailboxCommands(CommandBase):
 
     @state("auth")
     async def cmd_CREATE(self, tag, args):
-        if len(args) != 1:
+        if len(args) not in (1, 2):
             raise bad("CREATE needs one mailbox name")
+        uses = create_uses(args[1]) if len(args) == 2 else None
         text = as_text(args[0], "mailbox name")
         name = self.folder_name(text.rstrip("/") or text)
         if name == "INBOX":
             raise no("[ALREADYEXISTS] INBOX always exists")
+        if uses:
+            try:
+                uses = check_special_uses(uses)
+            except InvalidInput as e:
+                raise no(f"[USEATTR] {e}") from None
         try:
-            await self.blocking(self.maildir.create_folder, name)
+            await self.blocking(self.maildir.create_folder, name, uses)
         except AlreadyExists:
             raise no(f"[ALREADYEXISTS] Mailbox {name!r} already exists") from None
         return "CREATE completed"
@@ -139,41 +177,59 @@ class MailboxCommands(CommandBase):
     @state("auth")
     async def cmd_LIST(self, tag, args, lsub=False):
         verb = "LSUB" if lsub else "LIST"
-        args = list(args)
-        options = listing.Options(lsub=lsub)
-        if not lsub:
-            # LIST-EXTENDED forms (RFC 5258/6154) that clients send: selection options
-            # first, RETURN options last. Children and special-use attributes are always
-            # given; \Subscribed only when asked for.
-            selection = args.pop(0) if args and isinstance(args[0], list) else []
-            returns = []
-            if len(args) == 4 and isinstance(args[2], Atom) and args[2].upper() == "RETURN":
-                returns = args[3] if isinstance(args[3], list) else [args[3]]
-                args = args[:2]
-            chosen = {o.upper() for o in selection if isinstance(o, Atom)}
-            options.subscribed_only = "SUBSCRIBED" in chosen
-            options.special_use_only = "SPECIAL-USE" in chosen
-            options.return_subscribed = any(isinstance(o, Atom) and o.upper() == "SUBSCRIBED" for o in returns)
-        if len(args) != 2:
-            raise bad(f"{verb} needs a reference and a mailbox pattern")
-        ref = as_text(args[0], "reference")
-        pattern = as_text(args[1], "mailbox pattern")
-        if not pattern:
+        if lsub:
+            if len(args) != 2:
+                raise bad("LSUB needs a reference and a mailbox pattern")
+            ref, patterns = as_text(args[0], "reference"), [as_text(args[1], "mailbox pattern")]
+            options = listing.Options(lsub=True)
+        else:
+            ref, patterns, options = listargs.parse_list(args, status_items)
+        if patterns == [""]:
             if verb == "LIST":
                 await self.untagged('LIST (\\Noselect) "/" ""')
             return f"{verb} completed"
-        matcher = listing.Pattern(ref + pattern)
+        # RFC 5258 §3: in a list of patterns an empty one matches nothing
+        matchers = [listing.Pattern(ref + p) for p in patterns if p]
+        if options.status_items is not None:
+            await self.send(await self.blocking_with_updates(self._list_with_status, matchers, options))
+            return f"{verb} completed"
         # An unchanged tree: its kept listing (two lstat() calls), no trip to a worker thread.
         kept = self.maildir.cached_listing()
-        if kept is not None and len(kept.folders) <= LOOP_LIST_FOLDERS and len(ref + pattern) <= LOOP_LIST_PATTERN:
-            await self.send(listing.listing(verb, matcher, kept.folders, kept.subscribed, options))
+        size = sum(len(ref + p) for p in patterns)
+        if kept is not None and len(kept.folders) <= LOOP_LIST_FOLDERS and size <= LOOP_LIST_PATTERN:
+            await self.send(listing.listing(verb, matchers, kept.folders, kept.subscribed, options))
             return f"{verb} completed"
 
         def work():  # folders, subscriptions and matching: off the event loop
             tree = kept or self.maildir.listing()
-            return listing.listing(verb, matcher, tree.folders, tree.subscribed, options)
+            return listing.listing(verb, matchers, tree.folders, tree.subscribed, options)
         await self.send(await self.blocking_with_updates(work))
         return f"{verb} completed"
+
+    def _list_with_status(self, matchers, options) -> bytes:
+        """LIST-STATUS (RFC 5819): each selectable mailbox's LIST line followed by its
+        STATUS line, in one trip to a worker thread. A folder deleted meanwhile by
+        another session keeps its LIST line and gets no STATUS."""
+        tree = self.maildir.cached_listing() or self.maildir.listing()
+        out = []
+        for entry in listing.entries(matchers, tree.folders, tree.subscribed, options):
+            out.append(listing.render("LIST", [entry]))
+            if not entry.selectable:
+                continue
+            try:
+                st = folder_cache.cached_status(self.maildir, entry.name) or \
+                    folder_cache.folder_status(self.maildir, entry.name)
+            except NotFound:
+                continue
+            out.append(self._status_reply(entry.name, st, options.status_items))
+        return b"".join(out)
+
+    def _status_reply(self, name: str, st: dict, items: list[str]) -> bytes:
+        sel = self.selected
+        if sel is not None and sel.folder.name == name:
+            st = dict(st, recent=sel.recent_count())
+        out = " ".join(f"{i} {st[STATUS_ITEMS[i]]}" for i in items)
+        return b"* STATUS " + astring(mutf7.encode(name)) + f" ({out})\r\n".encode()
 
     @state("auth")
     async def cmd_LSUB(self, tag, args):
@@ -184,11 +240,7 @@ class MailboxCommands(CommandBase):
         if len(args) != 2 or not isinstance(args[1], list):
             raise bad("STATUS needs a mailbox name and a list of items")
         name = self.folder_name(args[0])
-        items = [as_atom(i, "status item").upper() for i in args[1]]
-        allowed = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", "HIGHESTMODSEQ"}
-        for i in items:
-            if i not in allowed:
-                raise bad(f"Unknown STATUS item {i[:20]}")
+        items = status_items(args[1])
         # An unchanged folder: its kept answer (three lstat() calls), no trip to a thread.
         st = folder_cache.cached_status(self.maildir, name)
         if st is None:
@@ -196,13 +248,10 @@ class MailboxCommands(CommandBase):
                 st = await self.blocking_with_updates(folder_cache.folder_status, self.maildir, name)
             except NotFound:
                 raise no(f"[NONEXISTENT] Mailbox {name!r} does not exist") from None
-        if self.selected is not None and self.selected.folder.name == name:
-            st["recent"] = self.selected.recent_count()
         if "HIGHESTMODSEQ" in items:     # a CONDSTORE enabling command (RFC 7162 §3.1)
             await condstoremod.enable(self)
             st = dict(st, highestmodseq=await self.blocking(lambda: self.maildir.folder(name).highest_modseq()))
-        out = " ".join(f"{i} {st[i.lower()]}" for i in items)
-        await self.send(b"* STATUS " + astring(mutf7.encode(name)) + f" ({out})\r\n".encode())
+        await self.send(self._status_reply(name, st, items))
         return "STATUS completed"
 
     async def _quota(self):

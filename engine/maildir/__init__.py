@@ -20,6 +20,8 @@ Every piece of the format lives in this package; callers import from here only:
   tmpclean  crash leftovers in a folder's tmp/, deleted at a sync once 36 hours old
   folder    Folder: one folder's uidlist upkeep, messages, flags, reading and changes
   account   Maildir: the account's folders, subscriptions, quota and delivery
+  metadata  METADATA entries (mailctl-metadata, mailctl-server-metadata)
+  specialuse  the special uses CREATE gave folders (mailctl-specialuse)
 """
 from __future__ import annotations
 
@@ -31,7 +33,12 @@ from .message import Message, current_message
 from .names import (DEFAULT_FOLDERS, DIR_MODE, FILE_MODE, INBOX, KEYWORDS, MAILDIRSIZE, MTIME_SLACK, RECENT_CLAIMS,
                     SEPARATOR, SPECIAL_USE, SUBSCRIPTIONS, UIDLIST, UIDVALIDITY, canonical_name, folder_stamp)
 from .quota import MAILDIRSIZE_MAX, MAILDIRSIZE_STALE_SECS, Quota
+from .metadata import MAX_ENTRIES as METADATA_MAX_ENTRIES, MAX_VALUE as METADATA_MAX_VALUE
+from .metadata import TooLarge as MetadataTooLarge, TooMany as MetadataTooMany
+from .metadata import change as change_metadata, check_entry as check_metadata_entry
+from .metadata import file_of as metadata_file, lookup as lookup_metadata, read as read_metadata
 from .recent import claim as claim_recent
+from .specialuse import SPECIAL_USE_FILE, check_uses as check_special_uses
 from .staging import Delivered, Staged
 from .sync import Synced
 from .tmpclean import set_tmp_max_age
@@ -48,6 +55,11 @@ __all__ = [
     # flags and dovecot-keywords
     "FLAG_LETTERS", "FORWARDED", "MAX_KEYWORDS", "normalize_flags", "read_keywords", "parse_keywords",
     "letters_of",
+    # METADATA (RFC 5464): entries of the server and of each folder, in files of ours
+    "METADATA_MAX_ENTRIES", "METADATA_MAX_VALUE", "MetadataTooLarge", "MetadataTooMany",
+    "change_metadata", "check_metadata_entry", "metadata_file", "lookup_metadata", "read_metadata",
+    # special uses given with CREATE (RFC 6154) and their file
+    "check_special_uses", "SPECIAL_USE_FILE",
     # \Recent: the session that first sees a message claims it
     "claim_recent",
     # dovecot-uidlist and maildirsize as other readers (the backup) see them

@@ -22,7 +22,8 @@ from ..storage_errors import tolerate_storage_faults
 from .content import vsize
 from .flags import normalize_flags
 from .folder import Folder
-from .names import (DEFAULT_FOLDERS, DIR_MODE, FILE_MODE, INBOX, MTIME_SLACK, SEPARATOR, SPECIAL_USE,
+from . import specialuse
+from .names import (DEFAULT_FOLDERS, DIR_MODE, FILE_MODE, INBOX, MTIME_SLACK, SEPARATOR,
                     SUBSCRIPTIONS, canonical_name, unique_base)
 from .quota import Quota, usage_of
 from .staging import Delivered, Staged
@@ -137,16 +138,17 @@ class Maildir:
     def _folder_infos(self, subscribed: set[str]) -> list[FolderInfo]:
         names = self._folder_names()
         parents = {n.rsplit(SEPARATOR, 1)[0] for n in names if SEPARATOR in n}
-        return [FolderInfo(n, SPECIAL_USE.get(n), n in subscribed, n in parents)
+        given = specialuse.read(self.path)
+        return [FolderInfo(n, specialuse.uses_of(n, given), n in subscribed, n in parents)
                 for n in [INBOX, *names]]
 
     def tree_stamp(self) -> tuple[tuple, float]:
-        """What lstat() says of the top directory and the subscriptions file, and the newest
-        of their times. A folder made, deleted or renamed (here, by another process or by
-        Dovecot) is a change of the top directory's entries, so of its time; the
-        subscriptions file is replaced whole (or written in place: its size or time)."""
+        """What lstat() says of the top directory, the subscriptions and the special-use
+        files, and the newest of their times. A folder made, deleted or renamed (here, by
+        another process or by Dovecot) is a change of the top directory's entries, so of
+        its time; the other files are replaced whole (or written in place: size or time)."""
         out = []
-        for path in (self.path, self.path / SUBSCRIPTIONS):
+        for path in (self.path, self.path / SUBSCRIPTIONS, self.path / specialuse.SPECIAL_USE_FILE):
             try:
                 st = os.lstat(path)
                 out.append((st.st_mtime_ns, st.st_size, st.st_ino))
@@ -179,12 +181,23 @@ class Maildir:
             found = _LISTINGS.get(str(self.path))
         return found if found is not None and found.stamp == stamp else None
 
-    def create_folder(self, name: str) -> Folder:
+    def create_folder(self, name: str, uses: list[str] | None = None) -> Folder:
+        """uses: special-use attributes to give it (RFC 6154 CREATE-SPECIAL-USE); a use
+        that cannot be given is refused (InvalidInput) before anything is made."""
         comps = foldernames.split(name, new=True)
         if comps == [INBOX]:
             raise AlreadyExists("INBOX always exists")
+        if uses:
+            uses = specialuse.check_uses(uses)
         self._make_parents(comps)
         self._make_folder_dir(comps)
+        if uses:
+            try:
+                specialuse.update(self.path, set_=(SEPARATOR.join(comps), uses))
+            except BaseException:
+                # RFC 6154 §3: a folder that cannot have its use is not made at all
+                self.delete_folder(name)
+                raise
         return self.folder(name)
 
     def _make_parents(self, comps: list[str]) -> None:
@@ -239,6 +252,7 @@ class Maildir:
         old_name, new_name = SEPARATOR.join(old_comps), SEPARATOR.join(new_comps)
         with tolerate_storage_faults():         # the folder has moved: that is the rename
             self._update_subscriptions(rename=(old_name, new_name))
+            specialuse.update(self.path, rename=(old_name, new_name))
 
     def _rename_inbox(self, new: str) -> None:
         """RFC 3501 §6.3.5: renaming INBOX moves its messages, flags kept, to a new folder
@@ -282,6 +296,7 @@ class Maildir:
         with tolerate_storage_faults():         # the folder is gone: that is the delete
             self.quota.add(-nbytes, -count)
             self._update_subscriptions(remove=[folder.name])
+            specialuse.update(self.path, remove=folder.name)
 
     # -- subscriptions (Dovecot's "V\t2" file: names with components joined by TAB) --
     def subscriptions(self) -> list[str]:

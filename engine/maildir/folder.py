@@ -415,7 +415,8 @@ class Folder:
             "messages": len(msgs),
             "unseen": sum(1 for m in msgs if "\\Seen" not in m.flags),
             "recent": recent.count(self.path, self.uidvalidity(), msgs),
-            "size": sum(m.size for m in msgs),
+            "size": sum(m.size for m in msgs),            # on disk (mailctl mailbox list)
+            "vsize": sum(m.vsize for m in msgs),           # as served: CRLF line ends (STATUS SIZE)
             "uidnext": uidlist.next_uid,
             "uidvalidity": uidlist.uidvalidity,
         }
