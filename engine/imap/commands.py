@@ -4,7 +4,8 @@ several families.
 
     general.py     CAPABILITY NOOP CHECK LOGOUT ID ENABLE NAMESPACE IDLE
     mailboxes.py   SELECT EXAMINE CREATE DELETE RENAME (UN)SUBSCRIBE LIST LSUB STATUS QUOTA
-    messages.py    APPEND STORE COPY MOVE EXPUNGE CLOSE UNSELECT
+    messages.py    STORE COPY MOVE EXPUNGE CLOSE UNSELECT
+    appendcmd.py   APPEND            (MULTIAPPEND, CATENATE; its URLs: imapurl.py)
     fetchcmd.py    FETCH             (items: fetch.py, streaming: bigfetch.py)
     searchcmd.py   SEARCH            (criteria: search.py)
     session.py     LOGIN AUTHENTICATE STARTTLS, and dispatch
@@ -14,6 +15,7 @@ to Commands below. commandbase.py says what a handler returns and raises.
 """
 from __future__ import annotations
 
+from .appendcmd import AppendCommand
 from .commandbase import state
 from .errors import bad
 from .fetchcmd import FetchCommand
@@ -24,7 +26,7 @@ from .parser import Atom, as_atom, parse_sequence_set
 from .searchcmd import SearchCommand
 
 
-class Commands(GeneralCommands, MailboxCommands, MessageCommands, FetchCommand, SearchCommand):
+class Commands(GeneralCommands, MailboxCommands, MessageCommands, AppendCommand, FetchCommand, SearchCommand):
     @state("selected")
     async def cmd_UID(self, tag, args):
         if not args or not isinstance(args[0], Atom):

@@ -14,7 +14,7 @@ Every piece of the format lives in this package; callers import from here only:
   quota     maildirsize
   recent    mailctl-recent: which session each message is \\Recent to
   message   Message: one message file as a sync saw it
-  staging   Staged and Delivered: tmp/ -> new/ or cur/, with group commit
+  staging   Staged and Delivered: tmp/ -> new/ or cur/, with group commit; commit_together
   sync      the sync of a folder (reused, patched or full) and its result, Synced
   tmpclean  crash leftovers in a folder's tmp/, deleted at a sync once 36 hours old
   folder    Folder: one folder's uidlist upkeep, messages, flags, reading and changes
@@ -31,7 +31,7 @@ from .names import (DEFAULT_FOLDERS, DIR_MODE, FILE_MODE, INBOX, KEYWORDS, MAILD
                     SEPARATOR, SPECIAL_USE, SUBSCRIPTIONS, UIDLIST, UIDVALIDITY, canonical_name, folder_stamp)
 from .quota import MAILDIRSIZE_MAX, MAILDIRSIZE_STALE_SECS, Quota
 from .recent import claim as claim_recent
-from .staging import Delivered, Staged
+from .staging import Delivered, Staged, commit_together
 from .sync import Synced
 from .tmpclean import set_tmp_max_age
 from .uidlist import ParsedUidList, parse_uidlist
@@ -39,6 +39,8 @@ from .uidlist import ParsedUidList, parse_uidlist
 __all__ = [
     # the account, its folders and messages
     "Maildir", "Folder", "FolderInfo", "Message", "Staged", "Delivered", "Synced", "Quota",
+    # several staged messages of one folder made visible as one step (MULTIAPPEND)
+    "commit_together",
     # names and modes in the tree
     "INBOX", "SEPARATOR", "DEFAULT_FOLDERS", "SPECIAL_USE", "UIDLIST", "KEYWORDS", "UIDVALIDITY",
     "MAILDIRSIZE", "SUBSCRIPTIONS", "RECENT_CLAIMS", "DIR_MODE", "FILE_MODE", "canonical_name",
