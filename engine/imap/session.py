@@ -13,7 +13,7 @@ import contextlib
 import re
 import time
 
-from .. import connection, connlimits, memtrim, overload, storage_errors
+from .. import connection, connlimits, deflatestream, memtrim, overload, storage_errors
 from ..errors import LockTimeout, MailError
 from ..replybatch import drain_held
 from ..spool import Spool
@@ -33,7 +33,8 @@ SERVER_NAME = "mailctl"
 
 BASE_CAPS = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS",
              "MOVE", "UNSELECT", "CHILDREN", "SPECIAL-USE", "QUOTA", "BINARY",
-             "MULTIAPPEND", "CATENATE"]
+             "MULTIAPPEND", "CATENATE",
+             "COMPRESS=DEFLATE"]
 
 
 class Disconnect(Exception):
@@ -472,6 +473,20 @@ class ImapSession(Commands, connection.Connection):
         self.tls_active = True
         return None
     cmd_STARTTLS.state = "noauth"
+
+
+    async def cmd_COMPRESS(self, tag, args):
+        """RFC 4978: after our OK both directions are raw DEFLATE (engine/deflatestream.py)."""
+        if len(args) != 1:
+            raise bad("COMPRESS needs a mechanism")
+        if deflatestream.is_compressed(self.writer):
+            raise no("[COMPRESSIONACTIVE] DEFLATE is already active")
+        if as_text(args[0], "mechanism").upper() != "DEFLATE":
+            raise bad("Unknown compression mechanism (DEFLATE is the one)")
+        await self.send(f"{tag} OK DEFLATE active\r\n".encode())
+        self.reader, self.writer = deflatestream.wrap(self.reader, self.writer, MAX_LINE + 2)
+        return None
+    cmd_COMPRESS.state = "auth"
 
 
 _NO_ARGUMENTS = {"CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "IDLE", "CHECK", "CLOSE", "UNSELECT",
