@@ -198,3 +198,44 @@ def test_a_session_in_another_serving_process_sees_all_at_once(tmp_path):
             t.join()
         assert seen and seen[-1] == 500, seen
         assert all(n % 20 == 0 for n in seen), seen
+
+
+def test_a_full_disk_on_the_third_message_stores_none(tmp_path):
+    """The first two messages fit, the third does not: nothing of the APPEND is visible,
+    nothing stays in tmp/; with room again the same APPEND stores all three."""
+    from helpers_smallfs import moved_onto, need_mount, small_fs
+    from helpers_server import running_server
+    need_mount()
+    address, password = "alice@example.com", "multiappend-pw-1"
+    root = make_root(tmp_path, accounts={address: password},
+                     settings={"auth.allow_plaintext": True, "auth.ban_after_failures": 0})
+    inbox = root.mail_dir / "example.com" / "alice"
+    from engine.maildir import Maildir
+    Maildir(inbox).deliver(b"Subject: old\n\nold\n")
+    with small_fs(tmp_path, "tmpfs", size_mb=16) as fs, moved_onto(fs, root.mail_dir), running_server(root) as srv:
+        watcher, r = Raw(srv.ports["imap"]), Raw(srv.ports["imap"])
+        for c in (watcher, r):
+            assert c.cmd(f'LOGIN {address} "{password}"'.encode(), b"l").startswith(b"l OK")
+        assert watcher.cmd(b"SELECT INBOX", b"s").startswith(b"s OK")
+        before = {p.relative_to(inbox): p.stat().st_size for sub in ("new", "cur") for p in (inbox / sub).iterdir()}
+        uidlist = (inbox / UIDLIST).read_bytes()
+        for size in (100_000, 300_000):          # held in memory, then written to tmp/ as they arrive
+            body = b"Subject: s\r\n\r\n" + (b"z" * 998 + b"\r\n") * (size // 1000)
+            command = b"APPEND INBOX" + b"".join(b" {%d+}\r\n" % len(body) + body for _ in range(3))
+            fs.fill(leave=int(2.5 * size))
+            reply = r.cmd(command)
+            assert reply.startswith(b"t1 NO [OVERQUOTA] Not enough disk space"), reply
+            assert {p.relative_to(inbox): p.stat().st_size
+                    for sub in ("new", "cur") for p in (inbox / sub).iterdir()} == before
+            assert (inbox / UIDLIST).read_bytes() == uidlist
+            assert list((inbox / "tmp").iterdir()) == []
+            watcher.send(b"n0 NOOP\r\n")
+            assert watcher.until_tag(b"n0") == [b"n0 OK NOOP completed"]
+            fs.unfill()
+        reply = r.cmd(command, b"t2")
+        assert re.match(rb"t2 OK \[APPENDUID \d+ 2:4\] ", reply), reply
+        watcher.send(b"n1 NOOP\r\n")
+        lines = watcher.until_tag(b"n1")
+        assert b"* 4 EXISTS" in lines, lines
+        r.close()
+        watcher.close()
