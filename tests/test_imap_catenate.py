@@ -142,3 +142,20 @@ def test_bad_syntax(mailserver, user):
     assert r.cmd(b"APPEND INBOX CATENATE", b"t3").startswith(b"t3 BAD")
     assert len(fetch_all(mailserver, user)) == 1
     r.close()
+
+
+def test_catenate_within_multiappend(mailserver, user):
+    r, uv = session(mailserver, user)
+    reply = r.cmd(b"APPEND INBOX " + lit(b"Subject: plain\r\n\r\nplain\r\n")
+                  + b' CATENATE (URL "/INBOX/;UID=1/;SECTION=1" TEXT ' + lit(b"\r\n--\r\n") + b")"
+                  + b' (\\Seen) "14-Jul-2023 02:44:25 -0700" CATENATE (TEXT ' + lit(b"Subject: t\r\n\r\n")
+                  + b' URL "/INBOX/;UID=1/;SECTION=2.TEXT")')
+    assert reply.startswith(b"t1 OK [APPENDUID %d 2:4]" % uv), reply
+    assert fetch_all(mailserver, user)[1:] == [b"Subject: plain\r\n\r\nplain\r\n", b"part one\r\n--\r\n",
+                                              b"Subject: t\r\n\r\ninner body"]
+    c = imap(mailserver, user)
+    c.select("INBOX")
+    typ, data = c.fetch("4", "(FLAGS INTERNALDATE)")
+    assert b"\\Seen" in data[0] and b"14-Jul-2023" in data[0], data
+    c.logout()
+    r.close()
