@@ -239,3 +239,19 @@ def test_a_full_disk_on_the_third_message_stores_none(tmp_path):
         assert b"* 4 EXISTS" in lines, lines
         r.close()
         watcher.close()
+
+
+def test_over_quota_is_refused_before_the_literal_is_sent(mailserver, user):
+    """A synchronising literal past the quota's room gets NO [OVERQUOTA] instead of "+":
+    the message is never sent, and never fills tmp/; a large LITERAL+ one is read and refused."""
+    md = box(mailserver, user)
+    md.set_quota(100_000)
+    r = raw_login(mailserver, user)
+    r.send(b"t1 APPEND INBOX" + multi(1) + b" {200000}\r\n")
+    reply = r.line()
+    assert reply.startswith(b"t1 NO [OVERQUOTA]"), reply
+    big = b"Subject: big\r\n\r\n" + b"q" * 400_000
+    assert r.cmd(b"APPEND INBOX {%d+}\r\n" % len(big) + big, b"t2").startswith(b"t2 NO [OVERQUOTA]")
+    assert files(md) == [] and md.quota.usage() == (0, 0)
+    assert r.cmd(b"APPEND INBOX" + multi(2), b"t3").startswith(b"t3 OK [APPENDUID ")
+    r.close()

@@ -20,6 +20,7 @@ from ..spool import Spool
 from .parser import LITERAL_AT_END, Atom, ParseError, as_text, literal_announced, tokenize
 from .commands import Commands
 from .errors import SERVER_BUG, CommandError, bad, mail_error_text, no
+from .messages import QUOTA_EXCEEDED
 
 MAX_LINE = 64 * 1024                  # one command line (literals excluded)
 MAX_COMMAND = 2 * 1024 * 1024         # a whole command other than APPEND, literals included
@@ -153,7 +154,8 @@ class ImapSession(Commands, connection.Connection):
         line = first
         total = len(first)
         tag = is_append = None      # looked at only when a literal is announced
-        in_memory = literals = 0    # an APPEND's literal bytes held in memory, its literals
+        in_memory = literals = appended = 0    # an APPEND's literal bytes in memory, its literals, all bytes
+        room = None                 # the quota's room for an APPEND (None: no limit), read once
         while True:
             ann = literal_announced(line)
             if ann is None:
@@ -162,8 +164,11 @@ class ImapSession(Commands, connection.Connection):
                 tag, is_append = _tag_of(first), _command_of(first) == "APPEND"
                 if is_append:
                     self.spools = {}
+                    with contextlib.suppress(OSError):    # unreadable now: the commit checks again
+                        room = self.maildir and await self.runtime.run_blocking(self.maildir.quota.room)
             size, sync = ann
             literals += 1
+            appended += size if is_append else 0
             limit = self.append_limit() if is_append else MAX_SMALL_LITERAL
             if self.account is None and _command_of(first) not in _PREAUTH_LITERALS:
                 err = bad(f"{_command_of(first)[:20] or 'That command'} needs you to log in first")
@@ -177,6 +182,9 @@ class ImapSession(Commands, connection.Connection):
                 err = CommandError("NO" if is_append else "BAD",
                                    f"{'[TOOBIG] ' if is_append else ''}Literal of {size} bytes is "
                                    f"larger than the limit of {limit} bytes")
+            elif room is not None and appended > room and (sync or size <= MAX_SMALL_LITERAL):
+                # refused before it fills tmp/ (a large LITERAL+ one is read, and refused at the end)
+                err = no(QUOTA_EXCEEDED)
             elif not is_append and total + size > MAX_COMMAND:
                 err = bad(f"Command larger than {MAX_COMMAND} bytes")
             else:
