@@ -206,8 +206,10 @@ def _wait_for_port(proc: subprocess.Popen, port: int, deadline: float) -> bool:
 
 
 @contextlib.contextmanager
-def dovecot_server(root_path: Path, users: dict[str, str], pop3: bool = False) -> Iterator[DovecotServer]:
+def dovecot_server(root_path: Path, users: dict[str, str], pop3: bool = False,
+                   extra_config: str = "") -> Iterator[DovecotServer]:
     """Start Dovecot serving root_path/mail for users {address: password}; stop it on exit.
+    extra_config: lines added to its configuration (bench/imap_compress.py: imap_zlib).
 
     As root, the mail tree belongs to `nobody` while Dovecot runs and is given back on
     exit; call server.lend_tree() after writing into it with our store meanwhile.
@@ -233,7 +235,8 @@ def dovecot_server(root_path: Path, users: dict[str, str], pop3: bool = False) -
             # then Dovecot exits, and it starts again on other ports.
             server.imap_port = free_port()
             server.pop3_port = free_port() if pop3 else None
-            config.write_text(_config(root_path, work, server.imap_port, server.pop3_port, mail_user))
+            config.write_text(_config(root_path, work, server.imap_port, server.pop3_port, mail_user)
+                              + extra_config)
             server.process = subprocess.Popen([DOVECOT, "-F", "-c", str(config)], stdout=subprocess.PIPE,
                                               stderr=subprocess.STDOUT, start_new_session=True)
             try:

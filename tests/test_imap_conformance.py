@@ -121,7 +121,8 @@ def test_every_advertised_capability_has_a_script(server):
                "ESEARCH": "esearch_", "SEARCHRES": "searchres_",
                "WITHIN": "within_", "SORT": "sort_", "ESORT": "sort_esort", "THREAD": "thread_",
                "LIST-EXTENDED": "listext_", "LIST-STATUS": "liststatus_",
-               "CREATE-SPECIAL-USE": "specialuse_", "STATUS": "statussize_", "METADATA": "metadata_"}
+               "CREATE-SPECIAL-USE": "specialuse_", "STATUS": "statussize_", "METADATA": "metadata_",
+               "MULTIAPPEND": "multiappend_", "CATENATE": "catenate_", "COMPRESS": "compress_"}
     for cap in advertised:
         key = cap.split("=")[0]
         assert key in covered, f"capability {cap} has no conformance script"

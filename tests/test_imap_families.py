@@ -8,6 +8,7 @@ import inspect
 from pathlib import Path
 
 from engine.imap import commandbase
+from engine.imap.appendcmd import AppendCommand
 from engine.imap.commandbase import CommandBase
 from engine.imap.commands import Commands
 from engine.imap.fetchcmd import FetchCommand
@@ -18,7 +19,7 @@ from engine.imap.metadatacmd import MetadataCommands
 from engine.imap.searchcmd import SearchCommand
 from engine.imap.session import ImapSession
 
-FAMILIES = [GeneralCommands, MailboxCommands, MessageCommands, FetchCommand, SearchCommand,
+FAMILIES = [GeneralCommands, MailboxCommands, MessageCommands, AppendCommand, FetchCommand, SearchCommand,
             MetadataCommands]
 HOMES = FAMILIES + [Commands, ImapSession]      # Commands: UID; the session: LOGIN & co.
 STATES = {"any", "noauth", "auth", "selected"}
@@ -42,7 +43,7 @@ def test_the_families_are_mixed_into_the_session():
 def test_the_session_provides_what_the_families_rely_on():
     declared = [n for n, f in vars(CommandBase).items()
                 if inspect.isfunction(f) and "raise NotImplementedError" in inspect.getsource(f)]
-    assert "send" in declared and "take_spool" in declared
+    assert "send" in declared and "append_limit" in declared
     for name in declared:
         assert name in vars(ImapSession), f"ImapSession does not implement {name}"
 

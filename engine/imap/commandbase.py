@@ -22,7 +22,6 @@ from .parser import as_atom, as_text, number, parse_sequence_set
 if TYPE_CHECKING:
     from ..directory import Account
     from ..runtime import Runtime
-    from ..spool import Spool
     from .selected import Selected
 
 RESCAN_THROTTLE_S = 0.25
@@ -68,10 +67,6 @@ class CommandBase:
         raise NotImplementedError
 
     def append_limit(self) -> int:
-        raise NotImplementedError
-
-    def take_spool(self) -> Spool | None:
-        """The spooled APPEND message, now the caller's to stage or discard."""
         raise NotImplementedError
 
     def folder_name(self, token) -> str:

@@ -5,7 +5,8 @@ several families.
     general.py     CAPABILITY NOOP CHECK LOGOUT ID ENABLE NAMESPACE IDLE
     mailboxes.py   SELECT EXAMINE CREATE DELETE RENAME (UN)SUBSCRIBE LIST LSUB STATUS QUOTA
     metadatacmd.py GETMETADATA SETMETADATA
-    messages.py    APPEND STORE COPY MOVE EXPUNGE CLOSE UNSELECT
+    appendcmd.py   APPEND            (MULTIAPPEND, CATENATE; its URLs: imapurl.py)
+    messages.py    STORE COPY MOVE EXPUNGE CLOSE UNSELECT
     fetchcmd.py    FETCH             (items: fetch.py, streaming: bigfetch.py)
     searchcmd.py   SEARCH SORT THREAD (criteria: search.py; sort.py, thread.py, searchreturn.py)
     session.py     LOGIN AUTHENTICATE STARTTLS, and dispatch
@@ -15,6 +16,7 @@ to Commands below. commandbase.py says what a handler returns and raises.
 """
 from __future__ import annotations
 
+from .appendcmd import AppendCommand
 from .commandbase import state
 from .errors import bad
 from .fetchcmd import FetchCommand
@@ -26,7 +28,7 @@ from .parser import Atom, as_atom, parse_sequence_set
 from .searchcmd import SearchCommand
 
 
-class Commands(GeneralCommands, MailboxCommands, MessageCommands, FetchCommand, SearchCommand,
+class Commands(GeneralCommands, MailboxCommands, MessageCommands, AppendCommand, FetchCommand, SearchCommand,
                MetadataCommands):
     @state("selected")
     async def cmd_UID(self, tag, args):

@@ -1,5 +1,5 @@
-"""The IMAP commands on the messages of a mailbox, other than FETCH and SEARCH: APPEND,
-STORE, COPY and MOVE, EXPUNGE (and UID EXPUNGE), CLOSE and UNSELECT.
+"""The IMAP commands on the messages of a mailbox, other than FETCH, SEARCH and APPEND
+(appendcmd.py): COPY and MOVE, EXPUNGE (and UID EXPUNGE), CLOSE and UNSELECT.
 
 CONDSTORE's STORE (UNCHANGEDSINCE, MODIFIED) and QRESYNC's VANISHED replies to EXPUNGE
 go here.
@@ -9,13 +9,13 @@ from __future__ import annotations
 import contextlib
 import os
 
-from .. import maildir as store, memtrim, nofollow
+from .. import maildir as store
 from ..errors import InvalidInput, NotFound, QuotaExceeded
-from . import condstore, fetch as fetchmod, transfer
+from . import condstore
 from .commandbase import CommandBase, state
 from .errors import bad, no
 from .msgview import View
-from .parser import Atom, Literal8, as_atom, as_text
+from .parser import as_atom
 from .selected import flag_list
 
 QUOTA_EXCEEDED = "[OVERQUOTA] Quota exceeded (mailbox for user is full)"   # Dovecot's text
@@ -24,67 +24,6 @@ _CHANGE_KINDS = {"FLAGS": "replace", "+FLAGS": "add", "-FLAGS": "remove"}   # Fo
 
 
 class MessageCommands(CommandBase):
-    @state("auth")
-    async def cmd_APPEND(self, tag, args):
-        if len(args) < 2:
-            raise bad("APPEND needs a mailbox and a message literal")
-        name = self.folder_name(args[0])
-        rest = list(args[1:])
-        flags: list[str] = []
-        date = None
-        if rest and isinstance(rest[0], list):
-            flags = [as_atom(f, "flag") for f in rest.pop(0)]
-        if len(rest) == 2:
-            date = fetchmod.parse_internaldate(as_text(rest.pop(0), "date-time"))
-        if len(rest) != 1 or not isinstance(rest[0], bytes) or isinstance(rest[0], Atom):
-            raise bad("APPEND: the message must be a literal")
-        data = rest[0]
-        spool = None if data else self.take_spool()    # a large message arrived in tmp/
-        try:
-            size = spool.size if spool else len(data)
-            if not size:
-                raise no("Cannot save an empty message")
-            limit = self.append_limit()
-            if not limit or size > limit:
-                raise no(f"[TOOBIG] Message larger than the APPEND limit of {limit} bytes")
-            flags = [f for f in flags if f.lower() != "\\recent"]
-            folder = await self.open_folder(name, trycreate=True)
-            try:
-                if spool:
-                    delivered = await self.blocking(self._append_spooled, folder, name, spool, flags, date,
-                                                    isinstance(data, Literal8))
-                else:
-                    delivered = await self.blocking(self._append, folder, name, data, flags, date)
-            except QuotaExceeded:
-                raise no(QUOTA_EXCEEDED) from None
-        finally:
-            if spool:
-                spool.discard()               # staged or not, no file stays behind in tmp/
-        uidvalidity = await self.blocking(folder.uidvalidity)
-        await self.announce_changes()
-        return f"[APPENDUID {uidvalidity} {delivered.uid}] APPEND completed"
-
-    def _append(self, folder, name, data, flags, date):
-        if flags:       # into cur/, not new/: recent all the same
-            folder.keep_arrivals_recent()
-        if isinstance(data, Literal8):      # binary parts go in base64: a Maildir file holds lines
-            data = transfer.storable(data)
-        return self.maildir.deliver(data.replace(b"\r\n", b"\n"), name, flags, date)
-
-    def _append_spooled(self, folder, name, spool, flags, date, literal8=False):
-        if literal8:     # kept exact in the spool: stored as a small literal8 is (in memory, rare)
-            data = nofollow.read_bytes(spool.path)
-            memtrim.note(len(data))
-            return self._append(folder, name, Literal8(data), flags, date)
-        if flags:
-            folder.keep_arrivals_recent()
-        staged = self.maildir.stage_file(spool.path, spool.size, spool.vsize, name, flags, date)
-        try:
-            return staged.commit()
-        except BaseException:
-            staged.abort()
-            raise
-
     @state("selected")
     async def cmd_STORE(self, tag, args, uid=False):
         unchangedsince = None
@@ -242,7 +181,7 @@ class MessageCommands(CommandBase):
             raise no(QUOTA_EXCEEDED) from None
         code = ""
         if pairs:
-            code = f"[COPYUID {uidvalidity} {_uid_set([p[0] for p in pairs])} {_uid_set([p[1] for p in pairs])}] "
+            code = f"[COPYUID {uidvalidity} {uid_set([p[0] for p in pairs])} {uid_set([p[1] for p in pairs])}] "
         if move:
             if code:
                 await self.untagged(f"OK {code}Moved")
@@ -318,7 +257,7 @@ def _stored(op: str, old: frozenset[str], flags: set[str]) -> frozenset[str]:
     return old | flags if op == "+FLAGS" else old - flags
 
 
-def _uid_set(uids: list[int]) -> str:
+def uid_set(uids: list[int]) -> str:
     """A compact UID set: 1:3,7,9:10."""
     parts = []
     start = prev = None

@@ -32,6 +32,12 @@ class Literal8(bytes):
     """The bytes of a literal8 (~{n}, RFC 3516): they may be binary, not lines."""
 
 
+class Literal(bytes):
+    """The bytes of a literal, told apart from a quoted string where the grammar needs it
+    (APPEND: a date-time is quoted, a message is a literal). tokenize gives it only when
+    asked (spooled=...); everywhere else a literal is plain bytes."""
+
+
 class Atom(str):
     """An IMAP atom (as opposed to a string that happens to look like one)."""
 
@@ -45,8 +51,12 @@ _ATOM_STOP = set(b' ()"{\r\n')
 _SECTION_ITEMS = {b"BODY", b"BODY.PEEK", b"BINARY", b"BINARY.PEEK", b"BINARY.SIZE"}
 
 
-def tokenize(data: bytes, max_depth: int = MAX_DEPTH) -> list:
-    """Tokens of a complete command (without its final CRLF)."""
+def tokenize(data: bytes, max_depth: int = MAX_DEPTH, spooled: dict | None = None) -> list:
+    """Tokens of a complete command (without its final CRLF).
+
+    spooled (APPEND): the objects standing for literals the reader wrote to files, by the
+    offset of their (empty) literal in data; every other literal then comes as a Literal
+    (or Literal8), so a quoted string is told apart from a literal."""
     pos = 0
     n = len(data)
     root: list = []
@@ -76,7 +86,10 @@ def tokenize(data: bytes, max_depth: int = MAX_DEPTH) -> list:
             value, pos = _quoted(data, pos)
             stack[-1].append(value)
         elif c == 0x7B or (c == 0x7E and pos + 1 < n and data[pos + 1] == 0x7B):  # { or ~{
+            start = pos
             value, pos = _literal(data, pos)
+            if spooled is not None:
+                value = spooled.get(start) or (value if type(value) is Literal8 else Literal(value))
             stack[-1].append(value)
         elif c < 0x20 or c == 0x7F:
             raise ParseError(f"control character 0x{c:02x} in command")

@@ -13,13 +13,14 @@ import contextlib
 import re
 import time
 
-from .. import connection, connlimits, memtrim, overload, storage_errors
+from .. import connection, connlimits, deflatestream, memtrim, overload, storage_errors
 from ..errors import LockTimeout, MailError
 from ..replybatch import drain_held
 from ..spool import Spool
 from .parser import LITERAL_AT_END, Atom, ParseError, as_text, literal_announced, tokenize
 from .commands import Commands
 from .errors import SERVER_BUG, CommandError, bad, mail_error_text, no
+from .messages import QUOTA_EXCEEDED
 
 MAX_LINE = 64 * 1024                  # one command line (literals excluded)
 MAX_COMMAND = 2 * 1024 * 1024         # a whole command other than APPEND, literals included
@@ -27,6 +28,7 @@ MAX_SMALL_LITERAL = 1024 * 1024       # a literal outside APPEND
 MAX_PREAUTH_LITERAL = 8192          # a literal before login (user name, password)
 SPOOL_FROM = 256 * 1024             # an APPEND literal this large goes to a file as it arrives
 SPOOL_WRITE = 1024 * 1024           # ... in writes of this size
+MAX_APPEND_LITERALS = 1000          # messages and CATENATE parts in one APPEND (MULTIAPPEND)
 MAX_BAD_COMMANDS = 20
 SERVER_NAME = "mailctl"
 
@@ -35,7 +37,9 @@ BASE_CAPS = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESP
              "CONDSTORE", "QRESYNC",
              "ESEARCH", "SEARCHRES", "WITHIN", "SORT", "SORT=DISPLAY", "ESORT", "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT",
              "LIST-EXTENDED", "LIST-STATUS", "CREATE-SPECIAL-USE", "STATUS=SIZE",
-             "METADATA"]
+             "METADATA",
+             "MULTIAPPEND", "CATENATE",
+             "COMPRESS=DEFLATE"]
 
 
 class Disconnect(Exception):
@@ -54,7 +58,9 @@ class ImapSession(Commands, connection.Connection):
         self.closing = False
         self.deadline = 0.0                  # time.monotonic() at which the running command stops
         self._held: list[bytes] = []
-        self.spool: Spool | None = None     # the APPEND message being received, in tmp/
+        # An APPEND's literals written to tmp/ as they arrived, by their offset in the
+        # command (parser.tokenize puts them in place); None outside an APPEND.
+        self.spools: dict[int, Spool] | None = None
 
     # -- capabilities ----------------------------------------------------------------
     def capabilities(self) -> list[str]:
@@ -152,13 +158,21 @@ class ImapSession(Commands, connection.Connection):
         line = first
         total = len(first)
         tag = is_append = None      # looked at only when a literal is announced
+        in_memory = literals = appended = 0    # an APPEND's literal bytes in memory, its literals, all bytes
+        room = None                 # the quota's room for an APPEND (None: no limit), read once
         while True:
             ann = literal_announced(line)
             if ann is None:
                 break
             if is_append is None:
                 tag, is_append = _tag_of(first), _command_of(first) == "APPEND"
+                if is_append:
+                    self.spools = {}
+                    with contextlib.suppress(OSError):    # unreadable now: the commit checks again
+                        room = self.maildir and await self.runtime.run_blocking(self.maildir.quota.room)
             size, sync = ann
+            literals += 1
+            appended += size if is_append else 0
             limit = self.append_limit() if is_append else MAX_SMALL_LITERAL
             if self.account is None and _command_of(first) not in _PREAUTH_LITERALS:
                 err = bad(f"{_command_of(first)[:20] or 'That command'} needs you to log in first")
@@ -166,21 +180,26 @@ class ImapSession(Commands, connection.Connection):
                 err = bad(f"Literal of {size} bytes is too large before login")
             elif is_append and self.append_limit() == 0:
                 err = no("[TOOBIG] APPEND is disabled on this server")
-            elif is_append and self.spool is not None and size >= SPOOL_FROM:
-                err = bad("APPEND takes one message")        # never a second large literal
+            elif is_append and literals > MAX_APPEND_LITERALS:
+                err = bad(f"APPEND takes at most {MAX_APPEND_LITERALS} messages and parts")
             elif size > limit:
                 err = CommandError("NO" if is_append else "BAD",
                                    f"{'[TOOBIG] ' if is_append else ''}Literal of {size} bytes is "
                                    f"larger than the limit of {limit} bytes")
+            elif room is not None and appended > room and (sync or size <= MAX_SMALL_LITERAL):
+                # refused before it fills tmp/ (a large LITERAL+ one is read, and refused at the end)
+                err = no(QUOTA_EXCEEDED)
             elif not is_append and total + size > MAX_COMMAND:
                 err = bad(f"Command larger than {MAX_COMMAND} bytes")
             else:
                 err = None
-            spool_it = is_append and size >= SPOOL_FROM and self.spool is None and err is None
+            # a large literal, or one past what an APPEND may hold in memory, goes to a file
+            spool_it = is_append and err is None and (size >= SPOOL_FROM or in_memory + size > MAX_COMMAND)
             if spool_it:
                 try:
                     literal8 = LITERAL_AT_END.search(line).group(0).startswith(b"~")
-                    self.spool = await self.runtime.run_blocking(Spool, self.maildir.path / "tmp", literal8)
+                    spool = await self.runtime.run_blocking(Spool, self.maildir.path / "tmp", literal8)
+                    self.spools[sum(map(len, chunks[:-1])) + LITERAL_AT_END.search(line).start()] = spool
                 except OSError as e:
                     err = no(_cannot_store(e))
             if err is not None:
@@ -200,10 +219,11 @@ class ImapSession(Commands, connection.Connection):
                 await self.send(b"+ Ready for literal data\r\n")
             if spool_it:
                 # the message goes to tmp/; the command carries an empty literal in its place
-                await self._receive_into_spool(size, tag)
+                await self._receive_into_spool(spool, size, tag)
                 chunks[-1] = line[:LITERAL_AT_END.search(line).start(1)] + b"0}\r\n"
             else:
                 chunks.append(await self.reader.readexactly(size))
+                in_memory += size
             total += size
             line = await self.readline()
             if line is None:
@@ -214,10 +234,10 @@ class ImapSession(Commands, connection.Connection):
         memtrim.note(total)
         return raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
 
-    async def _receive_into_spool(self, size: int, tag: str | None) -> None:
-        """Write a literal to self.spool as it arrives. When the disk refuses it, the rest is
+    async def _receive_into_spool(self, spool: Spool, size: int, tag: str | None) -> None:
+        """Write a literal to spool as it arrives. When the disk refuses it, the rest is
         still read (the stream stays in step) and the command is answered NO."""
-        spool, run = self.spool, self.runtime.run_blocking
+        run = self.runtime.run_blocking
         failed: OSError | None = None
         pending = bytearray()
         left = size
@@ -244,15 +264,11 @@ class ImapSession(Commands, connection.Connection):
             err.tag = tag
             raise err
 
-    def take_spool(self) -> Spool | None:
-        """The spooled APPEND message, now the caller's to stage or discard."""
-        spool, self.spool = self.spool, None
-        return spool
-
     def drop_spool(self) -> None:
-        if self.spool is not None:
-            self.spool.discard()
-            self.spool = None
+        """Discard an APPEND's spooled literals (staged ones were renamed away already)."""
+        spools, self.spools = self.spools, None
+        for spool in (spools or {}).values():
+            spool.discard()
 
     async def _discard_rest(self, size: int) -> None:
         """Read and drop a refused non-synchronising literal and the rest of its command."""
@@ -274,7 +290,7 @@ class ImapSession(Commands, connection.Connection):
         tag = None      # until the tokens give it: _tag_of(raw) in an error reply
         name = ""
         try:
-            tokens = tokenize(raw)
+            tokens = tokenize(raw, spooled=self.spools)
             if len(tokens) < 2 or not isinstance(tokens[0], Atom) or not isinstance(tokens[1], Atom):
                 raise bad("Expected: tag command [arguments]")
             tag = str(tokens[0])
@@ -469,6 +485,20 @@ class ImapSession(Commands, connection.Connection):
         self.tls_active = True
         return None
     cmd_STARTTLS.state = "noauth"
+
+
+    async def cmd_COMPRESS(self, tag, args):
+        """RFC 4978: after our OK both directions are raw DEFLATE (engine/deflatestream.py)."""
+        if len(args) != 1:
+            raise bad("COMPRESS needs a mechanism")
+        if deflatestream.is_compressed(self.writer):
+            raise no("[COMPRESSIONACTIVE] DEFLATE is already active")
+        if as_text(args[0], "mechanism").upper() != "DEFLATE":
+            raise bad("Unknown compression mechanism (DEFLATE is the one)")
+        await self.send(f"{tag} OK DEFLATE active\r\n".encode())
+        self.reader, self.writer = deflatestream.wrap(self.reader, self.writer, MAX_LINE + 2)
+        return None
+    cmd_COMPRESS.state = "auth"
 
 
 _NO_ARGUMENTS = {"CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "IDLE", "CHECK", "CLOSE", "UNSELECT",

@@ -15,7 +15,7 @@ Every piece of the format lives in this package; callers import from here only:
   recent    mailctl-recent: which session each message is \\Recent to
   modseq    mailctl-modseq: CONDSTORE's mod-sequences, and the expunges QRESYNC reports
   message   Message: one message file as a sync saw it
-  staging   Staged and Delivered: tmp/ -> new/ or cur/, with group commit
+  staging   Staged and Delivered: tmp/ -> new/ or cur/, with group commit; commit_together
   sync      the sync of a folder (reused, patched or full) and its result, Synced
   tmpclean  crash leftovers in a folder's tmp/, deleted at a sync once 36 hours old
   folder    Folder: one folder's uidlist upkeep, messages, flags, reading and changes
@@ -39,7 +39,7 @@ from .metadata import change as change_metadata, check_entry as check_metadata_e
 from .metadata import file_of as metadata_file, lookup as lookup_metadata, read as read_metadata
 from .recent import claim as claim_recent
 from .specialuse import SPECIAL_USE_FILE, check_uses as check_special_uses
-from .staging import Delivered, Staged
+from .staging import Delivered, Staged, commit_together
 from .sync import Synced
 from .tmpclean import set_tmp_max_age
 from .uidlist import ParsedUidList, parse_uidlist
@@ -47,6 +47,8 @@ from .uidlist import ParsedUidList, parse_uidlist
 __all__ = [
     # the account, its folders and messages
     "Maildir", "Folder", "FolderInfo", "Message", "Staged", "Delivered", "Synced", "Quota",
+    # several staged messages of one folder made visible as one step (MULTIAPPEND)
+    "commit_together",
     # names and modes in the tree
     "INBOX", "SEPARATOR", "DEFAULT_FOLDERS", "SPECIAL_USE", "UIDLIST", "KEYWORDS", "UIDVALIDITY",
     "MAILDIRSIZE", "SUBSCRIPTIONS", "RECENT_CLAIMS", "DIR_MODE", "FILE_MODE", "canonical_name",

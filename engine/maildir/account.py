@@ -397,11 +397,13 @@ class Maildir:
         return staged
 
     def stage_file(self, path: Path, size: int, vsize: int, folder: str = INBOX, flags: Iterable[str] = (),
-                   internaldate: float | None = None, quota_bytes: int | None = None) -> Staged:
+                   internaldate: float | None = None, quota_bytes: int | None = None,
+                   check_quota: bool = True) -> Staged:
         """A message already written and fsync'd in this account's tmp/ (engine/spool.py),
         staged under its Maildir name without another copy; commit() renames it into place."""
         flag_set = normalize_flags(flags)
-        self.check_quota(size, quota_bytes)
+        if check_quota:
+            self.check_quota(size, quota_bytes)
         target = self.folder(folder)
         if internaldate is not None:
             os.utime(path, (internaldate, internaldate))

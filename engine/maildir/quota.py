@@ -76,6 +76,11 @@ class Quota:
         except (FileNotFoundError, ValueError):
             return 0
 
+    def room(self) -> int | None:
+        """Bytes the account may still store; None without a limit."""
+        limit = self.limit()
+        return None if not limit else max(0, limit - self.usage()[0])
+
     def set(self, quota_bytes: int) -> None:
         if quota_bytes < 0:
             raise InvalidInput(f"quota {quota_bytes}: must be 0 (unlimited) or a number of bytes")

@@ -13,6 +13,7 @@ from ..errors import MailError
 from ..root import fsync_dir
 from .flags import info_letters
 from .names import DIR_MODE
+from .uidlist import dotlock, new_header
 
 
 @dataclass
@@ -46,10 +47,7 @@ class Staged:
         if self._done:
             raise MailError(f"{self.tmp_path}: already committed or aborted")
         folder = self.folder
-        if self.to_cur:
-            dest = folder.path / "cur" / f"{self.base}:2,{info_letters(folder.path, self.flags)}"
-        else:
-            dest = folder.path / "new" / self.base
+        dest = self.destination()
         _move_into_place(self.tmp_path, dest)
         self._done = True
         try:
@@ -61,6 +59,13 @@ class Staged:
             raise
         self.dest = dest
         return Delivered(folder.name, uid, dest)
+
+    def destination(self) -> Path:
+        """Where commit() puts the message: new/, or cur/ with its flags."""
+        path = self.folder.path
+        if self.to_cur:
+            return path / "cur" / f"{self.base}:2,{info_letters(path, self.flags)}"
+        return path / "new" / self.base
 
     def abort(self) -> None:
         self._done = True
@@ -75,6 +80,51 @@ class Staged:
         with contextlib.suppress(OSError):
             os.unlink(self.dest)
             self.folder.maildir.quota.add(-self.size, -1)
+
+
+def commit_together(staged: list[Staged]) -> list[Delivered]:
+    """Several messages staged for one folder made visible as one step (MULTIAPPEND):
+    every one linked, the directories fsync'd and the UIDs appended to the uidlist in
+    one record write, or none of them left in new/ or cur/.
+
+    The links are made under the uidlist's dotlock and this process's sync gate: a sync
+    here waits and then sees all of them; a sync in another process that listed the folder
+    midway finds its unnumbered files numbered when it gets the lock, and lists again
+    (sync.py), so it too shows all or none."""
+    if not staged:
+        return []
+    folder = staged[0].folder
+    if any(s.folder.path != folder.path or s._done for s in staged):
+        raise MailError(f"{folder.path}: commit_together takes fresh messages of one folder")
+    uidlist = folder.uidlist
+    moved: list[Path] = []
+    try:
+        with uidlist.sync_gate, dotlock(folder.path):
+            uidlist.refresh()
+            if not uidlist.exists:
+                uidlist.rewrite(new_header(folder.maildir.path), {})
+            for s in staged:
+                dest = s.destination()
+                _move_into_place(s.tmp_path, dest)
+                s._done = True
+                moved.append(dest)
+            for path in {d.parent for d in moved}:
+                fsync_dir(path)
+            first = uidlist.next_uid
+            uidlist.append(first, [s.base for s in staged])
+    except BaseException:
+        for path in moved:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        for s in staged:
+            s.abort()
+        raise
+    folder.maildir.quota.add(sum(s.size for s in staged), len(staged))
+    out = []
+    for uid, s, dest in zip(range(first, first + len(staged)), staged, moved):
+        s.dest = dest
+        out.append(Delivered(folder.name, uid, dest))
+    return out
 
 
 class _CommitGroup:

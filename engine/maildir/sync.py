@@ -38,6 +38,12 @@ class Fallback(enum.Enum):
     """Why a sync gave no list of messages."""
     FULL_SYNC = "the last sync cannot be patched: the full sync lists the folder"
     DECLINED = "more files need UIDs than a quiet sync gives (max_new)"
+    RELIST = "files listed unnumbered were numbered meanwhile by a commit of several: list again"
+
+
+# How often a sync lists a folder again when its listing caught another writer midway
+# through linking several messages (staging.commit_together): then it accepts what it saw.
+RELISTS = 2
 
 
 def sync(folder, sizes: bool, max_new: int | None) -> Synced | None:
@@ -55,11 +61,16 @@ def sync(folder, sizes: bool, max_new: int | None) -> Synced | None:
                 and last.keywords == keywords and (last.sized or not sizes)):
             return Synced(stamp, list(last.result))
         stamp = stamp if settled else None
-        listing = {sub: nofollow.list_files(folder.path, sub) for sub in ("new", "cur")}   # new/ first
-        patched = patch_last_sync(folder, uidlist, keywords, sizes, listing, stamp, max_new)
-        if patched is Fallback.FULL_SYNC:
-            patched = full_sync(folder, uidlist, keywords, sizes, listing, stamp, max_new)
-            return None if patched is Fallback.DECLINED else Synced(stamp, patched)
+        for attempt in range(RELISTS + 1):
+            relist = attempt < RELISTS
+            listing = {sub: nofollow.list_files(folder.path, sub) for sub in ("new", "cur")}   # new/ first
+            patched = patch_last_sync(folder, uidlist, keywords, sizes, listing, stamp, max_new, relist)
+            if patched is Fallback.FULL_SYNC:
+                patched = full_sync(folder, uidlist, keywords, sizes, listing, stamp, max_new, relist)
+                if patched is not Fallback.RELIST:
+                    return None if patched is Fallback.DECLINED else Synced(stamp, patched)
+            elif patched is not Fallback.RELIST:
+                break
         if patched is Fallback.DECLINED:
             return None
         folder.save_sizes_when_due(uidlist, len(patched))
@@ -67,7 +78,7 @@ def sync(folder, sizes: bool, max_new: int | None) -> Synced | None:
 
 
 def full_sync(folder, uidlist: UidList, keywords: tuple, sizes: bool, listing: dict[str, list[str]],
-              stamp: tuple | None, max_new: int | None) -> list[Message] | Fallback:
+              stamp: tuple | None, max_new: int | None, relist: bool = False) -> list[Message] | Fallback:
     """Every listed file checked against its record (Messages of unchanged files reused)."""
     records = uidlist.records
     generation = uidlist.generation
@@ -94,7 +105,10 @@ def full_sync(folder, uidlist: UidList, keywords: tuple, sizes: bool, listing: d
         _recheck_missing(folder, records, found, unknown, builder)
     result = sorted(found.values(), key=_by_uid)
     if unknown:
-        result += _give_uids(folder, unknown, builder, found, sizes)
+        numbered = _give_uids(folder, unknown, builder, found, sizes, relist)
+        if numbered is None:
+            return Fallback.RELIST
+        result += numbered
         if len(found) > len(result):       # numbered by another process meanwhile
             result = sorted(found.values(), key=_by_uid)
     uidlist.keep_messages(result)
@@ -108,16 +122,20 @@ def full_sync(folder, uidlist: UidList, keywords: tuple, sizes: bool, listing: d
 
 
 def _give_uids(folder, unknown: dict[str, tuple[str, str]], builder: _MessageBuilder,
-               found: dict[str, Message], sizes: bool) -> list[Message]:
+               found: dict[str, Message], sizes: bool, relist: bool = False) -> list[Message] | None:
     """UIDs for the unknown files. Returns the Messages of those numbered now, in UID
     order (above every message in found), and adds them to found; files another
     process numbered meanwhile go into found alone (their UIDs may be lower).
     On a full or read-only disk none is numbered: they wait, unseen, for a sync that
-    can write, and the messages that have UIDs can still be read."""
+    can write, and the messages that have UIDs can still be read.
+    relist: None when another process numbered some of them meanwhile (the listing may
+    have caught it linking several messages: the caller lists again)."""
     try:
         records, fresh = folder.assign_uids(list(unknown), unknown, sizes)
     except StorageError:
         return []
+    if relist and len(fresh) < len(unknown):
+        return None
     make = builder.make
     numbered = builder.make_numbered(fresh, unknown, records)
     if len(fresh) < len(unknown):
@@ -130,7 +148,7 @@ def _give_uids(folder, unknown: dict[str, tuple[str, str]], builder: _MessageBui
 
 def patch_last_sync(folder, uidlist: UidList, keywords: tuple, sizes: bool,
                     listing: dict[str, list[str]], stamp: tuple | None,
-                    max_new: int | None) -> list[Message] | Fallback:
+                    max_new: int | None, relist: bool = False) -> list[Message] | Fallback:
     """The last sync's result patched with what changed in the listing since: a file
     renamed by another process (flags), new mail, a file gone. Fallback.FULL_SYNC when it
     cannot be patched (uidlist rewritten, keywords changed, sizes wanted but not all
@@ -168,7 +186,8 @@ def patch_last_sync(folder, uidlist: UidList, keywords: tuple, sizes: bool,
     if max_new is not None and len(unknown) > max_new:
         return Fallback.DECLINED
     if unknown:
-        _give_uids(folder, unknown, builder, fresh, sizes)
+        if _give_uids(folder, unknown, builder, fresh, sizes, relist) is None:
+            return Fallback.RELIST
         if uidlist.generation != generation or not unknown.keys() <= fresh.keys():
             return Fallback.FULL_SYNC   # numbered meanwhile, or not at all (a full disk): look again
     kept = [m for m in result if m.base not in fresh]      # a gone file returned above
