@@ -5,176 +5,16 @@ the same keys; a test keeps the two in step.
 """
 from __future__ import annotations
 
-import ipaddress
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 from . import tomlfile
-from .addresses import normalize_domain, parse_address
-from .errors import ConfigError, InvalidInput
-
-
-@dataclass(frozen=True)
-class Key:
-    default: Any
-    type: type | tuple
-    doc: str
-    check: Callable[[Any], str | None] | None = None   # returns a problem, or None
-
-
-def _range(lo: float, hi: float | None = None) -> Callable[[Any], str | None]:
-    def check(v):
-        if v < lo or (hi is not None and v > hi):
-            return f"must be between {lo} and {hi}" if hi is not None else f"must be at least {lo}"
-        return None
-    return check
-
-
-def _port(v):
-    return None if 1 <= v <= 65535 else "must be a port number from 1 to 65535"
-
-
-def _listen_port(v):
-    # 0 asks the OS for a free port (tests); the port in use is written to run/ports.toml
-    return None if 0 <= v <= 65535 else "must be a port number from 1 to 65535 (0 = any free port)"
-
-
-def _one_of(*choices):
-    def check(v):
-        return None if v in choices else "must be one of " + ", ".join(repr(c) for c in choices)
-    return check
-
-
-def _networks(v):
-    for item in v:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            return f"{item!r} is not an IP address or network (like 192.0.2.0/24)"
-    return None
-
-
-def _addresses(v):
-    for item in v:
-        try:
-            ipaddress.ip_address(item)
-        except ValueError:
-            return f"{item!r} is not an IP address"
-    return None
-
-
-def _nameservers(v):
-    for item in v:
-        host, _, port = str(item).rpartition(":") if str(item).count(":") == 1 else (str(item), "", "")
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            return f"{item!r} is not an IP address or 'ip:port'"
-        if port and (not port.isdigit() or not 1 <= int(port) <= 65535):
-            return f"{item!r}: port must be 1 to 65535"
-    return None
-
-
-def _durations(v):
-    for item in v:
-        if not isinstance(item, (int, float)) or isinstance(item, bool) or item < 0:
-            return "must be a list of minutes (numbers, 0 or more)"
-    return None
-
-
-_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
-
-
-def _hostname(v):
-    """An RFC 1123 host name: it goes into the SMTP greeting, HELO and Received headers."""
-    if len(v) > 253 or not all(_HOST_LABEL.match(label) for label in v.split(".")):
-        return (f"{_shown(v)} is not a host name (letters, digits, inner hyphens and dots, "
-                f"like mail.example.com)")
-    return None
-
-
-def _optional(check):
-    return lambda v: None if v == "" else check(v)
-
-
-def host_or_ip_problem(v: str) -> str | None:
-    """Why v is neither a host name nor an IP address (None when it is one)."""
-    try:
-        ipaddress.ip_address(v)
-        return None
-    except ValueError:
-        return _hostname(v)
-
-
-def _ip(v):
-    try:
-        ipaddress.ip_address(v)
-        return None
-    except ValueError:
-        return f"{_shown(v)} is not an IP address"
-
-
-def _parses(parse):
-    """A check from a parser that raises InvalidInput: its message is the problem."""
-    def check(v):
-        try:
-            parse(v)
-        except InvalidInput as e:
-            return str(e)
-        return None
-    return check
-
-
-_domain, _address = _parses(normalize_domain), _parses(parse_address)
-
-
-def _domains(v):
-    return next((p for p in map(_domain, v) if p), None)
-
-
-def _senders(v):
-    for login, addresses in v.items():
-        if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
-            return f"{login}: must be a list of addresses"
-        problem = next((p for p in map(_address, [login, *addresses]) if p), None)
-        if problem:
-            return problem
-    return None
-
-
-def _ip_patterns(v):
-    from .greylist import pattern_problem
-    return next((p for p in (pattern_problem(str(x)) for x in v) if p), None)
-
-
-def _domain_patterns(v):
-    return next((p for p in (_domain(str(x).replace("*", "x")) for x in v) if p), None)
-
-
-def _path(v):
-    return "must not be empty" if v == "" else None
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _shown(v: str) -> str:
-    return repr(v[:80] + ("..." if len(v) > 80 else ""))
-
-
-def _control_problem(v) -> str | None:
-    """Every string of mailctl.toml ends up in a protocol line, a header, a log line or a
-    path: none may hold line breaks or other control characters."""
-    values = v if isinstance(v, list) else v.values() if isinstance(v, dict) else [v]
-    for item in values:
-        texts = item if isinstance(item, list) else [item]
-        bad = next((t for t in texts if isinstance(t, str) and _CONTROL.search(t)), None)
-        if bad is not None:
-            return f"{_shown(bad)} contains a line break or another control character"
-    return None
+from .errors import ConfigError
+from .settingkeys import (
+    Key, address, control_problem, domain, domain_patterns, domains, durations,
+    host_or_ip_problem, hostname, in_range, ip_address, ip_addresses, ip_patterns,
+    listen_port, nameservers, networks, non_empty, one_of, optional, port_number, senders)
 
 
 LISTENERS = {
@@ -195,67 +35,67 @@ def _listener_section(name: str) -> dict[str, Key]:
     port, tls, what = LISTENERS[name]
     return {
         "enabled": Key(True, bool, f"serve {what}"),
-        "bind": Key(["0.0.0.0", "::"], list, "addresses to listen on (IPv4 and IPv6)", _addresses),
-        "port": Key(port, int, "TCP port", _listen_port),
+        "bind": Key(["0.0.0.0", "::"], list, "addresses to listen on (IPv4 and IPv6)", ip_addresses),
+        "port": Key(port, int, "TCP port", listen_port),
         "tls": Key(tls, str, "'starttls' (offered on the plain port), 'implicit' (TLS from the first byte) or 'none'",
-                   _one_of("starttls", "implicit", "none")),
+                   one_of("starttls", "implicit", "none")),
     }
 
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "server": {
         "hostname": Key("localhost", str, "this server's public host name: banner, HELO, Received headers",
-                         _hostname),
+                         hostname),
         "default_domain": Key("", str, "domain for logins given without @domain ('' = full address required)",
-                               _optional(_domain)),
+                               optional(domain)),
         "postmaster": Key("", str, "the administrator: failure notices, and mail to postmaster@ a local domain "
                           "without an account or alias of that name, go here ('' = postmaster@ the first domain)",
-                          _optional(_address)),
-        "log_level": Key("info", str, "debug, info, warning or error", _one_of("debug", "info", "warning", "error")),
+                          optional(address)),
+        "log_level": Key("info", str, "debug, info, warning or error", one_of("debug", "info", "warning", "error")),
         "processes": Key(0, int, "serving processes sharing the listeners, for more CPU cores "
                                  "(limits count across them); 0 = one per CPU core, at most 15",
-                         _range(0, 15)),
+                         in_range(0, 15)),
         "user": Key("mailctl", str, "the system user the serving processes run as when the server is started "
                                     "as root; it owns the mail root ('mailctl init' run as root creates it). "
                                     "Started as another user, every process runs as that user"),
     },
     **{f"listeners.{name}": _listener_section(name) for name in LISTENERS},
     "tls": {
-        "cert": Key("tls/cert.pem", str, "certificate chain (PEM), relative to the root or absolute", _path),
-        "key": Key("tls/key.pem", str, "private key (PEM, no passphrase), relative to the root or absolute", _path),
-        "min_version": Key("TLSv1.2", str, "oldest TLS version accepted", _one_of("TLSv1.2", "TLSv1.3")),
+        "cert": Key("tls/cert.pem", str, "certificate chain (PEM), relative to the root or absolute", non_empty),
+        "key": Key("tls/key.pem", str, "private key (PEM, no passphrase), relative to the root or absolute", non_empty),
+        "min_version": Key("TLSv1.2", str, "oldest TLS version accepted", one_of("TLSv1.2", "TLSv1.3")),
     },
     "limits": {
-        "max_message_size_mb": Key(25, (int, float), "largest message accepted (SMTP SIZE); 0 = the ceiling of 1 GiB", _range(0)),
+        "max_message_size_mb": Key(25, (int, float), "largest message accepted (SMTP SIZE); 0 = the ceiling of 1 GiB", in_range(0)),
         "min_free_space_mb": Key(0, (int, float), "MB kept free on the mail root's file system: below it (SIZE= counted) "
                                  "MAIL FROM gets 452 4.3.1, before any data is sent. Never less than 1.5 x "
                                  "max_message_size_mb when that is set (Postfix's queue_minfree rule): the largest message still "
-                                 "fits, with room for the queue and mailbox writes after it", _range(0)),
-        "max_recipients": Key(100, int, "recipients per message", _range(1)),
-        "max_connections": Key(200, int, "SMTP connections at once; 0 = no limit", _range(0)),
-        "max_connections_per_ip": Key(20, int, "SMTP connections at once from one IP; 0 = no limit", _range(0)),
-        "messages_per_ip_per_minute": Key(0, int, "messages accepted from one IP per minute; 0 = no limit", _range(0)),
-        "max_invalid_commands": Key(10, int, "invalid SMTP commands before disconnect", _range(1)),
-        "max_command_line": Key(512, int, "longest SMTP command line in bytes (RFC 5321: 512)", _range(512, 65536)),
+                                 "fits, with room for the queue and mailbox writes after it", in_range(0)),
+        "max_recipients": Key(100, int, "recipients per message", in_range(1)),
+        "max_connections": Key(200, int, "SMTP connections at once; 0 = no limit", in_range(0)),
+        "max_connections_per_ip": Key(20, int, "SMTP connections at once from one IP; 0 = no limit", in_range(0)),
+        "messages_per_ip_per_minute": Key(0, int, "messages accepted from one IP per minute; 0 = no limit", in_range(0)),
+        "max_invalid_commands": Key(10, int, "invalid SMTP commands before disconnect", in_range(1)),
+        "max_command_line": Key(512, int, "longest SMTP command line in bytes (RFC 5321: 512)", in_range(512, 65536)),
         "command_timeout_s": Key(300, int, "idle time allowed between commands (greeting included), "
-                                 "then 421 4.4.2 (RFC 5321 4.5.3.2: 5 minutes)", _range(1)),
+                                 "then 421 4.4.2 (RFC 5321 4.5.3.2: 5 minutes)", in_range(1)),
         "stress_timeout_s": Key(10, int, "the idle time allowed instead when the server is near its "
                                 "connection limits (over 80 % of max_connections or of "
-                                "max_connections_per_ip), as Postfix under stress", _range(1)),
+                                "max_connections_per_ip), as Postfix under stress", in_range(1)),
         "pregreet_wait_s": Key(1, (int, float), "port 25 waits this long before its greeting; a client "
                                "that talks first gets 554 5.5.1, is disconnected and counts toward a "
-                               "ban (as Postfix postscreen, whose wait is 6 s); 0 = no wait", _range(0, 30)),
-        "data_timeout_s": Key(600, int, "total time allowed for one DATA transfer", _range(1)),
-        "max_forward_targets": Key(20, int, "targets of one alias or forward", _range(1, 10000)),
-        "max_aliases_per_address": Key(50, int, "aliases that may point at one address", _range(1, 10000)),
-        "max_forward_depth": Key(10, int, "alias/forward hops before 'Too Many Recursive Forwards'", _range(1, 100)),
+                               "ban (as Postfix postscreen, whose wait is 6 s); 0 = no wait", in_range(0, 30)),
+        "data_timeout_s": Key(600, int, "total time allowed for one DATA transfer", in_range(1)),
+        "max_forward_targets": Key(20, int, "targets of one alias or forward", in_range(1, 10000)),
+        "max_aliases_per_address": Key(50, int, "aliases that may point at one address", in_range(1, 10000)),
+        "max_forward_depth": Key(10, int, "alias/forward hops before 'Too Many Recursive Forwards'", in_range(1, 100)),
     },
     "relay": {
-        "trusted_networks": Key([], list, "clients that may submit on 587 without AUTH (empty = none)", _networks),
+        "trusted_networks": Key([], list, "clients that may submit on 587 without AUTH (empty = none)", networks),
         "open_relay_for_trusted": Key(False, bool, "let trusted networks relay on port 25 too (dangerous; logged loudly)"),
         "sender_must_be_local": Key(False, bool, "submission senders must be local accounts"),
         "allowed_senders": Key({}, dict, "extra sender addresses per login: { \"alice@example.com\" = [\"sales@example.com\"] }",
-                               _senders),
+                               senders),
         "over_quota_permanent": Key(False, bool, "answer a full mailbox with 552 5.2.2 instead of 452 4.2.2"),
         "bare_newline": Key("normalize_trusted", str,
                             "a bare LF in DATA (a line end without CR: scripts, curl --upload-file): "
@@ -263,73 +103,73 @@ SCHEMA: dict[str, dict[str, Key]] = {
                             "refused (554 5.6.0) from the others; 'normalize' = made CR LF for all (Postfix "
                             "3.9's default); 'reject' = refused from all. Only CR LF . CR LF ever ends the data, "
                             "and a bare CR or a lone '.' line next to a bare LF (SMTP smuggling) is always refused",
-                            _one_of("normalize_trusted", "normalize", "reject")),
+                            one_of("normalize_trusted", "normalize", "reject")),
         "recipient_delimiter": Key("", str, "plus addressing: 'user+tag' delivers to 'user' when set to '+'",
                                    lambda v: None if len(v) <= 1 else "must be one character or empty"),
     },
     "auth": {
-        "failure_delay_s": Key(1.0, (int, float), "delay before answering a failed login", _range(0, 60)),
-        "ban_after_failures": Key(5, int, "failed logins (and port 25 pregreets) from one IP before a ban; 0 = never ban", _range(0)),
-        "ban_window_minutes": Key(10, (int, float), "window in which failures are counted", _range(0)),
-        "ban_minutes": Key(60, (int, float), "how long a ban lasts", _range(0)),
+        "failure_delay_s": Key(1.0, (int, float), "delay before answering a failed login", in_range(0, 60)),
+        "ban_after_failures": Key(5, int, "failed logins (and port 25 pregreets) from one IP before a ban; 0 = never ban", in_range(0)),
+        "ban_window_minutes": Key(10, (int, float), "window in which failures are counted", in_range(0)),
+        "ban_minutes": Key(60, (int, float), "how long a ban lasts", in_range(0)),
         "allow_plaintext": Key(False, bool, "allow AUTH/LOGIN before TLS (not recommended)"),
         "max_logins_in_flight_per_ip": Key(4, int, "logins from one IP checked at once; the others wait "
                                            "their turn (a parallel guessing attack meets the ban)",
-                                           _range(1, 1000)),
+                                           in_range(1, 1000)),
         "cache_seconds": Key(300, (int, float), "remember a verified login this long (saves the slow "
-                             "password hash check on reconnects); 0 = off", _range(0, 86400)),
+                             "password hash check on reconnects); 0 = off", in_range(0, 86400)),
     },
     "mailbox": {
         "default_folders": Key(["Sent", "Drafts", "Trash", "Junk", "Archive"], list,
                                "folders created with every account"),
-        "default_quota_mb": Key(0, int, "quota of new accounts; 0 = unlimited", _range(0)),
-        "append_limit_mb": Key(100, (int, float), "largest IMAP APPEND; 0 forbids APPEND", _range(0)),
-        "autoexpunge_days": Key(0, int, "expunge \\Deleted messages older than this; 0 = never", _range(0)),
+        "default_quota_mb": Key(0, int, "quota of new accounts; 0 = unlimited", in_range(0)),
+        "append_limit_mb": Key(100, (int, float), "largest IMAP APPEND; 0 forbids APPEND", in_range(0)),
+        "autoexpunge_days": Key(0, int, "expunge \\Deleted messages older than this; 0 = never", in_range(0)),
         "tmp_max_age_hours": Key(36, (int, float), "files a crash left in a folder's tmp/ are deleted at a sync "
-                                 "once this old (Dovecot: 36); 0 = never", _range(0)),
-        "max_sessions_per_user": Key(20, int, "IMAP/POP3 sessions per user; 0 = no limit", _range(0)),
-        "max_sessions": Key(500, int, "IMAP/POP3 sessions at once; 0 = no limit", _range(0)),
+                                 "once this old (Dovecot: 36); 0 = never", in_range(0)),
+        "max_sessions_per_user": Key(20, int, "IMAP/POP3 sessions per user; 0 = no limit", in_range(0)),
+        "max_sessions": Key(500, int, "IMAP/POP3 sessions at once; 0 = no limit", in_range(0)),
         "max_connections_per_ip": Key(20, int, "IMAP/POP3 connections not yet logged in from one IP; "
-                                      "0 = no limit", _range(0)),
+                                      "0 = no limit", in_range(0)),
         "max_userip_connections": Key(10, int, "IMAP/POP3 connections of one user from one IP (Dovecot's "
-                                      "mail_max_userip_connections); 0 = no limit", _range(0)),
+                                      "mail_max_userip_connections); 0 = no limit", in_range(0)),
         "idle_timeout_s": Key(1800, int, "authenticated IMAP idle timeout, between commands and in IDLE "
-                              "(RFC 3501 5.4: at least 30 minutes; clients renew IDLE every 29)", _range(60)),
+                              "(RFC 3501 5.4: at least 30 minutes; clients renew IDLE every 29)", in_range(60)),
         "command_time_limit_s": Key(300, (int, float), "longest one IMAP command may run, its disk work "
                                     "included, before it is stopped with NO; IDLE is not bound by it "
-                                    "(it lasts up to idle_timeout_s)", _range(1)),
-        "login_timeout_s": Key(60, int, "time allowed before login", _range(5)),
+                                    "(it lasts up to idle_timeout_s)", in_range(1)),
+        "login_timeout_s": Key(60, int, "time allowed before login", in_range(5)),
         "stress_login_timeout_s": Key(10, int, "time allowed before login when near the connection limits "
-                                      "(over 80 % of max_sessions or of max_connections_per_ip)", _range(1)),
+                                      "(over 80 % of max_sessions or of max_connections_per_ip)", in_range(1)),
         "quota_grace_percent": Key(10, (int, float), "mail that fits within this much over a mailbox's quota "
                                    "is still delivered (Dovecot's quota_grace), so port 25 can decide "
-                                   "during the dialogue and never bounce later", _range(0, 100)),
+                                   "during the dialogue and never bounce later", in_range(0, 100)),
     },
     "queue": {
         "retry_minutes": Key([0, 7.5, 15, 30, 60, 120, 240, 480, 960], list,
-                             "retry schedule in minutes; the last interval repeats", _durations),
-        "max_age_days": Key(5, (int, float), "give up and bounce after this long", _range(0)),
-        "delay_notice_hours": Key(4, (int, float), "send one 'delayed' notice after this long; 0 = never", _range(0)),
-        "concurrency": Key(10, int, "deliveries at once", _range(1, 1000)),
-        "max_recipients_per_transaction": Key(50, int, "recipients of one destination per SMTP transaction", _range(1)),
-        "messages_per_minute": Key(0, int, "outbound cap; 0 = no limit", _range(0)),
+                             "retry schedule in minutes; the last interval repeats", durations),
+        "max_age_days": Key(5, (int, float), "give up and bounce after this long", in_range(0)),
+        "delay_notice_hours": Key(4, (int, float), "send one 'delayed' notice after this long; 0 = never", in_range(0)),
+        "concurrency": Key(10, int, "deliveries at once", in_range(1, 1000)),
+        "max_recipients_per_transaction": Key(50, int, "recipients of one destination per SMTP transaction", in_range(1)),
+        "messages_per_minute": Key(0, int, "outbound cap; 0 = no limit", in_range(0)),
         "offline": Key(False, bool, "queue everything, send nothing until switched off"),
-        "helo_name": Key("", str, "HELO name for outbound mail ('' = server.hostname)", _optional(_hostname)),
-        "source_address": Key("", str, "source IP for outbound connections ('' = system default)", _optional(_ip)),
-        "require_tls_domains": Key([], list, "destinations that need verified TLS", _domains),
-        "smtp_port": Key(25, int, "port of destination MX hosts (change only for tests)", _port),
+        "helo_name": Key("", str, "HELO name for outbound mail ('' = server.hostname)", optional(hostname)),
+        "source_address": Key("", str, "source IP for outbound connections ('' = system default)", optional(ip_address)),
+        "require_tls_domains": Key([], list, "destinations that need verified TLS", domains),
+        "smtp_port": Key(25, int, "port of destination MX hosts (change only for tests)", port_number),
         "nameservers": Key([], list, "DNS servers for MX lookups, 'ip' or 'ip:port' ([] = system resolver)",
-                           lambda v: _nameservers(v)),
-        "dns_timeout_s": Key(10, (int, float), "DNS lookup timeout; a timeout defers", _range(0.1, 120)),
-        "connect_timeout_s": Key(30, (int, float), "TCP connect timeout per destination address", _range(0.1, 600)),
-        "command_timeout_s": Key(300, (int, float), "time allowed for each SMTP reply", _range(1, 3600)),
+                           lambda v: nameservers(v)),
+        "dns_timeout_s": Key(10, (int, float), "DNS lookup timeout; a timeout defers", in_range(0.1, 120)),
+        "connect_timeout_s": Key(30, (int, float), "TCP connect timeout per destination address", in_range(0.1, 600)),
+        "command_timeout_s": Key(300, (int, float), "time allowed for each SMTP reply", in_range(1, 3600)),
         "tls_ca_file": Key("", str, "CA bundle for verified TLS (require_tls_domains, smarthost) ('' = system CAs)"),
     },
     "smarthost": {
         "host": Key("", str, "send all outbound mail through this relay ('' = direct MX delivery)",
-                    _optional(host_or_ip_problem)),
-        "port": Key(587, int, "relay port", _port),
-        "tls": Key("starttls", str, "'none', 'starttls' or 'implicit'", _one_of("none", "starttls", "implicit")),
+                    optional(host_or_ip_problem)),
+        "port": Key(587, int, "relay port", port_number),
+        "tls": Key("starttls", str, "'none', 'starttls' or 'implicit'", one_of("none", "starttls", "implicit")),
         "username": Key("", str, "AUTH user name ('' = no AUTH)"),
         "password_file": Key("", str, "file holding the AUTH password"),
     },
@@ -346,45 +186,45 @@ SCHEMA: dict[str, dict[str, Key]] = {
                      "passes aligned with it"),
         "dmarc_reject": Key("reject", str, "what a failing message of a p=reject domain gets: 'reject' "
                             "(550 5.7.1), 'quarantine' (filed into quarantine_folder) or 'none' (only the header)",
-                            _one_of("reject", "quarantine", "none")),
+                            one_of("reject", "quarantine", "none")),
         "dmarc_quarantine": Key("quarantine", str, "what a failing message of a p=quarantine domain gets: "
-                                "'quarantine' or 'none'", _one_of("quarantine", "none")),
+                                "'quarantine' or 'none'", one_of("quarantine", "none")),
         "quarantine_folder": Key("Junk", str, "folder for quarantined mail (INBOX when a mailbox has no such folder)",
-                                 _path),
+                                 non_empty),
         "spf_fail": Key("none", str, "what an SPF fail alone gets: 'none' (the header; DMARC decides) or "
-                        "'reject' (550 5.7.23, as policyd-spf does)", _one_of("none", "reject")),
+                        "'reject' (550 5.7.23, as policyd-spf does)", one_of("none", "reject")),
         "defer_on_temperror": Key(True, bool, "answer 451 (try again later) when a DNS failure leaves DMARC "
                                   "undecided; false = accept with dmarc=temperror. Never a 5xx"),
         "dns_timeout_s": Key(5, (int, float), "time allowed for each DNS lookup of these checks (servers: "
-                             "queue.nameservers)", _range(0.1, 60)),
+                             "queue.nameservers)", in_range(0.1, 60)),
         "time_limit_s": Key(30, (int, float), "time allowed for all the DNS lookups of one message's checks; "
                             "past it the rest are temperror (slow DNS cannot hold the server's workers)",
-                            _range(1, 300)),
+                            in_range(1, 300)),
         "dkim_max_message_mb": Key(25, (int, float), "larger messages are not DKIM-verified (they would be read "
-                                   "into memory) and DMARC is not enforced on them; 0 = no limit", _range(0)),
+                                   "into memory) and DMARC is not enforced on them; 0 = no limit", in_range(0)),
         "ignore_networks": Key(["127.0.0.0/8", "::1/128"], list, "clients whose mail is not checked "
                                "(OpenDMARC's IgnoreHosts); trusted networks and authenticated users never are",
-                               _networks),
+                               networks),
     },
     "greylist": {
         "enabled": Key(False, bool, "greylisting on port 25 (RFC 6647): the first try of an unknown (client network, "
                        "sender, recipient) gets 451 4.7.1, a retry after delay_minutes passes. Never for AUTH, "
                        "submission, trusted networks or mail to postmaster; off per domain with greylisting = false"),
-        "delay_minutes": Key(5, (int, float), "a retry is accepted once this long after the first try", _range(0, 1440)),
+        "delay_minutes": Key(5, (int, float), "a retry is accepted once this long after the first try", in_range(0, 1440)),
         "unused_expiry_hours": Key(24, (int, float), "a triplet never retried is forgotten after this long",
-                                   _range(0.01)),
+                                   in_range(0.01)),
         "pass_expiry_days": Key(36, (int, float), "a triplet that passed is kept this long after its last use",
-                                _range(0.01)),
-        "ip_prefix_v4": Key(24, int, "IPv4 clients count by network of this many bits (32 = each address)", _range(8, 32)),
+                                in_range(0.01)),
+        "ip_prefix_v4": Key(24, int, "IPv4 clients count by network of this many bits (32 = each address)", in_range(8, 32)),
         "ip_prefix_v6": Key(64, int, "IPv6 clients count by network of this many bits (128 = each address)",
-                            _range(16, 128)),
+                            in_range(16, 128)),
         "spf_bypass": Key(True, bool, "no greylisting when the sender's SPF passes for the client (big senders "
                           "retry from other addresses); the result is reused by the mailauth check"),
         "whitelist_networks": Key(["127.0.0.0/8", "::1/128"], list, "clients never greylisted: addresses, "
-                                  "networks or wildcard patterns (192.168.*)", _ip_patterns),
+                                  "networks or wildcard patterns (192.168.*)", ip_patterns),
         "whitelist_sender_domains": Key([], list, "sender domains never greylisted (wildcards: *.example.com); "
                                         "a sender address is easily forged, prefer whitelist_networks",
-                                        _domain_patterns),
+                                        domain_patterns),
     },
     "sendmail": {
         "sender_domain": Key("", str, "domain of a local user's address for sendmail(1): login@domain "
@@ -396,9 +236,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "pickup": {
         "enabled": Key(True, bool, "take *.eml files dropped into pickup/"),
-        "poll_seconds": Key(2.0, (int, float), "polling interval when file events are unavailable", _range(0.1)),
+        "poll_seconds": Key(2.0, (int, float), "polling interval when file events are unavailable", in_range(0.1)),
         "settle_seconds": Key(1.0, (int, float), "a file is taken once its size and mtime are unchanged this long "
-                              "(writers should write NAME.tmp and rename it to NAME.eml)", _range(0, 600)),
+                              "(writers should write NAME.tmp and rename it to NAME.eml)", in_range(0, 600)),
         "use_events": Key(True, bool, "watch pickup/ with file events (watchdog); false = polling only"),
     },
 }
@@ -478,7 +318,7 @@ def validate(data: dict, text: str, where: str) -> tuple[SimpleNamespace, list[s
                     if not _type_ok(v, k.type):
                         problem(list(here + (key,)), f"must be {_type_name(k.type)}, not {type(v).__name__}")
                         continue
-                    issue = _control_problem(v) or (k.check(v) if k.check else None)
+                    issue = control_problem(v) or (k.check(v) if k.check else None)
                     if issue:
                         problem(list(here + (key,)), issue)
                         continue

@@ -10,7 +10,7 @@ import smtplib
 import pytest
 
 from engine import settings as settings_mod
-from engine.accept import CONTINUE, AddHeaders, Defer, Discard, FileInto, Pipeline, Reject, local
+from engine.accept import CONTINUE, AddHeaders, Defer, Discard, FileInto, Pipeline, Reject, Score, local
 from engine.directory import Directory
 from engine.maildir import Maildir
 from helpers_server import make_root, running_server
@@ -91,3 +91,30 @@ def test_a_stage_goes_before_a_stage_named_in_the_list():
     assert names.index("judge") == names.index("deliver") - 1 and names[-1] == "bounce_refused"
     with pytest.raises(ValueError):
         pipeline.add(judge, before="no_such_stage")
+
+
+async def listed_client(check):
+    """A RCPT-time test stage scoring the client (as a DNSBL stage would), per recipient."""
+    return Score(2.5, "test list: 127.0.0.2")
+
+
+def total(arrival):
+    """A test stage that writes the scores it sees into the message."""
+    text = ";".join(f"{s.points}={s.reason}" for s in arrival.scores)
+    return AddHeaders((b"X-Test-Scores: " + text.encode(),)), Score(1.0, "content")
+
+
+def test_scores_from_rcpt_stages_count_once_per_transaction_and_reach_later_stages(tmp_path):
+    root = make_root(tmp_path, accounts={"bob@example.com": "bob-password-1", "ann@example.com": "ann-password-1"},
+                     settings={"queue.offline": True})
+    seen = []
+    with running_server(root) as srv:
+        srv.runtime.pipeline.add_rcpt(listed_client)
+        srv.runtime.pipeline.add(total, before="deliver")
+        srv.runtime.pipeline.add(lambda a: seen.append(list(a.scores)) or CONTINUE, before="deliver")
+        with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=10) as s:
+            for n in range(2):      # a second transaction starts with no score
+                assert s.sendmail("carol@sender.org", ["bob@example.com", "ann@example.com"],
+                                  f"From: carol@sender.org\r\nSubject: {n}\r\n\r\nhi\r\n".encode()) == {}
+    assert [m["X-Test-Scores"] for m in messages(root, "INBOX").values()] == ["2.5=test list: 127.0.0.2"] * 2
+    assert seen == [[Score(2.5, "test list: 127.0.0.2"), Score(1.0, "content")]] * 2

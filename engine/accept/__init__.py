@@ -5,8 +5,8 @@ what it sees."""
 from .arrival import PICKUP, SEND, SENDMAIL, SMTP, SUBMISSION, Arrival, Envelope
 from .pipeline import RCPT_STAGES, STAGES, Pipeline
 from .rcpt import RcptCheck
-from .verdicts import CONTINUE, AddHeaders, Continue, Defer, Discard, FileInto, Reject, Verdict, refusal
+from .verdicts import CONTINUE, AddHeaders, Continue, Defer, Discard, FileInto, Reject, Score, Verdict, refusal
 
 __all__ = ["PICKUP", "SEND", "SENDMAIL", "SMTP", "SUBMISSION", "Arrival", "Envelope", "RCPT_STAGES", "STAGES",
            "Pipeline", "RcptCheck", "CONTINUE", "AddHeaders", "Continue", "Defer", "Discard", "FileInto",
-           "Reject", "Verdict", "refusal"]
+           "Reject", "Score", "Verdict", "refusal"]

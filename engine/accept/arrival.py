@@ -37,6 +37,7 @@ class Envelope:
     origin: str = ""                  # injected mail: who handed it in ("local user x (uid n)")
     resolved: list = field(default_factory=list)    # SMTP: policy.Accepted of each RCPT
     spf: object = None                # SMTP: the SPF result greylisting found at RCPT (reused)
+    scores: tuple = ()                # SMTP: the verdicts.Score the RCPT-time stages gave
 
     @property
     def by_smtp(self) -> bool:
@@ -74,8 +75,10 @@ class Arrival:
     folders: dict[str, str] = field(default_factory=dict)  # mailbox address ('' = all) -> folder
     outcome: object = None            # engine.delivery.Outcome, once stored or queued
     hostname: str = ""                # ours (server.hostname unless given)
+    scores: list = field(default_factory=list)      # verdicts.Score so far, the envelope's first
 
     def __post_init__(self) -> None:
+        self.scores = [*self.envelope.scores, *self.scores]
         if not self.hostname and self.settings is not None:
             self.hostname = self.settings.server.hostname
 

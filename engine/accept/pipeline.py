@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from . import authcheck, greylisting, rcpt, stages
 from .arrival import Arrival
-from .verdicts import CONTINUE, ENDS, AddHeaders, FileInto
+from .verdicts import CONTINUE, ENDS, AddHeaders, FileInto, Score
 
 # At RCPT TO, in order, until one refuses.
 RCPT_STAGES = (
@@ -60,10 +60,13 @@ class Pipeline:
         return [s.__name__ for s in self.stages]
 
     async def check_recipient(self, check: rcpt.RcptCheck):
-        """Run the RCPT-time stages: the first refusal (Reject or Defer), else CONTINUE."""
+        """Run the RCPT-time stages: the first refusal (Reject or Defer), else CONTINUE.
+        A Score is kept in the transaction (once per reason) for the after-DATA stages."""
         for stage in self.rcpt_stages:
             verdict = await stage(check)
-            if isinstance(verdict, ENDS):
+            if isinstance(verdict, Score):
+                check.transaction.setdefault("scores", {})[verdict.reason] = verdict
+            elif isinstance(verdict, ENDS):
                 return verdict
         return CONTINUE
 
@@ -78,6 +81,8 @@ class Pipeline:
                     arrival.add_headers(verdict.lines, verdict.on_top)
                 elif isinstance(verdict, FileInto):
                     arrival.file_into(verdict.folder, verdict.mailboxes)
+                elif isinstance(verdict, Score):
+                    arrival.scores.append(verdict)
                 elif isinstance(verdict, ENDS):
                     return verdict
         return CONTINUE

@@ -36,6 +36,16 @@ class FileInto:
 
 
 @dataclass(frozen=True)
+class Score:
+    """Points toward the message's spam score (negative ones count against it). reason
+    names the check and what it found ("DNSBL zen.example: 127.0.0.2"); it goes into
+    X-Spam-Status and the log. A RCPT-time Score counts once per transaction however many
+    recipients repeat it; the spam-score stage weighs the sum after DATA."""
+    points: float
+    reason: str
+
+
+@dataclass(frozen=True)
 class Reject:
     """Refuse the message for good: reply is the SMTP reply (5xx with its enhanced code).
     tag, when given, is what the transaction's log line lists under rejected=."""
@@ -56,7 +66,7 @@ class Discard:
     reason: str
 
 
-Verdict = Continue | AddHeaders | FileInto | Reject | Defer | Discard
+Verdict = Continue | AddHeaders | FileInto | Score | Reject | Defer | Discard
 ENDS = (Reject, Defer, Discard)         # verdicts that end the pipeline
 
 

@@ -181,7 +181,7 @@ class MessageCommands(CommandBase):
             raise no(QUOTA_EXCEEDED) from None
         code = ""
         if pairs:
-            code = f"[COPYUID {uidvalidity} {uid_set([p[0] for p in pairs])} {uid_set([p[1] for p in pairs])}] "
+            code = f"[COPYUID {uidvalidity} {condstore.uid_set([p[0] for p in pairs])} {condstore.uid_set([p[1] for p in pairs])}] "
         if move:
             if code:
                 await self.untagged(f"OK {code}Moved")
@@ -256,19 +256,3 @@ def _stored(op: str, old: frozenset[str], flags: set[str]) -> frozenset[str]:
         return frozenset(flags)
     return old | flags if op == "+FLAGS" else old - flags
 
-
-def uid_set(uids: list[int]) -> str:
-    """A compact UID set: 1:3,7,9:10."""
-    parts = []
-    start = prev = None
-    for u in uids:
-        if start is None:
-            start = prev = u
-        elif u == prev + 1:
-            prev = u
-        else:
-            parts.append(f"{start}:{prev}" if start != prev else str(start))
-            start = prev = u
-    if start is not None:
-        parts.append(f"{start}:{prev}" if start != prev else str(start))
-    return ",".join(parts)

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..addresses import normalize_domain
 from ..errors import ConfigError, InvalidInput, MailError
 from .. import settings as settings_mod, tomlfile
+from ..settingkeys import host_or_ip_problem
 
 TLS_MODES = ("none", "starttls", "implicit", "starttls-required")
 ROUTE_KEYS = {
@@ -101,7 +102,7 @@ def parse(settings, text: str = "", where: str = "mailctl.toml") -> tuple[dict[s
             problem(path + ["retry_minutes"], "must be a list of minutes (numbers, 0 or more)")
             ok = False
         host = table.get("host", "")
-        bad_host = settings_mod.host_or_ip_problem(host) if isinstance(host, str) and host else None
+        bad_host = host_or_ip_problem(host) if isinstance(host, str) and host else None
         if bad_host:
             problem(path + ["host"], bad_host)
             ok = False

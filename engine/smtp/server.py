@@ -347,7 +347,7 @@ class MailSMTP(SMTPAdapter):
             txid=queue_mod.new_id(), client_ip=self.peer_ip, helo=self.session.host_name or "",
             esmtp=self.session.extended_smtp, tls_version=tls_version, tls_cipher=cipher,
             auth_user=client.user, trusted=client.trusted, resolved=list(self.accepted),
-            spf=self.transaction.get("spf"))
+            spf=self.transaction.get("spf"), scores=tuple(self.transaction.get("scores", {}).values()))
 
     async def finish(self, result: DataResult, limit: int, envelope: accept.Envelope,
                      arrived: float) -> tuple[str, str]:
