@@ -117,7 +117,7 @@ def test_every_advertised_capability_has_a_script(server):
                "ID": "id_", "ENABLE": "enable_", "IDLE": "idle_", "NAMESPACE": "namespace",
                "UIDPLUS": "uidplus_", "MOVE": "move_", "UNSELECT": "unselect", "CHILDREN": "list_children",
                "SPECIAL-USE": "list_special_use", "QUOTA": "quota", "BINARY": "binary_",
-               "APPENDLIMIT": "appendlimit"}
+               "APPENDLIMIT": "appendlimit", "ACL": "acl_", "RIGHTS": "acl_"}
     for cap in advertised:
         key = cap.split("=")[0]
         assert key in covered, f"capability {cap} has no conformance script"

@@ -8,6 +8,7 @@ import inspect
 from pathlib import Path
 
 from engine.imap import commandbase
+from engine.imap.aclcmd import AclCommands
 from engine.imap.commandbase import CommandBase
 from engine.imap.commands import Commands
 from engine.imap.fetchcmd import FetchCommand
@@ -17,7 +18,8 @@ from engine.imap.messages import MessageCommands
 from engine.imap.searchcmd import SearchCommand
 from engine.imap.session import ImapSession
 
-FAMILIES = [GeneralCommands, MailboxCommands, MessageCommands, FetchCommand, SearchCommand]
+FAMILIES = [GeneralCommands, MailboxCommands, MessageCommands, FetchCommand, SearchCommand,
+            AclCommands]
 HOMES = FAMILIES + [Commands, ImapSession]      # Commands: UID; the session: LOGIN & co.
 STATES = {"any", "noauth", "auth", "selected"}
 

@@ -7,6 +7,7 @@ several families.
     messages.py    APPEND STORE COPY MOVE EXPUNGE CLOSE UNSELECT
     fetchcmd.py    FETCH             (items: fetch.py, streaming: bigfetch.py)
     searchcmd.py   SEARCH            (criteria: search.py)
+    aclcmd.py      SETACL DELETEACL GETACL LISTRIGHTS MYRIGHTS (who may do what: access.py)
     session.py     LOGIN AUTHENTICATE STARTTLS, and dispatch
 
 A new family (SORT and THREAD, say) is a CommandBase subclass in its own module, added
@@ -14,6 +15,7 @@ to Commands below. commandbase.py says what a handler returns and raises.
 """
 from __future__ import annotations
 
+from .aclcmd import AclCommands
 from .commandbase import state
 from .errors import bad
 from .fetchcmd import FetchCommand
@@ -24,7 +26,8 @@ from .parser import Atom, as_atom, parse_sequence_set
 from .searchcmd import SearchCommand
 
 
-class Commands(GeneralCommands, MailboxCommands, MessageCommands, FetchCommand, SearchCommand):
+class Commands(GeneralCommands, MailboxCommands, MessageCommands, FetchCommand, SearchCommand,
+               AclCommands):
     @state("selected")
     async def cmd_UID(self, tag, args):
         if not args or not isinstance(args[0], Atom):

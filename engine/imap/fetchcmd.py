@@ -49,7 +49,7 @@ class FetchCommand(CommandBase):
         seqs = self.targets(args[0], uid)
         plan = _plan(args[1], uid)
         items, needs_content, header_only = plan.items, plan.needs_content, plan.header_only
-        sets_seen = plan.sets_seen and not sel.readonly
+        sets_seen = plan.sets_seen and not sel.readonly and "s" in sel.rights
         wants_flags = plan.wants_flags
         if plan.flags_only:
             # The sync clients' favourite (UID FETCH 1:* (FLAGS)): no disk, no threads.

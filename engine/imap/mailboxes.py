@@ -11,7 +11,8 @@ from __future__ import annotations
 from .. import folder_cache
 from .. import mutf7
 from ..errors import AlreadyExists, NotFound
-from . import listing
+from ..acl import rights as rightsmod
+from . import access, acl_list, listing
 from .commandbase import CommandBase, state
 from .errors import bad, no
 from .parser import Atom, as_atom, as_text
@@ -30,10 +31,15 @@ class MailboxCommands(CommandBase):
         if len(args) != 1:
             raise bad("SELECT needs one mailbox name")
         self.selected = None
-        name = self.folder_name(args[0])
+        box = self.mailbox(args[0])
+        name = box.wire
+        rights = self.need(box, "r")
+        verb_readonly = readonly
+        readonly = readonly or not (rights & rightsmod.READ_WRITE)
 
         def load():  # one trip to the thread pool: under load each trip waits for a CPU
-            sel = Selected(self.maildir.folder(name), readonly)
+            sel = Selected(box.maildir.folder(box.name), readonly)
+            sel.access, sel.rights = box, rights
             sel.load()
             return sel, sel.uidnext(), sel.read_keywords()
         try:
@@ -49,7 +55,7 @@ class MailboxCommands(CommandBase):
         await self.untagged(f"OK [UIDVALIDITY {sel.uidvalidity}] UIDs valid")
         await self.untagged(f"OK [UIDNEXT {uidnext}] Predicted next UID")
         self.selected = sel
-        return f"[{'READ-ONLY' if readonly else 'READ-WRITE'}] {'EXAMINE' if readonly else 'SELECT'} completed"
+        return f"[{'READ-ONLY' if readonly else 'READ-WRITE'}] {'EXAMINE' if verb_readonly else 'SELECT'} completed"
 
     @state("auth")
     async def cmd_EXAMINE(self, tag, args):
@@ -60,11 +66,13 @@ class MailboxCommands(CommandBase):
         if len(args) != 1:
             raise bad("CREATE needs one mailbox name")
         text = as_text(args[0], "mailbox name")
-        name = self.folder_name(text.rstrip("/") or text)
-        if name == "INBOX":
+        box = self.mailbox(text.rstrip("/") or text)
+        name = box.wire
+        if box.name == "INBOX":
             raise no("[ALREADYEXISTS] INBOX always exists")
+        parent = self._parent_for_new(box)
         try:
-            await self.blocking(self.maildir.create_folder, name)
+            await self.blocking(acl_list.create_folder, box, parent)
         except AlreadyExists:
             raise no(f"[ALREADYEXISTS] Mailbox {name!r} already exists") from None
         return "CREATE completed"
@@ -73,11 +81,13 @@ class MailboxCommands(CommandBase):
     async def cmd_DELETE(self, tag, args):
         if len(args) != 1:
             raise bad("DELETE needs one mailbox name")
-        name = self.folder_name(args[0])
-        if self.selected is not None and self.selected.folder.name == name:
+        box = self.mailbox(args[0])
+        name = box.wire
+        self.need(box, "x")
+        if self.selected is not None and box.holds(self.selected.folder):
             self.selected = None
         try:
-            await self.blocking(self.maildir.delete_folder, name)
+            await self.blocking(box.maildir.delete_folder, box.name)
         except NotFound:
             raise no(f"[NONEXISTENT] Mailbox {name!r} does not exist") from None
         return "DELETE completed"
@@ -86,9 +96,14 @@ class MailboxCommands(CommandBase):
     async def cmd_RENAME(self, tag, args):
         if len(args) != 2:
             raise bad("RENAME needs two mailbox names")
-        old, new = self.folder_name(args[0]), self.folder_name(args[1])
+        old_box, new_box = self.mailbox(args[0]), self.mailbox(args[1])
+        old, new = old_box.wire, new_box.wire
+        if old_box.maildir.path != new_box.maildir.path:
+            raise no("[CANNOT] A mailbox cannot be moved to another owner or namespace")
+        self.need(old_box, "x")
+        self._parent_for_new(new_box)
         try:
-            await self.blocking(self.maildir.rename_folder, old, new)
+            await self.blocking(old_box.maildir.rename_folder, old_box.name, new_box.name)
         except NotFound:
             raise no(f"[NONEXISTENT] Mailbox {old!r} does not exist") from None
         except AlreadyExists:
@@ -97,22 +112,47 @@ class MailboxCommands(CommandBase):
         # The selected mailbox (or a parent) renamed: it stays selected under its new
         # name, UIDVALIDITY and UIDs unchanged (RFC 3501 6.3.5 keeps its messages whole).
         # Renaming INBOX moves its messages instead, seen here as expunges.
-        if sel is not None and old != "INBOX" and (sel.folder.name + "/").startswith(old + "/"):
-            sel.renamed(await self.open_folder(new + sel.folder.name[len(old):]))
+        old, new = old_box.name, new_box.name
+        if sel is not None and old != "INBOX" and sel.folder.maildir.path == old_box.maildir.path \
+                and (sel.folder.name + "/").startswith(old + "/"):
+            renamed = new + sel.folder.name[len(old):]
+            sel.renamed(await self.blocking(new_box.maildir.folder, renamed))
+            if sel.access is not None:
+                prefix = new_box.wire[:len(new_box.wire) - len(new_box.name)]
+                sel.access = access.Mailbox(prefix + renamed, new_box.maildir, renamed, new_box.kind, new_box.owner)
         return "RENAME completed"
+
+    def _parent_for_new(self, box):
+        """The parent a new (created or renamed) mailbox gets its rights from, after
+        checking k on it; outside the user's own folders only below an existing one."""
+        parent_name = box.name.rpartition("/")[0]
+        if not parent_name:
+            if box.kind != access.PERSONAL:
+                raise no(f"{access.NO_PERMISSION} (new mailboxes go below an existing one here)")
+            return None
+        parent = access.Mailbox(box.wire[:len(box.wire) - len(box.name)] + parent_name, box.maildir,
+                                parent_name, box.kind, box.owner)
+        self.need(parent, "k")
+        return parent
 
     @state("auth")
     async def cmd_SUBSCRIBE(self, tag, args):
         if len(args) != 1:
             raise bad("SUBSCRIBE needs one mailbox name")
-        await self.blocking(self.maildir.subscribe, self.folder_name(args[0]))
+        await self.blocking(self.maildir.subscribe, self._personal_name(args[0]))
         return "SUBSCRIBE completed"
+
+    def _personal_name(self, token) -> str:
+        box = self.mailbox(token)
+        if box.kind != access.PERSONAL:
+            raise no("[CANNOT] Subscriptions are kept for your own folders only (LIST shows shared ones)")
+        return box.name
 
     @state("auth")
     async def cmd_UNSUBSCRIBE(self, tag, args):
         if len(args) != 1:
             raise bad("UNSUBSCRIBE needs one mailbox name")
-        await self.blocking(self.maildir.unsubscribe, self.folder_name(args[0]))
+        await self.blocking(self.maildir.unsubscribe, self._personal_name(args[0]))
         return "UNSUBSCRIBE completed"
 
     @state("auth")
@@ -142,6 +182,9 @@ class MailboxCommands(CommandBase):
                 await self.untagged('LIST (\\Noselect) "/" ""')
             return f"{verb} completed"
         matcher = listing.Pattern(ref + pattern)
+        if acl_list.may_match(ref + pattern) and not (lsub or options.subscribed_only or options.special_use_only):
+            await self.send(await self.blocking(acl_list.others, self.runtime, self.account, self.maildir,
+                                                verb, matcher))
         # An unchanged tree: its kept listing (two lstat() calls), no trip to a worker thread.
         kept = self.maildir.cached_listing()
         if kept is not None and len(kept.folders) <= LOOP_LIST_FOLDERS and len(ref + pattern) <= LOOP_LIST_PATTERN:
@@ -162,23 +205,25 @@ class MailboxCommands(CommandBase):
     async def cmd_STATUS(self, tag, args):
         if len(args) != 2 or not isinstance(args[1], list):
             raise bad("STATUS needs a mailbox name and a list of items")
-        name = self.folder_name(args[0])
+        box = self.mailbox(args[0])
+        name = box.name
         items = [as_atom(i, "status item").upper() for i in args[1]]
         allowed = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE"}
         for i in items:
             if i not in allowed:
                 raise bad(f"Unknown STATUS item {i[:20]}")
         # An unchanged folder: its kept answer (three lstat() calls), no trip to a thread.
-        st = folder_cache.cached_status(self.maildir, name)
+        self.need(box, "r")
+        st = folder_cache.cached_status(box.maildir, name)
         if st is None:
             try:
-                st = await self.blocking_with_updates(folder_cache.folder_status, self.maildir, name)
+                st = await self.blocking_with_updates(folder_cache.folder_status, box.maildir, name)
             except NotFound:
-                raise no(f"[NONEXISTENT] Mailbox {name!r} does not exist") from None
-        if self.selected is not None and self.selected.folder.name == name:
+                raise no(f"[NONEXISTENT] Mailbox {box.wire!r} does not exist") from None
+        if self.selected is not None and box.holds(self.selected.folder):
             st["recent"] = self.selected.recent_count()
         out = " ".join(f"{i} {st[i.lower()]}" for i in items)
-        await self.send(b"* STATUS " + astring(mutf7.encode(name)) + f" ({out})\r\n".encode())
+        await self.send(b"* STATUS " + astring(mutf7.encode(box.wire)) + f" ({out})\r\n".encode())
         return "STATUS completed"
 
     async def _quota(self):
@@ -198,7 +243,12 @@ class MailboxCommands(CommandBase):
     async def cmd_GETQUOTAROOT(self, tag, args):
         if len(args) != 1:
             raise bad("GETQUOTAROOT needs a mailbox name")
-        name = self.folder_name(args[0])
+        box = self.mailbox(args[0])
+        if box.kind != access.PERSONAL:      # the owner's quota is not this user's to see
+            self.need(box, "r")
+            await self.send(b"* QUOTAROOT " + astring(mutf7.encode(box.wire)) + b"\r\n")
+            return "GETQUOTAROOT completed"
+        name = box.name
         await self.open_folder(name)
         await self.send(b"* QUOTAROOT " + astring(mutf7.encode(name)) + b' ""\r\n')
         await self._send_quota()

@@ -10,8 +10,9 @@ import contextlib
 import os
 
 from .. import maildir as store, memtrim, nofollow
+from ..acl import rights as rightsmod
 from ..errors import InvalidInput, NotFound, QuotaExceeded
-from . import fetch as fetchmod, transfer
+from . import access, fetch as fetchmod, transfer
 from .commandbase import CommandBase, state
 from .errors import bad, no
 from .msgview import View
@@ -28,7 +29,8 @@ class MessageCommands(CommandBase):
     async def cmd_APPEND(self, tag, args):
         if len(args) < 2:
             raise bad("APPEND needs a mailbox and a message literal")
-        name = self.folder_name(args[0])
+        box = self.mailbox(args[0])
+        name = box.name
         rest = list(args[1:])
         flags: list[str] = []
         date = None
@@ -48,7 +50,8 @@ class MessageCommands(CommandBase):
             if not limit or size > limit:
                 raise no(f"[TOOBIG] Message larger than the APPEND limit of {limit} bytes")
             flags = [f for f in flags if f.lower() != "\\recent"]
-            folder = await self.open_folder(name, trycreate=True)
+            flags = rightsmod.storable_flags(flags, self.need(box, "i"))
+            folder = await self._open_target(box)
             try:
                 if spool:
                     delivered = await self.blocking(self._append_spooled, folder, name, spool, flags, date,
@@ -69,7 +72,7 @@ class MessageCommands(CommandBase):
             folder.keep_arrivals_recent()
         if isinstance(data, Literal8):      # binary parts go in base64: a Maildir file holds lines
             data = transfer.storable(data)
-        return self.maildir.deliver(data.replace(b"\r\n", b"\n"), name, flags, date)
+        return folder.maildir.deliver(data.replace(b"\r\n", b"\n"), name, flags, date)
 
     def _append_spooled(self, folder, name, spool, flags, date, literal8=False):
         if literal8:     # kept exact in the spool: stored as a small literal8 is (in memory, rare)
@@ -78,12 +81,19 @@ class MessageCommands(CommandBase):
             return self._append(folder, name, Literal8(data), flags, date)
         if flags:
             folder.keep_arrivals_recent()
-        staged = self.maildir.stage_file(spool.path, spool.size, spool.vsize, name, flags, date)
+        staged = folder.maildir.stage_file(spool.path, spool.size, spool.vsize, name, flags, date)
         try:
             return staged.commit()
         except BaseException:
             staged.abort()
             raise
+
+    async def _open_target(self, box):
+        """The folder an APPEND or COPY writes into; TRYCREATE when it is missing."""
+        try:
+            return await self.blocking(box.maildir.folder, box.name)
+        except NotFound:
+            raise no(f"[TRYCREATE] Mailbox {box.wire!r} does not exist") from None
 
     @state("selected")
     async def cmd_STORE(self, tag, args, uid=False):
@@ -111,6 +121,7 @@ class MessageCommands(CommandBase):
             flags = set(store.normalize_flags(flags))
         except InvalidInput as e:
             raise bad(str(e)) from None
+        _check_store_rights(sel, op, flags)
         targets = [View.of(sel, s, None) for s in seqs]
         folder = sel.folder
 
@@ -171,24 +182,30 @@ class MessageCommands(CommandBase):
         sel = self.selected
         if move and sel.readonly:
             raise no("[READ-ONLY] The mailbox is open read-only (EXAMINE)")
+        if move and sel.access is not None:
+            access.require(sel.access, sel.rights, "te")
         if uid:
             await self.announce_changes()
         seqs = self.targets(args[0], uid)
-        name = self.folder_name(args[1])
-        dest = await self.open_folder(name, trycreate=True)
+        target = self.mailbox(args[1])
+        dest_rights = self.need(target, "i")
+        dest = await self._open_target(target)
         msgs = [sel.msgs[s - 1] for s in seqs]
+        # flags the user may not set in the target are not copied (RFC 4314 §4)
+        keep = None if {"s", "t", "w"} <= dest_rights else dest_rights
 
         def work():
             pairs, copies = [], []
             total = sum(m.size for m in msgs)
-            if not move:
-                self.maildir.check_quota(total)
+            if not move or dest.maildir.path != sel.folder.maildir.path:
+                dest.maildir.check_quota(total)
             if msgs:
                 dest.keep_arrivals_recent()     # the copies go into cur/: recent all the same
             try:
                 for m in msgs:
                     try:
-                        d = sel.folder.copy_unchecked(m, dest)
+                        d = sel.folder.copy_unchecked(
+                            m, dest, None if keep is None else frozenset(rightsmod.storable_flags(m.flags, keep)))
                     except NotFound:
                         continue
                     pairs.append((m.uid, d.uid))
@@ -225,6 +242,8 @@ class MessageCommands(CommandBase):
         sel = self.selected
         if sel.readonly:
             raise no("[READ-ONLY] The mailbox is open read-only (EXAMINE)")
+        if sel.access is not None:
+            access.require(sel.access, sel.rights, "e")
         await self.announce_changes()
         allowed = None
         if uid_set is not None:
@@ -254,7 +273,7 @@ class MessageCommands(CommandBase):
     async def cmd_CLOSE(self, tag, args):
         sel = self.selected
         self.selected = None
-        if not sel.readonly:
+        if not sel.readonly and "e" in sel.rights:     # without e, CLOSE only closes (RFC 4314 §4)
             doomed = [m for m in sel.msgs if "\\Deleted" in m.flags]
             if doomed:
                 await self.blocking(sel.folder.expunge, doomed)
@@ -264,6 +283,15 @@ class MessageCommands(CommandBase):
     async def cmd_UNSELECT(self, tag, args):
         self.selected = None
         return "UNSELECT completed"
+
+
+def _check_store_rights(sel, op: str, flags: set[str]) -> None:
+    """STORE needs s for \\Seen, t for \\Deleted, w for any other flag; replacing all
+    flags (FLAGS) touches every kind, so it needs all three."""
+    if sel.access is None:
+        return
+    need = {"s", "t", "w"} if op == "FLAGS" else {rightsmod.flag_right(f) for f in flags}
+    access.require(sel.access, sel.rights, "".join(sorted(need)))
 
 
 def _stored(op: str, old: frozenset[str], flags: set[str]) -> frozenset[str]:
