@@ -13,8 +13,10 @@ is skipped and logged, never fatal: the rest of the file still counts.
 Whose rights (Dovecot's vfile rules, checked against Dovecot in tests/test_imap_acl_dovecot.py):
 entries are applied in the order anyone, authenticated, group, owner, user, group-override;
 a matching entry *replaces* what less specific ones gave; negative entries are taken away
-at the end. When no entry matches, the default: the owner of a personal folder has every
-right, anyone else none (public folders have no owner).
+at the end. The owner of a personal folder without an `owner` entry gets every right at
+the owner's place in that order (so anyone/authenticated entries never narrow the owner,
+a user= entry naming the owner does). Anyone else matched by no entry has no right, and
+public folders have no owner.
 
 The file is read through O_NOFOLLOW (a link is treated as no file: owner only) and cached
 per process while its lstat() stamp holds; it is written by temp + rename under Dovecot's
@@ -125,6 +127,8 @@ def rights_for(entries, user: str, is_owner: bool) -> frozenset:
     user = user.lower()
     current = None
     negative: set[str] = set()
+    if is_owner and not any(e.kind == "owner" for e in entries):
+        entries = [*entries, Entry("owner", rights=rightsmod.ALL)]     # the owner's default, in its place
     for e in sorted(entries, key=lambda e: PRIORITY[e.kind]):
         if e.kind in ("group", "group-override"):
             continue                      # no groups here: they match nobody
@@ -136,9 +140,7 @@ def rights_for(entries, user: str, is_owner: bool) -> frozenset:
             negative |= e.rights
         else:
             current = e.rights
-    if current is None:
-        current = rightsmod.ALL if is_owner else rightsmod.NONE
-    return frozenset(current - negative)
+    return frozenset((current or rightsmod.NONE) - negative)
 
 
 # -- the file on disk -------------------------------------------------------------------

@@ -41,7 +41,7 @@ def share(md, owner: str, folder: str, who: Entry, mode: str, letters: frozenset
     if who.kind == "user" and who.name == owner:
         raise InvalidInput(f"{owner} owns {folder}: an owner's own rights are not set here")
     f = md.folder(folder)
-    entries = edit.change(f.path, Entry(who.kind, who.name, letters), mode, owned=True)
+    entries = edit.change(f.path, Entry(who.kind, who.name, letters), mode)
     edit.note(md.path, f.name, entries)
     return rows(f.path)
 
@@ -65,7 +65,7 @@ def public_folder(root, directory, domain: str, folder: str, create: bool):
 
 
 def grant_public(folder, who: Entry, mode: str, letters: frozenset) -> list[dict]:
-    edit.change(folder.path, Entry(who.kind, who.name, letters), mode, owned=False)
+    edit.change(folder.path, Entry(who.kind, who.name, letters), mode)
     return rows(folder.path)
 
 

@@ -22,18 +22,9 @@ def apply(entries: list[Entry], entry: Entry, mode: str) -> list[Entry]:
     return aclfile.set_entry(entries, replace(entry, rights=frozenset(new)))
 
 
-def change(folder_path: Path, entry: Entry, mode: str, owned: bool) -> list[Entry]:
-    """Change one identifier's rights on a folder. owned: the folder has an owner (not
-    public). An anyone / authenticated entry also matches the owner and would replace
-    the owner's default of every right (Dovecot's rule), so such a folder gets an
-    explicit `owner` line with every right first, unless it has one."""
-    def changed(entries: list[Entry]) -> list[Entry]:
-        out = apply(entries, entry, mode)
-        if owned and entry.kind in ("anyone", "authenticated") and out != entries \
-                and not any(e.kind == "owner" and not e.negative for e in out):
-            out.insert(0, Entry("owner", rights=rightsmod.ALL))
-        return out
-    return aclfile.update(folder_path, changed)
+def change(folder_path: Path, entry: Entry, mode: str) -> list[Entry]:
+    """Change one identifier's rights on a folder; the new entries."""
+    return aclfile.update(folder_path, lambda entries: apply(entries, entry, mode))
 
 
 def note(maildir_path: Path, name: str, entries: list[Entry]) -> None:

@@ -129,7 +129,7 @@ class AclCommands(CommandBase):
 
     async def _change(self, box, entry, mode: str) -> None:
         def work():
-            entries = edit.change(box.path, entry, mode, owned=box.kind != access.PUBLIC)
+            entries = edit.change(box.path, entry, mode)
             if box.kind != access.PUBLIC:
                 edit.note(box.maildir.path, box.name, entries)
         await self.blocking(work)
