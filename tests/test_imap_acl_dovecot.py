@@ -105,7 +105,7 @@ def _lend_public(root, uid: int, gid: int) -> None:
     if os.getuid() != 0:
         return
     top = root.path / places.PUBLIC_DIR
-    for dirpath, dirnames, filenames in os.walk(top):
+    for dirpath, _dirs, filenames in os.walk(top):
         os.chown(dirpath, uid, gid)
         for n in filenames:
             os.chown(os.path.join(dirpath, n), uid, gid, follow_symlinks=False)

@@ -109,8 +109,8 @@ def parse(text: str) -> tuple[list[Entry], list[str]]:
         letters = rest.strip().split(":", 1)[0].strip()
         try:
             entry = parse_identifier(ident)
-            if " " in letters:
-                raise InvalidInput("Invalid ACL rights: spaces inside the letters")
+            if " " in letters or not letters:
+                raise InvalidInput("Invalid ACL rights: none given, or spaces inside the letters")
             entries.append(replace(entry, rights=rightsmod.parse(letters)))
         except InvalidInput as e:
             problems.append(f"line {number}: {e}")
