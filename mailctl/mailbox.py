@@ -118,7 +118,8 @@ def resync(ctx: Context, address: str) -> None:
 def share(ctx: Context, address: str, folder: str, who: str, rights: str) -> None:
     """Give WHO (an address, 'anyone' or 'authenticated') RIGHTS on ADDRESS's FOLDER, which
     they then see as Shared/ADDRESS/FOLDER. RIGHTS: RFC 4314 letters (lr to read,
-    lrswite to work in it), +letters / -letters to add or take away, or none."""
+    lrswite to work in it), +letters / -letters to add or take away, or none
+    (give -letters after --, e.g. `-- -w`)."""
     owner = str(parse_address(address))
     entry = acl_admin.parse_who(ctx.directory(), who)
     mode, letters = acl_admin.parse_change(rights)

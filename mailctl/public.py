@@ -49,7 +49,8 @@ def add(ctx: Context, domain: str, folder: str, grants: tuple[str, ...]) -> None
 @pass_ctx
 def grant(ctx: Context, domain: str, folder: str, who: str, rights: str) -> None:
     """Give WHO (an address, 'anyone' or 'authenticated') RIGHTS on public FOLDER:
-    letters (lr, lrswite...), +letters / -letters to add or take away, or none."""
+    letters (lr, lrswite...), +letters / -letters to add or take away, or none
+    (give -letters after --, e.g. `-- -w`)."""
     entry = admin.parse_who(ctx.directory(), who)
     mode, letters = admin.parse_change(rights)
     f = admin.public_folder(ctx.existing_root(), ctx.directory(), domain, folder, create=False)

@@ -213,8 +213,16 @@ def update(folder_path: str | os.PathLike, change) -> list[Entry]:
 
 
 def set_entry(entries: list[Entry], entry: Entry) -> list[Entry]:
-    """entries with entry's identifier given entry's rights (removed when none)."""
-    out = [e for e in entries if not e.same_identifier(entry)]
-    if entry.rights:
+    """entries with entry's identifier given entry's rights, in the place it had (at the
+    end when new); removed when entry has none."""
+    out, placed = [], False
+    for e in entries:
+        if e.same_identifier(entry):
+            if entry.rights and not placed:
+                out.append(entry)
+            placed = True
+        else:
+            out.append(e)
+    if not placed and entry.rights:
         out.append(entry)
     return out
