@@ -123,7 +123,7 @@ def share(ctx: Context, address: str, folder: str, who: str, rights: str) -> Non
     owner = str(parse_address(address))
     entry = acl_admin.parse_who(ctx.directory(), who)
     mode, letters = acl_admin.parse_change(rights)
-    rows = acl_admin.share(_open(ctx, address), owner, folder, entry, mode, letters)
+    rows = acl_admin.share(ctx.existing_root(), _open(ctx, address), owner, folder, entry, mode, letters)
     now = next((r["rights"] for r in rows if r["who"] == entry.identifier()), "no rights")
     done(f"{who} on {folder} of {owner}: {now}")
 

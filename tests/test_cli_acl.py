@@ -25,7 +25,7 @@ def test_mailbox_share_writes_the_file_and_the_index(tmp_path):
     assert r.code == 0, r.err
     assert "bob@example.com on Projects of alice@example.com: lr" in r.out
     assert (md.folder_path("Projects") / "dovecot-acl").read_text() == "user=bob@example.com lr\n"
-    assert places.shared_names(md.path) == ["Projects"]
+    assert places.shared_folders(root) == [("alice@example.com", "Projects")]
     assert run_cli(root, "mailbox", "share", "alice@example.com", "Projects", "bob@example.com", "+wd").code == 0
     r = run_cli(root, "mailbox", "acl", "alice@example.com", "Projects", "--json")
     assert json.loads(r.out) == [{"who": "user=bob@example.com", "rights": "lrwte"}]

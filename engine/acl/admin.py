@@ -36,13 +36,13 @@ def rows(folder_path) -> list[dict]:
             for e in aclfile.read(folder_path) or ()]
 
 
-def share(md, owner: str, folder: str, who: Entry, mode: str, letters: frozenset) -> list[dict]:
+def share(root, md, owner: str, folder: str, who: Entry, mode: str, letters: frozenset) -> list[dict]:
     """Give `who` rights on the owner's folder (an existing one)."""
     if who.kind == "user" and who.name == owner:
         raise InvalidInput(f"{owner} owns {folder}: an owner's own rights are not set here")
     f = md.folder(folder)
     entries = edit.change(f.path, Entry(who.kind, who.name, letters), mode)
-    edit.note(md.path, f.name, entries)
+    edit.note(root, owner, f.name, entries)
     return rows(f.path)
 
 

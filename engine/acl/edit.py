@@ -27,7 +27,7 @@ def change(folder_path: Path, entry: Entry, mode: str) -> list[Entry]:
     return aclfile.update(folder_path, lambda entries: apply(entries, entry, mode))
 
 
-def note(maildir_path: Path, name: str, entries: list[Entry]) -> None:
-    """Keep the owner's index of shared folders in step with a folder's new entries."""
-    places.note_shared(maildir_path, name, any(e.kind != "owner" and e.rights and not e.negative
-                                               for e in entries))
+def note(root, owner: str, name: str, entries: list[Entry]) -> None:
+    """Keep the index of shared folders (places.py) in step with a folder's new entries."""
+    places.note_shared(root, owner, name, any(e.kind != "owner" and e.rights and not e.negative
+                                              for e in entries))

@@ -1,11 +1,12 @@
 """Where shared and public folders are, and what makes them visible.
 
 Shared folders stay in their owner's Maildir (mail/<domain>/<local>/); another user reaches
-them as `Shared/<owner address>/<folder>`. The owner's tree keeps `mailctl-shared`, the
-names of its folders that have a dovecot-acl file (written whenever one is), so a LIST
-looks at a few files per account, not at every folder of every account. A hand-made
-dovecot-acl file still counts when the folder is named, but the folder is listed only
-after `mailctl mailbox share` or a SETACL on it (as Dovecot's dovecot-acl-list).
+them as `Shared/<owner address>/<folder>`. ROOT/state/shared-folders lists every folder
+that has rights for others ("<owner>\t<folder>" lines, rewritten whole under a lock at
+each SETACL / `mailctl mailbox share`), so a LIST reads one small file (kept per process
+while its stamp holds) instead of looking into every account. A dovecot-acl file made by
+hand still counts when the folder is named, but the folder is listed only after a SETACL
+or `mailctl mailbox share` on it (as with Dovecot's dovecot-acl-list).
 
 Public folders belong to a domain: ROOT/public/<domain>/ is a Maildir++ tree without an
 INBOX of its own (`.Team/`, `.Team.Minutes/`...), seen by that domain's users as
@@ -20,11 +21,11 @@ from .. import foldernames, nofollow
 from ..errors import InvalidInput
 from ..root import Root, atomic_write
 
-SHARED_INDEX = "mailctl-shared"
+SHARED_INDEX = "shared-folders"
 SHARED_PREFIX = "Shared"
 PUBLIC_PREFIX = "Public"
 PUBLIC_DIR = "public"
-MAX_INDEX = 64 * 1024
+MAX_INDEX = 4 * 1024 * 1024
 
 
 def public_tree(root: Root, domain: str):
@@ -35,28 +36,44 @@ def public_tree(root: Root, domain: str):
     return Maildir(root.path / PUBLIC_DIR / domain.lower(), root.path)
 
 
-def shared_names(maildir_path: str | os.PathLike) -> list[str]:
-    """The folders the owner's index names (checked names only; none when no index)."""
-    path = os.path.join(os.fspath(maildir_path), SHARED_INDEX)
+def _index_path(root: Root) -> Path:
+    return root.state_dir / SHARED_INDEX
+
+
+_kept: dict[str, tuple[tuple, list[tuple[str, str]]]] = {}
+
+
+def shared_folders(root: Root) -> list[tuple[str, str]]:
+    """(owner address, folder) of every folder shared with someone, as the index says
+    (checked names only; a line that is not one is skipped)."""
+    path = _index_path(root)
     try:
-        if os.lstat(path).st_size > MAX_INDEX:
-            return []
-        text = nofollow.read_text(path, errors="replace")
-    except (FileNotFoundError, NotADirectoryError):
+        st = os.lstat(path)
+    except FileNotFoundError:
         return []
+    stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+    kept = _kept.get(str(path))
+    if kept is not None and kept[0] == stamp:
+        return kept[1]
+    text = "" if st.st_size > MAX_INDEX else nofollow.read_text(path, errors="replace")
     out = []
     for line in text.splitlines():
+        owner, tab, name = line.partition("\t")
         try:
-            out.append(foldernames.canonical(line))
+            if tab and "@" in owner:
+                out.append((owner, foldernames.canonical(name)))
         except InvalidInput:
             continue
+    _kept[str(path)] = (stamp, out)
     return out
 
 
-def note_shared(maildir_path: Path, name: str, shared: bool) -> None:
-    """Add (or drop) a folder in the owner's index, after its dovecot-acl changed."""
-    names = set(shared_names(maildir_path))
-    if (name in names) == shared:
-        return
-    names = names | {name} if shared else names - {name}
-    atomic_write(Path(maildir_path) / SHARED_INDEX, "".join(n + "\n" for n in sorted(names)), mode=0o600)
+def note_shared(root: Root, owner: str, name: str, shared: bool) -> None:
+    """Add (or drop) a folder in the index, after its dovecot-acl changed."""
+    with root.lock(SHARED_INDEX):
+        entries = set(shared_folders(root))
+        if ((owner, name) in entries) == shared:
+            return
+        entries = entries | {(owner, name)} if shared else entries - {(owner, name)}
+        root.state_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(_index_path(root), "".join(f"{o}\t{n}\n" for o, n in sorted(entries)), mode=0o600)

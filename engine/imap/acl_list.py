@@ -27,18 +27,18 @@ def visible(runtime, account) -> list[str]:
     """Names (in this session's namespaces) of the folders of others it has l on."""
     me = account.address
     names = []
-    for other in runtime.directory.all_accounts():
-        if other.address == me:
+    for owner_address, name in places.shared_folders(runtime.root):
+        owner = runtime.directory.account(owner_address)
+        if owner is None or owner.address == me:
             continue
         try:
-            md = Maildir.for_account(runtime.root, other.domain, other.local)
+            md = Maildir.for_account(runtime.root, owner.domain, owner.local)
         except InvalidInput:    # an account name unfit for a path: it has no folders to share
             continue
-        for name in places.shared_names(md.path):
-            box = access.Mailbox(f"{places.SHARED_PREFIX}/{other.address}/{name}", md, name,
-                                 access.SHARED, other.address)
-            if "l" in access.rights_of(box, me) and nofollow.is_folder(md.top, box.path):
-                names.append(box.wire)
+        box = access.Mailbox(f"{places.SHARED_PREFIX}/{owner.address}/{name}", md, name,
+                             access.SHARED, owner.address)
+        if "l" in access.rights_of(box, me) and nofollow.is_folder(md.top, box.path):
+            names.append(box.wire)
     md = places.public_tree(runtime.root, account.domain)
     if nofollow.is_folder(md.top, md.path):
         for info in md.list_folders():
@@ -71,7 +71,7 @@ def others(runtime, account, maildir, verb: str, matcher) -> bytes:
     return b"".join(out)
 
 
-def create_folder(box: access.Mailbox, parent: access.Mailbox | None) -> None:
+def create_folder(root, box: access.Mailbox, parent: access.Mailbox | None) -> None:
     """CREATE box; the new folder gets its parent's dovecot-acl, so who could work in the
     parent can in the child (and the owner's index lists it when shared)."""
     folder = box.maildir.create_folder(box.name)
@@ -79,4 +79,4 @@ def create_folder(box: access.Mailbox, parent: access.Mailbox | None) -> None:
     if entries:
         aclfile.update(folder.path, lambda _: list(entries))
         if box.kind != access.PUBLIC:
-            places.note_shared(box.maildir.path, folder.name, True)
+            places.note_shared(root, box.owner, folder.name, True)

@@ -131,7 +131,7 @@ class AclCommands(CommandBase):
         def work():
             entries = edit.change(box.path, entry, mode)
             if box.kind != access.PUBLIC:
-                edit.note(box.maildir.path, box.name, entries)
+                edit.note(self.runtime.root, box.owner, box.name, entries)
         await self.blocking(work)
 
     async def _reply(self, verb: bytes, box, text: str) -> None:

@@ -72,7 +72,7 @@ class MailboxCommands(CommandBase):
             raise no("[ALREADYEXISTS] INBOX always exists")
         parent = self._parent_for_new(box)
         try:
-            await self.blocking(acl_list.create_folder, box, parent)
+            await self.blocking(acl_list.create_folder, self.runtime.root, box, parent)
         except AlreadyExists:
             raise no(f"[ALREADYEXISTS] Mailbox {name!r} already exists") from None
         return "CREATE completed"
