@@ -279,3 +279,14 @@ def test_no_reply_names_a_server_path(srv):
     assert not any(re.search(rb"/(mail|tmp|root)/", line) for line in lines), lines
     a.close()
     b.close()
+
+
+def test_reading_sets_seen_only_with_the_s_right(srv):
+    a, md = projects(srv, "lrw")
+    b = session(srv, B)
+    assert run(b, b"SELECT " + PROJ)[-1] == b"t1 OK [READ-WRITE] SELECT completed"
+    assert run(b, b"FETCH 1 BODY[]")[-1].startswith(b"t1 OK")
+    assert run(b, b"STORE 1 +FLAGS ($Label)")[-1] == b"t1 OK STORE completed"
+    assert [m.flags for m in md.folder("Projects").sync()] == [frozenset({"$Label"})]
+    a.close()
+    b.close()
