@@ -290,3 +290,20 @@ def test_reading_sets_seen_only_with_the_s_right(srv):
     assert [m.flags for m in md.folder("Projects").sync()] == [frozenset({"$Label"})]
     a.close()
     b.close()
+
+
+def test_rename_and_delete_in_a_shared_tree_need_x_and_k(srv):
+    a, md = projects(srv, "lrk")
+    md.create_folder("Projects/Old")
+    assert run(a, f"SETACL Projects/Old {B} lr".encode())[-1].startswith(b"t1 OK")
+    b = session(srv, B)
+    assert run(b, b"RENAME " + PROJ + b"/Old " + PROJ + b"/New")[-1].startswith(b"t1 NO [NOPERM]")   # no x
+    assert run(a, f"SETACL Projects/Old {B} lrx".encode())[-1].startswith(b"t1 OK")
+    assert run(b, b"RENAME " + PROJ + b"/Old INBOX/Mine")[-1].startswith(b"t1 NO [CANNOT]")  # to another owner
+    assert run(b, b"RENAME " + PROJ + b"/Old " + PROJ + b"/New")[-1] == b"t1 OK RENAME completed"
+    assert md.folder("Projects/New")
+    assert run(b, b"GETQUOTAROOT " + PROJ)[0] == b"* QUOTAROOT " + PROJ
+    assert run(b, b"DELETE " + PROJ + b"/New")[-1] == b"t1 OK DELETE completed"
+    assert run(b, b"SUBSCRIBE " + PROJ)[-1].startswith(b"t1 NO [CANNOT]")
+    a.close()
+    b.close()
