@@ -22,7 +22,7 @@ COMMAND_MODULES = {
     "account": "account", "alias": "alias", "backup": "backup", "ban": "ban", "check": "check", "config": "config",
     "deliver": "deliver", "dkim": "dkim", "domain": "domain", "export": "export", "forward": "forward",
     "greylist": "greylist", "import": "importcmd", "init": "init", "list": "lists", "mailbox": "mailbox", "migrate": "migrate",
-    "queue": "queue", "send": "send", "systemd-unit": "systemd", "who": "who",
+    "public": "public", "queue": "queue", "send": "send", "systemd-unit": "systemd", "who": "who",
     **{name: "serve" for name in ("serve", "start", "stop", "restart", "reload", "status", "quickstart")},
 }
 

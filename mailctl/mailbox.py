@@ -1,9 +1,11 @@
-"""mailctl mailbox: folders of one account, with counts; create, rename, delete; expunge; resync."""
+"""mailctl mailbox: folders of one account, with counts; create, rename, delete; expunge; resync;
+share (rights of others on a folder, RFC 4314) and acl (who has which)."""
 from __future__ import annotations
 
 import click
 
 from engine import mailbox_admin
+from engine.acl import admin as acl_admin
 from engine.addresses import parse_address
 
 from .context import Context, confirm, pass_ctx
@@ -14,7 +16,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Output as JS
 
 @click.group("mailbox")
 def mailbox() -> None:
-    """Folders of an account: list with counts, create, rename, delete, expunge, resync."""
+    """Folders of an account: list with counts, create, rename, delete, expunge, resync, share."""
 
 
 def _open(ctx: Context, address: str):
@@ -105,6 +107,39 @@ def resync(ctx: Context, address: str) -> None:
     """Rebuild UID lists (keeping known UIDs) and the quota count from the files."""
     _open(ctx, address).resync()
     done(f"mailbox of {parse_address(address)} resynchronised")
+
+
+@mailbox.command("share")
+@click.argument("address")
+@click.argument("folder")
+@click.argument("who")
+@click.argument("rights")
+@pass_ctx
+def share(ctx: Context, address: str, folder: str, who: str, rights: str) -> None:
+    """Give WHO (an address, 'anyone' or 'authenticated') RIGHTS on ADDRESS's FOLDER, which
+    they then see as Shared/ADDRESS/FOLDER. RIGHTS: RFC 4314 letters (lr to read,
+    lrswite to work in it), +letters / -letters to add or take away, or none
+    (give -letters after --, e.g. `-- -w`)."""
+    owner = str(parse_address(address))
+    entry = acl_admin.parse_who(ctx.directory(), who)
+    mode, letters = acl_admin.parse_change(rights)
+    rows = acl_admin.share(ctx.existing_root(), _open(ctx, address), owner, folder, entry, mode, letters)
+    now = next((r["rights"] for r in rows if r["who"] == entry.identifier()), "no rights")
+    done(f"{who} on {folder} of {owner}: {now}")
+
+
+@mailbox.command("acl")
+@click.argument("address")
+@click.argument("folder")
+@json_option
+@pass_ctx
+def acl(ctx: Context, address: str, folder: str, as_json: bool) -> None:
+    """Show who has which rights on ADDRESS's FOLDER (its dovecot-acl)."""
+    rows = acl_admin.rows(_open(ctx, address).folder(folder).path)
+    if as_json:
+        emit_json(rows)
+    else:
+        table(rows, [("who", "Who"), ("rights", "Rights")])
 
 
 COMMANDS = [mailbox]

@@ -92,7 +92,8 @@ class DovecotServer:
             proc.stdout.close()
 
 
-def _config(root: Path, work: Path, imap_port: int, pop3_port: int | None, mail_user: str) -> str:
+def _config(root: Path, work: Path, imap_port: int, pop3_port: int | None, mail_user: str,
+            extra: str = "") -> str:
     mailboxes = "\n".join(
         f"  mailbox {name} {{\n    special_use = \\{name}\n  }}" for name in SPECIAL_FOLDERS)
     protocols = "imap pop3" if pop3_port else "imap"
@@ -145,7 +146,7 @@ service imap-login {{
     port = 0
   }}
 }}
-{pop3}"""
+{pop3}{extra.replace("{root}", str(root)).replace("{work}", str(work))}"""
 
 
 def _service_users() -> tuple[str, str]:
@@ -209,7 +210,8 @@ def _wait_for_port(proc: subprocess.Popen, port: int, deadline: float) -> bool:
 def dovecot_server(root_path: Path, users: dict[str, str], pop3: bool = False,
                    extra_config: str = "") -> Iterator[DovecotServer]:
     """Start Dovecot serving root_path/mail for users {address: password}; stop it on exit.
-    extra_config: lines added to its configuration (bench/imap_compress.py: imap_zlib).
+    extra_config: more configuration, with {root} and {work} replaced (a test's plugins;
+        bench/imap_compress.py: imap_zlib).
 
     As root, the mail tree belongs to `nobody` while Dovecot runs and is given back on
     exit; call server.lend_tree() after writing into it with our store meanwhile.
@@ -235,8 +237,8 @@ def dovecot_server(root_path: Path, users: dict[str, str], pop3: bool = False,
             # then Dovecot exits, and it starts again on other ports.
             server.imap_port = free_port()
             server.pop3_port = free_port() if pop3 else None
-            config.write_text(_config(root_path, work, server.imap_port, server.pop3_port, mail_user)
-                              + extra_config)
+            config.write_text(_config(root_path, work, server.imap_port, server.pop3_port, mail_user,
+                                      extra_config))
             server.process = subprocess.Popen([DOVECOT, "-F", "-c", str(config)], stdout=subprocess.PIPE,
                                               stderr=subprocess.STDOUT, start_new_session=True)
             try:

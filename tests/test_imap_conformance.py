@@ -122,7 +122,8 @@ def test_every_advertised_capability_has_a_script(server):
                "WITHIN": "within_", "SORT": "sort_", "ESORT": "sort_esort", "THREAD": "thread_",
                "LIST-EXTENDED": "listext_", "LIST-STATUS": "liststatus_",
                "CREATE-SPECIAL-USE": "specialuse_", "STATUS": "statussize_", "METADATA": "metadata_",
-               "MULTIAPPEND": "multiappend_", "CATENATE": "catenate_", "COMPRESS": "compress_"}
+               "MULTIAPPEND": "multiappend_", "CATENATE": "catenate_", "COMPRESS": "compress_",
+               "ACL": "acl_", "RIGHTS": "acl_"}
     for cap in advertised:
         key = cap.split("=")[0]
         assert key in covered, f"capability {cap} has no conformance script"

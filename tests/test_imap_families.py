@@ -9,6 +9,7 @@ from pathlib import Path
 
 from engine.imap import commandbase
 from engine.imap.appendcmd import AppendCommand
+from engine.imap.aclcmd import AclCommands
 from engine.imap.commandbase import CommandBase
 from engine.imap.commands import Commands
 from engine.imap.fetchcmd import FetchCommand
@@ -20,7 +21,7 @@ from engine.imap.searchcmd import SearchCommand
 from engine.imap.session import ImapSession
 
 FAMILIES = [GeneralCommands, MailboxCommands, MessageCommands, AppendCommand, FetchCommand, SearchCommand,
-            MetadataCommands]
+            MetadataCommands, AclCommands]
 HOMES = FAMILIES + [Commands, ImapSession]      # Commands: UID; the session: LOGIN & co.
 STATES = {"any", "noauth", "auth", "selected"}
 

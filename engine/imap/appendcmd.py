@@ -14,12 +14,14 @@ parser.tokenize puts them in the arguments where their literal stood.
 from __future__ import annotations
 
 from .. import maildir as store, memtrim, nofollow
+from ..acl import rights as rightsmod
 from ..errors import InvalidInput, NotFound, QuotaExceeded
 from ..spool import Spool
-from . import fetch as fetchmod, imapurl, mime, transfer
+from . import access, fetch as fetchmod, imapurl, mime, transfer
 from .commandbase import CommandBase, state
-from .errors import bad, no
-from .messages import QUOTA_EXCEEDED, uid_set
+from .condstore import uid_set
+from .errors import CommandError, bad, no
+from .messages import QUOTA_EXCEEDED
 from .parser import Atom, Literal, Literal8, as_atom, as_text
 
 _LITERALS = (Literal, Literal8, Spool)
@@ -94,8 +96,10 @@ class AppendCommand(CommandBase):
     async def cmd_APPEND(self, tag, args):
         if len(args) < 2:
             raise bad("APPEND needs a mailbox and a message literal")
-        name = self.folder_name(args[0])
+        box = self.mailbox(args[0])
+        name = box.name
         messages = parse_messages(list(args[1:]))
+        rights = self.need(box, "i")
         limit = self.append_limit()
         for m in messages:
             if m.parts is None:
@@ -104,8 +108,9 @@ class AppendCommand(CommandBase):
                     raise no("Cannot save an empty message")
                 if not limit or size > limit:
                     raise no(f"[TOOBIG] Message larger than the APPEND limit of {limit} bytes")
-            m.flags = [f for f in m.flags if f.lower() != "\\recent"]
-        folder = await self.open_folder(name, trycreate=True)
+            # flags the user has no right to set are not stored (RFC 4314 §4)
+            m.flags = rightsmod.storable_flags([f for f in m.flags if f.lower() != "\\recent"], rights)
+        folder = await self.open_target(box)
         for m in messages:
             if m.parts is not None:          # the parts read (off the event loop), each URL checked
                 m.data = await self.blocking(self._catenate, m.parts, limit)
@@ -120,7 +125,7 @@ class AppendCommand(CommandBase):
     def _store_all(self, folder, name: str, messages: list[Incoming]) -> list[store.Delivered]:
         """Every message staged in tmp/, the quota checked for all, then all committed as
         one step; on any failure nothing stays (staged files are removed)."""
-        md = self.maildir
+        md = folder.maildir          # the owner's, for a shared or public folder
         staged: list[store.Staged] = []
         try:
             for m in messages:
@@ -186,15 +191,18 @@ class AppendCommand(CommandBase):
                 if self.selected is None:
                     raise bad_url
                 folder = self.selected.folder
-            else:
-                folder = self.maildir.folder(self.folder_name(ref.mailbox))
+            else:                            # any namespace, where this user may read
+                box = self.mailbox(ref.mailbox)
+                if "r" not in access.rights_of(box, self.account.address):
+                    raise bad_url
+                folder = box.maildir.folder(box.name)
             if ref.uidvalidity is not None and ref.uidvalidity != folder.uidvalidity():
                 raise bad_url
             msg = next((m for m in folder.sync(sizes=False) if m.uid == ref.uid), None)
             if msg is None:
                 raise bad_url
             data = store.to_crlf(folder.read(msg))
-        except (NotFound, InvalidInput, FileNotFoundError):
+        except (NotFound, InvalidInput, FileNotFoundError, CommandError):
             raise bad_url from None          # no such mailbox or message, or a name SELECT refuses too
         root = mime.Part(data, 0, len(data))
         if ref.numbers:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from .. import maildir as store
 from .. import mutf7
 from ..errors import InvalidInput, NotFound
+from . import access
 from .errors import bad, no
 from .parser import as_atom, as_text, number, parse_sequence_set
 
@@ -80,6 +81,38 @@ class CommandBase:
             raise InvalidInput(f"Invalid mailbox name: {e}") from None
         return store.canonical_name(name)
 
+    def mailbox(self, token) -> access.Mailbox:
+        """A mailbox argument in any namespace (access.py: the one place names and rights
+        are decided); the caller then asks need() for the rights its command takes."""
+        text = token if type(token) is str else as_text(token, "mailbox name")
+        if text.upper() == "INBOX":
+            text = "INBOX"
+        else:
+            try:
+                text = mutf7.decode(text)
+            except InvalidInput as e:
+                raise InvalidInput(f"Invalid mailbox name: {e}") from None
+        return access.resolve(self.runtime, self.account, self.maildir, text)
+
+    def need(self, box: access.Mailbox, letters: str) -> frozenset:
+        """This session's rights on box, after checking it holds every one of letters."""
+        rights = access.rights_of(box, self.account.address)
+        access.require(box, rights, letters)
+        return rights
+
+    async def check_selected_rights(self) -> None:
+        """Rights taken away while a mailbox is selected count from the next command (and
+        the next IDLE poll): without r the session may see nothing more of it, and ends."""
+        sel = self.selected
+        if sel is None or sel.access is None:
+            return
+        sel.rights = access.rights_of(sel.access, self.account.address)
+        if "r" not in sel.rights:
+            self.selected = None
+            self.closing = True
+            await self.send(b"* BYE Your right to read the selected mailbox was withdrawn\r\n")
+            raise no("[NOPERM] Permission denied")
+
     async def blocking(self, fn, *args):
         return await self.runtime.run_blocking(fn, *args)
 
@@ -89,6 +122,13 @@ class CommandBase:
         except NotFound:
             raise no(("[TRYCREATE] " if trycreate else "[NONEXISTENT] ") + f"Mailbox {name!r} does not exist") from None
 
+    async def open_target(self, box: access.Mailbox) -> store.Folder:
+        """The folder an APPEND or COPY writes into (in any namespace); TRYCREATE when missing."""
+        try:
+            return await self.blocking(box.maildir.folder, box.name)
+        except NotFound:
+            raise no(f"[TRYCREATE] Mailbox {box.wire!r} does not exist") from None
+
     async def announce_changes(self, throttle: bool = False, expunge: bool = True) -> None:
         """Send what other sessions and deliveries changed. With throttle (UID FETCH and
         UID SEARCH, where updates are optional), skip when we looked moments ago. Without
@@ -97,6 +137,7 @@ class CommandBase:
         sel = self.selected
         if sel is None:
             return
+        await self.check_selected_rights()
         now = time.monotonic()
         if throttle and now - self._last_scan < RESCAN_THROTTLE_S and not sel.ghosts and not sel.rescan_due:
             return

@@ -9,6 +9,7 @@ several families.
     messages.py    STORE COPY MOVE EXPUNGE CLOSE UNSELECT
     fetchcmd.py    FETCH             (items: fetch.py, streaming: bigfetch.py)
     searchcmd.py   SEARCH SORT THREAD (criteria: search.py; sort.py, thread.py, searchreturn.py)
+    aclcmd.py      SETACL DELETEACL GETACL LISTRIGHTS MYRIGHTS (who may do what: access.py)
     session.py     LOGIN AUTHENTICATE STARTTLS, and dispatch
 
 A new family (SORT and THREAD, say) is a CommandBase subclass in its own module, added
@@ -16,6 +17,7 @@ to Commands below. commandbase.py says what a handler returns and raises.
 """
 from __future__ import annotations
 
+from .aclcmd import AclCommands
 from .appendcmd import AppendCommand
 from .commandbase import state
 from .errors import bad
@@ -29,7 +31,7 @@ from .searchcmd import SearchCommand
 
 
 class Commands(GeneralCommands, MailboxCommands, MessageCommands, AppendCommand, FetchCommand, SearchCommand,
-               MetadataCommands):
+               MetadataCommands, AclCommands):
     @state("selected")
     async def cmd_UID(self, tag, args):
         if not args or not isinstance(args[0], Atom):

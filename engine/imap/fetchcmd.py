@@ -61,7 +61,7 @@ class FetchCommand(CommandBase):
             if lines:
                 await self.send(lines)
         items, needs_content, header_only = plan.items, plan.needs_content, plan.header_only
-        sets_seen = plan.sets_seen and not sel.readonly
+        sets_seen = plan.sets_seen and not sel.readonly and "s" in sel.rights
         wants_flags = plan.wants_flags
         if plan.flags_only:
             # The sync clients' favourite (UID FETCH 1:* (FLAGS)): no disk, no threads.

@@ -58,7 +58,8 @@ class GeneralCommands(CommandBase):
 
     @state("auth")
     async def cmd_NAMESPACE(self, tag, args):
-        await self.untagged('NAMESPACE (("" "/")) NIL NIL')
+        # personal, other users' (shared with us), the domain's public folders (imap/access.py)
+        await self.untagged('NAMESPACE (("" "/")) (("Shared/" "/")) (("Public/" "/"))')
         return "NAMESPACE completed"
 
     @state("auth")

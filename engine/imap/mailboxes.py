@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from .. import folder_cache
 from .. import mutf7
+from ..acl import rights as rightsmod
 from ..errors import AlreadyExists, InvalidInput, NotFound
 from ..maildir import check_special_uses
-from . import listargs, listing
+from . import access, acl_list, listargs, listing
 from .commandbase import CommandBase, state
 from .errors import bad, no
 from .parser import Atom, ParseError, as_atom, as_text
@@ -65,13 +66,18 @@ class MailboxCommands(CommandBase):
         condstore, qresync = condstoremod.parse_select_params(list(args[1:]), self.enabled)
         closed = self.selected is not None
         self.selected = None
-        name = self.folder_name(args[0])
+        box = self.mailbox(args[0])
+        name = box.wire
+        rights = self.need(box, "r")
+        verb_readonly = readonly
+        readonly = readonly or not (rights & rightsmod.READ_WRITE)
         if condstore:
             self.enabled.add("CONDSTORE")
         condstore = "CONDSTORE" in self.enabled
 
         def load():  # one trip to the thread pool: under load each trip waits for a CPU
-            sel = Selected(self.maildir.folder(name), readonly)
+            sel = Selected(box.maildir.folder(box.name), readonly)
+            sel.access, sel.rights = box, rights
             sel.load()
             resync = []
             if condstore:
@@ -102,7 +108,7 @@ class MailboxCommands(CommandBase):
             if resync:
                 await self.send(b"".join(resync))
         self.selected = sel
-        return f"[{'READ-ONLY' if readonly else 'READ-WRITE'}] {'EXAMINE' if readonly else 'SELECT'} completed"
+        return f"[{'READ-ONLY' if readonly else 'READ-WRITE'}] {'EXAMINE' if verb_readonly else 'SELECT'} completed"
 
     @state("auth")
     async def cmd_EXAMINE(self, tag, args):
@@ -114,16 +120,18 @@ class MailboxCommands(CommandBase):
             raise bad("CREATE needs one mailbox name")
         uses = create_uses(args[1]) if len(args) == 2 else None
         text = as_text(args[0], "mailbox name")
-        name = self.folder_name(text.rstrip("/") or text)
-        if name == "INBOX":
+        box = self.mailbox(text.rstrip("/") or text)
+        name = box.wire
+        if box.name == "INBOX":
             raise no("[ALREADYEXISTS] INBOX always exists")
         if uses:
             try:
                 uses = check_special_uses(uses)
             except InvalidInput as e:
                 raise no(f"[USEATTR] {e}") from None
+        parent = self._parent_for_new(box)
         try:
-            await self.blocking(self.maildir.create_folder, name, uses)
+            await self.blocking(acl_list.create_folder, self.runtime.root, box, parent, uses)
         except AlreadyExists:
             raise no(f"[ALREADYEXISTS] Mailbox {name!r} already exists") from None
         return "CREATE completed"
@@ -132,11 +140,13 @@ class MailboxCommands(CommandBase):
     async def cmd_DELETE(self, tag, args):
         if len(args) != 1:
             raise bad("DELETE needs one mailbox name")
-        name = self.folder_name(args[0])
-        if self.selected is not None and self.selected.folder.name == name:
+        box = self.mailbox(args[0])
+        name = box.wire
+        self.need(box, "x")
+        if self.selected is not None and box.holds(self.selected.folder):
             self.selected = None
         try:
-            await self.blocking(self.maildir.delete_folder, name)
+            await self.blocking(box.maildir.delete_folder, box.name)
         except NotFound:
             raise no(f"[NONEXISTENT] Mailbox {name!r} does not exist") from None
         return "DELETE completed"
@@ -145,9 +155,14 @@ class MailboxCommands(CommandBase):
     async def cmd_RENAME(self, tag, args):
         if len(args) != 2:
             raise bad("RENAME needs two mailbox names")
-        old, new = self.folder_name(args[0]), self.folder_name(args[1])
+        old_box, new_box = self.mailbox(args[0]), self.mailbox(args[1])
+        old, new = old_box.wire, new_box.wire
+        if old_box.maildir.path != new_box.maildir.path:
+            raise no("[CANNOT] A mailbox cannot be moved to another owner or namespace")
+        self.need(old_box, "x")
+        self._parent_for_new(new_box)
         try:
-            await self.blocking(self.maildir.rename_folder, old, new)
+            await self.blocking(old_box.maildir.rename_folder, old_box.name, new_box.name)
         except NotFound:
             raise no(f"[NONEXISTENT] Mailbox {old!r} does not exist") from None
         except AlreadyExists:
@@ -156,22 +171,47 @@ class MailboxCommands(CommandBase):
         # The selected mailbox (or a parent) renamed: it stays selected under its new
         # name, UIDVALIDITY and UIDs unchanged (RFC 3501 6.3.5 keeps its messages whole).
         # Renaming INBOX moves its messages instead, seen here as expunges.
-        if sel is not None and old != "INBOX" and (sel.folder.name + "/").startswith(old + "/"):
-            sel.renamed(await self.open_folder(new + sel.folder.name[len(old):]))
+        old, new = old_box.name, new_box.name
+        if sel is not None and old != "INBOX" and sel.folder.maildir.path == old_box.maildir.path \
+                and (sel.folder.name + "/").startswith(old + "/"):
+            renamed = new + sel.folder.name[len(old):]
+            sel.renamed(await self.blocking(new_box.maildir.folder, renamed))
+            if sel.access is not None:
+                prefix = new_box.wire[:len(new_box.wire) - len(new_box.name)]
+                sel.access = access.Mailbox(prefix + renamed, new_box.maildir, renamed, new_box.kind, new_box.owner)
         return "RENAME completed"
+
+    def _parent_for_new(self, box):
+        """The parent a new (created or renamed) mailbox gets its rights from, after
+        checking k on it; outside the user's own folders only below an existing one."""
+        parent_name = box.name.rpartition("/")[0]
+        if not parent_name:
+            if box.kind != access.PERSONAL:
+                raise no(f"{access.NO_PERMISSION} (new mailboxes go below an existing one here)")
+            return None
+        parent = access.Mailbox(box.wire[:len(box.wire) - len(box.name)] + parent_name, box.maildir,
+                                parent_name, box.kind, box.owner)
+        self.need(parent, "k")
+        return parent
 
     @state("auth")
     async def cmd_SUBSCRIBE(self, tag, args):
         if len(args) != 1:
             raise bad("SUBSCRIBE needs one mailbox name")
-        await self.blocking(self.maildir.subscribe, self.folder_name(args[0]))
+        await self.blocking(self.maildir.subscribe, self._personal_name(args[0]))
         return "SUBSCRIBE completed"
+
+    def _personal_name(self, token) -> str:
+        box = self.mailbox(token)
+        if box.kind != access.PERSONAL:
+            raise no("[CANNOT] Subscriptions are kept for your own folders only (LIST shows shared ones)")
+        return box.name
 
     @state("auth")
     async def cmd_UNSUBSCRIBE(self, tag, args):
         if len(args) != 1:
             raise bad("UNSUBSCRIBE needs one mailbox name")
-        await self.blocking(self.maildir.unsubscribe, self.folder_name(args[0]))
+        await self.blocking(self.maildir.unsubscribe, self._personal_name(args[0]))
         return "UNSUBSCRIBE completed"
 
     @state("auth")
@@ -190,6 +230,10 @@ class MailboxCommands(CommandBase):
             return f"{verb} completed"
         # RFC 5258 §3: in a list of patterns an empty one matches nothing
         matchers = [listing.Pattern(ref + p) for p in patterns if p]
+        if any(acl_list.may_match(ref + p) for p in patterns if p) and \
+                not (lsub or options.subscribed_only or options.special_use_only):
+            await self.send(await self.blocking(acl_list.others, self.runtime, self.account, self.maildir,
+                                                verb, matchers))
         if options.status_items is not None:
             await self.send(await self.blocking_with_updates(self._list_with_status, matchers, options))
             return f"{verb} completed"
@@ -221,15 +265,16 @@ class MailboxCommands(CommandBase):
                     folder_cache.folder_status(self.maildir, entry.name)
             except NotFound:
                 continue
-            out.append(self._status_reply(entry.name, st, options.status_items))
+            out.append(self._status_reply(access.personal(self.account, self.maildir, entry.name), st,
+                                          options.status_items))
         return b"".join(out)
 
-    def _status_reply(self, name: str, st: dict, items: list[str]) -> bytes:
+    def _status_reply(self, box: access.Mailbox, st: dict, items: list[str]) -> bytes:
         sel = self.selected
-        if sel is not None and sel.folder.name == name:
+        if sel is not None and box.holds(sel.folder):
             st = dict(st, recent=sel.recent_count())
         out = " ".join(f"{i} {st[STATUS_ITEMS[i]]}" for i in items)
-        return b"* STATUS " + astring(mutf7.encode(name)) + f" ({out})\r\n".encode()
+        return b"* STATUS " + astring(mutf7.encode(box.wire)) + f" ({out})\r\n".encode()
 
     @state("auth")
     async def cmd_LSUB(self, tag, args):
@@ -239,19 +284,21 @@ class MailboxCommands(CommandBase):
     async def cmd_STATUS(self, tag, args):
         if len(args) != 2 or not isinstance(args[1], list):
             raise bad("STATUS needs a mailbox name and a list of items")
-        name = self.folder_name(args[0])
+        box = self.mailbox(args[0])
+        name = box.name
         items = status_items(args[1])
         # An unchanged folder: its kept answer (three lstat() calls), no trip to a thread.
-        st = folder_cache.cached_status(self.maildir, name)
+        self.need(box, "r")
+        st = folder_cache.cached_status(box.maildir, name)
         if st is None:
             try:
-                st = await self.blocking_with_updates(folder_cache.folder_status, self.maildir, name)
+                st = await self.blocking_with_updates(folder_cache.folder_status, box.maildir, name)
             except NotFound:
-                raise no(f"[NONEXISTENT] Mailbox {name!r} does not exist") from None
+                raise no(f"[NONEXISTENT] Mailbox {box.wire!r} does not exist") from None
         if "HIGHESTMODSEQ" in items:     # a CONDSTORE enabling command (RFC 7162 §3.1)
             await condstoremod.enable(self)
-            st = dict(st, highestmodseq=await self.blocking(lambda: self.maildir.folder(name).highest_modseq()))
-        await self.send(self._status_reply(name, st, items))
+            st = dict(st, highestmodseq=await self.blocking(lambda: box.maildir.folder(name).highest_modseq()))
+        await self.send(self._status_reply(box, st, items))
         return "STATUS completed"
 
     async def _quota(self):
@@ -271,7 +318,12 @@ class MailboxCommands(CommandBase):
     async def cmd_GETQUOTAROOT(self, tag, args):
         if len(args) != 1:
             raise bad("GETQUOTAROOT needs a mailbox name")
-        name = self.folder_name(args[0])
+        box = self.mailbox(args[0])
+        if box.kind != access.PERSONAL:      # the owner's quota is not this user's to see
+            self.need(box, "r")
+            await self.send(b"* QUOTAROOT " + astring(mutf7.encode(box.wire)) + b"\r\n")
+            return "GETQUOTAROOT completed"
+        name = box.name
         await self.open_folder(name)
         await self.send(b"* QUOTAROOT " + astring(mutf7.encode(name)) + b' ""\r\n')
         await self._send_quota()

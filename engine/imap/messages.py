@@ -10,8 +10,9 @@ import contextlib
 import os
 
 from .. import maildir as store
+from ..acl import rights as rightsmod
 from ..errors import InvalidInput, NotFound, QuotaExceeded
-from . import condstore
+from . import access, condstore
 from .commandbase import CommandBase, state
 from .errors import bad, no
 from .msgview import View
@@ -56,6 +57,7 @@ class MessageCommands(CommandBase):
             flags = set(store.normalize_flags(flags))
         except InvalidInput as e:
             raise bad(str(e)) from None
+        _check_store_rights(sel, op, flags)
         targets = [View.of(sel, s, None) for s in seqs]
         folder = sel.folder
 
@@ -145,24 +147,30 @@ class MessageCommands(CommandBase):
         sel = self.selected
         if move and sel.readonly:
             raise no("[READ-ONLY] The mailbox is open read-only (EXAMINE)")
+        if move and sel.access is not None:
+            access.require(sel.access, sel.rights, "te")
         if uid:
             await self.announce_changes()
         seqs = self.targets(args[0], uid)
-        name = self.folder_name(args[1])
-        dest = await self.open_folder(name, trycreate=True)
+        target = self.mailbox(args[1])
+        dest_rights = self.need(target, "i")
+        dest = await self.open_target(target)
         msgs = [sel.msgs[s - 1] for s in seqs]
+        # flags the user may not set in the target are not copied (RFC 4314 §4)
+        keep = None if {"s", "t", "w"} <= dest_rights else dest_rights
 
         def work():
             pairs, copies = [], []
             total = sum(m.size for m in msgs)
-            if not move:
-                self.maildir.check_quota(total)
+            if not move or dest.maildir.path != sel.folder.maildir.path:
+                dest.maildir.check_quota(total)
             if msgs:
                 dest.keep_arrivals_recent()     # the copies go into cur/: recent all the same
             try:
                 for m in msgs:
                     try:
-                        d = sel.folder.copy_unchecked(m, dest)
+                        d = sel.folder.copy_unchecked(
+                            m, dest, None if keep is None else frozenset(rightsmod.storable_flags(m.flags, keep)))
                     except NotFound:
                         continue
                     pairs.append((m.uid, d.uid))
@@ -199,6 +207,8 @@ class MessageCommands(CommandBase):
         sel = self.selected
         if sel.readonly:
             raise no("[READ-ONLY] The mailbox is open read-only (EXAMINE)")
+        if sel.access is not None:
+            access.require(sel.access, sel.rights, "e")
         await self.announce_changes()
         allowed = None
         if uid_set is not None:
@@ -238,7 +248,7 @@ class MessageCommands(CommandBase):
     async def cmd_CLOSE(self, tag, args):
         sel = self.selected
         self.selected = None
-        if not sel.readonly:
+        if not sel.readonly and "e" in sel.rights:     # without e, CLOSE only closes (RFC 4314 §4)
             doomed = [m for m in sel.msgs if "\\Deleted" in m.flags]
             if doomed:
                 await self.blocking(sel.folder.expunge, doomed)
@@ -248,6 +258,15 @@ class MessageCommands(CommandBase):
     async def cmd_UNSELECT(self, tag, args):
         self.selected = None
         return "UNSELECT completed"
+
+
+def _check_store_rights(sel, op: str, flags: set[str]) -> None:
+    """STORE needs s for \\Seen, t for \\Deleted, w for any other flag; replacing all
+    flags (FLAGS) touches every kind, so it needs all three."""
+    if sel.access is None:
+        return
+    need = {"s", "t", "w"} if op == "FLAGS" else {rightsmod.flag_right(f) for f in flags}
+    access.require(sel.access, sel.rights, "".join(sorted(need)))
 
 
 def _stored(op: str, old: frozenset[str], flags: set[str]) -> frozenset[str]:

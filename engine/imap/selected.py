@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from .. import folder_cache
 from .. import maildir as store
 from .. import storage_errors
+from ..acl import rights as rightsmod
 from .condstore import uid_set
 
 CLAIM_LIMIT = 5000
@@ -49,11 +50,12 @@ def flag_list(flags) -> str:
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft", store.FORWARDED)
 
 
-def mailbox_flag_lines(keywords, readonly: bool) -> list[bytes]:
+def mailbox_flag_lines(keywords, readonly: bool, rights=rightsmod.ALL) -> list[bytes]:
     """FLAGS and PERMANENTFLAGS for a folder with these keywords (SELECT, and again
-    when a keyword appears while it is selected)."""
+    when a keyword appears while it is selected); PERMANENTFLAGS only those the
+    session's ACL rights let it store."""
     flags = list(SYSTEM_FLAGS) + sorted(set(keywords) - set(SYSTEM_FLAGS))
-    perm = "" if readonly else " ".join(flags + ["\\*"])
+    perm = "" if readonly else " ".join(rightsmod.storable_flags(flags, rights) + (["\\*"] if "w" in rights else []))
     return [f"* FLAGS ({' '.join(flags)})\r\n".encode(),
             f"* OK [PERMANENTFLAGS ({perm})] Flags permitted\r\n".encode()]
 
@@ -115,6 +117,8 @@ class Selected:
         self.modseqs: dict[int, int] = {}
         self.highestmodseq = 0
         self._observed: tuple[int, dict[int, int]] | None = None   # what the last scan found
+        self.access = None              # its imap.access.Mailbox (SELECT sets it)
+        self.rights = rightsmod.ALL     # this session's ACL rights on it, as last checked
 
     # -- blocking part (worker thread) -------------------------------------------
     def _stat_stamp(self):
@@ -269,7 +273,7 @@ class Selected:
     def flag_lines(self, keywords: frozenset[str]) -> list[bytes]:
         """SELECT's FLAGS and PERMANENTFLAGS; the keywords are now known to the client."""
         self.keywords = keywords
-        return mailbox_flag_lines(keywords, self.readonly)
+        return mailbox_flag_lines(keywords, self.readonly, self.rights)
 
     def unannounced(self, flag_sets) -> bool:
         """Whether any of these flag sets holds a keyword the client was not told of."""

@@ -39,7 +39,8 @@ BASE_CAPS = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESP
              "LIST-EXTENDED", "LIST-STATUS", "CREATE-SPECIAL-USE", "STATUS=SIZE",
              "METADATA",
              "MULTIAPPEND", "CATENATE",
-             "COMPRESS=DEFLATE"]
+             "COMPRESS=DEFLATE",
+             "ACL", "RIGHTS=texk"]                 # RFC 4314 (imap/access.py, aclcmd.py)
 
 
 class Disconnect(Exception):
@@ -310,6 +311,8 @@ class ImapSession(Commands, connection.Connection):
                 raise bad(f"{name} needs a selected folder (SELECT one first)")
             if need == "noauth" and self.account is not None:
                 raise bad("Already logged in")
+            if need == "selected":
+                await self.check_selected_rights()     # rights taken away meanwhile count now
             if name in _NO_ARGUMENTS and len(tokens) > 2:
                 raise bad(f"{name} takes no arguments")
             if self.session is not None:

@@ -368,8 +368,9 @@ class Folder:
         dest.maildir.check_quota(msg.size)
         return self.copy_unchecked(msg, dest)
 
-    def copy_unchecked(self, msg: Message, dest: Folder) -> Delivered:
-        """copy_to() without the quota check (the caller checked the whole set). Hard link (fallback: copy with the same mtime) into dest tmp/, then commit to cur/."""
+    def copy_unchecked(self, msg: Message, dest: Folder, flags: frozenset[str] | None = None) -> Delivered:
+        """copy_to() without the quota check (the caller checked the whole set). Hard link (fallback: copy with the same mtime) into dest tmp/, then commit to cur/.
+        flags: those the copy gets instead of msg's (what the user may set in dest)."""
         base = unique_base(msg.size, msg.vsize)
         tmp = dest.path / "tmp" / base
         for attempt in range(RENAME_TRIES):
@@ -386,7 +387,7 @@ class Folder:
                     raise
                 copy_file(src, tmp, msg.mtime)
                 break
-        return Staged(dest, tmp, base, msg.flags, msg.size, to_cur=True).commit()
+        return Staged(dest, tmp, base, msg.flags if flags is None else flags, msg.size, to_cur=True).commit()
 
     def keep_arrivals_recent(self) -> None:
         """Before a session puts messages straight into cur/ (APPEND with flags, COPY,

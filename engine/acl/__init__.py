@@ -1,0 +1,23 @@
+"""Access control lists on folders (RFC 4314), kept as Dovecot keeps them.
+
+    rights.py     the right letters, rights strings as IMAP sends them, the obsolete c/d
+    aclfile.py    the `dovecot-acl` file of a folder: parse (garbage lines skipped and
+                  logged), write (atomic), whose rights a user has (`rights_for`)
+    places.py     where shared and public folders live: the public trees under
+                  ROOT/public/<domain>/, the index of shared folders (state/shared-folders)
+    edit.py       changing one identifier's rights (SETACL, mailctl), the index kept in step
+    admin.py      what `mailctl mailbox share` and `mailctl public` do
+
+The model: a folder's rights are computed by aclfile.rights_for, and every IMAP command
+that touches a mailbox asks imap/access.py, which asks rights_for; nothing else decides.
+
+Not done yet (so nothing here pretends to be):
+- \Seen per user on shared folders. \Seen is kept in the message file name, shared by
+  every user, as Dovecot does by default (per-user \Seen there needs INDEXPVT). Storing it
+  needs the s right like any flag; a per-user store would be a file per user and folder
+  (uid set), read by FETCH/SEARCH/STATUS UNSEEN of non-owners.
+- SUBSCRIBE to Shared/ and Public/ names is refused ([CANNOT]); LIST shows those folders.
+- A folder renamed or made by hand with a dovecot-acl file is listed only after a SETACL
+  or `mailctl mailbox share` on it (the index); by name it works at once.
+- `mailctl config check` and the backup verifier do not look into ROOT/public yet.
+"""
