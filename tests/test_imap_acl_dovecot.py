@@ -22,6 +22,9 @@ SETTINGS = {"auth.failure_delay_s": 0, "auth.allow_plaintext": True, "auth.ban_a
             "queue.offline": True}
 
 ACL_CONFIG = """
+# no METADATA dictionary (tests/dovecot.py sets one in each home): with it Dovecot's
+# shared namespace answers NONEXISTENT for every folder of another user
+mail_attribute_dict =
 mail_plugins = $mail_plugins acl
 protocol imap {
   mail_plugins = $mail_plugins imap_acl

@@ -35,6 +35,16 @@ def test_every_command_has_one_home_and_a_state():
         assert getattr(getattr(ImapSession, name), "state", None) in STATES, f"{name} has no state"
 
 
+def test_no_two_families_define_the_same_name():
+    """A family's helper of the same name as another's would shadow it in the session."""
+    owners: dict[str, list[str]] = {}
+    for family in FAMILIES:
+        for name in vars(family):
+            if not name.startswith("__"):
+                owners.setdefault(name, []).append(family.__name__)
+    assert {n: f for n, f in owners.items() if len(f) > 1} == {}
+
+
 def test_the_families_are_mixed_into_the_session():
     for family in FAMILIES:
         assert issubclass(family, CommandBase)

@@ -1,4 +1,4 @@
-"""Access control lists on folders (RFC 4314), kept as Dovecot keeps them.
+r"""Access control lists on folders (RFC 4314), kept as Dovecot keeps them.
 
     rights.py     the right letters, rights strings as IMAP sends them, the obsolete c/d
     aclfile.py    the `dovecot-acl` file of a folder: parse (garbage lines skipped and

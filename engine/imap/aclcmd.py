@@ -26,9 +26,9 @@ class AclCommands(CommandBase):
             raise bad("MYRIGHTS needs one mailbox name")
         box = self.mailbox(args[0])
         rights = access.rights_of(box, self.account.address)
-        if not rights - {"p"} or not await self._exists(box):
+        if not rights - {"p"} or not await self._acl_exists(box):
             raise no(f"[NONEXISTENT] Mailbox {box.wire!r} does not exist")
-        await self._reply(b"MYRIGHTS", box, rightsmod.imap_text(rights))
+        await self._acl_reply(b"MYRIGHTS", box, rightsmod.imap_text(rights))
         return "Myrights completed"
 
     @state("auth")
@@ -37,7 +37,7 @@ class AclCommands(CommandBase):
             raise bad("LISTRIGHTS needs a mailbox name and an identifier")
         box = self.mailbox(args[0])
         ident = as_text(args[1], "identifier")
-        await self._admin(box)
+        await self._acl_admin(box)
         await self.send(b"* LISTRIGHTS " + astring(mutf7.encode(box.wire)) + b" " + astring(ident)
                         + b" " + LISTRIGHTS.encode() + b"\r\n")
         return "Listrights completed"
@@ -47,7 +47,7 @@ class AclCommands(CommandBase):
         if len(args) != 1:
             raise bad("GETACL needs one mailbox name")
         box = self.mailbox(args[0])
-        await self._admin(box)
+        await self._acl_admin(box)
         entries = await self.blocking(aclfile.read, box.path) or ()
         parts = []
         owner_shown = False
@@ -67,15 +67,15 @@ class AclCommands(CommandBase):
         if len(args) != 3:
             raise bad("SETACL needs a mailbox name, an identifier and rights")
         box = self.mailbox(args[0])
-        entry = self._identifier(box, as_text(args[1], "identifier"))
+        entry = self._acl_identifier(box, as_text(args[1], "identifier"))
         text = as_text(args[2], "rights")
         mode = {"+": "add", "-": "remove"}.get(text[:1], "replace")
         try:
             letters = rightsmod.parse(text[1:] if mode != "replace" else text)
         except InvalidInput as e:
             raise bad(str(e)) from None
-        await self._admin(box)
-        await self._change(box, replace(entry, rights=letters), mode)
+        await self._acl_admin(box)
+        await self._acl_change(box, replace(entry, rights=letters), mode)
         return "Setacl complete"
 
     @state("auth")
@@ -83,13 +83,13 @@ class AclCommands(CommandBase):
         if len(args) != 2:
             raise bad("DELETEACL needs a mailbox name and an identifier")
         box = self.mailbox(args[0])
-        entry = self._identifier(box, as_text(args[1], "identifier"))
-        await self._admin(box)
-        await self._change(box, entry, "delete")
+        entry = self._acl_identifier(box, as_text(args[1], "identifier"))
+        await self._acl_admin(box)
+        await self._acl_change(box, entry, "delete")
         return "Deleteacl complete"
 
     # -- helpers --------------------------------------------------------------------
-    def _identifier(self, box, text: str) -> aclfile.Entry:
+    def _acl_identifier(self, box, text: str) -> aclfile.Entry:
         """The entry an identifier from the network means. Only existing accounts are
         named (an unknown name could never match and would let junk into the file); the
         owner's own rights are not changed here (they could lock the owner out)."""
@@ -114,26 +114,26 @@ class AclCommands(CommandBase):
             raise no("[CANNOT] The owner's own rights are not changed over IMAP")
         return aclfile.Entry("user", account.address, negative=negative)
 
-    async def _exists(self, box) -> bool:
+    async def _acl_exists(self, box) -> bool:
         try:
             await self.blocking(box.maildir.folder, box.name)
         except NotFound:
             return False
         return True
 
-    async def _admin(self, box) -> None:
+    async def _acl_admin(self, box) -> None:
         """a on an existing mailbox; one the user cannot see does not exist for them."""
         self.need(box, "a")
-        if not await self._exists(box):
+        if not await self._acl_exists(box):
             raise no(f"[NONEXISTENT] Mailbox {box.wire!r} does not exist")
 
-    async def _change(self, box, entry, mode: str) -> None:
+    async def _acl_change(self, box, entry, mode: str) -> None:
         def work():
             entries = edit.change(box.path, entry, mode)
             if box.kind != access.PUBLIC:
                 edit.note(self.runtime.root, box.owner, box.name, entries)
         await self.blocking(work)
 
-    async def _reply(self, verb: bytes, box, text: str) -> None:
+    async def _acl_reply(self, verb: bytes, box, text: str) -> None:
         await self.send(b"* " + verb + b" " + astring(mutf7.encode(box.wire)) + b" "
                         + (text.encode() if text else b'""') + b"\r\n")
