@@ -1,5 +1,5 @@
 """The domains of the URLs in a message's body, as URI block lists (SURBL, URIBL, Spamhaus
-DBL) want them asked: the registered domain (www.spam.example.co.uk -> spam.example.co.uk,
+DBL) want them asked: the registered domain (www.shop.example.co.uk -> example.co.uk,
 by the Public Suffix List), or an address in a URL by itself.
 
 Bounded: at most max_bytes of the message are read, and at most max_domains distinct
@@ -15,6 +15,8 @@ import ipaddress
 import re
 from urllib.parse import unquote
 
+from publicsuffixlist import PublicSuffixList
+
 from .mailauth.dmarc import org_domain
 
 # scheme://[user@]host ; www.host without a scheme (mail clients make these links)
@@ -22,6 +24,7 @@ _URL = re.compile(rb"(?:\b(?:https?|ftp)://(?:[^\s/?#@\"'<>\\]{0,64}@)?|\bwww\.)
                   rb"([A-Za-z0-9%._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])", re.IGNORECASE)
 _HOST = re.compile(r"[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})+\Z")
 MAX_PARTS = 20                    # MIME parts decoded at most
+_psl: PublicSuffixList | None = None
 
 
 def message_text(content, max_bytes: int) -> bytes:
@@ -64,7 +67,7 @@ def list_item(host: str) -> str:
     except ValueError:
         pass
     item = org_domain(host)
-    return item if item and "." in item else ""
+    return item if item and "." in item and not _suffixes().is_public(item) else ""
 
 
 def list_items(content, max_bytes: int, max_items: int) -> list[str]:
@@ -94,6 +97,13 @@ def _host(raw: bytes, www: bool) -> str:
     except ValueError:
         pass
     return text if _HOST.match(text) and not text.replace(".", "").isdigit() else ""
+
+
+def _suffixes() -> PublicSuffixList:
+    global _psl
+    if _psl is None:
+        _psl = PublicSuffixList()
+    return _psl
 
 
 def _first_bytes(content, limit: int) -> bytes:
