@@ -159,3 +159,31 @@ def test_a_list_that_times_out_fails_or_answers_garbage_never_refuses(tmp_path):
         assert send(port, message("y", "http://spam.example/\r\n"))[0] == 250
         assert srv.runtime.counters["dnsbl_dns_errors"] == 8
     assert set(delivered(root)) == {"y"}
+
+
+def test_check_message_shows_each_score_and_the_verdict(tmp_path):
+    import json
+
+    from conftest import run_cli
+    from dnsserver import DNSServer
+    from helpers_server import make_root
+    dns_server = DNSServer({**listed("zen.bl.example", "198.51.100.7"), "spam.example.uri.example": {"A": ["127.0.0.2"]}})
+    try:
+        root = make_root(tmp_path, settings={
+            "queue.nameservers": [dns_server.address], "server.hostname": "mx.example.com", "spam.reject_score": 8,
+            "dnsbl.client_lists": [block_list("zen.bl.example", 4.0)], "dnsbl.uri_lists": [block_list("uri.example", 2.5)]})
+        saved = tmp_path / "m.eml"
+        saved.write_bytes(message("offer", "http://www.spam.example/\n").replace(b"\r\n", b"\n"))
+        r = run_cli(root, "check", "message", str(saved), "--ip", "198.51.100.7", "--from", "x@sender.example")
+        assert r.code == 0, r.err
+        lines = r.out.splitlines()
+        assert lines[-4:] == ["spam:   +4.0 DNSBL zen.bl.example: 198.51.100.7 (127.0.0.2)",
+                              "spam:   +2.5 URIBL uri.example: spam.example (127.0.0.2)",
+                              "spam: score 6.5 (mark 5.0, reject 8): junk", "250 accepted, filed into Junk"]
+        r = run_cli(root, "check", "message", str(saved), "--ip", "198.51.100.8", "--json")
+        out = json.loads(r.out)
+        assert out["spam"]["total"] == 2.5 and out["spam"]["verdict"] == "inbox" and out["reply"] == "250 accepted"
+        r = run_cli(root, "check", "message", str(saved), "--ip", "127.0.0.1", "--json")
+        assert json.loads(r.out)["spam"]["why"] == "not scored: whitelisted client"
+    finally:
+        dns_server.close()
