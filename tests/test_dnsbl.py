@@ -187,3 +187,19 @@ def test_check_message_shows_each_score_and_the_verdict(tmp_path):
         assert json.loads(r.out)["spam"]["why"] == "not scored: whitelisted client"
     finally:
         dns_server.close()
+
+
+def test_bad_block_list_settings_are_reported_with_their_line(tmp_path):
+    from engine import settings as settings_mod
+    text = ('[dnsbl]\nclient_lists = [{ zone = "bl.example", answers = ["127.0.0.x"] }]\n'
+            'uri_lists = [{ zone = "u.example", check = ["helo"] }]\n'
+            'domain_lists = [{ zone = "d.example", score = "high" }]\n[spam]\nwhitelist_senders = ["nobody"]\n')
+    import tomllib
+    _, problems = settings_mod.validate(tomllib.loads(text), text, "mailctl.toml")
+    assert problems == [
+        "mailctl.toml:2: dnsbl.client_lists: bl.example: '127.0.0.x' is not an answer address, pattern "
+        "(127.0.0.*), network or bit mask (&8)",
+        "mailctl.toml:3: dnsbl.uri_lists: unknown field 'check' (known: zone, answers, score, reject)",
+        "mailctl.toml:4: dnsbl.domain_lists: d.example: score must be a number from -100 to 100",
+        "mailctl.toml:6: spam.whitelist_senders: 'nobody' is not a sender pattern (like *@example.com, news@*, "
+        "*@*.example.org)"]
