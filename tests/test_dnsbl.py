@@ -203,3 +203,12 @@ def test_bad_block_list_settings_are_reported_with_their_line(tmp_path):
         "mailctl.toml:4: dnsbl.domain_lists: d.example: score must be a number from -100 to 100",
         "mailctl.toml:6: spam.whitelist_senders: 'nobody' is not a sender pattern (like *@example.com, news@*, "
         "*@*.example.org)"]
+
+
+def test_reject_texts():
+    from engine.accept.dnslists import reject_reply
+    assert reject_reply("Listed: {ip} in {zone}", ip="192.0.2.1", zone="bl.example") == \
+        "550 5.7.1 Listed: 192.0.2.1 in bl.example"
+    assert reject_reply("5.7.0 Listed at {zone}", zone="bl.example") == "550 5.7.0 Listed at bl.example"
+    assert reject_reply("4.7.1 never a 4xx {domain}", domain="x\r\nBcc: y") == \
+        "550 5.7.1 4.7.1 never a 4xx x??Bcc: y"
