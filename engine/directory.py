@@ -104,7 +104,9 @@ class Domain:
         return {"domain": self.name, "enabled": self.enabled, "domain_aliases": list(self.aliases),
                 "catch_all": self.catch_all, "max_message_size_mb": self.max_message_size_mb,
                 "max_accounts": self.max_accounts, "default_quota_mb": self.default_quota_mb,
-                "greylisting": self.greylisting, "accounts": len(self.accounts), "address_aliases": len(self.alias_map),
+                "greylisting": self.greylisting, "spam_scoring": self.spam_scoring,
+                "spam_mark_score": self.spam_mark_score, "spam_reject_score": self.spam_reject_score,
+                "accounts": len(self.accounts), "address_aliases": len(self.alias_map),
                 "lists": len(self.lists)}
 
 

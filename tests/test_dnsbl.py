@@ -138,7 +138,11 @@ def test_uri_lists_score_and_refuse_the_domains_of_urls(tmp_path):
         assert send(port, message("clean", "see https://fine.example/\r\n"))[0] == 250
         assert send(port, message("refused", "http://a.worse.example/\r\n")) == (550, "5.7.1 URL of worse.example listed")
         assert srv.runtime.counters["uribl_listed"] == 3 and srv.runtime.counters["uribl_rejected"] == 1
-    assert set(delivered(root, "Junk")) == {"plain", "quoted", "by address"} and set(delivered(root)) == {"clean"}
+        # a message of megabytes (kept in a file while it passes): its first max_body_kb are read
+        big = "see http://www.spam.example/ now\r\n" + ("x" * 998 + "\r\n") * 3000 + "http://late.example/\r\n"
+        assert send(port, message("large", big))[0] == 250
+    assert set(delivered(root, "Junk")) == {"plain", "quoted", "by address", "large"}
+    assert set(delivered(root)) == {"clean"}
 
 
 # -- DNS that fails ----------------------------------------------------------------------------

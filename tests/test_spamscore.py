@@ -5,6 +5,8 @@ or over spam.reject_score it is refused 550 5.7.1 at the end of DATA. The whitel
 per-domain overrides, forged X-Spam fields, AUTH and the counters."""
 from __future__ import annotations
 
+import json
+import logging
 import smtplib
 import ssl
 
@@ -23,7 +25,8 @@ SETTINGS = {"dnsbl.client_lists": LISTS, "spam.mark_score": 5.0, "spam.reject_sc
 REFUSED = "5.7.1 Message refused as spam"
 
 
-def test_below_at_and_over_each_threshold(tmp_path):
+def test_below_at_and_over_each_threshold(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="mailctl")
     with list_server(tmp_path, ZONE, **SETTINGS) as (srv, _, root):
         port = srv.ports["smtp"]
         assert send(port, message("none"), "127.0.0.15")[0] == 250        # 0
@@ -48,6 +51,11 @@ def test_below_at_and_over_each_threshold(tmp_path):
     assert "5.0 DNSBL five.bl.example: 127.0.0.13 (127.0.0.2)" in report
     assert junk["[SPAM] at mark"]["X-Spam-Score"] == "5.0"
     assert counters["spam_marked"] == 2 and counters["spam_rejected"] == 2 and counters["dnsbl_listed"] == 11
+    log = caplog.text          # each tag and refusal with its reasons
+    assert "spam: 127.0.0.13: " in log and ": score=8.0: junk for all (+3.0 DNSBL three.bl.example: 127.0.0.13 " \
+        "(127.0.0.2); +5.0 DNSBL five.bl.example: 127.0.0.13 (127.0.0.2))" in log
+    assert ": score=12.0: rejected (+3.0 DNSBL three.bl.example" in log and "rejected=spam" in log
+    assert "dnsbl: 127.0.0.16: DNSBL four.bl.example lists 127.0.0.16 (127.0.0.2): score +4.0" in log
 
 
 def test_the_whitelist_skips_every_check(tmp_path):
@@ -107,3 +115,17 @@ def test_nothing_is_scored_or_refused_out_of_the_box():
     d = settings_mod.defaults()
     assert d["dnsbl"]["client_lists"] == d["dnsbl"]["domain_lists"] == d["dnsbl"]["uri_lists"] == []
     assert d["spam"]["reject_score"] == 0 and d["spam"]["mark_score"] == 5.0
+
+
+def test_domain_set_keeps_a_domains_own_spam_settings(tmp_path):
+    from conftest import run_cli
+    from engine.directory import Directory
+    from helpers_server import make_root
+    root = make_root(tmp_path)
+    r = run_cli(root, "domain", "set", "example.com", "--no-spam-scoring", "--spam-mark", "4", "--spam-reject", "0")
+    assert r.code == 0, r.err
+    d = Directory.load(root, settings_mod.load(root.config_file)).domain("example.com")
+    assert (d.spam_scoring, d.spam_mark_score, d.spam_reject_score) == (False, 4.0, 0.0)
+    assert run_cli(root, "domain", "set", "example.com", "--spam-mark", "0").code != 0
+    shown = json.loads(run_cli(root, "domain", "show", "example.com", "--json").out)
+    assert (shown["spam_scoring"], shown["spam_mark_score"], shown["spam_reject_score"]) == (False, 4.0, 0.0)
