@@ -93,6 +93,9 @@ class Domain:
     max_accounts: int = 0
     default_quota_mb: int = 0
     greylisting: bool = True          # greylist.enabled applies to this domain (hMailServer's switch)
+    spam_scoring: bool = True         # spam.enabled applies to its recipients (engine/accept/spamscore.py)
+    spam_mark_score: float | None = None      # None: spam.mark_score
+    spam_reject_score: float | None = None    # None: spam.reject_score (0 = never)
     accounts: dict[str, Account] = field(default_factory=dict)
     alias_map: dict[str, Alias] = field(default_factory=dict)
     lists: dict[str, MailingList] = field(default_factory=dict)
@@ -101,7 +104,9 @@ class Domain:
         return {"domain": self.name, "enabled": self.enabled, "domain_aliases": list(self.aliases),
                 "catch_all": self.catch_all, "max_message_size_mb": self.max_message_size_mb,
                 "max_accounts": self.max_accounts, "default_quota_mb": self.default_quota_mb,
-                "greylisting": self.greylisting, "accounts": len(self.accounts), "address_aliases": len(self.alias_map),
+                "greylisting": self.greylisting, "spam_scoring": self.spam_scoring,
+                "spam_mark_score": self.spam_mark_score, "spam_reject_score": self.spam_reject_score,
+                "accounts": len(self.accounts), "address_aliases": len(self.alias_map),
                 "lists": len(self.lists)}
 
 
@@ -128,6 +133,9 @@ DOMAIN_KEYS = {
     "max_accounts": (lambda v: _is_int(v) and v >= 0, "a whole number, 0 or more"),
     "default_quota_mb": (lambda v: _is_int(v) and v >= 0, "a whole number of MB, 0 or more"),
     "greylisting": (lambda v: isinstance(v, bool), "true or false"),
+    "spam_scoring": (lambda v: isinstance(v, bool), "true or false"),
+    "spam_mark_score": (lambda v: _is_num(v) and 0 < v <= 1000, "a score above 0, at most 1000"),
+    "spam_reject_score": (lambda v: _is_num(v) and 0 <= v <= 1000, "a score from 0 (never) to 1000"),
 }
 TABLES = ("accounts", "aliases", "lists")
 ACCOUNT_KEYS = {
@@ -193,7 +201,8 @@ def parse_domain(name: str, data: dict, text: str, where: str, settings=None) ->
     domain = Domain(name=name, enabled=d.get("enabled", True), catch_all=d.get("catch_all", ""),
                     max_message_size_mb=d.get("max_message_size_mb", 0),
                     max_accounts=d.get("max_accounts", 0), default_quota_mb=d.get("default_quota_mb", 0),
-                    greylisting=d.get("greylisting", True))
+                    greylisting=d.get("greylisting", True), spam_scoring=d.get("spam_scoring", True),
+                    spam_mark_score=d.get("spam_mark_score"), spam_reject_score=d.get("spam_reject_score"))
     aliases = []
     for a in d.get("domain_aliases", []):
         try:

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from . import tomlfile
+from .accept import spam_settings
 from .errors import ConfigError
 from .settingkeys import (
     Key, address, control_problem, domain, domain_patterns, domains, durations,
@@ -226,6 +227,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                         "a sender address is easily forged, prefer whitelist_networks",
                                         domain_patterns),
     },
+    "spam": spam_settings.SPAM_KEYS,        # the spam score's thresholds (engine/accept/spamscore.py)
+    "dnsbl": spam_settings.DNSBL_KEYS,      # DNS block lists (engine/accept/dnslists.py)
     "sendmail": {
         "sender_domain": Key("", str, "domain of a local user's address for sendmail(1): login@domain "
                              "('' = server.default_domain, else server.hostname)"),
@@ -397,6 +400,8 @@ def get(ns: SimpleNamespace, dotted: str) -> Any:
 def toml_value(v) -> str:
     """One value as inline TOML (arrays and tables on one line)."""
     import tomlkit
+    if isinstance(v, list) and any(isinstance(x, dict) for x in v):     # [dnsbl]'s lists of tables
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
         table = tomlkit.inline_table()
         table.update(v)

@@ -20,12 +20,13 @@ def check() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Output as JSON.")
 @pass_ctx
 def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
-    """SPF, DKIM, ARC and DMARC of FILE as if it came in on port 25 from IP: prints the
-    Authentication-Results header the server would add and the reply it would give. DNS
-    goes where the server's goes (queue.nameservers)."""
+    """SPF, DKIM, ARC and DMARC, the DNS block lists and the spam score of FILE as if it
+    came in on port 25 from IP: prints the Authentication-Results header the server would
+    add, each score with its reason, the total with its verdict (inbox, junk or reject)
+    and the reply it would give. DNS goes where the server's goes (queue.nameservers)."""
     import ipaddress
 
-    from engine.accept import authcheck
+    from engine.accept import authcheck, spamreport
     from engine.errors import InvalidInput
     from engine.settings import message_size_limit
     try:
@@ -37,10 +38,15 @@ def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
     if len(data) > message_size_limit(settings):
         raise InvalidInput("message larger than limits.max_message_size_mb")
     header, reply = authcheck.check_message(settings, data, ip=ip, helo=helo, sender=sender)
+    spam = spamreport.check_message(settings, data, ip=ip, helo=helo, sender=sender)
+    if reply == "250 accepted" or (reply.startswith("250") and spam["verdict"] == spamreport.REJECT):
+        reply = spam["reply"]           # DMARC's refusal comes first; the score's after it
     if as_json:
-        emit_json({"authentication_results": header.decode(), "reply": reply})
+        emit_json({"authentication_results": header.decode(), "spam": spam, "reply": reply})
         return
     click.echo(header.decode())
+    for line in spamreport.lines(spam, settings):
+        click.echo(line)
     click.echo(reply)
 
 

@@ -76,11 +76,17 @@ class Arrival:
     outcome: object = None            # engine.delivery.Outcome, once stored or queued
     hostname: str = ""                # ours (server.hostname unless given)
     scores: list = field(default_factory=list)      # verdicts.Score so far, the envelope's first
+    counted: list[str] = field(default_factory=list)    # counters to bump (runtime.count, by the server)
 
     def __post_init__(self) -> None:
         self.scores = [*self.envelope.scores, *self.scores]
         if not self.hostname and self.settings is not None:
             self.hostname = self.settings.server.hostname
+
+    def count(self, name: str) -> None:
+        """Count an event (spam_marked ...): stages run in a worker thread, so the server
+        adds these to its counters afterwards, on its event loop."""
+        self.counted.append(name)
 
     def head(self) -> bytes:
         """The part of the message held in memory (all of it unless it is large)."""

@@ -14,7 +14,7 @@ it (tests add theirs that way), so a stage never touches protocol code.
 """
 from __future__ import annotations
 
-from . import authcheck, greylisting, rcpt, stages
+from . import authcheck, dnslists, greylisting, rcpt, spamscore, stages
 from .arrival import Arrival
 from .verdicts import CONTINUE, ENDS, AddHeaders, FileInto, Score
 
@@ -23,6 +23,7 @@ RCPT_STAGES = (
     rcpt.recipient_limit,       # limits.max_recipients: 452
     rcpt.recipient_policy,      # relay, unknown user, list rules: where it resolves
     rcpt.domain_size,           # the domain's size limit against SIZE=
+    dnslists.envelope_lists,    # port 25: DNSBL (client IP), RHSBL (sender, HELO): Score or 550
     greylisting.greylisting,    # port 25: 451 4.7.1 to a first try (greylist.enabled)
     rcpt.mailbox_full,          # every mailbox it reaches is full
 )
@@ -34,6 +35,8 @@ STAGES = (
     stages.complete_headers,    # Date, Message-ID (and From for injected mail)
     stages.received,            # our Received line, on top
     authcheck.check_authentication,     # port 25: SPF, DKIM, ARC, DMARC; Authentication-Results
+    dnslists.uri_lists,         # port 25: URI lists (SURBL, URIBL) on the body's URL domains: Score or 550
+    spamscore.spam_score,       # port 25: the Scores' sum: X-Spam-* and Junk at the mark, 550 at the reject score
     stages.mailbox_quota,       # port 25: a mailbox that cannot take it refuses it all
     stages.deliver,             # every copy and the queue item, all or nothing
     stages.bounce_refused,      # DSN for recipients refused after acceptance
@@ -63,11 +66,12 @@ class Pipeline:
         """Run the RCPT-time stages: the first refusal (Reject or Defer), else CONTINUE.
         A Score is kept in the transaction (once per reason) for the after-DATA stages."""
         for stage in self.rcpt_stages:
-            verdict = await stage(check)
-            if isinstance(verdict, Score):
-                check.transaction.setdefault("scores", {})[verdict.reason] = verdict
-            elif isinstance(verdict, ENDS):
-                return verdict
+            verdicts = await stage(check)
+            for verdict in verdicts if isinstance(verdicts, tuple) else (verdicts,):    # several Scores
+                if isinstance(verdict, Score):
+                    check.transaction.setdefault("scores", {})[verdict.reason] = verdict
+                elif isinstance(verdict, ENDS):
+                    return verdict
         return CONTINUE
 
     def run(self, arrival: Arrival):

@@ -371,6 +371,8 @@ class MailSMTP(SMTPAdapter):
                 return replies.INSUFFICIENT_STORAGE, ""
             rt.log.exception("smtp: %s: delivery of %s failed", self.peer_ip, txid)
             return replies.LOCAL_ERROR, ""
+        for name in arrival.counted:        # what the stages counted (spam_marked ...)
+            rt.count(name)
         if isinstance(verdict, accept.Discard):
             rt.log.info("smtp: %s: %s discarded: %s", self.peer_ip, txid, verdict.reason)
             return replies.queued(txid), txid
