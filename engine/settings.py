@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from . import tomlfile
+from .accept import helo_settings
 from .errors import ConfigError
 from .settingkeys import (
     Key, address, control_problem, domain, domain_patterns, domains, durations,
@@ -226,6 +227,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                         "a sender address is easily forged, prefer whitelist_networks",
                                         domain_patterns),
     },
+    "helo_checks": helo_settings.KEYS,      # HELO and sender checks of port 25 (engine/accept/helochecks.py)
     "sendmail": {
         "sender_domain": Key("", str, "domain of a local user's address for sendmail(1): login@domain "
                              "('' = server.default_domain, else server.hostname)"),
