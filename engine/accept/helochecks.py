@@ -183,7 +183,7 @@ def _decide(check, name: str, finding: Finding):
         _note(check, name, "rejected", finding.problem)
         return Reject(result.reply, f"{check.address[:100]}={name}")
     if isinstance(result, Score):
-        _note(check, name, "scored", f"{result.points:g}: {finding.problem}")
+        _note(check, name, "scored", finding.problem, f" {result.points:g}")
     return result
 
 
@@ -195,7 +195,7 @@ def _to_postmaster(check) -> bool:
     return local.lower() == POSTMASTER and result.resolution.local_domain
 
 
-def _note(check, name: str, what: str, why: str) -> None:
+def _note(check, name: str, what: str, why: str, points: str = "") -> None:
     """Log and count a verdict once per transaction, however many recipients repeat it."""
     noted = check.transaction.setdefault("helo_checks_noted", set())
     if (name, what) in noted:
@@ -204,8 +204,8 @@ def _note(check, name: str, what: str, why: str) -> None:
     rt = check.runtime
     rt.count(f"{name}_{what}")
     log = rt.log.warning if what == "unsure" else rt.log.info
-    log("helo_checks: %s: helo=%s from=<%s>: %s %s: %s", check.client.ip, _shown(check.helo),
-        _shown(check.sender), name, what, why)
+    log("helo_checks: %s: helo=%s from=<%s>: %s %s%s: %s", check.client.ip, _shown(check.helo),
+        _shown(check.sender), name, what, points, why)
 
 
 def _shown(text: str, limit: int = 100) -> str:
