@@ -21,11 +21,13 @@ def check() -> None:
 @pass_ctx
 def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
     """SPF, DKIM, ARC and DMARC of FILE as if it came in on port 25 from IP: prints the
-    Authentication-Results header the server would add and the reply it would give. DNS
-    goes where the server's goes (queue.nameservers)."""
+    Authentication-Results header the server would add, the verdict of each HELO and
+    sender check ([helo_checks]: HELO syntax, a HELO naming us, reverse DNS, the sender
+    domain) and the reply it would give. DNS goes where the server's goes
+    (queue.nameservers)."""
     import ipaddress
 
-    from engine.accept import authcheck
+    from engine.accept import authcheck, helochecks
     from engine.errors import InvalidInput
     from engine.settings import message_size_limit
     try:
@@ -37,10 +39,15 @@ def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
     if len(data) > message_size_limit(settings):
         raise InvalidInput("message larger than limits.max_message_size_mb")
     header, reply = authcheck.check_message(settings, data, ip=ip, helo=helo, sender=sender)
+    client = helochecks.explain(settings, ctx.directory(), ip=ip, helo=helo, sender=sender)
+    reply = next((c["reply"] for c in client if c["reply"]), reply)      # RCPT-time refusals come first
     if as_json:
-        emit_json({"authentication_results": header.decode(), "reply": reply})
+        emit_json({"authentication_results": header.decode(), "helo_checks": client, "reply": reply})
         return
     click.echo(header.decode())
+    for c in client:
+        click.echo(f"{c['check']}: {c['result']}" + (f" {c['points']:+g}" if c["result"] == "score" else "") +
+                   (f": {c['why']}" if c["why"] else ""))
     click.echo(reply)
 
 

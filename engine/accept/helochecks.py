@@ -103,9 +103,10 @@ def resolver(settings):
     return dnslookup.Budget(dnslookup.resolver_for(settings), float(settings.mailauth.time_limit_s))
 
 
-def explain(settings, directory, *, ip: str, helo: str, sender: str, local_ip: str = "") -> list[tuple]:
-    """`mailctl check message`: (check, mode, finding, verdict) of each check, whatever
-    ignore_networks says (blocking: DNS)."""
+def explain(settings, directory, *, ip: str, helo: str, sender: str, local_ip: str = "") -> list[dict]:
+    """`mailctl check message`: what each check says of this client, HELO and sender,
+    whatever ignore_networks says (blocking: DNS). One dict per check: check, mode,
+    result ('off', 'pass', 'unsure', 'score' or 'reject'), points, why, reply."""
     cfg = settings.helo_checks
     found = {SYNTAX: lambda: syntax_finding(helo, ip),
              FORGED: lambda: forged_finding(settings, directory, helo, ip, local_ip),
@@ -113,8 +114,14 @@ def explain(settings, directory, *, ip: str, helo: str, sender: str, local_ip: s
              SENDER: lambda: sender_domain_finding(resolver(settings), directory, sender)}
     out = []
     for name in CHECKS:
-        finding = FINE if getattr(cfg, name) == "off" else found[name]()
-        out.append((name, getattr(cfg, name), finding, verdict(cfg, name, finding)))
+        mode = getattr(cfg, name)
+        finding = FINE if mode == "off" else found[name]()
+        said = verdict(cfg, name, finding)
+        result = ("off" if mode == "off" else "unsure" if finding.unsure else "reject" if isinstance(said, Reject)
+                  else "score" if isinstance(said, Score) else "pass")
+        out.append({"check": name, "mode": mode, "result": result,
+                    "points": said.points if isinstance(said, Score) else 0,
+                    "why": finding.unsure or finding.problem, "reply": said.reply if isinstance(said, Reject) else ""})
     return out
 
 
