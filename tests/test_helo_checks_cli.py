@@ -45,5 +45,8 @@ def test_check_message_explains_each_check(tmp_path):
         assert out["helo_checks"][3] == {"check": "sender_domain", "mode": "reject", "result": "unsure",
                                          "points": 0, "why": "sender domain slow.example.org: DNS timeout",
                                          "reply": ""}
+        r = run_cli(root, "check", "message", str(msg), "--ip", "198.51.100.7", "--from", "carol@far.example.org")
+        assert r.out.splitlines()[-5:-3] == ["helo_syntax: skipped: no HELO name given",
+                                             "helo_forged: skipped: no HELO name given"]
     finally:
         dns.close()

@@ -106,7 +106,8 @@ def resolver(settings):
 def explain(settings, directory, *, ip: str, helo: str, sender: str, local_ip: str = "") -> list[dict]:
     """`mailctl check message`: what each check says of this client, HELO and sender,
     whatever ignore_networks says (blocking: DNS). One dict per check: check, mode,
-    result ('off', 'pass', 'unsure', 'score' or 'reject'), points, why, reply."""
+    result ('off', 'pass', 'unsure', 'score', 'reject', or 'skipped' for the HELO checks
+    without a HELO name), points, why, reply."""
     cfg = settings.helo_checks
     found = {SYNTAX: lambda: syntax_finding(helo, ip),
              FORGED: lambda: forged_finding(settings, directory, helo, ip, local_ip),
@@ -115,6 +116,10 @@ def explain(settings, directory, *, ip: str, helo: str, sender: str, local_ip: s
     out = []
     for name in CHECKS:
         mode = getattr(cfg, name)
+        if not helo and name in (SYNTAX, FORGED):        # no --helo: nothing to say of it
+            out.append({"check": name, "mode": mode, "result": "skipped", "points": 0, "why": "no HELO name given",
+                        "reply": ""})
+            continue
         finding = FINE if mode == "off" else found[name]()
         said = verdict(cfg, name, finding)
         result = ("off" if mode == "off" else "unsure" if finding.unsure else "reject" if isinstance(said, Reject)
