@@ -275,3 +275,25 @@ def _no_verify():
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+# -- the DNS questions themselves (engine/mailauth/fcrdns.py) ------------------------------------
+
+def test_reverse_dns_of_ipv6_mapped_and_classless_delegation():
+    from engine.mailauth import fcrdns
+    dns = DNSServer({
+        "5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa": {"PTR": ["six.example.net"]},
+        "six.example.net": {"AAAA": ["2001:db8::5"], "A": ["192.0.2.5"]},
+        "5.2.0.192.in-addr.arpa": {"CNAME": "5.0-26.2.0.192.in-addr.arpa"},      # RFC 2317
+        "5.0-26.2.0.192.in-addr.arpa": {"PTR": ["six.example.net"]},
+        "6.2.0.192.in-addr.arpa": {"PTR": ["six.example.net"]},
+    })
+    try:
+        r = dns.resolver()
+        assert fcrdns.reverse_dns(r, "2001:db8::5") == fcrdns.ReverseDNS(fcrdns.PASS, "six.example.net")
+        assert fcrdns.reverse_dns(r, "::ffff:192.0.2.5") == fcrdns.ReverseDNS(fcrdns.PASS, "six.example.net")
+        assert fcrdns.reverse_dns(r, "192.0.2.6") == fcrdns.ReverseDNS(fcrdns.MISMATCH, "six.example.net")
+        assert fcrdns.reverse_dns(r, "not an address").result == fcrdns.NONE
+        assert ("six.example.net", "AAAA") in dns.queries         # an IPv6 client: its AAAA records
+    finally:
+        dns.close()
