@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from . import tomlfile
-from .accept import spam_settings
+from .accept import helo_settings, spam_settings
 from .errors import ConfigError
 from .settingkeys import (
     Key, address, control_problem, domain, domain_patterns, domains, durations,
@@ -229,6 +229,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "spam": spam_settings.SPAM_KEYS,        # the spam score's thresholds (engine/accept/spamscore.py)
     "dnsbl": spam_settings.DNSBL_KEYS,      # DNS block lists (engine/accept/dnslists.py)
+    "helo_checks": helo_settings.KEYS,      # HELO and sender checks of port 25 (engine/accept/helochecks.py)
     "sendmail": {
         "sender_domain": Key("", str, "domain of a local user's address for sendmail(1): login@domain "
                              "('' = server.default_domain, else server.hostname)"),

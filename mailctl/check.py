@@ -20,13 +20,14 @@ def check() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Output as JSON.")
 @pass_ctx
 def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
-    """SPF, DKIM, ARC and DMARC, the DNS block lists and the spam score of FILE as if it
-    came in on port 25 from IP: prints the Authentication-Results header the server would
-    add, each score with its reason, the total with its verdict (inbox, junk or reject)
-    and the reply it would give. DNS goes where the server's goes (queue.nameservers)."""
+    """SPF, DKIM, ARC and DMARC, the HELO and sender checks, the DNS block lists and the
+    spam score of FILE as if it came in on port 25 from IP: prints the Authentication-Results
+    header the server would add, the verdict of each HELO and sender check ([helo_checks]),
+    each score with its reason, the total with its verdict (inbox, junk or reject) and the
+    reply it would give. DNS goes where the server's goes (queue.nameservers)."""
     import ipaddress
 
-    from engine.accept import authcheck, spamreport
+    from engine.accept import Score, authcheck, helochecks, spamreport
     from engine.errors import InvalidInput
     from engine.settings import message_size_limit
     try:
@@ -38,13 +39,20 @@ def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
     if len(data) > message_size_limit(settings):
         raise InvalidInput("message larger than limits.max_message_size_mb")
     header, reply = authcheck.check_message(settings, data, ip=ip, helo=helo, sender=sender)
-    spam = spamreport.check_message(settings, data, ip=ip, helo=helo, sender=sender)
+    client = helochecks.explain(settings, ctx.directory(), ip=ip, helo=helo, sender=sender)
+    scores = [Score(c["points"], f"{c['check']}: {c['why']}") for c in client if c["result"] == "score"]
+    spam = spamreport.check_message(settings, data, ip=ip, helo=helo, sender=sender, scores=scores)
     if reply == "250 accepted" or (reply.startswith("250") and spam["verdict"] == spamreport.REJECT):
         reply = spam["reply"]           # DMARC's refusal comes first; the score's after it
+    reply = next((c["reply"] for c in client if c["reply"]), reply)      # RCPT-time refusals come first
     if as_json:
-        emit_json({"authentication_results": header.decode(), "spam": spam, "reply": reply})
+        emit_json({"authentication_results": header.decode(), "helo_checks": client, "spam": spam,
+                   "reply": reply})
         return
     click.echo(header.decode())
+    for c in client:
+        click.echo(f"{c['check']}: {c['result']}" + (f" {c['points']:+g}" if c["result"] == "score" else "") +
+                   (f": {c['why']}" if c["why"] else ""))
     for line in spamreport.lines(spam, settings):
         click.echo(line)
     click.echo(reply)

@@ -12,7 +12,8 @@ from helpers_server import make_root
 
 def test_check_message_prints_the_header_and_the_reply(tmp_path):
     key = Key("ed25519")
-    dns_server = DNSServer({"reject.example": {"TXT": ["v=spf1 ip4:192.0.2.0/24 -all"]},
+    dns_server = DNSServer({"reject.example": {"TXT": ["v=spf1 ip4:192.0.2.0/24 -all"],
+                                               "MX": [(10, "mx.reject.example")]},     # passes helo_checks
                             "_dmarc.reject.example": {"TXT": ["v=DMARC1; p=reject"]}})
     key.publish(dns_server, "ed", "reject.example")
     try:

@@ -14,7 +14,7 @@ it (tests add theirs that way), so a stage never touches protocol code.
 """
 from __future__ import annotations
 
-from . import authcheck, dnslists, greylisting, rcpt, spamscore, stages
+from . import authcheck, dnslists, greylisting, helochecks, rcpt, spamscore, stages
 from .arrival import Arrival
 from .verdicts import CONTINUE, ENDS, AddHeaders, FileInto, Score
 
@@ -23,6 +23,10 @@ RCPT_STAGES = (
     rcpt.recipient_limit,       # limits.max_recipients: 452
     rcpt.recipient_policy,      # relay, unknown user, list rules: where it resolves
     rcpt.domain_size,           # the domain's size limit against SIZE=
+    helochecks.helo_syntax,     # port 25: HELO not an FQDN or the client's literal: score or 550
+    helochecks.helo_forged,     # port 25: HELO naming us from outside: score or 550
+    helochecks.reverse_dns,     # port 25: no forward-confirmed reverse DNS: score or 550
+    helochecks.sender_domain,   # port 25: sender domain with no MX/A, null MX: score or 550
     dnslists.envelope_lists,    # port 25: DNSBL (client IP), RHSBL (sender, HELO): Score or 550
     greylisting.greylisting,    # port 25: 451 4.7.1 to a first try (greylist.enabled)
     rcpt.mailbox_full,          # every mailbox it reaches is full

@@ -32,6 +32,8 @@ class Client:
     listener: str                 # smtp, submission or submissions
     user: str = ""                # the authenticated account address
     trusted: bool = False         # in relay.trusted_networks
+    local_ip: str = ""            # the address it connected to (ours)
+    memo: dict = field(default_factory=dict)    # kept for the connection (HELO and reverse DNS checks)
 
     @property
     def submission(self) -> bool:

@@ -202,3 +202,19 @@ def dmarc_refused(domain: str) -> Rejection:
 def dmarc_temperror(domain: str) -> Rejection:
     """DMARC could not be decided for a DNS failure: never a 5xx."""
     return Rejection(451, "4.4.3", f"Temporary DNS failure authenticating mail from {domain}; try again later")
+
+
+# -- HELO and sender checks set to 'reject' (accept/helochecks.py); the problem quotes no raw
+#    client text, the domain and address come normalised --
+
+def client_check_refused(problem: str) -> Rejection:
+    """A HELO, forged-HELO or reverse-DNS check: the problem says what was found."""
+    return Rejection(550, "5.7.1", f"Rejected: {problem}")
+
+
+def sender_domain_refused(domain: str, null_mx: bool) -> Rejection:
+    """hMailServer's MX check; a null MX is RFC 7505's 5.7.27."""
+    if null_mx:
+        return Rejection(550, "5.7.27", f"Sender domain {domain} accepts no mail (null MX, RFC 7505)")
+    return Rejection(550, "5.7.1", f"Sender Domain Does Not Have Any MX Records ({domain} has neither MX "
+                                   f"nor A/AAAA, so it cannot receive replies)")

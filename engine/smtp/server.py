@@ -63,6 +63,7 @@ class MailSMTP(SMTPAdapter):
     # -- the connection (hooks of the adapter) ----------------------------------------------
     def on_connect(self) -> None:
         self.client.ip = self.peer_ip
+        self.client.local_ip = (self.transport.get_extra_info("sockname") or ("",))[0]
         self.client.trusted = policy.in_networks(self.peer_ip, self.runtime.settings.relay.trusted_networks)
         self.sess = self.runtime.sessions.open(self.listener_name, self.peer_ip)
         self.sess.closer = self.shutdown
