@@ -14,7 +14,7 @@ it (tests add theirs that way), so a stage never touches protocol code.
 """
 from __future__ import annotations
 
-from . import authcheck, greylisting, rcpt, stages
+from . import accesscheck, authcheck, greylisting, rcpt, stages
 from .arrival import Arrival
 from .verdicts import CONTINUE, ENDS, AddHeaders, FileInto, Score
 
@@ -23,6 +23,7 @@ RCPT_STAGES = (
     rcpt.recipient_limit,       # limits.max_recipients: 452
     rcpt.recipient_policy,      # relay, unknown user, list rules: where it resolves
     rcpt.domain_size,           # the domain's size limit against SIZE=
+    accesscheck.access_lists,   # sender/recipient block lists, the IP range's directions: 550/530
     greylisting.greylisting,    # port 25: 451 4.7.1 to a first try (greylist.enabled)
     rcpt.mailbox_full,          # every mailbox it reaches is full
 )
@@ -32,6 +33,7 @@ STAGES = (
     stages.line_ends,           # bare CR / LF: refused, or mended for trusted clients
     stages.header_sender,       # From: owned by the authenticated user
     stages.complete_headers,    # Date, Message-ID (and From for injected mail)
+    accesscheck.incoming_relay,     # from our backup MX: the checks below see its client's IP
     stages.received,            # our Received line, on top
     authcheck.check_authentication,     # port 25: SPF, DKIM, ARC, DMARC; Authentication-Results
     stages.mailbox_quota,       # port 25: a mailbox that cannot take it refuses it all
