@@ -27,7 +27,7 @@ import tomli_w
 from ..errors import ConfigError, InvalidInput, NotFound
 from ..root import Root, atomic_write
 from .. import tomlfile
-from .patterns import parse_network, parse_pattern, shown
+from .patterns import network_text, parse_pattern, shown
 
 log = logging.getLogger("mailctl")
 
@@ -71,7 +71,7 @@ def make_entry(kind: str, value: str, listeners=(), expires: float = 0.0, reason
     if kind not in KINDS:
         raise InvalidInput(f"{shown(kind)} is not a kind of entry (one of {', '.join(KINDS)})")
     if kind in NETWORK_KINDS:
-        canonical = str(parse_network(value))
+        canonical = network_text(value)
         listeners = check_listeners(listeners, known_listeners)
     else:
         canonical = parse_pattern(value)
@@ -95,7 +95,7 @@ def _entry_from(data) -> Entry | None:
         kind, value = data["kind"], data["value"]
         listeners = data.get("listeners", [])
         if kind in NETWORK_KINDS:
-            value = str(parse_network(value))
+            value = network_text(value)
         elif kind in PATTERN_KINDS:
             value = parse_pattern(value)
         else:
@@ -184,7 +184,7 @@ class AccessEntries:
             gone = [e for e in entries if e.id == what]
             if not gone:
                 values = {what, what.lower()}
-                for parse in (parse_network, parse_pattern):
+                for parse in (network_text, parse_pattern):
                     try:
                         values.add(str(parse(what)))
                     except InvalidInput:

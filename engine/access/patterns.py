@@ -46,6 +46,12 @@ def parse_network(text: str) -> Network:
     return net
 
 
+def network_text(text: str) -> str:
+    """The canonical text of a network entry: a lone address without its /32 or /128."""
+    net = parse_network(text)
+    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+
+
 @functools.lru_cache(maxsize=4096)
 def network_of(canonical: str) -> Network:
     """parse_network of an entry's stored value, parsed once (an entry is asked per connection)."""
