@@ -67,4 +67,5 @@ def incoming_relay(arrival: Arrival):
     arrival.log.info("access: %s: %s: from an incoming relay; checked as its client %s", env.client_ip,
                      env.txid, origin)
     env.peer_ip, env.client_ip = env.client_ip, origin
+    env.spf = None            # an SPF result found at RCPT (greylisting) was the relay's
     return CONTINUE
