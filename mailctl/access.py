@@ -70,7 +70,7 @@ def list_(ctx: Context, kind: str | None, as_json: bool) -> None:
     """Show the entries in force (expired ones are gone)."""
     store = AccessEntries(ctx.existing_root())
     now = time.time()
-    rows = [e.public(now) for e in store.active((kind,) if kind else KINDS)]
+    rows = [e.public(now) for e in store.listed((kind,) if kind else KINDS)]
     if as_json:
         emit_json(rows)
         return

@@ -150,6 +150,13 @@ class AccessEntries:
         now = self.clock()
         return [e for e in self.all() if e.kind in kinds and e.active(now)]
 
+    def listed(self, kinds=KINDS) -> list[Entry]:
+        """The entries in force, for `mailctl access list`: a file that does not parse
+        raises ConfigError (file and line) instead of showing what a server keeps."""
+        if self.path.exists():
+            self._read()
+        return self.active(kinds)
+
     # -- changing (mailctl access) --
     def _rewrite(self, change: Callable[[list[Entry]], object]):
         with self.root.lock("access"):

@@ -29,7 +29,7 @@ def shown(text: str) -> str:
 def parse_network(text: str) -> Network:
     """A network from '192.0.2.1', '192.0.2.0/24', '[2001:db8::1]' or '2001:db8::/32';
     host bits are cleared (192.0.2.7/24 is 192.0.2.0/24). InvalidInput otherwise."""
-    raw = str(text).strip()
+    raw = str(text).strip(" ")
     if not raw or len(raw) > 64 or not raw.isascii() or not raw.isprintable():
         raise InvalidInput(f"{shown(text)} is not an IP address or network (like 192.0.2.0/24)")
     if raw.startswith("[") and raw.endswith("]"):
@@ -90,7 +90,7 @@ def in_networks(ip: str, networks) -> bool:
 def parse_pattern(text: str) -> str:
     """An address pattern in its canonical form (lower case; a domain as '@domain');
     InvalidInput when it is not one."""
-    raw = str(text).strip().lower()
+    raw = str(text).strip(" ").lower()
     if not raw or len(raw) > MAX_PATTERN:
         raise InvalidInput(f"{shown(text)} is not an address or domain pattern (1 to {MAX_PATTERN} characters)")
     if not _PATTERN_CHARS.match(raw):
