@@ -428,5 +428,7 @@ def render_sample(values: dict[str, Any] | None = None) -> str:
                 out.append(f"{name} = {toml_value(values[dotted])}")
             else:
                 out.append(f"# {name} = {toml_value(key.default)}")
+        if section == "access":
+            out += access_settings.EXAMPLE
         out.append("")
     return "\n".join(out)

@@ -38,3 +38,17 @@ KEYS = {
                   "(defaults: to local allow, to external auth). A client in no range: the relay settings alone "
                   "decide", ranges_problem),
 }
+
+# Shown in sample-config.toml after the keys of [access].
+EXAMPLE = [
+    "# IP ranges, for example (hMailServer's model; a client in no range: the relay settings decide):",
+    "#   [access.ranges.lan]",
+    "#   networks = [\"192.168.0.0/16\", \"fd00::/8\"]",
+    "#   priority = 20                        # 0-1000; the highest range holding a client decides",
+    "#   spam_checks = false                  # engine.access.ranges.checks_for tells the spam stages",
+    "#   virus_checks = true",
+    "#   local_to_external = \"allow\"         # relay without AUTH from the LAN (port 25 too)",
+    "#   [access.ranges.internet]",
+    "#   networks = [\"0.0.0.0/0\", \"::/0\"]",
+    "#   external_to_external = \"deny\"       # never relay from outside, even with AUTH",
+]
