@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime
-import math
 
 import click
 
@@ -31,7 +30,7 @@ def ban() -> None:
 def add(ctx: Context, ip: str, minutes: float | None, reason: str) -> None:
     """Ban IP on every listener now (SMTP gets 554 5.7.1 at connect, IMAP and POP3 a
     refusal greeting), in every serving process, even when access.ban_exempt holds it."""
-    if minutes is not None and not (math.isfinite(minutes) and 0 < minutes <= MAX_MINUTES):
+    if minutes is not None and not 0 < minutes <= MAX_MINUTES:       # nan and inf fail it too
         raise InvalidInput(f"--minutes must be more than 0 and at most {MAX_MINUTES}")
     if len(reason) > 200 or not reason.isprintable():
         raise InvalidInput("the reason must be at most 200 printable characters on one line")

@@ -149,6 +149,7 @@ def test_an_exempt_address_is_never_banned_automatically_but_a_manual_ban_holds(
     _fail_logins(srv, "127.0.49.1", 4)               # in access.ban_exempt
     assert imap_greeting(srv, "127.0.49.1") == b"OK"
     assert not srv.runtime.bans.is_banned("127.0.49.1")
+    assert "127.0.49.1" not in [b["ip"] for b in srv.runtime.bans.list()]      # its failures not even counted
     # a ban made before the exemption (a file from an earlier configuration) is ignored too
     srv.runtime.bans.ban("127.0.49.2", 10, "old automatic ban")
     assert imap_greeting(srv, "127.0.49.2") == b"OK"

@@ -44,6 +44,9 @@ def test_a_ban_and_an_access_entry_from_the_cli_reach_both_processes(tmp_path):
     with serve_process(root) as proc:
         wait_for_processes(root, 2)
         top = proc.proc.pid
+        # earlier bans and entries, read by both processes before the changes below
+        assert mailctl(root, "ban", "add", "127.0.79.9").returncode == 0
+        assert mailctl(root, "access", "add", "recipient", "nobody@far.example").returncode == 0
         banned = sessions_in_both(proc.ports["submission"], top, "127.0.71.1")
         inbound = sessions_in_both(proc.ports["smtp"], top, "127.0.72.1")
         try:

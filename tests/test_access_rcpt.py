@@ -42,7 +42,7 @@ def rcpt(srv, sender: str, recipient: str, ip: str = "127.0.0.1", listener: str 
 def blocking(tmp_path_factory):
     root = make_root(tmp_path_factory.mktemp("block"), accounts=ACCOUNTS, settings={
         **BASE, "access.block_senders": ["*@spam.example", "Mallory@Far.Example", "*.bulk.example"],
-        "access.block_recipients": ["sales@*"]})
+        "access.block_recipients": ["sales@*"], "relay.recipient_delimiter": "+"})
     with running_server(root) as server:
         yield server
 
@@ -62,6 +62,9 @@ def test_blocked_recipients_are_refused_for_everyone_even_after_auth(blocking):
     assert rcpt(blocking, FAR, SALES) == (550, f"5.7.1 {RECIPIENT_BLOCKED}")
     assert rcpt(blocking, BOB, SALES, listener="submission", login=True)[0] == 550
     assert rcpt(blocking, FAR, BOB)[0] == 250
+    # the address it resolves to counts: plus addressing does not get around the list
+    assert rcpt(blocking, FAR, "sales+x@example.com") == (550, f"5.7.1 {RECIPIENT_BLOCKED}")
+    assert rcpt(blocking, FAR, "bob+x@example.com")[0] == 250
     assert blocking.runtime.counters.get("access_recipient_blocked", 0) >= 2
 
 

@@ -49,9 +49,31 @@ def test_an_address_is_in_the_networks_built_around_it(addr, prefix):
         assert patterns.best_match(str(addr), [(net, "x")]) == (net.prefixlen, "x")
 
 
+@st.composite
+def text_and_pattern(draw):
+    """A text and a pattern made from it (runs replaced by '*', characters by '?', some
+    characters changed), so that most of them match or nearly do."""
+    text = draw(st.text(ADDRESS_CHARS, max_size=30))
+    pattern, i = [], 0
+    while i < len(text):
+        how = draw(st.sampled_from(["keep", "keep", "star", "one", "other"]))
+        if how == "star":
+            n = draw(st.integers(0, 4))
+            pattern.append("*")
+            i += n
+            continue
+        pattern.append({"keep": text[i], "one": "?", "other": draw(ADDRESS_CHARS)}[how])
+        i += 1
+    return "".join(pattern), text
+
+
 @fuzz(500)
-@given(st.text(ADDRESS_CHARS, max_size=20), st.text(ADDRESS_CHARS, max_size=30))
-def test_wildcards_match_as_fnmatch_does(pattern, text):
+@given(st.one_of(st.tuples(st.text(ADDRESS_CHARS, max_size=20), st.text(ADDRESS_CHARS, max_size=30)),
+                 text_and_pattern()))
+@example(("*b", "ab"))
+@example(("a*b*c", "aXbYbZc"))
+def test_wildcards_match_as_fnmatch_does(case):
+    pattern, text = case
     expected = fnmatch.fnmatchcase(text, pattern.replace("[", "[[]"))
     assert patterns.wildcard(pattern, text) == expected
 

@@ -37,7 +37,8 @@ async def access_lists(check: RcptCheck):
         if hit:
             return _refused(check, replies.SENDER_BLOCKED, "access_sender_blocked", f"sender matches {hit}")
     resolved = check.result.address if check.result is not None else ""
-    hit = blocklists.blocked(settings, rt.access, "recipient", [check.address, resolved])
+    forms = blocklists.with_base([check.address, resolved], settings.relay.recipient_delimiter)
+    hit = blocklists.blocked(settings, rt.access, "recipient", forms)
     if hit:
         return _refused(check, replies.RECIPIENT_BLOCKED, "access_recipient_blocked", f"recipient matches {hit}")
     refused = directions.direction_refusal(settings, rt.directory, client.ip, bool(client.user or client.trusted),

@@ -16,6 +16,18 @@ def _static(settings, name: str) -> list[str]:
     return cached[1]
 
 
+def with_base(addresses, delimiter: str) -> list[str]:
+    """The addresses and, with plus addressing (relay.recipient_delimiter), each one's base
+    address too: a block of sales@ also holds sales+anything@."""
+    out = [a for a in addresses if a]
+    if delimiter:
+        for a in list(out):
+            local, at, domain = a.rpartition("@")
+            if at and delimiter in local:
+                out.append(f"{local.split(delimiter, 1)[0]}{at}{domain}")
+    return out
+
+
 def blocked(settings, entries, kind: str, addresses) -> str | None:
     """The first pattern of the block list of `kind` ('sender' or 'recipient') matching
     one of the addresses, or None. `entries` is the server's AccessEntries."""

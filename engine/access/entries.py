@@ -168,7 +168,6 @@ class AccessEntries:
             text += tomli_w.dumps({"entry": [asdict(e) for e in entries]}) if entries else ""
             self.root.state_dir.mkdir(parents=True, exist_ok=True)
             atomic_write(self.path, text)
-            self._key = None
             return result
 
     def add(self, entry: Entry) -> Entry:

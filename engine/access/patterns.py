@@ -124,12 +124,12 @@ def wildcard(pattern: str, text: str) -> bool:
     p = t = 0
     star_p, star_t = -1, 0
     while t < len(text):
-        if p < len(pattern) and (pattern[p] == "?" or pattern[p] == text[t]):
-            p += 1
-            t += 1
-        elif p < len(pattern) and pattern[p] == "*":
+        if p < len(pattern) and pattern[p] == "*":      # first: a '*' in the text is a character
             star_p, star_t = p, t
             p += 1
+        elif p < len(pattern) and (pattern[p] == "?" or pattern[p] == text[t]):
+            p += 1
+            t += 1
         elif star_p >= 0:
             p = star_p + 1
             star_t += 1
