@@ -36,11 +36,18 @@ def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
     data = file.read(message_size_limit(settings) + 1)
     if len(data) > message_size_limit(settings):
         raise InvalidInput("message larger than limits.max_message_size_mb")
-    header, reply = authcheck.check_message(settings, data, ip=ip, helo=helo, sender=sender)
+    from engine.access.explain import explain
+    from engine.smtp import replies
+    from engine.smtp.data import header_block
+    access = explain(ctx.existing_root(), settings, ip, sender, header_block(data, 0))    # access lists
+    header, reply = authcheck.check_message(settings, data, ip=access["checked_as"], helo=helo, sender=sender)
+    if access["connect_refused"] or access["sender_blocked"]:
+        reply = replies.ACCESS_DENIED if access["connect_refused"] else replies.SENDER_BLOCKED
     if as_json:
-        emit_json({"authentication_results": header.decode(), "reply": reply})
+        emit_json({"authentication_results": header.decode(), "reply": reply, "access": access})
         return
     click.echo(header.decode())
+    click.echo("access: " + ", ".join(f"{k}={v}" for k, v in access.items() if v not in (None, True) or k == "checked_as"))
     click.echo(reply)
 
 

@@ -112,3 +112,25 @@ def test_a_broken_hand_edit_is_reported_and_never_overwritten(root, cli):
     time.sleep(0.01)
     path.write_text("[[entry]\n")
     assert [e.value for e in store.active()] == ["192.0.2.0/24"]
+
+
+def test_check_message_shows_what_the_access_lists_say(tmp_path):
+    from helpers_server import make_root
+    root = make_root(tmp_path, settings={
+        "mailauth.spf": False, "mailauth.dkim": False, "mailauth.dmarc": False,
+        "access.incoming_relays": ["192.0.2.25"], "access.block_senders": ["*@spam.example"],
+        "access.ranges": {"partner": {"networks": ["198.51.100.0/24"], "spam_checks": False}}})
+    msg = tmp_path / "m.eml"
+    msg.write_bytes(b"Received: from mx.partner.example (mx.partner.example [198.51.100.9])\n\tby backup.example\n"
+                    b"From: a@partner.example\nSubject: hi\n\nbody\n")
+    r = run_cli(root, "check", "message", str(msg), "--ip", "192.0.2.25", "--from", "a@partner.example", "--json")
+    assert r.code == 0, r.err
+    access = json.loads(r.out)["access"]
+    assert access["checked_as"] == "198.51.100.9" and access["spam_checks"] is False
+    assert access["connect_refused"] is None and access["sender_blocked"] is None
+    r = run_cli(root, "check", "message", str(msg), "--ip", "203.0.113.5", "--from", "x@spam.example")
+    assert r.code == 0 and "sender_blocked=*@spam.example" in r.out and "checked_as=203.0.113.5" in r.out
+    assert r.out.rstrip().endswith("550 5.7.1 Sender Address Rejected: Access Denied")
+    assert run_cli(root, "ban", "add", "203.0.113.5").code == 0
+    r = run_cli(root, "check", "message", str(msg), "--ip", "203.0.113.5", "--json")
+    assert json.loads(r.out)["reply"] == "554 5.7.1 Connections from your address are not accepted"
