@@ -126,7 +126,7 @@ class Bans:
         except InvalidInput:
             return False
         until, manual = active.get(ip, (0.0, False))
-        if not manual and self.exempt(ip):
+        if until and not manual and self.exempt(ip):
             return False                      # an automatic ban made before the exemption
         until = max(until, self._held_bans.get(ip, 0))
         return until > self.clock()

@@ -27,7 +27,7 @@ import tomli_w
 from ..errors import ConfigError, InvalidInput, NotFound
 from ..root import Root, atomic_write
 from .. import tomlfile
-from .patterns import network_text, parse_pattern, shown
+from .patterns import network_of, network_text, parse_pattern, shown
 
 log = logging.getLogger("mailctl")
 
@@ -118,6 +118,7 @@ class AccessEntries:
         self._key = None
         self._entries: list[Entry] = []
         self._bad_key = None
+        self._index: dict | None = None      # the allow/deny entries by network, built on first use
 
     @property
     def display(self) -> str:
@@ -140,11 +141,26 @@ class AccessEntries:
             return self._entries
         if key != self._key and key != self._bad_key:
             try:
-                self._entries, self._key = self._read(), key
+                self._entries, self._key, self._index = self._read(), key, None
             except (ConfigError, OSError) as e:
                 self._bad_key = key
                 log.error("access: %s; the last good entries stay in force", e)
         return self._entries
+
+    def by_network(self) -> dict:
+        """The allow and deny entries (expired ones too) as {(IP version, prefix length):
+        {network address as an int: [entries]}}: a client is looked up once per prefix
+        length in use, however many entries there are."""
+        entries = self.all()
+        if self._index is None:
+            index: dict = {}
+            for e in entries:
+                if e.kind in NETWORK_KINDS:
+                    net = network_of(e.value)
+                    index.setdefault((net.version, net.prefixlen), {}).setdefault(
+                        int(net.network_address), []).append(e)
+            self._index = index
+        return self._index
 
     def active(self, kinds=KINDS) -> list[Entry]:
         now = self.clock()

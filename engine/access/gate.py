@@ -10,8 +10,7 @@ SMTP 554 5.7.1 as its greeting (RFC 5321 §3.1), IMAP a BYE greeting, POP3 -ERR.
 """
 from __future__ import annotations
 
-from .entries import NETWORK_KINDS
-from .patterns import network_of, parse_ip
+from .patterns import parse_ip
 
 DENIED = "denied"                         # engine.connlimits' name for this refusal
 TEXTS = {                                 # protocol -> what a denied client is told
@@ -26,21 +25,32 @@ def refusal(rt, ip: str, listener: str) -> str | None:
     did the ban check before it; IMAP/POP3 in a worker thread."""
     if rt.bans.is_manually_banned(ip):
         return "banned by the administrator (mailctl ban)"
-    entries = rt.access.active(NETWORK_KINDS)
-    if not entries:
-        return None                            # the usual case: nothing to parse
+    index = rt.access.by_network()
+    if not index:
+        return None                            # the usual case: no entry at all
     addr = parse_ip(ip)
     if addr is None:
         return None
-    holding = [(net, e) for e in entries if not e.listeners or listener in e.listeners
-               for net in (network_of(e.value),) if net.version == addr.version and addr in net]
+    holding = _holding(index, addr, listener, rt.access.clock())
     if not holding:
         return None
-    narrowest = max(net.prefixlen for net, _ in holding)
-    deny = next((e for net, e in holding if net.prefixlen == narrowest and e.kind == "deny"), None)
+    narrowest = max(plen for plen, _ in holding)
+    deny = next((e for plen, e in holding if plen == narrowest and e.kind == "deny"), None)
     if deny is None:
         return None
     return f"access entry deny {deny.value}" + (f" ({deny.reason})" if deny.reason else "")
+
+
+def _holding(index: dict, addr, listener: str, now: float) -> list[tuple[int, object]]:
+    """(prefix length, entry) of every active entry for this listener whose network holds addr."""
+    bits, value = addr.max_prefixlen, int(addr)
+    out = []
+    for (version, plen), table in index.items():
+        if version == addr.version:
+            for e in table.get(value >> (bits - plen) << (bits - plen), ()):
+                if e.active(now) and (not e.listeners or listener in e.listeners):
+                    out.append((plen, e))
+    return out
 
 
 def refuse(rt, ip: str, listener: str) -> str | None:
