@@ -163,3 +163,22 @@ def test_the_original_client_of_any_header_is_an_address_or_none(fields, tail):
 def test_a_huge_received_field_is_not_read():
     header = b"Received: from a (" + b"(" * 100_000 + b"[192.0.2.1]) by b\r\n\r\n"
     assert in_cpu_time(2.0, origin.original_client, header, []) is None
+
+
+@fuzz(300)
+@given(st.lists(st.tuples(st.sampled_from(["allow", "deny"]), st.ip_addresses(v=4), st.integers(0, 32)),
+                max_size=12), st.ip_addresses(v=4))
+def test_the_network_index_finds_what_a_scan_finds(tmp_path_factory, specs, addr):
+    from types import SimpleNamespace
+
+    from engine.access import gate
+    from engine.access.entries import Entry
+    from engine.root import Root
+    entries = [Entry(kind, patterns.network_text(f"{ip}/{plen}")) for kind, ip, plen in specs]
+    store = AccessEntries(Root(tmp_path_factory.mktemp("ix") / "root"))
+    store.all = lambda: entries
+    rt = SimpleNamespace(access=store, bans=SimpleNamespace(is_manually_banned=lambda ip: False))
+    holding = [(patterns.network_of(e.value).prefixlen, e) for e in entries if addr in patterns.network_of(e.value)]
+    narrowest = max((p for p, _ in holding), default=None)
+    denied = any(p == narrowest and e.kind == "deny" for p, e in holding)
+    assert (gate.refusal(rt, str(addr), "smtp") is not None) == denied
