@@ -7,6 +7,10 @@ State lives in the root, so restarts, other server processes and `mailctl ban` s
 Failures are appended with O_APPEND (one small write is atomic); a ban is one atomic
 file write. Expired bans and failures are ignored and swept lazily.
 
+A ban made by `mailctl ban add` has manual = true: it is refused at connect like an
+access-list deny (engine/access/gate.py), and applies even to the addresses of
+access.ban_exempt, which are never banned automatically (their failures are not counted).
+
 When the state cannot be written (a full or read-only disk, any I/O error) the failures
 and bans are kept in this process's memory instead, so a ban still applies here and a
 login still gets its ordinary answer; the fault is logged once until a write works again.
@@ -25,6 +29,7 @@ from typing import Callable
 import tomli_w
 
 from . import nofollow
+from .access.patterns import in_networks, network_of
 from .errors import InvalidInput, NotFound
 from .root import Root, atomic_write
 
@@ -51,6 +56,9 @@ def _same_file(fd: int, path) -> bool:
     return (st.st_dev, st.st_ino) == (here.st_dev, here.st_ino)
 
 
+FOREVER = 253402300799.0      # 9999-12-31: a manual ban without an end
+
+
 def _file_stem(ip: str) -> str:
     return ip.replace(":", "_")     # IPv6 colons make awkward file names
 
@@ -63,7 +71,7 @@ class Bans:
         self.dir = root.state_dir / "bans"
         self.failures_dir = root.state_dir / "auth-failures"
         self._cache_key = None
-        self._cache: dict[str, float] = {}
+        self._cache: dict[str, tuple[float, bool]] = {}     # ip -> (until, manual)
         self._held_bans: dict[str, float] = {}          # ip -> until, not written
         self._held_failures: dict[str, list[str]] = {}  # ip -> failure lines, not written
         self._write_failing = False
@@ -96,15 +104,16 @@ class Bans:
                 out[normalize_ip(data["ip"])] = data
         return out
 
-    def _active(self) -> dict[str, float]:
-        """ip -> until, cached while the directory is unchanged (a stat per check)."""
+    def _active(self) -> dict[str, tuple[float, bool]]:
+        """ip -> (until, manual), cached while the directory is unchanged (a stat per check)."""
         try:
             st = os.stat(self.dir)
             key = (st.st_mtime_ns, st.st_ino)
         except FileNotFoundError:
             return {}
         if key != self._cache_key:
-            self._cache = {ip: float(d.get("until", 0)) for ip, d in self._load_all().items()}
+            self._cache = {ip: (float(d.get("until", 0)), d.get("manual") is True)
+                           for ip, d in self._load_all().items()}
             self._cache_key = key
         return self._cache
 
@@ -116,8 +125,27 @@ class Bans:
             ip = normalize_ip(ip)
         except InvalidInput:
             return False
-        until = max(active.get(ip, 0), self._held_bans.get(ip, 0))
+        until, manual = active.get(ip, (0.0, False))
+        if until and not manual and self.exempt(ip):
+            return False                      # an automatic ban made before the exemption
+        until = max(until, self._held_bans.get(ip, 0))
         return until > self.clock()
+
+    def is_manually_banned(self, ip: str) -> bool:
+        """A ban by `mailctl ban add` holds ip now."""
+        active = self._active()
+        if not active:
+            return False
+        try:
+            until, manual = active.get(normalize_ip(ip), (0.0, False))
+        except InvalidInput:
+            return False
+        return manual and until > self.clock()
+
+    def exempt(self, ip: str) -> bool:
+        """ip is in access.ban_exempt: never banned automatically."""
+        exempt = getattr(getattr(self.settings, "access", None), "ban_exempt", None)
+        return bool(exempt) and in_networks(ip, [network_of(str(n)) for n in exempt])
 
     def list(self) -> list[dict]:
         now = self.clock()
@@ -126,17 +154,23 @@ class Bans:
             until = float(d.get("until", 0))
             if until <= now:
                 continue
-            rows.append({"ip": ip, "until": until, "remaining_s": int(until - now),
+            forever = until >= FOREVER
+            rows.append({"ip": ip, "until": None if forever else until,
+                         "remaining_s": None if forever else int(until - now),
                          "reason": d.get("reason", ""), "protocol": d.get("protocol", ""),
-                         "created": float(d.get("created", 0))})
+                         "created": float(d.get("created", 0)), "manual": d.get("manual") is True})
         return rows
 
     # -- changing --
-    def ban(self, ip: str, minutes: float, reason: str, protocol: str = "") -> None:
+    def ban(self, ip: str, minutes: float | None, reason: str, protocol: str = "", manual: bool = False) -> None:
+        """Ban ip for `minutes` (None: until lifted, for a manual ban)."""
         ip = normalize_ip(ip)
         now = self.clock()
-        until = now + minutes * 60
-        text = tomli_w.dumps({"ip": ip, "until": until, "created": now, "reason": reason, "protocol": protocol})
+        until = FOREVER if minutes is None else min(now + minutes * 60, FOREVER)
+        record = {"ip": ip, "until": until, "created": now, "reason": reason, "protocol": protocol}
+        if manual:
+            record["manual"] = True
+        text = tomli_w.dumps(record)
 
         def write():
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -214,6 +248,8 @@ class Bans:
             ip = normalize_ip(ip)
         except InvalidInput:
             return None
+        if self.exempt(ip):
+            return None                       # access.ban_exempt: failures are not counted
         return self.failures_dir / f"{_file_stem(ip)}.log"
 
     def _append(self, path, line: str) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import connlimits, memtrim, overload
+from .access import gate
 from .watchdog import Watchdog
 
 
@@ -46,6 +47,7 @@ class Connection:
         self.account = None                     # the directory's account once logged in
         self.session = None                     # the runtime.Session, set by serve
         self.watchdog: Watchdog | None = None   # the idle and command limits, set by serve
+        self.listener_name = ""                 # imap, imaps, pop3 or pop3s: set by listen
 
     @property
     def plaintext_ok(self) -> bool:
@@ -80,9 +82,9 @@ async def serve(conn: Connection, protocol: Protocol) -> None:
     conn.watchdog = Watchdog()
     try:
         conn.session, refused = await admit(rt, protocol.name, conn.peer_ip,
-                                            lambda: shut_down(conn.writer, protocol))
+                                            lambda: shut_down(conn.writer, protocol), conn.listener_name)
         if refused is not None:
-            reason = protocol.refusals[refused]
+            reason = protocol.refusals.get(refused) or gate.TEXTS[protocol.name]
             rt.log.info("%s: %s refused: %s", protocol.name, conn.peer_ip, reason)
             await conn.send(protocol.refusal.format(reason).encode())
             return
@@ -107,9 +109,9 @@ async def serve(conn: Connection, protocol: Protocol) -> None:
         memtrim.release()
 
 
-async def admit(rt, protocol: str, ip: str, closer):
+async def admit(rt, protocol: str, ip: str, closer, listener: str = ""):
     """(the new session or None, the refusal or None) for a new IMAP or POP3 connection."""
-    refused = await rt.run_blocking(connlimits.before_open, rt, ip)
+    refused = await rt.run_blocking(connlimits.before_open, rt, ip, listener)
     if refused is not None:
         return None, refused
     session = rt.sessions.open(protocol, ip)
@@ -178,7 +180,9 @@ async def listen(runtime, name: str, listener_settings, session_class, protocol:
     ssl_ctx = runtime.ssl_context() if tls_mode == "implicit" else None
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await session_class(runtime, name, reader, writer, tls_mode).run()
+        session = session_class(runtime, name, reader, writer, tls_mode)
+        session.listener_name = name            # the access lists' listener (engine/access/gate.py)
+        await session.run()
 
     return await runtime.listen(name, stream_factory(client, line_limit), listener_settings, ssl=ssl_ctx,
                                 busy_reply=protocol.busy)

@@ -9,14 +9,20 @@ All counts are across serving processes (engine.sharedcounts).
 """
 from __future__ import annotations
 
+from .access import gate
+
 MAIL_PROTOCOLS = ("imap", "pop3")
 STRESS_SHARE = 0.8            # over this share of a limit the server is under stress
 
 BANNED, FULL, ADDRESS_FULL = "banned", "full", "address"
+DENIED = gate.DENIED
 
 
-def before_open(rt, ip: str) -> str | None:
-    """Refuse before counting the connection: BANNED or FULL (the global limit)."""
+def before_open(rt, ip: str, listener: str = "") -> str | None:
+    """Refuse before counting the connection: DENIED (the access lists, a manual ban),
+    BANNED or FULL (the global limit)."""
+    if gate.refuse(rt, ip, listener):
+        return DENIED
     if rt.bans.is_banned(ip):
         return BANNED
     limit = rt.settings.mailbox.max_sessions

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from . import memtrim, settings as settings_mod
 from .accept import Pipeline
+from .access.entries import AccessEntries
 from .bans import Bans
 from .directory import LISTING_PROBLEM, Directory
 from .diskpool import DiskPool
@@ -197,6 +198,7 @@ class Runtime:
         set_tmp_max_age(settings.mailbox.tmp_max_age_hours * 3600)
         self.log = log
         self.bans = Bans(root, settings, clock)
+        self.access = AccessEntries(root, clock)        # state/access.toml (mailctl access)
         self.sessions = Sessions(clock)
         self.logins = Logins(self)
         self.stopping = asyncio.Event()

@@ -11,6 +11,7 @@ from typing import Any
 
 from . import tomlfile
 from .accept import helo_settings, spam_settings
+from .access import access_settings
 from .errors import ConfigError
 from .settingkeys import (
     Key, address, control_problem, domain, domain_patterns, domains, durations,
@@ -230,6 +231,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "spam": spam_settings.SPAM_KEYS,        # the spam score's thresholds (engine/accept/spamscore.py)
     "dnsbl": spam_settings.DNSBL_KEYS,      # DNS block lists (engine/accept/dnslists.py)
     "helo_checks": helo_settings.KEYS,      # HELO and sender checks of port 25 (engine/accept/helochecks.py)
+    "access": access_settings.KEYS,     # access lists, IP ranges, incoming relays (engine/access/)
     "sendmail": {
         "sender_domain": Key("", str, "domain of a local user's address for sendmail(1): login@domain "
                              "('' = server.default_domain, else server.hostname)"),
@@ -432,5 +434,7 @@ def render_sample(values: dict[str, Any] | None = None) -> str:
                 out.append(f"{name} = {toml_value(values[dotted])}")
             else:
                 out.append(f"# {name} = {toml_value(key.default)}")
+        if section == "access":
+            out += access_settings.EXAMPLE
         out.append("")
     return "\n".join(out)

@@ -38,6 +38,11 @@ def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
     data = file.read(message_size_limit(settings) + 1)
     if len(data) > message_size_limit(settings):
         raise InvalidInput("message larger than limits.max_message_size_mb")
+    from engine.access.explain import explain
+    from engine.smtp import replies
+    from engine.smtp.data import header_block
+    access = explain(ctx.existing_root(), settings, ip, sender, header_block(data, 0))    # access lists
+    ip = access["checked_as"]          # an incoming relay's client
     header, reply = authcheck.check_message(settings, data, ip=ip, helo=helo, sender=sender)
     client = helochecks.explain(settings, ctx.directory(), ip=ip, helo=helo, sender=sender)
     scores = [Score(c["points"], f"{c['check']}: {c['why']}") for c in client if c["result"] == "score"]
@@ -45,11 +50,14 @@ def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
     if reply == "250 accepted" or (reply.startswith("250") and spam["verdict"] == spamreport.REJECT):
         reply = spam["reply"]           # DMARC's refusal comes first; the score's after it
     reply = next((c["reply"] for c in client if c["reply"]), reply)      # RCPT-time refusals come first
+    if access["connect_refused"] or access["sender_blocked"]:            # and the access lists before them
+        reply = replies.ACCESS_DENIED if access["connect_refused"] else replies.SENDER_BLOCKED
     if as_json:
-        emit_json({"authentication_results": header.decode(), "helo_checks": client, "spam": spam,
-                   "reply": reply})
+        emit_json({"authentication_results": header.decode(), "access": access, "helo_checks": client,
+                   "spam": spam, "reply": reply})
         return
     click.echo(header.decode())
+    click.echo("access: " + ", ".join(f"{k}={v}" for k, v in access.items() if v not in (None, True) or k == "checked_as"))
     for c in client:
         click.echo(f"{c['check']}: {c['result']}" + (f" {c['points']:+g}" if c["result"] == "score" else "") +
                    (f": {c['why']}" if c["why"] else ""))

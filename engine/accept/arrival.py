@@ -27,7 +27,8 @@ class Envelope:
     sender: str                       # '' for the null sender
     recipients: list[str]
     txid: str = ""                    # the transaction's id (Received line, log, DSN)
-    client_ip: str = ""
+    client_ip: str = ""               # the client the checks judge (behind an incoming relay: its client)
+    peer_ip: str = ""                 # the relay that handed it in, when client_ip is its client
     helo: str = ""
     esmtp: bool = True                # EHLO rather than HELO
     tls_version: str = ""             # '' without TLS

@@ -14,7 +14,7 @@ it (tests add theirs that way), so a stage never touches protocol code.
 """
 from __future__ import annotations
 
-from . import authcheck, dnslists, greylisting, helochecks, rcpt, spamscore, stages
+from . import accesscheck, authcheck, dnslists, greylisting, helochecks, rcpt, spamscore, stages
 from .arrival import Arrival
 from .verdicts import CONTINUE, ENDS, AddHeaders, FileInto, Score
 
@@ -23,6 +23,7 @@ RCPT_STAGES = (
     rcpt.recipient_limit,       # limits.max_recipients: 452
     rcpt.recipient_policy,      # relay, unknown user, list rules: where it resolves
     rcpt.domain_size,           # the domain's size limit against SIZE=
+    accesscheck.access_lists,   # sender/recipient block lists, the IP range's directions: 550/530
     helochecks.helo_syntax,     # port 25: HELO not an FQDN or the client's literal: score or 550
     helochecks.helo_forged,     # port 25: HELO naming us from outside: score or 550
     helochecks.reverse_dns,     # port 25: no forward-confirmed reverse DNS: score or 550
@@ -37,6 +38,7 @@ STAGES = (
     stages.line_ends,           # bare CR / LF: refused, or mended for trusted clients
     stages.header_sender,       # From: owned by the authenticated user
     stages.complete_headers,    # Date, Message-ID (and From for injected mail)
+    accesscheck.incoming_relay,     # from our backup MX: the checks below see its client's IP
     stages.received,            # our Received line, on top
     authcheck.check_authentication,     # port 25: SPF, DKIM, ARC, DMARC; Authentication-Results
     dnslists.uri_lists,         # port 25: URI lists (SURBL, URIBL) on the body's URL domains: Score or 550

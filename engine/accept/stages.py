@@ -52,7 +52,7 @@ def received(arrival: Arrival):
     """Our Received line, on top (RFC 5321 §4.4)."""
     env = arrival.envelope
     if env.by_smtp:
-        line = received_header(helo=env.helo, ip=env.client_ip, hostname=arrival.hostname, txid=env.txid,
+        line = received_header(helo=env.helo, ip=env.peer_ip or env.client_ip, hostname=arrival.hostname, txid=env.txid,
                                esmtp=env.esmtp, tls_version=env.tls_version, cipher=env.tls_cipher,
                                auth_user=env.auth_user, recipients=env.recipients, now=arrival.arrived)
         return AddHeaders((line[:-2],), on_top=True)

@@ -10,19 +10,23 @@ from __future__ import annotations
 import asyncio
 
 from .. import overload
+from ..access import gate
 from ..connlimits import near
 from . import replies
 
 SMTP_PROTOCOLS = ("smtp", "submission", "submissions")
 
 
-def refusal(rt, ip: str) -> str | None:
-    """Reasons to refuse a new connection, with 421, before the greeting. The connection
-    is already counted, so those opened at once in several processes see each other."""
+def refusal(rt, ip: str, listener: str = "smtp") -> str | None:
+    """Reasons to refuse a new connection before the greeting: 554 for a client the access
+    lists deny (engine/access/gate.py), else 421. The connection is already counted, so
+    those opened at once in several processes see each other."""
     limits = rt.settings.limits
     if rt.stopping.is_set():
         return replies.SHUTTING_DOWN
     try:
+        if gate.refuse(rt, ip, listener):
+            return replies.ACCESS_DENIED
         if rt.bans.is_banned(ip):
             return replies.BANNED
     except OSError as e:            # the ban files cannot even be opened: out of descriptors

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from ..access import directions
 from ..addresses import parse_address
 from ..directory import POSTMASTER, Directory, Resolution
 from ..errors import InvalidInput
@@ -157,8 +158,8 @@ def check_recipient(settings, directory: Directory, client: Client, sender: str,
         return Accepted(res.address, res)           # backup MX / relay domain: queued for its route
     if refusal:
         return ROUTE_REFUSED
-    if may_relay(settings, client):
-        return Accepted(res.address, res)
+    if may_relay(settings, client) or directions.relay_allowed(settings, directory, client.ip, sender):
+        return Accepted(res.address, res)           # the IP range of the client may relay without AUTH
     return RELAY_DENIED
 
 

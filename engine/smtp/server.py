@@ -83,7 +83,7 @@ class MailSMTP(SMTPAdapter):
 
     async def admit(self) -> bool:
         rt = self.runtime
-        reason = admission.refusal(rt, self.peer_ip)
+        reason = admission.refusal(rt, self.peer_ip, self.listener_name)
         if reason:
             rt.log.info("smtp: %s refused: %s", self.peer_ip, reason)
             await self.push(reason)
