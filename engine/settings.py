@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from . import tomlfile
+from . import srs_settings
 from .errors import ConfigError
 from .settingkeys import (
     Key, address, control_problem, domain, domain_patterns, domains, durations,
@@ -226,6 +227,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                         "a sender address is easily forged, prefer whitelist_networks",
                                         domain_patterns),
     },
+    "srs": srs_settings.KEYS,          # Sender Rewriting Scheme (engine/srs_settings.py)
     "sendmail": {
         "sender_domain": Key("", str, "domain of a local user's address for sendmail(1): login@domain "
                              "('' = server.default_domain, else server.hostname)"),

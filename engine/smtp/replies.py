@@ -128,6 +128,7 @@ BAD_ADDRESS = Rejection(501, "5.1.3", "A Valid Address Is Required")
 RELAY_DENIED = Rejection(550, "5.7.1", "Delivery Is Not Allowed To This Address")
 IP_LITERAL = Rejection(550, "5.7.1", "Not Accepting Mail For IP Address Literals")
 ROUTE_REFUSED = Rejection(550, "5.1.1", "Reciprient Not In Route List")     # hMailServer's text, typo included
+SRS_INVALID = Rejection(550, "5.1.1", "Invalid Or Expired SRS Address")   # engine/srs_forward.py
 AUTH_REQUIRED = Rejection(530, "5.7.0", "SMTP Authentication Is Required")
 SENDER_NOT_OWNED = Rejection(550, "5.7.1", "Sender Address Not Owned By Authenticated User")
 SENDER_NOT_LOCAL = Rejection(550, "5.7.1", "Sender Address Must Be A Local Account")
