@@ -4,6 +4,7 @@ server) with an SRS0 sender at our domain, whose SPF passes; a bounce to that ad
 goes back to the original sender; forged, altered and expired ones get 550 5.1.1."""
 from __future__ import annotations
 
+import json
 import re
 import smtplib
 import time
@@ -12,12 +13,12 @@ from types import SimpleNamespace
 import pytest
 
 from dnsserver import DNSServer
-from engine import delivery, directory_edit, settings as settings_mod, srs
+from engine import delivery, directory_edit, settings as settings_mod, srs, srs_secret
 from engine.directory import Directory
 from engine.mailauth import dnslookup, spfcheck
 from engine.queue import Queue
 from engine.srs_forward import signer
-from helpers_server import make_root, running_server
+from helpers_server import mailctl, make_root, running_server, serve_process, wait_for_processes
 from sinks import Sink
 
 PW = "alice-password-1"
@@ -244,3 +245,49 @@ def test_switched_off_nothing_is_rewritten_or_reversed(tmp_path, net):
         assert arrived(sink, "srs off")[0].sender == "carol@orig.example"
         code, text = send(s, "", address, "srs off bounce")
         assert code == 550 and text.startswith("5.1.1")
+
+
+def one_connection_per_process(root, port: int) -> list[smtplib.SMTP]:
+    """An SMTP connection to each of the two serving processes (told apart by the
+    client address `mailctl who` shows for each)."""
+    for attempt in range(20):
+        conns = {}
+        for n in range(8):
+            ip = f"127.0.{attempt + 1}.{n + 1}"
+            c = smtplib.SMTP("127.0.0.1", port, timeout=20, source_address=(ip, 0))
+            c.ehlo("client.example")
+            conns[ip] = c
+        who = json.loads(mailctl(root, "who", "--json").stdout)
+        sessions = who["sessions"] if isinstance(who, dict) else who
+        by_pid = {x["pid"]: x["ip"] for x in sessions if x["protocol"] == "smtp" and x["ip"] in conns}
+        chosen = [conns.pop(ip) for ip in by_pid.values()]
+        for c in conns.values():
+            c.close()
+        if len(chosen) == 2:
+            return chosen
+        for c in chosen:
+            c.close()
+    raise AssertionError("the kernel never spread the connections over both processes")
+
+
+def test_two_serving_processes_sign_with_the_one_secret(tmp_path, net):
+    """A root from before SRS has no secret: the first serving process to forward makes
+    it, and the other one uses the same; a bounce reaches either."""
+    _, sink = net
+    root = server_root(tmp_path, net, **{"server.processes": 2})
+    (root.state_dir / "srs.secret").unlink()
+    with serve_process(root) as s:
+        wait_for_processes(root, 2)
+        conns = one_connection_per_process(root, s.ports["smtp"])
+        for n, c in enumerate(conns):
+            c.sendmail("carol@orig.example", ["bob@example.com"], f"Subject: two processes {n}\r\n\r\nhi\r\n")
+        senders = [arrived(sink, f"two processes {n}")[0].sender for n in range(len(conns))]
+        secrets = srs_secret.parse((root.state_dir / "srs.secret").read_text())
+        assert len(secrets) == 1
+        for sender in senders:
+            assert srs.reverse(srs.Signer(secrets), sender, time.time()) == "carol@orig.example"
+        for n, c in enumerate(conns):               # each bounce to the other process
+            c.sendmail("", [senders[1 - n]], f"Subject: two processes bounce {n}\r\n\r\nback\r\n")
+            c.close()
+        for n in range(len(conns)):
+            assert arrived(sink, f"two processes bounce {n}")[0].recipients == ["carol@orig.example"]
