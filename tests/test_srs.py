@@ -174,3 +174,43 @@ def test_a_backup_keeps_the_secret_and_a_restore_brings_it_back(tmp_path):
     restore_backup(made.path, target)
     assert (target.state_dir / "srs.secret").read_bytes() == secret
     assert mode(target.state_dir / "srs.secret") == 0o600
+
+
+CHILD = r"""
+import os, sys
+from engine.root import Root
+from engine.runtime import Runtime
+from engine.pickup import Pickup
+import engine.queue
+engine.queue.StagedItem.commit = lambda self: os._exit(9)        # killed at the first queue commit
+root = Root(sys.argv[1])
+rt = Runtime.for_tests(root)
+rt.settings.pickup.settle_seconds = 0
+Pickup(root, lambda: rt.settings, lambda: rt.directory).run_pass()
+"""
+
+
+def test_a_pickup_killed_between_two_queue_items_finishes_both(tmp_path_factory, tmp_path):
+    """A forwarded copy (SRS sender) and a relayed one (the sender's own) are two queue
+    items of one message: the pickup folder's crash marker names both."""
+    from engine import directory_edit, settings as settings_mod
+    from engine.pickup import Pickup
+    from engine.queue import Queue
+    from engine.runtime import Runtime
+    from helpers_queue import local_root
+    root = local_root(tmp_path_factory, tmp_path)
+    directory_edit.set_forward(root, settings_mod.load(root.config_file), "bob@example.com", ["bob@far.example"], False)
+    (root.pickup_dir / "k.eml").write_bytes(
+        b"X-Sender: carol@orig.example\r\nX-Receiver: bob@example.com\r\nX-Receiver: x@remote.example\r\n"
+        b"Subject: killed\r\n\r\nbody\r\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    r = subprocess.run([sys.executable, "-c", CHILD, str(root.path)], capture_output=True, timeout=60, env=env)
+    assert r.returncode == 9, r.stderr.decode()[-2000:]
+    assert not Queue(root).all()
+    rt = Runtime.for_tests(root)
+    assert Pickup(root, lambda: rt.settings, lambda: rt.directory).recover() == 0
+    rt.close()
+    got = {e.recipients[0].address: e.sender for e in Queue(root).all()}
+    assert got["x@remote.example"] == "carol@orig.example"
+    assert got["bob@far.example"].startswith("SRS0=") and got["bob@far.example"].endswith("=orig.example=carol@example.com")
+    assert len(got) == 2 and not list((root.pickup_dir / ".work").iterdir())
