@@ -214,3 +214,20 @@ def test_a_pickup_killed_between_two_queue_items_finishes_both(tmp_path_factory,
     assert got["x@remote.example"] == "carol@orig.example"
     assert got["bob@far.example"].startswith("SRS0=") and got["bob@far.example"].endswith("=orig.example=carol@example.com")
     assert len(got) == 2 and not list((root.pickup_dir / ".work").iterdir())
+
+
+def test_init_as_root_gives_the_secret_to_the_serving_user_who_can_rotate_it(open_tmp_path, default_mail_user):
+    """As the DKIM and TLS keys: the serving processes (server.user) read it, others cannot."""
+    root = Root(open_tmp_path / "mailroot")
+    r = subprocess.run([sys.executable, "-m", "mailctl", "--root", str(root.path), "init", "--hostname",
+                        "mx.example.com", "--high-ports"], capture_output=True, text=True, timeout=120,
+                       preexec_fn=lambda: os.umask(0o022))
+    assert r.returncode == 0, r.stderr
+    path = root.state_dir / "srs.secret"
+    st = os.stat(path)
+    assert (st.st_uid, mode(path)) == (default_mail_user.uid, 0o600)
+    r = mailctl(root, "srs", "rotate")             # run by root: becomes the root's owner
+    assert r.returncode == 0, r.stderr
+    st = os.stat(path)
+    assert (st.st_uid, mode(path)) == (default_mail_user.uid, 0o600)
+    assert len(srs_secret.parse(path.read_text())) == 2
