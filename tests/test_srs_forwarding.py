@@ -297,3 +297,29 @@ def test_two_serving_processes_sign_with_the_one_secret(tmp_path, net):
             c.close()
         for n in range(len(conns)):
             assert arrived(sink, f"two processes bounce {n}")[0].recipients == ["carol@orig.example"]
+
+
+def test_a_message_whose_second_queue_item_cannot_be_committed_is_nowhere(tmp_path, net, monkeypatch):
+    """All or nothing with two queue items (an SRS copy and a relayed one): a failing
+    commit of the second withdraws the first and the local copy (the sender retries)."""
+    import errno
+
+    from engine.queue import StagedItem
+    root = server_root(tmp_path, net, **{"queue.offline": True})
+    directory_edit.set_forward(root, settings_mod.load(root.config_file), "dave@example.com", ["dave@far.example"], True)
+    cfg = settings_mod.load(root.config_file)
+    real, calls = StagedItem.commit, []
+
+    def commit(item):
+        calls.append(item.envelope.id)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(item)
+
+    monkeypatch.setattr(StagedItem, "commit", commit)
+    with pytest.raises(OSError):
+        delivery.deliver(root, cfg, Directory.load(root, cfg), "carol@orig.example",
+                         ["dave@example.com", "x@far.example"], b"Subject: none\r\n\r\nhi\r\n")
+    assert len(calls) == 2 and not Queue(root).all()
+    assert not list(Queue(root).dir.glob("messages/*"))
+    assert not list((root.mail_dir / "example.com" / "dave" / "new").glob("*"))
