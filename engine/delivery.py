@@ -154,9 +154,10 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
             else:
                 item.abort()
         outcome.delivered.clear()
-        for item in queued[len(outcome.queue_ids):]:
-            item.abort()
-        outcome.queue_ids.clear()
-        outcome.queue_id = None
+        for n, item in enumerate(queued):       # several when copies have their own (SRS) sender
+            if n < len(outcome.queue_ids):
+                item.withdraw()
+            else:
+                item.abort()
         raise
     return outcome
