@@ -183,8 +183,11 @@ def test_an_srs_address_at_a_domain_not_ours_is_not_relayed(srv, net):
     s, root = srv
     cfg = settings_mod.load(root.config_file)
     address = srs.forward(signer(root, cfg), "carol@orig.example", "far.example", time.time())
+    before = Queue(root).count()
     code, text = send(s, "", address, "relay attempt")
-    assert code == 550 and text.startswith("5.7.1")
+    # 550 5.7.1 (relaying denied), or 501 5.1.3 when the hash holds a "/" (never in our local parts)
+    assert (code, text[:5]) in ((550, "5.7.1"), (501, "5.1.3")), (address, code, text)
+    assert Queue(root).count() == before
 
 
 def test_an_srs0_sender_forwarded_again_becomes_srs1_and_its_bounce_goes_to_the_first_forwarder(srv, net):
