@@ -18,12 +18,14 @@ from .maildir import Maildir
 from .queue import Queue
 from .root import Root
 from .smtp.replies import OVER_QUOTA_PERM, OVER_QUOTA_TEMP, Rejection
+from .srs_forward import forwarded_sender, reverse_recipient
 
 
 @dataclass
 class Outcome:
     delivered: list[str] = field(default_factory=list)    # mailbox addresses written
     queue_id: str | None = None                           # queue item for external targets
+    queue_ids: list[str] = field(default_factory=list)    # all of them (one per envelope sender: SRS)
     external: list[str] = field(default_factory=list)
     rejected: dict[str, Rejection] = field(default_factory=dict)   # recipient -> why
 
@@ -63,7 +65,9 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
     come out of aliases and forwards are queued. Returns what happened per recipient.
 
     before_commit(staged, queued), when given, runs once everything is staged and before
-    anything is committed (the pickup folder records what to finish after a crash).
+    anything is committed (the pickup folder records what to finish after a crash);
+    queued is a list of queue items: copies forwarded to other domains go out with their
+    own (SRS) sender (engine/srs_forward.py), so one message may need several.
 
     assign_uids=False leaves IMAP UIDs to the next sync of the folder (SMTP intake: no
     uidlist dotlock per message); the copies are just as durable.
@@ -76,8 +80,9 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
     outcome = Outcome()
     mailboxes: dict[str, object] = {}
     external: list[str] = []
+    senders: dict[str, list[str]] = {}        # envelope sender -> external targets
     for rcpt in recipients:
-        res = directory.resolve(rcpt, sender)
+        res = reverse_recipient(root, settings, directory, rcpt) or directory.resolve(rcpt, sender)
         if not res.ok:
             outcome.rejected[rcpt] = res.rejection
             continue
@@ -85,13 +90,16 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
             continue
         for account in res.mailboxes:
             mailboxes.setdefault(account.address, account)
-        for ext in res.external:
-            if ext not in external:
-                external.append(ext)
+        fresh = [ext for ext in res.external if ext not in external]
+        if fresh:
+            # a local address forwarding to another domain: an SRS sender (so SPF passes there)
+            out = forwarded_sender(root, settings, directory, sender, res.address) if res.local_domain else sender
+            external += fresh
+            senders.setdefault(out, []).extend(fresh)
     large = isinstance(data, LargeMessage)     # megabytes: written in pieces, never joined
     body = None if large else to_storage(data)
     staged = []
-    queued = None
+    queued = []
 
     def stage(box, address, quota, folder=INBOX):
         if large:
@@ -123,15 +131,18 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
             except QuotaExceeded:
                 perm = settings.relay.over_quota_permanent
                 outcome.rejected[address] = OVER_QUOTA_PERM if perm else OVER_QUOTA_TEMP
-        if external and queue_external:
-            queued = Queue(root).stage(sender, external, data, source=source, auth_user=auth_user)
+        if queue_external:
+            for out, targets in senders.items():
+                queued.append(Queue(root).stage(out, targets, data, source=source, auth_user=auth_user))
         if before_commit is not None:
             before_commit(staged, queued)
         for address, item in staged:
             item.commit()
             outcome.delivered.append(address)
-        if queued is not None:
-            outcome.queue_id = queued.commit()
+        for item in queued:
+            outcome.queue_ids.append(item.commit())
+        if queued:
+            outcome.queue_id = outcome.queue_ids[0]
             outcome.external = external
     except BaseException:
         # Every write came before the first commit, so what fails here is usually staging;
@@ -143,7 +154,10 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
             else:
                 item.abort()
         outcome.delivered.clear()
-        if queued is not None and outcome.queue_id is None:
-            queued.abort()
+        for n, item in enumerate(queued):       # several when copies have their own (SRS) sender
+            if n < len(outcome.queue_ids):
+                item.withdraw()
+            else:
+                item.abort()
         raise
     return outcome

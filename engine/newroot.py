@@ -6,7 +6,7 @@ import datetime
 import ipaddress
 import os
 
-from . import privileges, settings as settings_mod
+from . import privileges, settings as settings_mod, srs_secret
 from .errors import AlreadyExists
 from .root import TOML_MODE, Root, atomic_write
 
@@ -32,6 +32,7 @@ def init_root(root: Root, hostname: str = "localhost", high_ports: bool = False,
                      "IMAP 2143/2993, POP3 2110/2995)")
     make_self_signed(root, hostname)
     notes.append(f"self-signed certificate for {hostname} written to tls/")
+    srs_secret.ensure(root)               # SRS addresses of forwarded mail (engine/srs_forward.py)
     atomic_write(root.config_file, settings_mod.render_sample(values), mode=TOML_MODE)
     return notes
 

@@ -165,7 +165,7 @@ class Pickup:
                                "tmp": self.root.relative(item.tmp_path), "base": item.base,
                                "size": item.size, "to_cur": item.to_cur, "flags": sorted(item.flags)}
                               for address, item in staged],
-                  "queue": queued.envelope.to_dict() if queued is not None else None}
+                  "queues": [item.envelope.to_dict() for item in queued]}
         atomic_write(self.work / f"{token}.commit", json.dumps(record))
 
     def _drop_marker(self, token: str) -> None:
@@ -187,8 +187,8 @@ class Pickup:
                 Staged(folder, tmp, m["base"], frozenset(m.get("flags", [])), m["size"], m["to_cur"]).commit()
             except FileExistsError:
                 os.unlink(tmp)                        # linked, not yet unlinked from tmp/
-        q = record.get("queue")
-        if q:
+        old = record.get("queue")                     # a marker an earlier version wrote
+        for q in record.get("queues", [old] if old else []):
             queue = Queue(self.root)
             known = any(queue.envelope_path(q["id"], s).exists() for s in STATES)
             if not known and queue.body_path(q["id"]).exists():

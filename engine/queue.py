@@ -462,3 +462,11 @@ class StagedItem:
         for path in (self.staged_envelope, self.queue.body_path(self.envelope.id)):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+
+    def withdraw(self) -> None:
+        """Take back a committed item whose message is failing as a whole (delivery.py:
+        another item of the same message could not be committed); nobody was told of it."""
+        for path in (self.queue.envelope_path(self.envelope.id, self.envelope.state),
+                     self.queue.body_path(self.envelope.id)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)

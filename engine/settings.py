@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from . import tomlfile
+from . import srs_settings
 from .accept import helo_settings, spam_settings
 from .access import access_settings
 from .errors import ConfigError
@@ -232,6 +233,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "dnsbl": spam_settings.DNSBL_KEYS,      # DNS block lists (engine/accept/dnslists.py)
     "helo_checks": helo_settings.KEYS,      # HELO and sender checks of port 25 (engine/accept/helochecks.py)
     "access": access_settings.KEYS,     # access lists, IP ranges, incoming relays (engine/access/)
+    "srs": srs_settings.KEYS,          # Sender Rewriting Scheme (engine/srs_settings.py)
     "sendmail": {
         "sender_domain": Key("", str, "domain of a local user's address for sendmail(1): login@domain "
                              "('' = server.default_domain, else server.hostname)"),

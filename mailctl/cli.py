@@ -24,6 +24,7 @@ COMMAND_MODULES = {
     "deliver": "deliver", "dkim": "dkim", "domain": "domain", "export": "export", "forward": "forward",
     "greylist": "greylist", "import": "importcmd", "init": "init", "list": "lists", "mailbox": "mailbox", "migrate": "migrate",
     "public": "public", "queue": "queue", "send": "send", "systemd-unit": "systemd", "who": "who",
+    "srs": "srs",
     **{name: "serve" for name in ("serve", "start", "stop", "restart", "reload", "status", "quickstart")},
 }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .. import srs_forward
 from ..smtp import policy, quota, replies
 from .verdicts import CONTINUE, Reject, refusal
 
@@ -39,11 +40,25 @@ async def recipient_limit(check: RcptCheck):
 async def recipient_policy(check: RcptCheck):
     """Relay, unknown users, lists that need authentication ... (engine/smtp/policy.py)."""
     rt = check.runtime
-    result = policy.check_recipient(rt.settings, rt.directory, check.client, check.sender, check.address)
+    result = await srs_recipient(check)
+    if result is None:
+        result = policy.check_recipient(rt.settings, rt.directory, check.client, check.sender, check.address)
     if not isinstance(result, policy.Accepted):
         return refusal(str(result), f"{check.address[:100]}={result.code}")
     check.result = result
     return CONTINUE
+
+
+async def srs_recipient(check: RcptCheck) -> "policy.Accepted | replies.Rejection | None":
+    """An SRS address at one of our domains (a bounce of forwarded mail): to the original
+    sender when valid, else 550 5.1.1 (engine/srs_forward.py). None: not one."""
+    rt = check.runtime
+    if not srs_forward.looks_like(check.address):
+        return None                       # no file read for every other address
+    res = await rt.run_blocking(srs_forward.reverse_recipient, rt.root, rt.settings, rt.directory, check.address)
+    if res is None:
+        return None
+    return res.rejection or policy.Accepted(res.address, res, 0, list(res.mailboxes))
 
 
 async def domain_size(check: RcptCheck):

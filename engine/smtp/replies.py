@@ -129,6 +129,7 @@ BAD_ADDRESS = Rejection(501, "5.1.3", "A Valid Address Is Required")
 RELAY_DENIED = Rejection(550, "5.7.1", "Delivery Is Not Allowed To This Address")
 IP_LITERAL = Rejection(550, "5.7.1", "Not Accepting Mail For IP Address Literals")
 ROUTE_REFUSED = Rejection(550, "5.1.1", "Reciprient Not In Route List")     # hMailServer's text, typo included
+SRS_INVALID = Rejection(550, "5.1.1", "Invalid Or Expired SRS Address")   # engine/srs_forward.py
 AUTH_REQUIRED = Rejection(530, "5.7.0", "SMTP Authentication Is Required")
 SENDER_BLOCKED = Rejection(550, "5.7.1", "Sender Address Rejected: Access Denied")      # access.block_senders
 RECIPIENT_BLOCKED = Rejection(550, "5.7.1", "Recipient Address Rejected: Access Denied")    # access.block_recipients
