@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from . import nofollow, tomlfile
+from . import nofollow, sendlimits_settings, tomlfile
 from .addresses import check_local, normalize_domain, parse_address, parse_target
 from .errors import ConfigError, InvalidInput
 from .root import Root
@@ -37,6 +37,7 @@ class Account:
     enabled: bool = True
     forward: tuple[str, ...] = ()
     forward_keep_copy: bool = True
+    send_limits: tuple = ()          # (key, value) of its send_* overrides (engine/sendlimits_settings.py)
 
     @property
     def address(self) -> str:
@@ -138,6 +139,7 @@ ACCOUNT_KEYS = {
     "enabled": (lambda v: isinstance(v, bool), "true or false"),
     "forward": (_is_strlist, "a list of addresses"),
     "forward_keep_copy": (lambda v: isinstance(v, bool), "true or false"),
+    **sendlimits_settings.ACCOUNT_KEYS,
 }
 ALIAS_KEYS = {
     "targets": (_is_strlist, "a list of addresses"),
@@ -235,7 +237,8 @@ def parse_domain(name: str, data: dict, text: str, where: str, settings=None) ->
         fwd = _check_targets(v.get("forward", []), name, path + ["forward"], problems, max_targets)
         domain.accounts[local] = Account(name, local, v.get("password", ""), v.get("name", ""),
                                          v.get("quota_mb", 0), v.get("enabled", True), fwd,
-                                         v.get("forward_keep_copy", True))
+                                         v.get("forward_keep_copy", True),
+                                         tuple((k, v[k]) for k in sendlimits_settings.ACCOUNT_KEYS if k in v))
     for local, value, path in entries("aliases"):
         v = _check_table(value, ALIAS_KEYS, path, problems)
         if "targets" not in value:

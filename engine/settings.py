@@ -9,7 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from . import tomlfile
+from . import sendlimits_settings, tomlfile
 from .errors import ConfigError
 from .settingkeys import (
     Key, address, control_problem, domain, domain_patterns, domains, durations,
@@ -226,6 +226,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                         "a sender address is easily forged, prefer whitelist_networks",
                                         domain_patterns),
     },
+    "send_limits": sendlimits_settings.KEYS,     # outbound limits per account (engine/sendlimits_settings.py)
     "sendmail": {
         "sender_domain": Key("", str, "domain of a local user's address for sendmail(1): login@domain "
                              "('' = server.default_domain, else server.hostname)"),

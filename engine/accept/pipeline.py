@@ -14,7 +14,7 @@ it (tests add theirs that way), so a stage never touches protocol code.
 """
 from __future__ import annotations
 
-from . import authcheck, greylisting, rcpt, stages
+from . import authcheck, greylisting, rcpt, sendlimits, stages
 from .arrival import Arrival
 from .verdicts import CONTINUE, ENDS, AddHeaders, FileInto, Score
 
@@ -24,6 +24,7 @@ RCPT_STAGES = (
     rcpt.recipient_policy,      # relay, unknown user, list rules: where it resolves
     rcpt.domain_size,           # the domain's size limit against SIZE=
     greylisting.greylisting,    # port 25: 451 4.7.1 to a first try (greylist.enabled)
+    sendlimits.send_limit_rcpt,     # AUTH: 451 4.7.1 to an external recipient past the account's limits
     rcpt.mailbox_full,          # every mailbox it reaches is full
 )
 
@@ -35,6 +36,7 @@ STAGES = (
     stages.received,            # our Received line, on top
     authcheck.check_authentication,     # port 25: SPF, DKIM, ARC, DMARC; Authentication-Results
     stages.mailbox_quota,       # port 25: a mailbox that cannot take it refuses it all
+    sendlimits.send_limit,      # the account's sending limits, checked and counted with the commit
     stages.deliver,             # every copy and the queue item, all or nothing
     stages.bounce_refused,      # DSN for recipients refused after acceptance
 )
