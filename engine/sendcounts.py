@@ -154,12 +154,13 @@ class SendCounts:
             self._write(usage)
         return None
 
-    def block(self, account: str, why: str) -> bool:
-        """Block the account (a daily limit refused a recipient); False when it already was."""
+    def block(self, account: str, why: str, unblock_after_hours: float = 0) -> bool:
+        """Block the account (a daily limit refused a recipient); False when it already was
+        (a block past its time counts as none: it is renewed)."""
         with self._lock(account):
             now = self.clock()
             usage = self._read(account, now)
-            if usage.blocked:
+            if usage.blocked and not usage.block_lifted(now, unblock_after_hours):
                 return False
             usage.blocked, usage.blocked_why = now, why
             self._write(usage)

@@ -48,6 +48,7 @@ async def send_limit_rcpt(check):
         memo["usage"] = await rt.run_blocking(store.usage, user, rt.settings.send_limits.unblock_after_hours)
         memo["recipients"] = []
     usage, pending = memo["usage"], memo["recipients"]
+    unblock_after = rt.settings.send_limits.unblock_after_hours
     key = recipient_key(result.address)
     if usage.blocked:
         return _refused(rt, user, usage.blocked_why, check.address, blocked=True)
@@ -56,7 +57,7 @@ async def send_limit_rcpt(check):
         pending.append(key)
         return CONTINUE
     if over.daily:
-        if await rt.run_blocking(SendCounts(rt.root).block, user, over.text()):
+        if await rt.run_blocking(SendCounts(rt.root).block, user, over.text(), unblock_after):
             _blocked(rt.log, user, over)
             rt.count("send_limit_blocked")
         usage.blocked, usage.blocked_why = 1.0, over.text()     # for the rest of this transaction
