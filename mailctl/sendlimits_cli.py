@@ -59,7 +59,7 @@ class _LimitValue(click.ParamType):
     name = "N|default"
 
     def convert(self, value, param, ctx):
-        text = str(value).strip()
+        text = str(value)
         if text == DEFAULT:
             return DEFAULT
         if text.isascii() and text.isdigit() and len(text) <= 8 and int(text) <= 10_000_000:
@@ -69,10 +69,10 @@ class _LimitValue(click.ParamType):
 
 def limit_options(f):
     for name, help_ in reversed((("messages-per-hour", "Messages to external recipients in any 60 minutes."),
-                                 ("messages-per-day", "... in any 24 hours."),
+                                 ("messages-per-day", "Messages to external recipients in any 24 hours."),
                                  ("recipients-per-hour", "Distinct external recipients in any 60 minutes."),
-                                 ("recipients-per-day", "... in any 24 hours."))):
-        f = click.option(f"--{name}", type=_LimitValue(), help=help_)(f)
+                                 ("recipients-per-day", "Distinct external recipients in any 24 hours."))):
+        f = click.option(f"--{name}", type=_LimitValue(), metavar="N|default", help=help_)(f)
     return f
 
 
