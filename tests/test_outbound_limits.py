@@ -112,7 +112,9 @@ def test_distinct_recipients_per_hour(tmp_path):
         assert send(alice, ALICE, ["A@remote.example"]) == (250, "")      # the same one again: not new
         assert send(alice, ALICE, ["c@remote.example", BOB]) == (250, "")
         # d is a fourth: refused; a (known) in the same transaction still goes
-        code, text = send(alice, ALICE, ["a@remote.example", "d@remote.example"])
+        assert _rcpts(alice, ALICE, ["a@remote.example", "d@remote.example", "a@remote.example"]) == [250, 451, 250]
+        assert alice.data(message(ALICE))[0] == 250
+        code, text = send(alice, ALICE, ["d@remote.example"])
         assert (code, text) == (451, f"4.7.1 {ALICE}: sending limit of 3 recipients per hour reached, "
                                      f"try again later")
     age(root, 61)

@@ -99,3 +99,32 @@ def test_sendmail_of_a_local_user_counts_against_its_account(open_tmp):
         assert code == 0, err
     assert show(root, "nobody@example.com")["messages_last_hour"] == 1
     assert sum(1 for e in Queue(root).all()) == 1
+
+
+def _record_many(root_path: str, n: int, start, results) -> None:
+    from engine.root import Root
+    from engine.sendcounts import SendCounts
+    from engine.sendlimits_settings import Limits
+    store = SendCounts(Root(root_path))
+    start.wait()
+    taken = sum(1 for i in range(n) if store.record(ALICE, Limits(messages_per_hour=30), [f"r{i}@far.example"])
+                is None)
+    results.put(taken)
+
+
+def test_concurrent_commits_of_four_processes_take_exactly_the_limit(tmp_path):
+    """Check and count are one step under the account's lock: 4 processes x 20 messages
+    against a limit of 30 take exactly 30 places, never one more."""
+    import multiprocessing
+    root = make_root(tmp_path, accounts=PASSWORDS)
+    ctx = multiprocessing.get_context("fork")
+    start, results = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_record_many, args=(str(root.path), 20, start, results)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    start.set()
+    taken = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert sum(taken) == 30
+    assert show(root, ALICE)["messages_last_hour"] == 30
