@@ -28,6 +28,8 @@ CALLED = {       # the replies that carry a value, with sample values
     "spf_refused": ("example.net", "192.0.2.1 is not allowed"),
     "dmarc_refused": ("example.net",),
     "dmarc_temperror": ("example.net",),
+    "send_limit": ("alice@example.com", "sending limit of 100 messages per hour"),
+    "send_blocked": ("alice@example.com", "sending limit of 500 messages per day"),
 }
 
 
