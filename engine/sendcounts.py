@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import secrets
 import time
@@ -195,11 +196,15 @@ class SendCounts:
             if data.get("account") != usage.account:
                 return usage                      # a hash collision or a copied file
             oldest = minute - DAY
-            usage.messages = {int(m): int(n) for m, n in data.get("messages", []) if int(m) > oldest}
-            usage.recipients = {str(k): int(m) for k, m in data.get("recipients", {}).items() if int(m) > oldest}
-            usage.blocked = float(data.get("blocked") or 0)
-            usage.blocked_why = str(data.get("blocked_why") or "")[:200]
-        except (OSError, ValueError, TypeError, AttributeError):
+            for m, n in data.get("messages", []):
+                if oldest < int(m) <= minute and int(n) > 0:
+                    usage.messages[int(m)] = usage.messages.get(int(m), 0) + int(n)
+            usage.recipients = {str(k): int(m) for k, m in data.get("recipients", {}).items()
+                                if oldest < int(m) <= minute}
+            blocked = float(data.get("blocked") or 0)
+            usage.blocked = min(blocked, now) if math.isfinite(blocked) and blocked > 0 else 0.0
+            usage.blocked_why = str(data.get("blocked_why") or "")[:200] if usage.blocked else ""
+        except (OSError, ValueError, TypeError, AttributeError, OverflowError):
             return Usage(account.lower(), minute)
         finally:
             os.close(fd)
