@@ -141,8 +141,8 @@ async def _submit(runtime, caller: Caller, reader: asyncio.StreamReader) -> dict
     sender = req.get("sender")
     sender = check_sender(settings, caller, None if sender is None else str(sender))
     # the caller's login is an account: its sending limits apply (engine/accept/sendlimits.py)
-    own = mapped_sender(settings, caller.login)
-    account = own if runtime.directory.account(own) is not None else ""
+    mapped = runtime.directory.account(mapped_sender(settings, caller.login))
+    account = mapped.address if mapped is not None else ""
     prepared, outcome = await runtime.run_blocking(functools.partial(
         local.send_message, runtime.root, settings, runtime.directory, data, sender=sender, recipients=recipients,
         extract=bool(req.get("extract")), source="sendmail", origin=local.local_user(caller.uid),

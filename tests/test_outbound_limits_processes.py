@@ -10,7 +10,8 @@ import smtplib
 
 import pytest
 
-import engine.localsubmit  # noqa: F401  (imported before fork: the child only runs it)
+import engine.accept.local  # noqa: F401  (imported before fork: a child that became another user may not
+import engine.localsubmit  # noqa: F401   reach the Python packages; it only runs them)
 from engine.queue import Queue
 from helpers_process import serving_pid
 from helpers_server import make_root, running_server, serve_process, wait_for_processes
@@ -128,3 +129,16 @@ def test_concurrent_commits_of_four_processes_take_exactly_the_limit(tmp_path):
         p.join(30)
     assert sum(taken) == 30
     assert show(root, ALICE)["messages_last_hour"] == 30
+
+
+def test_sendmail_through_a_domain_alias_counts_against_the_account_itself(open_tmp):
+    from engine import directory_edit, settings as settings_mod
+    root = make_root(open_tmp, accounts={"nobody@example.com": "nobody-password-1"},
+                     settings={**BASE, "sendmail.sender_domain": "example.net", "send_limits.messages_per_hour": 1})
+    directory_edit.add_domain_alias(root, settings_mod.load(root.config_file), "example.com", "example.net")
+    with running_server(root):
+        code, err = sendmail_as("nobody", root, ["friend@remote.example"])
+        assert code == 0, err
+        code, err = sendmail_as("nobody", root, ["friend@remote.example"])
+        assert code == 75 and "nobody@example.com: sending limit of 1 messages per hour" in err, err
+    assert show(root, "nobody@example.com")["messages_last_hour"] == 1

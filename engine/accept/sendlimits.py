@@ -27,6 +27,7 @@ show` says so) until `mailctl account unblock` or send_limits.unblock_after_hour
 from __future__ import annotations
 
 from ..directory import Account
+from ..errors import MailError
 from ..sendcounts import Over, SendCounts, recipient_key
 from ..sendlimits_settings import limits_for
 from ..smtp import replies
@@ -57,9 +58,12 @@ async def send_limit_rcpt(check):
         pending.append(key)
         return CONTINUE
     if over.daily:
-        if await rt.run_blocking(SendCounts(rt.root).block, user, over.text(), unblock_after):
-            _blocked(rt.log, user, over)
-            rt.count("send_limit_blocked")
+        try:
+            if await rt.run_blocking(SendCounts(rt.root).block, user, over.text(), unblock_after):
+                _blocked(rt.log, user, over)
+                rt.count("send_limit_blocked")
+        except (OSError, MailError) as e:       # the refusal stands; the next one blocks
+            rt.log.warning("send limits: cannot block %s: %s", user, getattr(e, "strerror", None) or e)
         usage.blocked, usage.blocked_why = 1.0, over.text()     # for the rest of this transaction
     return _refused(rt, user, over.text(), check.address, blocked=False)
 
