@@ -75,7 +75,9 @@ def _get(ctx: Context, address: str):
 @json_option
 @pass_ctx
 def show(ctx: Context, address: str, as_json: bool) -> None:
-    """Show an account, with its mailbox usage."""
+    """Show an account, with its mailbox usage and its sending: messages and distinct
+    external recipients in the last hour and day against its limits, and whether a daily
+    limit blocked it (see 'mailctl account limits', 'mailctl account unblock')."""
     from engine.maildir import Maildir
     acc = _get(ctx, address)
     data = acc.public()
@@ -166,8 +168,11 @@ def unblock(ctx: Context, address: str) -> None:
 @json_option
 @pass_ctx
 def limits(ctx: Context, address: str, as_json: bool, **given) -> None:
-    """Show or set an account's sending limits (to external recipients): a number (0 = no
-    limit) or 'default' (the [send_limits] value of mailctl.toml). Without options: show them."""
+    """Show or set an account's sending limits: messages and distinct recipients outside
+    our domains per hour and per day. Past one, such a recipient gets 451 4.7.1; past a
+    daily one the account is blocked until 'mailctl account unblock' (or
+    send_limits.unblock_after_hours). Each a number (0 = no limit) or 'default' (the
+    [send_limits] value of mailctl.toml); without options it shows them."""
     sendlimits_cli.show_or_set(ctx, _get(ctx, address), given, as_json)
 
 
