@@ -43,13 +43,12 @@ async def send_limit_rcpt(check):
     limits = limits_for(rt.settings, rt.directory.account(user))
     if not limits.any:
         return CONTINUE
-    memo = check.transaction.setdefault("send_limits", {})
-    if "usage" not in memo:
-        store = SendCounts(rt.root)
-        memo["usage"] = await rt.run_blocking(store.usage, user, rt.settings.send_limits.unblock_after_hours)
-        memo["recipients"] = []
-    usage, pending = memo["usage"], memo["recipients"]
     unblock_after = rt.settings.send_limits.unblock_after_hours
+    memo = check.transaction.setdefault("send_limits", {})     # read once per transaction
+    if "usage" not in memo:
+        memo["usage"] = await rt.run_blocking(SendCounts(rt.root).usage, user, unblock_after)
+        memo["recipients"] = []             # the external recipients accepted so far
+    usage, pending = memo["usage"], memo["recipients"]
     key = recipient_key(result.address)
     if usage.blocked:
         return _refused(rt, user, usage.blocked_why, check.address, blocked=True)
