@@ -11,7 +11,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from . import nofollow, tomlfile
+from . import nofollow, sendlimits_settings, tomlfile
+from .domainkeys import ACCOUNT_KEYS, ALIAS_KEYS, DOMAIN_KEYS, LIST_KEYS, TABLES
 from .addresses import check_local, normalize_domain, parse_address, parse_target
 from .errors import ConfigError, InvalidInput
 from .root import Root
@@ -19,8 +20,6 @@ from .root import Root
 from .smtp.replies import (ACCOUNT_INACTIVE, ALIAS_INACTIVE, BAD_ADDRESS, DOMAIN_DISABLED, LIST_INACTIVE,
                            LIST_NOT_AUTHORIZED, TOO_MANY_FORWARDS, UNKNOWN_USER, Rejection)
 
-LIST_MODES = ("public", "members", "announce")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 LISTING_PROBLEM = "domains/:"                                  # domains/ itself cannot be read
 _PROBLEM_FILE = re.compile(r"domains/([^/:]+)\.toml:")      # the domain file a problem names
 
@@ -37,6 +36,7 @@ class Account:
     enabled: bool = True
     forward: tuple[str, ...] = ()
     forward_keep_copy: bool = True
+    send_limits: tuple = ()          # (key, value) of its send_* overrides (engine/sendlimits_settings.py)
 
     @property
     def address(self) -> str:
@@ -108,56 +108,6 @@ class Domain:
                 "spam_mark_score": self.spam_mark_score, "spam_reject_score": self.spam_reject_score,
                 "accounts": len(self.accounts), "address_aliases": len(self.alias_map),
                 "lists": len(self.lists)}
-
-
-# -- the schema of a domain file ------------------------------------------------------
-
-def _is_num(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_strlist(v):
-    return isinstance(v, list) and all(isinstance(x, str) for x in v)
-
-
-# key: (check, expectation)
-DOMAIN_KEYS = {
-    "enabled": (lambda v: isinstance(v, bool), "true or false"),
-    "domain_aliases": (_is_strlist, "a list of domain names"),
-    "catch_all": (lambda v: isinstance(v, str), "an address or \"\""),
-    "max_message_size_mb": (lambda v: _is_num(v) and v >= 0, "a number of MB, 0 or more"),
-    "max_accounts": (lambda v: _is_int(v) and v >= 0, "a whole number, 0 or more"),
-    "default_quota_mb": (lambda v: _is_int(v) and v >= 0, "a whole number of MB, 0 or more"),
-    "greylisting": (lambda v: isinstance(v, bool), "true or false"),
-    "spam_scoring": (lambda v: isinstance(v, bool), "true or false"),
-    "spam_mark_score": (lambda v: _is_num(v) and 0 < v <= 1000, "a score above 0, at most 1000"),
-    "spam_reject_score": (lambda v: _is_num(v) and 0 <= v <= 1000, "a score from 0 (never) to 1000"),
-}
-TABLES = ("accounts", "aliases", "lists")
-ACCOUNT_KEYS = {
-    "password": (lambda v: isinstance(v, str), "a password hash string"),
-    "name": (lambda v: isinstance(v, str) and not _CONTROL.search(v), "a string without line breaks or control "
-                                                                          "characters"),
-    "quota_mb": (lambda v: _is_int(v) and v >= 0, "a whole number of MB, 0 or more (0 = unlimited)"),
-    "enabled": (lambda v: isinstance(v, bool), "true or false"),
-    "forward": (_is_strlist, "a list of addresses"),
-    "forward_keep_copy": (lambda v: isinstance(v, bool), "true or false"),
-}
-ALIAS_KEYS = {
-    "targets": (_is_strlist, "a list of addresses"),
-    "enabled": (lambda v: isinstance(v, bool), "true or false"),
-}
-LIST_KEYS = {
-    "mode": (lambda v: v in LIST_MODES, "one of " + ", ".join(LIST_MODES)),
-    "sender": (lambda v: isinstance(v, str), "an address or \"\""),
-    "members": (_is_strlist, "a list of addresses"),
-    "enabled": (lambda v: isinstance(v, bool), "true or false"),
-    "require_auth": (lambda v: isinstance(v, bool), "true or false"),
-}
 
 
 def list_requires_auth_by_default(mode: str) -> bool:
@@ -244,7 +194,8 @@ def parse_domain(name: str, data: dict, text: str, where: str, settings=None) ->
         fwd = _check_targets(v.get("forward", []), name, path + ["forward"], problems, max_targets)
         domain.accounts[local] = Account(name, local, v.get("password", ""), v.get("name", ""),
                                          v.get("quota_mb", 0), v.get("enabled", True), fwd,
-                                         v.get("forward_keep_copy", True))
+                                         v.get("forward_keep_copy", True),
+                                         tuple((k, v[k]) for k in sendlimits_settings.ACCOUNT_KEYS if k in v))
     for local, value, path in entries("aliases"):
         v = _check_table(value, ALIAS_KEYS, path, problems)
         if "targets" not in value:

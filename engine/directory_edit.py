@@ -12,7 +12,8 @@ from pathlib import Path
 
 from . import tomlfile
 from .addresses import Address, normalize_domain, parse_address, parse_target
-from .directory import LIST_MODES, Directory
+from .directory import Directory
+from .domainkeys import LIST_MODES
 from .errors import AlreadyExists, ConfigError, InvalidInput, NotFound
 from .root import TOML_MODE, Root, atomic_write, fsync_dir
 
@@ -216,13 +217,17 @@ def remove_account(root: Root, settings, address: str, purge: bool = False) -> s
 
 
 def set_account(root: Root, settings, address: str, **values) -> str:
-    """Set account keys: password (a hash), name, enabled, quota_mb."""
+    """Set account keys: password (a hash), name, enabled, quota_mb, the send_* limits;
+    a value None removes the key (the default applies again)."""
     a = _address(root, settings, address)
 
     def change(doc):
         entry = _require(doc, "accounts", a)
         for k, v in values.items():
-            entry[k] = v
+            if v is not None:
+                entry[k] = v
+            elif k in entry:
+                del entry[k]
     _edit_domain(root, settings, a.domain, change)
     if "quota_mb" in values:
         from .maildir import Maildir

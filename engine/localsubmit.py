@@ -97,7 +97,8 @@ async def serve(runtime) -> asyncio.AbstractServer:
             reply = {"ok": False, "error": str(e), "temporary": False}
         except (MailError, OSError) as e:
             runtime.log.warning("local submission failed: %s", e)
-            reply = {"ok": False, "error": "temporary failure; try again later", "temporary": True}
+            reply = {"ok": False, "error": getattr(e, "public", None) or "temporary failure; try again later",
+                     "temporary": True}
         except Exception:
             runtime.log.exception("local submission: unexpected error")
             reply = {"ok": False, "error": "internal error; try again later", "temporary": True}
@@ -139,10 +140,13 @@ async def _submit(runtime, caller: Caller, reader: asyncio.StreamReader) -> dict
     recipients = [str(r) for r in req.get("recipients") or []]
     sender = req.get("sender")
     sender = check_sender(settings, caller, None if sender is None else str(sender))
+    # the caller's login is an account: its sending limits apply (engine/accept/sendlimits.py)
+    mapped = runtime.directory.account(mapped_sender(settings, caller.login))
+    account = mapped.address if mapped is not None else ""
     prepared, outcome = await runtime.run_blocking(functools.partial(
         local.send_message, runtime.root, settings, runtime.directory, data, sender=sender, recipients=recipients,
         extract=bool(req.get("extract")), source="sendmail", origin=local.local_user(caller.uid),
-        pipeline=runtime.pipeline))
+        pipeline=runtime.pipeline, account=account))
     runtime.log.info("local submission from uid %d (%s, pid %d): sender <%s>, %d delivered, queue %s",
                      caller.uid, caller.login, caller.pid, prepared.sender, len(outcome.delivered),
                      outcome.queue_id or "-")

@@ -9,8 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from . import tomlfile
-from . import srs_settings
+from . import sendlimits_settings, srs_settings, tomlfile
 from .accept import helo_settings, spam_settings
 from .access import access_settings
 from .errors import ConfigError
@@ -234,6 +233,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "helo_checks": helo_settings.KEYS,      # HELO and sender checks of port 25 (engine/accept/helochecks.py)
     "access": access_settings.KEYS,     # access lists, IP ranges, incoming relays (engine/access/)
     "srs": srs_settings.KEYS,          # Sender Rewriting Scheme (engine/srs_settings.py)
+    "send_limits": sendlimits_settings.KEYS,     # outbound limits per account (engine/sendlimits_settings.py)
     "sendmail": {
         "sender_domain": Key("", str, "domain of a local user's address for sendmail(1): login@domain "
                              "('' = server.default_domain, else server.hostname)"),

@@ -7,6 +7,7 @@ from engine import directory_edit, passwords
 from engine.addresses import normalize_domain, parse_address
 from engine.errors import NotFound
 
+from . import sendlimits_cli
 from .context import Context, confirm, pass_ctx, read_secret
 from .output import done, emit_json, fields, table
 
@@ -22,7 +23,7 @@ def password_options(f):
 
 @click.group("account")
 def account() -> None:
-    """Add, list, show, remove accounts; passwords, quota, enable and disable."""
+    """Add, list, show, remove accounts; passwords, quota, enable and disable; sending limits."""
 
 
 @account.command("add")
@@ -74,14 +75,20 @@ def _get(ctx: Context, address: str):
 @json_option
 @pass_ctx
 def show(ctx: Context, address: str, as_json: bool) -> None:
-    """Show an account, with its mailbox usage."""
+    """Show an account, with its mailbox usage and its sending: messages and distinct
+    external recipients in the last hour and day against its limits, and whether a daily
+    limit blocked it (see 'mailctl account limits', 'mailctl account unblock')."""
     from engine.maildir import Maildir
     acc = _get(ctx, address)
     data = acc.public()
     box = Maildir.for_account(ctx.existing_root(), acc.domain, acc.local)
     used, count = box.quota_usage() if box.exists() else (0, 0)
     data.update({"used_bytes": used, "messages": count, "mailbox": f"mail/{acc.domain}/{acc.local}"})
-    emit_json(data) if as_json else fields(data)
+    sending = sendlimits_cli.sending(ctx, acc)
+    if as_json:
+        emit_json({**data, "sending": sending})
+    else:
+        fields({**data, **sendlimits_cli.shown(sending)})
 
 
 @account.command("remove")
@@ -144,6 +151,29 @@ def set_name(ctx: Context, address: str, name: str) -> None:
     acc = _get(ctx, address)
     directory_edit.set_account(ctx.existing_root(), ctx.settings, acc.address, name=name)
     done(f"name of {acc.address} set")
+
+
+@account.command("unblock")
+@click.argument("address")
+@pass_ctx
+def unblock(ctx: Context, address: str) -> None:
+    """Let an account blocked by a daily sending limit send again; its sending counts
+    start afresh (a running server sees it at once)."""
+    done(sendlimits_cli.unblock(ctx, _get(ctx, address)))
+
+
+@account.command("limits")
+@click.argument("address")
+@sendlimits_cli.limit_options
+@json_option
+@pass_ctx
+def limits(ctx: Context, address: str, as_json: bool, **given) -> None:
+    """Show or set an account's sending limits: messages and distinct recipients outside
+    our domains per hour and per day. Past one, such a recipient gets 451 4.7.1; past a
+    daily one the account is blocked until 'mailctl account unblock' (or
+    send_limits.unblock_after_hours). Each a number (0 = no limit) or 'default' (the
+    [send_limits] value of mailctl.toml); without options it shows them."""
+    sendlimits_cli.show_or_set(ctx, _get(ctx, address), given, as_json)
 
 
 COMMANDS = [account]

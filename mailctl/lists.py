@@ -5,7 +5,7 @@ import click
 
 from engine import directory_edit
 from engine.addresses import parse_address
-from engine.directory import LIST_MODES
+from engine.domainkeys import LIST_MODES
 from engine.errors import NotFound
 
 from .context import Context, pass_ctx

@@ -7,7 +7,8 @@ import pwd
 
 import pytest
 
-import engine.localsubmit  # noqa: F401  (imported before fork: the child only runs it)
+import engine.accept.local  # noqa: F401  (imported before fork: a child that became another user may not
+import engine.localsubmit  # noqa: F401   reach the Python packages; it only runs them)
 from mailctl import sendmail as sendmail_cli
 
 from helpers_server import make_root, running_server

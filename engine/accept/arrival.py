@@ -39,6 +39,8 @@ class Envelope:
     resolved: list = field(default_factory=list)    # SMTP: policy.Accepted of each RCPT
     spf: object = None                # SMTP: the SPF result greylisting found at RCPT (reused)
     scores: tuple = ()                # SMTP: the verdicts.Score the RCPT-time stages gave
+    account: str = ""                 # sendmail(1) through run/submit.sock: the account the caller's
+    # login is, whose sending limits it counts against (accept/sendlimits.py; SMTP uses auth_user)
 
     @property
     def by_smtp(self) -> bool:

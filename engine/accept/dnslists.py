@@ -9,7 +9,7 @@ engine/dnsbl.py):
     (engine/uridomains.py, bounded by max_urls and max_body_kb) against dnsbl.uri_lists.
 
 A listing adds the list's score (verdicts.Score, weighed by spamscore.py), or refuses
-with "550 5.7.1 <the list's reject text>" when it has one (at RCPT, or at the end of
+with 550 5.7.1 and the list's reject text when it has one (at RCPT, or at the end of
 DATA for URI lists). Every list is asked at once. A lookup that fails (timeout, SERVFAIL,
 garbage) scores nothing and never refuses; it is logged and counted.
 
@@ -130,7 +130,7 @@ def judge(queries, answers, ip: str, log, count):
 
 
 def reject_reply(text: str, **values: str) -> str:
-    """'550 5.7.1 <text>' with {ip}, {domain} and {zone} filled in (printable, bounded)."""
+    """The refusal (550, 5.7.1 unless the text gives its own 5.x.x code), with {ip}, {domain} and {zone} filled in (printable, bounded)."""
     for name, value in values.items():
         text = text.replace("{" + name + "}", _shown(value, 100))
     text = _shown(text, 300)

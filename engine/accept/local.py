@@ -153,9 +153,9 @@ def read_in(data: bytes, *, sender: str | None = None, recipients: list[str] | N
 
 
 def arrival(prepared: Prepared, root, settings, directory, source: str, origin: str,
-            before_commit=None) -> Arrival:
+            before_commit=None, account: str = "") -> Arrival:
     """The pipeline's view of a message read in."""
-    envelope = Envelope(source, prepared.sender, prepared.recipients, origin=origin)
+    envelope = Envelope(source, prepared.sender, prepared.recipients, origin=origin, account=account)
     return Arrival(envelope, prepared.data, root, settings, directory, eol=prepared.eol,
                    header_end=prepared.header_end, before_commit=before_commit)
 
@@ -188,22 +188,24 @@ def local_user(uid: int | None = None) -> str:
 def send_message(root, settings, directory, data: bytes, *, sender: str | None = None,
                  recipients: list[str] | None = None, extract: bool = False, use_x_headers: bool = False,
                  source: str = SEND, origin: str | None = None, pipeline: Pipeline | None = None,
-                 before_commit=None, wake: bool = True) -> tuple[Prepared, Outcome]:
+                 before_commit=None, wake: bool = True, account: str = "") -> tuple[Prepared, Outcome]:
     """Read a message in and send it through the acceptance pipeline: local copies and the
     queue item, durably (blocking). origin names the sender in the Received line (default:
-    the user running this process); wake tells a running server the queue changed.
+    the user running this process); wake tells a running server the queue changed;
+    account is the account whose sending limits it counts against (sendmail(1) of a local
+    user through run/submit.sock).
 
     Raises InvalidInput for a message that is not one (or a stage's Reject), MailError
     when a stage defers it; a recipient refused is in the outcome, not raised."""
     prepared = read_in(data, sender=sender, recipients=recipients, extract=extract, use_x_headers=use_x_headers,
                        hostname=settings.server.hostname, max_size=message_size_limit(settings))
     message = arrival(prepared, root, settings, directory, source, local_user() if origin is None else origin,
-                      before_commit)
+                      before_commit, account)
     verdict = (pipeline or Pipeline()).run(message)
     if isinstance(verdict, Reject):
         raise InvalidInput(verdict.reply)
     if isinstance(verdict, Defer):
-        raise MailError(verdict.reply)
+        raise MailError(verdict.reply, public=verdict.reply)      # a protocol reply: no path in it
     outcome = Outcome() if isinstance(verdict, Discard) else message.outcome
     prepared.data = bytes(message.content)
     if wake and outcome.queue_id:

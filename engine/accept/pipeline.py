@@ -14,7 +14,7 @@ it (tests add theirs that way), so a stage never touches protocol code.
 """
 from __future__ import annotations
 
-from . import accesscheck, authcheck, dnslists, greylisting, helochecks, rcpt, spamscore, stages
+from . import accesscheck, authcheck, dnslists, greylisting, helochecks, rcpt, sendlimits, spamscore, stages
 from .arrival import Arrival
 from .verdicts import CONTINUE, ENDS, AddHeaders, FileInto, Score
 
@@ -30,6 +30,7 @@ RCPT_STAGES = (
     helochecks.sender_domain,   # port 25: sender domain with no MX/A, null MX: score or 550
     dnslists.envelope_lists,    # port 25: DNSBL (client IP), RHSBL (sender, HELO): Score or 550
     greylisting.greylisting,    # port 25: 451 4.7.1 to a first try (greylist.enabled)
+    sendlimits.send_limit_rcpt,     # AUTH: 451 4.7.1 to an external recipient past the account's limits
     rcpt.mailbox_full,          # every mailbox it reaches is full
 )
 
@@ -44,6 +45,7 @@ STAGES = (
     dnslists.uri_lists,         # port 25: URI lists (SURBL, URIBL) on the body's URL domains: Score or 550
     spamscore.spam_score,       # port 25: the Scores' sum: X-Spam-* and Junk at the mark, 550 at the reject score
     stages.mailbox_quota,       # port 25: a mailbox that cannot take it refuses it all
+    sendlimits.send_limit,      # the account's sending limits, checked and counted with the commit
     stages.deliver,             # every copy and the queue item, all or nothing
     stages.bounce_refused,      # DSN for recipients refused after acceptance
 )

@@ -9,7 +9,7 @@ A block list is an inline table in one of dnsbl's three lists:
 
 zone (required), answers (expected answers, engine/dnsbl.py; default ["127.0.0.*"]),
 score (points a listing adds; default 0), reject (a text: a listing refuses the mail with
-"550 5.7.1 <text>" instead of scoring; {ip}, {domain} and {zone} in it are filled in).
+550 5.7.1 and that text instead of scoring; {ip}, {domain} and {zone} in it are filled in).
 domain_lists entries may also say check = ["sender", "helo"] (which domains are asked).
 """
 from __future__ import annotations

@@ -22,11 +22,11 @@ from __future__ import annotations
 import re
 
 from ..greylist import ip_listed
+from ..smtp import replies
 from .arrival import SMTP, Arrival
 from .spam_settings import sender_listed
 from .verdicts import CONTINUE, AddHeaders, FileInto, Reject
 
-REJECTED = "550 5.7.1 Message refused as spam (score {score}, limit {limit})"
 OUR_FIELDS = (b"x-spam-flag", b"x-spam-score", b"x-spam-status", b"x-spam-report", b"x-spam-level")
 _TOKEN = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -77,7 +77,7 @@ def decide(arrival: Arrival, total: float):
     limits = [_limits(arrival, r) for r in recipients]
     if all(on and reject and total >= reject for on, _, reject in limits):
         worst = max(reject for _, _, reject in limits)
-        return Reject(REJECTED.format(score=total, limit=worst), "spam"), ()
+        return Reject(replies.spam_refused(total, worst), "spam"), ()
     marking = [r for r, (on, mark, reject) in zip(recipients, limits)
                if on and (total >= mark or (reject and total >= reject))]
     if not marking:

@@ -12,7 +12,7 @@ from .. import delivery, headers as headers_mod, queue as queue_mod, storage_err
 from ..smtp import policy, quota, replies
 from ..smtp.received import received_header
 from .arrival import SUBMISSION, Arrival
-from .verdicts import CONTINUE, AddHeaders, Reject, refusal
+from .verdicts import CONTINUE, AddHeaders, Refused, Reject, refusal
 
 
 def line_ends(arrival: Arrival):
@@ -82,11 +82,14 @@ def deliver(arrival: Arrival):
     env, settings = arrival.envelope, arrival.settings
     smtp = env.by_smtp
     # SMTP: UIDs come at the reader's next sync, as for mail any MTA drops into a Maildir
-    arrival.outcome = delivery.deliver(
-        arrival.root, settings, arrival.directory, env.sender, list(env.recipients), arrival.content,
-        source=env.queue_source, auth_user=env.auth_user, before_commit=arrival.before_commit,
-        assign_uids=not smtp, quota_grace_percent=settings.mailbox.quota_grace_percent if smtp else 0,
-        folder_for=arrival.folder_for if arrival.folders else None)
+    try:
+        arrival.outcome = delivery.deliver(
+            arrival.root, settings, arrival.directory, env.sender, list(env.recipients), arrival.content,
+            source=env.queue_source, auth_user=env.auth_user, before_commit=arrival.before_commit,
+            assign_uids=not smtp, quota_grace_percent=settings.mailbox.quota_grace_percent if smtp else 0,
+            folder_for=arrival.folder_for if arrival.folders else None)
+    except Refused as e:            # a check made with the commit refused it: nothing is stored
+        return e.verdict
     return CONTINUE
 
 

@@ -66,6 +66,16 @@ class Discard:
     reason: str
 
 
+class Refused(Exception):
+    """Raised by a delivery hook (Arrival.before_commit) to refuse the message at the
+    moment it would be committed (a limit checked and counted in one step with the
+    commit: accept/sendlimits.py). Nothing is stored; the deliver stage answers verdict."""
+
+    def __init__(self, verdict: "Reject | Defer"):
+        super().__init__(verdict.reply)
+        self.verdict = verdict
+
+
 Verdict = Continue | AddHeaders | FileInto | Score | Reject | Defer | Discard
 ENDS = (Reject, Defer, Discard)         # verdicts that end the pipeline
 

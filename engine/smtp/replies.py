@@ -186,6 +186,18 @@ def too_big(size: int, limit: int) -> Rejection:
     return Rejection(552, "5.3.4", f"{TOO_BIG.text}. Size: {size // 1024} KB, Max size: {limit // 1024} KB")
 
 
+def send_limit(account: str, limit: str) -> Rejection:
+    """An account past one of its outbound limits (accept/sendlimits.py): limit is
+    'sending limit of 100 messages per hour'."""
+    return Rejection(451, "4.7.1", f"{account}: {limit} reached, try again later")
+
+
+def send_blocked(account: str, why: str) -> Rejection:
+    """An account blocked after a daily outbound limit, until the administrator unblocks it."""
+    return Rejection(451, "4.7.1", f"{account}: sending to external recipients blocked ({why} reached); "
+                                   f"try again later or ask your administrator")
+
+
 def queued(queue_id: str) -> Reply:
     """The end of DATA: every copy is durable."""
     return Reply(250, "2.0.0", f"Ok: queued as {queue_id}")
@@ -210,6 +222,11 @@ def dmarc_temperror(domain: str) -> Rejection:
 
 # -- HELO and sender checks set to 'reject' (accept/helochecks.py); the problem quotes no raw
 #    client text, the domain and address come normalised --
+
+def spam_refused(score: float, limit: float) -> Rejection:
+    """The spam score at or over the reject threshold (engine/accept/spamscore.py)."""
+    return Rejection(550, "5.7.1", f"Message refused as spam (score {score}, limit {limit})")
+
 
 def client_check_refused(problem: str) -> Rejection:
     """A HELO, forged-HELO or reverse-DNS check: the problem says what was found."""
