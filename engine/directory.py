@@ -93,6 +93,7 @@ class Domain:
     max_accounts: int = 0
     default_quota_mb: int = 0
     greylisting: bool = True          # greylist.enabled applies to this domain (hMailServer's switch)
+    antivirus: bool = True            # antivirus.enabled applies to mail for this domain
     accounts: dict[str, Account] = field(default_factory=dict)
     alias_map: dict[str, Alias] = field(default_factory=dict)
     lists: dict[str, MailingList] = field(default_factory=dict)
@@ -128,6 +129,7 @@ DOMAIN_KEYS = {
     "max_accounts": (lambda v: _is_int(v) and v >= 0, "a whole number, 0 or more"),
     "default_quota_mb": (lambda v: _is_int(v) and v >= 0, "a whole number of MB, 0 or more"),
     "greylisting": (lambda v: isinstance(v, bool), "true or false"),
+    "antivirus": (lambda v: isinstance(v, bool), "true or false"),
 }
 TABLES = ("accounts", "aliases", "lists")
 ACCOUNT_KEYS = {
@@ -193,7 +195,7 @@ def parse_domain(name: str, data: dict, text: str, where: str, settings=None) ->
     domain = Domain(name=name, enabled=d.get("enabled", True), catch_all=d.get("catch_all", ""),
                     max_message_size_mb=d.get("max_message_size_mb", 0),
                     max_accounts=d.get("max_accounts", 0), default_quota_mb=d.get("default_quota_mb", 0),
-                    greylisting=d.get("greylisting", True))
+                    greylisting=d.get("greylisting", True), antivirus=d.get("antivirus", True))
     aliases = []
     for a in d.get("domain_aliases", []):
         try:

@@ -20,12 +20,13 @@ def check() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Output as JSON.")
 @pass_ctx
 def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
-    """SPF, DKIM, ARC and DMARC of FILE as if it came in on port 25 from IP: prints the
-    Authentication-Results header the server would add and the reply it would give. DNS
-    goes where the server's goes (queue.nameservers)."""
+    """SPF, DKIM, ARC and DMARC of FILE as if it came in on port 25 from IP, and the virus
+    scanners' verdict ([antivirus]): prints the Authentication-Results header the server
+    would add, the virus scan and the reply it would give. DNS goes where the server's goes
+    (queue.nameservers)."""
     import ipaddress
 
-    from engine.accept import authcheck
+    from engine.accept import antivirus, authcheck
     from engine.errors import InvalidInput
     from engine.settings import message_size_limit
     try:
@@ -37,10 +38,14 @@ def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
     if len(data) > message_size_limit(settings):
         raise InvalidInput("message larger than limits.max_message_size_mb")
     header, reply = authcheck.check_message(settings, data, ip=ip, helo=helo, sender=sender)
+    virus, virus_reply = antivirus.check(settings, data, ctx.root if ctx.root.exists() else None)
+    if virus_reply and reply.startswith("250"):        # the scan runs after these checks
+        reply = virus_reply
     if as_json:
-        emit_json({"authentication_results": header.decode(), "reply": reply})
+        emit_json({"authentication_results": header.decode(), "virus_scan": virus, "reply": reply})
         return
     click.echo(header.decode())
+    click.echo(f"Virus scan: {virus}")
     click.echo(reply)
 
 

@@ -90,12 +90,13 @@ domain.command("disable", help="Refuse mail for a domain (550 Domain Has Been Di
 @click.option("--max-accounts", type=click.IntRange(min=0), help="Most accounts (0 = no limit).")
 @click.option("--default-quota", type=click.IntRange(min=0), metavar="MB", help="Quota of new accounts (0 = server default).")
 @click.option("--greylisting/--no-greylisting", default=None, help="Greylist mail to this domain when greylist.enabled is on (the default) or never.")
+@click.option("--antivirus/--no-antivirus", default=None, help="Scan mail to this domain for viruses when antivirus.enabled is on (the default) or never.")
 @pass_ctx
-def set_(ctx: Context, name: str, catch_all, max_size, max_accounts, default_quota, greylisting) -> None:
+def set_(ctx: Context, name: str, catch_all, max_size, max_accounts, default_quota, greylisting, antivirus) -> None:
     """Change a domain's settings."""
     values = {k: v for k, v in {"catch_all": catch_all, "max_message_size_mb": max_size,
                                 "max_accounts": max_accounts, "default_quota_mb": default_quota,
-                                "greylisting": greylisting}.items()
+                                "greylisting": greylisting, "antivirus": antivirus}.items()
               if v is not None}
     if not values:
         raise click.UsageError("give at least one option to change")

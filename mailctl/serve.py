@@ -108,7 +108,7 @@ def status(ctx: Context, as_json: bool) -> None:
     fields({"running": running + ")", "uptime": _duration(reply["uptime_s"]),
             "connections": reply["connections"], "queue": reply["queue_size"],
             "restarts": restarts, "config problems": len(reply.get("config_problems", [])),
-            "disk": _disk(reply.get("disk"))})
+            "disk": _disk(reply.get("disk")), "antivirus": reply.get("antivirus", "unknown")})
     for problem in reply.get("config_problems", []):
         click.echo(f"  {problem}")
     table(reply["listeners"], [("name", "Listener"), ("addresses", "Addresses"), ("tls", "TLS"),

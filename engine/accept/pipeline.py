@@ -14,7 +14,7 @@ it (tests add theirs that way), so a stage never touches protocol code.
 """
 from __future__ import annotations
 
-from . import authcheck, greylisting, rcpt, stages
+from . import antivirus, authcheck, greylisting, rcpt, stages
 from .arrival import Arrival
 from .verdicts import CONTINUE, ENDS, AddHeaders, FileInto, Score
 
@@ -34,6 +34,7 @@ STAGES = (
     stages.complete_headers,    # Date, Message-ID (and From for injected mail)
     stages.received,            # our Received line, on top
     authcheck.check_authentication,     # port 25: SPF, DKIM, ARC, DMARC; Authentication-Results
+    antivirus.scan_viruses,     # every way in: clamd / scanner command; 554 5.7.1, strip, discard; 451 when down
     stages.mailbox_quota,       # port 25: a mailbox that cannot take it refuses it all
     stages.deliver,             # every copy and the queue item, all or nothing
     stages.bounce_refused,      # DSN for recipients refused after acceptance

@@ -202,3 +202,12 @@ def dmarc_refused(domain: str) -> Rejection:
 def dmarc_temperror(domain: str) -> Rejection:
     """DMARC could not be decided for a DNS failure: never a 5xx."""
     return Rejection(451, "4.4.3", f"Temporary DNS failure authenticating mail from {domain}; try again later")
+
+
+# -- virus scanning (accept/antivirus.py); the virus's name comes checked (scan/verdict.py) --
+SCANNER_UNAVAILABLE = Rejection(451, "4.7.1", "Virus scanner unavailable, try again later")
+TOO_BIG_TO_SCAN = Rejection(552, "5.3.4", "Message too large to be scanned for viruses")
+
+
+def virus_found(name: str) -> Rejection:
+    return Rejection(554, "5.7.1", f"Rejected: message contains a virus ({name})")
