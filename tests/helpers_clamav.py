@@ -48,6 +48,8 @@ class Clamd:
         (self.dir / "clamd.conf").write_text(
             f"Foreground yes\nDatabaseDirectory {self.dir}\nLocalSocket {self.socket}\n"
             f"TCPSocket {self.port}\nTCPAddr 127.0.0.1\nStreamMaxLength 30M\nMaxFiles 10000\n"
+            # a limit reached is a verdict (Heuristics.Limits.Exceeded), not "clean": as we advise
+            f"AlertExceedsMax yes\n"
             f"LogFile {self.dir / 'clamd.log'}\nSelfCheck 0\n")
 
     def start(self, timeout: float = 30) -> "Clamd":
