@@ -92,7 +92,8 @@ def _duration(seconds: int) -> str:
 @json_option
 @pass_ctx
 def status(ctx: Context, as_json: bool) -> None:
-    """Show whether the server runs: listeners, uptime, connections, queue size."""
+    """Show whether the server runs: listeners, uptime, connections, queue size, and whether
+    the virus scanner (clamd) answers."""
     reply = control.request(ctx.existing_root(), "status")
     reply.pop("ok", None)
     if as_json:
