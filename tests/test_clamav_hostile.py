@@ -120,10 +120,12 @@ def test_a_command_whose_output_names_the_file_only_never_shows_the_path(tmp_pat
     assert code == 554 and "message right now: infected" in text and str(root.path) not in text
 
 
-@pytest.mark.parametrize("body", ["echo 'zzz\\001\\002 garbage'; exit 7\n", "sleep 30\n", "exec 1>&-; sleep 30\n"])
+@pytest.mark.parametrize("body", ["echo 'zzz\\001\\002 garbage'; exit 7\n", "sleep 30\n",
+                                  # a child of its own that holds on: the whole group is killed
+                                  "exec 1>&-; sleep 30 & echo $! >> {pids}; wait\n"])
 def test_an_external_command_that_fails_or_hangs_is_451_within_the_timeout(tmp_path, body):
     pids = tmp_path / "pids"
-    scanner = script(tmp_path, "scan.sh", f"echo $$ >> {pids}\n" + body)
+    scanner = script(tmp_path, "scan.sh", f"echo $$ >> {pids}\n" + body.format(pids=pids))
     root = av_root(tmp_path, clamd="", command=[scanner, "%FILE%"])
     with running_server(root) as srv:
         started = time.monotonic()
@@ -132,8 +134,21 @@ def test_an_external_command_that_fails_or_hangs_is_451_within_the_timeout(tmp_p
         with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=10) as s:
             assert s.noop()[0] == 250
     for pid in pids.read_text().split():
-        assert not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split()[2]
+        assert wait_gone(pid), pid
     assert os.listdir(root.path / "tmp" / "scan") == []
+
+
+def wait_gone(pid: str, timeout: float = 5) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rpartition(")")[2].split()[0] == "Z":
+                    return True             # dead, waiting for its (test-runner) parent
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def test_clamdscan_as_the_external_command(tmp_path, clamd):
@@ -212,3 +227,20 @@ def test_a_message_of_megabytes_is_scanned_from_its_file_and_stripped(tmp_path, 
     names = [p.get_filename() for p in m.walk() if p.get_filename()]
     assert names == ["big.zip", "x.com.txt"]
     assert [p for p in m.walk() if p.get_filename() == "big.zip"][0].get_payload(decode=True) == padding
+
+
+def test_stripping_part_by_part_keeps_to_one_timeout(tmp_path):
+    """A slow scanner and many parts: strip gives up at timeout_s (the message is refused)
+    instead of taking timeout_s for every part."""
+    scanner = script(tmp_path, "slow.sh", 'sleep 0.4; if grep -q VIRUS "$1"; then echo "$1: Slow.Virus FOUND"; '
+                                          'exit 1; fi; exit 0\n')
+    root = av_root(tmp_path, clamd="", command=[scanner, "%FILE%"], action="strip", timeout_s=1)
+    parts = b"".join(b"--p\r\nContent-Type: application/octet-stream\r\n\r\nVIRUS %d\r\n" % i for i in range(10))
+    message = (b"From: a@far.example\r\nTo: bob@example.com\r\nSubject: slow\r\nMIME-Version: 1.0\r\n"
+               b"Content-Type: multipart/mixed; boundary=p\r\n\r\n" + parts + b"--p--\r\n")
+    with running_server(root) as srv:
+        started = time.monotonic()
+        assert send(srv, "alice@far.example", message) == (
+            554, "5.7.1 Rejected: message contains a virus (Slow.Virus)")
+        assert time.monotonic() - started < 3.0
+    assert delivered(root) == []

@@ -69,15 +69,19 @@ def scan_viruses(arrival: Arrival):
     return Reject(replies.virus_found(found.name), "virus")
 
 
-def scan(cfg, root, pieces) -> Found:
+def scan(cfg, root, pieces, deadline: float | None = None) -> Found:
     """Every configured scanner on the bytes pieces() yields; the first that finds a virus
-    tells it. Raises ScanFailed when one gives no verdict."""
+    tells it. Raises ScanFailed when one gives no verdict (or the deadline has passed)."""
+    timeout = float(cfg.timeout_s)
+    if deadline is not None:
+        timeout = min(timeout, deadline - time.monotonic())
+        if timeout <= 0:
+            raise ScanFailed("no time left to scan the parts one by one")
     found = Found()
     if cfg.clamd:
-        found = clamd.scan(cfg.clamd, pieces(), float(cfg.timeout_s))
+        found = clamd.scan(cfg.clamd, pieces(), timeout)
     if not found.infected and cfg.command:
-        found = command.scan(list(cfg.command), pieces(), scan_dir(root), float(cfg.timeout_s),
-                             tuple(cfg.command_virus_codes))
+        found = command.scan(list(cfg.command), pieces(), scan_dir(root), timeout, tuple(cfg.command_virus_codes))
     return found
 
 
@@ -95,9 +99,11 @@ def _strip(arrival: Arrival, cfg, who: str):
     """The message with its infected parts replaced, rescanned; None when that is not possible."""
     content = arrival.content
     data = content.read_all() if isinstance(content, LargeMessage) else bytes(content)
+    deadline = time.monotonic() + float(cfg.timeout_s)     # for every part and the rescan together
     try:
-        result = strip.strip_infected(data, lambda part: scan(cfg, arrival.root, lambda: iter((part,))), arrival.eol)
-        if result is None or scan(cfg, arrival.root, lambda: iter((result[0],))).infected:
+        result = strip.strip_infected(
+            data, lambda part: scan(cfg, arrival.root, lambda: iter((part,)), deadline), arrival.eol)
+        if result is None or scan(cfg, arrival.root, lambda: iter((result[0],)), deadline).infected:
             return None
     except ScanFailed as e:
         arrival.log.warning("antivirus: %s: could not strip: %s", who, e)
