@@ -177,3 +177,14 @@ def test_over_max_size_is_accepted_unscanned_or_refused(tmp_path, clamd):
     root2 = server_root(tmp_path / "2", clamd, max_size_mb=0.01, oversize="reject")
     with running_server(root2) as srv:
         assert send(srv, "alice@far.example", big) == (552, "5.3.4 Message too large to be scanned for viruses")
+
+
+def test_strip_refuses_what_is_still_infected_after_stripping(tmp_path, clamd):
+    """A virus outside every part (here our test signature in the multipart's preamble) is
+    found by the scan of the stripped message: refused, not delivered half-cleaned."""
+    root = server_root(tmp_path, clamd, action="strip")
+    message = with_attachment(EICAR).replace(b"\r\n\r\n--b-1\r\n", b"\r\n\r\nPreamble " + MARKER + b"\r\n--b-1\r\n", 1)
+    with running_server(root) as srv:
+        code, text = send(srv, "alice@far.example", message)
+    assert code == 554 and EICAR_NAME in text
+    nothing_kept(root)
