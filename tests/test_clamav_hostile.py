@@ -108,8 +108,10 @@ echo "$1: OK"; exit 0
         assert send(srv, "alice@far.example", clean())[0] == 250
     assert delivered(root)[0]["X-Virus-Scanned"] == "mailctl (scan.sh)"
     assert b"Nothing to see here." in (tmp_path / "seen.eml").read_bytes()
-    assert os.listdir(root.path / "tmp" / "scan") == []          # nothing left behind
-    assert stat.S_IMODE(os.stat(root.path / "tmp" / "scan").st_mode) == 0o700
+    scan_dir = root.path / "tmp" / f"scan-{os.geteuid()}"
+    assert os.listdir(scan_dir) == []                            # nothing left behind
+    assert stat.S_IMODE(os.stat(scan_dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(scan_dir.parent).st_mode) == 0o711
 
 
 def test_a_command_whose_output_names_the_file_only_never_shows_the_path(tmp_path):
@@ -135,7 +137,7 @@ def test_an_external_command_that_fails_or_hangs_is_451_within_the_timeout(tmp_p
             assert s.noop()[0] == 250
     for pid in pids.read_text().split():
         assert wait_gone(pid), pid
-    assert os.listdir(root.path / "tmp" / "scan") == []
+    assert os.listdir(root.path / "tmp" / f"scan-{os.geteuid()}") == []
 
 
 def wait_gone(pid: str, timeout: float = 5) -> bool:

@@ -72,8 +72,9 @@ def test_mailctl_send_and_sendmail_are_scanned(tmp_path, clamd):
     assert m["X-Virus-Scanned"] == "mailctl (ClamAV)"
 
 
-def test_an_infected_pickup_file_goes_to_failed_with_the_reason(tmp_path, clamd):
-    root = av_root(tmp_path, clamd.tcp)
+@pytest.mark.parametrize("action", ["reject", "discard"])
+def test_an_infected_pickup_file_goes_to_failed_with_the_reason(tmp_path, clamd, action):
+    root = av_root(tmp_path, clamd.tcp, **{"antivirus.action": action})
     infected = with_attachment(EICAR)
     with running_server(root):
         (root.pickup_dir / "bad.tmp").write_bytes(infected)

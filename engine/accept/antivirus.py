@@ -11,6 +11,8 @@ Verdicts are logged and counted (`counts()`: mailctl status adds them up).
 from __future__ import annotations
 
 import email.utils
+import os
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -59,7 +61,7 @@ def scan_viruses(arrival: Arrival):
     _count("antivirus_infected")
     arrival.log.warning("antivirus: %s: infected: %s (%s, %.0f ms); action %s", who, found.name,
                         found.engine, ms, cfg.action)
-    if cfg.action == "discard":
+    if cfg.action == "discard" and env.by_smtp:        # injected mail: its sender is told (refused)
         _notify_administrator(arrival, found)
         return Discard(f"virus {found.name}")
     if cfg.action == "strip":
@@ -91,8 +93,10 @@ def _pieces(content):
 
 
 def scan_dir(root) -> Path:
-    """Where an external scanner's file is written: the root's tmp/ (the server's user only)."""
-    return Path(root.path) / "tmp" / "scan" if root is not None else Path("/tmp")
+    """Where an external scanner's file is written: the root's tmp/, one directory per user
+    (the serving user's, and root's for `mailctl send` run as root)."""
+    base = Path(root.path) / "tmp" if root is not None else Path(tempfile.gettempdir()) / "mailctl"
+    return base / f"scan-{os.geteuid()}"
 
 
 def _strip(arrival: Arrival, cfg, who: str):

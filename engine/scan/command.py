@@ -27,7 +27,7 @@ _FOUND = re.compile(r": (.+?) FOUND\s*\Z")
 
 def scan(argv: list[str], pieces, tmp_dir: Path, timeout: float, virus_codes=(1,)) -> Found:
     """Write the message (an iterable of bytes) to a file and run the command on it."""
-    tmp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _private_dir(tmp_dir)
     fd, path = tempfile.mkstemp(dir=tmp_dir, prefix="scan-", suffix=".eml")     # mode 0600
     try:
         with os.fdopen(fd, "wb") as f:
@@ -37,6 +37,17 @@ def scan(argv: list[str], pieces, tmp_dir: Path, timeout: float, virus_codes=(1,
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+
+
+def _private_dir(tmp_dir: Path) -> None:
+    """tmp_dir (one per user: root's `mailctl send` and the serving user each have their
+    own) mode 0700, in a parent every user may pass through but not list (0711)."""
+    try:
+        tmp_dir.parent.mkdir()
+        os.chmod(tmp_dir.parent, 0o711)
+    except FileExistsError:
+        pass
+    tmp_dir.mkdir(mode=0o700, exist_ok=True)
 
 
 def _run(argv: list[str], tmp_dir: Path, timeout: float, virus_codes, path: str) -> Found:

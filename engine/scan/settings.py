@@ -49,7 +49,8 @@ KEYS = {
                                "other code is a scanner failure)", exit_codes),
     "action": Key("reject", str, "what an infected message gets: 'reject' (554 5.7.1 naming the virus; nothing "
                   "is kept), 'strip' (the infected attachments are replaced by a note, the rest delivered; "
-                  "refused when that is not possible) or 'discard' (accepted, dropped, the administrator told)",
+                  "refused when that is not possible) or 'discard' (accepted, dropped, the administrator told; SMTP "
+                  "only: mail injected on this machine is refused, its sender is right there)",
                   one_of("reject", "strip", "discard")),
     "on_failure": Key("defer", str, "when the scanner is down, times out or answers garbage: 'defer' (451 4.7.1, "
                       "the sender tries again) or 'accept' (with an X-Virus-Scanned header saying it was not "
