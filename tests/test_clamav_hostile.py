@@ -246,3 +246,25 @@ def test_stripping_part_by_part_keeps_to_one_timeout(tmp_path):
             554, "5.7.1 Rejected: message contains a virus (Slow.Virus)")
         assert time.monotonic() - started < 3.0
     assert delivered(root) == []
+
+
+def test_clamd_and_a_command_together_both_must_say_clean(tmp_path, clamd):
+    scanner = script(tmp_path, "scan.sh", 'if grep -q Subject:.flagged "$1"; then echo "$1: Cmd.Virus FOUND"; exit 1; fi\n')
+    root = av_root(tmp_path, clamd=clamd.socket, command=[scanner, "%FILE%"], header=False, on_failure="accept")
+    with running_server(root) as srv:
+        assert send(srv, "alice@far.example", with_attachment(EICAR))[0] == 554            # clamd's
+        assert send(srv, "alice@far.example", clean("flagged")) == (
+            554, "5.7.1 Rejected: message contains a virus (Cmd.Virus)")                    # the command's
+        assert send(srv, "alice@far.example", clean("fine"))[0] == 250
+        clamd.stop()
+        try:
+            assert send(srv, "alice@far.example", clean("unscanned"))[0] == 250
+        finally:
+            clamd.start()
+    kept = {m["Subject"]: m for m in delivered(root)}
+    assert kept["fine"]["X-Virus-Scanned"] is None                     # header = false
+    assert kept["unscanned"]["X-Virus-Scanned"] == "not scanned (scanner unavailable)"     # always said
+    both = av_root(tmp_path / "both", clamd=clamd.socket, command=[scanner, "%FILE%"])
+    with running_server(both) as srv:
+        assert send(srv, "alice@far.example", clean("fine"))[0] == 250
+    assert delivered(both)[0]["X-Virus-Scanned"] == "mailctl (ClamAV, scan.sh)"

@@ -43,7 +43,7 @@ def scan_viruses(arrival: Arrival):
         arrival.log.info("antivirus: %s: not scanned: %d bytes is over max_size_mb", who, size)
         if cfg.oversize == "reject":
             return Reject(replies.TOO_BIG_TO_SCAN, "virus-scan-size")
-        return _header(cfg, f"not scanned (larger than {cfg.max_size_mb:g} MB)")
+        return _header(cfg, f"not scanned (larger than {cfg.max_size_mb:g} MB)", force=True)
     started = time.monotonic()
     try:
         found = scan(cfg, arrival.root, lambda: _pieces(arrival.content))
@@ -51,7 +51,7 @@ def scan_viruses(arrival: Arrival):
         _count("antivirus_failed")
         arrival.log.warning("antivirus: %s: no verdict: %s", who, e)
         if cfg.on_failure == "accept":
-            return _header(cfg, "not scanned (scanner unavailable)")
+            return _header(cfg, "not scanned (scanner unavailable)", force=True)
         return Defer(replies.SCANNER_UNAVAILABLE, "virus-scan-failed")
     ms = (time.monotonic() - started) * 1000
     if not found.infected:
@@ -83,7 +83,10 @@ def scan(cfg, root, pieces, deadline: float | None = None) -> Found:
     if cfg.clamd:
         found = clamd.scan(cfg.clamd, pieces(), timeout)
     if not found.infected and cfg.command:
+        by_clamd = found.engine
         found = command.scan(list(cfg.command), pieces(), scan_dir(root), timeout, tuple(cfg.command_virus_codes))
+        if by_clamd and not found.infected:
+            found = Found(engine=f"{by_clamd}, {found.engine}")        # both said clean
     return found
 
 
@@ -119,6 +122,8 @@ def _strip(arrival: Arrival, cfg, who: str):
 
 
 def _header(cfg, text: str, force: bool = False):
+    """X-Virus-Scanned on top; one saying the message was NOT scanned (or was changed) is
+    always added, whatever antivirus.header says."""
     if not (cfg.header or force):
         return CONTINUE
     return AddHeaders((f"{HEADER}: {text}".encode("ascii", "replace"),), on_top=True)

@@ -60,5 +60,6 @@ KEYS = {
                     "not scanned) or 'reject' (552 5.3.4)", one_of("accept", "reject")),
     "timeout_s": Key(30, (int, float), "time allowed for scanning one message (each scanner); past it the "
                      "scanner has failed (on_failure)", in_range(0.1, 600)),
-    "header": Key(True, bool, "add X-Virus-Scanned to every message scanned"),
+    "header": Key(True, bool, "add X-Virus-Scanned to every message found clean (one saying a message was not "
+                  "scanned, or had attachments removed, is always added)"),
 }
