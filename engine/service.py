@@ -25,6 +25,7 @@ import time
 import tomli_w
 
 from . import control, diskspace, listeners, localsubmit, logs, privileges
+from .accept import antivirus
 from .errors import MailError
 from .outbound import wakeup
 from .queue import Queue
@@ -221,7 +222,7 @@ class Service:
     def local_status(self) -> dict:
         rt = self.runtime
         return {"pid": os.getpid(), "connections_total": dict(rt.sessions.total_opened),
-                "counters": dict(rt.counters), "slot": self.slot, "user": privileges.user_name(os.geteuid())}
+                "counters": {**rt.counters, **antivirus.counts()}, "slot": self.slot, "user": privileges.user_name(os.geteuid())}
 
     async def status(self) -> dict:
         """The whole server: connection counts from the shared counts, totals and counters
@@ -251,7 +252,8 @@ class Service:
                 "queue_size": queue_size, "counters": _add_up(p["counters"] for p in parts),
                 "ports": {name: addrs[0][1] for name, addrs in rt.ports.items() if addrs},
                 "config_problems": list(self.watcher.last_problems) if self.watcher else [],
-                "disk": await rt.run_blocking(diskspace.status, self.root, rt.settings)}
+                "disk": await rt.run_blocking(diskspace.status, self.root, rt.settings),
+                "antivirus": await rt.run_blocking(antivirus.status, rt.settings)}
 
     # -- stop --
     async def stop(self, deadline: float = STOP_DEADLINE_S) -> None:

@@ -13,6 +13,7 @@ from . import sendlimits_settings, srs_settings, tomlfile
 from .accept import helo_settings, spam_settings
 from .access import access_settings
 from .errors import ConfigError
+from .scan import settings as antivirus_settings
 from .settingkeys import (
     Key, address, control_problem, domain, domain_patterns, domains, durations,
     host_or_ip_problem, hostname, in_range, ip_address, ip_addresses, ip_patterns,
@@ -208,6 +209,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                "(OpenDMARC's IgnoreHosts); trusted networks and authenticated users never are",
                                networks),
     },
+    "antivirus": antivirus_settings.KEYS,
     "greylist": {
         "enabled": Key(False, bool, "greylisting on port 25 (RFC 6647): the first try of an unknown (client network, "
                        "sender, recipient) gets 451 4.7.1, a retry after delay_minutes passes. Never for AUTH, "

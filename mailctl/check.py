@@ -20,14 +20,15 @@ def check() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Output as JSON.")
 @pass_ctx
 def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
-    """SPF, DKIM, ARC and DMARC, the HELO and sender checks, the DNS block lists and the
-    spam score of FILE as if it came in on port 25 from IP: prints the Authentication-Results
-    header the server would add, the verdict of each HELO and sender check ([helo_checks]),
-    each score with its reason, the total with its verdict (inbox, junk or reject) and the
-    reply it would give. DNS goes where the server's goes (queue.nameservers)."""
+    """SPF, DKIM, ARC and DMARC, the HELO and sender checks, the DNS block lists, the spam
+    score and the virus scanners' verdict ([antivirus]) of FILE as if it came in on port 25
+    from IP: prints the Authentication-Results header the server would add, the verdict of
+    each HELO and sender check ([helo_checks]), each score with its reason, the total with
+    its verdict (inbox, junk or reject), the virus scan and the reply it would give. DNS goes
+    where the server's goes (queue.nameservers)."""
     import ipaddress
 
-    from engine.accept import Score, authcheck, helochecks, spamreport
+    from engine.accept import Score, antivirus, authcheck, helochecks, spamreport
     from engine.errors import InvalidInput
     from engine.settings import message_size_limit
     try:
@@ -49,12 +50,15 @@ def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
     spam = spamreport.check_message(settings, data, ip=ip, helo=helo, sender=sender, scores=scores)
     if reply == "250 accepted" or (reply.startswith("250") and spam["verdict"] == spamreport.REJECT):
         reply = spam["reply"]           # DMARC's refusal comes first; the score's after it
+    virus, virus_reply = antivirus.check(settings, data, ctx.root if ctx.root.exists() else None)
+    if virus_reply and reply.startswith("250"):        # the scan runs after these checks
+        reply = virus_reply
     reply = next((c["reply"] for c in client if c["reply"]), reply)      # RCPT-time refusals come first
     if access["connect_refused"] or access["sender_blocked"]:            # and the access lists before them
         reply = replies.ACCESS_DENIED if access["connect_refused"] else replies.SENDER_BLOCKED
     if as_json:
         emit_json({"authentication_results": header.decode(), "access": access, "helo_checks": client,
-                   "spam": spam, "reply": reply})
+                   "spam": spam, "virus_scan": virus, "reply": reply})
         return
     click.echo(header.decode())
     click.echo("access: " + ", ".join(f"{k}={v}" for k, v in access.items() if v not in (None, True) or k == "checked_as"))
@@ -63,6 +67,7 @@ def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
                    (f": {c['why']}" if c["why"] else ""))
     for line in spamreport.lines(spam, settings):
         click.echo(line)
+    click.echo(f"Virus scan: {virus}")
     click.echo(reply)
 
 

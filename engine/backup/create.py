@@ -34,7 +34,7 @@ from .manifest import NAME as MANIFEST, Entry, Manifest
 from .private import FILE_MODE, OTHERS, make_private_dir, write_private
 from .progress import SILENT, Progress
 
-SKIP_TOP = {"run", "log"}                       # runtime state, rotated logs
+SKIP_TOP = {"run", "log", "tmp"}                # runtime state, rotated logs, scanners' files
 LATE_FILES = {"dovecot-keywords"}               # read after the messages (it only grows)
 LINK_FALLBACK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP}
 RELOCATE_TRIES = 5

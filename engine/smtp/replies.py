@@ -239,3 +239,12 @@ def sender_domain_refused(domain: str, null_mx: bool) -> Rejection:
         return Rejection(550, "5.7.27", f"Sender domain {domain} accepts no mail (null MX, RFC 7505)")
     return Rejection(550, "5.7.1", f"Sender Domain Does Not Have Any MX Records ({domain} has neither MX "
                                    f"nor A/AAAA, so it cannot receive replies)")
+
+
+# -- virus scanning (accept/antivirus.py); the virus's name comes checked (scan/verdict.py) --
+SCANNER_UNAVAILABLE = Rejection(451, "4.7.1", "Virus scanner unavailable, try again later")
+TOO_BIG_TO_SCAN = Rejection(552, "5.3.4", "Message too large to be scanned for viruses")
+
+
+def virus_found(name: str) -> Rejection:
+    return Rejection(554, "5.7.1", f"Rejected: message contains a virus ({name})")
