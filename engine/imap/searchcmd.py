@@ -36,6 +36,8 @@ class SearchCommand(CommandBase):
         if len(args) >= 2 and isinstance(args[0], Atom) and args[0].upper() == "RETURN":
             opts = searchreturn.parse_return(args[1])
             args = args[2:]
+        elif self.rev.esearch:      # IMAP4rev2 has no SEARCH response: RETURN () it is
+            opts = searchreturn.parse_return([])
         sel = self.selected
         with self._saving(opts):
             if len(args) >= 2 and isinstance(args[0], Atom) and args[0].upper() == "CHARSET":
@@ -140,6 +142,7 @@ class SearchCommand(CommandBase):
     async def matching(self, args: list, uid: bool) -> list[int]:
         """The sequence numbers (ascending) of the messages the criteria match."""
         nodes = searchmod.parse(args)
+        self.rev.check_search(nodes)
         sel = self.selected
         self.search_modseq = 0
         modseq = searchmod.uses_modseq(("AND", nodes))
