@@ -8,7 +8,6 @@ from ..acl import aclfile, places
 from ..errors import InvalidInput
 from ..maildir import Maildir
 from . import access, listing
-from .response import astring
 
 WILDCARDS = "*%"
 
@@ -67,7 +66,7 @@ def others(runtime, account, maildir, verb: str, patterns, utf8: bool = False) -
             continue
         attrs = ["\\Noselect"] if name not in names else []
         attrs.append("\\HasChildren" if name in parents else "\\HasNoChildren")
-        out.append(f"* {verb} ({' '.join(attrs)}) \"/\" ".encode() + astring(wire) + b"\r\n")
+        out.append(f"* {verb} ({' '.join(attrs)}) \"/\" ".encode() + listing.wire_astring(name, utf8) + b"\r\n")
     return b"".join(out)
 
 

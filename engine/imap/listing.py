@@ -103,10 +103,21 @@ def wire_name(name: str, utf8: bool) -> str:
     return name if utf8 else mutf7.encode(name)
 
 
+def wire_astring(name: str, utf8: bool) -> bytes:
+    """A folder's name in a response. UTF-8 goes in a quoted string, which IMAP4rev2
+    allows (RFC 9051 §9 QUOTED-CHAR) and clients read more readily than a literal."""
+    if not utf8 or name.isascii():
+        return astring(wire_name(name, utf8))
+    raw = name.encode("utf-8")
+    if len(raw) > 1000 or any(c < 0x20 or c == 0x7F for c in raw):
+        return astring(name)            # a literal
+    return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
 def render(verb: str, found: list[Entry], utf8: bool = False) -> bytes:
     out = []
     for e in found:
-        line = f"* {verb} ({' '.join(e.attrs)}) \"/\" ".encode() + astring(wire_name(e.name, utf8))
+        line = f"* {verb} ({' '.join(e.attrs)}) \"/\" ".encode() + wire_astring(e.name, utf8)
         if e.childinfo:
             line += b' ("CHILDINFO" ("SUBSCRIBED"))'
         out.append(line + b"\r\n")

@@ -19,7 +19,6 @@ from . import access, acl_list, listargs, listing, rev2
 from .commandbase import CommandBase, state
 from .errors import bad, mail_error_text, no
 from .parser import Atom, ParseError, as_atom, as_text
-from .response import astring
 from . import condstore as condstoremod
 from .selected import Selected, flag_list, session_flags
 
@@ -117,7 +116,7 @@ class MailboxCommands(CommandBase):
             if resync:
                 await self.send(b"".join(resync))
         if rev.select_list:     # RFC 9051 §6.3.2: the name as the server knows it
-            await self.send(b'* LIST () "/" ' + astring(rev.wire_name(box.wire)) + b"\r\n")
+            await self.send(b'* LIST () "/" ' + rev.mailbox(box.wire) + b"\r\n")
         self.selected = sel
         return f"[{'READ-ONLY' if readonly else 'READ-WRITE'}] {'EXAMINE' if verb_readonly else 'SELECT'} completed"
 
@@ -291,7 +290,7 @@ class MailboxCommands(CommandBase):
         if sel is not None and box.holds(sel.folder):
             st = dict(st, recent=sel.recent_count())
         out = " ".join(f"{i} {st[STATUS_ITEMS[i]]}" for i in items)
-        return b"* STATUS " + astring(self.rev.wire_name(box.wire)) + f" ({out})\r\n".encode()
+        return b"* STATUS " + self.rev.mailbox(box.wire) + f" ({out})\r\n".encode()
 
     @state("auth")
     async def cmd_LSUB(self, tag, args):
@@ -338,11 +337,11 @@ class MailboxCommands(CommandBase):
         box = self.mailbox(args[0])
         if box.kind != access.PERSONAL:      # the owner's quota is not this user's to see
             self.need(box, "r")
-            await self.send(b"* QUOTAROOT " + astring(self.rev.wire_name(box.wire)) + b"\r\n")
+            await self.send(b"* QUOTAROOT " + self.rev.mailbox(box.wire) + b"\r\n")
             return "GETQUOTAROOT completed"
         name = box.name
         await self.open_folder(name)
-        await self.send(b"* QUOTAROOT " + astring(self.rev.wire_name(name)) + b' ""\r\n')
+        await self.send(b"* QUOTAROOT " + self.rev.mailbox(name) + b' ""\r\n')
         await self._send_quota()
         return "GETQUOTAROOT completed"
 

@@ -100,7 +100,7 @@ class MetadataCommands(CommandBase):
                 continue
             parts.append(astring(key) + b" " + value_bytes(value))
         if parts:
-            await self.send(b"* METADATA " + astring(self.rev.wire_name(mailbox)) + b" (" + b" ".join(parts) + b")\r\n")
+            await self.send(b"* METADATA " + self.rev.mailbox(mailbox) + b" (" + b" ".join(parts) + b")\r\n")
         return (f"[METADATA LONGENTRIES {longest}] " if longest else "") + "GETMETADATA completed"
 
     def _lookup(self, mailbox: str, keys: list[str], depth) -> list[tuple[str, bytes | None]]:

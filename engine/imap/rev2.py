@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from .. import mutf7
 from ..errors import InvalidInput
+from . import listing
 from .errors import bad
 
 CAPABILITY = "IMAP4rev2"
@@ -49,9 +50,9 @@ class Revision:
     utf8_names: bool             # mailbox names UTF-8 on the wire, not modified UTF-7
     status_items: frozenset      # STATUS items it knows
 
-    def wire_name(self, name: str) -> str:
-        """A mailbox name (Unicode) as this protocol writes it."""
-        return name if self.utf8_names else mutf7.encode(name)
+    def mailbox(self, name: str) -> bytes:
+        """A mailbox name (Unicode) in a response, as this protocol writes it."""
+        return listing.wire_astring(name, self.utf8_names)
 
     def read_name(self, text: str) -> str:
         """A mailbox argument as sent (INBOX in any case already made INBOX) as the
