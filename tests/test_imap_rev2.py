@@ -167,3 +167,19 @@ def test_rev2_names_that_no_folder_may_have_are_refused_cleanly(server):
         assert re.match(rb"c\d+ (NO|BAD) ", reply), (name, reply)
         assert str(root.path).encode() not in reply and b"Traceback" not in reply
     assert c.ok("NOOP") == []                          # the session goes on
+
+
+def test_rev2_search_with_modseq_keeps_its_modseq(server):
+    """SEARCH MODSEQ of a rev2 client is answered with ESEARCH, which then carries the
+    MODSEQ that rev1's SEARCH reply ends with (RFC 7162 §3.1.5)."""
+    root, port = server
+    fresh_folder(port, "Modseq")
+    c = connect(port, True, "")
+    c.append("Modseq")
+    c.append("Modseq")
+    c.ok("SELECT Modseq (CONDSTORE)")
+    reply = c.ok("SEARCH MODSEQ 1")
+    assert re.fullmatch(rb'\* ESEARCH \(TAG "c%d"\) ALL 1:2 MODSEQ [1-9]\d*' % c.n, reply[0]), reply
+    rev1 = connect(port, False, "")
+    rev1.ok("SELECT Modseq (CONDSTORE)")
+    assert re.fullmatch(rb"\* SEARCH 1 2 \(MODSEQ [1-9]\d*\)", rev1.ok("SEARCH MODSEQ 1")[0])
