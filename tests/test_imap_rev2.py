@@ -183,3 +183,14 @@ def test_rev2_search_with_modseq_keeps_its_modseq(server):
     rev1 = connect(port, False, "")
     rev1.ok("SELECT Modseq (CONDSTORE)")
     assert re.fullmatch(rb"\* SEARCH 1 2 \(MODSEQ [1-9]\d*\)", rev1.ok("SEARCH MODSEQ 1")[0])
+
+
+def test_rev2_catenate_url_names_stay_modified_utf7(server):
+    """An IMAP URL (RFC 5092) writes a mailbox name the same for every session: a rev2
+    session's CATENATE finds a folder by the URL's modified UTF-7 name."""
+    root, port = server
+    fresh_folder(port, "Stra&AN8-e")
+    c = connect(port, True, "")
+    c.append('"Straße"')
+    reply = c.run('APPEND INBOX CATENATE (URL "/Stra&AN8-e/;UID=1")')
+    assert reply[-1].startswith(b"c%d OK [APPENDUID " % c.n), reply

@@ -79,11 +79,12 @@ class CommandBase:
             return "INBOX"
         return store.canonical_name(self.rev.read_name(text))
 
-    def mailbox(self, token) -> access.Mailbox:
+    def mailbox(self, token, rev: Revision | None = None) -> access.Mailbox:
         """A mailbox argument in any namespace (access.py: the one place names and rights
-        are decided); the caller then asks need() for the rights its command takes."""
+        are decided); the caller then asks need() for the rights its command takes. rev:
+        how the name is written when not as this session writes names (an IMAP URL's)."""
         text = token if type(token) is str else as_text(token, "mailbox name")
-        text = "INBOX" if text.upper() == "INBOX" else self.rev.read_name(text)
+        text = "INBOX" if text.upper() == "INBOX" else (rev or self.rev).read_name(text)
         return access.resolve(self.runtime, self.account, self.maildir, text)
 
     def need(self, box: access.Mailbox, letters: str) -> frozenset:
