@@ -11,8 +11,12 @@ What rev2 changes for us (RFC 9051 Appendix E):
 - SEARCH answers ESEARCH (a SEARCH without RETURN is RETURN (ALL), §6.4.4);
 - LIST is LIST-EXTENDED's (\\NonExistent for names that do not exist, §6.3.9);
 - STATUS DELETED (§6.3.11);
-- mailbox names are UTF-8 on the wire, not modified UTF-7 (§5.1, Appendix A);
+- mailbox names are UTF-8 on the wire, not modified UTF-7 (§5.1, Appendix A), in
+  quoted strings where they fit (§9 QUOTED-CHAR); an IMAP URL's names stay modified
+  UTF-7 (CATENATE, appendcmd.py);
 - DELETE of a mailbox with children is refused with [HASCHILDREN] (§6.3.5).
+The messages a rev2 session sees first are still claimed as \\Recent (maildir/recent.py),
+so a rev1 session beside it is told what RFC 3501 says: not recent to it.
 Unchanged, and kept answered: LSUB (deprecated), CHECK (gone from rev2's grammar; it
 does what NOOP does, and refusing it would only break a client with rev1 habits),
 RFC822* FETCH items. The extensions rev2 folds in (NAMESPACE, UNSELECT, UIDPLUS,
