@@ -10,7 +10,7 @@ import pytest
 
 from helpers_mail import PASSWORD
 from helpers_raw import Raw
-from helpers_server import make_root, serve_process, wait_for_processes
+from helpers_server import imap_sessions_in_two_processes, make_root, serve_process, wait_for_processes
 
 ALICE = "alice@example.com"
 MESSAGE = b"From: bob@example.org\r\nSubject: hello\r\n\r\nbody\r\n"
@@ -194,3 +194,25 @@ def test_rev2_catenate_url_names_stay_modified_utf7(server):
     c.append('"Straße"')
     reply = c.run('APPEND INBOX CATENATE (URL "/Stra&AN8-e/;UID=1")')
     assert reply[-1].startswith(b"c%d OK [APPENDUID " % c.n), reply
+
+
+def test_a_rev2_session_claims_recent_for_a_rev1_session_in_another_process(tmp_path):
+    """\\Recent is shared state (maildir/recent.py): the messages a rev2 session in one
+    serving process saw first are not recent to a rev1 session in the other, although the
+    rev2 session itself is told of no \\Recent at all."""
+    root = make_root(tmp_path, accounts={ALICE: PASSWORD},
+                     settings={"server.processes": 2, "auth.allow_plaintext": True, "queue.offline": True})
+    with serve_process(root) as proc:
+        wait_for_processes(root, 2)
+        a, b = imap_sessions_in_two_processes(root, proc.ports["imap"], ALICE, PASSWORD)
+        assert a.create("Claims")[0] == "OK"
+        assert a.append("Claims", None, None, MESSAGE)[0] == "OK"
+        assert a.enable("IMAP4rev2")[0] == "OK" and a.response("ENABLED") == ("ENABLED", [b"IMAP4rev2"])
+        assert a.select("Claims") == ("OK", [b"1"])
+        assert a.response("RECENT") == ("RECENT", [None])
+        assert a.fetch("1", "(FLAGS)")[1] == [b"1 (FLAGS ())"]
+        assert b.select("Claims") == ("OK", [b"1"])
+        assert b.response("RECENT") == ("RECENT", [b"0"])
+        assert b.fetch("1", "(FLAGS)")[1] == [b"1 (FLAGS ())"]
+        for c in (a, b):
+            c.logout()
