@@ -346,7 +346,7 @@ class Fuzzer:
                         .encode())
                 elif step < 0.8:
                     cmd(rng.choice([b"NOOP", b"CHECK", b"CAPABILITY", b"NAMESPACE", b"STARTTLS x", b"ID NIL",
-                                    b"ENABLE UTF8=ACCEPT", b"GETQUOTAROOT INBOX"]))
+                                    b"ENABLE UTF8=ACCEPT", b"ENABLE IMAP4rev2", b"GETQUOTAROOT INBOX"]))
                 elif step < 0.85:
                     cmd(b"x" + b" {%d+}" % rng.choice([2_000_000_000, 10**30]))
                     return                                  # the bytes would follow: the server says BYE

@@ -113,7 +113,7 @@ def test_every_advertised_capability_has_a_script(server):
     caps = s.read_line().decode()
     s.close()
     advertised = caps.split("[CAPABILITY ", 1)[1].split("]", 1)[0].split()
-    covered = {"IMAP4rev1": "select_", "LITERAL+": "append_literal_plus", "SASL-IR": "auth_sasl_ir",
+    covered = {"IMAP4rev1": "select_", "IMAP4rev2": "rev2_", "LITERAL+": "append_literal_plus", "SASL-IR": "auth_sasl_ir",
                "ID": "id_", "ENABLE": "enable_", "IDLE": "idle_", "NAMESPACE": "namespace",
                "UIDPLUS": "uidplus_", "MOVE": "move_", "UNSELECT": "unselect", "CHILDREN": "list_children",
                "SPECIAL-USE": "list_special_use", "QUOTA": "quota", "BINARY": "binary_",

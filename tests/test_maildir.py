@@ -278,10 +278,11 @@ def test_status(md):
     inbox = md.folder("INBOX")
     md.deliver(MSG)
     md.deliver(MSG, flags=["\\Seen"])
-    md.deliver(LF_MSG, flags=["\\Flagged"])
+    md.deliver(LF_MSG, flags=["\\Flagged", "\\Deleted"])
     st = inbox.status()
-    # size: on disk; vsize: as served, every line ending in CRLF (STATUS SIZE, RFC 8438)
-    assert st == {"messages": 3, "unseen": 2, "recent": 1, "size": 2 * len(MSG) + len(LF_MSG),
+    # size: on disk; vsize: as served, every line ending in CRLF (STATUS SIZE, RFC 8438);
+    # deleted: IMAP4rev2's STATUS DELETED
+    assert st == {"messages": 3, "unseen": 2, "deleted": 1, "recent": 1, "size": 2 * len(MSG) + len(LF_MSG),
                   "vsize": 2 * len(MSG) + len(LF_MSG) + LF_MSG.count(b"\n"),
                   "uidnext": 4, "uidvalidity": inbox.uidvalidity()}
 

@@ -3,12 +3,11 @@ CREATE's part that copies the parent's rights to a new folder (as Dovecot's ACL
 inheritance does). Blocking: run in a worker thread."""
 from __future__ import annotations
 
-from .. import mutf7, nofollow
+from .. import nofollow
 from ..acl import aclfile, places
 from ..errors import InvalidInput
 from ..maildir import Maildir
-from . import access
-from .response import astring
+from . import access, listing
 
 WILDCARDS = "*%"
 
@@ -50,7 +49,7 @@ def visible(runtime, account) -> list[str]:
     return names
 
 
-def others(runtime, account, maildir, verb: str, patterns) -> bytes:
+def others(runtime, account, maildir, verb: str, patterns, utf8: bool = False) -> bytes:
     """The LIST lines of the shared and public folders any of the patterns matches, with their
     namespace levels as \\Noselect parents; a level that is also a personal folder
     ("Shared", "Public") was listed with the personal ones, and is not listed again."""
@@ -62,12 +61,12 @@ def others(runtime, account, maildir, verb: str, patterns) -> bytes:
     personal = {i.name for i in (maildir.cached_listing() or maildir.listing()).folders}
     out = []
     for name in sorted(names | parents):
-        wire = mutf7.encode(name)
+        wire = listing.wire_name(name, utf8)
         if name in personal or not any(p.matches(wire) for p in patterns):
             continue
         attrs = ["\\Noselect"] if name not in names else []
         attrs.append("\\HasChildren" if name in parents else "\\HasNoChildren")
-        out.append(f"* {verb} ({' '.join(attrs)}) \"/\" ".encode() + astring(wire) + b"\r\n")
+        out.append(f"* {verb} ({' '.join(attrs)}) \"/\" ".encode() + listing.wire_astring(name, utf8) + b"\r\n")
     return b"".join(out)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .. import mutf7
 from ..acl import aclfile, edit, rights as rightsmod
 from ..errors import InvalidInput, NotFound
 from . import access
@@ -38,7 +37,7 @@ class AclCommands(CommandBase):
         box = self.mailbox(args[0])
         ident = as_text(args[1], "identifier")
         await self._acl_admin(box)
-        await self.send(b"* LISTRIGHTS " + astring(mutf7.encode(box.wire)) + b" " + astring(ident)
+        await self.send(b"* LISTRIGHTS " + self.rev.mailbox(box.wire) + b" " + astring(ident)
                         + b" " + LISTRIGHTS.encode() + b"\r\n")
         return "Listrights completed"
 
@@ -59,7 +58,7 @@ class AclCommands(CommandBase):
             parts.append(astring(e.wire()) + b" " + astring(rightsmod.imap_text(e.rights)))
         if box.kind == access.PERSONAL and not owner_shown:    # the default, as Dovecot shows it
             parts.append(astring(box.owner) + b" " + rightsmod.imap_text(rightsmod.ALL).encode())
-        await self.send(b"* ACL " + astring(mutf7.encode(box.wire)) + b"".join(b" " + p for p in parts) + b"\r\n")
+        await self.send(b"* ACL " + self.rev.mailbox(box.wire) + b"".join(b" " + p for p in parts) + b"\r\n")
         return "Getacl completed"
 
     @state("auth")
@@ -135,5 +134,5 @@ class AclCommands(CommandBase):
         await self.blocking(work)
 
     async def _acl_reply(self, verb: bytes, box, text: str) -> None:
-        await self.send(b"* " + verb + b" " + astring(mutf7.encode(box.wire)) + b" "
+        await self.send(b"* " + verb + b" " + self.rev.mailbox(box.wire) + b" "
                         + (text.encode() if text else b'""') + b"\r\n")

@@ -17,7 +17,7 @@ from .. import maildir as store, memtrim, nofollow
 from ..acl import rights as rightsmod
 from ..errors import InvalidInput, NotFound, QuotaExceeded
 from ..spool import Spool
-from . import access, fetch as fetchmod, imapurl, mime, transfer
+from . import access, fetch as fetchmod, imapurl, mime, rev2, transfer
 from .commandbase import CommandBase, state
 from .condstore import uid_set
 from .errors import CommandError, bad, no
@@ -192,7 +192,7 @@ class AppendCommand(CommandBase):
                     raise bad_url
                 folder = self.selected.folder
             else:                            # any namespace, where this user may read
-                box = self.mailbox(ref.mailbox)
+                box = self.mailbox(ref.mailbox, rev2.REV1)   # a URL's name is modified UTF-7 (imapurl.py)
                 if "r" not in access.rights_of(box, self.account.address):
                     raise bad_url
                 folder = box.maildir.folder(box.name)

@@ -14,8 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .. import maildir as store
-from .. import mutf7
-from ..errors import InvalidInput, NotFound
+from ..errors import NotFound
 from . import access
 from .errors import bad, no
 from .parser import as_atom, as_text, number, parse_sequence_set
@@ -23,6 +22,7 @@ from .parser import as_atom, as_text, number, parse_sequence_set
 if TYPE_CHECKING:
     from ..directory import Account
     from ..runtime import Runtime
+    from .rev2 import Revision
     from .selected import Selected
 
 RESCAN_THROTTLE_S = 0.25
@@ -43,7 +43,8 @@ class CommandBase:
     account: Account | None           # None until LOGIN / AUTHENTICATE
     maildir: store.Maildir | None     # the account's, from login on
     selected: Selected | None         # after SELECT / EXAMINE
-    enabled: set[str]                 # extensions ENABLEd (or enabled by use): CONDSTORE, QRESYNC
+    enabled: set[str]                 # extensions ENABLEd (or enabled by use): CONDSTORE, QRESYNC, IMAP4rev2
+    rev: Revision                     # rev2.REV1, or rev2.REV2 after ENABLE IMAP4rev2
     closing: bool                     # end the connection after this command
     deadline: float                   # time.monotonic() at which the running command stops
     _last_scan: float = 0.0           # when announce_changes last looked at the disk
@@ -71,27 +72,19 @@ class CommandBase:
         raise NotImplementedError
 
     def folder_name(self, token) -> str:
-        """A mailbox argument (modified UTF-7 on the wire) as a checked Unicode name."""
+        """A mailbox argument (modified UTF-7 on the wire, UTF-8 for IMAP4rev2) as a
+        checked Unicode name."""
         text = token if type(token) is str else as_text(token, "mailbox name")
         if text.upper() == "INBOX":
             return "INBOX"
-        try:
-            name = mutf7.decode(text)
-        except InvalidInput as e:
-            raise InvalidInput(f"Invalid mailbox name: {e}") from None
-        return store.canonical_name(name)
+        return store.canonical_name(self.rev.read_name(text))
 
-    def mailbox(self, token) -> access.Mailbox:
+    def mailbox(self, token, rev: Revision | None = None) -> access.Mailbox:
         """A mailbox argument in any namespace (access.py: the one place names and rights
-        are decided); the caller then asks need() for the rights its command takes."""
+        are decided); the caller then asks need() for the rights its command takes. rev:
+        how the name is written when not as this session writes names (an IMAP URL's)."""
         text = token if type(token) is str else as_text(token, "mailbox name")
-        if text.upper() == "INBOX":
-            text = "INBOX"
-        else:
-            try:
-                text = mutf7.decode(text)
-            except InvalidInput as e:
-                raise InvalidInput(f"Invalid mailbox name: {e}") from None
+        text = "INBOX" if text.upper() == "INBOX" else (rev or self.rev).read_name(text)
         return access.resolve(self.runtime, self.account, self.maildir, text)
 
     def need(self, box: access.Mailbox, letters: str) -> frozenset:

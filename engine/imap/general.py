@@ -2,20 +2,21 @@
 LOGOUT, ID, ENABLE, NAMESPACE, IDLE. (LOGIN, AUTHENTICATE and STARTTLS change the
 connection itself and live in session.py.)
 
-ENABLE is where an extension a client switches on for the session (CONDSTORE, QRESYNC)
-is recorded; its capability goes in session.BASE_CAPS.
+ENABLE is where an extension a client switches on for the session (CONDSTORE, QRESYNC,
+IMAP4rev2) is recorded; its capability goes in session.BASE_CAPS.
 """
 from __future__ import annotations
 
 import asyncio
 
-from . import condstore
+from . import condstore, rev2
 from .commandbase import CommandBase, state
 from .errors import bad
 from .parser import as_atom
 
 IDLE_POLL_S = 1.0
-ENABLABLE = ("CONDSTORE", "QRESYNC")   # what ENABLE switches on; others are ignored (RFC 5161)
+# what ENABLE switches on, by its name in upper case; others are ignored (RFC 5161)
+ENABLABLE = {n.upper(): n for n in ("CONDSTORE", "QRESYNC", rev2.CAPABILITY)}
 
 
 class GeneralCommands(CommandBase):
@@ -47,12 +48,14 @@ class GeneralCommands(CommandBase):
             raise bad("ENABLE needs at least one capability name")
         newly = []
         for token in args:
-            name = as_atom(token, "capability name").upper()
-            if name in ENABLABLE and name not in self.enabled and name not in newly:
+            name = ENABLABLE.get(as_atom(token, "capability name").upper())
+            if name is not None and name not in self.enabled and name not in newly:
                 newly.append(name)
-        if newly:
-            self.enabled.update(newly)
+        self.enabled.update(newly)
+        if "CONDSTORE" in newly or "QRESYNC" in newly:
             await condstore.enable(self)     # QRESYNC implies CONDSTORE (RFC 7162 §3.2.3)
+        if rev2.CAPABILITY in newly:
+            await rev2.enable(self)
         await self.untagged("ENABLED" + "".join(" " + n for n in newly))
         return "ENABLE completed"
 

@@ -77,6 +77,7 @@ class Options:
     return_children: bool = False
     return_special_use: bool = False
     status_items: list[str] | None = None
+    utf8: bool = False      # names (and patterns) in UTF-8, not modified UTF-7: IMAP4rev2's
 
 
 @dataclass
@@ -94,13 +95,29 @@ class Entry:
 
 def listing(verb: str, patterns, infos, subscribed, options: Options) -> bytes:
     """The untagged LIST/LSUB replies for the folders `infos` (maildir.list_folders)."""
-    return render(verb, entries(patterns, infos, subscribed, options))
+    return render(verb, entries(patterns, infos, subscribed, options), options.utf8)
 
 
-def render(verb: str, found: list[Entry]) -> bytes:
+def wire_name(name: str, utf8: bool) -> str:
+    """A folder's name as the client writes it, and its patterns match."""
+    return name if utf8 else mutf7.encode(name)
+
+
+def wire_astring(name: str, utf8: bool) -> bytes:
+    """A folder's name in a response. UTF-8 goes in a quoted string, which IMAP4rev2
+    allows (RFC 9051 §9 QUOTED-CHAR) and clients read more readily than a literal."""
+    if not utf8 or name.isascii():
+        return astring(wire_name(name, utf8))
+    raw = name.encode("utf-8")
+    if len(raw) > 1000 or any(c < 0x20 or c == 0x7F for c in raw):
+        return astring(name)            # a literal
+    return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+def render(verb: str, found: list[Entry], utf8: bool = False) -> bytes:
     out = []
     for e in found:
-        line = f"* {verb} ({' '.join(e.attrs)}) \"/\" ".encode() + astring(mutf7.encode(e.name))
+        line = f"* {verb} ({' '.join(e.attrs)}) \"/\" ".encode() + wire_astring(e.name, utf8)
         if e.childinfo:
             line += b' ("CHILDINFO" ("SUBSCRIBED"))'
         out.append(line + b"\r\n")
@@ -115,7 +132,7 @@ def entries(patterns, infos, subscribed, options: Options) -> list[Entry]:
     existing = {i.name: i for i in infos}
     parents = _ancestors(existing)
     if options.lsub:
-        return _lsub_entries(patterns, existing, parents, subscribed)
+        return _lsub_entries(patterns, existing, parents, subscribed, options.utf8)
     # The names that meet the selection: every one, or those subscribed (existing or not:
     # RFC 5258 §3), or those with a special use, or both.
     chosen = parents | set(existing)
@@ -127,7 +144,7 @@ def entries(patterns, infos, subscribed, options: Options) -> list[Entry]:
     leading = _ancestors(chosen) if options.recursive and options.subscribed_only else set()
     out = []
     for name in sorted(chosen | leading, key=lambda n: (n != "INBOX", n)):
-        wire = mutf7.encode(name)
+        wire = wire_name(name, options.utf8)
         if not any(p.matches(wire) for p in patterns):
             continue
         info = existing.get(name)
@@ -145,7 +162,7 @@ def entries(patterns, infos, subscribed, options: Options) -> list[Entry]:
     return out
 
 
-def _lsub_entries(patterns, existing, parents, subscribed) -> list[Entry]:
+def _lsub_entries(patterns, existing, parents, subscribed, utf8: bool) -> list[Entry]:
     names = (parents | set(existing)) & subscribed
     # LSUB "" foo/% with only foo/bar/baz subscribed gives foo/bar, \Noselect: a "%"
     # must still show the way down to a subscribed name (RFC 3501 §6.3.9).
@@ -154,7 +171,7 @@ def _lsub_entries(patterns, existing, parents, subscribed) -> list[Entry]:
         unsubscribed_parents = {p for p in _ancestors(names) if p not in subscribed}
     out = []
     for name in sorted(names | unsubscribed_parents, key=lambda n: (n != "INBOX", n)):
-        wire = mutf7.encode(name)
+        wire = wire_name(name, utf8)
         if not any(p.matches(wire) for p in patterns):
             continue
         if name in unsubscribed_parents:

@@ -9,16 +9,16 @@ parameter) and STATUS (HIGHESTMODSEQ) go here.
 """
 from __future__ import annotations
 
+from functools import partial
+
 from .. import folder_cache
-from .. import mutf7
 from ..acl import rights as rightsmod
 from ..errors import AlreadyExists, InvalidInput, NotFound
 from ..maildir import check_special_uses
-from . import access, acl_list, listargs, listing
+from . import access, acl_list, listargs, listing, rev2
 from .commandbase import CommandBase, state
-from .errors import bad, no
+from .errors import bad, mail_error_text, no
 from .parser import Atom, ParseError, as_atom, as_text
-from .response import astring
 from . import condstore as condstoremod
 from .selected import Selected, flag_list, session_flags
 
@@ -29,19 +29,20 @@ LOOP_LIST_PATTERN = 256
 
 
 # The STATUS items we answer (RFC 3501 §6.3.10; SIZE: RFC 8438 STATUS=SIZE, the total of
-# the RFC822.SIZEs), each with its key in folder_cache.folder_status()'s answer.
+# the RFC822.SIZEs; DELETED: IMAP4rev2's), each with its key in folder_cache.folder_status()'s
+# answer. Which of them a session may ask for is its protocol's (rev2.Revision.status_items).
 STATUS_ITEMS = {"MESSAGES": "messages", "RECENT": "recent", "UIDNEXT": "uidnext",
                 "UIDVALIDITY": "uidvalidity", "UNSEEN": "unseen", "SIZE": "vsize",
-                "HIGHESTMODSEQ": "highestmodseq"}
+                "HIGHESTMODSEQ": "highestmodseq", "DELETED": "deleted"}
 
 
-def status_items(tokens) -> list[str]:
+def status_items(tokens, known=rev2.REV1.status_items) -> list[str]:
     """The item names of a STATUS list (of STATUS or of LIST's RETURN (STATUS ...))."""
     if not isinstance(tokens, list) or not tokens:
         raise ParseError("STATUS needs a list of items")
     items = [as_atom(i, "status item").upper() for i in tokens]
     for i in items:
-        if i not in STATUS_ITEMS:
+        if i not in known:
             raise ParseError(f"Unknown STATUS item {i[:20]}")
     return items
 
@@ -58,6 +59,11 @@ def create_uses(params) -> list[str]:
     return uses
 
 
+def _has_children(box: access.Mailbox) -> bool:
+    prefix = box.name + "/"
+    return any(i.name.startswith(prefix) for i in box.maildir.listing().folders)
+
+
 class MailboxCommands(CommandBase):
     @state("auth")
     async def cmd_SELECT(self, tag, args, readonly=False):
@@ -66,6 +72,7 @@ class MailboxCommands(CommandBase):
         condstore, qresync = condstoremod.parse_select_params(list(args[1:]), self.enabled)
         closed = self.selected is not None
         self.selected = None
+        rev = self.rev
         box = self.mailbox(args[0])
         name = box.wire
         rights = self.need(box, "r")
@@ -77,7 +84,7 @@ class MailboxCommands(CommandBase):
 
         def load():  # one trip to the thread pool: under load each trip waits for a CPU
             sel = Selected(box.maildir.folder(box.name), readonly)
-            sel.access, sel.rights = box, rights
+            sel.access, sel.rights, sel.reports_recent = box, rights, rev.recent
             sel.load()
             resync = []
             if condstore:
@@ -89,7 +96,7 @@ class MailboxCommands(CommandBase):
                     resync += condstoremod.changed_lines(sel, qresync.modseq,
                                                          lambda m: flag_list(session_flags(m, sel.is_recent(m))))
             return sel, sel.uidnext(), sel.read_keywords(), resync
-        if closed and "QRESYNC" in self.enabled:
+        if closed and ("QRESYNC" in self.enabled or rev.closed_always):
             await self.untagged("OK [CLOSED] Previous mailbox closed")
         try:
             sel, uidnext, keywords, resync = await self.blocking(load)
@@ -97,8 +104,9 @@ class MailboxCommands(CommandBase):
             raise no(f"[NONEXISTENT] Mailbox {name!r} does not exist") from None
         await self.send(b"".join(sel.flag_lines(keywords)))
         await self.untagged(f"{len(sel.msgs)} EXISTS")
-        await self.untagged(f"{sel.recent_count()} RECENT")
-        first_unseen = sel.first_unseen()
+        if rev.recent:
+            await self.untagged(f"{sel.recent_count()} RECENT")
+        first_unseen = rev.unseen_code and sel.first_unseen()
         if first_unseen:
             await self.untagged(f"OK [UNSEEN {first_unseen}] First unseen")
         await self.untagged(f"OK [UIDVALIDITY {sel.uidvalidity}] UIDs valid")
@@ -107,6 +115,8 @@ class MailboxCommands(CommandBase):
             await self.untagged(f"OK [HIGHESTMODSEQ {sel.highestmodseq}] Highest")
             if resync:
                 await self.send(b"".join(resync))
+        if rev.select_list:     # RFC 9051 §6.3.2: the name as the server knows it
+            await self.send(b'* LIST () "/" ' + rev.mailbox(box.wire) + b"\r\n")
         self.selected = sel
         return f"[{'READ-ONLY' if readonly else 'READ-WRITE'}] {'EXAMINE' if verb_readonly else 'SELECT'} completed"
 
@@ -149,6 +159,10 @@ class MailboxCommands(CommandBase):
             await self.blocking(box.maildir.delete_folder, box.name)
         except NotFound:
             raise no(f"[NONEXISTENT] Mailbox {name!r} does not exist") from None
+        except InvalidInput as e:   # INBOX, or one with children (RFC 9051 §6.3.5's code)
+            if self.rev.haschildren_code and await self.blocking(_has_children, box):
+                raise no(f"[HASCHILDREN] {mail_error_text(e)}") from None
+            raise
         return "DELETE completed"
 
     @state("auth")
@@ -223,7 +237,9 @@ class MailboxCommands(CommandBase):
             ref, patterns = as_text(args[0], "reference"), [as_text(args[1], "mailbox pattern")]
             options = listing.Options(lsub=True)
         else:
-            ref, patterns, options = listargs.parse_list(args, status_items)
+            ref, patterns, options = listargs.parse_list(args, partial(status_items, known=self.rev.status_items))
+            options.extended = options.extended or self.rev.list_extended
+        options.utf8 = self.rev.utf8_names
         if patterns == [""]:
             if verb == "LIST":
                 await self.untagged('LIST (\\Noselect) "/" ""')
@@ -233,7 +249,7 @@ class MailboxCommands(CommandBase):
         if any(acl_list.may_match(ref + p) for p in patterns if p) and \
                 not (lsub or options.subscribed_only or options.special_use_only):
             await self.send(await self.blocking(acl_list.others, self.runtime, self.account, self.maildir,
-                                                verb, matchers))
+                                                verb, matchers, options.utf8))
         if options.status_items is not None:
             await self.send(await self.blocking_with_updates(self._list_with_status, matchers, options))
             return f"{verb} completed"
@@ -257,7 +273,7 @@ class MailboxCommands(CommandBase):
         tree = self.maildir.cached_listing() or self.maildir.listing()
         out = []
         for entry in listing.entries(matchers, tree.folders, tree.subscribed, options):
-            out.append(listing.render("LIST", [entry]))
+            out.append(listing.render("LIST", [entry], options.utf8))
             if not entry.selectable:
                 continue
             try:
@@ -274,7 +290,7 @@ class MailboxCommands(CommandBase):
         if sel is not None and box.holds(sel.folder):
             st = dict(st, recent=sel.recent_count())
         out = " ".join(f"{i} {st[STATUS_ITEMS[i]]}" for i in items)
-        return b"* STATUS " + astring(mutf7.encode(box.wire)) + f" ({out})\r\n".encode()
+        return b"* STATUS " + self.rev.mailbox(box.wire) + f" ({out})\r\n".encode()
 
     @state("auth")
     async def cmd_LSUB(self, tag, args):
@@ -286,7 +302,7 @@ class MailboxCommands(CommandBase):
             raise bad("STATUS needs a mailbox name and a list of items")
         box = self.mailbox(args[0])
         name = box.name
-        items = status_items(args[1])
+        items = status_items(args[1], self.rev.status_items)
         # An unchanged folder: its kept answer (three lstat() calls), no trip to a thread.
         self.need(box, "r")
         st = folder_cache.cached_status(box.maildir, name)
@@ -321,11 +337,11 @@ class MailboxCommands(CommandBase):
         box = self.mailbox(args[0])
         if box.kind != access.PERSONAL:      # the owner's quota is not this user's to see
             self.need(box, "r")
-            await self.send(b"* QUOTAROOT " + astring(mutf7.encode(box.wire)) + b"\r\n")
+            await self.send(b"* QUOTAROOT " + self.rev.mailbox(box.wire) + b"\r\n")
             return "GETQUOTAROOT completed"
         name = box.name
         await self.open_folder(name)
-        await self.send(b"* QUOTAROOT " + astring(mutf7.encode(name)) + b' ""\r\n')
+        await self.send(b"* QUOTAROOT " + self.rev.mailbox(name) + b' ""\r\n')
         await self._send_quota()
         return "GETQUOTAROOT completed"
 

@@ -11,7 +11,6 @@ here: they are given with CREATE ... (USE (...)).
 from __future__ import annotations
 
 from .. import maildir as store
-from .. import mutf7
 from ..errors import InvalidInput, NotFound
 from .commandbase import CommandBase, state
 from .errors import bad, no
@@ -101,7 +100,7 @@ class MetadataCommands(CommandBase):
                 continue
             parts.append(astring(key) + b" " + value_bytes(value))
         if parts:
-            await self.send(b"* METADATA " + astring(mutf7.encode(mailbox)) + b" (" + b" ".join(parts) + b")\r\n")
+            await self.send(b"* METADATA " + self.rev.mailbox(mailbox) + b" (" + b" ".join(parts) + b")\r\n")
         return (f"[METADATA LONGENTRIES {longest}] " if longest else "") + "GETMETADATA completed"
 
     def _lookup(self, mailbox: str, keys: list[str], depth) -> list[tuple[str, bytes | None]]:

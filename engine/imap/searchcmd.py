@@ -36,6 +36,8 @@ class SearchCommand(CommandBase):
         if len(args) >= 2 and isinstance(args[0], Atom) and args[0].upper() == "RETURN":
             opts = searchreturn.parse_return(args[1])
             args = args[2:]
+        elif self.rev.esearch:      # IMAP4rev2 has no SEARCH response: RETURN () it is
+            opts = searchreturn.parse_return([])
         sel = self.selected
         with self._saving(opts):
             if len(args) >= 2 and isinstance(args[0], Atom) and args[0].upper() == "CHARSET":
@@ -49,7 +51,8 @@ class SearchCommand(CommandBase):
         else:
             self._save(opts, seqs, numbers, uid)
             if opts.reports:
-                await self.send(searchreturn.esearch_line(tag, uid, opts, numbers))
+                modseq = self._reported_modseq(opts, numbers, uid)
+                await self.send(searchreturn.esearch_line(tag, uid, opts, numbers, modseq=modseq))
         return _completed(sel)
 
     @state("selected")
@@ -112,6 +115,15 @@ class SearchCommand(CommandBase):
         await self.send(("* THREAD" + (" " + text if text else "") + "\r\n").encode())
         return "[EXPUNGEISSUED] THREAD completed" if sel.ghosts or sel.rescan_due else "THREAD completed"
 
+    def _reported_modseq(self, opts, numbers, uid) -> int:
+        """ESEARCH's MODSEQ (RFC 7162 §3.1.5): the highest of the messages it returns, so
+        of MIN and MAX alone when only they are asked for."""
+        if not self.search_modseq or opts.all or opts.count or opts.partial is not None:
+            return self.search_modseq
+        sel = self.selected
+        shown = searchreturn.saved_numbers(opts, numbers)
+        return max((sel.modseq_of(n if uid else sel.msgs[n - 1].uid) for n in shown), default=0)
+
     # -- SEARCHRES (RFC 5182) -------------------------------------------------------
     def saved_uids(self) -> frozenset[int]:
         """The UIDs `$` names: the last SEARCH RETURN (SAVE) in this selected mailbox,
@@ -140,6 +152,7 @@ class SearchCommand(CommandBase):
     async def matching(self, args: list, uid: bool) -> list[int]:
         """The sequence numbers (ascending) of the messages the criteria match."""
         nodes = searchmod.parse(args)
+        self.rev.check_search(nodes)
         sel = self.selected
         self.search_modseq = 0
         modseq = searchmod.uses_modseq(("AND", nodes))

@@ -72,9 +72,11 @@ def saved_numbers(opts: ReturnOptions, numbers: list[int], ordered: bool = False
     return numbers
 
 
-def esearch_line(tag: str, uid: bool, opts: ReturnOptions, numbers: list[int], ordered: bool = False) -> bytes:
+def esearch_line(tag: str, uid: bool, opts: ReturnOptions, numbers: list[int], ordered: bool = False,
+                 modseq: int = 0) -> bytes:
     """The `* ESEARCH` reply. ordered: numbers are in sort order (ESORT), so ALL keeps
-    that order and MIN/MAX are the first and the last in it (RFC 5267 §3.2)."""
+    that order and MIN/MAX are the first and the last in it (RFC 5267 §3.2). modseq: a
+    search with a MODSEQ key found messages, their highest mod-sequence (RFC 7162 §3.1.5)."""
     out = [f'* ESEARCH (TAG "{tag}")']
     if uid:
         out.append(" UID")
@@ -92,6 +94,8 @@ def esearch_line(tag: str, uid: bool, opts: ReturnOptions, numbers: list[int], o
                    ((sequence_list(part) if ordered else sequence_set(part)) if part else "NIL") + ")")
     if opts.count:
         out.append(f" COUNT {len(numbers)}")
+    if modseq and numbers:
+        out.append(f" MODSEQ {modseq}")
     out.append("\r\n")
     return "".join(out).encode()
 

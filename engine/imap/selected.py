@@ -98,6 +98,9 @@ class Selected:
         self.msgs: list[store.Message] = []
         self.uids: list[int] = []
         self.recent: set[int] = set()
+        # False for an IMAP4rev2 session (imap/rev2.py): messages are still claimed, so
+        # rev1 sessions see \Recent as before, but this one is told of none.
+        self.reports_recent = True
         self._stamp = None
         self._settled = False
         self.uidvalidity = 0
@@ -208,6 +211,9 @@ class Selected:
             claimed.add(m.uid)
         return [moved.get(m.uid, m) for m in msgs]
 
+    def _reported(self, claimed: set[int]) -> set[int]:
+        return claimed if self.reports_recent else set()
+
     def is_recent(self, m: store.Message) -> bool:
         return m.uid in self.recent
 
@@ -225,13 +231,13 @@ class Selected:
             self._shared_lists = True
             self.uidvalidity = shared.uidvalidity
             self.listing = shared
-            self.recent = self._claim_recent(shared.msgs)
+            self.recent = self._reported(self._claim_recent(shared.msgs))
             return
         self._stamp = None
         msgs, claimed = self.scan()
         self.msgs = msgs
         self.uids = [m.uid for m in msgs]
-        self.recent = claimed
+        self.recent = self._reported(claimed)
         self.listing = None
         self._shared_lists = False
         if self._settled:
@@ -332,10 +338,11 @@ class Selected:
         self.msgs = [by_uid.get(m.uid, m) for m in kept] + added
         self.uids = [m.uid for m in self.msgs]
         self._shared_lists = False
-        self.recent = {u for u in self.recent if u in by_uid or u in self.ghosts} | claimed
+        self.recent = {u for u in self.recent if u in by_uid or u in self.ghosts} | self._reported(claimed)
         if added:
             lines.append(b"* %d EXISTS\r\n" % len(self.msgs))
-            lines.append(b"* %d RECENT\r\n" % self.recent_count())
+            if self.reports_recent:
+                lines.append(b"* %d RECENT\r\n" % self.recent_count())
         return lines
 
     def _expunge_ghosts(self) -> list[bytes]:

@@ -17,6 +17,7 @@ from .. import connection, connlimits, deflatestream, memtrim, overload, storage
 from ..errors import LockTimeout, MailError
 from ..replybatch import drain_held
 from ..spool import Spool
+from . import rev2
 from .parser import LITERAL_AT_END, Atom, ParseError, as_text, literal_announced, tokenize
 from .commands import Commands
 from .errors import SERVER_BUG, CommandError, bad, mail_error_text, no
@@ -32,7 +33,7 @@ MAX_APPEND_LITERALS = 1000          # messages and CATENATE parts in one APPEND 
 MAX_BAD_COMMANDS = 20
 SERVER_NAME = "mailctl"
 
-BASE_CAPS = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS",
+BASE_CAPS = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS",
              "MOVE", "UNSELECT", "CHILDREN", "SPECIAL-USE", "QUOTA", "BINARY",
              "CONDSTORE", "QRESYNC",
              "ESEARCH", "SEARCHRES", "WITHIN", "SORT", "SORT=DISPLAY", "ESORT", "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT",
@@ -55,6 +56,7 @@ class ImapSession(Commands, connection.Connection):
         self.maildir = None
         self.selected = None
         self.enabled: set[str] = set()
+        self.rev = rev2.REV1                 # until ENABLE IMAP4rev2 (imap/rev2.py)
         self.bad_count = 0
         self.closing = False
         self.deadline = 0.0                  # time.monotonic() at which the running command stops

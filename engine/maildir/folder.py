@@ -415,6 +415,7 @@ class Folder:
         return {
             "messages": len(msgs),
             "unseen": sum(1 for m in msgs if "\\Seen" not in m.flags),
+            "deleted": sum(1 for m in msgs if "\\Deleted" in m.flags),     # IMAP4rev2's STATUS DELETED
             "recent": recent.count(self.path, self.uidvalidity(), msgs),
             "size": sum(m.size for m in msgs),            # on disk (mailctl mailbox list)
             "vsize": sum(m.vsize for m in msgs),           # as served: CRLF line ends (STATUS SIZE)
