@@ -36,6 +36,7 @@ _DROPPED = ("head", "style", "script", "title")
 _BREAKS = frozenset({"p", "br", "div", "li", "tr", "td", "th", "table", "ul", "ol", "h1", "h2", "h3",
                      "h4", "h5", "h6", "hr", "blockquote", "pre", "section", "article", "dd", "dt"})
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*|[!?])?[^>]*>?")   # a tag, <!DOCTYPE ...>, <?xml ...?>
+_TAG_START = re.compile(r"[A-Za-z/!?]")
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -144,12 +145,13 @@ def html_text(text: str) -> str:
             end = low.find("-->", lt + 4)
             pos = n if end < 0 else end + 3
             continue
+        if not _TAG_START.match(text, lt + 1):   # "<" opening no tag: text (a < b)
+            out.append("<")
+            pos = lt + 1
+            continue
         m = _TAG.match(text, lt)
         name = (m.group(2) or "").lower()
         pos = m.end()
-        if not m.group(2) and not m.group(1):   # "<" not opening a tag: text (a < b)
-            out.append("<" if m.group(0) == "<" else m.group(0))
-            continue
         if name in _DROPPED and not m.group(1):
             end = low.find(f"</{name}", pos)
             if end < 0:
