@@ -99,7 +99,7 @@ class FetchCommand(CommandBase):
         missing = 0         # GHOST | VANISHED: some messages were answered empty
         step = FETCH_BATCH * 5 if indexed else FETCH_BATCH if needs_content else FETCH_BATCH * 10
         inline = (len(seqs) <= INLINE_MESSAGES and needs_content and not header_only and not indexed
-                  and not sets_seen and (all(sel.msgs[s - 1].sizes_known for s in seqs)
+                  and not sets_seen and not plan.prefix_enough and (all(sel.msgs[s - 1].sizes_known for s in seqs)
                                          or not plan.wants_size))
         # Batches from these starts; a first small one of message content, so the client
         # has something to read while the rest is made.

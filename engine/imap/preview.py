@@ -83,7 +83,8 @@ def preview_text(root: mime.Part) -> str:
         return ""
     # Only the start of a large part (a whole message is parsed when FETCH reads it all
     # for another item): its preview is in its first bytes.
-    start = mime.Part(part.data, part.start, min(part.end, part.body_start + READ_BYTES))
+    start = part if part.end - part.body_start <= READ_BYTES else \
+        mime.Part(part.data, part.start, part.body_start + READ_BYTES)
     try:
         body = decoded_body(start)
     except UnknownCTE:
