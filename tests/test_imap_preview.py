@@ -175,3 +175,20 @@ def test_save_date_of_a_file_named_by_hand_and_after_flag_changes(server):
     again = c.answer(b"FETCH 1 (SAVEDATE)")
     assert b'* 1 FETCH (SAVEDATE "' + saved + b'")' in again
     c.close()
+
+
+def test_a_preview_once_made_is_not_read_again(server):
+    """Message files never change once delivered, so a preview is kept per process: a
+    second FETCH of it reads no file (seen here by changing the file behind the server's
+    back, which no Maildir writer does)."""
+    root, srv = server
+    box = maildir(root)
+    box.deliver(b"Subject: kept\n\nfirst words\n")
+    c = client(srv)
+    assert b"t1 OK" in c.answer(b"EXAMINE INBOX")
+    assert previews(c.answer(b"FETCH 1 (PREVIEW)")) == ["first words"]
+    (msg,) = box.folder("INBOX").sync()
+    msg.path.write_bytes(b"Subject: kept\n\nother words\n")
+    assert previews(c.answer(b"FETCH 1 (PREVIEW)")) == ["first words"]
+    assert previews(c.answer(b"FETCH 1 (PREVIEW BODY.PEEK[TEXT])")) == ["first words"]
+    c.close()

@@ -109,9 +109,6 @@ class FetchCommand(CommandBase):
 
         def batch_work(i: int):
             batch = [View.of(sel, s, sel.folder.read) for s in seqs[starts[i]:ends[i]]]
-            if plan.wants_preview:     # made by this process before: no file to read
-                for v in batch:
-                    v.preview = preview.cached(sel.folder, v.msg)
             if plan.wants_modseq:
                 for v in batch:
                     v.modseq = sel.modseq_of(v.uid)
@@ -121,6 +118,9 @@ class FetchCommand(CommandBase):
                 set_seen = sel.folder.flag_change(add=SEEN) if sets_seen else None
                 entries = indexmod.lookup(sel.folder, [v.msg for v in batch], envelope=wants_envelope) \
                     if indexed else None
+                if plan.wants_preview:     # made by this process before: no file to read
+                    for v in batch:
+                        v.preview = preview.cached(sel.folder, v.msg)
                 for v in batch:
                     try:
                         msg = v.msg
