@@ -111,3 +111,16 @@ def test_save_date_of_any_name(base):
     assert value is None or (isinstance(value, int) and 0 < value < savedate.LAST)
     if value is not None:
         assert int(base.partition(".")[0]) == value
+
+
+@fuzz(300)
+@given(st.text(st.sampled_from("ab \t\n\x00\x1b\u00a0\u3000é"), max_size=1500))
+@example("a " * 256 + "b")
+@example("x" * 511 + " y")
+@example("a" + " " * 600 + "b")                # the first window collapses to little
+@example("a" * 250 + " " * 300 + "bbbb")        # ... to a little less than a preview
+def test_summary_from_a_window_equals_summary_of_the_whole(text):
+    """summary() collapses a first window of the text when that fills a preview: the
+    same as collapsing all of it (up to TEXT_BYTES) and cutting."""
+    whole = " ".join(re.sub(r"[\x00-\x1f\x7f]", " ", text[:preview.TEXT_BYTES]).split())
+    assert preview.summary(text) == whole[:preview.MAX_CHARS].rstrip()

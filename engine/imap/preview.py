@@ -168,5 +168,9 @@ def html_text(text: str) -> str:
 
 def summary(text: str) -> str:
     """Control characters gone, white space collapsed, at most MAX_CHARS characters."""
-    words = _CONTROLS.sub(" ", text[:TEXT_BYTES]).split()
-    return " ".join(words)[:MAX_CHARS].rstrip()
+    for window in (2 * MAX_CHARS, TEXT_BYTES):   # most texts fill a preview from their start
+        out = " ".join(_CONTROLS.sub(" ", text[:window]).split())
+        # more than MAX_CHARS: what a larger window adds comes after them
+        if len(out) > MAX_CHARS or window >= len(text):
+            break
+    return out[:MAX_CHARS].rstrip()

@@ -7,7 +7,8 @@ then an expunge) all make a new name in the destination, so the name's seconds a
 save date. It is read from the name, not the file: a flag change renames the file, which
 sets its ctime (what Dovecot falls back to when its index has no save date), and the
 mtime is the INTERNALDATE, which APPEND may set to any date. A name is also kept by
-backups and restores, where times of files are not. A file named without a leading
+backups and restores, where times of files are not (`mailctl import` stores messages
+under new names: their save date is the import's). A file named without a leading
 time (put there by hand) has no known save date: FETCH says NIL and the SAVED* search
 keys compare its INTERNALDATE instead, as RFC 8514 §4.2 wants for an unknown save date.
 """
