@@ -123,7 +123,7 @@ def test_every_advertised_capability_has_a_script(server):
                "LIST-EXTENDED": "listext_", "LIST-STATUS": "liststatus_",
                "CREATE-SPECIAL-USE": "specialuse_", "STATUS": "statussize_", "METADATA": "metadata_",
                "MULTIAPPEND": "multiappend_", "CATENATE": "catenate_", "COMPRESS": "compress_",
-               "ACL": "acl_", "RIGHTS": "acl_"}
+               "ACL": "acl_", "RIGHTS": "acl_", "PREVIEW": "preview_", "SAVEDATE": "savedate_"}
     for cap in advertised:
         key = cap.split("=")[0]
         assert key in covered, f"capability {cap} has no conformance script"

@@ -10,7 +10,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
-from . import mime
+from . import mime, preview, savedate
 from .transfer import decoded
 from .index import select_fields
 from .parser import Atom, ParseError, number
@@ -22,7 +22,7 @@ MACROS = {
     "FULL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"],
 }
 SIMPLE = {"FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY", "BODYSTRUCTURE", "UID",
-          "RFC822", "RFC822.HEADER", "RFC822.TEXT", "MODSEQ"}
+          "RFC822", "RFC822.HEADER", "RFC822.TEXT", "MODSEQ", "SAVEDATE", "PREVIEW"}
 _SECTION = re.compile(r"^(BODY|BODY\.PEEK|BINARY|BINARY\.PEEK|BINARY\.SIZE)\[([^\]]*)\](?:<(\d+)\.(\d+)>)?$",
                       re.IGNORECASE)
 _SECTION_TEXT = re.compile(r"^((?:[1-9]\d{0,4})(?:\.[1-9]\d{0,4})*)?(?:\.?(HEADER\.FIELDS\.NOT|HEADER\.FIELDS|HEADER|TEXT|MIME))?"
@@ -30,7 +30,7 @@ _SECTION_TEXT = re.compile(r"^((?:[1-9]\d{0,4})(?:\.[1-9]\d{0,4})*)?(?:\.?(HEADE
 _DATE_TIME = re.compile(r"^ ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)$", re.ASCII)
 INTERNALDATE_END = 2 ** 32     # 2106-02-07: the last second an unsigned 32-bit mtime holds
 # Items answered without parsing the message: from the message's metadata, or all of it.
-_UNPARSED = {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "RFC822", "BODY[]", "MODSEQ"}
+_UNPARSED = {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "RFC822", "BODY[]", "MODSEQ", "SAVEDATE"}
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
@@ -52,7 +52,7 @@ class FetchItem:
 
     @property
     def needs_content(self) -> bool:
-        return self.name not in ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "UID", "MODSEQ")
+        return self.name not in ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "UID", "MODSEQ", "SAVEDATE")
 
     @property
     def header_only(self) -> bool:
@@ -74,11 +74,32 @@ def parse_items(tokens) -> list[FetchItem]:
     if not items:
         raise ParseError("empty fetch list")
     out = []
-    for tok in items:
+    for i, tok in enumerate(items):
+        if isinstance(tok, list) and i and out[-1].name == "PREVIEW":
+            _preview_modifiers(tok)
+            continue
         if not isinstance(tok, Atom):
             raise ParseError("fetch items must be atoms")
         out.append(_parse_item(str(tok)))
     return out
+
+
+def preview_modifiers_follow(item, after) -> bool:
+    """FETCH 1 PREVIEW (LAZY): the list after a lone PREVIEW is its modifiers (RFC 8970
+    §5's fetch-att), not the FETCH modifiers of RFC 4466 (CHANGEDSINCE...)."""
+    return (isinstance(item, Atom) and item.upper() == "PREVIEW" and isinstance(after, list)
+            and bool(after) and isinstance(after[0], Atom) and after[0].upper() == "LAZY")
+
+
+def _preview_modifiers(tokens: list) -> None:
+    """PREVIEW's modifiers (RFC 8970 §3.2): "(" preview-mod *(SP preview-mod) ")", and
+    LAZY the only one. A preview is always made at once here (from the first bytes of the
+    message, then kept), so LAZY changes nothing."""
+    if not tokens:
+        raise ParseError("PREVIEW needs a modifier in its parentheses")
+    for tok in tokens:
+        if not (isinstance(tok, Atom) and tok.upper() == "LAZY"):
+            raise ParseError(f"unknown PREVIEW modifier {str(tok)[:30]}")
 
 
 def _parse_item(text: str) -> FetchItem:
@@ -184,6 +205,13 @@ def render_parts(msg, items: list[FetchItem], data: bytes | None, flags_text: st
             out.append(b"MODSEQ (%d)" % msg.modseq)
         elif name == "INTERNALDATE":
             out.append(b'INTERNALDATE "' + internaldate(msg.internaldate).encode() + b'"')
+        elif name == "SAVEDATE":           # RFC 8514 §4.1
+            saved = savedate.of(msg.msg.base)
+            out.append(b"SAVEDATE NIL" if saved is None else b'SAVEDATE "' + internaldate(saved).encode() + b'"')
+        elif name == "PREVIEW":            # RFC 8970 §3
+            if msg.preview is None:        # UTF-8: a literal when not ASCII, as Dovecot sends it
+                msg.preview = preview.preview_text(root or mime.Part(data, 0, len(data))).encode()
+            out.append(b"PREVIEW " + encode(msg.preview))
         elif name == "RFC822.SIZE":
             out.append(b"RFC822.SIZE %d" % msg.size)
         elif name == "ENVELOPE":
@@ -229,6 +257,7 @@ _NIL_ANSWERS = {
     "BODYSTRUCTURE": b'("text" "plain" NIL NIL NIL "7bit" 0 0 NIL NIL NIL NIL)',
     "BODY": b'("text" "plain" NIL NIL NIL "7bit" 0 0)',
     "RFC822": b"NIL", "RFC822.HEADER": b"NIL", "RFC822.TEXT": b"NIL",
+    "SAVEDATE": b"NIL", "PREVIEW": b"NIL",
 }
 
 

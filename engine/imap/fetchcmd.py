@@ -12,7 +12,7 @@ import asyncio
 from .. import maildir as store
 from .. import memtrim
 from ..errors import NotFound
-from . import bigfetch, fetch as fetchmod
+from . import bigfetch, fetch as fetchmod, preview
 from .transfer import UnknownCTE
 from . import headercache
 from . import index as indexmod
@@ -45,6 +45,8 @@ class FetchCommand(CommandBase):
         if len(args) not in (2, 3):
             raise bad("FETCH needs a sequence set and fetch items")
         sel = self.selected
+        if len(args) == 3 and fetchmod.preview_modifiers_follow(args[1], args[2]):
+            args = [args[0], [args[1], args[2]]]
         changedsince, vanished = condstore.parse_fetch_modifiers(args[2], uid, self.enabled) \
             if len(args) == 3 else (None, False)
         plan = _plan(args[1], uid, changedsince is not None, "CONDSTORE" in self.enabled and not sel.readonly)
@@ -97,7 +99,7 @@ class FetchCommand(CommandBase):
         missing = 0         # GHOST | VANISHED: some messages were answered empty
         step = FETCH_BATCH * 5 if indexed else FETCH_BATCH if needs_content else FETCH_BATCH * 10
         inline = (len(seqs) <= INLINE_MESSAGES and needs_content and not header_only and not indexed
-                  and not sets_seen and (all(sel.msgs[s - 1].sizes_known for s in seqs)
+                  and not sets_seen and not plan.prefix_enough and (all(sel.msgs[s - 1].sizes_known for s in seqs)
                                          or not plan.wants_size))
         # Batches from these starts; a first small one of message content, so the client
         # has something to read while the rest is made.
@@ -116,6 +118,9 @@ class FetchCommand(CommandBase):
                 set_seen = sel.folder.flag_change(add=SEEN) if sets_seen else None
                 entries = indexmod.lookup(sel.folder, [v.msg for v in batch], envelope=wants_envelope) \
                     if indexed else None
+                if plan.wants_preview:     # made by this process before: no file to read
+                    for v in batch:
+                        v.preview = preview.cached(sel.folder, v.msg)
                 for v in batch:
                     try:
                         msg = v.msg
@@ -129,6 +134,7 @@ class FetchCommand(CommandBase):
                             if entry is None:
                                 raise NotFound(f"message UID {msg.uid} no longer exists")
                         extra = []
+                        made_preview = plan.wants_preview and v.preview is None
                         if set_seen is not None:
                             # On the file as it is now, even when our copy has \Seen
                             # already: another session may have cleared it, or set others.
@@ -146,6 +152,9 @@ class FetchCommand(CommandBase):
                             data = None
                         elif entry is not None:
                             data = entry.fields
+                        elif plan.prefix_enough:       # PREVIEW (and header items): the file's start
+                            data = None if plan.preview_only and not made_preview \
+                                else preview.read_prefix(sel.folder, msg)
                         elif header_only:
                             data = headercache.header(sel.folder, msg)
                         elif whole is not None and msg.size >= bigfetch.STREAM_FROM:
@@ -159,6 +168,8 @@ class FetchCommand(CommandBase):
                         out.append(b"".join((b"* %d FETCH " % v.seq, *fetchmod.render_parts(
                             v, items + extra, data, flags_text, entry.envelope if entry is not None else None,
                             entry), b"\r\n")))
+                        if made_preview:
+                            preview.remember(sel.folder, msg, v.preview)
                     except NotFound:
                         # expunged by another session: no EXPUNGE now (RFC 3501 §7.4.1)
                         out.append(_vanished_line(v, items, wants_flags))
@@ -228,7 +239,8 @@ class _Plan:
     """What a FETCH's items ask for, worked out once per items text (a client sends the
     same items over and over: one message's body per command)."""
     __slots__ = ("items", "needs_content", "header_only", "sets_seen", "wants_flags", "flags_only",
-                 "indexed", "wants_envelope", "whole", "wants_size", "wants_modseq")
+                 "indexed", "wants_envelope", "whole", "wants_size", "wants_modseq",
+                 "wants_preview", "preview_only", "prefix_enough")
 
     def __init__(self, items: list[fetchmod.FetchItem]):
         self.items = items
@@ -246,6 +258,11 @@ class _Plan:
         self.wants_envelope = any(i.name == "ENVELOPE" for i in items)
         self.whole = bigfetch.whole_item(items)      # a large message asked for whole is streamed
         self.wants_size = any(i.name == "RFC822.SIZE" for i in items)
+        # PREVIEW needs only the first bytes of a message, as the header items do
+        self.wants_preview = any(i.name == "PREVIEW" for i in items)
+        self.preview_only = all(i.name == "PREVIEW" for i in items if i.needs_content)
+        self.prefix_enough = self.wants_preview and all(
+            i.name == "PREVIEW" or i.header_only for i in items if i.needs_content)
 
 
 _plans: dict[tuple, _Plan] = {}

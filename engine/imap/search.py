@@ -18,7 +18,7 @@ import time
 
 from .. import charsets
 from ..errors import NotFound
-from . import mime
+from . import mime, savedate
 from .addrlist import address_list
 from .parser import Atom, ParseError, SequenceMatcher, as_number, as_text, parse_sequence_set
 
@@ -47,7 +47,8 @@ _FLAG_KEYS = {"ANSWERED": ("\\Answered", True), "DELETED": ("\\Deleted", True),
               "UNANSWERED": ("\\Answered", False), "UNDELETED": ("\\Deleted", False),
               "UNDRAFT": ("\\Draft", False), "UNFLAGGED": ("\\Flagged", False), "UNSEEN": ("\\Seen", False)}
 _STRING_HEADER_KEYS = {"BCC": "bcc", "CC": "cc", "FROM": "from", "SUBJECT": "subject", "TO": "to"}
-_DATE_KEYS = {"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"}
+_DATE_KEYS = {"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE",
+              "SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"}       # SAVEDATE (RFC 8514 §4.2)
 
 
 def parse(tokens: list, charset: str = "UTF-8") -> list:
@@ -102,6 +103,8 @@ def _parse_key(tokens: list, pos: int, depth: int):
         return ("HEADER", name, _needle(arg())), pos
     if key in ("BODY", "TEXT"):
         return (key, _needle(arg())), pos
+    if key == "SAVEDATESUPPORTED":            # every folder here has save dates (savedate.py)
+        return ("ALL",), pos
     if key in _DATE_KEYS:
         return (key, parse_date(arg())), pos
     if key in ("LARGER", "SMALLER"):
@@ -219,6 +222,8 @@ class Searcher:
         if kind in ("BEFORE", "ON", "SINCE"):
             day = dt.datetime.fromtimestamp(msg.internaldate, dt.timezone.utc).date()
             return _compare(kind, day, node[1])
+        if kind in ("SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"):
+            return _compare(kind[5:], savedate.day(msg), node[1])
         if kind in ("SENTBEFORE", "SENTON", "SENTSINCE"):
             day = _sent_date(msg.header_part("date"))
             return day is not None and _compare(kind[4:], day, node[1])

@@ -41,7 +41,8 @@ BASE_CAPS = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "I
              "METADATA",
              "MULTIAPPEND", "CATENATE",
              "COMPRESS=DEFLATE",
-             "ACL", "RIGHTS=texk"]                 # RFC 4314 (imap/access.py, aclcmd.py)
+             "ACL", "RIGHTS=texk",                 # RFC 4314 (imap/access.py, aclcmd.py)
+             "PREVIEW", "SAVEDATE"]                # RFC 8970 (imap/preview.py), RFC 8514 (imap/savedate.py)
 
 
 class Disconnect(Exception):
