@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from . import sendlimits_settings, srs_settings, tomlfile
-from .accept import helo_settings, spam_settings
+from . import helo_settings, spam_settings
 from .access import access_settings
 from .errors import ConfigError
 from .scan import settings as antivirus_settings

@@ -1,6 +1,6 @@
 """Property-based tests of the block lists' and the spam score's parsers: URL domains of
 any message bytes (engine/uridomains.py), expected-answer patterns and answer matching
-(engine/dnsbl.py), the [dnsbl]/[spam] setting checks (engine/accept/spam_settings.py),
+(engine/dnsbl.py), the [dnsbl]/[spam] setting checks (engine/spam_settings.py),
 and the X-Spam-* fields we write from network-given reasons. How to run a long version:
 see tests/test_fuzz_parsers.py."""
 from __future__ import annotations
@@ -10,7 +10,8 @@ import ipaddress
 from hypothesis import example, given, strategies as st
 
 from engine import dnsbl, uridomains
-from engine.accept import Score, spam_settings, spamscore
+from engine import spam_settings
+from engine.accept import Score, spamscore
 from helpers_fuzz import fuzz, in_cpu_time
 
 URLISH = st.lists(st.sampled_from([b"http://", b"https://", b"www.", b"ftp://", b"user@", b"[", b"]", b"=\r\n",

@@ -19,7 +19,7 @@ PUBLIC = {
     "ParsedUidList", "parse_uidlist", "MAILDIRSIZE_MAX", "MAILDIRSIZE_STALE_SECS",
     "read_message", "read_header", "to_crlf",
     "set_tmp_max_age",
-    "check_special_uses", "SPECIAL_USE_FILE",
+    "check_special_uses", "SPECIAL_USE_FILE", "commit_together",
     "METADATA_MAX_ENTRIES", "METADATA_MAX_VALUE", "MetadataTooLarge", "MetadataTooMany",
     "change_metadata", "check_metadata_entry", "metadata_file", "lookup_metadata", "read_metadata",
 }

@@ -23,7 +23,7 @@ import re
 from .. import dnsbl, uridomains
 from ..mailauth import dnslookup
 from .arrival import SMTP, Arrival
-from .spam_settings import DEFAULT_ANSWERS, DOMAIN_CHECKS
+from ..spam_settings import DEFAULT_ANSWERS, DOMAIN_CHECKS
 from .spamscore import whitelisted
 from .verdicts import CONTINUE, Reject, Score
 

@@ -24,7 +24,7 @@ import re
 from ..greylist import ip_listed
 from ..smtp import replies
 from .arrival import SMTP, Arrival
-from .spam_settings import sender_listed
+from ..spam_settings import sender_listed
 from .verdicts import CONTINUE, AddHeaders, FileInto, Reject
 
 OUR_FIELDS = (b"x-spam-flag", b"x-spam-score", b"x-spam-status", b"x-spam-report", b"x-spam-level")

@@ -3,7 +3,7 @@
 'reject' (550 5.7.1 at RCPT TO)."""
 from __future__ import annotations
 
-from ..settingkeys import Key, in_range, networks, one_of
+from .settingkeys import Key, in_range, networks, one_of
 
 MODES = ("off", "score", "reject")
 _mode = one_of(*MODES)

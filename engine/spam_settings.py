@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import fnmatch
 
-from ..dnsbl import pattern_problem
-from ..settingkeys import Key, control_problem, domain, in_range, ip_patterns, non_empty, shown
+from .dnsbl import pattern_problem
+from .settingkeys import Key, control_problem, domain, in_range, ip_patterns, non_empty, shown
 
 DEFAULT_ANSWERS = ["127.0.0.*"]
 LIST_FIELDS = {"zone", "answers", "score", "reject", "check"}
