@@ -4,7 +4,8 @@ greylist.delay_minutes passes, and so does that triplet afterwards (engine/greyl
 keeps the records).
 
 Never greylisted: authenticated clients and the submission ports, trusted networks,
-greylist.whitelist_networks and whitelist_sender_domains, a domain whose file says
+greylist.whitelist_networks and whitelist_sender_domains, our incoming relays, a client
+whose IP range turns the spam checks off, a domain whose file says
 greylisting = false, mail to postmaster (RFC 5321 §4.5.1: it must reach someone), and a
 sender whose SPF passes for the client (greylist.spf_bypass; the result is kept for the
 after-DATA check, so DNS is asked once).
@@ -22,6 +23,7 @@ from ..greylist import ALLOWED, DUE, NEW, PASSED, Greylist, client_network, doma
 from ..errors import InvalidInput
 from ..mailauth import dnslookup, spfcheck
 from ..smtp import replies
+from . import clientgate
 from .verdicts import CONTINUE, Defer
 
 POSTMASTER = "postmaster"
@@ -71,6 +73,10 @@ def _exempt(rt, check) -> str:
     cfg, result = rt.settings.greylist, check.result
     if ip_listed(check.client.ip, cfg.whitelist_networks):
         return "whitelisted client"
+    if clientgate.from_incoming_relay(rt.settings, check.client.ip):
+        return "incoming relay (our backup MX retries; its client is not known before DATA)"
+    if not clientgate.spam_checks_run(rt.settings, check.client.ip):
+        return "spam checks off for its IP range"
     if check.sender and domain_listed(check.sender, cfg.whitelist_sender_domains):
         return "whitelisted sender domain"
     local, _, domain = result.address.rpartition("@")

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from .. import heloname
 from ..mailauth import dnslookup, fcrdns
 from ..smtp import policy, replies
+from . import clientgate
+from .rcpt import to_postmaster
 from .verdicts import CONTINUE, Reject, Score
 
 SYNTAX, FORGED, RDNS, SENDER = "helo_syntax", "helo_forged", "reverse_dns", "sender_domain"
 CHECKS = (SYNTAX, FORGED, RDNS, SENDER)
-POSTMASTER = "postmaster"
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,10 @@ def _applies(check, name: str) -> bool:
         return False
     if client.listener != "smtp" or client.user or client.trusted:
         return False
+    if not clientgate.spam_checks_run(settings, client.ip):          # its IP range: spam checks off
+        return False
+    if name != SENDER and clientgate.from_incoming_relay(settings, client.ip):     # our backup MX's address, HELO
+        return False
     return not policy.in_networks(client.ip, settings.helo_checks.ignore_networks)
 
 
@@ -189,7 +194,7 @@ def _decide(check, name: str, finding: Finding):
         _note(check, name, "unsure", finding.unsure)
         return CONTINUE
     result = verdict(rt.settings.helo_checks, name, finding)
-    if isinstance(result, Reject) and _to_postmaster(check):
+    if isinstance(result, Reject) and to_postmaster(check.result):
         result = Score(float(getattr(rt.settings.helo_checks, f"{name}_score")), finding.problem)
     if isinstance(result, Reject):
         _note(check, name, "rejected", finding.problem)
@@ -197,14 +202,6 @@ def _decide(check, name: str, finding: Finding):
     if isinstance(result, Score):
         _note(check, name, "scored", finding.problem, f" {result.points:g}")
     return result
-
-
-def _to_postmaster(check) -> bool:
-    result = check.result
-    if result is None:
-        return False
-    local, _, _ = result.address.rpartition("@")
-    return local.lower() == POSTMASTER and result.resolution.local_domain
 
 
 def _note(check, name: str, what: str, why: str, points: str = "") -> None:

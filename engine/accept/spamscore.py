@@ -14,7 +14,7 @@ for its recipients. The message is refused only when every recipient's threshold
 gets it in Junk.
 
 Never scored: authenticated submission, trusted networks, mail injected on this machine,
-spam.whitelist_networks and whitelist_senders. X-Spam-* fields a sender wrote are removed
+spam.whitelist_networks and whitelist_senders, a client whose IP range has spam_checks = false. X-Spam-* fields a sender wrote are removed
 from port 25 mail (a forged "X-Spam-Status: No" must not fool a mail client's filter).
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ import re
 
 from ..greylist import ip_listed
 from ..smtp import replies
+from . import clientgate
 from .arrival import SMTP, Arrival
 from .spam_settings import sender_listed
 from .verdicts import CONTINUE, AddHeaders, FileInto, Reject
@@ -51,6 +52,9 @@ def spam_score(arrival: Arrival):
         if arrival.scores:
             arrival.log.info("spam: %s: %s: not scored: %s", env.client_ip, env.txid, why)
         arrival.count("spam_whitelisted")
+        return CONTINUE
+    if not clientgate.spam_checks_run(arrival.settings, env.client_ip):     # its IP range says so
+        arrival.count("spam_range_off")
         return CONTINUE
     total = round(sum(s.points for s in arrival.scores), 1)
     verdict, marking = decide(arrival, total)
