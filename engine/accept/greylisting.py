@@ -38,7 +38,7 @@ async def greylisting(check):
     cfg = rt.settings.greylist
     if not cfg.enabled or client.listener != "smtp" or client.user or client.trusted:
         return CONTINUE
-    why = _exempt(rt, check)
+    why = exempt(rt.settings, rt.directory, client.ip, check.sender, result)
     if why:
         _note(rt, "greylist_exempt", check, why)
         return CONTINUE
@@ -68,22 +68,23 @@ async def greylisting(check):
     return Defer(replies.GREYLISTED, f"{check.address[:100]}=greylist")
 
 
-def _exempt(rt, check) -> str:
-    """Why this recipient or sender is never greylisted ('' when it is)."""
-    cfg, result = rt.settings.greylist, check.result
-    if ip_listed(check.client.ip, cfg.whitelist_networks):
+def exempt(settings, directory, ip: str, sender: str, accepted) -> str:
+    """Why this recipient (policy.Accepted) or sender is never greylisted ('' when it is);
+    `mailctl check message --to` asks it too."""
+    cfg = settings.greylist
+    if ip_listed(ip, cfg.whitelist_networks):
         return "whitelisted client"
-    if clientgate.from_incoming_relay(rt.settings, check.client.ip):
+    if clientgate.from_incoming_relay(settings, ip):
         return "incoming relay (our backup MX retries; its client is not known before DATA)"
-    if not clientgate.spam_checks_run(rt.settings, check.client.ip):
+    if not clientgate.spam_checks_run(settings, ip):
         return "spam checks off for its IP range"
-    if check.sender and domain_listed(check.sender, cfg.whitelist_sender_domains):
+    if sender and domain_listed(sender, cfg.whitelist_sender_domains):
         return "whitelisted sender domain"
-    local, _, domain = result.address.rpartition("@")
+    local, _, domain = accepted.address.rpartition("@")
     if local.lower() == POSTMASTER:
         return "postmaster"
-    if result.resolution.local_domain:
-        d = rt.directory.domain(domain)
+    if accepted.resolution.local_domain:
+        d = directory.domain(domain)
         if d is not None and not d.greylisting:
             return f"greylisting off for {domain}"
     return ""

@@ -89,12 +89,13 @@ def sender_domain_finding(resolver, directory, sender: str) -> Finding:
     return Finding(problem, replies.sender_domain_refused(shown, null_mx))
 
 
-def verdict(cfg, name: str, finding: Finding):
-    """What a finding becomes under the settings: CONTINUE, Score or Reject."""
+def verdict(cfg, name: str, finding: Finding, postmaster: bool = False):
+    """What a finding becomes under the settings: CONTINUE, Score or Reject. For mail to
+    postmaster (postmaster=True) a 'reject' check scores instead."""
     mode = getattr(cfg, name)
     if mode == "off" or finding.unsure or not finding.problem:
         return CONTINUE
-    if mode == "reject":
+    if mode == "reject" and not postmaster:
         return Reject(finding.reply, name)
     return Score(float(getattr(cfg, f"{name}_score")), finding.problem)
 
@@ -104,9 +105,10 @@ def resolver(settings):
     return dnslookup.Budget(dnslookup.resolver_for(settings), float(settings.mailauth.time_limit_s))
 
 
-def explain(settings, directory, *, ip: str, helo: str, sender: str, local_ip: str = "") -> list[dict]:
-    """`mailctl check message`: what each check says of this client, HELO and sender,
-    whatever ignore_networks says (blocking: DNS). One dict per check: check, mode,
+def explain(settings, directory, *, ip: str, helo: str, sender: str, local_ip: str = "",
+            postmaster: bool = False) -> list[dict]:
+    """`mailctl check message`: what each check says of this client, HELO and sender (to
+    postmaster when postmaster=True), whatever ignore_networks says (blocking: DNS). One dict per check: check, mode,
     result ('off', 'pass', 'unsure', 'score', 'reject', or 'skipped' for the HELO checks
     without a HELO name), points, why, reply."""
     cfg = settings.helo_checks
@@ -122,7 +124,7 @@ def explain(settings, directory, *, ip: str, helo: str, sender: str, local_ip: s
                         "reply": ""})
             continue
         finding = FINE if mode == "off" else found[name]()
-        said = verdict(cfg, name, finding)
+        said = verdict(cfg, name, finding, postmaster)
         result = ("off" if mode == "off" else "unsure" if finding.unsure else "reject" if isinstance(said, Reject)
                   else "score" if isinstance(said, Score) else "pass")
         out.append({"check": name, "mode": mode, "result": result,
@@ -193,9 +195,7 @@ def _decide(check, name: str, finding: Finding):
     if finding.unsure:
         _note(check, name, "unsure", finding.unsure)
         return CONTINUE
-    result = verdict(rt.settings.helo_checks, name, finding)
-    if isinstance(result, Reject) and to_postmaster(check.result):
-        result = Score(float(getattr(rt.settings.helo_checks, f"{name}_score")), finding.problem)
+    result = verdict(rt.settings.helo_checks, name, finding, to_postmaster(check.result))
     if isinstance(result, Reject):
         _note(check, name, "rejected", finding.problem)
         return Reject(result.reply, f"{check.address[:100]}={name}")
