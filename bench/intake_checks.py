@@ -62,7 +62,7 @@ def checks_settings(dns_address: str, on: bool) -> dict:
                 "spam.enabled": False, "greylist.enabled": False,
                 **{f"helo_checks.{c}": "off" for c in ("helo_syntax", "helo_forged", "reverse_dns", "sender_domain")}}
     return {**base, "mailauth.spf": True, "mailauth.dkim": True, "mailauth.dmarc": True,
-            "helo_checks.ignore_networks": [],
+            "helo_checks.ignore_networks": [], "mailauth.ignore_networks": [],
             **{f"helo_checks.{c}": "score" for c in ("helo_syntax", "helo_forged", "reverse_dns", "sender_domain")},
             "dnsbl.client_lists": [{"zone": "bl.test", "score": 3.0}],
             "dnsbl.domain_lists": [{"zone": "dbl.test", "score": 2.0}],
