@@ -13,6 +13,13 @@ Both servers stay up and their cells alternate; with --rounds the medians are sh
 
     python bench/smtp_intake.py [--count 400] [--no-postfix] [--sizes 4096,102400] [--concs 1,10,50]
                                 [--processes N] [--rounds R]
+
+With --checks (bench/intake_checks.py) it compares instead two mailctl servers, every
+inbound check on (SPF/DKIM/DMARC, HELO checks, DNSBL/RHSBL/URI lists, greylisting
+bypassed, spam score; the loopback DNS server) and all off: messages/s, their ratio and
+the cost of the checks per message (wall and server CPU):
+
+    python bench/smtp_intake.py --checks --concs 10 --sizes 4096 --rounds 3
 """
 from __future__ import annotations
 
@@ -37,7 +44,7 @@ STACK_ROOT = "/tmp/mailctl-bench-stack"
 DOMAIN = "example.test"
 
 
-def make_root(base: Path):
+def make_root(base: Path, extra: dict | None = None):
     from engine import directory_edit, newroot, passwords, settings as settings_mod
     from engine.root import Root, atomic_write
     root = Root(base / "root")
@@ -46,7 +53,7 @@ def make_root(base: Path):
     values = {"queue.offline": True, "limits.max_connections_per_ip": 0, "limits.max_connections": 0,
               "limits.max_message_size_mb": 50, "limits.pregreet_wait_s": 0,
               # serve as whoever runs the bench (its temp root is not the mail user's)
-              "server.user": pwd.getpwuid(os.geteuid()).pw_name}
+              "server.user": pwd.getpwuid(os.geteuid()).pw_name, **(extra or {})}
     for name in settings_mod.LISTENERS:
         values[f"listeners.{name}.bind"] = ["127.0.0.1"]
         values[f"listeners.{name}.port"] = 0
@@ -165,12 +172,13 @@ def run_client(port: int, count: int, size: int, conc: int) -> None:
 
 
 def measure(port: int, maildir: Path, count: int, size: int, conc: int, server_pid: int | None,
-            drain_timeout: float = 120) -> tuple[float, float]:
-    """(messages/s until all visible in the Maildir, server CPU ms per message)."""
+            drain_timeout: float = 120, client=None) -> tuple[float, float]:
+    """(messages/s until all visible in the Maildir, server CPU ms per message); client:
+    another client (count, size, conc) than run_client."""
     empty_maildir(maildir)
     cpu0 = cpu_seconds(server_pid) if server_pid else 0.0
     t0 = time.monotonic()
-    run_client(port, count, size, conc)
+    (client or (lambda n, sz, c: run_client(port, n, sz, c)))(count, size, conc)
     deadline = time.monotonic() + drain_timeout
     while count_files(maildir) < count and time.monotonic() < deadline:
         time.sleep(0.002)
@@ -222,9 +230,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1,
                     help="run every cell this many times, mailctl and Postfix alternating; medians are shown "
                          "(the machine is shared: one round is noisy)")
+    ap.add_argument("--checks", action="store_true",
+                    help="every inbound check on against all off (bench/intake_checks.py), no Postfix")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     concs = [int(c) for c in args.concs.split(",")]
+    if args.checks:
+        run_checks(args, sizes, concs)
+        return
     client = "smtp-source" if shutil.which("smtp-source") else "asyncio client"
 
     runs: dict[tuple, dict[str, list[float]]] = {}
@@ -276,6 +289,65 @@ def main() -> None:
             ratios = [m / p for m, p in zip(r["mailctl"], r["postfix"])]
             line += f" {statistics.median(r['postfix']):>14.1f} {statistics.median(ratios):>6.2f}"
         print(line)
+
+
+def run_checks(args, sizes: list[int], concs: list[int]) -> None:
+    """Checks on against checks off, two servers up at once, their cells alternating."""
+    import intake_checks as ic
+    pem, public = ic._key_pair()
+    dns = ic.DNSProcess(ic.zone(public))
+    to = f"alice@{DOMAIN}"
+    runs: dict[tuple, dict[str, list[float]]] = {}
+    procs = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="mailctl-bench-") as tmp:
+            servers = {}
+            for mode in ("off", "on"):
+                root = make_root(Path(tmp) / mode, ic.checks_settings(dns.address, mode == "on"))
+                proc, port = start_server(root, args.processes)
+                procs.append(proc)
+                servers[mode] = (root, proc, port, root.mail_dir / DOMAIN / "alice")
+            time.sleep(1.0)
+
+            def cell(mode, count, size, conc):
+                root, proc, port, maildir = servers[mode]
+                data = ic.signed_message(size, pem, to)
+                return measure(port, maildir, count, size, conc, proc.pid,
+                               client=lambda n, _sz, c: asyncio.run(ic.send_all(port, n, c, data, to)))
+            for mode in ("off", "on"):
+                cell(mode, 50, 4096, 10)                # warm-up: code paths, block-list cache
+            sample = next(iter(os.scandir(servers["on"][3] / "new"))).path
+            with open(sample, "rb") as f:
+                head = f.read().split(b"\r\n\r\n", 1)[0].decode(errors="replace")
+            for rnd in range(args.rounds):
+                for size in sizes:
+                    for conc in concs:
+                        count = args.count if size <= 8192 else max(args.count // 2, 50)
+                        r = runs.setdefault((size, conc), {"off": [], "on": [], "cpu_off": [], "cpu_on": []})
+                        for mode in ("off", "on"):
+                            rate, cpu = cell(mode, count, size, conc)
+                            r[mode].append(rate)
+                            r[f"cpu_{mode}"].append(cpu)
+                        print(f"round {rnd + 1}  {size // 1024:>4} KiB {conc:>3} clients: checks off "
+                              f"{r['off'][-1]:7.1f} msg/s, on {r['on'][-1]:7.1f} msg/s", flush=True)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(30)
+        dns.close()
+    print("\nA message with the checks on, as delivered (its result fields, unfolded):")
+    unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ").replace("\n ", " ").replace("\n\t", " ")
+    print("\n".join("  " + " ".join(x.split())[:300] for x in unfolded.splitlines()
+                    if x.lower().startswith(("authentication-results", "x-spam"))))
+    print(f"\nSMTP intake, checks off and on (asyncio client, one message per connection, DKIM-signed; "
+          f"median of {args.rounds} round(s); cost = 1000/on - 1000/off ms of wall time per message)")
+    print(f"{'size':>8} {'clients':>8} {'off msg/s':>10} {'on msg/s':>10} {'ratio':>6} {'cost ms':>8} "
+          f"{'CPU off':>8} {'CPU on':>8}")
+    for (size, conc), r in runs.items():
+        off, on = statistics.median(r["off"]), statistics.median(r["on"])
+        ratio = statistics.median([a / b for a, b in zip(r["on"], r["off"])])
+        print(f"{size // 1024:>5} KiB {conc:>8} {off:>10.1f} {on:>10.1f} {ratio:>6.2f} {1000 / on - 1000 / off:>8.2f} "
+              f"{statistics.median(r['cpu_off']):>8.2f} {statistics.median(r['cpu_on']):>8.2f}")
 
 
 if __name__ == "__main__":

@@ -148,26 +148,30 @@ class Greylist:
         self.clock = clock
 
     # -- the decision --
-    def look(self, client: str, sender: str, recipient: str) -> str:
+    def look(self, client: str, sender: str, recipient: str, write: bool = True) -> str:
         """PASSED (it passed before and is in use: its last use is now), ALLOWED (the
         client network was allowed), DUE (waited long enough: now marked passed), EARLY
-        (waiting) or NEW (no record, or an expired one: start() makes it)."""
+        (waiting) or NEW (no record, or an expired one: start() makes it). write=False
+        (`mailctl check message`): the same answer, nothing written."""
         now = self.clock()
         name = record_name(client, sender, recipient)
         rec = self._read(name)
         if rec is not None and rec.expires(self.cfg) <= now:
             rec = None
         if rec is not None and rec.passed:
-            self._touch(name, now)
+            if write:
+                self._touch(name, now)
             return PASSED
         allow = self._read(record_name(client, ANY, ANY))
         if allow is not None and allow.expires(self.cfg) > now:
-            self._touch(allow.name, now)
+            if write:
+                self._touch(allow.name, now)
             return ALLOWED
         if rec is None:
             return NEW
         if now - rec.created >= float(self.cfg.delay_minutes) * 60:
-            self._write(Record(client, sender, recipient, rec.created, now), now, replace=True)
+            if write:
+                self._write(Record(client, sender, recipient, rec.created, now), now, replace=True)
             return DUE
         return EARLY
 

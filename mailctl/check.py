@@ -17,18 +17,22 @@ def check() -> None:
 @click.option("--ip", required=True, help="The client address the message came from.")
 @click.option("--helo", default="", help="The name the client gave in HELO/EHLO.")
 @click.option("--from", "sender", default="", help="The envelope sender (MAIL FROM; empty: the null sender).")
+@click.option("--to", "recipients", multiple=True, help="A recipient (RCPT TO); repeat for several.")
 @click.option("--json", "as_json", is_flag=True, help="Output as JSON.")
 @pass_ctx
-def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
+def message(ctx: Context, file, ip, helo, sender, recipients, as_json) -> None:
     """SPF, DKIM, ARC and DMARC, the HELO and sender checks, the DNS block lists, the spam
     score and the virus scanners' verdict ([antivirus]) of FILE as if it came in on port 25
     from IP: prints the Authentication-Results header the server would add, the verdict of
     each HELO and sender check ([helo_checks]), each score with its reason, the total with
-    its verdict (inbox, junk or reject), the virus scan and the reply it would give. DNS goes
-    where the server's goes (queue.nameservers)."""
+    its verdict (inbox, junk or reject), the virus scan and the reply it would give. With
+    --to, per recipient: where it resolves, the access lists, the HELO checks and block
+    lists as they treat it, greylisting's verdict (no record is written), its domain's spam
+    thresholds and its reply. DNS goes where the server's goes (queue.nameservers)."""
     import ipaddress
 
-    from engine.accept import Score, antivirus, authcheck, helochecks, spamreport
+    from engine.accept import spamreport
+    from engine.accept.explain import explain_message
     from engine.errors import InvalidInput
     from engine.settings import message_size_limit
     try:
@@ -39,36 +43,46 @@ def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
     data = file.read(message_size_limit(settings) + 1)
     if len(data) > message_size_limit(settings):
         raise InvalidInput("message larger than limits.max_message_size_mb")
-    from engine.access.explain import explain
-    from engine.smtp import replies
-    from engine.smtp.data import header_block
-    access = explain(ctx.existing_root(), settings, ip, sender, header_block(data, 0))    # access lists
-    ip = access["checked_as"]          # an incoming relay's client
-    header, reply = authcheck.check_message(settings, data, ip=ip, helo=helo, sender=sender)
-    client = helochecks.explain(settings, ctx.directory(), ip=ip, helo=helo, sender=sender)
-    scores = [Score(c["points"], f"{c['check']}: {c['why']}") for c in client if c["result"] == "score"]
-    spam = spamreport.check_message(settings, data, ip=ip, helo=helo, sender=sender, scores=scores)
-    if reply == "250 accepted" or (reply.startswith("250") and spam["verdict"] == spamreport.REJECT):
-        reply = spam["reply"]           # DMARC's refusal comes first; the score's after it
-    virus, virus_reply = antivirus.check(settings, data, ctx.root if ctx.root.exists() else None)
-    if virus_reply and reply.startswith("250"):        # the scan runs after these checks
-        reply = virus_reply
-    reply = next((c["reply"] for c in client if c["reply"]), reply)      # RCPT-time refusals come first
-    if access["connect_refused"] or access["sender_blocked"]:            # and the access lists before them
-        reply = replies.ACCESS_DENIED if access["connect_refused"] else replies.SENDER_BLOCKED
+    found = explain_message(ctx.existing_root(), settings, ctx.directory(), data, ip=ip, helo=helo, sender=sender,
+                            recipients=recipients)
     if as_json:
-        emit_json({"authentication_results": header.decode(), "access": access, "helo_checks": client,
-                   "spam": spam, "virus_scan": virus, "reply": reply})
+        emit_json(found)
         return
-    click.echo(header.decode())
+    access = found["access"]
+    click.echo(found["authentication_results"])
     click.echo("access: " + ", ".join(f"{k}={v}" for k, v in access.items() if v not in (None, True) or k == "checked_as"))
-    for c in client:
-        click.echo(f"{c['check']}: {c['result']}" + (f" {c['points']:+g}" if c["result"] == "score" else "") +
-                   (f": {c['why']}" if c["why"] else ""))
-    for line in spamreport.lines(spam, settings):
+    for c in found["helo_checks"]:
+        click.echo(_check_line(c))
+    for line in spamreport.lines(found["spam"], settings):
         click.echo(line)
-    click.echo(f"Virus scan: {virus}")
-    click.echo(reply)
+    click.echo(f"Virus scan: {found['virus_scan']}")
+    for r in found["recipients"]:
+        _echo_recipient(r, settings)
+    click.echo(found["reply"])
+
+
+def _check_line(c: dict, indent: str = "") -> str:
+    return (f"{indent}{c['check']}: {c['result']}" + (f" {c['points']:+g}" if c["result"] == "score" else "") +
+            (f": {c['why']}" if c["why"] else ""))
+
+
+def _echo_recipient(r: dict, settings) -> None:
+    from engine.accept import spamreport
+    click.echo(f"to <{r['address']}>:" + (f" resolves to {r['resolves_to']}" if r["resolves_to"] else ""))
+    if r["access"] and r["access"]["refused"]:
+        click.echo(f"  access: refused: {r['access']['refused']}")
+    for c in r["helo_checks"]:
+        click.echo(_check_line(c, "  "))
+    if r["greylisting"]:
+        click.echo(f"  greylisting: {r['greylisting']['verdict']} ({r['greylisting']['why']})")
+    if r["thresholds"]:
+        t = r["thresholds"]
+        click.echo("  spam thresholds: " + (f"mark {t['mark']:g}, reject {t['reject'] or 'never':}" if t["scoring"]
+                                             else "scoring off"))
+    if r["spam"]:
+        for line in spamreport.lines(r["spam"], settings)[-1:]:
+            click.echo("  " + line)
+    click.echo(f"  reply: {r['reply']}")
 
 
 COMMANDS = [check]

@@ -63,6 +63,23 @@ def test_a_triplet_waits_the_delay_then_passes_and_expires(root):
     assert g.flush() == 1 and os.listdir(g.dir) == []
 
 
+def test_a_look_without_writing_changes_nothing(root):
+    """`mailctl check message --to` asks look(write=False): the same answer, no record
+    marked passed, no last use renewed."""
+    clock = Clock()
+    g = Greylist(root, cfg(delay_minutes=5, pass_expiry_days=10), clock)
+    t = ("192.0.2.0/24", "a@far.example", BOB)
+    g.start(*t)
+    clock.now += 301
+    assert g.look(*t, write=False) == DUE
+    assert g.look(*t, write=False) == DUE and not g.records()[0].passed
+    assert g.look(*t) == DUE and g.records()[0].passed
+    clock.now += 9 * 86400
+    assert g.look(*t, write=False) == PASSED
+    clock.now += 2 * 86400
+    assert g.look(*t) == NEW                     # the look without writing did not renew it
+
+
 def test_another_process_sees_the_first_try_and_cannot_restart_it(root):
     clock = Clock()
     one, two = Greylist(root, cfg(), clock), Greylist(root, cfg(), clock)

@@ -37,18 +37,28 @@ async def access_lists(check: RcptCheck):
         if hit:
             return _refused(check, replies.SENDER_BLOCKED, "access_sender_blocked", f"sender matches {hit}")
     resolved = check.result.address if check.result is not None else ""
-    forms = blocklists.with_base([check.address, resolved], settings.relay.recipient_delimiter)
-    hit = blocklists.blocked(settings, rt.access, "recipient", forms)
+    refused = recipient_refusal(settings, rt.access, rt.directory, client.ip, bool(client.user or client.trusted),
+                                check.sender, check.address, resolved)
+    if refused:
+        return _refused(check, *refused)
+    return CONTINUE
+
+
+def recipient_refusal(settings, entries, directory, ip: str, vouched: bool, sender: str, address: str,
+                      resolved: str) -> tuple[str, str, str] | None:
+    """(reply, counter, why) when the recipient block list or the client's IP range
+    refuses this recipient, else None (`mailctl check message --to` asks it too)."""
+    forms = blocklists.with_base([address, resolved], settings.relay.recipient_delimiter)
+    hit = blocklists.blocked(settings, entries, "recipient", forms)
     if hit:
-        return _refused(check, replies.RECIPIENT_BLOCKED, "access_recipient_blocked", f"recipient matches {hit}")
-    refused = directions.direction_refusal(settings, rt.directory, client.ip, bool(client.user or client.trusted),
-                                       check.sender, resolved or check.address)
+        return replies.RECIPIENT_BLOCKED, "access_recipient_blocked", f"recipient matches {hit}"
+    refused = directions.direction_refusal(settings, directory, ip, vouched, sender, resolved or address)
     if refused:
         rule, why = refused
         if rule == "deny":
-            return _refused(check, replies.RELAY_DENIED, "access_direction_denied", why)
-        return _refused(check, replies.AUTH_REQUIRED, "access_auth_required", f"{why} needs AUTH")
-    return CONTINUE
+            return replies.RELAY_DENIED, "access_direction_denied", why
+        return replies.AUTH_REQUIRED, "access_auth_required", f"{why} needs AUTH"
+    return None
 
 
 def incoming_relay(arrival: Arrival):

@@ -23,6 +23,7 @@ from ..largemsg import LargeMessage
 from ..scan import clamd, command, strip
 from ..scan.verdict import Found, ScanFailed
 from ..smtp import replies
+from . import clientgate
 from .arrival import Arrival
 from .verdicts import CONTINUE, AddHeaders, Defer, Discard, Reject
 
@@ -35,6 +36,8 @@ def scan_viruses(arrival: Arrival):
     """The stage: scan the message; the verdict its result and the settings ask for."""
     cfg = getattr(arrival.settings, "antivirus", None)
     if cfg is None or not cfg.enabled or not (cfg.clamd or cfg.command) or _all_opted_out(arrival):
+        return CONTINUE
+    if not clientgate.virus_checks_run(arrival.settings, arrival.envelope.client_ip):     # its IP range says so
         return CONTINUE
     env, size = arrival.envelope, len(arrival.content)
     who = f"{env.client_ip or env.source}: {env.txid or '-'}"

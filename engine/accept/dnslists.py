@@ -5,16 +5,21 @@ engine/dnsbl.py):
     sender's and HELO domains against dnsbl.domain_lists (RHSBL). Asked once per
     transaction (the first RCPT; later ones reuse the verdict) and kept per process for
     dnsbl.cache_s, so a client sending many messages is asked once;
+  - `relayed_client_lists`, after DATA, for mail from one of access.incoming_relays: at
+    RCPT the client is our own relay (only the sender's domain is asked then); its
+    original client (Envelope.client_ip, set by accesscheck.incoming_relay) is asked here;
   - `uri_lists`, after DATA: the registered domains of the body's URLs
     (engine/uridomains.py, bounded by max_urls and max_body_kb) against dnsbl.uri_lists.
 
 A listing adds the list's score (verdicts.Score, weighed by spamscore.py), or refuses
 with 550 5.7.1 and the list's reject text when it has one (at RCPT, or at the end of
 DATA for URI lists). Every list is asked at once. A lookup that fails (timeout, SERVFAIL,
-garbage) scores nothing and never refuses; it is logged and counted.
+garbage) scores nothing and never refuses; it is logged and counted. A reject text never
+refuses mail to postmaster (RFC 5321 §4.5.1): the list's score counts instead.
 
 Never for authenticated submission, trusted networks, mail injected on this machine, or
-what spam.whitelist_networks / whitelist_senders name.
+what spam.whitelist_networks / whitelist_senders name, nor for a client whose IP range
+turns the spam checks off.
 """
 from __future__ import annotations
 
@@ -22,10 +27,16 @@ import re
 
 from .. import dnsbl, uridomains
 from ..mailauth import dnslookup
+from . import clientgate
 from .arrival import SMTP, Arrival
 from ..spam_settings import DEFAULT_ANSWERS, DOMAIN_CHECKS
+from .rcpt import to_postmaster
 from .spamscore import whitelisted
 from .verdicts import CONTINUE, Reject, Score
+
+
+def _uncounted(_name: str) -> None:
+    """count() of a verdict judged a second time (for postmaster): counted the first time."""
 
 DNSBL, RHSBL, URIBL = "DNSBL", "RHSBL", "URIBL"
 _ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3} ")
@@ -40,16 +51,51 @@ async def envelope_lists(check):
     cfg = settings.dnsbl
     if not (cfg.client_lists or cfg.domain_lists) or client.listener != "smtp" or client.user or client.trusted:
         return CONTINUE
+    if not clientgate.spam_checks_run(settings, client.ip):
+        return CONTINUE
     memo = check.transaction
     if "dnsbl" not in memo:
         memo["dnsbl"] = CONTINUE
         if whitelisted(settings.spam, client.ip, check.sender):
             return CONTINUE
-        queries = envelope_queries(cfg, client.ip, check.sender, check.helo)
+        ip, helo = client.ip, check.helo
+        if clientgate.from_incoming_relay(settings, client.ip):
+            ip, helo = "", ""       # our backup MX's: its client is asked after DATA (relayed_client_lists)
+        queries = envelope_queries(cfg, ip, check.sender, helo)
         answers = await dnsbl.lookup_all_async(dnslookup.resolver_for(settings), [q for _, _, q in queries],
                                                float(cfg.dns_timeout_s), float(cfg.cache_s))
         memo["dnsbl"] = judge(queries, answers, client.ip, rt.log, rt.count)
-    return memo["dnsbl"]
+        memo["dnsbl_asked"] = (queries, answers)
+    verdict = memo["dnsbl"]
+    if isinstance(verdict, Reject) and to_postmaster(check.result):
+        if "dnsbl_postmaster" not in memo:
+            rt.log.info("dnsbl: %s: to postmaster: not refused (RFC 5321 4.5.1), scored", client.ip)
+            memo["dnsbl_postmaster"] = judge(*memo["dnsbl_asked"], client.ip, rt.log, _uncounted, refuse=False)
+        return memo["dnsbl_postmaster"]
+    return verdict
+
+
+def relayed_client_lists(arrival: Arrival):
+    """After-DATA stage: the DNSBL verdict of the original client of mail an incoming
+    relay handed in (its RCPT-time check skipped the relay's own address)."""
+    env, settings = arrival.envelope, arrival.settings
+    cfg = settings.dnsbl
+    if not env.peer_ip or not cfg.client_lists or env.source != SMTP or env.vouched:
+        return CONTINUE
+    if not clientgate.spam_checks_run(settings, env.client_ip) or whitelisted(settings.spam, env.client_ip, env.sender):
+        return CONTINUE
+    return _asked(arrival, envelope_queries(cfg, env.client_ip, "", ""))
+
+
+def _asked(arrival: Arrival, queries):
+    """The after-DATA verdict of these lookups (no refusal when a recipient is postmaster)."""
+    cfg = arrival.settings.dnsbl
+    if not queries:
+        return CONTINUE
+    answers = dnsbl.lookup_all(dnslookup.resolver_for(arrival.settings), [q for _, _, q in queries],
+                               float(cfg.dns_timeout_s), float(cfg.cache_s))
+    refuse = not any(to_postmaster(r) for r in arrival.envelope.resolved)
+    return judge(queries, answers, arrival.envelope.client_ip, arrival.log, arrival.count, refuse=refuse)
 
 
 def uri_lists(arrival: Arrival):
@@ -59,13 +105,10 @@ def uri_lists(arrival: Arrival):
     cfg = settings.dnsbl
     if not cfg.uri_lists or env.source != SMTP or env.vouched or whitelisted(settings.spam, env.client_ip, env.sender):
         return CONTINUE
-    items = uridomains.list_items(arrival.content, int(cfg.max_body_kb) * 1024, int(cfg.max_urls))
-    queries = uri_queries(cfg, items)
-    if not queries:
+    if not clientgate.spam_checks_run(settings, env.client_ip):
         return CONTINUE
-    answers = dnsbl.lookup_all(dnslookup.resolver_for(settings), [q for _, _, q in queries],
-                               float(cfg.dns_timeout_s), float(cfg.cache_s))
-    return judge(queries, answers, env.client_ip, arrival.log, arrival.count)
+    items = uridomains.list_items(arrival.content, int(cfg.max_body_kb) * 1024, int(cfg.max_urls))
+    return _asked(arrival, uri_queries(cfg, items))
 
 
 # -- what is asked ----------------------------------------------------------------------
@@ -103,9 +146,10 @@ def uri_queries(cfg, items) -> list[tuple]:
 
 # -- what the answers mean ---------------------------------------------------------------
 
-def judge(queries, answers, ip: str, log, count):
+def judge(queries, answers, ip: str, log, count, refuse: bool = True):
     """The verdict of the answers: the first Reject, else a tuple of Scores (CONTINUE for
-    none). Each listing and each failed lookup is logged and counted."""
+    none). Each listing and each failed lookup is logged and counted. refuse=False (mail
+    to postmaster): a list with a reject text gives its score instead."""
     scores = []
     for (kind, entry, query), answer in zip(queries, answers):
         zone = entry["zone"]
@@ -118,7 +162,7 @@ def judge(queries, answers, ip: str, log, count):
         if not matched:
             continue
         what = f"{_shown(query.item)} ({', '.join(matched)})"
-        if entry.get("reject"):
+        if entry.get("reject") and refuse:
             count(f"{kind.lower()}_rejected")
             log.info("dnsbl: %s: %s %s lists %s: rejected", ip, kind, zone, what)
             return Reject(reject_reply(entry["reject"], ip=ip, domain=query.item, zone=zone), kind.lower())

@@ -4,7 +4,8 @@ greylist.delay_minutes passes, and so does that triplet afterwards (engine/greyl
 keeps the records).
 
 Never greylisted: authenticated clients and the submission ports, trusted networks,
-greylist.whitelist_networks and whitelist_sender_domains, a domain whose file says
+greylist.whitelist_networks and whitelist_sender_domains, our incoming relays, a client
+whose IP range turns the spam checks off, a domain whose file says
 greylisting = false, mail to postmaster (RFC 5321 §4.5.1: it must reach someone), and a
 sender whose SPF passes for the client (greylist.spf_bypass; the result is kept for the
 after-DATA check, so DNS is asked once).
@@ -22,6 +23,7 @@ from ..greylist import ALLOWED, DUE, NEW, PASSED, Greylist, client_network, doma
 from ..errors import InvalidInput
 from ..mailauth import dnslookup, spfcheck
 from ..smtp import replies
+from . import clientgate
 from .verdicts import CONTINUE, Defer
 
 POSTMASTER = "postmaster"
@@ -36,7 +38,7 @@ async def greylisting(check):
     cfg = rt.settings.greylist
     if not cfg.enabled or client.listener != "smtp" or client.user or client.trusted:
         return CONTINUE
-    why = _exempt(rt, check)
+    why = exempt(rt.settings, rt.directory, client.ip, check.sender, result)
     if why:
         _note(rt, "greylist_exempt", check, why)
         return CONTINUE
@@ -66,18 +68,23 @@ async def greylisting(check):
     return Defer(replies.GREYLISTED, f"{check.address[:100]}=greylist")
 
 
-def _exempt(rt, check) -> str:
-    """Why this recipient or sender is never greylisted ('' when it is)."""
-    cfg, result = rt.settings.greylist, check.result
-    if ip_listed(check.client.ip, cfg.whitelist_networks):
+def exempt(settings, directory, ip: str, sender: str, accepted) -> str:
+    """Why this recipient (policy.Accepted) or sender is never greylisted ('' when it is);
+    `mailctl check message --to` asks it too."""
+    cfg = settings.greylist
+    if ip_listed(ip, cfg.whitelist_networks):
         return "whitelisted client"
-    if check.sender and domain_listed(check.sender, cfg.whitelist_sender_domains):
+    if clientgate.from_incoming_relay(settings, ip):
+        return "incoming relay (our backup MX retries; its client is not known before DATA)"
+    if not clientgate.spam_checks_run(settings, ip):
+        return "spam checks off for its IP range"
+    if sender and domain_listed(sender, cfg.whitelist_sender_domains):
         return "whitelisted sender domain"
-    local, _, domain = result.address.rpartition("@")
+    local, _, domain = accepted.address.rpartition("@")
     if local.lower() == POSTMASTER:
         return "postmaster"
-    if result.resolution.local_domain:
-        d = rt.directory.domain(domain)
+    if accepted.resolution.local_domain:
+        d = directory.domain(domain)
         if d is not None and not d.greylisting:
             return f"greylisting off for {domain}"
     return ""

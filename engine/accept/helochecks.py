@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from .. import heloname
 from ..mailauth import dnslookup, fcrdns
 from ..smtp import policy, replies
+from . import clientgate
+from .rcpt import to_postmaster
 from .verdicts import CONTINUE, Reject, Score
 
 SYNTAX, FORGED, RDNS, SENDER = "helo_syntax", "helo_forged", "reverse_dns", "sender_domain"
 CHECKS = (SYNTAX, FORGED, RDNS, SENDER)
-POSTMASTER = "postmaster"
 
 
 @dataclass(frozen=True)
@@ -88,12 +89,13 @@ def sender_domain_finding(resolver, directory, sender: str) -> Finding:
     return Finding(problem, replies.sender_domain_refused(shown, null_mx))
 
 
-def verdict(cfg, name: str, finding: Finding):
-    """What a finding becomes under the settings: CONTINUE, Score or Reject."""
+def verdict(cfg, name: str, finding: Finding, postmaster: bool = False):
+    """What a finding becomes under the settings: CONTINUE, Score or Reject. For mail to
+    postmaster (postmaster=True) a 'reject' check scores instead."""
     mode = getattr(cfg, name)
     if mode == "off" or finding.unsure or not finding.problem:
         return CONTINUE
-    if mode == "reject":
+    if mode == "reject" and not postmaster:
         return Reject(finding.reply, name)
     return Score(float(getattr(cfg, f"{name}_score")), finding.problem)
 
@@ -103,9 +105,10 @@ def resolver(settings):
     return dnslookup.Budget(dnslookup.resolver_for(settings), float(settings.mailauth.time_limit_s))
 
 
-def explain(settings, directory, *, ip: str, helo: str, sender: str, local_ip: str = "") -> list[dict]:
-    """`mailctl check message`: what each check says of this client, HELO and sender,
-    whatever ignore_networks says (blocking: DNS). One dict per check: check, mode,
+def explain(settings, directory, *, ip: str, helo: str, sender: str, local_ip: str = "",
+            postmaster: bool = False) -> list[dict]:
+    """`mailctl check message`: what each check says of this client, HELO and sender (to
+    postmaster when postmaster=True), whatever ignore_networks says (blocking: DNS). One dict per check: check, mode,
     result ('off', 'pass', 'unsure', 'score', 'reject', or 'skipped' for the HELO checks
     without a HELO name), points, why, reply."""
     cfg = settings.helo_checks
@@ -121,7 +124,7 @@ def explain(settings, directory, *, ip: str, helo: str, sender: str, local_ip: s
                         "reply": ""})
             continue
         finding = FINE if mode == "off" else found[name]()
-        said = verdict(cfg, name, finding)
+        said = verdict(cfg, name, finding, postmaster)
         result = ("off" if mode == "off" else "unsure" if finding.unsure else "reject" if isinstance(said, Reject)
                   else "score" if isinstance(said, Score) else "pass")
         out.append({"check": name, "mode": mode, "result": result,
@@ -173,6 +176,10 @@ def _applies(check, name: str) -> bool:
         return False
     if client.listener != "smtp" or client.user or client.trusted:
         return False
+    if not clientgate.spam_checks_run(settings, client.ip):          # its IP range: spam checks off
+        return False
+    if name != SENDER and clientgate.from_incoming_relay(settings, client.ip):     # our backup MX's address, HELO
+        return False
     return not policy.in_networks(client.ip, settings.helo_checks.ignore_networks)
 
 
@@ -188,23 +195,13 @@ def _decide(check, name: str, finding: Finding):
     if finding.unsure:
         _note(check, name, "unsure", finding.unsure)
         return CONTINUE
-    result = verdict(rt.settings.helo_checks, name, finding)
-    if isinstance(result, Reject) and _to_postmaster(check):
-        result = Score(float(getattr(rt.settings.helo_checks, f"{name}_score")), finding.problem)
+    result = verdict(rt.settings.helo_checks, name, finding, to_postmaster(check.result))
     if isinstance(result, Reject):
         _note(check, name, "rejected", finding.problem)
         return Reject(result.reply, f"{check.address[:100]}={name}")
     if isinstance(result, Score):
         _note(check, name, "scored", finding.problem, f" {result.points:g}")
     return result
-
-
-def _to_postmaster(check) -> bool:
-    result = check.result
-    if result is None:
-        return False
-    local, _, _ = result.address.rpartition("@")
-    return local.lower() == POSTMASTER and result.resolution.local_domain
 
 
 def _note(check, name: str, what: str, why: str, points: str = "") -> None:

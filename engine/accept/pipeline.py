@@ -40,6 +40,7 @@ STAGES = (
     stages.header_sender,       # From: owned by the authenticated user
     stages.complete_headers,    # Date, Message-ID (and From for injected mail)
     accesscheck.incoming_relay,     # from our backup MX: the checks below see its client's IP
+    dnslists.relayed_client_lists,  # port 25, from an incoming relay: DNSBL on its original client
     stages.received,            # our Received line, on top
     authcheck.check_authentication,     # port 25: SPF, DKIM, ARC, DMARC; Authentication-Results
     dnslists.uri_lists,         # port 25: URI lists (SURBL, URIBL) on the body's URL domains: Score or 550

@@ -31,6 +31,18 @@ class RcptCheck:
     # SPF result greylisting asked for ("spf"), handed to the after-DATA check
 
 
+POSTMASTER = "postmaster"
+
+
+def to_postmaster(accepted) -> bool:
+    """A recipient (policy.Accepted) that is postmaster at one of our domains: RFC 5321
+    §4.5.1 says it must reach someone, so no block list or HELO check refuses it."""
+    if accepted is None:
+        return False
+    local, _, _ = accepted.address.rpartition("@")
+    return local.lower() == POSTMASTER and accepted.resolution.local_domain
+
+
 async def recipient_limit(check: RcptCheck):
     if check.accepted >= check.runtime.settings.limits.max_recipients:
         return refusal(replies.TOO_MANY_RECIPIENTS)

@@ -7,22 +7,29 @@ import logging
 
 from .. import dnsbl
 from ..mailauth import dnslookup
-from . import dnslists, spamscore
+from . import clientgate, dnslists, spamscore
 from .arrival import SMTP, Arrival, Envelope
+from .rcpt import to_postmaster
 from .verdicts import ENDS, Score
 
 INBOX, JUNK, REJECT = "inbox", "junk", "reject"
+LISTED = "refused by a block list"           # 'why' of a block list's reject text
 _quiet = logging.getLogger("mailctl.check")
 
 
-def check_message(settings, data: bytes, *, ip: str, helo: str, sender: str, scores=()) -> dict:
+def check_message(settings, data: bytes, *, ip: str, helo: str, sender: str, scores=(), resolved=(),
+                  directory=None) -> dict:
     """{'scores': [{'points', 'reason'}], 'total', 'verdict' (inbox, junk or reject),
     'reply', 'why'}: the block lists and the spam score for this message from ip. scores
-    are the other checks' points (verdicts.Score), counted in."""
+    are the other checks' points (verdicts.Score), counted in; resolved the recipients
+    (policy.Accepted: their domains' thresholds, postmaster never refused by a list)."""
     data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    arrival = Arrival(Envelope(source=SMTP, sender=sender, recipients=[], client_ip=ip, helo=helo), data, None,
-                      settings, None, log=_quiet)
+    env = Envelope(source=SMTP, sender=sender, recipients=[r.address for r in resolved], client_ip=ip, helo=helo,
+                   resolved=list(resolved))
+    arrival = Arrival(env, data, None, settings, directory, log=_quiet)
     why = spamscore.whitelisted(settings.spam, ip, sender)
+    if not why and not clientgate.spam_checks_run(settings, ip):
+        why = "spam checks off for its IP range"
     if why:
         return _report([], INBOX, "250 accepted", f"not scored: {why}")
     found: list = list(scores)
@@ -30,10 +37,11 @@ def check_message(settings, data: bytes, *, ip: str, helo: str, sender: str, sco
     queries = dnslists.envelope_queries(cfg, ip, sender, helo)
     answers = dnsbl.lookup_all(dnslookup.resolver_for(settings), [q for _, _, q in queries],
                                float(cfg.dns_timeout_s))
-    for verdicts in (dnslists.judge(queries, answers, ip, _quiet, arrival.count), dnslists.uri_lists(arrival)):
+    refuse = not any(to_postmaster(r) for r in resolved)
+    for verdicts in (dnslists.judge(queries, answers, ip, _quiet, arrival.count, refuse), dnslists.uri_lists(arrival)):
         for v in verdicts if isinstance(verdicts, tuple) else (verdicts,):
             if isinstance(v, ENDS):
-                return _report(found, REJECT, v.reply, "refused by a block list")
+                return _report(found, REJECT, v.reply, LISTED)
             if isinstance(v, Score):
                 found.append(v)
     errors = arrival.counted.count("dnsbl_dns_errors")
@@ -48,6 +56,13 @@ def check_message(settings, data: bytes, *, ip: str, helo: str, sender: str, sco
     if marking:
         return _report(found, JUNK, f"250 accepted, filed into {settings.spam.junk_folder}", note)
     return _report(found, INBOX, "250 accepted", note)
+
+
+def thresholds(settings, directory, accepted) -> dict:
+    """A recipient's spam thresholds (its domain file over [spam]): scoring, mark, reject."""
+    arrival = Arrival(Envelope(source=SMTP, sender="", recipients=[]), b"", None, settings, directory, log=_quiet)
+    on, mark, reject = spamscore.thresholds_for(arrival, accepted)
+    return {"scoring": on and settings.spam.enabled, "mark": mark, "reject": reject}
 
 
 def lines(report: dict, settings) -> list[str]:

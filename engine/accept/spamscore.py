@@ -14,7 +14,7 @@ for its recipients. The message is refused only when every recipient's threshold
 gets it in Junk.
 
 Never scored: authenticated submission, trusted networks, mail injected on this machine,
-spam.whitelist_networks and whitelist_senders. X-Spam-* fields a sender wrote are removed
+spam.whitelist_networks and whitelist_senders, a client whose IP range has spam_checks = false. X-Spam-* fields a sender wrote are removed
 from port 25 mail (a forged "X-Spam-Status: No" must not fool a mail client's filter).
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ import re
 
 from ..greylist import ip_listed
 from ..smtp import replies
+from . import clientgate
 from .arrival import SMTP, Arrival
 from ..spam_settings import sender_listed
 from .verdicts import CONTINUE, AddHeaders, FileInto, Reject
@@ -52,6 +53,9 @@ def spam_score(arrival: Arrival):
             arrival.log.info("spam: %s: %s: not scored: %s", env.client_ip, env.txid, why)
         arrival.count("spam_whitelisted")
         return CONTINUE
+    if not clientgate.spam_checks_run(arrival.settings, env.client_ip):     # its IP range says so
+        arrival.count("spam_range_off")
+        return CONTINUE
     total = round(sum(s.points for s in arrival.scores), 1)
     verdict, marking = decide(arrival, total)
     if verdict is None and not marking:
@@ -65,7 +69,7 @@ def spam_score(arrival: Arrival):
     arrival.count("spam_marked")
     arrival.log.info("spam: %s: %s: score=%.1f: junk for %s (%s)", env.client_ip, env.txid, total,
                      ",".join(marking) or "all", reasons(arrival))
-    added = headers(arrival.scores, total, min(_limits(arrival, r)[1] for r in _recipients(arrival)), True)
+    added = headers(arrival.scores, total, min(thresholds_for(arrival, r)[1] for r in _recipients(arrival)), True)
     if cfg.subject_prefix and not _prefix_subject(arrival, cfg.subject_prefix.encode("utf-8")):
         added += (b"Subject: " + cfg.subject_prefix.strip().encode("utf-8"),)
     return AddHeaders(added), FileInto(cfg.junk_folder, marking)
@@ -74,7 +78,7 @@ def spam_score(arrival: Arrival):
 def decide(arrival: Arrival, total: float):
     """(Reject or None, the mailboxes to mark: ('',) = all of them, () = none)."""
     recipients = _recipients(arrival)
-    limits = [_limits(arrival, r) for r in recipients]
+    limits = [thresholds_for(arrival, r) for r in recipients]
     if all(on and reject and total >= reject for on, _, reject in limits):
         worst = max(reject for _, _, reject in limits)
         return Reject(replies.spam_refused(total, worst), "spam"), ()
@@ -110,7 +114,7 @@ def _recipients(arrival: Arrival) -> list:
     return list(arrival.envelope.resolved) or [None]
 
 
-def _limits(arrival: Arrival, accepted) -> tuple[bool, float, float]:
+def thresholds_for(arrival: Arrival, accepted) -> tuple[bool, float, float]:
     """(scoring on, mark, reject) for a recipient: its domain's file over [spam]."""
     cfg = arrival.settings.spam
     on, mark, reject = True, float(cfg.mark_score), float(cfg.reject_score)
