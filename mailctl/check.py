@@ -21,14 +21,14 @@ def check() -> None:
 @pass_ctx
 def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
     """SPF, DKIM, ARC and DMARC, the HELO and sender checks, the DNS block lists, the spam
-    score and the virus scanners' verdict ([antivirus]) of FILE as if it came in on port 25
-    from IP: prints the Authentication-Results header the server would add, the verdict of
+    scanners' answers ([spam_scan]: rspamd, spamd), the spam score and the virus scanners'
+    verdict ([antivirus]) of FILE as if it came in on port 25 from IP: prints the Authentication-Results header the server would add, the verdict of
     each HELO and sender check ([helo_checks]), each score with its reason, the total with
     its verdict (inbox, junk or reject), the virus scan and the reply it would give. DNS goes
     where the server's goes (queue.nameservers)."""
     import ipaddress
 
-    from engine.accept import Score, antivirus, authcheck, helochecks, spamreport
+    from engine.accept import Score, antivirus, authcheck, helochecks, spamreport, spamscan
     from engine.errors import InvalidInput
     from engine.settings import message_size_limit
     try:
@@ -47,7 +47,10 @@ def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
     header, reply = authcheck.check_message(settings, data, ip=ip, helo=helo, sender=sender)
     client = helochecks.explain(settings, ctx.directory(), ip=ip, helo=helo, sender=sender)
     scores = [Score(c["points"], f"{c['check']}: {c['why']}") for c in client if c["result"] == "score"]
-    spam = spamreport.check_message(settings, data, ip=ip, helo=helo, sender=sender, scores=scores)
+    scanned, scanner_scores, scanner_reply = spamscan.check(settings, data, ip=ip, helo=helo, sender=sender)
+    spam = spamreport.check_message(settings, data, ip=ip, helo=helo, sender=sender, scores=scores + scanner_scores)
+    if scanner_reply and spam["verdict"] != spamreport.REJECT:     # rspamd / spamd's own verdict (mode "own")
+        spam["reply"] = scanner_reply
     if reply == "250 accepted" or (reply.startswith("250") and spam["verdict"] == spamreport.REJECT):
         reply = spam["reply"]           # DMARC's refusal comes first; the score's after it
     virus, virus_reply = antivirus.check(settings, data, ctx.root if ctx.root.exists() else None)
@@ -58,13 +61,15 @@ def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
         reply = replies.ACCESS_DENIED if access["connect_refused"] else replies.SENDER_BLOCKED
     if as_json:
         emit_json({"authentication_results": header.decode(), "access": access, "helo_checks": client,
-                   "spam": spam, "virus_scan": virus, "reply": reply})
+                   "spam_scanners": scanned, "spam": spam, "virus_scan": virus, "reply": reply})
         return
     click.echo(header.decode())
     click.echo("access: " + ", ".join(f"{k}={v}" for k, v in access.items() if v not in (None, True) or k == "checked_as"))
     for c in client:
         click.echo(f"{c['check']}: {c['result']}" + (f" {c['points']:+g}" if c["result"] == "score" else "") +
                    (f": {c['why']}" if c["why"] else ""))
+    for line in scanned:
+        click.echo(line)
     for line in spamreport.lines(spam, settings):
         click.echo(line)
     click.echo(f"Virus scan: {virus}")
