@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from email.utils import formatdate
 from pathlib import Path
@@ -164,3 +165,40 @@ def message(body: bytes = b"Hello Bob,\r\nlunch tomorrow at noon? We could try t
 
 def gtube(subject: str = "buy now") -> bytes:
     return message(b"This is spam.\r\n" + GTUBE + b"\r\n", subject)
+
+
+class FakeScanner:
+    """A loopback TCP server playing a broken scanner: it answers `reply` (garbage of the
+    test's choice) after reading a little, or with reply None holds the connection and
+    answers nothing (a hung scanner)."""
+
+    def __init__(self, reply: bytes | None):
+        self.reply = reply
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            if self.reply is None:
+                self.held.append(conn)
+                continue
+            try:
+                conn.settimeout(2)
+                conn.recv(65536)
+                conn.sendall(self.reply)
+            except OSError:
+                pass
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.held:
+            c.close()
