@@ -89,7 +89,7 @@ def test_oversized_messages_are_not_sent_and_forged_headers_go(tmp_path):
     root = scan_root(tmp_path, **{"spam_scan.rspamd": fake.address, "spam_scan.max_size_kb": 2})
     try:
         with running_server(root) as srv:
-            big = message(b"x" * 70 + b"\r\n") .replace(b"\r\n\r\n", b"\r\nX-Spam-Scanned: yes, all clean\r\n\r\n", 1)
+            big = message(b"x" * 70 + b"\r\n").replace(b"\r\n\r\n", b"\r\nX-Spam-Scanned: yes, all clean\r\n\r\n", 1)
             big += b"line of text to make it big enough to skip\r\n" * 100
             started = time.monotonic()
             assert send(srv.ports["smtp"], big)[0] == 250

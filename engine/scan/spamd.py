@@ -24,7 +24,7 @@ MAX_RULES = 60
 
 def request(message: bytes, user: str = "") -> bytes:
     head = f"SYMBOLS SPAMC/1.5\r\nContent-length: {len(message)}\r\n"
-    if user:
+    if user and re.fullmatch(r"[\x21-\x7e]{1,320}", user):       # never a line of its own
         head += f"User: {user}\r\n"
     return head.encode("ascii", "replace") + b"\r\n" + message
 

@@ -2,6 +2,8 @@
 from other servers (engine/accept/spamscan.py; engine/settings.py SCHEMA holds it by this name)."""
 from __future__ import annotations
 
+import re
+
 from ..settingkeys import Key, in_range, one_of
 from .clamd import parse_address
 
@@ -16,6 +18,12 @@ def scanner_address(v):
     return None
 
 
+def user_name(v):
+    if v and not re.fullmatch(r"[\x21-\x7e]{1,320}", v):
+        return "must be a user name without spaces or control characters"
+    return None
+
+
 KEYS = {
     "enabled": Key(False, bool, "ask the spam scanners below about mail from other servers on port 25 (never "
                    "AUTH, submission, trusted networks, spam.whitelist_* or mail injected on this machine); off "
@@ -24,7 +32,7 @@ KEYS = {
                   "none", scanner_address),
     "spamd": Key("", str, "SpamAssassin's spamd: host:port (its port is 783) or a unix socket path; '' = none",
                  scanner_address),
-    "spamd_user": Key("", str, "the User spamd is told (whose preferences it uses); '' = none"),
+    "spamd_user": Key("", str, "the User spamd is told (whose preferences it uses); '' = none", user_name),
     "mode": Key("score", str, "'score': a scanner's score adds to the spam score of the other checks and "
                 "[spam]'s thresholds decide; 'own': each scanner's own verdict decides (rspamd: reject -> 554 "
                 "5.7.1, greylist or soft reject -> 451 4.7.1, add header or rewrite subject -> X-Spam headers "
