@@ -38,7 +38,7 @@ KEYS = {
                 "5.7.1, greylist or soft reject -> 451 4.7.1, add header or rewrite subject -> X-Spam headers "
                 "and Junk; spamd: spam -> X-Spam headers and Junk, at reject_score or over -> 554 5.7.1)",
                 one_of("score", "own")),
-    "reject_score": Key(0, (int, float), "mode = 'own': spamd's score at or over which the message is refused "
+    "reject_score": Key(0, (int, float), "in mode 'own', spamd's score at or over which the message is refused "
                         "(554 5.7.1 Tagged As SPAM By SpamAssassin); 0 = never", in_range(0, 10000)),
     "on_failure": Key("accept", str, "when a scanner is down, times out or answers garbage: 'accept' (with an "
                       "X-Spam-Scanned header saying it was not scanned) or 'defer' (451 4.7.1, the sender tries "
