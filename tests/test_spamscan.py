@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine import directory_edit, settings as settings_mod
+from conftest import run_cli
 from helpers_dnsbl import BOB, delivered, send
 from helpers_server import make_root, running_server
 from helpers_spamscan import Rspamd, Spamd, gtube, message
@@ -99,14 +99,13 @@ def test_own_mode_spamd_spam_is_junk_and_over_its_reject_score_554(tmp_path, sca
 
 def test_domain_off_and_account_opt_out(tmp_path, scanners):
     root = scan_root(tmp_path, **{"spam_scan.rspamd": scanners["rspamd"].address})
-    cfg = settings_mod.load(root.config_file)
-    directory_edit.set_account(root, cfg, "carl@example.com", spam_filter=False)
+    assert run_cli(root, "account", "spam-filter", "carl@example.com", "off").code == 0
     with running_server(root) as srv:
         assert send(srv.ports["smtp"], gtube("to carl"), rcpts=("carl@example.com",))[0] == 250
         assert send(srv.ports["smtp"], gtube("to both"), rcpts=(BOB, "carl@example.com"))[0] == 250
     assert set(delivered(root, user="carl")) == {"to carl", "to both"}     # never Junk for carl
     assert set(delivered(root, "Junk")) == {"to both"}                      # bob's copy is
-    directory_edit.set_domain(root, cfg, "example.com", spam_scan=False)
+    assert run_cli(root, "domain", "set", "example.com", "--no-spam-scan").code == 0
     with running_server(root) as srv:
         assert send(srv.ports["smtp"], gtube("domain off"))[0] == 250
         assert "spam_scan_done" not in srv.runtime.counters
