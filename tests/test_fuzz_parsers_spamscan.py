@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 from hypothesis import example, given, strategies as st
 
 from engine.scan import rspamd, spamd
@@ -95,3 +96,15 @@ def test_a_request_never_carries_a_line_the_envelope_smuggled(helo, sender, rcpt
     assert all(line.split(b":")[0] in (b"Host", b"Connection", b"IP", b"Helo", b"From", b"Rcpt", b"Content-Length")
                for line in head.split(b"\r\n")[1:-2])
     assert b"X: y" not in spamd.request(b"BODY", "bob\r\nX: y")
+
+
+@pytest.mark.parametrize("raw", [
+    b"SPAMD/1.1 0 EX_OK\r\nContent-length: 40\r\nSpam: True ; 15.0 / 5.0\r\n\r\nGTUBE",     # cut short
+    b"SPAMD/1.1 0 EX_OK\r\nSpam: True ; 15.0 / 5.0\r\n",                                    # no header end
+    b"SPAMD/1.1 0 EX_OK\r\nSpam: True ; 15.0 / 5.0\r\n\r\nGTUBE,BAD RULE",
+    b"HTTP/1.1 200 OK\r\n\r\nnot json",
+])
+def test_replies_cut_short_or_bent_are_scan_failed(raw):
+    parse = rspamd.parse_reply if raw.startswith(b"HTTP") else spamd.parse_reply
+    with pytest.raises(ScanFailed):
+        parse(raw)

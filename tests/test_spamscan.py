@@ -112,3 +112,22 @@ def test_domain_off_and_account_opt_out(tmp_path, scanners):
     m = delivered(root)["domain off"]
     assert m["X-Spam-Status"] is None and m["X-Spam-Scanned"] is None
 
+
+
+def test_an_opted_out_account_is_never_refused_and_an_alias_marks_only_the_others(tmp_path, scanners):
+    root = scan_root(tmp_path, **{"spam_scan.rspamd": scanners["rspamd"].address, "spam.reject_score": 12})
+    assert run_cli(root, "account", "spam-filter", "carl@example.com", "off").code == 0
+    assert run_cli(root, "alias", "add", "team@example.com", BOB, "carl@example.com").code == 0
+    with running_server(root) as srv:
+        assert send(srv.ports["smtp"], gtube("to carl"), rcpts=("carl@example.com",))[0] == 250
+        assert send(srv.ports["smtp"], gtube("to bob"))[0] == 550                          # bob refuses it
+        assert send(srv.ports["smtp"], gtube("to both"), rcpts=(BOB, "carl@example.com"))[0] == 250
+    root2 = scan_root(tmp_path / "alias", **{"spam_scan.rspamd": scanners["rspamd"].address})
+    assert run_cli(root2, "account", "spam-filter", "carl@example.com", "off").code == 0
+    assert run_cli(root2, "alias", "add", "team@example.com", BOB, "carl@example.com").code == 0
+    with running_server(root2) as srv:
+        assert send(srv.ports["smtp"], gtube("to the team"), rcpts=("team@example.com",))[0] == 250
+    assert set(delivered(root, user="carl")) == {"to carl", "to both"}
+    assert set(delivered(root, "Junk")) == {"to both"}
+    assert set(delivered(root2, user="carl")) == {"to the team"}            # carl's copy in INBOX
+    assert set(delivered(root2, "Junk")) == {"to the team"} and not delivered(root2)
