@@ -5,12 +5,14 @@ spam.reject_score) or, mode "own", their own verdict decides (554 Tagged As SPAM
 per-domain and per-account switches."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import run_cli
 from helpers_dnsbl import BOB, delivered, send
 from helpers_server import make_root, running_server
-from helpers_spamscan import Rspamd, Spamd, gtube, message
+from helpers_spamscan import FakeScanner, Rspamd, Spamd, gtube, message
 
 SCANNERS = ("rspamd", "spamd")
 
@@ -131,3 +133,34 @@ def test_an_opted_out_account_is_never_refused_and_an_alias_marks_only_the_other
     assert set(delivered(root, "Junk")) == {"to both"}
     assert set(delivered(root2, user="carl")) == {"to the team"}            # carl's copy in INBOX
     assert set(delivered(root2, "Junk")) == {"to the team"} and not delivered(root2)
+
+
+def rspamd_says(action: str) -> bytes:
+    body = json.dumps({"score": 7.5, "required_score": 15.0, "action": action,
+                       "symbols": {"R_SUSPECT": {"name": "R_SUSPECT", "score": 7.5}}}).encode()
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+
+@pytest.mark.parametrize("action, reply, folder", [
+    ("greylist", (451, "4.7.1 Please Try Again Later"), None),
+    ("soft reject", (451, "4.7.1 Please Try Again Later"), None),
+    ("add header", 250, "Junk"),
+    ("rewrite subject", 250, "Junk"),
+    ("no action", 250, "INBOX"),
+])
+def test_own_mode_follows_each_rspamd_action(tmp_path, action, reply, folder):
+    fake = FakeScanner(rspamd_says(action))          # rspamd's protocol, the action of the test's choice
+    root = scan_root(tmp_path, **{"spam_scan.rspamd": fake.address, "spam_scan.mode": "own",
+                                  "spam.subject_prefix": "[SPAM] "})
+    try:
+        with running_server(root) as srv:
+            got = send(srv.ports["smtp"], message(subject="hi"))
+    finally:
+        fake.close()
+    assert (got if isinstance(reply, tuple) else got[0]) == reply
+    if folder is None:
+        assert not delivered(root) and not delivered(root, "Junk")
+        return
+    [m] = delivered(root, folder).values()
+    assert status(m).startswith("Yes" if folder == "Junk" else "No") and "tests=R_SUSPECT" in status(m)
+    assert m["Subject"] == ("[SPAM] hi" if folder == "Junk" else "hi")
