@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import smtplib
 import subprocess
 import sys
 import time
@@ -16,7 +17,9 @@ import pytest
 from conftest import run_cli
 from helpers_clamav import free_port
 from helpers_dnsbl import BOB, delivered, send
-from helpers_server import REPO, make_root, running_server, serve_process, serve_status
+from engine import directory_edit, settings as settings_mod
+from helpers_server import (REPO, make_root, password_hash, running_server, serve_process, serve_status,
+                            tls_context)
 from helpers_spamscan import FakeScanner, Rspamd, Spamd, gtube, message
 
 UNAVAILABLE = (451, "4.7.1 Spam scanner unavailable, try again later")
@@ -154,3 +157,28 @@ def test_check_message_shows_each_scanner_and_its_rules(tmp_path, scanners):
     own = scan_root(tmp_path / "own", **{"spam_scan.rspamd": rspamd.address, "spam_scan.mode": "own"})
     refused = run_cli(own, "check", "message", str(tmp_path / "spam.eml"), "--ip", "192.0.2.1")
     assert refused.out.rstrip().splitlines()[-1] == "554 5.7.1 Tagged As SPAM By rspamd"
+
+
+def test_submission_and_whitelisted_clients_are_not_asked(tmp_path):
+    fake = FakeScanner(b"garbage")             # were it asked, the message would say "not scanned"
+    root = scan_root(tmp_path, **{"spam_scan.rspamd": fake.address})
+    directory_edit.add_account(root, settings_mod.load(root.config_file), "carol@example.com",
+                               password_hash("carol-password-1"))
+    try:
+        with running_server(root) as srv:
+            with smtplib.SMTP("127.0.0.1", srv.ports["submission"], timeout=20) as s:
+                s.starttls(context=tls_context())
+                s.login("carol@example.com", "carol-password-1")
+                s.mail("carol@example.com")
+                s.rcpt(BOB)
+                assert s.data(message(subject="by submission").replace(b"alice@far.example", b"carol@example.com"))[0] == 250
+            assert "spam_scan_failed" not in srv.runtime.counters
+    finally:
+        fake.close()
+    root2 = scan_root(tmp_path / "white", **{"spam_scan.rspamd": fake.address,
+                                             "spam.whitelist_networks": ["127.0.0.1"]})
+    with running_server(root2) as srv:
+        assert send(srv.ports["smtp"], message(subject="whitelisted"))[0] == 250
+    for r in (root, root2):
+        [m] = delivered(r).values()
+        assert m["X-Spam-Scanned"] is None and m["X-Spam-Status"] is None
