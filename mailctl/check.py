@@ -69,7 +69,7 @@ def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
         click.echo(f"{c['check']}: {c['result']}" + (f" {c['points']:+g}" if c["result"] == "score" else "") +
                    (f": {c['why']}" if c["why"] else ""))
     for line in scanned:
-        click.echo(line)
+        click.echo(f"spam: {line}")
     for line in spamreport.lines(spam, settings):
         click.echo(line)
     click.echo(f"Virus scan: {virus}")

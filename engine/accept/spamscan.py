@@ -134,9 +134,9 @@ def check(settings, data: bytes, *, ip: str, helo: str, sender: str) -> tuple[li
     add, the reply their own verdict means or None)."""
     cfg = getattr(settings, "spam_scan", None)
     if cfg is None or not cfg.enabled or not (cfg.rspamd or cfg.spamd):
-        return ["spam scanners: not asked (spam_scan.enabled is false)"], [], None
+        return ["scanners not asked (spam_scan.enabled is false)"], [], None
     if len(data) > cfg.max_size_kb * 1024:
-        return ["spam scanners: not asked (over spam_scan.max_size_kb)"], [], None
+        return ["scanners not asked (over spam_scan.max_size_kb)"], [], None
     found, failed = scan(cfg, data, ip=ip, helo=helo, sender=sender)
     lines, scores, reply = [], [], None
     for engine, why in failed:
