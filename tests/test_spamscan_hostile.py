@@ -159,7 +159,7 @@ def test_check_message_shows_each_scanner_and_its_rules(tmp_path, scanners):
     assert refused.out.rstrip().splitlines()[-1] == "554 5.7.1 Tagged As SPAM By rspamd"
 
 
-def test_submission_and_whitelisted_clients_are_not_asked(tmp_path):
+def test_submission_whitelisted_clients_and_spam_off_are_not_asked(tmp_path):
     fake = FakeScanner(b"garbage")             # were it asked, the message would say "not scanned"
     root = scan_root(tmp_path, **{"spam_scan.rspamd": fake.address})
     directory_edit.add_account(root, settings_mod.load(root.config_file), "carol@example.com",
@@ -179,6 +179,9 @@ def test_submission_and_whitelisted_clients_are_not_asked(tmp_path):
                                              "spam.whitelist_networks": ["127.0.0.1"]})
     with running_server(root2) as srv:
         assert send(srv.ports["smtp"], message(subject="whitelisted"))[0] == 250
-    for r in (root, root2):
+    root3 = scan_root(tmp_path / "off", **{"spam_scan.rspamd": fake.address, "spam.enabled": False})
+    with running_server(root3) as srv:
+        assert send(srv.ports["smtp"], message(subject="spam score off"))[0] == 250
+    for r in (root, root2, root3):
         [m] = delivered(r).values()
         assert m["X-Spam-Scanned"] is None and m["X-Spam-Status"] is None

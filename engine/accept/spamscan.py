@@ -37,6 +37,8 @@ def scan_spam(arrival: Arrival):
     cfg = getattr(settings, "spam_scan", None)
     if cfg is None or not cfg.enabled or not (cfg.rspamd or cfg.spamd) or env.source != SMTP or env.vouched:
         return CONTINUE
+    if not settings.spam.enabled:          # nothing would weigh their answer nor file into Junk
+        return CONTINUE
     if whitelisted(settings.spam, env.client_ip, env.sender) or not any(_filtering(arrival)):
         return CONTINUE
     who = f"{env.client_ip}: {env.txid or '-'}"

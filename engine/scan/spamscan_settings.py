@@ -25,7 +25,8 @@ def user_name(v):
 
 
 KEYS = {
-    "enabled": Key(False, bool, "ask the spam scanners below about mail from other servers on port 25 (never "
+    "enabled": Key(False, bool, "ask the spam scanners below about mail from other servers on port 25 (needs "
+                   "spam.enabled; never "
                    "AUTH, submission, trusted networks, spam.whitelist_* or mail injected on this machine); off "
                    "per domain with spam_scan = false in its file, per account with spam_filter = false"),
     "rspamd": Key("", str, "rspamd's normal worker: host:port (its port is 11333) or a unix socket path; '' = "
