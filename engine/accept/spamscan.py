@@ -72,13 +72,14 @@ def scan_spam(arrival: Arrival):
 
 def scan(cfg, data: bytes, **envelope) -> tuple[list[tuple[SpamVerdict, float]], list[tuple[str, str]]]:
     """Ask every configured scanner: ([(verdict, milliseconds)], [(scanner, why it failed)])."""
+    timeout = float(cfg.timeout_s)
+    asks = []
+    if cfg.rspamd:
+        asks.append(("rspamd", lambda: rspamd.check(cfg.rspamd, data, timeout, **envelope)))
+    if cfg.spamd:
+        asks.append(("spamd", lambda: spamd.check(cfg.spamd, data, timeout, cfg.spamd_user)))
     found, failed = [], []
-    for engine, address, ask in (("rspamd", cfg.rspamd, lambda: rspamd.check(cfg.rspamd, data, float(cfg.timeout_s),
-                                                                           **envelope)),
-                                 ("spamd", cfg.spamd, lambda: spamd.check(cfg.spamd, data, float(cfg.timeout_s),
-                                                                         cfg.spamd_user))):
-        if not address:
-            continue
+    for engine, ask in asks:
         started = time.monotonic()
         try:
             found.append((ask(), (time.monotonic() - started) * 1000))
