@@ -37,6 +37,7 @@ class Account:
     forward: tuple[str, ...] = ()
     forward_keep_copy: bool = True
     send_limits: tuple = ()          # (key, value) of its send_* overrides (engine/sendlimits_settings.py)
+    spam_filter: bool = True         # false: never Junk nor refused as spam (still virus-scanned)
 
     @property
     def address(self) -> str:
@@ -97,6 +98,7 @@ class Domain:
     spam_mark_score: float | None = None      # None: spam.mark_score
     spam_reject_score: float | None = None    # None: spam.reject_score (0 = never)
     antivirus: bool = True            # antivirus.enabled applies to mail for this domain
+    spam_scan: bool = True            # spam_scan.enabled applies to mail for this domain (accept/spamscan.py)
     accounts: dict[str, Account] = field(default_factory=dict)
     alias_map: dict[str, Alias] = field(default_factory=dict)
     lists: dict[str, MailingList] = field(default_factory=dict)
@@ -154,7 +156,7 @@ def parse_domain(name: str, data: dict, text: str, where: str, settings=None) ->
                     max_accounts=d.get("max_accounts", 0), default_quota_mb=d.get("default_quota_mb", 0),
                     greylisting=d.get("greylisting", True), spam_scoring=d.get("spam_scoring", True),
                     spam_mark_score=d.get("spam_mark_score"), spam_reject_score=d.get("spam_reject_score"),
-                    antivirus=d.get("antivirus", True))
+                    antivirus=d.get("antivirus", True), spam_scan=d.get("spam_scan", True))
     aliases = []
     for a in d.get("domain_aliases", []):
         try:
@@ -197,7 +199,8 @@ def parse_domain(name: str, data: dict, text: str, where: str, settings=None) ->
         domain.accounts[local] = Account(name, local, v.get("password", ""), v.get("name", ""),
                                          v.get("quota_mb", 0), v.get("enabled", True), fwd,
                                          v.get("forward_keep_copy", True),
-                                         tuple((k, v[k]) for k in sendlimits_settings.ACCOUNT_KEYS if k in v))
+                                         tuple((k, v[k]) for k in sendlimits_settings.ACCOUNT_KEYS if k in v),
+                                         v.get("spam_filter", True))
     for local, value, path in entries("aliases"):
         v = _check_table(value, ALIAS_KEYS, path, problems)
         if "targets" not in value:

@@ -33,6 +33,7 @@ DOMAIN_KEYS = {
     "default_quota_mb": (lambda v: _is_int(v) and v >= 0, "a whole number of MB, 0 or more"),
     "greylisting": (lambda v: isinstance(v, bool), "true or false"),
     "antivirus": (lambda v: isinstance(v, bool), "true or false"),
+    "spam_scan": (lambda v: isinstance(v, bool), "true or false"),
     "spam_scoring": (lambda v: isinstance(v, bool), "true or false"),
     "spam_mark_score": (lambda v: _is_num(v) and 0 < v <= 1000, "a score above 0, at most 1000"),
     "spam_reject_score": (lambda v: _is_num(v) and 0 <= v <= 1000, "a score from 0 (never) to 1000"),
@@ -46,6 +47,7 @@ ACCOUNT_KEYS = {
     "enabled": (lambda v: isinstance(v, bool), "true or false"),
     "forward": (_is_strlist, "a list of addresses"),
     "forward_keep_copy": (lambda v: isinstance(v, bool), "true or false"),
+    "spam_filter": (lambda v: isinstance(v, bool), "true or false"),
     **sendlimits_settings.ACCOUNT_KEYS,
 }
 ALIAS_KEYS = {

@@ -25,7 +25,7 @@ import time
 import tomli_w
 
 from . import control, diskspace, listeners, localsubmit, logs, privileges
-from .accept import antivirus
+from .accept import antivirus, spamscan
 from .errors import MailError
 from .outbound import wakeup
 from .queue import Queue
@@ -253,7 +253,8 @@ class Service:
                 "ports": {name: addrs[0][1] for name, addrs in rt.ports.items() if addrs},
                 "config_problems": list(self.watcher.last_problems) if self.watcher else [],
                 "disk": await rt.run_blocking(diskspace.status, self.root, rt.settings),
-                "antivirus": await rt.run_blocking(antivirus.status, rt.settings)}
+                "antivirus": await rt.run_blocking(antivirus.status, rt.settings),
+                "spam_scanners": await rt.run_blocking(spamscan.status, rt.settings)}
 
     # -- stop --
     async def stop(self, deadline: float = STOP_DEADLINE_S) -> None:

@@ -14,6 +14,7 @@ from . import helo_settings, spam_settings
 from .access import access_settings
 from .errors import ConfigError
 from .scan import settings as antivirus_settings
+from .scan import spamscan_settings
 from .settingkeys import (
     Key, address, control_problem, domain, domain_patterns, domains, durations,
     host_or_ip_problem, hostname, in_range, ip_address, ip_addresses, ip_patterns,
@@ -210,6 +211,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                networks),
     },
     "antivirus": antivirus_settings.KEYS,
+    "spam_scan": spamscan_settings.KEYS,    # rspamd / spamd (engine/accept/spamscan.py)
     "greylist": {
         "enabled": Key(False, bool, "greylisting on port 25 (RFC 6647): the first try of an unknown (client network, "
                        "sender, recipient) gets 451 4.7.1, a retry after delay_minutes passes. Never for AUTH, "

@@ -153,6 +153,18 @@ def set_name(ctx: Context, address: str, name: str) -> None:
     done(f"name of {acc.address} set")
 
 
+@account.command("spam-filter")
+@click.argument("address")
+@click.argument("state", type=click.Choice(["on", "off"]))
+@pass_ctx
+def spam_filter(ctx: Context, address: str, state: str) -> None:
+    """Let spam to an account go to Junk or be refused (on, the default), or opt it out (off:
+    everything lands in INBOX, still scanned for viruses)."""
+    acc = _get(ctx, address)
+    directory_edit.set_account(ctx.existing_root(), ctx.settings, acc.address, spam_filter=None if state == "on" else False)
+    done(f"spam filtering of {acc.address} {state}")
+
+
 @account.command("unblock")
 @click.argument("address")
 @pass_ctx

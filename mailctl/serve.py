@@ -93,7 +93,7 @@ def _duration(seconds: int) -> str:
 @pass_ctx
 def status(ctx: Context, as_json: bool) -> None:
     """Show whether the server runs: listeners, uptime, connections, queue size, and whether
-    the virus scanner (clamd) answers."""
+    the virus scanner (clamd) and the spam scanners (rspamd, spamd) answer."""
     reply = control.request(ctx.existing_root(), "status")
     reply.pop("ok", None)
     if as_json:
@@ -109,7 +109,8 @@ def status(ctx: Context, as_json: bool) -> None:
     fields({"running": running + ")", "uptime": _duration(reply["uptime_s"]),
             "connections": reply["connections"], "queue": reply["queue_size"],
             "restarts": restarts, "config problems": len(reply.get("config_problems", [])),
-            "disk": _disk(reply.get("disk")), "antivirus": reply.get("antivirus", "unknown")})
+            "disk": _disk(reply.get("disk")), "antivirus": reply.get("antivirus", "unknown"),
+            "spam scanners": reply.get("spam_scanners", "unknown")})
     for problem in reply.get("config_problems", []):
         click.echo(f"  {problem}")
     table(reply["listeners"], [("name", "Listener"), ("addresses", "Addresses"), ("tls", "TLS"),

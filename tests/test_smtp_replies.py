@@ -29,6 +29,7 @@ CALLED = {       # the replies that carry a value, with sample values
     "dmarc_refused": ("example.net",),
     "dmarc_temperror": ("example.net",),
     "virus_found": ("Eicar-Test-Signature",),
+    "spam_tagged": ("SpamAssassin",),
     "spam_refused": (8.0, 5.0),
     "client_check_refused": ("client 192.0.2.1 has no reverse DNS (PTR)",),
     "sender_domain_refused": ("example.net", True),

@@ -16,7 +16,7 @@ from ..access.entries import AccessEntries
 from ..access.explain import explain as explain_access
 from ..greylist import ALLOWED, DUE, PASSED, Greylist, client_network
 from ..smtp import policy, replies
-from . import accesscheck, antivirus, authcheck, clientgate, greylisting, helochecks, spamreport
+from . import accesscheck, antivirus, authcheck, clientgate, greylisting, helochecks, spamreport, spamscan
 from .rcpt import to_postmaster
 from .verdicts import Score
 
@@ -35,8 +35,11 @@ def explain_message(root, settings, directory, data: bytes, *, ip: str, helo: st
     resolved = [a for a in resolved if a is not None]
     header, auth_reply = authcheck.check_message(settings, data, ip=checked, helo=helo, sender=sender)
     client = helochecks.explain(settings, directory, ip=checked, helo=helo, sender=sender)
-    spam = spamreport.check_message(settings, data, ip=checked, helo=helo, sender=sender, scores=_scores(client),
-                                    resolved=resolved, directory=directory)
+    scanned, scanner_scores, scanner_reply = spamscan.check(settings, data, ip=checked, helo=helo, sender=sender)
+    spam = spamreport.check_message(settings, data, ip=checked, helo=helo, sender=sender,
+                                    scores=_scores(client) + scanner_scores, resolved=resolved, directory=directory)
+    if scanner_reply and spam["verdict"] != spamreport.REJECT:     # rspamd / spamd's own verdict (mode "own")
+        spam["reply"] = scanner_reply
     virus, virus_reply = _virus(settings, data, state_root, checked)
     reply = _after_data(auth_reply, spam, virus_reply)
     reply = next((c["reply"] for c in client if c["reply"]), reply)      # RCPT-time refusals come first
@@ -50,7 +53,7 @@ def explain_message(root, settings, directory, data: bytes, *, ip: str, helo: st
         taken = [r for r in rcpts if r["reply"].startswith("250")]
         reply = _after_data(auth_reply, spam, virus_reply) if taken else rcpts[0]["reply"]
     return {"authentication_results": header.decode(), "access": access, "helo_checks": client,
-            "spam": spam, "virus_scan": virus, "recipients": rcpts, "reply": reply}
+            "spam_scanners": scanned, "spam": spam, "virus_scan": virus, "recipients": rcpts, "reply": reply}
 
 
 def _scores(client: list[dict]) -> list[Score]:

@@ -14,7 +14,8 @@ it (tests add theirs that way), so a stage never touches protocol code.
 """
 from __future__ import annotations
 
-from . import accesscheck, antivirus, authcheck, dnslists, greylisting, helochecks, rcpt, sendlimits, spamscore, stages
+from . import (accesscheck, antivirus, authcheck, dnslists, greylisting, helochecks, rcpt, sendlimits, spamscan,
+               spamscore, stages)
 from .arrival import Arrival
 from .verdicts import CONTINUE, ENDS, AddHeaders, FileInto, Score
 
@@ -44,6 +45,7 @@ STAGES = (
     stages.received,            # our Received line, on top
     authcheck.check_authentication,     # port 25: SPF, DKIM, ARC, DMARC; Authentication-Results
     dnslists.uri_lists,         # port 25: URI lists (SURBL, URIBL) on the body's URL domains: Score or 550
+    spamscan.scan_spam,         # port 25: rspamd / spamd: their Score (or own verdict); never a 5xx when down
     spamscore.spam_score,       # port 25: the Scores' sum: X-Spam-* and Junk at the mark, 550 at the reject score
     antivirus.scan_viruses,     # every way in: clamd / scanner command; 554 5.7.1, strip, discard; 451 when down
     stages.mailbox_quota,       # port 25: a mailbox that cannot take it refuses it all

@@ -28,7 +28,8 @@ from .arrival import SMTP, Arrival
 from ..spam_settings import sender_listed
 from .verdicts import CONTINUE, AddHeaders, FileInto, Reject
 
-OUR_FIELDS = (b"x-spam-flag", b"x-spam-score", b"x-spam-status", b"x-spam-report", b"x-spam-level")
+OUR_FIELDS = (b"x-spam-flag", b"x-spam-score", b"x-spam-status", b"x-spam-report", b"x-spam-level",
+              b"x-spam-scanned")
 _TOKEN = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -61,6 +62,9 @@ def spam_score(arrival: Arrival):
     if verdict is None and not marking:
         if arrival.scores:
             arrival.log.info("spam: %s: %s: score=%.1f: inbox (%s)", env.client_ip, env.txid, total, reasons(arrival))
+        if any(s.tests for s in arrival.scores):       # a spam scanner's ham verdict is shown too, as spamc does
+            return AddHeaders(headers(arrival.scores, total, min(thresholds_for(arrival, r)[1] for r in _recipients(arrival)),
+                                      False))
         return CONTINUE
     if verdict is not None:
         arrival.count("spam_rejected")
@@ -79,23 +83,25 @@ def decide(arrival: Arrival, total: float):
     """(Reject or None, the mailboxes to mark: ('',) = all of them, () = none)."""
     recipients = _recipients(arrival)
     limits = [thresholds_for(arrival, r) for r in recipients]
+    forced = any(s.spam for s in arrival.scores)         # a scanner's own verdict (spam_scan.mode = "own")
     if all(on and reject and total >= reject for on, _, reject in limits):
         worst = max(reject for _, _, reject in limits)
         return Reject(replies.spam_refused(total, worst), "spam"), ()
     marking = [r for r, (on, mark, reject) in zip(recipients, limits)
-               if on and (total >= mark or (reject and total >= reject))]
+               if on and (forced or total >= mark or (reject and total >= reject))]
     if not marking:
         return None, ()
-    if len(marking) == len(recipients):
+    opted_out = any(not m.spam_filter for r in marking if r is not None for m in r.mailboxes)
+    if len(marking) == len(recipients) and not opted_out:
         return None, ("",)           # all of them (FileInto with no mailboxes)
-    boxes = [m.address for r in marking if r is not None for m in r.mailboxes]
+    boxes = [m.address for r in marking if r is not None for m in r.mailboxes if m.spam_filter]
     return None, tuple(boxes)
 
 
 def headers(scores, total: float, required: float, spam: bool) -> tuple[bytes, ...]:
     """Our X-Spam-* fields (SpamAssassin's form): tests= the checks' names, the report
     each check's points and reason."""
-    tests = ",".join(sorted({_token(s.reason) for s in scores})) or "none"
+    tests = ",".join(sorted({t for s in scores for t in (s.tests or (_token(s.reason),))})) or "none"
     status = f"X-Spam-Status: {'Yes' if spam else 'No'}, score={total:.1f} required={required:.1f}"
     lines = [f"X-Spam-Flag: {'YES' if spam else 'NO'}", f"X-Spam-Score: {total:.1f}",
              _fold(status, f"tests={tests}")]
@@ -124,6 +130,8 @@ def thresholds_for(arrival: Arrival, accepted) -> tuple[bool, float, float]:
             on = d.spam_scoring
             mark = mark if d.spam_mark_score is None else float(d.spam_mark_score)
             reject = reject if d.spam_reject_score is None else float(d.spam_reject_score)
+        if accepted.mailboxes and not any(m.spam_filter for m in accepted.mailboxes):
+            on = False               # every mailbox it reaches opted out (spam_filter = false)
     return on, mark, reject
 
 
@@ -158,7 +166,8 @@ def _remove_forged(arrival: Arrival) -> None:
     if b"x-spam-" not in block.lower():
         return
     fields = _fields(block)
-    kept = [f for f in fields if f.split(b":", 1)[0].strip().lower() not in OUR_FIELDS]
+    ours = {bytes(line) for line in arrival.added}       # what a stage before this one wrote (spamscan.py)
+    kept = [f for f in fields if f.split(b":", 1)[0].strip().lower() not in OUR_FIELDS or f.rstrip(b"\r\n") in ours]
     if len(kept) != len(fields):
         arrival.replace_header_block(b"".join(kept))
         arrival.log.info("spam: %s: %s: removed %d X-Spam field(s) the sender wrote", arrival.envelope.client_ip,

@@ -43,6 +43,8 @@ class Score:
     recipients repeat it; the spam-score stage weighs the sum after DATA."""
     points: float
     reason: str
+    tests: tuple[str, ...] = ()       # a spam scanner's rule names, for X-Spam-Status tests= (accept/spamscan.py)
+    spam: bool = False                # a scanner's own verdict: marked whatever the total (spam_scan.mode = "own")
 
 
 @dataclass(frozen=True)

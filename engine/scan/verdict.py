@@ -26,3 +26,19 @@ def virus_name(text: str) -> str | None:
     """A virus name as a scanner gave it, when it is one we may put in a reply line:
     printable ASCII without line breaks, at most 200 characters."""
     return text if _NAME.match(text) else None
+
+
+@dataclass(frozen=True)
+class SpamVerdict:
+    """A spam scanner's answer: its score, its own threshold, its action ('reject', 'add
+    header', 'rewrite subject', 'greylist', 'soft reject', 'no action'; spamd: 'spam' or
+    'no action') and the names of the rules that matched, the heaviest first."""
+    engine: str                        # "rspamd" or "SpamAssassin"
+    score: float
+    required: float
+    action: str
+    symbols: tuple[str, ...] = ()
+
+    @property
+    def spam(self) -> bool:
+        return self.action not in ("no action", "greylist", "soft reject")

@@ -246,5 +246,13 @@ SCANNER_UNAVAILABLE = Rejection(451, "4.7.1", "Virus scanner unavailable, try ag
 TOO_BIG_TO_SCAN = Rejection(552, "5.3.4", "Message too large to be scanned for viruses")
 
 
+SPAM_SCANNER_UNAVAILABLE = Rejection(451, "4.7.1", "Spam scanner unavailable, try again later")
+
+
+def spam_tagged(engine: str) -> Rejection:
+    """A spam scanner's own verdict refuses it (hMailServer's text for SpamAssassin)."""
+    return Rejection(554, "5.7.1", f"Tagged As SPAM By {engine}")
+
+
 def virus_found(name: str) -> Rejection:
     return Rejection(554, "5.7.1", f"Rejected: message contains a virus ({name})")
