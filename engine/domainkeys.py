@@ -33,6 +33,8 @@ DOMAIN_KEYS = {
     "default_quota_mb": (lambda v: _is_int(v) and v >= 0, "a whole number of MB, 0 or more"),
     "greylisting": (lambda v: isinstance(v, bool), "true or false"),
     "antivirus": (lambda v: isinstance(v, bool), "true or false"),
+    "attachment_blocking": (lambda v: isinstance(v, bool), "true or false"),       # [attachments] for this domain
+    "attachment_action": (lambda v: v in ("replace", "refuse"), "\"replace\" or \"refuse\""),
     "spam_scoring": (lambda v: isinstance(v, bool), "true or false"),
     "spam_mark_score": (lambda v: _is_num(v) and 0 < v <= 1000, "a score above 0, at most 1000"),
     "spam_reject_score": (lambda v: _is_num(v) and 0 <= v <= 1000, "a score from 0 (never) to 1000"),

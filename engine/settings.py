@@ -13,6 +13,7 @@ from . import sendlimits_settings, srs_settings, tomlfile
 from .accept import helo_settings, spam_settings
 from .access import access_settings
 from .errors import ConfigError
+from .scan import attachment_settings
 from .scan import settings as antivirus_settings
 from .settingkeys import (
     Key, address, control_problem, domain, domain_patterns, domains, durations,
@@ -210,6 +211,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                networks),
     },
     "antivirus": antivirus_settings.KEYS,
+    "attachments": attachment_settings.KEYS,       # attachment blocking (engine/accept/attachments.py)
     "greylist": {
         "enabled": Key(False, bool, "greylisting on port 25 (RFC 6647): the first try of an unknown (client network, "
                        "sender, recipient) gets 451 4.7.1, a retry after delay_minutes passes. Never for AUTH, "

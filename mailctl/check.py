@@ -21,14 +21,14 @@ def check() -> None:
 @pass_ctx
 def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
     """SPF, DKIM, ARC and DMARC, the HELO and sender checks, the DNS block lists, the spam
-    score and the virus scanners' verdict ([antivirus]) of FILE as if it came in on port 25
-    from IP: prints the Authentication-Results header the server would add, the verdict of
+    score, the virus scanners' verdict ([antivirus]) and the blocked attachments
+    ([attachments]) of FILE as if it came in on port 25 from IP: prints the Authentication-Results header the server would add, the verdict of
     each HELO and sender check ([helo_checks]), each score with its reason, the total with
     its verdict (inbox, junk or reject), the virus scan and the reply it would give. DNS goes
     where the server's goes (queue.nameservers)."""
     import ipaddress
 
-    from engine.accept import Score, antivirus, authcheck, helochecks, spamreport
+    from engine.accept import Score, antivirus, attachments, authcheck, helochecks, spamreport
     from engine.errors import InvalidInput
     from engine.settings import message_size_limit
     try:
@@ -53,12 +53,15 @@ def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
     virus, virus_reply = antivirus.check(settings, data, ctx.root if ctx.root.exists() else None)
     if virus_reply and reply.startswith("250"):        # the scan runs after these checks
         reply = virus_reply
+    blocked, blocked_reply = attachments.check(settings, data)      # attachment blocking runs after it
+    if blocked_reply and reply.startswith("250"):
+        reply = blocked_reply
     reply = next((c["reply"] for c in client if c["reply"]), reply)      # RCPT-time refusals come first
     if access["connect_refused"] or access["sender_blocked"]:            # and the access lists before them
         reply = replies.ACCESS_DENIED if access["connect_refused"] else replies.SENDER_BLOCKED
     if as_json:
         emit_json({"authentication_results": header.decode(), "access": access, "helo_checks": client,
-                   "spam": spam, "virus_scan": virus, "reply": reply})
+                   "spam": spam, "virus_scan": virus, "attachments": blocked, "reply": reply})
         return
     click.echo(header.decode())
     click.echo("access: " + ", ".join(f"{k}={v}" for k, v in access.items() if v not in (None, True) or k == "checked_as"))
@@ -68,6 +71,7 @@ def message(ctx: Context, file, ip, helo, sender, as_json) -> None:
     for line in spamreport.lines(spam, settings):
         click.echo(line)
     click.echo(f"Virus scan: {virus}")
+    click.echo(f"Attachments: {blocked}")
     click.echo(reply)
 
 
