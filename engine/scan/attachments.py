@@ -83,9 +83,14 @@ def rfc2047(value: str) -> str:
         return value
 
 
+def basename(name: str) -> str:
+    """The name without any path a sender put before it (/ or \\): what is shown."""
+    return re.split(r"[/\\]", name)[-1]
+
+
 def extension(name: str) -> str:
     """'.exe' for 'a/invoice.PDF.exe. ' (what Windows would run it as); '' for none."""
-    base = re.split(r"[/\\]", name)[-1].rstrip(" .\t\r\n\0")
+    base = basename(name).rstrip(" .\t\r\n\0")
     stem, dot, ext = base.rpartition(".")
     return "." + ext.lower() if dot and ext else ""
 
@@ -119,7 +124,7 @@ def is_zip(part: Part, names: list[str], body: bytes) -> bool:
 def judge(part: Part, cfg) -> tuple[str, str] | None:
     """(the name shown, why it is blocked) when the part is blocked by cfg, else None."""
     names = part_names(part)
-    shown = strip.shown_name(next((n for n in reversed(names) if n), ""))
+    shown = strip.shown_name(basename(next((n for n in reversed(names) if n), "")))
     extensions = {e.lower() for e in cfg.extensions}
     for name in names:
         ext = extension(name)
@@ -142,7 +147,7 @@ def judge(part: Part, cfg) -> tuple[str, str] | None:
     for name in inner:
         ext = extension(name)
         if ext in extensions:
-            return shown, f"it holds {strip.shown_name(name.rsplit('/', 1)[-1])}, and files of type {ext} are not accepted"
+            return shown, f"it holds {strip.shown_name(basename(name))}, and files of type {ext} are not accepted"
     if encrypted and cfg.encrypted_zip == "remove":
         return shown, "it is an encrypted archive, which cannot be examined"
     return None
