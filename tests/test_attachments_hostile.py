@@ -15,6 +15,7 @@ import pytest
 
 from engine.scan import attachments
 from helpers_clamav import zipped
+from helpers_fuzz import in_cpu_time
 from helpers_mailauth import send
 from helpers_server import running_server, serve_process, serve_status, wait_for_processes
 from test_attachments import BOB, BLOCKED, assert_replaced, message, part, raw_delivered, the_root
@@ -29,7 +30,8 @@ def many_entries(n: int) -> bytes:
 
 
 def understated(data: bytes) -> bytes:
-    """The archive with its end record claiming one entry and a tiny central directory."""
+    """The archive with its end record claiming one entry and a tiny central directory
+    (its zip64 end record, which zipfile reads instead, still telling the truth)."""
     at = data.rfind(b"PK\x05\x06")
     fields = list(struct.unpack("<4s4H2LH", data[at:at + 22]))
     fields[3] = fields[4] = 1
@@ -52,7 +54,7 @@ def encrypted(data: bytes) -> bytes:
 BIG_ZIP = many_entries(100_000)
 UNREADABLE = {
     "100000-entries": (BIG_ZIP, "the archive could not be examined (more than 1000 entries)"),
-    "lying-end-record": (understated(BIG_ZIP), None),
+    "lying-end-record": (understated(BIG_ZIP), "the archive could not be examined (more than 1000 entries)"),
     "corrupt": (b"PK\x03\x04" + bytes(range(256)) * 4, "the archive could not be examined (no zip end record)"),
     "truncated": (zipped({"a.txt": b"x" * 1000, "b.exe": b"MZ"})[:-30], None),
 }
@@ -159,3 +161,10 @@ def test_two_serving_processes_replace_and_count(tmp_path):
         assert counters["attachments_replaced"] == 6
     raws = raw_delivered(root)
     assert len(raws) == 6 and all(b"was removed by the mail server" in r for r in raws)
+
+
+@pytest.mark.parametrize("kind", ["100000-entries", "lying-end-record"])
+def test_an_archive_over_max_entries_is_refused_before_its_directory_is_read(kind):
+    """The end record's count and directory size are checked first: no 100,000 ZipInfo."""
+    with pytest.raises(ValueError, match="more than 1000 entries"):
+        in_cpu_time(0.05, attachments.zip_names, UNREADABLE[kind][0], 1000)

@@ -22,6 +22,7 @@ from . import strip
 
 ZIP_TYPES = ("application/zip", "application/x-zip-compressed", "application/x-zip")
 _EOCD = b"PK\x05\x06"
+_LOCATOR64, _END64 = b"PK\x06\x07", b"PK\x06\x06"
 _SECTION = re.compile(r"^(?P<base>[a-z]+)\*(?:(?P<n>\d{1,3})(?P<enc>\*)?|)$")
 NAME_BYTES_PER_ENTRY = 600          # central directory bytes allowed per entry (46 fixed + name + extra)
 
@@ -103,6 +104,10 @@ def zip_names(data: bytes, max_entries: int) -> tuple[list[str], bool]:
     if at < 0 or len(data) - at < 22:
         raise ValueError("no zip end record")
     _sig, _disk, _cd_disk, _here, total, cd_size, _cd_at, _comment = struct.unpack("<4s4H2LH", data[at:at + 22])
+    record64 = at - 20 - 56                  # zipfile believes a zip64 end record right before it
+    if data[at - 20:at - 16] == _LOCATOR64 and record64 >= 0 and data[record64:record64 + 4] == _END64:
+        total64, cd_size64 = struct.unpack("<2Q", data[record64 + 32:record64 + 48])
+        total, cd_size = max(total, total64), max(cd_size, cd_size64)
     if total > max_entries or cd_size > max_entries * NAME_BYTES_PER_ENTRY:
         raise ValueError(f"more than {max_entries} entries")
     try:
