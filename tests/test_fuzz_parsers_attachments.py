@@ -45,6 +45,8 @@ def test_any_part_header_gives_names_and_a_verdict(raw):
 
 
 @fuzz(300)
+@example("0", ".js", " ", "", "2231-split")          # "%" ends one section, "20" starts the next
+@example("M\u00e4rz", ".exe", "", "", "2231-split")  # one UTF-8 character's octets in two sections
 @given(STEM, EXT, st.text(" .", max_size=4), st.sampled_from(["", "dir/", "C:\\x\\", "a.pdf/"]),
        st.sampled_from(["plain", "2231", "2231-split", "2047"]))
 def test_the_extension_of_any_encoded_name_is_found(stem, ext, trailing, path, how):
@@ -70,6 +72,7 @@ def test_the_extension_of_any_encoded_name_is_found(stem, ext, trailing, path, h
 @fuzz(300)
 @given(st.binary(max_size=600))
 @example(b"PK\x05\x06" + b"\0" * 18)
+@example(b"PK\x06\x06" + b"\0" * 28 + b"\xff" * 16 + b"\0" * 8 + b"PK\x06\x07" + b"\0" * 16 + b"PK\x05\x06" + b"\0" * 18)
 @example(b"PK\x05\x06" + b"\0" * 6 + b"\xff\xff" + b"\0" * 10)
 @example(b"PK\x03\x04PK\x05\x06\0\0\0\0\x01\0\x01\0\x2e\0\0\0\0\0\0\0\0\0")
 def test_any_bytes_are_a_list_of_names_or_value_error(data):

@@ -62,7 +62,8 @@ def rfc2231_values(params: list[tuple[str, str]]) -> list[str]:
             if encoded and n == min(parts) and value.count("'") >= 2:
                 charset, _lang, value = value.split("'", 2)
             pieces.append((value, encoded))
-        out.append("".join(_unquote(v, charset) if enc else v for v, enc in pieces))
+        # decoded once joined: a %XX, or one UTF-8 character's octets, may span two sections
+        out.append(_unquote("".join(v if enc else v.replace("%", "%25") for v, enc in pieces), charset))
     return out
 
 
