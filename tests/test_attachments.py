@@ -11,6 +11,7 @@ import smtplib
 
 import pytest
 
+from conftest import run_cli
 from engine.maildir import Maildir
 from helpers_clamav import zipped
 from helpers_mailauth import send
@@ -105,8 +106,10 @@ def test_clean_attachments_and_a_clean_zip_pass_untouched(tmp_path):
 
 @pytest.mark.parametrize("where", ["global", "domain"])
 def test_the_refuse_action_answers_554_naming_the_file_and_keeps_nothing(tmp_path, where):
-    root = (the_root(tmp_path, attachments__action="refuse") if where == "global"
-            else the_root(tmp_path, 'attachment_action = "refuse"'))
+    root = the_root(tmp_path, **({"attachments__action": "refuse"} if where == "global" else {}))
+    if where == "domain":
+        done = run_cli(root, "domain", "set", "example.com", "--attachment-action", "refuse")
+        assert done.code == 0, done.err
     with running_server(root) as srv:
         code, text = send(srv, "alice@far.example", message(BLOCKED["double-extension"][0]))
         assert (code, text) == (554, "5.7.1 Rejected: attachment invoice.pdf.EXE. . is not accepted here")
@@ -136,7 +139,6 @@ def test_trusted_networks_are_checked_only_with_attachments_submission(tmp_path,
 
 
 def test_check_message_shows_what_would_be_removed(tmp_path):
-    from conftest import run_cli
     root = the_root(tmp_path)
     (tmp_path / "m.eml").write_bytes(message(BLOCKED["js-in-zip"][0]))
     out = run_cli(root, "check", "message", str(tmp_path / "m.eml"), "--ip", "192.0.2.1")
