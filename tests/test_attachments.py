@@ -159,3 +159,40 @@ def test_the_session_goes_on_after_a_replaced_and_a_refused_message(tmp_path):
             s.rcpt(BOB)
             assert s.data(sent)[0] == expect
     assert len(raw_delivered(root)) == 1
+
+
+def test_a_forwarded_message_holding_a_blocked_attachment_is_replaced_whole(tmp_path):
+    inner = message(BLOCKED["exe"][0]).replace(b"b-1", b"in-1")
+    forwarded = b"--b-1\r\nContent-Type: message/rfc822\r\n\r\n" + inner.rstrip(b"\r\n")
+    root = the_root(tmp_path)
+    with running_server(root) as srv:
+        assert send(srv, "alice@far.example", message(forwarded))[0] == 250
+    [raw] = raw_delivered(root)
+    assert_replaced(raw, forwarded, "forwarded message", "it holds setup.exe: files of type .exe are not accepted")
+
+
+def test_a_message_that_is_one_blocked_part_is_refused_even_when_replacing(tmp_path):
+    sent = (b"From: alice@far.example\r\nTo: bob@example.com\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: application/x-msdownload; name=\"run.exe\"\r\nContent-Transfer-Encoding: base64\r\n"
+            b"\r\nTVo=\r\n")
+    root = the_root(tmp_path)
+    with running_server(root) as srv:
+        assert send(srv, "alice@far.example", sent) == (554, "5.7.1 Rejected: attachment run.exe is not accepted here")
+    assert raw_delivered(root) == []
+
+
+@pytest.mark.parametrize("submission", [False, True])
+def test_pickup_mail_is_checked_only_with_attachments_submission(tmp_path, submission):
+    import time
+    root = the_root(tmp_path, attachments__submission=submission, pickup__settle_seconds=0.1,
+                    pickup__poll_seconds=0.1)
+    sent = message(BLOCKED["exe"][0]).replace(b"\r\n", b"\n")        # a local program's LF line ends
+    with running_server(root):
+        (root.pickup_dir / "m.tmp").write_bytes(sent)
+        (root.pickup_dir / "m.tmp").rename(root.pickup_dir / "m.eml")
+        deadline = time.monotonic() + 20
+        while not raw_delivered(root) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    [raw] = raw_delivered(root)
+    assert (b'filename="setup.exe.txt"' in raw) is submission
+    assert raw.endswith(TAIL) and HEAD in raw

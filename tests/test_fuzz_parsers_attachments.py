@@ -131,3 +131,9 @@ def test_examination_keeps_every_unblocked_byte(parts, preamble, eol):
         if piece not in blocked:
             assert piece.replace(b"\r\n", eol)[len(b"--zz") + len(eol):] in new
     assert new.startswith(message[:message.index(b"--zz")]) and new.endswith(b"--zz--" + eol)
+
+
+def test_rfc2231_sections_are_joined_before_decoding_and_plain_ones_stay_literal():
+    assert attachments.rfc2231_values([("filename*0*", "UTF-8''M%C3"), ("filename*1*", "%A4rz.exe")]) == ["März.exe"]
+    assert attachments.rfc2231_values([("name*0", "a%41"), ("name*1*", "%2Eexe")]) == ["a%41.exe"]
+    assert attachments.rfc2231_values([("filename*1", "b.exe"), ("filename*0", "a")]) == ["ab.exe"]

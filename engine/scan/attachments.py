@@ -139,7 +139,9 @@ def judge(part: Part, cfg) -> tuple[str, str] | None:
     ctype = f"{part.type}/{part.subtype}"
     if ctype in {t.lower() for t in cfg.mime_types}:
         return shown, f"attachments of type {ctype} are not accepted"
-    if not cfg.look_in_zip or part.type in ("multipart", "message", "text"):
+    if part.type == "message":
+        return _judge_enclosed(part, cfg, shown)
+    if not cfg.look_in_zip or part.type in ("multipart", "text"):
         return None
     body = strip.decoded(part)
     if not is_zip(part, names, body):
@@ -157,3 +159,23 @@ def judge(part: Part, cfg) -> tuple[str, str] | None:
     if encrypted and cfg.encrypted_zip == "remove":
         return shown, "it is an encrypted archive, which cannot be examined"
     return None
+
+
+def _judge_enclosed(part: Part, cfg, shown: str) -> tuple[str, str] | None:
+    """A forwarded message (message/rfc822) is removed whole when one of its own parts is
+    blocked (to the MIME parser's depth and part limits)."""
+    inner = part.message
+    if inner is None:
+        return None
+    stack = [inner]
+    while stack:
+        here = stack.pop()
+        if here.is_multipart:
+            stack.extend(here.children)
+            continue
+        found = judge(here, cfg)
+        if found is not None:
+            name = "forwarded message" if shown == "attachment" else shown
+            return name, f"it holds {found[0]}: {found[1]}"
+    return None
+
