@@ -99,6 +99,8 @@ class Domain:
     spam_reject_score: float | None = None    # None: spam.reject_score (0 = never)
     antivirus: bool = True            # antivirus.enabled applies to mail for this domain
     spam_scan: bool = True            # spam_scan.enabled applies to mail for this domain (accept/spamscan.py)
+    attachment_blocking: bool = True  # attachments.enabled applies to mail for this domain
+    attachment_action: str = ""       # "" = attachments.action; "replace" or "refuse"
     accounts: dict[str, Account] = field(default_factory=dict)
     alias_map: dict[str, Alias] = field(default_factory=dict)
     lists: dict[str, MailingList] = field(default_factory=dict)
@@ -156,7 +158,9 @@ def parse_domain(name: str, data: dict, text: str, where: str, settings=None) ->
                     max_accounts=d.get("max_accounts", 0), default_quota_mb=d.get("default_quota_mb", 0),
                     greylisting=d.get("greylisting", True), spam_scoring=d.get("spam_scoring", True),
                     spam_mark_score=d.get("spam_mark_score"), spam_reject_score=d.get("spam_reject_score"),
-                    antivirus=d.get("antivirus", True), spam_scan=d.get("spam_scan", True))
+                    antivirus=d.get("antivirus", True), spam_scan=d.get("spam_scan", True),
+                    attachment_blocking=d.get("attachment_blocking", True),
+                    attachment_action=d.get("attachment_action", ""))
     aliases = []
     for a in d.get("domain_aliases", []):
         try:

@@ -34,6 +34,8 @@ DOMAIN_KEYS = {
     "greylisting": (lambda v: isinstance(v, bool), "true or false"),
     "antivirus": (lambda v: isinstance(v, bool), "true or false"),
     "spam_scan": (lambda v: isinstance(v, bool), "true or false"),
+    "attachment_blocking": (lambda v: isinstance(v, bool), "true or false"),       # [attachments] for this domain
+    "attachment_action": (lambda v: v in ("replace", "refuse"), "\"replace\" or \"refuse\""),
     "spam_scoring": (lambda v: isinstance(v, bool), "true or false"),
     "spam_mark_score": (lambda v: _is_num(v) and 0 < v <= 1000, "a score above 0, at most 1000"),
     "spam_reject_score": (lambda v: _is_num(v) and 0 <= v <= 1000, "a score from 0 (never) to 1000"),

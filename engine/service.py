@@ -25,7 +25,7 @@ import time
 import tomli_w
 
 from . import control, diskspace, listeners, localsubmit, logs, privileges
-from .accept import antivirus, spamscan
+from .accept import antivirus, attachments, spamscan
 from .errors import MailError
 from .outbound import wakeup
 from .queue import Queue
@@ -222,7 +222,7 @@ class Service:
     def local_status(self) -> dict:
         rt = self.runtime
         return {"pid": os.getpid(), "connections_total": dict(rt.sessions.total_opened),
-                "counters": {**rt.counters, **antivirus.counts()}, "slot": self.slot, "user": privileges.user_name(os.geteuid())}
+                "counters": {**rt.counters, **antivirus.counts(), **attachments.counts()}, "slot": self.slot, "user": privileges.user_name(os.geteuid())}
 
     async def status(self) -> dict:
         """The whole server: connection counts from the shared counts, totals and counters

@@ -13,6 +13,7 @@ from . import sendlimits_settings, srs_settings, tomlfile
 from . import helo_settings, spam_settings
 from .access import access_settings
 from .errors import ConfigError
+from .scan import attachment_settings
 from .scan import settings as antivirus_settings
 from .scan import spamscan_settings
 from .settingkeys import (
@@ -212,6 +213,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "antivirus": antivirus_settings.KEYS,
     "spam_scan": spamscan_settings.KEYS,    # rspamd / spamd (engine/accept/spamscan.py)
+    "attachments": attachment_settings.KEYS,       # attachment blocking (engine/accept/attachments.py)
     "greylist": {
         "enabled": Key(False, bool, "greylisting on port 25 (RFC 6647): the first try of an unknown (client network, "
                        "sender, recipient) gets 451 4.7.1, a retry after delay_minutes passes. Never for AUTH, "

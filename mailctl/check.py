@@ -22,8 +22,8 @@ def check() -> None:
 @pass_ctx
 def message(ctx: Context, file, ip, helo, sender, recipients, as_json) -> None:
     """SPF, DKIM, ARC and DMARC, the HELO and sender checks, the DNS block lists, the spam
-    scanners' answers ([spam_scan]: rspamd, spamd), the spam score and the virus scanners'
-    verdict ([antivirus]) of FILE as if it came in on port 25 from IP: prints the Authentication-Results header the server would add, the verdict of
+    scanners' answers ([spam_scan]: rspamd, spamd), the spam score, the virus scanners'
+    verdict ([antivirus]) and the blocked attachments ([attachments]) of FILE as if it came in on port 25 from IP: prints the Authentication-Results header the server would add, the verdict of
     each HELO and sender check ([helo_checks]), each score with its reason, the total with
     its verdict (inbox, junk or reject), the virus scan and the reply it would give. With
     --to, per recipient: where it resolves, the access lists, the HELO checks and block
@@ -58,6 +58,7 @@ def message(ctx: Context, file, ip, helo, sender, recipients, as_json) -> None:
     for line in spamreport.lines(found["spam"], settings):
         click.echo(line)
     click.echo(f"Virus scan: {found['virus_scan']}")
+    click.echo(f"Attachments: {found['attachments']}")
     for r in found["recipients"]:
         _echo_recipient(r, settings)
     click.echo(found["reply"])

@@ -16,10 +16,10 @@ ZONE = {"7.100.51.198.in-addr.arpa": {"PTR": ["far.example.net"]}, "far.example.
 
 
 def helo_lines(out: str) -> list[str]:
-    """The HELO and sender checks' lines and the reply (the last line): the spam score's
-    and the virus scan's lines between them are other tests'."""
+    """The HELO and sender checks' lines and the reply (the last line): the spam score's,
+    virus scan's and attachments' lines between them are other tests'."""
     lines = out.splitlines()
-    return [x for x in lines[:-1] if not x.startswith(("spam:", "Virus scan:"))] + lines[-1:]
+    return [x for x in lines[:-1] if not x.startswith(("spam:", "Virus scan:", "Attachments:"))] + lines[-1:]
 
 
 def test_check_message_explains_each_check(tmp_path):

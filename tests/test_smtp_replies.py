@@ -20,6 +20,7 @@ LITERAL = re.compile(r"""["'][2-5]\d\d[ -][245]\.\d""")
 SCANNED = ["smtp", "accept", "directory.py", "delivery.py", "diskspace.py"]
 
 CALLED = {       # the replies that carry a value, with sample values
+    "attachment_blocked": ("invoice.pdf.exe",),
     "timeout": ("mx.example.com",),
     "hello": ("mx.example.com",),
     "challenge": ("Username:",),

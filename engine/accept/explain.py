@@ -16,7 +16,7 @@ from ..access.entries import AccessEntries
 from ..access.explain import explain as explain_access
 from ..greylist import ALLOWED, DUE, PASSED, Greylist, client_network
 from ..smtp import policy, replies
-from . import accesscheck, antivirus, authcheck, clientgate, greylisting, helochecks, spamreport, spamscan
+from . import accesscheck, antivirus, attachments, authcheck, clientgate, greylisting, helochecks, spamreport, spamscan
 from .rcpt import to_postmaster
 from .verdicts import Score
 
@@ -41,6 +41,8 @@ def explain_message(root, settings, directory, data: bytes, *, ip: str, helo: st
     if scanner_reply and spam["verdict"] != spamreport.REJECT:     # rspamd / spamd's own verdict (mode "own")
         spam["reply"] = scanner_reply
     virus, virus_reply = _virus(settings, data, state_root, checked)
+    blocked, blocked_reply = attachments.check(settings, data)      # attachment blocking runs after the scan
+    virus_reply = virus_reply or blocked_reply
     reply = _after_data(auth_reply, spam, virus_reply)
     reply = next((c["reply"] for c in client if c["reply"]), reply)      # RCPT-time refusals come first
     if access["connect_refused"] or access["sender_blocked"]:            # and the access lists before them
@@ -53,7 +55,7 @@ def explain_message(root, settings, directory, data: bytes, *, ip: str, helo: st
         taken = [r for r in rcpts if r["reply"].startswith("250")]
         reply = _after_data(auth_reply, spam, virus_reply) if taken else rcpts[0]["reply"]
     return {"authentication_results": header.decode(), "access": access, "helo_checks": client,
-            "spam_scanners": scanned, "spam": spam, "virus_scan": virus, "recipients": rcpts, "reply": reply}
+            "spam_scanners": scanned, "spam": spam, "virus_scan": virus, "attachments": blocked, "recipients": rcpts, "reply": reply}
 
 
 def _scores(client: list[dict]) -> list[Score]:
@@ -61,7 +63,7 @@ def _scores(client: list[dict]) -> list[Score]:
 
 
 def _after_data(auth_reply: str, spam: dict, virus_reply: str | None) -> str:
-    """The end of DATA's reply: DMARC's refusal first, then the spam score's, then the scan's."""
+    """The end of DATA's reply: DMARC's refusal first, then the spam score's, then the content scans' (virus, then attachments)."""
     reply = auth_reply
     if reply == ACCEPTED or (reply.startswith("250") and spam["verdict"] == spamreport.REJECT):
         reply = spam["reply"]

@@ -14,8 +14,8 @@ it (tests add theirs that way), so a stage never touches protocol code.
 """
 from __future__ import annotations
 
-from . import (accesscheck, antivirus, authcheck, dnslists, greylisting, helochecks, rcpt, sendlimits, spamscan,
-               spamscore, stages)
+from . import (accesscheck, antivirus, attachments, authcheck, dnslists, greylisting, helochecks, rcpt, sendlimits,
+               spamscan, spamscore, stages)
 from .arrival import Arrival
 from .verdicts import CONTINUE, ENDS, AddHeaders, FileInto, Score
 
@@ -48,6 +48,7 @@ STAGES = (
     spamscan.scan_spam,         # port 25: rspamd / spamd: their Score (or own verdict); never a 5xx when down
     spamscore.spam_score,       # port 25: the Scores' sum: X-Spam-* and Junk at the mark, 550 at the reject score
     antivirus.scan_viruses,     # every way in: clamd / scanner command; 554 5.7.1, strip, discard; 451 when down
+    attachments.block_attachments,  # port 25 (and submission if set): blocked files replaced by a note, or 554 5.7.1
     stages.mailbox_quota,       # port 25: a mailbox that cannot take it refuses it all
     sendlimits.send_limit,      # the account's sending limits, checked and counted with the commit
     stages.deliver,             # every copy and the queue item, all or nothing

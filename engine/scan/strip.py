@@ -18,48 +18,73 @@ from .verdict import Found
 MAX_PARTS = 200              # parts scanned one by one; past it the message is refused whole
 
 
+class CannotStrip(ValueError):
+    """The parts cannot be replaced one by one: `reason` is "single" (not multipart) or
+    "too-many" (more leaf parts than the caller examines)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 def strip_infected(data: bytes, scan_part, eol: bytes = b"\r\n") -> tuple[bytes, list[tuple[str, str]]] | None:
     """(the message with its infected parts replaced, [(file name, virus)]), or None when
     it cannot be done. scan_part(bytes) -> Found; it may raise ScanFailed."""
+    def judge(part: Part):
+        found: Found = scan_part(decoded(part))
+        return (file_name(part), f"it contained the virus {found.name}", found.name) if found.infected else None
+    try:
+        stripped, removed = replace_parts(data, judge, eol)
+    except CannotStrip:
+        return None
+    if not removed:
+        return None                  # the whole is infected, no part alone: refuse it
+    return stripped, [(name, virus) for name, _why, virus in removed]
+
+
+def replace_parts(data: bytes, judge, eol: bytes = b"\r\n", max_parts: int = MAX_PARTS) -> tuple[bytes, list]:
+    """(the message with every leaf part judge(part) answers (shown name, why, ...) for
+    replaced by a note, [judge's answers]); the same bytes when it answers None for each.
+    Raises CannotStrip when the message is not multipart or has over max_parts leaves."""
     crlf = data if eol == b"\r\n" else data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     top = Part(crlf, 0, len(crlf))
     if not top.is_multipart:
-        return None
+        raise CannotStrip("single")
     leaves: list[Part] = []
-    if not _collect(top, leaves):
-        return None
+    if not _collect(top, leaves, max_parts):
+        raise CannotStrip("too-many")
     cuts, removed = [], []
     for part in leaves:
-        found: Found = scan_part(_decoded(part))
-        if found.infected:
-            name = _file_name(part)
-            cuts.append((part.start, part.end, _note(name, found.name)))
-            removed.append((name, found.name))
+        answer = judge(part)
+        if answer is not None:
+            cuts.append((part.start, part.end, note(answer[0], answer[1])))
+            removed.append(answer)
     if not removed:
-        return None                  # the whole is infected, no part alone: refuse it
+        return data, []
     out, at = [], 0
-    for start, end, note in cuts:
-        out += [crlf[at:start], note]
+    for start, end, text in cuts:
+        out += [crlf[at:start], text]
         at = end
     out.append(crlf[at:])
     stripped = b"".join(out)
     return (stripped if eol == b"\r\n" else stripped.replace(b"\r\n", b"\n")), removed
 
 
-def _collect(part: Part, leaves: list[Part]) -> bool:
-    """The leaf parts (a message/rfc822 part is one leaf: removed whole); False past MAX_PARTS."""
+def _collect(part: Part, leaves: list[Part], max_parts: int) -> bool:
+    """The leaf parts (a message/rfc822 part is one leaf: removed whole); False past max_parts."""
     for child in part.children:
         if child.is_multipart:
-            if not _collect(child, leaves):
+            if not _collect(child, leaves, max_parts):
                 return False
         else:
             leaves.append(child)
-            if len(leaves) > MAX_PARTS:
+            if len(leaves) > max_parts:
                 return False
     return True
 
 
-def _decoded(part: Part) -> bytes:
+def decoded(part: Part) -> bytes:
+    """The part's body with its transfer encoding undone (as it is when that is broken)."""
     body = part.body_bytes()
     cte = (part.header("content-transfer-encoding") or b"").strip().lower()
     try:
@@ -72,18 +97,25 @@ def _decoded(part: Part) -> bytes:
     return body
 
 
-def _file_name(part: Part) -> str:
+def file_name(part: Part) -> str:
     name = part.param("name")
     disposition = part.header("content-disposition")
     if disposition is not None:
         name = dict(parse_params(disposition)[1]).get("filename") or name
-    shown = "".join(c for c in (name or "") if " " <= c <= "~" and c not in '"\\')[:100].strip()
+    return shown_name(name or "")
+
+
+def shown_name(name: str) -> str:
+    """A file name fit for a reply line, a log line and a quoted parameter: printable
+    ASCII without quotes or backslashes, at most 100 characters."""
+    shown = "".join(c for c in name if " " <= c <= "~" and c not in '"\\')[:100].strip()
     return shown or "attachment"
 
 
-def _note(name: str, virus: str) -> bytes:
+def note(name: str, why: str) -> bytes:
+    """The text part put in a removed part's place (hMailServer names it "<name>.txt")."""
     return (f"Content-Type: text/plain; charset=us-ascii\r\n"
             f"Content-Disposition: attachment; filename=\"{name}.txt\"\r\n"
             f"Content-Transfer-Encoding: 7bit\r\n\r\n"
-            f"The attachment \"{name}\" was removed by the mail server: it contained the virus {virus}.\r\n"
+            f"The attachment \"{name}\" was removed by the mail server: {why}.\r\n"
             ).encode("ascii", "replace")

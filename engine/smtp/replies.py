@@ -256,3 +256,11 @@ def spam_tagged(engine: str) -> Rejection:
 
 def virus_found(name: str) -> Rejection:
     return Rejection(554, "5.7.1", f"Rejected: message contains a virus ({name})")
+
+
+# -- attachment blocking (accept/attachments.py); the name comes shown (scan/strip.py shown_name) --
+TOO_MANY_PARTS = Rejection(554, "5.7.1", "Rejected: too many MIME parts to examine the attachments")
+
+
+def attachment_blocked(name: str) -> Rejection:
+    return Rejection(554, "5.7.1", f"Rejected: attachment {name} is not accepted here")
