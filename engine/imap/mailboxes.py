@@ -83,7 +83,7 @@ class MailboxCommands(CommandBase):
         condstore = "CONDSTORE" in self.enabled
 
         def load():  # one trip to the thread pool: under load each trip waits for a CPU
-            sel = Selected(box.maildir.folder(box.name), readonly)
+            sel = Selected(access.open_folder(box, self.account.address), readonly)
             sel.access, sel.rights, sel.reports_recent = box, rights, rev.recent
             sel.load()
             resync = []
@@ -305,7 +305,12 @@ class MailboxCommands(CommandBase):
         items = status_items(args[1], self.rev.status_items)
         # An unchanged folder: its kept answer (three lstat() calls), no trip to a thread.
         self.need(box, "r")
-        st = folder_cache.cached_status(box.maildir, name)
+        st = folder_cache.cached_status(box.maildir, name) if box.kind == access.PERSONAL else None
+        if st is None and box.kind != access.PERSONAL:    # UNSEEN by the user's own \Seen
+            try:
+                st = await self.blocking_with_updates(lambda: access.open_folder(box, self.account.address).status())
+            except NotFound:
+                raise no(f"[NONEXISTENT] Mailbox {box.wire!r} does not exist") from None
         if st is None:
             try:
                 st = await self.blocking_with_updates(folder_cache.folder_status, box.maildir, name)

@@ -31,6 +31,8 @@ RENAME_TRIES = 100
 
 
 class Folder:
+    private_seen = False    # \Seen kept per user instead (privateseen.PrivateSeenFolder)
+
     def __init__(self, maildir, name: str, path: Path, complete: bool = False):
         """maildir: the account (a Maildir). complete: the caller has just used the
         folder's tmp/ (no need to look)."""

@@ -1,0 +1,209 @@
+"""\\Seen per user on shared and public folders (Dovecot's INDEXPVT): a user who does not
+own a folder reads and sets \\Seen in their own record (engine/maildir/seenrecord.py),
+the owner keeps it in the file name. Owner a, users b and c, real sessions."""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from engine.maildir import Maildir, seenrecord
+from helpers_mail import PASSWORD
+from helpers_raw import Raw
+from helpers_server import IMAP4From, make_root, mailctl, running_server, serve_process, wait_for_processes
+
+A, B, C = "a@example.com", "b@example.com", "c@example.com"
+PROJ = b"Shared/a@example.com/Projects"
+SETTINGS = {"auth.failure_delay_s": 0, "auth.allow_plaintext": True, "auth.ban_after_failures": 0,
+            "queue.offline": True}
+MSG = b"From: a@example.com\nSubject: plan\n\nthe plan\n"
+
+
+@pytest.fixture()
+def srv(tmp_path):
+    root = make_root(tmp_path, accounts={A: PASSWORD, B: PASSWORD, C: PASSWORD}, settings=SETTINGS)
+    with running_server(root) as server:
+        yield server
+
+
+def session(srv, address) -> Raw:
+    r = Raw(srv.ports["imap"])
+    r.login(address)
+    return r
+
+
+def run(r: Raw, text: bytes, tag: bytes = b"t1") -> list[bytes]:
+    r.send(tag + b" " + text + b"\r\n")
+    return r.until_tag(tag)
+
+
+def owner_folder(root, count=3, rights=("b@example.com lrswite", "c@example.com lrswite")) -> Maildir:
+    md = Maildir.for_account(root, "example.com", "a")
+    if not md.exists():
+        md.create()
+    md.create_folder("Projects")
+    for _ in range(count):
+        md.deliver(MSG, folder="Projects")
+    (md.folder_path("Projects") / "dovecot-acl").write_text("".join(f"user={r}\n" for r in rights))
+    return md
+
+
+def flags_of(r: Raw, box: bytes, examine=True) -> dict[int, bytes]:
+    run(r, (b"EXAMINE " if examine else b"SELECT ") + box)
+    lines = run(r, b"FETCH 1:* (UID FLAGS)")
+    return {int(m.group(1)): m.group(2) for m in (re.search(rb"UID (\d+) FLAGS \(([^)]*)\)", x) for x in lines) if m}
+
+
+def unseen_search(r: Raw) -> bytes:
+    return next(x for x in run(r, b"SEARCH UNSEEN") if x.startswith(b"* SEARCH"))
+
+
+def test_body_fetch_seen_is_the_readers_own(srv):
+    md = owner_folder(srv.root)
+    a, b, c = session(srv, A), session(srv, B), session(srv, C)
+    assert run(b, b"SELECT " + PROJ)[-1].startswith(b"t1 OK [READ-WRITE]")
+    got = b"".join(run(b, b"FETCH 2 BODY[]"))
+    assert b"the plan" in got and b"\\Seen" in got
+    assert flags_of(b, PROJ, examine=False)[2] == b"\\Seen"
+    assert b"\\Seen" not in b"".join(flags_of(c, PROJ).values())
+    assert b"\\Seen" not in b"".join(flags_of(a, b"Projects").values())
+    assert all("\\Seen" not in m.flags for m in md.folder("Projects").sync())   # file names untouched
+    # c's own, by STORE; b's and a's stay as they were
+    run(c, b"SELECT " + PROJ)
+    assert run(c, b"STORE 1 +FLAGS (\\Seen)")[0] == b"* 1 FETCH (FLAGS (\\Seen))"
+    assert unseen_search(c) == b"* SEARCH 2 3"
+    run(b, b"NOOP")
+    assert unseen_search(b) == b"* SEARCH 1 3"
+    run(a, b"SELECT Projects")
+    assert unseen_search(a) == b"* SEARCH 1 2 3"
+    # the owner's \Seen is the file name's, and no one else's
+    run(a, b"STORE 3 +FLAGS (\\Seen)")
+    assert unseen_search(b) == b"* SEARCH 1 3" and unseen_search(c) == b"* SEARCH 2 3"
+    run(a, b"CLOSE")
+    for who, n in ((a, 2), (b, 2), (c, 2)):
+        box = b"Projects" if who is a else PROJ
+        assert run(who, b"STATUS " + box + b" (UNSEEN)")[0].endswith(b"(UNSEEN %d)" % n)
+    run(c, b"STORE 1 -FLAGS (\\Seen)")
+    assert run(c, b"STATUS " + PROJ + b" (UNSEEN)")[0].endswith(b"(UNSEEN 3)")
+    lines = run(c, b"SELECT " + PROJ)
+    assert b"* OK [UNSEEN 1] First unseen" in lines
+    lines = run(b, b"SELECT " + PROJ)
+    assert b"* OK [UNSEEN 1] First unseen" in lines
+
+
+def test_public_folder_seen_is_per_user(srv):
+    root = srv.root
+    assert mailctl(root, "public", "add", "example.com", "Team", "--grant", "anyone=lrs").returncode == 0
+    b, c = session(srv, B), session(srv, C)
+    assert mailctl(root, "public", "grant", "example.com", "Team", B, "lrswite").returncode == 0
+    assert run(b, b"APPEND Public/Team {3+}\r\nx\r\n")[-1].startswith(b"t1 OK")
+    run(b, b"SELECT Public/Team")
+    assert run(b, b"STORE 1 +FLAGS (\\Seen)")[-1].startswith(b"t1 OK")
+    assert unseen_search(b) == b"* SEARCH"
+    run(c, b"SELECT Public/Team")
+    assert unseen_search(c) == b"* SEARCH 1"
+    run(c, b"FETCH 1 BODY[]")
+    assert unseen_search(c) == b"* SEARCH"
+
+
+def test_without_s_right_no_seen_is_set(srv):
+    owner_folder(srv.root, rights=("b@example.com lrwi",))
+    b = session(srv, B)
+    run(b, b"SELECT " + PROJ)
+    assert run(b, b"STORE 1 +FLAGS (\\Seen)")[-1].startswith(b"t1 NO [NOPERM]")
+    assert b"\\Seen" not in b"".join(run(b, b"FETCH 1 BODY[]"))
+    assert unseen_search(b) == b"* SEARCH 1 2 3"
+
+
+def test_copy_out_carries_the_users_seen(srv):
+    owner_folder(srv.root, count=2)
+    b = session(srv, B)
+    run(b, b"SELECT " + PROJ)
+    run(b, b"STORE 2 +FLAGS (\\Seen)")
+    assert run(b, b"COPY 1:2 INBOX")[-1].startswith(b"t1 OK [COPYUID")
+    assert flags_of(b, b"INBOX") == {1: b"\\Recent", 2: b"\\Recent \\Seen"}
+
+
+def test_damaged_record_reads_as_nothing_seen_and_is_made_anew(srv):
+    md = owner_folder(srv.root)
+    b = session(srv, B)
+    run(b, b"SELECT " + PROJ)
+    run(b, b"STORE 1:2 +FLAGS (\\Seen)")
+    record = md.folder_path("Projects") / seenrecord.file_name(B)
+    assert record.read_text().splitlines()[1] == "1:2"
+    for junk in (b"\xff\xfe garbage\n1:3\n", b"mailctl-seen 1 1 2 3\n", b"mailctl-seen 1 7\n5:1\n", b""):
+        record.write_bytes(junk)
+        lines = run(b, b"NOOP") + run(b, b"SEARCH UNSEEN") + run(b, b"STATUS " + PROJ + b" (UNSEEN)")
+        assert b"* SEARCH 1 2 3" in lines and lines[-1].startswith(b"t1 OK")
+        assert not any(b"/" in x and b"Shared/" not in x for x in lines)   # no server path
+    assert run(b, b"STORE 3 +FLAGS (\\Seen)")[-1].startswith(b"t1 OK")
+    assert unseen_search(b) == b"* SEARCH 1 2"
+
+
+def test_record_is_compact_and_pruned_of_expunged(srv):
+    md = owner_folder(srv.root, count=6)
+    a, b = session(srv, A), session(srv, B)
+    run(b, b"SELECT " + PROJ)
+    run(b, b"STORE 1:6 +FLAGS (\\Seen)")
+    run(a, b"SELECT Projects")
+    run(a, b"STORE 3 +FLAGS (\\Deleted)")
+    run(a, b"EXPUNGE")
+    run(b, b"UID STORE 5 -FLAGS (\\Seen)")   # live 1 2 4 5 6: the run 1,2,4 spans expunged 3
+    record = md.folder_path("Projects") / seenrecord.file_name(B)
+    assert record.read_text().splitlines()[1] == "1:4,6"
+    assert B not in " ".join(p.name for p in md.folder_path("Projects").iterdir())
+
+
+def test_folder_shared_with_many_users(srv):
+    root = srv.root
+    users = [f"u{n}@example.com" for n in range(30)]
+    for u in users:
+        assert mailctl(root, "account", "add", u, "--password-stdin", input=PASSWORD + "\n").returncode == 0
+    owner_folder(root, count=2, rights=tuple(f"{u} lrs" for u in users))
+    for n, u in enumerate(users):
+        r = session(srv, u)
+        run(r, b"SELECT " + PROJ)
+        if n % 2:
+            run(r, b"FETCH 1 BODY[]")
+        assert unseen_search(r) == (b"* SEARCH 2" if n % 2 else b"* SEARCH 1 2")
+        r.close()
+
+
+def test_two_serving_processes_of_one_user(tmp_path):
+    root = make_root(tmp_path, accounts={A: PASSWORD, B: PASSWORD}, settings={**SETTINGS, "server.processes": 2})
+    owner_folder(root, count=2, rights=("b@example.com lrswite",))
+    with serve_process(root) as proc:
+        wait_for_processes(root, 2)
+        port = proc.ports["imap"]
+        sessions = []
+        for n in range(2, 40):
+            c = IMAP4From(f"127.0.0.{n}", port)
+            c.login(B, PASSWORD)
+            sessions.append(c)
+            pids = {_pid(root, f"127.0.0.{i + 2}") for i in range(len(sessions))}
+            if len(pids) == 2:
+                break
+        first, second = sessions[0], sessions[-1]
+        assert _pid(root, "127.0.0.2") != _pid(root, f"127.0.0.{len(sessions) + 1}")
+        assert second.enable("CONDSTORE")[0] == "OK"
+        for s in (first, second):
+            assert s.select('"Shared/a@example.com/Projects"')[0] == "OK"
+        assert first.store("2", "+FLAGS", "(\\Seen)")[0] == "OK"
+        deadline = time.monotonic() + 5
+        seen = b""
+        while time.monotonic() < deadline and b"\\Seen" not in seen:
+            typ, data = second.noop()
+            seen = b" ".join(x for x in second.untagged_responses.pop("FETCH", []) if isinstance(x, bytes))
+            time.sleep(0.1)
+        assert b"2 (UID 2 FLAGS (\\Seen)" in seen or b"\\Seen" in seen
+        assert second.search(None, "UNSEEN")[1] == [b"1"]
+        for s in sessions:
+            s.logout()
+
+
+def _pid(root, ip: str) -> int:
+    import json
+    data = json.loads(mailctl(root, "who", "--json").stdout)
+    sessions = data["sessions"] if isinstance(data, dict) else data
+    return next(s["pid"] for s in sessions if s["ip"] == ip)
