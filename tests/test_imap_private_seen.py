@@ -196,7 +196,7 @@ def test_two_serving_processes_of_one_user(tmp_path):
             typ, data = second.noop()
             seen = b" ".join(x for x in second.untagged_responses.pop("FETCH", []) if isinstance(x, bytes))
             time.sleep(0.1)
-        assert b"2 (UID 2 FLAGS (\\Seen)" in seen or b"\\Seen" in seen
+        assert re.search(rb"UID 2 FLAGS \(\\Seen\) MODSEQ \(\d+\)", seen), seen
         assert second.search(None, "UNSEEN")[1] == [b"1"]
         for s in sessions:
             s.logout()
@@ -207,3 +207,25 @@ def _pid(root, ip: str) -> int:
     data = json.loads(mailctl(root, "who", "--json").stdout)
     sessions = data["sessions"] if isinstance(data, dict) else data
     return next(s["pid"] for s in sessions if s["ip"] == ip)
+
+
+def test_condstore_private_change_gets_a_new_modseq(srv):
+    owner_folder(srv.root, count=2)
+    a, b1, b2 = session(srv, A), session(srv, B), session(srv, B)
+    lines = run(b1, b"SELECT " + PROJ + b" (CONDSTORE)")
+    highest = int(next(re.search(rb"HIGHESTMODSEQ (\d+)", x).group(1) for x in lines if b"HIGHESTMODSEQ" in x))
+    run(b2, b"SELECT " + PROJ + b" (CONDSTORE)")
+    stored = run(b2, b"STORE 1 +FLAGS (\\Seen)")
+    first = int(re.search(rb"MODSEQ \((\d+)\)", stored[0]).group(1))
+    assert first > highest and b"FLAGS (\\Seen)" in stored[0]
+    noop = b"".join(run(b1, b"NOOP"))
+    assert b"* 1 FETCH (UID 1 FLAGS (\\Recent \\Seen) MODSEQ (%d))" % first in noop   # b1 claimed \Recent
+    changed = run(b1, b"FETCH 1:* (FLAGS) (CHANGEDSINCE %d)" % highest)
+    assert len(changed) == 2 and changed[0].startswith(b"* 1 FETCH")
+    # a conditional STORE (inside the folder's modseq step) gets its own new one
+    cond = run(b2, b"STORE 2 (UNCHANGEDSINCE %d) +FLAGS (\\Seen)" % first)
+    assert cond[-1].startswith(b"t1 OK") and int(re.search(rb"MODSEQ \((\d+)\)", cond[0]).group(1)) > first
+    assert run(b2, b"STORE 1 (UNCHANGEDSINCE %d) -FLAGS (\\Seen)" % highest)[-1].startswith(b"t1 OK [MODIFIED 1]")
+    # the owner saw none of it as a flag of theirs
+    run(a, b"SELECT Projects")
+    assert unseen_search(a) == b"* SEARCH 1 2"
