@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from engine.maildir import Maildir, seenrecord
+from engine.maildir import Maildir, seen_record_file
 from helpers_mail import PASSWORD
 from helpers_raw import Raw
 from helpers_server import IMAP4From, make_root, mailctl, running_server, serve_process, wait_for_processes
@@ -143,7 +143,7 @@ def test_damaged_record_reads_as_nothing_seen_and_is_made_anew(srv):
     b = session(srv, B)
     run(b, b"SELECT " + PROJ)
     run(b, b"STORE 1:2 +FLAGS (\\Seen)")
-    record = md.folder_path("Projects") / seenrecord.file_name(B)
+    record = md.folder_path("Projects") / seen_record_file(B)
     assert record.read_text().splitlines()[1] == "1:2"
     for junk in (b"\xff\xfe garbage\n1:3\n", b"mailctl-seen 1 1 2 3\n", b"mailctl-seen 1 7\n5:1\n", b""):
         record.write_bytes(junk)
@@ -163,7 +163,7 @@ def test_record_is_compact_and_pruned_of_expunged(srv):
     run(a, b"STORE 3,6 +FLAGS (\\Deleted)")
     run(a, b"EXPUNGE")
     run(b, b"UID STORE 5 -FLAGS (\\Seen)")   # live 1 2 4 5: the run 1,2,4 spans expunged 3
-    record = md.folder_path("Projects") / seenrecord.file_name(B)
+    record = md.folder_path("Projects") / seen_record_file(B)
     assert record.read_text().splitlines()[1] == "1:4"     # 6 expunged: pruned
     assert B not in " ".join(p.name for p in md.folder_path("Projects").iterdir())
 

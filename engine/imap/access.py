@@ -96,7 +96,7 @@ def open_folder(box: Mailbox, user: str):
     folder = box.maildir.folder(box.name)
     if box.kind == PERSONAL:
         return folder
-    from ..maildir.privateseen import PrivateSeenFolder
+    from ..maildir import PrivateSeenFolder
     return PrivateSeenFolder(folder, user)
 
 
