@@ -276,6 +276,10 @@ class Folder:
                 sub, filename = located
         raise NotFound(f"message UID {msg.uid} in {self.name!r} no longer exists")
 
+    def flush_flag_changes(self) -> None:
+        """After a batch of apply_flag_change: flags kept elsewhere than the file name
+        written (none here; privateseen.PrivateSeenFolder's \\Seen)."""
+
     # -- mod-sequences (CONDSTORE, QRESYNC: modseq.py) --
     def modseqs(self) -> modseq_mod.ModSeqStore:
         """The folder's mailctl-modseq, locked for one step: `with folder.modseqs() as ms`."""

@@ -53,6 +53,7 @@ class PrivateSeenFolder(Folder):
         self.user = user
         self._in_modseq_step = False
         self._touch_pending: set[int] = set()
+        self._pending: dict[int, bool] = {}      # \Seen changes not yet in the record
 
     def __repr__(self) -> str:
         return f"PrivateSeenFolder({self.name!r})"
@@ -74,36 +75,47 @@ class PrivateSeenFolder(Folder):
             out.append(m)
         return out
 
-    def sync(self, sizes: bool = True) -> list[Message]:
-        return self.overlay(super().sync(sizes))
-
     def flag_change(self, add=(), remove=(), replace=None) -> flags_mod.FlagChange:
         return PrivateSeenChange(self.path, add, remove, replace)
 
     def apply_flag_change(self, msg: Message, change) -> Message:
+        """The file's part at once; \\Seen's kept until flush_flag_changes (one write of
+        the record for a whole STORE 1:*, before any mod-sequence is asked of it)."""
         on_disk = super().apply_flag_change(msg, change)
         seen = getattr(change, "seen", None)
-        if seen is not None and seen != (msg.uid in self.seen_set()):   # against the record now
-            self._record(msg.uid, seen)
-        elif seen is None:
+        if seen is None:
             seen = SEEN in msg.flags
+        elif seen != self._pending.get(msg.uid, msg.uid in self.seen_set()):   # against the record now
+            self._pending[msg.uid] = seen
         flags = on_disk.flags | {SEEN} if seen else on_disk.flags - {SEEN}
         if on_disk.filename == msg.filename and flags == msg.flags:
             return msg
         return replace(on_disk, flags=flags)
 
-    def _record(self, uid: int, seen: bool) -> None:
+    def flush_flag_changes(self) -> None:
+        """Write the \\Seen changes made since into the record, in one step, and give
+        those messages a new mod-sequence once someone keeps them (CONDSTORE): inside
+        our own modseq step (STORE UNCHANGEDSINCE) at its next observe, else now."""
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return
+
         def live() -> list[int]:
             uidlist = self.ensure_uidlist()
             return [record[0] for record in uidlist.records.values()]
-        seenrecord.update(self.path, self.user, self.uidvalidity(), {uid: seen}, live)
-        # A new mod-sequence, once someone keeps them (CONDSTORE): inside our own
-        # modseq step (STORE UNCHANGEDSINCE) at its next observe, else now.
+        seenrecord.update(self.path, self.user, self.uidvalidity(), pending, live)
+        self._touch_pending.update(pending)
         if self._in_modseq_step:
-            self._touch_pending.add(uid)
-        elif (self.path / MODSEQS).exists():
-            with self.modseqs() as ms:
-                ms.touch([uid])
+            return
+        if (self.path / MODSEQS).exists():
+            with self.modseqs():
+                pass        # touched as the step ends
+        else:
+            self._touch_pending.clear()     # nobody keeps mod-sequences yet
+
+    def sync(self, sizes: bool = True) -> list[Message]:
+        self.flush_flag_changes()
+        return self.overlay(super().sync(sizes))
 
     def modseqs(self) -> modseq_mod.ModSeqStore:
         return _TouchingStore(self)
@@ -130,6 +142,7 @@ class _TouchingStore(modseq_mod.ModSeqStore):
             super().__exit__(*exc)
 
     def _flush(self) -> None:
+        self.folder.flush_flag_changes()
         pending, self.folder._touch_pending = self.folder._touch_pending, set()
         if pending:
             self.touch(pending)
