@@ -41,7 +41,7 @@ from .metadata import change as change_metadata, check_entry as check_metadata_e
 from .metadata import file_of as metadata_file, lookup as lookup_metadata, read as read_metadata
 from .privateseen import PrivateSeenFolder
 from .recent import claim as claim_recent
-from .seenrecord import file_name as seen_record_file
+from .seenrecord import SeenSet, file_name as seen_record_file, parse as parse_seen_record
 from .specialuse import SPECIAL_USE_FILE, check_uses as check_special_uses
 from .staging import Delivered, Staged, commit_together
 from .sync import Synced
@@ -59,7 +59,7 @@ __all__ = [
     # a folder's stamp: unchanged while new/, cur/ and the uidlist are
     "MTIME_SLACK", "folder_stamp", "SAVE_SIZES_BATCH",
     # a user's own \\Seen in a folder they do not own (INDEXPVT), and its record's file name
-    "PrivateSeenFolder", "seen_record_file",
+    "PrivateSeenFolder", "seen_record_file", "parse_seen_record", "SeenSet",
     # flags and dovecot-keywords
     "FLAG_LETTERS", "FORWARDED", "MAX_KEYWORDS", "normalize_flags", "read_keywords", "parse_keywords",
     "letters_of",
