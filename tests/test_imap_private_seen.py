@@ -262,3 +262,26 @@ def test_store_on_a_large_folder_writes_the_record_once(srv):
     assert (md.folder_path("Projects") / seen_record_file(B)).read_text().splitlines()[1] == "1:1500"
     # one record write: ~0.04 s here; a write per message took ~1.1 s (and grows as n²)
     assert took < 0.6, took
+
+
+def test_renaming_the_selected_shared_folder_keeps_the_users_seen(srv):
+    md = Maildir.for_account(srv.root, "example.com", "a")
+    md.create()
+    md.create_folder("Team")
+    md.create_folder("Team/Projects")
+    md.deliver(MSG, folder="Team/Projects")
+    md.deliver(MSG, folder="Team/Projects")
+    md.folder("Team/Projects").sync()
+    for name in ("Team", "Team/Projects"):
+        (md.folder_path(name) / "dovecot-acl").write_text("user=b@example.com lrswipkxtea\n")
+    b = session(srv, B)
+    run(b, b"SELECT Shared/a@example.com/Team/Projects")
+    run(b, b"STORE 2 +FLAGS (\\Seen)")
+    assert run(b, b"RENAME Shared/a@example.com/Team/Projects Shared/a@example.com/Team/Plans")[-1] \
+        .startswith(b"t1 OK")
+    run(b, b"NOOP")
+    assert unseen_search(b) == b"* SEARCH 1"
+    assert run(b, b"STORE 1 +FLAGS (\\Seen)")[-1].startswith(b"t1 OK")
+    assert all("\\Seen" not in m.flags for m in md.folder("Team/Plans").sync())   # the owner's
+    run(b, b"SELECT Shared/a@example.com/Team/Plans")
+    assert unseen_search(b) == b"* SEARCH"

@@ -189,10 +189,12 @@ class MailboxCommands(CommandBase):
         if sel is not None and old != "INBOX" and sel.folder.maildir.path == old_box.maildir.path \
                 and (sel.folder.name + "/").startswith(old + "/"):
             renamed = new + sel.folder.name[len(old):]
-            sel.renamed(await self.blocking(new_box.maildir.folder, renamed))
+            prefix = new_box.wire[:len(new_box.wire) - len(new_box.name)]
+            moved = access.Mailbox(prefix + renamed, new_box.maildir, renamed, new_box.kind, new_box.owner)
+            # opened as before: a shared folder keeps showing this user's own \Seen
+            sel.renamed(await self.blocking(access.open_folder, moved, self.account.address))
             if sel.access is not None:
-                prefix = new_box.wire[:len(new_box.wire) - len(new_box.name)]
-                sel.access = access.Mailbox(prefix + renamed, new_box.maildir, renamed, new_box.kind, new_box.owner)
+                sel.access = moved
         return "RENAME completed"
 
     def _parent_for_new(self, box):
