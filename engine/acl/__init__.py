@@ -11,11 +11,14 @@ r"""Access control lists on folders (RFC 4314), kept as Dovecot keeps them.
 The model: a folder's rights are computed by aclfile.rights_for, and every IMAP command
 that touches a mailbox asks imap/access.py, which asks rights_for; nothing else decides.
 
+\Seen is per user on shared and public folders, as Dovecot keeps it with INDEXPVT: a
+session of a user who does not own the folder works on maildir.PrivateSeenFolder
+(imap/access.open_folder), whose \Seen comes from the user's own record in the folder
+(maildir/seenrecord.py); the owner keeps \Seen in the file name. Changing it needs s.
+
 Not done yet (so nothing here pretends to be):
-- \Seen per user on shared folders. \Seen is kept in the message file name, shared by
-  every user, as Dovecot does by default (per-user \Seen there needs INDEXPVT). Storing it
-  needs the s right like any flag; a per-user store would be a file per user and folder
-  (uid set), read by FETCH/SEARCH/STATUS UNSEEN of non-owners.
+- APPEND or COPY with \Seen INTO a shared folder writes it in the file name (the owner's),
+  not the appending user's record.
 - SUBSCRIBE to Shared/ and Public/ names is refused ([CANNOT]); LIST shows those folders.
 - A folder renamed or made by hand with a dovecot-acl file is listed only after a SETACL
   or `mailctl mailbox share` on it (the index); by name it works at once.

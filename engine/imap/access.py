@@ -90,6 +90,16 @@ def personal(account, maildir, name: str) -> Mailbox:
     return Mailbox(name, maildir, name, PERSONAL, account.address)
 
 
+def open_folder(box: Mailbox, user: str):
+    """(blocking) The folder as user sees it: in a folder they do not own (shared,
+    public), \\Seen is their own (maildir/privateseen.py, Dovecot's INDEXPVT)."""
+    folder = box.maildir.folder(box.name)
+    if box.kind == PERSONAL:
+        return folder
+    from ..maildir import PrivateSeenFolder
+    return PrivateSeenFolder(folder, user)
+
+
 def rights_of(box: Mailbox, user: str) -> frozenset:
     """What user may do in box now (its dovecot-acl as it is on disk: one lstat() while
     unchanged). Blocking only as far as a stat and a small read."""

@@ -176,6 +176,8 @@ class FetchCommand(CommandBase):
                         gone |= VANISHED
                     except UnknownCTE:
                         out.append(None)
+                if set_seen is not None:
+                    sel.folder.flush_flag_changes()    # a user's own \Seen (shared folders)
                 return out, changed, gone
             return work
 

@@ -83,7 +83,7 @@ class MailboxCommands(CommandBase):
         condstore = "CONDSTORE" in self.enabled
 
         def load():  # one trip to the thread pool: under load each trip waits for a CPU
-            sel = Selected(box.maildir.folder(box.name), readonly)
+            sel = Selected(access.open_folder(box, self.account.address), readonly)
             sel.access, sel.rights, sel.reports_recent = box, rights, rev.recent
             sel.load()
             resync = []
@@ -189,10 +189,12 @@ class MailboxCommands(CommandBase):
         if sel is not None and old != "INBOX" and sel.folder.maildir.path == old_box.maildir.path \
                 and (sel.folder.name + "/").startswith(old + "/"):
             renamed = new + sel.folder.name[len(old):]
-            sel.renamed(await self.blocking(new_box.maildir.folder, renamed))
+            prefix = new_box.wire[:len(new_box.wire) - len(new_box.name)]
+            moved = access.Mailbox(prefix + renamed, new_box.maildir, renamed, new_box.kind, new_box.owner)
+            # opened as before: a shared folder keeps showing this user's own \Seen
+            sel.renamed(await self.blocking(access.open_folder, moved, self.account.address))
             if sel.access is not None:
-                prefix = new_box.wire[:len(new_box.wire) - len(new_box.name)]
-                sel.access = access.Mailbox(prefix + renamed, new_box.maildir, renamed, new_box.kind, new_box.owner)
+                sel.access = moved
         return "RENAME completed"
 
     def _parent_for_new(self, box):
@@ -305,7 +307,12 @@ class MailboxCommands(CommandBase):
         items = status_items(args[1], self.rev.status_items)
         # An unchanged folder: its kept answer (three lstat() calls), no trip to a thread.
         self.need(box, "r")
-        st = folder_cache.cached_status(box.maildir, name)
+        st = folder_cache.cached_status(box.maildir, name) if box.kind == access.PERSONAL else None
+        if st is None and box.kind != access.PERSONAL:    # UNSEEN by the user's own \Seen
+            try:
+                st = await self.blocking_with_updates(lambda: access.open_folder(box, self.account.address).status())
+            except NotFound:
+                raise no(f"[NONEXISTENT] Mailbox {box.wire!r} does not exist") from None
         if st is None:
             try:
                 st = await self.blocking_with_updates(folder_cache.folder_status, box.maildir, name)

@@ -94,6 +94,7 @@ class MessageCommands(CommandBase):
                     if not apply(v, change, out, changed):
                         gone = True
                 top, new = folder.observe_modseqs(changed) if sel.condstore else (0, {})
+            folder.flush_flag_changes()     # a user's own \Seen (shared folders): one write
             for v in out:
                 v.modseq = new.get(v.uid) or sel.modseq_of(v.uid)
             # A keyword new to the client (ours, or another session's on the same message)

@@ -125,7 +125,10 @@ class Selected:
 
     # -- blocking part (worker thread) -------------------------------------------
     def _stat_stamp(self):
-        return store.folder_stamp(self.folder.path)
+        stamp, newest = store.folder_stamp(self.folder.path)
+        if self.folder.private_seen:     # the user's own \Seen record changes it too
+            stamp = (stamp, self.folder.seen_stamp())
+        return stamp, newest
 
     def unchanged(self) -> bool:
         """What scan() would say without a trip to a worker thread: True when it would
@@ -223,7 +226,7 @@ class Selected:
     def load(self) -> None:
         key = str(self.folder.path)
         stamp, _ = self._stat_stamp()
-        shared = _LISTINGS.get(key, stamp)
+        shared = None if self.folder.private_seen else _LISTINGS.get(key, stamp)
         if shared is not None and (self.readonly or not shared.claimable):
             # Unchanged since another session's settled scan: nothing to move or reread.
             self._stamp, self._settled = stamp, True
@@ -240,7 +243,7 @@ class Selected:
         self.recent = self._reported(claimed)
         self.listing = None
         self._shared_lists = False
-        if self._settled:
+        if self._settled and not self.folder.private_seen:   # the listing is the owner's view
             self._shared_lists = True
             self.listing = _listing_of(self._stamp, msgs, self.uids, self.uidvalidity)
             _LISTINGS.put(key, self.listing, self.folder)

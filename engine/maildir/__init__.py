@@ -19,6 +19,8 @@ Every piece of the format lives in this package; callers import from here only:
   sync      the sync of a folder (reused, patched or full) and its result, Synced
   tmpclean  crash leftovers in a folder's tmp/, deleted at a sync once 36 hours old
   folder    Folder: one folder's uidlist upkeep, messages, flags, reading and changes
+  seenrecord  mailctl-seen.<hash>: a user's own \\Seen in a folder they do not own
+  privateseen PrivateSeenFolder: such a folder as that user sees it (Dovecot's INDEXPVT)
   account   Maildir: the account's folders, subscriptions, quota and delivery
   metadata  METADATA entries (mailctl-metadata, mailctl-server-metadata)
   specialuse  the special uses CREATE gave folders (mailctl-specialuse)
@@ -37,7 +39,9 @@ from .metadata import MAX_ENTRIES as METADATA_MAX_ENTRIES, MAX_VALUE as METADATA
 from .metadata import TooLarge as MetadataTooLarge, TooMany as MetadataTooMany
 from .metadata import change as change_metadata, check_entry as check_metadata_entry
 from .metadata import file_of as metadata_file, lookup as lookup_metadata, read as read_metadata
+from .privateseen import PrivateSeenFolder
 from .recent import claim as claim_recent
+from .seenrecord import SeenSet, file_name as seen_record_file, parse as parse_seen_record
 from .specialuse import SPECIAL_USE_FILE, check_uses as check_special_uses
 from .staging import Delivered, Staged, commit_together
 from .sync import Synced
@@ -54,6 +58,8 @@ __all__ = [
     "MAILDIRSIZE", "SUBSCRIPTIONS", "RECENT_CLAIMS", "DIR_MODE", "FILE_MODE", "canonical_name",
     # a folder's stamp: unchanged while new/, cur/ and the uidlist are
     "MTIME_SLACK", "folder_stamp", "SAVE_SIZES_BATCH",
+    # a user's own \\Seen in a folder they do not own (INDEXPVT), and its record's file name
+    "PrivateSeenFolder", "seen_record_file", "parse_seen_record", "SeenSet",
     # flags and dovecot-keywords
     "FLAG_LETTERS", "FORWARDED", "MAX_KEYWORDS", "normalize_flags", "read_keywords", "parse_keywords",
     "letters_of",

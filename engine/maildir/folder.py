@@ -31,6 +31,8 @@ RENAME_TRIES = 100
 
 
 class Folder:
+    private_seen = False    # \Seen kept per user instead (privateseen.PrivateSeenFolder)
+
     def __init__(self, maildir, name: str, path: Path, complete: bool = False):
         """maildir: the account (a Maildir). complete: the caller has just used the
         folder's tmp/ (no need to look)."""
@@ -273,6 +275,10 @@ class Folder:
                     break
                 sub, filename = located
         raise NotFound(f"message UID {msg.uid} in {self.name!r} no longer exists")
+
+    def flush_flag_changes(self) -> None:
+        """After a batch of apply_flag_change: flags kept elsewhere than the file name
+        written (none here; privateseen.PrivateSeenFolder's \\Seen)."""
 
     # -- mod-sequences (CONDSTORE, QRESYNC: modseq.py) --
     def modseqs(self) -> modseq_mod.ModSeqStore:

@@ -268,6 +268,20 @@ class ModSeqStore:
         modseq, top = state.modseq, state.highest
         return top, {m.uid: modseq.get(m.uid, top) for m in msgs}
 
+    def touch(self, uids: Iterable[int]) -> int:
+        """Give these UIDs the next mod-sequence with their letters unchanged: a change
+        kept elsewhere (a user's private \\Seen, seenrecord.py). Unrecorded ones get one
+        at their first look anyway. The new highest."""
+        state = self.state
+        uids = [u for u in uids if u in state.letters]
+        if uids:
+            n = state.highest + 1
+            for uid in uids:
+                state.modseq[uid] = n
+            state.highest = n
+            self.append([f"{n} {uid} ={state.letters[uid]}\n" for uid in uids])
+        return state.highest
+
     def record_expunged(self, uids: Iterable[int]) -> int:
         """Log UIDs this process just expunged (one new mod-sequence); the new highest."""
         state = self.state
