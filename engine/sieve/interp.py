@@ -1,0 +1,298 @@
+"""Running a checked Sieve script (engine/sieve/check.py) on one message for one mailbox.
+
+Everything a script may spend is bounded (actions.MAX_*): a script error or a limit
+gives actions.failed(), which files the message into INBOX; mail is never lost."""
+from __future__ import annotations
+
+import re
+
+from . import actions as act
+from .check import Node, check
+from .lexer import SieveError
+from .match import Budget, count_matches, matches
+from .message import SieveMessage, address_part
+from .parser import parse
+
+MAX_VARIABLES = 128
+MAX_VARIABLE_SIZE = 4096
+
+
+class _Stop(Exception):
+    pass
+
+
+class Script:
+    """A parsed and checked script, reusable for many messages."""
+
+    def __init__(self, text: str):
+        self.nodes, self.required = check(parse(text))
+
+    def run(self, message: SieveMessage, mailbox_exists=lambda name: name.upper() == "INBOX") -> act.Result:
+        run = _Run(self, message, mailbox_exists)
+        try:
+            run.block(self.nodes)
+        except _Stop:
+            pass
+        except SieveError as e:
+            return act.failed(str(e))
+        run.result.keep_flags = tuple(run.flags)
+        return run.result
+
+
+class _Run:
+    def __init__(self, script: Script, message: SieveMessage, mailbox_exists):
+        self.script, self.msg, self.mailbox_exists = script, message, mailbox_exists
+        self.budget = Budget(act.MAX_STEPS)
+        self.result = act.Result()
+        self.flags: list[str] = []
+        self.vars: dict[str, str] = {}
+        self.match_vars: list[str] = []
+        self.variables = "variables" in script.required
+
+    # --- strings -------------------------------------------------------------------
+    def expand(self, s: str) -> str:
+        if "encoded-character" in self.script.required:
+            s = _decode_encoded(s)
+        if not self.variables or "${" not in s:
+            return s
+        def sub(m):
+            name = m.group(1).lower()
+            if name.isdigit():
+                i = int(name)
+                return self.match_vars[i] if i < len(self.match_vars) else ""
+            return self.vars.get(name, "")
+        return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*|[0-9]+)\}", sub, s)
+
+    def expand_list(self, items: list[str]) -> list[str]:
+        return [self.expand(s) for s in items]
+
+    # --- commands ------------------------------------------------------------------
+    def block(self, nodes: list[Node]) -> None:
+        taken = False
+        for node in nodes:
+            self.budget.spend()
+            name = node.name
+            if name in ("if", "elsif", "else"):
+                if name == "if":
+                    taken = False
+                if taken:
+                    continue
+                if name == "else" or self.test(node.tests[0]):
+                    taken = True
+                    self.block(node.block)
+                continue
+            getattr(self, "cmd_" + name)(node)
+
+    def add(self, action: act.Action) -> None:
+        if len(self.result.actions) >= act.MAX_ACTIONS:
+            raise SieveError(0, f"more than {act.MAX_ACTIONS} actions")
+        self.result.actions.append(action)
+
+    def _flags_of(self, node: Node) -> tuple[str, ...]:
+        if "flags" in node.opts:
+            return tuple(_flag_words(self.expand_list(node.opts["flags"])))
+        return tuple(self.flags)
+
+    def cmd_stop(self, node: Node) -> None:
+        raise _Stop()
+
+    def cmd_keep(self, node: Node) -> None:
+        self.add(act.Action("keep", "INBOX", self._flags_of(node)))
+        self.result.implicit_keep = False
+
+    def cmd_discard(self, node: Node) -> None:
+        self.add(act.Action("discard"))
+        self.result.implicit_keep = False
+
+    def cmd_fileinto(self, node: Node) -> None:
+        folder = self.expand(node.pos[0])
+        if not folder or "\0" in folder:
+            raise SieveError(node.line, "fileinto: bad folder name")
+        self.add(act.Action("fileinto", folder, self._flags_of(node), "create" in node.opts))
+        if "copy" not in node.opts:
+            self.result.implicit_keep = False
+
+    def cmd_redirect(self, node: Node) -> None:
+        address = self.expand(node.pos[0]).strip()
+        if "@" not in address or any(c in address for c in " <>\r\n,"):
+            raise SieveError(node.line, f"redirect: bad address {address!r}")
+        if address not in self.result.redirects():
+            if len(self.result.redirects()) >= act.MAX_REDIRECTS:
+                raise SieveError(node.line, f"more than {act.MAX_REDIRECTS} redirects")
+            self.add(act.Action("redirect", address))
+        if "copy" not in node.opts:
+            self.result.implicit_keep = False
+
+    def cmd_reject(self, node: Node) -> None:
+        if any(a.kind in ("reject", "ereject") for a in self.result.actions):
+            raise SieveError(node.line, "reject: more than one reject")
+        self.add(act.Action(node.name, self.expand(node.pos[0])))
+        self.result.implicit_keep = False
+
+    cmd_ereject = cmd_reject
+
+    def _flag_target(self, node: Node) -> tuple[str | None, list[str]]:
+        if len(node.pos) == 2:
+            return node.pos[0][0].lower(), _flag_words(self.expand_list(node.pos[1]))
+        return None, _flag_words(self.expand_list(node.pos[0]))
+
+    def _set_flags(self, var: str | None, flags: list[str]) -> None:
+        if var is None:
+            self.flags = flags
+        else:
+            self.vars[var] = " ".join(flags)
+
+    def _get_flags(self, var: str | None) -> list[str]:
+        return self.flags if var is None else _flag_words([self.vars.get(var, "")])
+
+    def cmd_setflag(self, node: Node) -> None:
+        var, flags = self._flag_target(node)
+        self._set_flags(var, _unique(flags))
+
+    def cmd_addflag(self, node: Node) -> None:
+        var, flags = self._flag_target(node)
+        self._set_flags(var, _unique(self._get_flags(var) + flags))
+
+    def cmd_removeflag(self, node: Node) -> None:
+        var, flags = self._flag_target(node)
+        gone = {f.lower() for f in flags}
+        self._set_flags(var, [f for f in self._get_flags(var) if f.lower() not in gone])
+
+    def cmd_set(self, node: Node) -> None:
+        name = node.pos[0].lower()
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+            raise SieveError(node.line, f"set: bad variable name {name!r}")
+        value = self.expand(node.pos[1])
+        o = node.opts
+        if "lower" in o:
+            value = value.lower()
+        if "upper" in o:
+            value = value.upper()
+        if "lowerfirst" in o:
+            value = value[:1].lower() + value[1:]
+        if "upperfirst" in o:
+            value = value[:1].upper() + value[1:]
+        if "quotewildcard" in o:
+            value = re.sub(r"([*?\\])", r"\\\1", value)
+        if "length" in o:
+            value = str(len(value))
+        if name not in self.vars and len(self.vars) >= MAX_VARIABLES:
+            raise SieveError(node.line, "too many variables")
+        self.vars[name] = value[:MAX_VARIABLE_SIZE]
+
+    # --- tests ---------------------------------------------------------------------
+    def test(self, node: Node) -> bool:
+        self.budget.spend()
+        return getattr(self, "test_" + node.name)(node)
+
+    def test_true(self, node):
+        return True
+
+    def test_false(self, node):
+        return False
+
+    def test_not(self, node):
+        return not self.test(node.tests[0])
+
+    def test_allof(self, node):
+        return all(self.test(t) for t in node.tests)
+
+    def test_anyof(self, node):
+        return any(self.test(t) for t in node.tests)
+
+    def test_exists(self, node):
+        return all(self.msg.headers(h) for h in self.expand_list(node.pos[0]))
+
+    def test_size(self, node):
+        if ("over" in node.opts) == ("under" in node.opts):
+            raise SieveError(node.line, "size needs :over or :under")
+        limit = node.pos[0]
+        return self.msg.size > limit if "over" in node.opts else self.msg.size < limit
+
+    def compare(self, node: Node, values: list[str], keys: list[str]) -> bool:
+        if "count" in node.opts:
+            return count_matches(len(values), keys, node.opts)
+        for value in values:
+            for key in keys:
+                found = matches(value, key, node.opts, self.budget)
+                if found is not None:
+                    if self.variables and ("matches" in node.opts or "regex" in node.opts):
+                        self.match_vars = found
+                    return True
+        return False
+
+    def test_header(self, node):
+        values = [v for h in self.expand_list(node.pos[0]) for v in self.msg.headers(h)]
+        return self.compare(node, values, self.expand_list(node.pos[1]))
+
+    def _part(self, node) -> str:
+        for p in ("localpart", "domain", "user", "detail", "all"):
+            if p in node.opts:
+                return p
+        return "all"
+
+    def test_address(self, node):
+        part = self._part(node)
+        values = [address_part(a, part) for h in self.expand_list(node.pos[0]) for a in self.msg.addresses(h)]
+        return self.compare(node, [v for v in values if v is not None], self.expand_list(node.pos[1]))
+
+    def test_envelope(self, node):
+        part = self._part(node)
+        values = []
+        for which in self.expand_list(node.pos[0]):
+            for a in self.msg.envelope(which.lower()):
+                v = address_part(a, part) if a else ("" if part == "all" else None)
+                if v is not None:
+                    values.append(v)
+        return self.compare(node, values, self.expand_list(node.pos[1]))
+
+    def test_body(self, node):
+        transform = "raw" if "raw" in node.opts else "text" if "text" in node.opts else "content" if "content" in node.opts else "text"
+        types = node.opts.get("content") if transform == "content" else None
+        texts = self.msg.body_text(transform, types)
+        self.budget.spend(sum(len(t) for t in texts) // 4096)
+        opts = node.opts
+        return any(matches(t, k, opts, self.budget) is not None for t in texts for k in self.expand_list(node.pos[0]))
+
+    def test_string(self, node):
+        values = [v for v in self.expand_list(node.pos[0])]
+        if "count" in node.opts:
+            values = [v for v in values if v != ""]
+        return self.compare(node, values, self.expand_list(node.pos[1]))
+
+    def test_hasflag(self, node):
+        if len(node.pos) == 2:
+            flags = _flag_words([self.vars.get(v.lower(), "") for v in node.pos[0]])
+            keys = self.expand_list(node.pos[1])
+        else:
+            flags, keys = self.flags, self.expand_list(node.pos[0])
+        return self.compare(node, flags, keys)
+
+    def test_mailboxexists(self, node):
+        return all(self.mailbox_exists(name) for name in self.expand_list(node.pos[0]))
+
+
+def _flag_words(items: list[str]) -> list[str]:
+    return [w for s in items for w in s.split()]
+
+
+def _unique(flags: list[str]) -> list[str]:
+    seen, out = set(), []
+    for f in flags:
+        if f.lower() not in seen:
+            seen.add(f.lower())
+            out.append(f)
+    return out
+
+
+def _decode_encoded(s: str) -> str:
+    """encoded-character (RFC 5228 §2.4.2.4): ${hex:41 42} and ${unicode:263a}."""
+    def sub(m):
+        kind, data = m.group(1).lower(), m.group(2).split()
+        try:
+            if kind == "hex":
+                return bytes(int(h, 16) for h in data).decode("utf-8")
+            return "".join(chr(int(h, 16)) for h in data)
+        except (ValueError, UnicodeDecodeError, OverflowError):
+            return m.group(0)
+    return re.sub(r"\$\{(hex|unicode):\s*([0-9A-Fa-f\s]*)\}", sub, s, flags=re.IGNORECASE)
