@@ -151,7 +151,19 @@ def _node(item, table: dict, required: set[str]) -> Node:
                 value = value[0]
         opts[arg.name] = value
     _check_opts(item, opts, required)
-    return Node(item.name, opts, _positional(item, kinds, pos), line=item.line)
+    node = Node(item.name, opts, _positional(item, kinds, pos), line=item.line)
+    if item.name == "redirect" and not ("variables" in required and "${" in node.pos[0]):
+        valid_address(node.pos[0], item.line)     # a constant address is checked now
+    return node
+
+
+def valid_address(address: str, line: int) -> str:
+    """A redirect target: one plain addr-spec (no display name, no list)."""
+    address = address.strip()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or any(c in address for c in ' <>,;()\r\n\t"'):
+        raise SieveError(line, f"redirect: invalid address {address!r}")
+    return address
 
 
 def _check_opts(item, opts: dict, required: set[str]) -> None:
@@ -164,6 +176,8 @@ def _check_opts(item, opts: dict, required: set[str]) -> None:
     for rel in ("count", "value"):
         if rel in opts and opts[rel].lower() not in RELATIONS:
             raise SieveError(item.line, f"unknown relation {opts[rel]!r}")
+    if item.name == "size" and len(opts) != 1:
+        raise SieveError(item.line, "size needs :over or :under")
     if "regex" in opts and opts.get("comparator") == "i;ascii-numeric":
         raise SieveError(item.line, "regex cannot use i;ascii-numeric")
 

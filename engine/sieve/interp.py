@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from . import actions as act
-from .check import Node, check
+from .check import Node, check, valid_address
 from .lexer import SieveError
 from .match import Budget, count_matches, matches
 from .message import SieveMessage, address_part
@@ -84,6 +84,10 @@ class _Run:
             getattr(self, "cmd_" + name)(node)
 
     def add(self, action: act.Action) -> None:
+        kinds = {a.kind for a in self.result.actions} | {action.kind}
+        if kinds & {"reject", "ereject"} and kinds & {"keep", "fileinto"}:
+            # RFC 5429 §2.1: reject SHOULD be refused beside keep and fileinto (Pigeonhole does)
+            raise SieveError(0, "reject conflicts with keep/fileinto")
         if len(self.result.actions) >= act.MAX_ACTIONS:
             raise SieveError(0, f"more than {act.MAX_ACTIONS} actions")
         self.result.actions.append(action)
@@ -113,9 +117,7 @@ class _Run:
             self.result.implicit_keep = False
 
     def cmd_redirect(self, node: Node) -> None:
-        address = self.expand(node.pos[0]).strip()
-        if "@" not in address or any(c in address for c in " <>\r\n,"):
-            raise SieveError(node.line, f"redirect: bad address {address!r}")
+        address = valid_address(self.expand(node.pos[0]), node.line)
         if address not in self.result.redirects():
             if len(self.result.redirects()) >= act.MAX_REDIRECTS:
                 raise SieveError(node.line, f"more than {act.MAX_REDIRECTS} redirects")

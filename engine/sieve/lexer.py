@@ -61,7 +61,7 @@ def tokenize(text: str) -> list[Token]:
             i += 1
         elif c == '"':
             value, j = _quoted(text, i + 1, line)
-            tokens.append(Token("string", value, line))
+            tokens.append(Token("string", _crlf(value), line))
             line += text.count("\n", i, j)
             i = j
         elif c == ":":
@@ -93,7 +93,7 @@ def tokenize(text: str) -> list[Token]:
             word = text[i:j].lower()
             if word == "text" and text.startswith(":", j):
                 value, end = _multiline(text, j + 1, line)
-                tokens.append(Token("string", value, line))
+                tokens.append(Token("string", _crlf(value), line))
                 line += text.count("\n", i, end)
                 i = end
                 continue
@@ -104,6 +104,11 @@ def tokenize(text: str) -> list[Token]:
         if len(tokens) > MAX_TOKENS:
             raise SieveError(line, "script has too many tokens")
     return tokens
+
+
+def _crlf(value: str) -> str:
+    """A string's line ends are CRLF whatever the script file used (as Pigeonhole)."""
+    return value.replace("\r\n", "\n").replace("\n", "\r\n") if "\n" in value else value
 
 
 def _quoted(text: str, i: int, line: int) -> tuple[str, int]:
