@@ -15,6 +15,7 @@ it (tests add theirs that way), so a stage never touches protocol code.
 from __future__ import annotations
 
 from . import accesscheck, antivirus, authcheck, dnslists, greylisting, helochecks, rcpt, sendlimits, spamscore, stages
+from ..sieve.stage import sieve_filter
 from .arrival import Arrival
 from .verdicts import CONTINUE, ENDS, AddHeaders, FileInto, Score
 
@@ -47,6 +48,7 @@ STAGES = (
     antivirus.scan_viruses,     # every way in: clamd / scanner command; 554 5.7.1, strip, discard; 451 when down
     stages.mailbox_quota,       # port 25: a mailbox that cannot take it refuses it all
     sendlimits.send_limit,      # the account's sending limits, checked and counted with the commit
+    sieve_filter,               # each local mailbox's Sieve scripts: its folder, redirects (engine/sieve/)
     stages.deliver,             # every copy and the queue item, all or nothing
     stages.bounce_refused,      # DSN for recipients refused after acceptance
 )

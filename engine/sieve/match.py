@@ -44,32 +44,55 @@ def _order(value: str, key: str, comparator: str):
 
 
 def wildcard(value: str, key: str, comparator: str, budget: Budget) -> list[str] | None:
-    """:matches with '*' and '?' (and '\\' quoting), no backtracking blow-up: a DP over
-    positions. Returns the match variables (${1}...) or None."""
-    budget.spend(1 + (len(value) * len(key)) // 64)
-    v, k = _fold(value, comparator), _fold(key, comparator)
-    parts: list[str] = []
+    """:matches with '*' and '?' ('\\' quotes one), in O(len(value) * len(key)) whatever
+    the key: the parts between stars are placed at their earliest position (which is
+    right for star patterns, and gives the shortest '*' matches RFC 5229 asks for), never
+    by backtracking. Returns the match variables (${0} the value, then each wildcard)."""
+    budget.spend(1 + (len(value) * (len(key) + 1)) // 64)
+    v = _fold(value, comparator)
+    segments: list[list[str | None]] = [[]]          # None: '?'; a string: that character
     i = 0
-    while i < len(k):
-        c = k[i]
-        if c == "\\" and i + 1 < len(k):
-            parts.append("\0" + k[i + 1])
+    while i < len(key):
+        c = key[i]
+        if c == "\\" and i + 1 < len(key):
+            segments[-1].append(_fold(key[i + 1], comparator))
             i += 2
             continue
-        parts.append(c)
+        if c == "*":
+            segments.append([])
+        else:
+            segments[-1].append(None if c == "?" else _fold(c, comparator))
         i += 1
-    pattern = "".join("(.*?)" if p == "*" else "(.)" if p == "?" else re.escape(p[-1]) for p in parts)
-    # '*' and '?' only: re's backtracking on this is polynomial; budget paid above
-    m = re.fullmatch(pattern, v, re.DOTALL)
-    if m is None:
+
+    def at(seg, pos: int) -> bool:
+        return pos + len(seg) <= len(v) and all(t is None or v[pos + j] == t for j, t in enumerate(seg))
+
+    first, last = segments[0], segments[-1]
+    if len(segments) == 1:
+        if len(first) != len(v) or not at(first, 0):
+            return None
+        return [value] + [value[j] for j, t in enumerate(first) if t is None]
+    if not at(first, 0):
         return None
-    groups = []
-    pos = 0
-    for g in range(1, len(m.groups()) + 1):
-        groups.append(value[m.start(g):m.end(g)])
-        pos = m.end(g)
-    del pos
-    return [value] + groups
+    starts = [0]
+    pos = len(first)
+    tail = len(v) - len(last)
+    if tail < pos or not at(last, tail):
+        return None
+    for seg in segments[1:-1]:
+        while pos + len(seg) <= tail and not at(seg, pos):
+            pos += 1
+        if pos + len(seg) > tail:
+            return None
+        starts.append(pos)
+        pos += len(seg)
+    starts.append(tail)
+    groups: list[str] = [value]
+    for n, seg in enumerate(segments):
+        if n > 0:          # the star before this part: from the end of the previous part
+            groups.append(value[starts[n - 1] + len(segments[n - 1]):starts[n]])
+        groups += [value[starts[n] + j] for j, t in enumerate(seg) if t is None]
+    return groups
 
 
 def matches(value: str, key: str, opts: dict, budget: Budget) -> list[str] | None:

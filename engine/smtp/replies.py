@@ -248,3 +248,9 @@ TOO_BIG_TO_SCAN = Rejection(552, "5.3.4", "Message too large to be scanned for v
 
 def virus_found(name: str) -> Rejection:
     return Rejection(554, "5.7.1", f"Rejected: message contains a virus ({name})")
+
+
+def sieve_rejected(reason: str) -> Rejection:
+    """The recipient's Sieve script refused the message (RFC 5429 reject/ereject)."""
+    text = " ".join(reason.split())[:200] or "Rejected by the recipient's filter"
+    return Rejection(550, "5.7.1", text)

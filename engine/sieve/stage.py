@@ -1,0 +1,162 @@
+"""The Sieve stage of the acceptance pipeline: for each local mailbox the message
+reaches, the global before scripts, the account's active script and the after scripts
+decide where its copy goes.
+
+What is applied now: the folder of each mailbox (the first fileinto/keep; a folder that
+does not exist is made when the script said :create, else the copy goes to INBOX),
+redirects (queued with an SRS sender when the hook before the commit runs, so they go
+out only with the delivery), discard and reject when every mailbox asked for it. A script
+error or a limit files into INBOX and is logged; mail is never lost."""
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+from ..accept.verdicts import CONTINUE, Discard, FileInto, Reject
+from ..errors import MailError
+from ..foldernames import INBOX
+from ..smtp import replies
+from .actions import Result, failed
+from .interp import Script
+from .lexer import SieveError
+from .message import SieveMessage
+from .scripts import active_script, global_scripts
+
+log = logging.getLogger("mailctl.sieve")
+_CACHE_MAX = 256
+_compiled: dict[str, Script | SieveError] = {}      # script text -> compiled (or its error)
+
+
+def compiled(text: str) -> Script:
+    """A script compiled once per text (the same text in many mailboxes compiles once)."""
+    found = _compiled.get(text)
+    if found is None:
+        try:
+            found = Script(text)
+        except SieveError as e:
+            found = e
+        if len(_compiled) >= _CACHE_MAX:
+            _compiled.clear()
+        _compiled[text] = found
+    if isinstance(found, SieveError):
+        raise found
+    return found
+
+
+def run_scripts(home: Path, root_path: Path, message: SieveMessage, mailbox_exists) -> Result | None:
+    """The result of before + personal + after scripts, or None when no script applies.
+    The next script runs only while the implicit keep stands (as Pigeonhole's sequence)."""
+    chain = [*global_scripts(root_path, "before")]
+    personal = active_script(home)
+    if personal is not None:
+        chain.append(personal)
+    chain += global_scripts(root_path, "after")
+    if not chain:
+        return None
+    total = Result()
+    for name, text in chain:
+        try:
+            result = compiled(text).run(message, mailbox_exists)
+        except SieveError as e:
+            result = failed(str(e))
+        if result.error:
+            log.warning("sieve: %s: script %s failed: %s; the message goes to INBOX", home.name, name, result.error)
+            return result
+        total.actions += result.actions
+        total.keep_flags = result.keep_flags
+        if not result.implicit_keep:
+            total.implicit_keep = False
+            break
+    return total
+
+
+def sieve_filter(arrival):
+    """Pipeline stage (before deliver): run each local mailbox's scripts."""
+    from ..maildir import Maildir
+    env = arrival.envelope
+    raw = arrival.head() if not isinstance(arrival.content, (bytes, bytearray)) else bytes(arrival.content)
+    verdicts: list = []
+    discarded, rejected, mailboxes = [], [], []
+    outside = False                 # a copy also goes elsewhere (a forward): never Discard it all
+    for rcpt in env.recipients:
+        try:
+            res = arrival.directory.resolve(rcpt, env.sender)
+        except MailError:
+            continue
+        if not getattr(res, "ok", False):
+            continue
+        outside = outside or bool(res.external) or not res.local_domain
+        for account in res.mailboxes:
+            if account.address in mailboxes:
+                continue
+            mailboxes.append(account.address)
+            box = Maildir.for_account(arrival.root, account.domain, account.local)
+            exists = _folder_check(box)
+            message = SieveMessage(raw, env.sender, account.address)
+            result = run_scripts(box.path, Path(arrival.root.path), message, exists)
+            if result is None:
+                continue
+            verdicts += _apply(arrival, box, account.address, result, discarded, rejected)
+    if mailboxes and len(discarded) == len(mailboxes) and not outside:
+        return Discard("sieve: discarded by every recipient's script")
+    if mailboxes and len(rejected) == len(mailboxes) and not outside:
+        return Reject(replies.sieve_rejected(rejected[0]), "sieve")
+    return tuple(verdicts) or CONTINUE
+
+
+def _folder_check(box):
+    def exists(name: str) -> bool:
+        if name.upper() == INBOX:
+            return True
+        try:
+            return any(f.name == name for f in box.list_folders())
+        except (MailError, OSError):
+            return False
+    return exists
+
+
+def _apply(arrival, box, address: str, result: Result, discarded: list, rejected: list) -> list:
+    reason = result.rejection()
+    if reason is not None:
+        rejected.append(reason)
+        return []
+    folders = result.folders()
+    redirects = result.redirects()
+    if redirects:
+        _queue_redirects(arrival, address, redirects)
+    if not folders:
+        if not redirects:
+            discarded.append(address)
+        # a mailbox that discards beside others that keep: its copy goes to INBOX for now
+        return []
+    folder, _flags, create = folders[0]
+    if len(folders) > 1:
+        log.info("sieve: %s: copies to %s not made (one folder per mailbox for now)",
+                 address, ", ".join(f[0] for f in folders[1:]))
+    if folder == INBOX:
+        return []
+    if create and not _folder_check(box)(folder):
+        with contextlib.suppress(MailError, OSError):
+            box.create_folder(folder)
+    return [FileInto(folder, (address,))]
+
+
+def _queue_redirects(arrival, address: str, targets: list[str]) -> None:
+    """Queue the redirected copy when delivery commits (the hook before its commit), with
+    an SRS sender as every forward (engine/srs_forward.py)."""
+    from ..queue import Queue
+    from ..srs_forward import forwarded_sender
+    previous = arrival.before_commit
+    env = arrival.envelope
+
+    def hook(staged, queued):
+        if previous is not None:
+            previous(staged, queued)
+        sender = forwarded_sender(arrival.root, arrival.settings, arrival.directory, env.sender, address) \
+            if env.sender else ""
+        content = arrival.content
+        data = bytes(content) if isinstance(content, (bytes, bytearray)) else content
+        item = Queue(arrival.root).stage(sender, list(targets), data, source=env.queue_source, auth_user=env.auth_user)
+        queued.append(item)
+    arrival.before_commit = hook
