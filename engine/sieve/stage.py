@@ -75,6 +75,8 @@ def sieve_filter(arrival):
     """Pipeline stage (before deliver): run each local mailbox's scripts."""
     from ..maildir import Maildir
     env = arrival.envelope
+    if arrival.directory is None or arrival.root is None:
+        return CONTINUE
     raw = arrival.head() if not isinstance(arrival.content, (bytes, bytearray)) else bytes(arrival.content)
     verdicts: list = []
     discarded, rejected, mailboxes = [], [], []
@@ -91,10 +93,13 @@ def sieve_filter(arrival):
             if account.address in mailboxes:
                 continue
             mailboxes.append(account.address)
-            box = Maildir.for_account(arrival.root, account.domain, account.local)
-            exists = _folder_check(box)
-            message = SieveMessage(raw, env.sender, account.address)
-            result = run_scripts(box.path, Path(arrival.root.path), message, exists)
+            try:
+                box = Maildir.for_account(arrival.root, account.domain, account.local)
+                message = SieveMessage(raw, env.sender, account.address)
+                result = run_scripts(box.path, Path(arrival.root.path), message, _folder_check(box))
+            except (MailError, OSError, ValueError) as e:      # an unreadable script: INBOX
+                log.warning("sieve: %s: scripts not run (%s); the message goes to INBOX", account.address, e)
+                continue
             if result is None:
                 continue
             verdicts += _apply(arrival, box, account.address, result, discarded, rejected)
