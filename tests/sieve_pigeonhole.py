@@ -89,8 +89,8 @@ def normalize_pigeonhole(out: str) -> list[str]:
             actions.append("redirect " + s.split(": ", 1)[1].strip("<>"))
         elif s == "* discard":
             actions.append("discard")
-        elif s.startswith("* reject message with reason: "):
-            actions.append("reject " + s.split(": ", 1)[1])     # line ends printed as '?'
+        elif s.startswith("* reject message with reason:"):
+            actions.append(("reject " + s.split(":", 1)[1].strip()).strip())     # line ends printed as '?'
         elif s.startswith("* store message in folder: "):
             pass
         elif s.startswith("* ") and "keep" in s:
@@ -120,7 +120,7 @@ def ours(case: Case) -> list[str]:
         elif a.kind == "discard":
             actions.append("discard")
         elif a.kind in ("reject", "ereject"):
-            actions.append("reject " + printable(a.arg))
+            actions.append(("reject " + printable(a.arg).strip()).strip())
     if result.implicit_keep:
         actions.append("keep" + flags(result.keep_flags))
     return sorted(set(actions))

@@ -3,6 +3,7 @@ extensions we support), checked once after parsing: a script naming an unknown c
 an extension it did not `require`, or a wrong argument is refused with its line."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .lexer import SieveError
@@ -152,14 +153,30 @@ def _node(item, table: dict, required: set[str]) -> Node:
         opts[arg.name] = value
     _check_opts(item, opts, required)
     node = Node(item.name, opts, _positional(item, kinds, pos), line=item.line)
-    if item.name == "redirect" and not ("variables" in required and "${" in node.pos[0]):
+    constant = "variables" not in required
+    if item.name == "redirect" and (constant or "${" not in node.pos[0]):
         valid_address(node.pos[0], item.line)     # a constant address is checked now
+    if item.name == "set" and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", node.pos[0]):
+        raise SieveError(item.line, f"set: invalid variable name {node.pos[0]!r}")
+    if "regex" in opts:
+        for key in node.pos[-1]:
+            if constant or "${" not in key:
+                compile_regex(key, item.line)
     return node
+
+
+def compile_regex(key: str, line: int):
+    try:
+        return re.compile(key)
+    except (re.error, RecursionError, OverflowError) as e:
+        raise SieveError(line, f"invalid regex {key!r}: {e}") from None
 
 
 def valid_address(address: str, line: int) -> str:
     """A redirect target: one plain addr-spec (no display name, no list)."""
     address = address.strip()
+    if "<" in address and address.endswith(">"):       # "Name <addr>": the address (as Pigeonhole)
+        address = address[address.rindex("<") + 1:-1].strip()
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain or any(c in address for c in ' <>,;()\r\n\t"'):
         raise SieveError(line, f"redirect: invalid address {address!r}")
@@ -178,8 +195,8 @@ def _check_opts(item, opts: dict, required: set[str]) -> None:
             raise SieveError(item.line, f"unknown relation {opts[rel]!r}")
     if item.name == "size" and len(opts) != 1:
         raise SieveError(item.line, "size needs :over or :under")
-    if "regex" in opts and opts.get("comparator") == "i;ascii-numeric":
-        raise SieveError(item.line, "regex cannot use i;ascii-numeric")
+    if opts.get("comparator") == "i;ascii-numeric" and opts.keys() & {"contains", "matches", "regex"}:
+        raise SieveError(item.line, "i;ascii-numeric supports only :is, :value and :count")
 
 
 def _positional(item, kinds: list[str], pos: list) -> list:

@@ -85,8 +85,8 @@ class _Run:
 
     def add(self, action: act.Action) -> None:
         kinds = {a.kind for a in self.result.actions} | {action.kind}
-        if kinds & {"reject", "ereject"} and kinds & {"keep", "fileinto"}:
-            # RFC 5429 §2.1: reject SHOULD be refused beside keep and fileinto (Pigeonhole does)
+        if kinds & {"reject", "ereject"} and kinds & {"keep", "fileinto", "redirect"}:
+            # RFC 5429 §2.1: reject SHOULD be refused beside keep, fileinto, redirect (Pigeonhole does)
             raise SieveError(0, "reject conflicts with keep/fileinto")
         if len(self.result.actions) >= act.MAX_ACTIONS:
             raise SieveError(0, f"more than {act.MAX_ACTIONS} actions")
