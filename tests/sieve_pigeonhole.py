@@ -51,7 +51,7 @@ def dovecot_config(tmp: Path) -> Path:
     conf = tmp / "dovecot.conf"
     conf.write_text(f"protocols =\nmail_uid = {uid}\nmail_gid = {gid}\nfirst_valid_uid = 1\n"
                     f"mail_home = {tmp}/home\nmail_location = maildir:{tmp}/home/Maildir\n"
-                    "log_path = /dev/null\nplugin {\n  sieve_max_redirects = 4\n  sieve_max_actions = 32\n}\n")
+                    "log_path = /dev/null\nplugin {\n  sieve_extensions = +vacation-seconds\n  sieve_max_redirects = 4\n  sieve_max_actions = 32\n}\n")
     os.chmod(tmp, 0o777)
     os.chmod(conf, 0o644)
     return conf
@@ -78,9 +78,28 @@ def pigeonhole(case: Case, tmp: Path, conf: Path) -> list[str]:
 
 def normalize_pigeonhole(out: str) -> list[str]:
     actions: list[str] = []
+    vacation: dict | None = None
+    body: list[str] | None = None
     for line in out.splitlines():
         s = line.strip()
-        if s.startswith("* store message in folder: "):
+        if body is not None:
+            if line == "END MESSAGE":
+                vacation["reason"] = printable("\n".join(body)).strip()
+                actions.append(vacation_form(vacation))
+                vacation, body = None, None
+            else:
+                body.append(line)
+            continue
+        if vacation is not None:
+            if s.startswith("=> "):
+                key, _, value = s[3:].partition(":")
+                vacation[key.strip()] = value.strip()
+            elif line == "START MESSAGE":
+                body = []
+            continue
+        if s == "* send vacation message:":
+            vacation = {}
+        elif s.startswith("* store message in folder: "):
             folder = s.split(": ", 1)[1]
             actions.append("keep" if folder == "INBOX" else f"fileinto {folder}")
         elif s.startswith("+ add IMAP flags: ") and actions:
@@ -119,6 +138,11 @@ def ours(case: Case) -> list[str]:
             actions.append(f"redirect {a.arg}")
         elif a.kind == "discard":
             actions.append("discard")
+        elif a.kind == "vacation":
+            d = a.details
+            actions.append(vacation_form({"seconds": str(d["seconds"]), "subject": d.get("subject", ""),
+                                          "from": d.get("from", ""),
+                                          "reason": printable(a.arg.replace("\r\n", "\n")).strip()}))
         elif a.kind in ("reject", "ereject"):
             actions.append(("reject " + printable(a.arg).strip()).strip())
     if result.implicit_keep:
@@ -129,3 +153,10 @@ def ours(case: Case) -> list[str]:
 def printable(text: str) -> str:
     """As sieve-test prints a string: control characters as '?'."""
     return "".join("?" if ord(c) < 32 else c for c in text)
+
+
+def vacation_form(v: dict) -> str:
+    """A vacation action in one comparable line (the handle left out: Pigeonhole prints a
+    default one made of the other fields)."""
+    return f"vacation seconds={v.get('seconds')} subject={v.get('subject', '')!r} from={v.get('from', '')!r} " \
+           f"reason={v.get('reason', '')!r}"

@@ -14,6 +14,7 @@ class Action:
     arg: str = ""           # the folder, the address or the reason
     flags: tuple[str, ...] = ()
     create: bool = False    # fileinto :create
+    details: dict = field(default_factory=dict)     # vacation: seconds, subject, from, addresses, mime, handle
 
 
 @dataclass

@@ -12,7 +12,8 @@ from .parser import Command, Tag, Test
 EXTENSIONS = frozenset({
     "fileinto", "envelope", "imap4flags", "copy", "body", "variables", "relational",
     "comparator-i;ascii-numeric", "comparator-i;octet", "comparator-i;ascii-casemap",
-    "subaddress", "regex", "mailbox", "reject", "ereject", "encoded-character",
+    "subaddress", "regex", "mailbox", "reject", "ereject", "encoded-character", "vacation",
+    "vacation-seconds",
 })
 COMPARATORS = {"i;octet": None, "i;ascii-casemap": None, "i;ascii-numeric": "comparator-i;ascii-numeric"}
 RELATIONS = {"gt", "ge", "lt", "le", "eq", "ne"}
@@ -35,6 +36,10 @@ COMMANDS = {
     "reject": ("reject", {}, ["str"]), "ereject": ("ereject", {}, ["str"]),
     "setflag": ("imap4flags", {}, ["strlist", "?strlist"]), "addflag": ("imap4flags", {}, ["strlist", "?strlist"]),
     "removeflag": ("imap4flags", {}, ["strlist", "?strlist"]),
+    "vacation": ("vacation", {"days": ("vacation", "num", "period"), "seconds": ("vacation-seconds", "num", "period"),
+                              "subject": ("vacation", "str", "subject"), "from": ("vacation", "str", "from"),
+                              "addresses": ("vacation", "strlist", "addresses"), "mime": ("vacation", None, "mime"),
+                              "handle": ("vacation", "str", "handle")}, ["str"]),
     "set": ("variables", {k: ("variables", None, k) for k in
                           ("lower", "upper", "lowerfirst", "upperfirst", "quotewildcard", "length")}, ["str", "str"]),
 }
@@ -142,7 +147,11 @@ def _node(item, table: dict, required: set[str]) -> Node:
             raise SieveError(item.line, f"{item.name}: conflicting tag :{arg.name}")
         groups.add(group)
         value: object = True
-        if kind:
+        if kind == "num":
+            if not args or not isinstance(args[0], int):
+                raise SieveError(item.line, f"{item.name}: :{arg.name} needs a number")
+            value = args.pop(0)
+        elif kind:
             if not args or isinstance(args[0], (Tag, int)):
                 raise SieveError(item.line, f"{item.name}: :{arg.name} needs an argument")
             value = args.pop(0)

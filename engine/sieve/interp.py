@@ -14,6 +14,9 @@ from .message import SieveMessage, address_part
 from .parser import parse
 
 MAX_VARIABLES = 128
+VACATION_DEFAULT_DAYS = 7
+VACATION_MIN_SECONDS = 86400           # Pigeonhole's sieve_vacation_min_period (1d)
+VACATION_MAX_SECONDS = 0               # sieve_vacation_max_period: 0, no maximum (Pigeonhole's default)
 MAX_VARIABLE_SIZE = 4096
 
 
@@ -85,7 +88,7 @@ class _Run:
 
     def add(self, action: act.Action) -> None:
         kinds = {a.kind for a in self.result.actions} | {action.kind}
-        if kinds & {"reject", "ereject"} and kinds & {"keep", "fileinto", "redirect"}:
+        if kinds & {"reject", "ereject"} and kinds & {"keep", "fileinto", "redirect", "vacation"}:
             # RFC 5429 §2.1: reject SHOULD be refused beside keep, fileinto, redirect (Pigeonhole does)
             raise SieveError(0, "reject conflicts with keep/fileinto")
         if len(self.result.actions) >= act.MAX_ACTIONS:
@@ -132,6 +135,24 @@ class _Run:
         self.result.implicit_keep = False
 
     cmd_ereject = cmd_reject
+
+    def cmd_vacation(self, node: Node) -> None:
+        """RFC 5230: the action only; whether a reply goes out (and sending it) is decided
+        when the result is carried out (engine/sieve/vacation.py), as Pigeonhole does."""
+        if any(a.kind == "vacation" for a in self.result.actions):
+            raise SieveError(node.line, "duplicate vacation action")
+        o = node.opts
+        seconds = o["seconds"] if "seconds" in o else o.get("days", VACATION_DEFAULT_DAYS) * 86400
+        seconds = max(seconds, VACATION_MIN_SECONDS)
+        if VACATION_MAX_SECONDS:
+            seconds = min(seconds, VACATION_MAX_SECONDS)
+        details = {"seconds": seconds, "mime": "mime" in o}
+        for key in ("subject", "from", "handle"):
+            if key in o:
+                details[key] = self.expand(o[key])
+        if "addresses" in o:
+            details["addresses"] = self.expand_list(o["addresses"])
+        self.add(act.Action("vacation", self.expand(node.pos[0]), details=details))
 
     def _flag_target(self, node: Node) -> tuple[str | None, list[str]]:
         if len(node.pos) == 2:

@@ -5,8 +5,10 @@ decide where its copy goes.
 What is applied now: the folder of each mailbox (the first fileinto/keep; a folder that
 does not exist is made when the script said :create, else the copy goes to INBOX),
 redirects (queued with an SRS sender when the hook before the commit runs, so they go
-out only with the delivery), discard and reject when every mailbox asked for it. A script
-error or a limit files into INBOX and is logged; mail is never lost."""
+out only with the delivery), discard and reject when every mailbox asked for it; a vacation
+action's decision is logged (the reply is not sent yet). Not yet applied: imap4flags' flags,
+copies into a second folder. A script error or a limit files into INBOX and is logged;
+mail is never lost."""
 from __future__ import annotations
 
 import contextlib
@@ -102,6 +104,7 @@ def sieve_filter(arrival):
                 continue
             if result is None:
                 continue
+            _note_vacation(account.address, message, result)
             verdicts += _apply(arrival, box, account.address, result, discarded, rejected)
     if mailboxes and len(discarded) == len(mailboxes) and not outside:
         return Discard("sieve: discarded by every recipient's script")
@@ -165,3 +168,13 @@ def _queue_redirects(arrival, address: str, targets: list[str]) -> None:
         item = Queue(arrival.root).stage(sender, list(targets), data, source=env.queue_source, auth_user=env.auth_user)
         queued.append(item)
     arrival.before_commit = hook
+
+
+def _note_vacation(address: str, message: SieveMessage, result: Result) -> None:
+    """The vacation decision is made and logged; sending the reply is not built yet."""
+    from .vacation import reply_due
+    for action in result.actions:
+        if action.kind == "vacation":
+            due, why = reply_due(message, [address, *action.details.get("addresses", ())])
+            log.info("sieve: %s: vacation reply to %s %s (sending replies is not implemented yet)",
+                     address, message.sender or "<>", "due" if due else f"not due: {why}")
