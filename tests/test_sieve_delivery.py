@@ -82,13 +82,16 @@ def test_scripts_file_by_subject_and_bad_scripts_leave_mail_in_inbox(tmp_path):
 
 def test_redirect_is_queued_with_an_srs_sender_beside_the_kept_copy(tmp_path):
     root = make_root(tmp_path, accounts={BOB: "bob-password-1"}, settings={"queue.offline": True})
-    scripts.put_script(home(root), "fwd", 'require "copy";\nif header :contains "subject" "fwd" '
-                                          '{ redirect :copy "carol@far.example"; }\n')
+    scripts.put_script(home(root), "fwd", 'require ["copy", "fileinto", "mailbox"];\n'
+                                          'if header :contains "subject" "fwd" { redirect :copy "carol@far.example"; }\n'
+                                          'if header :contains "subject" "both" { fileinto :copy :create "Archive"; }\n')
     scripts.activate(home(root), "fwd")
     with running_server(root) as srv:
         send(srv.ports["smtp"], "please fwd this")
         send(srv.ports["smtp"], "not this")
-    assert subjects(root, "INBOX") == ["not this", "please fwd this"]
+        send(srv.ports["smtp"], "both places")          # :copy beside the implicit keep: two copies
+    assert subjects(root, "INBOX") == ["both places", "not this", "please fwd this"]
+    assert subjects(root, "Archive") == ["both places"]
     queued = [tomllib.loads(p.read_text()) for p in root.queue_dir.rglob("*.toml")]
     assert len(queued) == 1
     assert [r["address"] for r in queued[0]["recipients"]] == ["carol@far.example"]

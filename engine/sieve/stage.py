@@ -2,12 +2,12 @@
 reaches, the global before scripts, the account's active script and the after scripts
 decide where its copy goes.
 
-What is applied now: the folder of each mailbox (the first fileinto/keep; a folder that
-does not exist is made when the script said :create, else the copy goes to INBOX),
+What is applied now: the folders of each mailbox (a copy for each fileinto and keep; a
+folder that does not exist is made when the script said :create, else that copy goes to INBOX),
 redirects (queued with an SRS sender when the hook before the commit runs, so they go
 out only with the delivery), discard and reject when every mailbox asked for it; a vacation
-action's decision is logged (the reply is not sent yet). Not yet applied: imap4flags' flags,
-copies into a second folder. A script error or a limit files into INBOX and is logged;
+action's decision is logged (the reply is not sent yet). Not yet applied: imap4flags' flags.
+A script error or a limit files into INBOX and is logged;
 mail is never lost."""
 from __future__ import annotations
 
@@ -138,16 +138,16 @@ def _apply(arrival, box, address: str, result: Result, discarded: list, rejected
             discarded.append(address)
         # a mailbox that discards beside others that keep: its copy goes to INBOX for now
         return []
-    folder, _flags, create = folders[0]
-    if len(folders) > 1:
-        log.info("sieve: %s: copies to %s not made (one folder per mailbox for now)",
-                 address, ", ".join(f[0] for f in folders[1:]))
-    if folder == INBOX:
-        return []
-    if create and not _folder_check(box)(folder):
-        with contextlib.suppress(MailError, OSError):
-            box.create_folder(folder)
-    return [FileInto(folder, (address,))]
+    if not result.actions:
+        return []                 # implicit keep alone: an earlier stage's choice (Junk) stands
+    exists = _folder_check(box)
+    targets = []
+    for folder, _flags, create in folders:
+        if folder != INBOX and not exists(folder) and create:
+            with contextlib.suppress(MailError, OSError):
+                box.create_folder(folder)
+        targets.append(folder if folder == INBOX or exists(folder) else INBOX)   # missing: INBOX
+    return [FileInto(tuple(dict.fromkeys(targets)), (address,))]      # a copy in each
 
 
 def _queue_redirects(arrival, address: str, targets: list[str]) -> None:
