@@ -112,3 +112,21 @@ def test_a_link_out_of_the_sieve_directory_is_not_run(tmp_path):
     os.symlink("elsewhere", home(root) / "sieve" / "evil.sieve")     # a link inside sieve/: not opened
     os.symlink("sieve/evil.sieve", home(root) / ".dovecot.sieve")
     assert scripts.active_script(home(root)) is None
+
+
+def test_discard_and_redirect_leave_no_copy_in_that_mailbox_only(tmp_path):
+    accounts = {BOB: "bob-password-1", "alice@example.com": "alice-password-1", "dave@example.com": "dave-password-1"}
+    root = make_root(tmp_path, accounts=accounts, settings={"queue.offline": True})
+    alice = Maildir.for_account(root, "example.com", "alice").path
+    scripts.put_script(home(root), "fwd", 'redirect "carol@far.example";\n')
+    scripts.activate(home(root), "fwd")
+    scripts.put_script(alice, "drop", "discard;\n")
+    scripts.activate(alice, "drop")
+    with running_server(root) as srv:
+        with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=30) as s:
+            assert s.sendmail("carol@sender.org", list(accounts), b"From: carol@sender.org\r\nSubject: three\r\n\r\nhi\r\n") == {}
+            assert s.sendmail("carol@sender.org", ["alice@example.com"], b"Subject: alice only\r\n\r\nhi\r\n") == {}
+    box = {local: Maildir.for_account(root, "example.com", local).folder("INBOX") for local in ("bob", "alice", "dave")}
+    assert {k: len(v.sync()) for k, v in box.items()} == {"bob": 0, "alice": 0, "dave": 1}
+    queued = [tomllib.loads(p.read_text()) for p in root.queue_dir.rglob("*.toml")]
+    assert [[r["address"] for r in q["recipients"]] for q in queued] == [["carol@far.example"]]

@@ -5,7 +5,8 @@ decide where its copy goes.
 What is applied now: the folders of each mailbox (a copy for each fileinto and keep; a
 folder that does not exist is made when the script said :create, else that copy goes to INBOX),
 redirects (queued with an SRS sender when the hook before the commit runs, so they go
-out only with the delivery), discard and reject when every mailbox asked for it; a vacation
+out only with the delivery), discard (no copy in that mailbox; the whole message when every
+mailbox discards), reject when every mailbox's script rejects (else logged, kept); a vacation
 action's decision is logged (the reply is not sent yet). Not yet applied: imap4flags' flags.
 A script error or a limit files into INBOX and is logged;
 mail is never lost."""
@@ -128,6 +129,7 @@ def _apply(arrival, box, address: str, result: Result, discarded: list, rejected
     reason = result.rejection()
     if reason is not None:
         rejected.append(reason)
+        log.info("sieve: %s: script rejects the message; kept unless every recipient's does", address)
         return []
     folders = result.folders()
     redirects = result.redirects()
@@ -136,8 +138,7 @@ def _apply(arrival, box, address: str, result: Result, discarded: list, rejected
     if not folders:
         if not redirects:
             discarded.append(address)
-        # a mailbox that discards beside others that keep: its copy goes to INBOX for now
-        return []
+        return [FileInto((), (address,))]      # no copy in this mailbox
     if not result.actions:
         return []                 # implicit keep alone: an earlier stage's choice (Junk) stands
     exists = _folder_check(box)
