@@ -68,7 +68,7 @@ def pigeonhole(case: Case, tmp: Path, conf: Path) -> list[str]:
         shutil.copyfile(CORPUS / case.message, message)
         os.chmod(message, 0o644)
     args += ["-a", case.recipient, "-r", case.recipient, str(script), str(message)]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=30, env={**os.environ, "TZ": "UTC"})
     if "failed to compile" in proc.stderr or proc.returncode == 89 and "compile" in proc.stderr:
         return ["error"]
     if not proc.stdout.strip() and "resolved with successful implicit keep" in proc.stderr:

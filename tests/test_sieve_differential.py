@@ -15,6 +15,10 @@ CASES = load_cases()
 KNOWN_DIFFERENCES: dict[str, str] = {
     "ereject": "Pigeonhole 0.5.19 (Debian 12) does not implement ereject (RFC 5429 §2.1.1, "
                "'ereject' refuses the message in the SMTP transaction); ours does",
+    "date-received-last": "Pigeonhole's date test ignores :last (it takes the first Received as "
+                          "with :index 1 alone; its header test honours :last). RFC 5260 §6: "
+                          "'If :last is specified, the index is counted from the end of the "
+                          "header fields': ours takes the last Received",
     "hostile-empty-folder": "sieve-test's dry run lists a store into '' that fails when run (-e: "
                             "'failed to store', implicit keep); ours fails at once: INBOX both ways",
 }

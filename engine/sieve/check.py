@@ -12,7 +12,7 @@ from .parser import Command, Tag, Test
 EXTENSIONS = frozenset({
     "fileinto", "envelope", "imap4flags", "copy", "body", "variables", "relational",
     "comparator-i;ascii-numeric", "comparator-i;octet", "comparator-i;ascii-casemap",
-    "subaddress", "regex", "mailbox", "reject", "ereject", "encoded-character", "vacation",
+    "subaddress", "regex", "mailbox", "reject", "ereject", "encoded-character", "vacation", "date", "index",
     "vacation-seconds",
 })
 COMPARATORS = {"i;octet": None, "i;ascii-casemap": None, "i;ascii-numeric": "comparator-i;ascii-numeric"}
@@ -25,6 +25,8 @@ _MATCH = {"is": (None, None, "match"), "contains": (None, None, "match"), "match
 _PART = {"all": (None, None, "part"), "localpart": (None, None, "part"), "domain": (None, None, "part"),
          "user": ("subaddress", None, "part"), "detail": ("subaddress", None, "part")}
 _FLAGS = {"flags": ("imap4flags", "strlist", "flags")}
+_INDEX = {"index": ("index", "num", "index"), "last": ("index", None, "last")}
+_ZONE = {"zone": ("date", "str", "zone"), "originalzone": ("date", None, "zone")}
 
 # name -> (extension, tags, positional kinds, tests: "none"/"one"/"list"/"block"-only)
 COMMANDS = {
@@ -48,8 +50,10 @@ TESTS = {
     "allof": (None, {}, []), "anyof": (None, {}, []),
     "exists": (None, {}, ["strlist"]),
     "size": (None, {"over": (None, None, "size"), "under": (None, None, "size")}, ["num"]),
-    "header": (None, _MATCH, ["strlist", "strlist"]),
-    "address": (None, {**_MATCH, **_PART}, ["strlist", "strlist"]),
+    "header": (None, {**_MATCH, **_INDEX}, ["strlist", "strlist"]),
+    "address": (None, {**_MATCH, **_PART, **_INDEX}, ["strlist", "strlist"]),
+    "date": ("date", {**_MATCH, **_ZONE, **_INDEX}, ["str", "str", "strlist"]),
+    "currentdate": ("date", {**_MATCH, "zone": ("date", "str", "zone")}, ["str", "strlist"]),
     "envelope": ("envelope", {**_MATCH, **_PART}, ["strlist", "strlist"]),
     "body": ("body", {**_MATCH, "raw": ("body", None, "transform"), "text": ("body", None, "transform"),
                       "content": ("body", "strlist", "transform")}, ["strlist"]),
@@ -202,6 +206,10 @@ def _check_opts(item, opts: dict, required: set[str]) -> None:
     for rel in ("count", "value"):
         if rel in opts and opts[rel].lower() not in RELATIONS:
             raise SieveError(item.line, f"unknown relation {opts[rel]!r}")
+    if "last" in opts and "index" not in opts:
+        raise SieveError(item.line, ":last needs :index")
+    if opts.get("index") == 0:
+        raise SieveError(item.line, ":index must be 1 or more")
     if item.name == "size" and len(opts) != 1:
         raise SieveError(item.line, "size needs :over or :under")
     if opts.get("comparator") == "i;ascii-numeric" and opts.keys() & {"contains", "matches", "regex"}:

@@ -245,8 +245,37 @@ class _Run:
         return False
 
     def test_header(self, node):
-        values = [v for h in self.expand_list(node.pos[0]) for v in self.msg.headers(h)]
-        return self.compare(node, values, self.expand_list(node.pos[1]))
+        values = [_indexed(node, self.msg.headers(h)) for h in self.expand_list(node.pos[0])]
+        return self.compare(node, [v for vs in values for v in vs], self.expand_list(node.pos[1]))
+
+    def test_date(self, node):
+        from . import dates
+        zone = self.expand(node.opts["zone"]) if isinstance(node.opts.get("zone"), str) else None
+        datepart = self.expand(node.pos[1]).lower()
+        field = self.expand(node.pos[0])
+        values = []
+        for raw in _indexed(node, self.msg.headers(field)):
+            when = dates.parse_header_date(raw, field)
+            if when is not None:
+                try:
+                    value = dates.part(dates.in_zone(when, zone, "originalzone" in node.opts), datepart)
+                except SieveError:            # an invalid :zone: the local zone, as Pigeonhole
+                    value = dates.part(dates.in_zone(when, None, False), datepart)
+                if value is not None:
+                    values.append(value)
+        return self.compare(node, values, self.expand_list(node.pos[2]))
+
+    def test_currentdate(self, node):
+        import datetime as dt
+
+        from . import dates
+        zone = self.expand(node.opts["zone"]) if "zone" in node.opts else None
+        try:
+            when = dates.in_zone(dt.datetime.now(dt.timezone.utc), zone, False)
+        except SieveError:
+            return False
+        value = dates.part(when, self.expand(node.pos[0]).lower())
+        return value is not None and self.compare(node, [value], self.expand_list(node.pos[1]))
 
     def _part(self, node) -> str:
         for p in ("localpart", "domain", "user", "detail", "all"):
@@ -256,7 +285,8 @@ class _Run:
 
     def test_address(self, node):
         part = self._part(node)
-        values = [address_part(a, part) for h in self.expand_list(node.pos[0]) for a in self.msg.addresses(h)]
+        values = [address_part(a, part) for h in self.expand_list(node.pos[0])
+                  for a in _indexed(node, self.msg.addresses(h), fields=self.msg.headers(h))]
         return self.compare(node, [v for v in values if v is not None], self.expand_list(node.pos[1]))
 
     def test_envelope(self, node):
@@ -293,6 +323,19 @@ class _Run:
 
     def test_mailboxexists(self, node):
         return all(self.mailbox_exists(name) for name in self.expand_list(node.pos[0]))
+
+
+def _indexed(node: Node, values: list, fields: list | None = None) -> list:
+    """RFC 5260 §6 :index n [:last]: only the n-th field (from the end with :last)."""
+    n = node.opts.get("index")
+    if n is None:
+        return values
+    if fields is not None:            # address: the n-th field's addresses
+        chosen = _indexed(node, fields)
+        from email.utils import getaddresses
+        return [a for _, a in getaddresses(chosen) if a]
+    i = len(values) - n if "last" in node.opts else n - 1
+    return [values[i]] if 0 <= i < len(values) else []
 
 
 def _flag_words(items: list[str]) -> list[str]:
