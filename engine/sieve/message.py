@@ -18,8 +18,16 @@ class SieveMessage:
     def __post_init__(self):
         self.msg = email.message_from_bytes(self.raw, policy=email.policy.compat32)
         self.size = len(self.raw)
+        self._headers: dict[str, list[str]] = {}        # decoded once per field name and message
+        self._addresses: dict[str, list[str]] = {}
 
     def headers(self, name: str) -> list[str]:
+        key = name.lower()
+        if key not in self._headers:
+            self._headers[key] = self._decoded(name)
+        return self._headers[key]
+
+    def _decoded(self, name: str) -> list[str]:
         out = []
         for value in self.msg.get_all(name, []) or []:
             value = str(value).replace("\r\n", "").replace("\n", "")
@@ -31,8 +39,11 @@ class SieveMessage:
         return out
 
     def addresses(self, name: str) -> list[str]:
-        raw = [str(v) for v in self.msg.get_all(name, []) or []]
-        return [addr for _, addr in getaddresses(raw) if addr]
+        key = name.lower()
+        if key not in self._addresses:
+            raw = [str(v) for v in self.msg.get_all(name, []) or []]
+            self._addresses[key] = [addr for _, addr in getaddresses(raw) if addr]
+        return self._addresses[key]
 
     def envelope(self, part: str) -> list[str]:
         if part == "from":

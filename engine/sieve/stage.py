@@ -64,7 +64,7 @@ def run_scripts(home: Path, root_path: Path, message: SieveMessage, mailbox_exis
         except SieveError as e:
             result = failed(str(e))
         if result.error:
-            log.warning("sieve: %s: script %s failed: %s; the message goes to INBOX", home.name, name, result.error)
+            _report_once(home, name, result.error)
             return result
         total.actions += result.actions
         total.keep_flags = result.keep_flags
@@ -72,6 +72,22 @@ def run_scripts(home: Path, root_path: Path, message: SieveMessage, mailbox_exis
             total.implicit_keep = False
             break
     return total
+
+
+_reported: set[tuple[str, str, str]] = set()
+
+
+def _report_once(home: Path, name: str, error: str) -> None:
+    """A broken script is logged once per process and error (then at debug level), not at
+    every message it fails on; every such message still goes to INBOX."""
+    key = (str(home), name, error)
+    if key in _reported:
+        log.debug("sieve: %s: script %s failed again: %s", home.name, name, error)
+        return
+    if len(_reported) > 10_000:
+        _reported.clear()
+    _reported.add(key)
+    log.warning("sieve: %s: script %s failed: %s; its messages go to INBOX", home.name, name, error)
 
 
 def sieve_filter(arrival):
