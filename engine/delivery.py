@@ -77,7 +77,8 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
 
     folder_for(mailbox address), when given, names the folder a copy goes to ('' or a
     folder that does not exist: INBOX), as the acceptance pipeline's stages decided; a
-    tuple of folders puts a copy in each (Sieve's fileinto :copy beside keep)."""
+    tuple of folders puts a copy in each (Sieve's fileinto :copy beside keep), an entry
+    (folder, flags) stores that copy with those flags (Sieve's imap4flags), () none."""
     outcome = Outcome()
     mailboxes: dict[str, object] = {}
     external: list[str] = []
@@ -103,10 +104,11 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
     queued = []
     committed = 0
 
-    def stage(box, address, quota, folder=INBOX):
-        if large:
+    def stage(box, address, quota, folder=INBOX, flags=()):
+        if large:       # (a large message's copy gets no flags: stage_into takes none yet)
             return stage_into(box, trace_headers(sender, address), data, assign_uids, quota, folder)
-        return box.stage(trace_headers(sender, address) + body, folder, assign_uid=assign_uids, quota_bytes=quota)
+        return box.stage(trace_headers(sender, address) + body, folder, flags, assign_uid=assign_uids,
+                         quota_bytes=quota)
 
     def stage_all(box, address, quota) -> list:
         chosen = folder_for(address) if folder_for is not None else ""
@@ -114,22 +116,23 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
             return [stage_filed(box, address, quota, chosen)]
         items = []
         try:
-            for folder in dict.fromkeys(chosen):      # each folder once
-                items.append(stage_filed(box, address, quota, folder))
+            for entry in dict.fromkeys(chosen):       # each folder once; (folder, flags) with flags
+                folder, flags = entry if isinstance(entry, tuple) else (entry, ())
+                items.append(stage_filed(box, address, quota, folder, flags))
         except BaseException:
             for item in items:
                 item.abort()
             raise
         return items
 
-    def stage_filed(box, address, quota, folder):
+    def stage_filed(box, address, quota, folder, flags=()):
         if folder and folder != INBOX:
             try:
-                return stage(box, address, quota, folder)
+                return stage(box, address, quota, folder, flags)
             except NotFound:
                 if not box.path.is_dir():
                     raise                 # no Maildir yet: made below, then INBOX
-        return stage(box, address, quota)
+        return stage(box, address, quota, INBOX, flags)
 
     try:
         for address, account in mailboxes.items():

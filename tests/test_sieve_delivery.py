@@ -130,3 +130,20 @@ def test_discard_and_redirect_leave_no_copy_in_that_mailbox_only(tmp_path):
     assert {k: len(v.sync()) for k, v in box.items()} == {"bob": 0, "alice": 0, "dave": 1}
     queued = [tomllib.loads(p.read_text()) for p in root.queue_dir.rglob("*.toml")]
     assert [[r["address"] for r in q["recipients"]] for q in queued] == [["carol@far.example"]]
+
+
+def test_imap4flags_are_stored_with_each_copy(tmp_path):
+    root = make_root(tmp_path, accounts={BOB: "bob-password-1"}, settings={"queue.offline": True})
+    scripts.put_script(home(root), "flags", 'require ["imap4flags", "fileinto", "mailbox"];\n'
+                                            'addflag ["\\\\Flagged", "$Work", "\\\\Recent"];\n'
+                                            'fileinto :create :flags "\\\\Seen" "Read";\nkeep;\n')
+    scripts.activate(home(root), "flags")
+    with running_server(root) as srv:
+        send(srv.ports["smtp"], "flag me")
+    box = Maildir.for_account(root, "example.com", "bob")
+    stored = {}
+    for folder in ("INBOX", "Read"):
+        f = box.folder(folder)
+        (msg,) = f.sync()
+        stored[folder] = set(msg.flags)
+    assert stored == {"INBOX": {"\\Flagged", "$Work"}, "Read": {"\\Seen"}}      # \\Recent: not storable

@@ -7,8 +7,8 @@ folder that does not exist is made when the script said :create, else that copy 
 redirects (queued with an SRS sender when the hook before the commit runs, so they go
 out only with the delivery), discard (no copy in that mailbox; the whole message when every
 mailbox discards), reject when every mailbox's script rejects (else logged, kept); a vacation
-action's decision is logged (the reply is not sent yet). Not yet applied: imap4flags' flags.
-A script error or a limit files into INBOX and is logged;
+action's decision is logged (the reply is not sent yet); imap4flags' flags are stored with
+each copy (not on a large message's yet). A script error or a limit files into INBOX and is logged;
 mail is never lost."""
 from __future__ import annotations
 
@@ -158,13 +158,25 @@ def _apply(arrival, box, address: str, result: Result, discarded: list, rejected
     if not result.actions:
         return []                 # implicit keep alone: an earlier stage's choice (Junk) stands
     exists = _folder_check(box)
-    targets = []
-    for folder, _flags, create in folders:
+    targets: dict[str, tuple[str, ...]] = {}
+    for folder, flags, create in folders:
         if folder != INBOX and not exists(folder) and create:
             with contextlib.suppress(MailError, OSError):
                 box.create_folder(folder)
-        targets.append(folder if folder == INBOX or exists(folder) else INBOX)   # missing: INBOX
-    return [FileInto(tuple(dict.fromkeys(targets)), (address,))]      # a copy in each
+        folder = folder if folder == INBOX or exists(folder) else INBOX      # missing: INBOX
+        if folder not in targets:
+            targets[folder] = _storable(flags)
+    return [FileInto(tuple((f, fl) if fl else f for f, fl in targets.items()), (address,))]   # a copy in each
+
+
+def _storable(flags) -> tuple[str, ...]:
+    """The flags a Maildir can store (\\Recent and bad keywords dropped, not fatal)."""
+    from ..maildir.flags import normalize_flags
+    out = []
+    for flag in flags:
+        with contextlib.suppress(MailError):
+            out += sorted(normalize_flags([flag]))
+    return tuple(dict.fromkeys(out))
 
 
 def _queue_redirects(arrival, address: str, targets: list[str]) -> None:
