@@ -67,6 +67,8 @@ def test_global_before_and_after_scripts_run_around_the_personal_one(tmp_path):
     ("".join(f'redirect "r{n}@example.net";\n' for n in range(5)), "line 5: more than 4 redirects"),
     ('require "fileinto";\n' + "".join(f'fileinto "f{n}";\n' for n in range(40)), "more than 32 actions"),
     ('require "regex";\nif header :regex "subject" "(a*)*b" { discard; }\n', "nested quantifiers"),
+    ('require ["regex", "variables"];\nset "v" "' + "x" * 40 + 'zy";\n'
+     'if string :regex "${v}" "(x|xx)*(x|xx)*y" { discard; }\n', "took too long"),
     ('require "variables";\nset "v" "' + "x" * 4000 + '";\n'
      + ('if string :matches "${v}" "' + "*a" * 40 + '" { keep; }\n') * 20, "step limit"),
 ])

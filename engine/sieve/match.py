@@ -6,6 +6,11 @@ import re
 
 from .lexer import SieveError
 
+try:
+    import regex as _regex_module      # a search with a timeout (mrab-regex, Debian python3-regex)
+except ImportError:                    # pragma: no cover - then the nested-quantifier check alone
+    _regex_module = None
+
 MAX_REGEX = 1024           # characters of a :regex key
 
 
@@ -119,22 +124,29 @@ def matches(value: str, key: str, opts: dict, budget: Budget) -> list[str] | Non
 
 
 _NESTED_QUANT = re.compile(r"\([^()]*[*+}][^()]*\)\s*[*+{]")
+REGEX_SECONDS = 0.25      # one :regex search; the `regex` module stops a backtracking one
 
 
 def regex(value: str, key: str, comparator: str, budget: Budget) -> list[str] | None:
-    """POSIX extended regex, as Pigeonhole. A pattern with a quantified group that itself
-    holds a quantifier ((a+)+: catastrophic backtracking in Python's engine) is refused
-    as a runtime error rather than run."""
+    """POSIX extended regex, as Pigeonhole. Python's backtracking engines can take
+    exponential time ((a|a)*b): with the `regex` module a search is stopped after
+    REGEX_SECONDS (a runtime error: INBOX); and a pattern with a quantified group holding
+    a quantifier ((a+)+) is refused before it runs, whichever engine."""
     if len(key) > MAX_REGEX:
         raise SieveError(0, "regex too long")
     if _NESTED_QUANT.search(key):
         raise SieveError(0, f"regex {key!r} refused: nested quantifiers")
     budget.spend(1 + len(value) // 256)
+    engine = _regex_module or re
+    flags = engine.DOTALL | (engine.IGNORECASE if comparator == "i;ascii-casemap" else 0)
     try:
-        pat = re.compile(key, re.IGNORECASE | re.DOTALL if comparator == "i;ascii-casemap" else re.DOTALL)
-    except re.error as e:
+        pat = engine.compile(key, flags)
+    except (re.error, getattr(engine, "error", re.error), RecursionError, OverflowError) as e:
         raise SieveError(0, f"bad regex {key!r}: {e}") from None
-    m = pat.search(value)
+    try:
+        m = pat.search(value, timeout=REGEX_SECONDS) if _regex_module else pat.search(value)
+    except TimeoutError:
+        raise SieveError(0, f"regex {key!r} took too long") from None
     if m is None:
         return None
     return [m.group(0)] + [g or "" for g in m.groups()]
