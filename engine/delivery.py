@@ -76,7 +76,9 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
     which refuses mailboxes already full at RCPT: engine.smtp.quota).
 
     folder_for(mailbox address), when given, names the folder a copy goes to ('' or a
-    folder that does not exist: INBOX), as the acceptance pipeline's stages decided."""
+    folder that does not exist: INBOX), as the acceptance pipeline's stages decided; a
+    tuple of folders puts a copy in each (Sieve's fileinto :copy beside keep), an entry
+    (folder, flags) stores that copy with those flags (Sieve's imap4flags), () none."""
     outcome = Outcome()
     mailboxes: dict[str, object] = {}
     external: list[str] = []
@@ -100,21 +102,37 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
     body = None if large else to_storage(data)
     staged = []
     queued = []
+    committed = 0
 
-    def stage(box, address, quota, folder=INBOX):
-        if large:
+    def stage(box, address, quota, folder=INBOX, flags=()):
+        if large:       # (a large message's copy gets no flags: stage_into takes none yet)
             return stage_into(box, trace_headers(sender, address), data, assign_uids, quota, folder)
-        return box.stage(trace_headers(sender, address) + body, folder, assign_uid=assign_uids, quota_bytes=quota)
+        return box.stage(trace_headers(sender, address) + body, folder, flags, assign_uid=assign_uids,
+                         quota_bytes=quota)
 
-    def stage_filed(box, address, quota):
-        folder = folder_for(address) if folder_for is not None else ""
+    def stage_all(box, address, quota) -> list:
+        chosen = folder_for(address) if folder_for is not None else ""
+        if not isinstance(chosen, tuple):
+            return [stage_filed(box, address, quota, chosen)]
+        items = []
+        try:
+            for entry in dict.fromkeys(chosen):       # each folder once; (folder, flags) with flags
+                folder, flags = entry if isinstance(entry, tuple) else (entry, ())
+                items.append(stage_filed(box, address, quota, folder, flags))
+        except BaseException:
+            for item in items:
+                item.abort()
+            raise
+        return items
+
+    def stage_filed(box, address, quota, folder, flags=()):
         if folder and folder != INBOX:
             try:
-                return stage(box, address, quota, folder)
+                return stage(box, address, quota, folder, flags)
             except NotFound:
                 if not box.path.is_dir():
                     raise                 # no Maildir yet: made below, then INBOX
-        return stage(box, address, quota)
+        return stage(box, address, quota, INBOX, flags)
 
     try:
         for address, account in mailboxes.items():
@@ -123,11 +141,11 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
             limit = with_grace(quota, quota_grace_percent)
             try:
                 try:
-                    item = stage_filed(box, address, limit)
+                    items = stage_all(box, address, limit)
                 except NotFound:          # first mail: make the Maildir (no stat per delivery)
                     box.create(list(settings.mailbox.default_folders), quota)
-                    item = stage_filed(box, address, limit)
-                staged.append((address, item))
+                    items = stage_all(box, address, limit)
+                staged.extend((address, item) for item in items)
             except QuotaExceeded:
                 perm = settings.relay.over_quota_permanent
                 outcome.rejected[address] = OVER_QUOTA_PERM if perm else OVER_QUOTA_TEMP
@@ -138,7 +156,9 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
             before_commit(staged, queued)
         for address, item in staged:
             item.commit()
-            outcome.delivered.append(address)
+            committed += 1
+            if address not in outcome.delivered:      # several copies of one mailbox: once
+                outcome.delivered.append(address)
         for item in queued:
             outcome.queue_ids.append(item.commit())
         if queued:
@@ -148,8 +168,8 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
         # Every write came before the first commit, so what fails here is usually staging;
         # a commit that fails (a rename into a directory that needs a new block on a full
         # disk) withdraws the copies already committed: the sender will try again.
-        for address, item in staged:
-            if address in outcome.delivered:
+        for n, (_address, item) in enumerate(staged):
+            if n < committed:
                 item.withdraw()
             else:
                 item.abort()

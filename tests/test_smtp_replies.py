@@ -26,6 +26,7 @@ CALLED = {       # the replies that carry a value, with sample values
     "challenge": ("Username:",),
     "too_big": (20 * 1024 * 1024, 10 * 1024 * 1024),
     "queued": ("17a2b3c4",),
+    "sieve_rejected": ("not wanted here",),
     "spf_refused": ("example.net", "192.0.2.1 is not allowed"),
     "dmarc_refused": ("example.net",),
     "dmarc_temperror": ("example.net",),

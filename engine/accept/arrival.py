@@ -130,8 +130,10 @@ class Arrival:
         for address in mailboxes or ("",):
             self.folders[address] = folder
 
-    def folder_for(self, mailbox: str) -> str:
-        return self.folders.get(mailbox) or self.folders.get("", "")
+    def folder_for(self, mailbox: str) -> "str | tuple[str, ...]":
+        if mailbox in self.folders:      # () for this mailbox: no copy (Sieve discard, redirect)
+            return self.folders[mailbox]
+        return self.folders.get("", "")
 
     def _header_end(self) -> int | None:
         if self.header_end == _UNKNOWN:

@@ -15,7 +15,7 @@ it (tests add theirs that way), so a stage never touches protocol code.
 from __future__ import annotations
 
 from . import (accesscheck, antivirus, attachments, authcheck, dnslists, greylisting, helochecks, rcpt, sendlimits,
-               spamscan, spamscore, stages)
+               sieving, spamscan, spamscore, stages)
 from .arrival import Arrival
 from .verdicts import CONTINUE, ENDS, AddHeaders, FileInto, Score
 
@@ -51,6 +51,7 @@ STAGES = (
     attachments.block_attachments,  # port 25 (and submission if set): blocked files replaced by a note, or 554 5.7.1
     stages.mailbox_quota,       # port 25: a mailbox that cannot take it refuses it all
     sendlimits.send_limit,      # the account's sending limits, checked and counted with the commit
+    sieving.sieve_filter,       # each local mailbox's Sieve scripts: its folder, redirects (engine/sieve/)
     stages.deliver,             # every copy and the queue item, all or nothing
     stages.bounce_refused,      # DSN for recipients refused after acceptance
 )

@@ -30,8 +30,9 @@ class AddHeaders:
 @dataclass(frozen=True)
 class FileInto:
     """Store into this folder instead of INBOX, for these mailbox addresses (every local
-    mailbox when empty). A folder that does not exist means INBOX."""
-    folder: str
+    mailbox when empty). A folder that does not exist means INBOX. A tuple of folders puts
+    a copy in each (Sieve: fileinto :copy beside keep)."""
+    folder: "str | tuple[str, ...]"
     mailboxes: tuple[str, ...] = ()
 
 

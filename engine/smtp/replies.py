@@ -264,3 +264,9 @@ TOO_MANY_PARTS = Rejection(554, "5.7.1", "Rejected: too many MIME parts to exami
 
 def attachment_blocked(name: str) -> Rejection:
     return Rejection(554, "5.7.1", f"Rejected: attachment {name} is not accepted here")
+
+
+def sieve_rejected(reason: str) -> Rejection:
+    """The recipient's Sieve script refused the message (RFC 5429 reject/ereject)."""
+    text = " ".join(reason.split())[:200] or "Rejected by the recipient's filter"
+    return Rejection(550, "5.7.1", text)

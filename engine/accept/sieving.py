@@ -1,0 +1,209 @@
+"""The Sieve stage of the acceptance pipeline: for each local mailbox the message
+reaches, the global before scripts, the account's active script and the after scripts
+decide where its copy goes.
+
+What is applied now: the folders of each mailbox (a copy for each fileinto and keep; a
+folder that does not exist is made when the script said :create, else that copy goes to INBOX),
+redirects (queued with an SRS sender when the hook before the commit runs, so they go
+out only with the delivery), discard (no copy in that mailbox; the whole message when every
+mailbox discards), reject when every mailbox's script rejects (else logged, kept); a vacation
+action's decision is logged (the reply is not sent yet); imap4flags' flags are stored with
+each copy (not on a large message's yet). A script error or a limit files into INBOX and is logged;
+mail is never lost."""
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+from ..errors import MailError
+from ..foldernames import INBOX
+from ..smtp import replies
+from .verdicts import CONTINUE, Discard, FileInto, Reject
+from ..sieve.actions import Result, failed
+from ..sieve.interp import Script
+from ..sieve.lexer import SieveError
+from ..sieve.message import SieveMessage
+from ..sieve.scripts import active_script, global_scripts
+
+log = logging.getLogger("mailctl.sieve")
+_CACHE_MAX = 256
+_compiled: dict[str, Script | SieveError] = {}      # script text -> compiled (or its error)
+
+
+def compiled(text: str) -> Script:
+    """A script compiled once per text (the same text in many mailboxes compiles once)."""
+    found = _compiled.get(text)
+    if found is None:
+        try:
+            found = Script(text)
+        except SieveError as e:
+            found = e
+        if len(_compiled) >= _CACHE_MAX:
+            _compiled.clear()
+        _compiled[text] = found
+    if isinstance(found, SieveError):
+        raise found
+    return found
+
+
+def run_scripts(home: Path, root_path: Path, message: SieveMessage, mailbox_exists) -> Result | None:
+    """The result of before + personal + after scripts, or None when no script applies.
+    The next script runs only while the implicit keep stands (as Pigeonhole's sequence)."""
+    chain = [*global_scripts(root_path, "before")]
+    personal = active_script(home)
+    if personal is not None:
+        chain.append(personal)
+    chain += global_scripts(root_path, "after")
+    if not chain:
+        return None
+    total = Result()
+    for name, text in chain:
+        try:
+            result = compiled(text).run(message, mailbox_exists)
+        except SieveError as e:
+            result = failed(str(e))
+        if result.error:
+            _report_once(home, name, result.error)
+            return result
+        total.actions += result.actions
+        total.keep_flags = result.keep_flags
+        if not result.implicit_keep:
+            total.implicit_keep = False
+            break
+    return total
+
+
+_reported: set[tuple[str, str, str]] = set()
+
+
+def _report_once(home: Path, name: str, error: str) -> None:
+    """A broken script is logged once per process and error (then at debug level), not at
+    every message it fails on; every such message still goes to INBOX."""
+    key = (str(home), name, error)
+    if key in _reported:
+        log.debug("sieve: %s: script %s failed again: %s", home.name, name, error)
+        return
+    if len(_reported) > 10_000:
+        _reported.clear()
+    _reported.add(key)
+    log.warning("sieve: %s: script %s failed: %s; its messages go to INBOX", home.name, name, error)
+
+
+def sieve_filter(arrival):
+    """Pipeline stage (before deliver): run each local mailbox's scripts."""
+    from ..maildir import Maildir
+    env = arrival.envelope
+    if arrival.directory is None or arrival.root is None:
+        return CONTINUE
+    raw = arrival.head() if not isinstance(arrival.content, (bytes, bytearray)) else bytes(arrival.content)
+    verdicts: list = []
+    discarded, rejected, mailboxes = [], [], []
+    outside = False                 # a copy also goes elsewhere (a forward): never Discard it all
+    for rcpt in env.recipients:
+        try:
+            res = arrival.directory.resolve(rcpt, env.sender)
+        except MailError:
+            continue
+        if not getattr(res, "ok", False):
+            continue
+        outside = outside or bool(res.external) or not res.local_domain
+        for account in res.mailboxes:
+            if account.address in mailboxes:
+                continue
+            mailboxes.append(account.address)
+            try:
+                box = Maildir.for_account(arrival.root, account.domain, account.local)
+                message = SieveMessage(raw, env.sender, account.address)
+                result = run_scripts(box.path, Path(arrival.root.path), message, _folder_check(box))
+            except (MailError, OSError, ValueError) as e:      # an unreadable script: INBOX
+                log.warning("sieve: %s: scripts not run (%s); the message goes to INBOX", account.address, e)
+                continue
+            if result is None:
+                continue
+            _note_vacation(account.address, message, result)
+            verdicts += _apply(arrival, box, account.address, result, discarded, rejected)
+    if mailboxes and len(discarded) == len(mailboxes) and not outside:
+        return Discard("sieve: discarded by every recipient's script")
+    if mailboxes and len(rejected) == len(mailboxes) and not outside:
+        return Reject(replies.sieve_rejected(rejected[0]), "sieve")
+    return tuple(verdicts) or CONTINUE
+
+
+def _folder_check(box):
+    def exists(name: str) -> bool:
+        if name.upper() == INBOX:
+            return True
+        try:
+            return any(f.name == name for f in box.list_folders())
+        except (MailError, OSError):
+            return False
+    return exists
+
+
+def _apply(arrival, box, address: str, result: Result, discarded: list, rejected: list) -> list:
+    reason = result.rejection()
+    if reason is not None:
+        rejected.append(reason)
+        log.info("sieve: %s: script rejects the message; kept unless every recipient's does", address)
+        return []
+    folders = result.folders()
+    redirects = result.redirects()
+    if redirects:
+        _queue_redirects(arrival, address, redirects)
+    if not folders:
+        if not redirects:
+            discarded.append(address)
+        return [FileInto((), (address,))]      # no copy in this mailbox
+    if not result.actions:
+        return []                 # implicit keep alone: an earlier stage's choice (Junk) stands
+    exists = _folder_check(box)
+    targets: dict[str, tuple[str, ...]] = {}
+    for folder, flags, create in folders:
+        if folder != INBOX and not exists(folder) and create:
+            with contextlib.suppress(MailError, OSError):
+                box.create_folder(folder)
+        folder = folder if folder == INBOX or exists(folder) else INBOX      # missing: INBOX
+        if folder not in targets:
+            targets[folder] = _storable(flags)
+    return [FileInto(tuple((f, fl) if fl else f for f, fl in targets.items()), (address,))]   # a copy in each
+
+
+def _storable(flags) -> tuple[str, ...]:
+    """The flags a Maildir can store (\\Recent and bad keywords dropped, not fatal)."""
+    from ..maildir.flags import normalize_flags
+    out = []
+    for flag in flags:
+        with contextlib.suppress(MailError):
+            out += sorted(normalize_flags([flag]))
+    return tuple(dict.fromkeys(out))
+
+
+def _queue_redirects(arrival, address: str, targets: list[str]) -> None:
+    """Queue the redirected copy when delivery commits (the hook before its commit), with
+    an SRS sender as every forward (engine/srs_forward.py)."""
+    from ..queue import Queue
+    from ..srs_forward import forwarded_sender
+    previous = arrival.before_commit
+    env = arrival.envelope
+
+    def hook(staged, queued):
+        if previous is not None:
+            previous(staged, queued)
+        sender = forwarded_sender(arrival.root, arrival.settings, arrival.directory, env.sender, address) \
+            if env.sender else ""
+        content = arrival.content
+        data = bytes(content) if isinstance(content, (bytes, bytearray)) else content
+        item = Queue(arrival.root).stage(sender, list(targets), data, source=env.queue_source, auth_user=env.auth_user)
+        queued.append(item)
+    arrival.before_commit = hook
+
+
+def _note_vacation(address: str, message: SieveMessage, result: Result) -> None:
+    """The vacation decision is made and logged; sending the reply is not built yet."""
+    from .vacation import reply_due
+    for action in result.actions:
+        if action.kind == "vacation":
+            due, why = reply_due(message, [address, *action.details.get("addresses", ())])
+            log.info("sieve: %s: vacation reply to %s %s (sending replies is not implemented yet)",
+                     address, message.sender or "<>", "due" if due else f"not due: {why}")

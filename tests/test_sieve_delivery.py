@@ -1,0 +1,158 @@
+"""Sieve through real SMTP delivery (engine/accept/sieving.py in the pipeline): an account's
+active script (Pigeonhole's layout: ~/sieve/<name>.sieve and the ~/.dovecot.sieve link)
+files by Subject, a broken or hostile script leaves the message in INBOX, two serving
+processes run the same scripts, and the server keeps serving."""
+from __future__ import annotations
+
+import email
+import os
+import smtplib
+import tomllib
+
+from engine.maildir import Maildir
+from engine.sieve import scripts
+from helpers_process import serving_pid
+from helpers_server import make_root, running_server, serve_process, wait_for_processes
+
+BOB = "bob@example.com"
+FILE_BY_SUBJECT = '''require ["fileinto", "mailbox", "variables"];
+if header :matches "subject" "Invoice *" { fileinto :create "Invoices"; stop; }
+if header :contains "subject" "list" { fileinto "NoSuchFolder"; }
+'''
+
+
+def home(root):
+    return Maildir.for_account(root, "example.com", "bob").path
+
+
+def subjects(root, folder: str) -> list[str]:
+    box = Maildir.for_account(root, "example.com", "bob").folder(folder)
+    return sorted(email.message_from_bytes(box.read(x))["Subject"] for x in box.sync())
+
+
+def send(port: int, subject: str) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+        assert s.sendmail("carol@sender.org", [BOB],
+                          f"From: carol@sender.org\r\nTo: {BOB}\r\nSubject: {subject}\r\n\r\nhi\r\n".encode()) == {}
+        assert s.noop()[0] == 250
+
+
+def activate(root, text: str, name: str = "main") -> None:
+    """Write the script as a file (a hostile one need not compile: the owner may put anything there)."""
+    folder = home(root) / "sieve"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.sieve").write_text(text)
+    scripts.activate(home(root), name)
+
+
+def test_scripts_file_by_subject_and_bad_scripts_leave_mail_in_inbox(tmp_path):
+    root = make_root(tmp_path, accounts={BOB: "bob-password-1"},
+                     settings={"queue.offline": True, "server.processes": 2})
+    scripts.put_script(home(root), "main", FILE_BY_SUBJECT)
+    scripts.activate(home(root), "main")
+    assert os.readlink(home(root) / ".dovecot.sieve") == "sieve/main.sieve"
+    with serve_process(root) as proc:
+        wait_for_processes(root, 2)
+        port = proc.ports["smtp"]
+        by_process: dict[int, int] = {}
+        n = 0
+        while len(by_process) < 2 or n < 4:    # new connections until both processes filed some
+            assert n < 60, "the kernel never spread the connections over both processes"
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+                pid = serving_pid(s.sock, proc.proc.pid)
+                assert s.sendmail("carol@sender.org", [BOB], f"Subject: Invoice {n}\r\n\r\nhi\r\n".encode()) == {}
+            by_process[pid] = by_process.get(pid, 0) + 1
+            n += 1
+        send(port, "mailing list post")        # a folder that does not exist: INBOX
+        send(port, "hello")
+        invoices = sorted(f"Invoice {i}" for i in range(n))
+        assert subjects(root, "Invoices") == invoices
+        assert subjects(root, "INBOX") == ["hello", "mailing list post"]
+
+        activate(root, 'require "fileinto";\nif header :contains "subject" "x" { fileinto "Invoices" }\n')
+        send(port, "syntax error x")
+        hostile = {
+            "nested ifs": "if true { " * 10_000 + "discard;" + " }" * 10_000,
+            "1 MB script": "# " + "x" * (1 << 20) + "\ndiscard;\n",
+            "catastrophic regex": 'require ["regex", "fileinto"];\n'
+                                  'if header :regex "subject" "^(a+)+$" { fileinto "Invoices"; }\n',
+            "1000 redirects": "".join(f'redirect "r{n}@far.example";\n' for n in range(1000)),
+            "step limit": 'require "variables";\n' + 'if header :matches "subject" "*a*a*a*a*a*b" { discard; }\n' * 3000,
+        }
+        for name, text in hostile.items():
+            activate(root, text)
+            send(port, f"hostile {name} " + "a" * 60)
+        assert subjects(root, "Invoices") == invoices
+        assert subjects(root, "INBOX") == sorted(["hello", "mailing list post", "syntax error x"]
+                                                 + [f"hostile {name} " + "a" * 60 for name in hostile])
+        assert not list(root.queue_dir.rglob("*.toml"))      # the 1000 redirects: none queued
+        send(port, "still serving")
+
+
+def test_redirect_is_queued_with_an_srs_sender_beside_the_kept_copy(tmp_path):
+    root = make_root(tmp_path, accounts={BOB: "bob-password-1"}, settings={"queue.offline": True})
+    scripts.put_script(home(root), "fwd", 'require ["copy", "fileinto", "mailbox"];\n'
+                                          'if header :contains "subject" "fwd" { redirect :copy "carol@far.example"; }\n'
+                                          'if header :contains "subject" "both" { fileinto :copy :create "Archive"; }\n')
+    scripts.activate(home(root), "fwd")
+    with running_server(root) as srv:
+        send(srv.ports["smtp"], "please fwd this")
+        send(srv.ports["smtp"], "not this")
+        send(srv.ports["smtp"], "both places")          # :copy beside the implicit keep: two copies
+    assert subjects(root, "INBOX") == ["both places", "not this", "please fwd this"]
+    assert subjects(root, "Archive") == ["both places"]
+    queued = [tomllib.loads(p.read_text()) for p in root.queue_dir.rglob("*.toml")]
+    assert len(queued) == 1
+    assert [r["address"] for r in queued[0]["recipients"]] == ["carol@far.example"]
+    assert queued[0]["sender"].startswith("SRS0=")          # forwarded as every forward: SRS
+
+
+def test_a_link_out_of_the_sieve_directory_is_not_run(tmp_path):
+    root = make_root(tmp_path, accounts={BOB: "bob-password-1"}, settings={"queue.offline": True})
+    scripts.put_script(home(root), "main", FILE_BY_SUBJECT)
+    outside = tmp_path / "elsewhere.sieve"
+    outside.write_text('require "fileinto";\nfileinto :create "Stolen";\n')
+    os.symlink(str(outside), home(root) / ".dovecot.sieve")
+    assert scripts.active_name(home(root)) is None
+    os.unlink(home(root) / ".dovecot.sieve")
+    os.symlink("sieve/../../elsewhere.sieve", home(root) / ".dovecot.sieve")
+    assert scripts.active_name(home(root)) is None
+    os.unlink(home(root) / ".dovecot.sieve")
+    os.symlink("elsewhere", home(root) / "sieve" / "evil.sieve")     # a link inside sieve/: not opened
+    os.symlink("sieve/evil.sieve", home(root) / ".dovecot.sieve")
+    assert scripts.active_script(home(root)) is None
+
+
+def test_discard_and_redirect_leave_no_copy_in_that_mailbox_only(tmp_path):
+    accounts = {BOB: "bob-password-1", "alice@example.com": "alice-password-1", "dave@example.com": "dave-password-1"}
+    root = make_root(tmp_path, accounts=accounts, settings={"queue.offline": True})
+    alice = Maildir.for_account(root, "example.com", "alice").path
+    scripts.put_script(home(root), "fwd", 'redirect "carol@far.example";\n')
+    scripts.activate(home(root), "fwd")
+    scripts.put_script(alice, "drop", "discard;\n")
+    scripts.activate(alice, "drop")
+    with running_server(root) as srv:
+        with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=30) as s:
+            assert s.sendmail("carol@sender.org", list(accounts), b"From: carol@sender.org\r\nSubject: three\r\n\r\nhi\r\n") == {}
+            assert s.sendmail("carol@sender.org", ["alice@example.com"], b"Subject: alice only\r\n\r\nhi\r\n") == {}
+    box = {local: Maildir.for_account(root, "example.com", local).folder("INBOX") for local in ("bob", "alice", "dave")}
+    assert {k: len(v.sync()) for k, v in box.items()} == {"bob": 0, "alice": 0, "dave": 1}
+    queued = [tomllib.loads(p.read_text()) for p in root.queue_dir.rglob("*.toml")]
+    assert [[r["address"] for r in q["recipients"]] for q in queued] == [["carol@far.example"]]
+
+
+def test_imap4flags_are_stored_with_each_copy(tmp_path):
+    root = make_root(tmp_path, accounts={BOB: "bob-password-1"}, settings={"queue.offline": True})
+    scripts.put_script(home(root), "flags", 'require ["imap4flags", "fileinto", "mailbox"];\n'
+                                            'addflag ["\\\\Flagged", "$Work", "\\\\Recent"];\n'
+                                            'fileinto :create :flags "\\\\Seen" "Read";\nkeep;\n')
+    scripts.activate(home(root), "flags")
+    with running_server(root) as srv:
+        send(srv.ports["smtp"], "flag me")
+    box = Maildir.for_account(root, "example.com", "bob")
+    stored = {}
+    for folder in ("INBOX", "Read"):
+        f = box.folder(folder)
+        (msg,) = f.sync()
+        stored[folder] = set(msg.flags)
+    assert stored == {"INBOX": {"\\Flagged", "$Work"}, "Read": {"\\Seen"}}      # \\Recent: not storable
