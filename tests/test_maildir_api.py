@@ -20,6 +20,7 @@ PUBLIC = {
     "read_message", "read_header", "to_crlf",
     "set_tmp_max_age",
     "check_special_uses", "SPECIAL_USE_FILE", "commit_together",
+    "PrivateSeenFolder", "SeenSet", "parse_seen_record", "seen_record_file",
     "METADATA_MAX_ENTRIES", "METADATA_MAX_VALUE", "MetadataTooLarge", "MetadataTooMany",
     "change_metadata", "check_metadata_entry", "metadata_file", "lookup_metadata", "read_metadata",
 }

@@ -171,7 +171,7 @@ def _apply(arrival, box, address: str, result: Result, discarded: list, rejected
 
 def _storable(flags) -> tuple[str, ...]:
     """The flags a Maildir can store (\\Recent and bad keywords dropped, not fatal)."""
-    from ..maildir.flags import normalize_flags
+    from ..maildir import normalize_flags
     out = []
     for flag in flags:
         with contextlib.suppress(MailError):
@@ -201,7 +201,7 @@ def _queue_redirects(arrival, address: str, targets: list[str]) -> None:
 
 def _note_vacation(address: str, message: SieveMessage, result: Result) -> None:
     """The vacation decision is made and logged; sending the reply is not built yet."""
-    from .vacation import reply_due
+    from ..sieve.vacation import reply_due
     for action in result.actions:
         if action.kind == "vacation":
             due, why = reply_due(message, [address, *action.details.get("addresses", ())])
