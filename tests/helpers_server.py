@@ -265,11 +265,13 @@ def tls_context():
 def imap_sessions_in_two_processes(root: Root, port: int, user: str, password: str) -> tuple:
     """Two logged-in imaplib sessions that the kernel gave to different serving processes
     (`server.processes` of 2 or more), told apart in `mailctl who` by the loopback
-    address each one connects from (127.0.0.2, .3, ...)."""
+    address each one connects from (127.0.0.2, .3, ... then 127.0.2.2, ...)."""
     by_pid: dict[int, imaplib.IMAP4] = {}
-    spare = []
-    for n in range(2, 40):
-        ip = f"127.0.0.{n}"
+    # Both processes accept from one listening socket: under load the same one may win
+    # many times running, so a session that landed twice is logged out at once (holding
+    # it would run into the per-account session limit) and the next try waits a little.
+    for n in range(2, 120):
+        ip = f"127.0.0.{n}" if n < 40 else f"127.0.2.{n - 38}"
         c = IMAP4From(ip, port)
         c.login(user, password)
         who = mailctl(root, "who", "--json")
@@ -278,12 +280,11 @@ def imap_sessions_in_two_processes(root: Root, port: int, user: str, password: s
         sessions = data["sessions"] if isinstance(data, dict) else data
         pid = next(s["pid"] for s in sessions if s["ip"] == ip)
         if pid in by_pid:
-            spare.append(c)
+            c.logout()
+            time.sleep(0.05)
         else:
             by_pid[pid] = c
         if len(by_pid) == 2:
             break
-    for c in spare:
-        c.logout()
     assert len(by_pid) == 2, "the kernel never gave a session to the second serving process"
     return tuple(by_pid.values())
