@@ -9,8 +9,8 @@ reverse DNS, the sender domain's MX), a DNSBL on the client IP, an RHSBL on the 
 and HELO domains, a URI list on the body's URL domain, greylisting (the client is in
 greylist.whitelist_networks: bypassed), the spam score (nothing whitelisted). Nothing is
 listed (the usual case), so every message is delivered to INBOX. The DNS cache is warm:
-the loopback server answers from memory, and the block-list answers are kept per process
-(dnsbl.cache_s) after the warm-up round. Checks off: no SPF/DKIM/DMARC, no HELO checks,
+the loopback server gives its answers a TTL of 300 s, so each serving process keeps them
+(mailauth.dns_cache_entries, and dnsbl.cache_s for the lists) after the warm-up round. Checks off: no SPF/DKIM/DMARC, no HELO checks,
 no lists, greylisting and spam scoring off.
 """
 from __future__ import annotations
@@ -73,7 +73,7 @@ def checks_settings(dns_address: str, on: bool) -> dict:
 def _serve_dns(records: dict, conn) -> None:
     sys.path.insert(0, str(REPO / "tests"))
     from dnsserver import DNSServer
-    server = DNSServer(records)
+    server = DNSServer(records, ttl=300)    # answers cached per process, as real ones are
     conn.send(server.address)
     conn.recv()                 # until told to stop
     server.close()

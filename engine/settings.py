@@ -202,6 +202,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                   "undecided; false = accept with dmarc=temperror. Never a 5xx"),
         "dns_timeout_s": Key(5, (int, float), "time allowed for each DNS lookup of these checks (servers: "
                              "queue.nameservers)", in_range(0.1, 60)),
+        "dns_cache_entries": Key(10000, int, "DNS answers of the checks kept in each serving process, each "
+                                 "for its TTL (at most an hour); 0 = ask every time", in_range(0, 1_000_000)),
         "time_limit_s": Key(30, (int, float), "time allowed for all the DNS lookups of one message's checks; "
                             "past it the rest are temperror (slow DNS cannot hold the server's workers)",
                             in_range(1, 300)),

@@ -12,6 +12,10 @@ zone = {"example.net": {"MX": [(10, "mx1.example.net"), ...]},
         "junk.example": "GARBAGE"}                             # an answer that is not DNS
 Names are matched case-insensitively; a known name without the asked type gets NOERROR
 with an empty answer (NODATA), an unknown name gets NXDOMAIN.
+
+Every record has TTL `ttl`, 0 unless given (tests change the zone mid-test and expect the
+change at once), and NXDOMAIN and NODATA carry an SOA whose TTL and minimum are `ttl` too,
+so a resolver caches negative answers exactly as long as positive ones (RFC 2308).
 """
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ import dns.rrset
 
 
 class DNSServer:
-    def __init__(self, zone: dict | None = None, host: str = "127.0.0.1"):
+    def __init__(self, zone: dict | None = None, host: str = "127.0.0.1", ttl: int = 0):
+        self.ttl = ttl
         self.zone: dict = {}
         for name, value in (zone or {}).items():
             self.set(name, value)
@@ -110,6 +115,7 @@ class DNSServer:
         entry = self.zone.get(name)
         if entry is None or entry == "NXDOMAIN":
             response.set_rcode(dns.rcode.NXDOMAIN)
+            self._negative(response, q.name)
         elif entry == "SERVFAIL":
             response.set_rcode(dns.rcode.SERVFAIL)
         elif entry == "TIMEOUT":
@@ -123,7 +129,7 @@ class DNSServer:
                 if not target:
                     break
                 target = dns.name.from_text(target.rstrip(".") + ".")
-                response.answer.append(dns.rrset.from_text_list(owner, 60, "IN", "CNAME", [target.to_text()]))
+                response.answer.append(dns.rrset.from_text_list(owner, self.ttl, "IN", "CNAME", [target.to_text()]))
                 owner = target
                 entry = self.zone.get(_text(target))
                 if not isinstance(entry, dict):
@@ -147,7 +153,9 @@ class DNSServer:
                         texts.append(str(v).rstrip(".") + ".")
                     else:
                         texts.append(str(v))
-                response.answer.append(dns.rrset.from_text_list(owner, 60, "IN", rdtype, texts))
+                response.answer.append(dns.rrset.from_text_list(owner, self.ttl, "IN", rdtype, texts))
+            else:
+                self._negative(response, owner)
         limit = 65535
         if udp:
             limit = max(512, query.payload) if query.edns >= 0 else 512
@@ -158,6 +166,13 @@ class DNSServer:
             truncated = dns.message.make_response(query)
             truncated.flags |= dns.flags.TC
             return truncated.to_wire()
+
+    def _negative(self, response, name) -> None:
+        """The SOA of a negative answer (RFC 2308 §3), owned by the name's parent (or the name
+        itself at the top), so its TTL is the one a resolver caches the negative answer for."""
+        owner = name.parent() if len(name) > 2 else name
+        response.authority.append(dns.rrset.from_text_list(
+            owner, self.ttl, "IN", "SOA", [f"ns.test. hostmaster.test. 1 3600 600 86400 {self.ttl}"]))
 
     def close(self) -> None:
         for s in (self.udp, self.tcp):

@@ -92,7 +92,7 @@ def arrived(sink, subject: str, timeout: float = 20):
 
 def spf(dns, peer: str, sender: str, helo: str) -> str:
     """SPF as our own check computes it, against the loopback DNS server."""
-    cfg = SimpleNamespace(queue=SimpleNamespace(nameservers=[dns.address]), mailauth=SimpleNamespace(dns_timeout_s=5))
+    cfg = SimpleNamespace(queue=SimpleNamespace(nameservers=[dns.address]), mailauth=SimpleNamespace(dns_timeout_s=5, dns_cache_entries=0))
     return spfcheck.check_spf(dnslookup.resolver_for(cfg), peer, sender, helo).result
 
 

@@ -16,6 +16,8 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
+from .dnscache import AnswerCache
+
 
 class TempDNSError(Exception):
     """The answer could not be had now (timeout, SERVFAIL, garbage): a temperror."""
@@ -26,18 +28,20 @@ _cache_lock = threading.Lock()
 
 
 def resolver_for(settings) -> dns.resolver.Resolver:
-    """One resolver per (servers, timeout), kept: reading resolv.conf per message is waste."""
+    """One resolver per (servers, timeout, cache size), kept: reading resolv.conf per
+    message is waste, and its cache of answers (dnscache.py) is what makes the checks cheap."""
     servers = tuple(str(s) for s in settings.queue.nameservers)
     timeout = float(settings.mailauth.dns_timeout_s)
-    key = (servers, timeout)
+    entries = int(settings.mailauth.dns_cache_entries)
+    key = (servers, timeout, entries)
     with _cache_lock:
         r = _cache.get(key)
         if r is None:
-            r = _cache[key] = _make(servers, timeout)
+            r = _cache[key] = _make(servers, timeout, entries)
         return r
 
 
-def _make(servers: tuple[str, ...], timeout: float) -> dns.resolver.Resolver:
+def _make(servers: tuple[str, ...], timeout: float, entries: int) -> dns.resolver.Resolver:
     if servers:
         r = dns.resolver.Resolver(configure=False)
         found = []
@@ -56,6 +60,8 @@ def _make(servers: tuple[str, ...], timeout: float) -> dns.resolver.Resolver:
             r.nameservers = []
     r.lifetime = timeout
     r.timeout = timeout
+    if entries > 0:
+        r.cache = AnswerCache(entries)
     return r
 
 

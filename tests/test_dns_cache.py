@@ -1,0 +1,80 @@
+"""The checks' DNS answers are kept in each serving process for their TTL
+(engine/mailauth/dnscache.py): a second message from the same sender asks nothing again,
+negative answers are kept as long as their SOA says (RFC 2308), a TTL of 0 or
+mailauth.dns_cache_entries = 0 asks every time, and no answer is kept past an hour."""
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from dnsserver import DNSServer
+from engine.mailauth import dnscache, dnslookup
+from helpers_mailauth import auth_results, auth_server, delivered, mail, send
+
+ZONE = {"pass.example": {"TXT": ["v=spf1 ip4:127.0.0.1 -all"]}}
+
+
+def asked(dns, name: str, rdtype: str = "TXT") -> int:
+    return dns.queries.count((name, rdtype))
+
+
+@pytest.mark.parametrize("entries, ttl, times", [(10000, 60, 1), (10000, 0, 2), (0, 60, 2)])
+def test_a_second_message_from_the_same_sender_is_checked_from_the_cache(tmp_path, entries, ttl, times):
+    with auth_server(tmp_path, ZONE, **{"mailauth.dns_cache_entries": entries, "server.processes": 1}) \
+            as (srv, dns, root):
+        dns.ttl = ttl
+        for n in range(2):
+            assert send(srv, "carol@pass.example", mail("carol@pass.example", f"cached {n}"))[0] == 250
+        assert asked(dns, "pass.example") == times                # SPF's record
+        assert asked(dns, "_dmarc.pass.example") == times         # DMARC's: NXDOMAIN, cached by its SOA
+        results = [" ".join(auth_results(m)) for m in delivered(root) if m["Subject"].startswith("cached")]
+        assert len(results) == 2 and all("spf=pass" in r for r in results), results
+
+
+def _resolver(dns, entries: int = 100):
+    cfg = SimpleNamespace(queue=SimpleNamespace(nameservers=[dns.address]),
+                          mailauth=SimpleNamespace(dns_timeout_s=2, dns_cache_entries=entries))
+    return dnslookup.resolver_for(cfg)
+
+
+def test_a_negative_answer_is_kept_for_its_soa_minimum_then_asked_again():
+    dns = DNSServer({}, ttl=1)
+    try:
+        r = _resolver(dns)
+        assert dnslookup.txt(r, "later.example") == []
+        dns.set("later.example", {"TXT": ["v=spf1 -all"]})
+        assert dnslookup.txt(r, "later.example") == []            # still the kept NXDOMAIN
+        assert asked(dns, "later.example") == 1
+        time.sleep(1.2)
+        assert dnslookup.txt(r, "later.example") == [b"v=spf1 -all"]
+        assert asked(dns, "later.example") == 2
+    finally:
+        dns.close()
+
+
+def test_a_ttl_of_years_is_kept_an_hour_at_most():
+    dns = DNSServer({"long.example": {"TXT": ["x"]}}, ttl=2**31 - 1)
+    try:
+        r = _resolver(dns, entries=7)
+        assert dnslookup.txt(r, "long.example") == [b"x"]
+        [kept] = [node.value for node in r.cache.data.values()]
+        assert kept.expiration <= time.time() + dnscache.MAX_TTL_S
+        assert dnslookup.txt(dnslookup.Budget(r, 5), "long.example") == [b"x"]   # the budget asks the cache too
+        assert asked(dns, "long.example") == 1
+    finally:
+        dns.close()
+
+
+def test_the_cache_holds_at_most_its_entries():
+    dns = DNSServer({f"n{i}.example": {"TXT": [str(i)]} for i in range(20)}, ttl=300)
+    try:
+        r = _resolver(dns, entries=5)
+        for i in range(20):
+            assert dnslookup.txt(r, f"n{i}.example") == [str(i).encode()]
+        assert len(r.cache.data) == 5
+        assert dnslookup.txt(r, "n19.example") == [b"19"] and asked(dns, "n19.example") == 1
+        assert dnslookup.txt(r, "n0.example") == [b"0"] and asked(dns, "n0.example") == 2
+    finally:
+        dns.close()
