@@ -18,6 +18,10 @@ MAX_LABEL = 63
 # RFC 5322 atext, minus "/" (it would be a path separator in the Maildir tree).
 _ATEXT = r"[A-Za-z0-9!#$%&'*+=?^_`{|}~-]"
 _DOT_ATOM = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*\Z")
+# A sender's local part may hold "/" too (postsrsd's and our own SRS hashes are base64):
+# senders and the addresses SRS gives back are never made into paths.
+_SENDER_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+SENDER_LOCAL = re.compile(rf"{_SENDER_ATEXT}+(?:\.{_SENDER_ATEXT}+)*\Z")
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 
 
@@ -62,21 +66,32 @@ def normalize_domain(name: str) -> str:
     return ascii_name
 
 
-def check_local(local: str, what: str = "local part") -> str:
-    """Validate a local part (dot-atom, no '/') and return it lower-cased."""
+def check_local(local: str, what: str = "local part", sender: bool = False) -> str:
+    """Validate a local part (dot-atom, no '/' unless a sender's) and return it lower-cased."""
     shown = _show(local)
     if not local:
         raise InvalidInput(f"{what} is empty")
     if len(local) > MAX_LOCAL:
         raise InvalidInput(f"{what} {_show(local)}: longer than {MAX_LOCAL} characters")
-    if not _DOT_ATOM.match(local):
-        raise InvalidInput(f"{what} {shown}: only letters, digits and !#$%&'*+=?^_`{{|}}~- "
+    if not (SENDER_LOCAL if sender else _DOT_ATOM).match(local):
+        allowed = "!#$%&'*+/=?^_`{|}~-" if sender else "!#$%&'*+=?^_`{|}~-"
+        raise InvalidInput(f"{what} {shown}: only letters, digits and {allowed} "
                            f"with single inner dots are allowed")
     return local.lower()
 
 
 def parse_address(text: str) -> Address:
     """Parse 'local@domain' strictly. Raises InvalidInput with a one-line reason."""
+    return _parse(text, sender=False)
+
+
+def parse_sender(text: str) -> Address:
+    """A reverse path (MAIL FROM, an address SRS gives back): as parse_address, but its
+    local part may hold '/'. Never use it for anything that names a mailbox."""
+    return _parse(text, sender=True)
+
+
+def _parse(text: str, sender: bool) -> Address:
     if not isinstance(text, str):
         raise InvalidInput("address must be text")
     shown = _show(text)
@@ -86,7 +101,7 @@ def parse_address(text: str) -> Address:
         raise InvalidInput(f"address {shown}: must be local@domain with exactly one @")
     local, domain = text.split("@")
     try:
-        return Address(check_local(local), normalize_domain(domain))
+        return Address(check_local(local, sender=sender), normalize_domain(domain))
     except InvalidInput as e:
         raise InvalidInput(f"address {shown}: {e}") from None
 

@@ -20,7 +20,7 @@ import hmac
 import re
 from dataclasses import dataclass
 
-from .addresses import normalize_domain
+from .addresses import SENDER_LOCAL, normalize_domain
 from .errors import InvalidInput
 
 SEP = "="
@@ -30,7 +30,6 @@ SLOTS = len(BASE32) ** 2            # two characters: the stamp wraps every 1024
 MAX_INPUT = 512                     # longer is not an address we made (RFC 5321 path: 256)
 MAX_ORIGINAL = 254                  # an address we give back
 _TAG = re.compile(r"srs([01])[=+-]", re.IGNORECASE)     # libsrs2 accepts any of its separators
-_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+=?^_`{|}~-]+)*\Z")
 
 
 class SRSError(ValueError):
@@ -136,8 +135,10 @@ def reverse(signer: Signer, address: str, now: float) -> str:
 
 
 def original(local: str, host: str) -> str:
-    """local@host when it is an address we may send to (no route, no IP literal)."""
-    if not _LOCAL.match(local):
+    """local@host when it is an address we may send to (no route, no IP literal). Its
+    local part may hold '/' (an SRS1's inner base64 hash, a sender's own): it is a remote
+    recipient, never a path."""
+    if not SENDER_LOCAL.match(local):
         raise SRSError("bad local part")
     try:
         domain = normalize_domain(host)

@@ -17,7 +17,7 @@ from hypothesis import example, given, strategies as st
 
 from engine import charsets, localsubmit, newroot, settings as settings_mod, tomlfile
 from engine.accept import local as sendmail
-from engine.addresses import Address, normalize_domain, parse_address, parse_target
+from engine.addresses import Address, normalize_domain, parse_address, parse_sender, parse_target
 from engine.directory import Directory
 from engine.errors import ConfigError, InvalidInput
 from engine.pop3.session import _number as pop3_number
@@ -63,6 +63,24 @@ def test_any_text_is_an_address_or_invalid_input(text):
             assert "\n" not in str(e)
             continue
         assert isinstance(a, Address) and "/" not in a.local and a.domain == normalize_domain(a.domain)
+
+
+@fuzz(300)
+@given(st.text(st.sampled_from("ab/.@-+=x\0 \\"), max_size=24))
+@example("SRS0=ab/c=AB=a.example=u@other.example")
+@example("../x@example.com")
+def test_a_sender_is_an_address_that_may_hold_a_slash_and_nothing_else_more(text):
+    """parse_sender takes what parse_address takes, and beyond it only local parts with '/'."""
+    try:
+        a = parse_sender(text)
+    except InvalidInput as e:
+        assert "\n" not in str(e)
+        with pytest.raises(InvalidInput):
+            parse_address(text)
+        return
+    assert a.domain == normalize_domain(a.domain) and ".." not in a.local and not a.local.startswith(".")
+    if "/" not in a.local:
+        assert parse_address(text) == a
 
 
 @fuzz(200)

@@ -92,14 +92,25 @@ def test_hash_length_is_respected_and_a_shorter_hash_refused():
     assert srs.reverse(srs.Signer((b"k",), 4), short, WHEN) == "carol@orig.example"
 
 
-@pytest.mark.parametrize("original", ["x@[127.0.0.1]", "x@localhost", "a/b@orig.example", "x y@orig.example",
-                                      "x@orig.example."])
+@pytest.mark.parametrize("original", ["x@[127.0.0.1]", "x@localhost", "x y@orig.example", "../x@orig.example",
+                                      "x@orig.example.", "x@orig/example"])
 def test_a_valid_hash_never_makes_a_route_or_a_path(original):
     local, _, host = original.rpartition("@")
     ts = srs.stamp(WHEN)
     h = srs.make_hash(b"k", ts, host, local)[:4]
     with pytest.raises(srs.SRSError):
         srs.reverse(srs.Signer((b"k",)), f"SRS0={h}={ts}={host}={local}@example.com", WHEN)
+
+
+def test_a_slash_in_the_original_local_part_or_an_inner_hash_reverses():
+    """RFC 5321 atext holds '/', and base64 hashes carry it: such an address is a remote
+    recipient, never a path, so SRS gives it back (an SRS1's inner SRS0 included)."""
+    sign = srs.Signer((b"k",))
+    made = srs.forward(sign, "a/b@orig.example", "example.com", WHEN)
+    assert srs.reverse(sign, made, WHEN) == "a/b@orig.example"
+    inner = "SRS0=ab/c=AB=a.example=u@other.example"
+    again = srs.forward(sign, inner, "example.com", WHEN)
+    assert again.startswith("SRS1=") and srs.reverse(sign, again, WHEN) == inner
 
 
 # -- the secret -----------------------------------------------------------------------------

@@ -203,6 +203,18 @@ def test_an_srs0_sender_forwarded_again_becomes_srs1_and_its_bounce_goes_to_the_
     assert re.fullmatch(SRS1, again.sender, re.IGNORECASE), again.sender
 
 
+def test_a_sender_whose_srs_hash_holds_a_slash_is_taken_forwarded_and_its_bounce_reversed(srv, net):
+    """postsrsd's base64 hashes hold '/' in about one address in sixteen: MAIL FROM takes
+    it (RFC 5321 atext), and the bounce to our SRS1 form reaches the first forwarder."""
+    _, sink = net
+    first = "SRS0=Ab/9=AB=a.example=u@other.example"
+    m = forwarded(srv, net, "forward slash", sender=first)
+    assert re.fullmatch(r"SRS1=[A-Za-z0-9+/]{4}=other\.example==ab/9=AB=a\.example=u@example\.com",
+                        m.sender, re.IGNORECASE), m.sender
+    assert send(srv[0], "", m.sender, "bounce slash")[0] == 250
+    assert [r.lower() for r in arrived(sink, "bounce slash")[0].recipients] == [first.lower()]
+
+
 def test_our_users_mail_and_local_copies_keep_their_sender(srv, net):
     s, root = srv
     _, sink = net

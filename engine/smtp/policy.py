@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from ..access import directions
-from ..addresses import parse_address
+from ..addresses import parse_address, parse_sender
 from ..directory import POSTMASTER, Directory, Resolution
 from ..errors import InvalidInput
 from .replies import (AUTH_REQUIRED, BAD_ADDRESS, IP_LITERAL, LIST_AUTH_REQUIRED, RELAY_DENIED, ROUTE_REFUSED,
@@ -75,7 +75,7 @@ def normalize_sender(text: str) -> str | None:
     if text in ("", "<>"):
         return ""
     try:
-        return str(parse_address(text))
+        return str(parse_sender(text))       # '/' too: SRS hashes carry it
     except InvalidInput:
         return None
 
