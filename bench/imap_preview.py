@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from imap import PASSWORD, USER, make_root, start_ours  # noqa: E402  (bench/imap.py)
 
 # PREVIEW, and BODYSTRUCTURE beside it: another item both servers make from the files
-# (and keep: Dovecot in its index cache, we do not), for scale.
+# (and keep: Dovecot in its index cache, we per process: engine/imap/structures.py), for scale.
 ITEMS = ("PREVIEW", "BODYSTRUCTURE")
 ATTACHMENT = base64.encodebytes(bytes(range(256)) * 800)        # 200 KB of base64 lines
 

@@ -218,10 +218,14 @@ def render_parts(msg, items: list[FetchItem], data: bytes | None, flags_text: st
             if envelope is None:
                 envelope = encode(mime.envelope(root or mime.Part(data, 0, len(data))))
             out.append(b"ENVELOPE " + envelope)
-        elif name == "BODYSTRUCTURE":
-            out.append(b"BODYSTRUCTURE " + encode(mime.bodystructure(root, True)))
-        elif name == "BODY":
-            out.append(b"BODY " + encode(mime.bodystructure(root, False)))
+        elif name in ("BODYSTRUCTURE", "BODY"):
+            kept = getattr(msg, "structures", None)
+            value = kept.get(name) if kept is not None else None
+            if value is None:
+                value = encode(mime.bodystructure(root, name == "BODYSTRUCTURE"))
+                if kept is not None:          # for the caller to keep (structures.py)
+                    kept[name] = value
+            out.append(name.encode() + b" " + value)
         elif name == "RFC822":
             out.append(b"RFC822 ")
             out += literal_parts(data)

@@ -12,7 +12,7 @@ import asyncio
 from .. import maildir as store
 from .. import memtrim
 from ..errors import NotFound
-from . import bigfetch, fetch as fetchmod, preview
+from . import bigfetch, fetch as fetchmod, preview, structures
 from .transfer import UnknownCTE
 from . import headercache
 from . import index as indexmod
@@ -121,6 +121,9 @@ class FetchCommand(CommandBase):
                 if plan.wants_preview:     # made by this process before: no file to read
                     for v in batch:
                         v.preview = preview.cached(sel.folder, v.msg)
+                if plan.structure_names:   # the same
+                    for v in batch:
+                        v.structures = structures.cached(sel.folder, v.msg, plan.structure_names)
                 for v in batch:
                     try:
                         msg = v.msg
@@ -148,7 +151,10 @@ class FetchCommand(CommandBase):
                                 if msg.flags != v.msg.flags and not wants_flags:
                                     extra = [fetchmod.FetchItem("FLAGS")]
                                 v.msg = msg
+                        kept_structures = len(v.structures) if plan.structure_names else 0
                         if not needs_content:
+                            data = None
+                        elif plan.structure_only and kept_structures == len(plan.structure_names):
                             data = None
                         elif entry is not None:
                             data = entry.fields
@@ -170,6 +176,8 @@ class FetchCommand(CommandBase):
                             entry), b"\r\n")))
                         if made_preview:
                             preview.remember(sel.folder, msg, v.preview)
+                        if plan.structure_names and len(v.structures) > kept_structures:
+                            structures.remember(sel.folder, msg, v.structures)
                     except NotFound:
                         # expunged by another session: no EXPUNGE now (RFC 3501 §7.4.1)
                         out.append(_vanished_line(v, items, wants_flags))
@@ -242,7 +250,7 @@ class _Plan:
     same items over and over: one message's body per command)."""
     __slots__ = ("items", "needs_content", "header_only", "sets_seen", "wants_flags", "flags_only",
                  "indexed", "wants_envelope", "whole", "wants_size", "wants_modseq",
-                 "wants_preview", "preview_only", "prefix_enough")
+                 "wants_preview", "preview_only", "prefix_enough", "structure_names", "structure_only")
 
     def __init__(self, items: list[fetchmod.FetchItem]):
         self.items = items
@@ -265,6 +273,10 @@ class _Plan:
         self.preview_only = all(i.name == "PREVIEW" for i in items if i.needs_content)
         self.prefix_enough = self.wants_preview and all(
             i.name == "PREVIEW" or i.header_only for i in items if i.needs_content)
+        # BODYSTRUCTURE and BODY: kept per process once made (structures.py)
+        self.structure_names = tuple({i.name for i in items if structures.is_structure(i)})
+        self.structure_only = bool(self.structure_names) and all(
+            structures.is_structure(i) for i in items if i.needs_content)
 
 
 _plans: dict[tuple, _Plan] = {}

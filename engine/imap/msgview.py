@@ -20,6 +20,7 @@ class View:
     recent: bool
     modseq: int = 0     # CONDSTORE: set by the commands that report or compare it
     preview: bytes | None = None  # PREVIEW (RFC 8970): the UTF-8 text, once made or found kept
+    structures: dict | None = None  # {"BODYSTRUCTURE"/"BODY": encoded}, made or found kept (structures.py)
     _part: object = None
     _loader: object = None
     _folder: object = None
@@ -28,7 +29,7 @@ class View:
     def of(cls, sel: Selected, seq: int, loader) -> View:
         """Message `seq` of the selected folder; `loader(msg)` reads it whole when needed."""
         m = sel.msgs[seq - 1]
-        return cls(seq, m, sel.is_recent(m), 0, None, None, loader, sel.folder)
+        return cls(seq, m, sel.is_recent(m), 0, None, None, None, loader, sel.folder)
 
     @property
     def uid(self) -> int:
