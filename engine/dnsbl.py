@@ -153,12 +153,22 @@ class Cache:
 CACHE = Cache()
 
 
+def _key(resolver, query: Query) -> tuple:
+    return tuple(str(n) for n in getattr(resolver, "nameservers", ())), query.name
+
+
+def kept(resolver, query: Query, cache_s: float) -> Answer | None:
+    """The answer this process keeps for query, or None (not kept, or caching off)."""
+    found = CACHE.get(_key(resolver, query)) if cache_s > 0 else None
+    return Answer(query, found) if found is not None else None
+
+
 def lookup(resolver, query: Query, timeout: float, cache_s: float = 0) -> Answer:
     """The A records of query.name (blocking). A DNS failure is Answer.error."""
-    key = (tuple(str(n) for n in getattr(resolver, "nameservers", ())), query.name)
-    kept = CACHE.get(key) if cache_s > 0 else None
-    if kept is not None:
-        return Answer(query, kept)
+    key = _key(resolver, query)
+    found = kept(resolver, query, cache_s)
+    if found is not None:
+        return found
     try:
         found = dnslookup.query(resolver, query.name, "A", lifetime=timeout)
     except dnslookup.TempDNSError as e:
@@ -172,6 +182,9 @@ def lookup_all(resolver, queries, timeout: float, cache_s: float = 0) -> list[An
     """Every query at once (a message's lists cost one lookup time, not the sum); in the
     order given. Blocking: call it from a worker thread."""
     queries = list(queries)
+    known = [kept(resolver, q, cache_s) for q in queries]
+    if all(known):                    # the usual case for a client that sends again
+        return known
     if len(queries) <= 1:
         return [lookup(resolver, q, timeout, cache_s) for q in queries]
     pool = _pool()
@@ -193,9 +206,12 @@ async def lookup_all_async(resolver, queries, timeout: float, cache_s: float = 0
     """lookup_all from the event loop (RCPT time): the lookups run in this module's
     threads, never in the disk pool's, so slow DNS cannot hold disk work up."""
     import asyncio
+    queries = list(queries)
+    known = [kept(resolver, q, cache_s) for q in queries]
+    if all(known):                    # answered here: no hop to a thread and back
+        return known
     loop = asyncio.get_running_loop()
     pool = _pool()
-    queries = list(queries)
     tasks = [loop.run_in_executor(pool, lookup, resolver, q, timeout, cache_s) for q in queries]
     done = await asyncio.gather(*(asyncio.wait_for(t, timeout + 1.0) for t in tasks), return_exceptions=True)
     return [d if isinstance(d, Answer) else Answer(q, error="DNS timeout") for d, q in zip(done, queries)]

@@ -15,16 +15,15 @@ import ipaddress
 import re
 from urllib.parse import unquote
 
-from publicsuffixlist import PublicSuffixList
 
 from .mailauth.dmarc import org_domain
+from .publicsuffix import SUFFIXES
 
 # scheme://[user@]host ; www.host without a scheme (mail clients make these links)
 _URL = re.compile(rb"(?:\b(?:https?|ftp)://(?:[^\s/?#@\"'<>\\]{0,64}@)?|\bwww\.)"
                   rb"([A-Za-z0-9%._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])", re.IGNORECASE)
 _HOST = re.compile(r"[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})+\Z")
 MAX_PARTS = 20                    # MIME parts decoded at most
-_psl: PublicSuffixList | None = None
 
 
 def message_text(content, max_bytes: int) -> bytes:
@@ -67,7 +66,7 @@ def list_item(host: str) -> str:
     except ValueError:
         pass
     item = org_domain(host)
-    return item if item and "." in item and not _suffixes().is_public(item) else ""
+    return item if item and "." in item and not SUFFIXES.is_public(item) else ""
 
 
 def list_items(content, max_bytes: int, max_items: int) -> list[str]:
@@ -97,13 +96,6 @@ def _host(raw: bytes, www: bool) -> str:
     except ValueError:
         pass
     return text if _HOST.match(text) and not text.replace(".", "").isdigit() else ""
-
-
-def _suffixes() -> PublicSuffixList:
-    global _psl
-    if _psl is None:
-        _psl = PublicSuffixList()
-    return _psl
 
 
 def _first_bytes(content, limit: int) -> bytes:

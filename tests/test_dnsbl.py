@@ -218,3 +218,29 @@ def test_reject_texts():
     assert reject_reply("5.7.0 Listed at {zone}", zone="bl.example") == "550 5.7.0 Listed at bl.example"
     assert reject_reply("4.7.1 never a 4xx {domain}", domain="x\r\nBcc: y") == \
         "550 5.7.1 4.7.1 never a 4xx x??Bcc: y"
+
+
+def test_answers_are_kept_for_cache_s_and_asked_again_after():
+    """With dnsbl.cache_s, a client that sends again is answered from this process's
+    memory (no lookup, no hop to a lookup thread); past cache_s it is asked again."""
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    from dnsserver import DNSServer
+    from engine.mailauth import dnslookup
+    dns = DNSServer(listed("keep.bl.example", "192.0.2.7"))
+    try:
+        cfg = SimpleNamespace(queue=SimpleNamespace(nameservers=[dns.address]),
+                              mailauth=SimpleNamespace(dns_timeout_s=2, dns_cache_entries=0))
+        resolver = dnslookup.resolver_for(cfg)
+        queries = [dnsbl.ip_query("keep.bl.example", "192.0.2.7"), dnsbl.ip_query("keep.bl.example", "192.0.2.8")]
+        first = dnsbl.lookup_all(resolver, queries, 2.0, cache_s=1)
+        assert [a.addresses for a in first] == [("127.0.0.2",), ()] and len(dns.queries) == 2
+        again = asyncio.run(dnsbl.lookup_all_async(resolver, queries, 2.0, cache_s=1))
+        assert [a.addresses for a in again] == [("127.0.0.2",), ()] and len(dns.queries) == 2
+        time.sleep(1.1)
+        assert [a.addresses for a in dnsbl.lookup_all(resolver, queries, 2.0, cache_s=1)] == [("127.0.0.2",), ()]
+        assert len(dns.queries) == 4
+    finally:
+        dns.close()

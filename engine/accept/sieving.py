@@ -47,14 +47,26 @@ def compiled(text: str) -> Script:
     return found
 
 
-def run_scripts(home: Path, root_path: Path, message: SieveMessage, mailbox_exists) -> Result | None:
-    """The result of before + personal + after scripts, or None when no script applies.
-    The next script runs only while the implicit keep stands (as Pigeonhole's sequence)."""
-    chain = [*global_scripts(root_path, "before")]
+def global_chain(root_path: Path) -> tuple[list, list]:
+    """The global before and after scripts: read once for a message, not per mailbox."""
+    return global_scripts(root_path, "before"), global_scripts(root_path, "after")
+
+
+def script_chain(home: Path, root_path: Path, shared: tuple[list, list] | None = None) -> list[tuple[str, str]]:
+    """(name, text) of the scripts that run for one mailbox, in order: the global before
+    scripts, the account's active one, the global after scripts."""
+    before, after = shared if shared is not None else global_chain(root_path)
     personal = active_script(home)
-    if personal is not None:
-        chain.append(personal)
-    chain += global_scripts(root_path, "after")
+    return [*before, *([personal] if personal is not None else []), *after]
+
+
+def run_scripts(home: Path, root_path: Path, message: SieveMessage, mailbox_exists,
+                chain: list[tuple[str, str]] | None = None) -> Result | None:
+    """The result of before + personal + after scripts (chain, when the caller read it),
+    or None when no script applies. The next script runs only while the implicit keep
+    stands (as Pigeonhole's sequence)."""
+    if chain is None:
+        chain = script_chain(home, root_path)
     if not chain:
         return None
     total = Result()
@@ -96,7 +108,8 @@ def sieve_filter(arrival):
     env = arrival.envelope
     if arrival.directory is None or arrival.root is None:
         return CONTINUE
-    raw = arrival.head() if not isinstance(arrival.content, (bytes, bytearray)) else bytes(arrival.content)
+    raw = None                      # the message as the scripts see it: made for the first script
+    shared = None                   # the global scripts: read for the first mailbox
     verdicts: list = []
     discarded, rejected, mailboxes = [], [], []
     outside = False                 # a copy also goes elsewhere (a forward): never Discard it all
@@ -114,8 +127,16 @@ def sieve_filter(arrival):
             mailboxes.append(account.address)
             try:
                 box = Maildir.for_account(arrival.root, account.domain, account.local)
+                if shared is None:
+                    shared = global_chain(Path(arrival.root.path))
+                chain = script_chain(box.path, Path(arrival.root.path), shared)
+                if not chain:               # the usual case: no message parsed, nothing copied
+                    continue
+                if raw is None:
+                    raw = arrival.head() if not isinstance(arrival.content, (bytes, bytearray)) \
+                        else bytes(arrival.content)
                 message = SieveMessage(raw, env.sender, account.address)
-                result = run_scripts(box.path, Path(arrival.root.path), message, _folder_check(box))
+                result = run_scripts(box.path, Path(arrival.root.path), message, _folder_check(box), chain)
             except (MailError, OSError, ValueError) as e:      # an unreadable script: INBOX
                 log.warning("sieve: %s: scripts not run (%s); the message goes to INBOX", account.address, e)
                 continue

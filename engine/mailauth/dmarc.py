@@ -4,15 +4,15 @@ identifier alignment of SPF and DKIM, and the policy that applies (p, sp, pct).
 """
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 
 import dns.name
-from publicsuffixlist import PublicSuffixList
 
 from . import dnslookup
+from ..publicsuffix import SUFFIXES
 
-_psl = PublicSuffixList()
 POLICIES = ("none", "quarantine", "reject")
 MAX_RECORD = 2048             # longer TXT values are not a DMARC record we act on
 
@@ -61,6 +61,7 @@ def parse_record(text: str) -> Record:
                   min(pct, 100))
 
 
+@functools.lru_cache(maxsize=4096)      # pure, and asked several times a message for the same names
 def ascii_domain(domain: str) -> str:
     """The domain in its DNS form (A-labels, lower case): a From of bücher.example and a
     DKIM d= of xn--bcher-kva.example are the same domain."""
@@ -71,11 +72,12 @@ def ascii_domain(domain: str) -> str:
         return domain.lower()
 
 
+@functools.lru_cache(maxsize=4096)
 def org_domain(domain: str) -> str:
     """The organisational domain (§3.2): the public suffix plus one label."""
     domain = ascii_domain(domain)
     try:
-        found = _psl.privatesuffix(domain)
+        found = SUFFIXES.privatesuffix(domain)
     except Exception:  # noqa: BLE001 - a name the list cannot take stands for itself
         found = None
     return found or domain
