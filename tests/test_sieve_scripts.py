@@ -63,6 +63,35 @@ def test_global_before_and_after_scripts_run_around_the_personal_one(tmp_path):
     assert result.folders() == [("Invoices", (), False)]      # filed: the after script does not run
 
 
+def test_global_scripts_kept_between_messages_are_read_again_after_any_change(tmp_path):
+    """Global scripts are kept per process (read for every message they cost more than
+    the rest of the stage); an edit in place, a rename over, a new file, a removal or a
+    link put in their place is seen at the next message."""
+    root = tmp_path / "root"
+    before = root / "sieve" / "before.d"
+    assert scripts.global_scripts(root, "before") == []           # no directory at all
+    before.mkdir(parents=True)
+    (before / "10-a.sieve").write_text("keep;\n")
+    assert scripts.global_scripts(root, "before") == [("before.d/10-a.sieve", "keep;\n")]
+    with open(before / "10-a.sieve", "w") as f:                     # in place: same inode, same dir
+        f.write("stop;\n")
+    assert scripts.global_scripts(root, "before") == [("before.d/10-a.sieve", "stop;\n")]
+    (before / ".new").write_text("discard;\n")
+    os.rename(before / ".new", before / "10-a.sieve")               # as an editor or atomic write does
+    assert scripts.global_scripts(root, "before")[0][1] == "discard;\n"
+    (before / "20-b.sieve").write_text("keep;\n")
+    assert [n for n, _ in scripts.global_scripts(root, "before")] == ["before.d/10-a.sieve", "before.d/20-b.sieve"]
+    (before / "10-a.sieve").unlink()
+    assert [n for n, _ in scripts.global_scripts(root, "before")] == ["before.d/20-b.sieve"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "30-x.sieve").write_text("discard;\n")
+    (before / "20-b.sieve").unlink()
+    before.rmdir()
+    before.symlink_to(elsewhere)                                    # never followed, and logged
+    assert scripts.global_scripts(root, "before") == []
+
+
 @pytest.mark.parametrize("text, error", [
     ("".join(f'redirect "r{n}@example.net";\n' for n in range(5)), "line 5: more than 4 redirects"),
     ('require "fileinto";\n' + "".join(f'fileinto "f{n}";\n' for n in range(40)), "more than 32 actions"),

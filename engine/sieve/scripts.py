@@ -140,16 +140,51 @@ def rename_script(home: Path, old: str, new: str) -> None:
         activate(home, new)
 
 
+# Global scripts as last read, by directory: {path: (stamp, scripts)}. Every message
+# asks for them; reading them through nofollow each time cost more than the rest of the
+# Sieve stage. The stamp (the directory's and each script's inode, mtime and size)
+# changes with any edit, rename or replacement, and then they are read again.
+_global_read: dict[str, tuple[tuple, list[tuple[str, str]]]] = {}
+
+
 def global_scripts(root_path: Path, which: str) -> list[tuple[str, str]]:
     """(name, text) of the global scripts in <root>/sieve/<which>.d/, by name."""
     folder = Path(root_path) / SCRIPTS_DIR
+    where = f"{folder}/{which}.d"
+    kept = _global_read.get(where)
+    stamp = _stamp(where, [name for name, _ in kept[1]] if kept is not None else [])
+    if stamp is None:                 # no such directory: the usual case, one lstat
+        _global_read.pop(where, None)
+        return []
+    if kept is not None and kept[0] == stamp:
+        return kept[1]
     try:
         files = nofollow.list_files(folder, f"{which}.d")
     except FileNotFoundError:
+        _global_read.pop(where, None)
         return []
+    names = [f"{which}.d/{f}" for f in sorted(files) if f.endswith(SUFFIX) and not f.startswith(".")]
+    before = _stamp(where, names)
     out = []
-    for f in sorted(files):
-        if f.endswith(SUFFIX) and not f.startswith("."):
-            with contextlib.suppress(FileNotFoundError):
-                out.append((f"{which}.d/{f}", nofollow.read_text(folder / f"{which}.d" / f, errors="replace")))
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            out.append((name, nofollow.read_text(folder / name, errors="replace")))
+    if _stamp(where, [name for name, _ in out]) == before:     # nothing changed while read
+        _global_read[where] = (before, out)
     return out
+
+
+def _stamp(where: str, names: list[str]) -> tuple | None:
+    """What changes when <which>.d or one of the scripts named changes; None: no directory."""
+    try:
+        st = os.lstat(where)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    parts = [(st.st_dev, st.st_ino, st.st_mtime_ns, st.st_mode)]
+    for name in names:
+        try:
+            f = os.lstat(f"{where}/{name.split('/', 1)[1]}")
+            parts.append((name, f.st_ino, f.st_mtime_ns, f.st_size))
+        except OSError:
+            parts.append((name, None))
+    return tuple(parts)
