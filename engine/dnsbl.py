@@ -165,7 +165,6 @@ def kept(resolver, query: Query, cache_s: float) -> Answer | None:
 
 def lookup(resolver, query: Query, timeout: float, cache_s: float = 0) -> Answer:
     """The A records of query.name (blocking). A DNS failure is Answer.error."""
-    key = _key(resolver, query)
     found = kept(resolver, query, cache_s)
     if found is not None:
         return found
@@ -174,7 +173,7 @@ def lookup(resolver, query: Query, timeout: float, cache_s: float = 0) -> Answer
     except dnslookup.TempDNSError as e:
         return Answer(query, error=str(e))
     addresses = tuple(sorted({str(r.address) for r in found if hasattr(r, "address")}))[:16]
-    CACHE.put(key, addresses, cache_s)
+    CACHE.put(_key(resolver, query), addresses, cache_s)
     return Answer(query, addresses)
 
 

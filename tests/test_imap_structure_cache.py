@@ -3,12 +3,10 @@ a second FETCH of them reads no file, answers exactly as the first, and BODY sta
 non-extended form."""
 from __future__ import annotations
 
-import pytest
+from helpers_mail import maildir
+from test_imap_preview import Client, server  # noqa: F401  (the fixture: a server on a new root)
+from test_imap_preview import client as logged_in
 
-from helpers_mail import add_users, maildir, new_root, running
-from test_imap_preview import Client
-
-USER = "alice@example.com"
 MIXED = (b"Subject: mixed\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b1\n\n"
          b"--b1\nContent-Type: text/plain; charset=utf-8\n\nhello\n"
          b"--b1\nContent-Type: message/rfc822\n\nSubject: inner\nContent-Type: multipart/alternative; boundary=b2\n\n"
@@ -18,17 +16,8 @@ MIXED = (b"Subject: mixed\nMIME-Version: 1.0\nContent-Type: multipart/mixed; bou
 PLAIN = b"Subject: plain\n\njust text\n"
 
 
-@pytest.fixture()
-def server(tmp_path):
-    root = new_root(tmp_path / "r")
-    add_users(root, ["alice"])
-    with running(root, ("imap",)) as srv:
-        yield root, srv
-
-
 def client(srv) -> Client:
-    c = Client(srv.port("imap"), timeout=60)
-    c.login(USER)
+    c = logged_in(srv)
     assert b"t1 OK" in c.answer(b"EXAMINE INBOX")
     return c
 

@@ -108,6 +108,7 @@ def sieve_filter(arrival):
     env = arrival.envelope
     if arrival.directory is None or arrival.root is None:
         return CONTINUE
+    root_path = Path(arrival.root.path)
     raw = None                      # the message as the scripts see it: made for the first script
     shared = None                   # the global scripts: read for the first mailbox
     verdicts: list = []
@@ -128,15 +129,15 @@ def sieve_filter(arrival):
             try:
                 box = Maildir.for_account(arrival.root, account.domain, account.local)
                 if shared is None:
-                    shared = global_chain(Path(arrival.root.path))
-                chain = script_chain(box.path, Path(arrival.root.path), shared)
+                    shared = global_chain(root_path)
+                chain = script_chain(box.path, root_path, shared)
                 if not chain:               # the usual case: no message parsed, nothing copied
                     continue
                 if raw is None:
                     raw = arrival.head() if not isinstance(arrival.content, (bytes, bytearray)) \
                         else bytes(arrival.content)
                 message = SieveMessage(raw, env.sender, account.address)
-                result = run_scripts(box.path, Path(arrival.root.path), message, _folder_check(box), chain)
+                result = run_scripts(box.path, root_path, message, _folder_check(box), chain)
             except (MailError, OSError, ValueError) as e:      # an unreadable script: INBOX
                 log.warning("sieve: %s: scripts not run (%s); the message goes to INBOX", account.address, e)
                 continue
