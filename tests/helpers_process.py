@@ -10,6 +10,7 @@ socket's inode) and /proc/PID/fd, so it works whichever process of the server to
 from __future__ import annotations
 
 import os
+import smtplib
 import socket
 import time
 
@@ -122,3 +123,25 @@ class PeakRss:
         self._stop.set()
         self._thread.join()
         self.peak_mb = max(self.peak_mb, rss_mb(self.pid))
+
+
+def smtp_sessions_in_two_processes(port: int, top: int, source: str = "127.0.0.1") -> dict:
+    """One open smtplib session from `source` in each of two serving processes, by pid.
+
+    Both processes accept from one listening socket, and under load the same one may win
+    many times running: a session that landed twice is ended at once (kept, it would count
+    against server.max_connections_per_ip) and the next try waits a little."""
+    found: dict[int, smtplib.SMTP] = {}
+    for _ in range(120):
+        s = smtplib.SMTP("127.0.0.1", port, timeout=20, source_address=(source, 0))
+        pid = serving_pid(s.sock, top)
+        if pid in found:
+            s.quit()
+            time.sleep(0.05)
+        else:
+            found[pid] = s
+        if len(found) == 2:
+            return found
+    for s in found.values():
+        s.close()
+    raise AssertionError("the kernel never gave a session to the second serving process")

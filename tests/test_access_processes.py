@@ -7,29 +7,11 @@ from __future__ import annotations
 import base64
 import smtplib
 
-from helpers_process import serving_pid
+from helpers_process import smtp_sessions_in_two_processes
 from helpers_server import mailctl, make_root, serve_process, wait_for_processes
 
 BOB, PASSWORD = "bob@example.com", "bob-password-1"
 
-
-def sessions_in_both(port: int, top: int, ip: str) -> list[smtplib.SMTP]:
-    """One open SMTP session from ip in each serving process."""
-    found: dict[int, smtplib.SMTP] = {}
-    spare = []
-    for _ in range(60):
-        s = smtplib.SMTP("127.0.0.1", port, timeout=20, source_address=(ip, 0))
-        pid = serving_pid(s.sock, top)
-        if pid in found:
-            spare.append(s)
-        else:
-            found[pid] = s
-        if len(found) == 2:
-            break
-    for s in spare:
-        s.close()
-    assert len(found) == 2, "the kernel never spread the connections over both processes"
-    return list(found.values())
 
 
 def auth_plain(s: smtplib.SMTP) -> int:
@@ -47,8 +29,8 @@ def test_a_ban_and_an_access_entry_from_the_cli_reach_both_processes(tmp_path):
         # earlier bans and entries, read by both processes before the changes below
         assert mailctl(root, "ban", "add", "127.0.79.9").returncode == 0
         assert mailctl(root, "access", "add", "recipient", "nobody@far.example").returncode == 0
-        banned = sessions_in_both(proc.ports["submission"], top, "127.0.71.1")
-        inbound = sessions_in_both(proc.ports["smtp"], top, "127.0.72.1")
+        banned = list(smtp_sessions_in_two_processes(proc.ports["submission"], top, "127.0.71.1").values())
+        inbound = list(smtp_sessions_in_two_processes(proc.ports["smtp"], top, "127.0.72.1").values())
         try:
             r = mailctl(root, "ban", "add", "127.0.71.1", "--minutes", "30")
             assert r.returncode == 0, r.stderr

@@ -18,30 +18,12 @@ import pytest
 
 from conftest import reachable_by
 from engine import privileges
-from helpers_process import serving_pid
+from helpers_process import smtp_sessions_in_two_processes
 from helpers_server import mailctl, make_root, serve_process, wait_for_processes
 
 BOB = "bob@example.com"
 DELAY_S = 2.0
 
-
-def _sessions_in_both(port: int, top: int) -> dict[int, smtplib.SMTP]:
-    """One open SMTP session in each serving process (retried until the kernel spread them)."""
-    found: dict[int, smtplib.SMTP] = {}
-    spare = []
-    for _ in range(60):
-        s = smtplib.SMTP("127.0.0.1", port, timeout=20)
-        pid = serving_pid(s.sock, top)
-        if pid in found:
-            spare.append(s)
-        else:
-            found[pid] = s
-        if len(found) == 2:
-            break
-    for s in spare:
-        s.close()
-    assert len(found) == 2, "the kernel never spread the connections over both processes"
-    return found
 
 
 def _rcpt(s: smtplib.SMTP, sender: str) -> int:
@@ -57,7 +39,7 @@ def test_two_serving_processes_share_the_records(tmp_path):
         "greylist.delay_minutes": DELAY_S / 60, "greylist.whitelist_networks": [], "greylist.spf_bypass": False})
     with serve_process(root) as proc:
         wait_for_processes(root, 2)
-        one, two = _sessions_in_both(proc.ports["smtp"], proc.proc.pid).values()
+        one, two = smtp_sessions_in_two_processes(proc.ports["smtp"], proc.proc.pid).values()
         try:
             started = time.monotonic()
             assert _rcpt(one, "carol@far.example") == 451           # carol's first try, in one process

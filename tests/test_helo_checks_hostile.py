@@ -13,7 +13,7 @@ import socket
 import pytest
 
 from dnsserver import DNSServer
-from helpers_process import serving_pid
+from helpers_process import smtp_sessions_in_two_processes
 from helpers_server import make_root, running_server, serve_process, wait_for_processes
 
 BOB = "bob@example.com"
@@ -102,22 +102,6 @@ def test_hostile_helo_names_get_a_clear_reply_and_the_server_serves_on(tmp_path,
     assert "Traceback" not in caplog.text and "internal error" not in caplog.text
 
 
-def _sessions_in_both(port: int, top: int) -> dict[int, smtplib.SMTP]:
-    """One open SMTP session in each serving process (retried until the kernel spread them)."""
-    found: dict[int, smtplib.SMTP] = {}
-    spare = []
-    for _ in range(60):
-        s = smtplib.SMTP("127.0.0.1", port, timeout=20)
-        pid = serving_pid(s.sock, top)
-        (spare if pid in found else []).append(s)
-        found.setdefault(pid, s)
-        if len(found) == 2:
-            break
-    for s in spare:
-        s.close()
-    assert len(found) == 2, "the kernel never spread the connections over both processes"
-    return found
-
 
 def test_two_serving_processes_apply_the_checks_alike(tmp_path):
     dns = DNSServer(ZONE)
@@ -127,7 +111,7 @@ def test_two_serving_processes_apply_the_checks_alike(tmp_path):
     try:
         with serve_process(root) as proc:
             wait_for_processes(root, 2)
-            sessions = _sessions_in_both(proc.ports["smtp"], proc.proc.pid).values()
+            sessions = smtp_sessions_in_two_processes(proc.ports["smtp"], proc.proc.pid).values()
             try:
                 for s in sessions:
                     for helo, code in ((HOST, 550), ("client.example.net", 250), ("x_y.example", 550),

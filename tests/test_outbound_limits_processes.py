@@ -13,31 +13,12 @@ import pytest
 import engine.accept.local  # noqa: F401  (imported before fork: a child that became another user may not
 import engine.localsubmit  # noqa: F401   reach the Python packages; it only runs them)
 from engine.queue import Queue
-from helpers_process import serving_pid
+from helpers_process import smtp_sessions_in_two_processes
 from helpers_server import make_root, running_server, serve_process, wait_for_processes
 from test_outbound_limits import ALICE, BASE, BOB, PASSWORDS, message, send, show
 from test_sendmail_local_users import sendmail_as
 
 LIMIT_TEXT = f"4.7.1 {ALICE}: sending limit of 2 messages per hour reached, try again later"
-
-
-def _logged_in_both(port: int, top: int) -> list[smtplib.SMTP]:
-    """Alice logged in once in each serving process (retried until the kernel spread them)."""
-    found: dict[int, smtplib.SMTP] = {}
-    spare = []
-    for _ in range(60):
-        s = smtplib.SMTP("127.0.0.1", port, timeout=20)
-        pid = serving_pid(s.sock, top)
-        (spare.append(s) if pid in found else found.__setitem__(pid, s))
-        if len(found) == 2:
-            break
-    for s in spare:
-        s.close()
-    assert len(found) == 2, "the kernel never spread the connections over both processes"
-    for s in found.values():
-        s.ehlo("client.example")
-        s.login(ALICE, PASSWORDS[ALICE])
-    return list(found.values())
 
 
 def _queued(root) -> int:
@@ -49,7 +30,10 @@ def test_two_serving_processes_share_the_counts_and_never_both_take_the_last_pla
         **BASE, "server.processes": 2, "send_limits.messages_per_hour": 2})
     with serve_process(root) as proc:
         wait_for_processes(root, 2)
-        one, two = _logged_in_both(proc.ports["submission"], proc.proc.pid)
+        one, two = smtp_sessions_in_two_processes(proc.ports["submission"], proc.proc.pid).values()
+        for s in (one, two):
+            s.ehlo("client.example")
+            s.login(ALICE, PASSWORDS[ALICE])
         try:
             assert send(one, ALICE, ["x@remote.example"]) == (250, "")
             # both sessions pass RCPT while one place is left ...

@@ -3,27 +3,12 @@ server.processes = 2; connections told apart by the process that holds them), an
 counters of both reach `mailctl status`."""
 from __future__ import annotations
 
-import smtplib
 
 from dnsserver import DNSServer
 from helpers_dnsbl import BOB, block_list, delivered, listed, message
-from helpers_process import serving_pid
+from helpers_process import smtp_sessions_in_two_processes
 from helpers_server import make_root, serve_process, serve_status, wait_for_processes
 
-
-def _one_session_per_process(port: int, top: int, source: str) -> dict[int, smtplib.SMTP]:
-    found: dict[int, smtplib.SMTP] = {}
-    spare = []
-    for _ in range(60):
-        s = smtplib.SMTP("127.0.0.1", port, timeout=20, source_address=(source, 0))
-        pid = serving_pid(s.sock, top)
-        (spare.append(s) if pid in found else found.__setitem__(pid, s))
-        if len(found) == 2:
-            break
-    for s in spare:
-        s.close()
-    assert len(found) == 2, "the kernel never spread the connections over both processes"
-    return found
 
 
 def test_both_serving_processes_score_and_refuse(tmp_path):
@@ -38,7 +23,7 @@ def test_both_serving_processes_score_and_refuse(tmp_path):
             wait_for_processes(root, 2)
             top, port = proc.proc.pid, proc.ports["smtp"]
             for source, expected in (("127.0.0.31", 250), ("127.0.0.32", 550)):
-                sessions = _one_session_per_process(port, top, source)
+                sessions = smtp_sessions_in_two_processes(port, top, source)
                 for n, (pid, s) in enumerate(sessions.items()):
                     with s:
                         s.ehlo("client.example")
