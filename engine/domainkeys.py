@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from . import sendlimits_settings
+from . import foldernames, sendlimits_settings
+from .errors import InvalidInput
 
 LIST_MODES = ("public", "members", "announce")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -17,6 +18,13 @@ def _is_num(v):
 
 def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_folder_name(v):
+    try:
+        return isinstance(v, str) and foldernames.split(v, new=True) != ["INBOX"]
+    except InvalidInput:
+        return False
 
 
 def _is_strlist(v):
@@ -39,6 +47,8 @@ DOMAIN_KEYS = {
     "spam_scoring": (lambda v: isinstance(v, bool), "true or false"),
     "spam_mark_score": (lambda v: _is_num(v) and 0 < v <= 1000, "a score above 0, at most 1000"),
     "spam_reject_score": (lambda v: _is_num(v) and 0 <= v <= 1000, "a score from 0 (never) to 1000"),
+    "junk_folder": (_is_folder_name, "a folder name other than INBOX, like \"Spam\" (its spam goes there, and "
+                                     "what users move into or out of it is learned)"),
 }
 TABLES = ("accounts", "aliases", "lists")
 ACCOUNT_KEYS = {

@@ -52,7 +52,7 @@ def listener_starters() -> dict:
 
 def workers() -> dict:
     """Worker name (its settings section) -> the function that runs it until the server stops."""
-    from . import pickup
+    from . import learning, pickup
     from .accept import greylisting
     from .outbound import runner
 
@@ -60,7 +60,7 @@ def workers() -> dict:
         # the runner's start-up sweep keeps the bodies that pickup's commit markers still name
         await runner.run(rt, keep_bodies=pickup.pending_queue_ids)
 
-    return {"queue": queue, "pickup": pickup.run, "greylist_expiry": greylisting.expire}
+    return {"queue": queue, "pickup": pickup.run, "greylist_expiry": greylisting.expire, "spam_learn": learning.run}
 
 
 class Service:

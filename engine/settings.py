@@ -15,7 +15,7 @@ from .access import access_settings
 from .errors import ConfigError
 from .scan import attachment_settings
 from .scan import settings as antivirus_settings
-from .scan import spamscan_settings
+from .scan import learn_settings, spamscan_settings
 from .settingkeys import (
     Key, address, control_problem, domain, domain_patterns, domains, durations,
     host_or_ip_problem, hostname, in_range, ip_address, ip_addresses, ip_patterns,
@@ -215,6 +215,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "antivirus": antivirus_settings.KEYS,
     "spam_scan": spamscan_settings.KEYS,    # rspamd / spamd (engine/accept/spamscan.py)
+    "spam_learn": learn_settings.KEYS,      # learning from users' Junk moves (engine/learning.py)
     "attachments": attachment_settings.KEYS,       # attachment blocking (engine/accept/attachments.py)
     "greylist": {
         "enabled": Key(False, bool, "greylisting on port 25 (RFC 6647): the first try of an unknown (client network, "

@@ -85,7 +85,8 @@ SPAM_KEYS = {
                         "of DATA; 0 = never (the default: nothing is refused until you choose; 10 is common). "
                         "Per domain: spam_reject_score", in_range(0, 1000)),
     "subject_prefix": Key("", str, "put before the Subject of a marked message, like \"[SPAM] \" ('' = none)"),
-    "junk_folder": Key("Junk", str, "folder for marked mail (INBOX when a mailbox has no such folder)", non_empty),
+    "junk_folder": Key("Junk", str, "folder for marked mail (INBOX when a mailbox has no such folder); per domain: "
+                       "junk_folder in its file", non_empty),
     "whitelist_networks": Key(["127.0.0.0/8", "::1/128"], list, "clients whose mail is never scored nor "
                               "checked against block lists: addresses, networks or wildcards (192.168.*)",
                               ip_patterns),
@@ -112,3 +113,9 @@ DNSBL_KEYS = {
     "max_urls": Key(20, int, "distinct URL domains of one message asked of the URI lists", in_range(1, 200)),
     "max_body_kb": Key(256, int, "KB of a message read for its URLs", in_range(1, 10240)),
 }
+
+
+def junk_folder(settings, directory, address: str) -> str:
+    """The Junk folder of a mailbox: its domain's junk_folder, else spam.junk_folder."""
+    domain = directory.domain(address.rpartition("@")[2]) if directory is not None else None
+    return (domain.junk_folder if domain is not None else "") or settings.spam.junk_folder

@@ -5,6 +5,10 @@ DNS or redis are off, spamd runs with -L (local tests only). GTUBE is spam to bo
 
     with Rspamd(tmp_path) as r:          # r.address "127.0.0.1:NNNN"; r.stop(); r.start()
     with Spamd(tmp_path) as s:
+
+Learning: LearningRspamd has a controller (r.controller) and its Bayes statistics in a real
+redis (Redis, started the same way); LearningSpamd takes TELL and keeps a Bayes database;
+both report how many messages they learned as spam and as ham (learned()).
 """
 from __future__ import annotations
 
@@ -27,6 +31,8 @@ from helpers_clamav import free_port
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 RSPAMD = shutil.which("rspamd") or "/usr/bin/rspamd"
 SPAMD = shutil.which("spamd") or "/usr/sbin/spamd"
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+SA_LEARN = shutil.which("sa-learn") or "/usr/bin/sa-learn"
 # rspamd modules that need DNS, redis or the network: off, so a test answers in milliseconds
 RSPAMD_OFF = ("rbl", "surbl", "fuzzy_check", "dkim", "spf", "dmarc", "arc", "asn", "emails", "phishing", "mx_check",
               "rspamd_update", "dcc", "hfilter", "greylist", "ratelimit", "neural", "reputation", "url_redirector",
@@ -155,6 +161,84 @@ class Spamd(_Daemon):
         (site / "local.cf").write_text("use_bayes 0\nbayes_auto_learn 0\nskip_rbl_checks 1\n")
         return [SPAMD, f"--siteconfigpath={site}", "-x", "-L", f"--listen=127.0.0.1:{self.port}",
                 "--max-children=2", "--min-children=1", "-s", str(self.dir / "spamd.log"), *user]
+
+
+class Redis(_Daemon):
+    """A redis for rspamd's Bayes statistics: loopback, nothing saved to disk."""
+    name = "redis"
+    program = REDIS
+    ping = (b"PING\r\n", b"+PONG")
+
+    def command(self) -> list[str]:
+        return [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", str(self.dir), "--logfile", str(self.dir / "redis.log"), "--protected-mode", "no"]
+
+    def hash(self, key: str) -> dict[str, str]:
+        """HGETALL key, over redis's own protocol (QUIT after it: read to the end)."""
+        with socket.create_connection(("127.0.0.1", self.port), 5) as s:
+            s.sendall(f"HGETALL {key}\r\nQUIT\r\n".encode())
+            got = b""
+            while piece := s.recv(65536):
+                got += piece
+        lines = got.split(b"\r\n")
+        count = int(lines[0][1:])
+        values = [line.decode() for line in lines[2:2 + 2 * count:2]]
+        return dict(zip(values[::2], values[1::2]))
+
+
+class LearningRspamd(Rspamd):
+    """rspamd with its controller worker (learning) and Bayes statistics in redis."""
+
+    def __init__(self, base: Path, redis: Redis):
+        super().__init__(base)
+        self.redis = redis
+        self.controller = f"127.0.0.1:{free_port()}"
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        (self.dir / "local" / "local.d" / "classifier-bayes.conf").write_text(
+            f'backend = "redis";\nservers = "{self.redis.address}";\nmin_learns = 1;\nautolearn = false;\n')
+        conf = self.dir / "rspamd.conf"
+        conf.write_text(conf.read_text() + f'worker "controller" {{\n  bind_socket = "{self.controller}";\n'
+                        '  count = 1;\n  secure_ip = "127.0.0.1";\n  static_dir = "${WWWDIR}";\n}\n')
+        return cmd
+
+    def learned(self) -> dict[str, int]:
+        """rspamd's own counts, as `rspamc stat` shows them: {'spam': n, 'ham': n}."""
+        counts = self.redis.hash("RS")
+        return {"spam": int(counts.get("learns_spam", 0)), "ham": int(counts.get("learns_ham", 0))}
+
+
+class LearningSpamd(Spamd):
+    """spamd that takes TELL (--allow-tell) into a Bayes database of its own."""
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        self.site = Path(cmd[1].partition("=")[2])
+        bayes = self.site.parent / "bayes"
+        bayes.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            os.chown(bayes, *_nobody())
+        (self.site / "local.cf").write_text(f"use_bayes 1\nbayes_auto_learn 0\nskip_rbl_checks 1\n"
+                                            f"bayes_path {bayes}/bayes\nbayes_file_mode 0770\n")
+        return [*cmd, "--allow-tell"]
+
+    def learned(self) -> dict[str, int]:
+        """spamd's own counts (sa-learn --dump magic): {'spam': n, 'ham': n}."""
+        out = subprocess.run([SA_LEARN, f"--siteconfigpath={self.site}", "--dump", "magic"], capture_output=True,
+                             text=True, timeout=60, env={**os.environ, "HOME": str(self.dir)})
+        counts = {"spam": 0, "ham": 0}
+        for line in out.stdout.splitlines():
+            parts = line.split()
+            if parts[-1:] in (["nspam"], ["nham"]):
+                counts[parts[-1][1:]] = int(parts[2])
+        return counts
+
+
+def _nobody() -> tuple[int, int]:
+    import pwd
+    entry = pwd.getpwnam("nobody")
+    return entry.pw_uid, entry.pw_gid
 
 
 def message(body: bytes = b"Hello Bob,\r\nlunch tomorrow at noon? We could try the new place on the corner.\r\n"

@@ -11,7 +11,7 @@ import math
 import pytest
 from hypothesis import example, given, strategies as st
 
-from engine.scan import rspamd, spamd
+from engine.scan import learn, rspamd, spamd
 from engine.scan.verdict import ScanFailed, SpamVerdict
 from helpers_fuzz import fuzz
 
@@ -108,3 +108,36 @@ def test_replies_cut_short_or_bent_are_scan_failed(raw):
     parse = rspamd.parse_reply if raw.startswith(b"HTTP") else spamd.parse_reply
     with pytest.raises(ScanFailed):
         parse(raw)
+
+
+# Learning (engine/scan/learn.py): whatever a learner answers is LEARNED, KNOWN or ScanFailed
+# with a one-line reason of printable characters (it reaches the log), never another exception.
+@fuzz(500)
+@given(st.sampled_from(["rspamd", "spamd"]), st.binary(max_size=400))
+@example("rspamd", b"HTTP/1.1 200 OK\r\n\r\n{\"success\":true}")
+@example("rspamd", b"HTTP/1.1 208 Already Reported\r\n\r\n")
+@example("rspamd", b"HTTP/1.1 500 Oops\r\n\r\n{\"error\": \"\\u0000\\n/etc/shadow\"}")
+@example("rspamd", b"HTTP/1.1 200 OK\r\n\r\n[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[")
+@example("spamd", b"SPAMD/1.1 0 EX_OK\r\nDidSet: local\r\n\r\n")
+@example("spamd", b"SPAMD/1.1 69 EX_UNAVAILABLE\r\n\r\n")
+def test_a_learner_s_answer_is_learned_known_or_a_clear_failure(learner, raw):
+    parse = learn.rspamd_reply if learner == "rspamd" else learn.spamd_reply
+    try:
+        result = parse(raw)
+    except ScanFailed as e:
+        assert str(e).isprintable() and len(str(e)) < 300
+        return
+    assert result in (learn.LEARNED, learn.KNOWN)
+
+
+def test_the_learners_answers_mean_what_they_say():
+    assert learn.rspamd_reply(b"HTTP/1.1 200 OK\r\n\r\n{\"success\":true}") == learn.LEARNED
+    assert learn.rspamd_reply(b"HTTP/1.1 208 Already Reported\r\n\r\n{\"error\":\"already learned\"}") == learn.KNOWN
+    with pytest.raises(ScanFailed, match="status 200"):
+        learn.rspamd_reply(b"HTTP/1.1 200 OK\r\n\r\n{\"success\":false}")
+    assert learn.spamd_reply(b"SPAMD/1.1 0 EX_OK\r\nDidSet: local\r\n\r\n") == learn.LEARNED
+    assert learn.spamd_reply(b"SPAMD/1.1 0 EX_OK\r\n\r\n") == learn.KNOWN
+    with pytest.raises(ScanFailed, match="error 69"):
+        learn.spamd_reply(b"SPAMD/1.1 69 EX_UNAVAILABLE\r\n\r\n")
+    # a user name never makes a header line of its own
+    assert b"User:" not in learn.spamd_request("spam", b"x", user="bob\r\nSet: remote")

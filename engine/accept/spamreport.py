@@ -54,7 +54,8 @@ def check_message(settings, data: bytes, *, ip: str, helo: str, sender: str, sco
     if reject is not None:
         return _report(found, REJECT, reject.reply, note)
     if marking:
-        return _report(found, JUNK, f"250 accepted, filed into {settings.spam.junk_folder}", note)
+        folders = sorted({v.folder for v in spamscore.junk_filing(arrival, marking)})
+        return _report(found, JUNK, f"250 accepted, filed into {', '.join(folders)}", note)
     return _report(found, INBOX, "250 accepted", note)
 
 

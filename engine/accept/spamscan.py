@@ -24,8 +24,8 @@ from ..scan import rspamd, spamd
 from ..scan.verdict import ScanFailed, SpamVerdict
 from ..smtp import replies
 from .arrival import SMTP, Arrival
-from .spamscore import whitelisted
-from .verdicts import CONTINUE, AddHeaders, Defer, FileInto, Reject, Score
+from .spamscore import junk_filing, whitelisted
+from .verdicts import CONTINUE, AddHeaders, Defer, Reject, Score
 
 HEADER = "X-Spam-Scanned"
 SHOWN_RULES = 12                 # rules named in a Score's reason (all go into tests=)
@@ -102,7 +102,7 @@ def judge(cfg, v: SpamVerdict, arrival: Arrival | None):
             return Reject(replies.spam_tagged(v.engine), "spam-scan")
         boxes = _filtered_boxes(arrival)
         marked = Score(0.0, reason, tests=v.symbols, spam=True)
-        return (marked, FileInto(arrival.settings.spam.junk_folder, boxes)) if boxes else marked
+        return (marked, *junk_filing(arrival, boxes)) if boxes else marked
     if v.action in ("greylist", "soft reject"):
         return Defer(replies.GREYLISTED, "spam-scan-greylist")
     return Score(0.0, reason, tests=v.symbols, spam=v.spam)

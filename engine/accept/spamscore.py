@@ -25,7 +25,7 @@ from ..greylist import ip_listed
 from ..smtp import replies
 from . import clientgate
 from .arrival import SMTP, Arrival
-from ..spam_settings import sender_listed
+from ..spam_settings import junk_folder, sender_listed
 from .verdicts import CONTINUE, AddHeaders, FileInto, Reject
 
 OUR_FIELDS = (b"x-spam-flag", b"x-spam-score", b"x-spam-status", b"x-spam-report", b"x-spam-level",
@@ -76,7 +76,24 @@ def spam_score(arrival: Arrival):
     added = headers(arrival.scores, total, min(thresholds_for(arrival, r)[1] for r in _recipients(arrival)), True)
     if cfg.subject_prefix and not _prefix_subject(arrival, cfg.subject_prefix.encode("utf-8")):
         added += (b"Subject: " + cfg.subject_prefix.strip().encode("utf-8"),)
-    return AddHeaders(added), FileInto(cfg.junk_folder, marking)
+    return (AddHeaders(added), *junk_filing(arrival, marking))
+
+
+def junk_filing(arrival: Arrival, boxes: tuple[str, ...]) -> tuple[FileInto, ...]:
+    """Where the marked copies go: each mailbox's Junk folder (its domain's junk_folder,
+    else spam.junk_folder). boxes () or ('',) means every mailbox of the message."""
+    settings, default = arrival.settings, arrival.settings.spam.junk_folder
+    everyone = boxes in ((), ("",))
+    named = [m.address for a in arrival.envelope.resolved for m in a.mailboxes] if everyone else boxes
+    own: dict[str, list[str]] = {}          # a domain's own folder -> its mailboxes
+    for box in named:
+        folder = junk_folder(settings, arrival.directory, box)
+        if folder != default:
+            own.setdefault(folder, []).append(box)
+    moved = {box for group in own.values() for box in group}
+    rest = boxes if everyone else tuple(b for b in boxes if b not in moved)
+    filing = [FileInto(default, rest)] if everyone or rest else []
+    return (*filing, *(FileInto(folder, tuple(group)) for folder, group in own.items()))
 
 
 def decide(arrival: Arrival, total: float):

@@ -17,7 +17,7 @@ from .. import maildir as store, memtrim, nofollow
 from ..acl import rights as rightsmod
 from ..errors import InvalidInput, NotFound, QuotaExceeded
 from ..spool import Spool
-from . import access, fetch as fetchmod, imapurl, mime, rev2, transfer
+from . import access, fetch as fetchmod, imapurl, junklearn, mime, rev2, transfer
 from .commandbase import CommandBase, state
 from .condstore import uid_set
 from .errors import CommandError, bad, no
@@ -97,7 +97,6 @@ class AppendCommand(CommandBase):
         if len(args) < 2:
             raise bad("APPEND needs a mailbox and a message literal")
         box = self.mailbox(args[0])
-        name = box.name
         messages = parse_messages(list(args[1:]))
         rights = self.need(box, "i")
         limit = self.append_limit()
@@ -115,16 +114,22 @@ class AppendCommand(CommandBase):
             if m.parts is not None:          # the parts read (off the event loop), each URL checked
                 m.data = await self.blocking(self._catenate, m.parts, limit)
         try:
-            delivered = await self.blocking(self._store_all, folder, name, messages)
+            delivered = await self.blocking(self._store_all, folder, box, messages)
         except QuotaExceeded:
             raise no(QUOTA_EXCEEDED) from None
         uidvalidity = await self.blocking(folder.uidvalidity)
         await self.announce_changes()
         return f"[APPENDUID {uidvalidity} {uid_set([d.uid for d in delivered])}] APPEND completed"
 
-    def _store_all(self, folder, name: str, messages: list[Incoming]) -> list[store.Delivered]:
+    def _store_all(self, folder, box, messages: list[Incoming]) -> list[store.Delivered]:
         """Every message staged in tmp/, the quota checked for all, then all committed as
-        one step; on any failure nothing stays (staged files are removed)."""
+        one step; on any failure nothing stays (staged files are removed). Into Junk, they
+        are put up for learning as spam."""
+        delivered = self._commit_all(folder, box.name, messages)
+        junklearn.put_up(self, junklearn.append_kind(self, box), ((d.path, d.path.lstat().st_size) for d in delivered))
+        return delivered
+
+    def _commit_all(self, folder, name: str, messages: list[Incoming]) -> list[store.Delivered]:
         md = folder.maildir          # the owner's, for a shared or public folder
         staged: list[store.Staged] = []
         try:

@@ -12,7 +12,7 @@ import os
 from .. import maildir as store
 from ..acl import rights as rightsmod
 from ..errors import InvalidInput, NotFound, QuotaExceeded
-from . import access, condstore
+from . import access, condstore, junklearn
 from .commandbase import CommandBase, state
 from .errors import bad, no
 from .msgview import View
@@ -60,6 +60,7 @@ class MessageCommands(CommandBase):
         _check_store_rights(sel, op, flags)
         targets = [View.of(sel, s, None) for s in seqs]
         folder = sel.folder
+        learned = {"spam": [], "ham": []}       # what a $Junk or $NotJunk set here teaches
 
         def apply(v, change, out, changed) -> bool:
             """One message's change; False when its file is gone."""
@@ -69,6 +70,9 @@ class MessageCommands(CommandBase):
                 return False
             if msg is not v.msg:
                 changed.append(msg)
+                kind = junklearn.store_kind(self, sel.access, v.msg.flags, msg.flags)
+                if kind:
+                    learned[kind].append((msg.path, msg.size))
                 v.msg = msg
             out.append(v)
             return True
@@ -95,6 +99,8 @@ class MessageCommands(CommandBase):
                         gone = True
                 top, new = folder.observe_modseqs(changed) if sel.condstore else (0, {})
             folder.flush_flag_changes()     # a user's own \Seen (shared folders): one write
+            for kind, messages in learned.items():
+                junklearn.put_up(self, kind, messages)
             for v in out:
                 v.modseq = new.get(v.uid) or sel.modseq_of(v.uid)
             # A keyword new to the client (ours, or another session's on the same message)
@@ -161,8 +167,9 @@ class MessageCommands(CommandBase):
         keep = None if {"s", "t", "w"} <= dest_rights else dest_rights
 
         def work():
-            pairs, copies = [], []
+            pairs, copies, sizes = [], [], []
             total = sum(m.size for m in msgs)
+            learn_as = junklearn.copy_kind(self, sel.access, target) if msgs else None
             if not move or dest.maildir.path != sel.folder.maildir.path:
                 dest.maildir.check_quota(total)
             if msgs:
@@ -176,12 +183,15 @@ class MessageCommands(CommandBase):
                         continue
                     pairs.append((m.uid, d.uid))
                     copies.append(d.path)
+                    sizes.append(m.size)
             except BaseException:
                 # RFC 3501 6.4.7: a failed COPY leaves the destination as it was
                 for path in copies:
                     with contextlib.suppress(OSError):
                         os.unlink(path)
                 raise
+            if learn_as:
+                junklearn.put_up(self, learn_as, zip(copies, sizes))
             return pairs, dest.uidvalidity()
 
         try:

@@ -142,6 +142,10 @@ class Maildir:
         return [FolderInfo(n, specialuse.uses_of(n, given), n in subscribed, n in parents)
                 for n in [INBOX, *names]]
 
+    def special_use(self, name: str) -> str | None:
+        """One folder's special-use attributes ("\\Trash"), given or by its name."""
+        return specialuse.uses_of(name, specialuse.read(self.path))
+
     def tree_stamp(self) -> tuple[tuple, float]:
         """What lstat() says of the top directory, the subscriptions and the special-use
         files, and the newest of their times. A folder made, deleted or renamed (here, by
