@@ -20,6 +20,12 @@ bypassed, spam score; the loopback DNS server) and all off: messages/s, their ra
 the cost of the checks per message (wall and server CPU):
 
     python bench/smtp_intake.py --checks --concs 10 --sizes 4096 --rounds 3
+
+With --scanners (bench/intake_scanners.py) it compares four mailctl servers: no scanner,
+clamd, clamd + rspamd and clamd + spamd (started here with the tests' configurations):
+messages/s, the ratio to no scanner, and the scanners' own share of the cost per message:
+
+    python bench/smtp_intake.py --scanners --concs 10 --sizes 4096 --rounds 3
 """
 from __future__ import annotations
 
@@ -232,11 +238,16 @@ def main() -> None:
                          "(the machine is shared: one round is noisy)")
     ap.add_argument("--checks", action="store_true",
                     help="every inbound check on against all off (bench/intake_checks.py), no Postfix")
+    ap.add_argument("--scanners", action="store_true",
+                    help="clamd and a spam scanner on against none (bench/intake_scanners.py), no Postfix")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     concs = [int(c) for c in args.concs.split(",")]
     if args.checks:
         run_checks(args, sizes, concs)
+        return
+    if args.scanners:
+        run_scanners(args, sizes, concs)
         return
     client = "smtp-source" if shutil.which("smtp-source") else "asyncio client"
 
@@ -348,6 +359,65 @@ def run_checks(args, sizes: list[int], concs: list[int]) -> None:
         ratio = statistics.median([a / b for a, b in zip(r["on"], r["off"])])
         print(f"{size // 1024:>5} KiB {conc:>8} {off:>10.1f} {on:>10.1f} {ratio:>6.2f} {1000 / on - 1000 / off:>8.2f} "
               f"{statistics.median(r['cpu_off']):>8.2f} {statistics.median(r['cpu_on']):>8.2f}")
+
+
+def run_scanners(args, sizes: list[int], concs: list[int]) -> None:
+    """No scanner, clamd, clamd + rspamd, clamd + spamd: four servers up at once, cells alternating."""
+    import intake_scanners as isc
+    to = f"alice@{DOMAIN}"
+    runs: dict[tuple, dict[str, list[float]]] = {}
+    procs = []
+    with tempfile.TemporaryDirectory(prefix="mailctl-bench-") as tmp, isc.scanners(Path(tmp)) as (clamd, rspamd, spamd):
+        pids = {"clamd": clamd.proc.pid, "rspamd": rspamd.proc.pid, "spamd": spamd.proc.pid}
+        try:
+            servers = {}
+            for mode in isc.MODES:
+                root = make_root(Path(tmp) / mode.replace("+", "-"), isc.settings_for(mode, clamd, rspamd, spamd))
+                proc, port = start_server(root, args.processes)
+                procs.append(proc)
+                servers[mode] = (proc, port, root.mail_dir / DOMAIN / "alice")
+            time.sleep(1.0)
+
+            def cell(mode, count, size, conc):
+                import intake_checks as ic
+                proc, port, maildir = servers[mode]
+                data = isc.message(size)
+                used = [name for name in pids if name in mode.split("+")]
+                before = sum(isc.tree_cpu(pids[n]) for n in used)
+                rate, cpu = measure(port, maildir, count, size, conc, proc.pid,
+                                    client=lambda n, _sz, c: asyncio.run(ic.send_all(port, n, c, data, to)))
+                return rate, cpu, (sum(isc.tree_cpu(pids[n]) for n in used) - before) * 1000 / count
+            for mode in isc.MODES:
+                cell(mode, 30, 4096, 10)                # warm-up: code paths, the scanners' first messages
+            for rnd in range(args.rounds):
+                for size in sizes:
+                    for conc in concs:
+                        count = args.count if size <= 8192 else max(args.count // 2, 50)
+                        r = runs.setdefault((size, conc), {})
+                        for mode in isc.MODES:
+                            rate, cpu, scan_cpu = cell(mode, count, size, conc)
+                            for key, value in ((mode, rate), (f"cpu {mode}", cpu), (f"scan {mode}", scan_cpu)):
+                                r.setdefault(key, []).append(value)
+                        print(f"round {rnd + 1}  {size // 1024:>4} KiB {conc:>3} clients: "
+                              + ", ".join(f"{m} {r[m][-1]:.1f}" for m in isc.MODES) + " msg/s", flush=True)
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(30)
+    print(f"\nSMTP intake through the scanners (asyncio client, one message per connection, clean text "
+          f"message; median of {args.rounds} round(s); cost = 1000/mode - 1000/none ms of wall time per "
+          f"message; CPU ms per message of mailctl and of the scanners; share = scanners' CPU / (theirs + "
+          f"mailctl's))")
+    print(f"{'size':>8} {'clients':>8} {'mode':>13} {'msg/s':>8} {'ratio':>6} {'cost ms':>8} {'mailctl CPU':>12} "
+          f"{'scanner CPU':>12} {'share':>6}")
+    for (size, conc), r in runs.items():
+        none = statistics.median(r["none"])
+        for mode in isc.MODES:
+            rate = statistics.median(r[mode])
+            ratio = statistics.median([a / b for a, b in zip(r[mode], r["none"])])
+            cpu, scan = statistics.median(r[f"cpu {mode}"]), statistics.median(r[f"scan {mode}"])
+            print(f"{size // 1024:>5} KiB {conc:>8} {mode:>13} {rate:>8.1f} {ratio:>6.2f} "
+                  f"{1000 / rate - 1000 / none:>8.2f} {cpu:>12.2f} {scan:>12.2f} {scan / (scan + cpu):>6.0%}")
 
 
 if __name__ == "__main__":
