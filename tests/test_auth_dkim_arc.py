@@ -119,3 +119,11 @@ def test_a_message_over_the_size_limit_is_not_verified(tmp_path):
         assert send(srv, "alice@rsa.example", data)[0] == 250
         [m] = delivered(root)
         assert "dkim=neutral (message over 0.01 MB, not verified)" in ours(m)
+
+
+def test_only_arc_fields_in_the_header_make_a_chain_worth_verifying():
+    from engine.mailauth.dkimcheck import has_arc_fields
+    assert has_arc_fields(b"From: a@b.example\r\nARC-Seal: i=1; a=rsa-sha256;\r\n\tcv=none\r\n\r\nbody\r\n")
+    assert has_arc_fields(b"arc-message-signature : i=1\nSubject: x\n\nbody\n")          # LF only, any case
+    assert not has_arc_fields(b"From: a@b.example\r\nSubject: ARC-Seal: no\r\n\r\nARC-Seal: i=1\r\n")
+    assert not has_arc_fields(b"From: a@b.example\r\nX-ARC-Seal: i=1\r\n\r\n")

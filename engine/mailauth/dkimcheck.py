@@ -8,6 +8,7 @@ or unusable key or a malformed signature permerror, a signature that does not ve
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import dkim
@@ -106,7 +107,21 @@ def check_dkim(resolver, message: bytes, timeout: float = 5.0) -> list[DKIMResul
     return out
 
 
+_ARC_FIELD = re.compile(rb"(?:\A|\n)arc-[a-z-]{1,30}[ \t]*:", re.I)
+
+
+def has_arc_fields(message: bytes) -> bool:
+    """Does the header hold any ARC-* field? Without one the chain is "none" (RFC 8617
+    §5.2), and dkimpy would parse the whole message again to say so."""
+    end = message.find(b"\n\r\n")
+    if end < 0:
+        end = message.find(b"\n\n")
+    return _ARC_FIELD.search(message if end < 0 else message[:end + 1]) is not None
+
+
 def check_arc(resolver, message: bytes, timeout: float = 5.0) -> ARCResult:
+    if not has_arc_fields(message):
+        return ARCResult("none")
     lookup = _KeyLookup(resolver)
     try:
         cv, results, reason = dkim.ARC(message, logger=_quiet, minkey=MIN_RSA_BITS,
