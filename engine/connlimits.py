@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .access import gate
 
-MAIL_PROTOCOLS = ("imap", "pop3")
+MAIL_PROTOCOLS = ("imap", "pop3", "managesieve")
 STRESS_SHARE = 0.8            # over this share of a limit the server is under stress
 
 BANNED, FULL, ADDRESS_FULL = "banned", "full", "address"

@@ -24,6 +24,7 @@ LOG_EVERY_S = 10.0
 TRY_LATER = "Server is out of resources, try again later"
 BUSY_IMAP = f"* BYE [UNAVAILABLE] {TRY_LATER}\r\n".encode()
 BUSY_POP3 = f"-ERR [SYS/TEMP] {TRY_LATER}\r\n".encode()
+BUSY_MANAGESIEVE = f'BYE (TRYLATER) "{TRY_LATER}"\r\n'.encode()
 
 
 def out_of_fds(exc: BaseException) -> bool:

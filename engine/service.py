@@ -44,10 +44,12 @@ def listener_starters() -> dict:
     """Listener name (PROTOCOLS) -> the function that starts it. Imported here rather than
     at the top: the supervisor only binds the sockets and never loads the protocol servers."""
     from .imap.server import start as start_imap
+    from .managesieve.server import start as start_managesieve
     from .pop3.server import start as start_pop3
     from .smtp.server import start as start_smtp
     return {"smtp": start_smtp, "submission": start_smtp, "submissions": start_smtp,
-            "imap": start_imap, "imaps": start_imap, "pop3": start_pop3, "pop3s": start_pop3}
+            "imap": start_imap, "imaps": start_imap, "pop3": start_pop3, "pop3s": start_pop3,
+            "managesieve": start_managesieve}
 
 
 def workers() -> dict:

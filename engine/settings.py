@@ -31,9 +31,11 @@ LISTENERS = {
     "imaps": (993, "implicit", "IMAP over implicit TLS"),
     "pop3": (110, "starttls", "POP3 with STLS"),
     "pop3s": (995, "implicit", "POP3 over implicit TLS"),
+    "managesieve": (4190, "starttls", "ManageSieve (users' Sieve scripts) with STARTTLS"),
 }
 HIGH_PORTS = {"smtp": 2525, "submission": 2587, "submissions": 2465,
-              "imap": 2143, "imaps": 2993, "pop3": 2110, "pop3s": 2995}
+              "imap": 2143, "imaps": 2993, "pop3": 2110, "pop3s": 2995,
+              "managesieve": 24190}
 
 
 def _listener_section(name: str) -> dict[str, Key]:

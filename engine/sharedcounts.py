@@ -29,7 +29,7 @@ from .errors import MailError
 
 FILE_NAME = "counts.shm"
 MAX_SLOTS = 16                       # serving processes per root
-PROTOCOLS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
+PROTOCOLS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "managesieve")
 BUCKETS = 8192                       # per row; two rows per table
 
 # One slot, in 32-bit words: [pid, minute of rate table 0, minute of rate table 1, pad],

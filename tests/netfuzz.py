@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import random
+import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -57,8 +58,8 @@ CHARSETS = ["utf-8", "us-ascii", "iso-8859-1", "idna", "undefined", "punycode", 
 
 @dataclass
 class Stats:
-    sessions: dict = field(default_factory=lambda: {"smtp": 0, "imap": 0, "pop3": 0})
-    commands: dict = field(default_factory=lambda: {"smtp": 0, "imap": 0, "pop3": 0})
+    sessions: dict = field(default_factory=lambda: {"smtp": 0, "imap": 0, "pop3": 0, "managesieve": 0})
+    commands: dict = field(default_factory=lambda: {"smtp": 0, "imap": 0, "pop3": 0, "managesieve": 0})
     messages: int = 0
     findings: list = field(default_factory=list)
 
@@ -119,6 +120,27 @@ class Conn:
             self.stats.find(f"{self.proto}: a server path in a reply: {line[:120]!r}")
         return line
 
+    def take(self, n: int, limit: float = REPLY_LIMIT_S) -> bytes:
+        """Exactly n octets (a literal), within limit."""
+        deadline = time.monotonic() + limit
+        while len(self.buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.stats.find(f"{self.proto}: a literal of {n} octets not sent within {limit:g} s")
+                raise TimedOut()
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                raise Closed()
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
     def close(self) -> None:
         self.sock.close()
 
@@ -150,6 +172,15 @@ def message(rng: random.Random, token: str) -> bytes:
             + "".join(parts) + end).encode("utf-8", "surrogateescape")
 
 
+SIEVE_SCRIPTS = ["keep;", 'require "fileinto"; fileinto "x";', "discard;", "if true { keep; }", "keep",
+                 'require ["variables"]; set "a" "${a}${a}";', "if " * 40, "\u00e9\x00\x7f", "# c\r\nkeep;\r\n"]
+
+
+def _sieve_string(text: str) -> bytes:
+    raw = text.encode("utf-8", "surrogateescape")
+    return b'"' + raw + b'"' if b'"' not in raw and b"\\" not in raw and b"\n" not in raw else b"{%d+}\r\n" % len(raw) + raw
+
+
 class Fuzzer:
     def __init__(self, ports: dict, root, seed: int = 1, reply_limit: float = REPLY_LIMIT_S):
         self.ports = ports
@@ -169,10 +200,10 @@ class Fuzzer:
         return f"fz{self.n:07d}x{self.rng.randint(0, 1 << 30):x}"
 
     def run(self, seconds: float, smtp: int | None = None, imap: int | None = None,
-            pop3: int | None = None) -> Stats:
+            pop3: int | None = None, managesieve: int | None = None) -> Stats:
         """Sessions at random until the time is up or every given count is reached."""
         end = time.monotonic() + seconds
-        want = {"smtp": smtp, "imap": imap, "pop3": pop3}
+        want = {"smtp": smtp, "imap": imap, "pop3": pop3, "managesieve": managesieve}
         kinds = [k for k, v in want.items() if v is None or v > 0]
         while kinds and time.monotonic() < end:
             kind = self.rng.choice(kinds)
@@ -423,6 +454,67 @@ class Fuzzer:
             while c.line(self.limit, text.decode("latin-1")).rstrip(b"\r") != b".":
                 pass
         return first
+
+    # -- ManageSieve (POP_USER's scripts: its mail is not tracked, and no script sends any on) --
+    def _managesieve(self) -> None:
+        rng = self.rng
+        c = Conn(self.ports["managesieve"], self.source(), self.stats, "managesieve", str(self.root.path))
+        logout_sent = False
+
+        def cmd(text: bytes) -> bytes:
+            return self._sieve_cmd(c, text)
+
+        try:
+            while not c.line(self.limit + 2, "greeting").startswith((b"OK", b"NO", b"BYE")):
+                pass
+            password = PASSWORD if rng.random() < 0.95 else "nope"
+            plain = base64.b64encode(f"\0{POP_USER}\0{password}".encode())
+            if not cmd(b'AUTHENTICATE "PLAIN" "' + plain + b'"').startswith(b"OK"):
+                return
+            names = ["main", "x", "../x", ".x", "a/b", "", "\u00e9t\u00e9", "x" * 300, "nul\0"]
+            for _ in range(rng.randint(1, 10)):
+                name = _sieve_string(rng.choice(names))
+                script = rng.choice(SIEVE_SCRIPTS).encode()
+                step = rng.random()
+                if step < 0.25:
+                    cmd(b"PUTSCRIPT " + name + b" {%d+}\r\n" % len(script) + script)
+                elif step < 0.35:
+                    cmd(b"CHECKSCRIPT {%d+}\r\n" % len(script) + script)
+                elif step < 0.5:
+                    cmd(rng.choice([b"GETSCRIPT ", b"DELETESCRIPT ", b"SETACTIVE "]) + name)
+                elif step < 0.6:
+                    cmd(b"RENAMESCRIPT " + name + b" " + _sieve_string(rng.choice(names)))
+                elif step < 0.7:
+                    cmd(b"HAVESPACE " + name + b" " + rng.choice(HOSTILE_NUMBERS).encode())
+                elif step < 0.85:
+                    cmd(rng.choice([b"LISTSCRIPTS", b"CAPABILITY", b'NOOP "t"', b"STARTTLS x"]))
+                else:
+                    cmd(rng.choice(GARBAGE))
+            logout_sent = True
+            cmd(b"LOGOUT")
+        except TimedOut:
+            pass
+        except Closed:
+            last = c.lines[-1] if c.lines else b""
+            if not last.startswith(b"BYE") and not (logout_sent and last.startswith(b"OK")):
+                self.stats.find(f"managesieve: closed without BYE after {last[:80]!r}, on {c.sent!r}")
+        finally:
+            c.close()
+
+    def _sieve_cmd(self, c: Conn, text: bytes) -> bytes:
+        """Send one command, read its reply up to its OK, NO or BYE line (a literal in it, as
+        GETSCRIPT's script or a long NO text, is read by its length): that line."""
+        c.send(text + b"\r\n")
+        what = text[:60].decode("latin-1")
+        extra = LOGIN_EXTRA_S if text.startswith(b"AUTHENTICATE") else 0
+        while True:
+            line = c.line(self.limit + extra, what)
+            literal = re.search(rb"\{(\d+)\}\r?$", line)
+            if literal:
+                c.take(int(literal.group(1)), self.limit)
+                line = line + c.line(self.limit, what)
+            if line.startswith((b"OK", b"NO", b"BYE")):
+                return line
 
     # -- between runs --
     def archive(self, mail_dir: Path) -> int:

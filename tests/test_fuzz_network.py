@@ -29,7 +29,7 @@ def test_seeded_network_fuzz_finds_nothing(tmp_path):
     root = fuzz_root(tmp_path)
     with serve_process(root, args=("--processes", "2")) as srv:
         fuzzer = netfuzz.Fuzzer(srv.ports, root, seed=SEED)
-        stats = fuzzer.run(seconds=120, smtp=300, imap=300, pop3=200)
+        stats = fuzzer.run(seconds=120, smtp=300, imap=300, pop3=200, managesieve=100)
         fuzzer.check_mail(root.mail_dir)
         fuzzer.check_log(root.log_dir / "mailctl.log")
         assert srv.proc.poll() is None

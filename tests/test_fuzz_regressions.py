@@ -67,7 +67,7 @@ def test_archiving_between_runs_keeps_every_acknowledged_message(fuzz_server):
     INBOX had doubled INBOX until every FETCH 1:* was slow); check_mail still finds
     each acknowledged message there."""
     fuzzer = netfuzz.Fuzzer(fuzz_server.ports, fuzz_server.root, seed=3)
-    fuzzer.run(seconds=60, smtp=40, imap=40, pop3=0)
+    fuzzer.run(seconds=60, smtp=40, imap=40, pop3=0, managesieve=0)
     moved = fuzzer.archive(fuzz_server.root.mail_dir)
     assert fuzzer.accepted and moved > 0
     archive = fuzz_server.root.mail_dir / "example.com" / "fuzz1" / ".Archive"

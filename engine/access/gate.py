@@ -16,6 +16,7 @@ DENIED = "denied"                         # engine.connlimits' name for this ref
 TEXTS = {                                 # protocol -> what a denied client is told
     "imap": "[CONTACTADMIN] Connections from your address are not accepted",
     "pop3": "[SYS/PERM] Connections from your address are not accepted",
+    "managesieve": "Connections from your address are not accepted",
 }
 
 
