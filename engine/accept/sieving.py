@@ -7,7 +7,7 @@ folder that does not exist is made when the script said :create, else that copy 
 redirects (queued with an SRS sender when the hook before the commit runs, so they go
 out only with the delivery), discard (no copy in that mailbox; the whole message when every
 mailbox discards), reject when every mailbox's script rejects (else logged, kept); a vacation
-action's decision is logged (the reply is not sent yet); imap4flags' flags are stored with
+action's reply, once per sender per period, queued with the delivery (autoreply.py); imap4flags' flags are stored with
 each copy (not on a large message's yet). A script error or a limit files into INBOX and is logged;
 mail is never lost."""
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from ..errors import MailError
 from ..foldernames import INBOX
 from ..smtp import replies
+from . import autoreply
 from .verdicts import CONTINUE, Discard, FileInto, Reject
 from ..sieve.actions import Result, failed
 from ..sieve.interp import Script
@@ -143,7 +144,7 @@ def sieve_filter(arrival):
                 continue
             if result is None:
                 continue
-            _note_vacation(account.address, message, result)
+            autoreply.queue_replies(arrival, account.address, message, result)
             verdicts += _apply(arrival, box, account.address, result, discarded, rejected)
     if mailboxes and len(discarded) == len(mailboxes) and not outside:
         return Discard("sieve: discarded by every recipient's script")
@@ -220,12 +221,3 @@ def _queue_redirects(arrival, address: str, targets: list[str]) -> None:
         queued.append(item)
     arrival.before_commit = hook
 
-
-def _note_vacation(address: str, message: SieveMessage, result: Result) -> None:
-    """The vacation decision is made and logged; sending the reply is not built yet."""
-    from ..sieve.vacation import reply_due
-    for action in result.actions:
-        if action.kind == "vacation":
-            due, why = reply_due(message, [address, *action.details.get("addresses", ())])
-            log.info("sieve: %s: vacation reply to %s %s (sending replies is not implemented yet)",
-                     address, message.sender or "<>", "due" if due else f"not due: {why}")

@@ -1,7 +1,7 @@
 """Whether a Sieve vacation action answers this message (RFC 5230 §4.5, RFC 3834 §2):
 never to a null or automatic sender, to mailing lists or bulk mail, to automatic
 replies, nor when the message does not name the user in To/Cc/Bcc. Remembering whom we
-answered (one reply per sender per period, under state/) and sending the reply come later."""
+answered and sending the reply: engine/accept/autoreply.py."""
 from __future__ import annotations
 
 from email.utils import getaddresses
