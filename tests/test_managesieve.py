@@ -244,3 +244,38 @@ def test_two_sessions_in_two_serving_processes_share_the_scripts(tmp_path):
         assert two(b"LISTSCRIPTS") == b'"shared" ACTIVE\r\nOK "Listscripts completed."\r\n'
         for c in (one, two):
             c.close()
+
+
+def test_sievelib_a_python_client_manages_the_scripts(tmp_path):
+    from sievelib.managesieve import Client as SievelibClient
+    root = ms_root(tmp_path, **{"auth.allow_plaintext": True})
+    with running_server(root) as srv:
+        c = SievelibClient("127.0.0.1", srv.ports["managesieve"])
+        assert c.connect(BOB, PASSWORD, authmech="PLAIN")
+        assert c.get_implementation() == "mailctl" and "fileinto" in c.get_sieve_capabilities()
+        assert c.havespace("rules", len(SCRIPT)) and c.putscript("rules", SCRIPT)
+        assert not c.putscript("broken", "fileinto;")           # not required, and no folder
+        assert c.checkscript(SCRIPT) and not c.checkscript("if {")
+        assert c.setactive("rules") and c.listscripts() == ("rules", [])
+        assert c.getscript("rules").splitlines() == SCRIPT.splitlines()        # it reads the lines
+        assert c.renamescript("rules", "filters") and c.listscripts() == ("filters", [])
+        assert c.setactive("") and c.deletescript("filters") and c.listscripts() == (None, [])
+        c.logout()
+
+
+def test_failed_logins_ban_the_address_here_and_on_imap(tmp_path):
+    import imaplib
+    root = ms_root(tmp_path, **{"auth.allow_plaintext": True, "auth.ban_after_failures": 3, "auth.failure_delay_s": 0})
+    with running_server(root) as srv:
+        c = Client(srv.ports["managesieve"], "127.0.0.9")
+        for _ in range(2):
+            assert c(b'AUTHENTICATE "PLAIN" "' + plain(password="wrong-one") + b'"') == b'NO "Authentication failed."\r\n'
+        assert c(b'AUTHENTICATE "PLAIN" "' + plain(password="wrong-one") + b'"').startswith(b"BYE")
+        c.close()
+        again = Client(srv.ports["managesieve"], "127.0.0.9")
+        assert again.greeting.startswith(b"BYE") and b"banned" in again.greeting
+        again.close()
+        imaplib.IMAP4("127.0.0.1", srv.ports["imap"]).logout()      # another address: served
+        sock = socket.create_connection(("127.0.0.1", srv.ports["imap"]), 10, source_address=("127.0.0.9", 0))
+        assert b"BYE" in sock.recv(200)
+        sock.close()
