@@ -20,7 +20,7 @@ from .output import error
 # tests/test_cli_registry.py checks this map against every module's COMMANDS.
 COMMAND_MODULES = {
     "access": "access",                 # run-time access lists (engine/access/)
-    "account": "account", "alias": "alias", "backup": "backup", "ban": "ban", "check": "check", "config": "config",
+    "account": "account", "alias": "alias", "autoreply": "autoreply", "backup": "backup", "ban": "ban", "check": "check", "config": "config",
     "deliver": "deliver", "dkim": "dkim", "domain": "domain", "export": "export", "forward": "forward",
     "greylist": "greylist", "import": "importcmd", "init": "init", "list": "lists", "mailbox": "mailbox", "migrate": "migrate",
     "public": "public", "queue": "queue", "send": "send", "systemd-unit": "systemd", "who": "who",
