@@ -138,7 +138,7 @@ def sieve_filter(arrival):
                     raw = arrival.head() if not isinstance(arrival.content, (bytes, bytearray)) \
                         else bytes(arrival.content)
                 message = SieveMessage(raw, env.sender, account.address)
-                result = run_scripts(box.path, root_path, message, _folder_check(box), chain)
+                result = run_scripts(box.path, root_path, message, folder_check(box), chain)
             except (MailError, OSError, ValueError) as e:      # an unreadable script: INBOX
                 log.warning("sieve: %s: scripts not run (%s); the message goes to INBOX", account.address, e)
                 continue
@@ -153,7 +153,7 @@ def sieve_filter(arrival):
     return tuple(verdicts) or CONTINUE
 
 
-def _folder_check(box):
+def folder_check(box):
     def exists(name: str) -> bool:
         if name.upper() == INBOX:
             return True
@@ -179,8 +179,13 @@ def _apply(arrival, box, address: str, result: Result, discarded: list, rejected
             discarded.append(address)
         return [FileInto((), (address,))]      # no copy in this mailbox
     if not result.actions:
-        return []                 # implicit keep alone: an earlier stage's choice (Junk) stands
-    exists = _folder_check(box)
+        # implicit keep alone: an earlier stage's choice (Junk) stands; into INBOX, with
+        # the flags addflag/setflag gave it
+        flags = _storable(result.keep_flags)
+        if flags and arrival.folder_for(address) in ("", INBOX):
+            return [FileInto(((INBOX, flags),), (address,))]
+        return []
+    exists = folder_check(box)
     targets: dict[str, tuple[str, ...]] = {}
     for folder, flags, create in folders:
         if folder != INBOX and not exists(folder) and create:

@@ -67,12 +67,9 @@ def _after_requires(text: str) -> int:
     return last
 
 
-def read_section(home: Path, name: str) -> list[str] | None:
-    """The body lines of section name in the active script, or None."""
-    active = scripts.active_script(home)
-    if active is None:
-        return None
-    lines = active[1].splitlines()
+def section_lines(text: str, name: str) -> list[str] | None:
+    """The body lines of section name in a script's text, or None."""
+    lines = text.splitlines()
     begin = _BEGIN.format(name=name, part="")
     if begin not in lines:
         return None
@@ -80,18 +77,29 @@ def read_section(home: Path, name: str) -> list[str] | None:
     return lines[start:lines.index(_END.format(name=name, part=""), start)]
 
 
-def write_section(home: Path, name: str, requires: list[str], body: list[str] | None) -> str:
-    """Put section name (its requires and body lines) into the active script, replacing
-    it if there; body None removes it. The script's name is returned."""
+def read_section(home: Path, name: str) -> list[str] | None:
+    """The body lines of section name in the active script, or None."""
     active = scripts.active_script(home)
-    script_name, text = active if active is not None else (OWN_SCRIPT, "")
+    return None if active is None else section_lines(active[1], name)
+
+
+def edited(text: str, name: str, requires: list[str], body: list[str] | None) -> str:
+    """text with section name (its requires and body lines) put in, replacing it if there;
+    body None takes it out."""
     lines = _without(text.splitlines(), name)
     if body is not None:
-        own = "\n".join(lines) + "\n"
-        at = _after_requires(own)
+        at = _after_requires("\n".join(lines) + "\n")
         head = _block(name, ": requires", [f"require {_string_list(requires)};"]) if requires else []
         lines = [*head, *lines[:at], *_block(name, "", body), *lines[at:]]
-    new = "\n".join(lines).strip("\n") + "\n" if any(line.strip() for line in lines) else ""
+    return "\n".join(lines).strip("\n") + "\n" if any(line.strip() for line in lines) else ""
+
+
+def write_section(home: Path, name: str, requires: list[str], body: list[str] | None) -> str:
+    """Put section name into the account's active script (a new script `mailctl`, activated,
+    when it has none); body None removes it. The script's name is returned."""
+    active = scripts.active_script(home)
+    script_name, text = active if active is not None else (OWN_SCRIPT, "")
+    new = edited(text, name, requires, body)
     if active is None and not new:
         return script_name
     scripts.put_script(home, script_name, new)
