@@ -9,8 +9,12 @@ import os
 import smtplib
 import tomllib
 
+import pytest
+
 from engine.maildir import Maildir
 from engine.sieve import scripts
+from engine.sieve.interp import Script
+from engine.sieve.lexer import SieveError
 from helpers_process import serving_pid
 from helpers_server import make_root, running_server, serve_process, wait_for_processes
 
@@ -83,8 +87,12 @@ def test_scripts_file_by_subject_and_bad_scripts_leave_mail_in_inbox(tmp_path):
             activate(root, text)
             send(port, f"hostile {name} " + "a" * 60)
         assert subjects(root, "Invoices") == invoices
-        assert subjects(root, "INBOX") == sorted(["hello", "mailing list post", "syntax error x"]
-                                                 + [f"hostile {name} " + "a" * 60 for name in hostile])
+        inbox = subjects(root, "INBOX")
+        mail = [s for s in inbox if not s.startswith("Your mail filter")]
+        assert mail == sorted(["hello", "mailing list post", "syntax error x"]
+                              + [f"hostile {name} " + "a" * 60 for name in hostile])
+        # the owner is told of each broken script once (those stopped by a limit too)
+        assert len(inbox) - len(mail) == 1 + len(hostile)
         assert not list(root.queue_dir.rglob("*.toml"))      # the 1000 redirects: none queued
         send(port, "still serving")
 
@@ -156,3 +164,30 @@ def test_imap4flags_are_stored_with_each_copy(tmp_path):
         (msg,) = f.sync()
         stored[folder] = set(msg.flags)
     assert stored == {"INBOX": {"\\Flagged", "$Work"}, "Read": {"\\Seen"}}      # \\Recent: not storable
+
+
+def test_the_owner_is_told_once_per_error_and_never_of_a_global_script_s(tmp_path):
+    root = make_root(tmp_path, accounts={BOB: "bob-password-1"}, settings={"queue.offline": True,
+                                                                          "server.processes": 2})
+    activate(root, 'require "fileinto";\nif header :contains "subject" "x" {\n  fileinto\n}\n')
+    with serve_process(root) as proc:
+        wait_for_processes(root, 2)
+        for n in range(6):                              # spread over both processes
+            send(proc.ports["smtp"], f"one {n}")
+        activate(root, "keep;\nfoo;\n")                  # another error: told again
+        send(proc.ports["smtp"], "two")
+        activate(root, "keep;\n")
+        global_dir = root.path / "sieve" / "before.d"
+        global_dir.mkdir(parents=True)
+        (global_dir / "broken.sieve").write_text("if {\n")
+        send(proc.ports["smtp"], "three")
+    inbox = subjects(root, "INBOX")
+    notices = [s for s in inbox if s.startswith("Your mail filter")]
+    assert len(notices) == 2 and len(inbox) == 6 + 1 + 1 + 2, inbox
+    box = Maildir.for_account(root, "example.com", "bob").folder("INBOX")
+    texts = [box.read(m) for m in box.sync() if b"Your mail filter" in box.read(m)]
+    for script in ('require "fileinto";\nif header :contains "subject" "x" {\n  fileinto\n}\n', "keep;\nfoo;\n"):
+        with pytest.raises(SieveError) as error:
+            Script(script)
+        assert sum(str(error.value).encode() in t for t in texts) == 1
+    assert all(str(root.path).encode() not in t and b"Auto-Submitted: auto-generated" in t for t in texts)

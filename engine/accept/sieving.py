@@ -19,7 +19,7 @@ from pathlib import Path
 from ..errors import MailError
 from ..foldernames import INBOX
 from ..smtp import replies
-from . import autoreply
+from . import autoreply, scriptnotice
 from .verdicts import CONTINUE, Discard, FileInto, Reject
 from ..sieve.actions import Result, failed
 from ..sieve.interp import Script
@@ -78,6 +78,7 @@ def run_scripts(home: Path, root_path: Path, message: SieveMessage, mailbox_exis
             result = failed(str(e))
         if result.error:
             _report_once(home, name, result.error)
+            result.failed_script = name
             return result
         total.actions += result.actions
         total.keep_flags = result.keep_flags
@@ -144,6 +145,8 @@ def sieve_filter(arrival):
                 continue
             if result is None:
                 continue
+            if result.error and "/" not in result.failed_script:     # the user's own script
+                _tell_owner(arrival.root, box, account.address, result.error)
             autoreply.queue_replies(arrival, account.address, message, result)
             verdicts += _apply(arrival, box, account.address, result, discarded, rejected)
     if mailboxes and len(discarded) == len(mailboxes) and not outside:
@@ -151,6 +154,14 @@ def sieve_filter(arrival):
     if mailboxes and len(rejected) == len(mailboxes) and not outside:
         return Reject(replies.sieve_rejected(rejected[0]), "sieve")
     return tuple(verdicts) or CONTINUE
+
+
+def _tell_owner(root, box, address: str, error: str) -> None:
+    """The owner learns once that a script fails (scriptnotice.py); never at the cost of the message."""
+    try:
+        scriptnotice.notify_once(root, box, address, error)
+    except (MailError, OSError) as e:
+        log.warning("sieve: %s: the notice of a script error was not delivered: %s", address, e)
 
 
 def folder_check(box):

@@ -23,6 +23,7 @@ class Result:
     implicit_keep: bool = True
     keep_flags: tuple[str, ...] = ()      # the flags an implicit keep stores with
     error: str = ""                       # "line N: ..." when the script failed: INBOX then
+    failed_script: str = ""               # its name (a global one's is "before.d/NAME" or "after.d/NAME")
 
     def folders(self) -> list[tuple[str, tuple[str, ...], bool]]:
         """Where copies go: (folder, flags, create); INBOX for keep and implicit keep."""
