@@ -94,7 +94,8 @@ def test(ctx: Context, address: str, file, sender, as_json: bool) -> None:
     raw = file.read(64 * 1024 * 1024)
     if not raw:
         raise InvalidInput("the message file is empty")
-    outcome = try_message(md, ctx.existing_root().path, address, raw, sender)
+    from engine.accept.sieving import spamtest_top
+    outcome = try_message(md, ctx.existing_root().path, address, raw, sender, spamtest_top(ctx.settings))
     if as_json:
         emit_json(outcome)
         return

@@ -51,7 +51,14 @@ def dovecot_config(tmp: Path) -> Path:
     conf = tmp / "dovecot.conf"
     conf.write_text(f"protocols =\nmail_uid = {uid}\nmail_gid = {gid}\nfirst_valid_uid = 1\n"
                     f"mail_home = {tmp}/home\nmail_location = maildir:{tmp}/home/Maildir\n"
-                    "log_path = /dev/null\nplugin {\n  sieve_extensions = +vacation-seconds\n  sieve_max_redirects = 4\n  sieve_max_actions = 32\n}\n")
+                    "log_path = /dev/null\nplugin {\n  sieve_extensions = +vacation-seconds +spamtest +spamtestplus +virustest\n"
+                    "  sieve_max_redirects = 4\n  sieve_max_actions = 32\n"
+                    # spamtest as mailctl's X-Spam-Score feeds it (engine/sieve/message.py)
+                    "  sieve_spamtest_status_type = score\n  sieve_spamtest_status_header = X-Spam-Score\n"
+                    "  sieve_spamtest_max_value = 10\n"
+                    "  sieve_virustest_status_type = text\n"
+                    "  sieve_virustest_status_header = X-Virus-Scanned: mailctl \\((clamd)\\)\n"
+                    "  sieve_virustest_text_value1 = clamd\n}\n")
     os.chmod(tmp, 0o777)
     os.chmod(conf, 0o644)
     return conf

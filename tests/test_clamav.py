@@ -188,3 +188,21 @@ def test_strip_refuses_what_is_still_infected_after_stripping(tmp_path, clamd):
         code, text = send(srv, "alice@far.example", message)
     assert code == 554 and EICAR_NAME in text
     nothing_kept(root)
+
+
+def test_sieve_s_virustest_reads_the_scan(tmp_path, clamd):
+    """RFC 5235 virustest through real delivery: clean is 1, a stripped virus 2, not
+    scanned 0 (clamd unreachable, on_failure accept)."""
+    from engine.sieve import scripts
+    script = 'require ["virustest", "fileinto", "mailbox", "variables"];\n' \
+             'if virustest :matches "*" { fileinto :create "Virus${1}"; }\n'
+    for name, address, body, folder in (("clean", None, clean(), "Virus1"),
+                                        ("stripped", None, with_attachment(EICAR, "invoice.com"), "Virus2"),
+                                        ("unscanned", str(tmp_path / "no-such.sock"), clean(), "Virus0")):
+        root = server_root(tmp_path / name, clamd, address, action="strip", on_failure="accept")
+        home = Maildir.for_account(root, "example.com", "bob").path
+        scripts.put_script(home, "av", script)
+        scripts.activate(home, "av")
+        with running_server(root) as srv:
+            assert send(srv, "alice@far.example", body)[0] == 250
+        assert len(delivered(root, folder=folder)) == 1, name

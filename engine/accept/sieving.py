@@ -48,6 +48,11 @@ def compiled(text: str) -> Script:
     return found
 
 
+def spamtest_top(settings) -> float:
+    """The spam score spamtest calls 10 (and :percent 100): twice spam.mark_score, so a
+    message just at the mark is 5 or 6 of 10."""
+    return 2 * float(settings.spam.mark_score)
+
 def global_chain(root_path: Path) -> tuple[list, list]:
     """The global before and after scripts: read once for a message, not per mailbox."""
     return global_scripts(root_path, "before"), global_scripts(root_path, "after")
@@ -138,7 +143,7 @@ def sieve_filter(arrival):
                 if raw is None:
                     raw = arrival.head() if not isinstance(arrival.content, (bytes, bytearray)) \
                         else bytes(arrival.content)
-                message = SieveMessage(raw, env.sender, account.address)
+                message = SieveMessage(raw, env.sender, account.address, spam_max=spamtest_top(arrival.settings))
                 result = run_scripts(box.path, root_path, message, folder_check(box), chain)
             except (MailError, OSError, ValueError) as e:      # an unreadable script: INBOX
                 log.warning("sieve: %s: scripts not run (%s); the message goes to INBOX", account.address, e)

@@ -62,10 +62,10 @@ def spam_score(arrival: Arrival):
     if verdict is None and not marking:
         if arrival.scores:
             arrival.log.info("spam: %s: %s: score=%.1f: inbox (%s)", env.client_ip, env.txid, total, reasons(arrival))
-        if any(s.tests for s in arrival.scores):       # a spam scanner's ham verdict is shown too, as spamc does
-            return AddHeaders(headers(arrival.scores, total, min(thresholds_for(arrival, r)[1] for r in _recipients(arrival)),
-                                      False))
-        return CONTINUE
+        # the verdict is shown for ham too, as SpamAssassin and spamc do: mail filters and
+        # Sieve's spamtest (RFC 5235) read X-Spam-Score
+        return AddHeaders(headers(arrival.scores, total, min(thresholds_for(arrival, r)[1] for r in _recipients(arrival)),
+                                  False))
     if verdict is not None:
         arrival.count("spam_rejected")
         arrival.log.info("spam: %s: %s: score=%.1f: rejected (%s)", env.client_ip, env.txid, total, reasons(arrival))

@@ -13,7 +13,7 @@ EXTENSIONS = frozenset({
     "fileinto", "envelope", "imap4flags", "copy", "body", "variables", "relational",
     "comparator-i;ascii-numeric", "comparator-i;octet", "comparator-i;ascii-casemap",
     "subaddress", "regex", "mailbox", "reject", "ereject", "encoded-character", "vacation", "date", "index",
-    "vacation-seconds",
+    "vacation-seconds", "spamtest", "spamtestplus", "virustest",
 })
 COMPARATORS = {"i;octet": None, "i;ascii-casemap": None, "i;ascii-numeric": "comparator-i;ascii-numeric"}
 RELATIONS = {"gt", "ge", "lt", "le", "eq", "ne"}
@@ -60,6 +60,8 @@ TESTS = {
     "string": ("variables", _MATCH, ["strlist", "strlist"]),
     "hasflag": ("imap4flags", _MATCH, ["strlist", "?strlist"]),
     "mailboxexists": ("mailbox", {}, ["strlist"]),
+    "spamtest": ("spamtest", {**_MATCH, "percent": ("spamtestplus", None, "percent")}, ["str"]),
+    "virustest": ("virustest", _MATCH, ["str"]),
 }
 _SUBTESTS = {"not": (1, 1), "allof": (1, None), "anyof": (1, None)}
 
@@ -93,6 +95,8 @@ def _block(commands: list[Command], required: set[str], top: bool = False) -> li
                 if ext not in EXTENSIONS:
                     raise SieveError(cmd.line, f"unsupported extension {ext!r}")
                 required.add(ext)
+                if ext == "spamtestplus":            # RFC 5235 §3.2: it includes spamtest
+                    required.add("spamtest")
             prev = "require"
             continue
         if cmd.name in ("elsif", "else") and prev not in ("if", "elsif"):

@@ -321,6 +321,13 @@ class _Run:
             flags, keys = self.flags, self.expand_list(node.pos[0])
         return self.compare(node, flags, keys)
 
+    def test_spamtest(self, node):
+        value = self.msg.spamtest("percent" in node.opts)
+        return self.compare(node, [value], [self.expand(node.pos[0])])
+
+    def test_virustest(self, node):
+        return self.compare(node, [self.msg.virustest()], [self.expand(node.pos[0])])
+
     def test_mailboxexists(self, node):
         return all(self.mailbox_exists(name) for name in self.expand_list(node.pos[0]))
 

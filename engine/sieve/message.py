@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.utils import getaddresses
+
+
+SPAM_SCORE_FIELD = "x-spam-score"          # written by the spam checks (engine/accept/spamscore.py)
+VIRUS_FIELD = "x-virus-scanned"            # written by the virus scan (engine/accept/antivirus.py)
+_SCORE = re.compile(r"-?\d{1,6}(?:\.\d{1,6})?")
 
 
 @dataclass
@@ -14,6 +20,7 @@ class SieveMessage:
     raw: bytes
     sender: str            # envelope from ('' for the null sender)
     recipient: str         # envelope to: the mailbox this run is for
+    spam_max: float = 10.0  # the score spamtest calls 10 (RFC 5235: "definitely spam")
 
     def __post_init__(self):
         self.msg = email.message_from_bytes(self.raw, policy=email.policy.compat32)
@@ -73,6 +80,26 @@ class SieveMessage:
         return out
 
 
+    def spamtest(self, percent: bool = False) -> str:
+        """RFC 5235 spamtest's value from X-Spam-Score: "0" when the message was not scored,
+        else 1..10 (or 0..100 with :percent) for the score against spam_max, computed as
+        Pigeonhole does (sieve_spamtest_status_type = score)."""
+        found = _SCORE.fullmatch((self.headers(SPAM_SCORE_FIELD) or [""])[0].strip())
+        if found is None or self.spam_max <= 0:
+            return "0"
+        ratio = min(max(float(found.group()) / self.spam_max, 0.0), 1.0)
+        return str(int(ratio * 100 + 0.001) if percent else int(ratio * 9 + 1.001))
+
+    def virustest(self) -> str:
+        """RFC 5235 virustest's value from X-Virus-Scanned: "0" not scanned, "1" scanned and
+        clean, "2" a virus was found and its part removed (the virus scan's only outcomes
+        that reach a mailbox: an infected message is refused or discarded otherwise)."""
+        value = (self.headers(VIRUS_FIELD) or [""])[0].strip()
+        if not value.startswith("mailctl (") or not value.endswith(")"):
+            return "0"
+        return "2" if value.endswith(" removed)") else "1"
+
+
 def address_part(addr: str, part: str) -> str | None:
     local, at, domain = addr.rpartition("@")
     if not at:
@@ -87,3 +114,4 @@ def address_part(addr: str, part: str) -> str | None:
             return user
         return detail if plus else None
     return addr
+
