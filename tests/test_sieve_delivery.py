@@ -191,3 +191,18 @@ def test_the_owner_is_told_once_per_error_and_never_of_a_global_script_s(tmp_pat
             Script(script)
         assert sum(str(error.value).encode() in t for t in texts) == 1
     assert all(str(root.path).encode() not in t and b"Auto-Submitted: auto-generated" in t for t in texts)
+
+
+def test_the_environment_test_sees_this_delivery(tmp_path):
+    """RFC 5183 items in a real delivery: we are the MDA, during delivery, on our host name,
+    and the client's address is remote-ip (sieve-test, as a tool, answers MS and no phase)."""
+    root = make_root(tmp_path, accounts={BOB: "bob-password-1"},
+                     settings={"queue.offline": True, "server.hostname": "mx1.example.com"})
+    activate(root, 'require ["environment", "fileinto", "mailbox", "variables"];\n'
+                   'if allof (environment :is "location" "MDA", environment :is "phase" "during",\n'
+                   '          environment :is "host" "mx1.example.com", environment :is "domain" "example.com",\n'
+                   '          environment :is "name" "mailctl", environment :is "remote-ip" "127.0.0.1") {\n'
+                   '  fileinto :create "Seen";\n}\n')
+    with running_server(root) as srv:
+        send(srv.ports["smtp"], "seen")
+    assert subjects(root, "Seen") == ["seen"]

@@ -48,6 +48,12 @@ def compiled(text: str) -> Script:
     return found
 
 
+def environment(arrival) -> dict:
+    """The environment items (RFC 5183) this delivery knows: our host name and its domain,
+    and the client's address when it came over the network."""
+    host = arrival.hostname or ""
+    return {"host": host, "domain": host.partition(".")[2] or host, "remote-ip": arrival.envelope.peer_ip or arrival.envelope.client_ip or ""}
+
 def spamtest_top(settings) -> float:
     """The spam score spamtest calls 10 (and :percent 100): twice spam.mark_score, so a
     message just at the mark is 5 or 6 of 10."""
@@ -143,7 +149,8 @@ def sieve_filter(arrival):
                 if raw is None:
                     raw = arrival.head() if not isinstance(arrival.content, (bytes, bytearray)) \
                         else bytes(arrival.content)
-                message = SieveMessage(raw, env.sender, account.address, spam_max=spamtest_top(arrival.settings))
+                message = SieveMessage(raw, env.sender, account.address, spam_max=spamtest_top(arrival.settings),
+                                       server=environment(arrival))
                 result = run_scripts(box.path, root_path, message, folder_check(box), chain)
             except (MailError, OSError, ValueError) as e:      # an unreadable script: INBOX
                 log.warning("sieve: %s: scripts not run (%s); the message goes to INBOX", account.address, e)

@@ -13,7 +13,7 @@ EXTENSIONS = frozenset({
     "fileinto", "envelope", "imap4flags", "copy", "body", "variables", "relational",
     "comparator-i;ascii-numeric", "comparator-i;octet", "comparator-i;ascii-casemap",
     "subaddress", "regex", "mailbox", "reject", "ereject", "encoded-character", "vacation", "date", "index",
-    "vacation-seconds", "spamtest", "spamtestplus", "virustest",
+    "vacation-seconds", "spamtest", "spamtestplus", "virustest", "environment",
 })
 COMPARATORS = {"i;octet": None, "i;ascii-casemap": None, "i;ascii-numeric": "comparator-i;ascii-numeric"}
 RELATIONS = {"gt", "ge", "lt", "le", "eq", "ne"}
@@ -62,6 +62,7 @@ TESTS = {
     "mailboxexists": ("mailbox", {}, ["strlist"]),
     "spamtest": ("spamtest", {**_MATCH, "percent": ("spamtestplus", None, "percent")}, ["str"]),
     "virustest": ("virustest", _MATCH, ["str"]),
+    "environment": ("environment", _MATCH, ["str", "strlist"]),
 }
 _SUBTESTS = {"not": (1, 1), "allof": (1, None), "anyof": (1, None)}
 

@@ -328,6 +328,11 @@ class _Run:
     def test_virustest(self, node):
         return self.compare(node, [self.msg.virustest()], [self.expand(node.pos[0])])
 
+    def test_environment(self, node):
+        """RFC 5183: an item this run knows (else false, as for an unknown item)."""
+        value = self.msg.environment_item(self.expand(node.pos[0]).lower())
+        return value is not None and self.compare(node, [value], self.expand_list(node.pos[1]))
+
     def test_mailboxexists(self, node):
         return all(self.mailbox_exists(name) for name in self.expand_list(node.pos[0]))
 

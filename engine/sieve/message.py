@@ -5,13 +5,14 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from email.utils import getaddresses
 
 
 SPAM_SCORE_FIELD = "x-spam-score"          # written by the spam checks (engine/accept/spamscore.py)
 VIRUS_FIELD = "x-virus-scanned"            # written by the virus scan (engine/accept/antivirus.py)
+ENGINE_VERSION = "0.1"                      # the environment test's "version" item
 _SCORE = re.compile(r"-?\d{1,6}(?:\.\d{1,6})?")
 
 
@@ -21,6 +22,7 @@ class SieveMessage:
     sender: str            # envelope from ('' for the null sender)
     recipient: str         # envelope to: the mailbox this run is for
     spam_max: float = 10.0  # the score spamtest calls 10 (RFC 5235: "definitely spam")
+    server: dict = field(default_factory=dict)    # environment items of this run: host, domain, remote-ip
 
     def __post_init__(self):
         self.msg = email.message_from_bytes(self.raw, policy=email.policy.compat32)
@@ -98,6 +100,13 @@ class SieveMessage:
         if not value.startswith("mailctl (") or not value.endswith(")"):
             return "0"
         return "2" if value.endswith(" removed)") else "1"
+
+
+    def environment_item(self, name: str) -> str | None:
+        """RFC 5183 §4: what the environment test sees; None for an item unknown here."""
+        fixed = {"location": "MDA", "phase": "during", "name": "mailctl", "version": ENGINE_VERSION}
+        value = self.server.get(name, fixed.get(name))
+        return value or None
 
 
 def address_part(addr: str, part: str) -> str | None:
