@@ -7,6 +7,8 @@ from __future__ import annotations
 import email
 import os
 import smtplib
+import threading
+import time
 import tomllib
 
 import pytest
@@ -206,3 +208,51 @@ def test_the_environment_test_sees_this_delivery(tmp_path):
     with running_server(root) as srv:
         send(srv.ports["smtp"], "seen")
     assert subjects(root, "Seen") == ["seen"]
+
+
+DEDUPE = 'require ["duplicate", "fileinto", "mailbox"];\nif duplicate { fileinto :create "Dups"; }\n'
+
+
+def _with_id(subject: str, msgid: str) -> bytes:
+    return f"From: carol@sender.org\r\nTo: {BOB}\r\nSubject: {subject}\r\nMessage-ID: {msgid}\r\n\r\nhi\r\n".encode()
+
+
+def test_duplicate_files_a_second_copy_of_a_message_id_and_forgets_after_its_period(tmp_path):
+    root = make_root(tmp_path, accounts={BOB: "bob-password-1"}, settings={"queue.offline": True})
+    activate(root, DEDUPE + 'if duplicate :handle "tickets" :header "x-ticket" :seconds 1 { fileinto :create "Again"; }\n')
+    with running_server(root) as srv, smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=30) as s:
+        for subject, msgid in (("first", "<a@x>"), ("copy", "<a@x>"), ("other", "<b@x>"), ("no id", "")):
+            s.sendmail("carol@sender.org", [BOB], _with_id(subject, msgid).replace(b"Message-ID: \r\n", b""))
+        for n in range(3):             # the ticket's period is 1 s: the third comes after it
+            data = _with_id(f"ticket {n}", f"<t{n}@x>").replace(b"Subject:", b"X-Ticket: 42\r\nSubject:")
+            s.sendmail("carol@sender.org", [BOB], data)
+            time.sleep(0.6 if n == 0 else 1.5)
+    assert subjects(root, "Dups") == ["copy"]
+    assert subjects(root, "Again") == ["ticket 1"]
+    assert subjects(root, "INBOX") == ["first", "no id", "other", "ticket 0", "ticket 2"]
+
+
+def test_two_serving_processes_take_one_message_id_once(tmp_path):
+    from helpers_process import smtp_sessions_in_two_processes
+    root = make_root(tmp_path, accounts={BOB: "bob-password-1"}, settings={"queue.offline": True,
+                                                                          "server.processes": 2})
+    activate(root, DEDUPE)
+    with serve_process(root) as proc:
+        wait_for_processes(root, 2)
+        sessions = list(smtp_sessions_in_two_processes(proc.ports["smtp"], proc.proc.pid).values())
+        barrier = threading.Barrier(2)
+
+        def send_copy(s, n):
+            s.ehlo("client.example")
+            s.mail("carol@sender.org")
+            s.rcpt(BOB)
+            barrier.wait(10)
+            assert s.data(_with_id(f"at once {n}", "<same@x>"))[0] == 250
+        threads = [threading.Thread(target=send_copy, args=(s, n)) for n, s in enumerate(sessions)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        for s in sessions:
+            s.quit()
+    assert len(subjects(root, "INBOX")) == 1 and len(subjects(root, "Dups")) == 1

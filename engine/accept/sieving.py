@@ -22,6 +22,7 @@ from ..smtp import replies
 from . import autoreply, scriptnotice
 from .verdicts import CONTINUE, Discard, FileInto, Reject
 from ..sieve.actions import Result, failed
+from ..sieve.duplicates import DuplicateStore
 from ..sieve.interp import Script
 from ..sieve.lexer import SieveError
 from ..sieve.message import SieveMessage
@@ -150,7 +151,8 @@ def sieve_filter(arrival):
                     raw = arrival.head() if not isinstance(arrival.content, (bytes, bytearray)) \
                         else bytes(arrival.content)
                 message = SieveMessage(raw, env.sender, account.address, spam_max=spamtest_top(arrival.settings),
-                                       server=environment(arrival))
+                                       server=environment(arrival),
+                                       duplicates=DuplicateStore(arrival.root, account.address))
                 result = run_scripts(box.path, root_path, message, folder_check(box), chain)
             except (MailError, OSError, ValueError) as e:      # an unreadable script: INBOX
                 log.warning("sieve: %s: scripts not run (%s); the message goes to INBOX", account.address, e)

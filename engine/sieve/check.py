@@ -13,7 +13,7 @@ EXTENSIONS = frozenset({
     "fileinto", "envelope", "imap4flags", "copy", "body", "variables", "relational",
     "comparator-i;ascii-numeric", "comparator-i;octet", "comparator-i;ascii-casemap",
     "subaddress", "regex", "mailbox", "reject", "ereject", "encoded-character", "vacation", "date", "index",
-    "vacation-seconds", "spamtest", "spamtestplus", "virustest", "environment",
+    "vacation-seconds", "spamtest", "spamtestplus", "virustest", "environment", "duplicate",
 })
 COMPARATORS = {"i;octet": None, "i;ascii-casemap": None, "i;ascii-numeric": "comparator-i;ascii-numeric"}
 RELATIONS = {"gt", "ge", "lt", "le", "eq", "ne"}
@@ -63,6 +63,9 @@ TESTS = {
     "spamtest": ("spamtest", {**_MATCH, "percent": ("spamtestplus", None, "percent")}, ["str"]),
     "virustest": ("virustest", _MATCH, ["str"]),
     "environment": ("environment", _MATCH, ["str", "strlist"]),
+    "duplicate": ("duplicate", {"handle": ("duplicate", "str", "handle"), "header": ("duplicate", "str", "id"),
+                                "uniqueid": ("duplicate", "str", "id"), "seconds": ("duplicate", "num", "seconds"),
+                                "last": ("duplicate", None, "last")}, []),
 }
 _SUBTESTS = {"not": (1, 1), "allof": (1, None), "anyof": (1, None)}
 
@@ -211,7 +214,7 @@ def _check_opts(item, opts: dict, required: set[str]) -> None:
     for rel in ("count", "value"):
         if rel in opts and opts[rel].lower() not in RELATIONS:
             raise SieveError(item.line, f"unknown relation {opts[rel]!r}")
-    if "last" in opts and "index" not in opts:
+    if "last" in opts and "index" not in opts and item.name != "duplicate":
         raise SieveError(item.line, ":last needs :index")
     if opts.get("index") == 0:
         raise SieveError(item.line, ":index must be 1 or more")

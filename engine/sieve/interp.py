@@ -49,6 +49,7 @@ class _Run:
         self.result = act.Result()
         self.flags: list[str] = []
         self.vars: dict[str, str] = {}
+        self.duplicates: dict[tuple[str, str], bool] = {}
         self.match_vars: list[str] = []
         self.variables = "variables" in script.required
 
@@ -332,6 +333,22 @@ class _Run:
         """RFC 5183: an item this run knows (else false, as for an unknown item)."""
         value = self.msg.environment_item(self.expand(node.pos[0]).lower())
         return value is not None and self.compare(node, [value], self.expand_list(node.pos[1]))
+
+    def test_duplicate(self, node):
+        """RFC 7352: seen before (within its period) by this mailbox? No id: false."""
+        o = node.opts
+        if "uniqueid" in o:
+            unique = self.expand(o["uniqueid"])
+        else:
+            values = self.msg.headers(self.expand(o.get("header", "message-id")))
+            unique = values[0].strip() if values else ""
+        store = self.msg.duplicates
+        if not unique or store is None:
+            return False
+        key = (self.expand(o.get("handle", "")), unique)
+        if key not in self.duplicates:         # asked again in this run: the same answer
+            self.duplicates[key] = store.seen(*key, o.get("seconds"), "last" in o)
+        return self.duplicates[key]
 
     def test_mailboxexists(self, node):
         return all(self.mailbox_exists(name) for name in self.expand_list(node.pos[0]))

@@ -23,6 +23,7 @@ class SieveMessage:
     recipient: str         # envelope to: the mailbox this run is for
     spam_max: float = 10.0  # the score spamtest calls 10 (RFC 5235: "definitely spam")
     server: dict = field(default_factory=dict)    # environment items of this run: host, domain, remote-ip
+    duplicates: object = None   # the duplicate test's memory (duplicates.DuplicateStore); None: nothing seen
 
     def __post_init__(self):
         self.msg = email.message_from_bytes(self.raw, policy=email.policy.compat32)
