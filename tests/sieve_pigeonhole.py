@@ -48,10 +48,17 @@ def dovecot_config(tmp: Path) -> Path:
     """A private config: sieve-test reads nothing of the machine's Dovecot. As root it
     must drop to an unprivileged uid (Dovecot refuses uid 0), so the files are world-readable."""
     uid, gid = (65534, 65534) if os.getuid() == 0 else (os.getuid(), os.getgid())
+    for kind in ("personal", "global"):      # the scripts include finds (RFC 6609)
+        target = tmp / kind
+        shutil.copytree(CORPUS / kind, target, dirs_exist_ok=True)
+        os.chmod(target, 0o777)
+        for f in target.iterdir():
+            os.chmod(f, 0o644)
     conf = tmp / "dovecot.conf"
     conf.write_text(f"protocols =\nmail_uid = {uid}\nmail_gid = {gid}\nfirst_valid_uid = 1\n"
                     f"mail_home = {tmp}/home\nmail_location = maildir:{tmp}/home/Maildir\n"
                     "log_path = /dev/null\nplugin {\n  sieve_extensions = +vacation-seconds +spamtest +spamtestplus +virustest\n"
+                    f"  sieve = file:{tmp}/personal\n  sieve_global = {tmp}/global\n"
                     "  sieve_max_redirects = 4\n  sieve_max_actions = 32\n"
                     # spamtest as mailctl's X-Spam-Score feeds it (engine/sieve/message.py)
                     "  sieve_spamtest_status_type = score\n  sieve_spamtest_status_header = X-Spam-Score\n"
@@ -126,11 +133,11 @@ def normalize_pigeonhole(out: str) -> list[str]:
 
 def ours(case: Case) -> list[str]:
     try:
-        script = Script(case.script)
+        script = Script(case.script).link(corpus_script)
     except SieveError:
         return ["error"]
     raw = (CORPUS / case.message).read_bytes()
-    result = script.run(SieveMessage(raw, case.sender, case.recipient))
+    result = script.run(SieveMessage(raw, case.sender, case.recipient), load=corpus_script)
     actions: list[str] = []
 
     def flags(fl) -> str:
@@ -155,6 +162,12 @@ def ours(case: Case) -> list[str]:
     if result.implicit_keep:
         actions.append("keep" + flags(result.keep_flags))
     return sorted(set(actions))
+
+
+def corpus_script(location: str, name: str):
+    """What an include finds in the corpus's personal/ and global/ scripts."""
+    path = CORPUS / location / f"{name}.sieve"
+    return Script(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def printable(text: str) -> str:

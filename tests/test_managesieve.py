@@ -279,3 +279,18 @@ def test_failed_logins_ban_the_address_here_and_on_imap(tmp_path):
         sock = socket.create_connection(("127.0.0.1", srv.ports["imap"]), 10, source_address=("127.0.0.9", 0))
         assert b"BYE" in sock.recv(200)
         sock.close()
+
+
+def test_an_include_must_resolve_before_a_script_is_stored(tmp_path):
+    root = ms_root(tmp_path, **{"auth.allow_plaintext": True})
+    with running_server(root) as srv:
+        c = Client(srv.ports["managesieve"])
+        c.login()
+        main = b'require "include";\r\ninclude "filters";\r\n'
+        assert b"no personal script 'filters'" in c(b'PUTSCRIPT "main" {%d+}\r\n' % len(main) + main)
+        assert c(b'PUTSCRIPT "filters" "keep;"').startswith(b"OK")
+        assert c(b'CHECKSCRIPT {%d+}\r\n' % len(main) + main).startswith(b"OK")
+        assert c(b'PUTSCRIPT "main" {%d+}\r\n' % len(main) + main).startswith(b"OK")
+        loop = b'require "include";\r\ninclude "loop";\r\n'
+        assert c(b'PUTSCRIPT "loop" {%d+}\r\n' % len(loop) + loop).startswith(b"NO")      # not there yet, nor ever
+        c.close()

@@ -256,3 +256,25 @@ def test_two_serving_processes_take_one_message_id_once(tmp_path):
         for s in sessions:
             s.quit()
     assert len(subjects(root, "INBOX")) == 1 and len(subjects(root, "Dups")) == 1
+
+
+def test_include_runs_personal_and_global_scripts_in_delivery(tmp_path):
+    root = make_root(tmp_path, accounts={BOB: "bob-password-1"}, settings={"queue.offline": True})
+    global_dir = root.path / "sieve" / "global"
+    global_dir.mkdir(parents=True)
+    (global_dir / "lists.sieve").write_text('require ["fileinto", "mailbox"];\n'
+                                            'if header :contains "subject" "list" { fileinto :create "Lists"; stop; }\n')
+    scripts.put_script(home(root), "invoices", 'require ["fileinto", "mailbox", "variables", "include"];\n'
+                                               'global "where";\n'
+                                               'if header :contains "subject" "invoice" { fileinto :create "${where}"; }\n')
+    activate(root, 'require ["include", "variables"];\nglobal "where";\nset "where" "Bills";\n'
+                   'include :global "lists";\ninclude "invoices";\ninclude :optional "not-there";\n')
+    with running_server(root) as srv:
+        for subject in ("list post", "invoice 9", "hello"):
+            send(srv.ports["smtp"], subject)
+        activate(root, 'require "include";\ninclude "missing";\n', name="broken")
+        send(srv.ports["smtp"], "invoice 10")
+    assert subjects(root, "Lists") == ["list post"] and subjects(root, "Bills") == ["invoice 9"]
+    inbox = subjects(root, "INBOX")
+    assert "hello" in inbox and "invoice 10" in inbox            # the missing include: INBOX, and told
+    assert any(s.startswith("Your mail filter") for s in inbox)

@@ -26,7 +26,7 @@ from ..sieve.duplicates import DuplicateStore
 from ..sieve.interp import Script
 from ..sieve.lexer import SieveError
 from ..sieve.message import SieveMessage
-from ..sieve.scripts import active_script, global_scripts
+from ..sieve.scripts import active_script, global_scripts, include_loader
 
 log = logging.getLogger("mailctl.sieve")
 _CACHE_MAX = 256
@@ -85,7 +85,8 @@ def run_scripts(home: Path, root_path: Path, message: SieveMessage, mailbox_exis
     total = Result()
     for name, text in chain:
         try:
-            result = compiled(text).run(message, mailbox_exists)
+            load = include_loader(home, root_path, compiled)
+            result = compiled(text).link(load).run(message, mailbox_exists, load)
         except SieveError as e:
             result = failed(str(e))
         if result.error:

@@ -280,17 +280,22 @@ class SieveSession(connection.Connection):
         if problem:
             await self.send(_reply("NO", *problem))
             return
+        await self.blocking(self._linked, text)
         await self.blocking(scripts.put_script, self.home, name, text)
         self.runtime.log.info("managesieve: %s: stored script %r", self.account.address, name)
         await self.ok("Putscript completed.")
     cmd_PUTSCRIPT.auth = True
+
+    def _linked(self, text: str) -> None:
+        """The script compiles and its includes resolve (as Pigeonhole checks at upload)."""
+        Script(text).link(scripts.include_loader(self.home, self.runtime.root.path))
 
     async def cmd_CHECKSCRIPT(self, args):
         text, = self._args(args, 1, "CHECKSCRIPT {size+}")
         if len(text.encode("utf-8")) > MAX_SCRIPT:
             await self.send(_reply("NO", f"Script is too large (max {MAX_SCRIPT} bytes).", "QUOTA/MAXSIZE"))
             return
-        await self.blocking(Script, text)
+        await self.blocking(self._linked, text)
         await self.ok("Script is valid.")
     cmd_CHECKSCRIPT.auth = True
 

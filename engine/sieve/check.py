@@ -13,7 +13,7 @@ EXTENSIONS = frozenset({
     "fileinto", "envelope", "imap4flags", "copy", "body", "variables", "relational",
     "comparator-i;ascii-numeric", "comparator-i;octet", "comparator-i;ascii-casemap",
     "subaddress", "regex", "mailbox", "reject", "ereject", "encoded-character", "vacation", "date", "index",
-    "vacation-seconds", "spamtest", "spamtestplus", "virustest", "environment", "duplicate",
+    "vacation-seconds", "spamtest", "spamtestplus", "virustest", "environment", "duplicate", "include",
 })
 COMPARATORS = {"i;octet": None, "i;ascii-casemap": None, "i;ascii-numeric": "comparator-i;ascii-numeric"}
 RELATIONS = {"gt", "ge", "lt", "le", "eq", "ne"}
@@ -42,6 +42,10 @@ COMMANDS = {
                               "subject": ("vacation", "str", "subject"), "from": ("vacation", "str", "from"),
                               "addresses": ("vacation", "strlist", "addresses"), "mime": ("vacation", None, "mime"),
                               "handle": ("vacation", "str", "handle")}, ["str"]),
+    "include": ("include", {"personal": ("include", None, "location"), "global": ("include", None, "location"),
+                            "once": ("include", None, "once"), "optional": ("include", None, "optional")}, ["str"]),
+    "return": ("include", {}, []),
+    "global": ("include", {}, ["strlist"]),
     "set": ("variables", {k: ("variables", None, k) for k in
                           ("lower", "upper", "lowerfirst", "upperfirst", "quotewildcard", "length")}, ["str", "str"]),
 }
@@ -177,8 +181,16 @@ def _node(item, table: dict, required: set[str]) -> Node:
     constant = "variables" not in required
     if item.name == "redirect" and (constant or "${" not in node.pos[0]):
         valid_address(node.pos[0], item.line)     # a constant address is checked now
-    if item.name == "set" and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", node.pos[0]):
+    if item.name == "set" and not re.fullmatch(r"(?i:global\.)?[A-Za-z_][A-Za-z0-9_]*", node.pos[0]):
         raise SieveError(item.line, f"set: invalid variable name {node.pos[0]!r}")
+    if item.name == "global":
+        if "variables" not in required:
+            raise SieveError(item.line, 'global needs require "variables"')
+        for name in node.pos[0]:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise SieveError(item.line, f"global: invalid variable name {name!r}")
+    if item.name == "include" and not re.fullmatch(r"[^/\\\x00-\x1f\x7f.][^/\\\x00-\x1f\x7f]{0,127}", node.pos[0]):
+        raise SieveError(item.line, f"include: invalid script name {node.pos[0]!r}")
     if "regex" in opts:
         for key in node.pos[-1]:
             if constant or "${" not in key:

@@ -24,17 +24,48 @@ class _Stop(Exception):
     pass
 
 
+class _Return(Exception):
+    """RFC 6609 return: the end of the included script running now."""
+
+
+MAX_INCLUDE_DEPTH = 10                 # Pigeonhole's sieve_include_max_nesting_depth
+MAX_INCLUDES = 255                     # sieve_include_max_includes
+
+
 class Script:
     """A parsed and checked script, reusable for many messages."""
 
     def __init__(self, text: str):
         self.nodes, self.required = check(parse(text))
 
-    def run(self, message: SieveMessage, mailbox_exists=lambda name: name.upper() == "INBOX") -> act.Result:
-        run = _Run(self, message, mailbox_exists)
+    def link(self, load, chain: tuple = ()) -> "Script":
+        """Resolve the includes as Pigeonhole does when it compiles a script: each one not
+        :optional must name a script that compiles, none may include itself (directly or
+        through others), and nesting stays within MAX_INCLUDE_DEPTH. SieveError otherwise."""
+        for node in _includes(self.nodes):
+            where = ("global" if "global" in node.opts else "personal", node.pos[0])
+            if where in chain:
+                raise SieveError(node.line, f"include: {where[1]!r} includes itself")
+            if len(chain) >= MAX_INCLUDE_DEPTH:
+                raise SieveError(node.line, "include: nested too deeply")
+            try:
+                script = load(*where)
+                if script is not None:
+                    script.link(load, (*chain, where))
+            except SieveError as e:
+                raise SieveError(node.line, f"include {where[1]!r}: {e}") from None
+            if script is None and "optional" not in node.opts:
+                raise SieveError(node.line, f"include: no {where[0]} script {where[1]!r}")
+        return self
+
+    def run(self, message: SieveMessage, mailbox_exists=lambda name: name.upper() == "INBOX",
+            load=None) -> act.Result:
+        """load(location, name): the Script an include names ("personal" or "global"), or
+        None when there is none; without it every include finds nothing."""
+        run = _Run(self, message, mailbox_exists, load)
         try:
             run.block(self.nodes)
-        except _Stop:
+        except (_Stop, _Return):       # return in the main script is stop (RFC 6609 §3.3)
             pass
         except SieveError as e:
             return act.failed(str(e))
@@ -43,8 +74,13 @@ class Script:
 
 
 class _Run:
-    def __init__(self, script: Script, message: SieveMessage, mailbox_exists):
-        self.script, self.msg, self.mailbox_exists = script, message, mailbox_exists
+    def __init__(self, script: Script, message: SieveMessage, mailbox_exists, load=None):
+        self.script, self.msg, self.mailbox_exists, self.load = script, message, mailbox_exists, load
+        self.globals: dict[str, str] = {}          # include's global variables, shared by every script
+        self.global_names: set[str] = set()         # those the running script declared global
+        self.including: list[tuple[str, str]] = []  # the scripts being included, outermost first
+        self.included: set[tuple[str, str]] = set()
+        self.includes = 0
         self.budget = Budget(act.MAX_STEPS)
         self.result = act.Result()
         self.flags: list[str] = []
@@ -64,8 +100,25 @@ class _Run:
             if name.isdigit():
                 i = int(name)
                 return self.match_vars[i] if i < len(self.match_vars) else ""
-            return self.vars.get(name, "")
-        return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*|[0-9]+)\}", sub, s)
+            return self.get_var(name)
+        return re.sub(r"\$\{((?:global\.)?[A-Za-z_][A-Za-z0-9_]*|[0-9]+)\}", sub, s, flags=re.IGNORECASE)
+
+    def _scope(self, name: str) -> tuple[dict, str]:
+        """Where a variable lives: include's globals (global.NAME, or declared global) or the script's own."""
+        name = name.lower()
+        if name.startswith("global."):
+            return self.globals, name[7:]
+        return (self.globals if name in self.global_names else self.vars), name
+
+    def get_var(self, name: str) -> str:
+        where, key = self._scope(name)
+        return where.get(key, "")
+
+    def put_var(self, name: str, value: str, line: int = 0) -> None:
+        where, key = self._scope(name)
+        if key not in where and len(where) >= MAX_VARIABLES:
+            raise SieveError(line, "too many variables")
+        where[key] = value[:MAX_VARIABLE_SIZE]
 
     def expand_list(self, items: list[str]) -> list[str]:
         return [self.expand(s) for s in items]
@@ -155,6 +208,43 @@ class _Run:
             details["addresses"] = self.expand_list(o["addresses"])
         self.add(act.Action("vacation", self.expand(node.pos[0]), details=details))
 
+    def cmd_include(self, node: Node) -> None:
+        """RFC 6609: run another script here, with its own variables (but the globals)."""
+        where = ("global" if "global" in node.opts else "personal", node.pos[0])
+        if "once" in node.opts and where in self.included:
+            return
+        if where in self.including:
+            raise SieveError(node.line, f"include: {where[1]!r} includes itself")
+        self.includes += 1
+        if len(self.including) >= MAX_INCLUDE_DEPTH or self.includes > MAX_INCLUDES:
+            raise SieveError(node.line, "include: too many or too deeply nested includes")
+        try:
+            script = self.load(*where) if self.load is not None else None
+        except SieveError as e:
+            raise SieveError(node.line, f"include {where[1]!r}: {e}") from None
+        if script is None:
+            if "optional" in node.opts:
+                return
+            raise SieveError(node.line, f"include: no {where[0]} script {where[1]!r}")
+        self.included.add(where)
+        saved = (self.script, self.vars, self.global_names, self.match_vars, self.variables)
+        self.script, self.vars, self.global_names, self.match_vars = script, {}, set(), []
+        self.variables = "variables" in script.required
+        self.including.append(where)
+        try:
+            self.block(script.nodes)
+        except _Return:
+            pass
+        finally:
+            self.including.pop()
+            self.script, self.vars, self.global_names, self.match_vars, self.variables = saved
+
+    def cmd_return(self, node: Node) -> None:
+        raise _Return()
+
+    def cmd_global(self, node: Node) -> None:
+        self.global_names.update(name.lower() for name in node.pos[0])
+
     def _flag_target(self, node: Node) -> tuple[str | None, list[str]]:
         if len(node.pos) == 2:
             return node.pos[0][0].lower(), _flag_words(self.expand_list(node.pos[1]))
@@ -164,10 +254,10 @@ class _Run:
         if var is None:
             self.flags = flags
         else:
-            self.vars[var] = " ".join(flags)
+            self.put_var(var, " ".join(flags))
 
     def _get_flags(self, var: str | None) -> list[str]:
-        return self.flags if var is None else _flag_words([self.vars.get(var, "")])
+        return self.flags if var is None else _flag_words([self.get_var(var)])
 
     def cmd_setflag(self, node: Node) -> None:
         var, flags = self._flag_target(node)
@@ -184,7 +274,7 @@ class _Run:
 
     def cmd_set(self, node: Node) -> None:
         name = node.pos[0].lower()
-        if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+        if not re.fullmatch(r"(global\.)?[a-z_][a-z0-9_]*", name):
             raise SieveError(node.line, f"set: bad variable name {name!r}")
         value = self.expand(node.pos[1])
         o = node.opts
@@ -200,9 +290,7 @@ class _Run:
             value = re.sub(r"([*?\\])", r"\\\1", value)
         if "length" in o:
             value = str(len(value))
-        if name not in self.vars and len(self.vars) >= MAX_VARIABLES:
-            raise SieveError(node.line, "too many variables")
-        self.vars[name] = value[:MAX_VARIABLE_SIZE]
+        self.put_var(name, value, node.line)
 
     # --- tests ---------------------------------------------------------------------
     def test(self, node: Node) -> bool:
@@ -316,7 +404,7 @@ class _Run:
 
     def test_hasflag(self, node):
         if len(node.pos) == 2:
-            flags = _flag_words([self.vars.get(v.lower(), "") for v in node.pos[0]])
+            flags = _flag_words([self.get_var(v) for v in node.pos[0]])
             keys = self.expand_list(node.pos[1])
         else:
             flags, keys = self.flags, self.expand_list(node.pos[0])
@@ -352,6 +440,14 @@ class _Run:
 
     def test_mailboxexists(self, node):
         return all(self.mailbox_exists(name) for name in self.expand_list(node.pos[0]))
+
+
+def _includes(nodes: list[Node]):
+    for node in nodes:
+        if node.name == "include":
+            yield node
+        if node.block:
+            yield from _includes(node.block)
 
 
 def _indexed(node: Node, values: list, fields: list | None = None) -> list:

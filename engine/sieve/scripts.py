@@ -91,6 +91,23 @@ def active_script(home: Path) -> tuple[str, str] | None:
         return None
 
 
+def include_loader(home: Path, root_path: Path, compile=Script):
+    """What an include (RFC 6609) finds: :personal, the account's script of that name;
+    :global, ROOT/sieve/global/NAME.sieve (Pigeonhole's sieve_global); compiled with compile."""
+    def load(location: str, name: str):
+        try:
+            if location == "personal":
+                text = read_script(home, name)
+            else:
+                path = Path(root_path) / SCRIPTS_DIR / "global" / f"{check_name(name)}{SUFFIX}"
+                nofollow.check_dirs(root_path, path.parent)
+                text = nofollow.read_text(path, errors="replace")
+        except (FileNotFoundError, InvalidInput, NotFound):
+            return None
+        return compile(text)
+    return load
+
+
 def put_script(home: Path, name: str, text: str) -> None:
     """Store a script after checking it compiles (SieveError "line N: ..." otherwise)."""
     Script(text)

@@ -1,0 +1,4 @@
+require ["imap4flags", "include", "variables"];
+global "marks";
+addflag "\\Seen";
+set "marks" "${marks}x";

@@ -1,0 +1,7 @@
+require ["fileinto", "variables", "include"];
+global "folder";
+if header :contains "subject" "Invoice" {
+  fileinto "${folder}";
+  return;
+}
+fileinto "NotInvoice";

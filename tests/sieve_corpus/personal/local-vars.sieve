@@ -1,0 +1,3 @@
+require ["fileinto", "variables"];
+set "mine" "inner";
+fileinto "Mine-${mine}";
