@@ -83,6 +83,7 @@ def test_scripts_file_by_subject_and_bad_scripts_leave_mail_in_inbox(tmp_path):
             "catastrophic regex": 'require ["regex", "fileinto"];\n'
                                   'if header :regex "subject" "^(a+)+$" { fileinto "Invoices"; }\n',
             "1000 redirects": "".join(f'redirect "r{n}@far.example";\n' for n in range(1000)),
+            "include loop": 'require "include";\ninclude "main";\n',          # activate() names it main
             "step limit": 'require "variables";\n' + 'if header :matches "subject" "*a*a*a*a*a*b" { discard; }\n' * 3000,
         }
         for name, text in hostile.items():
