@@ -85,6 +85,10 @@ def _echo_recipient(r: dict, settings) -> None:
     if r["spam"]:
         for line in spamreport.lines(r["spam"], settings)[-1:]:
             click.echo("  " + line)
+    for mailbox, outcome in (r.get("sieve") or {}).items():
+        did = [f"{a['action']} {a['argument']}".rstrip() for a in outcome["actions"]]
+        did += ["keep (implicit)"] if outcome["implicit_keep"] else []
+        click.echo(f"  sieve ({mailbox}): " + (f"error: {outcome['error']}: INBOX" if outcome["error"] else "; ".join(did)))
     click.echo(f"  reply: {r['reply']}")
 
 

@@ -164,3 +164,19 @@ def test_pigeonhole_takes_the_same_actions_on_the_rules_written(tmp_path):
         assert theirs == ours(case) and any(a.startswith("fileinto Finance/") for a in theirs), theirs
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_check_message_shows_what_the_recipient_s_sieve_would_do(tmp_path):
+    root = rules_root(tmp_path)
+    ok(root, "rule", "add", ACCOUNT, "--if", 'subject contains "invoice"', "--then", "move Finance",
+       "--then", "flag \\Seen")
+    sample = tmp_path / "invoice.eml"
+    sample.write_bytes(message("invoice 12"))
+    args = ["check", "message", str(sample), "--ip", "127.0.0.1", "--from", "carol@far.example", "--to", ACCOUNT,
+            "--to", "team@example.com"]
+    found = json.loads(ok(root, *args, "--json"))
+    by_address = {r["address"]: r["sieve"] for r in found["recipients"]}
+    assert by_address[ACCOUNT][ACCOUNT]["actions"] == [{"action": "fileinto", "argument": "Finance", "flags": ["\\Seen"]}]
+    assert by_address["team@example.com"] == {"team@example.com": {"actions": [], "implicit_keep": True, "error": ""}}
+    assert f"sieve ({ACCOUNT}): fileinto Finance" in ok(root, *args)
+    assert not (root.state_dir / "duplicates").exists() and Queue(root).all() == []     # nothing written

@@ -17,6 +17,7 @@ from ..access.explain import explain as explain_access
 from ..greylist import ALLOWED, DUE, PASSED, Greylist, client_network
 from ..smtp import policy, replies
 from . import accesscheck, antivirus, attachments, authcheck, clientgate, greylisting, helochecks, spamreport, spamscan
+from ..errors import MailError
 from .rcpt import to_postmaster
 from .verdicts import Score
 
@@ -82,7 +83,7 @@ def _recipient(root, state_root, settings, directory, data, ip, checked, helo, s
     """One RCPT TO's verdicts; 'reply' is its RCPT refusal ('' when it passes RCPT)."""
     client = policy.Client(ip, "smtp", trusted=policy.in_networks(ip, settings.relay.trusted_networks))
     out = {"address": address, "resolves_to": None, "access": None, "helo_checks": [], "greylisting": None,
-           "thresholds": None, "spam": None, "reply": "", "_accepted": None}
+           "thresholds": None, "spam": None, "sieve": {}, "reply": "", "_accepted": None}
     accepted = policy.check_recipient(settings, directory, client, sender, address)
     if not isinstance(accepted, policy.Accepted):
         out["reply"] = str(accepted)
@@ -110,6 +111,25 @@ def _recipient(root, state_root, settings, directory, data, ip, checked, helo, s
     if not rcpt_reply and out["greylisting"]["verdict"] == "defer":
         rcpt_reply = str(replies.GREYLISTED)
     out["reply"], out["_accepted"] = rcpt_reply, accepted
+    out["sieve"] = _sieve(state_root, settings, accepted, data, sender)
+    return out
+
+
+def _sieve(state_root, settings, accepted, data: bytes, sender: str) -> dict:
+    """What each local mailbox's Sieve scripts would do with the message (sievetrial.py)."""
+    from ..maildir import Maildir
+    from .sieving import spamtest_top
+    from .sievetrial import try_message
+    if state_root is None:
+        return {}
+    out = {}
+    for account in accepted.mailboxes:
+        box = Maildir.for_account(state_root, account.domain, account.local)
+        try:
+            out[account.address] = try_message(box, state_root.path, account.address, data, sender,
+                                               spamtest_top(settings))
+        except (MailError, OSError) as e:
+            out[account.address] = {"actions": [], "implicit_keep": True, "error": f"scripts not read: {e}"}
     return out
 
 

@@ -153,7 +153,8 @@ def _sieve(rules: list[dict]) -> tuple[list[str], list[str]]:
             tests.append(test)
             need |= ext
         body = []
-        for a in rule["then"]:
+        # flags first: a copy filed by the same rule gets them (RFC 5232 takes the flags set so far)
+        for a in sorted(rule["then"], key=lambda a: a["do"] != "flag"):
             acts, ext = _actions(a, n)
             body += acts
             need |= ext
