@@ -36,6 +36,20 @@ def read_message(stream, ignore_dots: bool, limit: int) -> bytes:
     return data
 
 
+def every_account(directory, domains=()) -> list[str]:
+    """The enabled accounts of the enabled domains (only those named, when any are)."""
+    from engine.addresses import normalize_domain
+    wanted = {normalize_domain(d) for d in domains}
+    unknown = wanted - set(directory.domains)
+    if unknown:
+        raise InvalidInput(f"no domain {', '.join(sorted(unknown))}; see 'mailctl domain list'")
+    out = [a.address for name, d in sorted(directory.domains.items()) if d.enabled and (not wanted or name in wanted)
+           for a in d.accounts.values() if a.enabled]
+    if not out:
+        raise InvalidInput("no enabled account to send to")
+    return sorted(out)
+
+
 @click.command("send", context_settings={"ignore_unknown_options": False})
 @click.argument("recipients", nargs=-1)
 @click.option("-t", "extract", is_flag=True, help="Read recipients from To, Cc and Bcc (Bcc is removed).")
@@ -43,10 +57,21 @@ def read_message(stream, ignore_dots: bool, limit: int) -> bytes:
 @click.option("-F", "full_name", metavar="NAME", help="Accepted for compatibility (ignored).")
 @click.option("-i", "ignore_dots", is_flag=True, help="A line with a single '.' does not end the message.")
 @click.option("-o", "oflags", multiple=True, metavar="FLAG", help="-oi as -i; other -o flags are accepted and ignored.")
+@click.option("--all-accounts", is_flag=True, help="Send it to every enabled account (a notice to all users).")
+@click.option("--domain", "domains", multiple=True, metavar="DOMAIN",
+              help="With --all-accounts: only this domain's accounts (repeat for several).")
 @click.option("--json", "as_json", is_flag=True, help="Output as JSON.")
 @pass_ctx
-def send(ctx: Context, recipients, extract, sender, full_name, ignore_dots, oflags, as_json) -> None:
-    """Send a message read on standard input to RECIPIENTS (or, with -t, its To/Cc/Bcc)."""
+def send(ctx: Context, recipients, extract, sender, full_name, ignore_dots, oflags, all_accounts, domains,
+         as_json) -> None:
+    """Send a message read on standard input to RECIPIENTS (or, with -t, its To/Cc/Bcc; or,
+    with --all-accounts, every account)."""
+    if domains and not all_accounts:
+        raise click.UsageError("--domain goes with --all-accounts")
+    if all_accounts:
+        if recipients or extract:
+            raise click.UsageError("--all-accounts takes no RECIPIENTS and no -t")
+        recipients = every_account(ctx.directory(), domains)
     ignore_dots = ignore_dots or "i" in oflags
     if sender in ("<>",):
         sender = ""
