@@ -102,6 +102,7 @@ class Domain:
     attachment_blocking: bool = True  # attachments.enabled applies to mail for this domain
     attachment_action: str = ""       # "" = attachments.action; "replace" or "refuse"
     junk_folder: str = ""             # "" = spam.junk_folder: where its spam is filed, and learned from
+    mirror: str = ""                  # an address that gets a copy of every message to or from the domain
     accounts: dict[str, Account] = field(default_factory=dict)
     alias_map: dict[str, Alias] = field(default_factory=dict)
     lists: dict[str, MailingList] = field(default_factory=dict)
@@ -161,7 +162,8 @@ def parse_domain(name: str, data: dict, text: str, where: str, settings=None) ->
                     spam_mark_score=d.get("spam_mark_score"), spam_reject_score=d.get("spam_reject_score"),
                     antivirus=d.get("antivirus", True), spam_scan=d.get("spam_scan", True),
                     attachment_blocking=d.get("attachment_blocking", True),
-                    attachment_action=d.get("attachment_action", ""), junk_folder=d.get("junk_folder", ""))
+                    attachment_action=d.get("attachment_action", ""), junk_folder=d.get("junk_folder", ""),
+                    mirror=d.get("mirror", ""))
     aliases = []
     for a in d.get("domain_aliases", []):
         try:

@@ -47,6 +47,8 @@ DOMAIN_KEYS = {
     "spam_scoring": (lambda v: isinstance(v, bool), "true or false"),
     "spam_mark_score": (lambda v: _is_num(v) and 0 < v <= 1000, "a score above 0, at most 1000"),
     "spam_reject_score": (lambda v: _is_num(v) and 0 <= v <= 1000, "a score from 0 (never) to 1000"),
+    "mirror": (lambda v: v == "" or (isinstance(v, str) and re.fullmatch(r"[^@\s\"<>,;]{1,64}@[^@\s\"<>,;]{1,253}", v)
+                                     is not None), "an address (a copy of all its mail goes there) or \"\""),
     "junk_folder": (_is_folder_name, "a folder name other than INBOX, like \"Spam\" (its spam goes there, and "
                                      "what users move into or out of it is learned)"),
 }

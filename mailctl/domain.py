@@ -97,18 +97,20 @@ domain.command("disable", help="Refuse mail for a domain (550 Domain Has Been Di
 @click.option("--spam-scan/--no-spam-scan", default=None, help="Ask rspamd / spamd about mail to this domain when spam_scan.enabled is on (the default) or never.")
 @click.option("--attachment-blocking/--no-attachment-blocking", default=None, help="Block attachments in mail to this domain when attachments.enabled is on (the default) or never.")
 @click.option("--attachment-action", type=click.Choice(["replace", "refuse"]), help="Its own attachments.action.")
+@click.option("--mirror", metavar="ADDRESS", help="A copy of every message to or from the domain goes to "
+              "ADDRESS ('' to stop).")
 @click.option("--junk-folder", metavar="FOLDER", help="Its own spam.junk_folder (its spam is filed there, and what "
               "users move into or out of it is learned).")
 @pass_ctx
 def set_(ctx: Context, name: str, catch_all, max_size, max_accounts, default_quota, greylisting, spam_scoring,
-         spam_mark, spam_reject, antivirus, spam_scan, attachment_blocking, attachment_action, junk_folder) -> None:
+         spam_mark, spam_reject, antivirus, spam_scan, attachment_blocking, attachment_action, mirror, junk_folder) -> None:
     """Change a domain's settings."""
     values = {k: v for k, v in {"catch_all": catch_all, "max_message_size_mb": max_size,
                                 "max_accounts": max_accounts, "default_quota_mb": default_quota,
                                 "greylisting": greylisting, "spam_scoring": spam_scoring,
                                 "spam_mark_score": spam_mark, "spam_reject_score": spam_reject,
                                 "antivirus": antivirus, "spam_scan": spam_scan, "attachment_blocking": attachment_blocking,
-                                "attachment_action": attachment_action, "junk_folder": junk_folder}.items()
+                                "attachment_action": attachment_action, "junk_folder": junk_folder, "mirror": mirror}.items()
               if v is not None}
     if not values:
         raise click.UsageError("give at least one option to change")

@@ -12,6 +12,7 @@ from .. import delivery, headers as headers_mod, queue as queue_mod, storage_err
 from ..smtp import policy, quota, replies
 from ..smtp.received import received_header
 from .arrival import SUBMISSION, Arrival
+from .mirror import mirror_addresses
 from .verdicts import CONTINUE, AddHeaders, Refused, Reject, refusal
 
 
@@ -81,15 +82,20 @@ def deliver(arrival: Arrival):
     A failure raises: the caller says what its client is told."""
     env, settings = arrival.envelope, arrival.settings
     smtp = env.by_smtp
+    mirrors = mirror_addresses(arrival.directory, env.sender, list(env.recipients))
     # SMTP: UIDs come at the reader's next sync, as for mail any MTA drops into a Maildir
     try:
         arrival.outcome = delivery.deliver(
-            arrival.root, settings, arrival.directory, env.sender, list(env.recipients), arrival.content,
+            arrival.root, settings, arrival.directory, env.sender, [*env.recipients, *mirrors], arrival.content,
             source=env.queue_source, auth_user=env.auth_user, before_commit=arrival.before_commit,
             assign_uids=not smtp, quota_grace_percent=settings.mailbox.quota_grace_percent if smtp else 0,
             folder_for=arrival.folder_for if arrival.folders else None)
     except Refused as e:            # a check made with the commit refused it: nothing is stored
         return e.verdict
+    for mirror in mirrors:          # the mirror is nobody's business but the administrator's
+        why = arrival.outcome.rejected.pop(mirror, None)
+        if why is not None:
+            arrival.log.warning("mirror: %s: no copy for %s: %s", env.txid, mirror, why)
     return CONTINUE
 
 
