@@ -26,6 +26,12 @@ clamd, clamd + rspamd and clamd + spamd (started here with the tests' configurat
 messages/s, the ratio to no scanner, and the scanners' own share of the cost per message:
 
     python bench/smtp_intake.py --scanners --concs 10 --sizes 4096 --rounds 3
+
+With --sieve two mailctl servers: one where the recipient has the 50-rule script of
+bench/sieve_rules.py active (no rule matches: the message goes through all of them), one
+without a script: messages/s and the ratio:
+
+    python bench/smtp_intake.py --sieve --concs 10 --sizes 4096 --rounds 3
 """
 from __future__ import annotations
 
@@ -238,6 +244,7 @@ def main() -> None:
                          "(the machine is shared: one round is noisy)")
     ap.add_argument("--checks", action="store_true",
                     help="every inbound check on against all off (bench/intake_checks.py), no Postfix")
+    ap.add_argument("--sieve", action="store_true", help="a 50-rule Sieve script on against none, no Postfix")
     ap.add_argument("--scanners", action="store_true",
                     help="clamd and a spam scanner on against none (bench/intake_scanners.py), no Postfix")
     args = ap.parse_args()
@@ -248,6 +255,9 @@ def main() -> None:
         return
     if args.scanners:
         run_scanners(args, sizes, concs)
+        return
+    if args.sieve:
+        run_sieve(args, sizes, concs)
         return
     client = "smtp-source" if shutil.which("smtp-source") else "asyncio client"
 
@@ -418,6 +428,55 @@ def run_scanners(args, sizes: list[int], concs: list[int]) -> None:
             cpu, scan = statistics.median(r[f"cpu {mode}"]), statistics.median(r[f"scan {mode}"])
             print(f"{size // 1024:>5} KiB {conc:>8} {mode:>13} {rate:>8.1f} {ratio:>6.2f} "
                   f"{1000 / rate - 1000 / none:>8.2f} {cpu:>12.2f} {scan:>12.2f} {scan / (scan + cpu):>6.0%}")
+
+
+def run_sieve(args, sizes: list[int], concs: list[int]) -> None:
+    """Sieve on (a 50-rule script) against off, two servers up at once, cells alternating."""
+    from engine.maildir import Maildir
+    from engine.sieve import scripts
+    from sieve_rules import script_text
+    runs: dict[tuple, dict[str, list[float]]] = {}
+    procs = []
+    with tempfile.TemporaryDirectory(prefix="mailctl-bench-") as tmp:
+        try:
+            servers = {}
+            for mode in ("off", "on"):
+                root = make_root(Path(tmp) / mode)
+                home = Maildir.for_account(root, DOMAIN, "alice")
+                if not home.exists():
+                    home.create()
+                if mode == "on":
+                    scripts.put_script(home.path, "rules", script_text(50))
+                    scripts.activate(home.path, "rules")
+                proc, port = start_server(root, args.processes)
+                procs.append(proc)
+                servers[mode] = (proc, port, root.mail_dir / DOMAIN / "alice")
+            time.sleep(1.0)
+            for mode in ("off", "on"):
+                measure(servers[mode][1], servers[mode][2], 50, 4096, 10, servers[mode][0].pid)   # warm-up
+            for rnd in range(args.rounds):
+                for size in sizes:
+                    for conc in concs:
+                        count = args.count if size <= 8192 else max(args.count // 2, 50)
+                        r = runs.setdefault((size, conc), {"off": [], "on": [], "cpu_off": [], "cpu_on": []})
+                        for mode in ("off", "on"):
+                            proc, port, maildir = servers[mode]
+                            rate, cpu = measure(port, maildir, count, size, conc, proc.pid)
+                            r[mode].append(rate)
+                            r[f"cpu_{mode}"].append(cpu)
+                        print(f"round {rnd + 1}  {size // 1024:>4} KiB {conc:>3} clients: sieve off "
+                              f"{r['off'][-1]:7.1f} msg/s, on {r['on'][-1]:7.1f} msg/s", flush=True)
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(30)
+    print(f"\nSMTP intake, Sieve off and on (a 50-rule script, no rule matching; median of {args.rounds} round(s))")
+    print(f"{'size':>8} {'clients':>8} {'off msg/s':>10} {'on msg/s':>10} {'ratio':>6} {'CPU off':>8} {'CPU on':>8}")
+    for (size, conc), r in runs.items():
+        off, on = statistics.median(r["off"]), statistics.median(r["on"])
+        ratio = statistics.median([a / b for a, b in zip(r["on"], r["off"])])
+        print(f"{size // 1024:>5} KiB {conc:>8} {off:>10.1f} {on:>10.1f} {ratio:>6.2f} "
+              f"{statistics.median(r['cpu_off']):>8.2f} {statistics.median(r['cpu_on']):>8.2f}")
 
 
 if __name__ == "__main__":
