@@ -38,6 +38,8 @@ class Account:
     forward_keep_copy: bool = True
     send_limits: tuple = ()          # (key, value) of its send_* overrides (engine/sendlimits_settings.py)
     spam_filter: bool = True         # false: never Junk nor refused as spam (still virus-scanned)
+    signature_text: str = ""         # its signature on submitted mail (engine/signatures.py)
+    signature_html: str = ""
 
     @property
     def address(self) -> str:
@@ -103,6 +105,11 @@ class Domain:
     attachment_action: str = ""       # "" = attachments.action; "replace" or "refuse"
     junk_folder: str = ""             # "" = spam.junk_folder: where its spam is filed, and learned from
     mirror: str = ""                  # an address that gets a copy of every message to or from the domain
+    signature_text: str = ""          # the domain's signature or disclaimer (engine/signatures.py)
+    signature_html: str = ""
+    signature_mode: str = "if_none"   # if_none, overwrite, append
+    signature_replies: bool = False
+    signature_local: bool = False
     accounts: dict[str, Account] = field(default_factory=dict)
     alias_map: dict[str, Alias] = field(default_factory=dict)
     lists: dict[str, MailingList] = field(default_factory=dict)
@@ -163,7 +170,9 @@ def parse_domain(name: str, data: dict, text: str, where: str, settings=None) ->
                     antivirus=d.get("antivirus", True), spam_scan=d.get("spam_scan", True),
                     attachment_blocking=d.get("attachment_blocking", True),
                     attachment_action=d.get("attachment_action", ""), junk_folder=d.get("junk_folder", ""),
-                    mirror=d.get("mirror", ""))
+                    mirror=d.get("mirror", ""), signature_text=d.get("signature_text", ""),
+                    signature_html=d.get("signature_html", ""), signature_mode=d.get("signature_mode", "if_none"),
+                    signature_replies=d.get("signature_replies", False), signature_local=d.get("signature_local", False))
     aliases = []
     for a in d.get("domain_aliases", []):
         try:
@@ -207,7 +216,8 @@ def parse_domain(name: str, data: dict, text: str, where: str, settings=None) ->
                                          v.get("quota_mb", 0), v.get("enabled", True), fwd,
                                          v.get("forward_keep_copy", True),
                                          tuple((k, v[k]) for k in sendlimits_settings.ACCOUNT_KEYS if k in v),
-                                         v.get("spam_filter", True))
+                                         v.get("spam_filter", True), v.get("signature_text", ""),
+                                         v.get("signature_html", ""))
     for local, value, path in entries("aliases"):
         v = _check_table(value, ALIAS_KEYS, path, problems)
         if "targets" not in value:

@@ -147,7 +147,10 @@ def set_domain(root: Root, settings, name: str, **values) -> None:
 
     def change(doc):
         for k, v in values.items():
-            doc[k] = v
+            if v is not None:
+                doc[k] = v
+            elif k in doc:
+                del doc[k]                  # None: the default applies again
     _edit_domain(root, settings, name, change, check)
 
 

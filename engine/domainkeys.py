@@ -27,6 +27,16 @@ def _is_folder_name(v):
         return False
 
 
+def _is_signature(v):
+    return isinstance(v, str) and len(v) <= 16 * 1024 and "\0" not in v
+
+
+SIGNATURE_KEYS = {
+    "signature_text": (_is_signature, "text of at most 16 KiB (%NAME% and %ADDRESS% are replaced)"),
+    "signature_html": (_is_signature, "HTML of at most 16 KiB (\"\" = the text, made HTML)"),
+}
+
+
 def _is_strlist(v):
     return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
@@ -49,6 +59,11 @@ DOMAIN_KEYS = {
     "spam_reject_score": (lambda v: _is_num(v) and 0 <= v <= 1000, "a score from 0 (never) to 1000"),
     "mirror": (lambda v: v == "" or (isinstance(v, str) and re.fullmatch(r"[^@\s\"<>,;]{1,64}@[^@\s\"<>,;]{1,253}", v)
                                      is not None), "an address (a copy of all its mail goes there) or \"\""),
+    **SIGNATURE_KEYS,
+    "signature_mode": (lambda v: v in ("if_none", "overwrite", "append"),
+                       "\"if_none\" (when the account has none), \"overwrite\" or \"append\" (a disclaimer)"),
+    "signature_replies": (lambda v: isinstance(v, bool), "true or false (replies get the signature too)"),
+    "signature_local": (lambda v: isinstance(v, bool), "true or false (mail to local recipients only gets it too)"),
     "junk_folder": (_is_folder_name, "a folder name other than INBOX, like \"Spam\" (its spam goes there, and "
                                      "what users move into or out of it is learned)"),
 }
@@ -62,6 +77,7 @@ ACCOUNT_KEYS = {
     "forward": (_is_strlist, "a list of addresses"),
     "forward_keep_copy": (lambda v: isinstance(v, bool), "true or false"),
     "spam_filter": (lambda v: isinstance(v, bool), "true or false"),
+    **SIGNATURE_KEYS,
     **sendlimits_settings.ACCOUNT_KEYS,
 }
 ALIAS_KEYS = {

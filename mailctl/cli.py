@@ -23,7 +23,7 @@ COMMAND_MODULES = {
     "account": "account", "alias": "alias", "autoreply": "autoreply", "backup": "backup", "ban": "ban", "check": "check", "config": "config",
     "deliver": "deliver", "dkim": "dkim", "domain": "domain", "export": "export", "forward": "forward",
     "greylist": "greylist", "import": "importcmd", "init": "init", "list": "lists", "mailbox": "mailbox", "migrate": "migrate",
-    "public": "public", "queue": "queue", "rule": "rule", "send": "send", "systemd-unit": "systemd", "who": "who",
+    "public": "public", "queue": "queue", "rule": "rule", "send": "send", "signature": "signature", "systemd-unit": "systemd", "who": "who",
     "srs": "srs",
     **{name: "serve" for name in ("serve", "start", "stop", "restart", "reload", "status", "quickstart")},
 }

@@ -15,7 +15,7 @@ it (tests add theirs that way), so a stage never touches protocol code.
 from __future__ import annotations
 
 from . import (accesscheck, antivirus, attachments, authcheck, dnslists, greylisting, helochecks, rcpt, sendlimits,
-               sieving, spamscan, spamscore, stages)
+               sieving, signature, spamscan, spamscore, stages)
 from .arrival import Arrival
 from .verdicts import CONTINUE, ENDS, AddHeaders, FileInto, Score
 
@@ -49,6 +49,7 @@ STAGES = (
     spamscore.spam_score,       # port 25: the Scores' sum: X-Spam-* and Junk at the mark, 550 at the reject score
     antivirus.scan_viruses,     # every way in: clamd / scanner command; 554 5.7.1, strip, discard; 451 when down
     attachments.block_attachments,  # port 25 (and submission if set): blocked files replaced by a note, or 554 5.7.1
+    signature.add_signature,    # AUTH: the account's or domain's signature in its text and HTML parts
     stages.mailbox_quota,       # port 25: a mailbox that cannot take it refuses it all
     sendlimits.send_limit,      # the account's sending limits, checked and counted with the commit
     sieving.sieve_filter,       # each local mailbox's Sieve scripts: its folder, redirects (engine/sieve/)
