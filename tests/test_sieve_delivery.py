@@ -279,3 +279,43 @@ def test_include_runs_personal_and_global_scripts_in_delivery(tmp_path):
     inbox = subjects(root, "INBOX")
     assert "hello" in inbox and "invoice 10" in inbox            # the missing include: INBOX, and told
     assert any(s.startswith("Your mail filter") for s in inbox)
+
+
+def _redirecting(root, who: str, script: str) -> None:
+    local = who.partition("@")[0]
+    box = Maildir.for_account(root, "example.com", local)
+    if not box.exists():
+        box.create()
+    scripts.put_script(box.path, "main", script)
+    scripts.activate(box.path, "main")
+
+
+def _inbox(root, local: str, folder: str = "INBOX") -> list[str]:
+    box = Maildir.for_account(root, "example.com", local)
+    if not box.exists():
+        return []
+    try:
+        f = box.folder(folder)
+    except Exception:       # noqa: BLE001 - no such folder: nothing there
+        return []
+    return sorted(email.message_from_bytes(f.read(x))["Subject"] for x in f.sync())
+
+
+def test_a_redirect_to_a_local_mailbox_runs_its_scripts_and_a_loop_ends_in_one_inbox(tmp_path):
+    people = {f"{n}@example.com": f"{n}-password-123" for n in ("ann", "ben", "cat", "dan", "eve", "fay")}
+    root = make_root(tmp_path, accounts=people, settings={"queue.offline": True, "limits.max_forward_depth": 2})
+    _redirecting(root, "ann@example.com", 'redirect "ben@example.com";\n')                 # ann -> ben, a loop
+    _redirecting(root, "ben@example.com", 'redirect "ann@example.com";\n')
+    _redirecting(root, "cat@example.com", 'require "copy";\nredirect :copy "dan@example.com";\n')          # cat keeps, dan files
+    _redirecting(root, "dan@example.com", 'require ["fileinto", "mailbox"];\nfileinto :create "FromCat";\n')
+    _redirecting(root, "eve@example.com", 'redirect "fay@example.com";\n')                 # a chain past the depth
+    _redirecting(root, "fay@example.com", 'redirect "ann@example.com";\n')
+    with running_server(root) as srv, smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=30) as s:
+        for who in ("ann", "cat", "eve"):
+            s.sendmail("carol@sender.org", [f"{who}@example.com"],
+                       f"From: carol@sender.org\r\nSubject: to {who}\r\n\r\nhi\r\n".encode())
+    assert _inbox(root, "ben") == ["to ann"]                  # ben's redirect back to ann: ben keeps it
+    assert _inbox(root, "cat") == ["to cat"] and _inbox(root, "dan", "FromCat") == ["to cat"]
+    # eve -> fay -> ann (depth 2) -> (ben: depth 3, past 2): ann keeps it
+    assert _inbox(root, "eve") == [] and _inbox(root, "fay") == [] and _inbox(root, "ann") == ["to eve"]
+    assert not list(root.queue_dir.rglob("*.toml"))          # nothing queued, nothing bounced

@@ -76,6 +76,7 @@ class Arrival:
     before_commit: object = None      # delivery's hook between staging and commit (pickup)
     added: list[bytes] = field(default_factory=list)      # header lines the stages added
     folders: dict[str, str] = field(default_factory=dict)  # mailbox address ('' = all) -> folder
+    extra_recipients: list[str] = field(default_factory=list)  # local Sieve redirect targets (sieving.py)
     outcome: object = None            # engine.delivery.Outcome, once stored or queued
     hostname: str = ""                # ours (server.hostname unless given)
     scores: list = field(default_factory=list)      # verdicts.Score so far, the envelope's first

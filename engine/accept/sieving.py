@@ -129,7 +129,14 @@ def sieve_filter(arrival):
     verdicts: list = []
     discarded, rejected, mailboxes = [], [], []
     outside = False                 # a copy also goes elsewhere (a forward): never Discard it all
-    for rcpt in env.recipients:
+    # Redirects to local addresses are followed here, not queued: their mailboxes' scripts
+    # run in turn and they join this delivery (all or nothing). One to a mailbox whose
+    # scripts already ran for this message (a loop), or past limits.max_forward_depth,
+    # leaves the copy in the redirecting mailbox's INBOX: nothing lost, no mail storm.
+    pending = [(rcpt, 0) for rcpt in env.recipients]
+    max_depth = getattr(getattr(arrival.settings, "limits", None), "max_forward_depth", 10)
+    while pending:
+        rcpt, depth = pending.pop(0)
         try:
             res = arrival.directory.resolve(rcpt, env.sender)
         except MailError:
@@ -163,7 +170,17 @@ def sieve_filter(arrival):
             if result.error and "/" not in result.failed_script:     # the user's own script
                 _tell_owner(arrival.root, box, account.address, result.error)
             autoreply.queue_replies(arrival, account.address, message, result)
-            verdicts += _apply(arrival, box, account.address, result, discarded, rejected)
+            local = [t for t in result.redirects() if arrival.directory.domain(t.rpartition("@")[2].lower())]
+            verdicts += _apply(arrival, box, account.address, result, discarded, rejected, set(local))
+            for target in local:
+                if depth + 1 > max_depth or _reached(arrival.directory, target, env.sender, mailboxes):
+                    log.info("sieve: %s: redirect to %s %s; the copy stays in its INBOX", account.address, target,
+                             "loops" if depth + 1 <= max_depth else "goes past limits.max_forward_depth")
+                    verdicts.append(FileInto(INBOX, (account.address,)))
+                    continue
+                arrival.extra_recipients.append(target)
+                pending.append((target, depth + 1))
+                outside = True
     if mailboxes and len(discarded) == len(mailboxes) and not outside:
         return Discard("sieve: discarded by every recipient's script")
     if mailboxes and len(rejected) == len(mailboxes) and not outside:
@@ -190,7 +207,17 @@ def folder_check(box):
     return exists
 
 
-def _apply(arrival, box, address: str, result: Result, discarded: list, rejected: list) -> list:
+def _reached(directory, target: str, sender: str, mailboxes: list[str]) -> bool:
+    """Does the redirect target lead back to a mailbox whose scripts ran for this message?"""
+    try:
+        res = directory.resolve(target, sender)
+    except MailError:
+        return False
+    return any(m.address in mailboxes for m in getattr(res, "mailboxes", ()))
+
+
+def _apply(arrival, box, address: str, result: Result, discarded: list, rejected: list,
+           local: set[str] = frozenset()) -> list:
     reason = result.rejection()
     if reason is not None:
         rejected.append(reason)
@@ -198,8 +225,9 @@ def _apply(arrival, box, address: str, result: Result, discarded: list, rejected
         return []
     folders = result.folders()
     redirects = result.redirects()
-    if redirects:
-        _queue_redirects(arrival, address, redirects)
+    queued = [r for r in redirects if r not in local]      # local ones join this delivery (sieve_filter)
+    if queued:
+        _queue_redirects(arrival, address, queued)
     if not folders:
         if not redirects:
             discarded.append(address)

@@ -82,11 +82,12 @@ def deliver(arrival: Arrival):
     A failure raises: the caller says what its client is told."""
     env, settings = arrival.envelope, arrival.settings
     smtp = env.by_smtp
-    mirrors = mirror_addresses(arrival.directory, env.sender, list(env.recipients))
+    recipients = [*env.recipients, *(r for r in arrival.extra_recipients if r not in env.recipients)]
+    mirrors = mirror_addresses(arrival.directory, env.sender, recipients)
     # SMTP: UIDs come at the reader's next sync, as for mail any MTA drops into a Maildir
     try:
         arrival.outcome = delivery.deliver(
-            arrival.root, settings, arrival.directory, env.sender, [*env.recipients, *mirrors], arrival.content,
+            arrival.root, settings, arrival.directory, env.sender, [*recipients, *mirrors], arrival.content,
             source=env.queue_source, auth_user=env.auth_user, before_commit=arrival.before_commit,
             assign_uids=not smtp, quota_grace_percent=settings.mailbox.quota_grace_percent if smtp else 0,
             folder_for=arrival.folder_for if arrival.folders else None)
