@@ -33,6 +33,8 @@ def init_root(root: Root, hostname: str = "localhost", high_ports: bool = False,
     make_self_signed(root, hostname)
     notes.append(f"self-signed certificate for {hostname} written to tls/")
     srs_secret.ensure(root)               # SRS addresses of forwarded mail (engine/srs_forward.py)
+    from .sieve import outofoffice        # the autoreply text `mailctl autoreply set` starts from
+    outofoffice.write_template(root)
     atomic_write(root.config_file, settings_mod.render_sample(values), mode=TOML_MODE)
     return notes
 

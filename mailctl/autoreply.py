@@ -34,7 +34,7 @@ def autoreply() -> None:
 @click.option("--subject", default=outofoffice.DEFAULT_SUBJECT, show_default=True,
               help="The reply's subject; %SUBJECT% is the original's, %NAME% the account's name.")
 @click.option("--body-file", type=click.Path(dir_okay=False), help="The reply's text (UTF-8; '-' reads stdin); "
-              "without it a short default. %NAME% and %ADDRESS% are replaced.")
+              "without it the root's templates/autoreply.txt. %NAME% and %ADDRESS% are replaced.")
 @click.option("--html-file", type=click.Path(dir_okay=False), help="An HTML version too (multipart/alternative).")
 @click.option("--from", "start", metavar="DATE", default="", help="First day it answers (YYYY-MM-DD).")
 @click.option("--until", metavar="DATE", default="", help="Last day it answers (YYYY-MM-DD).")
@@ -43,7 +43,8 @@ def autoreply() -> None:
 def set_(ctx: Context, address: str, subject: str, body_file, html_file, start: str, until: str, days: int) -> None:
     """Turn on ADDRESS's autoreply (replacing the one it had)."""
     account, home = _account(ctx, address)
-    reply = outofoffice.Autoreply(subject=subject, body=_read(body_file) or outofoffice.DEFAULT_BODY,
+    body = _read(body_file) or outofoffice.template(ctx.existing_root().path)
+    reply = outofoffice.Autoreply(subject=subject, body=body,
                                   html=_read(html_file), start=start, until=until, days=days)
     script = outofoffice.set_reply(home, reply, account.name, account.address)
     done(f"autoreply on for {account.address} (in its Sieve script {script!r})")

@@ -7,6 +7,8 @@ script it wrote."""
 from __future__ import annotations
 
 import datetime
+import email
+import email.policy
 import json
 import shutil
 import tempfile
@@ -119,3 +121,36 @@ def test_pigeonhole_takes_the_same_actions_on_the_script_it_wrote(tmp_path):
         assert theirs == ours(case) and any(a.startswith("vacation") and "Off: Invoice 42" in a for a in theirs), theirs
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_the_root_s_template_and_the_reply_reaching_an_external_server(tmp_path):
+    """Without --body-file the root's templates/autoreply.txt (written by `mailctl init`) is
+    the text; the queued reply goes out to the sender's server (a sink on 127.0.0.2, the MX
+    of far.example in a loopback DNS server) with a null MAIL FROM and RFC 3834's fields."""
+    from dnsserver import DNSServer
+    from helpers_queue import Harness, base_settings, configure
+    from sinks import Sink
+    root = make_root(tmp_path, accounts={ACCOUNT: "bob-password-1"}, settings={"queue.offline": True})
+    template = root.path / "templates" / "autoreply.txt"
+    assert "I am away" in template.read_text()
+    template.write_text("Out until Monday, %NAME%.\n")
+    ok(root, "autoreply", "set", ACCOUNT)
+    with running_server(root) as srv:
+        deliver(srv.ports["smtp"], "carol@far.example", mail("carol@far.example", "status report"))
+    dns_server = DNSServer({"far.example": {"MX": [(10, "mx.far.example")]}, "mx.far.example": {"A": ["127.0.0.2"]}})
+    sink = Sink("127.0.0.2")
+    try:
+        configure(root, {**base_settings(dns_server, sink.port), "queue.offline": False})
+        h = Harness(root)
+        try:
+            h.run()
+        finally:
+            h.close()
+    finally:
+        sink.stop()
+        dns_server.close()
+    [got] = sink.messages
+    reply = email.message_from_bytes(got.data, policy=email.policy.compat32)
+    assert got.sender in ("", "<>") and got.recipients == ["carol@far.example"]      # MAIL FROM:<>
+    assert reply["Subject"] == "Re: status report" and reply["Auto-Submitted"].startswith("auto-replied")
+    assert reply["In-Reply-To"] == "<status.report@x.example>" and reply.get_payload() == "Out until Monday, bob@example.com.\r\n"

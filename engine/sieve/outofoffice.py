@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+from pathlib import Path
 from dataclasses import asdict, dataclass
 
 from ..errors import InvalidInput
@@ -99,6 +100,28 @@ def section(reply: Autoreply, name: str, address: str) -> tuple[list[str], list[
     else:
         lines.append(action)
     return requires, lines
+
+
+TEMPLATE = ("templates", "autoreply.txt")      # under the root: the text of an autoreply set without one
+
+
+def write_template(root) -> None:
+    """A new root's autoreply template (the administrator edits it for everyone)."""
+    from ..root import atomic_write
+    path = Path(root.path).joinpath(*TEMPLATE)
+    path.parent.mkdir(mode=0o755, exist_ok=True)
+    if not path.exists():
+        atomic_write(path, DEFAULT_BODY.encode("utf-8"), mode=0o644)
+
+
+def template(root_path) -> str:
+    """The root's autoreply template, else the built-in text."""
+    from .. import nofollow
+    try:
+        text = nofollow.read_text(Path(root_path).joinpath(*TEMPLATE), quiet=True)
+    except (OSError, UnicodeDecodeError):
+        return DEFAULT_BODY
+    return text[:MAX_TEXT] if text.strip() else DEFAULT_BODY
 
 
 def set_reply(home, reply: Autoreply, name: str, address: str) -> str:
