@@ -94,8 +94,19 @@ def normalize_pigeonhole(out: str) -> list[str]:
     actions: list[str] = []
     vacation: dict | None = None
     body: list[str] | None = None
+    notify: dict | None = None
     for line in out.splitlines():
         s = line.strip()
+        if notify is not None:
+            if s.startswith("=> "):
+                key, _, value = s[3:].partition(":")
+                notify[key.strip()] = value.strip()
+                continue
+            if s.startswith("+ To: ") or s.startswith("+ Cc: "):
+                notify.setdefault("to", []).append(s[6:].strip())
+                continue
+            actions.append(notify_form(notify))
+            notify = None
         if body is not None:
             if line == "END MESSAGE":
                 vacation["reason"] = printable("\n".join(body)).strip()
@@ -113,6 +124,8 @@ def normalize_pigeonhole(out: str) -> list[str]:
             continue
         if s == "* send vacation message:":
             vacation = {}
+        elif s.startswith("* send notification with method 'mailto:'"):
+            notify = {}
         elif s.startswith("* store message in folder: "):
             folder = s.split(": ", 1)[1]
             actions.append("keep" if folder == "INBOX" else f"fileinto {folder}")
@@ -128,6 +141,8 @@ def normalize_pigeonhole(out: str) -> list[str]:
             pass
         elif s.startswith("* ") and "keep" in s:
             actions.append("keep")
+    if notify is not None:
+        actions.append(notify_form(notify))
     return sorted(set(actions))
 
 
@@ -157,6 +172,10 @@ def ours(case: Case) -> list[str]:
             actions.append(vacation_form({"seconds": str(d["seconds"]), "subject": d.get("subject", ""),
                                           "from": d.get("from", ""),
                                           "reason": printable(a.arg.replace("\r\n", "\n")).strip()}))
+        elif a.kind == "notify":
+            d = a.details
+            actions.append(notify_form({"importance": d["importance"], "subject": d["subject"], "from": d["from"],
+                                        "to": d["to"] + d["cc"]}))
         elif a.kind in ("reject", "ereject"):
             actions.append(("reject " + printable(a.arg).strip()).strip())
     if result.implicit_keep:
@@ -173,6 +192,12 @@ def corpus_script(location: str, name: str):
 def printable(text: str) -> str:
     """As sieve-test prints a string: control characters as '?'."""
     return "".join("?" if ord(c) < 32 else c for c in text)
+
+
+def notify_form(n: dict) -> str:
+    """A notify action in one comparable line."""
+    return f"notify importance={n.get('importance', '2')} subject={n.get('subject', '')!r} " \
+           f"from={n.get('from', '')!r} to={sorted(a.lower() for a in n.get('to', []))}"
 
 
 def vacation_form(v: dict) -> str:

@@ -66,3 +66,19 @@ def test_matches_agrees_with_fnmatch(key, value):
 def test_matches_with_many_stars_is_linear():
     key, value = "*a" * 30 + "*b", "a" * 5000
     assert in_cpu_time(1.0, wildcard, value, key, "i;octet", Budget(10**9)) is None
+
+
+# enotify's mailto URIs (engine/sieve/mailto.py): a parsed URI or SieveError, never another
+# exception; every recipient it gives is one plain address.
+@fuzz(400)
+@given(st.text(alphabet="mailto:@.,?&=%20abcXYZ-_+<>\"\\ \r\n\x00é", max_size=80))
+@example("mailto:a@example.net,b@example.net?cc=c@example.net&subject=%41&body=x")
+@example("mailto:?to=%00@x")
+def test_a_mailto_uri_parses_or_is_refused(uri):
+    from engine.sieve import mailto
+    try:
+        found = mailto.parse(uri)
+    except SieveError:
+        return
+    for address in found.to + found.cc:
+        assert "@" in address and not any(c in address for c in " \r\n\0<>,\"")

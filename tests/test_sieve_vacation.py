@@ -178,3 +178,18 @@ def test_a_hostile_subject_or_from_cannot_add_header_lines():
     assert raw.count(b"\r\n\r\n") == 1 and raw.endswith(b"Gone.\r\n")
     unicode = compose(message(), ACCOUNT, Action("vacation", "Parti.", details={"subject": "Absent été"}))
     assert email.message_from_bytes(unicode)["Subject"].startswith("=?utf-8?")
+
+
+def test_a_notify_action_queues_a_notice_and_none_about_automatic_mail(tmp_path):
+    root = away_root(tmp_path, 'require ["enotify", "variables"];\n'
+                               'if header :matches "subject" "*" { set "s" "${1}"; }\n'
+                               'notify :importance "1" :message "Mail: ${s}" "mailto:bob@mobile.example?cc=pager@mobile.example";\n')
+    with running_server(root) as srv:
+        port = srv.ports["smtp"]
+        deliver(port, "carol@far.example", mail("carol@far.example", "urgent thing"))
+        deliver(port, "robot@far.example", mail("robot@far.example", "robot", "Auto-Submitted: auto-generated\r\n"))
+    [(sender, to, notice)] = replies(root)
+    assert sender == "" and to == ["bob@mobile.example", "pager@mobile.example"]
+    assert notice["Subject"] == "Mail: urgent thing" and notice["Auto-Submitted"] == "auto-notified"
+    assert notice["From"] == ACCOUNT and notice["Cc"] == "<pager@mobile.example>" and notice["X-Priority"].startswith("1")
+    assert "carol@far.example" in notice.get_payload()

@@ -1,5 +1,7 @@
-"""The reply of a Sieve vacation action (RFC 5230, RFC 3834 §3): once per sender per period,
-queued with the delivery that caused it (the hook before its commit, as redirects).
+"""The messages a Sieve script sends: the reply of a vacation action (RFC 5230, RFC 3834
+§3), once per sender per period, and the notice of a notify action with mailto (RFC 5435,
+RFC 5436); each queued with the delivery that caused it (the hook before its commit, as
+redirects), with a null envelope sender.
 
 Whom a mailbox answered: one file per (mailbox, handle, sender) under state/vacation/,
 
@@ -132,3 +134,46 @@ def _queue_when_committed(arrival, mailbox: str, message: SieveMessage, action) 
                                                 source="sieve"))
         log.info("sieve: %s: vacation reply to %s queued", mailbox, message.sender)
     arrival.before_commit = hook
+
+
+def queue_notifications(arrival, mailbox: str, message: SieveMessage, result) -> None:
+    """For each notify action of result, queue its notice (RFC 5436 §2.7: never about a
+    message that is itself automatic)."""
+    notices = [a for a in result.actions if a.kind == "notify"]
+    if not notices:
+        return
+    auto = (message.headers("auto-submitted") or ["no"])[0].strip().lower()
+    if not auto.startswith("no"):
+        log.info("sieve: %s: no notification about an automatic message", mailbox)
+        return
+    from ..queue import Queue
+    previous = arrival.before_commit
+
+    def hook(staged, queued):
+        if previous is not None:
+            previous(staged, queued)
+        for action in notices:
+            d = action.details
+            data = notice(message, mailbox, d)
+            queued.append(Queue(arrival.root).stage("", [*d["to"], *d["cc"]], data, source="sieve"))
+            log.info("sieve: %s: notification to %s queued", mailbox, ", ".join(d["to"] + d["cc"]))
+    arrival.before_commit = hook
+
+
+def notice(message: SieveMessage, mailbox: str, d: dict) -> bytes:
+    """The notification (RFC 5436 §2.7): From the user (or :from), the importance, Auto-Submitted."""
+    _, addr = parseaddr(d.get("from", ""))
+    sender = d["from"] if addr and "@" in addr else mailbox
+    original = (message.headers("subject") or [""])[0].strip()
+    author = (message.headers("from") or [message.sender or "<>"])[0].strip()
+    subject = d.get("subject") or f"New mail: {original}"
+    body = d.get("body") or f"You have new mail from {author}\nSubject: {original}\n"
+    lines = [f"From: {_header(sender)}", f"To: {', '.join(f'<{a}>' for a in d['to']) or 'undisclosed-recipients:;'}",
+             *([f"Cc: {', '.join(f'<{a}>' for a in d['cc'])}"] if d["cc"] else []),
+             f"Subject: {_header(subject)}", f"Date: {formatdate(localtime=True)}",
+             f"Message-ID: {make_msgid(domain=mailbox.rpartition('@')[2])}", "Auto-Submitted: auto-notified",
+             f"X-Priority: {({'1': '1 (Highest)', '3': '5 (Lowest)'}).get(d.get('importance', '2'), '3 (Normal)')}",
+             "MIME-Version: 1.0", "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit"]
+    head = "\r\n".join(line.replace("\r", " ").replace("\n", " ") for line in lines)
+    text = body.replace("\r\n", "\n").replace("\n", "\r\n")
+    return (head + "\r\n\r\n" + text + ("" if text.endswith("\r\n") else "\r\n")).encode("utf-8", "replace")

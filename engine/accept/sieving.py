@@ -170,6 +170,7 @@ def sieve_filter(arrival):
             if result.error and "/" not in result.failed_script:     # the user's own script
                 _tell_owner(arrival.root, box, account.address, result.error)
             autoreply.queue_replies(arrival, account.address, message, result)
+            autoreply.queue_notifications(arrival, account.address, message, result)
             local = [t for t in result.redirects() if arrival.directory.domain(t.rpartition("@")[2].lower())]
             verdicts += _apply(arrival, box, account.address, result, discarded, rejected, set(local))
             for target in local:

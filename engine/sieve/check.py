@@ -7,13 +7,14 @@ import re
 from dataclasses import dataclass, field
 
 from .lexer import SieveError
+from . import mailto
 from .parser import Command, Tag, Test
 
 EXTENSIONS = frozenset({
     "fileinto", "envelope", "imap4flags", "copy", "body", "variables", "relational",
     "comparator-i;ascii-numeric", "comparator-i;octet", "comparator-i;ascii-casemap",
     "subaddress", "regex", "mailbox", "reject", "ereject", "encoded-character", "vacation", "date", "index",
-    "vacation-seconds", "spamtest", "spamtestplus", "virustest", "environment", "duplicate", "include",
+    "vacation-seconds", "spamtest", "spamtestplus", "virustest", "environment", "duplicate", "include", "enotify",
 })
 COMPARATORS = {"i;octet": None, "i;ascii-casemap": None, "i;ascii-numeric": "comparator-i;ascii-numeric"}
 RELATIONS = {"gt", "ge", "lt", "le", "eq", "ne"}
@@ -46,8 +47,12 @@ COMMANDS = {
                             "once": ("include", None, "once"), "optional": ("include", None, "optional")}, ["str"]),
     "return": ("include", {}, []),
     "global": ("include", {}, ["strlist"]),
-    "set": ("variables", {k: ("variables", None, k) for k in
-                          ("lower", "upper", "lowerfirst", "upperfirst", "quotewildcard", "length")}, ["str", "str"]),
+    "notify": ("enotify", {"from": ("enotify", "str", "from"), "importance": ("enotify", "str", "importance"),
+                           "options": ("enotify", "strlist", "options"), "message": ("enotify", "str", "message")},
+               ["str"]),
+    "set": ("variables", {**{k: ("variables", None, k) for k in
+                             ("lower", "upper", "lowerfirst", "upperfirst", "quotewildcard", "length")},
+                          "encodeurl": ("enotify", None, "encodeurl")}, ["str", "str"]),
 }
 TESTS = {
     "true": (None, {}, []), "false": (None, {}, []), "not": (None, {}, []),
@@ -67,6 +72,8 @@ TESTS = {
     "spamtest": ("spamtest", {**_MATCH, "percent": ("spamtestplus", None, "percent")}, ["str"]),
     "virustest": ("virustest", _MATCH, ["str"]),
     "environment": ("environment", _MATCH, ["str", "strlist"]),
+    "valid_notify_method": ("enotify", {}, ["strlist"]),
+    "notify_method_capability": ("enotify", _MATCH, ["str", "str", "strlist"]),
     "duplicate": ("duplicate", {"handle": ("duplicate", "str", "handle"), "header": ("duplicate", "str", "id"),
                                 "uniqueid": ("duplicate", "str", "id"), "seconds": ("duplicate", "num", "seconds"),
                                 "last": ("duplicate", None, "last")}, []),
@@ -183,6 +190,11 @@ def _node(item, table: dict, required: set[str]) -> Node:
         valid_address(node.pos[0], item.line)     # a constant address is checked now
     if item.name == "set" and not re.fullmatch(r"(?i:global\.)?[A-Za-z_][A-Za-z0-9_]*", node.pos[0]):
         raise SieveError(item.line, f"set: invalid variable name {node.pos[0]!r}")
+    if item.name == "notify":
+        if "importance" in opts and opts["importance"] not in ("1", "2", "3"):
+            raise SieveError(item.line, f"notify: invalid :importance {opts['importance']!r}")
+        if constant or "${" not in node.pos[0]:
+            mailto.parse(node.pos[0], item.line)          # a constant URI is checked now
     if item.name == "global":
         if "variables" not in required:
             raise SieveError(item.line, 'global needs require "variables"')

@@ -5,8 +5,10 @@ gives actions.failed(), which files the message into INBOX; mail is never lost."
 from __future__ import annotations
 
 import re
+import urllib.parse
 
 from . import actions as act
+from . import mailto
 from .check import Node, check, valid_address
 from .lexer import SieveError
 from .match import Budget, count_matches, matches
@@ -245,6 +247,19 @@ class _Run:
     def cmd_global(self, node: Node) -> None:
         self.global_names.update(name.lower() for name in node.pos[0])
 
+    def cmd_notify(self, node: Node) -> None:
+        """RFC 5435 with mailto (RFC 5436): the action; engine/accept/autoreply.py sends it."""
+        method = self.expand(node.pos[0])
+        target = mailto.parse(method, node.line)
+        key = ("notify", tuple(sorted(a.lower() for a in target.to + target.cc)))
+        if any(a.kind == "notify" and a.details.get("key") == key for a in self.result.actions):
+            return                           # the same method and recipients: once (as Pigeonhole)
+        o = node.opts
+        details = {"key": key, "importance": o.get("importance", "2"), "to": target.to, "cc": target.cc,
+                   "subject": self.expand(o["message"]) if "message" in o else target.subject,
+                   "body": target.body, "from": self.expand(o["from"]) if "from" in o else ""}
+        self.add(act.Action("notify", method, details=details))
+
     def _flag_target(self, node: Node) -> tuple[str | None, list[str]]:
         if len(node.pos) == 2:
             return node.pos[0][0].lower(), _flag_words(self.expand_list(node.pos[1]))
@@ -286,6 +301,8 @@ class _Run:
             value = value[:1].lower() + value[1:]
         if "upperfirst" in o:
             value = value[:1].upper() + value[1:]
+        if "encodeurl" in o:                  # RFC 5435 §6: for a URI
+            value = urllib.parse.quote(value, safe="-._~")
         if "quotewildcard" in o:
             value = re.sub(r"([*?\\])", r"\\\1", value)
         if "length" in o:
@@ -437,6 +454,24 @@ class _Run:
         if key not in self.duplicates:         # asked again in this run: the same answer
             self.duplicates[key] = store.seen(*key, o.get("seconds"), "last" in o)
         return self.duplicates[key]
+
+    def test_valid_notify_method(self, node):
+        try:
+            for uri in self.expand_list(node.pos[0]):
+                mailto.parse(uri)
+        except SieveError:
+            return False
+        return True
+
+    def test_notify_method_capability(self, node):
+        """RFC 5436 §2.5: mailto's only capability, "online", is "maybe"."""
+        try:
+            mailto.parse(self.expand(node.pos[0]))
+        except SieveError:
+            return False
+        if self.expand(node.pos[1]).lower() != "online":
+            return False
+        return self.compare(node, ["maybe"], self.expand_list(node.pos[2]))
 
     def test_mailboxexists(self, node):
         return all(self.mailbox_exists(name) for name in self.expand_list(node.pos[0]))
