@@ -60,7 +60,7 @@ def with_grace(quota_bytes: int, grace_percent: float) -> int:
 def deliver(root: Root, settings, directory: Directory, sender: str, recipients: list[str],
             data: "bytes | LargeMessage", source: str = "local", queue_external: bool = True,
             auth_user: str = "", before_commit=None, assign_uids: bool = True,
-            quota_grace_percent: float = 0, folder_for=None) -> Outcome:
+            quota_grace_percent: float = 0, folder_for=None, content_for=None) -> Outcome:
     """Deliver data to recipients. Local domains only receive; external addresses that
     come out of aliases and forwards are queued. Returns what happened per recipient.
 
@@ -78,7 +78,10 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
     folder_for(mailbox address), when given, names the folder a copy goes to ('' or a
     folder that does not exist: INBOX), as the acceptance pipeline's stages decided; a
     tuple of folders puts a copy in each (Sieve's fileinto :copy beside keep), an entry
-    (folder, flags) stores that copy with those flags (Sieve's imap4flags), () none."""
+    (folder, flags) stores that copy with those flags (Sieve's imap4flags), () none.
+
+    content_for(mailbox address), when given, is that mailbox's own version of the message
+    (Sieve's editheader changed its header) or None for the common one."""
     outcome = Outcome()
     mailboxes: dict[str, object] = {}
     external: list[str] = []
@@ -107,8 +110,9 @@ def deliver(root: Root, settings, directory: Directory, sender: str, recipients:
     def stage(box, address, quota, folder=INBOX, flags=()):
         if large:       # (a large message's copy gets no flags: stage_into takes none yet)
             return stage_into(box, trace_headers(sender, address), data, assign_uids, quota, folder)
-        return box.stage(trace_headers(sender, address) + body, folder, flags, assign_uid=assign_uids,
-                         quota_bytes=quota)
+        own = content_for(address) if content_for is not None else None
+        return box.stage(trace_headers(sender, address) + (body if own is None else to_storage(own)), folder, flags,
+                         assign_uid=assign_uids, quota_bytes=quota)
 
     def stage_all(box, address, quota) -> list:
         chosen = folder_for(address) if folder_for is not None else ""

@@ -37,7 +37,7 @@ def rule() -> None:
 @click.option("--any", "any_", is_flag=True, help="Any condition is enough (default: all of them).")
 @click.option("--then", "actions", multiple=True, metavar="ACTION",
               help="move FOLDER | copy FOLDER | delete | forward ADDRESS | forward-only ADDRESS | flag FLAG | "
-                   "reply TEXT | stop; FOLDER may hold %YEAR%, %MONTH%, %DAY%.")
+                   "reply TEXT | set-header NAME VALUE | stop; FOLDER may hold %YEAR%, %MONTH%, %DAY%.")
 @pass_ctx
 def add(ctx: Context, address, global_: bool, conditions, any_: bool, actions) -> None:
     """Add a rule at the end of ADDRESS's rules (or the server's, --global)."""

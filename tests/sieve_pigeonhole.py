@@ -57,7 +57,7 @@ def dovecot_config(tmp: Path) -> Path:
     conf = tmp / "dovecot.conf"
     conf.write_text(f"protocols =\nmail_uid = {uid}\nmail_gid = {gid}\nfirst_valid_uid = 1\n"
                     f"mail_home = {tmp}/home\nmail_location = maildir:{tmp}/home/Maildir\n"
-                    "log_path = /dev/null\nplugin {\n  sieve_extensions = +vacation-seconds +spamtest +spamtestplus +virustest\n"
+                    "log_path = /dev/null\nplugin {\n  sieve_extensions = +vacation-seconds +spamtest +spamtestplus +virustest +editheader\n"
                     f"  sieve = file:{tmp}/personal\n  sieve_global = {tmp}/global\n"
                     "  sieve_max_redirects = 4\n  sieve_max_actions = 32\n"
                     # spamtest as mailctl's X-Spam-Score feeds it (engine/sieve/message.py)

@@ -82,3 +82,22 @@ def test_a_mailto_uri_parses_or_is_refused(uri):
         return
     for address in found.to + found.cc:
         assert "@" in address and not any(c in address for c in " \r\n\0<>,\"")
+
+
+# editheader (engine/sieve/editheader.py) on any message: the body is never touched, an
+# added field is found again, a deleted one is gone (but Received never goes).
+@fuzz(300)
+@given(st.binary(max_size=300), st.sampled_from(["X-A", "Subject", "Received", "x-a"]), st.text(max_size=40))
+@example(b"Subject: a\r\n b\r\nReceived: x\r\n\r\nbody", "Received", "v")
+def test_header_edits_keep_the_body(raw, name, value):
+    from engine.sieve import editheader
+    eol = b"\r\n" if b"\r\n" in raw[:4096] else b"\n"
+    body = raw[raw.find(eol + eol) + 2 * len(eol):] if eol + eol in raw else b""
+    added = editheader.add(raw, name, value)
+    assert added.endswith(body)
+    fields, _, _ = editheader._split(added)
+    assert any(editheader._name(f) == name.lower() for f in fields)
+    gone = editheader.delete(added, name, lambda v: False)
+    assert gone.endswith(body)
+    left = [editheader._name(f) for f in editheader._split(gone)[0]]
+    assert (name.lower() in left) == (name.lower() == "received")

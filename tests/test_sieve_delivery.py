@@ -319,3 +319,25 @@ def test_a_redirect_to_a_local_mailbox_runs_its_scripts_and_a_loop_ends_in_one_i
     # eve -> fay -> ann (depth 2) -> (ben: depth 3, past 2): ann keeps it
     assert _inbox(root, "eve") == [] and _inbox(root, "fay") == [] and _inbox(root, "ann") == ["to eve"]
     assert not list(root.queue_dir.rglob("*.toml"))          # nothing queued, nothing bounced
+
+
+def test_editheader_changes_each_mailbox_s_own_copy(tmp_path):
+    people = {"ann@example.com": "ann-password-1", "ben@example.com": "ben-password-1"}
+    root = make_root(tmp_path, accounts=people, settings={"queue.offline": True})
+    before = root.path / "sieve" / "before.d"
+    before.mkdir(parents=True)
+    (before / "strip.sieve").write_text('require "editheader";\ndeleteheader "x-internal";\n')
+    _redirecting(root, "ann@example.com", 'require ["editheader", "fileinto", "mailbox"];\naddheader "X-Seen-By" "ann";\n'
+                                          'if not exists "x-internal" { fileinto :create "Clean"; }\n')
+    _redirecting(root, "ben@example.com", 'require "editheader";\naddheader :last "X-Seen-By" "ben";\n'
+                                          'deleteheader "received";\n')
+    with running_server(root) as srv, smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=30) as s:
+        s.sendmail("carol@sender.org", ["ann@example.com", "ben@example.com"],
+                   b"From: carol@sender.org\r\nX-Internal: secret\r\nSubject: edited\r\n\r\nhi\r\n")
+    ann = Maildir.for_account(root, "example.com", "ann").folder("Clean")
+    ben = Maildir.for_account(root, "example.com", "ben").folder("INBOX")
+    [a] = [ann.read(m) for m in ann.sync()]
+    [b] = [ben.read(m) for m in ben.sync()]
+    assert b"X-Seen-By: ann\n" in a and b"X-Seen-By: ben" not in a and b"X-Internal" not in a
+    assert b"X-Seen-By: ben\n\n" in b and b"X-Seen-By: ann" not in b and b"X-Internal" not in b
+    assert b"\nReceived: " in b                                      # never deleted (RFC 5293 §7)

@@ -77,6 +77,7 @@ class Arrival:
     added: list[bytes] = field(default_factory=list)      # header lines the stages added
     folders: dict[str, str] = field(default_factory=dict)  # mailbox address ('' = all) -> folder
     extra_recipients: list[str] = field(default_factory=list)  # local Sieve redirect targets (sieving.py)
+    contents: dict[str, bytes] = field(default_factory=dict)   # mailbox -> its copy as editheader left it
     outcome: object = None            # engine.delivery.Outcome, once stored or queued
     hostname: str = ""                # ours (server.hostname unless given)
     scores: list = field(default_factory=list)      # verdicts.Score so far, the envelope's first

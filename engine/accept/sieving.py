@@ -13,6 +13,7 @@ mail is never lost."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -95,6 +96,9 @@ def run_scripts(home: Path, root_path: Path, message: SieveMessage, mailbox_exis
             return result
         total.actions += result.actions
         total.keep_flags = result.keep_flags
+        if result.raw is not None:           # editheader: the next script sees the edited message
+            total.raw = result.raw
+            message = dataclasses.replace(message, raw=result.raw)
         if not result.implicit_keep:
             total.implicit_keep = False
             break
@@ -224,6 +228,11 @@ def _apply(arrival, box, address: str, result: Result, discarded: list, rejected
         rejected.append(reason)
         log.info("sieve: %s: script rejects the message; kept unless every recipient's does", address)
         return []
+    if result.raw is not None:
+        if isinstance(arrival.content, (bytes, bytearray)):
+            arrival.contents[address] = result.raw       # editheader: this mailbox's copy
+        else:
+            log.info("sieve: %s: header edits not stored on a large message", address)
     folders = result.folders()
     redirects = result.redirects()
     queued = [r for r in redirects if r not in local]      # local ones join this delivery (sieve_filter)

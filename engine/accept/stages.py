@@ -90,7 +90,8 @@ def deliver(arrival: Arrival):
             arrival.root, settings, arrival.directory, env.sender, [*recipients, *mirrors], arrival.content,
             source=env.queue_source, auth_user=env.auth_user, before_commit=arrival.before_commit,
             assign_uids=not smtp, quota_grace_percent=settings.mailbox.quota_grace_percent if smtp else 0,
-            folder_for=arrival.folder_for if arrival.folders else None)
+            folder_for=arrival.folder_for if arrival.folders else None,
+            content_for=arrival.contents.get if arrival.contents else None)
     except Refused as e:            # a check made with the commit refused it: nothing is stored
         return e.verdict
     for mirror in mirrors:          # the mirror is nobody's business but the administrator's

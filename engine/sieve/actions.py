@@ -23,6 +23,7 @@ class Result:
     implicit_keep: bool = True
     keep_flags: tuple[str, ...] = ()      # the flags an implicit keep stores with
     error: str = ""                       # "line N: ..." when the script failed: INBOX then
+    raw: bytes | None = None              # the message as editheader left it (None: unchanged)
     failed_script: str = ""               # its name (a global one's is "before.d/NAME" or "after.d/NAME")
 
     def folders(self) -> list[tuple[str, tuple[str, ...], bool]]:

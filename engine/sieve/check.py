@@ -7,14 +7,14 @@ import re
 from dataclasses import dataclass, field
 
 from .lexer import SieveError
-from . import mailto
+from . import editheader, mailto
 from .parser import Command, Tag, Test
 
 EXTENSIONS = frozenset({
     "fileinto", "envelope", "imap4flags", "copy", "body", "variables", "relational",
     "comparator-i;ascii-numeric", "comparator-i;octet", "comparator-i;ascii-casemap",
     "subaddress", "regex", "mailbox", "reject", "ereject", "encoded-character", "vacation", "date", "index",
-    "vacation-seconds", "spamtest", "spamtestplus", "virustest", "environment", "duplicate", "include", "enotify",
+    "vacation-seconds", "spamtest", "spamtestplus", "virustest", "environment", "duplicate", "include", "enotify", "editheader",
 })
 COMPARATORS = {"i;octet": None, "i;ascii-casemap": None, "i;ascii-numeric": "comparator-i;ascii-numeric"}
 RELATIONS = {"gt", "ge", "lt", "le", "eq", "ne"}
@@ -50,6 +50,9 @@ COMMANDS = {
     "notify": ("enotify", {"from": ("enotify", "str", "from"), "importance": ("enotify", "str", "importance"),
                            "options": ("enotify", "strlist", "options"), "message": ("enotify", "str", "message")},
                ["str"]),
+    "addheader": ("editheader", {"last": ("editheader", None, "last")}, ["str", "str"]),
+    "deleteheader": ("editheader", {**_MATCH, "index": ("editheader", "num", "index"),
+                                    "last": ("editheader", None, "last")}, ["str", "?strlist"]),
     "set": ("variables", {**{k: ("variables", None, k) for k in
                              ("lower", "upper", "lowerfirst", "upperfirst", "quotewildcard", "length")},
                           "encodeurl": ("enotify", None, "encodeurl")}, ["str", "str"]),
@@ -190,6 +193,9 @@ def _node(item, table: dict, required: set[str]) -> Node:
         valid_address(node.pos[0], item.line)     # a constant address is checked now
     if item.name == "set" and not re.fullmatch(r"(?i:global\.)?[A-Za-z_][A-Za-z0-9_]*", node.pos[0]):
         raise SieveError(item.line, f"set: invalid variable name {node.pos[0]!r}")
+    if item.name in ("addheader", "deleteheader") and (constant or "${" not in node.pos[0]) \
+            and not editheader.FIELD_NAME.match(node.pos[0]):
+        raise SieveError(item.line, f"{item.name}: invalid field name {node.pos[0]!r}")
     if item.name == "notify":
         if "importance" in opts and opts["importance"] not in ("1", "2", "3"):
             raise SieveError(item.line, f"notify: invalid :importance {opts['importance']!r}")
@@ -238,7 +244,7 @@ def _check_opts(item, opts: dict, required: set[str]) -> None:
     for rel in ("count", "value"):
         if rel in opts and opts[rel].lower() not in RELATIONS:
             raise SieveError(item.line, f"unknown relation {opts[rel]!r}")
-    if "last" in opts and "index" not in opts and item.name != "duplicate":
+    if "last" in opts and "index" not in opts and item.name not in ("duplicate", "addheader"):
         raise SieveError(item.line, ":last needs :index")
     if opts.get("index") == 0:
         raise SieveError(item.line, ":index must be 1 or more")

@@ -4,11 +4,12 @@ Everything a script may spend is bounded (actions.MAX_*): a script error or a li
 gives actions.failed(), which files the message into INBOX; mail is never lost."""
 from __future__ import annotations
 
+import dataclasses
 import re
 import urllib.parse
 
 from . import actions as act
-from . import mailto
+from . import editheader, mailto
 from .check import Node, check, valid_address
 from .lexer import SieveError
 from .match import Budget, count_matches, matches
@@ -246,6 +247,29 @@ class _Run:
 
     def cmd_global(self, node: Node) -> None:
         self.global_names.update(name.lower() for name in node.pos[0])
+
+    def cmd_addheader(self, node: Node) -> None:
+        name = self.expand(node.pos[0])
+        if not editheader.FIELD_NAME.match(name):
+            raise SieveError(node.line, f"addheader: invalid field name {name!r}")
+        self._edited(editheader.add(self.msg.raw, name, self.expand(node.pos[1]), "last" in node.opts))
+
+    def cmd_deleteheader(self, node: Node) -> None:
+        name = self.expand(node.pos[0])
+        if not editheader.FIELD_NAME.match(name):
+            raise SieveError(node.line, f"deleteheader: invalid field name {name!r}")
+        keys = self.expand_list(node.pos[1]) if len(node.pos) > 1 else None
+        opts = node.opts
+
+        def keep(value: str) -> bool:
+            return keys is not None and not any(matches(value, k, opts, self.budget) is not None for k in keys)
+        self._edited(editheader.delete(self.msg.raw, name, keep, opts.get("index"), "last" in opts))
+
+    def _edited(self, raw: bytes) -> None:
+        """Later tests see the edited message, and its copy is stored so (result.raw)."""
+        if raw is not self.msg.raw:
+            self.msg = dataclasses.replace(self.msg, raw=raw)
+            self.result.raw = raw
 
     def cmd_notify(self, node: Node) -> None:
         """RFC 5435 with mailto (RFC 5436): the action; engine/accept/autoreply.py sends it."""

@@ -15,6 +15,7 @@ An action (--then) is one of:
     forward ADDRESS  redirect (the copy in the mailbox stays: forward-only ADDRESS drops it)
     flag FLAG        addflag (\\Seen, \\Flagged, or a keyword)
     reply TEXT       vacation :days 1 (RFC 3834: never to lists or robots)
+    set-header NAME VALUE   deleteheader and addheader (editheader): the copy is stored so
     stop             no later rule runs
 """
 from __future__ import annotations
@@ -78,12 +79,15 @@ def parse_action(text: str) -> dict:
     verb, args = (words[0].lower(), words[1:]) if words else ("", [])
     if verb == "reply" and args:
         args = [" ".join(args)]
+    if verb == "set-header" and len(args) >= 2:
+        from .editheader import FIELD_NAME
+        if not FIELD_NAME.match(args[0]) or args[0].lower() in ("received", "auto-submitted"):
+            raise InvalidInput(f"--then {text!r}: {args[0]!r} is not a header field a rule may set")
+        return {"do": verb, "arg": args[0], "value": " ".join(args[1:])}
     need = {"move": 1, "copy": 1, "forward": 1, "forward-only": 1, "flag": 1, "reply": 1, "delete": 0, "stop": 0}
-    if verb == "set-header":
-        raise InvalidInput("--then set-header needs Sieve's editheader extension, which mailctl does not run yet")
     if verb not in need or len(args) != need[verb]:
         raise InvalidInput(f"--then {text!r}: expected move FOLDER, copy FOLDER, delete, forward ADDRESS, "
-                           f"forward-only ADDRESS, flag FLAG, reply TEXT or stop")
+                           f"forward-only ADDRESS, flag FLAG, reply TEXT, set-header NAME VALUE or stop")
     if verb in ("forward", "forward-only") and not re.fullmatch(r"[^@\s\"\\]+@[^@\s\"\\]+\.[^@\s\"\\]+", args[0]):
         raise InvalidInput(f"--then {text!r}: not an address")
     if verb in ("move", "copy"):
@@ -137,6 +141,8 @@ def _actions(a: dict, n: int) -> tuple[list[str], set[str]]:
         return [f"redirect {quote(arg)};"], set()
     if do == "flag":
         return [f"addflag {quote(arg)};"], {"imap4flags"}
+    if do == "set-header":
+        return [f"deleteheader {quote(arg)};", f"addheader {quote(arg)} {quote(a['value'])};"], {"editheader"}
     if do == "reply":
         return [f'vacation :days 1 :handle "mailctl-rule-{n}" {quote(arg)};'], {"vacation"}
     return ["stop;"], set()
@@ -154,7 +160,7 @@ def _sieve(rules: list[dict]) -> tuple[list[str], list[str]]:
             need |= ext
         body = []
         # flags first: a copy filed by the same rule gets them (RFC 5232 takes the flags set so far)
-        for a in sorted(rule["then"], key=lambda a: a["do"] != "flag"):
+        for a in sorted(rule["then"], key=lambda a: a["do"] not in ("flag", "set-header")):
             acts, ext = _actions(a, n)
             body += acts
             need |= ext
@@ -219,6 +225,7 @@ class RuleSet:
 
 def describe(rule: dict) -> str:
     conds = [f"{c['field']} {'not ' if c['not'] else ''}{c['op']} {c['value']!r}" for c in rule["if"]]
-    acts = [f"{a['do']} {a['arg']!r}".strip() if a["arg"] else a["do"] for a in rule["then"]]
+    acts = [(f"{a['do']} {a['arg']!r}" + (f" {a['value']!r}" if "value" in a else "")).strip() if a["arg"] else a["do"]
+            for a in rule["then"]]
     return f"if {(' or ' if rule['any'] else ' and ').join(conds)}: {', '.join(acts)}"
 
