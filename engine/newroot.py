@@ -29,7 +29,7 @@ def init_root(root: Root, hostname: str = "localhost", high_ports: bool = False,
         for name, port in settings_mod.HIGH_PORTS.items():
             values[f"listeners.{name}.port"] = port
         notes.append("unprivileged ports written (SMTP 2525, submission 2587, submissions 2465, "
-                     "IMAP 2143/2993, POP3 2110/2995)")
+                     "IMAP 2143/2993, POP3 2110/2995, ManageSieve 24190)")
     make_self_signed(root, hostname)
     notes.append(f"self-signed certificate for {hostname} written to tls/")
     srs_secret.ensure(root)               # SRS addresses of forwarded mail (engine/srs_forward.py)
