@@ -181,7 +181,8 @@ def sieve_filter(arrival):
                 if depth + 1 > max_depth or _reached(arrival.directory, target, env.sender, mailboxes):
                     log.info("sieve: %s: redirect to %s %s; the copy stays in its INBOX", account.address, target,
                              "loops" if depth + 1 <= max_depth else "goes past limits.max_forward_depth")
-                    verdicts.append(FileInto(INBOX, (account.address,)))
+                    if not result.folders():         # its only copy was to go there
+                        verdicts.append(FileInto(INBOX, (account.address,)))
                     continue
                 arrival.extra_recipients.append(target)
                 pending.append((target, depth + 1))
