@@ -341,3 +341,15 @@ def test_editheader_changes_each_mailbox_s_own_copy(tmp_path):
     assert b"X-Seen-By: ann\n" in a and b"X-Seen-By: ben" not in a and b"X-Internal" not in a
     assert b"X-Seen-By: ben\n\n" in b and b"X-Seen-By: ann" not in b and b"X-Internal" not in b
     assert b"\nReceived: " in b                                      # never deleted (RFC 5293 §7)
+
+
+def test_a_looping_redirect_beside_a_fileinto_keeps_only_the_filed_copy(tmp_path):
+    people = {"ann@example.com": "ann-password-1", "ben@example.com": "ben-password-1"}
+    root = make_root(tmp_path, accounts=people, settings={"queue.offline": True})
+    _redirecting(root, "ann@example.com", 'require ["fileinto", "mailbox"];\nfileinto :create "Saved";\n'
+                                          'redirect "ben@example.com";\n')
+    _redirecting(root, "ben@example.com", 'redirect "ann@example.com";\n')
+    with running_server(root) as srv, smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=30) as s:
+        s.sendmail("carol@sender.org", ["ann@example.com"], b"From: carol@sender.org\r\nSubject: saved\r\n\r\nhi\r\n")
+    assert _inbox(root, "ann", "Saved") == ["saved"] and _inbox(root, "ann") == []
+    assert _inbox(root, "ben") == ["saved"]
