@@ -145,3 +145,26 @@ def smtp_sessions_in_two_processes(port: int, top: int, source: str = "127.0.0.1
     for s in found.values():
         s.close()
     raise AssertionError("the kernel never gave a session to the second serving process")
+
+
+def data_at_once(sessions, sender: str, recipient: str, messages: list[bytes]) -> list[int]:
+    """Each session (from smtp_sessions_in_two_processes) sends its message, the DATA of all
+    at the same moment (a barrier); their codes, in order. The sessions are ended."""
+    import threading
+    barrier = threading.Barrier(len(sessions))
+    codes = [0] * len(sessions)
+
+    def send(n, s):
+        s.ehlo("client.example")
+        s.mail(sender)
+        s.rcpt(recipient)
+        barrier.wait(10)
+        codes[n] = s.data(messages[n])[0]
+    threads = [threading.Thread(target=send, args=(n, s)) for n, s in enumerate(sessions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for s in sessions:
+        s.quit()
+    return codes

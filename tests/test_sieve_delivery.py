@@ -7,7 +7,6 @@ from __future__ import annotations
 import email
 import os
 import smtplib
-import threading
 import time
 import tomllib
 
@@ -234,28 +233,15 @@ def test_duplicate_files_a_second_copy_of_a_message_id_and_forgets_after_its_per
 
 
 def test_two_serving_processes_take_one_message_id_once(tmp_path):
-    from helpers_process import smtp_sessions_in_two_processes
+    from helpers_process import data_at_once, smtp_sessions_in_two_processes
     root = make_root(tmp_path, accounts={BOB: "bob-password-1"}, settings={"queue.offline": True,
                                                                           "server.processes": 2})
     activate(root, DEDUPE)
     with serve_process(root) as proc:
         wait_for_processes(root, 2)
         sessions = list(smtp_sessions_in_two_processes(proc.ports["smtp"], proc.proc.pid).values())
-        barrier = threading.Barrier(2)
-
-        def send_copy(s, n):
-            s.ehlo("client.example")
-            s.mail("carol@sender.org")
-            s.rcpt(BOB)
-            barrier.wait(10)
-            assert s.data(_with_id(f"at once {n}", "<same@x>"))[0] == 250
-        threads = [threading.Thread(target=send_copy, args=(s, n)) for n, s in enumerate(sessions)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-        for s in sessions:
-            s.quit()
+        codes = data_at_once(sessions, "carol@sender.org", BOB, [_with_id(f"at once {n}", "<same@x>") for n in range(2)])
+        assert codes == [250, 250]
     assert len(subjects(root, "INBOX")) == 1 and len(subjects(root, "Dups")) == 1
 
 

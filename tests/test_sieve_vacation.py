@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import email
 import email.policy
-import threading
 
 import pytest
 
 from engine.queue import Queue
 from engine.sieve import scripts
-from helpers_process import smtp_sessions_in_two_processes
+from helpers_process import data_at_once, smtp_sessions_in_two_processes
 from helpers_server import make_root, running_server, serve_process, wait_for_processes
 from test_sieve_delivery import home
 
@@ -147,22 +146,8 @@ def test_two_serving_processes_send_one_reply_to_one_sender(tmp_path):
     with serve_process(root) as proc:
         wait_for_processes(root, 2)
         sessions = list(smtp_sessions_in_two_processes(proc.ports["smtp"], proc.proc.pid).values())
-        barrier = threading.Barrier(2)
-        codes = []
-
-        def send(s, n):
-            s.ehlo("client.example")
-            s.mail("carol@far.example")
-            s.rcpt(ACCOUNT)
-            barrier.wait(10)
-            codes.append(s.data(mail("carol@far.example", f"at once {n}"))[0])
-        threads = [threading.Thread(target=send, args=(s, n)) for n, s in enumerate(sessions)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-        for s in sessions:
-            s.quit()
+        codes = data_at_once(sessions, "carol@far.example", ACCOUNT, [mail("carol@far.example", f"at once {n}")
+                                                                     for n in range(2)])
         assert codes == [250, 250]
     assert [to for _, to, _ in replies(root)] == [["carol@far.example"]]
 

@@ -7,9 +7,8 @@ Whom a mailbox answered: one file per (mailbox, handle, sender) under state/vaca
 
     state/vacation/<sha256 of "mailbox NUL handle NUL sender">    its mtime: when the period ends
 
-checked and written under one lock (run/locks/vacation.lock), so two messages from one
-sender reaching two serving processes at once get exactly one reply. Records past their
-period are removed at most hourly. The handle is the script's :handle, else one made from
+checked and written in one step (engine/expiring.py), so two messages from one sender
+reaching two serving processes at once get exactly one reply. The handle is the script's :handle, else one made from
 the reason, :subject, :from and :mime (RFC 5230 §4.2): a changed text answers again.
 
 The reply: From the mailbox (or :from, when it is an address), To the envelope sender,
@@ -19,27 +18,17 @@ is the MIME entity). Its envelope sender is null: nothing ever bounces back to a
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import os
-import time
 from email.header import Header
 from email.utils import formatdate, make_msgid, parseaddr
 
-from .. import nofollow
+from ..expiring import seen_or_mark
 from ..sieve.message import SieveMessage
 from ..sieve.vacation import reply_due
 
 log = logging.getLogger("mailctl.sieve")
 DIRNAME = "vacation"
-PRUNE_EVERY_S = 3600
-_pruned = [0.0]
-
-
-def record_path(root, mailbox: str, handle: str, sender: str):
-    key = "\0".join((mailbox.lower(), handle, sender.lower())).encode("utf-8", "surrogateescape")
-    return root.state_dir / DIRNAME / hashlib.sha256(key).hexdigest()
 
 
 def handle_of(action) -> str:
@@ -53,31 +42,7 @@ def handle_of(action) -> str:
 def claim(root, mailbox: str, handle: str, sender: str, seconds: float, now: float | None = None) -> bool:
     """True when this sender is due a reply now (and is then recorded as answered until
     now + seconds); False while a reply of this period was sent."""
-    now = time.time() if now is None else now
-    path = record_path(root, mailbox, handle, sender)
-    with root.lock("vacation", timeout=30):
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        nofollow.check_dirs(root.path, path.parent)
-        try:
-            if os.lstat(path).st_mtime > now:
-                return False
-        except FileNotFoundError:
-            pass
-        fd = nofollow.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600, quiet=True)
-        os.close(fd)
-        os.utime(path, (now, now + seconds), follow_symlinks=False)
-        if now - _pruned[0] > PRUNE_EVERY_S:
-            _pruned[0] = now
-            _prune(path.parent, now)
-    return True
-
-
-def _prune(folder, now: float) -> None:
-    with contextlib.suppress(OSError), os.scandir(folder) as entries:
-        for e in entries:
-            with contextlib.suppress(OSError):
-                if e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_mtime <= now:
-                    os.unlink(e.path)
+    return not seen_or_mark(root, DIRNAME, (mailbox.lower(), handle, sender.lower()), seconds, now=now)
 
 
 def compose(message: SieveMessage, mailbox: str, action) -> bytes:
