@@ -183,3 +183,15 @@ def test_check_message_shows_what_the_recipient_s_sieve_would_do(tmp_path):
     assert by_address["team@example.com"] == {"team@example.com": {"actions": [], "implicit_keep": True, "error": ""}}
     assert f"sieve ({ACCOUNT}): fileinto Finance" in ok(root, *args)
     assert not (root.state_dir / "duplicates").exists() and Queue(root).all() == []     # nothing written
+
+
+def test_a_hand_broken_section_is_a_clear_error(tmp_path):
+    root = rules_root(tmp_path)
+    ok(root, "rule", "add", ACCOUNT, "--if", 'subject contains "x"', "--then", "move X")
+    ok(root, "autoreply", "set", ACCOUNT)
+    text = scripts.read_script(home(root), "mailctl")
+    scripts.put_script(home(root), "mailctl", text.replace('# mailctl-rule {"if"', '# mailctl-rule {"if" oops')
+                       .replace('# mailctl-autoreply {"subject"', '# mailctl-autoreply {"subject" oops'))
+    for args in (("rule", "list", ACCOUNT), ("autoreply", "show", ACCOUNT)):
+        done = mailctl(root, *args)
+        assert done.returncode == 1 and "edited by hand" in done.stderr and "Traceback" not in done.stderr, done.stderr

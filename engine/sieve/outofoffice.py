@@ -134,7 +134,11 @@ def show(home) -> Autoreply | None:
     lines = read_section(home, SECTION)
     if not lines or not lines[0].startswith(_SETTINGS):
         return None
-    return Autoreply(**json.loads(lines[0][len(_SETTINGS):]))
+    try:
+        return check(Autoreply(**json.loads(lines[0][len(_SETTINGS):])))
+    except (ValueError, TypeError, AttributeError):
+        raise InvalidInput("the autoreply section of the Sieve script was edited by hand and cannot be read; "
+                           "run 'mailctl autoreply set' again or 'off'") from None
 
 
 def turn_off(home) -> bool:

@@ -192,7 +192,14 @@ class RuleSet:
 
     def list(self) -> list[dict]:
         lines = section_lines(self._text(), SECTION) or []
-        return [json.loads(line[len(_RULE):]) for line in lines if line.startswith(_RULE)]
+        try:
+            rules = [json.loads(line[len(_RULE):]) for line in lines if line.startswith(_RULE)]
+            for rule in rules:
+                describe(rule)                   # every field there, of the right kind
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise InvalidInput("the rules section of the Sieve script was edited by hand and cannot be read; "
+                               "remove the section or write the rules again") from None
+        return rules
 
     def _write(self, rules: list[dict]) -> None:
         requires, body = _sieve(rules)
