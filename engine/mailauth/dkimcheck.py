@@ -1,5 +1,5 @@
-"""DKIM (RFC 6376) of every signature, ed25519 included, and ARC (RFC 8617) chain
-validation, with dkimpy.
+"""DKIM (RFC 6376) of every signature, ed25519 included (each verified by dkimverify.py),
+and ARC (RFC 8617) chain validation, with dkimpy.
 
 dkimpy answers a bare True/False for a signature and swallows its DNS errors, so our key
 lookup notes what happened (no key, DNS failure): a DNS failure is temperror, a missing
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import dkim
 import dkim.util
 
-from . import dnslookup
+from . import dkimverify, dnslookup
 
 MAX_SIGNATURES = 8           # more are not looked at (OpenDKIM's MaximumSignaturesToVerify is 3)
 MIN_RSA_BITS = 1024          # RFC 8301: shorter RSA keys are refused
@@ -64,29 +64,21 @@ class _KeyLookup:
         return next((r for r in records if r.lstrip().startswith(b"v=DKIM1")), records[0])
 
 
-def signature_count(message: bytes) -> int:
-    try:
-        return sum(1 for name, _ in dkim.DKIM(message).headers if name.lower() == b"dkim-signature")
-    except Exception:  # noqa: BLE001 - a message dkimpy cannot parse has no usable signature
-        return 0
-
-
 def check_dkim(resolver, message: bytes, timeout: float = 5.0) -> list[DKIMResult]:
     """One result per DKIM-Signature (the first MAX_SIGNATURES), top to bottom."""
     try:
-        verifier = dkim.DKIM(message, logger=_quiet, minkey=MIN_RSA_BITS, timeout=timeout)
-        headers = [v for n, v in verifier.headers if n.lower() == b"dkim-signature"]
+        parsed = dkimverify.parse(message)
     except Exception as e:  # noqa: BLE001 - an unparsable message: nothing to verify
         _log.info("dkim: message not parsable: %s", type(e).__name__)
         return []
     out = []
-    for idx, value in enumerate(headers[:MAX_SIGNATURES]):
-        tags = _tags(value)
+    for field in parsed.signatures()[:MAX_SIGNATURES]:
+        tags = _tags(field[1])
         base = dict(domain=tags.get("d", ""), selector=tags.get("s", ""), algorithm=tags.get("a", ""),
                     b="".join(tags.get("b", "").split())[:8])
         lookup = _KeyLookup(resolver)
         try:
-            ok = verifier.verify(idx, dnsfunc=lookup)
+            ok = dkimverify.verify(parsed, field, lookup, MIN_RSA_BITS, timeout)
         except dkim.DKIMException as e:
             if str(e).startswith("body hash mismatch"):     # dkimpy's ValidationError for it
                 out.append(DKIMResult("fail", **base, reason="body hash did not verify"))
