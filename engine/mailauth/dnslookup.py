@@ -73,6 +73,7 @@ class Budget:
 
     def __init__(self, resolver, total_s: float):
         self.resolver = resolver
+        self.cache = resolver.cache
         self.lifetime = resolver.lifetime
         self.deadline = time.monotonic() + total_s
 
@@ -88,10 +89,20 @@ def query(resolver, name: str, rdtype: str, lifetime: float | None = None):
     """The rdata of name's records of that type ([] for NXDOMAIN or no such record).
     Raises TempDNSError for anything that may change on a retry; a name that cannot be
     a DNS name (too long, empty label) has no records."""
+    kept = getattr(resolver, "cache", None)
+    kept = kept if isinstance(kept, AnswerCache) else None
+    if kept is not None:
+        found = kept.records(name, rdtype)
+        if found is not None:
+            return found
     try:
         answer = resolver.resolve(name, rdtype, raise_on_no_answer=False, search=False,
                                   lifetime=min(lifetime or resolver.lifetime, resolver.lifetime))
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.YXDOMAIN):
+    except dns.resolver.NXDOMAIN as e:
+        if kept is not None:
+            _keep_nxdomain(kept, name, rdtype, e)
+        return []
+    except (dns.resolver.NoAnswer, dns.resolver.YXDOMAIN):
         return []
     except (dns.name.NameTooLong, dns.name.LabelTooLong, dns.name.EmptyLabel, UnicodeError):
         return []
@@ -99,7 +110,19 @@ def query(resolver, name: str, rdtype: str, lifetime: float | None = None):
         raise TempDNSError(_why(e)) from None
     except (OSError, ValueError) as e:            # a server that cannot be reached
         raise TempDNSError(type(e).__name__) from None
-    return list(answer.rrset) if answer.rrset is not None else []
+    records = list(answer.rrset) if answer.rrset is not None else []
+    if kept is not None:
+        kept.keep_records(name, rdtype, answer.expiration, records)
+    return records
+
+
+def _keep_nxdomain(kept: AnswerCache, name: str, rdtype: str, e: dns.resolver.NXDOMAIN) -> None:
+    """An NXDOMAIN kept for as long as its SOA says (RFC 2308), as dnspython keeps it."""
+    try:
+        ttl = min(r.resolve_chaining().minimum_ttl for r in e.responses().values())
+    except Exception:  # noqa: BLE001 - no usable SOA: not kept here (dnspython decides)
+        return
+    kept.keep_records(name, rdtype, time.time() + ttl, [])
 
 
 def txt(resolver, name: str) -> list[bytes]:
