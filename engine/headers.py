@@ -15,6 +15,29 @@ def names_in(header_block: bytes) -> set[str]:
     return {m.group(1).decode("ascii", "replace").lower() for m in _NAME.finditer(header_block)}
 
 
+def field_values(header_block: bytes, name: str) -> list[str]:
+    """The values of every field called name (any case), unfolded, top first; bytes that
+    are not UTF-8 become U+FFFD. A line neither a field nor a continuation is skipped."""
+    wanted = name.lower().encode()
+    out: list[str] = []
+    current: list[bytes] | None = None
+    for line in header_block.split(b"\n"):
+        line = line.rstrip(b"\r")
+        if line[:1] in (b" ", b"\t"):
+            if current is not None:
+                current.append(line)
+            continue
+        if current is not None:
+            out.append(b"".join(current).strip().decode("utf-8", "replace"))
+            current = None
+        field, colon, value = line.partition(b":")
+        if colon and field.rstrip(b" \t").lower() == wanted:
+            current = [value]
+    if current is not None:
+        out.append(b"".join(current).strip().decode("utf-8", "replace"))
+    return out
+
+
 def missing(names: set[str], hostname: str, now: float | None = None) -> list[bytes]:
     """Date and Message-ID lines (no line end) for those not in names."""
     now = time.time() if now is None else now

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from .. import headers
 from ..access import directions
 from ..addresses import parse_address, parse_sender
 from ..directory import POSTMASTER, Directory, Resolution
@@ -165,9 +166,5 @@ def check_recipient(settings, directory: Directory, client: Client, sender: str,
 
 def header_senders(header_bytes: bytes) -> list[str]:
     """Addresses in the From: header(s) of a message header block."""
-    from email.parser import BytesHeaderParser
-    from email.policy import compat32
     from email.utils import getaddresses
-    msg = BytesHeaderParser(policy=compat32).parsebytes(header_bytes)
-    values = [str(v) for v in (msg.get_all("From") or [])]
-    return [addr for _, addr in getaddresses(values) if addr]
+    return [addr for _, addr in getaddresses(headers.field_values(header_bytes, "From")) if addr]
