@@ -61,8 +61,13 @@ def test_a_ttl_of_years_is_kept_an_hour_at_most():
         assert dnslookup.txt(r, "long.example") == [b"x"]
         [kept] = [node.value for node in r.cache.data.values()]
         assert kept.expiration <= time.time() + dnscache.MAX_TTL_S
+        [(expiration, records)] = r.cache.kept.values()          # what query reads first
+        assert expiration <= time.time() + dnscache.MAX_TTL_S and len(records) == 1
         assert dnslookup.txt(dnslookup.Budget(r, 5), "long.example") == [b"x"]   # the budget asks the cache too
         assert asked(dns, "long.example") == 1
+        assert dnslookup.txt(r, "none.example") == []              # NXDOMAIN, an SOA minimum of years
+        expiration, records = r.cache.kept[("none.example", "TXT")]
+        assert records == [] and expiration <= time.time() + dnscache.MAX_TTL_S
     finally:
         dns.close()
 
@@ -73,7 +78,7 @@ def test_the_cache_holds_at_most_its_entries():
         r = _resolver(dns, entries=5)
         for i in range(20):
             assert dnslookup.txt(r, f"n{i}.example") == [str(i).encode()]
-        assert len(r.cache.data) == 5
+        assert len(r.cache.data) == 5 and len(r.cache.kept) == 5
         assert dnslookup.txt(r, "n19.example") == [b"19"] and asked(dns, "n19.example") == 1
         assert dnslookup.txt(r, "n0.example") == [b"0"] and asked(dns, "n0.example") == 2
     finally:
