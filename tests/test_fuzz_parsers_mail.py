@@ -499,3 +499,31 @@ def test_local_submission_sender_is_own_or_refused(cfg, requested, login):
         assert "\n" not in str(e) and requested is not None
         return
     assert sender == own
+
+
+# -- header field values (engine/headers.py: DMARC's and the header-sender check's From) --
+
+FIELD_NAMES = st.sampled_from(["From", "from", "FROM", "To", "Subject", "Reply-To", "X-From", "Fromm"])
+FIELD_WORDS = st.lists(st.sampled_from(["a@b.example", "<c@d.example>", '"B, C"', "Name", ",", "(x)", "=?utf-8?q?x?="]),
+                       max_size=4)
+
+
+@fuzz(300)
+@given(st.lists(st.tuples(FIELD_NAMES, FIELD_WORDS, st.sampled_from([" ", "\r\n ", "\r\n\t", "  "])), max_size=6),
+       st.sampled_from(["From", "To", "Subject"]))
+def test_field_values_are_the_email_packages_unfolded(fields, wanted):
+    from email.parser import BytesHeaderParser
+    from email.policy import compat32
+    from engine import headers
+    block = "".join(f"{name}: {fold.join(words)}\r\n" for name, words, fold in fields).encode()
+    theirs = [" ".join(str(v).split()) for v in
+              BytesHeaderParser(policy=compat32).parsebytes(block).get_all(wanted) or []]
+    assert [" ".join(v.split()) for v in headers.field_values(block, wanted)] == theirs
+
+
+@fuzz(300)
+@given(st.binary(max_size=300), st.sampled_from(["From", "from", ""]))
+def test_any_header_bytes_give_values_without_line_ends(block, wanted):
+    from engine import headers
+    values = in_cpu_time(1.0, headers.field_values, block, wanted)
+    assert all(isinstance(v, str) and "\n" not in v for v in values)
