@@ -48,6 +48,32 @@ def test_a_huge_body_costs_what_its_bound_allows(repeat):
     assert len(in_cpu_time(2.0, uridomains.list_items, body, 2048, 20)) <= 20
 
 
+PLAIN_FIELDS = st.lists(st.sampled_from([b"Subject: x\r\n", b"Content-Type: text/plain\r\n", b"Content-Type: TEXT/html; x\r\n",
+                                         b"Content-Type: text\r\n", b"Content-Type: multipart/mixed\r\n",
+                                         b"Content-Transfer-Encoding: 8bit\r\n", b"Content-Transfer-Encoding: base64\r\n",
+                                         b"Content-type:\r\n text/plain\r\n", b"From x\r\n", b" folded\r\n",
+                                         b"X: a\nb\r\n", b"X: a\rb\r\n", b"Content-Transfer-Encoding: Quoted-Printable\r\n"]),
+                        max_size=5).map(b"".join)
+
+
+@fuzz(400)
+@given(PLAIN_FIELDS, st.one_of(URLISH, st.binary(max_size=200)))
+@example(b"Content-Type: text/plain\r\n", b"http://a.example/\r\n")
+def test_the_parser_free_path_gives_what_the_email_package_gives(head, body):
+    raw = head + b"\r\n" + body
+    plain = uridomains.plain_body(raw)
+    if plain is not None:
+        assert plain == uridomains.parsed_text(raw, 10 ** 6)
+
+
+def test_the_parser_free_path_takes_plain_mail_and_leaves_mime_to_the_parser():
+    assert uridomains.plain_body(b"Subject: x\r\n\r\nsee http://a.example/") == b"see http://a.example/"
+    assert uridomains.plain_body(b"Content-Type: text/html; charset=utf-8\r\n\r\n<a>") == b"<a>"
+    for head in (b"Content-Transfer-Encoding: base64", b"Content-Type: multipart/mixed; boundary=b",
+                 b"Content-Type: message/rfc822", b"X: a\nb", b"From someone"):
+        assert uridomains.plain_body(head + b"\r\n\r\nbody") is None, head
+
+
 ANSWER_PATTERNS = st.one_of(st.text(alphabet="0123456789.*?&x/abcdef:", max_size=20),
                             st.sampled_from(["127.0.0.*", "&8", "&0x40", "127.0.0.0/24", "127.0.0.2", "*"]))
 
