@@ -19,6 +19,8 @@ _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\Z")     # RFC 532
 
 def address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The address text names (an IPv4-mapped IPv6 address as its IPv4 one), or None."""
+    if ":" not in text and not text.replace(".", "").isdigit():
+        return None                 # a host name: not worth ipaddress's two exceptions
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:

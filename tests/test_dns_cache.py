@@ -83,3 +83,25 @@ def test_the_cache_holds_at_most_its_entries():
         assert dnslookup.txt(r, "n0.example") == [b"0"] and asked(dns, "n0.example") == 2
     finally:
         dns.close()
+
+
+def test_a_check_whose_answers_are_kept_runs_without_asking_and_one_that_is_not_says_so():
+    """What lets the RCPT-time checks skip the worker thread (engine/accept/helochecks.py)."""
+    from engine.mailauth import fcrdns
+    dns = DNSServer({"1.0.0.127.in-addr.arpa": {"PTR": ["mx.kept.example"]}, "mx.kept.example": {"A": ["127.0.0.1"]},
+                     "kept.example": {"MX": [(10, "mx.kept.example")]}}, ttl=300)
+    try:
+        r = _resolver(dns)
+        with pytest.raises(dnslookup.NotKept):
+            fcrdns.reverse_dns(dnslookup.CacheOnly(r), "127.0.0.1")
+        assert dns.queries == []                                  # nothing asked by the cache-only try
+        assert fcrdns.reverse_dns(r, "127.0.0.1").result == fcrdns.PASS
+        asked_before = len(dns.queries)
+        assert fcrdns.reverse_dns(dnslookup.CacheOnly(r), "127.0.0.1") == fcrdns.ReverseDNS(fcrdns.PASS, "mx.kept.example")
+        assert len(dns.queries) == asked_before
+        with pytest.raises(dnslookup.NotKept):
+            fcrdns.sender_domain(dnslookup.CacheOnly(r), "kept.example")
+        assert fcrdns.sender_domain(r, "kept.example").result == fcrdns.RECEIVES
+        assert fcrdns.sender_domain(dnslookup.CacheOnly(r), "kept.example").result == fcrdns.RECEIVES
+    finally:
+        dns.close()

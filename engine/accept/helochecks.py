@@ -156,7 +156,7 @@ async def reverse_dns(check):
         return CONTINUE
     rt, memo = check.runtime, check.client.memo
     if RDNS not in memo:          # the same for every transaction of the connection
-        memo[RDNS] = await rt.run_blocking(reverse_dns_finding, resolver(rt.settings), check.client.ip)
+        memo[RDNS] = await _with_dns(rt, reverse_dns_finding, check.client.ip)
     return _decide(check, RDNS, memo[RDNS])
 
 
@@ -165,9 +165,17 @@ async def sender_domain(check):
         return CONTINUE
     rt, memo = check.runtime, check.transaction
     if SENDER not in memo:
-        memo[SENDER] = await rt.run_blocking(sender_domain_finding, resolver(rt.settings), rt.directory,
-                                             check.sender)
+        memo[SENDER] = await _with_dns(rt, sender_domain_finding, rt.directory, check.sender)
     return _decide(check, SENDER, memo[SENDER])
+
+
+async def _with_dns(rt, find, *args) -> Finding:
+    """find(resolver, *args): at once from the DNS answers kept in memory when they are all
+    there, else in a worker thread (it waits for DNS)."""
+    try:
+        return find(dnslookup.CacheOnly(dnslookup.resolver_for(rt.settings)), *args)
+    except dnslookup.NotKept:
+        return await rt.run_blocking(find, resolver(rt.settings), *args)
 
 
 def _applies(check, name: str) -> bool:

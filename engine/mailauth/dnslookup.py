@@ -65,6 +65,23 @@ def _make(servers: tuple[str, ...], timeout: float, entries: int) -> dns.resolve
     return r
 
 
+class NotKept(Exception):
+    """A CacheOnly lookup whose answer is not kept in memory."""
+
+
+class CacheOnly:
+    """A resolver that answers only from the records query() keeps (dnscache.py) and
+    raises NotKept for anything else: a check whose answers are all kept runs on the event
+    loop then, without the round trip to a worker thread (engine/accept/helochecks.py)."""
+
+    def __init__(self, resolver):
+        self.cache = resolver.cache
+        self.lifetime = resolver.lifetime
+
+    def resolve(self, *args, **kwargs):
+        raise NotKept()
+
+
 class Budget:
     """A resolver whose lookups together take at most total_s: one message's checks (SPF's
     ten lookups, a key per signature, DMARC's two) against DNS that never answers would

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 
 import dns.exception
-import dns.reversename
 
 from ..heloname import address
 from .dnslookup import TempDNSError, query
@@ -38,7 +37,7 @@ def reverse_dns(resolver, ip: str) -> ReverseDNS:
     if addr is None:
         return ReverseDNS(NONE)
     try:
-        names = [_host(r.target) for r in query(resolver, dns.reversename.from_address(str(addr)), "PTR")]
+        names = [_host(r.target) for r in query(resolver, addr.reverse_pointer, "PTR")]
     except TempDNSError as e:
         return ReverseDNS(TEMPERROR, why=f"PTR: {e}")
     names = [n for n in dict.fromkeys(names) if n][:MAX_PTR_NAMES]
