@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import hashlib
 import ipaddress
 import os
@@ -124,10 +125,19 @@ def ip_listed(ip: str, patterns) -> bool:
             if fnmatch.fnmatchcase(text, p.lower()):
                 return True
             continue
-        with contextlib.suppress(ValueError, TypeError):
-            if addr in ipaddress.ip_network(p, strict=False):
-                return True
+        network = _network(p)
+        if network is not None and addr in network:
+            return True
     return False
+
+
+@functools.lru_cache(maxsize=1024)
+def _network(pattern: str):
+    """A network of a setting, parsed once (it is asked for every recipient); None if it is not one."""
+    try:
+        return ipaddress.ip_network(pattern, strict=False)
+    except (ValueError, TypeError):
+        return None
 
 
 def domain_listed(sender: str, patterns) -> bool:

@@ -90,11 +90,12 @@ def url_hosts(text: bytes, max_hosts: int) -> list[str]:
 def list_item(host: str) -> str:
     """What a URI list is asked about a host: an address as it is, else its registered
     domain ('' when the host is a public suffix alone)."""
-    try:
-        ipaddress.ip_address(host)
-        return host
-    except ValueError:
-        pass
+    if ":" in host or host.replace(".", "").isdigit():      # else a name: no exceptions to pay for
+        try:
+            ipaddress.ip_address(host)
+            return host
+        except ValueError:
+            pass
     item = org_domain(host)
     return item if item and "." in item and not SUFFIXES.is_public(item) else ""
 
@@ -121,11 +122,12 @@ def _host(raw: bytes, www: bool) -> str:
     text = unquote(text).lower().strip(".-")
     if www:
         text = "www." + text
-    try:
-        return str(ipaddress.IPv4Address(text))
-    except ValueError:
-        pass
-    return text if _HOST.match(text) and not text.replace(".", "").isdigit() else ""
+    if text.replace(".", "").isdigit():
+        try:
+            return str(ipaddress.IPv4Address(text))
+        except ValueError:
+            return ""
+    return text if _HOST.match(text) else ""
 
 
 def _first_bytes(content, limit: int) -> bytes:

@@ -73,12 +73,16 @@ def check_dkim(resolver, message: bytes, timeout: float = 5.0) -> list[DKIMResul
         return []
     out = []
     for field in parsed.signatures()[:MAX_SIGNATURES]:
-        tags = _tags(field[1])
+        try:
+            sig = dkim.util.parse_tag_value(field[1])
+        except Exception:  # noqa: BLE001 - malformed: no tags to show, verify says why
+            sig = None
+        tags = {_text(k): _text(v) for k, v in (sig or {}).items()}
         base = dict(domain=tags.get("d", ""), selector=tags.get("s", ""), algorithm=tags.get("a", ""),
                     b="".join(tags.get("b", "").split())[:8])
         lookup = _KeyLookup(resolver)
         try:
-            ok = dkimverify.verify(parsed, field, lookup, MIN_RSA_BITS, timeout)
+            ok = dkimverify.verify(parsed, field, lookup, MIN_RSA_BITS, timeout, sig)
         except dkim.DKIMException as e:
             if str(e).startswith("body hash mismatch"):     # dkimpy's ValidationError for it
                 out.append(DKIMResult("fail", **base, reason="body hash did not verify"))
@@ -130,14 +134,6 @@ def check_arc(resolver, message: bytes, timeout: float = 5.0) -> ARCResult:
     if lookup.temp:
         reason = "key lookup failed (temporary)"
     return ARCResult("fail", instance, sealer, _text(reason))
-
-
-def _tags(value: bytes) -> dict[str, str]:
-    try:
-        parsed = dkim.util.parse_tag_value(value)
-    except Exception:  # noqa: BLE001 - a malformed signature has no tags to show
-        return {}
-    return {_text(k): _text(v) for k, v in parsed.items()}
 
 
 def _text(v) -> str:

@@ -110,14 +110,17 @@ class _KeyCache:
 _keys = _KeyCache()
 
 
-def verify(message: Message, field: list[bytes], dnsfunc, minkey: int = 1024, timeout: float = 5) -> bool:
+def verify(message: Message, field: list[bytes], dnsfunc, minkey: int = 1024, timeout: float = 5,
+           sig: dict | None = None) -> bool:
     """Does this DKIM-Signature field of the message verify? False for a signature that
     does not (and, as in dkimpy, for a key that cannot be had or used); dkim.DKIMException
-    for a malformed signature, a body hash mismatch or a key too short."""
-    try:
-        sig = dkim.util.parse_tag_value(field[1])
-    except dkim.util.InvalidTagValueList as e:
-        raise dkim.MessageFormatError(e) from None
+    for a malformed signature, a body hash mismatch or a key too short. sig: the field's
+    tags when the caller has parsed them already."""
+    if sig is None:
+        try:
+            sig = dkim.util.parse_tag_value(field[1])
+        except dkim.util.InvalidTagValueList as e:
+            raise dkim.MessageFormatError(e) from None
     dkim.validate_signature_fields(sig)
     include = [x.lower() for x in _H_SEPARATOR.split(sig[b"h"])]
     try:
