@@ -105,3 +105,42 @@ def test_a_check_whose_answers_are_kept_runs_without_asking_and_one_that_is_not_
         assert fcrdns.sender_domain(dnslookup.CacheOnly(r), "kept.example").result == fcrdns.RECEIVES
     finally:
         dns.close()
+
+
+def _spf(r, sender: str = "a@spf.example"):
+    from engine.mailauth import spfcheck
+    return spfcheck.check_spf(dnslookup.Budget(r, 5), "127.0.0.1", sender, "mx.spf.example").result
+
+
+def test_an_spf_result_is_kept_as_long_as_the_answers_it_was_made_from_and_no_longer():
+    dns = DNSServer({"spf.example": {"TXT": ["v=spf1 include:inc.spf.example -all"]},
+                     "inc.spf.example": {"TXT": ["v=spf1 ip4:127.0.0.1 -all"]}}, ttl=1)
+    try:
+        r = _resolver(dns)
+        assert _spf(r) == "pass"
+        [(key, (until, result))] = [(k, v) for k, v in r.cache.made.items() if k[0] == "spf"]
+        assert key == ("spf", "127.0.0.1", "a@spf.example", "mx.spf.example") and result.result == "pass"
+        assert until <= time.time() + 1                         # the answers' TTL, not an hour
+        dns.set("inc.spf.example", {"TXT": ["v=spf1 -all"]})
+        assert _spf(r) == "pass"                                  # the same kept answers, the same result
+        time.sleep(1.2)
+        assert _spf(r) == "fail"                                  # expired with the include's record
+    finally:
+        dns.close()
+
+
+def test_an_spf_result_from_a_failed_lookup_or_the_time_macro_is_not_kept():
+    dns = DNSServer({"spf.example": {"TXT": ["v=spf1 include:inc.spf.example -all"]},
+                     "inc.spf.example": "SERVFAIL",
+                     "t.example": {"TXT": ["v=spf1 -all exp=why.t.example"]},
+                     "why.t.example": {"TXT": ["refused at %{t}"]}}, ttl=300)
+    try:
+        r = _resolver(dns)
+        assert _spf(r) == "temperror"
+        dns.set("inc.spf.example", {"TXT": ["v=spf1 ip4:127.0.0.1 -all"]})
+        assert _spf(r) == "pass"                                  # the temperror was not kept
+        assert _spf(r, "b@t.example") == "fail"
+        assert not [k for k in r.cache.made if k[2] == "b@t.example"]     # %{t}: the time is in its reason
+        assert [k for k in r.cache.made if k[2] == "a@spf.example"]
+    finally:
+        dns.close()

@@ -7,6 +7,7 @@ pipeline's worker thread, never on the event loop.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -111,35 +112,82 @@ def query(resolver, name: str, rdtype: str, lifetime: float | None = None):
     if kept is not None:
         found = kept.records(name, rdtype)
         if found is not None:
-            return found
+            _note(resolver, found[0])
+            return found[1]
     try:
         answer = resolver.resolve(name, rdtype, raise_on_no_answer=False, search=False,
                                   lifetime=min(lifetime or resolver.lifetime, resolver.lifetime))
     except dns.resolver.NXDOMAIN as e:
-        if kept is not None:
-            _keep_nxdomain(kept, name, rdtype, e)
+        _note(resolver, _keep_nxdomain(kept, name, rdtype, e) if kept is not None else 0.0)
         return []
     except (dns.resolver.NoAnswer, dns.resolver.YXDOMAIN):
+        _note(resolver, 0.0)
         return []
     except (dns.name.NameTooLong, dns.name.LabelTooLong, dns.name.EmptyLabel, UnicodeError):
         return []
     except dns.exception.DNSException as e:
+        _note(resolver, 0.0)
         raise TempDNSError(_why(e)) from None
     except (OSError, ValueError) as e:            # a server that cannot be reached
+        _note(resolver, 0.0)
         raise TempDNSError(type(e).__name__) from None
     records = list(answer.rrset) if answer.rrset is not None else []
-    if kept is not None:
-        kept.keep_records(name, rdtype, answer.expiration, records)
+    _note(resolver, kept.keep_records(name, rdtype, answer.expiration, records) if kept is not None else 0.0)
     return records
 
 
-def _keep_nxdomain(kept: AnswerCache, name: str, rdtype: str, e: dns.resolver.NXDOMAIN) -> None:
+def _keep_nxdomain(kept: AnswerCache, name: str, rdtype: str, e: dns.resolver.NXDOMAIN) -> float:
     """An NXDOMAIN kept for as long as its SOA says (RFC 2308), as dnspython keeps it."""
     try:
         ttl = min(r.resolve_chaining().minimum_ttl for r in e.responses().values())
     except Exception:  # noqa: BLE001 - no usable SOA: not kept here (dnspython decides)
-        return
-    kept.keep_records(name, rdtype, time.time() + ttl, [])
+        return 0.0
+    return kept.keep_records(name, rdtype, time.time() + ttl, [])
+
+
+class Tracked:
+    """A resolver noting until when every answer it gave stays kept (`until`; 0 once one
+    could not be kept or failed): what is made from those answers alone holds as long."""
+
+    def __init__(self, resolver):
+        self.resolver = resolver
+        self.cache = resolver.cache
+        self.lifetime = resolver.lifetime
+        self.until = math.inf
+
+    def resolve(self, *args, **kwargs):
+        return self.resolver.resolve(*args, **kwargs)
+
+    def note(self, until: float) -> None:
+        self.until = min(self.until, until)
+
+
+def remembered(resolver, key: tuple, compute):
+    """compute(resolver), or what it gave for key before while every DNS answer it read is
+    still kept: a busy server checks the same senders and clients again and again. compute
+    must depend on nothing but key and DNS (or call not_to_be_kept)."""
+    cache = getattr(resolver, "cache", None)
+    if not isinstance(cache, AnswerCache):
+        return compute(resolver)
+    found = cache.result(key)
+    if found is not None:
+        return found
+    tracked = Tracked(resolver)
+    value = compute(tracked)
+    if tracked.until != math.inf:
+        cache.keep_result(key, value, tracked.until)
+    return value
+
+
+def not_to_be_kept(resolver) -> None:
+    """What the remembered computation reading through resolver makes now is not kept."""
+    _note(resolver, 0.0)
+
+
+def _note(resolver, until: float) -> None:
+    note = getattr(resolver, "note", None)
+    if note is not None:
+        note(until)
 
 
 def txt(resolver, name: str) -> list[bytes]:

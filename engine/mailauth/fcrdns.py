@@ -17,7 +17,7 @@ import dataclasses
 import dns.exception
 
 from ..heloname import address
-from .dnslookup import TempDNSError, query
+from .dnslookup import TempDNSError, query, remembered
 
 PASS, NONE, MISMATCH, TEMPERROR = "pass", "none", "mismatch", "temperror"     # reverse DNS
 RECEIVES, NO_RECORDS, NULL_MX = "receives", "no records", "null MX"          # sender domain
@@ -33,6 +33,10 @@ class ReverseDNS:
 
 def reverse_dns(resolver, ip: str) -> ReverseDNS:
     """Forward-confirmed reverse DNS of ip (an IPv4-mapped IPv6 address counts as IPv4)."""
+    return remembered(resolver, ("rdns", ip), lambda tracked: _reverse_dns(tracked, ip))
+
+
+def _reverse_dns(resolver, ip: str) -> ReverseDNS:
     addr = address(ip)
     if addr is None:
         return ReverseDNS(NONE)
@@ -66,6 +70,10 @@ class SenderDomain:
 
 def sender_domain(resolver, domain: str) -> SenderDomain:
     """Can domain receive mail (replies, bounces)?"""
+    return remembered(resolver, ("mx", domain.lower()), lambda tracked: _sender_domain(tracked, domain))
+
+
+def _sender_domain(resolver, domain: str) -> SenderDomain:
     try:
         mx = query(resolver, domain, "MX")
         if mx:

@@ -40,12 +40,21 @@ def check_spf(resolver, ip: str, sender: str, helo: str, *, total_s: float = TOT
         ipaddress.ip_address(ip)
     except ValueError:
         return SPFResult("none", identity, domain, "no client address")
+    # the same client and sender again: the result made from the same kept DNS answers
+    return dnslookup.remembered(resolver, ("spf", ip, sender, helo),
+                                lambda tracked: _evaluate(tracked, ip, sender, helo, total_s))
+
+
+def _evaluate(resolver, ip: str, sender: str, helo: str, total_s: float) -> SPFResult:
+    identity = "mailfrom" if sender else "helo"
+    domain = sender.rpartition("@")[2] if sender else helo
     _local.resolver = resolver
     try:
         q = _Query(i=ip, s=sender, h=helo, querytime=total_s)
         result, _code, reason = q.check()
     except Exception as e:  # noqa: BLE001 - hostile records must never crash the stage
         _log.warning("spf: %s for %s: %s", type(e).__name__, domain, e)
+        dnslookup.not_to_be_kept(resolver)
         return SPFResult("temperror", identity, domain, "error in the SPF evaluation")
     finally:
         _local.resolver = None
@@ -81,6 +90,8 @@ def _lookup(name, qtype, strict=True, timeout=None):
         records = dnslookup.query(resolver, name, qtype, lifetime)
     except dnslookup.TempDNSError as e:
         raise spf.TempError(str(e)) from None
+    if qtype in ("TXT", "SPF") and any(b"%{t" in b"".join(r.strings).lower() for r in records):
+        dnslookup.not_to_be_kept(resolver)     # %{t}: the time is part of the result
     for r in records:
         if qtype in ("A", "AAAA"):
             yield (name, qtype), r.address
