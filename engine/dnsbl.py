@@ -17,6 +17,7 @@ asked must not refuse mail.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 import re
 import threading
@@ -154,7 +155,13 @@ CACHE = Cache()
 
 
 def _key(resolver, query: Query) -> tuple:
-    return tuple(str(n) for n in getattr(resolver, "nameservers", ())), query.name
+    return _servers(resolver), query.name
+
+
+@functools.lru_cache(maxsize=64)
+def _servers(resolver) -> tuple:
+    """The servers a (long-lived) resolver asks, as text: read once, not per query."""
+    return tuple(str(n) for n in getattr(resolver, "nameservers", ()))
 
 
 def kept(resolver, query: Query, cache_s: float) -> Answer | None:

@@ -144,3 +144,19 @@ def test_an_spf_result_from_a_failed_lookup_or_the_time_macro_is_not_kept():
         assert [k for k in r.cache.made if k[2] == "a@spf.example"]
     finally:
         dns.close()
+
+
+def test_a_dmarc_record_found_is_kept_as_long_as_its_answers():
+    from engine.mailauth import dmarc
+    dns = DNSServer({"_dmarc.org.example": {"TXT": ["v=DMARC1; p=reject"]}}, ttl=1)
+    try:
+        r = _resolver(dns)
+        assert dmarc.find_record(r, "Mail.Org.Example").record.p == "reject"     # the organisational domain's
+        asked_before = len(dns.queries)
+        dns.set("_dmarc.org.example", {"TXT": ["v=DMARC1; p=none"]})
+        assert dmarc.find_record(r, "mail.org.example").record.p == "reject"
+        assert len(dns.queries) == asked_before
+        time.sleep(1.2)
+        assert dmarc.find_record(r, "mail.org.example").record.p == "none"
+    finally:
+        dns.close()

@@ -101,6 +101,10 @@ class Lookup:
 def find_record(resolver, domain: str) -> Lookup:
     """The domain's record, else its organisational domain's (§6.6.3)."""
     domain = domain.lower().rstrip(".")
+    return dnslookup.remembered(resolver, ("dmarc", domain), lambda tracked: _find_record(tracked, domain))
+
+
+def _find_record(resolver, domain: str) -> Lookup:
     org = org_domain(domain)
     for name, sub in ((domain, False), (org, True)):
         if sub and org == domain:
