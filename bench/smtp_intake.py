@@ -312,6 +312,22 @@ def main() -> None:
         print(line)
 
 
+def off_on_rounds(args, sizes: list[int], concs: list[int], cell, what: str, runs: dict) -> None:
+    """Two servers' cells (cell(mode, count, size, conc) -> (msg/s, CPU ms a message))
+    alternating, round after round, into runs[(size, conc)]: off, on, cpu_off, cpu_on."""
+    for rnd in range(args.rounds):
+        for size in sizes:
+            for conc in concs:
+                count = args.count if size <= 8192 else max(args.count // 2, 50)
+                r = runs.setdefault((size, conc), {"off": [], "on": [], "cpu_off": [], "cpu_on": []})
+                for mode in ("off", "on"):
+                    rate, cpu = cell(mode, count, size, conc)
+                    r[mode].append(rate)
+                    r[f"cpu_{mode}"].append(cpu)
+                print(f"round {rnd + 1}  {size // 1024:>4} KiB {conc:>3} clients: {what} off "
+                      f"{r['off'][-1]:7.1f} msg/s, on {r['on'][-1]:7.1f} msg/s", flush=True)
+
+
 def run_checks(args, sizes: list[int], concs: list[int]) -> None:
     """Checks on against checks off, two servers up at once, their cells alternating."""
     import intake_checks as ic
@@ -340,17 +356,7 @@ def run_checks(args, sizes: list[int], concs: list[int]) -> None:
             sample = next(iter(os.scandir(servers["on"][3] / "new"))).path
             with open(sample, "rb") as f:
                 head = f.read().split(b"\r\n\r\n", 1)[0].decode(errors="replace")
-            for rnd in range(args.rounds):
-                for size in sizes:
-                    for conc in concs:
-                        count = args.count if size <= 8192 else max(args.count // 2, 50)
-                        r = runs.setdefault((size, conc), {"off": [], "on": [], "cpu_off": [], "cpu_on": []})
-                        for mode in ("off", "on"):
-                            rate, cpu = cell(mode, count, size, conc)
-                            r[mode].append(rate)
-                            r[f"cpu_{mode}"].append(cpu)
-                        print(f"round {rnd + 1}  {size // 1024:>4} KiB {conc:>3} clients: checks off "
-                              f"{r['off'][-1]:7.1f} msg/s, on {r['on'][-1]:7.1f} msg/s", flush=True)
+            off_on_rounds(args, sizes, concs, cell, "checks", runs)
     finally:
         for proc in procs:
             proc.terminate()
@@ -454,18 +460,8 @@ def run_sieve(args, sizes: list[int], concs: list[int]) -> None:
             time.sleep(1.0)
             for mode in ("off", "on"):
                 measure(servers[mode][1], servers[mode][2], 50, 4096, 10, servers[mode][0].pid)   # warm-up
-            for rnd in range(args.rounds):
-                for size in sizes:
-                    for conc in concs:
-                        count = args.count if size <= 8192 else max(args.count // 2, 50)
-                        r = runs.setdefault((size, conc), {"off": [], "on": [], "cpu_off": [], "cpu_on": []})
-                        for mode in ("off", "on"):
-                            proc, port, maildir = servers[mode]
-                            rate, cpu = measure(port, maildir, count, size, conc, proc.pid)
-                            r[mode].append(rate)
-                            r[f"cpu_{mode}"].append(cpu)
-                        print(f"round {rnd + 1}  {size // 1024:>4} KiB {conc:>3} clients: sieve off "
-                              f"{r['off'][-1]:7.1f} msg/s, on {r['on'][-1]:7.1f} msg/s", flush=True)
+            off_on_rounds(args, sizes, concs, lambda mode, count, size, conc: measure(
+                servers[mode][1], servers[mode][2], count, size, conc, servers[mode][0].pid), "sieve", runs)
         finally:
             for proc in procs:
                 proc.terminate()

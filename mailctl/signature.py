@@ -61,12 +61,7 @@ def set_(ctx: Context, address, domain, text_file, html_file, mode, replies, loc
     values = {k: v for k, v in values.items() if v is not None}
     if not values:
         raise click.UsageError("give --text-file and/or --html-file (or, for a domain, its switches)")
-    if kind == "domain":
-        directory_edit.set_domain(ctx.existing_root(), ctx.settings, who.name, **values)
-        done(f"signature of {who.name} set")
-    else:
-        directory_edit.set_account(ctx.existing_root(), ctx.settings, who.address, **values)
-        done(f"signature of {who.address} set")
+    _store(ctx, kind, who, values, "set")
 
 
 @signature.command("show")
@@ -92,13 +87,17 @@ def show(ctx: Context, address, domain, as_json: bool) -> None:
 def off(ctx: Context, address, domain) -> None:
     """Remove ADDRESS's (or the domain's) signature."""
     kind, who = _target(ctx, address, domain)
-    gone = {"signature_text": None, "signature_html": None}
+    _store(ctx, kind, who, {"signature_text": None, "signature_html": None}, "removed")
+
+
+def _store(ctx: Context, kind: str, who, values: dict, what: str) -> None:
+    """Write values into the domain's or the account's file."""
     if kind == "domain":
-        directory_edit.set_domain(ctx.existing_root(), ctx.settings, who.name, **gone)
-        done(f"signature of {who.name} removed")
+        directory_edit.set_domain(ctx.existing_root(), ctx.settings, who.name, **values)
+        done(f"signature of {who.name} {what}")
     else:
-        directory_edit.set_account(ctx.existing_root(), ctx.settings, who.address, **gone)
-        done(f"signature of {who.address} removed")
+        directory_edit.set_account(ctx.existing_root(), ctx.settings, who.address, **values)
+        done(f"signature of {who.address} {what}")
 
 
 COMMANDS = [signature]

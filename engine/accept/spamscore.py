@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 
 from ..greylist import ip_listed
+from ..mailauth import authresults
 from ..smtp import replies
 from . import clientgate
 from .arrival import SMTP, Arrival
@@ -167,22 +168,11 @@ def _shown(text: str, limit: int = 200) -> str:
     return "".join(c if " " <= c <= "~" else "?" for c in str(text)[:limit])
 
 
-def _fields(block: bytes) -> list[bytes]:
-    """A header block's fields, each with its continuation lines and line ends."""
-    out: list[bytes] = []
-    for line in block.splitlines(keepends=True):
-        if out and line[:1] in (b" ", b"\t"):
-            out[-1] += line
-        else:
-            out.append(line)
-    return out
-
-
 def _remove_forged(arrival: Arrival) -> None:
     block = arrival.header_block()
     if b"x-spam-" not in block.lower():
         return
-    fields = _fields(block)
+    fields = authresults.fields(block)
     ours = {bytes(line) for line in arrival.added}       # what a stage before this one wrote (spamscan.py)
     kept = [f for f in fields if f.split(b":", 1)[0].strip().lower() not in OUR_FIELDS or f.rstrip(b"\r\n") in ours]
     if len(kept) != len(fields):
@@ -193,7 +183,7 @@ def _remove_forged(arrival: Arrival) -> None:
 
 def _prefix_subject(arrival: Arrival, prefix: bytes) -> bool:
     """Put prefix before the Subject; False when there is no Subject field."""
-    fields = _fields(arrival.header_block())
+    fields = authresults.fields(arrival.header_block())
     for i, f in enumerate(fields):
         name, colon, value = f.partition(b":")
         if colon and name.strip().lower() == b"subject":

@@ -18,8 +18,8 @@ Errors are dkimpy's exceptions, raised where dkimpy raises them, so a caller tel
 from __future__ import annotations
 
 import base64
+import functools
 import re
-import threading
 from dataclasses import dataclass
 
 import dkim
@@ -38,7 +38,6 @@ _WSP = re.compile(rb"\s+")
 # nested quantifiers, which cost ~40 us a signature: the b= value emptied (RFC 6376 §3.7)
 _B_VALUE = re.compile(rb"([;\s]b\s*=)(?:[\sa-zA-Z0-9+/=]*[a-zA-Z0-9+/=])?(?:\r?\n\Z)?")
 _PREHASHED = {"sha256": utils.Prehashed(hashes.SHA256()), "sha1": utils.Prehashed(hashes.SHA1())}
-_KEYS_KEPT = 256
 
 
 @dataclass
@@ -79,35 +78,17 @@ def parse(message: bytes) -> Message:
     return Message(headers, body)
 
 
-class _KeyCache:
-    """Key records already turned into key objects: the same few keys sign most mail, and
-    the answers come from the resolver's cache anyway. Keyed by the record's bytes, so a
-    changed record is a new entry."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.keys: dict[bytes, tuple] = {}
-
-    def key(self, record: bytes):
-        with self.lock:
-            found = self.keys.get(record)
-        if found is not None:
-            return found
-        pk, keysize, ktag, tlsrpt = dkim.evaluate_pk(b"", record)
-        if ktag == b"rsa":
-            try:
-                pk = rsa.RSAPublicNumbers(pk["publicExponent"], pk["modulus"]).public_key()
-            except (ValueError, TypeError, OverflowError) as e:
-                raise dkim.KeyFormatError(f"unusable RSA public key ({type(e).__name__})") from None
-        found = (pk, keysize, ktag, tlsrpt)
-        with self.lock:
-            if len(self.keys) >= _KEYS_KEPT:
-                self.keys.pop(next(iter(self.keys)))
-            self.keys[record] = found
-        return found
-
-
-_keys = _KeyCache()
+@functools.lru_cache(maxsize=256)
+def _key(record: bytes) -> tuple:
+    """(key object, bits, k=, tlsrpt) of a key record, made once: the same few keys sign
+    most mail. Keyed by the record's bytes, so a changed record is a new entry."""
+    pk, keysize, ktag, tlsrpt = dkim.evaluate_pk(b"", record)
+    if ktag == b"rsa":
+        try:
+            pk = rsa.RSAPublicNumbers(pk["publicExponent"], pk["modulus"]).public_key()
+        except (ValueError, TypeError, OverflowError) as e:
+            raise dkim.KeyFormatError(f"unusable RSA public key ({type(e).__name__})") from None
+    return pk, keysize, ktag, tlsrpt
 
 
 def verify(message: Message, field: list[bytes], dnsfunc, minkey: int = 1024, timeout: float = 5,
@@ -130,7 +111,7 @@ def verify(message: Message, field: list[bytes], dnsfunc, minkey: int = 1024, ti
     if not record:
         return False
     try:
-        pk, keysize, ktag, tlsrpt = _keys.key(record if isinstance(record, bytes) else record.encode("ascii"))
+        pk, keysize, ktag, tlsrpt = _key(record if isinstance(record, bytes) else record.encode("ascii"))
     except (dkim.KeyFormatError, ValueError, UnicodeError):      # binascii.Error is a ValueError
         return False
     if tlsrpt:
