@@ -27,7 +27,10 @@ PLAIN = {"auth.allow_plaintext": True}
 def two_procs(tmp_path_factory):
     root = make_root(tmp_path_factory.mktemp("logins"), accounts={"alice@example.com": PW},
                      settings={**PLAIN, "server.processes": 2, "auth.ban_after_failures": 5,
-                               "mailbox.max_connections_per_ip": 0, "mailbox.max_userip_connections": 0})
+                               "mailbox.max_connections_per_ip": 0, "mailbox.max_userip_connections": 0,
+                               # 80 logins of one user at once: the per-user session limit is
+                               # another test's subject, not a ban
+                               "mailbox.max_sessions_per_user": 0})
     with serve_process(root) as proc:
         wait_for_processes(root, 2)
         yield root, proc
