@@ -2,7 +2,7 @@
 
 - `FileLock`: flock() on a lock file, for our own read-modify-writes of TOML and state
   files; the kernel drops it when the holder dies, so it is never stale.
-- `DotLock`: Dovecot's "<file>.lock" (O_EXCL, "pid:host" inside), for files Dovecot and
+- `DotLock`: Dovecot's "<file>.lock" ("pid:host" inside), for files Dovecot and
   other Maildir tools share with us (dovecot-uidlist); broken when stale or its holder died.
 - `dir_lock`: flock() on a directory, for small read-modify-writes inside one Maildir.
 - `MailboxLock`: POP3's maildrop lock (RFC 1939 §8), a file that outlives one request.
@@ -27,6 +27,8 @@ LOCK_STALE = 120.0             # a dotlock older than this is broken (Dovecot's 
 LOCK_FILE_MODE = 0o600
 POP3_LOCK_NAME = "pop3.lock"
 POP3_LOCK_STALE_S = 3600       # a POP3 lock whose owner is gone is taken over
+# O_TMPFILE or linking it through /proc is not there (old kernel, NFS, FUSE, no /proc)
+_NO_TMPFILE = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT, errno.EXDEV, errno.EPERM)
 
 
 def pid_alive(pid: int) -> bool:
@@ -122,10 +124,10 @@ class DotLock:
         start = time.monotonic()
         deadline = start + self.timeout
         delay = 0.0002
-        while True:
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, LOCK_FILE_MODE)
-            except FileExistsError:
+        folder, name = os.path.split(self.path)
+        dir_fd = nofollow.open_dir(folder or ".")
+        try:
+            while not self._create(dir_fd, name):
                 # Holders keep it for well under a millisecond: poll briefly and often, and
                 # look for a stale or dead holder (several syscalls) only after a real wait.
                 now = time.monotonic()
@@ -136,11 +138,47 @@ class DotLock:
                                       f"another mail process is busy, try again") from None
                 time.sleep(delay * (1 + secrets.randbelow(100) / 100))
                 delay = min(delay * 2, 0.004)
-                continue
-            with contextlib.suppress(OSError):
-                os.write(fd, f"{os.getpid()}:{socket.gethostname()}".encode())
-            os.close(fd)
-            return self
+        finally:
+            os.close(dir_fd)
+        return self
+
+    @staticmethod
+    def _create(dir_fd: int, name: str) -> bool:
+        """Make the lock with "pid:host" already inside; False when it is there already.
+
+        The file is written unnamed (O_TMPFILE) and then linked into place, so no other
+        process ever sees it empty: a holder killed at any moment leaves a lock whose dead
+        pid breaks it at once, where an empty one would block everyone for LOCK_STALE.
+        File systems without O_TMPFILE get Dovecot's O_EXCL create, then the write."""
+        holder = f"{os.getpid()}:{socket.gethostname()}".encode()
+        try:
+            fd = os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, LOCK_FILE_MODE, dir_fd=dir_fd)
+        except OSError as e:
+            if e.errno not in _NO_TMPFILE:
+                raise
+        else:
+            try:
+                with contextlib.suppress(OSError):        # a full disk: the lock still locks
+                    os.write(fd, holder)
+                # a dst_dir_fd makes os.link call linkat(), which follows the /proc link
+                os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd)
+                return True
+            except FileExistsError:
+                return False
+            except OSError as e:
+                if e.errno not in _NO_TMPFILE:
+                    raise
+            finally:
+                os.close(fd)
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         LOCK_FILE_MODE, dir_fd=dir_fd)
+        except FileExistsError:
+            return False
+        with contextlib.suppress(OSError):
+            os.write(fd, holder)
+        os.close(fd)
+        return True
 
     def __exit__(self, *exc) -> None:
         with contextlib.suppress(FileNotFoundError):
