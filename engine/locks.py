@@ -50,6 +50,56 @@ def holder_is_dead(holder: str) -> bool:
     return not pid_alive(int(pid))
 
 
+def create_holding(dir_fd: int, name: str, content: bytes, must_write: bool = False) -> bool:
+    """Create lock file `name` with `content` already inside; False when it is there already.
+
+    The file is written unnamed (O_TMPFILE), then linked into place, so no other process
+    ever sees it empty: a holder killed at any moment leaves a lock whose dead pid breaks
+    it at once; an empty one would shut everyone out until it is stale. File systems
+    without O_TMPFILE get Dovecot's O_EXCL create, then the write. A write that fails (a
+    full disk) is raised when must_write, else the lock is made empty: it still locks."""
+    try:
+        fd = os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, LOCK_FILE_MODE, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno not in _NO_TMPFILE:
+            raise
+    else:
+        try:
+            _write(fd, content, must_write)
+            # a dst_dir_fd makes os.link call linkat(), which follows the /proc link
+            os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as e:
+            if e.errno not in _NO_TMPFILE:
+                raise
+        finally:
+            os.close(fd)
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     LOCK_FILE_MODE, dir_fd=dir_fd)
+    except FileExistsError:
+        return False
+    try:
+        _write(fd, content, must_write)
+    except OSError:
+        os.unlink(name, dir_fd=dir_fd)
+        raise
+    finally:
+        os.close(fd)
+    return True
+
+
+def _write(fd: int, content: bytes, must_write: bool) -> None:
+    try:
+        if os.write(fd, content) != len(content):
+            raise OSError(errno.ENOSPC, "short write")
+    except OSError:
+        if must_write:
+            raise
+
+
 class FileLock:
     """An exclusive lock held with flock() on a lock file.
 
@@ -127,7 +177,8 @@ class DotLock:
         folder, name = os.path.split(self.path)
         dir_fd = nofollow.open_dir(folder or ".")
         try:
-            while not self._create(dir_fd, name):
+            holder = f"{os.getpid()}:{socket.gethostname()}".encode()
+            while not create_holding(dir_fd, name, holder):
                 # Holders keep it for well under a millisecond: poll briefly and often, and
                 # look for a stale or dead holder (several syscalls) only after a real wait.
                 now = time.monotonic()
@@ -141,44 +192,6 @@ class DotLock:
         finally:
             os.close(dir_fd)
         return self
-
-    @staticmethod
-    def _create(dir_fd: int, name: str) -> bool:
-        """Make the lock with "pid:host" already inside; False when it is there already.
-
-        The file is written unnamed (O_TMPFILE) and then linked into place, so no other
-        process ever sees it empty: a holder killed at any moment leaves a lock whose dead
-        pid breaks it at once, where an empty one would block everyone for LOCK_STALE.
-        File systems without O_TMPFILE get Dovecot's O_EXCL create, then the write."""
-        holder = f"{os.getpid()}:{socket.gethostname()}".encode()
-        try:
-            fd = os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, LOCK_FILE_MODE, dir_fd=dir_fd)
-        except OSError as e:
-            if e.errno not in _NO_TMPFILE:
-                raise
-        else:
-            try:
-                with contextlib.suppress(OSError):        # a full disk: the lock still locks
-                    os.write(fd, holder)
-                # a dst_dir_fd makes os.link call linkat(), which follows the /proc link
-                os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd)
-                return True
-            except FileExistsError:
-                return False
-            except OSError as e:
-                if e.errno not in _NO_TMPFILE:
-                    raise
-            finally:
-                os.close(fd)
-        try:
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         LOCK_FILE_MODE, dir_fd=dir_fd)
-        except FileExistsError:
-            return False
-        with contextlib.suppress(OSError):
-            os.write(fd, holder)
-        os.close(fd)
-        return True
 
     def __exit__(self, *exc) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -231,24 +244,19 @@ class MailboxLock:
         self.held = False
 
     def acquire(self) -> bool:
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                if self._stale():
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self.path)
-                    continue
-                return False
-            try:
-                with os.fdopen(fd, "w") as f:
-                    f.write(self.token)
-            except OSError:
-                os.unlink(self.path)     # an empty lock would shut others out until stale
-                raise
-            self.held = True
-            return True
-        return False
+        folder_fd = nofollow.open_dir(self.path.parent)
+        try:
+            for _ in range(2):
+                if create_holding(folder_fd, POP3_LOCK_NAME, self.token.encode(), must_write=True):
+                    self.held = True
+                    return True
+                if not self._stale():
+                    return False
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
+            return False
+        finally:
+            os.close(folder_fd)
 
     def _stale(self) -> bool:
         try:

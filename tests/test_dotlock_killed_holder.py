@@ -1,7 +1,8 @@
-"""A Dovecot dotlock whose holder is killed at any moment never blocks the next process
-for the two-minute stale time: the lock file appears with "pid:host" already in it, so
-the dead pid breaks it at once. (A `mailctl import` killed half-way once left an empty
-dovecot-uidlist.lock and the resumed import waited 30 s and gave up.)"""
+"""A lock whose holder is killed at any moment never shuts the next process out: the
+lock file appears with its holder's pid already in it, so the dead pid breaks it at once.
+An empty one waited for the stale time: two minutes for Dovecot's dotlock (a `mailctl
+import` killed half-way left one and the resumed import gave up after 30 s), an hour for
+the POP3 maildrop lock."""
 from __future__ import annotations
 
 import os
@@ -12,39 +13,66 @@ import subprocess
 import sys
 import time
 
-from engine.locks import DotLock
+import pytest
+
+from engine.locks import POP3_LOCK_NAME, DotLock, MailboxLock
 from helpers_server import REPO
 
 # Takes and drops the lock as fast as it can, so a kill lands in every part of the cycle.
-HOLDER = """
+HOLDERS = {
+    "dotlock": """
 import sys
 from engine.locks import DotLock
-path = sys.argv[1]
-with DotLock(path):
-    print("ready", flush=True)
+path = sys.argv[1] + "/dovecot-uidlist.lock"
+print("ready", flush=True)
 while True:
     with DotLock(path):
         pass
-"""
+""",
+    "pop3": """
+import sys
+from pathlib import Path
+from engine.locks import MailboxLock
+print("ready", flush=True)
+while True:
+    lock = MailboxLock(Path(sys.argv[1]))
+    assert lock.acquire()
+    lock.release()
+"""}
 
 
-def test_a_holder_killed_at_any_moment_leaves_no_lock_that_blocks(tmp_path):
-    lock = tmp_path / "dovecot-uidlist.lock"
+def _take(kind: str, folder) -> str:
+    """Take the lock as the next process would, within 2 s; the holder text it wrote."""
+    started = time.monotonic()
+    if kind == "dotlock":
+        lock = folder / "dovecot-uidlist.lock"
+        with DotLock(lock, timeout=5):
+            text = lock.read_text()
+    else:
+        lock = MailboxLock(folder)
+        assert lock.acquire(), (folder / POP3_LOCK_NAME).read_bytes()
+        text = lock.path.read_text()
+        lock.release()
+    assert time.monotonic() - started < 2
+    return text
+
+
+@pytest.mark.parametrize("kind", HOLDERS)
+def test_a_holder_killed_at_any_moment_leaves_no_lock_that_blocks(tmp_path, kind):
     rng = random.Random(11)
+    lock = tmp_path / ("dovecot-uidlist.lock" if kind == "dotlock" else POP3_LOCK_NAME)
     for _ in range(40):
-        holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock)], stdout=subprocess.PIPE,
+        holder = subprocess.Popen([sys.executable, "-c", HOLDERS[kind], str(tmp_path)], stdout=subprocess.PIPE,
                                   env={**os.environ, "PYTHONPATH": str(REPO)})
         assert holder.stdout.readline() == b"ready\n"
-        time.sleep(rng.uniform(0, 0.02))
+        time.sleep(rng.uniform(0.001, 0.02))
         holder.send_signal(signal.SIGKILL)
         holder.wait(10)
         holder.stdout.close()
         if lock.exists():                   # killed while holding: its pid is in it
-            assert lock.read_text() == f"{holder.pid}:{socket.gethostname()}"
-        started = time.monotonic()
-        with DotLock(lock, timeout=5):
-            assert lock.read_text() == f"{os.getpid()}:{socket.gethostname()}"
-        assert time.monotonic() - started < 2
+            assert lock.read_text().startswith(f"{holder.pid}:" if kind == "dotlock" else f"{holder.pid} ")
+        text = _take(kind, tmp_path)
+        assert text.startswith(f"{os.getpid()}:{socket.gethostname()}" if kind == "dotlock" else f"{os.getpid()} ")
         assert not lock.exists()
 
 

@@ -2,7 +2,7 @@
 
 A session works on a snapshot of INBOX taken at login (maildrop.py). DELE only marks; the
 marked messages are expunged at QUIT (UPDATE state), so a dropped connection changes nothing.
-One session per mailbox at a time: a lock file (O_EXCL, with our pid and a stale check)
+One session per mailbox at a time: a lock file (made with our pid inside, with a stale check)
 under the Maildir, so another server process sharing the root sees it too.
 engine.connection runs the connection (limits, greeting, reading, close).
 """
