@@ -16,8 +16,11 @@ Queue ids sort by time.
   user.mailctl.claim (or active/<id>.attempt where the file system has no xattrs).
   At start (and while running, for another serving process that died), recover()
   returns active items of runners that are gone to deferred/, due at once: an attempt a
-  crash interrupted is counted and retried, never held back by its backoff. The outcome
-  (per-recipient status) is written when the attempt ends.
+  crash interrupted is counted and retried, never held back by its backoff. An active
+  item without a claim changed in the last CLAIM_GRACE_S is left alone while others
+  live: its claimer is between the rename and the record (or finishing it); taken back
+  then, it would be delivered twice. The outcome (per-recipient status) is written when
+  the attempt ends.
 - `mailctl queue` changes an envelope by claiming it the same way, so it never races
   a runner.
 """
@@ -39,6 +42,7 @@ from .root import Root, atomic_write, fsync_dir, write_temp
 
 STATES = ("active", "deferred", "hold")
 CLAIM_XATTR = "user.mailctl.claim"
+CLAIM_GRACE_S = 60.0      # an unclaimed active item this young is being claimed or finished
 RECIPIENT_KEYS = ("address", "status", "code", "reply", "orcpt", "remote", "dsn")
 _counter = itertools.count()
 
@@ -302,7 +306,10 @@ class Queue:
                 continue
             path = self.envelope_path(qid, "active")
             try:
-                marked = os.stat(path).st_mtime
+                st = os.stat(path)
+                if owner_alive is not None and not claim and st.st_ctime > time.time() - CLAIM_GRACE_S:
+                    continue
+                marked = st.st_mtime
                 env = self.read(qid, "active")
             except FileNotFoundError:
                 continue

@@ -200,13 +200,34 @@ def test_loop_to_ourselves_fails(h, root):
     assert b"The Mail Server Software Tried To Deliver E-mail To The Local Machine" in dsn
 
 
-def test_crash_leftovers_in_active_return_to_deferred(h, root):
+def test_crash_leftovers_in_active_return_to_deferred(h, root, monkeypatch):
+    import time
+
+    from engine import queue as queue_mod
     qid = h.enqueue("alice@example.com", ["bob@far.example"])
     env = h.queue.claim(qid, "otherhost:1")
     assert env is not None and h.queue.ids("active") == [qid]
     assert h.queue.claim(qid, "x:2") is None            # only one claim wins
-    Harness(root, h.clock).close()                        # a restart recovers active/
+    # claimed but not yet recorded: its claimer may be alive and about to record the
+    # attempt, so a restart of another process leaves it for the grace time ...
+    Harness(root, h.clock).close()
+    assert h.queue.ids("active") == [qid]
+    monkeypatch.setattr(queue_mod, "CLAIM_GRACE_S", 0.2)
+    time.sleep(0.3)
+    Harness(root, h.clock).close()                        # ... then a restart recovers it
     assert h.queue.ids("deferred") == [qid] and h.queue.ids("active") == []
+
+
+def test_a_claim_not_yet_recorded_is_not_taken_back_by_a_live_process(h, root):
+    """Another serving process's periodic recovery meets an item between the claiming
+    rename and the claim's record: taking it back then would deliver it twice."""
+    from engine.outbound.runner import _other_owner_alive
+    qid = h.enqueue("alice@example.com", ["bob@far.example"])
+    env = h.queue.claim(qid, "x")
+    assert h.queue.recover(_other_owner_alive) == []
+    env.claim = "otherhost:1"
+    h.queue.write_attempt(env)
+    assert h.queue.recover(_other_owner_alive) == [qid]   # recorded by a runner that is gone
 
 
 def test_equal_preference_hosts_share_the_load(h, net):
