@@ -7,6 +7,7 @@ everything runs as that user.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import pwd
@@ -17,10 +18,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import locks
 from .errors import MailError
 
 PR_SET_PDEATHSIG = 1
 SERVING_UMASK = 0o077
+USER_CREATION_LOCK = Path("/run/mailctl-useradd.lock")      # in root's own folder: no one else can hold it
 
 
 @dataclass(frozen=True)
@@ -128,17 +131,28 @@ def ensure_system_user(name: str) -> Account:
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
-        if shutil.which("useradd"):
-            cmd = ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-                   "--shell", "/usr/sbin/nologin", name]
-        else:
-            cmd = ["adduser", "--system", "--group", "--no-create-home", "--shell", "/usr/sbin/nologin", name]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            problem = (done.stderr.strip().splitlines() or ["failed"])[-1]
-            raise MailError(f"cannot create the system user {name!r}: {problem}") from None
-        entry = pwd.getpwnam(name)
+        # Two useradds at once can both succeed, the second rewriting the first's ids:
+        # mailctl processes (two inits, two first starts) make users one at a time.
+        one_at_a_time = locks.FileLock(USER_CREATION_LOCK) if os.geteuid() == 0 else contextlib.nullcontext()
+        with one_at_a_time:
+            try:
+                entry = pwd.getpwnam(name)          # made meanwhile by another mailctl
+            except KeyError:
+                entry = _create_system_user(name)
     return Account(name, entry.pw_uid, entry.pw_gid)
+
+
+def _create_system_user(name: str) -> pwd.struct_passwd:
+    if shutil.which("useradd"):
+        cmd = ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+               "--shell", "/usr/sbin/nologin", name]
+    else:
+        cmd = ["adduser", "--system", "--group", "--no-create-home", "--shell", "/usr/sbin/nologin", name]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        problem = (done.stderr.strip().splitlines() or ["failed"])[-1]
+        raise MailError(f"cannot create the system user {name!r}: {problem}") from None
+    return pwd.getpwnam(name)
 
 
 def give_root(path: Path, account: Account) -> None:

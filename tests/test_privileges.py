@@ -146,6 +146,28 @@ def test_init_as_root_creates_the_system_user_and_gives_it_the_root(base, accoun
         assert stat.S_IMODE(st.st_mode) & 0o077 == 0, (path, oct(st.st_mode))
 
 
+def test_mailctl_processes_creating_the_system_user_at_once_all_get_it():
+    """Several `mailctl init` (or servers' first starts) on a fresh machine at once: one
+    useradd makes the user, the others find it made, and every one gets its ids. (Two
+    useradds at once both succeed here, the second rewriting the first's ids: three rounds
+    of eight, so the race shows.)"""
+    code = ("import sys; from engine import privileges; "
+            "a = privileges.ensure_system_user(sys.argv[1]); print(a.uid, a.gid)")
+    for round in range(3):
+        name = f"mailctl-race-{os.getpid()}-{round}"
+        try:
+            runs = [subprocess.Popen([sys.executable, "-c", code, name], cwd=REPO, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True) for _ in range(8)]
+            results = [run.communicate(timeout=60) for run in runs]
+            entry = pwd.getpwnam(name)
+            for run, (out, err) in zip(runs, results):
+                assert run.returncode == 0, err
+                assert out.split() == [str(entry.pw_uid), str(entry.pw_gid)]
+        finally:
+            subprocess.run(["userdel", name], capture_output=True)
+            subprocess.run(["groupdel", name], capture_output=True)
+
+
 def test_a_root_the_mail_user_does_not_own_is_refused_with_the_fix(base, account):
     root = make_root(base, settings={"server.user": account.name})      # still root's
     out = mailctl(root, "serve")
