@@ -18,6 +18,13 @@ from engine.newroot import init_root
 
 PASSWORD = "secret-pass-1"
 
+# mailctl's tables are as wide as COLUMNS says when stdout is no terminal; pytest-xdist's
+# workers set 80, a developer's shell anything: the tests see what a pipe gets by default.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+# Several test processes (pytest-xdist's workers, scripts/test-all.sh) share the machine.
+IN_A_WORKER = "PYTEST_XDIST_WORKER" in os.environ
+
 
 @dataclass
 class Result:
@@ -105,8 +112,23 @@ def reachable_by(user):
                 opened.append((folder, mode))
         yield user
     finally:
-        for folder, mode in reversed(opened):
-            os.chmod(folder, stat.S_IMODE(mode))
+        if not IN_A_WORKER:             # another worker's user may still be passing through them
+            for folder, mode in reversed(opened):
+                os.chmod(folder, stat.S_IMODE(mode))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_temp_reachable(tmp_path_factory):
+    """As root, the folders above every test's tmp_path let others pass (o+x, no listing):
+    the test's own folder, opened and closed again by a test whose Dovecot or mail user
+    needs it (tests/dovecot.py), is then the only one that changes, so two workers never
+    close a folder under each other. pytest closes its base again at its next run."""
+    if os.geteuid() == 0:
+        for folder in tmp_path_factory.getbasetemp().parents:
+            mode = stat.S_IMODE(os.stat(folder).st_mode)
+            if not mode & 0o001:
+                os.chmod(folder, mode | 0o001)
+    yield
 
 
 @pytest.fixture(scope="module")
