@@ -18,6 +18,6 @@ python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 # the linter first: a finding fails the run before the tests start
 python3 -m ruff check .
 # two test processes (pytest-xdist), each taking whole modules: the tests mostly wait on
-# servers and clients, so two share a 2-CPU machine well (29 -> 16 minutes); TEST_WORKERS=0
+# servers and clients, so two share a 2-CPU machine well (29 -> 18 minutes); TEST_WORKERS=0
 # runs them in one process
 exec python3 -m pytest -q -p no:cacheprovider -n "${TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -22,7 +22,7 @@ PASSWORD = "secret-pass-1"
 # workers set 80, a developer's shell anything: the tests see what a pipe gets by default.
 os.environ.pop("COLUMNS", None)
 os.environ.pop("LINES", None)
-# Several test processes (pytest-xdist's workers, scripts/test-all.sh) share the machine.
+# In a pytest-xdist worker (scripts/test-all.sh), other test processes run beside this one.
 IN_A_WORKER = "PYTEST_XDIST_WORKER" in os.environ
 
 

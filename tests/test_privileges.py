@@ -153,8 +153,8 @@ def test_mailctl_processes_creating_the_system_user_at_once_all_get_it():
     of eight, so the race shows.)"""
     code = ("import sys; from engine import privileges; "
             "a = privileges.ensure_system_user(sys.argv[1]); print(a.uid, a.gid)")
-    for round in range(3):
-        name = f"mailctl-race-{os.getpid()}-{round}"
+    for n in range(3):
+        name = f"mailctl-race-{os.getpid()}-{n}"
         try:
             runs = [subprocess.Popen([sys.executable, "-c", code, name], cwd=REPO, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True) for _ in range(8)]
