@@ -15,6 +15,7 @@ import socket
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from . import unixsocket
 from .errors import MailError
 from .root import Root
 
@@ -48,7 +49,8 @@ def request(root: Root, command: str, timeout: float = 10.0, **args) -> dict:
     sock.settimeout(timeout)
     try:
         try:
-            sock.connect(_connectable(path))
+            with unixsocket.address(path) as where:
+                sock.connect(where)
         except (ConnectionRefusedError, FileNotFoundError):
             raise NotRunning(f"mailctl is not running on {root.path} (stale run/{SOCKET_NAME}); "
                              f"start it with 'mailctl start'") from None
@@ -87,23 +89,11 @@ def _checked(reply: dict, command: str) -> dict:
     return reply
 
 
-def _connectable(path: Path) -> str:
-    """AF_UNIX paths are limited to about 107 bytes; long ones go through /proc/self/fd."""
-    text = str(path)
-    if len(text.encode()) < 100:
-        return text
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    _keep_open.append(fd)
-    return f"/proc/self/fd/{fd}/{path.name}"
-
-
-_keep_open: list[int] = []
-
-
 async def ask(path: Path, command: str, timeout: float = 5.0, **args) -> dict:
     """request() from inside an event loop, to a given socket (the supervisor asking a serving process)."""
     async def exchange() -> dict:
-        reader, writer = await asyncio.open_unix_connection(_connectable(path))
+        with unixsocket.address(path) as where:
+            reader, writer = await asyncio.open_unix_connection(where)
         try:
             writer.write(_request_line(command, args))
             reply = json.loads(await reader.readline())
@@ -150,17 +140,8 @@ async def serve(runtime, path: Path | None = None) -> asyncio.AbstractServer:
 
     old = os.umask(0o077)       # only the owner may control the server
     try:
-        target = str(path)
-        if len(target.encode()) >= 100:
-            server = await _serve_long_path(client, path)
-        else:
-            server = await asyncio.start_unix_server(client, path=target)
+        with unixsocket.address(path) as where:
+            server = await asyncio.start_unix_server(client, path=where)
     finally:
         os.umask(old)
     return server
-
-
-async def _serve_long_path(client, path: Path):
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(_connectable(path))
-    return await asyncio.start_unix_server(client, sock=sock)

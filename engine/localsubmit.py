@@ -29,7 +29,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import control
+from . import control, unixsocket
 from .errors import InvalidInput, MailError
 from .settings import message_size_limit
 
@@ -107,7 +107,8 @@ async def serve(runtime) -> asyncio.AbstractServer:
             await writer.drain()
             writer.close()
 
-    server = await asyncio.start_unix_server(client, path=str(path))
+    with unixsocket.address(path) as where:
+        server = await asyncio.start_unix_server(client, path=where)
     os.chmod(path, 0o666)
     # local users must reach the socket: the root and run/ are made traversable (x), not
     # listable or readable, by others
@@ -167,7 +168,8 @@ def submit(root, data: bytes, sender: str | None, recipients: list[str], extract
     sock.settimeout(timeout)
     try:
         try:
-            sock.connect(str(path))
+            with unixsocket.address(path) as where:
+                sock.connect(where)
         except (FileNotFoundError, ConnectionRefusedError, PermissionError, NotADirectoryError) as e:
             raise ServerDown(f"the mail server is not running on {root.path} ({os.strerror(e.errno)} on "
                              f"run/{SOCKET_NAME}); message not sent, try again later") from None

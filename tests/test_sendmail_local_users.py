@@ -81,6 +81,23 @@ def test_nobody_sends_through_the_server_with_its_own_address_and_uid(open_tmp):
         assert len(inbox_messages(root)) == 1
 
 
+def test_a_root_too_deep_for_a_socket_address_still_takes_local_users_mail(open_tmp):
+    """An AF_UNIX address holds 107 bytes: run/submit.sock under a deeper root is reached
+    through its folder's descriptor, by the server and by a user who may only pass through."""
+    deep = open_tmp / ("a-rather-long-folder-name-" * 5)
+    deep.mkdir(mode=0o711)
+    root = make_root(deep, accounts={"alice@example.com": "secret-pass-1"},
+                     settings={"sendmail.sender_domain": "example.com"})
+    assert len(os.fsencode(str(root.run_dir / "submit.sock"))) > 108
+    os.chmod(root.path, 0o700)
+    os.chmod(root.run_dir, 0o700)
+    with running_server(root):
+        code, err = sendmail_as("nobody", root, ["-t", "-i"])
+        assert code == 0, err
+        [msg] = inbox_messages(root)
+        assert b"Return-Path: <nobody@example.com>" in msg and b"nightly report" in msg
+
+
 def test_allowed_senders_let_a_user_use_another_address(open_tmp):
     root = make_root(open_tmp, accounts={"alice@example.com": "secret-pass-1"},
                      settings={"sendmail.sender_domain": "example.com",
