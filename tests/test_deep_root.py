@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from helpers_server import make_root, mailctl, serve_status, serve_process, wait_for_processes
 
 
@@ -11,11 +13,16 @@ def _open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def test_a_deep_root_serves_and_its_control_sockets_leak_nothing(tmp_path):
+@pytest.mark.parametrize("run_dir", ["in the root", "a link elsewhere"])
+def test_a_deep_root_serves_and_its_control_sockets_leak_nothing(tmp_path, run_dir):
     deep = tmp_path / ("a-rather-long-folder-name-" * 5)
     deep.mkdir()
     root = make_root(deep, accounts={"alice@example.com": "secret-pass-1"},
                      settings={"server.processes": 2})
+    if run_dir == "a link elsewhere":          # as /run/mailctl: run/ is the admin's to point
+        elsewhere = deep / "elsewhere-run"
+        root.run_dir.rename(elsewhere)
+        root.run_dir.symlink_to(elsewhere)
     assert len(os.fsencode(str(root.run_dir / "control.1.sock"))) > 108
     with serve_process(root) as proc:
         pids = wait_for_processes(root, 2)
