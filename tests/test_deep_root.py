@@ -6,11 +6,8 @@ import os
 
 import pytest
 
+from helpers_process import open_fds
 from helpers_server import make_root, mailctl, serve_status, serve_process, wait_for_processes
-
-
-def _open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 @pytest.mark.parametrize("run_dir", ["in the root", "a link elsewhere"])
@@ -28,10 +25,10 @@ def test_a_deep_root_serves_and_its_control_sockets_leak_nothing(tmp_path, run_d
         pids = wait_for_processes(root, 2)
         for _ in range(3):                       # every process has opened what it keeps open
             serve_status(root)
-        before = {pid: _open_fds(pid) for pid in (proc.proc.pid, *pids)}
+        before = {pid: open_fds(pid) for pid in (proc.proc.pid, *pids)}
         for _ in range(25):                      # each one asks both serving processes
             assert len(serve_status(root)["serving"]) == 2
-        after = {pid: _open_fds(pid) for pid in before}
+        after = {pid: open_fds(pid) for pid in before}
         assert after == before
         assert mailctl(root, "reload").returncode == 0
         assert proc.terminate(30) == 0
